@@ -1,0 +1,45 @@
+"""Install missing Python packages on first use, after asking the user; never replace Slicer's own packages."""
+
+import importlib.util
+
+import slicer
+
+# Packages CardioQuant needs that Slicer does not ship (numpy, SimpleITK, vtk come with Slicer: never reinstalled).
+REQUIREMENTS = {
+    "monai": "monai==1.6.1",
+    "highdicom": "highdicom==0.28.2",
+    "jsonschema": "jsonschema==4.26.0",
+    "scipy": "scipy==1.18.1",
+    "matplotlib": "matplotlib==3.11.2",
+}
+
+
+def missing_packages(needs_torch=True):
+    missing = [req for module, req in REQUIREMENTS.items() if importlib.util.find_spec(module) is None]
+    torch_missing = needs_torch and importlib.util.find_spec("torch") is None
+    return missing, torch_missing
+
+
+def ensure_dependencies(needs_torch=True):
+    """True when everything is importable, after installing what is missing if the user agrees."""
+    missing, torch_missing = missing_packages(needs_torch)
+    if not missing and not torch_missing:
+        return True
+    listing = ", ".join(missing + (["torch (through the PyTorch extension)"] if torch_missing else []))
+    if not slicer.util.confirmOkCancelDisplay(
+            f"CardioQuant needs these Python packages: {listing}.\nInstall them now? This takes a few minutes "
+            "and needs the internet once.", "CardioQuant: install dependencies"):
+        return False
+    with slicer.util.WaitCursor():
+        if torch_missing:
+            import PyTorchUtils  # from the PyTorch extension (an EXTENSION_DEPENDS): picks the right CUDA build
+
+            if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False) is None:
+                slicer.util.errorDisplay("PyTorch could not be installed; see the PyTorch Utils module.")
+                return False
+        if missing:
+            if hasattr(slicer, "packaging") and hasattr(slicer.packaging, "pip_ensure"):
+                slicer.packaging.pip_ensure(missing)  # Slicer >= 5.12: respects Slicer's pinned packages
+            else:
+                slicer.util.pip_install(missing)
+    return True

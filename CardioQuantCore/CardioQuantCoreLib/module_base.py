@@ -1,0 +1,196 @@
+"""Base Widget and Logic classes for the CardioQuant modules, following Slicer's scripted-module template.
+
+A module file subclasses these and sets MODULE_KEY (the `cardioquant` pipeline name); the panel gets the
+input selector, Apply that turns into Cancel while the background process runs, a progress bar, the results
+table and Export. Results always go into new nodes: a re-run never replaces a segmentation the user edited.
+"""
+
+import os
+import shutil
+
+import qt
+import slicer
+from slicer.ScriptedLoadableModule import ScriptedLoadableModuleLogic, ScriptedLoadableModuleWidget
+from slicer.util import VTKObservationMixin
+
+from cardioquant import pipelines
+from cardioquant import scene as scene_layer
+from cardioquant.errors import CardioQuantError
+from cardioquant.imageio import LoadedImage
+from cardioquant.progress import Progress
+
+from .background import BackgroundRun
+from .dependencies import ensure_dependencies
+
+
+class CardioQuantLogic(ScriptedLoadableModuleLogic):
+    MODULE_KEY = None
+
+    def pipeline(self):
+        return pipelines.get(self.MODULE_KEY)
+
+    def isAvailable(self):
+        return self.pipeline() is not None
+
+    def process(self, inputVolumeNode, options, progressCallback=None):
+        """Run in this process (scripting, self-tests, headless Slicer); returns (segmentationNode, tableNode, result).
+
+        `options` is an argparse-style namespace of the module's command-line options (see `defaultOptions`).
+        """
+        image = scene_layer.image_from_volume_node(inputVolumeNode)
+        loaded = LoadedImage(image=image, path=inputVolumeNode.GetName(), format="mrml",
+                             dicom=self.dicomAttributes(inputVolumeNode))
+        result = self.pipeline().run(loaded, options, Progress(progressCallback))
+        return self.addResultToScene(result, inputVolumeNode) + (result,)
+
+    def defaultOptions(self, **overrides):
+        from cardioquant.cli import build_parser
+
+        options = build_parser().parse_args([self.MODULE_KEY, "input", "-o", "unused"])
+        for key, value in overrides.items():
+            setattr(options, key, value)
+        return options
+
+    @staticmethod
+    def dicomAttributes(volumeNode):
+        """KVP and modality of a volume loaded from DICOM (Slicer keeps the instance UIDs on the node)."""
+        attributes = {}
+        uids = (volumeNode.GetAttribute("DICOM.instanceUIDs") or "").split()
+        if uids and hasattr(slicer, "dicomDatabase") and slicer.dicomDatabase:
+            for key, tag in (("kvp", "0018,0060"), ("modality", "0008,0060"), ("contrast_agent", "0018,0010")):
+                value = slicer.dicomDatabase.instanceValue(uids[0], tag)
+                if value:
+                    attributes[key] = value
+        return attributes
+
+    def addResultToScene(self, result, inputVolumeNode):
+        scene = slicer.mrmlScene
+        name = slicer.mrmlScene.GenerateUniqueName(f"{inputVolumeNode.GetName()} {self.MODULE_KEY}")
+        segmentationNode = None
+        if result.label_image is not None:
+            segmentationNode = scene_layer.segmentation_node_from_labelmap(
+                scene, result.label_image, inputVolumeNode, result.label_table, name)
+        tableNode = scene_layer.table_node_from_records(scene, result.table_rows, name + " table")
+        return segmentationNode, tableNode
+
+    def loadOutputs(self, outputDir, inputVolumeNode):
+        """Load a background run's files as new nodes (never into existing ones)."""
+        key = self.MODULE_KEY
+        scene = slicer.mrmlScene
+        name = scene.GenerateUniqueName(f"{inputVolumeNode.GetName()} {key}")
+        segmentationNode = None
+        segPath = os.path.join(outputDir, f"{key}.seg.nrrd")
+        if os.path.exists(segPath):
+            segmentationNode = scene_layer.load_segmentation(scene, segPath, name)
+            segmentationNode.CreateDefaultDisplayNodes()
+            segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(inputVolumeNode)
+        tableNode = scene_layer.load_table(scene, os.path.join(outputDir, f"{key}.csv"), name + " table")
+        return segmentationNode, tableNode
+
+
+class CardioQuantWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    MODULE_KEY = None
+
+    def __init__(self, parent=None):
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self.run = None
+        self.lastOutputDir = None
+
+    def createLogic(self):
+        raise NotImplementedError
+
+    def extraArguments(self):
+        """Module-specific command-line options taken from the panel's widgets."""
+        return []
+
+    def setup(self):
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath(f"UI/{self.moduleName}.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = self.createLogic()
+        self.ui.applyButton.connect("clicked(bool)", self.onApplyOrCancel)
+        self.ui.exportButton.connect("clicked(bool)", self.onExport)
+        self.ui.inputVolumeSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateButtons)
+        self.ui.progressBar.setVisible(False)
+        self.updateButtons()
+
+    def cleanup(self):
+        self.removeObservers()
+        if self.run:
+            self.run.cancel()
+
+    def updateButtons(self, *_):
+        running = self.run is not None
+        if not self.logic.isAvailable():
+            self.ui.applyButton.enabled = False
+            self.ui.applyButton.toolTip = "This module is not yet available in this version of CardioQuant."
+            self.ui.statusLabel.text = "Not yet available in this version."
+        else:
+            self.ui.applyButton.enabled = running or self.ui.inputVolumeSelector.currentNode() is not None
+            self.ui.applyButton.text = "Cancel" if running else "Apply"
+        self.ui.exportButton.enabled = self.lastOutputDir is not None and not running
+
+    def onApplyOrCancel(self):
+        if self.run is not None:
+            self.run.cancel()
+            self.run = None
+            self.ui.statusLabel.text = "Cancelled."
+            self.ui.progressBar.setVisible(False)
+            self.updateButtons()
+            return
+        if not ensure_dependencies():
+            return
+        inputNode = self.ui.inputVolumeSelector.currentNode()
+        self.ui.progressBar.setVisible(True)
+        self.ui.progressBar.value = 0
+        self.ui.statusLabel.text = "Running..."
+        with slicer.util.tryWithErrorDisplay("Could not start processing.", waitCursor=True):
+            self.run = BackgroundRun(self.MODULE_KEY, inputNode, self.extraArguments(), self.onProgress,
+                                     self.onFinished, device=self.ui.deviceComboBox.currentText)
+        self.updateButtons()
+
+    def onProgress(self, fraction, message):
+        self.ui.progressBar.value = int(100 * fraction)
+        self.ui.statusLabel.text = message
+
+    def onFinished(self, ok, outputDir, message):
+        run, self.run = self.run, None
+        self.ui.progressBar.setVisible(False)
+        if not ok:
+            self.ui.statusLabel.text = "Failed."
+            slicer.util.errorDisplay(f"CardioQuant {self.MODULE_KEY} failed:\n{message}")
+            run.cleanup()
+            self.updateButtons()
+            return
+        segmentationNode, tableNode = self.logic.loadOutputs(outputDir, self.ui.inputVolumeSelector.currentNode())
+        self.ui.resultsTableView.setMRMLTableNode(tableNode)
+        if segmentationNode is not None and hasattr(self.ui, "segmentEditorWidget"):
+            self.ui.segmentEditorWidget.setSegmentationNode(segmentationNode)
+        self.lastOutputDir = outputDir
+        self.ui.statusLabel.text = "Done. Review and edit the segments; Export writes the results."
+        self.updateButtons()
+
+    def onExport(self):
+        target = qt.QFileDialog.getExistingDirectory(None, "Export results to folder")
+        if not target:
+            return
+        clashes = [n for n in os.listdir(self.lastOutputDir) if os.path.exists(os.path.join(target, n))]
+        if clashes and not slicer.util.confirmYesNoDisplay(
+                f"{target} already holds {', '.join(clashes)}. Replace them?"):
+            return
+        for name in os.listdir(self.lastOutputDir):
+            shutil.copy2(os.path.join(self.lastOutputDir, name), target)
+        self.ui.statusLabel.text = f"Exported to {target}"
+
+
+def runSafely(function, *args, **kwargs):
+    """Run a logic call and turn CardioQuant errors into one clear message box."""
+    try:
+        return function(*args, **kwargs)
+    except CardioQuantError as exc:
+        slicer.util.errorDisplay(str(exc))
+        return None

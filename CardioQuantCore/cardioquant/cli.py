@@ -1,0 +1,122 @@
+"""`cardioquant` command line: one subcommand per module, plus `demo`.
+
+Exit codes: 0 success, 2 bad input or usage (one line on stderr says what is wrong and what to do),
+3 processing failure. Existing results are never replaced without --overwrite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from . import __version__, pipelines
+from .errors import CardioQuantError, InputError
+from .imageio import read_image
+from .progress import Progress, StderrBar, machine_readable
+from .results import check_can_write, write_outputs
+
+EXIT_OK, EXIT_INPUT, EXIT_PROCESSING = 0, 2, 3
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", help="scan: .nrrd/.nhdr/.nii(.gz)/.mha file or a folder holding one DICOM series")
+    parser.add_argument("-o", "--output", required=True, type=Path, help="output folder")
+    parser.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda [auto]")
+    parser.add_argument("--weights", help="model weights file to use instead of the bundled/cached ones")
+    parser.add_argument("--overwrite", action="store_true", help="replace results already in the output folder")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--debug", action="store_true", help="print tracebacks on failure")
+    parser.add_argument("--progress-format", choices=("bar", "lines"), default="bar",
+                        help="bar: text bar on stderr; lines: 'PROGRESS f message' lines on stdout (for Slicer)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cardioquant", description="Quantitative cardiac CT/MRI measurements.")
+    parser.add_argument("--version", action="version", version=f"cardioquant {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, title in pipelines.TITLES.items():
+        sub = commands.add_parser(name, help=title, description=title)
+        _add_common(sub)
+        module = pipelines.get(name)
+        if module is not None:
+            module.add_arguments(sub)
+    demo = commands.add_parser("demo", help="run every module on the bundled sample data")
+    demo.add_argument("-o", "--output", required=True, type=Path, help="output folder (one subfolder per module)")
+    demo.add_argument("--device", default="auto")
+    demo.add_argument("--overwrite", action="store_true")
+    demo.add_argument("--quiet", action="store_true")
+    demo.add_argument("--debug", action="store_true")
+    return parser
+
+
+def _progress(label: str, options: argparse.Namespace) -> Progress:
+    if getattr(options, "progress_format", "bar") == "lines":
+        return Progress(machine_readable())
+    return Progress(None if options.quiet else StderrBar(label))
+
+
+def run_module(name: str, options: argparse.Namespace) -> tuple[object, list[Path]]:
+    module = pipelines.get(name)
+    check_can_write(options.output, name, options.overwrite)
+    loaded = read_image(options.input, allow_2d=getattr(module, "ALLOW_2D", False))
+    if module is None:
+        raise InputError(f"'{name}' ({pipelines.TITLES[name]}) is not yet available in cardioquant {__version__}.")
+    result = module.run(loaded, options, _progress(name, options))
+    return result, write_outputs(result, loaded, options.output, overwrite=options.overwrite)
+
+
+def run_demo(options: argparse.Namespace) -> int:
+    """Each available module on its bundled sample; unavailable modules are listed as such (exit 0)."""
+    rows = []
+    for name, title in pipelines.TITLES.items():
+        module = pipelines.get(name)
+        if module is None:
+            rows.append((name, "not yet available", title))
+            continue
+        sub = argparse.Namespace(**{**vars(build_parser().parse_args([name, str(module.sample_input()), "-o", "x"])),
+                                    "output": options.output / name, "device": options.device,
+                                    "overwrite": options.overwrite, "quiet": options.quiet})
+        started = time.perf_counter()
+        result, _ = run_module(name, sub)
+        rows.append((name, f"ok ({time.perf_counter() - started:.1f} s)", module.summary_line(result)))
+    width = max(len(r[1]) for r in rows)
+    print(f"CardioQuant {__version__} demo - outputs in {options.output}")
+    for name, status, text in rows:
+        print(f"  {name:<8} {status:<{width}}  {text}")
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="cardioquant: %(levelname)s: %(message)s")
+    parser = build_parser()
+    options = parser.parse_args(argv)  # usage errors exit with 2 (argparse)
+    try:
+        if options.command == "demo":
+            return run_demo(options)
+        result, written = run_module(options.command, options)
+        if not options.quiet:
+            print(pipelines.get(options.command).summary_line(result))
+            print(f"wrote {len(written)} files to {options.output}")
+        return EXIT_OK
+    except CardioQuantError as exc:
+        if options.debug:
+            traceback.print_exc()
+        print(f"cardioquant: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("cardioquant: interrupted; nothing was written", file=sys.stderr)
+        return EXIT_PROCESSING
+    except Exception as exc:  # a bug or an unexpected failure: still one clear line and exit 3
+        if options.debug:
+            traceback.print_exc()
+        print(f"cardioquant: processing failed: {type(exc).__name__}: {exc} (rerun with --debug for details)",
+              file=sys.stderr)
+        return EXIT_PROCESSING
+
+
+if __name__ == "__main__":
+    sys.exit(main())

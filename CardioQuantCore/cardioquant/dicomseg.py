@@ -1,0 +1,74 @@
+"""DICOM SEG export of any CardioQuant label map, referencing the DICOM series it was computed from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .errors import InputError
+from .labels import LabelTable
+
+
+def _code(triplet):
+    from highdicom.sr import CodedConcept
+
+    scheme, value, meaning = triplet
+    return CodedConcept(value=value, scheme_designator=scheme, meaning=meaning)
+
+
+def export_dicom_seg(label_array_kji: np.ndarray, table: LabelTable, source_files: list[str], output_path: str | Path,
+                     algorithm_name: str, algorithm_version: str = __version__, series_description: str = "") -> Path:
+    """Write a binary DICOM Segmentation with one segment per label present, coded with the table's terminology.
+
+    `label_array_kji` must be on the grid of the source series (slice k = `source_files[k]`, as read by
+    `cardioquant.imageio`). Inputs that were not DICOM cannot be referenced, so they are refused.
+    """
+    import highdicom as hd
+    import pydicom
+
+    if not source_files:
+        raise InputError("DICOM SEG export needs the input to be a DICOM series (a SEG must reference its images); "
+                         "export the .seg.nrrd or label map instead.")
+    sources = [pydicom.dcmread(f) for f in source_files]
+    if label_array_kji.shape != (len(sources), int(sources[0].Rows), int(sources[0].Columns)):
+        raise InputError(f"label map shape {label_array_kji.shape} does not match the DICOM series "
+                         f"({len(sources)} x {sources[0].Rows} x {sources[0].Columns})")
+    present = [s for s in table.segments if np.any(label_array_kji == s.value)]
+    if not present:
+        raise InputError("nothing to export: the segmentation is empty")
+    # highdicom takes a label map whose values are segment numbers 1..N.
+    renumbered = np.zeros(label_array_kji.shape, dtype=np.uint8)
+    descriptions = []
+    algorithm = hd.AlgorithmIdentificationSequence(name=algorithm_name, version=algorithm_version,
+                                                   family=_code(("DCM", "113027", "Specified")))  # no closer code exists
+    for number, spec in enumerate(present, start=1):
+        renumbered[label_array_kji == spec.value] = number
+        descriptions.append(hd.seg.SegmentDescription(
+            segment_number=number,
+            segment_label=spec.name,
+            segmented_property_category=_code(spec.category),
+            segmented_property_type=_code(spec.type),
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.SEMIAUTOMATIC,
+            algorithm_identification=algorithm,
+            anatomic_regions=[_code(spec.region)] if spec.region else None,
+        ))
+    seg = hd.seg.Segmentation(
+        source_images=sources,
+        pixel_array=renumbered,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descriptions,
+        series_instance_uid=hd.UID(),
+        series_number=9001,
+        sop_instance_uid=hd.UID(),
+        instance_number=1,
+        manufacturer="CardioQuant",
+        manufacturer_model_name=algorithm_name,
+        software_versions=f"cardioquant {__version__}",
+        device_serial_number="0",
+        series_description=series_description or f"CardioQuant {algorithm_name}",
+    )
+    output_path = Path(output_path)
+    seg.save_as(output_path)
+    return output_path

@@ -1,0 +1,75 @@
+"""Image geometry: SimpleITK (LPS) <-> Slicer (RAS) matrices, and grid checks shared by every module.
+
+Arrays are always indexed [k, j, i] (slice, row, column), the order of both
+`SimpleITK.GetArrayFromImage` and `slicer.util.arrayFromVolume`, so no transposes are needed anywhere.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk
+
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
+
+
+def direction_matrix(image: sitk.Image) -> np.ndarray:
+    dim = image.GetDimension()
+    return np.array(image.GetDirection(), dtype=float).reshape(dim, dim)
+
+
+def ijk_to_ras(image: sitk.Image) -> np.ndarray:
+    """4x4 homogeneous matrix mapping (i, j, k, 1) voxel indices to RAS millimetres."""
+    if image.GetDimension() != 3:
+        raise ValueError("ijk_to_ras needs a 3D image")
+    lps = direction_matrix(image) @ np.diag(image.GetSpacing())
+    matrix = np.eye(4)
+    matrix[:3, :3] = LPS_TO_RAS @ lps
+    matrix[:3, 3] = LPS_TO_RAS @ np.array(image.GetOrigin())
+    return matrix
+
+
+def geometry_from_ijk_to_ras(matrix: np.ndarray) -> tuple[tuple, tuple, tuple]:
+    """(spacing, origin, direction) in SimpleITK's LPS convention from a 4x4 IJK-to-RAS matrix."""
+    matrix = np.asarray(matrix, dtype=float)
+    lps = LPS_TO_RAS @ matrix[:3, :3]
+    spacing = np.linalg.norm(lps, axis=0)
+    direction = lps / spacing
+    origin = LPS_TO_RAS @ matrix[:3, 3]
+    return tuple(spacing.tolist()), tuple(origin.tolist()), tuple(direction.ravel().tolist())
+
+
+def image_from_array(array_kji: np.ndarray, reference: sitk.Image) -> sitk.Image:
+    """A SimpleITK image holding `array_kji` on the grid of `reference`."""
+    image = sitk.GetImageFromArray(array_kji)
+    image.CopyInformation(reference)
+    return image
+
+
+def is_axis_aligned(image: sitk.Image, tolerance_deg: float = 1.0) -> bool:
+    """True when every image axis is parallel (within tolerance) to a patient axis (no oblique acquisition)."""
+    direction = np.abs(direction_matrix(image))
+    return bool(np.all(direction.max(axis=0) >= np.cos(np.deg2rad(tolerance_deg))))
+
+
+def slice_axis(image: sitk.Image) -> int:
+    """Patient axis (0 L-R, 1 A-P, 2 S-I) that the image's k axis runs along."""
+    return int(np.argmax(np.abs(direction_matrix(image)[:, 2])))
+
+
+def same_grid(a: sitk.Image, b: sitk.Image, tolerance: float = 1e-4) -> bool:
+    return (a.GetSize() == b.GetSize()
+            and np.allclose(a.GetSpacing(), b.GetSpacing(), atol=tolerance)
+            and np.allclose(a.GetOrigin(), b.GetOrigin(), atol=tolerance)
+            and np.allclose(a.GetDirection(), b.GetDirection(), atol=tolerance))
+
+
+def resample_to(image: sitk.Image, reference: sitk.Image, is_label: bool, default: float = 0.0) -> sitk.Image:
+    """Resample onto the reference grid (nearest neighbour for labels, linear otherwise)."""
+    if same_grid(image, reference):
+        return image
+    interpolator = sitk.sitkNearestNeighbor if is_label else sitk.sitkLinear
+    return sitk.Resample(image, reference, sitk.Transform(), interpolator, default, image.GetPixelID())
+
+
+def voxel_volume_mm3(image: sitk.Image) -> float:
+    return float(np.prod(image.GetSpacing()))

@@ -1,0 +1,195 @@
+"""Input readers: NRRD/NHDR, NIfTI, MHA/MHD and DICOM series folders.
+
+Every reader returns a `LoadedImage`: the SimpleITK image (physical geometry intact) plus the DICOM
+attributes modules need (modality, KVP, rescale, contrast agent, slice positions). Bad input raises
+`InputError` with one sentence saying what is wrong and what to do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from .errors import InputError
+from .geometry import direction_matrix
+
+IMAGE_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd")
+
+# DICOM attributes kept from a series: (keyword used in code, "group|element" tag as SimpleITK names it).
+DICOM_TAGS = {
+    "modality": "0008|0060",
+    "kvp": "0018|0060",
+    "slice_thickness": "0018|0050",
+    "rescale_slope": "0028|1053",
+    "rescale_intercept": "0028|1052",
+    "contrast_agent": "0018|0010",
+    "manufacturer": "0008|0070",
+    "series_description": "0008|103e",
+    "series_instance_uid": "0020|000e",
+    "study_instance_uid": "0020|000d",
+    "frame_of_reference_uid": "0020|0052",
+}
+
+
+@dataclass
+class LoadedImage:
+    image: sitk.Image
+    path: str
+    format: str
+    dicom: dict = field(default_factory=dict)
+    source_files: list[str] = field(default_factory=list)  # DICOM files in slice order (for DICOM SEG)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def modality(self) -> str | None:
+        return self.dicom.get("modality") or None
+
+    @property
+    def kvp(self) -> float | None:
+        try:
+            return float(self.dicom["kvp"])
+        except (KeyError, ValueError, TypeError):
+            return None
+
+    def array(self, dtype=np.float32) -> np.ndarray:
+        return sitk.GetArrayFromImage(self.image).astype(dtype, copy=False)
+
+
+def _has_image_suffix(path: Path) -> bool:
+    return path.name.lower().endswith(IMAGE_SUFFIXES)
+
+
+def read_image(path: str | os.PathLike, allow_2d: bool = False) -> LoadedImage:
+    """Read an image file or a DICOM series folder and validate it (see `validate_image`)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"input not found: {path}. Give an image file (.nrrd, .nii.gz, .mha) or a DICOM folder.")
+    if path.is_dir():
+        loaded = _read_dicom_folder(path)
+    elif _has_image_suffix(path):
+        loaded = _read_file(path)
+    else:
+        loaded = _read_dicom_folder(path.parent, only_file=path)
+    validate_image(loaded, allow_2d=allow_2d)
+    return loaded
+
+
+def _read_file(path: Path) -> LoadedImage:
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        raise InputError(f"cannot read {path}: not a readable image ({str(exc).strip().splitlines()[-1]})") from exc
+    fmt = next(s for s in IMAGE_SUFFIXES if path.name.lower().endswith(s)).lstrip(".")
+    dicom = {}
+    if image.HasMetaDataKey("modality"):  # NRRD key/value written by this package's own outputs
+        dicom["modality"] = image.GetMetaData("modality")
+    return LoadedImage(image=image, path=str(path), format=fmt, dicom=dicom)
+
+
+def _read_dicom_folder(folder: Path, only_file: Path | None = None) -> LoadedImage:
+    reader = sitk.ImageSeriesReader
+    if only_file is None and not any(folder.iterdir()):
+        raise InputError(f"folder is empty: {folder}. Point to a folder holding one DICOM series.")
+    series_ids = reader.GetGDCMSeriesIDs(str(folder))
+    if not series_ids:
+        raise InputError(f"no DICOM series found in {folder}; give an image file or a folder of DICOM files.")
+    if only_file is not None:
+        uid = _series_uid_of_file(only_file)
+        series_ids = [uid] if uid in series_ids else series_ids[:1]
+    if len(series_ids) > 1:
+        listed = ", ".join(series_ids[:4]) + (" ..." if len(series_ids) > 4 else "")
+        raise InputError(f"{folder} holds {len(series_ids)} DICOM series ({listed}); "
+                         "mixed series cannot be read as one volume: put one series per folder.")
+    files = list(reader.GetGDCMSeriesFileNames(str(folder), series_ids[0]))
+    series = reader()
+    series.SetFileNames(files)
+    series.MetaDataDictionaryArrayUpdateOn()
+    series.LoadPrivateTagsOff()
+    try:
+        image = series.Execute()
+    except RuntimeError as exc:
+        raise InputError(f"cannot read the DICOM series in {folder}: {str(exc).strip().splitlines()[-1]}") from exc
+    dicom = {key: series.GetMetaData(0, tag).strip() for key, tag in DICOM_TAGS.items() if series.HasMetaDataKey(0, tag)}
+    loaded = LoadedImage(image=image, path=str(folder), format="dicom", dicom=dicom, source_files=files)
+    positions = [series.GetMetaData(i, "0020|0032") for i in range(len(files)) if series.HasMetaDataKey(i, "0020|0032")]
+    if len(positions) == len(files) and len(files) > 2:
+        _check_slice_spacing(loaded, positions)
+    return loaded
+
+
+def _series_uid_of_file(path: Path) -> str:
+    file_reader = sitk.ImageFileReader()
+    file_reader.SetFileName(str(path))
+    try:
+        file_reader.ReadImageInformation()
+    except RuntimeError as exc:
+        raise InputError(f"cannot read {path}: not an image file or DICOM file") from exc
+    return file_reader.GetMetaData("0020|000e").strip() if file_reader.HasMetaDataKey("0020|000e") else ""
+
+
+def _check_slice_spacing(loaded: LoadedImage, positions: list[str]) -> None:
+    """Refuse series with gaps or uneven slice steps: a single spacing would misplace slices silently."""
+    points = np.array([[float(v) for v in p.split("\\")] for p in positions])
+    normal = direction_matrix(loaded.image)[:, 2]
+    steps = np.diff(np.sort(points @ normal))
+    if steps.size and (steps.min() <= 0 or (steps.max() - steps.min()) > 0.01 * steps.mean() + 1e-3):
+        raise InputError(f"{loaded.path}: slice positions are unevenly spaced (steps {steps.min():.3f}-{steps.max():.3f} mm) "
+                         "or duplicated; export a series with a constant slice increment.")
+    loaded.dicom["slice_increment"] = f"{float(np.median(steps)):.6g}"
+
+
+def validate_image(loaded: LoadedImage, allow_2d: bool = False) -> None:
+    """Checks shared by every module: dimension, finite voxels, positive spacing."""
+    image = loaded.image
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(f"{loaded.path}: image has {image.GetNumberOfComponentsPerPixel()} components per voxel; "
+                         "give a single-channel (greyscale) scan.")
+    is_2d = image.GetDimension() == 2 or (image.GetDimension() == 3 and image.GetSize()[2] == 1)
+    if image.GetDimension() not in (2, 3):
+        raise InputError(f"{loaded.path}: {image.GetDimension()}D images are not supported; give a 3D volume.")
+    if is_2d and not allow_2d:
+        raise InputError(f"{loaded.path}: this is a 2D image (size {image.GetSize()}); this module needs a 3D volume.")
+    spacing = np.array(image.GetSpacing())
+    if not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
+        raise InputError(f"{loaded.path}: voxel spacing {tuple(spacing)} is missing or invalid; fix the header.")
+    array = sitk.GetArrayViewFromImage(image)
+    if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
+        bad = int(np.count_nonzero(~np.isfinite(array)))
+        raise InputError(f"{loaded.path}: {bad} voxels are NaN or infinite; the scan is corrupt or was "
+                         "resampled with an invalid fill value.")
+
+
+def read_mask(path: str | os.PathLike, reference: sitk.Image) -> sitk.Image:
+    """Read a label/mask image and put it on the reference grid (nearest neighbour when grids differ)."""
+    from .geometry import resample_to
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"mask not found: {path}")
+    loaded = _read_file(path) if path.is_file() else _read_dicom_folder(path)
+    image = loaded.image
+    if image.GetDimension() != reference.GetDimension():
+        raise InputError(f"{path}: mask is {image.GetDimension()}D but the scan is {reference.GetDimension()}D")
+    return resample_to(sitk.Cast(image, sitk.sitkUInt16), reference, is_label=True)
+
+
+def fingerprint(loaded: LoadedImage) -> dict:
+    """Identifies the input without patient data: voxel checksum, grid, and file name."""
+    image = loaded.image
+    digest = hashlib.sha256(sitk.GetArrayViewFromImage(image).tobytes()).hexdigest()
+    return {
+        "file": os.path.basename(loaded.path.rstrip("/")),
+        "format": loaded.format,
+        "voxels_sha256": digest,
+        "size": list(image.GetSize()),
+        "spacing_mm": [round(s, 6) for s in image.GetSpacing()],
+        "origin_lps_mm": [round(o, 6) for o in image.GetOrigin()],
+        "direction": [round(d, 6) for d in image.GetDirection()],
+        "modality": loaded.modality,
+        "kvp": loaded.kvp,
+    }

@@ -1,0 +1,70 @@
+"""Label tables: label value <-> segment name, colour and standard terminology (SNOMED CT codes).
+
+One `LabelTable` per module output; the same table names segments in Slicer, rows in DICOM SEG and the
+`labels` entry of the module JSON, so a label value means the same thing everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+Code = tuple[str, str, str]  # (coding scheme designator, code value, code meaning)
+
+# Categories and types used across modules (DICOM CID 7150/7151, SNOMED CT).
+TISSUE: Code = ("SCT", "85756007", "Tissue")
+ANATOMICAL_STRUCTURE: Code = ("SCT", "123037004", "Anatomical Structure")
+MORPHOLOGICALLY_ALTERED: Code = ("SCT", "49755003", "Morphologically Altered Structure")
+PHYSICAL_OBJECT: Code = ("SCT", "260787004", "Physical object")
+
+SLICER_CONTEXT = "Segmentation category and type - 3D Slicer General Anatomy list"
+ANATOMIC_CONTEXT = "Anatomic codes - DICOM master list"
+
+
+@dataclass(frozen=True)
+class SegmentSpec:
+    value: int
+    name: str
+    color: tuple[float, float, float]
+    category: Code
+    type: Code
+    region: Code | None = None
+    description: str = ""
+
+    def terminology_entry(self) -> str:
+        """Slicer's serialised terminology entry (context~category~type~modifier~anatomic context~region~modifier)."""
+        def code(c: Code | None) -> str:
+            return "^".join(c) if c else "^^"
+
+        return "~".join([SLICER_CONTEXT, code(self.category), code(self.type), "^^", ANATOMIC_CONTEXT,
+                         code(self.region), "^^"])
+
+    def to_json(self) -> dict:
+        return {
+            "value": self.value,
+            "name": self.name,
+            "color": [round(c, 4) for c in self.color],
+            "category": list(self.category),
+            "type": list(self.type),
+            "region": list(self.region) if self.region else None,
+            "description": self.description,
+        }
+
+
+@dataclass
+class LabelTable:
+    segments: list[SegmentSpec] = field(default_factory=list)
+
+    def __post_init__(self):
+        values = [s.value for s in self.segments]
+        names = [s.name for s in self.segments]
+        if len(set(values)) != len(values) or len(set(names)) != len(names) or 0 in values:
+            raise ValueError("label values and names must be unique and non-zero")
+
+    def by_value(self, value: int) -> SegmentSpec:
+        return next(s for s in self.segments if s.value == value)
+
+    def by_name(self, name: str) -> SegmentSpec | None:
+        return next((s for s in self.segments if s.name == name), None)
+
+    def to_json(self) -> list[dict]:
+        return [s.to_json() for s in self.segments]

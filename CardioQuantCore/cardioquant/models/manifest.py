@@ -1,0 +1,67 @@
+"""The model manifest: which networks CardioQuant ships, how to build them and what they were trained on."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import jsonschema
+
+from ..errors import InputError
+
+MODELS_DIR = Path(__file__).resolve().parent
+MANIFEST_PATH = MODELS_DIR / "manifest.json"
+SCHEMA_PATH = MODELS_DIR / "manifest.schema.json"
+BUNDLED_WEIGHTS_DIR = MODELS_DIR / "weights"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    version: str
+    file: str
+    sha256: str
+    architecture: dict
+    input: dict
+    labels: dict
+    training_data: str
+    accuracy: dict
+    url: str | None = None
+    size_bytes: int | None = None
+    training_script: str = ""
+    licence: str = ""
+
+    @classmethod
+    def from_json(cls, data: dict) -> ModelEntry:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def provenance(self) -> dict:
+        """What goes into every result JSON: enough to know exactly which model produced it."""
+        return {"name": self.name, "version": self.version, "sha256": self.sha256,
+                "training_data": self.training_data, "accuracy": self.accuracy}
+
+
+def load_manifest(path: str | Path | None = None) -> dict[str, ModelEntry]:
+    """Validate a manifest against its JSON schema and index its models by name."""
+    path = Path(path) if path else MANIFEST_PATH
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"cannot read model manifest {path}: {exc}") from exc
+    schema = json.loads(SCHEMA_PATH.read_text())
+    try:
+        jsonschema.validate(data, schema)
+    except jsonschema.ValidationError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path)
+        raise InputError(f"model manifest {path} is invalid at '{where}': {exc.message}") from exc
+    entries = [ModelEntry.from_json(m) for m in data["models"]]
+    return {e.name: e for e in entries}
+
+
+def get_model(name: str, manifest_path: str | Path | None = None) -> ModelEntry:
+    models = load_manifest(manifest_path)
+    if name not in models:
+        raise InputError(f"model '{name}' is not in the manifest (known: {', '.join(sorted(models)) or 'none'})")
+    return models[name]

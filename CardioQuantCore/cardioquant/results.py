@@ -1,0 +1,130 @@
+"""The result of one module run and the files every module writes (the output contract).
+
+OUTDIR/<module>.json         scores, settings, versions, input fingerprint, label table, warnings
+OUTDIR/<module>.seg.nrrd     Slicer segmentation (names, colours, terminology; input grid)
+OUTDIR/<module>_labels.nrrd  plain label map on the input grid (values in the JSON's `labels`)
+OUTDIR/<module>.csv          the main table (one row per artery / vertebra / segment / vessel)
+OUTDIR/<module>_report.png   one-page visual report (and .pdf)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from . import __version__
+from .errors import InputError
+from .imageio import LoadedImage, fingerprint
+from .labels import LabelTable
+
+
+@dataclass
+class ModuleResult:
+    module: str
+    summary: dict
+    label_image: sitk.Image | None
+    label_table: LabelTable
+    table_rows: list[dict]
+    settings: dict
+    models: list[dict] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    report: Callable[[Path], None] | None = None  # draws the report into the given path (.png; .pdf beside it)
+
+    def output_names(self) -> list[str]:
+        return output_names(self.module)
+
+
+def output_names(module: str) -> list[str]:
+    return [f"{module}.json", f"{module}.seg.nrrd", f"{module}_labels.nrrd", f"{module}.csv",
+            f"{module}_report.png", f"{module}_report.pdf"]
+
+
+def check_can_write(outdir: Path, module: str, overwrite: bool) -> None:
+    """Refuse to replace earlier results (they may hold a user's edits) unless overwrite was asked for."""
+    existing = [n for n in output_names(module) if (outdir / n).exists()]
+    if existing and not overwrite:
+        raise InputError(f"{outdir} already holds {module} results ({', '.join(existing)}); "
+                         "choose another output folder or pass --overwrite to replace them.")
+    if outdir.exists() and not outdir.is_dir():
+        raise InputError(f"output path {outdir} exists and is not a folder")
+
+
+def software_versions() -> dict:
+    versions = {"cardioquant": __version__, "python": platform.python_version()}
+    for package in ("slicer-core", "vtk", "torch", "monai", "SimpleITK", "numpy", "scipy", "highdicom", "vmtk", "svzerod"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return versions
+
+
+def _json_safe(value):
+    """NaN/inf are not JSON: write them as null. numpy scalars become Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def result_document(result: ModuleResult, loaded: LoadedImage) -> dict:
+    document = dict(result.summary)
+    document.update({
+        "module": result.module,
+        "settings": result.settings,
+        "versions": {**software_versions(), "models": result.models},
+        "input": fingerprint(loaded),
+        "labels": result.label_table.to_json(),
+        "warnings": result.warnings,
+    })
+    return _json_safe(document)
+
+
+def write_outputs(result: ModuleResult, loaded: LoadedImage, outdir: str | Path, overwrite: bool = False) -> list[Path]:
+    """Write every output into a temporary folder first, then move them in: a failure leaves OUTDIR untouched."""
+    from . import scene as scene_layer
+
+    outdir = Path(outdir)
+    check_can_write(outdir, result.module, overwrite)
+    outdir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{result.module}-", dir=outdir))
+    try:
+        name = result.module
+        (staging / f"{name}.json").write_text(json.dumps(result_document(result, loaded), indent=2))
+        scene = scene_layer.new_scene()
+        table_node = scene_layer.table_node_from_records(scene, result.table_rows, name)
+        scene_layer.save_node(table_node, staging / f"{name}.csv")
+        if result.label_image is not None:
+            sitk.WriteImage(sitk.Cast(result.label_image, sitk.sitkUInt8), str(staging / f"{name}_labels.nrrd"), True)
+            volume_node = scene_layer.volume_node_from_image(scene, loaded.image, "input")
+            seg_node = scene_layer.segmentation_node_from_labelmap(scene, result.label_image, volume_node,
+                                                                   result.label_table, name)
+            scene_layer.save_node(seg_node, staging / f"{name}.seg.nrrd")
+            for node in (volume_node, seg_node):
+                scene.RemoveNode(node)
+        scene.RemoveNode(table_node)
+        if result.report is not None:
+            result.report(staging / f"{name}_report.png")
+        written = []
+        for path in sorted(staging.iterdir()):
+            target = outdir / path.name
+            shutil.move(str(path), target)
+            written.append(target)
+        return written
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

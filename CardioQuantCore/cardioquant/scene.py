@@ -1,0 +1,277 @@
+"""Scene layer: real MRML nodes through slicer-core (plain Python) or Slicer's own scene (inside Slicer).
+
+Only this module (and the Slicer module files) import `slicer`. Functions take the scene explicitly so
+tests can run several scenes side by side; `new_scene()` also installs the scene as `slicer.mrmlScene`
+outside Slicer, which lets the parts of `slicer.util` that only need a scene work there too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from . import geometry
+from .labels import LabelTable
+
+
+def _slicer():
+    import slicer  # noqa: PLC0415  (deferred: importing VTK/MRML costs ~1 s; pure-science callers never pay it)
+
+    return slicer
+
+
+def in_slicer_app() -> bool:
+    slicer = _slicer()
+    return hasattr(slicer, "app") and getattr(slicer, "mrmlScene", None) is not None
+
+
+def new_scene():
+    """Slicer's scene inside the application; elsewhere a new slicer-core scene with the logics attached.
+
+    The segmentations logic registers the representation converters (labelmap <-> closed surface); the colour
+    logic creates the default colour tables that labelmap display nodes refer to.
+    """
+    slicer = _slicer()
+    if in_slicer_app():
+        return slicer.mrmlScene
+    scene = slicer.vtkMRMLScene()
+    color_logic = slicer.vtkMRMLColorLogic()
+    color_logic.SetMRMLScene(scene)
+    segmentations_logic = slicer.vtkSlicerSegmentationsModuleLogic()
+    segmentations_logic.SetMRMLScene(scene)
+    scene._cardioquant_logics = (color_logic, segmentations_logic)  # keep the logics alive with the scene
+    if getattr(slicer, "mrmlScene", None) is None:
+        slicer.mrmlScene = scene
+    return scene
+
+
+def _segmentations_logic():
+    slicer = _slicer()
+    if in_slicer_app():
+        return slicer.modules.segmentations.logic()
+    return slicer.vtkSlicerSegmentationsModuleLogic()
+
+
+def _vtk_matrix(matrix: np.ndarray):
+    import vtk
+
+    out = vtk.vtkMatrix4x4()
+    for r in range(4):
+        for c in range(4):
+            out.SetElement(r, c, float(matrix[r, c]))
+    return out
+
+
+def _numpy_matrix(vtk_matrix) -> np.ndarray:
+    return np.array([[vtk_matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+
+
+# --- volumes -------------------------------------------------------------------------------------------
+
+def volume_node_from_image(scene, image: sitk.Image, name: str, labelmap: bool = False):
+    """A scalar (or labelmap) volume node with the image's voxels and exact IJK-to-RAS geometry."""
+    if image.GetDimension() == 2:
+        image = sitk.JoinSeries(image)
+    cls = "vtkMRMLLabelMapVolumeNode" if labelmap else "vtkMRMLScalarVolumeNode"
+    node = scene.AddNewNodeByClass(cls, name)
+    update_volume_node(node, sitk.GetArrayFromImage(image), geometry.ijk_to_ras(image))
+    if not labelmap:
+        node.CreateDefaultDisplayNodes()
+    return node
+
+
+def update_volume_node(node, array_kji: np.ndarray, ijk_to_ras: np.ndarray) -> None:
+    import vtk
+    from vtk.util import numpy_support
+
+    array_kji = np.ascontiguousarray(array_kji)
+    image_data = vtk.vtkImageData()
+    image_data.SetDimensions(array_kji.shape[2], array_kji.shape[1], array_kji.shape[0])
+    vtk_array = numpy_support.numpy_to_vtk(array_kji.ravel(), deep=True)
+    vtk_array.SetName("ImageScalars")
+    image_data.GetPointData().SetScalars(vtk_array)
+    node.SetAndObserveImageData(image_data)
+    node.SetIJKToRASMatrix(_vtk_matrix(ijk_to_ras))
+
+
+def array_from_volume_node(node) -> np.ndarray:
+    from vtk.util import numpy_support
+
+    image_data = node.GetImageData()
+    dims = image_data.GetDimensions()
+    flat = numpy_support.vtk_to_numpy(image_data.GetPointData().GetScalars())
+    return flat.reshape(dims[2], dims[1], dims[0]).copy()
+
+
+def image_from_volume_node(node) -> sitk.Image:
+    """SimpleITK image (LPS geometry) of a volume node; parent transforms are not applied (stated limit)."""
+    import vtk
+
+    matrix = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(matrix)
+    spacing, origin, direction = geometry.geometry_from_ijk_to_ras(_numpy_matrix(matrix))
+    image = sitk.GetImageFromArray(array_from_volume_node(node))
+    image.SetSpacing(spacing)
+    image.SetOrigin(origin)
+    image.SetDirection(direction)
+    return image
+
+
+# --- segmentations ---------------------------------------------------------------------------------------
+
+def segmentation_node_from_labelmap(scene, label_image: sitk.Image, reference_node, table: LabelTable,
+                                    name: str, include_empty: bool = True):
+    """Segmentation node from a label image: one segment per table entry, named, coloured, with terminology.
+
+    Segments for labels absent from the image are created empty when `include_empty` (so the user can paint
+    into them in Segment Editor). The input volume is the reference geometry.
+    """
+    labelmap_node = volume_node_from_image(scene, sitk.Cast(label_image, sitk.sitkInt16), name + "_import", labelmap=True)
+    segmentation_node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+    segmentation_node.CreateDefaultDisplayNodes()
+    if reference_node is not None:
+        segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(reference_node)
+    try:
+        if not _segmentations_logic().ImportLabelmapToSegmentationNode(labelmap_node, segmentation_node):
+            raise RuntimeError("Slicer could not import the label map into a segmentation")
+    finally:
+        scene.RemoveNode(labelmap_node)
+    segmentation = segmentation_node.GetSegmentation()
+    present = {}
+    for index in range(segmentation.GetNumberOfSegments()):
+        segment = segmentation.GetNthSegment(index)
+        present[segment.GetLabelValue()] = segmentation.GetNthSegmentID(index)
+    for spec in table.segments:
+        if spec.value in present:
+            segment = segmentation.GetSegment(present.pop(spec.value))
+        elif include_empty:
+            segment = segmentation.GetSegment(segmentation.AddEmptySegment(spec.name, spec.name, list(spec.color)))
+        else:
+            continue
+        segment.SetName(spec.name)
+        segment.SetColor(*spec.color)
+        segment.SetTerminology(spec.terminology_entry())
+    for stray_id in present.values():  # values outside the table: keep them visible, never drop voxels
+        segmentation.GetSegment(stray_id).SetName(f"unlabelled {segmentation.GetSegment(stray_id).GetLabelValue()}")
+    return segmentation_node
+
+
+def labelmap_from_segmentation_node(segmentation_node, reference_node, table: LabelTable) -> np.ndarray:
+    """Label array [k, j, i] on the reference volume's grid, values from the table by segment name.
+
+    Used to recompute scores after the user edits segments; where segments overlap the later table entry wins.
+    """
+    import vtk
+
+    logic = _segmentations_logic()
+    scene = segmentation_node.GetScene()
+    out = np.zeros(array_from_volume_node(reference_node).shape, dtype=np.uint16)
+    segmentation = segmentation_node.GetSegmentation()
+    for spec in table.segments:
+        segment_id = segmentation.GetSegmentIdBySegmentName(spec.name)
+        if not segment_id:
+            continue
+        ids = vtk.vtkStringArray()
+        ids.InsertNextValue(segment_id)
+        temp = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__cardioquant_export__")
+        try:
+            if not logic.ExportSegmentsToLabelmapNode(segmentation_node, ids, temp, reference_node):
+                raise RuntimeError(f"could not export segment {spec.name}")
+            if temp.GetImageData() is not None:
+                out[array_from_volume_node(temp) != 0] = spec.value
+        finally:
+            scene.RemoveNode(temp)
+    return out
+
+
+def segment_names(segmentation_node) -> list[str]:
+    segmentation = segmentation_node.GetSegmentation()
+    return [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
+
+
+# --- tables ----------------------------------------------------------------------------------------------
+
+def table_node_from_records(scene, records: list[dict], name: str, columns: list[str] | None = None):
+    """Table node with one row per record; numeric columns are typed (double) so Slicer plots them."""
+    import vtk
+
+    columns = columns or list(dict.fromkeys(k for r in records for k in r))
+    node = scene.AddNewNodeByClass("vtkMRMLTableNode", name)
+    table = node.GetTable()
+    for column in columns:
+        values = [r.get(column) for r in records]
+        numeric = all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) or v is None for v in values)
+        array = vtk.vtkDoubleArray() if numeric and records else vtk.vtkStringArray()
+        array.SetName(column)
+        for v in values:
+            if numeric:
+                array.InsertNextValue(float("nan") if v is None else float(v))
+            else:
+                array.InsertNextValue("" if v is None else str(v))
+        table.AddColumn(array)
+    node.Modified()
+    return node
+
+
+def records_from_table_node(node) -> list[dict]:
+    table = node.GetTable()
+    names = [table.GetColumnName(c) for c in range(table.GetNumberOfColumns())]
+    rows = []
+    for r in range(table.GetNumberOfRows()):
+        row = {}
+        for c, n in enumerate(names):
+            value = table.GetValue(r, c)
+            row[n] = value.ToDouble() if value.IsNumeric() else value.ToString()
+        rows.append(row)
+    return rows
+
+
+# --- storage ---------------------------------------------------------------------------------------------
+
+_STORAGE = {
+    "vtkMRMLScalarVolumeNode": "vtkMRMLVolumeArchetypeStorageNode",
+    "vtkMRMLLabelMapVolumeNode": "vtkMRMLVolumeArchetypeStorageNode",
+    "vtkMRMLSegmentationNode": "vtkMRMLSegmentationStorageNode",
+    "vtkMRMLTableNode": "vtkMRMLTableStorageNode",
+}
+
+
+def save_node(node, path: str | Path) -> None:
+    """Write a volume (.nrrd), segmentation (.seg.nrrd) or table (.csv) node with Slicer's own writers."""
+    scene = node.GetScene()
+    storage = scene.AddNewNodeByClass(_STORAGE[node.GetClassName()])
+    try:
+        storage.SetFileName(str(path))
+        storage.SetUseCompression(1)
+        if not storage.WriteData(node):
+            raise OSError(f"Slicer could not write {path}")
+    finally:
+        scene.RemoveNode(storage)
+
+
+def load_node(scene, path: str | Path, node_class: str, name: str | None = None):
+    """Read a node of `node_class` from a file with Slicer's storage node (the reader Slicer itself uses)."""
+    path = Path(path)
+    node = scene.AddNewNodeByClass(node_class, name or path.name.split(".")[0])
+    storage = scene.AddNewNodeByClass(_STORAGE[node_class])
+    storage.SetFileName(str(path))
+    if not storage.ReadData(node):
+        scene.RemoveNode(node)
+        scene.RemoveNode(storage)
+        raise OSError(f"Slicer could not read {path}")
+    node.SetAndObserveStorageNodeID(storage.GetID())
+    return node
+
+
+def load_volume(scene, path, name=None):
+    return load_node(scene, path, "vtkMRMLScalarVolumeNode", name)
+
+
+def load_segmentation(scene, path, name=None):
+    return load_node(scene, path, "vtkMRMLSegmentationNode", name)
+
+
+def load_table(scene, path, name=None):
+    return load_node(scene, path, "vtkMRMLTableNode", name)

@@ -1,0 +1,40 @@
+# CardioQuant developer commands. Each target creates .venv (Python 3.12) on first use.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_OUT ?= demo_output
+
+# Python 3.12: the one Slicer 5.12 ships. On pyenv machines pick the newest 3.12 it has.
+PYTHON312 := $(shell if command -v pyenv >/dev/null 2>&1 && pyenv versions --bare 2>/dev/null | grep -q '^3\.12'; then \
+	PYENV_VERSION=$$(pyenv versions --bare | grep '^3\.12' | tail -1) pyenv which python3.12; \
+	else command -v python3.12; fi)
+
+.PHONY: venv demo test test-slow bench lint clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -n "$(PYTHON312)" || { echo "python3.12 not found: install Python 3.12 (Slicer 5.12's version)" >&2; exit 2; }
+	$(PYTHON312) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/cardioquant demo -o $(DEMO_OUT) --overwrite
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
+
+bench: $(STAMP)
+	$(BIN)/python scripts/bench.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

@@ -1,0 +1,56 @@
+"""Write small synthetic DICOM CT series with pydicom (test fixtures; no patient data)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+
+def write_ct_series(folder: Path, volume_kji: np.ndarray, spacing=(0.5, 0.5, 3.0), origin=(0.0, 0.0, 0.0),
+                    kvp: float | None = 120, modality: str = "CT", series_uid: str | None = None,
+                    study_uid: str | None = None, rescale_intercept: float = -1024.0, z_positions=None) -> list[Path]:
+    """One file per slice, axial orientation, HU stored with a rescale intercept like a scanner does."""
+    folder.mkdir(parents=True, exist_ok=True)
+    series_uid = series_uid or generate_uid()
+    study_uid = study_uid or generate_uid()
+    frame_uid = generate_uid()
+    paths = []
+    for k, plane in enumerate(volume_kji):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = CTImageStorage
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        path = folder / f"slice{k:04d}.dcm"
+        ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+        ds.SOPClassUID = CTImageStorage
+        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study_uid, series_uid, frame_uid
+        ds.Modality = modality
+        ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = "Phantom^Test", "PHANTOM1", "19700101", "O"
+        ds.StudyDate, ds.StudyTime, ds.StudyID, ds.AccessionNumber = "20260101", "120000", "1", "A1"
+        ds.ReferringPhysicianName = ""
+        ds.SeriesNumber, ds.InstanceNumber = 1, k + 1
+        ds.Manufacturer = "CardioQuant phantom"
+        if kvp is not None:
+            ds.KVP = kvp
+        z = origin[2] + k * spacing[2] if z_positions is None else z_positions[k]
+        ds.ImagePositionPatient = [origin[0], origin[1], z]
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.PixelSpacing = [spacing[1], spacing[0]]
+        ds.SliceThickness = spacing[2]
+        ds.Rows, ds.Columns = plane.shape
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+        ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = rescale_intercept, 1, "HU"
+        ds.PixelData = np.clip(plane - rescale_intercept, 0, 65535).astype(np.uint16).tobytes()
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(path)
+    return paths
+
+
+def read_back(path: Path) -> pydicom.Dataset:
+    return pydicom.dcmread(path)

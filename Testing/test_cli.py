@@ -1,0 +1,88 @@
+"""Command line: exit codes, one clear error line, and the no-overwrite rule."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from dicom_factory import write_ct_series
+
+from cardioquant import cli
+
+
+def run(capsys, *args):
+    code = cli.main(list(map(str, args)))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.startswith("cardioquant:")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_missing_input_exits_2(capsys, tmp_path):
+    code, _, err = run(capsys, "calcium", tmp_path / "nope.nrrd", "-o", tmp_path / "out")
+    assert code == 2 and "input not found" in _error_line(err)
+
+
+def test_empty_folder_exits_2(capsys, tmp_path):
+    (tmp_path / "empty").mkdir()
+    code, _, err = run(capsys, "calcium", tmp_path / "empty", "-o", tmp_path / "out")
+    assert code == 2 and "empty" in _error_line(err)
+
+
+def test_mixed_series_exits_2(capsys, tmp_path):
+    write_ct_series(tmp_path / "mixed", np.zeros((3, 4, 4)))
+    for path in write_ct_series(tmp_path / "b", np.zeros((3, 4, 4)), origin=(0, 0, 50)):
+        path.rename(tmp_path / "mixed" / ("b" + path.name))
+    code, _, err = run(capsys, "calcium", tmp_path / "mixed", "-o", tmp_path / "out")
+    assert code == 2 and "mixed series" in _error_line(err)
+
+
+def test_2d_image_exits_2(capsys, tmp_path):
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((16, 16), np.int16)), str(tmp_path / "slice.nrrd"))
+    code, _, err = run(capsys, "calcium", tmp_path / "slice.nrrd", "-o", tmp_path / "out")
+    assert code == 2 and "2D image" in _error_line(err)
+
+
+def test_nan_voxels_exit_2(capsys, tmp_path):
+    array = np.zeros((4, 16, 16), np.float32)
+    array[2, 3, 3] = np.nan
+    sitk.WriteImage(sitk.GetImageFromArray(array), str(tmp_path / "nan.nrrd"))
+    code, _, err = run(capsys, "calcium", tmp_path / "nan.nrrd", "-o", tmp_path / "out")
+    assert code == 2 and "NaN" in _error_line(err)
+
+
+def test_existing_results_are_not_overwritten(capsys, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "calcium.seg.nrrd").write_text("the user's edited segmentation")
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((4, 16, 16), np.int16)), str(tmp_path / "ct.nrrd"))
+    code, _, err = run(capsys, "calcium", tmp_path / "ct.nrrd", "-o", out)
+    assert code == 2 and "--overwrite" in _error_line(err)
+    assert (out / "calcium.seg.nrrd").read_text() == "the user's edited segmentation"
+
+
+def test_usage_error_exits_2(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["calcium"])
+    assert exc.value.code == 2
+
+
+def test_console_script_exit_code_and_single_line(tmp_path):
+    """The installed entry point, as a user runs it: a separate process, one error line, exit 2."""
+    result = subprocess.run([sys.executable, "-m", "cardioquant.cli", "bmd", str(tmp_path / "missing.nii.gz"),
+                             "-o", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"cardioquant: error: input not found: {tmp_path / 'missing.nii.gz'}. "
+                                                  "Give an image file (.nrrd, .nii.gz, .mha) or a DICOM folder."]
+
+
+def test_demo_runs_and_exits_0(capsys, tmp_path):
+    code, out, _ = run(capsys, "demo", "-o", tmp_path / "demo", "--quiet")
+    assert code == 0
+    for name in ("calcium", "scar", "bmd", "ffr"):
+        assert any(line.strip().startswith(name) for line in out.splitlines())

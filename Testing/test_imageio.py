@@ -1,0 +1,99 @@
+"""Input readers: every supported format keeps voxels and geometry; bad input gives InputError."""
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from conftest import oblique_image
+from dicom_factory import write_ct_series
+
+from cardioquant.errors import InputError
+from cardioquant.imageio import fingerprint, read_image, read_mask
+
+
+@pytest.mark.parametrize("suffix", [".nrrd", ".nii.gz", ".mha", ".nhdr"])
+def test_image_formats_keep_voxels_and_geometry(tmp_path, suffix):
+    array = np.random.default_rng(0).integers(-1000, 1500, size=(4, 5, 6)).astype(np.int16)
+    image = oblique_image(array)
+    path = tmp_path / f"scan{suffix}"
+    sitk.WriteImage(image, str(path))
+    loaded = read_image(path)
+    assert np.array_equal(loaded.array(np.int16), array)
+    assert np.allclose(loaded.image.TransformIndexToPhysicalPoint((5, 4, 3)), image.TransformIndexToPhysicalPoint((5, 4, 3)),
+                       atol=1e-4)
+
+
+def test_dicom_series_keeps_hu_geometry_and_tags(tmp_path):
+    volume = np.full((5, 8, 9), -1000.0)
+    volume[2, 3, 4] = 400
+    write_ct_series(tmp_path / "ct", volume, spacing=(0.5, 0.6, 3.0), origin=(-10, 20, 50), kvp=100)
+    loaded = read_image(tmp_path / "ct")
+    assert loaded.modality == "CT" and loaded.kvp == 100.0
+    assert loaded.array()[2, 3, 4] == 400 and loaded.array()[0, 0, 0] == -1000
+    assert np.allclose(loaded.image.GetSpacing(), (0.5, 0.6, 3.0))
+    assert np.allclose(loaded.image.TransformIndexToPhysicalPoint((4, 3, 2)), (-10 + 4 * 0.5, 20 + 3 * 0.6, 56))
+    assert len(loaded.source_files) == 5 and float(loaded.dicom["slice_increment"]) == pytest.approx(3.0)
+
+
+def test_missing_file_is_input_error(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        read_image(tmp_path / "nothing.nrrd")
+
+
+def test_empty_folder_is_input_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="empty"):
+        read_image(tmp_path / "empty")
+
+
+def test_mixed_dicom_series_are_refused(tmp_path):
+    write_ct_series(tmp_path / "mixed", np.zeros((3, 4, 4)), series_uid="1.2.3.1")
+    for path in write_ct_series(tmp_path / "other", np.zeros((3, 4, 4)), series_uid="1.2.3.2", origin=(0, 0, 100)):
+        path.rename(tmp_path / "mixed" / ("b" + path.name))
+    with pytest.raises(InputError, match="2 DICOM series"):
+        read_image(tmp_path / "mixed")
+
+
+def test_uneven_slice_spacing_is_refused(tmp_path):
+    write_ct_series(tmp_path / "gap", np.zeros((4, 4, 4)), z_positions=[0, 3, 6, 12])
+    with pytest.raises(InputError, match="unevenly spaced"):
+        read_image(tmp_path / "gap")
+
+
+def test_2d_image_is_refused_unless_allowed(tmp_path):
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((8, 8), np.int16)), str(tmp_path / "slice.nrrd"))
+    with pytest.raises(InputError, match="2D image"):
+        read_image(tmp_path / "slice.nrrd")
+    assert read_image(tmp_path / "slice.nrrd", allow_2d=True).image.GetDimension() == 2
+
+
+def test_nan_voxels_are_refused(tmp_path):
+    array = np.zeros((3, 4, 5), np.float32)
+    array[1, 2, 3] = np.nan
+    sitk.WriteImage(sitk.GetImageFromArray(array), str(tmp_path / "nan.nrrd"))
+    with pytest.raises(InputError, match="1 voxels are NaN"):
+        read_image(tmp_path / "nan.nrrd")
+
+
+def test_not_an_image_is_input_error(tmp_path):
+    (tmp_path / "notes.nrrd").write_text("not an image")
+    with pytest.raises(InputError, match="cannot read"):
+        read_image(tmp_path / "notes.nrrd")
+
+
+def test_mask_on_other_grid_is_resampled_nearest(tmp_path):
+    reference = sitk.Image(10, 10, 4, sitk.sitkInt16)
+    reference.SetSpacing((1, 1, 2))
+    mask = sitk.Image(20, 20, 8, sitk.sitkUInt8)
+    mask.SetSpacing((0.5, 0.5, 1))
+    mask.SetOrigin((-0.25, -0.25, -0.5))
+    mask[4:8, 4:8, 0:4] = 3  # physical x,y in [1.75, 3.75], z in [-0.5, 3.5]
+    sitk.WriteImage(mask, str(tmp_path / "mask.nrrd"))
+    on_reference = sitk.GetArrayFromImage(read_mask(tmp_path / "mask.nrrd", reference))
+    assert set(np.unique(on_reference)) == {0, 3}
+    assert on_reference[0:2, 2:4, 2:4].min() == 3 and on_reference[3].max() == 0
+
+
+def test_fingerprint_has_no_patient_data(tmp_path):
+    write_ct_series(tmp_path / "ct", np.zeros((3, 4, 4)))
+    text = str(fingerprint(read_image(tmp_path / "ct")))
+    assert "PHANTOM1" not in text and "Phantom" not in text

@@ -1,0 +1,162 @@
+"""Model runtime: manifest schema, checksums, download on first use (local server only), device, inference."""
+
+import functools
+import http.server
+import json
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from cardioquant.errors import InputError
+from cardioquant.models import manifest as manifest_module
+from cardioquant.models import runtime
+from cardioquant.models.manifest import ModelEntry, load_manifest
+from cardioquant.progress import Progress
+
+ARCHITECTURE = {"name": "UNet", "kwargs": {"spatial_dims": 3, "in_channels": 1, "out_channels": 2,
+                                           "channels": [4, 8], "strides": [2], "num_res_units": 0}}
+
+
+def _entry(sha256: str, url: str | None = None, file: str = "tiny.pt") -> ModelEntry:
+    return ModelEntry(name="tiny", version="1.0", file=file, sha256=sha256, url=url, architecture=ARCHITECTURE,
+                      input={"spatial_dims": 3, "normalisation": {"method": "none"}}, labels={"1": "foreground"},
+                      training_data="none (test model)", accuracy={})
+
+
+@pytest.fixture
+def weights(tmp_path):
+    torch.manual_seed(0)
+    network = runtime.build_network(_entry("0" * 64))
+    path = tmp_path / "served" / "tiny.pt"
+    path.parent.mkdir()
+    torch.save(network.state_dict(), path)
+    return path, runtime.sha256_file(path)
+
+
+@pytest.fixture
+def server(weights):
+    """HTTP server on 127.0.0.1 serving the weights folder (tests never touch the internet)."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(weights[0].parent))
+    handler.log_message = lambda *a, **k: None
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+def test_shipped_manifest_is_valid():
+    models = load_manifest()
+    for entry in models.values():
+        assert entry.training_data and entry.accuracy is not None
+
+
+def test_invalid_manifest_names_the_field(tmp_path):
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps({"schema_version": 1, "models": [{"name": "x", "version": "1", "file": "x.pt",
+                                                                "sha256": "abc"}]}))
+    with pytest.raises(InputError, match="invalid at 'models/0'"):
+        load_manifest(path)
+
+
+def test_download_on_first_use_verifies_and_caches(weights, server, tmp_path):
+    path, digest = weights
+    entry = _entry(digest, url=f"{server}/tiny.pt")
+    first, origin = runtime.resolve_weights(entry, allow_download=True)
+    assert origin == "download" and runtime.sha256_file(first) == digest
+    second, origin = runtime.resolve_weights(entry, allow_download=False)  # now served from the cache
+    assert origin == "cache" and second == first
+
+
+def test_download_with_wrong_checksum_keeps_nothing(weights, server):
+    entry = _entry("f" * 64, url=f"{server}/tiny.pt")
+    with pytest.raises(InputError, match="fail the sha256 check"):
+        runtime.resolve_weights(entry, allow_download=True)
+    cached = runtime.cache_dir() / "tiny" / "1.0"
+    assert not cached.exists() or not any(cached.iterdir())
+
+
+def test_unreachable_url_is_clear(weights):
+    entry = _entry(weights[1], url="http://127.0.0.1:9/tiny.pt")  # port 9 (discard): connection refused
+    with pytest.raises(InputError, match="cannot download"):
+        runtime.resolve_weights(entry, allow_download=True)
+
+
+def test_offline_without_cache_is_clear(weights, monkeypatch):
+    monkeypatch.setenv("CARDIOQUANT_OFFLINE", "1")
+    with pytest.raises(InputError, match="downloads are off"):
+        runtime.resolve_weights(_entry(weights[1], url="http://127.0.0.1:9/tiny.pt"))
+
+
+def test_corrupted_cached_weights_fail_checksum(weights):
+    path, digest = weights
+    cached = runtime.cache_dir() / "tiny" / "1.0" / "tiny.pt"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(path.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(InputError, match="cached weights .* fail the sha256 check"):
+        runtime.resolve_weights(_entry(digest))
+
+
+def test_bundled_weights_are_checked(weights, monkeypatch, tmp_path):
+    path, digest = weights
+    monkeypatch.setattr(runtime, "BUNDLED_WEIGHTS_DIR", path.parent)
+    assert runtime.resolve_weights(_entry(digest)) == (path, "bundled")
+    with pytest.raises(InputError, match="bundled weights"):
+        runtime.resolve_weights(_entry("a" * 64))
+
+
+def test_user_weights_take_precedence_and_must_exist(weights, monkeypatch, tmp_path):
+    path, digest = weights
+    assert runtime.resolve_weights(_entry("a" * 64), user_path=path) == (path, "user")
+    monkeypatch.setenv("CARDIOQUANT_WEIGHTS_TINY", str(path))
+    assert runtime.resolve_weights(_entry("a" * 64)) == (path, "env")
+    with pytest.raises(InputError, match="weights file not found"):
+        runtime.resolve_weights(_entry(digest), user_path=tmp_path / "missing.pt")
+
+
+def test_corrupt_or_mismatched_weights_give_clear_error(weights, tmp_path):
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"this is not a torch file")
+    with pytest.raises(InputError, match="corrupt or not a PyTorch state dict"):
+        runtime.load_model(_entry("0" * 64), garbage)
+    other = tmp_path / "other.pt"
+    torch.save({"conv.weight": torch.zeros(3)}, other)
+    with pytest.raises(InputError, match="do not fit model tiny"):
+        runtime.load_model(_entry("0" * 64), other)
+
+
+def test_device_selection_falls_back_to_cpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert runtime.select_device("cuda").type == "cpu"
+    assert runtime.select_device("auto").type == "cpu"
+    with pytest.raises(InputError, match="unknown device"):
+        runtime.select_device("tpu")
+
+
+def test_sliding_window_matches_whole_volume_and_reports_progress(weights):
+    """A per-voxel network (1x1x1 conv) gives the same output windowed or whole: windowing must be exact."""
+    network = torch.nn.Conv3d(1, 2, kernel_size=1)
+    image = torch.from_numpy(np.random.default_rng(0).normal(size=(1, 1, 20, 24, 28)).astype(np.float32))
+    seen = []
+    logits = runtime.sliding_window_predict(network, image, (16, 16, 16), torch.device("cpu"), sw_batch_size=2,
+                                            progress=Progress(lambda f, m: seen.append(f)))
+    with torch.no_grad():
+        assert torch.allclose(logits, network(image), atol=1e-5)
+    assert seen[-1] == 1.0 and seen == sorted(seen)
+
+
+def test_cancel_stops_inference(weights):
+    network = torch.nn.Conv3d(1, 2, kernel_size=1)
+    progress = Progress()
+    progress.cancel()
+    from cardioquant.errors import CancelledError
+
+    with pytest.raises(CancelledError):
+        runtime.sliding_window_predict(network, torch.zeros(1, 1, 20, 20, 20), (8, 8, 8), torch.device("cpu"),
+                                       progress=progress)
+
+
+def test_manifest_paths_exist():
+    assert manifest_module.SCHEMA_PATH.is_file() and manifest_module.MANIFEST_PATH.is_file()

@@ -1,0 +1,112 @@
+"""Scene layer: exact geometry and segmentation round trips through real MRML nodes (slicer-core)."""
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import vtk
+from conftest import oblique_image
+
+from cardioquant import geometry, labels, scene
+
+TABLE = labels.LabelTable([
+    labels.SegmentSpec(1, "LM", (0.9, 0.1, 0.1), labels.MORPHOLOGICALLY_ALTERED, ("SCT", "75753009", "Calcification"),
+                       ("SCT", "3227004", "Left main coronary artery")),
+    labels.SegmentSpec(2, "LAD", (0.1, 0.8, 0.1), labels.MORPHOLOGICALLY_ALTERED, ("SCT", "75753009", "Calcification"),
+                       ("SCT", "59438005", "Anterior descending branch of left coronary artery")),
+    labels.SegmentSpec(4, "RCA", (0.1, 0.1, 0.9), labels.MORPHOLOGICALLY_ALTERED, ("SCT", "75753009", "Calcification"),
+                       ("SCT", "13647002", "Right coronary artery")),
+])
+
+
+@pytest.fixture
+def mrml():
+    return scene.new_scene()
+
+
+def _ras_of_index(node, ijk):
+    matrix = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(matrix)
+    return np.array(matrix.MultiplyPoint([*ijk, 1.0])[:3])
+
+
+def test_oblique_anisotropic_volume_round_trip_is_exact(mrml):
+    array = np.random.default_rng(1).integers(-1024, 3000, size=(7, 9, 11)).astype(np.int16)
+    image = oblique_image(array)
+    node = scene.volume_node_from_image(mrml, image, "ct")
+    # Every corner voxel lands where SimpleITK (LPS) says it is, after the LPS->RAS flip.
+    for ijk in [(0, 0, 0), (10, 0, 0), (0, 8, 0), (0, 0, 6), (10, 8, 6)]:
+        lps = np.array(image.TransformIndexToPhysicalPoint(ijk))
+        assert np.allclose(_ras_of_index(node, ijk), lps * [-1, -1, 1], atol=1e-9)
+    back = scene.image_from_volume_node(node)
+    assert np.array_equal(sitk.GetArrayFromImage(back), array)
+    assert np.allclose(back.GetSpacing(), image.GetSpacing(), atol=1e-12)
+    assert np.allclose(back.GetOrigin(), image.GetOrigin(), atol=1e-12)
+    assert np.allclose(back.GetDirection(), image.GetDirection(), atol=1e-12)
+
+
+def test_volume_survives_nrrd_file_round_trip(mrml, tmp_path):
+    array = np.arange(5 * 6 * 7, dtype=np.int16).reshape(5, 6, 7)
+    image = oblique_image(array)
+    node = scene.volume_node_from_image(mrml, image, "ct")
+    scene.save_node(node, tmp_path / "ct.nrrd")
+    read = sitk.ReadImage(str(tmp_path / "ct.nrrd"))  # an independent reader
+    assert np.array_equal(sitk.GetArrayFromImage(read), array)
+    for ijk in [(0, 0, 0), (6, 5, 4)]:
+        assert np.allclose(read.TransformIndexToPhysicalPoint(ijk), image.TransformIndexToPhysicalPoint(ijk), atol=1e-4)
+    reloaded = scene.load_volume(mrml, tmp_path / "ct.nrrd")
+    assert np.allclose(_ras_of_index(reloaded, (6, 5, 4)), _ras_of_index(node, (6, 5, 4)), atol=1e-4)
+
+
+def test_ijk_to_ras_inverse():
+    image = oblique_image(np.zeros((3, 4, 5), np.float32))
+    spacing, origin, direction = geometry.geometry_from_ijk_to_ras(geometry.ijk_to_ras(image))
+    assert np.allclose(spacing, image.GetSpacing()) and np.allclose(origin, image.GetOrigin())
+    assert np.allclose(direction, image.GetDirection())
+
+
+def _labels(shape):
+    label = np.zeros(shape, np.uint8)
+    label[1:3, 2:5, 3:6] = 2
+    label[4, 1, 1] = 4
+    return label
+
+
+def test_segmentation_import_export_keeps_names_colours_terminology(mrml):
+    array = np.zeros((6, 7, 8), np.int16)
+    image = oblique_image(array)
+    volume = scene.volume_node_from_image(mrml, image, "ct")
+    label = _labels(array.shape)
+    seg = scene.segmentation_node_from_labelmap(mrml, geometry.image_from_array(label, image), volume, TABLE, "cac")
+    assert sorted(scene.segment_names(seg)) == ["LAD", "LM", "RCA"]  # LM kept as an empty segment to paint into
+    segmentation = seg.GetSegmentation()
+    lad = segmentation.GetSegment(segmentation.GetSegmentIdBySegmentName("LAD"))
+    assert "SCT^59438005^" in lad.GetTerminology() and "SCT^75753009^Calcification" in lad.GetTerminology()
+    assert np.allclose(lad.GetColor(), (0.1, 0.8, 0.1))
+    exported = scene.labelmap_from_segmentation_node(seg, volume, TABLE)
+    assert np.array_equal(exported, label)
+    assert int((exported == 2).sum()) == 2 * 3 * 3 and int((exported == 4).sum()) == 1
+
+
+def test_seg_nrrd_is_read_back_by_slicer_core(mrml, tmp_path):
+    image = oblique_image(np.zeros((6, 7, 8), np.int16))
+    volume = scene.volume_node_from_image(mrml, image, "ct")
+    label = _labels((6, 7, 8))
+    seg = scene.segmentation_node_from_labelmap(mrml, geometry.image_from_array(label, image), volume, TABLE, "cac")
+    scene.save_node(seg, tmp_path / "cac.seg.nrrd")
+    other_scene = scene.new_scene()
+    other_volume = scene.volume_node_from_image(other_scene, image, "ct")
+    loaded = scene.load_segmentation(other_scene, tmp_path / "cac.seg.nrrd")
+    assert sorted(scene.segment_names(loaded)) == ["LAD", "LM", "RCA"]
+    segmentation = loaded.GetSegmentation()
+    rca = segmentation.GetSegment(segmentation.GetSegmentIdBySegmentName("RCA"))
+    assert "SCT^13647002^" in rca.GetTerminology()
+    assert np.array_equal(scene.labelmap_from_segmentation_node(loaded, other_volume, TABLE), label)
+
+
+def test_table_node_csv_round_trip(mrml, tmp_path):
+    records = [{"artery": "LAD", "agatston": 12.5, "lesions": 2}, {"artery": "RCA", "agatston": 0.0, "lesions": 0}]
+    node = scene.table_node_from_records(mrml, records, "scores")
+    scene.save_node(node, tmp_path / "scores.csv")
+    text = (tmp_path / "scores.csv").read_text().splitlines()
+    assert text[0] == '"artery","agatston","lesions"' and text[1] == '"LAD",12.5,2'
+    assert scene.records_from_table_node(scene.load_table(mrml, tmp_path / "scores.csv")) == records
