@@ -1,0 +1,1 @@
+"""Coronary artery calcium: scoring engine, phantoms, candidate detection, artery labelling, pipeline."""
