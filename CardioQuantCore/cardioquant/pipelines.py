@@ -15,7 +15,7 @@ import importlib
 from types import ModuleType
 
 PIPELINES: dict[str, str | None] = {
-    "calcium": None,
+    "calcium": "cardioquant.calcium.pipeline",
     "scar": None,
     "bmd": None,
     "ffr": None,

@@ -1,0 +1,278 @@
+"""CalciumScoring pipeline: input checks, candidates, artery assignment (user label map or network), scores.
+
+`cardioquant calcium INPUT [--labels L] [--roi M] [--heart-mask M] [--kvp N] [--mode auto|noncontrast|cta]`
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from .. import geometry
+from ..errors import InputError
+from ..imageio import LoadedImage, read_mask
+from ..labels import MORPHOLOGICALLY_ALTERED, LabelTable, SegmentSpec
+from ..progress import Progress
+from ..results import ModuleResult
+from . import cta, labelling, scoring
+
+TITLE = "Coronary artery calcium (CalciumScoring)"
+ALLOW_2D = False
+MODEL_NAME = "calcium_labeller"
+SAMPLE = Path(__file__).resolve().parents[1] / "sample_data" / "calcium_phantom.nrrd"
+
+CALCIFICATION = ("SCT", "75753009", "Calcification")
+LABEL_TABLE = LabelTable([
+    SegmentSpec(1, "LM", (0.95, 0.75, 0.10), MORPHOLOGICALLY_ALTERED, CALCIFICATION,
+                ("SCT", "3227004", "Left main coronary artery"), "calcium in the left main coronary artery"),
+    SegmentSpec(2, "LAD", (0.90, 0.20, 0.20), MORPHOLOGICALLY_ALTERED, CALCIFICATION,
+                ("SCT", "59438005", "Anterior descending branch of left coronary artery"), "calcium in the LAD"),
+    SegmentSpec(3, "LCX", (0.20, 0.45, 0.95), MORPHOLOGICALLY_ALTERED, CALCIFICATION,
+                ("SCT", "57396003", "Circumflex branch of left coronary artery"), "calcium in the circumflex"),
+    SegmentSpec(4, "RCA", (0.20, 0.80, 0.30), MORPHOLOGICALLY_ALTERED, CALCIFICATION,
+                ("SCT", "13647002", "Right coronary artery"), "calcium in the right coronary artery"),
+    SegmentSpec(5, "not coronary", (0.70, 0.70, 0.70), MORPHOLOGICALLY_ALTERED, CALCIFICATION, None,
+                "candidate above threshold that is not coronary (aorta, valves, bone, noise)"),
+])
+
+MIN_VOXELS_IN_PLANE, MIN_SLICES = 32, 3
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("calcium scoring")
+    group.add_argument("--mode", choices=("auto", "noncontrast", "cta"), default="auto",
+                       help="auto: CTA when a contrast-filled aorta is found, else non-contrast [auto]")
+    group.add_argument("--labels", help="artery label map (1 LM, 2 LAD, 3 LCX, 4 RCA): semi-automatic scoring")
+    group.add_argument("--roi", help="mask restricting where candidates are looked for")
+    group.add_argument("--heart-mask", help="heart mask (e.g. TotalSegmentator heart.nii.gz); dilated 10 mm for the "
+                                            "coronaries on its surface")
+    group.add_argument("--kvp", type=float, help="tube voltage; default: DICOM KVP, else 120 with a warning")
+    group.add_argument("--k", type=float, default=3.0, help="CTA threshold = lumen mean + k x SD [3]")
+    group.add_argument("--lumen-mask", help="CTA: lumen mask for the lumen statistics (default: automatic aortic ROI)")
+    group.add_argument("--min-area", default="literature",
+                       help="minimum lesion area: a preset (literature, ge, terarecon 1 mm2; philips 0.5 mm2; canon "
+                            "3 pixels; siemens none) or a number in mm2 [literature]")
+    group.add_argument("--connectivity", choices=scoring.CONNECTIVITY, default="2d8", help="lesion connectivity [2d8]")
+    group.add_argument("--slice-increment", type=float, help="slice increment in mm (default: the slice spacing)")
+    group.add_argument("--no-increment-scaling", action="store_true", help="do not scale Agatston by increment / 3 mm")
+    group.add_argument("--mass-calibration", type=float, help="mass calibration factor c (mg/mm3 per HU)")
+    group.add_argument("--calibration-rod-mask", help="mask of a calcium calibration rod (measures c with --water-mask)")
+    group.add_argument("--water-mask", help="mask of the water(-equivalent) calibration ROI")
+    group.add_argument("--rod-density", type=float, default=200.0, help="calibration rod density, mg HA/cm3 [200]")
+
+
+# --- input checks -----------------------------------------------------------------------------------------
+
+def check_input(loaded: LoadedImage) -> list[str]:
+    """Refuse what cannot be scored; return warnings for what can, with caveats."""
+    image = loaded.image
+    modality = (loaded.modality or "").upper()
+    if modality and modality != "CT":
+        raise InputError(f"calcium scoring needs CT; this series is {modality}.")
+    size = image.GetSize()
+    if min(size[0], size[1]) < MIN_VOXELS_IN_PLANE or size[2] < MIN_SLICES:
+        raise InputError(f"volume {size} is too small for calcium scoring (at least {MIN_VOXELS_IN_PLANE}x"
+                         f"{MIN_VOXELS_IN_PLANE} pixels and {MIN_SLICES} slices).")
+    if not geometry.is_axis_aligned(image) or geometry.slice_axis(image) != 2:
+        raise InputError("the slices are not axial (oblique or reformatted acquisition): Agatston scoring is defined "
+                         "on axial slices. Reformat to axial slices (e.g. Slicer's Resample Scalar Volume) and rerun.")
+    array = sitk.GetArrayViewFromImage(image)
+    low, high = np.percentile(array[:, ::4, ::4], [0.5, 99.9])
+    if low > -500 or high > 5000 or low < -3100:
+        raise InputError(f"intensities ({low:.0f} to {high:.0f}) do not look like CT in Hounsfield units "
+                         "(air near -1000 HU expected); check the rescale slope/intercept or the modality.")
+    return []
+
+
+def resolve_kvp(loaded: LoadedImage, requested: float | None) -> tuple[float, list[str]]:
+    if requested:
+        return float(requested), []
+    if loaded.kvp:
+        return loaded.kvp, []
+    return 120.0, ["tube voltage (KVP) unknown: 120 kVp thresholds used; pass --kvp if the scan was not at 120 kVp"]
+
+
+def candidate_threshold(hu: np.ndarray, spacing, mode: str, kvp: float, k: float,
+                        lumen_mask: np.ndarray | None = None) -> tuple[float, dict]:
+    if mode == "cta":
+        stats = cta.lumen_statistics(hu, spacing, lumen_mask)
+        threshold = max(stats.threshold(k), scoring.kvp_boundaries(kvp)[0][0])
+        return threshold, {"method": "adaptive CTA threshold: lumen mean + k x SD", "k": k, "lumen": asdict(stats),
+                           "threshold_hu": threshold}
+    threshold = scoring.kvp_boundaries(kvp)[0][0]
+    return threshold, {"method": "kVp-adjusted Agatston threshold", "threshold_hu": threshold}
+
+
+def settings_from(options, kvp: float, spacing) -> scoring.ScoringSettings:
+    preset = str(options.min_area).lower()
+    if preset in scoring.MIN_AREA_PRESETS:
+        area, pixels = scoring.MIN_AREA_PRESETS[preset]
+    else:
+        try:
+            area, pixels = float(preset), None
+        except ValueError as exc:
+            raise InputError(f"--min-area must be a number (mm2) or one of {', '.join(scoring.MIN_AREA_PRESETS)}") from exc
+    return scoring.ScoringSettings(kvp=kvp, min_area_mm2=area, min_area_pixels=pixels,
+                                   connectivity=options.connectivity, slice_increment_mm=options.slice_increment,
+                                   increment_scaling=not options.no_increment_scaling,
+                                   mass_calibration=options.mass_calibration)
+
+
+# --- assignment ---------------------------------------------------------------------------------------------
+
+def region_mask(loaded: LoadedImage, options) -> np.ndarray | None:
+    region = None
+    if getattr(options, "roi", None):
+        region = sitk.GetArrayFromImage(read_mask(options.roi, loaded.image)) > 0
+    if getattr(options, "heart_mask", None):
+        heart = sitk.GetArrayFromImage(read_mask(options.heart_mask, loaded.image)) > 0
+        radius = [max(1, int(round(10.0 / s))) for s in loaded.image.GetSpacing()[::-1]]
+        heart = ndimage.binary_dilation(heart, structure=_ellipsoid(radius))
+        region = heart if region is None else region & heart
+    if region is not None and not region.any():
+        raise InputError("the region of interest / heart mask is empty on this scan's grid")
+    return region
+
+
+def _ellipsoid(radius) -> np.ndarray:
+    grid = np.mgrid[tuple(slice(-r, r + 1) for r in radius)]
+    return sum((g / max(r, 1)) ** 2 for g, r in zip(grid, radius, strict=True)) <= 1.0
+
+
+def labels_from_user(loaded: LoadedImage, path: str, candidates: np.ndarray) -> np.ndarray:
+    """A candidate voxel belongs to the artery whose label covers it; unlabelled candidates are not coronary."""
+    user = sitk.GetArrayFromImage(read_mask(path, loaded.image))
+    labels = np.where(candidates, scoring.NOT_CORONARY, 0).astype(np.uint8)
+    coronary = candidates & (user >= 1) & (user <= 4)
+    labels[coronary] = user[coronary]
+    return labels
+
+
+def labels_from_network(hu, spacing, candidates_mask, options, progress: Progress) -> tuple[np.ndarray, dict]:
+    import torch
+
+    from ..models.manifest import get_model
+    from ..models.runtime import load_model, resolve_weights, select_device, sliding_window_predict
+
+    entry = get_model(MODEL_NAME)
+    weights, origin = resolve_weights(entry, user_path=getattr(options, "weights", None))
+    device = select_device(getattr(options, "device", "auto"))
+    network = load_model(entry, weights, device)
+    candidates = labelling.find_candidates(candidates_mask, spacing)
+    progress.update(0.1, "labelling candidates")
+    x = torch.from_numpy(labelling.network_input(hu, spacing, candidates_mask))[None]
+    roi = tuple(entry.input["patch_size"])
+    logits = sliding_window_predict(network, x, roi, device, sw_batch_size=1, overlap=0.25, progress=progress.sub(0.1, 0.9))
+    probabilities = torch.softmax(logits.float(), dim=1)[0].cpu().numpy()
+    per_candidate = labelling.assign(candidates, probabilities, spacing)
+    return labelling.label_volume(candidates, per_candidate), {**entry.provenance(), "weights_origin": origin,
+                                                               "device": str(device)}
+
+
+# --- run ----------------------------------------------------------------------------------------------------
+
+def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
+    warnings = check_input(loaded)
+    kvp, kvp_warnings = resolve_kvp(loaded, getattr(options, "kvp", None))
+    warnings += kvp_warnings
+    image = loaded.image
+    spacing = image.GetSpacing()
+    hu = sitk.GetArrayFromImage(image).astype(np.float32)
+    mode = options.mode
+    if mode == "auto":
+        mode = "cta" if cta.looks_contrast_enhanced(hu, spacing) else "noncontrast"
+    lumen_mask = sitk.GetArrayFromImage(read_mask(options.lumen_mask, image)) > 0 if options.lumen_mask else None
+    threshold, threshold_info = candidate_threshold(hu, spacing, mode, kvp, options.k, lumen_mask)
+    progress.update(0.05, "finding candidates")
+    region = region_mask(loaded, options)
+    candidates = hu >= threshold
+    if region is not None:
+        candidates &= region
+    models = []
+    if options.labels:
+        artery_labels = labels_from_user(loaded, options.labels, candidates)
+        assignment = "user label map"
+    else:
+        artery_labels, model = labels_from_network(hu, spacing, candidates, options, progress.sub(0.1, 0.85))
+        models.append(model)
+        assignment = "automatic (network)"
+    settings = settings_from(options, kvp, spacing)
+    settings.threshold_hu = threshold
+    mass_calibration_info = _mass_calibration(hu, image, options, settings)
+    scored_hu = hu
+    if mode == "cta":
+        stats = cta.LumenStatistics(**threshold_info["lumen"])
+        scored_hu = cta.weighting_hu(hu, stats)
+        settings.threshold_hu = threshold - (stats.mean_hu - cta.BLOOD_HU)
+        if settings.mass_calibration:
+            warnings.append("mass score on CTA is not defined (iodine); reported as null")
+            settings.mass_calibration = None
+    progress.update(0.9, "scoring")
+    result = scoring.score(scored_hu, artery_labels, spacing, settings, geometry.ijk_to_ras(image))
+    warnings += result.notes
+    progress.update(1.0, "done")
+    return _module_result(loaded, result, artery_labels, mode, threshold_info, assignment, mass_calibration_info,
+                          settings, models, warnings, kvp)
+
+
+def _mass_calibration(hu, image, options, settings) -> dict | None:
+    if options.calibration_rod_mask and options.water_mask:
+        rod = sitk.GetArrayFromImage(read_mask(options.calibration_rod_mask, image)) > 0
+        water = sitk.GetArrayFromImage(read_mask(options.water_mask, image)) > 0
+        if not rod.any() or not water.any():
+            raise InputError("the calibration rod or water mask is empty on this scan's grid")
+        settings.mass_calibration = scoring.calibration_factor_from_rois(hu, rod, water, options.rod_density)
+        return {"source": "calibration rod ROI", "rod_hu": float(np.median(hu[rod])), "water_hu": float(np.median(hu[water])),
+                "rod_density_mg_cm3": options.rod_density, "c_mg_per_mm3_hu": settings.mass_calibration}
+    if settings.mass_calibration:
+        return {"source": "given", "c_mg_per_mm3_hu": settings.mass_calibration}
+    return None
+
+
+def _module_result(loaded, result, artery_labels, mode, threshold_info, assignment, mass_info, settings, models,
+                   warnings, kvp) -> ModuleResult:
+    risk = scoring.risk(result)
+    lesions = [asdict(lesion) for lesion in result.lesions]
+    method = ("Agatston" if mode == "noncontrast" else
+              "CTA Agatston-equivalent: lesions at the adaptive threshold, density weights from peak HU minus the "
+              "iodine enhancement (lumen mean - 40 HU); not interchangeable with non-contrast Agatston")
+    summary = {
+        "total": {k: result.total[k] for k in ("agatston", "volume_mm3", "mass_mg")},
+        "arteries": result.arteries,
+        "risk": risk,
+        "lesions": lesions,
+        "mode": mode,
+        "method": method,
+        "threshold": threshold_info,
+        "assignment": assignment,
+        "mass_calibration": mass_info,
+        "kvp": kvp,
+    }
+    rows = [{"artery": name, **{k: v for k, v in values.items()}} for name, values in result.arteries.items()]
+    rows.append({"artery": "total", **{k: result.total[k] for k in ("agatston", "volume_mm3", "mass_mg", "lesions")}})
+    label_image = geometry.image_from_array(artery_labels.astype(np.uint8), loaded.image)
+    settings_json = {**result.settings, "mode": mode, "assignment": assignment}
+
+    def report(path):
+        from .report import draw_report
+
+        draw_report(path, loaded, artery_labels, result, summary, settings_json, models)
+
+    return ModuleResult(module="calcium", summary=summary, label_image=label_image, label_table=LABEL_TABLE,
+                        table_rows=rows, settings=settings_json, models=models, warnings=warnings, report=report)
+
+
+def sample_input() -> Path:
+    return SAMPLE
+
+
+def summary_line(result: ModuleResult) -> str:
+    s = result.summary
+    per = ", ".join(f"{k} {v['agatston']:.0f}" for k, v in s["arteries"].items())
+    return (f"Agatston {s['total']['agatston']:.1f} ({per}); risk {s['risk']['classic']}, CAC-DRS "
+            f"{s['risk']['cac_drs']} [{s['mode']}, {s['assignment']}]")

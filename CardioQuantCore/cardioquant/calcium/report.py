@@ -1,0 +1,63 @@
+"""One-page calcium report: lesion thumbnails coloured by artery, per-artery table, total, risk, settings."""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.colors import ListedColormap
+
+from .. import report as page
+
+
+def _colour(value: int):
+    from .pipeline import LABEL_TABLE
+
+    return LABEL_TABLE.by_value(value).color
+
+
+def draw_report(path, loaded, artery_labels, result, summary, settings, models) -> None:
+    hu = loaded.array()
+    spacing = loaded.image.GetSpacing()
+    figure = page.new_page("Coronary artery calcium", f"{loaded.path} - mode: {summary['mode']} - "
+                                                      f"assignment: {summary['assignment']}")
+    _draw_thumbnails(figure, hu, artery_labels, result, spacing)
+    table_ax = figure.add_axes([0.05, 0.28, 0.9, 0.22])
+    rows = []
+    for name, values in summary["arteries"].items():
+        rows.append([name, f"{values['agatston']:.1f}", f"{values['volume_mm3']:.1f}",
+                     "-" if values["mass_mg"] is None else f"{values['mass_mg']:.2f}", values["lesions"]])
+    total = summary["total"]
+    rows.append(["Total", f"{total['agatston']:.1f}", f"{total['volume_mm3']:.1f}",
+                 "-" if total["mass_mg"] is None else f"{total['mass_mg']:.2f}", len(summary["lesions"])])
+    page.draw_table(table_ax, rows, ["Artery", "Agatston" if summary["mode"] == "noncontrast" else "Agatston-eq.",
+                                     "Volume (mm3)", "Mass (mg)", "Lesions"])
+    figure.text(0.05, 0.26, f"Risk category: {summary['risk']['classic']}    CAC-DRS: {summary['risk']['cac_drs']}",
+                fontsize=12, weight="bold", va="top")
+    settings_text = (f"threshold {settings['boundaries_hu'][0]:.0f} HU ({summary['threshold']['method']}), kVp "
+                     f"{summary['kvp']:g}, min area {settings['min_area_pixels']} px, connectivity "
+                     f"{settings['connectivity']}, increment factor {settings['increment_factor']:.3f}")
+    figure.text(0.05, 0.22, "Method: " + summary["method"], fontsize=7.5, va="top", wrap=True)
+    figure.text(0.05, 0.19, "Settings: " + settings_text, fontsize=7.5, va="top", wrap=True)
+    model_text = "; ".join(f"{m['name']} {m['version']} (trained on {m['training_data'][:80]})" for m in models) or "none"
+    page.footer(figure, [f"Model: {model_text}"])
+    page.save_page(figure, path)
+
+
+def _draw_thumbnails(figure, hu, artery_labels, result, spacing, n=6):
+    lesions = sorted(result.lesions, key=lambda les: -les.agatston)[:n]
+    half = [max(8, int(round(20.0 / s))) for s in spacing[:2]]  # 40 mm field of view per thumbnail
+    colours = ListedColormap([(0, 0, 0, 0)] + [(*_colour(v), 0.65) for v in range(1, 6)])
+    for index in range(n):
+        ax = figure.add_axes([0.05 + (index % 3) * 0.31, 0.72 - (index // 3) * 0.2, 0.27, 0.18])
+        ax.axis("off")
+        if index >= len(lesions):
+            if index == 0:
+                ax.text(0.5, 0.5, "no coronary calcium found", ha="center", va="center", fontsize=11)
+            continue
+        lesion = lesions[index]
+        i, j, k = (int(round(c)) for c in lesion.centroid_ijk)
+        j0, j1 = max(j - half[1], 0), min(j + half[1], hu.shape[1])
+        i0, i1 = max(i - half[0], 0), min(i + half[0], hu.shape[2])
+        ax.imshow(hu[k, j0:j1, i0:i1], cmap="gray", vmin=-200, vmax=800, aspect=spacing[1] / spacing[0])
+        ax.imshow(np.where(result.scored_mask[k, j0:j1, i0:i1], artery_labels[k, j0:j1, i0:i1], 0), cmap=colours,
+                  vmin=0, vmax=5, interpolation="nearest", aspect=spacing[1] / spacing[0])
+        ax.set_title(f"#{lesion.id} {lesion.artery}: {lesion.agatston:.1f} (slice {k})", fontsize=8)

@@ -1,0 +1,153 @@
+"""CalciumScoring end to end through the command line: exact scores on voxel-built phantoms, the output
+contract, semi-automatic label maps, and refusal of unsuitable input."""
+
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from dicom_factory import write_ct_series
+
+from cardioquant import cli, scene
+from cardioquant.calcium.pipeline import LABEL_TABLE
+
+
+def chest(shape=(8, 64, 64), spacing=(0.5, 0.5, 3.0)):
+    """Air outside a soft-tissue body: enough anatomy for the CT plausibility check, nothing above 130 HU."""
+    hu = np.full(shape, -1000.0, np.float32)
+    hu[:, 4:60, 4:60] = 40.0
+    return hu
+
+
+def write(path, array, spacing=(0.5, 0.5, 3.0), origin=(0.0, 0.0, 0.0), meta=None, direction=None):
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(spacing)
+    image.SetOrigin(origin)
+    if direction is not None:
+        image.SetDirection(direction)
+    for key, value in (meta or {}).items():
+        image.SetMetaData(key, value)
+    sitk.WriteImage(image, str(path), True)
+    return path
+
+
+def run(capsys, *args):
+    code = cli.main([str(a) for a in args] + ["--quiet"])
+    return code, capsys.readouterr()
+
+
+@pytest.fixture
+def semi_auto_case(tmp_path):
+    hu = chest()
+    labels = np.zeros(hu.shape, np.uint8)
+    hu[2:4, 10:14, 10:12] = 400      # LAD: 8 px x 0.25 mm2 = 2 mm2 per slice, weight 4 -> 8 x 2 slices = 16
+    labels[2:4, 8:16, 8:14] = 2
+    hu[5, 30:33, 30:34] = 250        # RCA: 12 px = 3 mm2, weight 2 -> 6
+    labels[5, 28:36, 28:36] = 4
+    hu[6, 50:52, 50:52] = 900        # unlabelled candidate (e.g. a valve): not coronary
+    image = write(tmp_path / "ct.nrrd", hu, meta={"modality": "CT", "kvp": "120"})
+    label_path = write(tmp_path / "labels.nrrd", labels)
+    return image, label_path
+
+
+def test_semi_automatic_scores_are_exact(capsys, tmp_path, semi_auto_case):
+    image, label_path = semi_auto_case
+    code, _ = run(capsys, "calcium", image, "--labels", label_path, "-o", tmp_path / "out", "--mode", "noncontrast")
+    assert code == 0
+    result = json.loads((tmp_path / "out" / "calcium.json").read_text())
+    assert result["total"]["agatston"] == pytest.approx(22.0)  # 3 mm slices: increment factor 1
+    assert result["arteries"]["LAD"]["agatston"] == pytest.approx(16.0)
+    assert result["arteries"]["RCA"]["agatston"] == pytest.approx(6.0)
+    assert result["arteries"]["LAD"]["volume_mm3"] == pytest.approx(16 * 0.75)
+    assert result["total"]["mass_mg"] is None
+    assert result["risk"] == {"classic": "11-100", "cac_drs": "A1/N2"}
+    assert [les["artery"] for les in result["lesions"]] == ["LAD", "RCA"]
+    assert result["lesions"][0]["slices"] == [2, 3] and result["lesions"][0]["peak_hu"] == 400
+    assert set(result["settings"]) >= {"kvp", "min_area_mm2", "connectivity", "increment_factor"}
+    assert result["versions"]["cardioquant"] and result["input"]["voxels_sha256"]
+    label_map = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "out" / "calcium_labels.nrrd")))
+    assert int((label_map == 2).sum()) == 16 and int((label_map == 4).sum()) == 12
+    assert label_map[6, 50, 50] == 5  # a candidate no label covers is not coronary
+    csv = (tmp_path / "out" / "calcium.csv").read_text().splitlines()
+    assert csv[0].startswith('"artery","agatston"') and csv[-1].startswith('"total",22')
+    assert (tmp_path / "out" / "calcium_report.png").stat().st_size > 10_000
+
+
+def test_output_labels_rerun_reproduces_scores(capsys, tmp_path, semi_auto_case):
+    """The label map we write, fed back as --labels (what a user does after editing), gives the same scores."""
+    image, label_path = semi_auto_case
+    run(capsys, "calcium", image, "--labels", label_path, "-o", tmp_path / "a", "--mode", "noncontrast")
+    run(capsys, "calcium", image, "--labels", tmp_path / "a" / "calcium_labels.nrrd", "-o", tmp_path / "b",
+        "--mode", "noncontrast")
+    a, b = (json.loads((tmp_path / d / "calcium.json").read_text()) for d in ("a", "b"))
+    assert a["arteries"] == b["arteries"] and a["total"] == b["total"]
+
+
+def test_segmentation_output_has_named_segments(capsys, tmp_path, semi_auto_case):
+    image, label_path = semi_auto_case
+    run(capsys, "calcium", image, "--labels", label_path, "-o", tmp_path / "out", "--mode", "noncontrast")
+    seg = scene.load_segmentation(scene.new_scene(), tmp_path / "out" / "calcium.seg.nrrd")
+    assert sorted(scene.segment_names(seg)) == sorted(s.name for s in LABEL_TABLE.segments)
+
+
+def test_mass_with_given_calibration(capsys, tmp_path, semi_auto_case):
+    image, label_path = semi_auto_case
+    run(capsys, "calcium", image, "--labels", label_path, "-o", tmp_path / "out", "--mode", "noncontrast",
+        "--mass-calibration", "0.00075")
+    result = json.loads((tmp_path / "out" / "calcium.json").read_text())
+    lad_mass = 0.00075 * 400 * 16 * 0.75  # c x HU x voxel volume, summed over 16 voxels
+    assert result["arteries"]["LAD"]["mass_mg"] == pytest.approx(lad_mass)
+
+
+def test_kvp_from_dicom_sets_thresholds(capsys, tmp_path):
+    hu = chest()
+    hu[3, 20:24, 20:24] = 150  # above the 100 kVp threshold (145), weight 1
+    write_ct_series(tmp_path / "dicom", hu, spacing=(0.5, 0.5, 3.0), kvp=100)
+    labels = np.zeros(hu.shape, np.uint8)
+    labels[3, 18:26, 18:26] = 3
+    write(tmp_path / "labels.nrrd", labels)
+    code, _ = run(capsys, "calcium", tmp_path / "dicom", "--labels", tmp_path / "labels.nrrd", "-o", tmp_path / "out",
+                  "--mode", "noncontrast")
+    result = json.loads((tmp_path / "out" / "calcium.json").read_text())
+    assert code == 0 and result["kvp"] == 100 and result["threshold"]["threshold_hu"] == 145
+    assert result["arteries"]["LCX"]["agatston"] == pytest.approx(4.0)
+    assert not result["warnings"]
+
+
+def test_missing_kvp_defaults_to_120_with_warning(capsys, tmp_path, semi_auto_case):
+    hu = sitk.GetArrayFromImage(sitk.ReadImage(str(semi_auto_case[0])))
+    image = write(tmp_path / "nokvp.nrrd", hu)
+    run(capsys, "calcium", image, "--labels", semi_auto_case[1], "-o", tmp_path / "out", "--mode", "noncontrast")
+    result = json.loads((tmp_path / "out" / "calcium.json").read_text())
+    assert result["kvp"] == 120 and any("KVP" in w for w in result["warnings"])
+
+
+def test_mr_is_refused(capsys, tmp_path):
+    image = write(tmp_path / "mr.nrrd", chest(), meta={"modality": "MR"})
+    code, captured = run(capsys, "calcium", image, "-o", tmp_path / "out")
+    assert code == 2 and "needs CT; this series is MR" in captured.err
+
+
+def test_non_hu_data_is_refused(capsys, tmp_path):
+    image = write(tmp_path / "raw.nrrd", np.random.default_rng(0).uniform(0, 4000, (8, 64, 64)).astype(np.float32))
+    code, captured = run(capsys, "calcium", image, "-o", tmp_path / "out")
+    assert code == 2 and "Hounsfield" in captured.err
+
+
+def test_oblique_volume_is_refused(capsys, tmp_path):
+    tilt = sitk.VersorTransform((1, 0, 0), 0.35).GetMatrix()
+    image = write(tmp_path / "oblique.nrrd", chest(), direction=tilt)
+    code, captured = run(capsys, "calcium", image, "-o", tmp_path / "out")
+    assert code == 2 and "not axial" in captured.err
+
+
+def test_tiny_volume_is_refused(capsys, tmp_path):
+    image = write(tmp_path / "tiny.nrrd", chest(shape=(2, 64, 64)))
+    code, captured = run(capsys, "calcium", image, "-o", tmp_path / "out")
+    assert code == 2 and "too small" in captured.err
+
+
+def test_cta_mode_without_contrast_is_refused(capsys, tmp_path, semi_auto_case):
+    code, captured = run(capsys, "calcium", semi_auto_case[0], "--labels", semi_auto_case[1], "-o", tmp_path / "out",
+                         "--mode", "cta")
+    assert code == 2 and "does not look like a contrast CTA" in captured.err
