@@ -9,6 +9,7 @@ import SimpleITK as sitk
 from dicom_factory import write_ct_series
 
 from cardioquant import cli, scene
+from cardioquant.calcium.phantom import block_phantom
 from cardioquant.calcium.pipeline import LABEL_TABLE
 
 
@@ -38,16 +39,14 @@ def run(capsys, *args):
 
 @pytest.fixture
 def semi_auto_case(tmp_path):
-    hu = chest()
-    labels = np.zeros(hu.shape, np.uint8)
-    hu[2:4, 10:14, 10:12] = 400      # LAD: 8 px x 0.25 mm2 = 2 mm2 per slice, weight 4 -> 8 x 2 slices = 16
-    labels[2:4, 8:16, 8:14] = 2
-    hu[5, 30:33, 30:34] = 250        # RCA: 12 px = 3 mm2, weight 2 -> 6
-    labels[5, 28:36, 28:36] = 4
-    hu[6, 50:52, 50:52] = 900        # unlabelled candidate (e.g. a valve): not coronary
-    image = write(tmp_path / "ct.nrrd", hu, meta={"modality": "CT", "kvp": "120"})
-    label_path = write(tmp_path / "labels.nrrd", labels)
-    return image, label_path
+    """LAD 2x4x2 block at 400 HU: 8 px x 0.25 mm2 = 2 mm2 per slice, weight 4, 2 slices -> 16.
+    RCA 3x4 at 250 HU: 12 px = 3 mm2, weight 2 -> 6. A 900 HU candidate no label covers (e.g. a valve)."""
+    image, labels = block_phantom()
+    image.SetMetaData("modality", "CT")
+    image.SetMetaData("kvp", "120")
+    sitk.WriteImage(image, str(tmp_path / "ct.nrrd"), True)
+    sitk.WriteImage(labels, str(tmp_path / "labels.nrrd"), True)
+    return tmp_path / "ct.nrrd", tmp_path / "labels.nrrd"
 
 
 def test_semi_automatic_scores_are_exact(capsys, tmp_path, semi_auto_case):
@@ -151,3 +150,48 @@ def test_cta_mode_without_contrast_is_refused(capsys, tmp_path, semi_auto_case):
     code, captured = run(capsys, "calcium", semi_auto_case[0], "--labels", semi_auto_case[1], "-o", tmp_path / "out",
                          "--mode", "cta")
     assert code == 2 and "does not look like a contrast CTA" in captured.err
+
+
+def test_reassigning_a_lesion_moves_its_score(tmp_path, semi_auto_case):
+    from cardioquant.calcium.pipeline import reassign_lesion, rescore
+
+    image = sitk.ReadImage(str(semi_auto_case[0]))
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(semi_auto_case[1])))
+    hu = sitk.GetArrayFromImage(image)
+    labels = np.where(hu >= 130, labels, 0).astype(np.uint8)
+    before = rescore(image, labels)
+    moved = reassign_lesion(labels, (2, 11, 10), 3)  # the LAD lesion becomes LCX
+    after = rescore(image, moved)
+    assert before["arteries"]["LAD"]["agatston"] == pytest.approx(16) and after["arteries"]["LAD"]["agatston"] == 0
+    assert after["arteries"]["LCX"]["agatston"] == pytest.approx(16)
+    assert after["total"]["agatston"] == pytest.approx(before["total"]["agatston"])
+    assert rescore(image, reassign_lesion(labels, (2, 11, 10), 5))["total"]["agatston"] == pytest.approx(6)
+
+
+def test_scene_workflow_edit_and_rescore(tmp_path):
+    """What the Slicer module does, on real MRML nodes: load, run, segmentation node, user edit, rescore."""
+    from cardioquant.calcium.phantom import write_block_phantom
+    from cardioquant.calcium.pipeline import rescore, run
+    from cardioquant.cli import default_options
+    from cardioquant.imageio import LoadedImage
+    from cardioquant.progress import Progress
+
+    mrml = scene.new_scene()
+    ct_path, label_path = write_block_phantom(tmp_path)
+    volume = scene.load_volume(mrml, ct_path)
+    loaded = LoadedImage(image=scene.image_from_volume_node(volume), path="phantom", format="mrml")
+    result = run(loaded, default_options("calcium", labels=label_path, mode="noncontrast", kvp=120.0), Progress())
+    segmentation = scene.segmentation_node_from_labelmap(mrml, result.label_image, volume, LABEL_TABLE, "cac")
+    # The reader erases the RCA lesion in Segment Editor: export, edit, re-import as a fresh node.
+    edited = scene.labelmap_from_segmentation_node(segmentation, volume, LABEL_TABLE)
+    edited[edited == 4] = 0
+    edited_node = scene.segmentation_node_from_labelmap(mrml, _like(edited, loaded.image), volume, LABEL_TABLE, "edited")
+    scores = rescore(loaded.image, scene.labelmap_from_segmentation_node(edited_node, volume, LABEL_TABLE))
+    assert result.summary["total"]["agatston"] == pytest.approx(22.0)
+    assert scores["total"]["agatston"] == pytest.approx(16.0) and scores["arteries"]["RCA"]["lesions"] == 0
+
+
+def _like(array, reference):
+    image = sitk.GetImageFromArray(array)
+    image.CopyInformation(reference)
+    return image

@@ -44,12 +44,9 @@ class CardioQuantLogic(ScriptedLoadableModuleLogic):
         return self.addResultToScene(result, inputVolumeNode) + (result,)
 
     def defaultOptions(self, **overrides):
-        from cardioquant.cli import build_parser
+        from cardioquant.cli import default_options
 
-        options = build_parser().parse_args([self.MODULE_KEY, "input", "-o", "unused"])
-        for key, value in overrides.items():
-            setattr(options, key, value)
-        return options
+        return default_options(self.MODULE_KEY, **overrides)
 
     @staticmethod
     def dicomAttributes(volumeNode):

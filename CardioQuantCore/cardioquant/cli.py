@@ -53,6 +53,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def default_options(module: str, **overrides) -> argparse.Namespace:
+    """The options a command-line run of `module` would get, with overrides (for scripts, Slicer and benchmarks)."""
+    options = build_parser().parse_args([module, "input", "-o", "unused"])
+    for key, value in overrides.items():
+        if not hasattr(options, key):
+            raise TypeError(f"unknown option for {module}: {key}")
+        setattr(options, key, value)
+    return options
+
+
 def _progress(label: str, options: argparse.Namespace) -> Progress:
     if getattr(options, "progress_format", "bar") == "lines":
         return Progress(machine_readable())
@@ -77,9 +87,8 @@ def run_demo(options: argparse.Namespace) -> int:
         if module is None:
             rows.append((name, "not yet available", title))
             continue
-        sub = argparse.Namespace(**{**vars(build_parser().parse_args([name, str(module.sample_input()), "-o", "x"])),
-                                    "output": options.output / name, "device": options.device,
-                                    "overwrite": options.overwrite, "quiet": options.quiet})
+        sub = default_options(name, input=str(module.sample_input()), output=options.output / name,
+                              device=options.device, overwrite=options.overwrite, quiet=options.quiet)
         started = time.perf_counter()
         result, _ = run_module(name, sub)
         rows.append((name, f"ok ({time.perf_counter() - started:.1f} s)", module.summary_line(result)))

@@ -314,3 +314,37 @@ def _render_calcifications(hu, labels, origin, spacing, calcifications, factor, 
         stronger = footprint & (fraction > best[box])
         labels[box][stronger] = calc.artery
         best[box][stronger] = fraction[stronger]
+
+
+def block_phantom():
+    """Tiny voxel-built case for self-tests: (CT image, artery label image). Exact truth, worked by hand:
+    LAD 2x4x2 block at 400 HU (2 mm2 per slice x weight 4 x 2 slices = 16), RCA 3x4 at 250 HU (3 mm2 x 2 = 6),
+    one unlabelled 900 HU candidate (not coronary). 0.5 x 0.5 x 3 mm voxels, 120 kVp: Agatston 22."""
+    import SimpleITK as sitk
+
+    hu = np.full((8, 64, 64), -1000.0, np.float32)
+    hu[:, 4:60, 4:60] = 40.0
+    labels = np.zeros(hu.shape, np.uint8)
+    hu[2:4, 10:14, 10:12] = 400
+    labels[2:4, 8:16, 8:14] = LAD
+    hu[5, 30:33, 30:34] = 250
+    labels[5, 28:36, 28:36] = RCA
+    hu[6, 50:52, 50:52] = 900
+    image = sitk.GetImageFromArray(hu)
+    image.SetSpacing((0.5, 0.5, 3.0))
+    label_image = sitk.GetImageFromArray(labels)
+    label_image.CopyInformation(image)
+    return image, label_image
+
+
+def write_block_phantom(folder) -> tuple[str, str]:
+    """`block_phantom` written as ct.nrrd and labels.nrrd in `folder`; returns their paths."""
+    import os
+
+    import SimpleITK as sitk
+
+    image, labels = block_phantom()
+    paths = os.path.join(folder, "ct.nrrd"), os.path.join(folder, "labels.nrrd")
+    sitk.WriteImage(image, paths[0], True)
+    sitk.WriteImage(labels, paths[1], True)
+    return paths

@@ -276,3 +276,26 @@ def summary_line(result: ModuleResult) -> str:
     per = ", ".join(f"{k} {v['agatston']:.0f}" for k, v in s["arteries"].items())
     return (f"Agatston {s['total']['agatston']:.1f} ({per}); risk {s['risk']['classic']}, CAC-DRS "
             f"{s['risk']['cac_drs']} [{s['mode']}, {s['assignment']}]")
+
+
+# --- review and correction (used by the Slicer panel after every edit) ---------------------------------------
+
+def reassign_lesion(artery_labels: np.ndarray, seed_kji: tuple[int, int, int], artery: int) -> np.ndarray:
+    """Move the whole lesion (26-connected labelled voxels) containing `seed_kji` to `artery` (1-4, 5 = not coronary)."""
+    if artery not in (1, 2, 3, 4, 5):
+        raise InputError("artery must be 1 LM, 2 LAD, 3 LCX, 4 RCA or 5 not coronary")
+    if artery_labels[seed_kji] == 0:
+        raise InputError("no lesion at the selected point")
+    components, _ = ndimage.label(artery_labels > 0, structure=np.ones((3, 3, 3), bool))
+    updated = artery_labels.copy()
+    updated[components == components[seed_kji]] = artery
+    return updated
+
+
+def rescore(image: sitk.Image, artery_labels: np.ndarray, kvp: float = 120.0, **setting_overrides) -> dict:
+    """Scores of an (edited) label map on its image: the numbers the panel shows after each correction."""
+    settings = scoring.ScoringSettings(kvp=kvp, **setting_overrides)
+    result = scoring.score(sitk.GetArrayFromImage(image).astype(np.float32), artery_labels, image.GetSpacing(),
+                           settings, geometry.ijk_to_ras(image))
+    return {"total": result.total, "arteries": result.arteries, "risk": scoring.risk(result),
+            "lesions": [asdict(lesion) for lesion in result.lesions]}
