@@ -195,3 +195,16 @@ def _like(array, reference):
     image = sitk.GetImageFromArray(array)
     image.CopyInformation(reference)
     return image
+
+
+def test_dicom_seg_written_for_dicom_input(capsys, tmp_path):
+    import highdicom as hd
+
+    image, labels = block_phantom()
+    write_ct_series(tmp_path / "dicom", sitk.GetArrayFromImage(image), spacing=(0.5, 0.5, 3.0), kvp=120)
+    sitk.WriteImage(labels, str(tmp_path / "labels.nrrd"))
+    code, _ = run(capsys, "calcium", tmp_path / "dicom", "--labels", tmp_path / "labels.nrrd", "-o", tmp_path / "out",
+                  "--mode", "noncontrast", "--dicom-seg")
+    assert code == 0
+    seg = hd.seg.segread(tmp_path / "out" / "calcium_seg.dcm")
+    assert {seg.get_segment_description(n).segment_label for n in seg.segment_numbers} == {"LAD", "RCA", "not coronary"}

@@ -24,6 +24,23 @@ def calcium_sample() -> None:
     sitk.WriteImage(truth, str(OUT / "calcium_phantom_truth_labels.nrrd"), True)
 
 
+def spine_sample() -> None:
+    from cardioquant.bmd import phantom as spine
+
+    case = spine.make_spine_phantom(seed=2024, spacing=(1.0, 1.0, 2.5), kvp=120.0, levels=("T12", "L1", "L2"),
+                                    bmd={"T12": 104.0, "L1": 96.0, "L2": 92.0}, fov_mm=260.0)
+    image = sitk.GetImageFromArray(np.round(case.hu).astype(np.int16))
+    image.SetSpacing(case.spacing)
+    image.SetOrigin(case.origin)
+    image.SetMetaData("modality", "CT")
+    image.SetMetaData("kvp", "120")
+    sitk.WriteImage(image, str(OUT / "spine_phantom.nrrd"), True)
+    labels = sitk.GetImageFromArray(spine.totalsegmentator_labels(case))
+    labels.CopyInformation(image)
+    sitk.WriteImage(labels, str(OUT / "spine_phantom_vertebrae.nrrd"), True)
+
+
 if __name__ == "__main__":
     OUT.mkdir(parents=True, exist_ok=True)
     calcium_sample()
+    spine_sample()

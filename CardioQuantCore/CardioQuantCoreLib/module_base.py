@@ -145,8 +145,13 @@ class CardioQuantWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.progressBar.setVisible(True)
         self.ui.progressBar.value = 0
         self.ui.statusLabel.text = "Running..."
+        arguments = self.extraArguments()
+        # Offline sites point Slicer at their own copy of the weights (Application settings, key below).
+        weights = slicer.app.settings().value(f"CardioQuant/{self.MODULE_KEY}/weights", "")
+        if weights:
+            arguments += ["--weights", weights]
         with slicer.util.tryWithErrorDisplay("Could not start processing.", waitCursor=True):
-            self.run = BackgroundRun(self.MODULE_KEY, inputNode, self.extraArguments(), self.onProgress,
+            self.run = BackgroundRun(self.MODULE_KEY, inputNode, arguments, self.onProgress,
                                      self.onFinished, device=self.ui.deviceComboBox.currentText)
         self.updateButtons()
 

@@ -13,6 +13,8 @@ import time
 import traceback
 from pathlib import Path
 
+import SimpleITK as sitk
+
 from . import __version__, pipelines
 from .errors import CardioQuantError, InputError
 from .imageio import read_image
@@ -28,6 +30,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda [auto]")
     parser.add_argument("--weights", help="model weights file to use instead of the bundled/cached ones")
     parser.add_argument("--overwrite", action="store_true", help="replace results already in the output folder")
+    parser.add_argument("--dicom-seg", action="store_true",
+                        help="also write <module>_seg.dcm (DICOM SEG referencing the input; DICOM input only)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--debug", action="store_true", help="print tracebacks on failure")
     parser.add_argument("--progress-format", choices=("bar", "lines"), default="bar",
@@ -76,7 +80,13 @@ def run_module(name: str, options: argparse.Namespace) -> tuple[object, list[Pat
     if module is None:
         raise InputError(f"'{name}' ({pipelines.TITLES[name]}) is not yet available in cardioquant {__version__}.")
     result = module.run(loaded, options, _progress(name, options))
-    return result, write_outputs(result, loaded, options.output, overwrite=options.overwrite)
+    written = write_outputs(result, loaded, options.output, overwrite=options.overwrite)
+    if getattr(options, "dicom_seg", False) and result.label_image is not None:
+        from .dicomseg import export_dicom_seg
+
+        written.append(export_dicom_seg(sitk.GetArrayFromImage(result.label_image), result.label_table,
+                                        loaded.source_files, options.output / f"{name}_seg.dcm", module.TITLE))
+    return result, written
 
 
 def run_demo(options: argparse.Namespace) -> int:
@@ -87,8 +97,9 @@ def run_demo(options: argparse.Namespace) -> int:
         if module is None:
             rows.append((name, "not yet available", title))
             continue
+        sample_options = module.sample_options() if hasattr(module, "sample_options") else {}
         sub = default_options(name, input=str(module.sample_input()), output=options.output / name,
-                              device=options.device, overwrite=options.overwrite, quiet=options.quiet)
+                              device=options.device, overwrite=options.overwrite, quiet=options.quiet, **sample_options)
         started = time.perf_counter()
         result, _ = run_module(name, sub)
         rows.append((name, f"ok ({time.perf_counter() - started:.1f} s)", module.summary_line(result)))

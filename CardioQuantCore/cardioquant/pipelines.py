@@ -17,7 +17,7 @@ from types import ModuleType
 PIPELINES: dict[str, str | None] = {
     "calcium": "cardioquant.calcium.pipeline",
     "scar": None,
-    "bmd": None,
+    "bmd": "cardioquant.bmd.pipeline",
     "ffr": None,
 }
 

@@ -1,0 +1,1 @@
+"""Opportunistic vertebral bone mineral density: vertebrae, trabecular ROI, phantomless calibration, BMD."""

@@ -1,0 +1,114 @@
+"""Phantomless (internal) calibration and conversion of trabecular HU to BMD.
+
+Two steps, each with documented settings:
+1. HU recalibration against reference tissues measured in the same scan (robust medians):
+   - "two-point" (Comp2Comp): air = -1000 HU and fat = nominal fat HU,
+     s = (fat_nominal - air_nominal) / (fat_meas - air_meas), HU_cal = s x HU + (air_nominal - s x air_meas);
+   - "multi-material": least-squares line through (measured, nominal) of every available reference
+     (air, fat, muscle, blood) - the most accurate when the ROIs are clean (Michalski 2020).
+2. BMD (mg/cm^3 hydroxyapatite-equivalent) = (HU_cal - HU_water) / slope(kVp), slope = HU per mg/cm^3 HA.
+Nominal HU values and slopes are literature-typical and UNVERIFIED (REFERENCE): every one is a setting.
+"Asynchronous" calibration replaces step 1 and 2 by a line fitted to a phantom scanned on the same scanner
+(user-entered pairs of measured HU and known density).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import InputError
+
+# Nominal (true) HU of the reference tissues, by kVp. Unverified literature-typical values: settings.
+NOMINAL_HU = {
+    "air": {80: -1000.0, 100: -1000.0, 120: -1000.0, 140: -1000.0},
+    "fat": {80: -110.0, 100: -100.0, 120: -95.0, 140: -90.0},
+    "muscle": {80: 55.0, 100: 52.0, 120: 50.0, 140: 48.0},
+    "blood": {80: 42.0, 100: 41.0, 120: 40.0, 140: 39.0},
+}
+# HU per mg/cm^3 of hydroxyapatite by kVp (bone brightens at low kVp). Unverified: setting.
+HA_SLOPE_HU_PER_MG = {80: 1.36, 100: 1.12, 120: 1.0, 140: 0.91}
+WATER_HU = 0.0
+
+
+def _by_kvp(table: dict, kvp: float) -> float:
+    keys = sorted(table)
+    return float(np.interp(kvp, keys, [table[k] for k in keys]))
+
+
+def nominal_hu(tissue: str, kvp: float) -> float:
+    return _by_kvp(NOMINAL_HU[tissue], kvp)
+
+
+def ha_slope(kvp: float) -> float:
+    return _by_kvp(HA_SLOPE_HU_PER_MG, kvp)
+
+
+@dataclass
+class Calibration:
+    method: str
+    scale: float                 # HU_cal = scale x HU + offset
+    offset: float
+    kvp: float
+    references: dict = field(default_factory=dict)   # tissue -> {"measured_hu", "nominal_hu", "voxels"}
+    ha_slope: float = 1.0
+    phantom_points: list | None = None
+
+    def calibrated_hu(self, hu):
+        return self.scale * np.asarray(hu, dtype=float) + self.offset
+
+    def bmd(self, hu):
+        """mg/cm^3 HA-equivalent from measured HU."""
+        if self.method == "asynchronous":
+            return self.scale * np.asarray(hu, dtype=float) + self.offset
+        return (self.calibrated_hu(hu) - WATER_HU) / self.ha_slope
+
+    def to_json(self) -> dict:
+        return {"method": self.method, "line": {"scale": self.scale, "offset": self.offset,
+                                                "meaning": "BMD = scale x HU + offset" if self.method == "asynchronous"
+                                                else "HU_calibrated = scale x HU + offset"},
+                "kvp": self.kvp, "ha_slope_hu_per_mg_cm3": self.ha_slope, "references": self.references,
+                "phantom_points": self.phantom_points}
+
+
+def two_point(references: dict, kvp: float) -> Calibration:
+    for tissue in ("air", "fat"):
+        if tissue not in references:
+            raise InputError(f"two-point calibration needs a {tissue} reference ROI, which could not be placed")
+    air, fat = references["air"]["measured_hu"], references["fat"]["measured_hu"]
+    if fat - air < 300:
+        raise InputError(f"air ({air:.0f} HU) and fat ({fat:.0f} HU) references are too close for a calibration")
+    air_n, fat_n = nominal_hu("air", kvp), nominal_hu("fat", kvp)
+    scale = (fat_n - air_n) / (fat - air)
+    return Calibration("two-point (air, fat)", scale, air_n - scale * air, kvp, _with_nominal(references, kvp),
+                       ha_slope(kvp))
+
+
+def multi_material(references: dict, kvp: float) -> Calibration:
+    if len(references) < 2:
+        raise InputError("multi-material calibration needs at least two reference ROIs")
+    measured = np.array([r["measured_hu"] for r in references.values()])
+    nominal = np.array([nominal_hu(t, kvp) for t in references])
+    scale, offset = np.polyfit(measured, nominal, 1)
+    return Calibration(f"multi-material ({', '.join(references)})", float(scale), float(offset), kvp,
+                       _with_nominal(references, kvp), ha_slope(kvp))
+
+
+def asynchronous(points: list[tuple[float, float]], kvp: float) -> Calibration:
+    """Line BMD = a x HU + b from phantom measurements (HU measured, density mg/cm^3) on the same scanner."""
+    if len(points) < 2:
+        raise InputError("asynchronous calibration needs at least two phantom (HU, density) pairs")
+    hu, density = np.array(points, dtype=float).T
+    scale, offset = np.polyfit(hu, density, 1)
+    return Calibration("asynchronous", float(scale), float(offset), kvp, {}, 1.0, [list(p) for p in points])
+
+
+def _with_nominal(references: dict, kvp: float) -> dict:
+    return {t: {**r, "nominal_hu": nominal_hu(t, kvp)} for t, r in references.items()}
+
+
+def robust_stats(values: np.ndarray) -> dict:
+    median = float(np.median(values))
+    mad = float(np.median(np.abs(values - median)))
+    return {"measured_hu": median, "mad_hu": mad, "mean_hu": float(values.mean()), "voxels": int(values.size)}

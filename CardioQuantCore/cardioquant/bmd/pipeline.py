@@ -1,0 +1,253 @@
+"""BoneDensity pipeline: vertebrae -> bodies -> trabecular ROIs -> reference ROIs -> calibration -> BMD.
+
+`cardioquant bmd INPUT [--vertebra-mask M] [--vertebra-body-mask B] [--seed L1:x,y,z] [--levels L1,L2] [--kvp N]
+                 [--calibration multi-material|two-point] [--phantom HU:density,...]`
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from .. import geometry
+from ..errors import InputError
+from ..imageio import LoadedImage, read_mask
+from ..labels import ANATOMICAL_STRUCTURE, TISSUE, LabelTable, SegmentSpec
+from ..progress import Progress
+from ..results import ModuleResult
+from . import calibration, references, roi, vertebrae
+from .levels import LEVELS, PREFERRED
+
+TITLE = "Vertebral bone mineral density (BoneDensity)"
+ALLOW_2D = False
+
+# Label values are fixed by level so a value means the same vertebra in every output.
+BODY_VALUE = {level: i + 1 for i, level in enumerate(LEVELS)}           # 1..25
+ROI_VALUE = {level: i + 31 for i, level in enumerate(LEVELS)}           # 31..55
+REFERENCE_VALUE = {"air": 61, "fat": 62, "muscle": 63, "blood": 64}
+VERTEBRA_CODE = ("SCT", "51282000", "Vertebral body")
+TRABECULAR_CODE = ("SCT", "6540004", "Cancellous bone")
+REFERENCE_CODES = {"air": ("SCT", "261746005", "Air"), "fat": ("SCT", "68544003", "Subcutaneous fat"),
+                   "muscle": ("SCT", "91747007", "Muscle"), "blood": ("SCT", "87612001", "Blood")}
+
+
+def _label_table() -> LabelTable:
+    segments = []
+    for i, level in enumerate(LEVELS):
+        shade = 0.35 + 0.6 * i / len(LEVELS)
+        segments.append(SegmentSpec(BODY_VALUE[level], f"vertebrae_{level}", (0.95, shade, 0.45), ANATOMICAL_STRUCTURE,
+                                    VERTEBRA_CODE, None, f"{level} vertebral body"))
+        segments.append(SegmentSpec(ROI_VALUE[level], f"{level} trabecular ROI", (0.2, 0.55, 0.95), TISSUE,
+                                    TRABECULAR_CODE, None, f"{level} trabecular region of interest"))
+    colours = {"air": (0.6, 0.9, 1.0), "fat": (0.95, 0.85, 0.3), "muscle": (0.8, 0.3, 0.3), "blood": (0.7, 0.0, 0.1)}
+    for tissue, value in REFERENCE_VALUE.items():
+        segments.append(SegmentSpec(value, f"reference {tissue}", colours[tissue], TISSUE, REFERENCE_CODES[tissue], None,
+                                    f"calibration reference ROI: {tissue}"))
+    return LabelTable(segments)
+
+
+LABEL_TABLE = _label_table()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("bone density")
+    group.add_argument("--vertebra-mask", help="TotalSegmentator output folder (vertebrae_L1.nii.gz, ...) or a "
+                                               "multilabel file with TotalSegmentator `total` values")
+    group.add_argument("--vertebra-body-mask", help="TotalSegmentator vertebrae_body mask (label 1 = body), optional")
+    group.add_argument("--seed", action="append", default=[],
+                       help="LEVEL:x,y,z (RAS mm) click inside a vertebral body; repeat for several")
+    group.add_argument("--levels", help="comma-separated levels to report (default: all found)")
+    group.add_argument("--kvp", type=float, help="tube voltage; default: DICOM KVP, else 120 with a warning")
+    group.add_argument("--calibration", choices=("multi-material", "two-point"), default="multi-material",
+                       help="phantomless calibration method [multi-material]")
+    group.add_argument("--phantom", help="asynchronous calibration: HU:density pairs measured on a phantom, "
+                                         "e.g. '2.1:0,98.5:100,201.7:200'")
+
+
+def check_input(loaded: LoadedImage) -> None:
+    modality = (loaded.modality or "").upper()
+    if modality and modality != "CT":
+        raise InputError(f"bone density needs CT; this series is {modality}.")
+    image = loaded.image
+    if not geometry.is_axis_aligned(image) or geometry.slice_axis(image) != 2:
+        raise InputError("the slices are not axial; reformat to axial slices and rerun.")
+    array = sitk.GetArrayViewFromImage(image)
+    low, high = np.percentile(array[:, ::4, ::4], [0.5, 99.9])
+    if low > -500 or high > 5000:
+        raise InputError(f"intensities ({low:.0f} to {high:.0f}) do not look like CT in Hounsfield units.")
+
+
+def posterior_sign(image: sitk.Image) -> int:
+    """+1 when the j index runs towards posterior (LPS y increases posterior)."""
+    return 1 if geometry.direction_matrix(image)[1, 1] > 0 else -1
+
+
+def _seed_to_kji(image: sitk.Image, text: str) -> tuple[str, tuple[int, int, int]]:
+    try:
+        level, coords = text.split(":")
+        r, a, s = (float(v) for v in coords.split(","))
+    except ValueError as exc:
+        raise InputError(f"--seed '{text}' must be LEVEL:x,y,z in RAS millimetres, e.g. L1:0,-20,100") from exc
+    if level not in LEVELS:
+        raise InputError(f"--seed level '{level}' is not a vertebral level (C1-C7, T1-T12, L1-L5, S1)")
+    index = image.TransformPhysicalPointToIndex((-r, -a, s))
+    return level, tuple(int(v) for v in index[::-1])
+
+
+def collect_bodies(loaded: LoadedImage, options, hu: np.ndarray, sign: int) -> tuple[dict, str]:
+    image = loaded.image
+    spacing = image.GetSpacing()
+    if options.vertebra_mask:
+        whole = vertebrae.from_totalsegmentator(options.vertebra_mask, image)
+        if options.vertebra_body_mask:
+            body_mask = sitk.GetArrayFromImage(read_mask(options.vertebra_body_mask, image)) == 1
+            bodies = {level: mask & body_mask for level, mask in whole.items()}
+        else:
+            bodies = {level: vertebrae.vertebral_body(mask, sign) for level, mask in whole.items()}
+        source = "TotalSegmentator masks"
+    elif options.seed:
+        bodies = {}
+        for text in options.seed:
+            level, seed = _seed_to_kji(image, text)
+            bodies[level] = vertebrae.grow_from_seed(hu, spacing, seed)
+        source = "seeded region growing"
+    else:
+        raise InputError("no vertebrae given: pass --vertebra-mask (TotalSegmentator output) or --seed LEVEL:x,y,z.")
+    bodies = {level: mask for level, mask in bodies.items() if mask.any()}
+    if options.levels:
+        wanted = [v.strip() for v in options.levels.split(",")]
+        missing = [v for v in wanted if v not in bodies]
+        if missing:
+            raise InputError(f"level(s) {', '.join(missing)} not found in the vertebra masks "
+                             f"(found: {', '.join(bodies) or 'none'})")
+        bodies = {level: bodies[level] for level in wanted}
+    if not bodies:
+        raise InputError("no vertebra in the field of view: nothing to measure.")
+    return bodies, source
+
+
+def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
+    check_input(loaded)
+    image = loaded.image
+    spacing = image.GetSpacing()
+    hu = sitk.GetArrayFromImage(image).astype(np.float32)
+    warnings = []
+    kvp = options.kvp or loaded.kvp
+    if not kvp:
+        kvp = 120.0
+        warnings.append("tube voltage (KVP) unknown: 120 kVp calibration values used; pass --kvp")
+    sign = posterior_sign(image)
+    bodies, source = collect_bodies(loaded, options, hu, sign)
+    progress.update(0.3, "trabecular ROIs")
+    rois = {level: roi.trabecular_roi(mask, spacing, sign) for level, mask in bodies.items()}
+    empty = [level for level, mask in rois.items() if not mask.any()]
+    if empty:
+        raise InputError(f"vertebral body of {', '.join(empty)} is too small for a trabecular ROI")
+    all_bodies = np.any(np.stack(list(bodies.values())), axis=0)
+    progress.update(0.5, "reference tissues")
+    reference_masks = references.reference_rois(hu, spacing, all_bodies, sign)
+    band = np.zeros(hu.shape, bool)
+    ks = np.nonzero(all_bodies.any(axis=(1, 2)))[0]
+    band[ks.min():ks.max() + 1] = True
+    contrast = references.contrast_enhanced(hu, spacing, band, all_bodies, sign)
+    if contrast:
+        warnings.append("contrast-enhanced scan (bright aorta): trabecular HU and BMD are biased upwards by iodine; "
+                        "the aortic blood reference was not used")
+        reference_masks.pop("blood", None)
+    reference_stats = references.statistics(hu, reference_masks)
+    cal = _calibrate(options, reference_stats, kvp)
+    progress.update(0.8, "BMD")
+    per_vertebra = {}
+    for level, mask in bodies.items():
+        values = hu[rois[level]]
+        mean_hu = float(values.mean())
+        per_vertebra[level] = {
+            "trabecular_hu": mean_hu,
+            "trabecular_hu_median": float(np.median(values)),
+            "calibrated_hu": float(cal.calibrated_hu(mean_hu)) if cal.method != "asynchronous" else None,
+            "bmd_mg_cm3": float(cal.bmd(mean_hu)),
+            "roi_volume_ml": float(values.size * np.prod(spacing) / 1000.0),
+            "body_volume_ml": float(mask.sum() * np.prod(spacing) / 1000.0),
+        }
+    patient = patient_summary(per_vertebra)
+    labels = _label_map(hu.shape, bodies, rois, reference_masks)
+    progress.update(1.0, "done")
+    summary = {"vertebrae": per_vertebra, "patient": patient, "calibration": cal.to_json(), "contrast_enhanced": contrast,
+               "source": source, "kvp": kvp}
+    settings = {"roi": vars(roi.RoiSettings()), "calibration": options.calibration, "kvp": kvp,
+                "nominal_hu": calibration.NOMINAL_HU, "ha_slope_hu_per_mg_cm3": calibration.HA_SLOPE_HU_PER_MG,
+                "source": source}
+    rows = [{"level": level, **{k: v for k, v in values.items()}} for level, values in per_vertebra.items()]
+
+    def report(path):
+        from .report import draw_report
+
+        draw_report(path, hu, spacing, labels, summary)
+
+    return ModuleResult(module="bmd", summary=summary, label_image=geometry.image_from_array(labels, image),
+                        label_table=LABEL_TABLE, table_rows=rows, settings=settings, warnings=warnings, report=report)
+
+
+def _calibrate(options, reference_stats, kvp) -> calibration.Calibration:
+    if options.phantom:
+        try:
+            points = [tuple(float(v) for v in pair.split(":")) for pair in options.phantom.split(",")]
+        except ValueError as exc:
+            raise InputError("--phantom must be HU:density pairs separated by commas, e.g. '2:0,99:100,202:200'") from exc
+        return calibration.asynchronous(points, kvp)
+    if options.calibration == "two-point":
+        return calibration.two_point(reference_stats, kvp)
+    return calibration.multi_material(reference_stats, kvp)
+
+
+def acr_category(bmd: float) -> str:
+    """ACR QCT: > 120 mg/cm^3 normal, 80-120 osteopenia (low bone mass), < 80 osteoporosis."""
+    if bmd > 120:
+        return "normal"
+    return "osteopenia" if bmd >= 80 else "osteoporosis"
+
+
+def pickhardt_flags(l1_hu: float) -> dict:
+    """Opportunistic L1 attenuation thresholds at 120 kVp (Pickhardt 2013), on uncalibrated HU."""
+    return {"l1_hu": l1_hu, "le_160_sensitive_for_osteoporosis": l1_hu <= 160, "le_110_specific_for_osteoporosis": l1_hu <= 110,
+            "gt_200_osteoporosis_unlikely": l1_hu > 200}
+
+
+def patient_summary(per_vertebra: dict) -> dict:
+    chosen = [level for level in PREFERRED if level in per_vertebra][:2]
+    if not chosen:
+        chosen = list(per_vertebra)[:2]
+    bmd = float(np.mean([per_vertebra[level]["bmd_mg_cm3"] for level in chosen]))
+    out = {"bmd_mg_cm3": bmd, "levels": chosen, "acr_category": acr_category(bmd)}
+    if "L1" in per_vertebra:
+        out["pickhardt"] = pickhardt_flags(per_vertebra["L1"]["trabecular_hu"])
+    return out
+
+
+def _label_map(shape, bodies, rois, reference_masks) -> np.ndarray:
+    labels = np.zeros(shape, np.uint8)
+    for tissue, mask in reference_masks.items():
+        labels[mask] = REFERENCE_VALUE[tissue]
+    for level, mask in bodies.items():
+        labels[mask] = BODY_VALUE[level]
+    for level, mask in rois.items():
+        labels[mask] = ROI_VALUE[level]
+    return labels
+
+
+def sample_input() -> Path:
+    return Path(__file__).resolve().parents[1] / "sample_data" / "spine_phantom.nrrd"
+
+
+def summary_line(result: ModuleResult) -> str:
+    p = result.summary["patient"]
+    per = ", ".join(f"{k} {v['bmd_mg_cm3']:.0f}" for k, v in result.summary["vertebrae"].items())
+    return f"BMD {p['bmd_mg_cm3']:.1f} mg/cm3 ({'+'.join(p['levels'])}): {p['acr_category']} [{per}]"
+
+
+def sample_options() -> dict:
+    """The bundled sample comes with TotalSegmentator-style vertebra labels."""
+    return {"vertebra_mask": str(sample_input().with_name("spine_phantom_vertebrae.nrrd"))}

@@ -1,0 +1,112 @@
+"""Automatic reference ROIs for phantomless calibration: air, subcutaneous fat, paraspinal muscle, aortic blood.
+
+Placed relative to the body outline and the vertebrae, in the slices of the vertebrae being measured. Each ROI is
+returned as a mask (shown to the user as a segment) and summarised with robust statistics (median, MAD).
+A reference smaller than 10 mm^2 in total is left out rather than trusted.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from .calibration import robust_stats
+
+MIN_AREA_MM2 = 10.0
+TISSUE_RANGES = {"air": (-1100.0, -900.0), "fat": (-200.0, -40.0), "muscle": (-20.0, 150.0), "blood": (-20.0, 150.0)}
+
+
+def body_mask(hu: np.ndarray) -> np.ndarray:
+    """Largest connected region above -500 HU with holes filled slice by slice (the patient, not the table)."""
+    mask = hu > -500
+    labels, count = ndimage.label(mask)
+    if count == 0:
+        return mask
+    largest = labels == (np.argmax(np.bincount(labels.ravel())[1:]) + 1)
+    return np.stack([ndimage.binary_fill_holes(plane) for plane in largest])
+
+
+def _in_plane_distance(mask: np.ndarray, spacing) -> np.ndarray:
+    return np.stack([ndimage.distance_transform_edt(plane, sampling=spacing[1::-1]) for plane in mask])
+
+
+def reference_rois(hu: np.ndarray, spacing, vertebra_mask: np.ndarray, posterior_sign: int = +1) -> dict:
+    """Masks of the reference tissues near the given vertebrae (slices they span).
+
+    ROIs are placed on a lightly smoothed copy (noise would punch holes into the tissue masks); the
+    statistics are then taken on the original voxels.
+    """
+    hu = ndimage.gaussian_filter(hu, sigma=(0, 1.0, 1.0))
+    slices = np.nonzero(vertebra_mask.any(axis=(1, 2)))[0]
+    band = np.zeros(hu.shape, bool)
+    band[slices.min():slices.max() + 1] = True
+    body = body_mask(hu)
+    pixel = spacing[0] * spacing[1]
+    rois = {}
+    # Air: outside the body, at least 10 mm from it, inside the field of view (not padding).
+    outside = _in_plane_distance(~body, spacing) >= 10.0
+    rois["air"] = band & outside & _in_range(hu, "air")
+    # Subcutaneous fat: 2-15 mm under the skin.
+    depth = _in_plane_distance(body, spacing)
+    rois["fat"] = band & (depth >= 2.0) & (depth <= 15.0) & _in_range(hu, "fat")
+    # Paraspinal muscle: 10-45 mm posterior to the vertebral body centre line, within 15-45 mm of the midline.
+    k, j, i = np.nonzero(vertebra_mask)
+    centre_i = i.mean()
+    body_j = np.percentile(j, 25 if posterior_sign > 0 else 75)  # the body's part of the vertebra
+    jj, ii = np.indices(hu.shape[1:])
+    dj = (jj - body_j) * spacing[1] * posterior_sign
+    di = np.abs(ii - centre_i) * spacing[0]
+    paraspinal = (dj >= 25) & (dj <= 70) & (di >= 20) & (di <= 50)
+    muscle = band & paraspinal[None] & _in_range(hu, "muscle")
+    rois["muscle"] = ndimage.binary_erosion(muscle, iterations=1)
+    # Aortic blood: a round soft-tissue region anterior-left of the vertebral body (patient left = +x in LPS).
+    rois["blood"] = _aorta(hu, spacing, band, body_j, centre_i, posterior_sign)
+    return {t: m for t, m in rois.items() if m.sum() * pixel >= MIN_AREA_MM2}
+
+
+def _in_range(hu, tissue):
+    low, high = TISSUE_RANGES[tissue]
+    return (hu >= low) & (hu <= high)
+
+
+def _aorta(hu, spacing, band, body_j, centre_i, posterior_sign):
+    jj, ii = np.indices(hu.shape[1:])
+    dj = (jj - body_j) * spacing[1] * posterior_sign   # negative: anterior of the body centre
+    di = (ii - centre_i) * spacing[0]                   # positive: patient left
+    window = (dj <= -10) & (dj >= -70) & (di >= -10) & (di <= 50)
+    soft = band & window[None] & _in_range(hu, "blood")
+    depth = _in_plane_distance(soft, spacing)
+    labels, count = ndimage.label(depth >= 5.0)
+    best, best_size = None, 0
+    for index, box in enumerate(ndimage.find_objects(labels), start=1):
+        region = labels[box] == index
+        masked = np.where(region, depth[box], 0)
+        k, j, i = np.unravel_index(int(np.argmax(masked)), masked.shape)
+        plane, _ = ndimage.label(soft[box][k])
+        area = np.count_nonzero(plane == plane[j, i]) * spacing[0] * spacing[1]
+        if area > 2.0 * np.pi * masked[k, j, i] ** 2:
+            continue  # not round: muscle or bowel, not the aorta
+        if region.sum() > best_size:
+            best, best_size = (box, region), region.sum()
+    out = np.zeros(hu.shape, bool)
+    if best is not None:
+        out[best[0]] = best[1]
+    return out
+
+
+def statistics(hu: np.ndarray, rois: dict) -> dict:
+    return {tissue: robust_stats(hu[mask]) for tissue, mask in rois.items()}
+
+
+def contrast_enhanced(hu: np.ndarray, spacing, band_mask: np.ndarray, vertebra_mask: np.ndarray,
+                      posterior_sign: int = +1) -> bool:
+    """True when the aorta beside the spine is iodine-bright (> 150 HU): BMD would be biased, so it is flagged."""
+    k, j, i = np.nonzero(vertebra_mask)
+    body_j = np.percentile(j, 25 if posterior_sign > 0 else 75)
+    jj, ii = np.indices(hu.shape[1:])
+    dj = (jj - body_j) * spacing[1] * posterior_sign
+    di = (ii - i.mean()) * spacing[0]
+    window = (dj <= -10) & (dj >= -70) & (di >= -10) & (di <= 50)
+    bright = band_mask & window[None] & (hu >= 150) & (hu <= 700)
+    core = _in_plane_distance(bright, spacing) >= 5.0
+    return bool(core.sum() * spacing[0] * spacing[1] >= 50.0)

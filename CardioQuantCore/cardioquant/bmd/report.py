@@ -1,0 +1,48 @@
+"""One-page BMD report: sagittal view with levels and ROIs, per-vertebra table, patient category."""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.colors import ListedColormap
+
+from .. import report as page
+
+
+def draw_report(path, hu, spacing, labels, summary) -> None:
+    from .pipeline import BODY_VALUE, ROI_VALUE
+
+    patient = summary["patient"]
+    figure = page.new_page("Vertebral bone mineral density",
+                           f"calibration: {summary['calibration']['method']} - vertebrae: {summary['source']}")
+    ax = figure.add_axes([0.05, 0.45, 0.42, 0.47])
+    bodies = np.isin(labels, list(BODY_VALUE.values())) | np.isin(labels, list(ROI_VALUE.values()))
+    i = int(np.round(np.nonzero(bodies)[2].mean())) if bodies.any() else hu.shape[2] // 2
+    sagittal = hu[:, :, i]
+    overlay = np.where(np.isin(labels[:, :, i], list(ROI_VALUE.values())), 2,
+                       np.where(np.isin(labels[:, :, i], list(BODY_VALUE.values())), 1, 0))
+    ax.imshow(sagittal, cmap="gray", vmin=-250, vmax=800, origin="lower", aspect=spacing[2] / spacing[1])
+    ax.imshow(overlay, cmap=ListedColormap([(0, 0, 0, 0), (1.0, 0.6, 0.2, 0.35), (0.2, 0.5, 1.0, 0.7)]), vmin=0, vmax=2,
+              origin="lower", aspect=spacing[2] / spacing[1], interpolation="nearest")
+    for level in summary["vertebrae"]:
+        ks, js = np.nonzero(labels[:, :, i] == BODY_VALUE[level])
+        if ks.size:
+            ax.text(js.min() - 3, ks.mean(), level, color="yellow", fontsize=8, ha="right", va="center")
+    ax.set_title("sagittal, bodies (orange) and trabecular ROIs (blue)", fontsize=8)
+    ax.axis("off")
+    figure.text(0.52, 0.88, f"Patient BMD: {patient['bmd_mg_cm3']:.1f} mg/cm3", fontsize=13, weight="bold", va="top")
+    figure.text(0.52, 0.84, f"levels {', '.join(patient['levels'])} - ACR: {patient['acr_category']}", fontsize=11, va="top")
+    if "pickhardt" in patient:
+        flags = patient["pickhardt"]
+        figure.text(0.52, 0.80, f"L1 {flags['l1_hu']:.0f} HU (Pickhardt: <=160 sensitive, <=110 specific for "
+                                "osteoporosis)", fontsize=8, va="top", wrap=True)
+    if summary["contrast_enhanced"]:
+        figure.text(0.52, 0.76, "Contrast-enhanced scan: BMD biased upwards", fontsize=9, color="darkred", va="top")
+    table_ax = figure.add_axes([0.05, 0.12, 0.9, 0.3])
+    rows = [[level, f"{v['trabecular_hu']:.1f}", f"{v['bmd_mg_cm3']:.1f}", f"{v['roi_volume_ml']:.2f}"]
+            for level, v in summary["vertebrae"].items()]
+    page.draw_table(table_ax, rows, ["Level", "Trabecular HU", "BMD (mg/cm3)", "ROI (mL)"])
+    refs = ", ".join(f"{t} {r['measured_hu']:.0f} HU" for t, r in summary["calibration"]["references"].items())
+    page.footer(figure, [f"References: {refs or 'phantom'}; kVp {summary['kvp']:g}",
+                         "ACR QCT: >120 normal, 80-120 osteopenia, <80 osteoporosis (mg/cm3). Nominal tissue HU and "
+                         "HA slopes are literature-typical, unverified settings."])
+    page.save_page(figure, path)

@@ -1,0 +1,208 @@
+"""BoneDensity: ROI geometry on known shapes (exact), calibration arithmetic, phantoms of known BMD, bad input."""
+
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from cardioquant import cli
+from cardioquant.bmd import calibration, phantom, roi, vertebrae
+from cardioquant.bmd.pipeline import acr_category, patient_summary
+from cardioquant.errors import InputError
+
+
+# --- trabecular ROI geometry ------------------------------------------------------------------------------
+
+def box_body(shape=(9, 40, 80), j=(10, 30), i=(20, 60), k=(0, 9)):
+    body = np.zeros(shape, bool)
+    body[k[0]:k[1], j[0]:j[1], i[0]:i[1]] = True
+    return body
+
+
+def expected_roi(body, spacing, erosion):
+    """Written out independently of the implementation: middle-third slices 3-5 of 9, ellipse centre
+    29.5 - 0.58 x 20 = 17.9 (j, posterior edge at 29.5), 39.5 (i), semi-axes 0.25 x 20 = 5 and 0.325 x 40 = 13,
+    inside the box shrunk by `erosion` voxels in-plane."""
+    out = np.zeros(body.shape, bool)
+    for k in (3, 4, 5):
+        for j in range(body.shape[1]):
+            for i in range(body.shape[2]):
+                inside_ellipse = ((j * spacing[1] - 17.9 * spacing[1]) / (5 * spacing[1])) ** 2 + (
+                    (i * spacing[0] - 39.5 * spacing[0]) / (13 * spacing[0])) ** 2 <= 1
+                inside_eroded = 10 + erosion <= j < 30 - erosion and 20 + erosion <= i < 60 - erosion
+                out[k, j, i] = inside_ellipse and inside_eroded
+    return out
+
+
+@pytest.mark.parametrize("spacing,erosion", [((1.0, 1.0, 1.0), 2), ((0.7, 0.7, 3.0), 1)])
+def test_roi_on_box_vertebra_is_exact(spacing, erosion):
+    body = box_body()
+    result = roi.trabecular_roi(body, spacing, posterior_sign=+1)
+    assert np.array_equal(result, expected_roi(body, spacing, erosion))
+    assert result[:3].sum() == 0 and result[6:].sum() == 0  # only the middle third
+
+
+def test_roi_erosion_cuts_into_a_thin_body():
+    body = box_body(j=(10, 30), i=(36, 44))  # 8 voxels wide: the ellipse is wider than the eroded body
+    result = roi.trabecular_roi(body, (1.0, 1.0, 1.0))
+    assert result[4, :, :36 + 2].sum() == 0 and result[4, :, 44 - 2:].sum() == 0
+    assert result[4, 17, 38:42].all()
+
+
+def test_roi_centre_flips_with_orientation():
+    body = box_body()
+    forward = roi.trabecular_roi(body, (1, 1, 1), posterior_sign=+1)
+    backward = roi.trabecular_roi(body[:, ::-1], (1, 1, 1), posterior_sign=-1)
+    assert np.array_equal(forward, backward[:, ::-1])
+
+
+def test_roi_on_cylinder_is_centred():
+    kk, jj, ii = np.indices((12, 60, 60))
+    cylinder = (jj - 30) ** 2 + (ii - 30) ** 2 <= 15 ** 2  # AP extent 31 voxels (15..45)
+    result = roi.trabecular_roi(cylinder, (1, 1, 1))
+    j, i = np.nonzero(result[5])
+    assert i.mean() == pytest.approx(30, abs=1e-9)
+    assert j.mean() == pytest.approx(45.5 - 0.58 * 31, abs=0.3)
+
+
+def test_vertebral_body_is_the_part_anterior_to_the_canal():
+    vertebra = np.zeros((3, 60, 60), bool)
+    vertebra[:, 5:25, 15:45] = True                      # body
+    ring = np.zeros((60, 60), bool)
+    jj, ii = np.indices((60, 60))
+    ring[((jj - 33) ** 2 + (ii - 30) ** 2 <= 10 ** 2) & ((jj - 33) ** 2 + (ii - 30) ** 2 > 6 ** 2)] = True
+    vertebra[:, ring] = True                              # arch around the canal (posterior)
+    body = vertebrae.vertebral_body(vertebra, posterior_sign=+1)
+    assert body[:, 5:25, 15:45].all() and not body[:, 30:].any()
+
+
+# --- calibration ------------------------------------------------------------------------------------------
+
+def test_two_point_is_comp2comp_recalibration():
+    refs = {"air": {"measured_hu": -990.0}, "fat": {"measured_hu": -80.0}}
+    cal = calibration.two_point(refs, 120)
+    s = 905 / (-80 - (-990))
+    assert cal.scale == pytest.approx(s) and cal.offset == pytest.approx(-1000 - s * -990)
+    assert cal.calibrated_hu(-990) == pytest.approx(-1000) and cal.calibrated_hu(-80) == pytest.approx(-95)
+
+
+def test_multi_material_recovers_a_known_drift():
+    gain, offset = 1.04, -18.0
+    refs = {t: {"measured_hu": gain * calibration.nominal_hu(t, 100) + offset} for t in ("air", "fat", "muscle", "blood")}
+    cal = calibration.multi_material(refs, 100)
+    assert cal.scale == pytest.approx(1 / gain) and cal.offset == pytest.approx(-offset / gain)
+
+
+def test_asynchronous_calibration_line():
+    cal = calibration.asynchronous([(10.0, 0.0), (110.0, 100.0), (210.0, 200.0)], 120)
+    assert cal.bmd(160.0) == pytest.approx(150.0)
+
+
+@pytest.mark.parametrize("value,category", [(120.01, "normal"), (120.0, "osteopenia"), (80.0, "osteopenia"),
+                                            (79.99, "osteoporosis")])
+def test_acr_boundaries(value, category):
+    assert acr_category(value) == category
+
+
+def test_patient_level_prefers_l1_l2_then_lower_thoracic():
+    per = {lv: {"bmd_mg_cm3": v, "trabecular_hu": v} for lv, v in {"T11": 50, "T12": 70, "L1": 100, "L2": 110}.items()}
+    assert patient_summary(per)["levels"] == ["L1", "L2"] and patient_summary(per)["bmd_mg_cm3"] == 105
+    thoracic = {k: v for k, v in per.items() if k.startswith("T")}
+    assert patient_summary(thoracic)["levels"] == ["T12", "T11"]
+
+
+# --- phantoms of known BMD, end to end through the command line ------------------------------------------
+
+def write_case(tmp_path, case, name="ct"):
+    image = sitk.GetImageFromArray(case.hu)
+    image.SetSpacing(case.spacing)
+    image.SetOrigin(case.origin)
+    image.SetMetaData("modality", "CT")
+    image.SetMetaData("kvp", str(int(case.kvp)))
+    sitk.WriteImage(image, str(tmp_path / f"{name}.nrrd"), True)
+    labels = sitk.GetImageFromArray(phantom.totalsegmentator_labels(case))
+    labels.CopyInformation(image)
+    sitk.WriteImage(labels, str(tmp_path / f"{name}_ts.nrrd"), True)
+    return tmp_path / f"{name}.nrrd", tmp_path / f"{name}_ts.nrrd"
+
+
+@pytest.mark.parametrize("kvp,true_bmd,category", [(80, 150.0, "normal"), (100, 100.0, "osteopenia"),
+                                                   (120, 60.0, "osteoporosis"), (140, 100.0, "osteopenia")])
+def test_known_bmd_within_3_mg(capsys, tmp_path, kvp, true_bmd, category):
+    case = phantom.make_spine_phantom(seed=kvp, spacing=(0.9, 0.9, 2.0), kvp=kvp, levels=("L1", "L2"),
+                                      bmd={"L1": true_bmd, "L2": true_bmd}, noise_hu=15.0, fov_mm=290.0)
+    ct, ts = write_case(tmp_path, case)
+    assert cli.main(["bmd", str(ct), "-o", str(tmp_path / "out"), "--vertebra-mask", str(ts), "--quiet"]) == 0
+    result = json.loads((tmp_path / "out" / "bmd.json").read_text())
+    for level in ("L1", "L2"):
+        assert abs(result["vertebrae"][level]["bmd_mg_cm3"] - true_bmd) < 3.0
+    assert result["patient"]["acr_category"] == category and result["patient"]["levels"] == ["L1", "L2"]
+    assert set(result["calibration"]["references"]) == {"air", "fat", "muscle", "blood"}
+
+
+def test_totalsegmentator_folder_and_seed_sources_agree(tmp_path):
+    case = phantom.make_spine_phantom(seed=5, spacing=(0.9, 0.9, 2.0), levels=("L1", "L2"), bmd={"L1": 90, "L2": 90})
+    ct, ts = write_case(tmp_path, case)
+    folder = tmp_path / "totalseg"
+    folder.mkdir()
+    labels = sitk.ReadImage(str(ts))
+    for level, value in (("L1", 31), ("L2", 30)):
+        sitk.WriteImage(sitk.Cast(labels == value, sitk.sitkUInt8), str(folder / f"vertebrae_{level}.nii.gz"))
+    from cardioquant.bmd.pipeline import run
+    from cardioquant.cli import default_options
+    from cardioquant.imageio import read_image
+    from cardioquant.progress import Progress
+
+    loaded = read_image(ct)
+    by_folder = run(loaded, default_options("bmd", vertebra_mask=str(folder)), Progress()).summary
+    k, j, i = np.argwhere(case.bodies == case.levels.index("L1") + 1).mean(axis=0)
+    lps = loaded.image.TransformContinuousIndexToPhysicalPoint((float(i), float(j), float(k)))
+    seed = f"L1:{-lps[0]},{-lps[1]},{lps[2]}"
+    by_seed = run(loaded, default_options("bmd", seed=[seed]), Progress()).summary
+    assert abs(by_folder["vertebrae"]["L1"]["bmd_mg_cm3"] - 90) < 3
+    assert abs(by_seed["vertebrae"]["L1"]["bmd_mg_cm3"] - 90) < 5
+
+
+def test_no_vertebra_in_field_of_view(capsys, tmp_path):
+    case = phantom.make_spine_phantom(seed=3, spacing=(1.0, 1.0, 3.0), levels=("L1",))
+    ct, _ = write_case(tmp_path, case)
+    empty = sitk.Image(sitk.ReadImage(str(ct)).GetSize(), sitk.sitkUInt8)
+    empty.CopyInformation(sitk.ReadImage(str(ct)))
+    sitk.WriteImage(empty, str(tmp_path / "empty.nrrd"))
+    code = cli.main(["bmd", str(ct), "-o", str(tmp_path / "out"), "--vertebra-mask", str(tmp_path / "empty.nrrd"),
+                     "--quiet"])
+    assert code == 2 and "no vertebra" in capsys.readouterr().err
+
+
+def test_mr_refused(capsys, tmp_path):
+    image = sitk.GetImageFromArray(np.zeros((10, 40, 40), np.int16))
+    image.SetMetaData("modality", "MR")
+    sitk.WriteImage(image, str(tmp_path / "mr.nrrd"))
+    assert cli.main(["bmd", str(tmp_path / "mr.nrrd"), "-o", str(tmp_path / "out"), "--quiet"]) == 2
+    assert "needs CT" in capsys.readouterr().err
+
+
+def test_contrast_enhanced_scan_is_flagged(tmp_path):
+    case = phantom.make_spine_phantom(seed=4, spacing=(1.0, 1.0, 2.0), levels=("L1",))
+    aorta = np.zeros(case.hu.shape, bool)
+    zz, yy, xx = np.indices(case.hu.shape)
+    x = case.origin[0] + xx * case.spacing[0]
+    y = case.origin[1] + yy * case.spacing[1]
+    spine_y = np.median(y[case.bodies > 0])
+    aorta = (x - 22) ** 2 + (y - (spine_y - 32)) ** 2 <= 9 ** 2
+    case.hu[aorta] = 350.0
+    ct, ts = write_case(tmp_path, case)
+    from cardioquant.bmd.pipeline import run
+    from cardioquant.cli import default_options
+    from cardioquant.imageio import read_image
+    from cardioquant.progress import Progress
+
+    result = run(read_image(ct), default_options("bmd", vertebra_mask=str(ts)), Progress())
+    assert result.summary["contrast_enhanced"] and any("contrast" in w for w in result.warnings)
+    assert "blood" not in result.summary["calibration"]["references"]
+
+
+def test_seed_outside_image_is_clear():
+    with pytest.raises(InputError, match="outside the image"):
+        vertebrae.grow_from_seed(np.zeros((5, 5, 5)), (1, 1, 1), (10, 0, 0))
