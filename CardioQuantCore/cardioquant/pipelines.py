@@ -16,7 +16,7 @@ from types import ModuleType
 
 PIPELINES: dict[str, str | None] = {
     "calcium": "cardioquant.calcium.pipeline",
-    "scar": None,
+    "scar": "cardioquant.scar.pipeline",
     "bmd": "cardioquant.bmd.pipeline",
     "ffr": None,
 }

@@ -60,6 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--seed", action="append", default=[],
                        help="LEVEL:x,y,z (RAS mm) click inside a vertebral body; repeat for several")
     group.add_argument("--levels", help="comma-separated levels to report (default: all found)")
+    group.add_argument("--lowest-level", help="network source: level of the lowest vertebra in view, when neither the "
+                                              "sacrum nor ribs are visible to count from")
     group.add_argument("--kvp", type=float, help="tube voltage; default: DICOM KVP, else 120 with a warning")
     group.add_argument("--calibration", choices=("multi-material", "two-point"), default="multi-material",
                        help="phantomless calibration method [multi-material]")
@@ -115,7 +117,7 @@ def collect_bodies(loaded: LoadedImage, options, hu: np.ndarray, sign: int) -> t
             bodies[level] = vertebrae.grow_from_seed(hu, spacing, seed)
         source = "seeded region growing"
     else:
-        raise InputError("no vertebrae given: pass --vertebra-mask (TotalSegmentator output) or --seed LEVEL:x,y,z.")
+        bodies, source = bodies_from_network(image, options)
     bodies = {level: mask for level, mask in bodies.items() if mask.any()}
     if options.levels:
         wanted = [v.strip() for v in options.levels.split(",")]
@@ -127,6 +129,21 @@ def collect_bodies(loaded: LoadedImage, options, hu: np.ndarray, sign: int) -> t
     if not bodies:
         raise InputError("no vertebra in the field of view: nothing to measure.")
     return bodies, source
+
+
+def bodies_from_network(image: sitk.Image, options, progress: Progress | None = None) -> tuple[dict, str]:
+    from ..models.manifest import get_model
+    from ..models.runtime import load_model, resolve_weights, select_device
+    from . import network
+
+    entry = get_model(network.MODEL_NAME)
+    weights, _ = resolve_weights(entry, user_path=getattr(options, "weights", None))
+    device = select_device(getattr(options, "device", "auto"))
+    model = load_model(entry, weights, device)
+    classes = network.predict_classes(image, model, device, tuple(entry.input["patch_size"]), progress)
+    bodies = network.split_bodies(classes == 1, image.GetSpacing())
+    levels, rule = network.assign_levels(bodies, classes, image.GetSpacing(), getattr(options, "lowest_level", None))
+    return levels, f"network {entry.name} {entry.version} ({rule})"
 
 
 def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:

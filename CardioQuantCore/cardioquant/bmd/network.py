@@ -1,0 +1,112 @@
+"""Vertebrae from the project's network: body / posterior elements / sacrum / rib classes on a 2 mm grid, then
+bodies split at the discs and levels assigned by anatomy.
+
+Level rules: with a sacrum in view the body resting on it is L5 and levels count upwards; otherwise the lowest
+body that carries ribs is T12; without either, the user gives the lowest level (`--lowest-level`). The rules
+are stated in every result (`settings.source`) because a wrong count shifts every level.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from ..errors import InputError
+from .levels import LEVELS
+
+MODEL_NAME = "vertebra_segmenter"
+GRID_MM = 2.0
+HU_WINDOW = (-200.0, 1200.0)
+CLASSES = ("background", "body", "posterior", "sacrum", "rib")
+
+
+def to_grid(image: sitk.Image, spacing_mm: float = GRID_MM, is_label: bool = False) -> sitk.Image:
+    size = [int(np.ceil(n * s / spacing_mm)) for n, s in zip(image.GetSize(), image.GetSpacing(), strict=True)]
+    reference = sitk.Image(size, image.GetPixelID())
+    reference.SetSpacing((spacing_mm,) * 3)
+    reference.SetOrigin(image.GetOrigin())
+    reference.SetDirection(image.GetDirection())
+    if not is_label:  # anti-aliasing before downsampling, per axis (none along axes already coarse)
+        sigma_voxels = [max(spacing_mm / 2 - s / 2, 0.0) / s for s in image.GetSpacing()][::-1]
+        smoothed = sitk.GetImageFromArray(ndimage.gaussian_filter(sitk.GetArrayFromImage(image).astype(np.float32),
+                                                                  sigma_voxels))
+        smoothed.CopyInformation(image)
+        image = smoothed
+    interpolator = sitk.sitkNearestNeighbor if is_label else sitk.sitkLinear
+    return sitk.Resample(image, reference, sitk.Transform(), interpolator, -1000.0 if not is_label else 0)
+
+
+def normalise(array: np.ndarray) -> np.ndarray:
+    return ((np.clip(array, *HU_WINDOW) - 200.0) / 400.0).astype(np.float32)
+
+
+def predict_classes(image: sitk.Image, network, device, roi, progress=None) -> np.ndarray:
+    """Class map on the input grid."""
+    import torch
+
+    from ..models.runtime import sliding_window_predict
+
+    grid = to_grid(image)
+    x = torch.from_numpy(normalise(sitk.GetArrayFromImage(grid)))[None, None]
+    logits = sliding_window_predict(network, x, roi, device, sw_batch_size=1, overlap=0.25, progress=progress)
+    classes = logits.argmax(1)[0].cpu().numpy().astype(np.uint8)
+    coarse = sitk.GetImageFromArray(classes)
+    coarse.CopyInformation(grid)
+    native = sitk.Resample(coarse, image, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    return sitk.GetArrayFromImage(native)
+
+
+def split_bodies(body: np.ndarray, spacing, min_volume_ml: float = 3.0) -> list[np.ndarray]:
+    """Individual vertebral bodies, inferior first: erode across the discs, label, grow back inside the mask."""
+    iterations = max(1, int(round(2.0 / spacing[2])))
+    structure = np.zeros((3, 3, 3), bool)
+    structure[:, 1, 1] = True  # erode along z only: discs are thin in z
+    cores, count = ndimage.label(ndimage.binary_erosion(body, structure, iterations=iterations))
+    if count == 0:
+        return []
+    _, (kk, jj, ii) = ndimage.distance_transform_edt(cores == 0, sampling=spacing[::-1], return_indices=True)
+    grown = np.where(body, cores[kk, jj, ii], 0)
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    out = [grown == n for n in range(1, count + 1) if (grown == n).sum() * voxel_ml >= min_volume_ml]
+    return sorted(out, key=lambda mask: np.nonzero(mask)[0].mean())
+
+
+def assign_levels(bodies: list[np.ndarray], classes: np.ndarray, spacing, lowest_level: str | None = None) -> tuple[dict, str]:
+    if not bodies:
+        raise InputError("no vertebral body found in the field of view.")
+    if lowest_level:
+        rule = f"user: lowest vertebra is {lowest_level}"
+        start = LEVELS.index(lowest_level)
+    else:
+        voxel_ml = float(np.prod(spacing)) / 1000.0
+        sacrum = classes == 3
+        lowest_z = np.nonzero(bodies[0])[0]
+        if sacrum.sum() * voxel_ml >= 5.0 and np.nonzero(sacrum)[0].mean() < lowest_z.mean():
+            rule, start = "sacrum in view: the body resting on it is L5", LEVELS.index("L5")
+        else:
+            with_ribs = [n for n, mask in enumerate(bodies) if _has_ribs(mask, classes, spacing)]
+            if not with_ribs:
+                raise InputError("cannot tell the vertebral levels (no sacrum and no ribs in view): give the lowest "
+                                 "level with --lowest-level, or give vertebra masks.")
+            lowest_thoracic = with_ribs[0]
+            rule = "lowest rib-bearing vertebra is T12"
+            start = LEVELS.index("T12") + lowest_thoracic
+    levels = {}
+    for n, mask in enumerate(bodies):
+        index = start - n
+        if 0 <= index < len(LEVELS) and LEVELS[index] != "S1":
+            levels[LEVELS[index]] = mask
+    return levels, rule
+
+
+def _has_ribs(body: np.ndarray, classes: np.ndarray, spacing) -> bool:
+    """Rib voxels beside the body (its slices, within 30 mm of its sides): rib heads articulate there, while
+    the sloping shafts of higher ribs reach lower slices only far laterally."""
+    ks, js, is_ = np.nonzero(body)
+    half_width = (is_.max() - is_.min()) / 2 * spacing[0]
+    centre = is_.mean()
+    band = classes[ks.min():ks.max() + 1] == 4
+    x = np.abs(np.arange(classes.shape[2]) - centre) * spacing[0]
+    band &= (x <= half_width + 30.0)[None, None, :]
+    return band.sum() * float(np.prod(spacing)) / 1000.0 >= 0.3

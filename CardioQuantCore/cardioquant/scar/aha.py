@@ -1,0 +1,106 @@
+"""AHA 17-segment model on a short-axis stack (REFERENCE section 3).
+
+Slices with myocardium are ordered base to apex (the base has the larger cavity) and split into basal, mid and
+apical thirds; slices with myocardium but no cavity form the apex cap (17). Basal and mid rings have six 60-degree
+segments starting at the anterior RV insertion point and running through the septum (anteroseptal, inferoseptal,
+inferior, inferolateral, anterolateral, anterior: 2, 3, 4, 5, 6, 1 / 8, 9, 10, 11, 12, 7); the apical ring has four
+90-degree segments centred on the anterior, septal, inferior and lateral walls (13-16).
+The insertion point is an angle about the LV centre (degrees counter-clockwise from image up as displayed) and a
+direction (+1 when the septum lies counter-clockwise of it). The automatic estimate assumes the conventional
+short-axis display (anterior up, RV on the image left): insertion at 60 degrees, septum counter-clockwise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .quantify import lv_centre, pixel_angles
+
+TERRITORIES = {"LAD": [1, 2, 7, 8, 13, 14, 17], "RCA": [3, 4, 9, 10, 15], "LCX": [5, 6, 11, 12, 16]}
+NAMES = {1: "basal anterior", 2: "basal anteroseptal", 3: "basal inferoseptal", 4: "basal inferior",
+         5: "basal inferolateral", 6: "basal anterolateral", 7: "mid anterior", 8: "mid anteroseptal",
+         9: "mid inferoseptal", 10: "mid inferior", 11: "mid inferolateral", 12: "mid anterolateral",
+         13: "apical anterior", 14: "apical septal", 15: "apical inferior", 16: "apical lateral", 17: "apex"}
+DEFAULT_INSERTION_DEG = 60.0
+DEFAULT_DIRECTION = +1
+
+
+def slice_rings(cavity: np.ndarray, myocardium: np.ndarray) -> dict[int, str]:
+    """slice index -> 'basal' | 'mid' | 'apical' | 'apex'."""
+    slices = [k for k in range(myocardium.shape[0]) if myocardium[k].any()]
+    if not slices:
+        return {}
+    areas = [cavity[k].sum() for k in slices]
+    if areas[0] < areas[-1]:  # make the list run base -> apex
+        slices, areas = slices[::-1], areas[::-1]
+    ring_slices = [k for k, a in zip(slices, areas, strict=True) if a > 0]
+    out = {k: "apex" for k, a in zip(slices, areas, strict=True) if a == 0}
+    n = len(ring_slices)
+    for position, k in enumerate(ring_slices):
+        third = min(position * 3 // max(n, 1), 2)
+        out[k] = ("basal", "mid", "apical")[third]
+    return out
+
+
+def segment_of(angle_from_insertion: np.ndarray, ring: str) -> np.ndarray:
+    """Segment number for angles measured from the anterior RV insertion towards the septum."""
+    a = angle_from_insertion % 360.0
+    if ring in ("basal", "mid"):
+        order = np.array([2, 3, 4, 5, 6, 1]) + (0 if ring == "basal" else 6)
+        return order[(a // 60).astype(int) % 6]
+    if ring == "apical":
+        # 90-degree segments centred on the septum (60 deg past the insertion, the 2/3 boundary), the inferior
+        # wall (150), the lateral wall (240) and the anterior wall (330): septal starts at 15 deg.
+        shifted = (a - 15.0) % 360.0
+        return np.array([14, 15, 16, 13])[(shifted // 90).astype(int) % 4]
+    return np.full(a.shape, 17)
+
+
+def segment_map(cavity: np.ndarray, myocardium: np.ndarray, insertion_deg: float = DEFAULT_INSERTION_DEG,
+                direction: int = DEFAULT_DIRECTION) -> np.ndarray:
+    """Segment number (1-17, 0 outside the myocardium) for every myocardial pixel."""
+    angles = pixel_angles(myocardium.shape, lv_centre(cavity, myocardium))
+    out = np.zeros(myocardium.shape, np.uint8)
+    for k, ring in slice_rings(cavity, myocardium).items():
+        relative = direction * (angles[k] - insertion_deg)
+        segments = segment_of(np.nan_to_num(relative), ring)
+        out[k][myocardium[k]] = segments[myocardium[k]]
+    return out
+
+
+def per_segment(segments: np.ndarray, myocardium: np.ndarray, scar_total: np.ndarray, spacing) -> dict:
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    out = {}
+    for number in range(1, 18):
+        mask = segments == number
+        myo = int((mask & myocardium).sum())
+        scar = int((mask & scar_total).sum())
+        out[str(number)] = {"name": NAMES[number], "myocardium_ml": myo * voxel_ml, "scar_ml": scar * voxel_ml,
+                            "lge_percent": 100.0 * scar / myo if myo else None, "present": bool(myo)}
+    return out
+
+
+def territories(segment_figures: dict) -> dict:
+    out = {}
+    for name, members in TERRITORIES.items():
+        myo = sum(segment_figures[str(m)]["myocardium_ml"] for m in members)
+        scar = sum(segment_figures[str(m)]["scar_ml"] for m in members)
+        out[name] = {"segments": members, "lge_percent": 100.0 * scar / myo if myo else None}
+    return out
+
+
+def transmurality(segments: np.ndarray, myocardium: np.ndarray, scar_total: np.ndarray, cavity: np.ndarray,
+                  bin_deg: float = 6.0) -> dict:
+    """Mean and maximum transmural extent (%) per segment: share of scar along each 6-degree ray bin."""
+    angles = pixel_angles(myocardium.shape, lv_centre(cavity, myocardium))
+    extent = {n: [] for n in range(1, 18)}
+    for k in range(myocardium.shape[0]):
+        if not myocardium[k].any():
+            continue
+        bins = (np.nan_to_num(angles[k]) // bin_deg).astype(int)
+        for b in np.unique(bins[myocardium[k]]):
+            ray = myocardium[k] & (bins == b)
+            segment = int(np.bincount(segments[k][ray]).argmax())
+            extent[segment].append(100.0 * (scar_total[k] & ray).sum() / ray.sum())
+    return {str(n): {"mean": float(np.mean(v)) if v else None, "max": float(np.max(v)) if v else None}
+            for n, v in extent.items()}

@@ -1,0 +1,164 @@
+"""ScarQuantification: thresholds on synthetic rings with exact answers, AHA geometry, arithmetic, bad input."""
+
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from cardioquant import cli
+from cardioquant.errors import InputError
+from cardioquant.scar import aha, quantify
+from cardioquant.scar.phantom import make_lge_phantom
+
+
+def ring(size=64, r_in=10, r_out=16):
+    rows, cols = np.indices((size, size))
+    radius = np.hypot(rows - (size - 1) / 2, cols - (size - 1) / 2)
+    return (radius > r_in) & (radius <= r_out), radius <= r_in
+
+
+def test_n_sd_counts_exactly_given_remote_statistics():
+    myo, cavity = ring()
+    signal = np.zeros((1,) + myo.shape)
+    values = np.where(np.arange(myo.sum()) % 2 == 0, 90.0, 110.0)  # mean 100, SD 10 exactly
+    signal[0][myo] = values
+    remote = quantify.RemoteStats(100.0, 10.0, int(myo.sum()), "given")
+    idx = np.argwhere(myo)
+    for n_bright, level in ((7, 131.0), (5, 129.0)):
+        s = signal.copy()
+        for r, c in idx[:n_bright]:
+            s[0, r, c] = level
+        result = quantify.n_sd(s, myo[None], remote, 3.0)  # threshold 130: 131 is scar, 129 is not
+        assert result.threshold == 130.0
+        assert int(result.scar.sum()) == (n_bright if level > 130 else 0)
+
+
+def test_automatic_remote_is_the_darkest_sector():
+    myo, cavity = ring()
+    signal = np.where(myo, 100.0, 0.0)[None].copy()
+    angles = quantify.pixel_angles(signal.shape, quantify.lv_centre(cavity[None], myo[None]))
+    signal[0][myo & (angles[0] >= 120) & (angles[0] < 180)] = 60.0
+    remote = quantify.automatic_remote(signal, myo[None], cavity[None])
+    assert remote.mean == pytest.approx(60.0) and remote.sd == pytest.approx(0.0) and "120-180" in remote.source
+
+
+def test_fwhm_on_a_known_profile():
+    myo, cavity = ring()
+    signal = np.where(myo, 50.0, 0.0)[None].copy()
+    rows, cols = np.indices(myo.shape)
+    profile = 400.0 * np.exp(-((cols - 31.5) ** 2) / (2 * 3.0 ** 2))  # enhancement peaking at the top wall
+    signal[0] += np.where(myo & (rows < 32), profile, 0)
+    result = quantify.fwhm(signal, myo[None])
+    maximum = np.percentile(signal[0][myo], 99.5)
+    assert result.threshold == pytest.approx(maximum / 2)
+    assert int(result.scar.sum()) == int((myo & (signal[0] >= maximum / 2)).sum()) > 0
+
+
+def test_volumes_lge_percent_and_mass():
+    case = make_lge_phantom(noise=0.0, spacing=(1.5, 1.5, 8.0))
+    labels = case.labels
+    result = quantify.from_model(labels, case.signal, None)
+    figures = quantify.figures(result, labels >= 2, case.spacing)
+    voxel_ml = 1.5 * 1.5 * 8.0 / 1000
+    assert figures["myocardium_ml"] == pytest.approx((labels >= 2).sum() * voxel_ml)
+    assert figures["scar_ml"] == pytest.approx((labels == 3).sum() * voxel_ml)
+    assert figures["mvo_ml"] == pytest.approx((labels == 4).sum() * voxel_ml)
+    assert figures["lge_percent"] == pytest.approx(100 * (labels >= 3).sum() / (labels >= 2).sum())
+    assert figures["scar_mass_g"] == pytest.approx((figures["scar_ml"] + figures["mvo_ml"]) * 1.05)
+
+
+def test_n_sd_finds_the_phantom_scar_and_its_mvo():
+    case = make_lge_phantom(noise=3.0)
+    myo, cavity = case.labels >= 2, case.labels == 1
+    remote = quantify.automatic_remote(case.signal, myo, cavity)
+    result = quantify.n_sd(case.signal, myo, remote, 5.0)
+    assert np.array_equal(result.scar, case.labels == 3)
+    assert np.array_equal(result.mvo, case.labels == 4)
+
+
+@pytest.mark.parametrize("angle,ring_name,segment", [(10, "basal", 2), (70, "basal", 3), (130, "basal", 4),
+                                                     (190, "basal", 5), (250, "basal", 6), (310, "basal", 1),
+                                                     (10, "mid", 8), (310, "mid", 7), (20, "apical", 14),
+                                                     (110, "apical", 15), (200, "apical", 16), (290, "apical", 13),
+                                                     (10, "apical", 13), (0, "apex", 17)])
+def test_aha_segment_of_known_angles(angle, ring_name, segment):
+    assert int(aha.segment_of(np.array([float(angle)]), ring_name)[0]) == segment
+
+
+def test_aha_rings_and_territories_on_phantom():
+    case = make_lge_phantom(slices=9, scar_sector=(60, 120), mvo=False, noise=0.0)
+    myo, cavity = case.labels >= 2, case.labels == 1
+    segments = aha.segment_map(cavity, myo, insertion_deg=60.0, direction=+1)
+    rings = aha.slice_rings(cavity, myo)
+    assert [rings[k] for k in range(9)] == ["basal"] * 3 + ["mid"] * 3 + ["apical"] * 3
+    # Scar spans 60-120 deg counter-clockwise from up, i.e. 0-60 deg past the insertion: segments 2 / 8 and 14.
+    scarred = set(np.unique(segments[case.labels == 3]))
+    assert scarred <= {2, 8, 14, 15, 13} and {2, 8} <= scarred
+    figures = aha.per_segment(segments, myo, case.labels == 3, case.spacing)
+    assert figures["2"]["lge_percent"] == pytest.approx(100.0, abs=2.0)
+    assert figures["5"]["lge_percent"] == 0.0
+    assert aha.territories(figures)["LAD"]["lge_percent"] > 0 and aha.territories(figures)["LCX"]["lge_percent"] == 0
+
+
+def test_transmurality_of_a_half_thickness_scar():
+    case = make_lge_phantom(slices=3, scar_sector=(60, 120), transmural=0.5, mvo=False, noise=0.0)
+    myo, cavity = case.labels >= 2, case.labels == 1
+    segments = aha.segment_map(cavity, myo)
+    transmural = aha.transmurality(segments, myo, case.labels == 3, cavity)
+    assert 35 <= transmural["2"]["mean"] <= 65 and transmural["5"]["max"] == 0
+
+
+def write(tmp_path, array, name, meta=None, spacing=(1.5, 1.5, 8.0)):
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(spacing[: array.ndim])
+    for key, value in (meta or {}).items():
+        image.SetMetaData(key, value)
+    sitk.WriteImage(image, str(tmp_path / name))
+    return tmp_path / name
+
+
+def test_cli_with_myocardium_mask_end_to_end(capsys, tmp_path):
+    case = make_lge_phantom(noise=3.0)
+    scan = write(tmp_path, case.signal, "lge.nrrd", {"modality": "MR"})
+    lv = case.labels.copy()
+    lv[lv >= 2] = 2  # the reader's myocardium, no scar drawn
+    mask = write(tmp_path, lv, "lv.nrrd")
+    code = cli.main(["scar", str(scan), "--myocardium-mask", str(mask), "-o", str(tmp_path / "out"), "--quiet"])
+    assert code == 0
+    result = json.loads((tmp_path / "out" / "scar.json").read_text())
+    truth = 100 * (case.labels >= 3).sum() / (case.labels >= 2).sum()
+    assert result["lge_percent"] == pytest.approx(truth, abs=0.5)
+    assert set(result["aha_segments"]) == {str(n) for n in range(1, 18)}
+    assert result["hcm_high_risk"] == (truth >= 15)
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "out" / "scar_labels.nrrd")))
+    assert set(np.unique(labels)) == {0, 1, 2, 3, 4}
+
+
+def test_ct_is_refused(capsys, tmp_path):
+    scan = write(tmp_path, np.full((4, 64, 64), -1000.0, np.float32), "ct.nrrd", {"modality": "CT"})
+    assert cli.main(["scar", str(scan), "-o", str(tmp_path / "out"), "--quiet"]) == 2
+    assert "needs LGE MRI" in capsys.readouterr().err
+
+
+def test_empty_myocardium_is_clear(capsys, tmp_path):
+    case = make_lge_phantom(slices=2)
+    scan = write(tmp_path, case.signal, "lge.nrrd", {"modality": "MR"})
+    mask = write(tmp_path, np.zeros(case.labels.shape, np.uint8), "empty.nrrd")
+    assert cli.main(["scar", str(scan), "--myocardium-mask", str(mask), "-o", str(tmp_path / "o"), "--quiet"]) == 2
+    assert "no LV myocardium" in capsys.readouterr().err
+
+
+def test_long_axis_view_is_refused():
+    from cardioquant.scar.pipeline import _check_short_axis
+
+    labels = np.zeros((1, 64, 64), np.uint8)
+    labels[0, 10:54, 28:36] = 1  # a long thin cavity
+    with pytest.raises(InputError, match="long-axis"):
+        _check_short_axis(labels)
+
+
+def test_n_out_of_range_is_clear():
+    myo, _ = ring()
+    with pytest.raises(InputError, match="between 2 and 6"):
+        quantify.n_sd(np.zeros((1,) + myo.shape), myo[None], quantify.RemoteStats(0, 1, 1, "x"), 8)
