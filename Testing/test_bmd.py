@@ -206,3 +206,58 @@ def test_contrast_enhanced_scan_is_flagged(tmp_path):
 def test_seed_outside_image_is_clear():
     with pytest.raises(InputError, match="outside the image"):
         vertebrae.grow_from_seed(np.zeros((5, 5, 5)), (1, 1, 1), (10, 0, 0))
+
+
+# --- network source: splitting bodies and counting levels (no network needed) -----------------------------
+
+def column(n=4, with_sacrum=False, ribs_on=()):
+    """n vertebral bodies 10 slices high with 3-slice discs, inferior first; classes as the network outputs."""
+    classes = np.zeros((n * 13 + 15, 40, 80), np.uint8)
+    for v in range(n):
+        k0 = 13 + v * 13
+        classes[k0:k0 + 10, 10:30, 25:55] = 1
+        if v in ribs_on:
+            classes[k0 + 4:k0 + 7, 20:24, 5:20] = 4
+            classes[k0 + 4:k0 + 7, 20:24, 60:75] = 4
+    if with_sacrum:
+        classes[0:11, 8:32, 15:65] = 3
+    return classes
+
+
+def test_bodies_are_split_at_the_discs_inferior_first():
+    from cardioquant.bmd import network
+
+    classes = column(4)
+    bodies = network.split_bodies(classes == 1, (1.0, 1.0, 1.0), min_volume_ml=1.0)
+    assert len(bodies) == 4
+    assert [int(np.nonzero(b)[0].min()) for b in bodies] == [13, 26, 39, 52]
+    assert all(int(b.sum()) == 10 * 20 * 30 for b in bodies)
+
+
+def test_levels_count_up_from_the_sacrum():
+    from cardioquant.bmd import network
+
+    classes = column(4, with_sacrum=True)
+    bodies = network.split_bodies(classes == 1, (1.0, 1.0, 1.0), min_volume_ml=1.0)
+    levels, rule = network.assign_levels(bodies, classes, (1.0, 1.0, 1.0))
+    assert list(levels) == ["L5", "L4", "L3", "L2"] and "sacrum" in rule
+
+
+def test_levels_from_the_lowest_rib_bearing_vertebra():
+    from cardioquant.bmd import network
+
+    classes = column(4, ribs_on=(2, 3))
+    bodies = network.split_bodies(classes == 1, (1.0, 1.0, 1.0), min_volume_ml=1.0)
+    levels, rule = network.assign_levels(bodies, classes, (1.0, 1.0, 1.0))
+    assert list(levels) == ["L2", "L1", "T12", "T11"] and "T12" in rule
+
+
+def test_levels_unknown_without_landmarks_is_clear():
+    from cardioquant.bmd import network
+
+    classes = column(3)
+    bodies = network.split_bodies(classes == 1, (1.0, 1.0, 1.0), min_volume_ml=1.0)
+    with pytest.raises(InputError, match="--lowest-level"):
+        network.assign_levels(bodies, classes, (1.0, 1.0, 1.0))
+    levels, _ = network.assign_levels(bodies, classes, (1.0, 1.0, 1.0), lowest_level="L3")
+    assert list(levels) == ["L3", "L2", "L1"]

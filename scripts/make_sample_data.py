@@ -40,7 +40,20 @@ def spine_sample() -> None:
     sitk.WriteImage(labels, str(OUT / "spine_phantom_vertebrae.nrrd"), True)
 
 
+def lge_sample() -> None:
+    import shutil
+    import tempfile
+
+    from cardioquant.scar.phantom import write_lge_phantom
+
+    folder = tempfile.mkdtemp()
+    scan, mask, _ = write_lge_phantom(folder, seed=11)
+    shutil.move(scan, OUT / "lge_phantom.nrrd")
+    shutil.move(mask, OUT / "lge_phantom_lv.nrrd")
+
+
 if __name__ == "__main__":
     OUT.mkdir(parents=True, exist_ok=True)
     calcium_sample()
     spine_sample()
+    lge_sample()

@@ -196,3 +196,16 @@ def runSafely(function, *args, **kwargs):
     except CardioQuantError as exc:
         slicer.util.errorDisplay(str(exc))
         return None
+
+
+def writeSegmentationLabels(segmentationNode, referenceVolumeNode, table, folder, name="labels.nrrd"):
+    """Write a segmentation as a label map file (values from `table`, matched by segment name) for the CLI."""
+    import SimpleITK as sitk
+
+    from cardioquant import geometry
+
+    labels = scene_layer.labelmap_from_segmentation_node(segmentationNode, referenceVolumeNode, table)
+    reference = scene_layer.image_from_volume_node(referenceVolumeNode)
+    path = os.path.join(folder, name)
+    sitk.WriteImage(geometry.image_from_array(labels, reference), path, True)
+    return path

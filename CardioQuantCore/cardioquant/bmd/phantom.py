@@ -137,3 +137,24 @@ def totalsegmentator_labels(case: SpinePhantom) -> np.ndarray:
     for index, level in enumerate(case.levels, start=1):
         out[case.vertebrae == index] = TOTALSEGMENTATOR_VALUES[level]
     return out
+
+
+def write_spine_phantom(folder, seed: int = 7) -> tuple[str, str, dict]:
+    """ct.nrrd (modality CT, 120 kVp) and TotalSegmentator-style vertebrae.nrrd for L1-L2 of known BMD."""
+    import os
+
+    import SimpleITK as sitk
+
+    case = make_spine_phantom(seed=seed, spacing=(1.0, 1.0, 2.0), levels=("L1", "L2"), bmd={"L1": 110.0, "L2": 104.0},
+                              fov_mm=290.0)
+    scan = sitk.GetImageFromArray(case.hu)
+    scan.SetSpacing(case.spacing)
+    scan.SetOrigin(case.origin)
+    scan.SetMetaData("modality", "CT")
+    scan.SetMetaData("kvp", "120")
+    labels = sitk.GetImageFromArray(totalsegmentator_labels(case))
+    labels.CopyInformation(scan)
+    paths = os.path.join(folder, "ct.nrrd"), os.path.join(folder, "vertebrae.nrrd")
+    sitk.WriteImage(scan, paths[0], True)
+    sitk.WriteImage(labels, paths[1], True)
+    return paths[0], paths[1], dict(case.bmd_mg_cm3)

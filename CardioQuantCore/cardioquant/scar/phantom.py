@@ -54,3 +54,23 @@ def make_lge_phantom(slices: int = 9, size: int = 128, cavity_radius: float = 18
                 labels[k][core] = 4
     signal = signal + rng.normal(0, noise, signal.shape)
     return LgePhantom(signal.astype(np.float32), labels, tuple(spacing))
+
+
+def write_lge_phantom(folder, seed: int = 0) -> tuple[str, str, float]:
+    """A phantom stack (lge.nrrd, modality MR) and the reader's LV mask without scar (lv.nrrd); returns the paths
+    and the true %LGE (scar + MVO over myocardium, counted from the truth labels)."""
+    import os
+
+    import SimpleITK as sitk
+
+    case = make_lge_phantom(noise=3.0, seed=seed)
+    scan = sitk.GetImageFromArray(case.signal)
+    scan.SetSpacing(case.spacing)
+    scan.SetMetaData("modality", "MR")
+    lv = np.where(case.labels >= 2, 2, case.labels).astype(np.uint8)
+    mask = sitk.GetImageFromArray(lv)
+    mask.CopyInformation(scan)
+    paths = os.path.join(folder, "lge.nrrd"), os.path.join(folder, "lv.nrrd")
+    sitk.WriteImage(scan, paths[0], True)
+    sitk.WriteImage(mask, paths[1], True)
+    return paths[0], paths[1], float(100.0 * (case.labels >= 3).sum() / (case.labels >= 2).sum())

@@ -182,3 +182,9 @@ def summary_line(result: ModuleResult) -> str:
     s = result.summary
     return (f"LGE {s['lge_percent']:.1f}% (scar {s['scar_ml']:.1f} mL + MVO {s['mvo_ml']:.1f} mL of "
             f"{s['myocardium_ml']:.1f} mL myocardium) [{s['method']}]; HCM >= 15%: {s['hcm_high_risk']}")
+
+
+def sample_options() -> dict:
+    """The bundled synthetic stack comes with the reader's LV mask (the network is trained on real EMIDEC
+    images and is not meant for synthetic rings)."""
+    return {"myocardium_mask": str(sample_input().with_name("lge_phantom_lv.nrrd"))}
