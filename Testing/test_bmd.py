@@ -11,7 +11,6 @@ from cardioquant.bmd import calibration, phantom, roi, vertebrae
 from cardioquant.bmd.pipeline import acr_category, patient_summary
 from cardioquant.errors import InputError
 
-
 # --- trabecular ROI geometry ------------------------------------------------------------------------------
 
 def box_body(shape=(9, 40, 80), j=(10, 30), i=(20, 60), k=(0, 9)):

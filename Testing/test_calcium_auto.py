@@ -5,7 +5,6 @@ measures the labelling, not the arithmetic. Margins are set below the benchmark 
 the small sample here.
 """
 
-import numpy as np
 import pytest
 
 from cardioquant.calcium import evaluation, phantom

@@ -11,6 +11,7 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -92,9 +93,143 @@ def bench_calcium_accuracy(cases: int):
     return {"artery_f1": f1, "noncontrast": auto, "cta": cta}
 
 
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def bench_bmd_totalsegmentator(shared: Path):
+    """Real CT: our trabecular ROI mean HU per vertebra (TotalSegmentator masks) beside TotalSegmentator's report."""
+    from cardioquant.bmd.pipeline import run
+    from cardioquant.cli import default_options
+    from cardioquant.imageio import read_image
+    from cardioquant.progress import Progress
+
+    folder = shared / "totalsegmentator"
+    if not folder.is_dir():
+        print("bmd on TotalSegmentator example: skipped (../shared/data/totalsegmentator not found)")
+        return
+    report = json.loads((folder / "spine_report__example_ct_report__spine_report.json").read_text())["results"]
+    loaded = read_image(folder / "example_ct.nii.gz")
+    options = default_options("bmd", vertebra_mask=str(folder / "spine_report__example_ct_report__totalseg.nii.gz"),
+                              vertebra_body_mask=str(folder / "spine_report__example_ct_report__totalseg_vertebrae_body.nii.gz"),
+                              kvp=120.0)
+    started = time.perf_counter()
+    result = run(loaded, options, Progress())
+    seconds = time.perf_counter() - started
+    print(f"bmd on TotalSegmentator example CT (3 mm, TS masks): {seconds:.1f} s; trabecular ROI mean HU vs the "
+          "spine report's mean over its vertebra mask:")
+    for level, values in result.summary["vertebrae"].items():
+        theirs = report.get(f"vertebrae_{level}_intensity")
+        if theirs is not None:
+            print(f"  {level}: ours {values['trabecular_hu']:.1f} HU (median {values['trabecular_hu_median']:.0f}), "
+                  f"report {theirs:.1f} (median {report[f'vertebrae_{level}_intensity_median']:.0f}), "
+                  f"difference {values['trabecular_hu'] - theirs:+.1f} HU; BMD {values['bmd_mg_cm3']:.0f} mg/cm3")
+    bench_bmd_network_on_real(folder, loaded)
+
+
+def bench_bmd_network_on_real(folder: Path, loaded):
+    import SimpleITK as sitk
+
+    from cardioquant.bmd.levels import TOTALSEGMENTATOR_VALUES
+    from cardioquant.bmd.pipeline import bodies_from_network
+    from cardioquant.cli import default_options
+
+    try:
+        bodies, source = bodies_from_network(loaded.image, default_options("bmd", device="cpu"))
+    except Exception as exc:  # report, do not hide, a failure on real data
+        print(f"bmd network on the real example CT: failed ({exc})")
+        return
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "spine_report__example_ct_report__totalseg.nii.gz")))
+    body = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "spine_report__example_ct_report__totalseg_vertebrae_body.nii.gz"))) == 1
+    found = np.any(np.stack(list(bodies.values())), axis=0) if bodies else np.zeros(body.shape, bool)
+    truth = body & (labels > 0)
+    dice = 2 * (found & truth).sum() / max(found.sum() + truth.sum(), 1)
+    correct = sum(1 for level, mask in bodies.items()
+                  if level in TOTALSEGMENTATOR_VALUES and (labels[mask] == TOTALSEGMENTATOR_VALUES[level]).mean() > 0.5)
+    print(f"bmd network on the real example CT (never trained on): body Dice {dice:.3f} vs TotalSegmentator bodies; "
+          f"levels {', '.join(bodies)} ({correct}/{len(bodies)} match TotalSegmentator); {source}")
+
+
+def _bmd_child():
+    import SimpleITK as sitk
+
+    from cardioquant.bmd import phantom
+    from cardioquant.bmd.pipeline import run
+    from cardioquant.cli import default_options
+    from cardioquant.imageio import LoadedImage
+
+    case = phantom.make_spine_phantom(seed=5, spacing=(0.7, 0.7, 1.0), fov_mm=358.4,
+                                      levels=("T4", "T5", "T6", "T7", "T8", "T9", "T10", "T11", "T12", "L1", "L2"))
+    hu = case.hu[:300] if case.hu.shape[0] >= 300 else np.pad(case.hu, ((0, 300 - case.hu.shape[0]), (0, 0), (0, 0)),
+                                                             constant_values=-1000)
+    hu = np.pad(hu, ((0, 0), (0, 512 - hu.shape[1]), (0, 512 - hu.shape[2])), constant_values=-1000)[:, :512, :512]
+    image = sitk.GetImageFromArray(hu)
+    image.SetSpacing(case.spacing)
+    image.SetOrigin(case.origin)
+    loaded = LoadedImage(image=image, path="phantom", format="phantom", dicom={"modality": "CT", "kvp": "120"})
+    del case
+    started = time.perf_counter()
+    result = run(loaded, default_options("bmd", device="cpu"), __import__("cardioquant.progress").progress.Progress())
+    print(json.dumps({"seconds": time.perf_counter() - started, "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
+                      "levels": list(result.summary["vertebrae"]), "shape": list(hu.shape)}))
+
+
+def bench_bmd_speed():
+    out = subprocess.run([sys.executable, __file__, "--child", "bmd"], capture_output=True, text=True)
+    if out.returncode:
+        print(f"bmd whole chest CT: failed\n{out.stderr[-2000:]}")
+        return
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"bmd whole chest CT {figures['shape'][2]}x{figures['shape'][1]}x{figures['shape'][0]} (network source): "
+          f"{figures['seconds']:.1f} s (target <= 30 s), process peak memory {figures['peak_gb']:.2f} GB incl. the "
+          f"volume (target <= 4 GB); levels {', '.join(figures['levels'])}")
+
+
+def bench_scar(shared: Path):
+    from cardioquant.models.manifest import get_model
+    from cardioquant.models.runtime import load_model, resolve_weights
+    from cardioquant.scar import emidec, network
+
+    folder = shared / "emidec"
+    if not folder.is_dir():
+        print("scar on EMIDEC validation split: skipped (../shared/data/emidec not found)")
+        return
+    import torch
+
+    torch.set_num_threads(2)
+    entry = get_model(network.MODEL_NAME)
+    model = load_model(entry, resolve_weights(entry)[0])
+    _, validation = emidec.split(list(emidec.cases(folder)))
+    myo_dice, scar_dice, lge_pred, lge_true, seconds, slices = [], [], [], [], 0.0, 0
+    for case in validation:
+        images, labels = emidec.load_case(folder, case)
+        started = time.perf_counter()
+        predicted = network.predict(model, network.normalise_stack(images), torch.device("cpu"))
+        seconds += time.perf_counter() - started
+        slices += len(images)
+        myo_dice.append(_dice(predicted >= 2, labels >= 2))
+        if (labels >= 3).any():
+            scar_dice.append(_dice(predicted >= 3, labels >= 3))
+        for values, target in ((predicted, lge_pred), (labels, lge_true)):
+            target.append(100.0 * (values >= 3).sum() / max((values >= 2).sum(), 1))
+    r = float(np.corrcoef(lge_true, lge_pred)[0, 1])
+    mad = float(np.mean(np.abs(np.array(lge_true) - np.array(lge_pred))))
+    same = float(np.mean((np.array(lge_true) >= 15) == (np.array(lge_pred) >= 15)))
+    print(f"scar model on EMIDEC fixed validation split ({len(validation)} cases): myocardium Dice {np.mean(myo_dice):.3f} "
+          f"(target >= 0.85), scar+MVO Dice {np.mean(scar_dice):.3f} over {len(scar_dice)} infarct cases (target >= 0.70), "
+          f"%LGE r {r:.3f} (target >= 0.90), mean |diff| {mad:.1f} points, >= 15% class agreement {same * 100:.0f}%")
+    print(f"scar inference: {seconds / slices * 1000:.1f} ms per 256x256 slice on the CPU (target <= 50 ms)")
+    return {"myocardium_dice": float(np.mean(myo_dice)), "scar_dice": float(np.mean(scar_dice)), "lge_r": r,
+            "lge_mad": mad, "class_agreement_15": same}
+
+
+def _dice(a, b):
+    return 2 * (a & b).sum() / max(a.sum() + b.sum(), 1)
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--only", choices=["calcium"], default=None)
+    parser.add_argument("--only", choices=["calcium", "bmd", "scar"], default=None)
+    parser.add_argument("--shared", type=Path, default=SHARED, help="the shared data folder [../shared/data]")
     parser.add_argument("--cases", type=int, default=30)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -102,9 +237,18 @@ def main():
     if args.child == "calcium-pipeline":
         _pipeline_child()
         return
-    bench_calcium_scoring()
-    bench_calcium_pipeline(args.device)
-    bench_calcium_accuracy(args.cases)
+    if args.child == "bmd":
+        _bmd_child()
+        return
+    if args.only in (None, "calcium"):
+        bench_calcium_scoring()
+        bench_calcium_pipeline(args.device)
+        bench_calcium_accuracy(args.cases)
+    if args.only in (None, "bmd"):
+        bench_bmd_speed()
+        bench_bmd_totalsegmentator(args.shared)
+    if args.only in (None, "scar"):
+        bench_scar(args.shared)
 
 
 if __name__ == "__main__":

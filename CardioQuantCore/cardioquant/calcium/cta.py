@@ -4,7 +4,8 @@ Threshold T = mean_lumen + k x SD_lumen (k a setting, default 3; REFERENCE marks
 Lumen statistics come from a user lumen mask when given, else from an automatic ROI in the ascending aorta: the
 largest bright (iodine-range) region of the upper third of the scan, eroded to stay clear of its wall.
 The CTA score is an *Agatston-equivalent*: lesions found at T, weighted by their peak HU after subtracting the
-iodine enhancement (peak - (mean_lumen - 40 HU)); it is reported as such, never as a true Agatston score.
+iodine enhancement (peak - (mean_lumen - 40 HU)), times a calibration scale (DEFAULT_SCALE); it is reported as
+such, never as a true Agatston score.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ from scipy import ndimage
 from ..errors import InputError
 
 IODINE_RANGE_HU = (180.0, 900.0)
+# Agatston-equivalent = DEFAULT_SCALE x raw CTA score: calcium below the lumen-relative threshold is invisible on
+# CTA, so raw CTA scores run low (as published for direct CTA scoring). Fitted through the origin on 24 paired
+# training phantoms by scripts/fit_cta_calibration.py; a setting (--cta-scale), to be refitted on patient pairs.
+DEFAULT_SCALE = 1.0
 BLOOD_HU = 40.0
 
 

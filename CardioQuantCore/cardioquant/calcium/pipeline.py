@@ -53,6 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                             "coronaries on its surface")
     group.add_argument("--kvp", type=float, help="tube voltage; default: DICOM KVP, else 120 with a warning")
     group.add_argument("--k", type=float, default=3.0, help="CTA threshold = lumen mean + k x SD [3]")
+    group.add_argument("--cta-scale", type=float, default=None,
+                       help="CTA: Agatston-equivalent = scale x raw CTA score [fitted default, see README]")
     group.add_argument("--lumen-mask", help="CTA: lumen mask for the lumen statistics (default: automatic aortic ROI)")
     group.add_argument("--min-area", default="literature",
                        help="minimum lesion area: a preset (literature, ge, terarecon 1 mm2; philips 0.5 mm2; canon "
@@ -209,6 +211,7 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
         stats = cta.LumenStatistics(**threshold_info["lumen"])
         scored_hu = cta.weighting_hu(hu, stats)
         settings.threshold_hu = threshold - (stats.mean_hu - cta.BLOOD_HU)
+        settings.score_scale = options.cta_scale if options.cta_scale is not None else cta.DEFAULT_SCALE
         if settings.mass_calibration:
             warnings.append("mass score on CTA is not defined (iodine); reported as null")
             settings.mass_calibration = None
@@ -240,7 +243,8 @@ def _module_result(loaded, result, artery_labels, mode, threshold_info, assignme
     lesions = [asdict(lesion) for lesion in result.lesions]
     method = ("Agatston" if mode == "noncontrast" else
               "CTA Agatston-equivalent: lesions at the adaptive threshold, density weights from peak HU minus the "
-              "iodine enhancement (lumen mean - 40 HU); not interchangeable with non-contrast Agatston")
+              f"iodine enhancement (lumen mean - 40 HU), times a calibration scale {settings.score_scale:g}; not "
+              "interchangeable with non-contrast Agatston")
     summary = {
         "total": {k: result.total[k] for k in ("agatston", "volume_mm3", "mass_mg")},
         "arteries": result.arteries,

@@ -63,6 +63,7 @@ class ScoringSettings:
     reference_increment_mm: float = 3.0
     mass_calibration: float | None = None     # c in mg/mm^3 per HU (e.g. 0.2 / 230); None: no mass score
     threshold_hu: float | None = None         # override of the kVp threshold (e.g. adaptive CTA threshold)
+    score_scale: float = 1.0                  # CTA Agatston-equivalent calibration (1 for non-contrast)
 
     def boundaries(self) -> tuple[tuple[float, float, float, float], str | None]:
         values, note = kvp_boundaries(self.kvp)
@@ -133,7 +134,7 @@ def score(hu: np.ndarray, artery_labels: np.ndarray, spacing_ijk: tuple[float, f
     pixel_area = float(spacing_ijk[0] * spacing_ijk[1])
     voxel_volume = pixel_area * float(spacing_ijk[2])
     increment = settings.slice_increment_mm or float(spacing_ijk[2])
-    scale = increment / settings.reference_increment_mm if settings.increment_scaling else 1.0
+    scale = (increment / settings.reference_increment_mm if settings.increment_scaling else 1.0) * settings.score_scale
 
     coronary = hu >= boundaries[0]
     coronary &= (artery_labels >= 1) & (artery_labels <= 4)
