@@ -1,0 +1,1 @@
+"""CT-derived fractional flow reserve: centerline tree, stenoses, reduced-order (0D) hemodynamics with svZeroD."""
