@@ -52,8 +52,15 @@ def lge_sample() -> None:
     shutil.move(mask, OUT / "lge_phantom_lv.nrrd")
 
 
+def coronary_sample() -> None:
+    from cardioquant.ffr import centerlines, phantom
+
+    centerlines.write_vtp(phantom.left_tree(0.3), OUT / "coronary_centerlines.vtp")
+
+
 if __name__ == "__main__":
     OUT.mkdir(parents=True, exist_ok=True)
     calcium_sample()
     spine_sample()
     lge_sample()
+    coronary_sample()

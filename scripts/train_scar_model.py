@@ -22,7 +22,7 @@ from monai.losses import DiceCELoss
 
 from cardioquant.models.runtime import build_network, sha256_file
 from cardioquant.scar import emidec
-from cardioquant.scar.network import normalise_slice
+from cardioquant.scar.network import normalise_slice, predict
 
 ARCHITECTURE = {"name": "UNet", "kwargs": {"spatial_dims": 2, "in_channels": 1, "out_channels": 5,
                                            "channels": [16, 32, 64, 128, 256], "strides": [2, 2, 2, 2],
@@ -67,6 +67,7 @@ def main():
     parser.add_argument("--batch", type=int, default=12)
     parser.add_argument("--crop", type=int, default=128)
     parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--init", type=Path, help="start from these weights (continued training)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -74,7 +75,10 @@ def main():
     train_ids, validation_ids = emidec.split(list(emidec.cases(args.data)))
     x_train, y_train = load(args.data, train_ids)
     print(f"{len(train_ids)} training cases ({len(x_train)} slices), {len(validation_ids)} validation cases", flush=True)
-    network = build_network(type("E", (), {"architecture": ARCHITECTURE, "name": "lge_segmenter"})()).to(args.device)
+    network = build_network(type("E", (), {"architecture": ARCHITECTURE, "name": "lge_segmenter"})())
+    if args.init:
+        network.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=True))
+    network = network.to(args.device)
     optimiser = torch.optim.AdamW(network.parameters(), lr=args.lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=args.lr, total_steps=args.iterations)
     loss_function = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)
@@ -99,8 +103,7 @@ def main():
     with torch.inference_mode():
         for case in validation_ids:
             x, y = emidec.load_case(args.data, case)
-            xn = torch.from_numpy(np.stack([normalise_slice(p) for p in x])[:, None]).to(args.device)
-            pred = network(xn).argmax(1).cpu().numpy()
+            pred = predict(network, np.stack([normalise_slice(p) for p in x]), torch.device(args.device))
             scores["myocardium"].append(dice(pred, y, [2, 3, 4]))
             if np.isin(y, [3, 4]).any():
                 scores["scar+mvo"].append(dice(pred, y, [3, 4]))

@@ -76,7 +76,10 @@ def _progress(label: str, options: argparse.Namespace) -> Progress:
 def run_module(name: str, options: argparse.Namespace) -> tuple[object, list[Path]]:
     module = pipelines.get(name)
     check_can_write(options.output, name, options.overwrite)
-    loaded = read_image(options.input, allow_2d=getattr(module, "ALLOW_2D", False))
+    if module is not None and hasattr(module, "read_input"):
+        loaded = module.read_input(options.input)  # e.g. CT-FFR accepts a centerline .vtp instead of an image
+    else:
+        loaded = read_image(options.input, allow_2d=getattr(module, "ALLOW_2D", False))
     if module is None:
         raise InputError(f"'{name}' ({pipelines.TITLES[name]}) is not yet available in cardioquant {__version__}.")
     result = module.run(loaded, options, _progress(name, options))

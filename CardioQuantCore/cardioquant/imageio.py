@@ -38,7 +38,7 @@ DICOM_TAGS = {
 
 @dataclass
 class LoadedImage:
-    image: sitk.Image
+    image: sitk.Image | None  # None for non-image inputs (CT-FFR centerline files)
     path: str
     format: str
     dicom: dict = field(default_factory=dict)
@@ -180,6 +180,10 @@ def read_mask(path: str | os.PathLike, reference: sitk.Image) -> sitk.Image:
 def fingerprint(loaded: LoadedImage) -> dict:
     """Identifies the input without patient data: voxel checksum, grid, and file name."""
     image = loaded.image
+    if image is None:  # a non-image input (e.g. centerlines): fingerprint the file itself
+        with open(loaded.path, "rb") as handle:
+            return {"file": os.path.basename(loaded.path), "format": loaded.format,
+                    "file_sha256": hashlib.sha256(handle.read()).hexdigest()}
     digest = hashlib.sha256(sitk.GetArrayViewFromImage(image).tobytes()).hexdigest()
     return {
         "file": os.path.basename(loaded.path.rstrip("/")),

@@ -18,7 +18,7 @@ PIPELINES: dict[str, str | None] = {
     "calcium": "cardioquant.calcium.pipeline",
     "scar": "cardioquant.scar.pipeline",
     "bmd": "cardioquant.bmd.pipeline",
-    "ffr": None,
+    "ffr": "cardioquant.ffr.pipeline",
 }
 
 TITLES = {

@@ -46,7 +46,8 @@ class ModuleResult:
 
 def output_names(module: str) -> list[str]:
     return [f"{module}.json", f"{module}.seg.nrrd", f"{module}_labels.nrrd", f"{module}.csv",
-            f"{module}_report.png", f"{module}_report.pdf", f"{module}.schema.csv", f"{module}_seg.dcm"]
+            f"{module}_report.png", f"{module}_report.pdf", f"{module}.schema.csv", f"{module}_seg.dcm",
+            f"{module}_centerlines.vtp"]
 
 
 def check_can_write(outdir: Path, module: str, overwrite: bool) -> None:

@@ -158,7 +158,9 @@ class _Anatomy:
         across = rng.uniform(0.5, min(2.2, along + 0.3)) * calcium_scale
         other = _unit(np.cross(tangent, rng.normal(size=3)))
         rotation = np.column_stack([tangent, other, np.cross(tangent, other)])
-        hu = float(rng.choice([rng.uniform(180, 400), rng.uniform(300, 1100)]))
+        # Material attenuation of the deposit: what a voxel fully inside it reads (120 kVp): 350-700 HU for a third
+        # (low-density calcium), 600-1500 HU otherwise. Small lesions read lower through partial volume.
+        hu = float(rng.uniform(350, 700) if rng.random() < 1 / 3 else rng.uniform(600, 1500))
         return Calcification(artery, centre, np.array([along, across, across * rng.uniform(0.7, 1.0)]), rotation, hu)
 
 
@@ -309,7 +311,8 @@ def _render_calcifications(hu, labels, origin, spacing, calcifications, factor, 
             sigma = [max(spacing[2] / 2.355, blur_mm) / spacing[2], blur_mm / spacing[1], blur_mm / spacing[0]]
             fraction = ndimage.gaussian_filter(fraction, sigma, mode="constant")
         target = calc.hu * factor
-        hu[box] = hu[box] + fraction * np.maximum(target - hu[box], 0)
+        # Mixture of deposit and whatever it displaces (tissue, fat or iodinated lumen): f x deposit + (1 - f) x rest.
+        hu[box] = hu[box] + fraction * (target - hu[box])
         footprint = fraction >= 0.02
         stronger = footprint & (fraction > best[box])
         labels[box][stronger] = calc.artery

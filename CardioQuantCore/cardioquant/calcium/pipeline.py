@@ -206,17 +206,13 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
     settings = settings_from(options, kvp, spacing)
     settings.threshold_hu = threshold
     mass_calibration_info = _mass_calibration(hu, image, options, settings)
-    scored_hu = hu
     if mode == "cta":
-        stats = cta.LumenStatistics(**threshold_info["lumen"])
-        scored_hu = cta.weighting_hu(hu, stats)
-        settings.threshold_hu = threshold - (stats.mean_hu - cta.BLOOD_HU)
         settings.score_scale = options.cta_scale if options.cta_scale is not None else cta.DEFAULT_SCALE
         if settings.mass_calibration:
             warnings.append("mass score on CTA is not defined (iodine); reported as null")
             settings.mass_calibration = None
     progress.update(0.9, "scoring")
-    result = scoring.score(scored_hu, artery_labels, spacing, settings, geometry.ijk_to_ras(image))
+    result = scoring.score(hu, artery_labels, spacing, settings, geometry.ijk_to_ras(image))
     warnings += result.notes
     progress.update(1.0, "done")
     return _module_result(loaded, result, artery_labels, mode, threshold_info, assignment, mass_calibration_info,
@@ -242,8 +238,8 @@ def _module_result(loaded, result, artery_labels, mode, threshold_info, assignme
     risk = scoring.risk(result)
     lesions = [asdict(lesion) for lesion in result.lesions]
     method = ("Agatston" if mode == "noncontrast" else
-              "CTA Agatston-equivalent: lesions at the adaptive threshold, density weights from peak HU minus the "
-              f"iodine enhancement (lumen mean - 40 HU), times a calibration scale {settings.score_scale:g}; not "
+              "CTA Agatston-equivalent: lesions at the adaptive threshold (lumen mean + k SD), Agatston weights from "
+              f"their peak HU, times a calibration scale {settings.score_scale:g} fitted on paired phantoms; not "
               "interchangeable with non-contrast Agatston")
     summary = {
         "total": {k: result.total[k] for k in ("agatston", "volume_mm3", "mass_mg")},

@@ -28,23 +28,39 @@ class Element:
     lesion: Lesion | None
 
 
-def _lesion_ranges(path: Path, lesions: list[Lesion]) -> list[tuple[int, int, Lesion]]:
-    s = path.arc_length()
-    out = []
-    for lesion in lesions:
-        start = int(np.searchsorted(s, lesion.start_mm))
-        stop = int(np.searchsorted(s, lesion.stop_mm))
-        out.append((start, min(stop, len(s) - 1), lesion))
+def segment_lesions(paths, segments, min_diameter_stenosis: float) -> dict[int, list[tuple[int, int, Lesion]]]:
+    """Lesions of each branch segment, as (start, stop) point indices of its reference path plus the lesion.
+
+    Each segment gets its own reference taper: radius steps at bifurcations would otherwise read as narrowings.
+    Distances in the Lesion are from the ostium along that path.
+    """
+    out = {}
+    for segment in segments:
+        path = paths[segment.paths[0]]
+        s = path.arc_length()
+        first = segment.start + (1 if segment.parent is not None else 0)  # the junction point belongs to the parent
+        piece = Path(path.name, path.points[first:segment.stop + 1], path.radii[first:segment.stop + 1])
+        ranges = []
+        if len(piece.points) >= 5:
+            offset = s[first]
+            for lesion in find_lesions(piece, min_diameter_stenosis):
+                lesion.start_mm += offset
+                lesion.stop_mm += offset
+                lesion.throat_mm += offset
+                start = int(np.searchsorted(s, lesion.start_mm - 1e-9))
+                stop = int(np.searchsorted(s, lesion.stop_mm - 1e-9))
+                ranges.append((max(start, segment.start), min(stop, segment.stop), lesion))
+        out[segment.index] = ranges
     return out
 
 
-def discretise(paths, segments, lesions_by_path, max_element_mm: float = 5.0) -> list[Element]:
+def discretise(paths, segments, lesions_by_segment, max_element_mm: float = 5.0) -> list[Element]:
     elements = []
     for segment in segments:
         path_index = segment.paths[0]
         path = paths[path_index]
         s = path.arc_length()
-        ranges = _lesion_ranges(path, lesions_by_path[path_index])
+        ranges = lesions_by_segment[segment.index]
         cuts = {segment.start, segment.stop}
         for start, stop, _ in ranges:
             cuts.update(k for k in (start, stop) if segment.start < k < segment.stop)
@@ -89,8 +105,8 @@ class FfrResult:
 def solve_tree(paths: list[Path], bc: BoundaryConditions, side: str = "left", blood: Blood = Blood(),
                max_element_mm: float = 5.0, min_diameter_stenosis: float = 20.0) -> FfrResult:
     segments = build_segments(paths)
-    lesions_by_path = [find_lesions(p, min_diameter_stenosis) for p in paths]
-    elements = discretise(paths, segments, lesions_by_path, max_element_mm)
+    lesions_by_segment = segment_lesions(paths, segments, min_diameter_stenosis)
+    elements = discretise(paths, segments, lesions_by_segment, max_element_mm)
     network = Network(inlet_pressure=bc.aortic_pressure_mmhg * MMHG)
     first_of, last_of = {}, {}
     for index, element in enumerate(elements):
@@ -124,7 +140,7 @@ def solve_tree(paths: list[Path], bc: BoundaryConditions, side: str = "left", bl
                                                       + solution.pressure_out[index] * t) / pa
         ffr.append(values)
         distances.append(s)
-    lesion_rows = _lesion_rows(paths, lesions_by_path, ffr, distances)
+    lesion_rows = _lesion_rows(paths, segments, lesions_by_segment, ffr, distances)
     outlet_flows = [solution.flow[last_of[seg.index]] for seg in leaves]
     return FfrResult(paths, ffr, distances, lesion_rows, outlet_flows, solution.flow[network.roots()[0]])
 
@@ -135,21 +151,19 @@ def _outlet_diameter_cm(path: Path, window_mm: float = 5.0) -> float:
     return 2 * float(np.mean(tail)) / 10.0
 
 
-def _lesion_rows(paths, lesions_by_path, ffr, distances) -> list[dict]:
-    rows, seen = [], set()
-    for index, lesions in enumerate(lesions_by_path):
-        for lesion in lesions:
-            key = tuple(np.round(paths[index].points[int(np.searchsorted(distances[index], lesion.throat_mm))], 1))
-            if key in seen:
-                continue  # the same trunk lesion seen from another path
-            seen.add(key)
+def _lesion_rows(paths, segments, lesions_by_segment, ffr, distances) -> list[dict]:
+    rows = []
+    for segment in segments:
+        index = segment.paths[0]
+        for _, _, lesion in lesions_by_segment[segment.index]:
             before = float(np.interp(lesion.start_mm, distances[index], ffr[index]))
             after = float(np.interp(lesion.stop_mm, distances[index], ffr[index]))
-            rows.append({"vessel": lesion.path, "location_mm": lesion.throat_mm, "start_mm": lesion.start_mm,
-                         "stop_mm": lesion.stop_mm, "length_mm": lesion.length_mm,
-                         "diameter_stenosis_percent": lesion.diameter_stenosis_percent,
+            throat = paths[index].points[min(int(np.searchsorted(distances[index], lesion.throat_mm)), len(distances[index]) - 1)]
+            rows.append({"vessel": paths[index].name if len(segment.paths) == 1 else "+".join(paths[i].name for i in segment.paths),
+                         "location_mm": lesion.throat_mm, "start_mm": lesion.start_mm, "stop_mm": lesion.stop_mm,
+                         "length_mm": lesion.length_mm, "diameter_stenosis_percent": lesion.diameter_stenosis_percent,
                          "area_stenosis_percent": lesion.area_stenosis_percent,
                          "reference_diameter_mm": 2 * lesion.reference_radius_mm,
                          "minimum_lumen_diameter_mm": 2 * lesion.minimum_radius_mm,
-                         "delta_ffr": before - after, "point_ras": [float(v) for v in key]})
+                         "delta_ffr": before - after, "point_ras": [float(v) for v in throat]})
     return rows

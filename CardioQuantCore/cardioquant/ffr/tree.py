@@ -96,7 +96,7 @@ class Lesion:
 
 def reference_radius(s: np.ndarray, r: np.ndarray, iterations: int = 5) -> np.ndarray:
     """Healthy radius along a path: a straight-line taper fitted to the radius profile, refitted without the
-    points that fall more than 10 % below it (the narrowings)."""
+    points more than 10 % below it (narrowings) or 15 % above it (bulges where a side branch leaves)."""
     keep = np.ones(r.size, bool)
     fit = np.full(r.size, np.median(r))
     for _ in range(iterations):
@@ -104,7 +104,7 @@ def reference_radius(s: np.ndarray, r: np.ndarray, iterations: int = 5) -> np.nd
             break
         slope, intercept = np.polyfit(s[keep], r[keep], 1)
         fit = slope * s + intercept
-        keep = r >= 0.9 * fit
+        keep = (r >= 0.9 * fit) & (r <= 1.15 * fit)
     return np.maximum(fit, r.min())
 
 

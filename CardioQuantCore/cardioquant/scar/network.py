@@ -29,18 +29,44 @@ def pad16(stack: np.ndarray) -> tuple[np.ndarray, tuple[slice, slice]]:
     return padded, (slice(pr // 2, pr // 2 + rows), slice(pc // 2, pc // 2 + cols))
 
 
-def predict(network, stack: np.ndarray, device, progress=None, batch: int = 8) -> np.ndarray:
-    """Label map [slices, rows, cols] for a normalised short-axis stack."""
+CROP = 128  # the network is trained on 128 x 128 crops around the heart
+
+
+def _run(network, stack: np.ndarray, device, batch: int) -> np.ndarray:
     import torch
 
     padded, crop = pad16(stack)
     out = np.zeros(padded.shape, np.uint8)
     with torch.inference_mode():
         for start in range(0, padded.shape[0], batch):
-            if progress:
-                progress.update(start / padded.shape[0], "segmenting slices")
-            x = torch.from_numpy(padded[start:start + batch, None]).to(device)
+            x = torch.from_numpy(np.ascontiguousarray(padded[start:start + batch, None])).to(device)
             out[start:start + batch] = network(x).argmax(1).cpu().numpy()
+    return out[(slice(None),) + crop]
+
+
+def predict(network, stack: np.ndarray, device, progress=None, batch: int = 8) -> np.ndarray:
+    """Label map [slices, rows, cols] for a normalised short-axis stack, in two passes: the whole slices find
+    the LV (largest connected cavity + myocardium over the stack), then 128 x 128 crops centred on it are
+    segmented, the field of view the network was trained on."""
+    from scipy import ndimage
+
+    if progress:
+        progress.update(0.0, "locating the LV")
+    first = _run(network, stack, device, batch)
+    labels, count = ndimage.label(first > 0)
+    if count == 0:
+        return first
+    largest = labels == (np.argmax(np.bincount(labels.ravel())[1:]) + 1)
+    _, rows, cols = np.nonzero(largest)
+    centre = (int(np.median(rows)), int(np.median(cols)))
+    half = CROP // 2
+    padded = np.pad(stack, ((0, 0), (half, half), (half, half)))
+    r0, c0 = centre[0], centre[1]  # in padded coordinates the crop starts at the centre
+    if progress:
+        progress.update(0.5, "segmenting the LV")
+    cropped = _run(network, padded[:, r0:r0 + CROP, c0:c0 + CROP], device, batch)
+    out = np.zeros((stack.shape[0], stack.shape[1] + CROP, stack.shape[2] + CROP), np.uint8)
+    out[:, r0:r0 + CROP, c0:c0 + CROP] = cropped
     if progress:
         progress.update(1.0, "segmented")
-    return out[(slice(None),) + crop]
+    return out[:, half:half + stack.shape[1], half:half + stack.shape[2]]

@@ -1,0 +1,128 @@
+"""CT-FFR end to end: centerline files, lumen masks through vmtk, the output contract, and bad input."""
+
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from cardioquant import cli
+from cardioquant.ffr import centerlines as cl
+from cardioquant.ffr import model, phantom
+from cardioquant.ffr.physics import BoundaryConditions
+
+
+def run(capsys, *args):
+    code = cli.main([str(a) for a in args] + ["--quiet"])
+    return code, capsys.readouterr()
+
+
+def test_vtp_input_skips_imaging_and_follows_the_contract(capsys, tmp_path):
+    cl.write_vtp(phantom.left_tree(0.3), tmp_path / "tree.vtp")
+    code, _ = run(capsys, "ffr", tmp_path / "tree.vtp", "-o", tmp_path / "out", "--aortic-pressure", "90")
+    assert code == 0
+    result = json.loads((tmp_path / "out" / "ffr.json").read_text())
+    assert set(result["vessels"]) == {"LAD", "D1", "D2", "LCX", "OM1"}  # names kept from the file's PathNames
+    lad = result["vessels"]["LAD"]
+    assert lad["distal_ffr"] < 0.9 and lad["min_ffr"] == pytest.approx(lad["distal_ffr"])
+    assert lad["length_mm"] == pytest.approx(85.0, abs=0.6) and lad["points"][0] == [0.0, 1.0]
+    assert result["vessels"]["LCX"]["distal_ffr"] > 0.95
+    assert result["boundary_conditions"]["aortic_pressure_mmhg"] == 90
+    lesion = result["lesions"][0]
+    assert lesion["area_stenosis_percent"] == pytest.approx(70.0, abs=2.0) and lesion["delta_ffr"] > 0.05
+    assert (tmp_path / "out" / "ffr_centerlines.vtp").is_file() and (tmp_path / "out" / "ffr_report.png").is_file()
+    written = cl.read_vtp(tmp_path / "out" / "ffr_centerlines.vtp")
+    assert [p.name for p in written] == ["LAD", "D1", "D2", "LCX", "OM1"]
+
+
+@pytest.fixture(scope="module")
+def cta_case(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cta")
+    paths = phantom.left_tree(0.3)
+    image, lumen = phantom.voxelise(paths, spacing=0.3)  # CCTA reconstructions are ~0.3-0.4 mm
+    sitk.WriteImage(image, str(folder / "cta.nrrd"), True)
+    sitk.WriteImage(lumen, str(folder / "lumen.nrrd"), True)
+    return folder, paths, image, lumen
+
+
+def test_centerline_radius_of_known_tubes_within_half_a_voxel(cta_case):
+    _, truth, _, lumen = cta_case
+    extracted = cl.from_lumen_mask(lumen)
+    for path in extracted:
+        reference = min(truth, key=lambda p: np.linalg.norm(p.points[-1] - path.points[-1]))
+        # compare away from the junction and the ends: true radius at the nearest true centerline point
+        s = path.arc_length()
+        middle = (s > 15) & (s < s[-1] - 5)
+        nearest = [np.argmin(np.linalg.norm(reference.points - q, axis=1)) for q in path.points[middle]]
+        error = np.abs(path.radii[middle] - reference.radii[nearest])
+        assert np.median(error) <= 0.15 and np.percentile(error, 90) <= 0.3  # within half a 0.3 mm voxel, mostly
+
+
+def test_ffr_from_lumen_mask_matches_true_geometry(capsys, cta_case):
+    folder, truth_paths, _, _ = cta_case
+    truth = model.solve_tree(truth_paths, BoundaryConditions())
+    code, _ = run(capsys, "ffr", folder / "cta.nrrd", "--lumen-mask", folder / "lumen.nrrd", "-o", folder / "out")
+    assert code == 0
+    result = json.loads((folder / "out" / "ffr.json").read_text())
+    distal = sorted(v["distal_ffr"] for v in result["vessels"].values())
+    assert distal == pytest.approx(sorted(f[-1] for f in truth.ffr), abs=0.03)
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "out" / "ffr_labels.nrrd")))
+    assert labels.sum() == sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "lumen.nrrd"))).sum()
+
+
+def test_vessels_without_stenosis_read_at_least_095():
+    result = model.solve_tree(phantom.left_tree(None), BoundaryConditions())
+    assert min(f[-1] for f in result.ffr) >= 0.95 and not result.lesions
+
+
+def test_empty_lumen_mask_is_clear(capsys, cta_case, tmp_path):
+    folder, _, image, lumen = cta_case
+    empty = sitk.Image(lumen.GetSize(), sitk.sitkUInt8)
+    empty.CopyInformation(lumen)
+    sitk.WriteImage(empty, str(tmp_path / "empty.nrrd"))
+    code, captured = run(capsys, "ffr", folder / "cta.nrrd", "--lumen-mask", tmp_path / "empty.nrrd", "-o", tmp_path / "o")
+    assert code == 2 and "no coronary lumen" in captured.err
+
+
+def test_disconnected_lumen_is_clear(capsys, cta_case, tmp_path):
+    folder, _, _, lumen = cta_case
+    array = sitk.GetArrayFromImage(lumen)
+    k = np.nonzero(array.any(axis=(1, 2)))[0]
+    array[(k.min() + k.max()) // 2 - 8:(k.min() + k.max()) // 2 + 8] = 0  # cut the tree in two
+    cut = sitk.GetImageFromArray(array)
+    cut.CopyInformation(lumen)
+    sitk.WriteImage(cut, str(tmp_path / "cut.nrrd"))
+    code, captured = run(capsys, "ffr", folder / "cta.nrrd", "--lumen-mask", tmp_path / "cut.nrrd", "-o", tmp_path / "o")
+    assert code == 2 and "disconnected" in captured.err
+
+
+def test_non_contrast_ct_is_refused(capsys, cta_case, tmp_path):
+    folder, _, image, _ = cta_case
+    plain = sitk.GetArrayFromImage(image)
+    plain[plain > 200] = 40.0  # no iodine in the lumen
+    scan = sitk.GetImageFromArray(plain)
+    scan.CopyInformation(image)
+    scan.SetMetaData("modality", "CT")
+    sitk.WriteImage(scan, str(tmp_path / "plain.nrrd"))
+    code, captured = run(capsys, "ffr", tmp_path / "plain.nrrd", "--lumen-mask", folder / "lumen.nrrd", "-o", tmp_path / "o")
+    assert code == 2 and "not a contrast CTA" in captured.err
+
+
+def test_no_lumen_source_is_clear(capsys, cta_case, tmp_path):
+    folder, _, _, _ = cta_case
+    code, captured = run(capsys, "ffr", folder / "cta.nrrd", "-o", tmp_path / "o")
+    assert code == 2 and "--lumen-mask" in captured.err
+
+
+def test_vtp_without_radius_is_refused(capsys, tmp_path):
+    import vtk
+
+    source = vtk.vtkLineSource()
+    source.SetResolution(10)
+    source.Update()
+    writer = vtk.vtkXMLPolyDataWriter()
+    writer.SetFileName(str(tmp_path / "bare.vtp"))
+    writer.SetInputData(source.GetOutput())
+    writer.Write()
+    code, captured = run(capsys, "ffr", tmp_path / "bare.vtp", "-o", tmp_path / "o")
+    assert code == 2 and "MaximumInscribedSphereRadius" in captured.err
