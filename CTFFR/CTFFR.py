@@ -1,13 +1,16 @@
-"""CT-FFR: CT-derived fractional flow reserve from coronary CTA: lumen segmentation, centerlines, reduced-order flow simulation, FFR along each vessel.
+"""CT-FFR: CT-derived fractional flow reserve from coronary CTA (lumen, vmtk centerlines, reduced-order hyperemic
+flow with svZeroDSolver, FFR along each vessel).
 
-Thin Slicer layer: the science is in the `cardioquant` package (CardioQuantCore module); this file holds the
-panel (Widget), the scriptable Logic and the self-test.
+Thin Slicer layer: the science is in `cardioquant.ffr` (CardioQuantCore module). This version needs a coronary
+lumen segmentation (e.g. from Segment Editor) or a centerline file; the lumen network comes in a later version.
 """
+
+import tempfile
 
 import slicer
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleTest
 
-from CardioQuantCoreLib.module_base import CardioQuantLogic, CardioQuantWidget
+from CardioQuantCoreLib.module_base import CardioQuantLogic, CardioQuantWidget, writeSegmentationLabels
 
 
 class CTFFR(ScriptedLoadableModule):
@@ -18,10 +21,11 @@ class CTFFR(ScriptedLoadableModule):
         self.parent.dependencies = ["CardioQuantCore"]
         self.parent.contributors = ["CardioQuant developers"]
         self.parent.helpText = (
-            "CT-derived fractional flow reserve from coronary CTA: lumen segmentation, centerlines, reduced-order flow simulation, FFR along each vessel. "
+            "CT-derived FFR from a coronary lumen segmentation: vmtk centerlines, stenosis detection, a 0D hyperemic "
+            "flow model solved with svZeroDSolver, FFR along every vessel (centerlines coloured by FFR, table, report). "
             "See <a href='https://github.com/cardioquant/SlicerCardioQuant'>the CardioQuant documentation</a>."
         )
-        self.parent.acknowledgementText = "Research software, not a medical device."
+        self.parent.acknowledgementText = "svZeroDSolver (SimVascular) and vmtk. Research software, not a medical device."
 
 
 class CTFFRLogic(CardioQuantLogic):
@@ -34,15 +38,41 @@ class CTFFRWidget(CardioQuantWidget):
     def createLogic(self):
         return CTFFRLogic()
 
+    def extraArguments(self):
+        from cardioquant.ffr.pipeline import LABEL_TABLE
+
+        args = ["--side", self.ui.sideComboBox.currentText, "--aortic-pressure", str(self.ui.aorticPressureSpinBox.value),
+                "--murray-exponent", str(self.ui.murraySpinBox.value)]
+        lumen = self.ui.lumenSelector.currentNode()
+        if lumen is not None:
+            segmentation = lumen.GetSegmentation()
+            if segmentation.GetNumberOfSegments() and not segmentation.GetSegmentIdBySegmentName("coronary lumen"):
+                segmentation.GetNthSegment(0).SetName("coronary lumen")  # the first segment is the lumen
+            path = writeSegmentationLabels(lumen, self.ui.inputVolumeSelector.currentNode(), LABEL_TABLE,
+                                           tempfile.mkdtemp(), "lumen.nrrd")
+            args += ["--lumen-mask", path]
+        return args
+
 
 class CTFFRTest(ScriptedLoadableModuleTest):
+    """Self-test: a synthetic left coronary tree with a 70 % area stenosis, from its lumen mask (runs headless)."""
+
     def setUp(self):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
         self.setUp()
-        self.test_availability_is_reported()
+        self.test_phantom_tree()
 
-    def test_availability_is_reported(self):
+    def test_phantom_tree(self):
+        from cardioquant import scene
+        from cardioquant.ffr.phantom import write_tree_phantom
+
+        ctaPath, lumenPath, trueDistal = write_tree_phantom(tempfile.mkdtemp())
+        volumeNode = scene.load_volume(slicer.mrmlScene, ctaPath, "cta")
         logic = CTFFRLogic()
-        self.assertEqual(logic.isAvailable(), logic.pipeline() is not None)
+        _, tableNode, result = logic.process(volumeNode, logic.defaultOptions(lumen_mask=lumenPath))
+        distal = sorted(v["distal_ffr"] for v in result.summary["vessels"].values())
+        for measured, expected in zip(distal, sorted(trueDistal), strict=True):
+            self.assertAlmostEqual(measured, expected, delta=0.03)
+        self.assertEqual(tableNode.GetNumberOfRows(), len(trueDistal))

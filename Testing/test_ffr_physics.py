@@ -4,7 +4,14 @@ import math
 
 import pytest
 
-from cardioquant.ffr.physics import MMHG, Blood, BoundaryConditions, YoungTsai, murray_share, poiseuille_resistance
+from cardioquant.ffr.physics import (
+    MMHG,
+    Blood,
+    BoundaryConditions,
+    YoungTsai,
+    murray_share,
+    poiseuille_resistance,
+)
 from cardioquant.ffr.zerod import Network, Vessel, solve
 
 REL = 1e-6

@@ -222,13 +222,114 @@ def bench_scar(shared: Path):
             "lge_mad": mad, "class_agreement_15": same}
 
 
+def bench_ffr_solver():
+    from cardioquant.ffr import model, phantom
+    from cardioquant.ffr.physics import BoundaryConditions
+    from cardioquant.ffr.tree import Path as CenterlinePath
+
+    # A 30-segment tree: a binary tree of depth 4 (15 branch segments) split further by lesions and 5 mm elements.
+    rng = np.random.default_rng(0)
+    paths = []
+
+    def grow(points, radii, depth, direction):
+        for turn in (-1, 1):
+            d = direction + turn * np.array([0.4, 0.3, 0.0])
+            d /= np.linalg.norm(d)
+            s = np.arange(0.5, 25.0 + 1e-9, 0.5)
+            new_points = np.vstack([points, points[-1] + s[:, None] * d])
+            new_radii = np.r_[radii, np.full(s.size, radii[-1] * 0.8)]
+            if depth == 1:
+                paths.append(CenterlinePath(f"p{len(paths)}", new_points, new_radii))
+            else:
+                grow(new_points, new_radii, depth - 1, d)
+
+    trunk = np.arange(0, 20.0 + 1e-9, 0.5)[:, None] * np.array([0, 0, -1.0])
+    grow(trunk, np.full(len(trunk), 2.0), 4, np.array([0, 0, -1.0]))
+    del rng, phantom
+    started = time.perf_counter()
+    for _ in range(5):
+        result = model.solve_tree(paths, BoundaryConditions())
+    seconds = (time.perf_counter() - started) / 5
+    print(f"ffr hemodynamic solve, 31-segment tree ({len(paths)} outlets): {seconds:.2f} s per solve (target <= 1 s); "
+          f"distal FFR {min(f[-1] for f in result.ffr):.3f}-{max(f[-1] for f in result.ffr):.3f}")
+
+
+def bench_ffr_pipeline():
+    """Whole pipeline from a 512x512x256 CTA with a lumen mask (the lumen network is not part of this version)."""
+    import SimpleITK as sitk
+
+    from cardioquant.cli import default_options
+    from cardioquant.ffr import phantom
+    from cardioquant.ffr.pipeline import run
+    from cardioquant.imageio import LoadedImage
+    from cardioquant.progress import Progress
+
+    image, lumen = phantom.voxelise(phantom.left_tree(0.3), spacing=0.35)
+    pads = [(0, 256 - image.GetSize()[2]), (0, 512 - image.GetSize()[1]), (0, 512 - image.GetSize()[0])]
+    hu = np.pad(sitk.GetArrayFromImage(image), pads, constant_values=40.0)
+    mask = np.pad(sitk.GetArrayFromImage(lumen), pads)
+    big = sitk.GetImageFromArray(hu)
+    big.SetSpacing(image.GetSpacing())
+    big.SetOrigin(image.GetOrigin())
+    big_mask = sitk.GetImageFromArray(mask)
+    big_mask.CopyInformation(big)
+    folder = Path(__import__("tempfile").mkdtemp())
+    sitk.WriteImage(big_mask, str(folder / "lumen.nrrd"), True)
+    loaded = LoadedImage(image=big, path="phantom", format="phantom", dicom={"modality": "CT"})
+    started = time.perf_counter()
+    result = run(loaded, default_options("ffr", lumen_mask=str(folder / "lumen.nrrd")), Progress())
+    seconds = time.perf_counter() - started
+    print(f"ffr pipeline on a 512x512x256 CTA with a lumen mask (0.35 mm): {seconds:.1f} s (target <= 120 s); "
+          f"{len(result.summary['vessels'])} vessels")
+
+
+def bench_svzerod_cases(shared: Path):
+    """svZeroDSolver's own test cases, run through the project's wrapper, against their reference results."""
+    from cardioquant.ffr.zerod import run_config
+
+    folder = shared / "svzerod"
+    if not folder.is_dir():
+        print("svZeroD reference cases: skipped (../shared/data/svzerod not found)")
+        return
+    used_vessels, used_bcs = {"BloodVessel"}, {"FLOW", "PRESSURE", "RESISTANCE"}
+    rows = []
+    for case in sorted(folder.glob("*.json")):
+        config = json.loads(case.read_text())
+        reference = folder / "results" / f"result_{case.name}"
+        if not reference.is_file() or "vessels" not in config:
+            continue
+        vessels = {v.get("zero_d_element_type") for v in config["vessels"]}
+        bcs = {b.get("bc_type") for b in config.get("boundary_conditions", [])}
+        junctions = {j.get("junction_type", "NORMAL_JUNCTION") for j in config.get("junctions", [])}
+        if not (vessels <= used_vessels and bcs <= used_bcs and junctions <= {"NORMAL_JUNCTION"}) or \
+                any("chambers" in k or "valves" in k for k in config):
+            continue
+        table = run_config(config)
+        expected = json.loads(reference.read_text())
+        worst = 0.0
+        for column in ("pressure_in", "pressure_out", "flow_in", "flow_out"):
+            if column not in expected:
+                continue
+            want = np.array([expected[column][k] for k in sorted(expected[column], key=int)], float)
+            got = table[column].to_numpy(float)
+            if got.shape != want.shape:
+                worst = float("inf")
+                break
+            worst = max(worst, float(np.max(np.abs(got - want) / np.maximum(np.abs(want), 1e-8))))
+        rows.append((case.stem, worst))
+    passed = sum(1 for _, error in rows if error <= 1e-6)
+    print(f"svZeroD reference cases using the project's blocks: {passed}/{len(rows)} reproduced within 1e-6 relative")
+    for name, error in rows:
+        print(f"  {name}: max relative error {error:.2e}")
+
+
 def _dice(a, b):
     return 2 * (a & b).sum() / max(a.sum() + b.sum(), 1)
 
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--only", choices=["calcium", "bmd", "scar"], default=None)
+    parser.add_argument("--only", choices=["calcium", "bmd", "scar", "ffr"], default=None)
     parser.add_argument("--shared", type=Path, default=SHARED, help="the shared data folder [../shared/data]")
     parser.add_argument("--cases", type=int, default=30)
     parser.add_argument("--device", default="cpu")
@@ -249,6 +350,10 @@ def main():
         bench_bmd_totalsegmentator(args.shared)
     if args.only in (None, "scar"):
         bench_scar(args.shared)
+    if args.only in (None, "ffr"):
+        bench_ffr_solver()
+        bench_ffr_pipeline()
+        bench_svzerod_cases(args.shared)
 
 
 if __name__ == "__main__":

@@ -235,6 +235,7 @@ _STORAGE = {
     "vtkMRMLLabelMapVolumeNode": "vtkMRMLVolumeArchetypeStorageNode",
     "vtkMRMLSegmentationNode": "vtkMRMLSegmentationStorageNode",
     "vtkMRMLTableNode": "vtkMRMLTableStorageNode",
+    "vtkMRMLModelNode": "vtkMRMLModelStorageNode",
 }
 
 
@@ -275,3 +276,14 @@ def load_segmentation(scene, path, name=None):
 
 def load_table(scene, path, name=None):
     return load_node(scene, path, "vtkMRMLTableNode", name)
+
+
+def load_model(scene, path, name=None, scalars: str | None = None):
+    """A model node (e.g. centerlines coloured by FFR); `scalars` selects the point array to colour by."""
+    node = load_node(scene, path, "vtkMRMLModelNode", name)
+    node.CreateDefaultDisplayNodes()
+    if scalars:
+        display = node.GetDisplayNode()
+        display.SetActiveScalarName(scalars)
+        display.SetScalarVisibility(True)
+    return node

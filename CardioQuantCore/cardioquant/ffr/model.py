@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .physics import MMHG, Blood, BoundaryConditions, YoungTsai
+from .physics import DEFAULT_BLOOD, MMHG, Blood, BoundaryConditions, YoungTsai
 from .tree import Lesion, Path, build_segments, find_lesions
 from .zerod import Network, Vessel, solve
 
@@ -102,7 +102,7 @@ class FfrResult:
     inlet_flow_ml_s: float
 
 
-def solve_tree(paths: list[Path], bc: BoundaryConditions, side: str = "left", blood: Blood = Blood(),
+def solve_tree(paths: list[Path], bc: BoundaryConditions, side: str = "left", blood: Blood = DEFAULT_BLOOD,
                max_element_mm: float = 5.0, min_diameter_stenosis: float = 20.0) -> FfrResult:
     segments = build_segments(paths)
     lesions_by_segment = segment_lesions(paths, segments, min_diameter_stenosis)

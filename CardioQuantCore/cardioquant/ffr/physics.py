@@ -16,12 +16,15 @@ class Blood:
     viscosity: float = 0.04  # P (g/(cm s))
 
 
-def poiseuille_resistance(length_cm: float, radius_cm: float, blood: Blood = Blood()) -> float:
+DEFAULT_BLOOD = Blood()
+
+
+def poiseuille_resistance(length_cm: float, radius_cm: float, blood: Blood = DEFAULT_BLOOD) -> float:
     """R = 8 mu L / (pi r^4)."""
     return 8.0 * blood.viscosity * length_cm / (math.pi * radius_cm ** 4)
 
 
-def poiseuille_resistance_profile(lengths_cm, radii_cm, blood: Blood = Blood()) -> float:
+def poiseuille_resistance_profile(lengths_cm, radii_cm, blood: Blood = DEFAULT_BLOOD) -> float:
     """Resistance of a tube of varying radius: sum of 8 mu dl / (pi r^4) over its pieces."""
     return sum(poiseuille_resistance(length, radius, blood) for length, radius in zip(lengths_cm, radii_cm, strict=True))
 
@@ -38,7 +41,7 @@ class YoungTsai:
     length_cm: float
     kt: float = 1.52
 
-    def coefficients(self, blood: Blood = Blood()) -> tuple[float, float]:
+    def coefficients(self, blood: Blood = DEFAULT_BLOOD) -> tuple[float, float]:
         a0, a_s = self.area_normal_cm2, self.area_stenosis_cm2
         d0 = math.sqrt(4 * a0 / math.pi)
         d_s = math.sqrt(4 * a_s / math.pi)
@@ -48,7 +51,7 @@ class YoungTsai:
         quadratic = self.kt * blood.density / (2 * a0 ** 2) * (a0 / a_s - 1) ** 2
         return linear, quadratic
 
-    def pressure_drop(self, flow: float, blood: Blood = Blood()) -> float:
+    def pressure_drop(self, flow: float, blood: Blood = DEFAULT_BLOOD) -> float:
         linear, quadratic = self.coefficients(blood)
         return linear * flow + quadratic * flow * abs(flow)
 
