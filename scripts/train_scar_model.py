@@ -10,7 +10,6 @@ Runs on the CPU (about 20 minutes on 2 cores for the shipped model) or a GPU. Pr
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 from pathlib import Path
@@ -18,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from monai.losses import DiceCELoss
 
-from cardioquant.models.runtime import build_network, sha256_file
+from cardioquant.models.runtime import build_network
+from cardioquant.models.training import save_weights, train
 from cardioquant.scar import emidec
 from cardioquant.scar.network import normalise_slice, predict
 
@@ -79,25 +78,18 @@ def main():
     if args.init:
         network.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=True))
     network = network.to(args.device)
-    optimiser = torch.optim.AdamW(network.parameters(), lr=args.lr, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=args.lr, total_steps=args.iterations)
-    loss_function = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)
-    started, running = time.time(), []
+    started = time.time()
     margin = (x_train.shape[-1] - args.crop) // 2
-    for iteration in range(1, args.iterations + 1):
+    window = (Ellipsis, slice(margin, margin + args.crop), slice(margin, margin + args.crop))
+
+    def next_batch():
         index = torch.randint(len(x_train), (args.batch,), generator=generator).numpy()
         x = torch.from_numpy(x_train[index][:, None])
         y = torch.from_numpy(y_train[index][:, None].astype(np.int64))
         x, y = augment(x, y, generator)
-        x, y = x[..., margin:margin + args.crop, margin:margin + args.crop], y[..., margin:margin + args.crop, margin:margin + args.crop]
-        optimiser.zero_grad()
-        loss = loss_function(network(x.to(args.device)), y.to(args.device))
-        loss.backward()
-        optimiser.step()
-        schedule.step()
-        running.append(loss.item())
-        if iteration % 100 == 0:
-            print(f"iteration {iteration}: loss {np.mean(running[-100:]):.4f} ({time.time() - started:.0f} s)", flush=True)
+        return x[window], y[window]
+
+    train(network, next_batch, args.iterations, args.lr, args.device, batch_dice=True, log_every=100, started=started)
     network.eval()
     scores = {"myocardium": [], "scar+mvo": []}
     with torch.inference_mode():
@@ -107,11 +99,8 @@ def main():
             scores["myocardium"].append(dice(pred, y, [2, 3, 4]))
             if np.isin(y, [3, 4]).any():
                 scores["scar+mvo"].append(dice(pred, y, [3, 4]))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(network.cpu().state_dict(), args.out)
-    print(json.dumps({"weights": str(args.out), "sha256": sha256_file(args.out), "size_bytes": args.out.stat().st_size,
-                      "validation_dice": {k: float(np.mean(v)) for k, v in scores.items()},
-                      "iterations": args.iterations, "seconds": round(time.time() - started)}))
+    save_weights(network, args.out, validation_dice={k: float(np.mean(v)) for k, v in scores.items()},
+                 iterations=args.iterations, seconds=round(time.time() - started))
 
 
 if __name__ == "__main__":

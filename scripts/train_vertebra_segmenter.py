@@ -12,20 +12,18 @@ and used for validation by scripts/bench.py, since its ribs are unlabelled.
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 import torch
-from monai.losses import DiceCELoss
 
 from cardioquant.bmd import network as vnet
 from cardioquant.bmd import phantom
 from cardioquant.bmd.levels import LEVELS
-from cardioquant.models.runtime import build_network, sha256_file
+from cardioquant.models.runtime import build_network
+from cardioquant.models.training import generate_cases, random_crop, save_weights, train
 
 ARCHITECTURE = {"name": "UNet", "kwargs": {"spatial_dims": 3, "in_channels": 1, "out_channels": 5,
                                            "channels": [16, 32, 64, 128], "strides": [2, 2, 2], "num_res_units": 1}}
@@ -51,20 +49,9 @@ def make_case(seed: int):
     image.SetOrigin(case.origin)
     labels = sitk.GetImageFromArray(case.classes)
     labels.CopyInformation(image)
-    x = vnet.normalise(sitk.GetArrayFromImage(vnet.to_grid(image)))
+    x = vnet.normalise(sitk.GetArrayFromImage(vnet.to_grid(image)))[None]  # channel axis
     y = sitk.GetArrayFromImage(vnet.to_grid(labels, is_label=True)).astype(np.int8)
     return x, y
-
-
-def pad_to(array, shape):
-    return np.pad(array, [(0, max(0, s - n)) for n, s in zip(array.shape, shape, strict=True)], constant_values=0)
-
-
-def random_crop(x, y, rng):
-    x, y = pad_to(x, ROI), pad_to(y, ROI)
-    starts = [int(rng.integers(0, n - r + 1)) for n, r in zip(y.shape, ROI, strict=True)]
-    box = tuple(slice(s, s + r) for s, r in zip(starts, ROI, strict=True))
-    return x[box][None], y[box][None]
 
 
 def main():
@@ -80,32 +67,17 @@ def main():
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     started = time.time()
-    with Pool(args.workers) as pool:
-        cases = pool.map(make_case, range(40000, 40000 + args.cases))
-    print(f"generated {len(cases)} cases in {time.time() - started:.0f} s", flush=True)
+    cases = generate_cases(make_case, range(40000, 40000 + args.cases), args.workers)
     network = build_network(type("E", (), {"architecture": ARCHITECTURE, "name": "vertebra_segmenter"})()).to(args.device)
-    optimiser = torch.optim.AdamW(network.parameters(), lr=args.lr, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=args.lr, total_steps=args.iterations)
-    loss_function = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False)
-    network.train()
-    running = []
-    for iteration in range(1, args.iterations + 1):
-        batch = [random_crop(*cases[int(rng.integers(len(cases)))], rng) for _ in range(args.batch)]
-        x = torch.from_numpy(np.stack([b[0] for b in batch])).to(args.device)
-        y = torch.from_numpy(np.stack([b[1] for b in batch]).astype(np.int64)).to(args.device)
-        x = x * (1 + 0.05 * torch.randn(args.batch, 1, 1, 1, 1, device=args.device))  # scanner gain jitter
-        optimiser.zero_grad()
-        loss = loss_function(network(x), y)
-        loss.backward()
-        optimiser.step()
-        schedule.step()
-        running.append(loss.item())
-        if iteration % 50 == 0:
-            print(f"iteration {iteration}: loss {np.mean(running[-50:]):.4f} ({time.time() - started:.0f} s)", flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(network.cpu().state_dict(), args.out)
-    print(json.dumps({"weights": str(args.out), "sha256": sha256_file(args.out), "size_bytes": args.out.stat().st_size,
-                      "cases": args.cases, "iterations": args.iterations, "seconds": round(time.time() - started)}))
+
+    def next_batch():
+        batch = [random_crop(*cases[int(rng.integers(len(cases)))], ROI, rng) for _ in range(args.batch)]
+        x = torch.from_numpy(np.stack([b[0] for b in batch]))
+        y = torch.from_numpy(np.stack([b[1] for b in batch]).astype(np.int64))[:, None]
+        return x * (1 + 0.05 * torch.randn(args.batch, 1, 1, 1, 1)), y  # scanner gain jitter
+
+    train(network, next_batch, args.iterations, args.lr, args.device, started=started)
+    save_weights(network, args.out, cases=args.cases, iterations=args.iterations, seconds=round(time.time() - started))
 
 
 if __name__ == "__main__":

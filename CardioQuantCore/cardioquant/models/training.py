@@ -1,0 +1,78 @@
+"""The training loop shared by the project's training scripts (scripts/train_*.py).
+
+AdamW with a one-cycle learning-rate schedule and MONAI's Dice + cross-entropy loss (background excluded): the
+scripts differ only in their data and augmentation, which they pass in as `next_batch`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+
+def train(network, next_batch: Callable[[], tuple], iterations: int, lr: float, device, batch_dice: bool = False,
+          log_every: int = 50, started: float | None = None):
+    """Train in place; `next_batch()` returns (x, y) tensors on the CPU, y with a channel axis of class indices."""
+    import torch
+    from monai.losses import DiceCELoss
+
+    started = started or time.time()
+    optimiser = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=iterations)
+    loss_function = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=batch_dice)
+    network.train()
+    running = []
+    for iteration in range(1, iterations + 1):
+        x, y = next_batch()
+        optimiser.zero_grad()
+        loss = loss_function(network(x.to(device)), y.to(device))
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        running.append(loss.item())
+        if iteration % log_every == 0:
+            print(f"iteration {iteration}: loss {np.mean(running[-log_every:]):.4f} ({time.time() - started:.0f} s)",
+                  flush=True)
+    network.eval()
+    return network
+
+
+def generate_cases(make_case: Callable[[int], tuple], seeds, workers: int = 2) -> list:
+    """Build the training cases in parallel (each seed gives one generated case)."""
+    from multiprocessing import Pool
+
+    started = time.time()
+    with Pool(workers) as pool:
+        cases = pool.map(make_case, list(seeds))
+    print(f"generated {len(cases)} cases in {time.time() - started:.0f} s", flush=True)
+    return cases
+
+
+def pad_to(array: np.ndarray, shape) -> np.ndarray:
+    """Zero-pad the trailing axes of `array` up to `shape`."""
+    lead = array.ndim - len(shape)
+    pads = [(0, 0)] * lead + [(0, max(0, s - n)) for n, s in zip(array.shape[lead:], shape, strict=True)]
+    return np.pad(array, pads)
+
+
+def random_crop(x: np.ndarray, y: np.ndarray, roi, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Same random window of (C, *spatial) x and (*spatial) y, padding first where the case is smaller."""
+    x, y = pad_to(x, roi), pad_to(y, roi)
+    starts = [int(rng.integers(0, n - r + 1)) for n, r in zip(y.shape, roi, strict=True)]
+    box = tuple(slice(s, s + r) for s, r in zip(starts, roi, strict=True))
+    return x[(slice(None),) + box], y[box]
+
+
+def save_weights(network, path, **info) -> None:
+    """Save the state dict and print what the manifest needs (sha256, size) with the run's figures."""
+    import json
+
+    import torch
+
+    from .runtime import sha256_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(network.cpu().state_dict(), path)
+    print(json.dumps({"weights": str(path), "sha256": sha256_file(path), "size_bytes": path.stat().st_size, **info}))
