@@ -173,6 +173,54 @@ def _bmd_child():
                       "levels": list(result.summary["vertebrae"]), "shape": list(hu.shape)}))
 
 
+def bench_vertebra_phantoms(cases: int = 12):
+    """The network source on held-out spine phantoms (seeds 41000+): body Dice, levels, BMD error."""
+    import SimpleITK as sitk
+
+    from cardioquant.bmd import phantom
+    from cardioquant.bmd.pipeline import run
+    from cardioquant.cli import default_options
+    from cardioquant.imageio import LoadedImage
+    from cardioquant.progress import Progress
+
+    fields = [("T11", "L3"), ("L1", "S1"), ("T8", "L2"), ("T12", "S1")]
+    dice, correct, total, errors = [], 0, 0, []
+    for n in range(cases):
+        first, last = fields[n % len(fields)]
+        from cardioquant.bmd.levels import LEVELS
+
+        levels = LEVELS[LEVELS.index(first):LEVELS.index(last) + 1]
+        case = phantom.make_spine_phantom(seed=41000 + n, spacing=(0.8, 0.8, 2.0), levels=levels, fov_mm=300.0)
+        image = sitk.GetImageFromArray(case.hu)
+        image.SetSpacing(case.spacing)
+        image.SetOrigin(case.origin)
+        loaded = LoadedImage(image=image, path="phantom", format="phantom", dicom={"modality": "CT", "kvp": str(case.kvp)})
+        try:
+            result = run(loaded, default_options("bmd", device="cpu"), Progress())
+        except Exception as exc:
+            print(f"  seed {41000 + n}: failed ({exc})")
+            total += len([lv for lv in levels if lv != "S1"])
+            continue
+        found = sitk.GetArrayFromImage(result.label_image)
+        bodies = (found >= 1) & (found <= 25)
+        truth = np.isin(case.bodies, [case.levels.index(lv) + 1 for lv in levels if lv != "S1"])
+        dice.append(_dice(bodies, truth))
+        for level, values in result.summary["vertebrae"].items():
+            errors.append(abs(values["bmd_mg_cm3"] - case.bmd_mg_cm3.get(level, np.nan)))
+        from cardioquant.bmd.pipeline import BODY_VALUE
+
+        true_levels = [lv for lv in levels if lv != "S1"]
+        for level in result.summary["vertebrae"]:
+            mine = found == BODY_VALUE[level]
+            if level in case.levels and (case.bodies[mine] == case.levels.index(level) + 1).mean() > 0.5:
+                correct += 1  # this body really is that level
+        total += len(true_levels)
+    errors = np.array(errors, float)
+    print(f"bmd network source on {cases} held-out spine phantoms (seeds 41000+): body Dice {np.mean(dice):.3f}, "
+          f"vertebrae found with the right level {correct}/{total}, BMD error median {np.nanmedian(errors):.1f} / "
+          f"max {np.nanmax(errors):.1f} mg/cm3 (wrongly named levels count as errors)")
+
+
 def bench_bmd_speed():
     out = subprocess.run([sys.executable, __file__, "--child", "bmd"], capture_output=True, text=True)
     if out.returncode:
@@ -346,6 +394,7 @@ def main():
         bench_calcium_pipeline(args.device)
         bench_calcium_accuracy(args.cases)
     if args.only in (None, "bmd"):
+        bench_vertebra_phantoms()
         bench_bmd_speed()
         bench_bmd_totalsegmentator(args.shared)
     if args.only in (None, "scar"):

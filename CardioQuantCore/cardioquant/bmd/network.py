@@ -41,8 +41,8 @@ def normalise(array: np.ndarray) -> np.ndarray:
     return ((np.clip(array, *HU_WINDOW) - 200.0) / 400.0).astype(np.float32)
 
 
-def predict_classes(image: sitk.Image, network, device, roi, progress=None) -> np.ndarray:
-    """Class map on the input grid."""
+def predict_classes(image: sitk.Image, network, device, roi, progress=None) -> sitk.Image:
+    """Class map on the network's 2 mm grid (a SimpleITK image with that grid's geometry)."""
     import torch
 
     from ..models.runtime import sliding_window_predict
@@ -50,11 +50,14 @@ def predict_classes(image: sitk.Image, network, device, roi, progress=None) -> n
     grid = to_grid(image)
     x = torch.from_numpy(normalise(sitk.GetArrayFromImage(grid)))[None, None]
     logits = sliding_window_predict(network, x, roi, device, sw_batch_size=1, overlap=0.25, progress=progress)
-    classes = logits.argmax(1)[0].cpu().numpy().astype(np.uint8)
-    coarse = sitk.GetImageFromArray(classes)
-    coarse.CopyInformation(grid)
-    native = sitk.Resample(coarse, image, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
-    return sitk.GetArrayFromImage(native)
+    classes = sitk.GetImageFromArray(logits.argmax(1)[0].cpu().numpy().astype(np.uint8))
+    classes.CopyInformation(grid)
+    return classes
+
+
+def to_native(labels: sitk.Image, image: sitk.Image) -> np.ndarray:
+    """A label image on the 2 mm grid brought to the scan's grid (nearest neighbour)."""
+    return sitk.GetArrayFromImage(sitk.Resample(labels, image, sitk.Transform(), sitk.sitkNearestNeighbor, 0))
 
 
 def split_bodies(body: np.ndarray, spacing, min_volume_ml: float = 3.0) -> list[np.ndarray]:

@@ -140,9 +140,18 @@ def bodies_from_network(image: sitk.Image, options, progress: Progress | None = 
     weights, _ = resolve_weights(entry, user_path=getattr(options, "weights", None))
     device = select_device(getattr(options, "device", "auto"))
     model = load_model(entry, weights, device)
-    classes = network.predict_classes(image, model, device, tuple(entry.input["patch_size"]), progress)
-    bodies = network.split_bodies(classes == 1, image.GetSpacing())
-    levels, rule = network.assign_levels(bodies, classes, image.GetSpacing(), getattr(options, "lowest_level", None))
+    coarse = network.predict_classes(image, model, device, tuple(entry.input["patch_size"]), progress)
+    classes = sitk.GetArrayFromImage(coarse)
+    # Bodies are split and counted on the 2 mm grid (cheap), then each is brought to the scan's grid.
+    bodies = network.split_bodies(classes == 1, coarse.GetSpacing())
+    coarse_levels, rule = network.assign_levels(bodies, classes, coarse.GetSpacing(), getattr(options, "lowest_level", None))
+    indexed = np.zeros(classes.shape, np.uint8)
+    for number, mask in enumerate(coarse_levels.values(), start=1):
+        indexed[mask] = number
+    indexed_image = sitk.GetImageFromArray(indexed)
+    indexed_image.CopyInformation(coarse)
+    native = network.to_native(indexed_image, image)
+    levels = {level: native == number for number, level in enumerate(coarse_levels, start=1)}
     return levels, f"network {entry.name} {entry.version} ({rule})"
 
 
@@ -165,11 +174,9 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
         raise InputError(f"vertebral body of {', '.join(empty)} is too small for a trabecular ROI")
     all_bodies = np.any(np.stack(list(bodies.values())), axis=0)
     progress.update(0.5, "reference tissues")
-    reference_masks = references.reference_rois(hu, spacing, all_bodies, sign)
-    band = np.zeros(hu.shape, bool)
-    ks = np.nonzero(all_bodies.any(axis=(1, 2)))[0]
-    band[ks.min():ks.max() + 1] = True
-    contrast = references.contrast_enhanced(hu, spacing, band, all_bodies, sign)
+    slices = references.measurement_slices(np.any(np.stack(list(rois.values())), axis=0))
+    reference_masks = references.reference_rois(hu, spacing, all_bodies, sign, slices)
+    contrast = references.contrast_enhanced(hu, spacing, slices, all_bodies, sign)
     if contrast:
         warnings.append("contrast-enhanced scan (bright aorta): trabecular HU and BMD are biased upwards by iodine; "
                         "the aortic blood reference was not used")

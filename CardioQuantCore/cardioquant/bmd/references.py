@@ -30,16 +30,28 @@ def _in_plane_distance(mask: np.ndarray, spacing) -> np.ndarray:
     return np.stack([ndimage.distance_transform_edt(plane, sampling=spacing[1::-1]) for plane in mask])
 
 
-def reference_rois(hu: np.ndarray, spacing, vertebra_mask: np.ndarray, posterior_sign: int = +1) -> dict:
+def measurement_slices(roi_mask: np.ndarray, at_most: int = 24) -> np.ndarray:
+    """The slices the reference tissues are measured on: those of the trabecular ROIs, evenly thinned to at most
+    `at_most` (distance transforms per slice are the cost; more slices add little to a median)."""
+    slices = np.nonzero(roi_mask.any(axis=(1, 2)))[0]
+    if slices.size > at_most:
+        slices = slices[np.linspace(0, slices.size - 1, at_most).round().astype(int)]
+    return slices
+
+
+def reference_rois(hu: np.ndarray, spacing, vertebra_mask: np.ndarray, posterior_sign: int = +1,
+                   slices: np.ndarray | None = None) -> dict:
     """Masks of the reference tissues near the given vertebrae (slices they span).
 
     ROIs are placed on a lightly smoothed copy (noise would punch holes into the tissue masks); the
     statistics are then taken on the original voxels.
     """
-    hu = ndimage.gaussian_filter(hu, sigma=(0, 1.0, 1.0))
-    slices = np.nonzero(vertebra_mask.any(axis=(1, 2)))[0]
-    band = np.zeros(hu.shape, bool)
-    band[slices.min():slices.max() + 1] = True
+    if slices is None:
+        slices = np.nonzero(vertebra_mask.any(axis=(1, 2)))[0]
+    full_shape = hu.shape
+    hu = ndimage.gaussian_filter(hu[slices], sigma=(0, 1.0, 1.0))  # only the measurement slices
+    vertebra_mask = vertebra_mask[slices]
+    band = np.ones(hu.shape, bool)
     body = body_mask(hu)
     pixel = spacing[0] * spacing[1]
     rois = {}
@@ -61,7 +73,13 @@ def reference_rois(hu: np.ndarray, spacing, vertebra_mask: np.ndarray, posterior
     rois["muscle"] = ndimage.binary_erosion(muscle, iterations=1)
     # Aortic blood: a round soft-tissue region anterior-left of the vertebral body (patient left = +x in LPS).
     rois["blood"] = _aorta(hu, spacing, band, body_j, centre_i, posterior_sign)
-    return {t: m for t, m in rois.items() if m.sum() * pixel >= MIN_AREA_MM2}
+    out = {}
+    for tissue, mask in rois.items():
+        if mask.sum() * pixel >= MIN_AREA_MM2:
+            full = np.zeros(full_shape, bool)
+            full[slices] = mask
+            out[tissue] = full
+    return out
 
 
 def _in_range(hu, tissue):
@@ -98,9 +116,11 @@ def statistics(hu: np.ndarray, rois: dict) -> dict:
     return {tissue: robust_stats(hu[mask]) for tissue, mask in rois.items()}
 
 
-def contrast_enhanced(hu: np.ndarray, spacing, band_mask: np.ndarray, vertebra_mask: np.ndarray,
+def contrast_enhanced(hu: np.ndarray, spacing, slices: np.ndarray, vertebra_mask: np.ndarray,
                       posterior_sign: int = +1) -> bool:
     """True when the aorta beside the spine is iodine-bright (> 150 HU): BMD would be biased, so it is flagged."""
+    hu, vertebra_mask = hu[slices], vertebra_mask[slices]
+    band_mask = np.ones(hu.shape, bool)
     k, j, i = np.nonzero(vertebra_mask)
     body_j = np.percentile(j, 25 if posterior_sign > 0 else 75)
     jj, ii = np.indices(hu.shape[1:])
