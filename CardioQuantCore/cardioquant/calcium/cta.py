@@ -21,9 +21,9 @@ from ..errors import InputError
 IODINE_RANGE_HU = (180.0, 900.0)
 # Agatston-equivalent = DEFAULT_SCALE x raw CTA score: calcium below the lumen-relative threshold is invisible on
 # CTA, so raw CTA scores run low (as published for direct CTA scoring). Fitted through the origin on 24 paired
-# training phantoms (seeds 10000-10023) by scripts/fit_cta_calibration.py: 2.368 (raw r 0.941). A setting
+# training phantoms (seeds 10000-10023) by scripts/fit_cta_calibration.py: 2.192 (raw r 0.915). A setting
 # (--cta-scale); to be refitted on paired patient scans before clinical use.
-DEFAULT_SCALE = 2.37
+DEFAULT_SCALE = 2.19
 
 
 @dataclass
