@@ -15,7 +15,6 @@ from slicer.util import VTKObservationMixin
 
 from cardioquant import pipelines
 from cardioquant import scene as scene_layer
-from cardioquant.errors import CardioQuantError
 from cardioquant.imageio import LoadedImage
 from cardioquant.progress import Progress
 
@@ -190,15 +189,6 @@ class CardioQuantWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for name in os.listdir(self.lastOutputDir):
             shutil.copy2(os.path.join(self.lastOutputDir, name), target)
         self.ui.statusLabel.text = f"Exported to {target}"
-
-
-def runSafely(function, *args, **kwargs):
-    """Run a logic call and turn CardioQuant errors into one clear message box."""
-    try:
-        return function(*args, **kwargs)
-    except CardioQuantError as exc:
-        slicer.util.errorDisplay(str(exc))
-        return None
 
 
 def writeSegmentationLabels(segmentationNode, referenceVolumeNode, table, folder, name="labels.nrrd"):

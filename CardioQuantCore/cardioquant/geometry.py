@@ -69,7 +69,3 @@ def resample_to(image: sitk.Image, reference: sitk.Image, is_label: bool, defaul
         return image
     interpolator = sitk.sitkNearestNeighbor if is_label else sitk.sitkLinear
     return sitk.Resample(image, reference, sitk.Transform(), interpolator, default, image.GetPixelID())
-
-
-def voxel_volume_mm3(image: sitk.Image) -> float:
-    return float(np.prod(image.GetSpacing()))

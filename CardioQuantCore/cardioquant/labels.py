@@ -63,8 +63,5 @@ class LabelTable:
     def by_value(self, value: int) -> SegmentSpec:
         return next(s for s in self.segments if s.value == value)
 
-    def by_name(self, name: str) -> SegmentSpec | None:
-        return next((s for s in self.segments if s.name == name), None)
-
     def to_json(self) -> list[dict]:
         return [s.to_json() for s in self.segments]

@@ -14,15 +14,6 @@ VALUE_TO_LEVEL = {v: k for k, v in TOTALSEGMENTATOR_VALUES.items()}
 PREFERRED = ["L1", "L2", "L3", "L4", "T12", "T11", "T10", "T9", "T8", "T7"]
 
 
-def level_index(level: str) -> int:
-    return LEVELS.index(level)
-
-
-def structure_name(level: str) -> str:
-    """TotalSegmentator's file/segment name for a level (`vertebrae_L1`)."""
-    return f"vertebrae_{level}"
-
-
 def level_from_name(name: str) -> str | None:
     """'vertebrae_L1', 'vertebrae_L1.nii.gz', 'L1' -> 'L1'."""
     stem = name.split("/")[-1].replace(".nii.gz", "").replace(".nii", "").replace(".nrrd", "")
