@@ -11,7 +11,8 @@ OUT = Path(__file__).resolve().parents[1] / "CardioQuantCore" / "cardioquant" / 
 
 
 def calcium_sample() -> None:
-    case = phantom.make_cardiac_phantom(seed=424242, spacing=(0.625, 0.625, 3.0), fov_mm=160.0, z_extent_mm=105.0,
+    # 220 mm field of view: the one the calcium network was trained on (see its manifest entry).
+    case = phantom.make_cardiac_phantom(seed=424242, spacing=(0.7, 0.7, 3.0), fov_mm=220.0, z_extent_mm=105.0,
                                         kvp=120.0, noise_hu=14.0, n_calcifications=7)
     image = sitk.GetImageFromArray(np.round(case.hu).astype(np.int16))
     image.SetSpacing(case.spacing)
