@@ -39,6 +39,7 @@ class ModuleResult:
     models: list[dict] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     report: Callable[[Path], None] | None = None  # draws the report into the given path (.png; .pdf beside it)
+    extra_outputs: dict[str, Callable[[Path], None]] = field(default_factory=dict)  # file name -> writer
 
     def output_names(self) -> list[str]:
         return output_names(self.module)
@@ -121,6 +122,8 @@ def write_outputs(result: ModuleResult, loaded: LoadedImage, outdir: str | Path,
         scene.RemoveNode(table_node)
         if result.report is not None:
             result.report(staging / f"{name}_report.png")
+        for file_name, writer in result.extra_outputs.items():
+            writer(staging / file_name)
         written = []
         for path in sorted(staging.iterdir()):
             target = outdir / path.name

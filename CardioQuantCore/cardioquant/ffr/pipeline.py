@@ -126,11 +126,14 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
         from .report import draw_report
 
         draw_report(path, result, summary)
-        cl.write_vtp(result.paths, Path(path).with_name("ffr_centerlines.vtp"),
-                     {"FFR": result.ffr, "Pressure_mmHg": [f * bc.aortic_pressure_mmhg for f in result.ffr]})
+
+    def centerlines_file(path):
+        cl.write_vtp(result.paths, path, {"FFR": result.ffr,
+                                          "Pressure_mmHg": [f * bc.aortic_pressure_mmhg for f in result.ffr]})
 
     return ModuleResult(module="ffr", summary=summary, label_image=label_image, label_table=LABEL_TABLE,
-                        table_rows=rows, settings=settings, report=report)
+                        table_rows=rows, settings=settings, report=report,
+                        extra_outputs={"ffr_centerlines.vtp": centerlines_file})
 
 
 def sample_input() -> Path:
