@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import SimpleITK as sitk
+from scipy import ndimage
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 
@@ -69,3 +70,25 @@ def resample_to(image: sitk.Image, reference: sitk.Image, is_label: bool, defaul
         return image
     interpolator = sitk.sitkNearestNeighbor if is_label else sitk.sitkLinear
     return sitk.Resample(image, reference, sitk.Transform(), interpolator, default, image.GetPixelID())
+
+
+def resample_isotropic(image: sitk.Image, spacing_mm: float, is_label: bool, default: float = 0.0) -> sitk.Image:
+    """The image on an isotropic grid (same origin and direction) for a network trained at `spacing_mm`.
+
+    Intensities are smoothed per axis before downsampling (anti-aliasing; none along axes already coarser),
+    then linearly interpolated; labels use nearest neighbour.
+    """
+    size = [max(1, int(np.ceil(n * s / spacing_mm))) for n, s in zip(image.GetSize(), image.GetSpacing(), strict=True)]
+    reference = sitk.Image(size, image.GetPixelID())
+    reference.SetSpacing((spacing_mm,) * 3)
+    reference.SetOrigin(image.GetOrigin())
+    reference.SetDirection(image.GetDirection())
+    if not is_label:
+        image = sitk.Cast(image, sitk.sitkFloat32)
+        sigma_voxels = [max(spacing_mm / 2 - s / 2, 0.0) / s for s in image.GetSpacing()][::-1]
+        if any(sigma_voxels):
+            smoothed = sitk.GetImageFromArray(ndimage.gaussian_filter(sitk.GetArrayFromImage(image), sigma_voxels))
+            smoothed.CopyInformation(image)
+            image = smoothed
+    interpolator = sitk.sitkNearestNeighbor if is_label else sitk.sitkLinear
+    return sitk.Resample(image, reference, sitk.Transform(), interpolator, default)

@@ -13,6 +13,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from ..errors import InputError
+from ..geometry import resample_isotropic
 from .levels import LEVELS
 
 MODEL_NAME = "vertebra_segmenter"
@@ -21,20 +22,8 @@ HU_WINDOW = (-200.0, 1200.0)
 CLASSES = ("background", "body", "posterior", "sacrum", "rib")
 
 
-def to_grid(image: sitk.Image, spacing_mm: float = GRID_MM, is_label: bool = False) -> sitk.Image:
-    size = [int(np.ceil(n * s / spacing_mm)) for n, s in zip(image.GetSize(), image.GetSpacing(), strict=True)]
-    reference = sitk.Image(size, image.GetPixelID())
-    reference.SetSpacing((spacing_mm,) * 3)
-    reference.SetOrigin(image.GetOrigin())
-    reference.SetDirection(image.GetDirection())
-    if not is_label:  # anti-aliasing before downsampling, per axis (none along axes already coarse)
-        sigma_voxels = [max(spacing_mm / 2 - s / 2, 0.0) / s for s in image.GetSpacing()][::-1]
-        smoothed = sitk.GetImageFromArray(ndimage.gaussian_filter(sitk.GetArrayFromImage(image).astype(np.float32),
-                                                                  sigma_voxels))
-        smoothed.CopyInformation(image)
-        image = smoothed
-    interpolator = sitk.sitkNearestNeighbor if is_label else sitk.sitkLinear
-    return sitk.Resample(image, reference, sitk.Transform(), interpolator, -1000.0 if not is_label else 0)
+def to_grid(image: sitk.Image, is_label: bool = False) -> sitk.Image:
+    return resample_isotropic(image, GRID_MM, is_label, default=0.0 if is_label else -1000.0)
 
 
 def normalise(array: np.ndarray) -> np.ndarray:

@@ -186,26 +186,47 @@ def end_points(mask: np.ndarray, spacing_kji, min_branch_mm: float = 8.0) -> tup
     return coords[inlet], [coords[e] for e in ends]
 
 
-def from_lumen_mask(mask_image: sitk.Image, inlet_ras=None) -> list[Path]:
+def crop_to_mask(mask_image: sitk.Image, margin_voxels: int = 3) -> sitk.Image:
+    """The mask cut to its bounding box plus a margin (same physical geometry), so that distance maps and graphs
+    cost what the vessel needs, not what the scan's field of view holds."""
+    mask = sitk.GetArrayViewFromImage(mask_image) > 0
+    if not mask.any():
+        return mask_image
+    index = np.argwhere(mask)
+    lo = np.maximum(index.min(0) - margin_voxels, 0)
+    hi = np.minimum(index.max(0) + margin_voxels + 1, mask.shape)
+    return sitk.RegionOfInterest(mask_image, [int(v) for v in (hi - lo)[::-1]], [int(v) for v in lo[::-1]])
+
+
+def from_lumen_mask(mask_image: sitk.Image, inlet_ras=None, outlets_ras=None) -> list[Path]:
+    """vmtk centerlines from the inlet (given, or the widest end) to every outlet (given, e.g. the user's seeds, or
+    found TEASAR-style), with equal-area section radii."""
     from vmtk import vmtkscripts
 
+    mask_image = crop_to_mask(mask_image)
     mask = sitk.GetArrayFromImage(mask_image) > 0
     spacing_kji = np.array(mask_image.GetSpacing()[::-1])
-    inlet, outlets = end_points(mask, spacing_kji)
-    if not outlets:
-        raise InputError("the lumen has no branch longer than 10 mm: nothing to compute FFR along")
     ijk_to_ras = geometry.ijk_to_ras(mask_image)
 
     def ras(kji):
         return (ijk_to_ras @ [kji[2], kji[1], kji[0], 1.0])[:3]
 
+    if outlets_ras is not None:
+        if not mask.any():
+            raise InputError("no coronary lumen found in the mask")
+        inlet, targets = None, [np.asarray(p, float) for p in outlets_ras]
+    else:
+        inlet, outlets = end_points(mask, spacing_kji)
+        if not outlets:
+            raise InputError("the lumen has no branch longer than 10 mm: nothing to compute FFR along")
+        targets = [ras(kji) for kji in outlets]
     source = np.asarray(inlet_ras, float) if inlet_ras is not None else ras(inlet)
     surface = lumen_surface(mask_image)
     extractor = vmtkscripts.vmtkCenterlines()
     extractor.Surface = surface
     extractor.SeedSelectorName = "pointlist"
     extractor.SourcePoints = [float(v) for v in source]
-    extractor.TargetPoints = [float(v) for kji in outlets for v in ras(kji)]
+    extractor.TargetPoints = [float(v) for point in targets for v in point]
     extractor.AppendEndPoints = 1
     extractor.Resampling = 1
     extractor.ResamplingStepLength = 0.5

@@ -145,6 +145,15 @@ def solve_tree(paths: list[Path], bc: BoundaryConditions, side: str = "left", bl
     return FfrResult(paths, ffr, distances, lesion_rows, outlet_flows, solution.flow[network.roots()[0]])
 
 
+def merge_results(results: list[FfrResult]) -> FfrResult:
+    """Left and right trees solved separately (each with its own inlet and share of the flow), shown together."""
+    if len(results) == 1:
+        return results[0]
+    return FfrResult([p for r in results for p in r.paths], [f for r in results for f in r.ffr],
+                     [d for r in results for d in r.distance_mm], [les for r in results for les in r.lesions],
+                     [q for r in results for q in r.outlet_flow_ml_s], sum(r.inlet_flow_ml_s for r in results))
+
+
 def _outlet_diameter_cm(path: Path, window_mm: float = 5.0) -> float:
     s = path.arc_length()
     tail = path.radii[s >= s[-1] - window_mm]

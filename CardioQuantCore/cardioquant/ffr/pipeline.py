@@ -1,14 +1,16 @@
-"""CTFFR pipeline: centerlines (given, or from a lumen mask) -> tree and stenoses -> 0D hyperemic model -> FFR.
+"""CTFFR pipeline: coronary lumen -> vmtk centerlines -> tree and stenoses -> 0D hyperemic model -> FFR.
 
-`cardioquant ffr INPUT [--lumen-mask M] [--centerlines C.vtp] [--ostium x,y,z] [--aortic-pressure mmHg]
+`cardioquant ffr INPUT [--lumen-mask M | --seeds S | --centerlines C.vtp] [--ostium x,y,z] [--aortic-pressure mmHg]
                  [--murray-exponent m] [--cardiac-output L/min] [--hyperemia-factor f] [--left-share s] [--side left|right]`
-INPUT is the CTA, or directly a .vtp of vmtk-style centerlines (then the imaging steps are skipped).
+INPUT is the CTA, or directly a .vtp of vmtk-style centerlines (then the imaging steps are skipped). Lumen sources,
+one per run: the user's lumen mask, seed points (ostium then distal ends), or by default the project's network,
+which finds the left and right trees where they join the aorta; each tree gets its own inlet and flow share.
 """
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +22,16 @@ from ..labels import ANATOMICAL_STRUCTURE, LabelTable, SegmentSpec
 from ..progress import Progress
 from ..results import ModuleResult
 from . import centerlines as cl
-from .model import solve_tree
+from .model import merge_results, solve_tree
 from .physics import BoundaryConditions
+from .tree import Path as Centerline
 
 TITLE = "CT-derived fractional flow reserve (CTFFR)"
 ALLOW_2D = False
 LABEL_TABLE = LabelTable([SegmentSpec(1, "coronary lumen", (0.9, 0.2, 0.2), ANATOMICAL_STRUCTURE,
-                                      ("SCT", "41801008", "Coronary artery"), None, "coronary artery lumen")])
+                                      ("SCT", "41801008", "Coronary artery"), None, "coronary artery lumen"),
+                         SegmentSpec(2, "aorta", (0.85, 0.5, 0.5), ANATOMICAL_STRUCTURE,
+                                     ("SCT", "15825003", "Aorta"), None, "ascending aorta and root")])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,8 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("CT-FFR")
     group.add_argument("--lumen-mask", help="coronary lumen segmentation (one tree from one ostium)")
     group.add_argument("--centerlines", help="vmtk-style centerlines .vtp (MaximumInscribedSphereRadius in mm)")
-    group.add_argument("--ostium", help="inlet point x,y,z (RAS mm); default: the widest end of the lumen")
-    group.add_argument("--side", choices=("left", "right"), default="left", help="coronary tree [left]")
+    group.add_argument("--seeds", help="semi-automatic lumen: 'x,y,z;x,y,z;...' (RAS mm) or a markups file; the "
+                       "ostium first, then the distal end of each vessel to follow")
+    group.add_argument("--ostium", help="with --lumen-mask: inlet point x,y,z (RAS mm); default: the widest end")
+    group.add_argument("--side", choices=("left", "right"), default="left",
+                       help="tree given by a mask, seeds or centerlines [left]; the network finds both trees itself")
     group.add_argument("--aortic-pressure", type=float, default=bc.aortic_pressure_mmhg,
                        help=f"mean aortic pressure, mmHg [{bc.aortic_pressure_mmhg:g}]")
     group.add_argument("--cardiac-output", type=float, default=bc.cardiac_output_l_min,
@@ -72,54 +80,115 @@ def _check_contrast(loaded: LoadedImage, lumen: np.ndarray) -> None:
     if loaded.image is None:
         return
     hu = sitk.GetArrayViewFromImage(loaded.image)
-    if (loaded.modality or "CT").upper() != "CT":
-        raise InputError(f"CT-FFR needs a coronary CT angiogram; this series is {loaded.modality}.")
+    _check_modality(loaded)
     if lumen.any() and np.median(hu[lumen]) < 150:
         raise InputError(f"the lumen reads {np.median(hu[lumen]):.0f} HU: this is not a contrast CTA (iodine lumen "
                          "expected above 150 HU).")
 
 
-def get_paths(loaded: LoadedImage, options, progress: Progress):
-    """(paths, lumen mask array or None, source)."""
+@dataclass
+class Trees:
+    """What the imaging steps hand to the flow model: centerline paths per coronary tree (side -> paths)."""
+    paths: dict
+    labels: np.ndarray | None   # label map on the CTA grid (1 lumen, 2 aorta) or None without imaging
+    source: str
+    details: dict = field(default_factory=dict)
+
+
+def get_trees(loaded: LoadedImage, options, progress: Progress) -> Trees:
     if loaded.format == "vtp":
-        return cl.read_vtp(loaded.path), None, "centerlines file (input)"
+        return Trees({options.side: cl.read_vtp(loaded.path)}, None, "centerlines file (input)")
     if options.centerlines:
-        return cl.read_vtp(options.centerlines), None, "centerlines file (--centerlines)"
+        return Trees({options.side: cl.read_vtp(options.centerlines)}, None, "centerlines file (--centerlines)")
     if options.lumen_mask:
         mask_image = read_mask(options.lumen_mask, loaded.image)
         lumen = sitk.GetArrayFromImage(mask_image) > 0
         _check_contrast(loaded, lumen)
         ostium = [float(v) for v in options.ostium.split(",")] if options.ostium else None
         progress.update(0.2, "centerlines")
-        return cl.from_lumen_mask(sitk.Cast(mask_image > 0, sitk.sitkUInt8), ostium), lumen, "lumen mask + vmtk"
-    raise InputError("automatic coronary lumen segmentation is not available in this version: give --lumen-mask "
-                     "(a lumen segmentation) or --centerlines (a vmtk .vtp), or pass the .vtp as INPUT.")
+        paths = cl.from_lumen_mask(sitk.Cast(mask_image > 0, sitk.sitkUInt8), ostium)
+        return Trees({options.side: _named(paths, options.side)}, lumen.astype(np.uint8), "lumen mask + vmtk")
+    _check_modality(loaded)
+    if options.seeds:
+        from .seeds import lumen_from_seeds, parse_seeds
+
+        seeds = parse_seeds(options.seeds)
+        progress.update(0.1, "lumen from seeds")
+        mask_image, details = lumen_from_seeds(loaded.image, seeds)
+        progress.update(0.3, "centerlines")
+        paths = cl.from_lumen_mask(mask_image, seeds[0], seeds[1:])
+        return Trees({options.side: _named(paths, options.side)}, sitk.GetArrayFromImage(mask_image),
+                     "seed points (minimal paths + half-maximum lumen) + vmtk", details)
+    return _trees_from_network(loaded, options, progress)
+
+
+def _trees_from_network(loaded: LoadedImage, options, progress: Progress) -> Trees:
+    from ..models.manifest import get_model
+    from ..models.runtime import load_model, resolve_weights, select_device
+    from . import lumen_network
+
+    entry = get_model(lumen_network.MODEL_NAME)
+    weights, _ = resolve_weights(entry, user_path=getattr(options, "weights", None))
+    device = select_device(getattr(options, "device", "auto"))
+    network = load_model(entry, weights, device)
+    lumen, aorta = lumen_network.predict(loaded.image, network, device, tuple(entry.input["patch_size"]),
+                                         progress.sub(0.0, 0.5))
+    trees, left_out = lumen_network.split_trees(lumen, aorta, loaded.image)
+    labels = aorta.astype(np.uint8) * 2
+    paths = {}
+    for n, tree in enumerate(trees):
+        progress.update(0.5 + 0.1 * n, f"centerlines ({tree.side} tree)")
+        tree_lumen = sitk.GetArrayViewFromImage(tree.mask) > 0
+        _check_contrast(loaded, tree_lumen)
+        labels[tree_lumen] = 1
+        paths[tree.side] = _named(cl.from_lumen_mask(tree.mask, tree.ostium_ras), tree.side)
+    details = {"trees": {t.side: {"ostium_ras": [round(float(v), 2) for v in t.ostium_ras],
+                                  "lumen_ml": round(t.volume_ml, 3)} for t in trees},
+               "lumen_left_out": left_out}
+    return Trees(paths, labels, f"network {entry.name} {entry.version} + vmtk", details)
+
+
+def _named(paths: list, side: str) -> list:
+    """Image-derived paths named by tree and length rank (left_1 is the longest path of the left tree)."""
+    order = sorted(range(len(paths)), key=lambda n: -paths[n].arc_length()[-1])
+    names = {index: f"{side}_{rank + 1}" for rank, index in enumerate(order)}
+    return [Centerline(names[n], p.points, p.radii) for n, p in enumerate(paths)]
+
+
+def _check_modality(loaded: LoadedImage) -> None:
+    if (loaded.modality or "CT").upper() != "CT":
+        raise InputError(f"CT-FFR needs a coronary CT angiogram; this series is {loaded.modality}.")
 
 
 def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
     bc = boundary_conditions(options)
-    paths, lumen, source = get_paths(loaded, options, progress)
-    progress.update(0.6, "hemodynamics")
-    result = solve_tree(paths, bc, side=options.side, min_diameter_stenosis=options.min_stenosis)
+    trees = get_trees(loaded, options, progress)
+    progress.update(0.8, "hemodynamics")
+    solved = {side: solve_tree(paths, bc, side=side, min_diameter_stenosis=options.min_stenosis)
+              for side, paths in trees.paths.items()}
+    result = merge_results(list(solved.values()))
     vessels = {}
     for path, ffr, distance in zip(result.paths, result.ffr, result.distance_mm, strict=True):
         vessels[path.name] = {"distal_ffr": float(ffr[-1]), "min_ffr": float(np.nanmin(ffr)),
                               "length_mm": float(distance[-1]), "ischaemic": bool(ffr[-1] <= 0.80),
                               "points": [[round(float(d), 2), round(float(f), 4)] for d, f in zip(distance, ffr, strict=True)]}
     progress.update(1.0, "done")
+    sides = list(solved)
     summary = {"vessels": vessels, "lesions": result.lesions,
                "boundary_conditions": {**asdict(bc), "coronary_resistance_rest": bc.coronary_resistance_rest(),
-                                       "tree_resistance_hyperemic": bc.tree_resistance(options.side),
-                                       "side": options.side, "units": "CGS (dyn s/cm^5); pressures mmHg"},
-               "inlet_flow_ml_s": result.inlet_flow_ml_s, "outlet_flows_ml_s": result.outlet_flow_ml_s, "source": source}
-    settings = {"source": source, "min_stenosis_percent": options.min_stenosis, "element_length_mm": 5.0,
+                                       "tree_resistance_hyperemic": {s: bc.tree_resistance(s) for s in sides},
+                                       "side": "+".join(sides), "units": "CGS (dyn s/cm^5); pressures mmHg"},
+               "inlet_flow_ml_s": {s: r.inlet_flow_ml_s for s, r in solved.items()},
+               "outlet_flows_ml_s": {s: r.outlet_flow_ml_s for s, r in solved.items()},
+               "source": trees.source, **({"imaging": trees.details} if trees.details else {})}
+    settings = {"source": trees.source, "min_stenosis_percent": options.min_stenosis, "element_length_mm": 5.0,
                 "stenosis_model": "Young-Tsai (Kv, Kt=1.52) in lesions, integrated Poiseuille elsewhere",
                 "blood": {"density_g_cm3": 1.06, "viscosity_poise": 0.04}}
     rows = [{"vessel": name, "distal_ffr": v["distal_ffr"], "min_ffr": v["min_ffr"], "length_mm": v["length_mm"],
              "ischaemic": "yes" if v["ischaemic"] else "no"} for name, v in vessels.items()]
     label_image = None
-    if lumen is not None:
-        label_image = sitk.GetImageFromArray(lumen.astype(np.uint8))
+    if trees.labels is not None:
+        label_image = sitk.GetImageFromArray(trees.labels.astype(np.uint8))
         label_image.CopyInformation(loaded.image)
 
     def report(path):

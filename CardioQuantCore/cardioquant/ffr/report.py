@@ -35,7 +35,7 @@ def draw_report(path, result, summary) -> None:
                     ["Vessel", "Location (mm)", "Area stenosis", "Diameter stenosis", "Length (mm)", "Delta FFR"])
     bc = summary["boundary_conditions"]
     page.footer(figure, [f"Boundary conditions: Pa {bc['aortic_pressure_mmhg']:g} mmHg, CO {bc['cardiac_output_l_min']:g} "
-                         f"L/min, hyperemia x{bc['hyperemia_factor']:g}, {bc['side']} tree share "
-                         f"{bc['left_share'] if bc['side'] == 'left' else 1 - bc['left_share']:g}, Murray m "
+                         f"L/min, hyperemia x{bc['hyperemia_factor']:g}, left/right flow share {bc['left_share']:g}/"
+                         f"{1 - bc['left_share']:g} ({bc['side']} solved), Murray m "
                          f"{bc['murray_exponent']:g}. FFR <= 0.80 suggests ischaemia."])
     page.save_page(figure, path)
