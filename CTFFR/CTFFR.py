@@ -1,8 +1,8 @@
 """CT-FFR: CT-derived fractional flow reserve from coronary CTA (lumen, vmtk centerlines, reduced-order hyperemic
 flow with svZeroDSolver, FFR along each vessel).
 
-Thin Slicer layer: the science is in `cardioquant.ffr` (CardioQuantCore module). This version needs a coronary
-lumen segmentation (e.g. from Segment Editor) or a centerline file; the lumen network comes in a later version.
+Thin Slicer layer: the science is in `cardioquant.ffr` (CardioQuantCore module). Lumen from, in this order: a
+selected coronary lumen segmentation, a seed point list (ostium first, then distal ends), or the project's network.
 """
 
 import tempfile
@@ -21,7 +21,7 @@ class CTFFR(ScriptedLoadableModule):
         self.parent.dependencies = ["CardioQuantCore"]
         self.parent.contributors = ["CardioQuant developers"]
         self.parent.helpText = (
-            "CT-derived FFR from a coronary lumen segmentation: vmtk centerlines, stenosis detection, a 0D hyperemic "
+            "CT-derived FFR from coronary CTA: coronary lumen (network, seed points or your segmentation), vmtk centerlines, stenosis detection, a 0D hyperemic "
             "flow model solved with svZeroDSolver, FFR along every vessel (centerlines coloured by FFR, table, report). "
             "See <a href='https://github.com/cardioquant/SlicerCardioQuant'>the CardioQuant documentation</a>."
         )
@@ -51,6 +51,15 @@ class CTFFRWidget(CardioQuantWidget):
             path = writeSegmentationLabels(lumen, self.ui.inputVolumeSelector.currentNode(), LABEL_TABLE,
                                            tempfile.mkdtemp(), "lumen.nrrd")
             args += ["--lumen-mask", path]
+            return args
+        seeds = self.ui.seedsSelector.currentNode()
+        if seeds is not None and seeds.GetNumberOfControlPoints() >= 2:
+            points = []
+            for index in range(seeds.GetNumberOfControlPoints()):
+                position = [0.0, 0.0, 0.0]
+                seeds.GetNthControlPointPositionWorld(index, position)
+                points.append(",".join(f"{v:.3f}" for v in position))
+            args += ["--seeds", ";".join(points)]
         return args
 
 

@@ -70,11 +70,6 @@ class CalciumScoringWidget(CardioQuantWidget):
     def setup(self):
         CardioQuantWidget.setup(self)
         self.lesions = []
-        self.observedSegmentation = None
-        self.rescoreTimer = qt.QTimer()
-        self.rescoreTimer.setSingleShot(True)
-        self.rescoreTimer.setInterval(500)  # debounce: one rescore after a burst of paint strokes
-        self.rescoreTimer.connect("timeout()", self.updateScores)
         table = self.ui.lesionTableWidget
         table.setColumnCount(5)
         table.setHorizontalHeaderLabels(["#", "Artery", "Agatston", "Volume (mm3)", "Slices"])
@@ -94,19 +89,11 @@ class CalciumScoringWidget(CardioQuantWidget):
     def onFinished(self, ok, outputDir, message):
         CardioQuantWidget.onFinished(self, ok, outputDir, message)
         if ok:
-            self.observeSegmentation(self.ui.segmentEditorWidget.segmentationNode())
+            self.watchEdits(self.ui.segmentEditorWidget.segmentationNode())
             self.updateScores()
 
-    def observeSegmentation(self, segmentationNode):
-        if self.observedSegmentation is not None:
-            self.removeObserver(self.observedSegmentation, slicer.vtkSegmentation.SegmentModified, self.onSegmentsEdited)
-        self.observedSegmentation = segmentationNode
-        if segmentationNode is not None:
-            self.ui.segmentEditorWidget.setSourceVolumeNode(self.ui.inputVolumeSelector.currentNode())
-            self.addObserver(segmentationNode, slicer.vtkSegmentation.SegmentModified, self.onSegmentsEdited)
-
-    def onSegmentsEdited(self, *_):
-        self.rescoreTimer.start()
+    def onSegmentationEdited(self):
+        self.updateScores()
 
     def kvp(self):
         return float(self.ui.kvpSpinBox.value or 120)

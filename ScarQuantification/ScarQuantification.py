@@ -21,8 +21,8 @@ class ScarQuantification(ScriptedLoadableModule):
         self.parent.contributors = ["CardioQuant developers"]
         self.parent.helpText = (
             "Myocardial scar on LGE MRI: LV myocardium (network trained on EMIDEC, or your segmentation), scar by "
-            "n-SD, FWHM or the network, volumes, %LGE, AHA 17 segments and a bull's-eye. Edit the myocardium in "
-            "Segment Editor and Apply again with it selected to recompute. "
+            "n-SD, FWHM or the network, volumes, %LGE, AHA 17 segments and a bull's-eye. Edit the cavity, myocardium, "
+            "scar or MVO in Segment Editor: the figures are recomputed from the segments as drawn after every edit. "
             "See <a href='https://github.com/cardioquant/SlicerCardioQuant'>the CardioQuant documentation</a>."
         )
         self.parent.acknowledgementText = "EMIDEC challenge data (Lalande et al.) trained the network. Not a medical device."
@@ -30,6 +30,17 @@ class ScarQuantification(ScriptedLoadableModule):
 
 class ScarQuantificationLogic(CardioQuantLogic):
     MODULE_KEY = "scar"
+
+    def requantify(self, inputVolumeNode, segmentationNode, options):
+        """Figures of the segmentation as the reader left it (nothing re-thresholded)."""
+        from cardioquant import scene
+        from cardioquant.imageio import LoadedImage
+        from cardioquant.scar.pipeline import LABEL_TABLE, requantify
+
+        loaded = LoadedImage(image=scene.image_from_volume_node(inputVolumeNode), path=inputVolumeNode.GetName(),
+                             format="mrml", dicom=self.dicomAttributes(inputVolumeNode))
+        labels = scene.labelmap_from_segmentation_node(segmentationNode, inputVolumeNode, LABEL_TABLE)
+        return requantify(loaded, labels, options)
 
 
 class ScarQuantificationWidget(CardioQuantWidget):
@@ -49,6 +60,27 @@ class ScarQuantificationWidget(CardioQuantWidget):
                                            tempfile.mkdtemp(), "myocardium.nrrd")
             args += ["--myocardium-mask", path]
         return args
+
+    def onFinished(self, ok, outputDir, message):
+        CardioQuantWidget.onFinished(self, ok, outputDir, message)
+        if ok:
+            self.watchEdits(self.ui.segmentEditorWidget.segmentationNode())
+
+    def onSegmentationEdited(self):
+        """Recompute volumes, %LGE and AHA segments from the edited segments; the table shows the new figures."""
+        from cardioquant import scene
+
+        volumeNode = self.ui.inputVolumeSelector.currentNode()
+        if self.observedSegmentation is None or volumeNode is None:
+            return
+        with slicer.util.tryWithErrorDisplay("Could not recompute from the edited segmentation.", waitCursor=True):
+            result = self.logic.requantify(volumeNode, self.observedSegmentation, self.logic.defaultOptions())
+            tableNode = scene.table_node_from_records(slicer.mrmlScene, result.table_rows,
+                                                      slicer.mrmlScene.GenerateUniqueName(f"{volumeNode.GetName()} scar (edited)"))
+            self.ui.resultsTableView.setMRMLTableNode(tableNode)
+            summary = result.summary
+            self.ui.statusLabel.text = (f"As edited: scar {summary['scar_ml']:.1f} mL + MVO {summary['mvo_ml']:.1f} mL of "
+                                        f"{summary['myocardium_ml']:.1f} mL myocardium, LGE {summary['lge_percent']:.1f} %")
 
 
 class ScarQuantificationTest(ScriptedLoadableModuleTest):

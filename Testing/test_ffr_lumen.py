@@ -113,7 +113,7 @@ def test_trees_are_split_by_side_at_the_aorta():
 
 def test_no_aorta_or_no_joining_lumen_is_clear():
     reference, aorta, left, right, fragment = _tube_scene()
-    with pytest.raises(InputError, match="no aorta found"):
+    with pytest.raises(InputError, match="no contrast-filled aorta found"):
         lumen_network.split_trees(left, np.zeros_like(aorta), reference)
     with pytest.raises(InputError, match="no coronary artery found joining the aorta"):
         lumen_network.split_trees(fragment, aorta, reference)
@@ -132,3 +132,49 @@ def test_cta_phantom_labels_follow_its_true_geometry():
             assert (labels[tuple(index[:, ::-1].T)] == cta_phantom.LUMEN).mean() > 0.97, path.name
     assert labels[case.image.TransformPhysicalPointToIndex((0.0, 0.0, 10.0))[::-1]] == cta_phantom.AORTA
     assert np.median(hu[labels == cta_phantom.AORTA]) > 200 and np.median(hu[labels == 0]) < 100
+
+
+@pytest.fixture(scope="module")
+def network_case(tmp_path_factory):
+    """A held-out CCTA phantom (the network was trained on seeds 60000+, validated on 69000+)."""
+    folder = tmp_path_factory.mktemp("network")
+    case = cta_phantom.make_case(69321)
+    sitk.WriteImage(case.image, str(folder / "cta.nrrd"), True)
+    return folder, case
+
+
+def test_network_finds_both_trees_and_the_ffr_of_the_true_geometry(capsys, network_case):
+    from cardioquant.ffr import centerlines as cl
+    from cardioquant.ffr import evaluation
+
+    folder, case = network_case
+    code, captured = run(capsys, "ffr", folder / "cta.nrrd", "-o", folder / "out", "--device", "cpu")
+    assert code == 0, captured.err
+    result = json.loads((folder / "out" / "ffr.json").read_text())
+    assert set(result["imaging"]["trees"]) == {"left", "right"}
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "out" / "ffr_labels.nrrd")))
+    truth_labels = sitk.GetArrayFromImage(case.labels)
+    lumen_dice = 2 * ((labels == 1) & (truth_labels == 1)).sum() / ((labels == 1).sum() + (truth_labels == 1).sum())
+    assert lumen_dice > LUMEN_DICE_MIN
+    # the written centerlines, solved per tree, against the true geometry under the same boundary conditions
+    bc = BoundaryConditions()
+    written = cl.read_vtp(folder / "out" / "ffr_centerlines.vtp")
+    extracted = {side: model.solve_tree([p for p in written if p.name.startswith(side)], bc, side)
+                 for side in ("left", "right")}
+    truth = {side: model.solve_tree(paths, bc, side) for side, paths in case.trees.items()}
+    comparison = evaluation.compare(extracted, truth)
+    assert comparison["outlets_found"] >= OUTLETS_FOUND_MIN * comparison["true_outlets"]
+    assert comparison["matched"] >= 0.6 * comparison["paths"]
+    assert comparison["median_abs_error"] <= 0.03
+
+
+def test_network_on_a_non_contrast_scan_is_clear(capsys, network_case, tmp_path):
+    folder, case = network_case
+    hu = sitk.GetArrayFromImage(case.image)
+    hu[hu > 120] = 45  # blood without iodine
+    plain = sitk.GetImageFromArray(hu)
+    plain.CopyInformation(case.image)
+    plain.SetMetaData("modality", "CT")
+    sitk.WriteImage(plain, str(tmp_path / "plain.nrrd"), True)
+    code, captured = run(capsys, "ffr", tmp_path / "plain.nrrd", "-o", tmp_path / "o", "--device", "cpu")
+    assert code == 2 and "contrast" in captured.err

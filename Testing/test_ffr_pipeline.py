@@ -108,12 +108,6 @@ def test_non_contrast_ct_is_refused(capsys, cta_case, tmp_path):
     assert code == 2 and "not a contrast CTA" in captured.err
 
 
-def test_no_lumen_source_is_clear(capsys, cta_case, tmp_path):
-    folder, _, _, _ = cta_case
-    code, captured = run(capsys, "ffr", folder / "cta.nrrd", "-o", tmp_path / "o")
-    assert code == 2 and "--lumen-mask" in captured.err
-
-
 def test_vtp_without_radius_is_refused(capsys, tmp_path):
     import vtk
 

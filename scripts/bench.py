@@ -138,15 +138,21 @@ def bench_bmd_network_on_real(folder: Path, loaded):
     except Exception as exc:  # report, do not hide, a failure on real data
         print(f"bmd network on the real example CT: failed ({exc})")
         return
+    from train_vertebra_segmenter import REAL_SPLIT_MM
+
     labels = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "spine_report__example_ct_report__totalseg.nii.gz")))
     body = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "spine_report__example_ct_report__totalseg_vertebrae_body.nii.gz"))) == 1
     found = np.any(np.stack(list(bodies.values())), axis=0) if bodies else np.zeros(body.shape, bool)
     truth = body & (labels > 0)
-    dice = 2 * (found & truth).sum() / max(found.sum() + truth.sum(), 1)
-    correct = sum(1 for level, mask in bodies.items()
-                  if level in TOTALSEGMENTATOR_VALUES and (labels[mask] == TOTALSEGMENTATOR_VALUES[level]).mean() > 0.5)
-    print(f"bmd network on the real example CT (never trained on): body Dice {dice:.3f} vs TotalSegmentator bodies; "
-          f"levels {', '.join(bodies)} ({correct}/{len(bodies)} match TotalSegmentator); {source}")
+    z = np.array([loaded.image.TransformIndexToPhysicalPoint((0, 0, k))[2] for k in range(body.shape[0])])
+    held_out = (z >= REAL_SPLIT_MM)[:, None, None]
+    correct = {level: level in TOTALSEGMENTATOR_VALUES and (labels[mask] == TOTALSEGMENTATOR_VALUES[level]).mean() > 0.5
+               for level, mask in bodies.items()}
+    print(f"bmd network on the real example CT: body Dice {_dice(found, truth):.3f} over the whole scan; "
+          f"{_dice(found & held_out, truth & held_out):.3f} over the held-out part above z = {REAL_SPLIT_MM:g} mm "
+          f"(L1, T12, T11 never trained on); levels {', '.join(bodies)} "
+          f"({sum(correct.values())}/{len(bodies)} match TotalSegmentator; held-out L1/T12 right: "
+          f"{correct.get('L1', False)}/{correct.get('T12', False)}); {source}")
 
 
 def _bmd_make(path: str):
@@ -312,33 +318,92 @@ def bench_ffr_solver():
           f"distal FFR {min(f[-1] for f in result.ffr):.3f}-{max(f[-1] for f in result.ffr):.3f}")
 
 
+def _ffr_cta_512(seed: int = 69500):
+    """A CCTA phantom placed in a 512x512x256 scan at 0.4 x 0.4 x 0.5 mm (205 mm field of view), tissue around it."""
+    import SimpleITK as sitk
+
+    from cardioquant.ffr import cta_phantom
+
+    case = cta_phantom.make_case(seed)
+    reference = sitk.Image([512, 512, 256], sitk.sitkInt16)
+    reference.SetSpacing((0.4, 0.4, 0.5))
+    centre = np.array(case.image.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in case.image.GetSize()]))
+    reference.SetOrigin(tuple(centre - np.array([511 * 0.4, 511 * 0.4, 255 * 0.5]) / 2))
+    image = sitk.Resample(case.image, reference, sitk.Transform(), sitk.sitkLinear, 40.0)
+    noise = np.random.default_rng(seed).normal(0, 25, (256, 512, 512)).astype(np.int16)
+    outside = sitk.GetArrayFromImage(sitk.Resample(case.image * 0 + 1, reference, sitk.Transform(),
+                                                   sitk.sitkNearestNeighbor, 0)) == 0
+    array = sitk.GetArrayFromImage(image)
+    array[outside] += noise[outside]
+    big = sitk.GetImageFromArray(array)
+    big.CopyInformation(reference)
+    big.SetMetaData("modality", "CT")
+    return case, big
+
+
 def bench_ffr_pipeline():
-    """Whole pipeline from a 512x512x256 CTA with a lumen mask (the lumen network is not part of this version)."""
+    """Whole pipeline from a 512x512x256 CTA: the network (both trees), and a lumen mask (one tree)."""
+    import resource
+
     import SimpleITK as sitk
 
     from cardioquant.cli import default_options
-    from cardioquant.ffr import phantom
     from cardioquant.ffr.pipeline import run
     from cardioquant.imageio import LoadedImage
     from cardioquant.progress import Progress
 
-    image, lumen = phantom.voxelise(phantom.left_tree(0.3), spacing=0.35)
-    pads = [(0, 256 - image.GetSize()[2]), (0, 512 - image.GetSize()[1]), (0, 512 - image.GetSize()[0])]
-    hu = np.pad(sitk.GetArrayFromImage(image), pads, constant_values=40.0)
-    mask = np.pad(sitk.GetArrayFromImage(lumen), pads)
-    big = sitk.GetImageFromArray(hu)
-    big.SetSpacing(image.GetSpacing())
-    big.SetOrigin(image.GetOrigin())
-    big_mask = sitk.GetImageFromArray(mask)
-    big_mask.CopyInformation(big)
-    folder = Path(__import__("tempfile").mkdtemp())
-    sitk.WriteImage(big_mask, str(folder / "lumen.nrrd"), True)
+    case, big = _ffr_cta_512()
     loaded = LoadedImage(image=big, path="phantom", format="phantom", dicom={"modality": "CT"})
     started = time.perf_counter()
-    result = run(loaded, default_options("ffr", lumen_mask=str(folder / "lumen.nrrd")), Progress())
+    result = run(loaded, default_options("ffr"), Progress())
     seconds = time.perf_counter() - started
-    print(f"ffr pipeline on a 512x512x256 CTA with a lumen mask (0.35 mm): {seconds:.1f} s (target <= 120 s); "
-          f"{len(result.summary['vessels'])} vessels")
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    print(f"ffr pipeline on a 512x512x256 CTA (0.4x0.4x0.5 mm), automatic (network, both trees): {seconds:.1f} s "
+          f"(target <= 120 s), peak RSS {peak_gb:.1f} GB; {len(result.summary['vessels'])} vessels")
+    lumen = sitk.Resample(case.labels == 1, big, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    folder = Path(__import__("tempfile").mkdtemp())
+    sitk.WriteImage(lumen, str(folder / "lumen.nrrd"), True)
+    started = time.perf_counter()
+    result = run(loaded, default_options("ffr", lumen_mask=str(folder / "lumen.nrrd")), Progress())
+    print(f"ffr pipeline on the same CTA with the true left+right lumen as a mask: {time.perf_counter() - started:.1f} s")
+
+
+def bench_ffr_network(cases: int = 4):
+    """Automatic CT-FFR on held-out CCTA phantoms: lumen Dice, outlets found, distal FFR vs the true geometry."""
+    import SimpleITK as sitk
+
+    from cardioquant.cli import default_options
+    from cardioquant.ffr import cta_phantom, evaluation, pipeline
+    from cardioquant.ffr.model import solve_tree
+    from cardioquant.ffr.physics import BoundaryConditions
+    from cardioquant.imageio import LoadedImage
+    from cardioquant.progress import Progress
+
+    bc, errors, found, outlets, dices = BoundaryConditions(), [], 0, 0, []
+    for seed in range(69100, 69100 + cases):
+        case = cta_phantom.make_case(seed)
+        loaded = LoadedImage(image=case.image, path="phantom", format="phantom", dicom={"modality": "CT"})
+        try:
+            trees = pipeline.get_trees(loaded, default_options("ffr"), Progress())
+        except Exception as exc:  # a failed case is a figure too
+            print(f"  case {seed}: failed ({exc})")
+            outlets += sum(len(p) for p in case.trees.values())
+            continue
+        truth_lumen = sitk.GetArrayFromImage(case.labels) == 1
+        found_lumen = trees.labels == 1
+        dices.append(2 * (truth_lumen & found_lumen).sum() / (truth_lumen.sum() + found_lumen.sum()))
+        extracted = {side: solve_tree(paths, bc, side) for side, paths in trees.paths.items()}
+        truth = {side: solve_tree(paths, bc, side) for side, paths in case.trees.items()}
+        comparison = evaluation.compare(extracted, truth)
+        errors += [abs(r["error"]) for r in comparison["rows"] if r["distance_mm"] <= 3.0]
+        found += comparison["outlets_found"]
+        outlets += comparison["true_outlets"]
+        print(f"  case {seed}: lumen Dice {dices[-1]:.3f}, outlets found {comparison['outlets_found']}/"
+              f"{comparison['true_outlets']}, distal FFR |error| median {comparison['median_abs_error']:.3f} "
+              f"max {comparison['max_abs_error']:.3f} over {comparison['matched']} paths; lesions {case.lesions}")
+    print(f"ffr automatic on {cases} held-out CCTA phantoms: lumen Dice {np.mean(dices):.3f}, outlets found "
+          f"{found}/{outlets}, distal FFR |error| vs true geometry median {np.median(errors):.3f}, "
+          f"{np.mean(np.array(errors) <= 0.03):.0%} within 0.03 ({len(errors)} paths)")
 
 
 def bench_svzerod_cases(shared: Path):
@@ -413,6 +478,7 @@ def main():
     if args.only in (None, "scar"):
         bench_scar(args.shared)
     if args.only in (None, "ffr"):
+        bench_ffr_network(min(args.cases, 6) if args.cases else 4)
         bench_ffr_solver()
         bench_ffr_pipeline()
         bench_svzerod_cases(args.shared)

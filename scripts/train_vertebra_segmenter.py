@@ -5,8 +5,14 @@ procedurally generated spine phantoms (cardioquant.bmd.phantom).
 
 Cases (seeds 40000+) draw a random run of levels (chest, thoracolumbar or abdominal fields of view, with or
 without the sacrum), sizes, curvature, spacing 1.0-1.5 mm in-plane and 1.5-3 mm slices, 80-140 kVp, BMD 40-220
-mg/cm^3 and scanner drift. The one real labelled CT we have (TotalSegmentator's example) is kept out of training
-and used for validation by scripts/bench.py, since its ribs are unlabelled.
+mg/cm^3 and scanner drift.
+
+Real data (--real FOLDER, ../shared/data/totalsegmentator): the one labelled CT we have, TotalSegmentator's example
+(T11-S1, 3 mm), with its vertebra labels and vertebral-body mask mapped to our classes. Only its lower part (below
+REAL_SPLIT_MM: S1 to L3, most of L2 and the pelvis) is trained on; the upper part (L1, T12, T11) is held out and
+scored by scripts/bench.py. Its ribs and the sacrum below S1 are not labelled, so bone-dense voxels outside the
+vertebra labels carry no loss (IGNORE) rather than being taught as background. A quarter of the batches come from
+the real case. --init continues from earlier weights (the shipped v1 trained on phantoms only).
 """
 
 from __future__ import annotations
@@ -21,9 +27,9 @@ import torch
 
 from cardioquant.bmd import network as vnet
 from cardioquant.bmd import phantom
-from cardioquant.bmd.levels import LEVELS
+from cardioquant.bmd.levels import LEVELS, TOTALSEGMENTATOR_VALUES
 from cardioquant.models.runtime import build_network
-from cardioquant.models.training import generate_cases, random_crop, save_weights, train
+from cardioquant.models.training import IGNORE, generate_cases, random_crop, save_weights, train
 
 ARCHITECTURE = {"name": "UNet", "kwargs": {"spatial_dims": 3, "in_channels": 1, "out_channels": 5,
                                            "channels": [16, 32, 64, 128], "strides": [2, 2, 2], "num_res_units": 1}}
@@ -54,6 +60,29 @@ def make_case(seed: int):
     return x, y
 
 
+REAL_SPLIT_MM = 345.0  # physical z (mm) in the example CT through upper L2: train below (S1-L2), hold out L1, T12, T11
+
+
+def real_case(folder: Path):
+    """(x, y) of the real example CT's training part on the 2 mm grid, y with IGNORE where bone is unlabelled."""
+    ct = sitk.ReadImage(str(folder / "example_ct.nii.gz"))
+    levels = sitk.ReadImage(str(folder / "spine_report__example_ct_report__totalseg.nii.gz"))
+    body = sitk.ReadImage(str(folder / "spine_report__example_ct_report__totalseg_vertebrae_body.nii.gz"))
+    hu = sitk.GetArrayFromImage(vnet.to_grid(ct))
+    levels = sitk.GetArrayFromImage(vnet.to_grid(levels, is_label=True))
+    body = sitk.GetArrayFromImage(vnet.to_grid(body, is_label=True)) == 1
+    vertebra = levels > 0
+    y = np.zeros(hu.shape, np.uint8)
+    y[vertebra] = phantom.POSTERIOR
+    y[vertebra & body] = phantom.BODY
+    y[levels == TOTALSEGMENTATOR_VALUES["S1"]] = phantom.SACRUM
+    y[(hu > 150) & ~vertebra] = IGNORE  # ribs, sacrum below S1, pelvis edges: unknown classes
+    grid = vnet.to_grid(ct)
+    z = np.array([grid.TransformIndexToPhysicalPoint((0, 0, int(k)))[2] for k in range(hu.shape[0])])
+    keep = z < REAL_SPLIT_MM
+    return vnet.normalise(hu[keep])[None], y[keep]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
@@ -62,21 +91,32 @@ def main():
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--real", type=Path, help="TotalSegmentator example folder (real CT with vertebra labels)")
+    parser.add_argument("--init", type=Path, help="start from these weights")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     started = time.time()
     cases = generate_cases(make_case, range(40000, 40000 + args.cases), args.workers)
-    network = build_network(type("E", (), {"architecture": ARCHITECTURE, "name": "vertebra_segmenter"})()).to(args.device)
+    real = real_case(args.real) if args.real else None
+    network = build_network(type("E", (), {"architecture": ARCHITECTURE, "name": "vertebra_segmenter"})())
+    if args.init:
+        network.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=True))
+    network = network.to(args.device)
+
+    def pick():
+        if real is not None and rng.random() < 0.25:
+            return real
+        return cases[int(rng.integers(len(cases)))]
 
     def next_batch():
-        batch = [random_crop(*cases[int(rng.integers(len(cases)))], ROI, rng) for _ in range(args.batch)]
+        batch = [random_crop(*pick(), ROI, rng) for _ in range(args.batch)]
         x = torch.from_numpy(np.stack([b[0] for b in batch]))
         y = torch.from_numpy(np.stack([b[1] for b in batch]).astype(np.int64))[:, None]
         return x * (1 + 0.05 * torch.randn(args.batch, 1, 1, 1, 1)), y  # scanner gain jitter
 
-    train(network, next_batch, args.iterations, args.lr, args.device, started=started)
+    train(network, next_batch, args.iterations, args.lr, args.device, started=started, ignore_unknown=real is not None)
     save_weights(network, args.out, cases=args.cases, iterations=args.iterations, seconds=round(time.time() - started))
 
 

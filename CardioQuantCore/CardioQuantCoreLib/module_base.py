@@ -96,6 +96,8 @@ class CardioQuantWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self.run = None
         self.lastOutputDir = None
+        self.observedSegmentation = None
+        self.editTimer = None
 
     def createLogic(self):
         raise NotImplementedError
@@ -116,6 +118,27 @@ class CardioQuantWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.inputVolumeSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateButtons)
         self.ui.progressBar.setVisible(False)
         self.updateButtons()
+
+    def onSegmentationEdited(self):
+        """Called (debounced) after the reader edits the result segmentation; modules recompute their figures."""
+
+    def watchEdits(self, segmentationNode):
+        """Recompute after Segment Editor edits: one call 500 ms after the last stroke of a burst."""
+        if self.editTimer is None:
+            self.editTimer = qt.QTimer()
+            self.editTimer.setSingleShot(True)
+            self.editTimer.setInterval(500)
+            self.editTimer.connect("timeout()", self.onSegmentationEdited)
+        if self.observedSegmentation is not None:
+            self.removeObserver(self.observedSegmentation, slicer.vtkSegmentation.SegmentModified, self._onSegmentModified)
+        self.observedSegmentation = segmentationNode
+        if segmentationNode is not None:
+            if hasattr(self.ui, "segmentEditorWidget"):
+                self.ui.segmentEditorWidget.setSourceVolumeNode(self.ui.inputVolumeSelector.currentNode())
+            self.addObserver(segmentationNode, slicer.vtkSegmentation.SegmentModified, self._onSegmentModified)
+
+    def _onSegmentModified(self, *_):
+        self.editTimer.start()
 
     def cleanup(self):
         self.removeObservers()

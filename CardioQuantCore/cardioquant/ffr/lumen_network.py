@@ -66,8 +66,8 @@ def split_trees(lumen: np.ndarray, aorta: np.ndarray, reference: sitk.Image) -> 
     voxel_ml = float(np.prod(spacing)) / 1000.0
     aorta_labels, count = ndimage.label(aorta)
     if count == 0:
-        raise InputError("no aorta found: the coronary network needs the aortic root in the field of view "
-                         "(or give --lumen-mask, --seeds or --centerlines)")
+        raise InputError("no contrast-filled aorta found: the coronary network needs a contrast-enhanced coronary CTA "
+                         "with the aortic root in the field of view (or give --lumen-mask, --seeds or --centerlines)")
     aorta = aorta_labels == int(np.argmax(np.bincount(aorta_labels.ravel())[1:]) + 1)
     near_aorta = _within(aorta, CONTACT_MM, spacing)
     pieces, n_pieces = ndimage.label(lumen, structure=np.ones((3, 3, 3), bool))

@@ -11,17 +11,39 @@ from collections.abc import Callable
 
 import numpy as np
 
+IGNORE = 255  # label value for voxels whose class is unknown (e.g. unlabelled ribs in real data): no loss there
+
+
+def masked_dice_ce(batch_dice: bool):
+    """Dice + cross-entropy (background excluded from Dice) that skips voxels labelled IGNORE."""
+    import torch
+    import torch.nn.functional as F
+    from monai.losses import MaskedDiceLoss
+
+    dice = MaskedDiceLoss(to_onehot_y=True, softmax=True, include_background=False, batch=batch_dice)
+
+    def loss(logits, y):
+        valid = y != IGNORE
+        target = torch.where(valid, y, torch.zeros_like(y))
+        ce = F.cross_entropy(logits, target[:, 0], reduction="none")
+        ce = (ce * valid[:, 0]).sum() / valid.sum().clamp(min=1)
+        return ce + dice(logits, target, mask=valid.float())
+
+    return loss
+
 
 def train(network, next_batch: Callable[[], tuple], iterations: int, lr: float, device, batch_dice: bool = False,
-          log_every: int = 50, started: float | None = None):
-    """Train in place; `next_batch()` returns (x, y) tensors on the CPU, y with a channel axis of class indices."""
+          log_every: int = 50, started: float | None = None, ignore_unknown: bool = False):
+    """Train in place; `next_batch()` returns (x, y) tensors on the CPU, y with a channel axis of class indices
+    (and IGNORE where the class is unknown, when `ignore_unknown`)."""
     import torch
     from monai.losses import DiceCELoss
 
     started = started or time.time()
     optimiser = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=iterations)
-    loss_function = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=batch_dice)
+    loss_function = (masked_dice_ce(batch_dice) if ignore_unknown else
+                     DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=batch_dice))
     network.train()
     running = []
     for iteration in range(1, iterations + 1):

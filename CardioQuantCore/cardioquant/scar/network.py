@@ -32,7 +32,11 @@ def pad16(stack: np.ndarray) -> tuple[np.ndarray, tuple[slice, slice]]:
 CROP = 128  # the network is trained on 128 x 128 crops around the heart
 
 
-def _run(network, stack: np.ndarray, device, batch: int) -> np.ndarray:
+FLIPS = ((), (-1,), (-2,), (-2, -1))  # test-time augmentation of the second pass: mirror images, averaged
+
+
+def _run(network, stack: np.ndarray, device, batch: int, flips=((),)) -> np.ndarray:
+    """Class map; with several `flips` the softmax of each mirrored input (mirrored back) is averaged."""
     import torch
 
     padded, crop = pad16(stack)
@@ -40,14 +44,16 @@ def _run(network, stack: np.ndarray, device, batch: int) -> np.ndarray:
     with torch.inference_mode():
         for start in range(0, padded.shape[0], batch):
             x = torch.from_numpy(np.ascontiguousarray(padded[start:start + batch, None])).to(device)
-            out[start:start + batch] = network(x).argmax(1).cpu().numpy()
+            probability = sum(torch.softmax(network(x.flip(f) if f else x), 1).flip(f) if f else
+                              torch.softmax(network(x), 1) for f in flips)
+            out[start:start + batch] = probability.argmax(1).cpu().numpy()
     return out[(slice(None),) + crop]
 
 
-def predict(network, stack: np.ndarray, device, progress=None, batch: int = 8) -> np.ndarray:
+def predict(network, stack: np.ndarray, device, progress=None, batch: int = 8, flips=FLIPS) -> np.ndarray:
     """Label map [slices, rows, cols] for a normalised short-axis stack, in two passes: the whole slices find
     the LV (largest connected cavity + myocardium over the stack), then 128 x 128 crops centred on it are
-    segmented, the field of view the network was trained on."""
+    segmented (the field of view the network was trained on), averaged over mirrored copies (`flips`)."""
     from scipy import ndimage
 
     if progress:
@@ -64,7 +70,7 @@ def predict(network, stack: np.ndarray, device, progress=None, batch: int = 8) -
     r0, c0 = centre[0], centre[1]  # in padded coordinates the crop starts at the centre
     if progress:
         progress.update(0.5, "segmenting the LV")
-    cropped = _run(network, padded[:, r0:r0 + CROP, c0:c0 + CROP], device, batch)
+    cropped = _run(network, padded[:, r0:r0 + CROP, c0:c0 + CROP], device, batch, flips)
     out = np.zeros((stack.shape[0], stack.shape[1] + CROP, stack.shape[2] + CROP), np.uint8)
     out[:, r0:r0 + CROP, c0:c0 + CROP] = cropped
     if progress:

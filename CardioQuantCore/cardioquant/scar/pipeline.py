@@ -115,6 +115,20 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
     if assumed:
         warnings.append(f"pixel spacing unknown or 1 mm: {spacing[0]} x {spacing[1]} x {spacing[2]} mm assumed for volumes")
     labels, model = segment(loaded, stack, options, progress.sub(0.0, 0.6))
+    return quantify_labels(loaded, stack, spacing, assumed, labels, model, options, warnings, progress)
+
+
+def requantify(loaded: LoadedImage, labels: np.ndarray, options) -> ModuleResult:
+    """Figures of a segmentation exactly as the reader left it (after Segment Editor edits): cavity, myocardium,
+    scar and MVO are taken as drawn, nothing is re-thresholded. This is what the panel recomputes after every edit."""
+    warnings = check_input(loaded)
+    stack, spacing, assumed = stack_of(loaded)
+    as_drawn = argparse.Namespace(**{**vars(options), "method": "model", "myocardium_mask": None})
+    return quantify_labels(loaded, stack, spacing, assumed, labels.reshape(stack.shape).astype(np.uint8), None,
+                           as_drawn, warnings, Progress())
+
+
+def quantify_labels(loaded, stack, spacing, assumed, labels, model, options, warnings, progress) -> ModuleResult:
     myocardium = labels >= 2
     cavity = labels == 1
     if not myocardium.any():
@@ -133,7 +147,7 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
     elif options.method == "fwhm":
         result = quantify.fwhm(stack, myocardium, remote)
     else:
-        if model is None and not (labels >= 3).any():
+        if model is None and not (labels >= 3).any() and options.myocardium_mask:
             warnings.append("method 'model' with a myocardium mask that holds no scar label: scar is empty")
         result = quantify.from_model(labels, stack, remote)
     figures = quantify.figures(result, myocardium, spacing)
