@@ -31,6 +31,26 @@ class CTFFR(ScriptedLoadableModule):
 class CTFFRLogic(CardioQuantLogic):
     MODULE_KEY = "ffr"
 
+    def loadOutputs(self, outputDir, inputVolumeNode):
+        """Besides the lumen and the table: centerlines and vessel surface coloured by FFR, and FFR-distance plots."""
+        import json
+        import os
+
+        from cardioquant import scene
+
+        segmentationNode, tableNode = CardioQuantLogic.loadOutputs(self, outputDir, inputVolumeNode)
+        name = tableNode.GetName().replace(" table", "")
+        for suffix, label in (("centerlines", "centerlines"), ("surface", "vessel surface")):
+            path = os.path.join(outputDir, f"ffr_{suffix}.vtp")
+            if os.path.exists(path):
+                scene.load_model(slicer.mrmlScene, path, f"{name} {label}", scalars="FFR")
+        with open(os.path.join(outputDir, "ffr.json")) as handle:
+            vessels = json.load(handle)["vessels"]
+        profiles = {vessel: ([p[0] for p in v["points"]], [p[1] for p in v["points"]]) for vessel, v in vessels.items()}
+        chart = scene.plot_profiles(slicer.mrmlScene, profiles, f"{name} FFR along vessels", "distance_mm", "FFR")
+        slicer.modules.plots.logic().ShowChartInLayout(chart)
+        return segmentationNode, tableNode
+
 
 class CTFFRWidget(CardioQuantWidget):
     MODULE_KEY = "ffr"

@@ -68,6 +68,32 @@ def test_ffr_from_lumen_mask_matches_true_geometry(capsys, cta_case):
     assert distal == pytest.approx(sorted(f[-1] for f in truth.ffr), abs=0.03)
     labels = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "out" / "ffr_labels.nrrd")))
     assert labels.sum() == sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "lumen.nrrd"))).sum()
+    # the vessel wall carries the FFR of its nearest centerline point: distal LAD wall low, LCX wall high
+    import vtk
+    from vtk.util import numpy_support
+
+    reader = vtk.vtkXMLPolyDataReader()
+    reader.SetFileName(str(folder / "out" / "ffr_surface.vtp"))
+    reader.Update()
+    surface = reader.GetOutput()
+    ffr = numpy_support.vtk_to_numpy(surface.GetPointData().GetArray("FFR"))
+    points = numpy_support.vtk_to_numpy(surface.GetPoints().GetData())
+    lad_end, lcx_end = truth_paths[0].points[-1], truth_paths[3].points[-1]
+    assert ffr[np.linalg.norm(points - lad_end, axis=1) < 3].mean() == pytest.approx(truth.ffr[0][-1], abs=0.04)
+    assert ffr[np.linalg.norm(points - lcx_end, axis=1) < 3].mean() > 0.95
+
+
+def test_ffr_profiles_become_a_plot_chart():
+    from cardioquant import scene
+
+    mrml = scene.new_scene()
+    chart = scene.plot_profiles(mrml, {"LAD": ([0, 10, 20], [1.0, 0.9, 0.8]), "LCX": ([0, 5], [1.0, 0.99])},
+                                "FFR along vessels", "distance_mm", "FFR")
+    assert chart.GetNumberOfPlotSeriesNodes() == 2
+    series = chart.GetNthPlotSeriesNode(0)
+    table = series.GetTableNode()
+    assert series.GetName() == "LAD" and table.GetNumberOfRows() == 3
+    assert scene.records_from_table_node(table)[2] == {"distance_mm": 20.0, "FFR": 0.8}
 
 
 def test_vessels_without_stenosis_read_at_least_095():

@@ -81,9 +81,6 @@ class CardioQuantLogic(ScriptedLoadableModuleLogic):
             segmentationNode.CreateDefaultDisplayNodes()
             segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(inputVolumeNode)
         tableNode = scene_layer.load_table(scene, os.path.join(outputDir, f"{key}.csv"), name + " table")
-        centerlinePath = os.path.join(outputDir, f"{key}_centerlines.vtp")
-        if os.path.exists(centerlinePath):  # CT-FFR: centerlines coloured by FFR
-            scene_layer.load_model(scene, centerlinePath, name + " centerlines", scalars="FFR")
         return segmentationNode, tableNode
 
 

@@ -215,6 +215,26 @@ def table_node_from_records(scene, records: list[dict], name: str, columns: list
     return node
 
 
+def plot_profiles(scene, profiles: dict, name: str, x_title: str, y_title: str):
+    """A plot chart with one line series per profile (name -> (x values, y values)), each backed by its own
+    table node, as Slicer's Plots module expects: e.g. FFR against distance along every vessel."""
+    chart = scene.AddNewNodeByClass("vtkMRMLPlotChartNode", name)
+    chart.SetTitle(name)
+    chart.SetXAxisTitle(x_title)
+    chart.SetYAxisTitle(y_title)
+    for series_name, (x, y) in profiles.items():
+        table = table_node_from_records(scene, [{x_title: float(a), y_title: float(b)} for a, b in zip(x, y, strict=True)],
+                                        f"{name} {series_name}")
+        series = scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", series_name)
+        series.SetAndObserveTableNodeID(table.GetID())
+        series.SetXColumnName(x_title)
+        series.SetYColumnName(y_title)
+        series.SetPlotType(series.PlotTypeScatter)
+        series.SetMarkerStyle(series.MarkerStyleNone)
+        chart.AddAndObservePlotSeriesNodeID(series.GetID())
+    return chart
+
+
 def records_from_table_node(node) -> list[dict]:
     table = node.GetTable()
     names = [table.GetColumnName(c) for c in range(table.GetNumberOfColumns())]

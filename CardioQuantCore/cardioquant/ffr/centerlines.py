@@ -85,11 +85,7 @@ def write_vtp(paths: list[Path], path: str | FilePath, arrays: dict[str, list[np
         array = numpy_support.numpy_to_vtk(np.concatenate(per_path).astype(np.float64), deep=True)
         array.SetName(name)
         polydata.GetPointData().AddArray(array)
-    writer = vtk.vtkXMLPolyDataWriter()
-    writer.SetFileName(str(path))
-    writer.SetInputData(polydata)
-    if not writer.Write():
-        raise ProcessingError(f"could not write {path}")
+    write_polydata(polydata, path)
 
 
 def lumen_surface(mask_image: sitk.Image):
@@ -123,6 +119,32 @@ def lumen_surface(mask_image: sitk.Image):
     surface = vtk.vtkPolyData()
     surface.DeepCopy(to_ras.GetOutput())  # own the data: the filters above go out of scope
     return surface
+
+
+def surface_with_values(mask_image: sitk.Image, paths: list[Path], values: dict[str, list[np.ndarray]]):
+    """The lumen surface with point arrays carried over from the nearest centerline point (e.g. FFR), so the
+    vessel wall can be coloured by FFR."""
+    from scipy.spatial import cKDTree
+    from vtk.util import numpy_support
+
+    surface = lumen_surface(crop_to_mask(mask_image))
+    points = numpy_support.vtk_to_numpy(surface.GetPoints().GetData())
+    _, nearest = cKDTree(np.vstack([p.points for p in paths])).query(points)
+    for name, per_path in values.items():
+        array = numpy_support.numpy_to_vtk(np.concatenate(per_path)[nearest].astype(np.float64), deep=True)
+        array.SetName(name)
+        surface.GetPointData().AddArray(array)
+    return surface
+
+
+def write_polydata(polydata, path: str | FilePath) -> None:
+    import vtk
+
+    writer = vtk.vtkXMLPolyDataWriter()
+    writer.SetFileName(str(path))
+    writer.SetInputData(polydata)
+    if not writer.Write():
+        raise ProcessingError(f"could not write {path}")
 
 
 def _graph(mask: np.ndarray, spacing_kji):

@@ -201,9 +201,15 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
         cl.write_vtp(result.paths, path, {"FFR": result.ffr,
                                           "Pressure_mmHg": [f * bc.aortic_pressure_mmhg for f in result.ffr]})
 
+    def surface_file(path):
+        lumen = sitk.Cast(label_image == 1, sitk.sitkUInt8)
+        cl.write_polydata(cl.surface_with_values(lumen, result.paths, {"FFR": result.ffr}), path)
+
+    extra = {"ffr_centerlines.vtp": centerlines_file}
+    if label_image is not None:
+        extra["ffr_surface.vtp"] = surface_file
     return ModuleResult(module="ffr", summary=summary, label_image=label_image, label_table=LABEL_TABLE,
-                        table_rows=rows, settings=settings, report=report,
-                        extra_outputs={"ffr_centerlines.vtp": centerlines_file})
+                        table_rows=rows, settings=settings, report=report, extra_outputs=extra)
 
 
 def sample_input() -> Path:
