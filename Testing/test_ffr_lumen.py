@@ -103,7 +103,8 @@ def _tube_scene():
 
 def test_trees_are_split_by_side_at_the_aorta():
     reference, aorta, left, right, fragment = _tube_scene()
-    trees, left_out = lumen_network.split_trees(left | right | fragment, aorta, reference)
+    trees, left_out, root = lumen_network.split_trees(left | right | fragment, aorta, reference)
+    assert (root == aorta).all()
     assert [t.side for t in trees] == ["left", "right"]
     assert (sitk.GetArrayFromImage(trees[0].mask) > 0).sum() == left.sum()
     assert (sitk.GetArrayFromImage(trees[1].mask) > 0).sum() == right.sum()

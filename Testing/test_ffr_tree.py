@@ -78,3 +78,14 @@ def test_flow_splits_and_pressure_is_continuous_at_the_bifurcation():
     assert result.outlet_flow_ml_s[0] > result.outlet_flow_ml_s[1]
     junction = len(trunk.points) - 1
     assert result.ffr[0][junction] == pytest.approx(result.ffr[1][junction], abs=1e-9)
+
+
+def test_paths_parting_at_the_inlet_still_form_one_tree():
+    """Centerlines that split at their very first point (inlet on a junction) give a zero-length root segment;
+    the flow still enters through one inlet and each branch reads as on its own (Poiseuille, exact)."""
+    a = straight("a", 30, radius=1.5, direction=(1, 0, 0))
+    b = straight("b", 30, radius=1.5, direction=(-1, 0, 0))
+    result = solve_tree([a, b], BoundaryConditions())
+    assert result.ffr[0][0] == pytest.approx(1.0) and result.ffr[1][0] == pytest.approx(1.0)
+    assert result.ffr[0][-1] == pytest.approx(result.ffr[1][-1], abs=1e-9)  # symmetric branches
+    assert sum(result.outlet_flow_ml_s) == pytest.approx(result.inlet_flow_ml_s, rel=1e-9)

@@ -3,10 +3,10 @@ phantoms (cardioquant.ffr.cta_phantom).
 
     python scripts/train_coronary_lumen.py --out CardioQuantCore/cardioquant/models/weights/coronary_lumen_v1.pt
 
-Cases (seeds 60000+) draw aortic size, left and right trees with curved courses, tapering and branches, stenoses of
+Cases (seeds 60000+, 69000+ held out) draw aortic size, left and right trees with curved courses, tapering and branches, stenoses of
 20-90 % area (half with calcified plaque), contrast 250-600 HU, ventricles, veins, fat/soft-tissue background,
 partial volume, blur, motion blur and noise. Patches of 64^3 voxels are cut when a case is made (most centred on
-lumen, some on the aortic root, some anywhere) so that many cases fit in memory. Held-out cases (seeds 69000+)
+lumen, some on the aortic root, some on bright non-coronary structures, some anywhere) so that many cases fit in memory. Held-out cases (seeds 69000+)
 are scored at the end: lumen Dice and the share of true centerline points inside the predicted lumen.
 """
 
@@ -28,7 +28,7 @@ from cardioquant.models.training import generate_cases, save_weights, train
 ARCHITECTURE = {"name": "UNet", "kwargs": {"spatial_dims": 3, "in_channels": 1, "out_channels": 3,
                                            "channels": [8, 16, 32, 64], "strides": [2, 2, 2], "num_res_units": 1}}
 PATCH = 64
-PATCHES_PER_CASE = (18, 4, 6)  # centred on lumen, on the aortic root, anywhere
+PATCHES_PER_CASE = (18, 6, 6)  # centred on lumen, on the aortic root, anywhere
 
 
 def cut_patches(seed: int):
@@ -40,7 +40,9 @@ def cut_patches(seed: int):
     for value, count in zip((cta_phantom.LUMEN, cta_phantom.AORTA), PATCHES_PER_CASE[:2], strict=False):
         voxels = np.argwhere(labels == value)
         centres += [voxels[i] + rng.integers(-16, 17, 3) for i in rng.integers(len(voxels), size=count)]
-    centres += [rng.integers(0, labels.shape) for _ in range(PATCHES_PER_CASE[2])]
+    bright = np.argwhere((labels == 0) & (hu > 200))  # ventricles, veins, calcium: bright but not lumen or aorta
+    centres += [bright[i] for i in rng.integers(len(bright), size=PATCHES_PER_CASE[2] // 2)]
+    centres += [rng.integers(0, labels.shape) for _ in range(PATCHES_PER_CASE[2] - PATCHES_PER_CASE[2] // 2)]
     half = PATCH // 2
     padded_hu = np.pad(hu, half, constant_values=-1000)
     padded_labels = np.pad(labels, half)
@@ -77,16 +79,21 @@ def main():
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--validation", type=int, default=4)
+    parser.add_argument("--first-seed", type=int, default=60000, help="cases use seeds from here [60000]")
+    parser.add_argument("--init", type=Path, help="continue from these weights")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     started = time.time()
-    cases = generate_cases(cut_patches, range(60000, 60000 + args.cases), args.workers)
+    cases = generate_cases(cut_patches, range(args.first_seed, args.first_seed + args.cases), args.workers)
     x_all = np.concatenate([c[0] for c in cases])
     y_all = np.concatenate([c[1] for c in cases])
     del cases
-    network = build_network(type("E", (), {"architecture": ARCHITECTURE, "name": lnet.MODEL_NAME})()).to(args.device)
+    network = build_network(type("E", (), {"architecture": ARCHITECTURE, "name": lnet.MODEL_NAME})())
+    if args.init:
+        network.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=True))
+    network = network.to(args.device)
 
     def next_batch():
         index = rng.integers(len(x_all), size=args.batch)

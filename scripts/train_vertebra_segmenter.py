@@ -11,7 +11,8 @@ Real data (--real FOLDER, ../shared/data/totalsegmentator): the one labelled CT 
 (T11-S1, 3 mm), with its vertebra labels and vertebral-body mask mapped to our classes. Only its lower part (below
 REAL_SPLIT_MM: S1 to L3, most of L2 and the pelvis) is trained on; the upper part (L1, T12, T11) is held out and
 scored by scripts/bench.py. Its ribs and the sacrum below S1 are not labelled, so bone-dense voxels outside the
-vertebra labels carry no loss (IGNORE) rather than being taught as background. A quarter of the batches come from
+vertebra labels carry no loss (IGNORE) rather than being taught as background, except the pelvis (bone well below
+the ribs and over 20 mm from the spine), which is taught as background so that it is not called rib. A quarter of the batches come from
 the real case. --init continues from earlier weights (the shipped v1 trained on phantoms only).
 """
 
@@ -24,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 import torch
+from scipy import ndimage
 
 from cardioquant.bmd import network as vnet
 from cardioquant.bmd import phantom
@@ -60,6 +62,7 @@ def make_case(seed: int):
     return x, y
 
 
+PELVIS_BELOW_MM, PELVIS_DISTANCE_MM = 330.0, 20.0  # example CT: below the 12th ribs' reach, away from the spine
 REAL_SPLIT_MM = 345.0  # physical z (mm) in the example CT through upper L2: train below (S1-L2), hold out L1, T12, T11
 
 
@@ -76,9 +79,13 @@ def real_case(folder: Path):
     y[vertebra] = phantom.POSTERIOR
     y[vertebra & body] = phantom.BODY
     y[levels == TOTALSEGMENTATOR_VALUES["S1"]] = phantom.SACRUM
-    y[(hu > 150) & ~vertebra] = IGNORE  # ribs, sacrum below S1, pelvis edges: unknown classes
     grid = vnet.to_grid(ct)
     z = np.array([grid.TransformIndexToPhysicalPoint((0, 0, int(k)))[2] for k in range(hu.shape[0])])
+    # Unlabelled bone: ribs (and the lower sacrum, next to the spine) are unknown classes, so no loss there; but
+    # bone well below the ribs and away from the spine is the pelvis, which must not be called rib.
+    far = ndimage.distance_transform_edt(~vertebra, sampling=grid.GetSpacing()[::-1]) > PELVIS_DISTANCE_MM
+    pelvis = (z < PELVIS_BELOW_MM)[:, None, None] & far
+    y[(hu > 150) & ~vertebra & ~pelvis] = IGNORE
     keep = z < REAL_SPLIT_MM
     return vnet.normalise(hu[keep])[None], y[keep]
 

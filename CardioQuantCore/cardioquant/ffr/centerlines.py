@@ -258,11 +258,20 @@ def from_lumen_mask(mask_image: sitk.Image, inlet_ras=None, outlets_ras=None) ->
     centerlines = extractor.Centerlines
     points = numpy_support.vtk_to_numpy(centerlines.GetPoints().GetData()).astype(float)
     inscribed = numpy_support.vtk_to_numpy(centerlines.GetPointData().GetArray(RADIUS_ARRAY)).astype(float)
-    paths = []
+    traced = []
     for cell in range(centerlines.GetNumberOfCells()):
         ids = centerlines.GetCell(cell).GetPointIds()
         index = [ids.GetId(k) for k in range(ids.GetNumberOfIds())]
-        paths.append(Path(f"branch_{cell + 1}", points[index], inscribed[index]))
+        if len(index) >= 3:
+            traced.append(Path(f"branch_{cell + 1}", points[index], inscribed[index]))
+    if not traced:
+        raise InputError("vmtk could not trace any centerline from the ostium through this lumen (check the lumen "
+                         "segmentation near the ostium, or give seed points)")
+    # vmtk's steepest descent can fail on a narrow or kinked lumen ("target not reached") and return a piece that
+    # does not start where the others do (the inlet): such a piece cannot enter the flow model and is left out.
+    starts = np.array([p.points[0] for p in traced])
+    inlet = starts[int(np.argmin(np.linalg.norm(starts[:, None] - starts[None], axis=2).sum(1)))]
+    paths = [p for p in traced if np.linalg.norm(p.points[0] - inlet) <= 1.5]
     return [trim_end_caps(Path(p.name, p.points, section_radii(mask_image, p))) for p in paths]
 
 

@@ -29,7 +29,8 @@ def normalise(hu: np.ndarray) -> np.ndarray:
     return ((np.clip(hu, *HU_WINDOW) - 200.0) / 400.0).astype(np.float32)
 
 
-def predict(image: sitk.Image, network, device, roi, progress=None) -> tuple[np.ndarray, np.ndarray]:
+def predict(image: sitk.Image, network, device, roi, progress=None, threshold: float = 0.5,
+            probabilities_out: list | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(coronary lumen, aorta) boolean arrays on the scan's grid.
 
     The lumen probability is interpolated linearly from the 0.5 mm grid to the scan's grid before thresholding at
@@ -48,7 +49,10 @@ def predict(image: sitk.Image, network, device, roi, progress=None) -> tuple[np.
     for channel in (1, 2):
         probability = sitk.GetImageFromArray(probabilities[channel])
         probability.CopyInformation(grid)
-        native.append(sitk.GetArrayFromImage(sitk.Resample(probability, image, sitk.Transform(), sitk.sitkLinear, 0.0)) >= 0.5)
+        on_scan = sitk.GetArrayFromImage(sitk.Resample(probability, image, sitk.Transform(), sitk.sitkLinear, 0.0))
+        if probabilities_out is not None:
+            probabilities_out.append(on_scan)
+        native.append(on_scan >= (threshold if channel == 1 else 0.5))
     return native[0], native[1]
 
 
@@ -60,39 +64,57 @@ class LumenTree:
     volume_ml: float
 
 
-def split_trees(lumen: np.ndarray, aorta: np.ndarray, reference: sitk.Image) -> tuple[list[LumenTree], dict]:
-    """The largest lumen tree joining the aorta on each side, and what was left out."""
+def split_trees(lumen: np.ndarray, aorta: np.ndarray, reference: sitk.Image) -> tuple[list[LumenTree], dict, np.ndarray]:
+    """The largest lumen tree joining the aorta on each side, what was left out, and the aorta they join.
+
+    Every aorta-labelled piece is considered (a contrast-filled ventricle can be labelled aorta too and may be the
+    larger piece); a coronary tree belongs to the piece it touches, and only touched pieces are returned as aorta.
+    """
     spacing = np.array(reference.GetSpacing()[::-1])
     voxel_ml = float(np.prod(spacing)) / 1000.0
     aorta_labels, count = ndimage.label(aorta)
     if count == 0:
         raise InputError("no contrast-filled aorta found: the coronary network needs a contrast-enhanced coronary CTA "
                          "with the aortic root in the field of view (or give --lumen-mask, --seeds or --centerlines)")
-    aorta = aorta_labels == int(np.argmax(np.bincount(aorta_labels.ravel())[1:]) + 1)
     near_aorta = _within(aorta, CONTACT_MM, spacing)
     pieces, n_pieces = ndimage.label(lumen, structure=np.ones((3, 3, 3), bool))
     sizes = np.bincount(pieces.ravel(), minlength=n_pieces + 1) * voxel_ml
     touching = np.unique(pieces[near_aorta & (pieces > 0)])
     ijk_to_ras = geometry.ijk_to_ras(reference)
-    aorta_kji = np.argwhere(aorta)
     best: dict[str, LumenTree] = {}
+    joined: dict[str, int] = {}
     for piece in touching:
-        if sizes[piece] < MIN_TREE_ML:
+        if piece == 0 or sizes[piece] < MIN_TREE_ML:
             continue
         contact = np.argwhere((pieces == piece) & near_aorta)
         ostium = (ijk_to_ras @ np.r_[contact.mean(0)[::-1], 1.0])[:3]
-        level = np.abs(aorta_kji[:, 0] - contact[:, 0].mean()) <= 10  # aortic axis near the ostium's slices
-        axis = (ijk_to_ras @ np.r_[aorta_kji[level].mean(0)[::-1] if level.any() else aorta_kji.mean(0)[::-1], 1.0])[:3]
+        root = _nearest_piece(aorta_labels, contact, spacing)
+        root_kji = np.argwhere(aorta_labels == root)
+        level = np.abs(root_kji[:, 0] - contact[:, 0].mean()) <= 10  # the aortic axis near the ostium's slices
+        axis = (ijk_to_ras @ np.r_[root_kji[level].mean(0)[::-1] if level.any() else root_kji.mean(0)[::-1], 1.0])[:3]
         side = "left" if ostium[0] < axis[0] else "right"
         if side not in best or sizes[piece] > best[side].volume_ml:
             mask = geometry.image_from_array((pieces == piece).astype(np.uint8), reference)
             best[side] = LumenTree(side, mask, ostium, float(sizes[piece]))
+            joined[side] = root
     if not best:
         raise InputError("no coronary artery found joining the aorta (the network found "
                          f"{float(lumen.sum()) * voxel_ml:.2f} mL of lumen-like voxels, none connected to the aortic root)")
     used = sum(tree.volume_ml for tree in best.values())
     left_out = {"pieces": int(max(n_pieces - len(best), 0)), "volume_ml": round(float(sizes[1:].sum()) - used, 3)}
-    return [best[side] for side in ("left", "right") if side in best], left_out
+    root_mask = np.isin(aorta_labels, list(set(joined.values())))
+    return [best[side] for side in ("left", "right") if side in best], left_out, root_mask
+
+
+def _nearest_piece(labels: np.ndarray, contact: np.ndarray, spacing) -> int:
+    """The labelled piece with the most voxels within reach of the contact voxels."""
+    reach = np.ceil(CONTACT_MM / spacing).astype(int) + 1
+    lo = np.maximum(contact.min(0) - reach, 0)
+    hi = np.minimum(contact.max(0) + reach + 1, labels.shape)
+    window = labels[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))]
+    counts = np.bincount(window.ravel(), minlength=2)
+    counts[0] = 0
+    return int(np.argmax(counts))
 
 
 def _within(mask: np.ndarray, distance_mm: float, spacing) -> np.ndarray:

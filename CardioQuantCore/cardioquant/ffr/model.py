@@ -65,6 +65,9 @@ def discretise(paths, segments, lesions_by_segment, max_element_mm: float = 5.0)
         for start, stop, _ in ranges:
             cuts.update(k for k in (start, stop) if segment.start < k < segment.stop)
         cuts = sorted(cuts)
+        if len(cuts) == 1:  # paths that part at their first point: a zero-length segment still joins the tree
+            elements.append(Element(segment.index, path_index, segment.start, segment.stop, None))
+            continue
         for a, b in zip(cuts[:-1], cuts[1:], strict=True):
             lesion = next((les for start, stop, les in ranges if start <= a and b <= stop), None)
             if lesion is not None:

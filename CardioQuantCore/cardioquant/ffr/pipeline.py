@@ -133,8 +133,8 @@ def _trees_from_network(loaded: LoadedImage, options, progress: Progress) -> Tre
     network = load_model(entry, weights, device)
     lumen, aorta = lumen_network.predict(loaded.image, network, device, tuple(entry.input["patch_size"]),
                                          progress.sub(0.0, 0.5))
+    trees, left_out, aorta = lumen_network.split_trees(lumen, aorta, loaded.image)
     _check_contrast(loaded, aorta)
-    trees, left_out = lumen_network.split_trees(lumen, aorta, loaded.image)
     labels = aorta.astype(np.uint8) * 2
     paths = {}
     for n, tree in enumerate(trees):
