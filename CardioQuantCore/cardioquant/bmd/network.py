@@ -73,8 +73,12 @@ def assign_levels(bodies: list[np.ndarray], classes: np.ndarray, spacing, lowest
     else:
         voxel_ml = float(np.prod(spacing)) / 1000.0
         sacrum = classes == 3
-        lowest_z = np.nonzero(bodies[0])[0]
-        if sacrum.sum() * voxel_ml >= 5.0 and np.nonzero(sacrum)[0].mean() < lowest_z.mean():
+        above = []
+        if sacrum.sum() * voxel_ml >= 5.0:  # nothing below the sacrum is a vertebral body (pelvis, femoral heads)
+            sacrum_z = np.nonzero(sacrum)[0].mean()
+            above = [mask for mask in bodies if np.nonzero(mask)[0].mean() > sacrum_z]
+        if above:
+            bodies = above
             rule, start = "sacrum in view: the body resting on it is L5", LEVELS.index("L5")
         else:
             with_ribs = [n for n, mask in enumerate(bodies) if _has_ribs(mask, classes, spacing)]

@@ -271,11 +271,24 @@ def from_lumen_mask(mask_image: sitk.Image, inlet_ras=None, outlets_ras=None) ->
     # does not start where the others do (the inlet): such a piece cannot enter the flow model and is left out.
     starts = np.array([p.points[0] for p in traced])
     inlet = starts[int(np.argmin(np.linalg.norm(starts[:, None] - starts[None], axis=2).sum(1)))]
-    paths = [p for p in traced if np.linalg.norm(p.points[0] - inlet) <= 1.5]
-    return [trim_end_caps(Path(p.name, p.points, section_radii(mask_image, p))) for p in paths]
+    paths = [p for p in traced if np.linalg.norm(p.points[0] - inlet) <= 1.0]
+    paths = [Path(p.name, p.points, section_radii(mask_image, p)) for p in paths]
+    # The paths share their inlet: cut it by the same number of points everywhere so they still start together.
+    spans = [end_cap_span(p) for p in paths]
+    shortest = min(len(p.points) for p in paths)
+    shared = next((k for k in range(shortest) if any(np.linalg.norm(p.points[k] - paths[0].points[k]) > 0.3
+                                                     for p in paths)), shortest)
+    first = min(max(a for a, _ in spans), max(shared - 1, 0))
+    return [Path(p.name, p.points[first:b + 1], p.radii[first:b + 1]) for p, (_, b) in zip(paths, spans, strict=True)
+            if b - first >= 2]
 
 
 def trim_end_caps(path: Path, ratio: float = 0.75, window: int = 8) -> Path:
+    first, last = end_cap_span(path, ratio, window)
+    return Path(path.name, path.points[first:last + 1], path.radii[first:last + 1])
+
+
+def end_cap_span(path: Path, ratio: float = 0.75, window: int = 8) -> tuple[int, int]:
     """Drop end points where the centerline runs into the rounded end of the lumen (radius collapsing towards 0)
     or repeats a point: they are not vessel, and their tiny radii would dominate the resistance."""
     points, radii = path.points, path.radii
@@ -299,7 +312,8 @@ def trim_end_caps(path: Path, ratio: float = 0.75, window: int = 8) -> Path:
         tail |= distance < cap
     quarter = len(s) // 4
     tail[quarter:len(s) - quarter] = False
-    return Path(path.name, points[keep][~tail], radii[keep][~tail])
+    kept = np.nonzero(keep)[0][~tail]  # a contiguous run: points are only dropped from the two ends
+    return int(kept[0]), int(kept[-1])
 
 
 def section_radii(mask_image: sitk.Image, path: Path, step_mm: float = 0.1) -> np.ndarray:
