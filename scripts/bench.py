@@ -361,11 +361,12 @@ def bench_ffr_pipeline():
     print(f"ffr pipeline on a 512x512x256 CTA (0.4x0.4x0.5 mm), automatic (network, both trees): {seconds:.1f} s "
           f"(target <= 120 s), peak RSS {peak_gb:.1f} GB; {len(result.summary['vessels'])} vessels")
     lumen = sitk.Resample(case.labels == 1, big, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    lumen = sitk.RelabelComponent(sitk.ConnectedComponent(lumen, True)) == 1  # one tree per run with a mask
     folder = Path(__import__("tempfile").mkdtemp())
     sitk.WriteImage(lumen, str(folder / "lumen.nrrd"), True)
     started = time.perf_counter()
     result = run(loaded, default_options("ffr", lumen_mask=str(folder / "lumen.nrrd")), Progress())
-    print(f"ffr pipeline on the same CTA with the true left+right lumen as a mask: {time.perf_counter() - started:.1f} s")
+    print(f"ffr pipeline on the same CTA with its larger true lumen tree as a mask: {time.perf_counter() - started:.1f} s")
 
 
 def bench_ffr_network(cases: int = 4):

@@ -1,6 +1,6 @@
 """Train the LGE segmentation network (LV cavity, myocardium, scar, MVO) on the real EMIDEC slices.
 
-    python scripts/train_scar_model.py --data ../shared/data/emidec --out CardioQuantCore/cardioquant/models/weights/lge_segmenter_v1.pt
+    python scripts/train_scar_model.py --data ../shared/data/emidec --out /tmp/lge_segmenter.pt [--init W]   (then scripts/register_model.py)
 
 Split: fixed by case (cardioquant.scar.emidec.split: 64 training, 16 validation cases; slices of a case never
 cross). Augmentation: rotation, scaling 0.85-1.15, shifts of +-30 pixels, flips, gamma; per-slice normalisation.

@@ -1,7 +1,7 @@
 """Train the vertebra segmenter (background / body / posterior elements / sacrum / rib on a 2 mm grid) on
 procedurally generated spine phantoms (cardioquant.bmd.phantom).
 
-    python scripts/train_vertebra_segmenter.py --out CardioQuantCore/cardioquant/models/weights/vertebra_segmenter_v1.pt
+    python scripts/train_vertebra_segmenter.py --out /tmp/vertebra_segmenter.pt [--real ../shared/data/totalsegmentator --init W]
 
 Cases (seeds 40000+) draw a random run of levels (chest, thoracolumbar or abdominal fields of view, with or
 without the sacrum), sizes, curvature, spacing 1.0-1.5 mm in-plane and 1.5-3 mm slices, 80-140 kVp, BMD 40-220
