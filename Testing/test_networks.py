@@ -20,7 +20,7 @@ def test_bundled_weights_verify_and_load(name):
 
 def test_manifest_lists_each_model_once():
     names = [m for m in load_manifest()]
-    assert sorted(names) == ["calcium_labeller", "lge_segmenter", "vertebra_segmenter"]
+    assert sorted(names) == ["calcium_labeller", "coronary_lumen", "lge_segmenter", "vertebra_segmenter"]
 
 
 def test_lge_segmentation_does_not_depend_on_the_intensity_range():

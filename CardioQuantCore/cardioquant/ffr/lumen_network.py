@@ -99,7 +99,8 @@ def split_trees(lumen: np.ndarray, aorta: np.ndarray, reference: sitk.Image) -> 
             joined[side] = root
     if not best:
         raise InputError("no coronary artery found joining the aorta (the network found "
-                         f"{float(lumen.sum()) * voxel_ml:.2f} mL of lumen-like voxels, none connected to the aortic root)")
+                         f"{float(lumen.sum()) * voxel_ml:.2f} mL of lumen-like voxels, none connected to the aortic root); is this a "
+                         "contrast-enhanced coronary CTA with the aortic root in view? Otherwise give seed points")
     used = sum(tree.volume_ml for tree in best.values())
     left_out = {"pieces": int(max(n_pieces - len(best), 0)), "volume_ml": round(float(sizes[1:].sum()) - used, 3)}
     root_mask = np.isin(aorta_labels, list(set(joined.values())))

@@ -82,8 +82,8 @@ def _check_contrast(loaded: LoadedImage, lumen: np.ndarray) -> None:
     hu = sitk.GetArrayViewFromImage(loaded.image)
     _check_modality(loaded)
     if lumen.any() and np.median(hu[lumen]) < 150:
-        raise InputError(f"the lumen reads {np.median(hu[lumen]):.0f} HU: this is not a contrast CTA (iodine lumen "
-                         "expected above 150 HU).")
+        raise InputError(f"the vessel lumen reads {np.median(hu[lumen]):.0f} HU: this is not a contrast CTA "
+                         "(iodine lumen expected above 150 HU).")
 
 
 @dataclass
@@ -133,8 +133,8 @@ def _trees_from_network(loaded: LoadedImage, options, progress: Progress) -> Tre
     network = load_model(entry, weights, device)
     lumen, aorta = lumen_network.predict(loaded.image, network, device, tuple(entry.input["patch_size"]),
                                          progress.sub(0.0, 0.5))
+    _check_contrast(loaded, aorta)  # whatever the network calls aorta must hold iodine
     trees, left_out, aorta = lumen_network.split_trees(lumen, aorta, loaded.image)
-    _check_contrast(loaded, aorta)
     labels = aorta.astype(np.uint8) * 2
     paths = {}
     for n, tree in enumerate(trees):
