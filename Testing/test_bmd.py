@@ -260,3 +260,18 @@ def test_levels_unknown_without_landmarks_is_clear():
         network.assign_levels(bodies, classes, (1.0, 1.0, 1.0))
     levels, _ = network.assign_levels(bodies, classes, (1.0, 1.0, 1.0), lowest_level="L3")
     assert list(levels) == ["L3", "L2", "L1"]
+
+
+def test_bodies_bridged_by_a_thin_layer_at_the_disc_are_split():
+    """Two 12-slice bodies joined through the disc by a 4 x 4 voxel bridge (what the network sometimes paints
+    on real CT) are two bodies, each with exactly its own voxels plus nothing of the bridge slices."""
+    from cardioquant.bmd import network
+
+    body = np.zeros((34, 30, 30), bool)
+    body[2:14, 5:25, 5:25] = True
+    body[20:32, 5:25, 5:25] = True
+    body[14:20, 13:17, 13:17] = True  # the bridge through the disc
+    bodies = network.split_bodies(body, (2.0, 2.0, 2.0), min_volume_ml=1.0)
+    assert len(bodies) == 2
+    assert bodies[0][2:14].sum() == 12 * 400 and bodies[1][20:32].sum() == 12 * 400
+    assert not any(b[15:19].any() for b in bodies)
