@@ -283,14 +283,10 @@ def from_lumen_mask(mask_image: sitk.Image, inlet_ras=None, outlets_ras=None) ->
             if b - first >= 2]
 
 
-def trim_end_caps(path: Path, ratio: float = 0.75, window: int = 8) -> Path:
-    first, last = end_cap_span(path, ratio, window)
-    return Path(path.name, path.points[first:last + 1], path.radii[first:last + 1])
-
-
 def end_cap_span(path: Path, ratio: float = 0.75, window: int = 8) -> tuple[int, int]:
-    """Drop end points where the centerline runs into the rounded end of the lumen (radius collapsing towards 0)
-    or repeats a point: they are not vessel, and their tiny radii would dominate the resistance."""
+    """(first, last) index of the points to keep: end points where the centerline runs into the rounded end of the
+    lumen (radius collapsing towards 0) or repeats a point are not vessel, and their tiny radii would dominate the
+    resistance."""
     points, radii = path.points, path.radii
     keep = np.ones(len(points), bool)
     for direction in (1, -1):

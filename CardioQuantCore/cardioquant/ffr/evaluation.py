@@ -14,7 +14,7 @@ def compare(extracted: dict, truth: dict, match_mm: float = 3.0, found_mm: float
     """extracted, truth: side -> FfrResult. Returns per-path rows and a summary."""
     rows, found, outlets = [], 0, 0
     for side, true_result in truth.items():
-        points = np.vstack(true_result.paths and [p.points for p in true_result.paths])
+        points = np.vstack([p.points for p in true_result.paths])
         values = np.concatenate(true_result.ffr)
         result = extracted.get(side)
         ends = [p.points[-1] for p in result.paths] if result else []

@@ -29,8 +29,7 @@ def normalise(hu: np.ndarray) -> np.ndarray:
     return ((np.clip(hu, *HU_WINDOW) - 200.0) / 400.0).astype(np.float32)
 
 
-def predict(image: sitk.Image, network, device, roi, progress=None, threshold: float = 0.5,
-            probabilities_out: list | None = None) -> tuple[np.ndarray, np.ndarray]:
+def predict(image: sitk.Image, network, device, roi, progress=None) -> tuple[np.ndarray, np.ndarray]:
     """(coronary lumen, aorta) boolean arrays on the scan's grid.
 
     The lumen probability is interpolated linearly from the 0.5 mm grid to the scan's grid before thresholding at
@@ -49,10 +48,7 @@ def predict(image: sitk.Image, network, device, roi, progress=None, threshold: f
     for channel in (1, 2):
         probability = sitk.GetImageFromArray(probabilities[channel])
         probability.CopyInformation(grid)
-        on_scan = sitk.GetArrayFromImage(sitk.Resample(probability, image, sitk.Transform(), sitk.sitkLinear, 0.0))
-        if probabilities_out is not None:
-            probabilities_out.append(on_scan)
-        native.append(on_scan >= (threshold if channel == 1 else 0.5))
+        native.append(sitk.GetArrayFromImage(sitk.Resample(probability, image, sitk.Transform(), sitk.sitkLinear, 0.0)) >= 0.5)
     return native[0], native[1]
 
 

@@ -44,8 +44,7 @@ def _run(network, stack: np.ndarray, device, batch: int, flips=((),)) -> np.ndar
     with torch.inference_mode():
         for start in range(0, padded.shape[0], batch):
             x = torch.from_numpy(np.ascontiguousarray(padded[start:start + batch, None])).to(device)
-            probability = sum(torch.softmax(network(x.flip(f) if f else x), 1).flip(f) if f else
-                              torch.softmax(network(x), 1) for f in flips)
+            probability = sum(torch.softmax(network(x.flip(f)), 1).flip(f) for f in flips)  # flip(()) is identity
             out[start:start + batch] = probability.argmax(1).cpu().numpy()
     return out[(slice(None),) + crop]
 
