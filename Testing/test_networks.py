@@ -38,6 +38,19 @@ def test_lge_segmentation_does_not_depend_on_the_intensity_range():
     assert a.shape == case.signal.shape and np.array_equal(a, b)
 
 
+def test_lge_network_reads_each_slice_between_its_neighbours():
+    """2.5D input: slice k comes with k-1 and k+1; the end slices repeat themselves; a single slice is alone."""
+    from cardioquant.scar import network
+
+    stack = np.arange(4, dtype=np.float32)[:, None, None] * np.ones((1, 2, 2), np.float32)
+    channels = network.with_neighbours(stack, 3)[:, :, 0, 0]
+    assert channels.tolist() == [[0, 0, 1], [0, 1, 2], [1, 2, 3], [2, 3, 3]]
+    assert network.with_neighbours(stack[:1], 3)[:, :, 0, 0].tolist() == [[0, 0, 0]]
+    entry = get_model(network.MODEL_NAME)
+    model = load_model(entry, resolve_weights(entry)[0])
+    assert network.input_channels(model) == entry.architecture["kwargs"]["in_channels"]
+
+
 def test_vertebra_network_on_a_held_out_phantom():
     """End to end with the network source on a phantom it never saw: right levels, BMD within 3 mg/cm^3."""
     from cardioquant.bmd import phantom

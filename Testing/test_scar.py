@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import torch
 
 from cardioquant import cli
 from cardioquant.errors import InputError
@@ -196,3 +197,37 @@ def test_edits_in_the_scene_are_requantified_exactly_as_drawn():
     assert after.summary["scar_ml"] + after.summary["mvo_ml"] == pytest.approx((edited >= 3).sum() * voxel_ml)
     assert after.summary["myocardium_ml"] == pytest.approx(before.summary["myocardium_ml"])
     assert after.settings["method"] == "model"  # as drawn, not re-thresholded
+
+
+class _IntensityNetwork(torch.nn.Module):
+    """Stand-in for the LGE network whose answer is known exactly: the class whose level is nearest the centre
+    slice's intensity (levels 0, 0.5, 1.0 for background, cavity, myocardium)."""
+
+    def __init__(self):
+        super().__init__()
+        self.centre = torch.nn.Conv2d(3, 1, 1, bias=False)
+        self.centre.weight.data[:] = torch.tensor([0.0, 1.0, 0.0]).view(1, 3, 1, 1)
+        self.levels = torch.tensor([0.0, 0.5, 1.0, 9.0, 9.0]).view(1, 5, 1, 1)
+
+    def forward(self, x):
+        return -100.0 * (self.centre(x) - self.levels) ** 2
+
+
+def test_slices_are_segmented_at_the_training_pixel_size():
+    """A 100 mm wide LV on 0.6 mm pixels does not fit the 128-pixel crop at its own pixel size but does at the
+    1.5 mm the network was trained on: predict resamples, and the labels come back on the input grid."""
+    from cardioquant.scar import network
+
+    pixel = 0.6
+    rows, cols = np.indices((300, 300)) * pixel
+    radius = np.hypot(rows - 90.0, cols - 95.0)
+    truth = np.where(radius <= 35.0, 1, np.where(radius <= 50.0, 2, 0)).astype(np.uint8)
+    stack = np.repeat((truth * 0.5).astype(np.float32)[None], 2, axis=0)
+    model = _IntensityNetwork().eval()
+    labels = network.predict(model, stack, torch.device("cpu"), flips=((),), pixel_mm=(pixel, pixel))
+    assert labels.shape == stack.shape
+    for label in (1, 2):
+        a, b = labels == label, np.broadcast_to(truth == label, labels.shape)
+        assert 2 * (a & b).sum() / (a.sum() + b.sum()) > 0.97
+    unresampled = network.predict(model, stack, torch.device("cpu"), flips=((),))
+    assert (unresampled == 2).sum() < 0.8 * (labels == 2).sum()  # the crop cuts the ring at 0.6 mm

@@ -1,9 +1,13 @@
 """The LGE segmentation network: 2D MONAI UNet on short-axis slices, classes 0 background, 1 LV cavity,
 2 myocardium, 3 scar (infarct), 4 microvascular obstruction (EMIDEC's labels).
 
+With more than one input channel the network is 2.5D: each slice is given with its neighbours above and below
+(the edge slice repeated at the ends of the stack), the context a reader uses to tell scar from blood pool.
+
 Per-slice normalisation makes it independent of the intensity range (8-bit PNG, 12-bit DICOM, NIfTI floats):
-signal is scaled so the 1st..99.5th percentiles of the slice map to 0..1. Slices are resampled to the grid the
-network was trained on (1.5 mm pixels assumed for EMIDEC) and padded to a multiple of 16.
+signal is scaled so the 1st..99.5th percentiles of the slice map to 0..1. Slices are resampled to the pixel size
+the network was trained on (1.5 mm, as assumed for EMIDEC) and padded to a multiple of 16; the class probabilities
+are resampled back to the input grid.
 """
 
 from __future__ import annotations
@@ -22,6 +26,20 @@ def normalise_stack(stack: np.ndarray) -> np.ndarray:
     return np.stack([normalise_slice(p) for p in stack])
 
 
+def input_channels(network) -> int:
+    """How many slices the network reads per prediction (1: 2D, 3: the slice and its two neighbours)."""
+    import torch
+
+    return next(m for m in network.modules() if isinstance(m, torch.nn.Conv2d)).in_channels
+
+
+def with_neighbours(stack: np.ndarray, channels: int) -> np.ndarray:
+    """[slices, rows, cols] -> [slices, channels, rows, cols]: each slice centred among its neighbours."""
+    half = channels // 2
+    index = np.clip(np.arange(len(stack))[:, None] + np.arange(-half, half + 1), 0, len(stack) - 1)
+    return stack[index]
+
+
 def pad16(stack: np.ndarray) -> tuple[np.ndarray, tuple[slice, slice]]:
     rows, cols = stack.shape[-2:]
     pr, pc = (-rows) % 16, (-cols) % 16
@@ -29,6 +47,7 @@ def pad16(stack: np.ndarray) -> tuple[np.ndarray, tuple[slice, slice]]:
     return padded, (slice(pr // 2, pr // 2 + rows), slice(pc // 2, pc // 2 + cols))
 
 
+TRAINED_PIXEL_MM = 1.5  # EMIDEC's pixel size as assumed in training (emidec.ASSUMED_SPACING)
 CROP = 128  # the network is trained on 128 x 128 crops around the heart
 
 
@@ -36,42 +55,63 @@ FLIPS = ((), (-1,), (-2,), (-2, -1))  # test-time augmentation of the second pas
 
 
 def _run(network, stack: np.ndarray, device, batch: int, flips=((),)) -> np.ndarray:
-    """Class map; with several `flips` the softmax of each mirrored input (mirrored back) is averaged."""
+    """Class probabilities [slices, classes, rows, cols]; with several `flips` the softmax of each mirrored input
+    (mirrored back) is averaged."""
     import torch
 
-    padded, crop = pad16(stack)
-    out = np.zeros(padded.shape, np.uint8)
+    padded, crop = pad16(with_neighbours(stack, input_channels(network)))
+    out = []
     with torch.inference_mode():
         for start in range(0, padded.shape[0], batch):
-            x = torch.from_numpy(np.ascontiguousarray(padded[start:start + batch, None])).to(device)
-            probability = sum(torch.softmax(network(x.flip(f)), 1).flip(f) for f in flips)  # flip(()) is identity
-            out[start:start + batch] = probability.argmax(1).cpu().numpy()
-    return out[(slice(None),) + crop]
+            x = torch.from_numpy(np.ascontiguousarray(padded[start:start + batch])).to(device)
+            probability = sum(torch.softmax(network(x.flip(f)), 1).flip(f) for f in flips) / len(flips)  # flip(()) is identity
+            out.append(probability.cpu().numpy())
+    return np.concatenate(out)[(slice(None), slice(None)) + crop]
 
 
-def predict(network, stack: np.ndarray, device, progress=None, batch: int = 8, flips=FLIPS) -> np.ndarray:
-    """Label map [slices, rows, cols] for a normalised short-axis stack, in two passes: the whole slices find
-    the LV (largest connected cavity + myocardium over the stack), then 128 x 128 crops centred on it are
-    segmented (the field of view the network was trained on), averaged over mirrored copies (`flips`)."""
+def _resize(array: np.ndarray, shape) -> np.ndarray:
+    """Bilinear resize of the last two axes of [n, channels, rows, cols] to `shape` (pixel centres aligned)."""
+    import torch
+    import torch.nn.functional as F
+
+    resized = F.interpolate(torch.from_numpy(np.ascontiguousarray(array)), size=tuple(shape), mode="bilinear",
+                            align_corners=False, antialias=shape[0] < array.shape[-2])
+    return resized.numpy()
+
+
+def predict(network, stack: np.ndarray, device, progress=None, batch: int = 8, flips=FLIPS,
+            pixel_mm: tuple[float, float] | None = None) -> np.ndarray:
+    """Label map [slices, rows, cols] for a normalised short-axis stack with (row, col) pixel size `pixel_mm`
+    (None: the training size). Slices are resampled to the training pixel size, then segmented in two passes:
+    the whole slices find the LV (largest connected cavity + myocardium over the stack), then 128 x 128 crops
+    centred on it are segmented (the field of view the network was trained on), averaged over mirrored copies
+    (`flips`); the probabilities are resampled back to the input grid."""
     from scipy import ndimage
 
+    shape = stack.shape[1:]
+    grid = shape if pixel_mm is None else tuple(max(16, round(n * mm / TRAINED_PIXEL_MM)) for n, mm in zip(shape, pixel_mm))
+    if grid != shape:
+        stack = _resize(stack[:, None], grid)[:, 0]
     if progress:
         progress.update(0.0, "locating the LV")
-    first = _run(network, stack, device, batch)
+    first = _run(network, stack, device, batch).argmax(1)
     labels, count = ndimage.label(first > 0)
     if count == 0:
-        return first
+        return np.zeros((len(stack),) + shape, np.uint8)
     largest = labels == (np.argmax(np.bincount(labels.ravel())[1:]) + 1)
     _, rows, cols = np.nonzero(largest)
-    centre = (int(np.median(rows)), int(np.median(cols)))
+    r0, c0 = int(np.median(rows)), int(np.median(cols))  # the crop's corner in padded coordinates
     half = CROP // 2
     padded = np.pad(stack, ((0, 0), (half, half), (half, half)))
-    r0, c0 = centre[0], centre[1]  # in padded coordinates the crop starts at the centre
     if progress:
         progress.update(0.5, "segmenting the LV")
     cropped = _run(network, padded[:, r0:r0 + CROP, c0:c0 + CROP], device, batch, flips)
-    out = np.zeros((stack.shape[0], stack.shape[1] + CROP, stack.shape[2] + CROP), np.uint8)
-    out[:, r0:r0 + CROP, c0:c0 + CROP] = cropped
+    probability = np.zeros((len(stack), cropped.shape[1]) + padded.shape[1:], np.float32)
+    probability[:, 0] = 1.0  # background outside the crop
+    probability[:, :, r0:r0 + CROP, c0:c0 + CROP] = cropped
+    probability = probability[:, :, half:half + grid[0], half:half + grid[1]]
+    if grid != shape:
+        probability = _resize(probability, shape)
     if progress:
         progress.update(1.0, "segmented")
-    return out[:, half:half + stack.shape[1], half:half + stack.shape[2]]
+    return probability.argmax(1).astype(np.uint8)

@@ -73,7 +73,7 @@ def stack_of(loaded: LoadedImage) -> tuple[np.ndarray, tuple, bool]:
     return array, spacing, assumed
 
 
-def segment(loaded: LoadedImage, stack: np.ndarray, options, progress: Progress) -> tuple[np.ndarray, dict | None]:
+def segment(loaded: LoadedImage, stack: np.ndarray, spacing: tuple, options, progress: Progress) -> tuple[np.ndarray, dict | None]:
     if options.myocardium_mask:
         mask = sitk.GetArrayFromImage(read_mask(options.myocardium_mask, loaded.image))
         if mask.ndim == 2:
@@ -91,7 +91,7 @@ def segment(loaded: LoadedImage, stack: np.ndarray, options, progress: Progress)
     weights, origin = resolve_weights(entry, user_path=getattr(options, "weights", None))
     device = select_device(getattr(options, "device", "auto"))
     model = load_model(entry, weights, device)
-    labels = network.predict(model, network.normalise_stack(stack), device, progress)
+    labels = network.predict(model, network.normalise_stack(stack), device, progress, pixel_mm=(spacing[1], spacing[0]))
     return labels, {**entry.provenance(), "weights_origin": origin, "device": str(device)}
 
 
@@ -114,7 +114,7 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
     stack, spacing, assumed = stack_of(loaded)
     if assumed:
         warnings.append(f"pixel spacing unknown or 1 mm: {spacing[0]} x {spacing[1]} x {spacing[2]} mm assumed for volumes")
-    labels, model = segment(loaded, stack, options, progress.sub(0.0, 0.6))
+    labels, model = segment(loaded, stack, spacing, options, progress.sub(0.0, 0.6))
     return quantify_labels(loaded, stack, spacing, assumed, labels, model, options, warnings, progress)
 
 
