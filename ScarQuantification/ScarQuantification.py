@@ -52,8 +52,10 @@ class ScarQuantificationWidget(CardioQuantWidget):
     def extraArguments(self):
         from cardioquant.scar.pipeline import LABEL_TABLE
 
-        args = ["--method", self.ui.methodComboBox.currentText, "--n-sd", str(self.ui.nSdSpinBox.value),
-                "--rv-insertion", str(self.ui.rvInsertionSpinBox.value)]
+        args = ["--method", self.ui.methodComboBox.currentText, "--n-sd", str(self.ui.nSdSpinBox.value)]
+        point = self.insertionPointLps()
+        if point is not None:
+            args += ["--rv-insertion-point", ",".join(f"{v:.3f}" for v in point)]
         myocardium = self.ui.myocardiumSelector.currentNode()
         if myocardium is not None:  # the reader's corrected myocardium: recompute from it
             path = writeSegmentationLabels(myocardium, self.ui.inputVolumeSelector.currentNode(), LABEL_TABLE,
@@ -61,10 +63,36 @@ class ScarQuantificationWidget(CardioQuantWidget):
             args += ["--myocardium-mask", path]
         return args
 
+    def insertionPointLps(self):
+        """The reader's anterior RV insertion (first control point of the selected list) in LPS mm, or None."""
+        node = self.ui.rvInsertionSelector.currentNode()
+        if node is None or node.GetNumberOfControlPoints() == 0:
+            return None
+        r, a, s = node.GetNthControlPointPositionWorld(0)
+        return (-r, -a, s)
+
     def onFinished(self, ok, outputDir, message):
         CardioQuantWidget.onFinished(self, ok, outputDir, message)
         if ok:
             self.watchEdits(self.ui.segmentEditorWidget.segmentationNode())
+            if self.insertionPointLps() is None:
+                self.showEstimatedInsertion(outputDir)
+
+    def showEstimatedInsertion(self, outputDir):
+        """Put the estimated insertion point in the scene, selected, for the reader to drag and re-apply."""
+        import json
+        import os
+
+        with open(os.path.join(outputDir, "scar.json")) as handle:
+            insertion = json.load(handle)["rv_insertion"]
+        x, y, z = insertion["marker_lps"]
+        node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "RV insertion")
+        node.AddControlPoint(-x, -y, z, f"RV insertion ({insertion['source']})")
+        self.ui.rvInsertionSelector.setCurrentNode(node)
+
+    def requantifyOptions(self):
+        point = self.insertionPointLps()
+        return self.logic.defaultOptions(rv_insertion_point=None if point is None else ",".join(map(str, point)))
 
     def onSegmentationEdited(self):
         """Recompute volumes, %LGE and AHA segments from the edited segments; the table shows the new figures."""
@@ -74,7 +102,7 @@ class ScarQuantificationWidget(CardioQuantWidget):
         if self.observedSegmentation is None or volumeNode is None:
             return
         with slicer.util.tryWithErrorDisplay("Could not recompute from the edited segmentation.", waitCursor=True):
-            result = self.logic.requantify(volumeNode, self.observedSegmentation, self.logic.defaultOptions())
+            result = self.logic.requantify(volumeNode, self.observedSegmentation, self.requantifyOptions())
             tableNode = scene.table_node_from_records(slicer.mrmlScene, result.table_rows,
                                                       slicer.mrmlScene.GenerateUniqueName(f"{volumeNode.GetName()} scar (edited)"))
             self.ui.resultsTableView.setMRMLTableNode(tableNode)

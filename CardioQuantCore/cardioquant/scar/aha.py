@@ -6,8 +6,10 @@ segments starting at the anterior RV insertion point and running through the sep
 inferior, inferolateral, anterolateral, anterior: 2, 3, 4, 5, 6, 1 / 8, 9, 10, 11, 12, 7); the apical ring has four
 90-degree segments centred on the anterior, septal, inferior and lateral walls (13-16).
 The insertion point is an angle about the LV centre (degrees counter-clockwise from image up as displayed) and a
-direction (+1 when the septum lies counter-clockwise of it). The automatic estimate assumes the conventional
-short-axis display (anterior up, RV on the image left): insertion at 60 degrees, septum counter-clockwise.
+direction (+1 when the septum lies counter-clockwise of it, as in the conventional display with the RV on the image
+left). The automatic estimate (`estimate_rv_insertion`) finds the RV as the widest arc of blood-bright signal just
+outside the LV epicardium; the anterior insertion is the end of that arc from which the septum runs in `direction`.
+Without such an arc the conventional display is assumed (insertion at 60 degrees).
 """
 
 from __future__ import annotations
@@ -66,6 +68,93 @@ def segment_map(cavity: np.ndarray, myocardium: np.ndarray, insertion_deg: float
         segments = segment_of(np.nan_to_num(relative), ring)
         out[k][myocardium[k]] = segments[myocardium[k]]
     return out
+
+
+def _circular_runs(present: np.ndarray) -> list[tuple[int, int]]:
+    """(first bin, length) of each run of True in a circular boolean array."""
+    n = present.size
+    if present.all():
+        return [(0, n)]
+    start = int(np.argmin(present))  # a False bin: runs cannot wrap past it
+    runs, first, length = [], None, 0
+    for step in range(1, n + 1):
+        b = (start + step) % n
+        if present[b]:
+            first = b if length == 0 else first
+            length += 1
+        elif length:
+            runs.append((first, length))
+            length = 0
+    return runs
+
+
+def rv_blood_fraction(signal: np.ndarray, cavity: np.ndarray, myocardium: np.ndarray, pixel_mm: tuple[float, float],
+                      band_mm=(2.0, 12.0), bin_deg: float = 5.0) -> np.ndarray | None:
+    """Per angle bin, the share of pixels 2-12 mm outside the epicardium that are as bright as blood (above the
+    midpoint of myocardium and cavity medians of their slice), averaged over the basal and mid slices."""
+    angles = pixel_angles(myocardium.shape, lv_centre(cavity, myocardium))
+    centres = lv_centre(cavity, myocardium)
+    rows, cols = np.indices(myocardium.shape[1:])
+    bins = int(round(360 / bin_deg))
+    total, count = np.zeros(bins), np.zeros(bins)
+    for k, ring in slice_rings(cavity, myocardium).items():
+        if ring not in ("basal", "mid") or cavity[k].sum() < 10:
+            continue
+        radius = np.hypot((rows - centres[k][0]) * pixel_mm[0], (cols - centres[k][1]) * pixel_mm[1])
+        which = (np.nan_to_num(angles[k]) // bin_deg).astype(int) % bins
+        epicardium = np.zeros(bins)
+        np.maximum.at(epicardium, which[myocardium[k]], radius[myocardium[k]])
+        threshold = 0.5 * (np.median(signal[k][myocardium[k]]) + np.median(signal[k][cavity[k]]))
+        outside = ~(myocardium[k] | cavity[k])
+        band = outside & (radius >= epicardium[which] + band_mm[0]) & (radius <= epicardium[which] + band_mm[1])
+        band &= epicardium[which] > 0
+        np.add.at(total, which[band], signal[k][band] > threshold)
+        np.add.at(count, which[band], 1)
+    return total / np.maximum(count, 1) if count.any() else None  # bins without samples (image edge): no RV
+
+
+def estimate_rv_insertion(signal: np.ndarray, cavity: np.ndarray, myocardium: np.ndarray,
+                          pixel_mm: tuple[float, float], direction: int = DEFAULT_DIRECTION,
+                          bin_deg: float = 5.0, arc_deg=(60.0, 240.0)) -> float | None:
+    """Anterior RV insertion angle: the start (in `direction`) of the widest arc where blood-bright signal lies
+    just outside the epicardium (the RV cavity across the septum); None when no arc of 60-240 degrees is found."""
+    fraction = rv_blood_fraction(signal, cavity, myocardium, pixel_mm, bin_deg=bin_deg)
+    if fraction is None:
+        return None
+    runs = _circular_runs(fraction > 0.5)
+    if not runs:
+        return None
+    first, length = max(runs, key=lambda run: run[1])
+    if not arc_deg[0] <= length * bin_deg <= arc_deg[1]:
+        return None
+    start = first * bin_deg if direction > 0 else (first + length) * bin_deg
+    return float(start % 360.0)
+
+
+def angle_of_point(row: float, col: float, slice_index: int, cavity: np.ndarray, myocardium: np.ndarray) -> float:
+    """Angle (counter-clockwise from image up) of a point about the LV centre of its slice (or the nearest slice
+    with myocardium), e.g. an insertion point the reader placed."""
+    centres = lv_centre(cavity, myocardium)
+    valid = np.flatnonzero(np.isfinite(centres[:, 0]))
+    if valid.size == 0:
+        raise ValueError("no myocardium")
+    k = valid[np.argmin(np.abs(valid - slice_index))]
+    return float(np.degrees(np.arctan2(-(col - centres[k][1]), -(row - centres[k][0]))) % 360.0)
+
+
+def insertion_marker(angle_deg: float, cavity: np.ndarray, myocardium: np.ndarray) -> tuple[float, float, int]:
+    """(row, col, slice) of a point on the epicardium at `angle_deg` in the middle ring slice: where the panel
+    puts the adjustable insertion point."""
+    rings = slice_rings(cavity, myocardium)
+    middle = [k for k, ring in rings.items() if ring == "mid"] or list(rings)
+    k = sorted(middle)[len(middle) // 2]
+    centre = lv_centre(cavity, myocardium)[k]
+    angles = pixel_angles(myocardium.shape, lv_centre(cavity, myocardium))[k]
+    near = myocardium[k] & (np.abs((angles - angle_deg + 180.0) % 360.0 - 180.0) <= 5.0)
+    rows, cols = np.indices(myocardium.shape[1:])
+    radius = np.hypot(rows - centre[0], cols - centre[1])[near].max() if near.any() else 0.0
+    theta = np.radians(angle_deg)
+    return float(centre[0] - radius * np.cos(theta)), float(centre[1] - radius * np.sin(theta)), int(k)
 
 
 def per_segment(segments: np.ndarray, myocardium: np.ndarray, scar_total: np.ndarray, spacing) -> dict:

@@ -1,6 +1,6 @@
 """Synthetic short-axis LGE stacks: LV ring with a scar sector of known extent, an MVO core and noise.
 
-Signal levels (arbitrary units, as LGE has no absolute scale): nulled myocardium 40, blood pool 120, scar 300,
+Optionally an RV cavity lies against the septum. Signal levels (arbitrary units, as LGE has no absolute scale): nulled myocardium 40, blood pool 120, scar 300,
 MVO 30, background 10. Truth labels use EMIDEC values (1 cavity, 2 myocardium, 3 scar, 4 MVO). Angles are
 counter-clockwise from image up about the LV centre (the convention of cardioquant.scar.aha).
 """
@@ -23,7 +23,9 @@ class LgePhantom:
 
 def make_lge_phantom(slices: int = 9, size: int = 128, cavity_radius: float = 18.0, wall: float = 8.0,
                      scar_sector=(40.0, 130.0), scar_slices=None, transmural: float = 1.0, mvo: bool = True,
-                     noise: float = 4.0, seed: int = 0, spacing=(1.5, 1.5, 8.0)) -> LgePhantom:
+                     noise: float = 4.0, seed: int = 0, spacing=(1.5, 1.5, 8.0), rv_arc=None) -> LgePhantom:
+    """`rv_arc` (from, to) degrees: an RV cavity (blood signal, label 0) against the epicardium over that arc,
+    counter-clockwise from `from`, 15 pixels deep."""
     rng = np.random.default_rng(seed)
     rows, cols = np.indices((size, size))
     centre = (size - 1) / 2
@@ -37,6 +39,10 @@ def make_lge_phantom(slices: int = 9, size: int = 128, cavity_radius: float = 18
         r_cavity = cavity_radius * taper
         cavity = radius <= r_cavity
         myocardium = (radius > r_cavity) & (radius <= r_cavity + wall)
+        if rv_arc is not None:
+            lo, hi = rv_arc
+            in_arc = (angle >= lo) & (angle < hi) if lo < hi else (angle >= lo) | (angle < hi)
+            signal[k][in_arc & (radius > r_cavity + wall) & (radius <= r_cavity + wall + 15)] = SIGNAL["blood"]
         signal[k][cavity] = SIGNAL["blood"]
         signal[k][myocardium] = SIGNAL["myocardium"]
         labels[k][cavity], labels[k][myocardium] = 1, 2

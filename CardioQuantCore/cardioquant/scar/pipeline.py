@@ -2,7 +2,7 @@
 volumes, %LGE, AHA segments, bull's-eye.
 
 `cardioquant scar INPUT [--method model|nsd|fwhm] [--n-sd N] [--myocardium-mask M] [--remote-mask M]
-                   [--rv-insertion DEG] [--septum-direction 1|-1]`
+                   [--rv-insertion DEG | --rv-insertion-point X,Y,Z] [--septum-direction 1|-1]`
 """
 
 from __future__ import annotations
@@ -44,8 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--myocardium-mask", help="label map of the LV (EMIDEC values: 1 cavity, 2 myocardium, 3 scar, "
                                                  "4 MVO) or a binary myocardium mask; skips the network")
     group.add_argument("--remote-mask", help="remote (normal) myocardium ROI for n-SD (default: automatic)")
-    group.add_argument("--rv-insertion", type=float, default=aha.DEFAULT_INSERTION_DEG,
-                       help="anterior RV insertion angle, degrees counter-clockwise from image up [60]")
+    group.add_argument("--rv-insertion", type=float, default=None,
+                       help="anterior RV insertion angle, degrees counter-clockwise from image up [estimated from the image]")
+    group.add_argument("--rv-insertion-point", help="anterior RV insertion as a point X,Y,Z in LPS mm (e.g. a markup "
+                                                    "point); its angle about the LV centre is used")
     group.add_argument("--septum-direction", type=int, choices=(1, -1), default=aha.DEFAULT_DIRECTION,
                        help="+1 when the septum lies counter-clockwise of the insertion point [1]")
 
@@ -128,6 +130,33 @@ def requantify(loaded: LoadedImage, labels: np.ndarray, options) -> ModuleResult
                            as_drawn, warnings, Progress())
 
 
+def rv_insertion(image: sitk.Image, stack, spacing, cavity, myocardium, options, warnings: list[str]) -> dict:
+    """The anterior RV insertion: the reader's point or angle, else estimated from the image, else the conventional
+    display's 60 degrees (with a warning). Also where to show it (`marker_lps`, on the epicardium of a mid slice)."""
+    if getattr(options, "rv_insertion_point", None):
+        try:
+            point = [float(v) for v in str(options.rv_insertion_point).split(",")]
+        except ValueError:
+            point = []
+        if len(point) != 3:
+            raise InputError(f"--rv-insertion-point needs X,Y,Z in mm, not {options.rv_insertion_point!r}")
+        index = image.TransformPhysicalPointToContinuousIndex(point[:image.GetDimension()])
+        angle = aha.angle_of_point(index[1], index[0], round(index[2]) if len(index) == 3 else 0, cavity, myocardium)
+        source = "reader's point"
+    elif getattr(options, "rv_insertion", None) is not None:
+        angle, source = float(options.rv_insertion) % 360.0, "reader's angle"
+    else:
+        angle = aha.estimate_rv_insertion(stack, cavity, myocardium, (spacing[1], spacing[0]), options.septum_direction)
+        source = "automatic (RV blood against the septum)"
+        if angle is None:
+            angle, source = aha.DEFAULT_INSERTION_DEG, "default (no RV found: conventional display assumed)"
+            warnings.append("the RV insertion could not be found from the image: 60 degrees (conventional display) "
+                            "assumed; place the insertion point to correct the AHA segments")
+    row, col, k = aha.insertion_marker(angle, cavity, myocardium)
+    marker = image.TransformContinuousIndexToPhysicalPoint((col, row, k)[:image.GetDimension()])
+    return {"angle_deg": angle, "source": source, "marker_lps": list(marker) + [0.0] * (3 - len(marker))}
+
+
 def quantify_labels(loaded, stack, spacing, assumed, labels, model, options, warnings, progress) -> ModuleResult:
     myocardium = labels >= 2
     cavity = labels == 1
@@ -152,7 +181,8 @@ def quantify_labels(loaded, stack, spacing, assumed, labels, model, options, war
         result = quantify.from_model(labels, stack, remote)
     figures = quantify.figures(result, myocardium, spacing)
     scar_total = result.scar | result.mvo
-    segments = aha.segment_map(cavity, myocardium, options.rv_insertion, options.septum_direction)
+    insertion = rv_insertion(loaded.image, stack, spacing, cavity, myocardium, options, warnings)
+    segments = aha.segment_map(cavity, myocardium, insertion["angle_deg"], options.septum_direction)
     per_segment = aha.per_segment(segments, myocardium, scar_total, spacing)
     transmural = aha.transmurality(segments, myocardium, scar_total, cavity)
     for number, values in per_segment.items():
@@ -167,9 +197,10 @@ def quantify_labels(loaded, stack, spacing, assumed, labels, model, options, war
     progress.update(1.0, "done")
     summary = {**{k: v for k, v in figures.items()}, "method": result.method,
                "threshold": result.threshold, "remote": vars(result.remote) if result.remote else None,
-               "aha_segments": per_segment, "territories": aha.territories(per_segment),
+               "aha_segments": per_segment, "territories": aha.territories(per_segment), "rv_insertion": insertion,
                "spacing_mm": list(spacing), "spacing_assumed": assumed}
-    settings = {"method": options.method, "n_sd": options.n_sd, "rv_insertion_deg": options.rv_insertion,
+    settings = {"method": options.method, "n_sd": options.n_sd, "rv_insertion_deg": insertion["angle_deg"],
+                "rv_insertion_source": insertion["source"],
                 "septum_direction": options.septum_direction, "gray_zone": figures["gray_zone_definition"],
                 "myocardium_source": "user mask" if model is None else "network"}
     label_image = sitk.GetImageFromArray(out_labels if loaded.image.GetDimension() == 3 else out_labels[0])
