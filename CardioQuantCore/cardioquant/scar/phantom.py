@@ -63,13 +63,14 @@ def make_lge_phantom(slices: int = 9, size: int = 128, cavity_radius: float = 18
 
 
 def write_lge_phantom(folder, seed: int = 0) -> tuple[str, str, float]:
-    """A phantom stack (lge.nrrd, modality MR) and the reader's LV mask without scar (lv.nrrd); returns the paths
-    and the true %LGE (scar + MVO over myocardium, counted from the truth labels)."""
+    """A phantom stack (lge.nrrd, modality MR; the RV against the septum as conventionally displayed, 60-180
+    degrees) and the reader's LV mask without scar (lv.nrrd); returns the paths and the true %LGE (scar + MVO over
+    myocardium, counted from the truth labels)."""
     import os
 
     import SimpleITK as sitk
 
-    case = make_lge_phantom(noise=3.0, seed=seed)
+    case = make_lge_phantom(noise=3.0, seed=seed, rv_arc=(60.0, 180.0))
     scan = sitk.GetImageFromArray(case.signal)
     scan.SetSpacing(case.spacing)
     scan.SetMetaData("modality", "MR")
