@@ -67,21 +67,6 @@ def augment(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator):
     return x.clamp(min=0) ** gamma, y
 
 
-def vary_signal(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Scanner variation (--vary-signal): a smooth multiplicative bias field (+-20 %), contrast 0.8-1.2 about the
-    slice mean, slight blur and noise, so that scar is learnt from its shape and contrast, not one centre's look."""
-    n = x.shape[0]
-    field = torch.exp(F.interpolate((torch.rand(n, 1, 4, 4, generator=generator) * 2 - 1) * 0.2, size=x.shape[-2:],
-                                    mode="bicubic", align_corners=False))
-    mean = x.mean((-2, -1), keepdim=True)
-    contrast = 0.8 + torch.rand(n, 1, 1, 1, generator=generator) * 0.4
-    x = (mean + (x - mean) * contrast) * field
-    if torch.rand(1, generator=generator) < 0.3:
-        x = (x + F.avg_pool2d(x, 3, 1, 1)) / 2  # mild blur
-    noise = torch.rand(n, 1, 1, 1, generator=generator) * 0.04
-    return (x + noise * torch.randn(x.shape, generator=generator)).clamp(min=0)
-
-
 def drop_neighbours(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Replace a neighbour by the centre slice now and then (both for 10 % of samples, one for another 20 %),
     as at the ends of a stack and for a single 2D slice, so that the network also works without them."""
@@ -108,7 +93,6 @@ def main():
     parser.add_argument("--batch", type=int, default=12)
     parser.add_argument("--crop", type=int, default=128)
     parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--vary-signal", action="store_true", help="bias field, contrast, blur and noise augmentation")
     parser.add_argument("--init", type=Path, help="start from these weights (continued training)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
@@ -131,8 +115,6 @@ def main():
         x = drop_neighbours(torch.from_numpy(x_train[index]), generator)
         y = torch.from_numpy(y_train[index][:, None].astype(np.int64))
         x, y = augment(x, y, generator)
-        if args.vary_signal:
-            x = vary_signal(x, generator)
         return x[window], y[window]
 
     train(network, next_batch, args.iterations, args.lr, args.device, batch_dice=True, log_every=100, started=started)
