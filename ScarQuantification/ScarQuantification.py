@@ -53,9 +53,9 @@ class ScarQuantificationWidget(CardioQuantWidget):
         from cardioquant.scar.pipeline import LABEL_TABLE
 
         args = ["--method", self.ui.methodComboBox.currentText, "--n-sd", str(self.ui.nSdSpinBox.value)]
-        point = self.insertionPointLps()
+        point = self.insertionPoint()
         if point is not None:
-            args += ["--rv-insertion-point", ",".join(f"{v:.3f}" for v in point)]
+            args += ["--rv-insertion-point", point]
         myocardium = self.ui.myocardiumSelector.currentNode()
         if myocardium is not None:  # the reader's corrected myocardium: recompute from it
             path = writeSegmentationLabels(myocardium, self.ui.inputVolumeSelector.currentNode(), LABEL_TABLE,
@@ -63,19 +63,20 @@ class ScarQuantificationWidget(CardioQuantWidget):
             args += ["--myocardium-mask", path]
         return args
 
-    def insertionPointLps(self):
-        """The reader's anterior RV insertion (first control point of the selected list) in LPS mm, or None."""
+    def insertionPoint(self):
+        """The reader's anterior RV insertion (first control point of the selected list) as 'X,Y,Z' in LPS mm, or
+        None."""
         node = self.ui.rvInsertionSelector.currentNode()
         if node is None or node.GetNumberOfControlPoints() == 0:
             return None
         r, a, s = node.GetNthControlPointPositionWorld(0)
-        return (-r, -a, s)
+        return f"{-r:.3f},{-a:.3f},{s:.3f}"
 
     def onFinished(self, ok, outputDir, message):
         CardioQuantWidget.onFinished(self, ok, outputDir, message)
         if ok:
             self.watchEdits(self.ui.segmentEditorWidget.segmentationNode())
-            if self.insertionPointLps() is None:
+            if self.insertionPoint() is None:
                 self.showEstimatedInsertion(outputDir)
 
     def showEstimatedInsertion(self, outputDir):
@@ -91,8 +92,7 @@ class ScarQuantificationWidget(CardioQuantWidget):
         self.ui.rvInsertionSelector.setCurrentNode(node)
 
     def requantifyOptions(self):
-        point = self.insertionPointLps()
-        return self.logic.defaultOptions(rv_insertion_point=None if point is None else ",".join(map(str, point)))
+        return self.logic.defaultOptions(rv_insertion_point=self.insertionPoint())
 
     def onSegmentationEdited(self):
         """Recompute volumes, %LGE and AHA segments from the edited segments; the table shows the new figures."""

@@ -103,10 +103,10 @@ def main():
     generator = torch.Generator().manual_seed(0)
     train_ids, validation_ids = emidec.split(list(emidec.cases(args.data)))
     channels = args.input_slices
-    ARCHITECTURE["kwargs"]["in_channels"] = channels
+    architecture = {**ARCHITECTURE, "kwargs": {**ARCHITECTURE["kwargs"], "in_channels": channels}}
     x_train, y_train = load(args.data, train_ids, channels)
     print(f"{len(train_ids)} training cases ({len(x_train)} slices), {len(validation_ids)} validation cases", flush=True)
-    network = build_network(type("E", (), {"architecture": ARCHITECTURE, "name": "lge_segmenter"})())
+    network = build_network(type("E", (), {"architecture": architecture, "name": "lge_segmenter"})())
     if args.init:
         warm_start(network, args.init)
     network = network.to(args.device)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .quantify import lv_centre, pixel_angles
+from .quantify import angle_about, lv_centre, pixel_angles
 
 TERRITORIES = {"LAD": [1, 2, 7, 8, 13, 14, 17], "RCA": [3, 4, 9, 10, 15], "LCX": [5, 6, 11, 12, 16]}
 NAMES = {1: "basal anterior", 2: "basal anteroseptal", 3: "basal inferoseptal", 4: "basal inferior",
@@ -92,8 +92,8 @@ def rv_blood_fraction(signal: np.ndarray, cavity: np.ndarray, myocardium: np.nda
                       band_mm=(2.0, 12.0), bin_deg: float = 5.0) -> np.ndarray | None:
     """Per angle bin, the share of pixels 2-12 mm outside the epicardium that are as bright as blood (above the
     midpoint of myocardium and cavity medians of their slice), averaged over the basal and mid slices."""
-    angles = pixel_angles(myocardium.shape, lv_centre(cavity, myocardium))
     centres = lv_centre(cavity, myocardium)
+    angles = pixel_angles(myocardium.shape, centres)
     rows, cols = np.indices(myocardium.shape[1:])
     bins = int(round(360 / bin_deg))
     total, count = np.zeros(bins), np.zeros(bins)
@@ -139,7 +139,7 @@ def angle_of_point(row: float, col: float, slice_index: int, cavity: np.ndarray,
     if valid.size == 0:
         raise ValueError("no myocardium")
     k = valid[np.argmin(np.abs(valid - slice_index))]
-    return float(np.degrees(np.arctan2(-(col - centres[k][1]), -(row - centres[k][0]))) % 360.0)
+    return float(angle_about(row, col, centres[k]))
 
 
 def insertion_marker(angle_deg: float, cavity: np.ndarray, myocardium: np.ndarray) -> tuple[float, float, int]:
@@ -149,9 +149,9 @@ def insertion_marker(angle_deg: float, cavity: np.ndarray, myocardium: np.ndarra
     middle = [k for k, ring in rings.items() if ring == "mid"] or list(rings)
     k = sorted(middle)[len(middle) // 2]
     centre = lv_centre(cavity, myocardium)[k]
-    angles = pixel_angles(myocardium.shape, lv_centre(cavity, myocardium))[k]
-    near = myocardium[k] & (np.abs((angles - angle_deg + 180.0) % 360.0 - 180.0) <= 5.0)
     rows, cols = np.indices(myocardium.shape[1:])
+    angles = angle_about(rows, cols, centre)
+    near = myocardium[k] & (np.abs((angles - angle_deg + 180.0) % 360.0 - 180.0) <= 5.0)
     radius = np.hypot(rows - centre[0], cols - centre[1])[near].max() if near.any() else 0.0
     theta = np.radians(angle_deg)
     return float(centre[0] - radius * np.cos(theta)), float(centre[1] - radius * np.sin(theta)), int(k)

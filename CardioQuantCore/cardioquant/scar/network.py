@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .emidec import ASSUMED_SPACING
+
 MODEL_NAME = "lge_segmenter"
 
 
@@ -47,7 +49,7 @@ def pad16(stack: np.ndarray) -> tuple[np.ndarray, tuple[slice, slice]]:
     return padded, (slice(pr // 2, pr // 2 + rows), slice(pc // 2, pc // 2 + cols))
 
 
-TRAINED_PIXEL_MM = 1.5  # EMIDEC's pixel size as assumed in training (emidec.ASSUMED_SPACING)
+TRAINED_PIXEL_MM = ASSUMED_SPACING[0]  # EMIDEC's pixel size as assumed in training
 CROP = 128  # the network is trained on 128 x 128 crops around the heart
 
 
@@ -67,6 +69,13 @@ def _run(network, stack: np.ndarray, device, batch: int, flips=((),)) -> np.ndar
             probability = sum(torch.softmax(network(x.flip(f)), 1).flip(f) for f in flips) / len(flips)  # flip(()) is identity
             out.append(probability.cpu().numpy())
     return np.concatenate(out)[(slice(None), slice(None)) + crop]
+
+
+def _background(shape) -> np.ndarray:
+    """Probabilities [slices, classes, rows, cols] that say background everywhere."""
+    probability = np.zeros(shape, np.float32)
+    probability[:, 0] = 1.0
+    return probability
 
 
 def _resize(array: np.ndarray, shape) -> np.ndarray:
@@ -107,9 +116,10 @@ def labels_from_probabilities(probability: np.ndarray) -> np.ndarray:
 def probabilities(network, stack: np.ndarray, device, progress=None, batch: int = 8, flips=FLIPS,
                   pixel_mm: tuple[float, float] | None = None) -> np.ndarray:
     """Class probabilities [slices, classes, rows, cols] for a normalised short-axis stack. Slices are resampled
-    to the training pixel size, then segmented in two passes: the whole slices find the LV (largest connected cavity + myocardium over the stack), then 128 x 128 crops
-    centred on it are segmented (the field of view the network was trained on), averaged over mirrored copies
-    (`flips`); the probabilities are resampled back to the input grid."""
+    to the training pixel size, then segmented in two passes: the whole slices find the LV (largest connected
+    cavity + myocardium over the stack), then 128 x 128 crops centred on it are segmented (the field of view the
+    network was trained on), averaged over mirrored copies (`flips`); the probabilities are resampled back to the
+    input grid."""
     from scipy import ndimage
 
     shape = stack.shape[1:]
@@ -121,7 +131,7 @@ def probabilities(network, stack: np.ndarray, device, progress=None, batch: int 
     first = _run(network, stack, device, batch)
     labels, count = ndimage.label(first.argmax(1) > 0)
     if count == 0:  # no heart found: background everywhere
-        return np.eye(first.shape[1], dtype=np.float32)[np.zeros((len(stack),) + shape, int)].transpose(0, 3, 1, 2)
+        return _background((len(stack), first.shape[1]) + shape)
     largest = labels == (np.argmax(np.bincount(labels.ravel())[1:]) + 1)
     _, rows, cols = np.nonzero(largest)
     r0, c0 = int(np.median(rows)), int(np.median(cols))  # the crop's corner in padded coordinates
@@ -130,8 +140,7 @@ def probabilities(network, stack: np.ndarray, device, progress=None, batch: int 
     if progress:
         progress.update(0.5, "segmenting the LV")
     cropped = _run(network, padded[:, r0:r0 + CROP, c0:c0 + CROP], device, batch, flips)
-    probability = np.zeros((len(stack), cropped.shape[1]) + padded.shape[1:], np.float32)
-    probability[:, 0] = 1.0  # background outside the crop
+    probability = _background((len(stack), cropped.shape[1]) + padded.shape[1:])  # outside the crop
     probability[:, :, r0:r0 + CROP, c0:c0 + CROP] = cropped
     probability = probability[:, :, half:half + grid[0], half:half + grid[1]]
     if grid != shape:

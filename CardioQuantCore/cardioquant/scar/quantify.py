@@ -54,12 +54,17 @@ def lv_centre(cavity: np.ndarray, myocardium: np.ndarray) -> np.ndarray:
     return centres
 
 
+def angle_about(rows, cols, centre) -> np.ndarray:
+    """Angle (degrees, 0-360, counter-clockwise from image 'up' as displayed) of (row, col) about `centre`."""
+    return np.degrees(np.arctan2(-(np.asarray(cols) - centre[1]), -(np.asarray(rows) - centre[0]))) % 360.0
+
+
 def pixel_angles(shape, centres: np.ndarray) -> np.ndarray:
     """Angle (degrees, 0-360, counter-clockwise from image 'up' as displayed) of every pixel about the LV centre."""
     rows, cols = np.indices(shape[1:])
     out = np.zeros(shape)
-    for k, (r, c) in enumerate(centres):
-        out[k] = np.degrees(np.arctan2(-(cols - c), -(rows - r))) % 360.0 if np.isfinite(r) else np.nan
+    for k, centre in enumerate(centres):
+        out[k] = angle_about(rows, cols, centre) if np.isfinite(centre[0]) else np.nan
     return out
 
 
