@@ -79,7 +79,7 @@ class CTFFRWidget(CardioQuantWidget):
                 position = [0.0, 0.0, 0.0]
                 seeds.GetNthControlPointPositionWorld(index, position)
                 points.append(",".join(f"{v:.3f}" for v in position))
-            args += ["--seeds", ";".join(points)]
+            args.append("--seeds=" + ";".join(points))  # "=": a leading minus would read as an option
         return args
 
 

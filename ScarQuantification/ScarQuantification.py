@@ -55,7 +55,7 @@ class ScarQuantificationWidget(CardioQuantWidget):
         args = ["--method", self.ui.methodComboBox.currentText, "--n-sd", str(self.ui.nSdSpinBox.value)]
         point = self.insertionPoint()
         if point is not None:
-            args += ["--rv-insertion-point", point]
+            args.append(f"--rv-insertion-point={point}")  # "=": a leading minus would read as an option
         myocardium = self.ui.myocardiumSelector.currentNode()
         if myocardium is not None:  # the reader's corrected myocardium: recompute from it
             path = writeSegmentationLabels(myocardium, self.ui.inputVolumeSelector.currentNode(), LABEL_TABLE,
@@ -64,13 +64,13 @@ class ScarQuantificationWidget(CardioQuantWidget):
         return args
 
     def insertionPoint(self):
-        """The reader's anterior RV insertion (first control point of the selected list) as 'X,Y,Z' in LPS mm, or
+        """The reader's anterior RV insertion (first control point of the selected list) as 'X,Y,Z' in RAS mm, or
         None."""
         node = self.ui.rvInsertionSelector.currentNode()
         if node is None or node.GetNumberOfControlPoints() == 0:
             return None
         r, a, s = node.GetNthControlPointPositionWorld(0)
-        return f"{-r:.3f},{-a:.3f},{s:.3f}"
+        return f"{r:.3f},{a:.3f},{s:.3f}"
 
     def onFinished(self, ok, outputDir, message):
         CardioQuantWidget.onFinished(self, ok, outputDir, message)
@@ -86,9 +86,9 @@ class ScarQuantificationWidget(CardioQuantWidget):
 
         with open(os.path.join(outputDir, "scar.json")) as handle:
             insertion = json.load(handle)["rv_insertion"]
-        x, y, z = insertion["marker_lps"]
+        r, a, s = insertion["marker_ras"]
         node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "RV insertion")
-        node.AddControlPoint(-x, -y, z, f"RV insertion ({insertion['source']})")
+        node.AddControlPoint(r, a, s, f"RV insertion ({insertion['source']})")
         self.ui.rvInsertionSelector.setCurrentNode(node)
 
     def requantifyOptions(self):

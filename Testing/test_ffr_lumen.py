@@ -82,7 +82,7 @@ def test_seed_parsing_markups_lps_and_text(tmp_path):
     assert seeds.parse_seeds("1,2,3; 4,5,6").tolist() == [[1, 2, 3], [4, 5, 6]]
     with pytest.raises(InputError, match="at least two points"):
         seeds.parse_seeds("1,2,3")
-    with pytest.raises(InputError, match="seed file not found"):
+    with pytest.raises(InputError, match="markups file not found"):
         seeds.parse_seeds(str(tmp_path / "missing.mrk.json"))
 
 

@@ -265,16 +265,22 @@ def test_rv_insertion_automatic_point_and_fallback_in_the_cli(tmp_path):
     assert abs(automatic["rv_insertion"]["angle_deg"] - 100) <= 5
     assert automatic["rv_insertion"]["source"].startswith("automatic")
     # The marker lies on the epicardium at the insertion angle: read back as a point it gives the same angle.
-    marker = automatic["rv_insertion"]["marker_lps"]
-    again = run(with_rv, "again", "--rv-insertion-point", ",".join(map(str, marker)))
+    marker = automatic["rv_insertion"]["marker_ras"]
+    again = run(with_rv, "again", "--rv-insertion-point=" + ",".join(map(str, marker)))
     assert again["rv_insertion"]["angle_deg"] == pytest.approx(automatic["rv_insertion"]["angle_deg"], abs=2)
     assert again["aha_segments"] == automatic["aha_segments"]
     # A point 40 mm from the LV centre at 150 deg (phantom centre at pixel 79.5; 1.5 mm pixels, origin 0).
     theta = np.radians(150.0)
     row, col = 79.5 - 40 / 1.5 * np.cos(theta), 79.5 - 40 / 1.5 * np.sin(theta)
-    moved = run(with_rv, "moved", "--rv-insertion-point", f"{col * 1.5},{row * 1.5},32")
+    moved = run(with_rv, "moved", f"--rv-insertion-point={-col * 1.5},{-row * 1.5},32")  # RAS of LPS (x=col*1.5, y=row*1.5)
     assert moved["rv_insertion"]["angle_deg"] == pytest.approx(150.0, abs=1.0)
     assert moved["settings"]["rv_insertion_source"] == "reader's point"
+    # The same point as a Slicer markups file (stored in LPS): the same angle.
+    markup = {"markups": [{"type": "Fiducial", "coordinateSystem": "LPS",
+                           "controlPoints": [{"position": [col * 1.5, row * 1.5, 32.0]}]}]}
+    (tmp_path / "rv.mrk.json").write_text(json.dumps(markup))
+    from_file = run(with_rv, "file", "--rv-insertion-point", str(tmp_path / "rv.mrk.json"))
+    assert from_file["rv_insertion"]["angle_deg"] == pytest.approx(150.0, abs=1.0)
     fallback = run(make_lge_phantom(size=160, seed=4), "none")
     assert fallback["rv_insertion"]["angle_deg"] == 60.0
     assert any("RV insertion" in w for w in fallback["warnings"])

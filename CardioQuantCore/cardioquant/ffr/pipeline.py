@@ -19,6 +19,7 @@ import SimpleITK as sitk
 from ..errors import InputError
 from ..imageio import LoadedImage, read_image, read_mask
 from ..labels import ANATOMICAL_STRUCTURE, LabelTable, SegmentSpec
+from ..markups import parse_points
 from ..progress import Progress
 from ..results import ModuleResult
 from . import centerlines as cl
@@ -41,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--centerlines", help="vmtk-style centerlines .vtp (MaximumInscribedSphereRadius in mm)")
     group.add_argument("--seeds", help="semi-automatic lumen: 'x,y,z;x,y,z;...' (RAS mm) or a markups file; the "
                        "ostium first, then the distal end of each vessel to follow")
-    group.add_argument("--ostium", help="with --lumen-mask: inlet point x,y,z (RAS mm); default: the widest end")
+    group.add_argument("--ostium", help="with --lumen-mask: inlet point x,y,z (RAS mm) or a markups file; default: the widest end")
     group.add_argument("--side", choices=("left", "right"), default="left",
                        help="tree given by a mask, seeds or centerlines [left]; the network finds both trees itself")
     group.add_argument("--aortic-pressure", type=float, default=bc.aortic_pressure_mmhg,
@@ -104,7 +105,7 @@ def get_trees(loaded: LoadedImage, options, progress: Progress) -> Trees:
         mask_image = read_mask(options.lumen_mask, loaded.image)
         lumen = sitk.GetArrayFromImage(mask_image) > 0
         _check_contrast(loaded, lumen)
-        ostium = [float(v) for v in options.ostium.split(",")] if options.ostium else None
+        ostium = list(parse_points(options.ostium, "--ostium")[0]) if options.ostium else None
         progress.update(0.2, "centerlines")
         paths = cl.from_lumen_mask(sitk.Cast(mask_image > 0, sitk.sitkUInt8), ostium)
         return Trees({options.side: _named(paths, options.side)}, lumen.astype(np.uint8), "lumen mask + vmtk")

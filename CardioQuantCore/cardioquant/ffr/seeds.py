@@ -13,9 +13,6 @@ Method (a discrete fast-marching / minimal-path extraction in the spirit of vmtk
 
 from __future__ import annotations
 
-import json
-from pathlib import Path as FilePath
-
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
@@ -23,6 +20,7 @@ from scipy.sparse import csgraph
 
 from .. import geometry
 from ..errors import InputError
+from ..markups import parse_points
 from .centerlines import _graph
 
 MIN_LUMEN_HU = 150.0
@@ -32,34 +30,10 @@ CORONARY_MAX_RADIUS_MM = 3.0  # deeper voxels belong to the aorta or a chamber
 
 def parse_seeds(value: str) -> np.ndarray:
     """Seeds as 'x,y,z;x,y,z;...' (RAS mm) or a Slicer markups file (.mrk.json, LPS or RAS; or .fcsv)."""
-    path = FilePath(value)
-    if path.suffix.lower() in (".json", ".fcsv") or path.is_file():
-        if not path.is_file():
-            raise InputError(f"seed file not found: {value}")
-        points = _read_markups(path)
-    else:
-        try:
-            points = np.array([[float(v) for v in point.split(",")] for point in value.split(";") if point.strip()])
-        except ValueError as exc:
-            raise InputError(f"--seeds: expected 'x,y,z;x,y,z;...' in RAS mm or a markups file, got {value!r}") from exc
-    if points.ndim != 2 or points.shape[1] != 3 or len(points) < 2:
+    points = parse_points(value, "--seeds")
+    if len(points) < 2:
         raise InputError("--seeds needs at least two points: the ostium first, then the distal end of each vessel")
     return points
-
-
-def _read_markups(path: FilePath) -> np.ndarray:
-    if path.suffix.lower() == ".fcsv":  # Slicer's older fiducial CSV: RAS unless the header says LPS
-        lines = path.read_text().splitlines()
-        lps = any(line.startswith("#") and "LPS" in line for line in lines)
-        rows = [line.split(",") for line in lines if line and not line.startswith("#")]
-        points = np.array([[float(r[1]), float(r[2]), float(r[3])] for r in rows])
-        return points * [-1, -1, 1] if lps else points
-    try:
-        markup = json.loads(path.read_text())["markups"][0]
-        points = np.array([p["position"] for p in markup["controlPoints"]], float)
-    except (ValueError, KeyError, IndexError, TypeError) as exc:
-        raise InputError(f"{path} is not a Slicer markups file with control points") from exc
-    return points * [-1, -1, 1] if markup.get("coordinateSystem", "LPS") == "LPS" else points
 
 
 def lumen_from_seeds(image: sitk.Image, seeds_ras: np.ndarray) -> tuple[sitk.Image, dict]:

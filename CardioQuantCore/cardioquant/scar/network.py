@@ -123,7 +123,7 @@ def probabilities(network, stack: np.ndarray, device, progress=None, batch: int 
     from scipy import ndimage
 
     shape = stack.shape[1:]
-    grid = shape if pixel_mm is None else tuple(max(16, round(n * mm / TRAINED_PIXEL_MM)) for n, mm in zip(shape, pixel_mm))
+    grid = shape if pixel_mm is None else tuple(max(16, round(n * mm / TRAINED_PIXEL_MM)) for n, mm in zip(shape, pixel_mm, strict=True))
     if grid != shape:
         stack = _resize(stack[:, None], grid)[:, 0]
     if progress:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from .. import markups
 from ..errors import InputError
 from ..imageio import LoadedImage, read_mask
 from ..labels import ANATOMICAL_STRUCTURE, MORPHOLOGICALLY_ALTERED, LabelTable, SegmentSpec
@@ -46,8 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--remote-mask", help="remote (normal) myocardium ROI for n-SD (default: automatic)")
     group.add_argument("--rv-insertion", type=float, default=None,
                        help="anterior RV insertion angle, degrees counter-clockwise from image up [estimated from the image]")
-    group.add_argument("--rv-insertion-point", help="anterior RV insertion as a point X,Y,Z in LPS mm (e.g. a markup "
-                                                    "point); its angle about the LV centre is used")
+    group.add_argument("--rv-insertion-point", help="anterior RV insertion as a point X,Y,Z in RAS mm (as Slicer shows "
+                                                    "it) or a markups file (its first point); its angle about the LV "
+                                                    "centre is used")
     group.add_argument("--septum-direction", type=int, choices=(1, -1), default=aha.DEFAULT_DIRECTION,
                        help="+1 when the septum lies counter-clockwise of the insertion point [1]")
 
@@ -132,14 +134,9 @@ def requantify(loaded: LoadedImage, labels: np.ndarray, options) -> ModuleResult
 
 def rv_insertion(image: sitk.Image, stack, spacing, cavity, myocardium, options, warnings: list[str]) -> dict:
     """The anterior RV insertion: the reader's point or angle, else estimated from the image, else the conventional
-    display's 60 degrees (with a warning). Also where to show it (`marker_lps`, on the epicardium of a mid slice)."""
+    display's 60 degrees (with a warning). Also where to show it (`marker_ras`, on the epicardium of a mid slice)."""
     if getattr(options, "rv_insertion_point", None):
-        try:
-            point = [float(v) for v in str(options.rv_insertion_point).split(",")]
-        except ValueError:
-            point = []
-        if len(point) != 3:
-            raise InputError(f"--rv-insertion-point needs X,Y,Z in mm, not {options.rv_insertion_point!r}")
+        point = markups.swap_lps_ras(markups.parse_points(str(options.rv_insertion_point), "--rv-insertion-point")[0])
         index = image.TransformPhysicalPointToContinuousIndex(point[:image.GetDimension()])
         angle = aha.angle_of_point(index[1], index[0], round(index[2]) if len(index) == 3 else 0, cavity, myocardium)
         source = "reader's point"
@@ -153,8 +150,8 @@ def rv_insertion(image: sitk.Image, stack, spacing, cavity, myocardium, options,
             warnings.append("the RV insertion could not be found from the image: 60 degrees (conventional display) "
                             "assumed; place the insertion point to correct the AHA segments")
     row, col, k = aha.insertion_marker(angle, cavity, myocardium)
-    marker = image.TransformContinuousIndexToPhysicalPoint((col, row, k)[:image.GetDimension()])
-    return {"angle_deg": angle, "source": source, "marker_lps": list(marker) + [0.0] * (3 - len(marker))}
+    marker = list(image.TransformContinuousIndexToPhysicalPoint((col, row, k)[:image.GetDimension()]))
+    return {"angle_deg": angle, "source": source, "marker_ras": markups.swap_lps_ras(marker + [0.0] * (3 - len(marker)))}
 
 
 def quantify_labels(loaded, stack, spacing, assumed, labels, model, options, warnings, progress) -> ModuleResult:
