@@ -52,15 +52,14 @@ def warm_start(network, weights: Path) -> None:
     network.load_state_dict(state)
 
 
-def augment(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, zoom: float = 1.0):
-    """Random affine (rotation, scale, shift, flip) applied identically to image and labels, plus gamma; `zoom`
-    magnifies (the network is trained at EMIDEC's pixel size / zoom)."""
+def augment(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator):
+    """Random affine (rotation, scale, shift, flip) applied identically to image and labels, plus gamma."""
     n = x.shape[0]
     angle = (torch.rand(n, generator=generator) * 2 - 1) * math.pi
     scale = 0.85 + torch.rand(n, generator=generator) * 0.3
     shift = (torch.rand(n, 2, generator=generator) * 2 - 1) * (30 / 128)
     flip = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0)
-    cos, sin = torch.cos(angle) / (scale * zoom), torch.sin(angle) / (scale * zoom)
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     theta = torch.stack([torch.stack([cos * flip, -sin, shift[:, 0]], 1), torch.stack([sin * flip, cos, shift[:, 1]], 1)], 1)
     grid = F.affine_grid(theta, x.shape, align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
@@ -97,7 +96,6 @@ def main():
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--input-slices", type=int, choices=(1, 3), default=3,
                         help="1: 2D (the first stage of the shipped model), 3: 2.5D [3]")
-    parser.add_argument("--zoom", type=float, default=1.0, help="magnification: trains at 1.5 mm / zoom pixels [1]")
     parser.add_argument("--init", type=Path, help="start from these weights (continued training)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
@@ -120,7 +118,7 @@ def main():
         index = torch.randint(len(x_train), (args.batch,), generator=generator).numpy()
         x = drop_neighbours(torch.from_numpy(x_train[index]), generator)
         y = torch.from_numpy(y_train[index][:, None].astype(np.int64))
-        x, y = augment(x, y, generator, args.zoom)
+        x, y = augment(x, y, generator)
         return x[window], y[window]
 
     train(network, next_batch, args.iterations, args.lr, args.device, batch_dice=True, log_every=100, started=started)
