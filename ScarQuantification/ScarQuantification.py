@@ -52,7 +52,8 @@ class ScarQuantificationWidget(CardioQuantWidget):
     def extraArguments(self):
         from cardioquant.scar.pipeline import LABEL_TABLE
 
-        args = ["--method", self.ui.methodComboBox.currentText, "--n-sd", str(self.ui.nSdSpinBox.value)]
+        method = self.ui.methodComboBox.currentText
+        args = (["--method", method] if method != "auto" else []) + ["--n-sd", str(self.ui.nSdSpinBox.value)]
         point = self.insertionPoint()
         if point is not None:
             args.append(f"--rv-insertion-point={point}")  # "=": a leading minus would read as an option

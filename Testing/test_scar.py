@@ -56,6 +56,22 @@ def test_fwhm_on_a_known_profile():
     assert int(result.scar.sum()) == int((myo & (signal[0] >= maximum / 2)).sum()) > 0
 
 
+def test_fwhm_is_half_way_from_remote_myocardium_to_the_maximum():
+    """Nulled remote myocardium (0): the classic 0.5 x max. The same image with an intensity offset of 120 (as in
+    8-bit exports) gives the same scar pixels, where 0.5 x max alone would take the whole myocardium."""
+    myo, cavity = ring()
+    rows, cols = np.indices(myo.shape)
+    profile = 400.0 * np.exp(-((cols - 31.5) ** 2) / (2 * 3.0 ** 2))
+    nulled = np.where(myo & (rows < 32), profile, 0.0)[None]
+    expected = myo & (nulled[0] >= np.percentile(nulled[0][myo], 99.5) / 2)
+    for offset in (0.0, 120.0):
+        signal = nulled + offset
+        remote = quantify.automatic_remote(signal, myo[None], cavity[None])
+        assert remote.mean == pytest.approx(offset)
+        result = quantify.fwhm(signal, myo[None], remote)
+        assert np.array_equal(result.scar[0] | result.mvo[0], expected) and 0 < expected.sum() < myo.sum() / 4
+
+
 def test_volumes_lge_percent_and_mass():
     case = make_lge_phantom(noise=0.0, spacing=(1.5, 1.5, 8.0))
     labels = case.labels
@@ -132,8 +148,22 @@ def test_cli_with_myocardium_mask_end_to_end(capsys, tmp_path):
     assert result["lge_percent"] == pytest.approx(truth, abs=0.5)
     assert set(result["aha_segments"]) == {str(n) for n in range(1, 18)}
     assert result["hcm_high_risk"] == (truth >= 15)
+    assert result["settings"]["method"] == "nsd"  # no scar drawn in the mask: thresholds by default
     labels = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "out" / "scar_labels.nrrd")))
     assert set(np.unique(labels)) == {0, 1, 2, 3, 4}
+
+
+def test_scar_drawn_in_the_mask_is_used_as_drawn_by_default(tmp_path):
+    """A mask with scar and MVO drawn (EMIDEC values): without --method its scar is taken exactly as drawn."""
+    case = make_lge_phantom(noise=3.0)
+    drawn = case.labels.copy()
+    drawn[(drawn == 2) & (np.indices(drawn.shape)[2] < 20)] = 3  # scar the thresholds would not find
+    scan = write(tmp_path, case.signal, "lge.nrrd", {"modality": "MR"})
+    mask = write(tmp_path, drawn, "drawn.nrrd")
+    assert cli.main(["scar", str(scan), "--myocardium-mask", str(mask), "-o", str(tmp_path / "out"), "--quiet"]) == 0
+    result = json.loads((tmp_path / "out" / "scar.json").read_text())
+    assert result["settings"]["method"] == "model"
+    assert result["lge_percent"] == pytest.approx(100 * (drawn >= 3).sum() / (drawn >= 2).sum(), abs=1e-6)
 
 
 def test_ct_is_refused(capsys, tmp_path):

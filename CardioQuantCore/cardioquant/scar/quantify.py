@@ -6,8 +6,11 @@ scar included). Definitions:
 - remote myocardium: automatic = the 60-degree sector (about the LV centre, per slice) with the lowest mean
   signal among sectors of at least `min_sector_pixels`; or a user mask.
 - n-SD: scar = myocardium with signal > mean_remote + n x SD_remote (n = 2..6).
-- FWHM: scar = myocardium with signal >= 0.5 x the maximum of the enhanced region, the maximum taken as the
-  99.5th percentile of myocardial signal (robust to single hot pixels).
+- FWHM: scar = myocardium with signal at or above half the maximum of the enhanced region, the maximum taken as
+  the 99.5th percentile of myocardial signal (robust to single hot pixels). Half is measured from the remote
+  myocardium's mean: T = remote + 0.5 x (max - remote). On nulled LGE (remote ~ 0) this is the usual 0.5 x max;
+  on images with an intensity offset (8-bit exports such as EMIDEC's, where nulled myocardium reads ~140 of 255)
+  0.5 x max would call the whole myocardium scar. Without remote statistics: 0.5 x max.
 - MVO: myocardium enclosed by scar in a slice but below threshold (the dark core of an infarct).
 - gray zone: myocardium with mean_remote + 2 SD < signal <= mean_remote + 3 SD (stated in every result).
 - %LGE = (scar + MVO) / myocardium x 100; mass = volume x 1.05 g/mL.
@@ -116,7 +119,8 @@ def n_sd(signal: np.ndarray, myocardium: np.ndarray, remote: RemoteStats, n: flo
 
 def fwhm(signal: np.ndarray, myocardium: np.ndarray, remote: RemoteStats | None = None) -> ScarResult:
     maximum = float(np.percentile(signal[myocardium], 99.5))
-    threshold = 0.5 * maximum
+    baseline = remote.mean if remote is not None else 0.0
+    threshold = baseline + 0.5 * (maximum - baseline)
     scar = myocardium & (signal >= threshold)
     mvo = _mvo(scar, myocardium)
     return ScarResult(scar, mvo, _gray_zone(signal, myocardium, remote), threshold, remote, "FWHM")
