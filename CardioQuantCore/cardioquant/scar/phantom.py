@@ -1,8 +1,9 @@
 """Synthetic short-axis LGE stacks: LV ring with a scar sector of known extent, an MVO core and noise.
 
 Optionally an RV cavity lies against the septum. Signal levels (arbitrary units, as LGE has no absolute scale):
-nulled myocardium 40, blood pool 120, scar 300, MVO 30, background 10. Truth labels use EMIDEC values (1 cavity, 2 myocardium, 3 scar, 4 MVO). Angles are
-counter-clockwise from image up about the LV centre (the convention of cardioquant.scar.aha).
+nulled myocardium 40, blood pool 120, scar 300, MVO 30, background 10. Truth labels use EMIDEC values (1 cavity,
+2 myocardium, 3 scar, 4 MVO). Angles are counter-clockwise from image up about the LV centre (the convention of
+cardioquant.scar.aha).
 """
 
 from __future__ import annotations
