@@ -3,6 +3,12 @@
     python scripts/train_scar_model.py --data ../shared/data/emidec --out /tmp/lge_segmenter.pt [--init W]   (then scripts/register_model.py)
 
 2.5D: each slice is read with its neighbours above and below (in_channels 3; --input-slices 1 for 2D).
+
+    python scripts/train_scar_model.py --stage refiner --data ../shared/data/emidec --out /tmp/lge_scar_refiner.pt
+
+trains the cascade's second stage (lge_scar_refiner): scar and MVO from the slice, its neighbours and the first
+stage's P(cavity) and P(wall) (computed here with the shipped lge_segmenter, or --segmenter W) on the same
+training cases.
 Split: fixed by case (cardioquant.scar.emidec.split: 64 training, 16 validation cases; slices of a case never
 cross). Augmentation: rotation, scaling 0.85-1.15, shifts of +-30 pixels, flips, gamma; per-slice normalisation.
 Runs on the CPU (the shipped 1.2.0: 7000 2D iterations, then 24000 2.5D iterations warm-started with --init,
@@ -20,24 +26,38 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cardioquant.models.runtime import build_network
+from cardioquant.models.manifest import get_model
+from cardioquant.models.runtime import build_network, load_model, resolve_weights
 from cardioquant.models.training import save_weights, train
 from cardioquant.scar import emidec
-from cardioquant.scar.network import normalise_slice, predict, with_neighbours
+from cardioquant.scar.network import (MODEL_NAME, REFINER_NAME, normalise_stack, predict, probabilities,
+                                      refiner_inputs, with_neighbours)
 
 ARCHITECTURE = {"name": "UNet", "kwargs": {"spatial_dims": 2, "in_channels": 3, "out_channels": 5,
                                            "channels": [16, 32, 64, 128, 256], "strides": [2, 2, 2, 2],
                                            "num_res_units": 1}}
+# The refiner: the same UNet reading 3 slices + P(cavity) + P(wall), giving other / scar / MVO.
+REFINER_ARCHITECTURE = {"name": "UNet", "kwargs": {**ARCHITECTURE["kwargs"], "in_channels": 5, "out_channels": 3}}
 
 
-def load(root, case_ids, channels: int):
-    """Training slices [n, channels, 256, 256] (each with its neighbours in its own case) and labels [n, 256, 256]."""
+def load(root, case_ids, channels: int, segmenter=None):
+    """Training inputs [n, channels, 256, 256] (each slice with its neighbours in its own case; for the refiner
+    followed by the `segmenter`'s cavity and wall probabilities) and labels [n, 256, 256]."""
     images, labels = [], []
     for case in case_ids:
         x, y = emidec.load_case(root, case)
-        images += list(with_neighbours(np.stack([normalise_slice(p) for p in x]), channels))
+        stack = normalise_stack(x)
+        if segmenter is None:
+            images += list(with_neighbours(stack, channels))
+        else:
+            images += list(refiner_inputs(stack, probabilities(segmenter, stack, torch.device("cpu"))))
         labels += list(y)
     return np.stack(images), np.stack(labels)
+
+
+def scar_targets(labels: np.ndarray) -> np.ndarray:
+    """EMIDEC labels -> the refiner's classes: 0 everything but scar, 1 scar, 2 MVO."""
+    return np.where(labels >= 3, labels - 2, 0).astype(labels.dtype)
 
 
 def warm_start(network, weights: Path) -> None:
@@ -52,8 +72,9 @@ def warm_start(network, weights: Path) -> None:
     network.load_state_dict(state)
 
 
-def augment(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator):
-    """Random affine (rotation, scale, shift, flip) applied identically to image and labels, plus gamma."""
+def augment(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, image_channels: int | None = None):
+    """Random affine (rotation, scale, shift, flip) applied identically to image and labels, plus gamma on the
+    first `image_channels` (all: None; probabilities are not intensities)."""
     n = x.shape[0]
     angle = (torch.rand(n, generator=generator) * 2 - 1) * math.pi
     scale = 0.85 + torch.rand(n, generator=generator) * 0.3
@@ -65,7 +86,9 @@ def augment(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator):
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     y = F.grid_sample(y.float(), grid, mode="nearest", padding_mode="zeros", align_corners=False).long()
     gamma = torch.exp((torch.rand(n, 1, 1, 1, generator=generator) * 2 - 1) * 0.3)
-    return x.clamp(min=0) ** gamma, y
+    images = slice(0, image_channels)
+    x[:, images] = x[:, images].clamp(min=0) ** gamma
+    return x, y
 
 
 def drop_neighbours(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -97,16 +120,28 @@ def main():
     parser.add_argument("--input-slices", type=int, choices=(1, 3), default=3,
                         help="1: 2D (the first stage of the shipped model), 3: 2.5D [3]")
     parser.add_argument("--init", type=Path, help="start from these weights (continued training)")
+    parser.add_argument("--stage", choices=("segmenter", "refiner"), default="segmenter",
+                        help="segmenter: the five-class first stage; refiner: the scar stage of the cascade")
+    parser.add_argument("--segmenter", type=Path, help="first-stage weights for --stage refiner (default: shipped)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)
     train_ids, validation_ids = emidec.split(list(emidec.cases(args.data)))
     channels = args.input_slices
-    architecture = {**ARCHITECTURE, "kwargs": {**ARCHITECTURE["kwargs"], "in_channels": channels}}
-    x_train, y_train = load(args.data, train_ids, channels)
+    segmenter = None
+    if args.stage == "refiner":
+        entry = get_model(MODEL_NAME)
+        segmenter = load_model(entry, args.segmenter or resolve_weights(entry, allow_download=False)[0])
+        architecture, name = REFINER_ARCHITECTURE, REFINER_NAME
+    else:
+        architecture = {**ARCHITECTURE, "kwargs": {**ARCHITECTURE["kwargs"], "in_channels": channels}}
+        name = MODEL_NAME
+    x_train, y_train = load(args.data, train_ids, channels, segmenter)
+    if segmenter is not None:
+        y_train = scar_targets(y_train)
     print(f"{len(train_ids)} training cases ({len(x_train)} slices), {len(validation_ids)} validation cases", flush=True)
-    network = build_network(type("E", (), {"architecture": architecture, "name": "lge_segmenter"})())
+    network = build_network(type("E", (), {"architecture": architecture, "name": name})())
     if args.init:
         warm_start(network, args.init)
     network = network.to(args.device)
@@ -116,9 +151,11 @@ def main():
 
     def next_batch():
         index = torch.randint(len(x_train), (args.batch,), generator=generator).numpy()
-        x = drop_neighbours(torch.from_numpy(x_train[index]), generator)
+        x = torch.from_numpy(x_train[index])
+        image_channels = x.shape[1] if segmenter is None else 3  # the refiner's 3 slices, then probabilities
+        x = torch.cat([drop_neighbours(x[:, :image_channels], generator), x[:, image_channels:]], 1)
         y = torch.from_numpy(y_train[index][:, None].astype(np.int64))
-        x, y = augment(x, y, generator)
+        x, y = augment(x, y, generator, image_channels)
         return x[window], y[window]
 
     train(network, next_batch, args.iterations, args.lr, args.device, batch_dice=True, log_every=100, started=started)
@@ -127,7 +164,9 @@ def main():
     with torch.inference_mode():
         for case in validation_ids:
             x, y = emidec.load_case(args.data, case)
-            pred = predict(network, np.stack([normalise_slice(p) for p in x]), torch.device(args.device))
+            stack, device = normalise_stack(x), torch.device(args.device)
+            pred = (predict(network, stack, device) if segmenter is None else
+                    predict(segmenter.to(device), stack, device, refiner=network))
             scores["myocardium"].append(dice(pred, y, [2, 3, 4]))
             if np.isin(y, [3, 4]).any():
                 scores["scar+mvo"].append(dice(pred, y, [3, 4]))

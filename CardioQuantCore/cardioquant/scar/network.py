@@ -17,6 +17,7 @@ import numpy as np
 from .emidec import ASSUMED_SPACING
 
 MODEL_NAME = "lge_segmenter"
+REFINER_NAME = "lge_scar_refiner"
 
 
 def normalise_slice(plane: np.ndarray) -> np.ndarray:
@@ -56,12 +57,19 @@ CROP = 128  # the network is trained on 128 x 128 crops around the heart
 FLIPS = ((), (-1,), (-2,), (-2, -1))  # test-time augmentation of the second pass: mirror images, averaged
 
 
-def _run(network, stack: np.ndarray, device, batch: int, flips=((),)) -> np.ndarray:
-    """Class probabilities [slices, classes, rows, cols]; with several `flips` the softmax of each mirrored input
-    (mirrored back) is averaged."""
+def refiner_inputs(stack: np.ndarray, probability: np.ndarray) -> np.ndarray:
+    """The scar refiner's input [slices, 5, rows, cols]: each slice between its neighbours, then the first stage's
+    P(LV cavity) and P(myocardium + scar + MVO)."""
+    wall = probability[:, 2:].sum(1, keepdims=True)
+    return np.concatenate([with_neighbours(stack, 3), probability[:, 1:2], wall], 1).astype(np.float32)
+
+
+def _run(network, inputs: np.ndarray, device, batch: int, flips=((),)) -> np.ndarray:
+    """Class probabilities [slices, classes, rows, cols] for `inputs` [slices, channels, rows, cols]; with several
+    `flips` the softmax of each mirrored input (mirrored back) is averaged."""
     import torch
 
-    padded, crop = pad16(with_neighbours(stack, input_channels(network)))
+    padded, crop = pad16(inputs)
     out = []
     with torch.inference_mode():
         for start in range(0, padded.shape[0], batch):
@@ -89,10 +97,10 @@ def _resize(array: np.ndarray, shape) -> np.ndarray:
 
 
 def predict(network, stack: np.ndarray, device, progress=None, batch: int = 8, flips=FLIPS,
-            pixel_mm: tuple[float, float] | None = None) -> np.ndarray:
+            pixel_mm: tuple[float, float] | None = None, refiner=None) -> np.ndarray:
     """Label map [slices, rows, cols] for a normalised short-axis stack with (row, col) pixel size `pixel_mm`
     (None: the training size), from `probabilities` by `labels_from_probabilities`."""
-    return labels_from_probabilities(probabilities(network, stack, device, progress, batch, flips, pixel_mm))
+    return labels_from_probabilities(probabilities(network, stack, device, progress, batch, flips, pixel_mm, refiner))
 
 
 # Thin and small classes come out too small from the most probable class of a network trained with Dice + CE;
@@ -113,13 +121,24 @@ def labels_from_probabilities(probability: np.ndarray) -> np.ndarray:
     return labels.astype(np.uint8)
 
 
+def refine(probability: np.ndarray, refined: np.ndarray) -> np.ndarray:
+    """Split the first stage's P(myocardium + scar + MVO) into myocardium, scar and MVO by the refiner's
+    (other, scar, MVO) probabilities: the wall stays the first stage's, its scar is the refiner's."""
+    wall = probability[:, 2:].sum(1)
+    out = probability.copy()
+    out[:, 2:] = wall[:, None] * refined
+    return out
+
+
 def probabilities(network, stack: np.ndarray, device, progress=None, batch: int = 8, flips=FLIPS,
-                  pixel_mm: tuple[float, float] | None = None) -> np.ndarray:
+                  pixel_mm: tuple[float, float] | None = None, refiner=None) -> np.ndarray:
     """Class probabilities [slices, classes, rows, cols] for a normalised short-axis stack. Slices are resampled
     to the training pixel size, then segmented in two passes: the whole slices find the LV (largest connected
     cavity + myocardium over the stack), then 128 x 128 crops centred on it are segmented (the field of view the
-    network was trained on), averaged over mirrored copies (`flips`); the probabilities are resampled back to the
-    input grid."""
+    network was trained on), averaged over mirrored copies (`flips`). With a `refiner` (the cascade's second
+    stage) the scar inside the wall comes from it: it reads the crop with the first stage's cavity and wall
+    probabilities, a task narrower than the first stage's five classes. The probabilities are resampled back to
+    the input grid."""
     from scipy import ndimage
 
     shape = stack.shape[1:]
@@ -128,7 +147,7 @@ def probabilities(network, stack: np.ndarray, device, progress=None, batch: int 
         stack = _resize(stack[:, None], grid)[:, 0]
     if progress:
         progress.update(0.0, "locating the LV")
-    first = _run(network, stack, device, batch)
+    first = _run(network, with_neighbours(stack, input_channels(network)), device, batch)
     labels, count = ndimage.label(first.argmax(1) > 0)
     if count == 0:  # no heart found: background everywhere
         return _background((len(stack), first.shape[1]) + shape)
@@ -139,7 +158,12 @@ def probabilities(network, stack: np.ndarray, device, progress=None, batch: int 
     padded = np.pad(stack, ((0, 0), (half, half), (half, half)))
     if progress:
         progress.update(0.5, "segmenting the LV")
-    cropped = _run(network, padded[:, r0:r0 + CROP, c0:c0 + CROP], device, batch, flips)
+    window = padded[:, r0:r0 + CROP, c0:c0 + CROP]
+    cropped = _run(network, with_neighbours(window, input_channels(network)), device, batch, flips)
+    if refiner is not None:
+        if progress:
+            progress.update(0.75, "segmenting the scar")
+        cropped = refine(cropped, _run(refiner, refiner_inputs(window, cropped), device, batch, flips))
     probability = _background((len(stack), cropped.shape[1]) + padded.shape[1:])  # outside the crop
     probability[:, :, r0:r0 + CROP, c0:c0 + CROP] = cropped
     probability = probability[:, :, half:half + grid[0], half:half + grid[1]]
