@@ -9,7 +9,7 @@ from cardioquant.models.manifest import get_model, load_manifest
 from cardioquant.models.runtime import load_model, resolve_weights
 
 
-@pytest.mark.parametrize("name", ["calcium_labeller", "vertebra_segmenter", "lge_segmenter"])
+@pytest.mark.parametrize("name", ["calcium_labeller", "vertebra_segmenter", "lge_segmenter", "lge_scar_refiner"])
 def test_bundled_weights_verify_and_load(name):
     entry = get_model(name)
     path, origin = resolve_weights(entry, allow_download=False)
@@ -20,7 +20,8 @@ def test_bundled_weights_verify_and_load(name):
 
 def test_manifest_lists_each_model_once():
     names = [m for m in load_manifest()]
-    assert sorted(names) == ["calcium_labeller", "coronary_lumen", "lge_segmenter", "vertebra_segmenter"]
+    assert sorted(names) == ["calcium_labeller", "coronary_lumen", "lge_scar_refiner", "lge_segmenter",
+                             "vertebra_segmenter"]
 
 
 def test_lge_segmentation_does_not_depend_on_the_intensity_range():
@@ -49,6 +50,34 @@ def test_lge_network_reads_each_slice_between_its_neighbours():
     entry = get_model(network.MODEL_NAME)
     model = load_model(entry, resolve_weights(entry)[0])
     assert network.input_channels(model) == entry.architecture["kwargs"]["in_channels"]
+
+
+def test_scar_refiner_reads_the_slices_and_the_first_stage_wall(tmp_path):
+    """The refiner's five inputs: the slice between its neighbours, P(cavity), P(myocardium + scar + MVO); the
+    shipped refiner takes exactly that many. The CLI records both networks of the cascade in scar.json."""
+    import json
+
+    from cardioquant import cli
+    from cardioquant.scar import network
+    from cardioquant.scar.phantom import make_lge_phantom
+
+    stack = np.arange(3, dtype=np.float32)[:, None, None] * np.ones((1, 2, 2), np.float32)
+    probability = np.zeros((3, 5, 2, 2), np.float32)
+    probability[:, 1], probability[:, 2], probability[:, 3], probability[:, 4] = 0.1, 0.2, 0.3, 0.15
+    inputs = network.refiner_inputs(stack, probability)[:, :, 0, 0]
+    assert inputs == pytest.approx(np.array([[0, 0, 1, 0.1, 0.65], [0, 1, 2, 0.1, 0.65], [1, 2, 2, 0.1, 0.65]]))
+    entry = get_model(network.REFINER_NAME)
+    assert network.input_channels(load_model(entry, resolve_weights(entry)[0])) == inputs.shape[1]
+
+    case = make_lge_phantom(slices=3, size=128)
+    image = sitk.GetImageFromArray(case.signal.astype(np.float32))
+    image.SetSpacing((1.5, 1.5, 8.0))
+    image.SetMetaData("modality", "MR")
+    sitk.WriteImage(image, str(tmp_path / "lge.nrrd"))
+    assert cli.main(["scar", str(tmp_path / "lge.nrrd"), "-o", str(tmp_path / "out"), "--quiet"]) == 0
+    models = json.loads((tmp_path / "out" / "scar.json").read_text())["versions"]["models"]
+    assert [m["name"] for m in models] == [network.MODEL_NAME, network.REFINER_NAME]
+    assert all(m["weights_origin"] == "bundled" for m in models)
 
 
 def test_vertebra_network_on_a_held_out_phantom():

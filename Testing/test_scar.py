@@ -317,15 +317,30 @@ def test_rv_insertion_automatic_point_and_fallback_in_the_cli(tmp_path):
 
 
 def test_labels_from_probabilities_uses_the_stated_cut_offs():
-    """Myocardium where P(myocardium + scar + MVO) > 0.45, scar/MVO inside it where P(scar + MVO) > 0.35."""
+    """Myocardium where P(myocardium + scar + MVO) > 0.45, scar/MVO inside it where P(scar + MVO) > 0.3 of that."""
     from cardioquant.scar.network import labels_from_probabilities
 
-    columns = [[0.6, 0.0, 0.4, 0.0, 0.0],     # myocardium 0.40: not myocardium -> background
-               [0.5, 0.0, 0.2, 0.3, 0.0],     # myocardium 0.50, scar 0.30: myocardium without scar
-               [0.5, 0.0, 0.1, 0.2, 0.2],     # scar + MVO 0.40: scar (MVO not likelier)
+    columns = [[0.6, 0.0, 0.4, 0.0, 0.0],     # wall 0.40: not myocardium -> background
+               [0.5, 0.0, 0.36, 0.14, 0.0],   # wall 0.50, scar 0.14 = 0.28 of it: myocardium without scar
+               [0.5, 0.0, 0.34, 0.08, 0.08],  # scar + MVO 0.16 = 0.32 of the wall: scar (MVO not likelier)
                [0.3, 0.7, 0.0, 0.0, 0.0],     # cavity
-               [0.56, 0.0, 0.04, 0.1, 0.3]]   # myocardium 0.44: background
+               [0.56, 0.0, 0.04, 0.1, 0.3]]   # wall 0.44: background
     probability = np.array(columns, np.float32).T[None, :, None, :]
     assert labels_from_probabilities(probability)[0, 0].tolist() == [0, 2, 3, 1, 0]
     probability[0, :, 0, 4] = [0.5, 0.0, 0.05, 0.1, 0.35]
     assert labels_from_probabilities(probability)[0, 0, 4] == 4  # MVO likelier than scar
+
+
+def test_refiner_splits_the_first_stage_wall_and_keeps_it():
+    """The cascade: the wall (myocardium + scar + MVO) stays the first stage's; the refiner's (other, scar, MVO)
+    split it. Wall 0.8 split 0.5 / 0.4 / 0.1 -> myocardium 0.4, scar 0.32, MVO 0.08: scar. Wall 0.5 split
+    0.75 / 0.2 / 0.05 -> scar + MVO 0.25 of the wall (< 0.3): myocardium without scar."""
+    from cardioquant.scar.network import labels_from_probabilities, refine
+
+    first = np.array([[0.2, 0.0, 0.6, 0.2, 0.0], [0.5, 0.0, 0.5, 0.0, 0.0]], np.float32).T[None, :, None, :]
+    refined = np.array([[0.5, 0.4, 0.1], [0.75, 0.2, 0.05]], np.float32).T[None, :, None, :]
+    out = refine(first, refined)
+    assert out[0, :, 0, 0] == pytest.approx([0.2, 0.0, 0.4, 0.32, 0.08])
+    assert out[0, :, 0, 1] == pytest.approx([0.5, 0.0, 0.375, 0.1, 0.025])
+    assert out.sum(1) == pytest.approx(first.sum(1))
+    assert labels_from_probabilities(out)[0, 0].tolist() == [3, 2]

@@ -30,8 +30,15 @@ from cardioquant.models.manifest import get_model
 from cardioquant.models.runtime import build_network, load_model, resolve_weights
 from cardioquant.models.training import save_weights, train
 from cardioquant.scar import emidec
-from cardioquant.scar.network import (MODEL_NAME, REFINER_NAME, normalise_stack, predict, probabilities,
-                                      refiner_inputs, with_neighbours)
+from cardioquant.scar.network import (
+    MODEL_NAME,
+    REFINER_NAME,
+    normalise_stack,
+    predict,
+    probabilities,
+    refiner_inputs,
+    with_neighbours,
+)
 
 ARCHITECTURE = {"name": "UNet", "kwargs": {"spatial_dims": 2, "in_channels": 3, "out_channels": 5,
                                            "channels": [16, 32, 64, 128, 256], "strides": [2, 2, 2, 2],

@@ -28,7 +28,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", help="scan: .nrrd/.nhdr/.nii(.gz)/.mha file or a folder holding one DICOM series")
     parser.add_argument("-o", "--output", required=True, type=Path, help="output folder")
     parser.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda [auto]")
-    parser.add_argument("--weights", help="model weights file to use instead of the bundled/cached ones")
+    parser.add_argument("--weights", help="model weights file to use instead of the bundled/cached ones (scar: the first-stage "
+                             "segmenter; the scar refiner via CARDIOQUANT_WEIGHTS_LGE_SCAR_REFINER)")
     parser.add_argument("--overwrite", action="store_true", help="replace results already in the output folder")
     parser.add_argument("--dicom-seg", action="store_true",
                         help="also write <module>_seg.dcm (DICOM SEG referencing the input; DICOM input only)")

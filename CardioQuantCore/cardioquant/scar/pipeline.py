@@ -78,7 +78,8 @@ def stack_of(loaded: LoadedImage) -> tuple[np.ndarray, tuple, bool]:
     return array, spacing, assumed
 
 
-def segment(loaded: LoadedImage, stack: np.ndarray, spacing: tuple, options, progress: Progress) -> tuple[np.ndarray, dict | None]:
+def segment(loaded: LoadedImage, stack: np.ndarray, spacing: tuple, options, progress: Progress) -> tuple[np.ndarray, list]:
+    """Labels and the provenance of the networks that made them (none for the reader's mask)."""
     if options.myocardium_mask:
         mask = sitk.GetArrayFromImage(read_mask(options.myocardium_mask, loaded.image))
         if mask.ndim == 2:
@@ -88,16 +89,26 @@ def segment(loaded: LoadedImage, stack: np.ndarray, spacing: tuple, options, pro
 
             cavity = np.stack([ndimage.binary_fill_holes(p) for p in mask > 0]) & ~(mask > 0)
             mask = np.where(mask > 0, 2, np.where(cavity, 1, 0)).astype(np.uint8)
-        return mask.astype(np.uint8), None
-    from ..models.manifest import get_model
-    from ..models.runtime import load_model, resolve_weights, select_device
+        return mask.astype(np.uint8), []
+    from ..models.runtime import select_device
 
-    entry = get_model(network.MODEL_NAME)
-    weights, origin = resolve_weights(entry, user_path=getattr(options, "weights", None))
     device = select_device(getattr(options, "device", "auto"))
-    model = load_model(entry, weights, device)
-    labels = network.predict(model, network.normalise_stack(stack), device, progress, pixel_mm=(spacing[1], spacing[0]))
-    return labels, {**entry.provenance(), "weights_origin": origin, "device": str(device)}
+    # --weights replaces the first stage (the reader's own segmenter); the refiner is found as any model is
+    # (CARDIOQUANT_WEIGHTS_LGE_SCAR_REFINER, bundled, cache).
+    segmenter, segmenter_info = _load(network.MODEL_NAME, getattr(options, "weights", None), device)
+    refiner, refiner_info = _load(network.REFINER_NAME, None, device)
+    labels = network.predict(segmenter, network.normalise_stack(stack), device, progress,
+                             pixel_mm=(spacing[1], spacing[0]), refiner=refiner)
+    return labels, [segmenter_info, refiner_info]
+
+
+def _load(name: str, user_path, device):
+    from ..models.manifest import get_model
+    from ..models.runtime import load_model, resolve_weights
+
+    entry = get_model(name)
+    weights, origin = resolve_weights(entry, user_path=user_path)
+    return load_model(entry, weights, device), {**entry.provenance(), "weights_origin": origin, "device": str(device)}
 
 
 def _check_short_axis(labels: np.ndarray) -> None:
@@ -119,8 +130,8 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
     stack, spacing, assumed = stack_of(loaded)
     if assumed:
         warnings.append(f"pixel spacing unknown or 1 mm: {spacing[0]} x {spacing[1]} x {spacing[2]} mm assumed for volumes")
-    labels, model = segment(loaded, stack, spacing, options, progress.sub(0.0, 0.6))
-    return quantify_labels(loaded, stack, spacing, assumed, labels, model, options, warnings, progress)
+    labels, models = segment(loaded, stack, spacing, options, progress.sub(0.0, 0.6))
+    return quantify_labels(loaded, stack, spacing, assumed, labels, models, options, warnings, progress)
 
 
 def requantify(loaded: LoadedImage, labels: np.ndarray, options) -> ModuleResult:
@@ -129,7 +140,7 @@ def requantify(loaded: LoadedImage, labels: np.ndarray, options) -> ModuleResult
     warnings = check_input(loaded)
     stack, spacing, assumed = stack_of(loaded)
     as_drawn = argparse.Namespace(**{**vars(options), "method": "model", "myocardium_mask": None})
-    return quantify_labels(loaded, stack, spacing, assumed, labels.reshape(stack.shape).astype(np.uint8), None,
+    return quantify_labels(loaded, stack, spacing, assumed, labels.reshape(stack.shape).astype(np.uint8), [],
                            as_drawn, warnings, Progress())
 
 
@@ -155,14 +166,14 @@ def rv_insertion(image: sitk.Image, stack, spacing, cavity, myocardium, options,
     return {"angle_deg": angle, "source": source, "marker_ras": markups.swap_lps_ras(marker + [0.0] * (3 - len(marker)))}
 
 
-def default_method(labels: np.ndarray, model) -> str:
+def default_method(labels: np.ndarray, models: list) -> str:
     """Without --method: the scar the network found or the reader drew ("model"); n-SD for a reader's myocardium with
     no scar drawn. On the EMIDEC validation split the network's scar gives %LGE r 0.93 against the experts, n-SD
     (5 SD, automatic remote) -0.22 (`make bench`), hence the network's scar first."""
-    return "model" if model is not None or (labels >= 3).any() else "nsd"
+    return "model" if models or (labels >= 3).any() else "nsd"
 
 
-def quantify_labels(loaded, stack, spacing, assumed, labels, model, options, warnings, progress) -> ModuleResult:
+def quantify_labels(loaded, stack, spacing, assumed, labels, models, options, warnings, progress) -> ModuleResult:
     myocardium = labels >= 2
     cavity = labels == 1
     if not myocardium.any():
@@ -176,13 +187,13 @@ def quantify_labels(loaded, stack, spacing, assumed, labels, model, options, war
         remote = quantify.remote_from_mask(stack, remote_mask & myocardium)
     else:  # remote statistics also define the gray zone, whatever the method
         remote = quantify.automatic_remote(stack, myocardium, cavity)
-    method = options.method or default_method(labels, model)
+    method = options.method or default_method(labels, models)
     if method == "nsd":
         result = quantify.n_sd(stack, myocardium, remote, options.n_sd)
     elif method == "fwhm":
         result = quantify.fwhm(stack, myocardium, remote)
     else:
-        if model is None and not (labels >= 3).any() and options.myocardium_mask:
+        if not models and not (labels >= 3).any() and options.myocardium_mask:
             warnings.append("method 'model' with a myocardium mask that holds no scar label: scar is empty")
         result = quantify.from_model(labels, stack, remote)
     figures = quantify.figures(result, myocardium, spacing)
@@ -208,7 +219,7 @@ def quantify_labels(loaded, stack, spacing, assumed, labels, model, options, war
     settings = {"method": method, "n_sd": options.n_sd, "rv_insertion_deg": insertion["angle_deg"],
                 "rv_insertion_source": insertion["source"],
                 "septum_direction": options.septum_direction, "gray_zone": figures["gray_zone_definition"],
-                "myocardium_source": "user mask" if model is None else "network"}
+                "myocardium_source": "user mask" if not models else "network"}
     label_image = sitk.GetImageFromArray(out_labels if loaded.image.GetDimension() == 3 else out_labels[0])
     label_image.CopyInformation(loaded.image)
     rows = [{"segment": int(n), "name": v["name"], "myocardium_ml": v["myocardium_ml"], "scar_ml": v["scar_ml"],
@@ -221,7 +232,7 @@ def quantify_labels(loaded, stack, spacing, assumed, labels, model, options, war
         draw_report(path, stack, out_labels, segments, summary)
 
     return ModuleResult(module="scar", summary=summary, label_image=label_image, label_table=LABEL_TABLE,
-                        table_rows=rows, settings=settings, models=[model] if model else [], warnings=warnings,
+                        table_rows=rows, settings=settings, models=models, warnings=warnings,
                         report=report)
 
 
