@@ -249,8 +249,7 @@ def bench_bmd_speed():
 
 
 def bench_scar(shared: Path):
-    from cardioquant.models.manifest import get_model
-    from cardioquant.models.runtime import load_model, resolve_weights
+    from cardioquant.models.runtime import load_named_model
     from cardioquant.scar import emidec, network
 
     folder = shared / "emidec"
@@ -260,29 +259,28 @@ def bench_scar(shared: Path):
     import torch
 
     torch.set_num_threads(2)
-    model, refiner = (load_model(get_model(name), resolve_weights(get_model(name))[0])
-                      for name in (network.MODEL_NAME, network.REFINER_NAME))
+    cpu = torch.device("cpu")
+    model, refiner = (load_named_model(name, None, cpu)[0] for name in (network.MODEL_NAME, network.REFINER_NAME))
     _, validation = emidec.split(list(emidec.cases(folder)))
     myo_dice, scar_dice, lge_pred, lge_true, seconds, slices = [], [], [], [], 0.0, 0
     first_stage_scar_dice = []  # the segmenter without the refiner, to show what the cascade adds
     thresholds = {}  # method -> (scar Dice on infarct cases, %LGE per case)
     for case in validation:
         images, labels = emidec.load_case(folder, case)
+        stack, infarct = network.normalise_stack(images), (labels >= 3).any()
         started = time.perf_counter()
-        predicted = network.predict(model, network.normalise_stack(images), torch.device("cpu"), refiner=refiner)
+        predicted = network.predict(model, stack, cpu, refiner=refiner)
         seconds += time.perf_counter() - started
         slices += len(images)
-        if (labels >= 3).any():
-            alone = network.predict(model, network.normalise_stack(images), torch.device("cpu"))
-            first_stage_scar_dice.append(_dice(alone >= 3, labels >= 3))
         for method, scar in _threshold_scars(images, predicted).items():
             dice, lge = thresholds.setdefault(method, ([], []))
-            if (labels >= 3).any():
+            if infarct:
                 dice.append(_dice(scar, labels >= 3))
             lge.append(100.0 * scar.sum() / max((predicted >= 2).sum(), 1))
         myo_dice.append(_dice(predicted >= 2, labels >= 2))
-        if (labels >= 3).any():
+        if infarct:
             scar_dice.append(_dice(predicted >= 3, labels >= 3))
+            first_stage_scar_dice.append(_dice(network.predict(model, stack, cpu) >= 3, labels >= 3))
         for values, target in ((predicted, lge_pred), (labels, lge_true)):
             target.append(100.0 * (values >= 3).sum() / max((values >= 2).sum(), 1))
     r = float(np.corrcoef(lge_true, lge_pred)[0, 1])

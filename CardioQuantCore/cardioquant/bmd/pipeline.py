@@ -132,14 +132,11 @@ def collect_bodies(loaded: LoadedImage, options, hu: np.ndarray, sign: int) -> t
 
 
 def bodies_from_network(image: sitk.Image, options, progress: Progress | None = None) -> tuple[dict, str]:
-    from ..models.manifest import get_model
-    from ..models.runtime import load_model, resolve_weights, select_device
+    from ..models.runtime import load_named_model, select_device
     from . import network
 
-    entry = get_model(network.MODEL_NAME)
-    weights, _ = resolve_weights(entry, user_path=getattr(options, "weights", None))
     device = select_device(getattr(options, "device", "auto"))
-    model = load_model(entry, weights, device)
+    model, entry, _ = load_named_model(network.MODEL_NAME, getattr(options, "weights", None), device)
     coarse = network.predict_classes(image, model, device, tuple(entry.input["patch_size"]), progress)
     classes = sitk.GetArrayFromImage(coarse)
     # Bodies are split and counted on the 2 mm grid (cheap), then each is brought to the scan's grid.

@@ -158,13 +158,10 @@ def labels_from_user(loaded: LoadedImage, path: str, candidates: np.ndarray) -> 
 def labels_from_network(hu, spacing, candidates_mask, options, progress: Progress) -> tuple[np.ndarray, dict]:
     import torch
 
-    from ..models.manifest import get_model
-    from ..models.runtime import load_model, resolve_weights, select_device, sliding_window_predict
+    from ..models.runtime import load_named_model, select_device, sliding_window_predict
 
-    entry = get_model(MODEL_NAME)
-    weights, origin = resolve_weights(entry, user_path=getattr(options, "weights", None))
     device = select_device(getattr(options, "device", "auto"))
-    network = load_model(entry, weights, device)
+    network, entry, provenance = load_named_model(MODEL_NAME, getattr(options, "weights", None), device)
     candidates = labelling.find_candidates(candidates_mask, spacing)
     progress.update(0.1, "labelling candidates")
     x = torch.from_numpy(labelling.network_input(hu, spacing, candidates_mask))[None]
@@ -172,8 +169,7 @@ def labels_from_network(hu, spacing, candidates_mask, options, progress: Progres
     logits = sliding_window_predict(network, x, roi, device, sw_batch_size=1, overlap=0.25, progress=progress.sub(0.1, 0.9))
     probabilities = torch.softmax(logits.float(), dim=1)[0].cpu().numpy()
     per_candidate = labelling.assign(candidates, probabilities, spacing)
-    return labelling.label_volume(candidates, per_candidate), {**entry.provenance(), "weights_origin": origin,
-                                                               "device": str(device)}
+    return labelling.label_volume(candidates, per_candidate), provenance
 
 
 # --- run ----------------------------------------------------------------------------------------------------

@@ -124,14 +124,11 @@ def get_trees(loaded: LoadedImage, options, progress: Progress) -> Trees:
 
 
 def _trees_from_network(loaded: LoadedImage, options, progress: Progress) -> Trees:
-    from ..models.manifest import get_model
-    from ..models.runtime import load_model, resolve_weights, select_device
+    from ..models.runtime import load_named_model, select_device
     from . import lumen_network
 
-    entry = get_model(lumen_network.MODEL_NAME)
-    weights, _ = resolve_weights(entry, user_path=getattr(options, "weights", None))
     device = select_device(getattr(options, "device", "auto"))
-    network = load_model(entry, weights, device)
+    network, entry, _ = load_named_model(lumen_network.MODEL_NAME, getattr(options, "weights", None), device)
     lumen, aorta = lumen_network.predict(loaded.image, network, device, tuple(entry.input["patch_size"]),
                                          progress.sub(0.0, 0.5))
     _check_contrast(loaded, aorta)  # whatever the network calls aorta must hold iodine

@@ -155,6 +155,17 @@ def load_model(entry: ModelEntry, weights: str | Path, device=None):
     return network.to(device).eval()
 
 
+def load_named_model(name: str, user_path: str | Path | None, device):
+    """(network, manifest entry, provenance) for manifest model `name`: weights looked up as `resolve_weights` does
+    (`user_path` first), loaded on `device`; the provenance is what result JSONs record about the model."""
+    from .manifest import get_model
+
+    entry = get_model(name)
+    weights, origin = resolve_weights(entry, user_path=user_path)
+    provenance = {**entry.provenance(), "weights_origin": origin, "device": str(device)}
+    return load_model(entry, weights, device), entry, provenance
+
+
 def _window_count(shape, roi_size, overlap: float) -> int:
     count = 1
     for size, roi in zip(shape, roi_size, strict=True):

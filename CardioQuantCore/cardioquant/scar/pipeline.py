@@ -90,25 +90,16 @@ def segment(loaded: LoadedImage, stack: np.ndarray, spacing: tuple, options, pro
             cavity = np.stack([ndimage.binary_fill_holes(p) for p in mask > 0]) & ~(mask > 0)
             mask = np.where(mask > 0, 2, np.where(cavity, 1, 0)).astype(np.uint8)
         return mask.astype(np.uint8), []
-    from ..models.runtime import select_device
+    from ..models.runtime import load_named_model, select_device
 
     device = select_device(getattr(options, "device", "auto"))
     # --weights replaces the first stage (the reader's own segmenter); the refiner is found as any model is
     # (CARDIOQUANT_WEIGHTS_LGE_SCAR_REFINER, bundled, cache).
-    segmenter, segmenter_info = _load(network.MODEL_NAME, getattr(options, "weights", None), device)
-    refiner, refiner_info = _load(network.REFINER_NAME, None, device)
+    segmenter, _, segmenter_info = load_named_model(network.MODEL_NAME, getattr(options, "weights", None), device)
+    refiner, _, refiner_info = load_named_model(network.REFINER_NAME, None, device)
     labels = network.predict(segmenter, network.normalise_stack(stack), device, progress,
                              pixel_mm=(spacing[1], spacing[0]), refiner=refiner)
     return labels, [segmenter_info, refiner_info]
-
-
-def _load(name: str, user_path, device):
-    from ..models.manifest import get_model
-    from ..models.runtime import load_model, resolve_weights
-
-    entry = get_model(name)
-    weights, origin = resolve_weights(entry, user_path=user_path)
-    return load_model(entry, weights, device), {**entry.provenance(), "weights_origin": origin, "device": str(device)}
 
 
 def _check_short_axis(labels: np.ndarray) -> None:
