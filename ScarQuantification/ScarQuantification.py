@@ -54,7 +54,8 @@ class ScarQuantificationWidget(CardioQuantWidget):
         from cardioquant.scar.pipeline import LABEL_TABLE
 
         method = self.ui.methodComboBox.currentText
-        args = (["--method", method] if method != "auto" else []) + ["--n-sd", str(self.ui.nSdSpinBox.value)]
+        args = ["--method", method] if method != "auto" else []
+        args += ["--n-sd", str(self.ui.nSdSpinBox.value), "--min-scar-ml", str(self.ui.minScarSpinBox.value)]
         point = self.insertionPoint()
         if point is not None:
             args.append(f"--rv-insertion-point={point}")  # "=": a leading minus would read as an option

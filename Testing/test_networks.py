@@ -75,9 +75,11 @@ def test_scar_refiner_reads_the_slices_and_the_first_stage_wall(tmp_path):
     image.SetMetaData("modality", "MR")
     sitk.WriteImage(image, str(tmp_path / "lge.nrrd"))
     assert cli.main(["scar", str(tmp_path / "lge.nrrd"), "-o", str(tmp_path / "out"), "--quiet"]) == 0
-    models = json.loads((tmp_path / "out" / "scar.json").read_text())["versions"]["models"]
+    written = json.loads((tmp_path / "out" / "scar.json").read_text())
+    models = written["versions"]["models"]
     assert [m["name"] for m in models] == [network.MODEL_NAME, network.REFINER_NAME]
     assert all(m["weights_origin"] == "bundled" for m in models)
+    assert written["settings"]["min_scar_component_ml"] == network.MIN_SCAR_COMPONENT_ML
 
 
 def test_vertebra_network_on_a_held_out_phantom():

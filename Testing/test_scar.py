@@ -344,3 +344,31 @@ def test_refiner_splits_the_first_stage_wall_and_keeps_it():
     assert out[0, :, 0, 1] == pytest.approx([0.5, 0.0, 0.375, 0.1, 0.025])
     assert out.sum(1) == pytest.approx(first.sum(1))
     assert labels_from_probabilities(out)[0, 0].tolist() == [3, 2]
+
+
+def test_small_scar_blobs_of_the_network_become_myocardium():
+    """Blobs counted in 3D with face neighbours: at 0.1 mL per voxel, 3 voxels (0.3 mL) and two 12-voxel blobs that
+    touch only at a corner (1.2 mL each) are under 2 mL; 25 voxels (2.5 mL, MVO inside) and the same two 12-voxel
+    blobs joined by a face (2.4 mL) stay. The wall never changes."""
+    from cardioquant.scar.network import drop_small_scar
+
+    labels = np.full((2, 20, 20), 2, np.uint8)
+    labels[0, 0:1, 0:3] = 3                          # 3 voxels
+    labels[0, 10:15, 10:15] = 3                      # 25 voxels ...
+    labels[0, 12, 12] = 4                            # ... one of them MVO
+    labels[1, 0:3, 0:4], labels[1, 3:6, 4:8] = 3, 3  # 12 + 12, corner to corner
+    out = drop_small_scar(labels, voxel_ml=0.1, min_ml=2.0)
+    assert (out >= 2).all() and out is not labels
+    assert (out == 3).sum() == 24 and out[0, 12, 12] == 4
+    assert (out[0, 0, 0:3] == 2).all() and (out[1] == 2).all()
+    labels[1, 3, 3] = 3                              # now the two blobs share a face: 25 voxels
+    assert (drop_small_scar(labels, 0.1, 2.0)[1] == 3).sum() == 25
+    assert np.array_equal(drop_small_scar(labels, 0.1, 0.0), labels)
+
+
+def test_negative_smallest_scar_blob_is_refused(capsys, tmp_path):
+    case = make_lge_phantom(slices=3, size=64)
+    path = write(tmp_path, case.signal.astype(np.float32), "lge.nrrd", {"modality": "MR"})
+    assert cli.main(["scar", str(path), "-o", str(tmp_path / "out"), "--min-scar-ml", "-1", "--quiet"]) == 2
+    assert "--min-scar-ml must be 0 or more" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

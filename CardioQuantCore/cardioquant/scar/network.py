@@ -125,6 +125,30 @@ def labels_from_probabilities(probability: np.ndarray) -> np.ndarray:
     return labels.astype(np.uint8)
 
 
+# Scar (+ MVO) blobs the network leaves in normal hearts are small: on the EMIDEC training split none exceeds
+# 70 pixels (1.6 mL at the assumed 1.5 x 1.5 x 10 mm), while every infarct there has a blob of 133 pixels (3 mL)
+# or more. Dropping face-connected blobs under 80-120 pixels gave the best training-split figures (normal hearts
+# reported scar-free, infarct Dice unchanged); 2 mL lies inside that range. A setting (0: keep every blob),
+# applied to the network's scar only, never to a reader's mask or edits.
+MIN_SCAR_COMPONENT_ML = 2.0
+
+
+def drop_small_scar(labels: np.ndarray, voxel_ml: float, min_ml: float = MIN_SCAR_COMPONENT_ML) -> np.ndarray:
+    """Labels [slices, rows, cols] with every face-connected scar + MVO blob smaller than `min_ml` turned into
+    myocardium (2); the wall is unchanged. Returns a new array."""
+    from scipy import ndimage
+
+    scar = labels >= 3
+    blobs, count = ndimage.label(scar)
+    if count == 0 or min_ml <= 0:
+        return labels.copy()
+    small = np.bincount(blobs.ravel()) * voxel_ml < min_ml
+    small[0] = False
+    out = labels.copy()
+    out[small[blobs]] = 2
+    return out
+
+
 def refine(probability: np.ndarray, refined: np.ndarray) -> np.ndarray:
     """Split the first stage's P(myocardium + scar + MVO) into myocardium, scar and MVO by the refiner's
     (other, scar, MVO) probabilities: the wall stays the first stage's, its scar is the refiner's."""

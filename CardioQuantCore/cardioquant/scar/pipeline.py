@@ -1,7 +1,7 @@
 """ScarQuantification pipeline: LGE stack -> myocardium (model or user mask) -> scar (model, n-SD or FWHM) ->
 volumes, %LGE, AHA segments, bull's-eye.
 
-`cardioquant scar INPUT [--method model|nsd|fwhm] [--n-sd N] [--myocardium-mask M] [--remote-mask M]
+`cardioquant scar INPUT [--method model|nsd|fwhm] [--n-sd N] [--min-scar-ml V] [--myocardium-mask M] [--remote-mask M]
                    [--rv-insertion DEG | --rv-insertion-point X,Y,Z] [--septum-direction 1|-1]`
 """
 
@@ -43,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="scar inside the myocardium: the network's (or the mask's drawn) scar, n-SD or FWHM "
                             "[model, or nsd for a myocardium mask with no scar drawn]")
     group.add_argument("--n-sd", type=float, default=DEFAULT_N_SD, help=f"n for n-SD, 2-6 [{DEFAULT_N_SD:g}]")
+    group.add_argument("--min-scar-ml", type=float, default=network.MIN_SCAR_COMPONENT_ML,
+                       help="the network's scar (+ MVO) blobs smaller than this (mL, 3D connected) count as myocardium; "
+                            f"0 keeps every blob; never applied to a mask or edits [{network.MIN_SCAR_COMPONENT_ML:g}]")
     group.add_argument("--myocardium-mask", help="label map of the LV (EMIDEC values: 1 cavity, 2 myocardium, 3 scar, "
                                                  "4 MVO) or a binary myocardium mask; skips the network")
     group.add_argument("--remote-mask", help="remote (normal) myocardium ROI for n-SD (default: automatic)")
@@ -92,6 +95,7 @@ def segment(loaded: LoadedImage, stack: np.ndarray, spacing: tuple, options, pro
         return mask.astype(np.uint8), []
     from ..models.runtime import load_named_model, select_device
 
+    min_scar_ml = _min_scar_ml(options)  # checked before the networks run
     device = select_device(getattr(options, "device", "auto"))
     # --weights replaces the first stage (the reader's own segmenter); the refiner is found as any model is
     # (CARDIOQUANT_WEIGHTS_LGE_SCAR_REFINER, bundled, cache).
@@ -99,7 +103,15 @@ def segment(loaded: LoadedImage, stack: np.ndarray, spacing: tuple, options, pro
     refiner, _, refiner_info = load_named_model(network.REFINER_NAME, None, device)
     labels = network.predict(segmenter, network.normalise_stack(stack), device, progress,
                              pixel_mm=(spacing[1], spacing[0]), refiner=refiner)
+    labels = network.drop_small_scar(labels, float(np.prod(spacing)) / 1000.0, min_scar_ml)
     return labels, [segmenter_info, refiner_info]
+
+
+def _min_scar_ml(options) -> float:
+    value = getattr(options, "min_scar_ml", network.MIN_SCAR_COMPONENT_ML)
+    if not np.isfinite(value) or value < 0:
+        raise InputError(f"--min-scar-ml must be 0 or more (mL); got {value:g}.")
+    return value
 
 
 def _check_short_axis(labels: np.ndarray) -> None:
@@ -210,7 +222,8 @@ def quantify_labels(loaded, stack, spacing, assumed, labels, models, options, wa
     settings = {"method": method, "n_sd": options.n_sd, "rv_insertion_deg": insertion["angle_deg"],
                 "rv_insertion_source": insertion["source"],
                 "septum_direction": options.septum_direction, "gray_zone": figures["gray_zone_definition"],
-                "myocardium_source": "user mask" if not models else "network"}
+                "myocardium_source": "user mask" if not models else "network",
+                "min_scar_component_ml": _min_scar_ml(options) if models else None}
     label_image = sitk.GetImageFromArray(out_labels if loaded.image.GetDimension() == 3 else out_labels[0])
     label_image.CopyInformation(loaded.image)
     rows = [{"segment": int(n), "name": v["name"], "myocardium_ml": v["myocardium_ml"], "scar_ml": v["scar_ml"],
