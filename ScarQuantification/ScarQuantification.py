@@ -21,7 +21,8 @@ class ScarQuantification(ScriptedLoadableModule):
         self.parent.contributors = ["CardioQuant developers"]
         self.parent.helpText = (
             "Myocardial scar on LGE MRI: LV myocardium (network trained on EMIDEC, or your segmentation), scar by "
-            "n-SD, FWHM or the networks (a second network, the scar refiner, reads the myocardium the first found), "
+            "n-SD, FWHM or the networks (a second network, the scar refiner, reads the myocardium the first found; "
+            "their scar blobs under the 'smallest scar blob' volume count as myocardium), "
             "volumes, %LGE, AHA 17 segments and a bull's-eye. Edit the cavity, myocardium, "
             "scar or MVO in Segment Editor: the figures are recomputed from the segments as drawn after every edit. "
             "See <a href='https://github.com/cardioquant/SlicerCardioQuant'>the CardioQuant documentation</a>."
