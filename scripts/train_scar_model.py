@@ -26,8 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cardioquant.models.manifest import get_model
-from cardioquant.models.runtime import build_network, load_model, resolve_weights
+from cardioquant.models.runtime import build_network, load_named_model
 from cardioquant.models.training import save_weights, train
 from cardioquant.scar import emidec
 from cardioquant.scar.network import (
@@ -138,8 +137,7 @@ def main():
     channels = args.input_slices
     segmenter = None
     if args.stage == "refiner":
-        entry = get_model(MODEL_NAME)
-        segmenter = load_model(entry, args.segmenter or resolve_weights(entry, allow_download=False)[0])
+        segmenter = load_named_model(MODEL_NAME, args.segmenter, torch.device("cpu"))[0]
         architecture, name = REFINER_ARCHITECTURE, REFINER_NAME
     else:
         architecture = {**ARCHITECTURE, "kwargs": {**ARCHITECTURE["kwargs"], "in_channels": channels}}

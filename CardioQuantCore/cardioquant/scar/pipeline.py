@@ -108,10 +108,9 @@ def segment(loaded: LoadedImage, stack: np.ndarray, spacing: tuple, options, pro
 
 
 def _min_scar_ml(options) -> float:
-    value = getattr(options, "min_scar_ml", network.MIN_SCAR_COMPONENT_ML)
-    if not np.isfinite(value) or value < 0:
-        raise InputError(f"--min-scar-ml must be 0 or more (mL); got {value:g}.")
-    return value
+    if not np.isfinite(options.min_scar_ml) or options.min_scar_ml < 0:
+        raise InputError(f"--min-scar-ml must be 0 or more (mL); got {options.min_scar_ml:g}.")
+    return options.min_scar_ml
 
 
 def _check_short_axis(labels: np.ndarray) -> None:
@@ -223,7 +222,7 @@ def quantify_labels(loaded, stack, spacing, assumed, labels, models, options, wa
                 "rv_insertion_source": insertion["source"],
                 "septum_direction": options.septum_direction, "gray_zone": figures["gray_zone_definition"],
                 "myocardium_source": "user mask" if not models else "network",
-                "min_scar_component_ml": _min_scar_ml(options) if models else None}
+                "min_scar_component_ml": options.min_scar_ml if models else None}  # checked in segment()
     label_image = sitk.GetImageFromArray(out_labels if loaded.image.GetDimension() == 3 else out_labels[0])
     label_image.CopyInformation(loaded.image)
     rows = [{"segment": int(n), "name": v["name"], "myocardium_ml": v["myocardium_ml"], "scar_ml": v["scar_ml"],
