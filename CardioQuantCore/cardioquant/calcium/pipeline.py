@@ -19,7 +19,7 @@ from ..imageio import LoadedImage, read_mask
 from ..labels import MORPHOLOGICALLY_ALTERED, LabelTable, SegmentSpec
 from ..progress import Progress
 from ..results import ModuleResult
-from . import cta, labelling, scoring
+from . import anatomy, cta, scoring, territories
 
 TITLE = "Coronary artery calcium (CalciumScoring)"
 ALLOW_2D = False
@@ -37,8 +37,14 @@ LABEL_TABLE = LabelTable([
     SegmentSpec(4, "RCA", (0.20, 0.80, 0.30), MORPHOLOGICALLY_ALTERED, CALCIFICATION,
                 ("SCT", "13647002", "Right coronary artery"), "calcium in the right coronary artery"),
     SegmentSpec(5, "not coronary", (0.70, 0.70, 0.70), MORPHOLOGICALLY_ALTERED, CALCIFICATION, None,
-                "candidate above threshold that is not coronary (aorta, valves, bone, noise)"),
+                "candidate in the heart region that is not coronary (bone running into it, bone-sized)"),
+    SegmentSpec(6, "outside heart", (0.55, 0.45, 0.30), MORPHOLOGICALLY_ALTERED, CALCIFICATION, None,
+                "candidate above threshold outside the heart search region (bone, aortic arch, other organs)"),
+    SegmentSpec(7, "heart search region", (0.95, 0.60, 0.60), ("SCT", "91723000", "Anatomical structure"),
+                ("SCT", "80891009", "Heart"), None,
+                "where coronary calcium was looked for: the mediastinum between the lungs, or the given heart mask"),
 ])
+HEART_REGION = 7
 
 MIN_VOXELS_IN_PLANE, MIN_SLICES = 32, 3
 
@@ -46,11 +52,13 @@ MIN_VOXELS_IN_PLANE, MIN_SLICES = 32, 3
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("calcium scoring")
     group.add_argument("--mode", choices=("auto", "noncontrast", "cta"), default="auto",
-                       help="auto: CTA when a contrast-filled aorta is found, else non-contrast [auto]")
+                       help="auto: CTA when the blood inside the heart is iodine-bright (>= 130 HU), else "
+                            "non-contrast [auto]")
     group.add_argument("--labels", help="artery label map (1 LM, 2 LAD, 3 LCX, 4 RCA): semi-automatic scoring")
     group.add_argument("--roi", help="mask restricting where candidates are looked for")
-    group.add_argument("--heart-mask", help="heart mask (e.g. TotalSegmentator heart.nii.gz); dilated 10 mm for the "
-                                            "coronaries on its surface")
+    group.add_argument("--heart-mask", help="heart mask (e.g. TotalSegmentator heart.nii.gz) used instead of the "
+                                            "automatic heart search region; grown 10 mm for the coronaries on its "
+                                            "surface")
     group.add_argument("--kvp", type=float, help="tube voltage; default: DICOM KVP, else 120 with a warning")
     group.add_argument("--k", type=float, default=3.0, help="CTA threshold = lumen mean + k x SD [3]")
     group.add_argument("--cta-scale", type=float, default=None,
@@ -127,23 +135,12 @@ def settings_from(options, kvp: float, spacing) -> scoring.ScoringSettings:
 
 # --- assignment ---------------------------------------------------------------------------------------------
 
-def region_mask(loaded: LoadedImage, options) -> np.ndarray | None:
-    region = None
-    if getattr(options, "roi", None):
-        region = sitk.GetArrayFromImage(read_mask(options.roi, loaded.image)) > 0
-    if getattr(options, "heart_mask", None):
-        heart = sitk.GetArrayFromImage(read_mask(options.heart_mask, loaded.image)) > 0
-        radius = [max(1, int(round(10.0 / s))) for s in loaded.image.GetSpacing()[::-1]]
-        heart = ndimage.binary_dilation(heart, structure=_ellipsoid(radius))
-        region = heart if region is None else region & heart
-    if region is not None and not region.any():
-        raise InputError("the region of interest / heart mask is empty on this scan's grid")
+def region_mask(loaded: LoadedImage, options) -> np.ndarray:
+    """--roi: where candidates may be looked for at all."""
+    region = sitk.GetArrayFromImage(read_mask(options.roi, loaded.image)) > 0
+    if not region.any():
+        raise InputError("the region of interest mask is empty on this scan's grid")
     return region
-
-
-def _ellipsoid(radius) -> np.ndarray:
-    grid = np.mgrid[tuple(slice(-r, r + 1) for r in radius)]
-    return sum((g / max(r, 1)) ** 2 for g, r in zip(grid, radius, strict=True)) <= 1.0
 
 
 def labels_from_user(loaded: LoadedImage, path: str, candidates: np.ndarray) -> np.ndarray:
@@ -155,21 +152,41 @@ def labels_from_user(loaded: LoadedImage, path: str, candidates: np.ndarray) -> 
     return labels
 
 
-def labels_from_network(hu, spacing, candidates_mask, options, progress: Progress) -> tuple[np.ndarray, dict]:
-    import torch
+def heart_anatomy(loaded: LoadedImage, options, required: bool) -> anatomy.HeartAnatomy | None:
+    """The heart search region: from --heart-mask when given, else found in the scan. With `required` (automatic
+    assignment) no heart is an InputError; otherwise None."""
+    if getattr(options, "heart_mask", None):
+        mask = sitk.GetArrayFromImage(read_mask(options.heart_mask, loaded.image)) > 0
+        return anatomy.heart_from_mask(loaded.image, mask)
+    try:
+        return anatomy.find_heart(loaded.image)
+    except InputError:
+        if required:
+            raise
+        return None
 
-    from ..models.runtime import load_named_model, select_device, sliding_window_predict
 
-    device = select_device(getattr(options, "device", "auto"))
-    network, entry, provenance = load_named_model(MODEL_NAME, getattr(options, "weights", None), device)
-    candidates = labelling.find_candidates(candidates_mask, spacing)
-    progress.update(0.1, "labelling candidates")
-    x = torch.from_numpy(labelling.network_input(hu, spacing, candidates_mask))[None]
-    roi = tuple(entry.input["patch_size"])
-    logits = sliding_window_predict(network, x, roi, device, sw_batch_size=1, overlap=0.25, progress=progress.sub(0.1, 0.9))
-    probabilities = torch.softmax(logits.float(), dim=1)[0].cpu().numpy()
-    per_candidate = labelling.assign(candidates, probabilities, spacing)
-    return labelling.label_volume(candidates, per_candidate), provenance
+def scan_type(options, heart: anatomy.HeartAnatomy | None) -> tuple[str, dict]:
+    """CTA or non-contrast, and what decided it (the JSON and the report say which)."""
+    if options.mode != "auto":
+        return options.mode, {"mode": options.mode, "decided_by": "--mode"}
+    if heart is None:
+        return "noncontrast", {"mode": "noncontrast", "decided_by": "default: no heart found to measure the blood"}
+    mode = "cta" if heart.contrast else "noncontrast"
+    return mode, {"mode": mode, "decided_by": f"blood inside the heart: median {heart.blood_hu:.0f} HU "
+                                              f"({'>=' if heart.contrast else '<'} {anatomy.CONTRAST_BLOOD_HU:.0f})",
+                  "blood_hu": heart.blood_hu, "blood_measured_at_lps_mm": list(heart.blood_centre_lps)}
+
+
+def labels_from_anatomy(loaded: LoadedImage, candidates: np.ndarray, heart: anatomy.HeartAnatomy):
+    image = loaded.image
+    direction = np.array(image.GetDirection()).reshape(3, 3)
+    origin, spacing = np.array(image.GetOrigin()), np.array(image.GetSpacing())
+
+    def voxel_to_lps(ijk):
+        return origin + (np.asarray(ijk) * spacing) @ direction.T
+
+    return territories.assign(candidates, heart.heart_region, heart.centre_lps, voxel_to_lps, image.GetSpacing())
 
 
 # --- run ----------------------------------------------------------------------------------------------------
@@ -180,25 +197,28 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
     warnings += kvp_warnings
     image = loaded.image
     spacing = image.GetSpacing()
+    automatic = not options.labels
+    progress.update(0.02, "finding the heart")
+    heart = heart_anatomy(loaded, options, required=automatic)
+    if heart is not None:
+        warnings += heart.warnings
+    mode, scan_info = scan_type(options, heart)
     hu = sitk.GetArrayFromImage(image).astype(np.float32)
-    mode = options.mode
-    if mode == "auto":
-        mode = "cta" if cta.looks_contrast_enhanced(hu, spacing) else "noncontrast"
     lumen_mask = sitk.GetArrayFromImage(read_mask(options.lumen_mask, image)) > 0 if options.lumen_mask else None
     threshold, threshold_info = candidate_threshold(hu, spacing, mode, kvp, options.k, lumen_mask)
-    progress.update(0.05, "finding candidates")
-    region = region_mask(loaded, options)
+    progress.update(0.3, "finding candidates")
     candidates = hu >= threshold
-    if region is not None:
-        candidates &= region
-    models = []
-    if options.labels:
+    if getattr(options, "roi", None):
+        candidates &= region_mask(loaded, options)
+    review = []
+    if automatic:
+        found = labels_from_anatomy(loaded, candidates, heart)
+        artery_labels = found.labels
+        review = [e for e in found.per_candidate if e["review"] and 1 <= e["label"] <= 4]
+        assignment = "automatic (heart anatomy)"
+    else:
         artery_labels = labels_from_user(loaded, options.labels, candidates)
         assignment = "user label map"
-    else:
-        artery_labels, model = labels_from_network(hu, spacing, candidates, options, progress.sub(0.1, 0.85))
-        models.append(model)
-        assignment = "automatic (network)"
     settings = settings_from(options, kvp, spacing)
     settings.threshold_hu = threshold
     mass_calibration_info = _mass_calibration(hu, image, options, settings)
@@ -207,12 +227,39 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
         if settings.mass_calibration:
             warnings.append("mass score on CTA is not defined (iodine); reported as null")
             settings.mass_calibration = None
-    progress.update(0.9, "scoring")
+    progress.update(0.8, "scoring")
     result = scoring.score(hu, artery_labels, spacing, settings, geometry.ijk_to_ras(image))
     warnings += result.notes
+    flagged = _lesions_to_review(result, artery_labels, candidates, review)
+    if flagged:
+        warnings.append(f"{len(flagged)} lesion(s) flagged for review: artery assignment uncertain (lesion ids "
+                        f"{', '.join(str(i) for i in flagged)})")
+    label_map = artery_labels.copy()
+    if heart is not None:
+        label_map[(label_map == 0) & heart.heart_region] = HEART_REGION
     progress.update(1.0, "done")
-    return _module_result(loaded, result, artery_labels, mode, threshold_info, assignment, mass_calibration_info,
-                          settings, models, warnings, kvp)
+    return _module_result(loaded, result, label_map, mode, threshold_info, assignment, mass_calibration_info,
+                          settings, [], warnings, kvp, scan_info, heart)
+
+
+def _lesions_to_review(result, artery_labels, candidates, review) -> list[int]:
+    """Mark each scored lesion whose candidate was flagged; returns the flagged lesion ids."""
+    if not review:
+        for lesion in result.lesions:
+            lesion.review = None
+        return []
+    components, _ = territories.candidate_regions(candidates)
+    reasons = {e["candidate"]: e["reason"] for e in review}
+    flagged = []
+    for lesion in result.lesions:
+        i, j, k = (int(round(c)) for c in lesion.centroid_ijk)
+        box = tuple(slice(max(c - 3, 0), c + 4) for c in (k, j, i))
+        ids = components[box][(artery_labels[box] == lesion.label) & (components[box] > 0)]
+        candidate = int(np.bincount(ids).argmax()) if ids.size else 0
+        lesion.review = reasons.get(candidate)
+        if lesion.review:
+            flagged.append(lesion.id)
+    return flagged
 
 
 def _mass_calibration(hu, image, options, settings) -> dict | None:
@@ -230,7 +277,7 @@ def _mass_calibration(hu, image, options, settings) -> dict | None:
 
 
 def _module_result(loaded, result, artery_labels, mode, threshold_info, assignment, mass_info, settings, models,
-                   warnings, kvp) -> ModuleResult:
+                   warnings, kvp, scan_info, heart) -> ModuleResult:
     risk = scoring.risk(result)
     lesions = [asdict(lesion) for lesion in result.lesions]
     method = ("Agatston" if mode == "noncontrast" else
@@ -243,6 +290,8 @@ def _module_result(loaded, result, artery_labels, mode, threshold_info, assignme
         "risk": risk,
         "lesions": lesions,
         "mode": mode,
+        "scan_type": scan_info,
+        "heart": heart.describe() if heart is not None else None,
         "method": method,
         "threshold": threshold_info,
         "assignment": assignment,
@@ -282,7 +331,10 @@ def reassign_lesion(artery_labels: np.ndarray, seed_kji: tuple[int, int, int], a
         raise InputError("artery must be 1 LM, 2 LAD, 3 LCX, 4 RCA or 5 not coronary")
     if artery_labels[seed_kji] == 0:
         raise InputError("no lesion at the selected point")
-    components, _ = ndimage.label(artery_labels > 0, structure=np.ones((3, 3, 3), bool))
+    candidates = (artery_labels > 0) & (artery_labels < HEART_REGION)
+    if not candidates[seed_kji]:
+        raise InputError("no lesion at the selected point")
+    components, _ = ndimage.label(candidates, structure=np.ones((3, 3, 3), bool))
     updated = artery_labels.copy()
     updated[components == components[seed_kji]] = artery
     return updated

@@ -100,6 +100,7 @@ class Lesion:
     agatston: float
     centroid_ijk: tuple[float, float, float]
     centroid_ras: tuple[float, float, float] | None = None
+    review: str | None = None  # why the artery assignment should be checked by a reader (automatic path)
 
 
 @dataclass
