@@ -37,6 +37,13 @@ def draw_report(path, loaded, artery_labels, result, summary, settings, models) 
                      f"{settings['connectivity']}, increment factor {settings['increment_factor']:.3f}")
     figure.text(0.05, 0.22, "Method: " + summary["method"], fontsize=7.5, va="top", wrap=True)
     figure.text(0.05, 0.19, "Settings: " + settings_text, fontsize=7.5, va="top", wrap=True)
+    heart = summary.get("heart")
+    scan = summary.get("scan_type") or {}
+    heart_text = (f"heart search region {heart['volume_ml']:.0f} mL ({heart['method']})" if heart else
+                  "no heart search region (semi-automatic)")
+    flagged = sum(1 for lesion in summary["lesions"] if lesion.get("review"))
+    figure.text(0.05, 0.16, f"Scan type: {summary['mode']} ({scan.get('decided_by', '')}); {heart_text}; "
+                            f"lesions flagged for review: {flagged}", fontsize=7.5, va="top", wrap=True)
     model_text = "; ".join(f"{m['name']} {m['version']} (trained on {m['training_data'][:80]})" for m in models) or "none"
     page.footer(figure, [f"Model: {model_text}"])
     page.save_page(figure, path)
