@@ -88,25 +88,40 @@ def test_no_coronary_label_outside_the_heart_region(seed):
 
 
 def test_artery_follows_the_side_and_groove_of_the_heart():
-    """mm from the heart centre, x to the patient's left, y posterior (LPS)."""
-    assert territories.artery_from_offset(np.array([-30.0, -20.0, 0.0]))[0] == territories.RCA
-    assert territories.artery_from_offset(np.array([30.0, -30.0, 10.0]))[0] == territories.LAD
-    assert territories.artery_from_offset(np.array([40.0, 10.0, 20.0]))[0] == territories.LCX
-    assert territories.artery_from_offset(np.array([-7.0, -20.0, 0.0]))[1]  # near the RCA boundary: review
-    assert not territories.artery_from_offset(np.array([-40.0, -20.0, 0.0]))[1]
+    """u: share of the heart's cross-section from its right edge; t: from its front."""
+    assert territories.artery_from_position(0.2, 0.3)[0] == territories.RCA     # right AV groove
+    assert territories.artery_from_position(0.8, 0.3)[0] == territories.LAD     # anterior interventricular groove
+    assert territories.artery_from_position(0.9, 0.8)[0] == territories.LCX     # left AV groove, behind
+    assert territories.artery_from_position(0.5, 0.3)[1]                        # near the RCA boundary: review
+    assert territories.artery_from_position(0.8, 0.62)[1]                       # near the LAD/LCX groove: review
+    assert not territories.artery_from_position(0.1, 0.3)[1]
+
+
+def _assign_in_a_heart(candidates):
+    heart = np.zeros((60, 60, 60), bool)
+    heart[10:50, 10:50, 10:50] = True  # a 40 mm cube: 20 mm inscribed radius
+    return territories.assign(candidates, heart, lambda ijk: np.asarray(ijk, float), (1.0, 1.0, 1.0))
 
 
 def test_bone_running_out_of_the_heart_is_not_coronary():
-    candidates = np.zeros((5, 20, 20), bool)
-    heart = np.zeros_like(candidates)
-    heart[:, 5:15, 5:15] = True
-    candidates[2, 8:10, 8:10] = True      # inside: coronary
-    candidates[2, 12:18, 12:14] = True    # crosses the region's edge: chest wall
-    candidates[2, 0:2, 0:2] = True        # outside
-    found = territories.assign(candidates, heart, np.array([0.0, 0.0, 0.0]), lambda ijk: ijk * 1.0, (1, 1, 1))
-    assert found.labels[2, 8, 8] in (1, 2, 3, 4)
-    assert found.labels[2, 13, 12] == territories.NOT_CORONARY
-    assert found.labels[2, 0, 0] == territories.OUTSIDE_HEART
+    candidates = np.zeros((60, 60, 60), bool)
+    candidates[30, 12:14, 40:42] = True    # on the surface, left and front: a coronary (LAD)
+    candidates[30, 45:55, 25:27] = True    # crosses the region's edge: chest wall
+    candidates[30, 0:2, 0:2] = True        # outside
+    found = _assign_in_a_heart(candidates)
+    assert found.labels[30, 12, 40] == territories.LAD
+    assert found.labels[30, 48, 25] == territories.NOT_CORONARY
+    assert found.labels[30, 0, 0] == territories.OUTSIDE_HEART
+
+
+def test_calcium_deep_inside_the_heart_is_valve_not_coronary():
+    """The centre of the region (the aortic valve's place) is 1.0 of its inscribed radius deep."""
+    candidates = np.zeros((60, 60, 60), bool)
+    candidates[29:31, 29:31, 29:31] = True
+    candidates[30, 12:14, 40:42] = True
+    found = _assign_in_a_heart(candidates)
+    assert found.labels[30, 30, 30] == territories.AORTA_OR_VALVE
+    assert found.labels[30, 12, 40] in (territories.LAD, territories.LCX, territories.RCA)
 
 
 @pytest.mark.skipif(not COCA.is_dir(), reason="real COCA scans not present (../shared/data/coca)")

@@ -41,6 +41,8 @@ MIN_LUNGS_TOTAL_ML = 300.0
 MIN_LUNG_ML = 40.0
 MIN_HEART_ML = 150.0
 BLOOD_DEPTH_MM = 8.0
+POSTERIOR_MEDIASTINUM_MM = 15.0  # the descending aorta (20-30 mm) and oesophagus lie between spine and heart
+SPINE_HU = 120.0  # 10 mm mean: patchy osteoporotic trabecular bone still reads >= 120; muscle, blood, liver <= 70
 CONTRAST_BLOOD_HU = 130.0  # non-contrast blood 20-60 HU; iodine-enhanced blood 200-600 HU
 NO_HEART_MESSAGE = "no heart in the field of view: calcium scoring needs the heart"
 
@@ -154,7 +156,9 @@ def _mediastinum_slice(hu_slice, lung_slice, bone_slice, spacing) -> np.ndarray 
     points = np.column_stack(np.nonzero(lung_slice | edge)).astype(float)
     hull = _hull_mask(points, lung_slice.shape)
     region = hull & ~lung_slice & (hu_slice >= LUNG_HU)
-    region[spine_front:] = False
+    if spine_front < region.shape[0]:
+        # The posterior mediastinum (descending aorta, oesophagus, azygos) lies in front of the spine.
+        region[max(spine_front - int(round(POSTERIOR_MEDIASTINUM_MM / spacing[1])), 0):] = False
     return region
 
 
@@ -182,7 +186,7 @@ def find_heart(image: sitk.Image) -> HeartAnatomy:
     spacing = coarse.GetSpacing()
     hu = sitk.GetArrayFromImage(coarse)
     lungs = find_lungs(hu, spacing)
-    bone = ndimage.uniform_filter(hu, size=(1, 3, 3)) >= 180.0
+    bone = ndimage.uniform_filter(hu, size=(1, 5, 5)) >= SPINE_HU
     mediastinum = np.zeros(hu.shape, bool)
     for k in range(hu.shape[0]):
         found = _mediastinum_slice(hu[k], lungs[k], bone[k], spacing)

@@ -43,6 +43,10 @@ LABEL_TABLE = LabelTable([
     SegmentSpec(7, "heart search region", (0.95, 0.60, 0.60), ("SCT", "91723000", "Anatomical structure"),
                 ("SCT", "80891009", "Heart"), None,
                 "where coronary calcium was looked for: the mediastinum between the lungs, or the given heart mask"),
+    SegmentSpec(8, "aorta or valve", (0.85, 0.55, 0.95), MORPHOLOGICALLY_ALTERED, CALCIFICATION,
+                ("SCT", "15825003", "Aorta"),
+                "calcium deep inside the heart (aortic valve, aortic root, mitral annulus) or on the descending "
+                "aorta: not coronary, kept for review"),
 ])
 HEART_REGION = 7
 
@@ -186,7 +190,7 @@ def labels_from_anatomy(loaded: LoadedImage, candidates: np.ndarray, heart: anat
     def voxel_to_lps(ijk):
         return origin + (np.asarray(ijk) * spacing) @ direction.T
 
-    return territories.assign(candidates, heart.heart_region, heart.centre_lps, voxel_to_lps, image.GetSpacing())
+    return territories.assign(candidates, heart.heart_region, voxel_to_lps, image.GetSpacing())
 
 
 # --- run ----------------------------------------------------------------------------------------------------
@@ -328,10 +332,10 @@ def summary_line(result: ModuleResult) -> str:
 def reassign_lesion(artery_labels: np.ndarray, seed_kji: tuple[int, int, int], artery: int) -> np.ndarray:
     """Move the whole lesion (26-connected labelled voxels) containing `seed_kji` to `artery` (1-4, 5 = not coronary)."""
     if artery not in (1, 2, 3, 4, 5):
-        raise InputError("artery must be 1 LM, 2 LAD, 3 LCX, 4 RCA or 5 not coronary")
+        raise InputError("artery must be 1 LM, 2 LAD, 3 LCX, 4 RCA or 5 not coronary")  # 6 and 8 are found, not chosen
     if artery_labels[seed_kji] == 0:
         raise InputError("no lesion at the selected point")
-    candidates = (artery_labels > 0) & (artery_labels < HEART_REGION)
+    candidates = (artery_labels > 0) & (artery_labels != HEART_REGION)
     if not candidates[seed_kji]:
         raise InputError("no lesion at the selected point")
     components, _ = ndimage.label(candidates, structure=np.ones((3, 3, 3), bool))

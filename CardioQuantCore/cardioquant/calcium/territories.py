@@ -5,16 +5,21 @@ Candidates are 3D-connected (26) regions of voxels at or above the calcium thres
 - Outside the heart search region (anatomy.find_heart): "outside heart", its own segment, never scored.
 - Bone-sized (>= 3000 mm3) or running out of the region (ribs, sternum, costal cartilage, spine continue outside
   it; a coronary plaque lies on the heart): "not coronary".
-- Otherwise the artery follows coronary anatomy, in millimetres from the heart region's centre in patient axes
-  (x to the patient's left, y posterior): the RCA runs in the right atrioventricular groove, so a lesion right of
-  the centre is RCA; on the left, the circumflex runs in the posterior (left atrioventricular) groove and the
-  LAD in the anterior interventricular groove, so a left lesion behind the centre's front plane is LCX and one in
-  front of it LAD. The left main (about 1 cm long) cannot be told from the proximal LAD by position alone and is
-  scored with the LAD (as orCaScore does); lesions near the top of the left system are flagged for review.
-A lesion within REVIEW_MARGIN_MM of a boundary is flagged "review" in the JSON, the table and the report.
+- Deep inside the region (beyond DEEP_FRACTION of its inscribed radius from the surface): "aorta or valve"
+  (aortic valve, aortic root, mitral annulus), its own segment, never scored.
+- Otherwise the artery follows coronary anatomy, from where the lesion lies in the heart's cross-section on its
+  own slice: u, the share of the way from the section's right edge to its left, and t, from its front to its
+  back (2nd-98th percentile of the region's voxels in patient axes, so neither the field of view, the heart's
+  position in it nor the region's reach above or below the heart moves them). The RCA runs in the right
+  atrioventricular groove: u < 0.55 is RCA. On the left, the LAD runs in the anterior interventricular groove
+  and the circumflex in the left atrioventricular groove behind it: t < 0.6 is LAD, t >= 0.6 LCX. The left main
+  (about 1 cm long) cannot be told from the proximal LAD by position: left-system lesions within 5 mm of its
+  highest one are scored with the LAD (as orCaScore folds the LM) and flagged for review.
+A lesion within REVIEW_MARGIN of a boundary is flagged "review" in the JSON, the table and the report.
 
-The boundaries come from coronary anatomy and were checked (in-sample) on the three COCA scans in shared/data:
-they are not fitted weights, and a reader should review every flagged lesion.
+The boundaries are anatomical halves, not fitted weights; they were checked (in-sample) on the three COCA scans
+in shared/data, on which every RCA lesion has u <= 0.40 and every left-system lesion u >= 0.70. Proximal LAD and
+LCX lesions near the bifurcation overlap in t: review every flagged lesion.
 """
 
 from __future__ import annotations
@@ -25,12 +30,18 @@ import numpy as np
 from scipy import ndimage
 
 LM, LAD, LCX, RCA, NOT_CORONARY, OUTSIDE_HEART = 1, 2, 3, 4, 5, 6
+AORTA_OR_VALVE = 8  # 7 is the heart search region itself (pipeline.HEART_REGION)
 BONE_VOLUME_MM3 = 3000.0          # no coronary lesion is this large; spine, ribs and sternum are
-RCA_RIGHT_OF_CENTRE_MM = 6.0      # x offset below -6 mm (patient's right): RCA
-LCX_BEHIND_MM = -5.0              # left system, y offset above -5 mm (posterior): LCX ...
-LCX_LEFT_OF_CENTRE_MM = 15.0      # ... when also at least 15 mm to the left (the circumflex wraps the left side)
-REVIEW_MARGIN_MM = 5.0
-LEFT_SYSTEM_TOP_MM = 10.0         # within 10 mm of the highest left-system lesion and near the centre: LM?
+RCA_BELOW_U = 0.55                # share of the cross-section from its right edge: the right half is the RCA's
+LCX_FROM_T = 0.6                  # share from its front: the back 40 % on the left is the circumflex's groove
+REVIEW_MARGIN = 0.08
+# Depth below the region's surface as a share of its deepest point (about the heart's inscribed radius): the
+# coronaries run in the epicardial fat on the surface, and even the left main and the proximal RCA, which leave
+# the aortic root, stay in its outer half (<= 0.5); the aortic valve lies at the heart's centre and the mitral
+# annulus and the aortic root wall deep in its base (0.7-1.0). 0.6 is the midpoint; 0.45-0.6 is flagged.
+DEEP_FRACTION = 0.6
+DEEP_REVIEW_FRACTION = 0.45
+LEFT_SYSTEM_TOP_MM = 5.0          # within 5 mm of the left system's highest lesion: the left main's level
 
 
 @dataclass
@@ -43,25 +54,40 @@ def candidate_regions(mask: np.ndarray) -> tuple[np.ndarray, int]:
     return ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
 
 
-def artery_from_offset(offset_lps: np.ndarray) -> tuple[int, bool]:
-    """(artery 2-4, review?) of a lesion at `offset_lps` mm from the heart centre (x left, y posterior)."""
-    x, y = float(offset_lps[0]), float(offset_lps[1])
-    if x < -RCA_RIGHT_OF_CENTRE_MM:
-        return RCA, x > -RCA_RIGHT_OF_CENTRE_MM - REVIEW_MARGIN_MM
-    near_right = x < -RCA_RIGHT_OF_CENTRE_MM + REVIEW_MARGIN_MM
-    if y > LCX_BEHIND_MM and x > LCX_LEFT_OF_CENTRE_MM:
-        near = y < LCX_BEHIND_MM + REVIEW_MARGIN_MM or x < LCX_LEFT_OF_CENTRE_MM + REVIEW_MARGIN_MM
-        return LCX, near
-    near_lcx = (y > LCX_BEHIND_MM - REVIEW_MARGIN_MM and x > LCX_LEFT_OF_CENTRE_MM - REVIEW_MARGIN_MM)
-    return LAD, near_right or near_lcx
+def artery_from_position(u: float, t: float) -> tuple[int, bool]:
+    """(artery 2-4, review?) of a lesion at u (0 right edge .. 1 left edge) and t (0 front .. 1 back) of the
+    heart's cross-section on its slice."""
+    if u < RCA_BELOW_U:
+        return RCA, u > RCA_BELOW_U - REVIEW_MARGIN
+    near_right = u < RCA_BELOW_U + REVIEW_MARGIN
+    near_groove = abs(t - LCX_FROM_T) < REVIEW_MARGIN
+    return (LCX if t >= LCX_FROM_T else LAD), near_right or near_groove
 
 
-def assign(candidate_mask: np.ndarray, heart_region: np.ndarray, centre_lps: np.ndarray, voxel_to_lps,
-           spacing) -> Assignment:
+def section_extents(heart_region: np.ndarray, voxel_to_lps) -> np.ndarray:
+    """Per slice (x right edge, x left edge, y front, y back) in LPS mm of the region (NaN where empty)."""
+    extents = np.full((heart_region.shape[0], 4), np.nan)
+    for k in np.nonzero(heart_region.any(axis=(1, 2)))[0]:
+        jj, ii = np.nonzero(heart_region[k, ::2, ::2])
+        points = voxel_to_lps(np.column_stack([ii * 2, jj * 2, np.full(ii.size, k)]))
+        extents[k] = [*np.percentile(points[:, 0], [2, 98]), *np.percentile(points[:, 1], [2, 98])]
+    return extents
+
+
+def _position(point_lps, extent) -> tuple[float, float]:
+    u = (point_lps[0] - extent[0]) / max(extent[1] - extent[0], 1.0)
+    t = (point_lps[1] - extent[2]) / max(extent[3] - extent[2], 1.0)
+    return float(u), float(t)
+
+
+def assign(candidate_mask: np.ndarray, heart_region: np.ndarray, voxel_to_lps, spacing) -> Assignment:
     """Label every candidate voxel. `voxel_to_lps(ijk (n, 3)) -> (n, 3)` maps voxel indices to LPS mm."""
     components, count = candidate_regions(candidate_mask)
     labels = np.zeros(candidate_mask.shape, np.uint8)
     voxel_mm3 = float(np.prod(spacing))
+    depth = ndimage.distance_transform_edt(np.pad(heart_region, 1), sampling=tuple(spacing)[::-1])[1:-1, 1:-1, 1:-1]
+    radius = max(float(depth.max()), 1.0)
+    extents = section_extents(heart_region, voxel_to_lps)
     entries = []
     boxes = ndimage.find_objects(components)
     for index, box in enumerate(boxes, start=1):
@@ -70,31 +96,41 @@ def assign(candidate_mask: np.ndarray, heart_region: np.ndarray, centre_lps: np.
         volume = float(inside_box.sum()) * voxel_mm3
         kk, jj, ii = np.nonzero(inside_box)
         centroid = np.array([ii.mean() + box[2].start, jj.mean() + box[1].start, kk.mean() + box[0].start])
-        offset = voxel_to_lps(centroid[None])[0] - centre_lps
+        point = voxel_to_lps(centroid[None])[0]
+        u, t = _position(point, extents[int(round(centroid[2]))]) if in_heart.all() else (np.nan, np.nan)
         if not in_heart.any():
             label, reason, review = OUTSIDE_HEART, "outside the heart search region", False
         elif volume >= BONE_VOLUME_MM3:
             label, reason, review = NOT_CORONARY, f"bone-sized ({volume:.0f} mm3)", False
         elif not in_heart.all():
             label, reason, review = NOT_CORONARY, "runs out of the heart search region (chest wall, spine)", False
+        elif (fraction := float(depth[box][inside_box].max()) / radius) > DEEP_FRACTION:
+            label, review = AORTA_OR_VALVE, False
+            reason = f"deep inside the heart ({fraction:.2f} of its radius): aortic valve, root or mitral annulus"
         else:
-            label, review = artery_from_offset(offset)
-            reason = "position on the heart"
+            label, review = artery_from_position(u, t)
+            reason = f"position in the heart's cross-section (right-left {u:.2f}, front-back {t:.2f})"
+            if fraction > DEEP_REVIEW_FRACTION:
+                review, reason = True, reason + f"; deep ({fraction:.2f} of the heart's radius): valve or annulus?"
         labels[box][inside_box] = label
         entries.append({"candidate": index, "label": label, "reason": reason, "review": bool(review),
-                        "volume_mm3": volume, "offset_lps_mm": offset})
-    _flag_left_main(entries)
+                        "volume_mm3": volume, "point_lps_mm": point})
+    _flag_left_main(entries, labels, components)
     return Assignment(labels, entries)
 
 
-def _flag_left_main(entries) -> None:
-    """Left-system lesions at the top of the left system and near the centre line may be the left main."""
+def _flag_left_main(entries, labels, components) -> None:
+    """Left-system lesions within LEFT_SYSTEM_TOP_MM of its highest lesion lie at the level of the left main and
+    its bifurcation, where the cross-section cannot tell LM, proximal LAD and proximal LCX apart: they are scored
+    with the LAD (with which orCaScore folds the LM, and the most often calcified of the three) and flagged."""
     left = [e for e in entries if e["label"] in (LAD, LCX)]
     if not left:
         return
-    top = max(e["offset_lps_mm"][2] for e in left)
+    top = max(e["point_lps_mm"][2] for e in left)
     for entry in left:
-        x, z = entry["offset_lps_mm"][0], entry["offset_lps_mm"][2]
-        if z >= top - LEFT_SYSTEM_TOP_MM and x < LCX_LEFT_OF_CENTRE_MM:
+        if entry["point_lps_mm"][2] >= top - LEFT_SYSTEM_TOP_MM:
+            if entry["label"] == LCX:
+                entry["label"] = LAD
+                labels[components == entry["candidate"]] = LAD
             entry["review"] = True
-            entry["reason"] += "; may be the left main"
+            entry["reason"] += "; at the left main's level: LM, proximal LAD or LCX (scored as LAD)"
