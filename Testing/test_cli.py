@@ -39,7 +39,7 @@ def test_mixed_series_exits_2(capsys, tmp_path):
     for path in write_ct_series(tmp_path / "b", np.zeros((3, 4, 4)), origin=(0, 0, 50)):
         path.rename(tmp_path / "mixed" / ("b" + path.name))
     code, _, err = run(capsys, "calcium", tmp_path / "mixed", "-o", tmp_path / "out")
-    assert code == 2 and "mixed series" in _error_line(err)
+    assert code == 2 and "2 DICOM series" in _error_line(err) and "--series" in _error_line(err)
 
 
 def test_2d_image_exits_2(capsys, tmp_path):

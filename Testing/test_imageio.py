@@ -97,3 +97,40 @@ def test_fingerprint_has_no_patient_data(tmp_path):
     write_ct_series(tmp_path / "ct", np.zeros((3, 4, 4)))
     text = str(fingerprint(read_image(tmp_path / "ct")))
     assert "PHANTOM1" not in text and "Phantom" not in text
+
+
+def _pacs_export(root, series):
+    """patient/study/series folders as a PACS writes them: one (description, slices, thickness) per series."""
+    import pydicom
+
+    uids = []
+    for number, (description, slices, thickness) in enumerate(series, start=1):
+        folder = root / "PATIENT1" / "STUDY1" / f"SERIES{number}"
+        volume = np.full((slices, 8, 8), -1000.0)
+        volume[:, 4, 4] = 100.0 * number  # tells the series apart
+        paths = write_ct_series(folder, volume, spacing=(0.5, 0.5, thickness))
+        for path in paths:
+            ds = pydicom.dcmread(path)
+            ds.SeriesDescription = description
+            ds.save_as(path)
+        uids.append(pydicom.dcmread(paths[0]).SeriesInstanceUID)
+    return uids
+
+
+def test_dicom_series_in_subfolders_is_found(tmp_path):
+    _pacs_export(tmp_path, [("Ca score 3.0", 4, 3.0)])
+    loaded = read_image(tmp_path)  # two levels above the series folder
+    assert loaded.array().shape == (4, 8, 8) and loaded.array()[0, 4, 4] == 100
+
+
+def test_several_series_are_listed_and_chosen_by_number_or_uid(tmp_path):
+    uids = _pacs_export(tmp_path, [("Ca score 3.0", 4, 3.0), ("Lung 1.0", 6, 1.0)])
+    with pytest.raises(InputError) as refused:
+        read_image(tmp_path)
+    message = str(refused.value)
+    assert "2 DICOM series" in message and "--series" in message and "\n" not in message
+    assert "Ca score 3.0, 4 slices, 3.0 mm" in message and "Lung 1.0, 6 slices, 1.0 mm" in message
+    assert read_image(tmp_path, series="2").array()[0, 4, 4] == 200
+    assert read_image(tmp_path, series=uids[0]).array().shape == (4, 8, 8)
+    with pytest.raises(InputError, match="--series 3 is not in"):
+        read_image(tmp_path, series="3")

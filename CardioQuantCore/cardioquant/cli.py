@@ -25,7 +25,9 @@ EXIT_OK, EXIT_INPUT, EXIT_PROCESSING = 0, 2, 3
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input", help="scan: .nrrd/.nhdr/.nii(.gz)/.mha file or a folder holding one DICOM series")
+    parser.add_argument("input", help="scan: .nrrd/.nhdr/.nii(.gz)/.mha file or a DICOM folder (subfolders searched)")
+    parser.add_argument("--series", help="DICOM folder with several series: the Series Instance UID or the number "
+                                         "the listing gives")
     parser.add_argument("-o", "--output", required=True, type=Path, help="output folder")
     parser.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda [auto]")
     parser.add_argument("--weights", help="model weights file to use instead of the bundled/cached ones (scar: the first-stage "
@@ -80,7 +82,8 @@ def run_module(name: str, options: argparse.Namespace) -> tuple[object, list[Pat
     if module is not None and hasattr(module, "read_input"):
         loaded = module.read_input(options.input)  # e.g. CT-FFR accepts a centerline .vtp instead of an image
     else:
-        loaded = read_image(options.input, allow_2d=getattr(module, "ALLOW_2D", False))
+        loaded = read_image(options.input, allow_2d=getattr(module, "ALLOW_2D", False),
+                            series=getattr(options, "series", None))
     if module is None:
         raise InputError(f"'{name}' ({pipelines.TITLES[name]}) is not yet available in cardioquant {__version__}.")
     result = module.run(loaded, options, _progress(name, options))

@@ -64,13 +64,15 @@ def _has_image_suffix(path: Path) -> bool:
     return path.name.lower().endswith(IMAGE_SUFFIXES)
 
 
-def read_image(path: str | os.PathLike, allow_2d: bool = False) -> LoadedImage:
-    """Read an image file or a DICOM series folder and validate it (see `validate_image`)."""
+def read_image(path: str | os.PathLike, allow_2d: bool = False, series: str | None = None) -> LoadedImage:
+    """Read an image file or a DICOM folder and validate it (see `validate_image`). A DICOM folder is searched
+    with its subfolders (patient/study/series as a PACS exports them); with several series, `series` (a Series
+    Instance UID or its number in the listing) chooses one."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"input not found: {path}. Give an image file (.nrrd, .nii.gz, .mha) or a DICOM folder.")
     if path.is_dir():
-        loaded = _read_dicom_folder(path)
+        loaded = _read_dicom_folder(path, series=series)
     elif _has_image_suffix(path):
         loaded = _read_file(path)
     else:
@@ -90,32 +92,85 @@ def _read_file(path: Path) -> LoadedImage:
     return LoadedImage(image=image, path=str(path), format=fmt, dicom=dicom)
 
 
-def _read_dicom_folder(folder: Path, only_file: Path | None = None) -> LoadedImage:
+@dataclass
+class DicomSeries:
+    uid: str
+    files: list[str]
+    description: str
+    thickness: str
+
+    def line(self, number: int) -> str:
+        return (f"  {number}: {self.description or '(no description)'}, {len(self.files)} slices, "
+                f"{self.thickness or '?'} mm, UID {self.uid}")
+
+
+def find_dicom_series(folder: Path) -> list[DicomSeries]:
+    """Every DICOM series in `folder` and its subfolders, in folder order (a series split over folders is one)."""
+    reader = sitk.ImageSeriesReader
+    by_uid: dict[str, list[str]] = {}
+    for directory, subdirectories, names in os.walk(folder):
+        subdirectories.sort()
+        if not names:
+            continue
+        for uid in reader.GetGDCMSeriesIDs(directory):
+            by_uid.setdefault(uid, []).extend(reader.GetGDCMSeriesFileNames(directory, uid))
+    found = []
+    for uid, files in by_uid.items():
+        header = sitk.ImageFileReader()
+        header.SetFileName(files[0])
+        header.ReadImageInformation()
+
+        def tag(key, reader=header):
+            return reader.GetMetaData(key).strip() if reader.HasMetaDataKey(key) else ""
+
+        found.append(DicomSeries(uid, files, tag("0008|103e"), tag("0018|0050")))
+    return found
+
+
+def _choose_series(folder: Path, found: list[DicomSeries], series: str | None) -> DicomSeries:
+    if series is not None:
+        for number, candidate in enumerate(found, start=1):
+            if series in (candidate.uid, str(number)):
+                return candidate
+        listing = "; ".join(c.line(n).strip() for n, c in enumerate(found, start=1))
+        raise InputError(f"--series {series} is not in {folder} ({listing}); give one of these numbers or UIDs.")
+    if len(found) > 1:
+        listing = "; ".join(c.line(n).strip() for n, c in enumerate(found, start=1))
+        raise InputError(f"{folder} holds {len(found)} DICOM series ({listing}); choose one with --series N or "
+                         "--series UID.")
+    return found[0]
+
+
+def _read_dicom_folder(folder: Path, only_file: Path | None = None, series: str | None = None) -> LoadedImage:
     reader = sitk.ImageSeriesReader
     if only_file is None and not any(folder.iterdir()):
         raise InputError(f"folder is empty: {folder}. Point to a folder holding one DICOM series.")
-    series_ids = reader.GetGDCMSeriesIDs(str(folder))
-    if not series_ids:
-        raise InputError(f"no DICOM series found in {folder}; give an image file or a folder of DICOM files.")
     if only_file is not None:
         uid = _series_uid_of_file(only_file)
-        series_ids = [uid] if uid in series_ids else series_ids[:1]
-    if len(series_ids) > 1:
-        listed = ", ".join(series_ids[:4]) + (" ..." if len(series_ids) > 4 else "")
-        raise InputError(f"{folder} holds {len(series_ids)} DICOM series ({listed}); "
-                         "mixed series cannot be read as one volume: put one series per folder.")
-    files = list(reader.GetGDCMSeriesFileNames(str(folder), series_ids[0]))
-    series = reader()
-    series.SetFileNames(files)
-    series.MetaDataDictionaryArrayUpdateOn()
-    series.LoadPrivateTagsOff()
+        ids = reader.GetGDCMSeriesIDs(str(folder))
+        if not ids:
+            raise InputError(f"no DICOM series found in {folder}; give an image file or a folder of DICOM files.")
+        chosen_uid = uid if uid in ids else ids[0]
+        files = list(reader.GetGDCMSeriesFileNames(str(folder), chosen_uid))
+    else:
+        found = find_dicom_series(folder)
+        if not found:
+            raise InputError(f"no DICOM series found in {folder} or its subfolders; give an image file or a folder "
+                             "of DICOM files.")
+        chosen = _choose_series(folder, found, series)
+        # GDCM orders the slices; searching below `folder` keeps a series split over subfolders whole.
+        files = list(reader.GetGDCMSeriesFileNames(str(folder), chosen.uid, False, True)) or chosen.files
+    slices = reader()
+    slices.SetFileNames(files)
+    slices.MetaDataDictionaryArrayUpdateOn()
+    slices.LoadPrivateTagsOff()
     try:
-        image = series.Execute()
+        image = slices.Execute()
     except RuntimeError as exc:
         raise InputError(f"cannot read the DICOM series in {folder}: {str(exc).strip().splitlines()[-1]}") from exc
-    dicom = {key: series.GetMetaData(0, tag).strip() for key, tag in DICOM_TAGS.items() if series.HasMetaDataKey(0, tag)}
+    dicom = {key: slices.GetMetaData(0, tag).strip() for key, tag in DICOM_TAGS.items() if slices.HasMetaDataKey(0, tag)}
     loaded = LoadedImage(image=image, path=str(folder), format="dicom", dicom=dicom, source_files=files)
-    positions = [series.GetMetaData(i, "0020|0032") for i in range(len(files)) if series.HasMetaDataKey(i, "0020|0032")]
+    positions = [slices.GetMetaData(i, "0020|0032") for i in range(len(files)) if slices.HasMetaDataKey(i, "0020|0032")]
     if len(positions) == len(files) and len(files) > 2:
         _check_slice_spacing(loaded, positions)
     return loaded
