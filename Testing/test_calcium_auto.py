@@ -134,3 +134,13 @@ def test_real_gated_scans_keep_every_traced_lesion_in_the_heart_region():
         assert not heart.contrast
         traced = truth > 0
         assert heart.heart_region[traced].mean() >= 0.99, case_id
+
+
+def test_weights_option_is_refused_for_calcium(tmp_path, capsys):
+    """Calcium runs no network: a --weights file would silently do nothing, so it is refused before any work."""
+    case = phantom.make_cardiac_phantom(30500, spacing=(1.0, 1.0, 3.0), n_calcifications=0)
+    sitk.WriteImage(_image(case), str(tmp_path / "ct.nrrd"))
+    (tmp_path / "w.pt").write_bytes(b"")
+    code = cli.main(["calcium", str(tmp_path / "ct.nrrd"), "-o", str(tmp_path / "out"), "--weights",
+                     str(tmp_path / "w.pt"), "--quiet"])
+    assert code == 2 and "--weights does not apply to calcium scoring" in capsys.readouterr().err

@@ -9,7 +9,7 @@ from cardioquant.models.manifest import get_model, load_manifest
 from cardioquant.models.runtime import load_model, resolve_weights
 
 
-@pytest.mark.parametrize("name", ["calcium_labeller", "vertebra_segmenter", "lge_segmenter", "lge_scar_refiner"])
+@pytest.mark.parametrize("name", ["vertebra_segmenter", "lge_segmenter", "lge_scar_refiner"])
 def test_bundled_weights_verify_and_load(name):
     entry = get_model(name)
     path, origin = resolve_weights(entry, allow_download=False)
@@ -20,8 +20,7 @@ def test_bundled_weights_verify_and_load(name):
 
 def test_manifest_lists_each_model_once():
     names = [m for m in load_manifest()]
-    assert sorted(names) == ["calcium_labeller", "coronary_lumen", "lge_scar_refiner", "lge_segmenter",
-                             "vertebra_segmenter"]
+    assert sorted(names) == ["coronary_lumen", "lge_scar_refiner", "lge_segmenter", "vertebra_segmenter"]
 
 
 def test_lge_segmentation_does_not_depend_on_the_intensity_range():

@@ -1,1 +1,1 @@
-"""Coronary artery calcium: scoring engine, phantoms, candidate detection, artery labelling, pipeline."""
+"""Coronary artery calcium: scoring engine, phantoms, heart anatomy, artery assignment, pipeline."""

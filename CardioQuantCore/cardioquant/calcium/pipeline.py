@@ -23,7 +23,6 @@ from . import anatomy, cta, scoring, territories
 
 TITLE = "Coronary artery calcium (CalciumScoring)"
 ALLOW_2D = False
-MODEL_NAME = "calcium_labeller"
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data" / "calcium_phantom.nrrd"
 
 CALCIFICATION = ("SCT", "75753009", "Calcification")
@@ -196,6 +195,9 @@ def labels_from_anatomy(loaded: LoadedImage, candidates: np.ndarray, heart: anat
 # --- run ----------------------------------------------------------------------------------------------------
 
 def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
+    if getattr(options, "weights", None):
+        raise InputError("--weights does not apply to calcium scoring: it runs no network (the arteries come from "
+                         "the heart's anatomy); leave --weights out.")
     warnings = check_input(loaded)
     kvp, kvp_warnings = resolve_kvp(loaded, getattr(options, "kvp", None))
     warnings += kvp_warnings
