@@ -23,8 +23,11 @@ class CalciumScoring(ScriptedLoadableModule):
         self.parent.contributors = ["CardioQuant developers"]
         self.parent.helpText = (
             "Coronary artery calcium on non-contrast CT and CTA: Agatston, volume and mass scores per artery "
-            "(LM, LAD, LCX, RCA) and risk category. Automatic artery assignment by a network trained on generated "
-            "phantoms only: review every lesion. "
+            "(LM, LAD, LCX, RCA) and risk category. The automatic path finds the heart between the lungs (shown as "
+            "the 'heart search region' segment), decides CTA from the blood inside it, keeps calcium outside the "
+            "heart and on the aortic valve, root or mitral annulus as their own segments, and assigns arteries "
+            "from where each lesion lies on the heart; lesions it is unsure of are flagged. Checked on only three "
+            "real gated scans: review every lesion. "
             "See <a href='https://github.com/cardioquant/SlicerCardioQuant'>the CardioQuant documentation</a>."
         )
         self.parent.acknowledgementText = "Research software, not a medical device."

@@ -39,14 +39,33 @@ def draw_report(path, loaded, artery_labels, result, summary, settings, models) 
     figure.text(0.05, 0.19, "Settings: " + settings_text, fontsize=7.5, va="top", wrap=True)
     heart = summary.get("heart")
     scan = summary.get("scan_type") or {}
-    heart_text = (f"heart search region {heart['volume_ml']:.0f} mL ({heart['method']})" if heart else
-                  "no heart search region (semi-automatic)")
+    heart_text = (f"Heart search region {heart['volume_ml']:.0f} mL ({heart['method']}), outlined above" if heart
+                  else "No heart search region (semi-automatic)")
     flagged = sum(1 for lesion in summary["lesions"] if lesion.get("review"))
-    figure.text(0.05, 0.16, f"Scan type: {summary['mode']} ({scan.get('decided_by', '')}); {heart_text}; "
-                            f"lesions flagged for review: {flagged}", fontsize=7.5, va="top", wrap=True)
+    figure.text(0.05, 0.16, f"Scan type: {summary['mode']} ({scan.get('decided_by', '')})", fontsize=7.5, va="top")
+    figure.text(0.05, 0.14, f"{heart_text}; lesions flagged for review: {flagged}", fontsize=7.5,
+                va="top")
+    if heart:
+        _draw_heart_region(figure, hu, artery_labels, spacing)
     model_text = "; ".join(f"{m['name']} {m['version']} (trained on {m['training_data'][:80]})" for m in models) or "none"
     page.footer(figure, [f"Model: {model_text}"])
     page.save_page(figure, path)
+
+
+def _draw_heart_region(figure, hu, labels, spacing):
+    """The slice through the middle of the searched region, the region outlined: what was searched."""
+    from .pipeline import HEART_REGION
+
+    region = (labels == HEART_REGION) | ((labels >= 1) & (labels <= 4)) | (labels == 8)
+    slices = np.nonzero(region.any(axis=(1, 2)))[0]
+    if not slices.size:
+        return
+    k = int(slices[slices.size // 2])
+    ax = figure.add_axes([0.66, 0.272, 0.29, 0.105])  # the band under the artery table
+    ax.imshow(hu[k], cmap="gray", vmin=-300, vmax=600, aspect=spacing[1] / spacing[0])
+    ax.contour(region[k], levels=[0.5], colors=[_colour(HEART_REGION)], linewidths=0.8)
+    ax.set_title(f"heart search region (slice {k})", fontsize=6.5, pad=2)
+    ax.axis("off")
 
 
 def _draw_thumbnails(figure, hu, artery_labels, result, spacing, n=6):
