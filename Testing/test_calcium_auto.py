@@ -97,10 +97,14 @@ def test_artery_follows_the_side_and_groove_of_the_heart():
     assert not territories.artery_from_position(0.1, 0.3)[1]
 
 
-def _assign_in_a_heart(candidates):
+def _heart_cube():
     heart = np.zeros((60, 60, 60), bool)
     heart[10:50, 10:50, 10:50] = True  # a 40 mm cube: 20 mm inscribed radius
-    return territories.assign(candidates, heart, lambda ijk: np.asarray(ijk, float), (1.0, 1.0, 1.0))
+    return heart
+
+
+def _assign_in_a_heart(candidates):
+    return territories.assign(candidates, _heart_cube(), lambda ijk: np.asarray(ijk, float), (1.0, 1.0, 1.0))
 
 
 def test_bone_running_out_of_the_heart_is_not_coronary():
@@ -144,3 +148,17 @@ def test_weights_option_is_refused_for_calcium(tmp_path, capsys):
     code = cli.main(["calcium", str(tmp_path / "ct.nrrd"), "-o", str(tmp_path / "out"), "--weights",
                      str(tmp_path / "w.pt"), "--quiet"])
     assert code == 2 and "--weights does not apply to calcium scoring" in capsys.readouterr().err
+
+
+def test_cta_noise_peak_inside_a_chamber_is_not_coronary():
+    """On CTA a bright voxel cluster with iodine all round is the blood's own noise tail, not a plaque."""
+    hu = np.full((60, 60, 60), -80.0, np.float32)        # epicardial fat
+    hu[20:40, 20:40, 20:40] = 400.0                      # an iodine-filled chamber
+    candidates = np.zeros(hu.shape, bool)
+    candidates[30, 30:32, 22:24] = True                  # a noise peak in the chamber
+    candidates[30, 12:14, 40:42] = True                  # a plaque in the fat on the surface
+    hu[candidates] = 700.0
+    found = territories.assign(candidates, _heart_cube(), lambda ijk: np.asarray(ijk, float), (1.0, 1.0, 1.0),
+                               hu=hu, contrast=True)
+    assert found.labels[30, 30, 22] == territories.AORTA_OR_VALVE
+    assert found.labels[30, 12, 40] == territories.LAD

@@ -181,7 +181,8 @@ def scan_type(options, heart: anatomy.HeartAnatomy | None) -> tuple[str, dict]:
                   "blood_hu": heart.blood_hu, "blood_measured_at_lps_mm": list(heart.blood_centre_lps)}
 
 
-def labels_from_anatomy(loaded: LoadedImage, candidates: np.ndarray, heart: anatomy.HeartAnatomy):
+def labels_from_anatomy(loaded: LoadedImage, candidates: np.ndarray, heart: anatomy.HeartAnatomy, hu: np.ndarray,
+                        mode: str):
     image = loaded.image
     direction = np.array(image.GetDirection()).reshape(3, 3)
     origin, spacing = np.array(image.GetOrigin()), np.array(image.GetSpacing())
@@ -189,7 +190,8 @@ def labels_from_anatomy(loaded: LoadedImage, candidates: np.ndarray, heart: anat
     def voxel_to_lps(ijk):
         return origin + (np.asarray(ijk) * spacing) @ direction.T
 
-    return territories.assign(candidates, heart.heart_region, voxel_to_lps, image.GetSpacing())
+    return territories.assign(candidates, heart.heart_region, voxel_to_lps, image.GetSpacing(), hu=hu,
+                              contrast=mode == "cta")
 
 
 # --- run ----------------------------------------------------------------------------------------------------
@@ -218,7 +220,7 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
         candidates &= region_mask(loaded, options)
     review = []
     if automatic:
-        found = labels_from_anatomy(loaded, candidates, heart)
+        found = labels_from_anatomy(loaded, candidates, heart, hu, mode)
         artery_labels = found.labels
         review = [e for e in found.per_candidate if e["review"] and 1 <= e["label"] <= 4]
         assignment = "automatic (heart anatomy)"

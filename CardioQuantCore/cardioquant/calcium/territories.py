@@ -5,6 +5,8 @@ Candidates are 3D-connected (26) regions of voxels at or above the calcium thres
 - Outside the heart search region (anatomy.find_heart): "outside heart", its own segment, never scored.
 - Bone-sized (>= 3000 mm3) or running out of the region (ribs, sternum, costal cartilage, spine continue outside
   it; a coronary plaque lies on the heart): "not coronary".
+- On CTA, wrapped in iodine-bright blood (>= 80 % of a 1 mm ring >= 200 HU): the bright tail of a chamber or the
+  aorta, "aorta or valve".
 - Deep inside the region (beyond DEEP_FRACTION of its inscribed radius from the surface): "aorta or valve"
   (aortic valve, aortic root, mitral annulus), its own segment, never scored.
 - Otherwise the artery follows coronary anatomy, from where the lesion lies in the heart's cross-section on its
@@ -40,6 +42,8 @@ REVIEW_MARGIN = 0.08
 # the aortic root, stay in its outer half (<= 0.5); the aortic valve lies at the heart's centre and the mitral
 # annulus and the aortic root wall deep in its base (0.7-1.0). 0.6 is the midpoint; 0.45-0.6 is flagged.
 DEEP_FRACTION = 0.6
+IODINE_HU = 200.0                 # CTA: blood with iodine (non-contrast blood, wall and fat read far lower)
+IODINE_SHELL_SHARE = 0.8
 DEEP_REVIEW_FRACTION = 0.45
 LEFT_SYSTEM_TOP_MM = 5.0          # within 5 mm of the left system's highest lesion: the left main's level
 
@@ -80,8 +84,10 @@ def _position(point_lps, extent) -> tuple[float, float]:
     return float(u), float(t)
 
 
-def assign(candidate_mask: np.ndarray, heart_region: np.ndarray, voxel_to_lps, spacing) -> Assignment:
-    """Label every candidate voxel. `voxel_to_lps(ijk (n, 3)) -> (n, 3)` maps voxel indices to LPS mm."""
+def assign(candidate_mask: np.ndarray, heart_region: np.ndarray, voxel_to_lps, spacing,
+           hu: np.ndarray | None = None, contrast: bool = False) -> Assignment:
+    """Label every candidate voxel. `voxel_to_lps(ijk (n, 3)) -> (n, 3)` maps voxel indices to LPS mm. On CTA
+    (`contrast`, with `hu`) a candidate wrapped in iodine is the bright tail of a chamber or the aorta."""
     components, count = candidate_regions(candidate_mask)
     labels = np.zeros(candidate_mask.shape, np.uint8)
     voxel_mm3 = float(np.prod(spacing))
@@ -104,6 +110,8 @@ def assign(candidate_mask: np.ndarray, heart_region: np.ndarray, voxel_to_lps, s
             label, reason, review = NOT_CORONARY, f"bone-sized ({volume:.0f} mm3)", False
         elif not in_heart.all():
             label, reason, review = NOT_CORONARY, "runs out of the heart search region (chest wall, spine)", False
+        elif contrast and hu is not None and _wrapped_in_iodine(hu, components, index, box):
+            label, reason, review = AORTA_OR_VALVE, "inside iodine-filled blood (a chamber or the aorta)", False
         elif (fraction := float(depth[box][inside_box].max()) / radius) > DEEP_FRACTION:
             label, review = AORTA_OR_VALVE, False
             reason = f"deep inside the heart ({fraction:.2f} of its radius): aortic valve, root or mitral annulus"
@@ -117,6 +125,16 @@ def assign(candidate_mask: np.ndarray, heart_region: np.ndarray, voxel_to_lps, s
                         "volume_mm3": volume, "point_lps_mm": point})
     _flag_left_main(entries, labels, components)
     return Assignment(labels, entries)
+
+
+def _wrapped_in_iodine(hu, components, index, box) -> bool:
+    """At least IODINE_SHELL_SHARE of the in-plane ring (2 voxels) around the candidate is iodine-bright: a
+    coronary plaque touches the lumen on one side and the wall and fat on the other, a chamber's noise peak or a
+    dense contrast jet has blood all round."""
+    grown = tuple(slice(max(b.start - 2, 0), b.stop + 2) for b in box)
+    inside = components[grown] == index
+    ring = ndimage.binary_dilation(inside, structure=np.ones((1, 5, 5), bool)) & ~inside & (components[grown] == 0)
+    return bool(ring.any()) and float(np.mean(hu[grown][ring] >= IODINE_HU)) >= IODINE_SHELL_SHARE
 
 
 def _flag_left_main(entries, labels, components) -> None:
