@@ -11,10 +11,11 @@ Method, on a ~2 mm copy of the scan turned to LPS (so it does not depend on how 
    its vessels and septa averaged in, reads -700 to -950; air outside the body and bowel gas read -965 to -1000),
    at least 300 mL in all (no chest CT shows less lung than that).
 2. In every slice with a left and a right lung (told apart by side: they may touch in front of the heart), the
-   mediastinum is the convex hull of the lungs minus the lungs,
-   in front of the vertebral body (the posterior mediastinum holds the descending aorta and oesophagus, not the
-   heart). Above its widest slice, slices where the mediastinum is under a third of that are the upper
-   mediastinum (great vessels, aortic arch) and are left out.
+   mediastinum is the convex hull of the lungs minus the lungs, at least 15 mm in front of the spine (the
+   posterior mediastinum holds the descending aorta and oesophagus, not the heart). Above its widest slice,
+   slices where the mediastinum is under a third of its median area are the upper mediastinum (great vessels,
+   aortic arch) and are left out. The median, not the widest: the widest is often the liver dome below the
+   heart, and a third of it cuts the top of the heart, where the left main and the ostia are.
 3. The heart region is the largest 3D piece of that, with its holes filled. No such piece of at least 150 mL
    means there is no heart in the field of view.
 4. Blood: voxels 8 mm or more inside the region that are not fat (> -30 HU), in the 5-slice band where they are
@@ -199,7 +200,8 @@ def find_heart(image: sitk.Image) -> HeartAnatomy:
     smoothed = ndimage.median_filter(areas, size=5, mode="nearest")
     widest = int(np.argmax(smoothed))
     upper = np.arange(areas.size) > widest
-    mediastinum[upper & (smoothed < smoothed.max() / 3.0)] = False
+    typical = float(np.median(smoothed[smoothed > 0]))
+    mediastinum[upper & (smoothed < typical / 3.0)] = False
     opened = ndimage.binary_opening(mediastinum, structure=_disc(max(1, int(round(4.0 / spacing[0])))))
     components, count = ndimage.label(opened)
     voxel_ml = float(np.prod(spacing)) / 1000.0

@@ -123,7 +123,7 @@ def assign(candidate_mask: np.ndarray, heart_region: np.ndarray, voxel_to_lps, s
         labels[box][inside_box] = label
         entries.append({"candidate": index, "label": label, "reason": reason, "review": bool(review),
                         "volume_mm3": volume, "point_lps_mm": point})
-    _flag_left_main(entries, labels, components)
+    _flag_left_main(entries, labels, components, smallest_lesion_mm3=1.0 * float(spacing[2]))
     return Assignment(labels, entries)
 
 
@@ -137,14 +137,15 @@ def _wrapped_in_iodine(hu, components, index, box) -> bool:
     return bool(ring.any()) and float(np.mean(hu[grown][ring] >= IODINE_HU)) >= IODINE_SHELL_SHARE
 
 
-def _flag_left_main(entries, labels, components) -> None:
-    """Left-system lesions within LEFT_SYSTEM_TOP_MM of its highest lesion lie at the level of the left main and
+def _flag_left_main(entries, labels, components, smallest_lesion_mm3: float) -> None:
+    """Left-system lesions within LEFT_SYSTEM_TOP_MM of its highest scorable lesion (>= 1 mm2 on one slice) lie at the level of the left main and
     its bifurcation, where the cross-section cannot tell LM, proximal LAD and proximal LCX apart: they are scored
     with the LAD (with which orCaScore folds the LM, and the most often calcified of the three) and flagged."""
     left = [e for e in entries if e["label"] in (LAD, LCX)]
-    if not left:
+    scorable = [e for e in left if e["volume_mm3"] >= smallest_lesion_mm3]  # specks the area rule will drop
+    if not scorable:
         return
-    top = max(e["point_lps_mm"][2] for e in left)
+    top = max(e["point_lps_mm"][2] for e in scorable)
     for entry in left:
         if entry["point_lps_mm"][2] >= top - LEFT_SYSTEM_TOP_MM:
             if entry["label"] == LCX:
