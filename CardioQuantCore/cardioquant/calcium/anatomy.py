@@ -43,6 +43,7 @@ MIN_LUNG_ML = 40.0
 MIN_HEART_ML = 150.0
 BLOOD_DEPTH_MM = 8.0
 POSTERIOR_MEDIASTINUM_MM = 15.0  # the descending aorta (20-30 mm) and oesophagus lie between spine and heart
+CTA_BONE_HU = 180.0  # 6 mm mean: above iodine-enhanced myocardium (100-150 HU), below cortical and most trabecular bone
 SPINE_HU = 120.0  # 10 mm mean: patchy osteoporotic trabecular bone still reads >= 120; muscle, blood, liver <= 70
 CONTRAST_BLOOD_HU = 130.0  # non-contrast blood 20-60 HU; iodine-enhanced blood 200-600 HU
 NO_HEART_MESSAGE = "no heart in the field of view: calcium scoring needs the heart"
@@ -182,12 +183,24 @@ def _spine_front(bone_slice, span, lung_rows, pixel_mm2: float) -> int:
 
 
 def find_heart(image: sitk.Image) -> HeartAnatomy:
-    """The heart region of a chest or cardiac CT, or InputError(NO_HEART_MESSAGE)."""
+    """The heart region of a chest or cardiac CT, or InputError(NO_HEART_MESSAGE).
+
+    The spine is found in two passes: first with a bone threshold above enhanced myocardium (on CTA the
+    iodine-filled heart is as bright as trabecular bone, and a low threshold joins heart and spine into one
+    piece); when the blood found then is not iodine-bright, again with a threshold low enough for patchy
+    osteoporotic bone, so no vertebral fragment is left in front of the cut."""
     coarse = _coarse(image)
     spacing = coarse.GetSpacing()
     hu = sitk.GetArrayFromImage(coarse)
     lungs = find_lungs(hu, spacing)
-    bone = ndimage.uniform_filter(hu, size=(1, 5, 5)) >= SPINE_HU
+    anatomy = _heart_with_bone(image, coarse, hu, lungs, ndimage.uniform_filter(hu, size=(1, 3, 3)) >= CTA_BONE_HU)
+    if anatomy.contrast:
+        return anatomy
+    return _heart_with_bone(image, coarse, hu, lungs, ndimage.uniform_filter(hu, size=(1, 5, 5)) >= SPINE_HU)
+
+
+def _heart_with_bone(image, coarse, hu, lungs, bone) -> HeartAnatomy:
+    spacing = coarse.GetSpacing()
     mediastinum = np.zeros(hu.shape, bool)
     for k in range(hu.shape[0]):
         found = _mediastinum_slice(hu[k], lungs[k], bone[k], spacing)
