@@ -68,6 +68,21 @@ def artery_from_position(u: float, t: float) -> tuple[int, bool]:
     return (LCX if t >= LCX_FROM_T else LAD), near_right or near_groove
 
 
+def _region_depth(heart_region: np.ndarray, spacing, step_mm: float = 2.0):
+    """(depth_at(k, j, i) -> deepest mm of those voxels below the region's surface, the region's deepest mm),
+    from a distance map on a ~2 mm subsample: a full-resolution map of a chest CT would take gigabytes."""
+    steps = [max(1, int(round(step_mm / s))) for s in tuple(spacing)[::-1]]
+    small = heart_region[::steps[0], ::steps[1], ::steps[2]]
+    sampling = [s * f for s, f in zip(tuple(spacing)[::-1], steps, strict=True)]
+    depth = ndimage.distance_transform_edt(np.pad(small, 1), sampling=sampling)[1:-1, 1:-1, 1:-1].astype(np.float32)
+
+    def depth_at(k, j, i) -> float:
+        index = tuple(np.minimum(np.asarray(a) // f, n - 1) for a, f, n in zip((k, j, i), steps, depth.shape, strict=True))
+        return float(depth[index].max())
+
+    return depth_at, max(float(depth.max()), 1.0)
+
+
 def section_extents(heart_region: np.ndarray, voxel_to_lps) -> np.ndarray:
     """Per slice (x right edge, x left edge, y front, y back) in LPS mm of the region (NaN where empty)."""
     extents = np.full((heart_region.shape[0], 4), np.nan)
@@ -91,8 +106,7 @@ def assign(candidate_mask: np.ndarray, heart_region: np.ndarray, voxel_to_lps, s
     components, count = candidate_regions(candidate_mask)
     labels = np.zeros(candidate_mask.shape, np.uint8)
     voxel_mm3 = float(np.prod(spacing))
-    depth = ndimage.distance_transform_edt(np.pad(heart_region, 1), sampling=tuple(spacing)[::-1])[1:-1, 1:-1, 1:-1]
-    radius = max(float(depth.max()), 1.0)
+    depth_at, radius = _region_depth(heart_region, spacing)
     extents = section_extents(heart_region, voxel_to_lps)
     entries = []
     boxes = ndimage.find_objects(components)
@@ -112,7 +126,7 @@ def assign(candidate_mask: np.ndarray, heart_region: np.ndarray, voxel_to_lps, s
             label, reason, review = NOT_CORONARY, "runs out of the heart search region (chest wall, spine)", False
         elif contrast and hu is not None and _wrapped_in_iodine(hu, components, index, box):
             label, reason, review = AORTA_OR_VALVE, "inside iodine-filled blood (a chamber or the aorta)", False
-        elif (fraction := float(depth[box][inside_box].max()) / radius) > DEEP_FRACTION:
+        elif (fraction := depth_at(kk + box[0].start, jj + box[1].start, ii + box[2].start) / radius) > DEEP_FRACTION:
             label, review = AORTA_OR_VALVE, False
             reason = f"deep inside the heart ({fraction:.2f} of its radius): aortic valve, root or mitral annulus"
         else:
