@@ -74,8 +74,9 @@ class CalciumScoringWidget(CardioQuantWidget):
         CardioQuantWidget.setup(self)
         self.lesions = []
         table = self.ui.lesionTableWidget
-        table.setColumnCount(5)
-        table.setHorizontalHeaderLabels(["#", "Artery", "Agatston", "Volume (mm3)", "Slices"])
+        self.runLesions = []
+        table.setColumnCount(6)
+        table.setHorizontalHeaderLabels(["#", "Artery", "Agatston", "Volume (mm3)", "Slices", "Review"])
         table.setSelectionBehavior(qt.QAbstractItemView.SelectRows)
         table.connect("itemSelectionChanged()", self.onLesionSelected)
         self.ui.arteryComboBox.connect("activated(int)", lambda index: self.assignSelected(index + 1))
@@ -92,6 +93,11 @@ class CalciumScoringWidget(CardioQuantWidget):
     def onFinished(self, ok, outputDir, message):
         CardioQuantWidget.onFinished(self, ok, outputDir, message)
         if ok:
+            import json
+            import os
+
+            with open(os.path.join(outputDir, "calcium.json")) as handle:
+                self.runLesions = json.load(handle)["lesions"]
             self.watchEdits(self.ui.segmentEditorWidget.segmentationNode())
             self.updateScores()
 
@@ -106,13 +112,15 @@ class CalciumScoringWidget(CardioQuantWidget):
         volumeNode = self.ui.inputVolumeSelector.currentNode()
         if segmentationNode is None or volumeNode is None:
             return
+        from cardioquant.calcium.pipeline import carry_review_flags
+
         scores = self.logic.rescore(volumeNode, segmentationNode, self.kvp())
-        self.lesions = scores["lesions"]
+        self.lesions = carry_review_flags(scores["lesions"], self.runLesions)
         table = self.ui.lesionTableWidget
         table.setRowCount(len(self.lesions))
         for row, lesion in enumerate(self.lesions):
             values = [lesion["id"], lesion["artery"], f"{lesion['agatston']:.1f}", f"{lesion['volume_mm3']:.1f}",
-                      f"{lesion['slices'][0]}-{lesion['slices'][1]}"]
+                      f"{lesion['slices'][0]}-{lesion['slices'][1]}", lesion["review"] or ""]
             for column, value in enumerate(values):
                 table.setItem(row, column, qt.QTableWidgetItem(str(value)))
         total = scores["total"]

@@ -162,3 +162,29 @@ def test_cta_noise_peak_inside_a_chamber_is_not_coronary():
                                hu=hu, contrast=True)
     assert found.labels[30, 30, 22] == territories.AORTA_OR_VALVE
     assert found.labels[30, 12, 40] == territories.LAD
+
+
+def test_review_flags_follow_the_lesions_through_reader_edits(tmp_path):
+    """The panel re-scores after every edit: a flagged lesion stays flagged until the reader reassigns it."""
+    import json
+
+    from cardioquant.calcium.pipeline import carry_review_flags, reassign_lesion, rescore
+
+    run_lesions = [
+        {"artery": "LAD", "centroid_ijk": [10.0, 10.0, 2.0], "review": "at the left main's level"},
+        {"artery": "RCA", "centroid_ijk": [40.0, 40.0, 5.0], "review": None},
+    ]
+    image, labels_image = phantom.block_phantom()  # LAD block at (10-11, 10-13, 2-3), RCA at (30-33, 30-32, 5)
+    labels = sitk.GetArrayFromImage(labels_image)
+    hu = sitk.GetArrayFromImage(image)
+    candidates = np.where(hu >= 130, labels, 0).astype(np.uint8)
+    candidates[(hu >= 130) & (candidates == 0)] = 5
+    lesions = rescore(image, candidates)["lesions"]
+    lad = next(les for les in lesions if les["artery"] == "LAD")
+    run_lesions[0]["centroid_ijk"] = lad["centroid_ijk"]
+    flagged = carry_review_flags(json.loads(json.dumps(lesions)), run_lesions)
+    assert [les["review"] for les in flagged if les["artery"] == "LAD"] == ["at the left main's level"]
+    assert all(les["review"] is None for les in flagged if les["artery"] == "RCA")
+    seed = tuple(int(round(c)) for c in lad["centroid_ijk"][::-1])
+    moved = rescore(image, reassign_lesion(candidates, seed, 3))["lesions"]  # the reader calls it LCX
+    assert all(les["review"] is None for les in carry_review_flags(moved, run_lesions))

@@ -348,6 +348,17 @@ def reassign_lesion(artery_labels: np.ndarray, seed_kji: tuple[int, int, int], a
     return updated
 
 
+def carry_review_flags(lesions: list[dict], run_lesions: list[dict], reach_voxels: float = 2.0) -> list[dict]:
+    """The run's review reasons on the lesions of a re-score: a lesion keeps its flag while it is still the same
+    artery's at the same place (centroid within `reach_voxels`); a lesion the reader reassigned loses it."""
+    flagged = [les for les in run_lesions if les.get("review")]
+    for lesion in lesions:
+        lesion["review"] = next((run["review"] for run in flagged if run["artery"] == lesion["artery"] and
+                                 np.linalg.norm(np.subtract(run["centroid_ijk"], lesion["centroid_ijk"])) <= reach_voxels),
+                                None)
+    return lesions
+
+
 def rescore(image: sitk.Image, artery_labels: np.ndarray, kvp: float = 120.0, **setting_overrides) -> dict:
     """Scores of an (edited) label map on its image: the numbers the panel shows after each correction."""
     settings = scoring.ScoringSettings(kvp=kvp, **setting_overrides)
