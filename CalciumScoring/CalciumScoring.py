@@ -5,11 +5,13 @@ a background process, then lets the reader review lesions, reassign them (combo 
 segments in Segment Editor; scores recompute from the current segmentation after every edit.
 """
 
+import tempfile
+
 import qt
 import slicer
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleTest
 
-from CardioQuantCoreLib.module_base import CardioQuantLogic, CardioQuantWidget
+from CardioQuantCoreLib.module_base import CardioQuantLogic, CardioQuantWidget, writeSegmentationLabels
 
 ARTERY_KEYS = {"1": 1, "2": 2, "3": 3, "4": 4, "0": 5}
 
@@ -88,6 +90,15 @@ class CalciumScoringWidget(CardioQuantWidget):
         args = ["--mode", self.ui.modeComboBox.currentText, "--min-area", self.ui.minAreaComboBox.currentText]
         if self.ui.kvpSpinBox.value:
             args += ["--kvp", str(self.ui.kvpSpinBox.value)]
+        heart = self.ui.heartSegmentationSelector.currentNode()
+        if heart is not None:
+            from cardioquant.labels import TISSUE, LabelTable, SegmentSpec
+
+            # TotalSegmentator names the segment "heart"; only that segment is written, as value 1.
+            table = LabelTable([SegmentSpec(1, "heart", (1, 0, 0), TISSUE, TISSUE)])
+            path = writeSegmentationLabels(heart, self.ui.inputVolumeSelector.currentNode(), table,
+                                           tempfile.mkdtemp(), "heart.nrrd")
+            args += ["--heart-mask", path]
         return args
 
     def onFinished(self, ok, outputDir, message):
