@@ -14,8 +14,10 @@ Method, on a ~2 mm copy of the scan turned to LPS (so it does not depend on how 
    mediastinum is the convex hull of the lungs minus the lungs, at least 15 mm in front of the spine (the
    posterior mediastinum holds the descending aorta and oesophagus, not the heart). Above its widest slice,
    slices where the mediastinum is under a third of its median area are the upper mediastinum (great vessels,
-   aortic arch) and are left out. The median, not the widest: the widest is often the liver dome below the
-   heart, and a third of it cuts the top of the heart, where the left main and the ostia are.
+   aortic arch) and are left out, and so are those whose inscribed radius is under 0.4 of the deepest slice's
+   (the great vessels in their fat are a thin band; the heart, even at its top, is not). The median, not the
+   widest: the widest is often the liver dome below the heart, and a third of it cut the top of the heart,
+   where the left main and the ostia are.
 3. The heart region is the largest 3D piece of that, with its holes filled. No such piece of at least 150 mL
    means there is no heart in the field of view.
 4. Blood: voxels 8 mm or more inside the region that are not fat (> -30 HU), in the 5-slice band where they are
@@ -42,6 +44,7 @@ MIN_LUNGS_TOTAL_ML = 300.0
 MIN_LUNG_ML = 40.0
 MIN_HEART_ML = 150.0
 BLOOD_DEPTH_MM = 8.0
+UPPER_MEDIASTINUM_RADIUS = 0.4  # heart slices 0.5-1.0 of the deepest slice's inscribed radius; aortic arch level < 0.4
 POSTERIOR_MEDIASTINUM_MM = 15.0  # the descending aorta (20-30 mm) and oesophagus lie between spine and heart
 CTA_BONE_HU = 180.0  # 6 mm mean: above iodine-enhanced myocardium (100-150 HU), below cortical and most trabecular bone
 SPINE_HU = 120.0  # 10 mm mean: patchy osteoporotic trabecular bone still reads >= 120; muscle, blood, liver <= 70
@@ -215,6 +218,12 @@ def _heart_with_bone(image, coarse, hu, lungs, bone) -> HeartAnatomy:
     upper = np.arange(areas.size) > widest
     typical = float(np.median(smoothed[smoothed > 0]))
     mediastinum[upper & (smoothed < typical / 3.0)] = False
+    # Above the heart the mediastinum is a band of great vessels in fat, far thinner than the heart: slices above
+    # the widest whose inscribed radius is under UPPER_MEDIASTINUM_RADIUS of the deepest slice's are left out.
+    radii = np.array([ndimage.distance_transform_edt(np.pad(plane, 1), sampling=spacing[1::-1]).max() if plane.any()
+                      else 0.0 for plane in mediastinum])
+    radii = ndimage.median_filter(radii, size=3, mode="nearest")
+    mediastinum[upper & (radii < UPPER_MEDIASTINUM_RADIUS * radii.max())] = False
     opened = ndimage.binary_opening(mediastinum, structure=_disc(max(1, int(round(4.0 / spacing[0])))))
     components, count = ndimage.label(opened)
     voxel_ml = float(np.prod(spacing)) / 1000.0
