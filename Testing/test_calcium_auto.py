@@ -188,3 +188,41 @@ def test_review_flags_follow_the_lesions_through_reader_edits(tmp_path):
     seed = tuple(int(round(c)) for c in lad["centroid_ijk"][::-1])
     moved = rescore(image, reassign_lesion(candidates, seed, 3))["lesions"]  # the reader calls it LCX
     assert all(les["review"] is None for les in carry_review_flags(moved, run_lesions))
+
+
+def _thorax(upper_half_width_mm: float = 12.0):
+    """A voxel-built thorax, 2 x 2 x 3 mm, LPS: soft tissue in air; two lungs; a spine; between the lungs a
+    mediastinum 90 mm wide for the heart's 30 lower slices and `upper_half_width_mm` x 2 above (great vessels)."""
+    shape = (50, 160, 160)
+    hu = np.full(shape, -1000.0, np.float32)
+    y, x = (np.mgrid[:160, :160] - 80.0) * 2.0          # mm from the centre; x to the left, y posterior
+    hu[:, (x / 150) ** 2 + (y / 110) ** 2 <= 1] = 40.0
+    for k in range(shape[0]):
+        half = 45.0 if k < 30 else upper_half_width_mm
+        lung = (np.abs(x) > half) & (np.abs(x) < half + 70) & (np.abs(y + 5) < 60)
+        hu[k][lung] = -850.0
+    hu[:, (np.abs(x) < 20) & (y > 60) & (y < 95)] = 300.0   # vertebral bodies
+    image = sitk.GetImageFromArray(hu)
+    image.SetSpacing((2.0, 2.0, 3.0))
+    image.SetOrigin((-160.0, -160.0, 0.0))
+    return image
+
+
+def test_calcium_in_the_upper_mediastinum_is_outside_the_heart():
+    """A plaque between the great vessels above the heart is outside the searched region; one on the heart is
+    coronary."""
+    image = _thorax()
+    hu = sitk.GetArrayFromImage(image)
+    hu[45, 70:72, 80:82] = 600.0   # upper mediastinum, 45 mm above the heart
+    hu[15, 60:62, 100:102] = 600.0  # on the heart: front and left, next to the left lung
+    image = sitk.GetImageFromArray(hu)
+    image.SetSpacing((2.0, 2.0, 3.0))
+    image.SetOrigin((-160.0, -160.0, 0.0))
+    image.SetMetaData("modality", "CT")
+    heart = anatomy.find_heart(image)
+    assert heart.heart_region[15, 60, 100] and not heart.heart_region[40:].any()
+    found = territories.assign(hu >= 130, heart.heart_region,
+                               lambda ijk: np.asarray(ijk, float) * (2.0, 2.0, 3.0) + (-160.0, -160.0, 0.0),
+                               (2.0, 2.0, 3.0))
+    assert found.labels[45, 70, 80] == territories.OUTSIDE_HEART
+    assert found.labels[15, 60, 100] in (territories.LAD, territories.LCX)
