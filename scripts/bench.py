@@ -136,6 +136,41 @@ def _bench_heart_coverage(shared: Path):
         print(f"calcium heart region, {name}: {100 * covered:.0f}% of the labelled heart inside it, Dice {dice:.2f}")
 
 
+def bench_calcium_rule_sensitivity(shared: Path):
+    """How far the COCA figures move when each anatomical boundary moves: a rule whose figures swing with a small
+    change is tuned to these scans, not to anatomy."""
+    import SimpleITK as sitk
+
+    from cardioquant.calcium import coca, scoring, territories
+    from cardioquant.calcium.pipeline import run
+    from cardioquant.cli import default_options
+    from cardioquant.progress import Progress
+
+    root = shared / "coca"
+    if not root.is_dir():
+        return
+    cases = []
+    for case_id in coca.case_ids(root):
+        loaded, truth = coca.load_case(root, case_id)
+        hu = sitk.GetArrayFromImage(loaded.image).astype(np.float32)
+        cases.append((loaded, scoring.score(hu, truth, loaded.image.GetSpacing())))
+    for name, values in (("DEEP_FRACTION", (0.5, 0.6, 0.7)), ("RCA_BELOW_U", (0.5, 0.55, 0.6)),
+                         ("LCX_FROM_T", (0.55, 0.6, 0.65))):
+        shipped = getattr(territories, name)
+        figures = []
+        for value in values:
+            setattr(territories, name, value)
+            errors, right = [], 0
+            for loaded, reference in cases:
+                found = run(loaded, default_options("calcium", device="cpu"), Progress()).summary
+                total = reference.total["agatston"]
+                errors.append(_artery_error(reference.arteries, found["arteries"], total, fold_left_main=True))
+                right += found["risk"]["classic"] == scoring.classic_category(total)
+            figures.append(f"{value:g}: errors {'/'.join(f'{100 * e:.0f}' for e in errors)} %, risk {right}/{len(cases)}")
+        setattr(territories, name, shipped)
+        print(f"calcium rule sensitivity, {name} (shipped {shipped:g}; LM in LAD): " + "; ".join(figures))
+
+
 def bench_calcium_real(shared: Path):
     """The automatic path on real scans: COCA gated scans against the experts' traces (no training on them: the
     heart search region and the artery rules are image analysis and anatomy, checked in-sample on these three),
@@ -636,6 +671,7 @@ def main():
         bench_calcium_scoring()
         bench_calcium_pipeline(args.device)
         bench_calcium_real(args.shared)
+        bench_calcium_rule_sensitivity(args.shared)
         bench_calcium_accuracy(args.cases)
     if args.only in (None, "bmd"):
         bench_vertebra_phantoms()
