@@ -208,3 +208,14 @@ def test_dicom_seg_written_for_dicom_input(capsys, tmp_path):
     assert code == 0
     seg = hd.seg.segread(tmp_path / "out" / "calcium_seg.dcm")
     assert {seg.get_segment_description(n).segment_label for n in seg.segment_numbers} == {"LAD", "RCA", "not coronary"}
+
+
+@pytest.mark.parametrize("option, value", [("--kvp", "nan"), ("--kvp", "-120"), ("--kvp", "1e9"), ("--k", "-3"),
+                                           ("--cta-scale", "-1"), ("--slice-increment", "0"),
+                                           ("--mass-calibration", "-0.001"), ("--min-area", "-2")])
+def test_out_of_range_options_are_refused_before_any_work(capsys, tmp_path, semi_auto_case, option, value):
+    code, captured = run(capsys, "calcium", semi_auto_case[0], "--labels", semi_auto_case[1], "-o", tmp_path / "out",
+                         "--mode", "noncontrast", f"{option}={value}")
+    lines = captured.err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and option in lines[0] and "range" in lines[0]
+    assert not (tmp_path / "out").exists()

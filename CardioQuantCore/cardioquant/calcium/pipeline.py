@@ -81,6 +81,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 # --- input checks -----------------------------------------------------------------------------------------
 
+# Valid ranges of the numeric options: (low, high, inclusive low). Checked before anything is read or computed.
+OPTION_RANGES = {
+    "kvp": (60.0, 150.0, True),            # clinical CT tube voltages; the published table covers 70-135
+    "k": (0.0, 10.0, False),               # CTA threshold = lumen mean + k x SD
+    "cta_scale": (0.0, 10.0, False),
+    "slice_increment": (0.0, 20.0, False),
+    "mass_calibration": (0.0, 1.0, False),  # mg/mm3 per HU; a 200 mg rod at ~230 HU gives 0.00087
+    "rod_density": (0.0, 2000.0, False),   # mg HA/cm3
+}
+
+
+def check_options(options) -> None:
+    """One line naming the option when a number is out of its range (nan included)."""
+    for name, (low, high, inclusive) in OPTION_RANGES.items():
+        value = getattr(options, name, None)
+        if value is None:
+            continue
+        above_low = value >= low if inclusive else value > low
+        if not (np.isfinite(value) and above_low and value <= high):
+            bound = "from" if inclusive else "above"
+            raise InputError(f"--{name.replace('_', '-')} {value:g} is out of range: give a value {bound} {low:g} "
+                             f"up to {high:g}.")
+    preset = str(getattr(options, "min_area", "literature")).lower()
+    if preset not in scoring.MIN_AREA_PRESETS:
+        try:
+            area = float(preset)
+        except ValueError as exc:
+            raise InputError(f"--min-area must be a number (mm2) or one of {', '.join(scoring.MIN_AREA_PRESETS)}") from exc
+        if not (np.isfinite(area) and 0.0 <= area <= 100.0):
+            raise InputError(f"--min-area {preset} is out of range: give 0 to 100 mm2 or a vendor preset.")
+
+
 def check_input(loaded: LoadedImage) -> list[str]:
     """Refuse what cannot be scored; return warnings for what can, with caveats."""
     image = loaded.image
@@ -197,6 +229,7 @@ def labels_from_anatomy(loaded: LoadedImage, candidates: np.ndarray, heart: anat
 # --- run ----------------------------------------------------------------------------------------------------
 
 def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
+    check_options(options)
     if getattr(options, "weights", None):
         raise InputError("--weights does not apply to calcium scoring: it runs no network (the arteries come from "
                          "the heart's anatomy); leave --weights out.")
