@@ -12,7 +12,8 @@ Method, on a ~2 mm copy of the scan turned to LPS (so it does not depend on how 
    at least 300 mL in all (no chest CT shows less lung than that).
 2. In every slice with a left and a right lung (told apart by side: they may touch in front of the heart), the
    mediastinum is the convex hull of the lungs minus the lungs, at least 15 mm in front of the spine (the
-   posterior mediastinum holds the descending aorta and oesophagus, not the heart). Above its widest slice,
+   posterior mediastinum holds the descending aorta and oesophagus, not the heart), and behind the sternum
+   (a flat bone in the middle, level with the lungs' front). Above its widest slice,
    slices where the mediastinum is under a third of its median area are the upper mediastinum (great vessels,
    aortic arch) and are left out, and so are those whose inscribed radius is under 0.4 of the deepest slice's
    (the great vessels in their fat are a thin band; the heart, even at its top, is not). The median, not the
@@ -164,7 +165,29 @@ def _mediastinum_slice(hu_slice, lung_slice, bone_slice, spacing) -> np.ndarray 
     if spine_front < region.shape[0]:
         # The posterior mediastinum (descending aorta, oesophagus, azygos) lies in front of the spine.
         region[max(spine_front - int(round(POSTERIOR_MEDIASTINUM_MM / spacing[1])), 0):] = False
+    sternum_back = _sternum_back(bone_slice, span, rows.min(), spacing)
+    if sternum_back is not None:
+        region[:sternum_back + 1] = False  # nothing of the heart lies in front of the sternum's back surface
     return region
+
+
+def _sternum_back(bone_slice, span, lung_front: int, spacing) -> int | None:
+    """Last row of the sternum, or None: a flat piece of bone (1-20 cm2, at most 20 mm front to back; the
+    iodine-filled right ventricle is thicker) in the middle of the lungs' span, starting no more than 5 mm behind
+    the lungs' front."""
+    width = span[1] - span[0]
+    band = np.zeros_like(bone_slice)
+    band[:, span[0] + int(0.3 * width):span[1] - int(0.3 * width) + 1] = True
+    pieces, _ = ndimage.label(bone_slice)
+    limit = lung_front + int(round(5.0 / spacing[1]))
+    backs = []
+    for index, box in enumerate(ndimage.find_objects(pieces), start=1):
+        piece = pieces[box] == index
+        area = np.count_nonzero(piece) * spacing[0] * spacing[1]
+        thickness = (box[0].stop - box[0].start) * spacing[1]
+        if box[0].start <= limit and 100.0 <= area <= 2000.0 and thickness <= 20.0 and (piece & band[box]).any():
+            backs.append(box[0].stop - 1)
+    return max(backs) if backs else None
 
 
 def _spine_front(bone_slice, span, lung_rows, pixel_mm2: float) -> int:
