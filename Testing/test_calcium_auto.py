@@ -226,3 +226,20 @@ def test_calcium_in_the_upper_mediastinum_is_outside_the_heart():
                                (2.0, 2.0, 3.0))
     assert found.labels[45, 70, 80] == territories.OUTSIDE_HEART
     assert found.labels[15, 60, 100] in (territories.LAD, territories.LCX)
+
+
+def test_cta_plaque_on_the_aortic_wall_is_not_coronary_but_one_on_a_coronary_lumen_is():
+    """1 mm voxels. A 10 mm-radius iodine tube (the aorta) and a 2 mm one (a coronary) in epicardial fat; a plaque
+    on the wall of each."""
+    hu = np.full((60, 60, 60), -80.0, np.float32)
+    y, x = np.mgrid[:60, :60]
+    hu[:, (x - 30) ** 2 + (y - 30) ** 2 <= 10 ** 2] = 400.0     # aorta, running through every slice
+    hu[:, (x - 44) ** 2 + (y - 14) ** 2 <= 2 ** 2] = 400.0      # coronary lumen, front and left
+    candidates = np.zeros(hu.shape, bool)
+    candidates[30, 30:32, 40:42] = True                          # on the aortic wall (x 40-41)
+    candidates[30, 14:16, 46:48] = True                          # on the coronary's wall
+    hu[candidates] = 800.0
+    found = territories.assign(candidates, _heart_cube(), lambda ijk: np.asarray(ijk, float), (1.0, 1.0, 1.0),
+                               hu=hu, contrast=True)
+    assert found.labels[30, 30, 40] == territories.AORTA_OR_VALVE
+    assert found.labels[30, 14, 46] in (territories.LAD, territories.LCX)

@@ -5,8 +5,8 @@ Candidates are 3D-connected (26) regions of voxels at or above the calcium thres
 - Outside the heart search region (anatomy.find_heart): "outside heart", its own segment, never scored.
 - Bone-sized (>= 3000 mm3) or running out of the region (ribs, sternum, costal cartilage, spine continue outside
   it; a coronary plaque lies on the heart): "not coronary".
-- On CTA, wrapped in iodine-bright blood (>= 80 % of a 1 mm ring >= 200 HU): the bright tail of a chamber or the
-  aorta, "aorta or valve".
+- On CTA, wrapped in iodine-bright blood (>= 80 % of a 1 mm ring >= 200 HU: the bright tail of a chamber or the
+  aorta) or touching a wide iodine lumen (>= 6 mm radius: the aortic or a chamber's wall): "aorta or valve".
 - Deep inside the region (beyond DEEP_FRACTION of its inscribed radius from the surface): "aorta or valve"
   (aortic valve, aortic root, mitral annulus), its own segment, never scored.
 - Otherwise the artery follows coronary anatomy, from where the lesion lies in the heart's cross-section on its
@@ -44,6 +44,7 @@ REVIEW_MARGIN = 0.08
 DEEP_FRACTION = 0.6
 IODINE_HU = 200.0                 # CTA: blood with iodine (non-contrast blood, wall and fat read far lower)
 IODINE_SHELL_SHARE = 0.8
+LARGE_LUMEN_RADIUS_MM = 6.0       # CTA: the aorta (10-18 mm) and chambers; coronary lumina are 1-2.5 mm
 DEEP_REVIEW_FRACTION = 0.45
 LEFT_SYSTEM_TOP_MM = 5.0          # within 5 mm of the left system's highest lesion: the left main's level
 
@@ -107,6 +108,7 @@ def assign(candidate_mask: np.ndarray, heart_region: np.ndarray, voxel_to_lps, s
     labels = np.zeros(candidate_mask.shape, np.uint8)
     voxel_mm3 = float(np.prod(spacing))
     depth_at, radius = _region_depth(heart_region, spacing)
+    on_large_lumen = _large_lumen_lookup(hu, spacing) if contrast and hu is not None else None
     extents = section_extents(heart_region, voxel_to_lps)
     entries = []
     boxes = ndimage.find_objects(components)
@@ -126,6 +128,8 @@ def assign(candidate_mask: np.ndarray, heart_region: np.ndarray, voxel_to_lps, s
             label, reason, review = NOT_CORONARY, "runs out of the heart search region (chest wall, spine)", False
         elif contrast and hu is not None and _wrapped_in_iodine(hu, components, index, box):
             label, reason, review = AORTA_OR_VALVE, "inside iodine-filled blood (a chamber or the aorta)", False
+        elif on_large_lumen is not None and on_large_lumen(kk + box[0].start, jj + box[1].start, ii + box[2].start):
+            label, reason, review = AORTA_OR_VALVE, "on the wall of the aorta or a chamber (a wide iodine lumen)", False
         elif (fraction := depth_at(kk + box[0].start, jj + box[1].start, ii + box[2].start) / radius) > DEEP_FRACTION:
             label, review = AORTA_OR_VALVE, False
             reason = f"deep inside the heart ({fraction:.2f} of its radius): aortic valve, root or mitral annulus"
@@ -139,6 +143,25 @@ def assign(candidate_mask: np.ndarray, heart_region: np.ndarray, voxel_to_lps, s
                         "volume_mm3": volume, "point_lps_mm": point})
     _flag_left_main(entries, labels, components, smallest_lesion_mm3=1.0 * float(spacing[2]))
     return Assignment(labels, entries)
+
+
+def _large_lumen_lookup(hu: np.ndarray, spacing, step_mm: float = 2.0):
+    """CTA: `touches(k, j, i)`, whether those voxels lie within one 2 mm cell of an iodine-filled lumen at least
+    LARGE_LUMEN_RADIUS_MM in radius (the aorta, the chambers): a coronary lumen is 1-2.5 mm in radius, and a
+    plaque on it is 3 mm or more from any chamber's blood (myocardium and epicardial fat in between)."""
+    steps = [max(1, int(round(step_mm / s))) for s in tuple(spacing)[::-1]]
+    sampling = [s * f for s, f in zip(tuple(spacing)[::-1], steps, strict=True)]
+    iodine = hu[::steps[0], ::steps[1], ::steps[2]] >= IODINE_HU
+    core = ndimage.distance_transform_edt(iodine, sampling=sampling) >= LARGE_LUMEN_RADIUS_MM
+    # Back out to the lumen's edge: every iodine cell within the core's radius of a core cell, then one cell more.
+    reach = ndimage.distance_transform_edt(~core, sampling=sampling) <= LARGE_LUMEN_RADIUS_MM
+    wall = ndimage.binary_dilation(reach & iodine)
+
+    def touches(k, j, i) -> bool:
+        index = tuple(np.minimum(np.asarray(a) // f, n - 1) for a, f, n in zip((k, j, i), steps, wall.shape, strict=True))
+        return bool(wall[index].any())
+
+    return touches
 
 
 def _wrapped_in_iodine(hu, components, index, box) -> bool:
