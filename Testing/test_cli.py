@@ -17,6 +17,13 @@ def run(capsys, *args):
     return code, captured.out, captured.err
 
 
+def write_block(folder):
+    """The hand-worked block phantom (Agatston 22) as ct.nrrd + labels.nrrd."""
+    from cardioquant.calcium.phantom import write_block_phantom
+
+    return write_block_phantom(folder)
+
+
 def _error_line(err: str) -> str:
     lines = [line for line in err.splitlines() if line.startswith("cardioquant:")]
     assert len(lines) == 1, err
@@ -86,3 +93,18 @@ def test_demo_runs_and_exits_0(capsys, tmp_path):
     assert code == 0
     for name in ("calcium", "scar", "bmd", "ffr"):
         assert any(line.strip().startswith(name) for line in out.splitlines())
+
+
+def test_unwritable_output_folder_is_refused_before_the_analysis(capsys, tmp_path):
+    image, labels = write_block(tmp_path)
+    code, _, err = run(capsys, "calcium", image, "--labels", labels, "--mode", "noncontrast",
+                       "-o", "/proc/cardioquant-out")
+    assert code == 2 and "cannot write to /proc/cardioquant-out" in _error_line(err)
+
+
+def test_dicom_seg_on_a_non_dicom_input_is_refused_before_writing(capsys, tmp_path):
+    image, labels = write_block(tmp_path)
+    code, _, err = run(capsys, "calcium", image, "--labels", labels, "--mode", "noncontrast", "--dicom-seg",
+                       "-o", tmp_path / "out")
+    assert code == 2 and "--dicom-seg needs a DICOM input" in _error_line(err)
+    assert not (tmp_path / "out").exists()

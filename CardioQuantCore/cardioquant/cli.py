@@ -86,6 +86,9 @@ def run_module(name: str, options: argparse.Namespace) -> tuple[object, list[Pat
                             series=getattr(options, "series", None))
     if module is None:
         raise InputError(f"'{name}' ({pipelines.TITLES[name]}) is not yet available in cardioquant {__version__}.")
+    if getattr(options, "dicom_seg", False) and loaded.format != "dicom":
+        raise InputError(f"--dicom-seg needs a DICOM input (the SEG references its slices); this input is "
+                         f"{loaded.format}: leave --dicom-seg out or give the DICOM series.")
     result = module.run(loaded, options, _progress(name, options))
     written = write_outputs(result, loaded, options.output, overwrite=options.overwrite)
     if getattr(options, "dicom_seg", False) and result.label_image is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import shutil
 import tempfile
@@ -52,13 +53,30 @@ def output_names(module: str) -> list[str]:
 
 
 def check_can_write(outdir: Path, module: str, overwrite: bool) -> None:
-    """Refuse to replace earlier results (they may hold a user's edits) unless overwrite was asked for."""
+    """Refuse to replace earlier results (they may hold a user's edits) unless overwrite was asked for, and refuse
+    a folder that cannot be written, before any analysis runs."""
+    _check_writable(Path(outdir))
     existing = [n for n in output_names(module) if (outdir / n).exists()]
     if existing and not overwrite:
         raise InputError(f"{outdir} already holds {module} results ({', '.join(existing)}); "
                          "choose another output folder or pass --overwrite to replace them.")
     if outdir.exists() and not outdir.is_dir():
         raise InputError(f"output path {outdir} exists and is not a folder")
+
+
+def _check_writable(outdir: Path) -> None:
+    """Probe the output folder (or the nearest folder above it that exists) with a real write: permission bits
+    say nothing for root, read-only mounts or /proc."""
+    existing = outdir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"output path {existing} exists and is not a folder; choose another output folder.")
+    try:
+        probe = tempfile.mkdtemp(prefix=".cardioquant-probe-", dir=existing)
+        os.rmdir(probe)
+    except OSError as exc:
+        raise InputError(f"cannot write to {outdir} ({exc.strerror or exc}); choose a folder you can write to.") from exc
 
 
 def software_versions() -> dict:
