@@ -219,3 +219,29 @@ def test_out_of_range_options_are_refused_before_any_work(capsys, tmp_path, semi
     lines = captured.err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and option in lines[0] and "range" in lines[0]
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("spacing, words", [((1e-6, 1e-6, 3.0), "pixel spacing"), ((0.5, 0.5, 50.0), "slice spacing")])
+def test_impossible_spacing_is_refused(capsys, tmp_path, spacing, words):
+    image, labels = block_phantom()
+    image.SetSpacing(spacing)
+    labels.SetSpacing(spacing)
+    image.SetMetaData("modality", "CT")
+    sitk.WriteImage(image, str(tmp_path / "ct.nrrd"))
+    sitk.WriteImage(labels, str(tmp_path / "labels.nrrd"))
+    code, captured = run(capsys, "calcium", tmp_path / "ct.nrrd", "--labels", tmp_path / "labels.nrrd", "-o",
+                         tmp_path / "out", "--mode", "noncontrast")
+    assert code == 2 and words in captured.err and len(captured.err.strip().splitlines()) == 1
+
+
+def test_thick_slices_are_scored_with_a_warning(capsys, tmp_path):
+    image, labels = block_phantom()
+    image.SetSpacing((0.5, 0.5, 5.0))
+    labels.SetSpacing((0.5, 0.5, 5.0))
+    image.SetMetaData("modality", "CT")
+    sitk.WriteImage(image, str(tmp_path / "ct.nrrd"))
+    sitk.WriteImage(labels, str(tmp_path / "labels.nrrd"))
+    code, _ = run(capsys, "calcium", tmp_path / "ct.nrrd", "--labels", tmp_path / "labels.nrrd", "-o", tmp_path / "out",
+                  "--mode", "noncontrast")
+    result = json.loads((tmp_path / "out" / "calcium.json").read_text())
+    assert code == 0 and any("5 mm: Agatston is defined on 3 mm slices" in w for w in result["warnings"])
