@@ -199,6 +199,35 @@ def bench_calcium_rule_sensitivity(shared: Path):
         print(f"calcium rule sensitivity, {name} (shipped {shipped:g}; LM in LAD): " + "; ".join(figures))
 
 
+def bench_calcium_invariance(shared: Path, case_id: str = "5"):
+    """One real scan stored mirrored, framed by -3024 HU scanner padding, and resampled to 0.45 mm pixels: the
+    per-artery scores should not move (beyond what resampling does to the calcium itself)."""
+    import SimpleITK as sitk
+
+    from cardioquant.calcium import coca
+    from cardioquant.calcium.pipeline import run
+    from cardioquant.cli import default_options
+    from cardioquant.imageio import LoadedImage
+    from cardioquant.progress import Progress
+
+    root = shared / "coca"
+    if not (root / "patient" / case_id).is_dir():
+        return
+    image = coca.load_case(root, case_id)[0].image
+
+    def arteries(stored):
+        loaded = LoadedImage(image=stored, path="scan", format="nrrd", dicom={"modality": "CT", "kvp": "120"})
+        found = run(loaded, default_options("calcium", device="cpu"), Progress()).summary["arteries"]
+        return " ".join(f"{name} {values['agatston']:.0f}" for name, values in found.items())
+
+    size = [int(round(n * s / 0.45)) for n, s in zip(image.GetSize()[:2], image.GetSpacing()[:2], strict=True)]
+    resampled = sitk.Resample(image, size + [image.GetSize()[2]], sitk.Transform(), sitk.sitkLinear, image.GetOrigin(),
+                              (0.45, 0.45, image.GetSpacing()[2]), image.GetDirection(), -1024.0)
+    print(f"calcium invariance, COCA {case_id}: as stored {arteries(image)}; mirrored "
+          f"{arteries(sitk.Flip(image, [True, True, False]))}; padded -3024 "
+          f"{arteries(sitk.ConstantPad(image, [60, 60, 0], [60, 60, 0], -3024.0))}; 0.45 mm pixels {arteries(resampled)}")
+
+
 def bench_calcium_real(shared: Path):
     """The automatic path on real scans: COCA gated scans against the experts' traces (no training on them: the
     heart search region and the artery rules are image analysis and anatomy, checked in-sample on these three),
@@ -700,6 +729,7 @@ def main():
         bench_calcium_pipeline(args.device)
         bench_calcium_real(args.shared)
         bench_calcium_rule_sensitivity(args.shared)
+        bench_calcium_invariance(args.shared)
         bench_calcium_accuracy(args.cases)
     if args.only in (None, "bmd"):
         bench_vertebra_phantoms()

@@ -9,7 +9,8 @@ field of view, dose or kVp, which is what this has to work on.
 Method, on a ~2 mm copy of the scan turned to LPS (so it does not depend on how the file stores its axes):
 1. Lungs: air (< -400 HU) in 3D pieces of at least 40 mL whose median is above -960 HU (lung parenchyma, with
    its vessels and septa averaged in, reads -700 to -950; air outside the body and bowel gas read -965 to -1000),
-   at least 300 mL in all (no chest CT shows less lung than that).
+   at least 300 mL in all (no chest CT shows less lung than that). Values below -1500 HU (the padding outside
+   the reconstruction circle) are not air.
 2. In every slice with a left and a right lung (told apart by side: they may touch in front of the heart), the
    mediastinum is the convex hull of the lungs minus the lungs, at least 15 mm in front of the spine (the
    posterior mediastinum holds the descending aorta and oesophagus, not the heart), and behind the sternum
@@ -42,6 +43,7 @@ COARSE_MM = 2.0
 LUNG_HU = -400.0
 OUTSIDE_AIR_MEDIAN_HU = -960.0
 MIN_LUNGS_TOTAL_ML = 300.0
+NO_DATA_HU = -1500.0
 MIN_LUNG_ML = 40.0
 MIN_HEART_ML = 150.0
 BLOOD_DEPTH_MM = 8.0
@@ -95,7 +97,9 @@ def _coarse(image: sitk.Image) -> sitk.Image:
 
 def find_lungs(hu: np.ndarray, spacing) -> np.ndarray:
     voxel_ml = float(np.prod(spacing)) / 1000.0
-    air = hu < LUNG_HU
+    # Below -1500 HU is no air but "no data": scanners pad outside the reconstruction circle with -2048 or -3024,
+    # and a lung that runs into the padding must not become one piece with it.
+    air = (hu < LUNG_HU) & (hu > NO_DATA_HU)
     components, count = ndimage.label(air)
     if count == 0:
         return air
