@@ -264,3 +264,40 @@ def test_scores_do_not_depend_on_how_the_scan_is_stored_or_framed():
     assert sum(reference.values()) > 0
     assert arteries(sitk.Flip(image, [True, True, False])) == reference
     assert arteries(sitk.ConstantPad(image, [40, 40, 0], [40, 40, 0], -3024.0)) == reference
+
+
+def test_totalsegmentator_is_offered_as_the_heart_provider(tmp_path, monkeypatch, capsys):
+    """--heart-mask totalsegmentator runs TotalSegmentator's heart class when it is installed (here a stand-in
+    with its API and file layout, writing the phantom's soft tissue and coronaries as "heart") and says how to
+    install it when it is not."""
+    import json
+    import sys
+    import types
+
+    case = phantom.make_cardiac_phantom(30503, spacing=(1.0, 1.0, 3.0), n_calcifications=6)
+    sitk.WriteImage(_image(case), str(tmp_path / "ct.nrrd"))
+    monkeypatch.setitem(sys.modules, "totalsegmentator", None)  # not installed
+    code = cli.main(["calcium", str(tmp_path / "ct.nrrd"), "-o", str(tmp_path / "a"), "--heart-mask",
+                     "totalsegmentator", "--quiet"])
+    assert code == 2 and "TotalSegmentator is not installed" in capsys.readouterr().err
+
+    calls = []
+
+    def totalsegmentator(input, output, roi_subset=None, **_):
+        calls.append(roi_subset)
+        scan = sitk.ReadImage(input)
+        heart = sitk.GetImageFromArray((case.vessel_labels > 0).astype(np.uint8) | (case.hu > 20) & (case.hu < 80))
+        heart.CopyInformation(scan)
+        Path(output).mkdir(parents=True)
+        sitk.WriteImage(heart, str(Path(output) / "heart.nii.gz"))
+
+    package = types.ModuleType("totalsegmentator")
+    api = types.ModuleType("totalsegmentator.python_api")
+    api.totalsegmentator = totalsegmentator
+    monkeypatch.setitem(sys.modules, "totalsegmentator", package)
+    monkeypatch.setitem(sys.modules, "totalsegmentator.python_api", api)
+    code = cli.main(["calcium", str(tmp_path / "ct.nrrd"), "-o", str(tmp_path / "b"), "--heart-mask",
+                     "totalsegmentator", "--quiet"])
+    result = json.loads((tmp_path / "b" / "calcium.json").read_text())
+    assert code == 0 and calls == [["heart"]]
+    assert result["heart"]["method"] == "TotalSegmentator heart, grown 10 mm"

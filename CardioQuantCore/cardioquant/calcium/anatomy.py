@@ -296,7 +296,8 @@ def _anatomy_from(image, coarse, hu, region, lungs, spacing, volume_ml) -> Heart
                         axes_lps=np.eye(3), extent_mm=extent, volume_ml=volume_ml, warnings=warnings)
 
 
-def heart_from_mask(image: sitk.Image, heart_mask: np.ndarray, margin_mm: float = 10.0) -> HeartAnatomy:
+def heart_from_mask(image: sitk.Image, heart_mask: np.ndarray, margin_mm: float = 10.0,
+                    source: str = "given heart mask") -> HeartAnatomy:
     """A given heart mask (e.g. TotalSegmentator's heart.nii.gz) grown by `margin_mm` for the coronaries on its
     surface; the blood is measured inside the mask itself."""
     spacing = image.GetSpacing()
@@ -320,7 +321,7 @@ def heart_from_mask(image: sitk.Image, heart_mask: np.ndarray, margin_mm: float 
     return HeartAnatomy(heart_region=region, lungs=np.zeros_like(region), blood_hu=float(np.median(values))
                         if values.size else float("nan"), blood_voxels=int(values.size),
                         blood_centre_lps=tuple(blood_centre), centre_lps=centre, axes_lps=np.eye(3),
-                        extent_mm=extent, volume_ml=volume_ml, method="given heart mask, grown 10 mm")
+                        extent_mm=extent, volume_ml=volume_ml, method=f"{source}, grown {margin_mm:g} mm")
 
 
 def _brightest_band(hu: np.ndarray, deep: np.ndarray, band_slices: int = 5) -> np.ndarray:

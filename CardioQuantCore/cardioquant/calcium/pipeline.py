@@ -59,9 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "non-contrast [auto]")
     group.add_argument("--labels", help="artery label map (1 LM, 2 LAD, 3 LCX, 4 RCA): semi-automatic scoring")
     group.add_argument("--roi", help="mask restricting where candidates are looked for")
-    group.add_argument("--heart-mask", help="heart mask (e.g. TotalSegmentator heart.nii.gz) used instead of the "
-                                            "automatic heart search region; grown 10 mm for the coronaries on its "
-                                            "surface")
+    group.add_argument("--heart-mask", help="heart mask file (e.g. TotalSegmentator's heart.nii.gz), or "
+                                            "'totalsegmentator' to run it when installed, instead of the automatic "
+                                            "heart search region; grown 10 mm for the coronaries on its surface")
     group.add_argument("--kvp", type=float, help="tube voltage; default: DICOM KVP, else 120 with a warning")
     group.add_argument("--k", type=float, default=3.0, help="CTA threshold = lumen mean + k x SD [3]")
     group.add_argument("--cta-scale", type=float, default=None,
@@ -215,6 +215,9 @@ def labels_from_user(loaded: LoadedImage, path: str, candidates: np.ndarray) -> 
 def heart_anatomy(loaded: LoadedImage, options, required: bool) -> anatomy.HeartAnatomy | None:
     """The heart search region: from --heart-mask when given, else found in the scan. With `required` (automatic
     assignment) no heart is an InputError; otherwise None."""
+    if getattr(options, "heart_mask", None) == TOTALSEGMENTATOR:
+        return anatomy.heart_from_mask(loaded.image, totalsegmentator_heart(loaded.image),
+                                       source="TotalSegmentator heart")
     if getattr(options, "heart_mask", None):
         mask = sitk.GetArrayFromImage(read_mask(options.heart_mask, loaded.image)) > 0
         return anatomy.heart_from_mask(loaded.image, mask)
@@ -224,6 +227,38 @@ def heart_anatomy(loaded: LoadedImage, options, required: bool) -> anatomy.Heart
         if required:
             raise
         return None
+
+
+TOTALSEGMENTATOR = "totalsegmentator"
+
+
+def _totalsegmentator_api():
+    """TotalSegmentator's Python API, or an InputError saying how to get it (checked before any work)."""
+    try:
+        from totalsegmentator.python_api import totalsegmentator
+    except ImportError as exc:
+        raise InputError("--heart-mask totalsegmentator: TotalSegmentator is not installed (pip install "
+                         "TotalSegmentator; it fetches its weights on first use); or give a heart mask file.") from exc
+    return totalsegmentator
+
+
+def totalsegmentator_heart(image: sitk.Image) -> np.ndarray:
+    """TotalSegmentator's 'heart' class on this scan's grid (its roi_subset run: only the heart is predicted)."""
+    import tempfile
+
+    run_totalsegmentator = _totalsegmentator_api()
+    with tempfile.TemporaryDirectory(prefix="cardioquant-totalseg-") as folder:
+        scan = Path(folder) / "ct.nii.gz"
+        sitk.WriteImage(image, str(scan))
+        run_totalsegmentator(str(scan), str(Path(folder) / "segmentations"), roi_subset=["heart"])
+        heart_path = Path(folder) / "segmentations" / "heart.nii.gz"
+        if not heart_path.exists():
+            raise InputError("TotalSegmentator wrote no heart.nii.gz: no heart in the field of view, or its run "
+                             "failed; give a heart mask file instead.")
+        heart = sitk.GetArrayFromImage(read_mask(heart_path, image)) > 0
+    if not heart.any():
+        raise InputError(anatomy.NO_HEART_MESSAGE + " (TotalSegmentator found none)")
+    return heart
 
 
 def scan_type(options, heart: anatomy.HeartAnatomy | None) -> tuple[str, dict]:
@@ -255,6 +290,8 @@ def labels_from_anatomy(loaded: LoadedImage, candidates: np.ndarray, heart: anat
 
 def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
     check_options(options)
+    if getattr(options, "heart_mask", None) == TOTALSEGMENTATOR:
+        _totalsegmentator_api()
     if getattr(options, "weights", None):
         raise InputError("--weights does not apply to calcium scoring: it runs no network (the arteries come from "
                          "the heart's anatomy); leave --weights out.")
