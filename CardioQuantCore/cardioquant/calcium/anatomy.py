@@ -63,7 +63,6 @@ class HeartAnatomy:
     blood_voxels: int
     blood_centre_lps: tuple           # where the blood was measured (mm)
     centre_lps: np.ndarray            # heart region centroid (mm, LPS)
-    axes_lps: np.ndarray              # (3, 3) rows: unit axes L, P, S of the patient (the frame is patient-aligned)
     extent_mm: np.ndarray             # (3,) 5-95 % extent of the region along L, P, S
     volume_ml: float
     warnings: list = field(default_factory=list)
@@ -72,10 +71,6 @@ class HeartAnatomy:
     @property
     def contrast(self) -> bool:
         return self.blood_hu >= CONTRAST_BLOOD_HU
-
-    def frame_coordinates(self, points_lps: np.ndarray) -> np.ndarray:
-        """Points in the heart frame: (L, P, S) offsets from the centre divided by the region's extent."""
-        return (np.asarray(points_lps, float) - self.centre_lps) @ self.axes_lps.T / self.extent_mm
 
     def describe(self) -> dict:
         return {"volume_ml": round(self.volume_ml, 1), "centre_lps_mm": [round(float(v), 1) for v in self.centre_lps],
@@ -283,17 +278,22 @@ def _anatomy_from(image, coarse, hu, region, lungs, spacing, volume_ml) -> Heart
     # The region can take in the liver dome under the heart: the blood is measured in the slice band where the
     # deep tissue is brightest (the chambers on CTA), as the median of that band.
     blood = _brightest_band(hu, deep)
-    values = hu[blood]
-    kk, jj, ii = np.nonzero(region)
-    points = _lps(coarse, np.column_stack([ii, jj, kk]))
-    centre = points.mean(axis=0)
-    extent = np.maximum(np.percentile(points, 95, axis=0) - np.percentile(points, 5, axis=0), 10.0)
-    bk, bj, bi = np.nonzero(blood)
-    blood_centre = _lps(coarse, np.array([[bi.mean(), bj.mean(), bk.mean()]]))[0] if bk.size else centre
     return HeartAnatomy(heart_region=_to_input_grid(region, coarse, image), lungs=_to_input_grid(lungs, coarse, image),
-                        blood_hu=float(np.median(values)) if values.size else float("nan"),
-                        blood_voxels=int(values.size), blood_centre_lps=tuple(blood_centre), centre_lps=centre,
-                        axes_lps=np.eye(3), extent_mm=extent, volume_ml=volume_ml, warnings=warnings)
+                        volume_ml=volume_ml, warnings=warnings, **_measures(coarse, hu, region, blood))
+
+
+def _measures(grid: sitk.Image, hu, heart: np.ndarray, blood: np.ndarray) -> dict:
+    """Blood HU and where it was measured; the heart's centre and extent (LPS mm), on `grid`."""
+    values = np.asarray(hu[blood], dtype=np.float32)
+    kk, jj, ii = np.nonzero(heart)
+    points = _lps(grid, np.column_stack([ii, jj, kk]))
+    centre = points.mean(axis=0)
+    bk, bj, bi = np.nonzero(blood)
+    return {"blood_hu": float(np.median(values)) if values.size else float("nan"), "blood_voxels": int(values.size),
+            "blood_centre_lps": tuple(_lps(grid, np.array([[bi.mean(), bj.mean(), bk.mean()]]))[0] if bk.size
+                                      else centre),
+            "centre_lps": centre,
+            "extent_mm": np.maximum(np.percentile(points, 95, axis=0) - np.percentile(points, 5, axis=0), 10.0)}
 
 
 def heart_from_mask(image: sitk.Image, heart_mask: np.ndarray, margin_mm: float = 10.0,
@@ -310,18 +310,9 @@ def heart_from_mask(image: sitk.Image, heart_mask: np.ndarray, margin_mm: float 
     hu = sitk.GetArrayViewFromImage(image)
     depth = ndimage.distance_transform_edt(heart_mask, sampling=spacing[::-1])
     blood = (depth >= min(BLOOD_DEPTH_MM, depth.max() / 2)) & (hu > -30.0)
-    values = np.asarray(hu[blood], dtype=np.float32)
-    kk, jj, ii = np.nonzero(heart_mask)
-    points = _lps(image, np.column_stack([ii, jj, kk]))
-    centre = points.mean(axis=0)
-    extent = np.maximum(np.percentile(points, 95, axis=0) - np.percentile(points, 5, axis=0), 10.0)
-    bk, bj, bi = np.nonzero(blood)
-    blood_centre = _lps(image, np.array([[bi.mean(), bj.mean(), bk.mean()]]))[0] if bk.size else centre
     volume_ml = float(heart_mask.sum()) * float(np.prod(spacing)) / 1000.0
-    return HeartAnatomy(heart_region=region, lungs=np.zeros_like(region), blood_hu=float(np.median(values))
-                        if values.size else float("nan"), blood_voxels=int(values.size),
-                        blood_centre_lps=tuple(blood_centre), centre_lps=centre, axes_lps=np.eye(3),
-                        extent_mm=extent, volume_ml=volume_ml, method=f"{source}, grown {margin_mm:g} mm")
+    return HeartAnatomy(heart_region=region, lungs=np.zeros_like(region), volume_ml=volume_ml,
+                        method=f"{source}, grown {margin_mm:g} mm", **_measures(image, hu, heart_mask, blood))
 
 
 def _brightest_band(hu: np.ndarray, deep: np.ndarray, band_slices: int = 5) -> np.ndarray:
