@@ -86,4 +86,6 @@ def _draw_thumbnails(figure, hu, artery_labels, result, spacing, n=6):
         ax.imshow(hu[k, j0:j1, i0:i1], cmap="gray", vmin=-200, vmax=800, aspect=spacing[1] / spacing[0])
         ax.imshow(np.where(result.scored_mask[k, j0:j1, i0:i1], artery_labels[k, j0:j1, i0:i1], 0), cmap=colours,
                   vmin=0, vmax=5, interpolation="nearest", aspect=spacing[1] / spacing[0])
-        ax.set_title(f"#{lesion.id} {lesion.artery}: {lesion.agatston:.1f} (slice {k})", fontsize=8)
+        flag = " - REVIEW" if getattr(lesion, "review", None) else ""
+        ax.set_title(f"#{lesion.id} {lesion.artery}: {lesion.agatston:.1f} (slice {k}){flag}", fontsize=8,
+                     color="darkred" if flag else "black")
