@@ -69,6 +69,7 @@ def test_semi_automatic_scores_are_exact(capsys, tmp_path, semi_auto_case):
     assert label_map[6, 50, 50] == 5  # a candidate no label covers is not coronary
     csv = (tmp_path / "out" / "calcium.csv").read_text().splitlines()
     assert csv[0].startswith('"artery","agatston"') and csv[-1].startswith('"total",22')
+    assert "nan" not in "".join(csv)  # no mass calibration: the mass cells are empty, as the JSON's null
     assert (tmp_path / "out" / "calcium_report.png").stat().st_size > 10_000
 
 

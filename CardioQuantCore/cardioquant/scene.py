@@ -202,7 +202,10 @@ def table_node_from_records(scene, records: list[dict], name: str, columns: list
     table = node.GetTable()
     for column in columns:
         values = [r.get(column) for r in records]
-        numeric = all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) or v is None for v in values)
+        # A column with no value at all (e.g. mass without a calibration) is text, so the CSV says nothing there
+        # (the JSON's null), not "nan".
+        numeric = any(v is not None for v in values) and all(
+            isinstance(v, (int, float, np.number)) and not isinstance(v, bool) or v is None for v in values)
         array = vtk.vtkDoubleArray() if numeric and records else vtk.vtkStringArray()
         array.SetName(column)
         for v in values:
