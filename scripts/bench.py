@@ -141,6 +141,7 @@ def _bench_heart_coverage(shared: Path):
 def _bench_coronary_outside_heart(image, label_map, heart, name):
     """Voxels the automatic path calls coronary that lie over 10 mm from the labelled heart, by what the label
     map says is there (52 aorta, 116 sternum, 27-50 vertebrae, 5 liver, 0 unlabelled)."""
+    import SimpleITK as sitk
     from scipy import ndimage
 
     from cardioquant.calcium.pipeline import run
@@ -149,7 +150,7 @@ def _bench_coronary_outside_heart(image, label_map, heart, name):
     from cardioquant.progress import Progress
 
     loaded = LoadedImage(image=image, path=name, format="nifti", dicom={"modality": "CT"})
-    labels = sitk_array(run(loaded, default_options("calcium", device="cpu"), Progress()).label_image)
+    labels = sitk.GetArrayFromImage(run(loaded, default_options("calcium", device="cpu"), Progress()).label_image)
     coronary = (labels >= 1) & (labels <= 4)
     far = coronary & (ndimage.distance_transform_edt(~heart, sampling=image.GetSpacing()[::-1]) > 10.0)
     values, counts = np.unique(label_map[far], return_counts=True)
@@ -157,11 +158,6 @@ def _bench_coronary_outside_heart(image, label_map, heart, name):
     print(f"calcium on {name}: {int(far.sum())} of {int(coronary.sum())} voxels called coronary lie over 10 mm from "
           f"the labelled heart ({where}); target 0")
 
-
-def sitk_array(image):
-    import SimpleITK as sitk
-
-    return sitk.GetArrayFromImage(image)
 
 
 def bench_calcium_rule_sensitivity(shared: Path):

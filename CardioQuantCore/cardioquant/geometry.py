@@ -29,6 +29,12 @@ def ijk_to_ras(image: sitk.Image) -> np.ndarray:
     return matrix
 
 
+def voxels_to_lps(image: sitk.Image, ijk) -> np.ndarray:
+    """(n, 3) voxel indices (i, j, k), fractional allowed, to LPS millimetres."""
+    direction = direction_matrix(image)
+    return np.asarray(image.GetOrigin()) + (np.asarray(ijk, dtype=float) * np.asarray(image.GetSpacing())) @ direction.T
+
+
 def geometry_from_ijk_to_ras(matrix: np.ndarray) -> tuple[tuple, tuple, tuple]:
     """(spacing, origin, direction) in SimpleITK's LPS convention from a 4x4 IJK-to-RAS matrix."""
     matrix = np.asarray(matrix, dtype=float)

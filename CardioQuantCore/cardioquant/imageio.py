@@ -108,14 +108,19 @@ def find_dicom_series(folder: Path) -> list[DicomSeries]:
     """Every DICOM series in `folder` and its subfolders, in folder order (a series split over folders is one)."""
     reader = sitk.ImageSeriesReader
     by_uid: dict[str, list[str]] = {}
+    split: set[str] = set()
     for directory, subdirectories, names in os.walk(folder):
         subdirectories.sort()
         if not names:
             continue
         for uid in reader.GetGDCMSeriesIDs(directory):
+            if uid in by_uid:
+                split.add(uid)
             by_uid.setdefault(uid, []).extend(reader.GetGDCMSeriesFileNames(directory, uid))
     found = []
     for uid, files in by_uid.items():
+        if uid in split:  # GDCM orders each folder's slices; a series split over folders is ordered again whole
+            files = list(reader.GetGDCMSeriesFileNames(str(folder), uid, False, True))
         header = sitk.ImageFileReader()
         header.SetFileName(files[0])
         header.ReadImageInformation()
@@ -157,9 +162,7 @@ def _read_dicom_folder(folder: Path, only_file: Path | None = None, series: str 
         if not found:
             raise InputError(f"no DICOM series found in {folder} or its subfolders; give an image file or a folder "
                              "of DICOM files.")
-        chosen = _choose_series(folder, found, series)
-        # GDCM orders the slices; searching below `folder` keeps a series split over subfolders whole.
-        files = list(reader.GetGDCMSeriesFileNames(str(folder), chosen.uid, False, True)) or chosen.files
+        files = _choose_series(folder, found, series).files
     slices = reader()
     slices.SetFileNames(files)
     slices.MetaDataDictionaryArrayUpdateOn()

@@ -38,6 +38,7 @@ from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
 from ..errors import InputError
+from ..geometry import voxels_to_lps
 
 COARSE_MM = 2.0
 LUNG_HU = -400.0
@@ -170,13 +171,19 @@ def _mediastinum_slice(hu_slice, lung_slice, bone_slice, spacing) -> np.ndarray 
     return region
 
 
+def _middle_band(shape, span, margin_share: float) -> np.ndarray:
+    """Columns of the lungs' span without `margin_share` of it on each side (where the spine and sternum lie)."""
+    width = span[1] - span[0]
+    band = np.zeros(shape, bool)
+    band[:, span[0] + int(margin_share * width):span[1] - int(margin_share * width) + 1] = True
+    return band
+
+
 def _sternum_back(bone_slice, span, lung_front: int, spacing) -> int | None:
     """Last row of the sternum, or None: a flat piece of bone (1-20 cm2, at most 20 mm front to back; the
     iodine-filled right ventricle is thicker) in the middle of the lungs' span, starting no more than 5 mm behind
     the lungs' front."""
-    width = span[1] - span[0]
-    band = np.zeros_like(bone_slice)
-    band[:, span[0] + int(0.3 * width):span[1] - int(0.3 * width) + 1] = True
+    band = _middle_band(bone_slice.shape, span, 0.3)
     pieces, _ = ndimage.label(bone_slice)
     limit = lung_front + int(round(5.0 / spacing[1]))
     backs = []
@@ -193,9 +200,7 @@ def _spine_front(bone_slice, span, lung_rows, pixel_mm2: float) -> int:
     """First row of the spine: of the pieces of bone of at least 3 cm2 (coronary calcium and the aortic wall are
     smaller) touching the middle 60 % of the lungs' span, the one reaching furthest back (on CTA the iodine-filled
     chambers and aorta are as bright as bone, but in front of the spine)."""
-    width = span[1] - span[0]
-    band = np.zeros_like(bone_slice)
-    band[:, span[0] + int(0.2 * width):span[1] - int(0.2 * width) + 1] = True
+    band = _middle_band(bone_slice.shape, span, 0.2)
     pieces, count = ndimage.label(bone_slice)
     middle = np.percentile(lung_rows, 50)
     back, front = -1, bone_slice.shape[0]
@@ -286,11 +291,11 @@ def _measures(grid: sitk.Image, hu, heart: np.ndarray, blood: np.ndarray) -> dic
     """Blood HU and where it was measured; the heart's centre and extent (LPS mm), on `grid`."""
     values = np.asarray(hu[blood], dtype=np.float32)
     kk, jj, ii = np.nonzero(heart)
-    points = _lps(grid, np.column_stack([ii, jj, kk]))
+    points = voxels_to_lps(grid, np.column_stack([ii, jj, kk]))
     centre = points.mean(axis=0)
     bk, bj, bi = np.nonzero(blood)
     return {"blood_hu": float(np.median(values)) if values.size else float("nan"), "blood_voxels": int(values.size),
-            "blood_centre_lps": tuple(_lps(grid, np.array([[bi.mean(), bj.mean(), bk.mean()]]))[0] if bk.size
+            "blood_centre_lps": tuple(voxels_to_lps(grid, np.array([[bi.mean(), bj.mean(), bk.mean()]]))[0] if bk.size
                                       else centre),
             "centre_lps": centre,
             "extent_mm": np.maximum(np.percentile(points, 95, axis=0) - np.percentile(points, 5, axis=0), 10.0)}
@@ -326,11 +331,6 @@ def _brightest_band(hu: np.ndarray, deep: np.ndarray, band_slices: int = 5) -> n
     lo, hi = max(best - band_slices // 2, 0), best + band_slices // 2 + 1
     band[lo:hi] = deep[lo:hi]
     return band
-
-
-def _lps(image: sitk.Image, ijk: np.ndarray) -> np.ndarray:
-    direction = np.array(image.GetDirection()).reshape(3, 3)
-    return np.asarray(image.GetOrigin()) + (ijk * np.asarray(image.GetSpacing())) @ direction.T
 
 
 def _to_input_grid(mask: np.ndarray, coarse: sitk.Image, image: sitk.Image) -> np.ndarray:

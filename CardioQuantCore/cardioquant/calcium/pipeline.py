@@ -50,6 +50,7 @@ LABEL_TABLE = LabelTable([
 HEART_REGION = 7
 
 MIN_VOXELS_IN_PLANE, MIN_SLICES = 32, 3
+TOTALSEGMENTATOR = "totalsegmentator"  # --heart-mask value that runs TotalSegmentator instead of reading a file
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -103,14 +104,7 @@ def check_options(options) -> None:
             bound = "from" if inclusive else "above"
             raise InputError(f"--{name.replace('_', '-')} {value:g} is out of range: give a value {bound} {low:g} "
                              f"up to {high:g}.")
-    preset = str(getattr(options, "min_area", "literature")).lower()
-    if preset not in scoring.MIN_AREA_PRESETS:
-        try:
-            area = float(preset)
-        except ValueError as exc:
-            raise InputError(f"--min-area must be a number (mm2) or one of {', '.join(scoring.MIN_AREA_PRESETS)}") from exc
-        if not (np.isfinite(area) and 0.0 <= area <= 100.0):
-            raise InputError(f"--min-area {preset} is out of range: give 0 to 100 mm2 or a vendor preset.")
+    min_area_rule(getattr(options, "min_area", "literature"))
 
 
 def check_input(loaded: LoadedImage) -> list[str]:
@@ -178,15 +172,22 @@ def candidate_threshold(hu: np.ndarray, spacing, mode: str, kvp: float, k: float
     return threshold, {"method": "kVp-adjusted Agatston threshold", "threshold_hu": threshold}
 
 
-def settings_from(options, kvp: float, spacing) -> scoring.ScoringSettings:
-    preset = str(options.min_area).lower()
+def min_area_rule(value) -> tuple[float | None, int | None]:
+    """--min-area as (mm2, pixels): a vendor preset or a number of mm2 from 0 to 100."""
+    preset = str(value).lower()
     if preset in scoring.MIN_AREA_PRESETS:
-        area, pixels = scoring.MIN_AREA_PRESETS[preset]
-    else:
-        try:
-            area, pixels = float(preset), None
-        except ValueError as exc:
-            raise InputError(f"--min-area must be a number (mm2) or one of {', '.join(scoring.MIN_AREA_PRESETS)}") from exc
+        return scoring.MIN_AREA_PRESETS[preset]
+    try:
+        area = float(preset)
+    except ValueError as exc:
+        raise InputError(f"--min-area must be a number (mm2) or one of {', '.join(scoring.MIN_AREA_PRESETS)}") from exc
+    if not (np.isfinite(area) and 0.0 <= area <= 100.0):
+        raise InputError(f"--min-area {preset} is out of range: give 0 to 100 mm2 or a vendor preset.")
+    return area, None
+
+
+def settings_from(options, kvp: float, spacing) -> scoring.ScoringSettings:
+    area, pixels = min_area_rule(options.min_area)
     return scoring.ScoringSettings(kvp=kvp, min_area_mm2=area, min_area_pixels=pixels,
                                    connectivity=options.connectivity, slice_increment_mm=options.slice_increment,
                                    increment_scaling=not options.no_increment_scaling,
@@ -227,9 +228,6 @@ def heart_anatomy(loaded: LoadedImage, options, required: bool) -> anatomy.Heart
         if required:
             raise
         return None
-
-
-TOTALSEGMENTATOR = "totalsegmentator"
 
 
 def _totalsegmentator_api():
@@ -276,14 +274,8 @@ def scan_type(options, heart: anatomy.HeartAnatomy | None) -> tuple[str, dict]:
 def labels_from_anatomy(loaded: LoadedImage, candidates: np.ndarray, heart: anatomy.HeartAnatomy, hu: np.ndarray,
                         mode: str):
     image = loaded.image
-    direction = np.array(image.GetDirection()).reshape(3, 3)
-    origin, spacing = np.array(image.GetOrigin()), np.array(image.GetSpacing())
-
-    def voxel_to_lps(ijk):
-        return origin + (np.asarray(ijk) * spacing) @ direction.T
-
-    return territories.assign(candidates, heart.heart_region, voxel_to_lps, image.GetSpacing(), hu=hu,
-                              contrast=mode == "cta")
+    return territories.assign(candidates, heart.heart_region, lambda ijk: geometry.voxels_to_lps(image, ijk),
+                              image.GetSpacing(), hu=hu, contrast=mode == "cta")
 
 
 # --- run ----------------------------------------------------------------------------------------------------
@@ -313,11 +305,10 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
     candidates = hu >= threshold
     if getattr(options, "roi", None):
         candidates &= region_mask(loaded, options)
-    review = []
+    found = None
     if automatic:
         found = labels_from_anatomy(loaded, candidates, heart, hu, mode)
         artery_labels = found.labels
-        review = [e for e in found.per_candidate if e["review"] and 1 <= e["label"] <= 4]
         assignment = "automatic (heart anatomy)"
     else:
         artery_labels = labels_from_user(loaded, options.labels, candidates)
@@ -333,7 +324,7 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
     progress.update(0.8, "scoring")
     result = scoring.score(hu, artery_labels, spacing, settings, geometry.ijk_to_ras(image))
     warnings += result.notes
-    flagged = _lesions_to_review(result, artery_labels, candidates, review)
+    flagged = _lesions_to_review(result, found) if found is not None else []
     if flagged:
         warnings.append(f"{len(flagged)} lesion(s) flagged for review: artery assignment uncertain (lesion ids "
                         f"{', '.join(str(i) for i in flagged)})")
@@ -345,21 +336,15 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
                           settings, [], warnings, kvp, scan_info, heart)
 
 
-def _lesions_to_review(result, artery_labels, candidates, review) -> list[int]:
+def _lesions_to_review(result, found: territories.Assignment) -> list[int]:
     """Mark each scored lesion whose candidate was flagged; returns the flagged lesion ids."""
-    if not review:
-        for lesion in result.lesions:
-            lesion.review = None
-        return []
-    components, _ = territories.candidate_regions(candidates)
-    reasons = {e["candidate"]: e["reason"] for e in review}
+    reasons = {e["candidate"]: e["reason"] for e in found.per_candidate if e["review"] and 1 <= e["label"] <= 4}
     flagged = []
     for lesion in result.lesions:
         i, j, k = (int(round(c)) for c in lesion.centroid_ijk)
         box = tuple(slice(max(c - 3, 0), c + 4) for c in (k, j, i))
-        ids = components[box][(artery_labels[box] == lesion.label) & (components[box] > 0)]
-        candidate = int(np.bincount(ids).argmax()) if ids.size else 0
-        lesion.review = reasons.get(candidate)
+        ids = found.components[box][(found.labels[box] == lesion.label) & (found.components[box] > 0)]
+        lesion.review = reasons.get(int(np.bincount(ids).argmax()) if ids.size else 0)
         if lesion.review:
             flagged.append(lesion.id)
     return flagged
@@ -432,8 +417,6 @@ def reassign_lesion(artery_labels: np.ndarray, seed_kji: tuple[int, int, int], a
     """Move the whole lesion (26-connected labelled voxels) containing `seed_kji` to `artery` (1-4, 5 = not coronary)."""
     if artery not in (1, 2, 3, 4, 5):
         raise InputError("artery must be 1 LM, 2 LAD, 3 LCX, 4 RCA or 5 not coronary")  # 6 and 8 are found, not chosen
-    if artery_labels[seed_kji] == 0:
-        raise InputError("no lesion at the selected point")
     candidates = (artery_labels > 0) & (artery_labels != HEART_REGION)
     if not candidates[seed_kji]:
         raise InputError("no lesion at the selected point")

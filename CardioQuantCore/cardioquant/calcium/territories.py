@@ -51,8 +51,9 @@ LEFT_SYSTEM_TOP_MM = 5.0          # within 5 mm of the left system's highest les
 
 @dataclass
 class Assignment:
-    labels: np.ndarray        # uint8 [k, j, i]: 1-4 arteries, 5 not coronary, 6 outside heart
-    per_candidate: list[dict]  # one entry per candidate: label, reason, review flag, offset from the centre
+    labels: np.ndarray         # uint8 [k, j, i]: 1-4 arteries, 5 not coronary, 6 outside heart, 8 aorta or valve
+    per_candidate: list[dict]  # one entry per candidate: label, reason, review flag, where it lies
+    components: np.ndarray     # int [k, j, i]: the candidate each voxel belongs to (0 none), as `candidate` says
 
 
 def candidate_regions(mask: np.ndarray) -> tuple[np.ndarray, int]:
@@ -69,19 +70,29 @@ def artery_from_position(u: float, t: float) -> tuple[int, bool]:
     return (LCX if t >= LCX_FROM_T else LAD), near_right or near_groove
 
 
-def _region_depth(heart_region: np.ndarray, spacing, step_mm: float = 2.0):
-    """(depth_at(k, j, i) -> deepest mm of those voxels below the region's surface, the region's deepest mm),
-    from a distance map on a ~2 mm subsample: a full-resolution map of a chest CT would take gigabytes."""
-    steps = [max(1, int(round(step_mm / s))) for s in tuple(spacing)[::-1]]
-    small = heart_region[::steps[0], ::steps[1], ::steps[2]]
-    sampling = [s * f for s, f in zip(tuple(spacing)[::-1], steps, strict=True)]
-    depth = ndimage.distance_transform_edt(np.pad(small, 1), sampling=sampling)[1:-1, 1:-1, 1:-1].astype(np.float32)
+class _Subsample:
+    """A ~2 mm subsample of the scan's grid, for distance maps that at full resolution would take gigabytes, and
+    the lookup of full-resolution voxels in a map made on it."""
 
-    def depth_at(k, j, i) -> float:
-        index = tuple(np.minimum(np.asarray(a) // f, n - 1) for a, f, n in zip((k, j, i), steps, depth.shape, strict=True))
-        return float(depth[index].max())
+    def __init__(self, spacing, step_mm: float = 2.0):
+        self.steps = [max(1, int(round(step_mm / s))) for s in tuple(spacing)[::-1]]
+        self.sampling = [s * f for s, f in zip(tuple(spacing)[::-1], self.steps, strict=True)]
 
-    return depth_at, max(float(depth.max()), 1.0)
+    def take(self, volume: np.ndarray) -> np.ndarray:
+        return volume[::self.steps[0], ::self.steps[1], ::self.steps[2]]
+
+    def at(self, small: np.ndarray, k, j, i) -> np.ndarray:
+        """Values of `small` under the full-resolution voxels (k, j, i)."""
+        return small[tuple(np.minimum(np.asarray(a) // f, n - 1)
+                           for a, f, n in zip((k, j, i), self.steps, small.shape, strict=True))]
+
+
+def _region_depth(heart_region: np.ndarray, grid: _Subsample):
+    """(depth_at(k, j, i) -> deepest mm of those voxels below the region's surface, the region's deepest mm)."""
+    small = grid.take(heart_region)
+    depth = ndimage.distance_transform_edt(np.pad(small, 1), sampling=grid.sampling)[1:-1, 1:-1, 1:-1]
+    depth = depth.astype(np.float32)
+    return (lambda k, j, i: float(grid.at(depth, k, j, i).max())), max(float(depth.max()), 1.0)
 
 
 def section_extents(heart_region: np.ndarray, voxel_to_lps) -> np.ndarray:
@@ -107,8 +118,9 @@ def assign(candidate_mask: np.ndarray, heart_region: np.ndarray, voxel_to_lps, s
     components, count = candidate_regions(candidate_mask)
     labels = np.zeros(candidate_mask.shape, np.uint8)
     voxel_mm3 = float(np.prod(spacing))
-    depth_at, radius = _region_depth(heart_region, spacing)
-    on_large_lumen = _large_lumen_lookup(hu, spacing) if contrast and hu is not None else None
+    grid = _Subsample(spacing)
+    depth_at, radius = _region_depth(heart_region, grid)
+    on_large_lumen = _large_lumen_lookup(hu, grid) if contrast and hu is not None else None
     extents = section_extents(heart_region, voxel_to_lps)
     entries = []
     boxes = ndimage.find_objects(components)
@@ -140,28 +152,21 @@ def assign(candidate_mask: np.ndarray, heart_region: np.ndarray, voxel_to_lps, s
                 review, reason = True, reason + f"; deep ({fraction:.2f} of the heart's radius): valve or annulus?"
         labels[box][inside_box] = label
         entries.append({"candidate": index, "label": label, "reason": reason, "review": bool(review),
-                        "volume_mm3": volume, "point_lps_mm": point})
+                        "volume_mm3": volume, "point_lps_mm": point, "box": box})
     _flag_left_main(entries, labels, components, smallest_lesion_mm3=1.0 * float(spacing[2]))
-    return Assignment(labels, entries)
+    return Assignment(labels, entries, components)
 
 
-def _large_lumen_lookup(hu: np.ndarray, spacing, step_mm: float = 2.0):
+def _large_lumen_lookup(hu: np.ndarray, grid: _Subsample):
     """CTA: `touches(k, j, i)`, whether those voxels lie within one 2 mm cell of an iodine-filled lumen at least
     LARGE_LUMEN_RADIUS_MM in radius (the aorta, the chambers): a coronary lumen is 1-2.5 mm in radius, and a
     plaque on it is 3 mm or more from any chamber's blood (myocardium and epicardial fat in between)."""
-    steps = [max(1, int(round(step_mm / s))) for s in tuple(spacing)[::-1]]
-    sampling = [s * f for s, f in zip(tuple(spacing)[::-1], steps, strict=True)]
-    iodine = hu[::steps[0], ::steps[1], ::steps[2]] >= IODINE_HU
-    core = ndimage.distance_transform_edt(iodine, sampling=sampling) >= LARGE_LUMEN_RADIUS_MM
+    iodine = grid.take(hu) >= IODINE_HU
+    core = ndimage.distance_transform_edt(iodine, sampling=grid.sampling) >= LARGE_LUMEN_RADIUS_MM
     # Back out to the lumen's edge: every iodine cell within the core's radius of a core cell, then one cell more.
-    reach = ndimage.distance_transform_edt(~core, sampling=sampling) <= LARGE_LUMEN_RADIUS_MM
+    reach = ndimage.distance_transform_edt(~core, sampling=grid.sampling) <= LARGE_LUMEN_RADIUS_MM
     wall = ndimage.binary_dilation(reach & iodine)
-
-    def touches(k, j, i) -> bool:
-        index = tuple(np.minimum(np.asarray(a) // f, n - 1) for a, f, n in zip((k, j, i), steps, wall.shape, strict=True))
-        return bool(wall[index].any())
-
-    return touches
+    return lambda k, j, i: bool(grid.at(wall, k, j, i).any())
 
 
 def _wrapped_in_iodine(hu, components, index, box) -> bool:
@@ -175,9 +180,10 @@ def _wrapped_in_iodine(hu, components, index, box) -> bool:
 
 
 def _flag_left_main(entries, labels, components, smallest_lesion_mm3: float) -> None:
-    """Left-system lesions within LEFT_SYSTEM_TOP_MM of its highest scorable lesion (>= 1 mm2 on one slice) lie at the level of the left main and
-    its bifurcation, where the cross-section cannot tell LM, proximal LAD and proximal LCX apart: they are scored
-    with the LAD (with which orCaScore folds the LM, and the most often calcified of the three) and flagged."""
+    """Left-system lesions within LEFT_SYSTEM_TOP_MM of its highest scorable lesion (>= 1 mm2 on one slice) lie
+    at the level of the left main and its bifurcation, where the cross-section cannot tell LM, proximal LAD and
+    proximal LCX apart: they are scored with the LAD (with which orCaScore folds the LM, and the most often
+    calcified of the three) and flagged."""
     left = [e for e in entries if e["label"] in (LAD, LCX)]
     scorable = [e for e in left if e["volume_mm3"] >= smallest_lesion_mm3]  # specks the area rule will drop
     if not scorable:
@@ -187,6 +193,7 @@ def _flag_left_main(entries, labels, components, smallest_lesion_mm3: float) -> 
         if entry["point_lps_mm"][2] >= top - LEFT_SYSTEM_TOP_MM:
             if entry["label"] == LCX:
                 entry["label"] = LAD
-                labels[components == entry["candidate"]] = LAD
+                box = entry["box"]
+                labels[box][components[box] == entry["candidate"]] = LAD
             entry["review"] = True
             entry["reason"] += "; at the left main's level: LM, proximal LAD or LCX (scored as LAD)"
