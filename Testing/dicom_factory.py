@@ -12,8 +12,10 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 def write_ct_series(folder: Path, volume_kji: np.ndarray, spacing=(0.5, 0.5, 3.0), origin=(0.0, 0.0, 0.0),
                     kvp: float | None = 120, modality: str = "CT", series_uid: str | None = None,
-                    study_uid: str | None = None, rescale_intercept: float = -1024.0, z_positions=None) -> list[Path]:
-    """One file per slice, axial orientation, HU stored with a rescale intercept like a scanner does."""
+                    study_uid: str | None = None, rescale_intercept: float = -1024.0, z_positions=None,
+                    pixel_spacing: bool = True) -> list[Path]:
+    """One file per slice, axial orientation, HU stored with a rescale intercept like a scanner does.
+    `pixel_spacing=False` leaves out Pixel Spacing, as some secondary-capture exports do."""
     folder.mkdir(parents=True, exist_ok=True)
     series_uid = series_uid or generate_uid()
     study_uid = study_uid or generate_uid()
@@ -40,7 +42,8 @@ def write_ct_series(folder: Path, volume_kji: np.ndarray, spacing=(0.5, 0.5, 3.0
         z = origin[2] + k * spacing[2] if z_positions is None else z_positions[k]
         ds.ImagePositionPatient = [origin[0], origin[1], z]
         ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.PixelSpacing = [spacing[1], spacing[0]]
+        if pixel_spacing:
+            ds.PixelSpacing = [spacing[1], spacing[0]]
         ds.SliceThickness = spacing[2]
         ds.Rows, ds.Columns = plane.shape
         ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"

@@ -9,6 +9,7 @@ import torch
 
 from cardioquant import cli
 from cardioquant.errors import InputError
+from cardioquant.progress import Progress
 from cardioquant.scar import aha, quantify
 from cardioquant.scar.phantom import make_lge_phantom
 
@@ -372,3 +373,29 @@ def test_negative_smallest_scar_blob_is_refused(capsys, tmp_path):
     assert cli.main(["scar", str(path), "-o", str(tmp_path / "out"), "--min-scar-ml", "-1", "--quiet"]) == 2
     assert "--min-scar-ml must be 0 or more" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("pixel_spacing", [True, False])
+def test_volumes_use_the_dicom_pixel_spacing_even_at_1_mm(tmp_path, pixel_spacing):
+    """A real 1.0 x 1.0 mm DICOM keeps its spacing (myocardium volume = voxels x 1 x 1 x 8 mm3); only a DICOM
+    without Pixel Spacing is given the assumed 1.5 mm, and the run says so."""
+    from dicom_factory import write_ct_series
+
+    from cardioquant.cli import default_options
+    from cardioquant.imageio import read_image
+    from cardioquant.scar.pipeline import run
+
+    case = make_lge_phantom(noise=3.0, spacing=(1.0, 1.0, 8.0))
+    write_ct_series(tmp_path / "lge", case.signal, spacing=(1.0, 1.0, 8.0), kvp=None, modality="MR",
+                    rescale_intercept=0.0, pixel_spacing=pixel_spacing)
+    lv = case.labels.copy()
+    lv[lv >= 2] = 2
+    loaded = read_image(tmp_path / "lge")
+    mask = sitk.GetImageFromArray(lv)
+    mask.CopyInformation(loaded.image)
+    sitk.WriteImage(mask, str(tmp_path / "lv.nrrd"))
+    result = run(loaded, default_options("scar", myocardium_mask=str(tmp_path / "lv.nrrd")), Progress())
+    pixel_mm = 1.0 if pixel_spacing else 1.5
+    assert result.summary["myocardium_ml"] == pytest.approx((lv == 2).sum() * pixel_mm * pixel_mm * 8.0 / 1000)
+    assert result.summary["spacing_assumed"] is (not pixel_spacing)
+    assert any("Pixel Spacing" in w for w in result.warnings) is (not pixel_spacing)

@@ -25,6 +25,7 @@ DICOM_TAGS = {
     "modality": "0008|0060",
     "kvp": "0018|0060",
     "slice_thickness": "0018|0050",
+    "pixel_spacing": "0028|0030",  # absent: the pixel size is unknown (SimpleITK then reports 1 mm)
     "rescale_slope": "0028|1053",
     "rescale_intercept": "0028|1052",
     "contrast_agent": "0018|0010",

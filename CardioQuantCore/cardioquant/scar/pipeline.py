@@ -75,10 +75,23 @@ def stack_of(loaded: LoadedImage) -> tuple[np.ndarray, tuple, bool]:
     if image.GetDimension() == 2:
         array = array[None]
     spacing = tuple(image.GetSpacing()) + ((ASSUMED_SPACING[2],) if image.GetDimension() == 2 else ())
-    assumed = loaded.format == "png" or spacing[:2] == (1.0, 1.0)
-    if assumed:
-        spacing = (ASSUMED_SPACING[0], ASSUMED_SPACING[1], spacing[2] if image.GetDimension() == 3 else ASSUMED_SPACING[2])
-    return array, spacing, assumed
+    # Whether the spacing is known comes from the file, never from its value: a real 1.0 mm scan is 1.0 mm.
+    pixel_unknown = pixel_spacing_unknown(loaded)
+    if pixel_unknown:
+        spacing = (ASSUMED_SPACING[0], ASSUMED_SPACING[1], spacing[2])
+    return array, spacing, pixel_unknown or image.GetDimension() == 2
+
+
+def pixel_spacing_unknown(loaded: LoadedImage) -> bool:
+    """A DICOM series without Pixel Spacing (0028,0030) has no pixel size (SimpleITK then says 1 mm); every other
+    format this reads stores its spacing in the header."""
+    return loaded.format == "dicom" and "pixel_spacing" not in loaded.dicom
+
+
+def spacing_warning(spacing: tuple, pixel_unknown: bool) -> str:
+    """The warning for a stack whose volumes rest on an assumed spacing: the pixel size or a 2D image's slice."""
+    what = "pixel spacing (no Pixel Spacing in the DICOM)" if pixel_unknown else "slice thickness (a 2D image)"
+    return f"{what} unknown: {spacing[0]:g} x {spacing[1]:g} x {spacing[2]:g} mm assumed for volumes"
 
 
 def segment(loaded: LoadedImage, stack: np.ndarray, spacing: tuple, options, progress: Progress) -> tuple[np.ndarray, list]:
@@ -131,7 +144,7 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
     warnings = check_input(loaded)
     stack, spacing, assumed = stack_of(loaded)
     if assumed:
-        warnings.append(f"pixel spacing unknown or 1 mm: {spacing[0]} x {spacing[1]} x {spacing[2]} mm assumed for volumes")
+        warnings.append(spacing_warning(spacing, pixel_spacing_unknown(loaded)))
     labels, models = segment(loaded, stack, spacing, options, progress.sub(0.0, 0.6))
     return quantify_labels(loaded, stack, spacing, assumed, labels, models, options, warnings, progress)
 
