@@ -301,3 +301,69 @@ def test_totalsegmentator_is_offered_as_the_heart_provider(tmp_path, monkeypatch
     result = json.loads((tmp_path / "b" / "calcium.json").read_text())
     assert code == 0 and calls == [["heart"]]
     assert result["heart"]["method"] == "TotalSegmentator heart, grown 10 mm"
+
+
+def _thorax_with_aorta():
+    """A voxel-built thorax, 2 x 2 x 3 mm, LPS, fat in the mediastinum: a heart (40 HU ellipse, 80 x 90 mm) in
+    slices 5-29; the ascending aorta (40 HU, 14 mm radius, centre 5 mm right of and 15 mm in front of the middle)
+    rising out of it through slices 20-49, wrapped in fat above the heart; a spine behind. Returns (hu, image
+    maker)."""
+    shape = (50, 160, 160)
+    hu = np.full(shape, -1000.0, np.float32)
+    y, x = (np.mgrid[:160, :160] - 80.0) * 2.0
+    hu[:, (x / 150) ** 2 + (y / 110) ** 2 <= 1] = 40.0
+    for k in range(shape[0]):
+        half = 50.0 if k < 30 else 30.0
+        hu[k][(np.abs(x) <= half) & (np.abs(y + 5) < 60)] = -100.0                      # mediastinal fat
+        hu[k][(np.abs(x) > half) & (np.abs(x) < half + 70) & (np.abs(y + 5) < 60)] = -850.0
+    hu[5:30][:, ((x - 10) / 40) ** 2 + (y / 45) ** 2 <= 1] = 40.0                         # heart
+    hu[20:][:, (x + 5) ** 2 + (y + 15) ** 2 <= 14 ** 2] = 40.0                           # ascending aorta
+    hu[:, (np.abs(x) < 20) & (y > 60) & (y < 95)] = 300.0                                # vertebral bodies
+
+    def image_of(values):
+        image = sitk.GetImageFromArray(values)
+        image.SetSpacing((2.0, 2.0, 3.0))
+        image.SetOrigin((-160.0, -160.0, 0.0))
+        return image
+    return hu, image_of
+
+
+def test_great_vessels_are_found_as_round_tubes_above_the_heart():
+    from cardioquant.calcium import great_vessels
+
+    hu, image_of = _thorax_with_aorta()
+    heart = anatomy.find_heart(image_of(hu))
+    assert len(heart.great_vessel_tubes) == 1
+    aorta = heart.great_vessel_tubes[0]
+    assert aorta["radius_mm"] == pytest.approx(14.0, abs=2.0)
+    assert (aorta["from_s_mm"], aorta["to_s_mm"]) == (pytest.approx(90.0, abs=6.0), 147.0)  # slices 30-49, 3 mm
+    disks = heart.great_vessels
+    assert disks[40, 80 - 15 // 2, 80 - 5 // 2 - 1] and disks[35].sum() * 4.0 == pytest.approx(np.pi * 14 ** 2, rel=0.25)
+    assert not disks[:25].any()  # where the aorta runs inside the heart it is no round tube in fat
+    # A round disk of blood with no fat around it (a chamber cut through, bordered by tissue) is no vessel.
+    solid = np.full((60, 60), 40.0, np.float32)
+    assert great_vessels.cross_sections(solid, np.ones_like(solid, bool), (2.0, 2.0, 3.0)) == []
+
+
+def test_calcium_in_the_aortic_wall_is_not_coronary_but_a_plaque_on_the_heart_is():
+    """On a voxel-built thorax, wall calcium of the ascending aorta 25 mm above the heart (inside the searched
+    region, in the middle of its cross-section) is 'aorta or valve'; a plaque in the fat on the heart's front-left
+    surface is a left coronary."""
+    hu, image_of = _thorax_with_aorta()
+    wall = (38, 80 - 15 // 2, 80 + (-5 + 12) // 2)      # x = 7 mm: the aorta's left wall (radius 14 mm)
+    hu[wall[0], wall[1]:wall[1] + 2, wall[2]:wall[2] + 2] = 600.0
+    plaque = (15, 80 - 42 // 2, 80 + 32 // 2)           # x = 32, y = -42 mm: in the fat off the heart's front-left
+    hu[plaque[0], plaque[1]:plaque[1] + 2, plaque[2]:plaque[2] + 2] = 600.0
+    image = image_of(hu)
+    image.SetMetaData("modality", "CT")
+    heart = anatomy.find_heart(image)
+    assert heart.heart_region[wall] and heart.heart_region[plaque]
+    found = territories.assign(hu >= 130, heart.heart_region,
+                               lambda ijk: np.asarray(ijk, float) * (2.0, 2.0, 3.0) + (-160.0, -160.0, 0.0),
+                               (2.0, 2.0, 3.0), great_vessels=heart.great_vessels)
+    assert found.labels[wall] == territories.AORTA_OR_VALVE
+    assert found.labels[plaque] in (territories.LAD, territories.LCX)
+    without = territories.assign(hu >= 130, heart.heart_region,
+                                 lambda ijk: np.asarray(ijk, float) * (2.0, 2.0, 3.0) + (-160.0, -160.0, 0.0),
+                                 (2.0, 2.0, 3.0))
+    assert without.labels[wall] in (territories.LAD, territories.LCX, territories.RCA)  # what it was before

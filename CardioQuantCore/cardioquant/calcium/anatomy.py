@@ -22,7 +22,9 @@ Method, on a ~2 mm copy of the scan turned to LPS (so it does not depend on how 
    where the left main and the ostia are.
 3. The heart region is the largest 3D piece of that, with its holes filled. No such piece of at least 150 mL
    means there is no heart in the field of view.
-4. Blood: voxels 8 mm or more inside the region that are not fat (> -30 HU), in the 5-slice band where they are
+4. The great vessels above the mediastinum's widest slice (ascending aorta and root, pulmonary trunk, SVC) as
+   round tubes of blood in fat (great_vessels.py), so that calcium in their walls is not scored as coronary.
+5. Blood: voxels 8 mm or more inside the region that are not fat (> -30 HU), in the 5-slice band where they are
    brightest (the region may take in the liver dome below the heart); their median HU decides contrast.
 Where the lungs touch the first or last slice, or the region touches the first or last slice, the heart may
 be cut by the field of view and a warning says so.
@@ -39,6 +41,7 @@ from scipy.spatial import ConvexHull, QhullError
 
 from ..errors import InputError
 from ..geometry import voxels_to_lps
+from . import great_vessels
 
 COARSE_MM = 2.0
 LUNG_HU = -400.0
@@ -68,6 +71,8 @@ class HeartAnatomy:
     volume_ml: float
     warnings: list = field(default_factory=list)
     method: str = "mediastinum between the lungs (image analysis)"
+    great_vessels: np.ndarray | None = None  # bool [k, j, i] on the input grid: aorta, pulmonary trunk, SVC disks
+    great_vessel_tubes: list = field(default_factory=list)  # great_vessels.Tube.describe() of each
 
     @property
     def contrast(self) -> bool:
@@ -78,7 +83,7 @@ class HeartAnatomy:
                 "extent_lps_mm": [round(float(v), 1) for v in self.extent_mm],
                 "blood_hu": round(self.blood_hu, 1), "blood_voxels": self.blood_voxels,
                 "blood_measured_at_lps_mm": [round(float(v), 1) for v in self.blood_centre_lps],
-                "method": self.method}
+                "method": self.method, "great_vessels": self.great_vessel_tubes}
 
 
 def _coarse(image: sitk.Image) -> sitk.Image:
@@ -242,6 +247,7 @@ def _heart_with_bone(image, coarse, hu, lungs, bone) -> HeartAnatomy:
     # A slice or two where the lungs were not told apart must not split the heart: judge the z-smoothed area.
     smoothed = ndimage.median_filter(areas, size=5, mode="nearest")
     widest = int(np.argmax(smoothed))
+    vessels, tubes = great_vessels.find_great_vessels(hu, mediastinum, spacing, np.arange(areas.size) > widest)
     upper = np.arange(areas.size) > widest
     typical = float(np.median(smoothed[smoothed > 0]))
     mediastinum[upper & (smoothed < typical / 3.0)] = False
@@ -262,7 +268,11 @@ def _heart_with_bone(image, coarse, hu, lungs, bone) -> HeartAnatomy:
     volume_ml = float(region.sum()) * voxel_ml
     if volume_ml < MIN_HEART_ML:
         raise InputError(NO_HEART_MESSAGE)
-    return _anatomy_from(image, coarse, hu, region, lungs, spacing, volume_ml)
+    anatomy = _anatomy_from(image, coarse, hu, region, lungs, spacing, volume_ml)
+    anatomy.great_vessels = _to_input_grid(vessels, coarse, image)
+    height_mm = lambda k: voxels_to_lps(coarse, np.array([[0.0, 0.0, float(k)]]))[0, 2]  # noqa: E731
+    anatomy.great_vessel_tubes = [tube.describe(spacing, height_mm) for tube in tubes]
+    return anatomy
 
 
 def _disc(radius: int) -> np.ndarray:

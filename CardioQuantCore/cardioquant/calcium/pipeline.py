@@ -44,8 +44,9 @@ LABEL_TABLE = LabelTable([
                 "where coronary calcium was looked for: the mediastinum between the lungs, or the given heart mask"),
     SegmentSpec(8, "aorta or valve", (0.85, 0.55, 0.95), MORPHOLOGICALLY_ALTERED, CALCIFICATION,
                 ("SCT", "15825003", "Aorta"),
-                "calcium deep inside the heart (aortic valve, aortic root, mitral annulus) or on the descending "
-                "aorta: not coronary, kept for review"),
+                "calcium deep inside the heart (aortic valve, aortic root, mitral annulus), in the wall of the "
+                "ascending aorta or another great vessel, or on an iodine-filled aorta or chamber: not coronary, "
+                "kept for review"),
 ])
 HEART_REGION = 7
 
@@ -275,7 +276,7 @@ def labels_from_anatomy(loaded: LoadedImage, candidates: np.ndarray, heart: anat
                         mode: str):
     image = loaded.image
     return territories.assign(candidates, heart.heart_region, lambda ijk: geometry.voxels_to_lps(image, ijk),
-                              image.GetSpacing(), hu=hu, contrast=mode == "cta")
+                              image.GetSpacing(), hu=hu, contrast=mode == "cta", great_vessels=heart.great_vessels)
 
 
 # --- run ----------------------------------------------------------------------------------------------------

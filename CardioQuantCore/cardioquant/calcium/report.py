@@ -39,7 +39,8 @@ def draw_report(path, loaded, artery_labels, result, summary, settings, models) 
     figure.text(0.05, 0.19, "Settings: " + settings_text, fontsize=7.5, va="top", wrap=True)
     heart = summary.get("heart")
     scan = summary.get("scan_type") or {}
-    heart_text = (f"Heart search region {heart['volume_ml']:.0f} mL ({heart['method']}), outlined above" if heart
+    heart_text = (f"Heart search region {heart['volume_ml']:.0f} mL ({heart['method']}), outlined above; "
+                  f"great vessels found above the heart: {len(heart.get('great_vessels', []))}" if heart
                   else "No heart search region (semi-automatic)")
     flagged = sum(1 for lesion in summary["lesions"] if lesion.get("review"))
     figure.text(0.05, 0.16, f"Scan type: {summary['mode']} ({scan.get('decided_by', '')})", fontsize=7.5, va="top")

@@ -7,6 +7,9 @@ Candidates are 3D-connected (26) regions of voxels at or above the calcium thres
   it; a coronary plaque lies on the heart): "not coronary".
 - On CTA, wrapped in iodine-bright blood (>= 80 % of a 1 mm ring >= 200 HU: the bright tail of a chamber or the
   aorta) or touching a wide iodine lumen (>= 6 mm radius: the aortic or a chamber's wall): "aorta or valve".
+- Mostly inside a great vessel's disk (great_vessels.py: the ascending aorta and its root, the pulmonary trunk,
+  the superior vena cava, found as round tubes of blood in fat above the heart): "aorta or valve". A candidate
+  that only touches one may be a coronary ostium and is flagged for review.
 - Deep inside the region (beyond DEEP_FRACTION of its inscribed radius from the surface): "aorta or valve"
   (aortic valve, aortic root, mitral annulus), its own segment, never scored.
 - Otherwise the artery follows coronary anatomy, from where the lesion lies in the heart's cross-section on its
@@ -112,9 +115,12 @@ def _position(point_lps, extent) -> tuple[float, float]:
 
 
 def assign(candidate_mask: np.ndarray, heart_region: np.ndarray, voxel_to_lps, spacing,
-           hu: np.ndarray | None = None, contrast: bool = False) -> Assignment:
+           hu: np.ndarray | None = None, contrast: bool = False,
+           great_vessels: np.ndarray | None = None) -> Assignment:
     """Label every candidate voxel. `voxel_to_lps(ijk (n, 3)) -> (n, 3)` maps voxel indices to LPS mm. On CTA
-    (`contrast`, with `hu`) a candidate wrapped in iodine is the bright tail of a chamber or the aorta."""
+    (`contrast`, with `hu`) a candidate wrapped in iodine is the bright tail of a chamber or the aorta. A candidate
+    mostly inside `great_vessels` (the disks of the aorta, pulmonary trunk and SVC, great_vessels.py) is in a
+    great vessel's wall."""
     components, count = candidate_regions(candidate_mask)
     labels = np.zeros(candidate_mask.shape, np.uint8)
     voxel_mm3 = float(np.prod(spacing))
@@ -138,6 +144,9 @@ def assign(candidate_mask: np.ndarray, heart_region: np.ndarray, voxel_to_lps, s
             label, reason, review = NOT_CORONARY, f"bone-sized ({volume:.0f} mm3)", False
         elif not in_heart.all():
             label, reason, review = NOT_CORONARY, "runs out of the heart search region (chest wall, spine)", False
+        elif (vessel_share := _share_in(great_vessels, box, inside_box)) >= 0.5:
+            label, reason, review = AORTA_OR_VALVE, "in the wall of a great vessel (aorta or its root, pulmonary " \
+                                                    "trunk, superior vena cava)", False
         elif contrast and hu is not None and _wrapped_in_iodine(hu, components, index, box):
             label, reason, review = AORTA_OR_VALVE, "inside iodine-filled blood (a chamber or the aorta)", False
         elif on_large_lumen is not None and on_large_lumen(kk + box[0].start, jj + box[1].start, ii + box[2].start):
@@ -150,11 +159,18 @@ def assign(candidate_mask: np.ndarray, heart_region: np.ndarray, voxel_to_lps, s
             reason = f"position in the heart's cross-section (right-left {u:.2f}, front-back {t:.2f})"
             if fraction > DEEP_REVIEW_FRACTION:
                 review, reason = True, reason + f"; deep ({fraction:.2f} of the heart's radius): valve or annulus?"
+            if vessel_share > 0:
+                review, reason = True, reason + "; touches a great vessel's wall: coronary ostium or aortic wall?"
         labels[box][inside_box] = label
         entries.append({"candidate": index, "label": label, "reason": reason, "review": bool(review),
                         "volume_mm3": volume, "point_lps_mm": point, "box": box})
     _flag_left_main(entries, labels, components, smallest_lesion_mm3=1.0 * float(spacing[2]))
     return Assignment(labels, entries, components)
+
+
+def _share_in(mask: np.ndarray | None, box, inside_box) -> float:
+    """Share of a candidate's voxels inside `mask` (0 without a mask)."""
+    return 0.0 if mask is None else float(mask[box][inside_box].mean())
 
 
 def _large_lumen_lookup(hu: np.ndarray, grid: _Subsample):
