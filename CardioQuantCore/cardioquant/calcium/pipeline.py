@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -438,9 +438,14 @@ def carry_review_flags(lesions: list[dict], run_lesions: list[dict], reach_voxel
     return lesions
 
 
-def rescore(image: sitk.Image, artery_labels: np.ndarray, kvp: float = 120.0, **setting_overrides) -> dict:
-    """Scores of an (edited) label map on its image: the numbers the panel shows after each correction."""
-    settings = scoring.ScoringSettings(kvp=kvp, **setting_overrides)
+def rescore(image: sitk.Image, artery_labels: np.ndarray, run_settings: dict | None = None,
+            **setting_overrides) -> dict:
+    """Scores of an (edited) label map on its image: the numbers the panel shows after each correction.
+    `run_settings` is the run's JSON "settings": the kVp, the CTA threshold and scale, the minimum area, the
+    connectivity and the increment the run scored with are kept, so an unedited label map gives the run's figures.
+    Without it, scoring's defaults (120 kV, non-contrast) apply."""
+    stored = scoring.ScoringSettings.from_json(run_settings) if run_settings else scoring.ScoringSettings()
+    settings = replace(stored, **setting_overrides)
     result = scoring.score(sitk.GetArrayFromImage(image).astype(np.float32), artery_labels, image.GetSpacing(),
                            settings, geometry.ijk_to_ras(image))
     return {"total": result.total, "arteries": result.arteries, "risk": scoring.risk(result),

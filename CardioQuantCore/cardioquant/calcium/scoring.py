@@ -13,7 +13,7 @@ only labels 1-4 are scored. The input array must be axial (k = slice index, slic
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 from scipy import ndimage
@@ -79,6 +79,12 @@ class ScoringSettings:
 
     def to_json(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_json(cls, stored: dict) -> ScoringSettings:
+        """The settings a run stored in its JSON (other keys there, e.g. the mode, are the run's, not scoring's)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in stored.items() if key in names})
 
 
 def weight_for_peak(peak_hu: np.ndarray, boundaries) -> np.ndarray:
