@@ -367,3 +367,16 @@ def test_calcium_in_the_aortic_wall_is_not_coronary_but_a_plaque_on_the_heart_is
                                  lambda ijk: np.asarray(ijk, float) * (2.0, 2.0, 3.0) + (-160.0, -160.0, 0.0),
                                  (2.0, 2.0, 3.0))
     assert without.labels[wall] in (territories.LAD, territories.LCX, territories.RCA)  # what it was before
+
+
+def test_a_bone_fragment_on_the_sternum_is_not_coronary():
+    """Partial volume cuts a fragment off a bone where the region reaches it: a speck 2 mm from a sternum-like
+    bone that runs out of the region is 'not coronary'; a plaque 10 mm from it stays coronary."""
+    candidates = np.zeros((60, 60, 60), bool)
+    candidates[20:40, 2:11, 20:45] = True   # the sternum (4.5 mL): from outside the region into its front
+    candidates[30, 13:15, 30:32] = True     # a fragment 2 mm behind it
+    candidates[30, 21:23, 40:42] = True     # a plaque 10 mm behind it, on the left: a coronary
+    found = _assign_in_a_heart(candidates)
+    assert found.labels[28, 5, 30] == territories.NOT_CORONARY
+    assert found.labels[30, 13, 30] == territories.NOT_CORONARY
+    assert found.labels[30, 21, 40] in (territories.LAD, territories.LCX)

@@ -4,7 +4,8 @@ on the automatic path: on the three real COCA scans that network called every co
 Candidates are 3D-connected (26) regions of voxels at or above the calcium threshold, found on the whole scan.
 - Outside the heart search region (anatomy.find_heart): "outside heart", its own segment, never scored.
 - Bone-sized (>= 3000 mm3) or running out of the region (ribs, sternum, costal cartilage, spine continue outside
-  it; a coronary plaque lies on the heart): "not coronary".
+  it; a coronary plaque lies on the heart), or within BONE_GAP_MM of such a bone (a fragment of it cut off by
+  partial volume, where the region reaches the sternum's or spine's surface): "not coronary".
 - On CTA, wrapped in iodine-bright blood (>= 80 % of a 1 mm ring >= 200 HU: the bright tail of a chamber or the
   aorta) or touching a wide iodine lumen (>= 6 mm radius: the aortic or a chamber's wall): "aorta or valve".
 - Mostly inside a great vessel's disk (great_vessels.py: the ascending aorta and its root, the pulmonary trunk,
@@ -37,6 +38,8 @@ from scipy import ndimage
 LM, LAD, LCX, RCA, NOT_CORONARY, OUTSIDE_HEART = 1, 2, 3, 4, 5, 6
 AORTA_OR_VALVE = 8  # 7 is the heart search region itself (pipeline.HEART_REGION)
 BONE_VOLUME_MM3 = 3000.0          # no coronary lesion is this large; spine, ribs and sternum are
+BONE_GAP_MM = 4.0                 # fragments of sternum, rib or vertebra sit on their bone; the coronaries run on
+                                  # the heart, behind the pericardium and its fat: 10 mm or more from any bone
 RCA_BELOW_U = 0.55                # share of the cross-section from its right edge: the right half is the RCA's
 LCX_FROM_T = 0.6                  # share from its front: the back 40 % on the left is the circumflex's groove
 REVIEW_MARGIN = 0.08
@@ -127,6 +130,7 @@ def assign(candidate_mask: np.ndarray, heart_region: np.ndarray, voxel_to_lps, s
     grid = _Subsample(spacing)
     depth_at, radius = _region_depth(heart_region, grid)
     on_large_lumen = _large_lumen_lookup(hu, grid) if contrast and hu is not None else None
+    bone_gap_at = _bone_gap_lookup(components, heart_region, voxel_mm3, grid)
     extents = section_extents(heart_region, voxel_to_lps)
     entries = []
     boxes = ndimage.find_objects(components)
@@ -144,6 +148,9 @@ def assign(candidate_mask: np.ndarray, heart_region: np.ndarray, voxel_to_lps, s
             label, reason, review = NOT_CORONARY, f"bone-sized ({volume:.0f} mm3)", False
         elif not in_heart.all():
             label, reason, review = NOT_CORONARY, "runs out of the heart search region (chest wall, spine)", False
+        elif (gap := bone_gap_at(kk + box[0].start, jj + box[1].start, ii + box[2].start)) <= BONE_GAP_MM:
+            label, review = NOT_CORONARY, False
+            reason = f"a fragment of bone ({gap:.0f} mm from the sternum, a rib or the spine)"
         elif (vessel_share := _share_in(great_vessels, box, inside_box)) >= 0.5:
             label, reason, review = AORTA_OR_VALVE, "in the wall of a great vessel (aorta or its root, pulmonary " \
                                                     "trunk, superior vena cava)", False
@@ -166,6 +173,20 @@ def assign(candidate_mask: np.ndarray, heart_region: np.ndarray, voxel_to_lps, s
                         "volume_mm3": volume, "point_lps_mm": point, "box": box})
     _flag_left_main(entries, labels, components, smallest_lesion_mm3=1.0 * float(spacing[2]))
     return Assignment(labels, entries, components)
+
+
+def _bone_gap_lookup(components: np.ndarray, heart_region: np.ndarray, voxel_mm3: float, grid: _Subsample):
+    """`gap(k, j, i)`: mm from those voxels to the nearest bone, i.e. a bone-sized candidate that runs out of the
+    heart search region (sternum, ribs, costal cartilage, spine; on the ~2 mm subsample)."""
+    sizes = np.bincount(components.ravel()) * voxel_mm3
+    outside = np.bincount(components.ravel(), weights=~heart_region.ravel(), minlength=sizes.size) > 0
+    bones = np.nonzero((sizes >= BONE_VOLUME_MM3) & outside)[0]
+    bones = bones[bones > 0]
+    if bones.size == 0:
+        return lambda k, j, i: np.inf
+    small = np.isin(grid.take(components), bones)
+    gap = ndimage.distance_transform_edt(~small, sampling=grid.sampling).astype(np.float32)
+    return lambda k, j, i: float(grid.at(gap, k, j, i).min())
 
 
 def _share_in(mask: np.ndarray | None, box, inside_box) -> float:
