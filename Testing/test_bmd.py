@@ -238,8 +238,8 @@ def test_levels_count_up_from_the_sacrum():
 
     classes = column(4, with_sacrum=True)
     bodies = network.split_bodies(classes == 1, (1.0, 1.0, 1.0), min_volume_ml=1.0)
-    levels, rule = network.assign_levels(bodies, classes, (1.0, 1.0, 1.0))
-    assert list(levels) == ["L5", "L4", "L3", "L2"] and "sacrum" in rule
+    naming = network.assign_levels(bodies, classes, (1.0, 1.0, 1.0))
+    assert list(naming.levels) == ["L5", "L4", "L3", "L2"] and "sacrum" in naming.rule and naming.determined
 
 
 def test_levels_from_the_lowest_rib_bearing_vertebra():
@@ -247,19 +247,93 @@ def test_levels_from_the_lowest_rib_bearing_vertebra():
 
     classes = column(4, ribs_on=(2, 3))
     bodies = network.split_bodies(classes == 1, (1.0, 1.0, 1.0), min_volume_ml=1.0)
-    levels, rule = network.assign_levels(bodies, classes, (1.0, 1.0, 1.0))
-    assert list(levels) == ["L2", "L1", "T12", "T11"] and "T12" in rule
+    naming = network.assign_levels(bodies, classes, (1.0, 1.0, 1.0))
+    assert list(naming.levels) == ["L2", "L1", "T12", "T11"] and "T12" in naming.rule and naming.determined
 
 
-def test_levels_unknown_without_landmarks_is_clear():
+def test_without_an_anchor_the_level_is_not_determined():
+    """No sacrum and no ribs: the bodies are V1-V3 from the lowest, never a guessed level; the reader's
+    --lowest-level names them."""
     from cardioquant.bmd import network
 
     classes = column(3)
     bodies = network.split_bodies(classes == 1, (1.0, 1.0, 1.0), min_volume_ml=1.0)
-    with pytest.raises(InputError, match="--lowest-level"):
-        network.assign_levels(bodies, classes, (1.0, 1.0, 1.0))
-    levels, _ = network.assign_levels(bodies, classes, (1.0, 1.0, 1.0), lowest_level="L3")
-    assert list(levels) == ["L3", "L2", "L1"]
+    naming = network.assign_levels(bodies, classes, (1.0, 1.0, 1.0))
+    assert list(naming.levels) == ["V1", "V2", "V3"] and not naming.determined and "not determined" in naming.rule
+    naming = network.assign_levels(bodies, classes, (1.0, 1.0, 1.0), lowest_level="L3")
+    assert list(naming.levels) == ["L3", "L2", "L1"] and naming.determined
+
+
+MM3 = (3.0, 3.0, 3.0)  # the column at 3 mm voxels: 30 mm bodies and 9 mm discs, as in a lumbar spine
+
+
+def test_ribs_on_every_body_do_not_fix_the_level():
+    """A cardiac field of view: every body in view carries ribs, so the lowest rib-bearing one need not be T12."""
+    from cardioquant.bmd import network
+
+    classes = column(4, ribs_on=(0, 1, 2, 3))
+    naming = network.assign_levels(network.split_bodies(classes == 1, MM3, min_volume_ml=1.0), classes, MM3)
+    assert list(naming.levels) == ["V1", "V2", "V3", "V4"] and not naming.determined
+    assert any("T12" in note for note in naming.warnings)
+
+
+def test_a_missed_body_above_the_sacrum_leaves_the_levels_undetermined():
+    """L5 not found (the TotalSegmentator abdominal CT's failure): the lowest body found does not rest on the
+    sacrum, so it is not called L5; a body missed higher up stops the count there."""
+    from cardioquant.bmd import network
+
+    classes = column(5, with_sacrum=True)
+    classes[13:23][classes[13:23] == 1] = 0            # the body on the sacrum is missed
+    naming = network.assign_levels(network.split_bodies(classes == 1, MM3, min_volume_ml=1.0), classes, MM3)
+    assert list(naming.levels) == ["V1", "V2", "V3", "V4"] and any("sacrum" in n for n in naming.warnings)
+    classes = column(5, with_sacrum=True)
+    classes[39:49][classes[39:49] == 1] = 0            # the third body is missed
+    naming = network.assign_levels(network.split_bodies(classes == 1, MM3, min_volume_ml=1.0), classes, MM3)
+    assert list(naming.levels) == ["L5", "L4", "V3", "V4"] and not naming.determined
+    # The body on the sacrum came out merged with the next (dropped as several vertebrae): no count through it.
+    classes = column(5, with_sacrum=True)
+    bodies = network.split_bodies(classes == 1, MM3, min_volume_ml=1.0)
+    naming = network.assign_levels(bodies[2:], classes, MM3, merged=[bodies[0] | bodies[1]])
+    assert list(naming.levels) == ["V1", "V2", "V3"] and not naming.determined
+
+
+def test_sacrum_and_ribs_must_agree():
+    """Both anchors in view: they agree (ribs on the 5th body above the sacrum's: T12) and name the levels, or
+    they disagree (ribs on the 4th: a 4-lumbar count) and the levels are not determined, with a warning."""
+    from cardioquant.bmd import network
+
+    classes = column(7, with_sacrum=True, ribs_on=(5, 6))
+    naming = network.assign_levels(network.split_bodies(classes == 1, MM3, min_volume_ml=1.0), classes, MM3)
+    assert list(naming.levels) == ["L5", "L4", "L3", "L2", "L1", "T12", "T11"] and "agree" in naming.rule
+    classes = column(7, with_sacrum=True, ribs_on=(4, 5, 6))
+    naming = network.assign_levels(network.split_bodies(classes == 1, MM3, min_volume_ml=1.0), classes, MM3)
+    assert not naming.determined and any("disagree" in note for note in naming.warnings)
+
+
+def test_xiphoid_rib_and_heart_are_never_vertebral_bodies():
+    """On a generated trunk only the body on the spine's line is kept: bone in front of the trunk (xiphoid,
+    sternum, costal cartilage), bone beside it (a rib, the humerus) and soft tissue (the heart) are dropped, each
+    with a line that says why."""
+    from cardioquant.bmd import network
+
+    hu = np.full((40, 150, 150), -1000.0, np.float32)
+    y, x = np.mgrid[:150, :150]
+    hu[:, ((x - 75) / 70.0) ** 2 + ((y - 75) / 50.0) ** 2 <= 1] = 40.0   # trunk, 2 mm voxels, j posterior
+    def block(j, i):
+        mask = np.zeros(hu.shape, bool)
+        mask[5:15, j - 5:j + 5, i - 6:i + 6] = True
+        return mask
+    spine, xiphoid, rib, heart = block(100, 75), block(35, 75), block(95, 130), block(65, 80)
+    column_of_three = np.zeros(hu.shape, bool)
+    column_of_three[16:40, 95:105, 69:81] = True   # 48 mm: bodies not split at their discs
+    for mask, value in ((spine, 250.0), (xiphoid, 300.0), (rib, 400.0), (heart, 40.0), (column_of_three, 250.0)):
+        hu[mask] = value
+    kept, merged, dropped = network.on_the_spine([spine, xiphoid, rib, heart, column_of_three], hu, (2.0, 2.0, 2.0),
+                                                 posterior=+1)
+    assert len(kept) == 1 and kept[0] is spine and len(merged) == 1 and merged[0] is column_of_three
+    assert len(dropped) == 4 and all("not a vertebral body" in line for line in dropped)
+    assert "front" in dropped[0] and "beside" in dropped[1] and "not bone" in dropped[2]
+    assert "several vertebrae" in dropped[3]
 
 
 def test_bodies_bridged_by_a_thin_layer_at_the_disc_are_split():

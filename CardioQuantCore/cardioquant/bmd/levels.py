@@ -4,6 +4,9 @@ from __future__ import annotations
 
 LEVELS = [f"C{i}" for i in range(1, 8)] + [f"T{i}" for i in range(1, 13)] + [f"L{i}" for i in range(1, 6)] + ["S1"]
 
+# Bodies whose level could not be determined are named from the lowest in view up: V1, V2, ... (never a level).
+UNDETERMINED = [f"V{n}" for n in range(1, 26)]
+
 # TotalSegmentator v2 "total": 26 vertebrae_S1, 27 vertebrae_L5 ... 31 vertebrae_L1, 32 vertebrae_T12 ... 43
 # vertebrae_T1, 44 vertebrae_C7 ... 50 vertebrae_C1.
 TOTALSEGMENTATOR_VALUES = {"S1": 26, **{f"L{i}": 32 - i for i in range(1, 6)}, **{f"T{i}": 44 - i for i in range(1, 13)},
@@ -19,3 +22,7 @@ def level_from_name(name: str) -> str | None:
     stem = name.split("/")[-1].replace(".nii.gz", "").replace(".nii", "").replace(".nrrd", "")
     stem = stem.removeprefix("vertebrae_")
     return stem if stem in LEVELS else None
+
+
+def is_determined(name: str) -> bool:
+    return name in LEVELS

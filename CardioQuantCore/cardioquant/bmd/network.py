@@ -1,12 +1,17 @@
 """Vertebrae from the project's network: body / posterior elements / sacrum / rib classes on a 2 mm grid, then
 bodies split at the discs and levels assigned by anatomy.
 
-Level rules: with a sacrum in view the body resting on it is L5 and levels count upwards; otherwise the lowest
-body that carries ribs is T12; without either, the user gives the lowest level (`--lowest-level`). The rules
-are stated in every result (`settings.source`) because a wrong count shifts every level.
+Level rules (assign_levels): with a sacrum in view the body resting on it is L5 and levels count upwards; the
+lowest body that carries ribs is T12 when a rib-free body below it is in view; with both, they must agree;
+without a decisive anchor the bodies are V1, V2, ... from the lowest and the level is "not determined" (or the
+user gives the lowest level, `--lowest-level`). A wrong count shifts every level, so a level is never guessed,
+and the rule is stated in every result. Before counting, bodies that cannot be vertebral bodies (not bone, off
+the midline, in the front of the trunk) are dropped with a warning (on_the_spine).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import numpy as np
 import SimpleITK as sitk
@@ -14,7 +19,7 @@ from scipy import ndimage
 
 from ..errors import InputError
 from ..geometry import resample_isotropic
-from .levels import LEVELS
+from .levels import LEVELS, UNDETERMINED
 
 MODEL_NAME = "vertebra_segmenter"
 GRID_MM = 2.0
@@ -82,36 +87,174 @@ def split_bodies(body: np.ndarray, spacing, min_volume_ml: float = 3.0) -> list[
     return sorted(out, key=lambda mask: np.nonzero(mask)[0].mean())
 
 
-def assign_levels(bodies: list[np.ndarray], classes: np.ndarray, spacing, lowest_level: str | None = None) -> tuple[dict, str]:
+@dataclass
+class Naming:
+    """Levels of the bodies found, inferior first: a level where an anchor decides it, else V1, V2, ... counted
+    from the lowest body in view ("level not determined"), and how that was decided."""
+    levels: dict                     # name -> body mask
+    rule: str
+    determined: bool                 # every body has a level
+    warnings: list = field(default_factory=list)
+
+
+def assign_levels(bodies: list[np.ndarray], classes: np.ndarray, spacing, lowest_level: str | None = None,
+                  merged: list[np.ndarray] = ()) -> Naming:
+    """Levels from the anchors in view: the sacrum (the body resting on it is L5) and the ribs (T12 is the lowest
+    rib-bearing vertebra: decisive only when a rib-free body below it is in view). With both, they must agree.
+    A body missed between an anchor and the others (a gap of more than a vertebra's height) stops the count
+    there, and so does a piece of several vertebrae not split at their discs (`merged`, dropped by
+    on_the_spine). Where no anchor decides, the bodies are named V1, V2, ... from the lowest and the levels are not
+    determined: a level is never guessed."""
     if not bodies:
         raise InputError("no vertebral body found in the field of view.")
     if lowest_level:
-        rule = f"user: lowest vertebra is {lowest_level}"
-        start = LEVELS.index(lowest_level)
-    else:
-        voxel_ml = float(np.prod(spacing)) / 1000.0
-        sacrum = classes == 3
-        above = []
-        if sacrum.sum() * voxel_ml >= 5.0:  # nothing below the sacrum is a vertebral body (pelvis, femoral heads)
-            sacrum_z = np.nonzero(sacrum)[0].mean()
-            above = [mask for mask in bodies if np.nonzero(mask)[0].mean() > sacrum_z]
-        if above:
-            bodies = above
-            rule, start = "sacrum in view: the body resting on it is L5", LEVELS.index("L5")
+        return _named(bodies, LEVELS.index(lowest_level), 0, f"user: lowest vertebra is {lowest_level}", [])
+    sacrum_top = _sacrum_top(classes, spacing)
+    if sacrum_top is not None:  # nothing below the sacrum is a vertebral body (pelvis, femoral heads)
+        bodies = [mask for mask in bodies if np.nonzero(mask)[0].mean() > sacrum_top] or bodies
+    centre = lambda mask: np.nonzero(mask)[0].mean()  # noqa: E731
+    merged_centres = [centre(mask) for mask in merged]
+    run_of = _runs(bodies, spacing, merged_centres)
+    notes: list[str] = []
+    anchors = {}  # rule -> (LEVELS index of the anchored body, its position among the bodies)
+    if sacrum_top is not None:
+        gap_mm = (np.nonzero(bodies[0])[0].min() - sacrum_top) * spacing[2]
+        if any(np.nonzero(mask)[0].max() > sacrum_top and centre(mask) < centre(bodies[0]) for mask in merged):
+            notes.append("on the sacrum lies a piece of several vertebrae not split at their discs, so the sacrum "
+                         "does not fix the levels")
+        elif gap_mm <= SACRUM_GAP_MM:
+            anchors["sacrum in view: the body resting on it is L5"] = (LEVELS.index("L5"), 0)
         else:
-            with_ribs = [n for n, mask in enumerate(bodies) if _has_ribs(mask, classes, spacing)]
-            if not with_ribs:
-                raise InputError("cannot tell the vertebral levels (no sacrum and no ribs in view): give the lowest "
-                                 "level with --lowest-level, or give vertebra masks.")
-            lowest_thoracic = with_ribs[0]
-            rule = "lowest rib-bearing vertebra is T12"
-            start = LEVELS.index("T12") + lowest_thoracic
-    levels = {}
+            notes.append(f"the sacrum is in view but the lowest body found is {gap_mm:.0f} mm above it: a vertebra "
+                         "between them was not found, so the sacrum does not fix the levels")
+    with_ribs = [n for n, mask in enumerate(bodies) if _has_ribs(mask, classes, spacing)]
+    if with_ribs and with_ribs[0] > 0 and run_of[with_ribs[0] - 1] == run_of[with_ribs[0]]:
+        anchors["lowest rib-bearing vertebra is T12"] = (LEVELS.index("T12"), with_ribs[0])
+    elif with_ribs:
+        notes.append("the lowest body found carries ribs: the lowest rib-bearing vertebra (T12) cannot be told "
+                     "(it may lie below the field of view), so the ribs do not fix the levels")
+    starts = {rule: level + position for rule, (level, position) in anchors.items()}  # level index of body 0
+    if len(set(starts.values())) > 1:
+        said = "; ".join(f"{rule.split(':')[0]} gives the lowest body {LEVELS[start]}" for rule, start in starts.items())
+        return _unnamed(bodies, "anchors disagree: " + said, notes + [f"the sacrum and the ribs disagree ({said}): "
+                                                                      "levels not determined"])
+    if not anchors:
+        return _unnamed(bodies, "no sacrum or rib transition in view", notes)
+    rule, (level, position) = next(iter(anchors.items()))
+    if len(anchors) == 2:
+        rule = "sacrum and ribs agree: " + rule
+    return _named(bodies, level + position, run_of[position], rule, notes, run_of)
+
+
+def _sacrum_top(classes: np.ndarray, spacing) -> int | None:
+    """Top slice of the sacrum: the largest piece the network calls sacrum, when it is at least MIN_SACRUM_ML (a
+    sacrum in view, even only its top, is tens of mL; the network's scattered sacrum voxels on a chest or cardiac
+    CT are a few mL in all)."""
+    pieces, count = ndimage.label(classes == 3)
+    if count == 0:
+        return None
+    sizes = np.bincount(pieces.ravel())[1:]
+    if sizes.max() * float(np.prod(spacing)) / 1000.0 < MIN_SACRUM_ML:
+        return None
+    return int(np.nonzero(pieces == int(np.argmax(sizes)) + 1)[0].max())
+
+
+MIN_SACRUM_ML = 10.0
+SACRUM_GAP_MM = 16.0   # the L5-S1 disc is 10-12 mm; a missed L5 leaves a gap of a whole vertebra (30 mm and more)
+
+
+def _runs(bodies: list[np.ndarray], spacing, merged_centres=()) -> list[int]:
+    """Run number of each body: consecutive bodies with no vertebra missing between them share a run. A step
+    between centres over 1.6 times the median step (or over 45 mm with fewer than three steps), or a merged piece
+    between them, is a gap."""
+    centres = np.array([np.nonzero(mask)[0].mean() for mask in bodies])
+    steps = np.diff(centres) * spacing[2]
+    limit = 1.6 * float(np.median(steps)) if steps.size >= 3 else 45.0
+    gaps = [step > limit or any(low < c < high for c in merged_centres)
+            for step, low, high in zip(steps, centres[:-1], centres[1:], strict=True)]
+    return [0] + np.cumsum(gaps).tolist()
+
+
+def _named(bodies, start: int, anchored_run: int, rule: str, notes: list, run_of: list | None = None) -> Naming:
+    """Levels counted up from LEVELS[start] for body 0, in the anchored run; the others V-named."""
+    run_of = run_of or [anchored_run] * len(bodies)
+    levels, unnamed = {}, []
     for n, mask in enumerate(bodies):
         index = start - n
-        if 0 <= index < len(LEVELS) and LEVELS[index] != "S1":
+        if run_of[n] == anchored_run and 0 <= index < len(LEVELS) and LEVELS[index] != "S1":
             levels[LEVELS[index]] = mask
-    return levels, rule
+        else:
+            unnamed.append(n)
+    for n in unnamed:
+        levels[UNDETERMINED[n]] = bodies[n]
+    if unnamed:
+        notes = notes + [f"{len(unnamed)} bod{'y' if len(unnamed) == 1 else 'ies'} beyond a missed vertebra: level "
+                         "not determined"]
+    return Naming(levels, rule, not unnamed, notes)
+
+
+def _unnamed(bodies, why: str, notes: list) -> Naming:
+    return Naming({UNDETERMINED[n]: mask for n, mask in enumerate(bodies)},
+                  f"level not determined ({why}); bodies named V1, V2, ... from the lowest in view", False, notes)
+
+
+def on_the_spine(bodies: list[np.ndarray], hu: np.ndarray, spacing, posterior: int) -> tuple[list, list, list[str]]:
+    """(The bodies that can be vertebral bodies, those dropped as several vertebrae merged, one line for each
+    dropped): a vertebral body is bone (mean
+    >= MIN_BODY_HU), at most MAX_BODY_HEIGHT_MM high (taller is several vertebrae not split at their discs), near
+    the trunk's left-right middle (<= MAX_MIDLINE_MM) and in its back half (centre beyond MIN_DEPTH_SHARE of the
+    trunk's front-to-back depth). The xiphoid, sternum and costal cartilage lie in front, ribs, scapulae and
+    humeri to the side, the heart in front of the spine. Where the field of view cuts the trunk on a side (a
+    cardiac field of view), the middle or the depth cannot be known and that test is not made."""
+    kept, merged, dropped = [], [], []
+    for mask in bodies:
+        why = _not_a_body(mask, hu, spacing, posterior)
+        if why is None:
+            kept.append(mask)
+            continue
+        if "several vertebrae" in why:
+            merged.append(mask)  # on the spine: the count cannot run through it (assign_levels)
+        k = int(round(np.nonzero(mask)[0].mean()))
+        dropped.append(f"a body found at slice {k} of the 2 mm grid was dropped: {why}; not a vertebral body")
+    return kept, merged, dropped
+
+
+def _not_a_body(mask: np.ndarray, hu: np.ndarray, spacing, posterior: int) -> str | None:
+    kk, jj, ii = np.nonzero(mask)
+    mean_hu = float(hu[mask].mean())
+    if mean_hu < MIN_BODY_HU:
+        return f"mean {mean_hu:.0f} HU, not bone"
+    height = (kk.max() - kk.min() + 1) * spacing[2]
+    if height > MAX_BODY_HEIGHT_MM:
+        return f"{height:.0f} mm high, several vertebrae not split at their discs"
+    trunk = _trunk(hu[int(round(kk.mean()))])
+    rows, cols = np.nonzero(trunk)
+    if not rows.size:
+        return None
+    if cols.min() > 0 and cols.max() < trunk.shape[1] - 1:
+        offset = abs(ii.mean() - (cols.min() + cols.max()) / 2) * spacing[0]
+        if offset > MAX_MIDLINE_MM:
+            return f"{offset:.0f} mm beside the trunk's middle"
+    if rows.min() > 0 and rows.max() < trunk.shape[0] - 1:
+        depth = (jj.mean() - rows.min()) / max(rows.max() - rows.min(), 1)
+        depth = depth if posterior > 0 else 1.0 - depth
+        if depth < MIN_DEPTH_SHARE:
+            return f"in the front of the trunk ({100 * depth:.0f} % of its depth)"
+    return None
+
+
+MAX_BODY_HEIGHT_MM = 45.0  # the tallest lumbar bodies are 30-35 mm
+MIN_BODY_HU = 60.0        # trabecular bone with its cortex; osteoporotic bodies still read 80 and more
+MAX_MIDLINE_MM = 40.0     # vertebral bodies sit on the midline (scoliosis moves them tens of mm at most)
+MIN_DEPTH_SHARE = 0.5     # thoracic and lumbar bodies' centres lie 55-80 % of the way from front to back
+
+
+def _trunk(hu_slice: np.ndarray) -> np.ndarray:
+    """The largest piece of body (> -500 HU) in a slice: arms and the table are separate pieces."""
+    pieces, count = ndimage.label(hu_slice > -500.0)
+    if count == 0:
+        return pieces > 0
+    return pieces == (int(np.argmax(np.bincount(pieces.ravel())[1:])) + 1)
 
 
 def _has_ribs(body: np.ndarray, classes: np.ndarray, spacing) -> bool:

@@ -19,14 +19,17 @@ from ..labels import ANATOMICAL_STRUCTURE, TISSUE, LabelTable, SegmentSpec
 from ..progress import Progress
 from ..results import ModuleResult
 from . import calibration, references, roi, vertebrae
-from .levels import LEVELS, PREFERRED
+from .levels import LEVELS, PREFERRED, UNDETERMINED, is_determined
 
 TITLE = "Vertebral bone mineral density (BoneDensity)"
 ALLOW_2D = False
 
-# Label values are fixed by level so a value means the same vertebra in every output.
+# Label values are fixed by level so a value means the same vertebra in every output; bodies whose level is not
+# determined (V1 = the lowest in view) have values of their own, never a level's.
 BODY_VALUE = {level: i + 1 for i, level in enumerate(LEVELS)}           # 1..25
 ROI_VALUE = {level: i + 31 for i, level in enumerate(LEVELS)}           # 31..55
+BODY_VALUE |= {name: i + 71 for i, name in enumerate(UNDETERMINED)}     # 71..95
+ROI_VALUE |= {name: i + 101 for i, name in enumerate(UNDETERMINED)}     # 101..125
 REFERENCE_VALUE = {"air": 61, "fat": 62, "muscle": 63, "blood": 64}
 VERTEBRA_CODE = ("SCT", "51282000", "Vertebral body")
 TRABECULAR_CODE = ("SCT", "6540004", "Cancellous bone")
@@ -42,11 +45,21 @@ def _label_table() -> LabelTable:
                                     VERTEBRA_CODE, None, f"{level} vertebral body"))
         segments.append(SegmentSpec(ROI_VALUE[level], f"{level} trabecular ROI", (0.2, 0.55, 0.95), TISSUE,
                                     TRABECULAR_CODE, None, f"{level} trabecular region of interest"))
+    for n, name in enumerate(UNDETERMINED, start=1):
+        unknown = f"vertebra {name} ({_ordinal(n)} from the lowest in view, level not determined)"
+        segments.append(SegmentSpec(BODY_VALUE[name], f"vertebra_{name}", (0.75, 0.75, 0.45), ANATOMICAL_STRUCTURE,
+                                    VERTEBRA_CODE, None, f"{unknown} body"))
+        segments.append(SegmentSpec(ROI_VALUE[name], f"{name} trabecular ROI", (0.35, 0.55, 0.75), TISSUE,
+                                    TRABECULAR_CODE, None, f"{unknown} trabecular region of interest"))
     colours = {"air": (0.6, 0.9, 1.0), "fat": (0.95, 0.85, 0.3), "muscle": (0.8, 0.3, 0.3), "blood": (0.7, 0.0, 0.1)}
     for tissue, value in REFERENCE_VALUE.items():
         segments.append(SegmentSpec(value, f"reference {tissue}", colours[tissue], TISSUE, REFERENCE_CODES[tissue], None,
                                     f"calibration reference ROI: {tissue}"))
     return LabelTable(segments)
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'st' if n == 1 else 'nd' if n == 2 else 'rd' if n == 3 else 'th'}"
 
 
 LABEL_TABLE = _label_table()
@@ -99,9 +112,11 @@ def _seed_to_kji(image: sitk.Image, text: str) -> tuple[str, tuple[int, int, int
     return level, tuple(int(v) for v in index[::-1])
 
 
-def collect_bodies(loaded: LoadedImage, options, hu: np.ndarray, sign: int) -> tuple[dict, str]:
+def collect_bodies(loaded: LoadedImage, options, hu: np.ndarray, sign: int) -> tuple[dict, str, dict, list]:
+    """(level -> body mask, source, how the levels were named, warnings)."""
     image = loaded.image
     spacing = image.GetSpacing()
+    naming, warnings = {"rule": "named by the source", "determined": True}, []
     if options.vertebra_mask:
         whole = vertebrae.from_totalsegmentator(options.vertebra_mask, image)
         if options.vertebra_body_mask:
@@ -117,7 +132,7 @@ def collect_bodies(loaded: LoadedImage, options, hu: np.ndarray, sign: int) -> t
             bodies[level] = vertebrae.grow_from_seed(hu, spacing, seed)
         source = "seeded region growing"
     else:
-        bodies, source = bodies_from_network(image, options)
+        bodies, source, naming, warnings = bodies_from_network(image, options)
     bodies = {level: mask for level, mask in bodies.items() if mask.any()}
     if options.levels:
         wanted = [v.strip() for v in options.levels.split(",")]
@@ -128,10 +143,11 @@ def collect_bodies(loaded: LoadedImage, options, hu: np.ndarray, sign: int) -> t
         bodies = {level: bodies[level] for level in wanted}
     if not bodies:
         raise InputError("no vertebra in the field of view: nothing to measure.")
-    return bodies, source
+    return bodies, source, naming, warnings
 
 
-def bodies_from_network(image: sitk.Image, options, progress: Progress | None = None) -> tuple[dict, str]:
+def bodies_from_network(image: sitk.Image, options, progress: Progress | None = None) -> tuple[dict, str, dict, list]:
+    """(level -> body mask on the scan's grid, source, level naming for the JSON, warnings)."""
     from ..models.runtime import load_named_model, select_device
     from . import network
 
@@ -139,17 +155,31 @@ def bodies_from_network(image: sitk.Image, options, progress: Progress | None = 
     model, entry, _ = load_named_model(network.MODEL_NAME, getattr(options, "weights", None), device)
     coarse = network.predict_classes(image, model, device, tuple(entry.input["patch_size"]), progress)
     classes = sitk.GetArrayFromImage(coarse)
-    # Bodies are split and counted on the 2 mm grid (cheap), then each is brought to the scan's grid.
+    # Bodies are split, checked and counted on the 2 mm grid (cheap), then each is brought to the scan's grid.
     bodies = network.split_bodies(classes == 1, coarse.GetSpacing())
-    coarse_levels, rule = network.assign_levels(bodies, classes, coarse.GetSpacing(), getattr(options, "lowest_level", None))
+    coarse_hu = sitk.GetArrayFromImage(network.to_grid(image))
+    found = len(bodies)
+    bodies, merged, dropped = network.on_the_spine(bodies, coarse_hu, coarse.GetSpacing(), posterior_sign(image))
+    if found and not bodies:
+        raise InputError(f"no vertebral body found on the spine: the {found} bod{'y' if found == 1 else 'ies'} the "
+                         "network proposed lie in front of or beside the spine or are not bone; give vertebra masks "
+                         "(--vertebra-mask, e.g. TotalSegmentator's) or click the bodies (--seed).")
+    naming = network.assign_levels(bodies, classes, coarse.GetSpacing(), getattr(options, "lowest_level", None),
+                                   merged)
     indexed = np.zeros(classes.shape, np.uint8)
-    for number, mask in enumerate(coarse_levels.values(), start=1):
+    for number, mask in enumerate(naming.levels.values(), start=1):
         indexed[mask] = number
     indexed_image = sitk.GetImageFromArray(indexed)
     indexed_image.CopyInformation(coarse)
     native = network.to_native(indexed_image, image)
-    levels = {level: native == number for number, level in enumerate(coarse_levels, start=1)}
-    return levels, f"network {entry.name} {entry.version} ({rule})"
+    levels = {level: native == number for number, level in enumerate(naming.levels, start=1)}
+    described = {"rule": naming.rule, "determined": naming.determined, "notes": naming.warnings,
+                 "dropped": dropped}
+    warnings = dropped + naming.warnings
+    if not naming.determined:
+        warnings.append("vertebral level not determined for " + ", ".join(n for n in naming.levels if not is_determined(n))
+                        + f" ({naming.rule}); give --lowest-level or vertebra masks to name them")
+    return levels, f"network {entry.name} {entry.version} ({naming.rule})", described, warnings
 
 
 def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
@@ -163,7 +193,8 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
         kvp = 120.0
         warnings.append("tube voltage (KVP) unknown: 120 kVp calibration values used; pass --kvp")
     sign = posterior_sign(image)
-    bodies, source = collect_bodies(loaded, options, hu, sign)
+    bodies, source, naming, naming_warnings = collect_bodies(loaded, options, hu, sign)
+    warnings += naming_warnings
     progress.update(0.3, "trabecular ROIs")
     rois = {level: roi.trabecular_roi(mask, spacing, sign) for level, mask in bodies.items()}
     empty = [level for level, mask in rois.items() if not mask.any()]
@@ -192,12 +223,16 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
             "bmd_mg_cm3": float(cal.bmd(mean_hu)),
             "roi_volume_ml": float(values.size * np.prod(spacing) / 1000.0),
             "body_volume_ml": float(mask.sum() * np.prod(spacing) / 1000.0),
+            "level_determined": is_determined(level),
         }
     patient = patient_summary(per_vertebra)
     labels = _label_map(hu.shape, bodies, rois, reference_masks)
     progress.update(1.0, "done")
+    if not patient["level_determined"]:
+        warnings.append(f"patient BMD from {', '.join(patient['levels'])}, whose levels are not determined: the ACR "
+                        "categories are defined on L1-L2")
     summary = {"vertebrae": per_vertebra, "patient": patient, "calibration": cal.to_json(), "contrast_enhanced": contrast,
-               "source": source, "kvp": kvp}
+               "source": source, "level_naming": naming, "kvp": kvp}
     settings = {"roi": vars(roi.RoiSettings()), "calibration": options.calibration, "kvp": kvp,
                 "nominal_hu": calibration.NOMINAL_HU, "ha_slope_hu_per_mg_cm3": calibration.HA_SLOPE_HU_PER_MG,
                 "source": source}
@@ -238,11 +273,13 @@ def pickhardt_flags(l1_hu: float) -> dict:
 
 
 def patient_summary(per_vertebra: dict) -> dict:
-    chosen = [level for level in PREFERRED if level in per_vertebra][:2]
-    if not chosen:
-        chosen = list(per_vertebra)[:2]
+    """Patient BMD from the two preferred named levels; else the two lowest named bodies; else, when no level is
+    determined, the two lowest bodies in view (said so: `level_determined` false)."""
+    named = [level for level in per_vertebra if is_determined(level)]
+    chosen = [level for level in PREFERRED if level in per_vertebra][:2] or named[:2] or list(per_vertebra)[:2]
     bmd = float(np.mean([per_vertebra[level]["bmd_mg_cm3"] for level in chosen]))
-    out = {"bmd_mg_cm3": bmd, "levels": chosen, "acr_category": acr_category(bmd)}
+    out = {"bmd_mg_cm3": bmd, "levels": chosen, "acr_category": acr_category(bmd),
+           "level_determined": all(is_determined(level) for level in chosen)}
     if "L1" in per_vertebra:
         out["pickhardt"] = pickhardt_flags(per_vertebra["L1"]["trabecular_hu"])
     return out

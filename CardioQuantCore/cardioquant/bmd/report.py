@@ -30,7 +30,9 @@ def draw_report(path, hu, spacing, labels, summary) -> None:
     ax.set_title("sagittal, bodies (orange) and trabecular ROIs (blue)", fontsize=8)
     ax.axis("off")
     figure.text(0.52, 0.88, f"Patient BMD: {patient['bmd_mg_cm3']:.1f} mg/cm3", fontsize=13, weight="bold", va="top")
-    figure.text(0.52, 0.84, f"levels {', '.join(patient['levels'])} - ACR: {patient['acr_category']}", fontsize=11, va="top")
+    undetermined = "" if patient.get("level_determined", True) else " (level not determined)"
+    figure.text(0.52, 0.84, f"levels {', '.join(patient['levels'])}{undetermined} - ACR: {patient['acr_category']}",
+                fontsize=11, va="top")
     if "pickhardt" in patient:
         flags = patient["pickhardt"]
         figure.text(0.52, 0.80, f"L1 {flags['l1_hu']:.0f} HU (Pickhardt: <=160 sensitive, <=110 specific for "
