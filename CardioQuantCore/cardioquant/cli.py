@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cardioquant", description="Quantitative cardiac CT/MRI measurements.")
     parser.add_argument("--version", action="version", version=f"cardioquant {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("batch", help="run analyses on a whole cohort (folder tree or CSV manifest) on a Dask "
+                                      "cluster: `cardioquant batch --help`", add_help=False)
     for name, title in pipelines.TITLES.items():
         sub = commands.add_parser(name, help=title, description=title)
         _add_common(sub)
@@ -122,30 +124,39 @@ def run_demo(options: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="cardioquant: %(levelname)s: %(message)s")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["batch"]:
+        from .batch.runner import main as batch_main
+
+        return batch_main(argv[1:])
     parser = build_parser()
     options = parser.parse_args(argv)  # usage errors exit with 2 (argparse)
+    code, message = run_parsed(options)
+    if message:
+        print(f"cardioquant: {message}", file=sys.stderr)
+    return code
+
+
+def run_parsed(options: argparse.Namespace) -> tuple[int, str]:
+    """Run a parsed command: (exit code, the one line that says what went wrong, or "")."""
     try:
         if options.command == "demo":
-            return run_demo(options)
+            return run_demo(options), ""
         result, written = run_module(options.command, options)
         if not options.quiet:
             print(pipelines.get(options.command).summary_line(result))
             print(f"wrote {len(written)} files to {options.output}")
-        return EXIT_OK
+        return EXIT_OK, ""
     except CardioQuantError as exc:
         if options.debug:
             traceback.print_exc()
-        print(f"cardioquant: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return exc.exit_code, f"error: {exc}"
     except KeyboardInterrupt:
-        print("cardioquant: interrupted; nothing was written", file=sys.stderr)
-        return EXIT_PROCESSING
+        return EXIT_PROCESSING, "interrupted; nothing was written"
     except Exception as exc:  # a bug or an unexpected failure: still one clear line and exit 3
         if options.debug:
             traceback.print_exc()
-        print(f"cardioquant: processing failed: {type(exc).__name__}: {exc} (rerun with --debug for details)",
-              file=sys.stderr)
-        return EXIT_PROCESSING
+        return EXIT_PROCESSING, f"processing failed: {type(exc).__name__}: {exc} (rerun with --debug for details)"
 
 
 if __name__ == "__main__":

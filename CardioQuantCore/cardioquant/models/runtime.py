@@ -155,15 +155,24 @@ def load_model(entry: ModelEntry, weights: str | Path, device=None):
     return network.to(device).eval()
 
 
+_LOADED: dict[tuple, object] = {}  # networks already loaded in this process (a batch worker reuses them)
+
+
 def load_named_model(name: str, user_path: str | Path | None, device):
     """(network, manifest entry, provenance) for manifest model `name`: weights looked up as `resolve_weights` does
-    (`user_path` first), loaded on `device`; the provenance is what result JSONs record about the model."""
+    (`user_path` first), loaded on `device`; the provenance is what result JSONs record about the model. A network
+    is loaded once per process for the same weights file (path, size and modification time) and device, then
+    reused: it is only ever evaluated, never changed."""
     from .manifest import get_model
 
     entry = get_model(name)
     weights, origin = resolve_weights(entry, user_path=user_path)
     provenance = {**entry.provenance(), "weights_origin": origin, "device": str(device)}
-    return load_model(entry, weights, device), entry, provenance
+    stat = os.stat(weights)
+    key = (entry.name, entry.version, os.path.abspath(weights), stat.st_size, stat.st_mtime_ns, str(device))
+    if key not in _LOADED:
+        _LOADED[key] = load_model(entry, weights, device)
+    return _LOADED[key], entry, provenance
 
 
 def _window_count(shape, roi_size, overlap: float) -> int:

@@ -1,0 +1,92 @@
+"""A cohort's studies: every DICOM series and image file found in a folder tree, or the rows of a CSV manifest
+(`id,path[,option columns]`: a column named like an analysis option, e.g. `kvp`, `labels`, `vertebra_mask`,
+is that option for that study)."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import InputError
+from ..imageio import IMAGE_SUFFIXES, find_dicom_series
+
+
+@dataclass
+class Study:
+    id: str                  # folder name under OUTROOT: letters, digits, '.', '-', '_'
+    path: str                # image file or DICOM folder
+    series: str | None = None  # Series Instance UID within `path` (DICOM)
+    description: str = ""
+    options: dict = field(default_factory=dict)  # option name -> value (from the manifest)
+
+    def fingerprint(self) -> str:
+        """Cheap identity of the input files (names, sizes, modification times): changes when the data does."""
+        digest = hashlib.sha256((self.series or "").encode())
+        root = Path(self.path)
+        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+        for path in files:
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            digest.update(f"{path.relative_to(root) if root.is_dir() else path.name}|{stat.st_size}|"
+                          f"{stat.st_mtime_ns}".encode())
+        return digest.hexdigest()
+
+
+def safe_id(text: str) -> str:
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._")
+    return cleaned or "study"
+
+
+def discover(inputs: str | Path) -> list[Study]:
+    """Studies of a folder tree or a CSV manifest; InputError when there is none."""
+    inputs = Path(inputs)
+    if not inputs.exists():
+        raise InputError(f"batch input not found: {inputs}. Give a folder tree of scans or a CSV manifest.")
+    studies = from_manifest(inputs) if inputs.is_file() else from_folder(inputs)
+    if not studies:
+        raise InputError(f"no DICOM series or image file ({', '.join(IMAGE_SUFFIXES)}) found in {inputs}.")
+    ids = [study.id for study in studies]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise InputError(f"study ids are not unique ({', '.join(duplicates[:5])}): give each row its own id.")
+    return studies
+
+
+def from_folder(root: Path) -> list[Study]:
+    """Every image file and every DICOM series under `root` (a series: its own folder and UID)."""
+    studies = []
+    for directory, subdirectories, names in os.walk(root):
+        subdirectories.sort()
+        for name in sorted(names):
+            if name.lower().endswith(IMAGE_SUFFIXES) and not name.startswith("."):
+                path = Path(directory) / name
+                stem = next(str(path.relative_to(root))[:-len(s)] for s in IMAGE_SUFFIXES
+                            if name.lower().endswith(s))
+                studies.append(Study(safe_id(stem), str(path)))
+    for series in find_dicom_series(root):
+        folder = Path(os.path.commonpath(series.files))
+        folder = folder.parent if folder.is_file() else folder
+        relative = str(folder.relative_to(root)) if folder != root else root.name
+        studies.append(Study(safe_id(f"{relative}_{series.uid[-8:]}"), str(folder), series.uid, series.description))
+    return studies
+
+
+def from_manifest(path: Path) -> list[Study]:
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows or not {"id", "path"} <= set(rows[0]):
+        raise InputError(f"{path}: a batch manifest is a CSV with columns id,path (and optional option columns).")
+    studies = []
+    for row in rows:
+        location = Path(row["path"])
+        if not location.is_absolute():
+            location = path.parent / location
+        options = {key: value for key, value in row.items() if key not in ("id", "path", "series") and value not in ("", None)}
+        studies.append(Study(safe_id(row["id"]), str(location), row.get("series") or None, options=options))
+    return studies

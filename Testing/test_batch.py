@@ -1,0 +1,158 @@
+"""`cardioquant batch` on a LocalCluster of 2 workers, with a cohort of generated studies of known answers: the
+hand-worked block phantom (LAD 16 + RCA 6 = Agatston 22 at 120 kV) with its label map, the spine phantom with its
+vertebra labels, a corrupt file, a study that never finishes (a named pipe: reading it blocks for ever), and a
+missing file."""
+
+import csv
+import json
+import os
+import shutil
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from cardioquant import cli
+from cardioquant.batch import engine, studies
+from cardioquant.calcium.phantom import write_block_phantom
+from cardioquant.pipelines import get
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cohort")
+    for name in ("a", "b"):
+        (root / name).mkdir()
+        write_block_phantom(root / name)
+    bmd_sample = get("bmd").sample_input()
+    shutil.copy(bmd_sample, root / "spine.nrrd")
+    shutil.copy(bmd_sample.with_name("spine_phantom_vertebrae.nrrd"), root / "spine_vertebrae.nrrd")
+    (root / "corrupt.nrrd").write_bytes(b"NRRD0004\ntype: short\ndimension: 3\nsizes: 9 9 9\n\nnot pixels")
+    os.mkfifo(root / "hangs.nrrd")
+    rows = [("A", "a/ct.nrrd", "a/labels.nrrd", "", ""), ("B", "b/ct.nrrd", "b/labels.nrrd", "80", ""),
+            ("spine", "spine.nrrd", "", "", "spine_vertebrae.nrrd"), ("corrupt", "corrupt.nrrd", "", "", ""),
+            ("hangs", "hangs.nrrd", "", "", "")]
+    with open(root / "cohort.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "path", "labels", "kvp", "vertebra_mask"])
+        for study, path, labels, kvp, vertebrae in rows:
+            writer.writerow([study, path, str(root / labels) if labels else "", kvp,
+                             str(root / vertebrae) if vertebrae else ""])
+    return root
+
+
+def _batch(cohort, out, *more):
+    return cli.main(["batch", str(cohort / "cohort.csv"), "-o", str(out), "--analyses", "calcium,bmd",
+                     "--workers", "2", "--timeout", "15", "--retries", "1", "--quiet", "--device", "cpu", *more])
+
+
+def _table(out):
+    with open(out / "cohort.csv", newline="") as handle:
+        return {(row["study"], row["analysis"]): row for row in csv.DictReader(handle)}
+
+
+@pytest.fixture(scope="module")
+def first_run(cohort, tmp_path_factory):
+    out = tmp_path_factory.mktemp("batch") / "out"
+    code = _batch(cohort, out)
+    return code, out
+
+
+def test_cohort_table_equals_the_single_study_results(first_run, cohort, tmp_path):
+    code, out = first_run
+    table = _table(out)
+    assert code == 3  # some studies failed; the others are done and in the table
+    assert table[("A", "calcium")]["status"] == "done"
+    assert float(table[("A", "calcium")]["agatston_total"]) == pytest.approx(22.0)  # worked by hand
+    assert float(table[("A", "calcium")]["agatston_LAD"]) == pytest.approx(16.0)
+    assert table[("spine", "bmd")]["status"] == "done"
+    for study, analysis, extra in (("B", "calcium", ["--labels", str(cohort / "b" / "labels.nrrd"), "--kvp", "80"]),
+                                   ("spine", "bmd", ["--vertebra-mask", str(cohort / "spine_vertebrae.nrrd")])):
+        single = tmp_path / f"{study}-{analysis}"
+        source = {"B": cohort / "b" / "ct.nrrd", "spine": cohort / "spine.nrrd"}[study]
+        assert cli.main([analysis, str(source), "-o", str(single), "--quiet", "--device", "cpu", *extra]) == 0
+        expected = json.loads((single / f"{analysis}.json").read_text())
+        row = table[(study, analysis)]
+        if analysis == "calcium":
+            assert float(row["agatston_total"]) == pytest.approx(expected["total"]["agatston"])
+            assert row["risk_category"] == expected["risk"]["classic"]
+        else:
+            assert float(row["bmd_mg_cm3"]) == pytest.approx(expected["patient"]["bmd_mg_cm3"])
+            assert row["acr_category"] == expected["patient"]["acr_category"]
+        # the study folder holds exactly what the single-study command writes
+        assert sorted(p.name for p in (out / study / analysis).iterdir()) == sorted(p.name for p in single.iterdir())
+
+
+def test_bad_and_hung_studies_fail_alone_with_their_reasons(first_run):
+    _, out = first_run
+    table = _table(out)
+    assert table[("corrupt", "calcium")]["status"] == "failed" and "cannot read" in table[("corrupt", "calcium")]["error"]
+    assert table[("hangs", "calcium")]["status"] == "failed" and "timed out after 15 s" in table[("hangs", "calcium")]["error"]
+    assert table[("spine", "calcium")]["status"] == "failed"  # no heart in a spine phantom: one line, exit 2
+    assert "no heart" in table[("spine", "calcium")]["error"]
+    with sqlite3.connect(out / "ledger.sqlite") as ledger:
+        attempts = dict(ledger.execute("SELECT study || '/' || analysis, attempts FROM runs").fetchall())
+    assert attempts["hangs/calcium"] == 2 and attempts["corrupt/calcium"] == 1  # only a crash or time-out is retried
+    assert not any((out / ".staging").iterdir())
+
+
+def test_a_rerun_skips_what_is_done_and_finishes_the_rest(first_run, cohort):
+    _, out = first_run
+    done = out / "A" / "calcium" / "calcium.json"
+    before = done.stat().st_mtime_ns
+    with sqlite3.connect(out / "ledger.sqlite") as ledger:  # a run killed while B was being scored
+        ledger.execute("UPDATE runs SET status = 'running' WHERE study = 'B' AND analysis = 'calcium'")
+    shutil.rmtree(out / "B" / "calcium")
+    (out / ".staging" / "B-calcium-dead").mkdir()  # what the killed run left half-written
+    assert _batch(cohort, out, "--timeout", "10", "--retries", "0") == 3  # the hung study still fails
+    assert done.stat().st_mtime_ns == before  # finished studies untouched
+    table = _table(out)
+    assert table[("B", "calcium")]["status"] == "done" and (out / "B" / "calcium" / "calcium.json").exists()
+    assert not (out / ".staging" / "B-calcium-dead").exists()
+    assert not list((out / "A").glob("calcium.previous-*"))
+
+
+def test_a_killed_engine_loses_only_its_study(tmp_path):
+    """A crash inside compiled code, or a kill, ends the engine process; the study is reported crashed and the
+    next study gets a fresh engine."""
+    os.mkfifo(tmp_path / "hangs.nrrd")
+    worker_engine = engine.Engine()
+    killer = threading.Timer(3.0, lambda: os.kill(worker_engine.process.pid, 9))
+    killer.start()
+    started = time.perf_counter()
+    code, message = worker_engine.run(["calcium", str(tmp_path / "hangs.nrrd"), "-o", str(tmp_path / "o"), "--quiet"],
+                                      timeout=60.0)
+    assert code == 134 and "killed by signal 9" in message and time.perf_counter() - started < 30
+    paths = write_block_phantom(tmp_path)
+    fresh = engine.Engine()
+    code, message = fresh.run(["calcium", paths[0], "--labels", paths[1], "-o", str(tmp_path / "ok"), "--quiet"], 120.0)
+    fresh.stop()
+    assert code == 0 and json.loads((tmp_path / "ok" / "calcium.json").read_text())["total"]["agatston"] == 22.0
+
+
+def test_folder_tree_studies_are_every_image_and_dicom_series(tmp_path):
+    import numpy as np
+    from dicom_factory import write_ct_series
+
+    write_block_phantom(tmp_path)
+    (tmp_path / "labels.nrrd").unlink()
+    write_ct_series(tmp_path / "patient1" / "study" / "series1", np.zeros((3, 8, 8)))
+    write_ct_series(tmp_path / "patient1" / "study" / "series2", np.zeros((4, 8, 8)))
+    found = studies.discover(tmp_path)
+    assert sorted(s.path for s in found) == sorted([str(tmp_path / "ct.nrrd"),
+                                                    str(tmp_path / "patient1" / "study" / "series1"),
+                                                    str(tmp_path / "patient1" / "study" / "series2")])
+    assert all(s.series for s in found if "patient1" in s.path) and len({s.id for s in found}) == 3
+
+
+def test_bad_batch_options_are_refused_before_any_work(tmp_path, capsys):
+    write_block_phantom(tmp_path)
+    code = cli.main(["batch", str(tmp_path), "-o", str(tmp_path / "out"), "--analyses", "calcium,bones"])
+    assert code == 2 and "--analyses" in capsys.readouterr().err
+    code = cli.main(["batch", str(tmp_path), "-o", str(tmp_path / "out"), "--analyses", "calcium", "--kvp", "-5"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out" / "ledger.sqlite").exists()
+    assert Path(tmp_path / "ct.nrrd").exists()
