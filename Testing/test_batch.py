@@ -156,3 +156,40 @@ def test_bad_batch_options_are_refused_before_any_work(tmp_path, capsys):
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out" / "ledger.sqlite").exists()
     assert Path(tmp_path / "ct.nrrd").exists()
+
+
+def test_a_killed_worker_is_replaced_and_its_study_not_duplicated(tmp_path):
+    """The Dask worker running a study is killed (SIGKILL) mid-run: Dask replaces it and runs the study again
+    on the new worker; the other study is written exactly once and the batch still ends with its table."""
+    import subprocess
+    import sys
+
+    import psutil
+
+    write_block_phantom(tmp_path)
+    os.mkfifo(tmp_path / "hangs.nrrd")
+    with open(tmp_path / "cohort.csv", "w") as handle:
+        handle.write(f"id,path,labels\nhangs,hangs.nrrd,\ngood,ct.nrrd,{tmp_path / 'labels.nrrd'}\n")
+    out = tmp_path / "out"
+    batch = subprocess.Popen([sys.executable, "-m", "cardioquant.cli", "batch", str(tmp_path / "cohort.csv"), "-o",
+                              str(out), "--analyses", "calcium", "--workers", "1", "--timeout", "12", "--retries",
+                              "0", "--quiet"], stderr=subprocess.PIPE, text=True)
+    killed = None
+    deadline = time.time() + 60
+    while killed is None and time.time() < deadline:
+        time.sleep(0.5)
+        engines = [p for p in psutil.Process(batch.pid).children(recursive=True)
+                   if "cardioquant.batch.engine" in " ".join(p.cmdline())]
+        if engines:
+            worker = engines[0].parent()
+            time.sleep(2.0)  # the engine has taken its first study
+            worker.kill()
+            killed = worker.pid
+    _, err = batch.communicate(timeout=240)
+    assert killed is not None, "no engine started"
+    table = _table(out)
+    assert table[("good", "calcium")]["status"] == "done"
+    assert float(table[("good", "calcium")]["agatston_total"]) == pytest.approx(22.0)
+    assert table[("hangs", "calcium")]["status"] == "failed"
+    assert [p.name for p in (out / "good").iterdir()] == ["calcium"]  # once: no second copy, no backup
+    assert "1 done" in err and "1 failed" in err

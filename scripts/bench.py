@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -777,13 +778,47 @@ def bench_svzerod_cases(shared: Path):
         print(f"  {name}: max relative error {error:.2e}")
 
 
+def bench_batch(studies: int = 20):
+    """Studies per minute for a cohort of generated gated calcium scans (automatic path): `cardioquant batch` on 2
+    workers against a loop of single `cardioquant calcium` calls, and the engine's overhead per study (the batch's
+    time per study on one worker beyond the analysis itself, which the single runs' JSON timings give)."""
+    import tempfile
+
+    import SimpleITK as sitk
+
+    from cardioquant.calcium import evaluation, phantom
+
+    folder = Path(tempfile.mkdtemp(prefix="cq-batch-bench-"))
+    for n in range(studies):
+        case = phantom.make_cardiac_phantom(30900 + n, spacing=(0.8, 0.8, 3.0), n_calcifications=6)
+        sitk.WriteImage(evaluation.phantom_loaded(case).image, str(folder / f"scan{n:02d}.nrrd"), True)
+    started = time.perf_counter()
+    for path in sorted(folder.glob("*.nrrd")):
+        subprocess.run([sys.executable, "-m", "cardioquant.cli", "calcium", str(path), "-o",
+                        str(folder / "loop" / path.stem), "--quiet", "--device", "cpu"], check=True)
+    loop_seconds = time.perf_counter() - started
+    rates = {}
+    for workers in (1, 2):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "cardioquant.cli", "batch", str(folder), "-o",
+                        str(folder / f"batch{workers}"), "--analyses", "calcium", "--workers", str(workers),
+                        "--quiet", "--device", "cpu"], check=True)
+        rates[workers] = time.perf_counter() - started
+    print(f"batch, {studies} generated gated calcium scans: loop of single CLI calls {60 * studies / loop_seconds:.1f} "
+          f"studies/min ({loop_seconds:.0f} s); cardioquant batch on 2 workers {60 * studies / rates[2]:.1f} "
+          f"studies/min ({rates[2]:.0f} s), on 1 worker {60 * studies / rates[1]:.1f} studies/min; per-study "
+          f"overhead of the engine on 1 worker {(rates[1] - loop_seconds) / studies:+.2f} s against a single call "
+          "(negative: start-up and model loading saved)")
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def _dice(a, b):
     return 2 * (a & b).sum() / max(a.sum() + b.sum(), 1)
 
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--only", choices=["calcium", "bmd", "scar", "ffr"], default=None)
+    parser.add_argument("--only", choices=["calcium", "bmd", "scar", "ffr", "batch"], default=None)
     parser.add_argument("--shared", type=Path, default=SHARED, help="the shared data folder [../shared/data]")
     parser.add_argument("--cases", type=int, default=30)
     parser.add_argument("--device", default="cpu")
@@ -812,6 +847,8 @@ def main():
         bench_bmd_level_naming(args.shared)
     if args.only in (None, "scar"):
         bench_scar(args.shared)
+    if args.only in (None, "batch"):
+        bench_batch()
     if args.only in (None, "ffr"):
         bench_ffr_network(min(args.cases, 6) if args.cases else 4)
         bench_ffr_solver()
