@@ -181,13 +181,32 @@ def test_empty_myocardium_is_clear(capsys, tmp_path):
     assert "no LV myocardium" in capsys.readouterr().err
 
 
-def test_long_axis_view_is_refused():
-    from cardioquant.scar.pipeline import _check_short_axis
+def _prolate_lv(view: str) -> np.ndarray:
+    """A generated LV (1 mm voxels): a prolate ellipsoid 90 mm long and 50 mm wide with a 10 mm wall, its long axis
+    along x, sliced across the long axis (short axis: 8 slices, 10 mm apart) or along it (long axis: 3 slices)."""
+    z, y, x = np.mgrid[-30:31, -30:31, -50:51].astype(float)
+    outer = (x / 45.0) ** 2 + (y / 25.0) ** 2 + (z / 25.0) ** 2 <= 1
+    inner = ((x + 5) / 40.0) ** 2 + (y / 15.0) ** 2 + (z / 15.0) ** 2 <= 1
+    lv = np.where(inner, 1, np.where(outer, 2, 0)).astype(np.uint8)
+    lv[..., :5] = np.where(lv[..., :5] == 1, 0, lv[..., :5])  # the open base (mitral plane) beyond x = -45 mm
+    if view == "short":
+        return np.moveaxis(lv, 2, 0)[15:95:10]   # slices across x
+    return lv[25:36:5]                            # slices containing x: a 4-chamber-like cut
 
-    labels = np.zeros((1, 64, 64), np.uint8)
-    labels[0, 10:54, 28:36] = 1  # a long thin cavity
+
+def test_long_axis_view_is_told_from_short_axis_on_a_generated_pair():
+    """On the same generated LV: the short-axis stack passes; the long-axis cut, drawn by the reader, is refused;
+    the same elongated cavity from the network is a warning (on real MyoPS stacks an elongated cavity was the
+    network failing, never a long-axis view)."""
+    from cardioquant.scar.pipeline import cavity_aspect_ratio, check_short_axis
+
+    short, long = _prolate_lv("short"), _prolate_lv("long")
+    assert cavity_aspect_ratio(short) < 1.3 and cavity_aspect_ratio(long) > 2.5
+    assert check_short_axis(short, drawn_by_reader=True) == []
     with pytest.raises(InputError, match="long-axis"):
-        _check_short_axis(labels)
+        check_short_axis(long, drawn_by_reader=True)
+    warned = check_short_axis(long, drawn_by_reader=False)
+    assert len(warned) == 1 and "elongated" in warned[0]
 
 
 def test_n_out_of_range_is_clear():

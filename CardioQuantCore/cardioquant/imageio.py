@@ -105,16 +105,19 @@ class DicomSeries:
                 f"{self.thickness or '?'} mm, UID {self.uid}")
 
 
-def find_dicom_series(folder: Path) -> list[DicomSeries]:
-    """Every DICOM series in `folder` and its subfolders, in folder order (a series split over folders is one)."""
+def find_dicom_series(folder: Path, skip: Path | None = None) -> list[DicomSeries]:
+    """Every DICOM series in `folder` and its subfolders (but not under `skip`), in folder order (a series split
+    over folders is one)."""
     reader = sitk.ImageSeriesReader
     by_uid: dict[str, list[str]] = {}
     split: set[str] = set()
     for directory, subdirectories, names in os.walk(folder):
         subdirectories.sort()
+        if skip is not None:
+            subdirectories[:] = [d for d in subdirectories if Path(directory, d).resolve() != skip.resolve()]
         if not names:
             continue
-        for uid in reader.GetGDCMSeriesIDs(directory):
+        for uid in _series_ids(directory):
             if uid in by_uid:
                 split.add(uid)
             by_uid.setdefault(uid, []).extend(reader.GetGDCMSeriesFileNames(directory, uid))
@@ -131,6 +134,16 @@ def find_dicom_series(folder: Path) -> list[DicomSeries]:
 
         found.append(DicomSeries(uid, files, tag("0008|103e"), tag("0018|0050")))
     return found
+
+
+def _series_ids(directory: str) -> tuple[str, ...]:
+    """GDCM's series in one folder, without its warning for a folder that holds no DICOM (output hygiene)."""
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        return sitk.ImageSeriesReader.GetGDCMSeriesIDs(directory)
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
 
 
 def _choose_series(folder: Path, found: list[DicomSeries], series: str | None) -> DicomSeries:

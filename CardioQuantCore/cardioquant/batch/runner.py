@@ -77,7 +77,7 @@ def prepare(options, passed_on: list[str]) -> dict:
         raise InputError(f"--timeout {options.timeout:g} is out of range: give a number of seconds above 0.")
     for analysis in analyses:
         _check_options(analysis, passed_on, "the batch command line")
-    found = cohort_studies.discover(options.inputs)
+    found = cohort_studies.discover(options.inputs, options.output)
     options.output.mkdir(parents=True, exist_ok=True)
     probe = options.output / ".write-probe"
     try:
@@ -123,7 +123,8 @@ def _job(study, analysis: str, passed_on: list[str], options) -> dict | None:
     argv = [study.path, *(["--series", study.series] if study.series else []), *passed_on, *per_study]
     _check_options(analysis, argv[1:], f"study {study.id}")
     out = options.output
-    return {"study": study.id, "analysis": analysis, "argv": argv, "final": str(out / study.id / analysis),
+    return {"study": study.id, "analysis": analysis, "description": study.description, "argv": argv,
+            "final": str(out / study.id / analysis),
             "staging": str(out / ".staging"), "logs": str(out / ".logs"), "timeout": options.timeout,
             "fingerprint": study.fingerprint(),
             "settings": hashlib.sha256(json.dumps([analysis, passed_on, per_study]).encode()).hexdigest()}
@@ -154,6 +155,10 @@ def execute(plan: dict, options) -> int:
     started = time.perf_counter()
     todo = [job for job in plan["jobs"] if not is_done(job, ledger, plan["versions"])]
     skipped = len(plan["jobs"]) - len(todo)
+    if not options.quiet:
+        series = sum(1 for study in plan["studies"] if study.series)
+        print(f"cardioquant batch: {len(plan['studies'])} studies ({series} DICOM series), "
+              f"{len(plan['analyses'])} analyses: {len(todo)} runs to do, {skipped} already done", file=sys.stderr)
     counts = {"done": 0, "failed": 0}
     interrupted = False
     if todo:
@@ -276,7 +281,8 @@ def write_cohort(out: Path, plan: dict, ledger: Ledger) -> list[dict]:
     rows = []
     for job in plan["jobs"]:
         record = ledger.get(job["study"], job["analysis"]) or {}
-        row = {"study": job["study"], "analysis": job["analysis"], "status": record.get("status", "not run"),
+        row = {"study": job["study"], "analysis": job["analysis"], "description": job["description"],
+               "status": record.get("status", "not run"),
                "error": record.get("error") or "", "seconds": record.get("seconds"), "output": ""}
         result_path = Path(job["final"]) / f"{job['analysis']}.json"
         if row["status"] == "done" and result_path.exists():

@@ -43,12 +43,13 @@ def safe_id(text: str) -> str:
     return cleaned or "study"
 
 
-def discover(inputs: str | Path) -> list[Study]:
-    """Studies of a folder tree or a CSV manifest; InputError when there is none."""
+def discover(inputs: str | Path, output: Path | None = None) -> list[Study]:
+    """Studies of a folder tree (the batch's own output folder left out, when it lies inside) or a CSV manifest;
+    InputError when there is none."""
     inputs = Path(inputs)
     if not inputs.exists():
         raise InputError(f"batch input not found: {inputs}. Give a folder tree of scans or a CSV manifest.")
-    studies = from_manifest(inputs) if inputs.is_file() else from_folder(inputs)
+    studies = from_manifest(inputs) if inputs.is_file() else from_folder(inputs, output)
     if not studies:
         raise InputError(f"no DICOM series or image file ({', '.join(IMAGE_SUFFIXES)}) found in {inputs}.")
     ids = [study.id for study in studies]
@@ -58,18 +59,21 @@ def discover(inputs: str | Path) -> list[Study]:
     return studies
 
 
-def from_folder(root: Path) -> list[Study]:
-    """Every image file and every DICOM series under `root` (a series: its own folder and UID)."""
+def from_folder(root: Path, skip: Path | None = None) -> list[Study]:
+    """Every image file and every DICOM series under `root` but not under `skip` (a series: its own folder and
+    UID)."""
     studies = []
     for directory, subdirectories, names in os.walk(root):
         subdirectories.sort()
+        if skip is not None:
+            subdirectories[:] = [d for d in subdirectories if Path(directory, d).resolve() != skip.resolve()]
         for name in sorted(names):
             if name.lower().endswith(IMAGE_SUFFIXES) and not name.startswith("."):
                 path = Path(directory) / name
                 stem = next(str(path.relative_to(root))[:-len(s)] for s in IMAGE_SUFFIXES
                             if name.lower().endswith(s))
                 studies.append(Study(safe_id(stem), str(path)))
-    for series in find_dicom_series(root):
+    for series in find_dicom_series(root, skip):
         folder = Path(os.path.commonpath(series.files))
         folder = folder.parent if folder.is_file() else folder
         relative = str(folder.relative_to(root)) if folder != root else root.name
