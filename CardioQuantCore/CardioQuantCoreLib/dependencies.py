@@ -1,17 +1,28 @@
 """Install missing Python packages on first use, after asking the user; never replace Slicer's own packages."""
 
 import importlib.util
+import os
 
 import slicer
 
+REQUIREMENTS_FILE = os.path.join(os.path.dirname(__file__), "requirements.txt")
+
+
+def read_requirements(path=REQUIREMENTS_FILE):
+    """{import name: pip requirement} from the one list the extension installs (requirements.txt beside this
+    file, checked against pyproject.toml by the tests)."""
+    requirements = {}
+    with open(path) as handle:
+        for line in handle:
+            requirement, _, comment = line.partition("#")
+            if requirement.strip():
+                module = comment.split("import:", 1)[1].strip() if "import:" in comment else requirement.split("==")[0]
+                requirements[module] = requirement.strip()
+    return requirements
+
+
 # Packages CardioQuant needs that Slicer does not ship (numpy, SimpleITK, vtk come with Slicer: never reinstalled).
-REQUIREMENTS = {
-    "monai": "monai==1.6.1",
-    "highdicom": "highdicom==0.28.2",
-    "jsonschema": "jsonschema==4.26.0",
-    "scipy": "scipy==1.18.1",
-    "matplotlib": "matplotlib==3.11.2",
-}
+REQUIREMENTS = read_requirements()
 
 
 def missing_packages(needs_torch=True):

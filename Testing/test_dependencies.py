@@ -1,0 +1,57 @@
+"""The packages the Slicer modules install on first use come from one list (CardioQuantCoreLib/requirements.txt),
+with pyproject.toml's pins, and together with what Slicer ships they cover every third-party import of the
+package."""
+
+import ast
+import importlib.util
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "CardioQuantCore" / "cardioquant"
+# Shipped with Slicer, or installed another way (torch by the PyTorch extension), or command-line only (batch).
+NOT_INSTALLED_BY_THE_PANELS = {"slicer-core": "slicer", "vtk": "vtk", "numpy": "numpy", "SimpleITK": "SimpleITK",
+                               "torch": "torch", "dask[distributed]": "dask", "distributed": "distributed",
+                               "pandas": "pandas", "pyarrow": "pyarrow"}
+
+
+# Imported but deliberately not a dependency: an optional provider the user installs, or a package that comes with
+# a declared one (pillow with matplotlib; used only by the EMIDEC training-data loader).
+OPTIONAL_OR_INDIRECT = {"totalsegmentator", "PIL"}
+
+
+def _pyproject_pins() -> dict[str, str]:
+    dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    return {d.split("==")[0]: d.split("#")[0].strip() for d in dependencies}
+
+
+def _slicer_requirements() -> dict[str, str]:
+    spec = importlib.util.spec_from_file_location("deps", ROOT / "CardioQuantCore" / "CardioQuantCoreLib" / "dependencies.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.REQUIREMENTS
+
+
+def test_slicer_requirements_have_the_pyproject_pins():
+    pins = _pyproject_pins()
+    listed = _slicer_requirements()
+    for requirement in listed.values():
+        name = requirement.split("==")[0]
+        assert pins.get(name) == requirement, f"{requirement} does not match pyproject.toml ({pins.get(name)})"
+    covered = {r.split("==")[0] for r in listed.values()} | set(NOT_INSTALLED_BY_THE_PANELS)
+    assert set(pins) <= covered, f"in pyproject.toml but not installed by the panels: {set(pins) - covered}"
+    assert {"vmtk", "svzerod"} <= {r.split("==")[0] for r in listed.values()}  # CT-FFR runs in Slicer too
+
+
+def test_every_third_party_import_is_a_declared_dependency():
+    declared = set(_slicer_requirements()) | set(NOT_INSTALLED_BY_THE_PANELS.values()) | OPTIONAL_OR_INDIRECT
+    imported = set()
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    third_party = {name for name in imported if name not in sys.stdlib_module_names and name != "cardioquant"}
+    assert third_party <= declared, f"imported but not declared: {third_party - declared}"
