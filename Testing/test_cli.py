@@ -108,3 +108,38 @@ def test_dicom_seg_on_a_non_dicom_input_is_refused_before_writing(capsys, tmp_pa
                        "-o", tmp_path / "out")
     assert code == 2 and "--dicom-seg needs a DICOM input" in _error_line(err)
     assert not (tmp_path / "out").exists()
+
+
+def _files(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_second_run_into_a_folder_being_written_is_refused(capsys, tmp_path):
+    """Two runs into one folder at once: the second exits 2 with one line and changes nothing."""
+    from cardioquant.results import run_lock
+
+    ct, labels = write_block(tmp_path)
+    out = tmp_path / "out"
+    assert run(capsys, "calcium", ct, "--labels", labels, "-o", out, "--quiet")[0] == 0
+    before = _files(out)
+    with run_lock(out, "calcium"):  # the first run, still writing
+        code, _, err = run(capsys, "calcium", ct, "--labels", labels, "-o", out, "--overwrite", "--quiet")
+    assert code == 2 and "another cardioquant run is writing calcium results" in _error_line(err)
+    assert _files(out) == before
+
+
+def test_overwrite_keeps_the_previous_results_with_the_readers_edits(capsys, caplog, tmp_path):
+    """--overwrite moves the earlier results, a reader's edited segmentation included, into previous/ and says
+    so; a staging folder a killed run left is cleaned."""
+    ct, labels = write_block(tmp_path)
+    out = tmp_path / "out"
+    assert run(capsys, "calcium", ct, "--labels", labels, "-o", out, "--quiet")[0] == 0
+    edited = (out / "calcium.seg.nrrd").read_bytes() + b"\n# the reader's edit\n"
+    (out / "calcium.seg.nrrd").write_bytes(edited)
+    (out / ".calcium-killedrun").mkdir()
+    code, _, _ = run(capsys, "calcium", ct, "--labels", labels, "-o", out, "--overwrite", "--quiet")
+    assert code == 0 and "previous calcium results were moved to" in caplog.text  # a warning on stderr
+    kept = list((out / "previous").glob("calcium-*/calcium.seg.nrrd"))
+    assert len(kept) == 1 and kept[0].read_bytes() == edited
+    assert (out / "calcium.seg.nrrd").read_bytes() != edited and (out / "calcium.json").exists()
+    assert not (out / ".calcium-killedrun").exists()

@@ -9,12 +9,16 @@ OUTDIR/<module>_report.png   one-page visual report (and .pdf)
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import logging
 import math
 import os
 import platform
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -64,6 +68,21 @@ def check_can_write(outdir: Path, module: str, overwrite: bool) -> None:
         raise InputError(f"output path {outdir} exists and is not a folder")
 
 
+@contextlib.contextmanager
+def run_lock(outdir: Path, module: str):
+    """One run at a time writes a module's results into a folder: a second one is refused (exit 2) instead of
+    silently replacing the first's files. The lock is the OS's (fcntl), so a killed run never leaves it held."""
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    with open(outdir / f".{module}.lock", "w") as handle:  # noqa: SIM117 (the lock is held inside)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise InputError(f"another cardioquant run is writing {module} results into {outdir}: wait for it to "
+                             "finish or choose another output folder.") from exc
+        yield
+
+
 def _check_writable(outdir: Path) -> None:
     """Probe the output folder (or the nearest folder above it that exists) with a real write: permission bits
     say nothing for root, read-only mounts or /proc."""
@@ -102,6 +121,21 @@ def _json_safe(value):
     return value
 
 
+def keep_previous(outdir: Path, module: str) -> Path | None:
+    """With --overwrite, the results already there (which may hold a reader's edits) are moved, not deleted, into
+    OUTDIR/previous/<module>-<time>/ before the new ones come in; a warning says where."""
+    existing = [outdir / name for name in output_names(module) if (outdir / name).exists()]
+    if not existing:
+        return None
+    backup = outdir / "previous" / f"{module}-{time.strftime('%Y%m%d-%H%M%S')}"
+    backup = Path(tempfile.mkdtemp(prefix=backup.name + "-", dir=backup.parent)) if backup.exists() else backup
+    backup.mkdir(parents=True, exist_ok=True)
+    for path in existing:
+        shutil.move(str(path), backup / path.name)
+    logging.getLogger("cardioquant").warning("the previous %s results were moved to %s", module, backup)
+    return backup
+
+
 def result_document(result: ModuleResult, loaded: LoadedImage) -> dict:
     document = dict(result.summary)
     document.update({
@@ -116,12 +150,21 @@ def result_document(result: ModuleResult, loaded: LoadedImage) -> dict:
 
 
 def write_outputs(result: ModuleResult, loaded: LoadedImage, outdir: str | Path, overwrite: bool = False) -> list[Path]:
-    """Write every output into a temporary folder first, then move them in: a failure leaves OUTDIR untouched."""
-    from . import scene as scene_layer
+    """Write every output into a temporary folder first, then move them in, one run at a time (run_lock): a
+    failure leaves OUTDIR untouched, and with --overwrite the results there are kept in previous/."""
 
     outdir = Path(outdir)
     check_can_write(outdir, result.module, overwrite)
-    outdir.mkdir(parents=True, exist_ok=True)
+    with run_lock(outdir, result.module):
+        check_can_write(outdir, result.module, overwrite)  # again, under the lock: a run may just have finished
+        return _write_locked(result, loaded, outdir)
+
+
+def _write_locked(result: ModuleResult, loaded: LoadedImage, outdir: Path) -> list[Path]:
+    from . import scene as scene_layer
+
+    for stale in outdir.glob(f".{result.module}-*"):  # staging a killed run left (this run holds the folder's lock)
+        shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{result.module}-", dir=outdir))
     try:
         name = result.module
@@ -142,6 +185,7 @@ def write_outputs(result: ModuleResult, loaded: LoadedImage, outdir: str | Path,
             result.report(staging / f"{name}_report.png")
         for file_name, writer in result.extra_outputs.items():
             writer(staging / file_name)
+        keep_previous(outdir, result.module)
         written = []
         for path in sorted(staging.iterdir()):
             target = outdir / path.name
