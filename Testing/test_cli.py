@@ -143,3 +143,20 @@ def test_overwrite_keeps_the_previous_results_with_the_readers_edits(capsys, cap
     assert len(kept) == 1 and kept[0].read_bytes() == edited
     assert (out / "calcium.seg.nrrd").read_bytes() != edited and (out / "calcium.json").exists()
     assert not (out / ".calcium-killedrun").exists()
+
+
+@pytest.mark.parametrize(("analysis", "option", "value"), [
+    ("bmd", "--kvp", "-80"), ("bmd", "--kvp", "nan"), ("ffr", "--venous-pressure", "120"),
+    ("ffr", "--murray-exponent", "-1"), ("ffr", "--min-stenosis", "-10"), ("ffr", "--left-share", "1.5"),
+    ("calcium", "--cta-scale", "-1")])
+def test_options_out_of_range_exit_2_naming_the_option_before_anything_is_read(capsys, tmp_path, analysis, option,
+                                                                               value):
+    code, _, err = run(capsys, analysis, tmp_path / "not-read.nrrd", f"{option}={value}", "-o", tmp_path / "out")
+    assert code == 2 and f"{option} " in _error_line(err) and "out of range" in _error_line(err)
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unknown_lowest_level_is_a_usage_error(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["bmd", str(tmp_path / "x.nrrd"), "--lowest-level", "Q7", "-o", str(tmp_path / "out")])
+    assert exit_.value.code == 2 and "--lowest-level" in capsys.readouterr().err

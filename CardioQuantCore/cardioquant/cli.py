@@ -80,6 +80,8 @@ def _progress(label: str, options: argparse.Namespace) -> Progress:
 
 def run_module(name: str, options: argparse.Namespace) -> tuple[object, list[Path]]:
     module = pipelines.get(name)
+    if hasattr(module, "check_options"):  # option ranges first: before the output folder or the input
+        module.check_options(options)
     check_can_write(options.output, name, options.overwrite)
     if module is not None and hasattr(module, "read_input"):
         loaded = module.read_input(options.input)  # e.g. CT-FFR accepts a centerline .vtp instead of an image

@@ -16,6 +16,7 @@ from .. import geometry
 from ..errors import InputError
 from ..imageio import LoadedImage, read_mask
 from ..labels import ANATOMICAL_STRUCTURE, TISSUE, LabelTable, SegmentSpec
+from ..options import check_ranges
 from ..progress import Progress
 from ..results import ModuleResult
 from . import calibration, references, roi, vertebrae
@@ -73,13 +74,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--seed", action="append", default=[],
                        help="LEVEL:x,y,z (RAS mm) click inside a vertebral body; repeat for several")
     group.add_argument("--levels", help="comma-separated levels to report (default: all found)")
-    group.add_argument("--lowest-level", help="network source: level of the lowest vertebra in view, when neither the "
+    group.add_argument("--lowest-level", choices=[level for level in LEVELS if level != "S1"], metavar="LEVEL",
+                       help="network source: level of the lowest vertebra in view, when neither the "
                                               "sacrum nor ribs are visible to count from")
     group.add_argument("--kvp", type=float, help="tube voltage; default: DICOM KVP, else 120 with a warning")
     group.add_argument("--calibration", choices=("multi-material", "two-point"), default="multi-material",
                        help="phantomless calibration method [multi-material]")
     group.add_argument("--phantom", help="asynchronous calibration: HU:density pairs measured on a phantom, "
                                          "e.g. '2.1:0,98.5:100,201.7:200'")
+
+
+OPTION_RANGES = {"kvp": (60.0, 150.0, True)}  # clinical CT tube voltages; the HA slopes are tabulated for 80-140
+
+
+def check_options(options) -> None:
+    check_ranges(options, OPTION_RANGES)
 
 
 def check_input(loaded: LoadedImage) -> None:
@@ -183,6 +192,7 @@ def bodies_from_network(image: sitk.Image, options, progress: Progress | None = 
 
 
 def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
+    check_options(options)
     check_input(loaded)
     image = loaded.image
     spacing = image.GetSpacing()

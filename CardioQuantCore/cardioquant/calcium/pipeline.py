@@ -17,6 +17,7 @@ from .. import geometry
 from ..errors import InputError
 from ..imageio import LoadedImage, read_mask
 from ..labels import MORPHOLOGICALLY_ALTERED, LabelTable, SegmentSpec
+from ..options import check_ranges
 from ..progress import Progress
 from ..results import ModuleResult
 from . import anatomy, cta, scoring, territories
@@ -96,15 +97,7 @@ OPTION_RANGES = {
 
 def check_options(options) -> None:
     """One line naming the option when a number is out of its range (nan included)."""
-    for name, (low, high, inclusive) in OPTION_RANGES.items():
-        value = getattr(options, name, None)
-        if value is None:
-            continue
-        above_low = value >= low if inclusive else value > low
-        if not (np.isfinite(value) and above_low and value <= high):
-            bound = "from" if inclusive else "above"
-            raise InputError(f"--{name.replace('_', '-')} {value:g} is out of range: give a value {bound} {low:g} "
-                             f"up to {high:g}.")
+    check_ranges(options, OPTION_RANGES)
     min_area_rule(getattr(options, "min_area", "literature"))
 
 

@@ -20,6 +20,7 @@ from ..errors import InputError
 from ..imageio import LoadedImage, read_image, read_mask
 from ..labels import ANATOMICAL_STRUCTURE, LabelTable, SegmentSpec
 from ..markups import parse_points
+from ..options import check_ranges
 from ..progress import Progress
 from ..results import ModuleResult
 from . import centerlines as cl
@@ -159,7 +160,24 @@ def _check_modality(loaded: LoadedImage) -> None:
         raise InputError(f"CT-FFR needs a coronary CT angiogram; this series is {loaded.modality}.")
 
 
+# Physiological ranges of the boundary conditions and the lesion rule (mmHg, L/min, shares, %).
+OPTION_RANGES = {
+    "aortic_pressure": (40.0, 200.0, True),   # mean aortic pressure
+    "cardiac_output": (1.0, 15.0, True),
+    "hyperemia_factor": (0.0, 1.0, False),    # hyperaemic / resting microvascular resistance (about 0.2-0.3)
+    "left_share": (0.0, 1.0, False),
+    "murray_exponent": (2.0, 3.0, True),      # Murray's law: 3; 2-3 reported for coronary trees
+    "venous_pressure": (0.0, 20.0, True),     # must stay well below the aortic pressure
+    "min_stenosis": (0.0, 99.0, True),
+}
+
+
+def check_options(options) -> None:
+    check_ranges(options, OPTION_RANGES)
+
+
 def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
+    check_options(options)
     bc = boundary_conditions(options)
     trees = get_trees(loaded, options, progress)
     progress.update(0.8, "hemodynamics")
