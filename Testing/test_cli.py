@@ -160,3 +160,20 @@ def test_an_unknown_lowest_level_is_a_usage_error(capsys, tmp_path):
     with pytest.raises(SystemExit) as exit_:
         cli.main(["bmd", str(tmp_path / "x.nrrd"), "--lowest-level", "Q7", "-o", str(tmp_path / "out")])
     assert exit_.value.code == 2 and "--lowest-level" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("analysis", ["calcium", "bmd", "ffr"])
+def test_ct_stored_as_hu_plus_1024_or_mr_is_refused_by_every_ct_analysis(capsys, tmp_path, analysis):
+    """A CT stored as HU + 1024 (uint16, no rescale) and an oblique MR-range volume: one line about Hounsfield
+    units, not a 'reformat to axial' hint or a run of vmtk on nonsense, and nothing written."""
+    rng = np.random.default_rng(0)
+    hu = np.full((40, 64, 64), -1000.0)
+    hu[:, 12:52, 12:52] = 40.0 + rng.normal(0, 10, (40, 40, 40))
+    shifted = sitk.GetImageFromArray((hu + 1024).astype(np.uint16))
+    mr = sitk.GetImageFromArray(rng.uniform(0, 900, (40, 64, 64)).astype(np.float32))
+    mr.SetDirection((0.9, 0.1, -0.42, 0.0, 0.97, 0.23, 0.44, -0.2, 0.88))  # oblique, roughly orthonormal
+    for name, image in (("shifted.nrrd", shifted), ("mr.nrrd", mr)):
+        sitk.WriteImage(image, str(tmp_path / name))
+        code, _, err = run(capsys, analysis, tmp_path / name, "-o", tmp_path / f"out-{name}")
+        assert code == 2 and "Hounsfield" in _error_line(err), err
+        assert not (tmp_path / f"out-{name}").exists()

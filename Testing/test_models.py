@@ -160,3 +160,28 @@ def test_cancel_stops_inference(weights):
 
 def test_manifest_paths_exist():
     assert manifest_module.SCHEMA_PATH.is_file() and manifest_module.MANIFEST_PATH.is_file()
+
+
+def test_user_weights_are_recorded_by_their_own_checksum_and_carry_no_accuracy(tmp_path):
+    """The shipped weights given as --weights are the manifest's model (same sha256: its accuracy stands);
+    retrained ones are 'user weights, accuracy not measured by CardioQuant', with their own sha256."""
+    import hashlib
+
+    import torch
+
+    from cardioquant.models.manifest import BUNDLED_WEIGHTS_DIR, get_model
+    from cardioquant.models.runtime import USER_WEIGHTS_NOTE, load_named_model
+
+    entry = get_model("vertebra_segmenter")
+    same = tmp_path / "same.pt"
+    same.write_bytes((BUNDLED_WEIGHTS_DIR / entry.file).read_bytes())
+    _, _, provenance = load_named_model(entry.name, same, torch.device("cpu"))
+    assert provenance["sha256"] == entry.sha256 and provenance["accuracy"] == entry.accuracy
+    assert provenance["weights_origin"] == "user" and "note" not in provenance
+    state = torch.load(same, weights_only=True)
+    first = next(iter(state))
+    state[first] = state[first] + 0.01  # retrained by the user
+    torch.save(state, tmp_path / "mine.pt")
+    _, _, provenance = load_named_model(entry.name, tmp_path / "mine.pt", torch.device("cpu"))
+    assert provenance["sha256"] == hashlib.sha256((tmp_path / "mine.pt").read_bytes()).hexdigest() != entry.sha256
+    assert provenance["accuracy"] is None and provenance["note"] == USER_WEIGHTS_NOTE

@@ -268,3 +268,16 @@ def fingerprint(loaded: LoadedImage) -> dict:
         "modality": loaded.modality,
         "kvp": loaded.kvp,
     }
+
+
+def check_hounsfield(image: sitk.Image, analysis: str) -> None:
+    """Refuse, with one line, intensities that are not CT in Hounsfield units (air near -1000): an MR series, or a
+    CT stored as HU + 1024 without its rescale intercept, looks the same (0 to a few thousand) and would be
+    segmented and scored as nonsense. Shared by every CT analysis, before any other check on the image."""
+    array = sitk.GetArrayViewFromImage(image)
+    step = max(1, int(round(max(array.shape[1:]) / 128)))
+    low, high = np.percentile(array[:, ::step, ::step], [0.5, 99.9])
+    if low > -500 or high > 5000 or low < -3100:
+        raise InputError(f"intensities ({low:.0f} to {high:.0f}) do not look like CT in Hounsfield units (air near "
+                         f"-1000 HU expected): an MR series, or a CT stored without its rescale intercept? {analysis} "
+                         "needs CT in HU; check the modality or the rescale slope/intercept.")

@@ -14,7 +14,7 @@ import SimpleITK as sitk
 
 from .. import geometry
 from ..errors import InputError
-from ..imageio import LoadedImage, read_mask
+from ..imageio import LoadedImage, check_hounsfield, read_mask
 from ..labels import ANATOMICAL_STRUCTURE, TISSUE, LabelTable, SegmentSpec
 from ..options import check_ranges
 from ..progress import Progress
@@ -96,12 +96,9 @@ def check_input(loaded: LoadedImage) -> None:
     if modality and modality != "CT":
         raise InputError(f"bone density needs CT; this series is {modality}.")
     image = loaded.image
+    check_hounsfield(image, "bone density")
     if not geometry.is_axis_aligned(image) or geometry.slice_axis(image) != 2:
         raise InputError("the slices are not axial; reformat to axial slices and rerun.")
-    array = sitk.GetArrayViewFromImage(image)
-    low, high = np.percentile(array[:, ::4, ::4], [0.5, 99.9])
-    if low > -500 or high > 5000:
-        raise InputError(f"intensities ({low:.0f} to {high:.0f}) do not look like CT in Hounsfield units.")
 
 
 def posterior_sign(image: sitk.Image) -> int:

@@ -15,7 +15,7 @@ from scipy import ndimage
 
 from .. import geometry
 from ..errors import InputError
-from ..imageio import LoadedImage, read_mask
+from ..imageio import LoadedImage, check_hounsfield, read_mask
 from ..labels import MORPHOLOGICALLY_ALTERED, LabelTable, SegmentSpec
 from ..options import check_ranges
 from ..progress import Progress
@@ -107,6 +107,7 @@ def check_input(loaded: LoadedImage) -> list[str]:
     modality = (loaded.modality or "").upper()
     if modality and modality != "CT":
         raise InputError(f"calcium scoring needs CT; this series is {modality}.")
+    check_hounsfield(image, "calcium scoring")
     size = image.GetSize()
     if min(size[0], size[1]) < MIN_VOXELS_IN_PLANE or size[2] < MIN_SLICES:
         raise InputError(f"volume {size} is too small for calcium scoring (at least {MIN_VOXELS_IN_PLANE}x"
@@ -114,11 +115,6 @@ def check_input(loaded: LoadedImage) -> list[str]:
     if not geometry.is_axis_aligned(image) or geometry.slice_axis(image) != 2:
         raise InputError("the slices are not axial (oblique or reformatted acquisition): Agatston scoring is defined "
                          "on axial slices. Reformat to axial slices (e.g. Slicer's Resample Scalar Volume) and rerun.")
-    array = sitk.GetArrayViewFromImage(image)
-    low, high = np.percentile(array[:, ::4, ::4], [0.5, 99.9])
-    if low > -500 or high > 5000 or low < -3100:
-        raise InputError(f"intensities ({low:.0f} to {high:.0f}) do not look like CT in Hounsfield units "
-                         "(air near -1000 HU expected); check the rescale slope/intercept or the modality.")
     return _check_spacing(image.GetSpacing())
 
 

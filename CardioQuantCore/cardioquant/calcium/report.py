@@ -48,7 +48,8 @@ def draw_report(path, loaded, artery_labels, result, summary, settings, models) 
                 va="top")
     if heart:
         _draw_heart_region(figure, hu, artery_labels, spacing)
-    model_text = "; ".join(f"{m['name']} {m['version']} (trained on {m['training_data'][:80]})" for m in models) or "none"
+    model_text = "; ".join(f"{m['name']} {m['version']} ({m.get('note') or 'trained on ' + m['training_data'][:80]})"
+                           for m in models) or "none"
     page.footer(figure, [f"Model: {model_text}"])
     page.save_page(figure, path)
 

@@ -17,7 +17,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import InputError
-from ..imageio import LoadedImage, read_image, read_mask
+from ..imageio import LoadedImage, check_hounsfield, read_image, read_mask
 from ..labels import ANATOMICAL_STRUCTURE, LabelTable, SegmentSpec
 from ..markups import parse_points
 from ..options import check_ranges
@@ -158,6 +158,7 @@ def _named(paths: list, side: str) -> list:
 def _check_modality(loaded: LoadedImage) -> None:
     if (loaded.modality or "CT").upper() != "CT":
         raise InputError(f"CT-FFR needs a coronary CT angiogram; this series is {loaded.modality}.")
+    check_hounsfield(loaded.image, "CT-FFR")
 
 
 # Physiological ranges of the boundary conditions and the lesion rule (mmHg, L/min, shares, %).

@@ -155,6 +155,22 @@ def load_model(entry: ModelEntry, weights: str | Path, device=None):
     return network.to(device).eval()
 
 
+USER_WEIGHTS_NOTE = "user weights, accuracy not measured by CardioQuant"
+
+
+def weights_provenance(entry: ModelEntry, weights: Path, origin: str) -> dict:
+    """What the result JSON says about the weights. Weights given by the user (--weights, an environment variable
+    or a settings path) are identified by their own sha256; unless that is the manifest's, the manifest's
+    accuracy is not theirs and is not quoted."""
+    provenance = {**entry.provenance(), "weights_origin": origin}
+    if origin in ("user", "env", "settings"):
+        digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()
+        provenance |= {"weights_file": str(weights), "sha256": digest}
+        if digest != entry.sha256:
+            provenance |= {"accuracy": None, "training_data": None, "note": USER_WEIGHTS_NOTE}
+    return provenance
+
+
 _LOADED: dict[tuple, object] = {}  # networks already loaded in this process (a batch worker reuses them)
 
 
@@ -167,7 +183,7 @@ def load_named_model(name: str, user_path: str | Path | None, device):
 
     entry = get_model(name)
     weights, origin = resolve_weights(entry, user_path=user_path)
-    provenance = {**entry.provenance(), "weights_origin": origin, "device": str(device)}
+    provenance = weights_provenance(entry, weights, origin) | {"device": str(device)}
     stat = os.stat(weights)
     key = (entry.name, entry.version, os.path.abspath(weights), stat.st_size, stat.st_mtime_ns, str(device))
     if key not in _LOADED:
