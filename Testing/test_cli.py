@@ -177,3 +177,14 @@ def test_ct_stored_as_hu_plus_1024_or_mr_is_refused_by_every_ct_analysis(capsys,
         code, _, err = run(capsys, analysis, tmp_path / name, "-o", tmp_path / f"out-{name}")
         assert code == 2 and "Hounsfield" in _error_line(err), err
         assert not (tmp_path / f"out-{name}").exists()
+
+
+def test_a_truncated_nifti_is_refused_not_read_with_zero_slices(capsys, tmp_path):
+    """ITK reads a .nii.gz cut in half without a word, its missing slices as zeros: refused with one line."""
+    ct, labels = write_block(tmp_path)
+    sitk.WriteImage(sitk.ReadImage(ct), str(tmp_path / "scan.nii.gz"))
+    data = (tmp_path / "scan.nii.gz").read_bytes()
+    (tmp_path / "cut.nii.gz").write_bytes(data[: len(data) // 2])
+    code, _, err = run(capsys, "calcium", tmp_path / "cut.nii.gz", "--labels", labels, "-o", tmp_path / "out")
+    assert code == 2 and "truncated" in _error_line(err) and not (tmp_path / "out").exists()
+    assert run(capsys, "calcium", tmp_path / "scan.nii.gz", "--labels", labels, "-o", tmp_path / "ok")[0] == 0

@@ -83,6 +83,8 @@ def read_image(path: str | os.PathLike, allow_2d: bool = False, series: str | No
 
 
 def _read_file(path: Path) -> LoadedImage:
+    if path.name.lower().endswith(".gz"):
+        _check_gzip_complete(path)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
@@ -91,6 +93,21 @@ def _read_file(path: Path) -> LoadedImage:
     # NRRD key/value fields written by this project's sample data (and by users who want them honoured).
     dicom = {key: image.GetMetaData(key).strip() for key in ("modality", "kvp") if image.HasMetaDataKey(key)}
     return LoadedImage(image=image, path=str(path), format=fmt, dicom=dicom)
+
+
+def _check_gzip_complete(path: Path) -> None:
+    """A truncated .nii.gz is read by ITK without a word, its missing slices as zeros: the whole stream is
+    decompressed once (gzip checks the end marker, length and CRC) before the image is used."""
+    import gzip
+    import zlib
+
+    try:
+        with gzip.open(path, "rb") as stream:
+            while stream.read(1 << 24):
+                pass
+    except (EOFError, OSError, zlib.error) as exc:
+        raise InputError(f"{path} is truncated or damaged (its compressed data ends early or fails its checksum: "
+                         f"{exc}); copy it again from its source.") from exc
 
 
 @dataclass
