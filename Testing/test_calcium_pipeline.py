@@ -270,3 +270,38 @@ def test_rescore_right_after_a_cta_run_equals_the_run():
     assert again["risk"] == result.summary["risk"]
     defaults = rescore(loaded.image, labels)
     assert defaults["total"]["agatston"] != pytest.approx(result.summary["total"]["agatston"])
+
+
+def test_background_run_and_scripting_path_score_an_80_kvp_dicom_alike(tmp_path, capsys):
+    """A DICOM volume at 80 kVp in the scene: the panel's background run (its input written with the DICOM
+    attributes, then the command line) and Logic.process's path (the node in this process) both use the 80 kVp
+    threshold, 177 HU, and give the same scores."""
+    from dicom_factory import write_ct_series
+
+    from cardioquant import cli
+    from cardioquant.calcium.phantom import block_phantom
+    from cardioquant.calcium.pipeline import run
+    from cardioquant.cli import default_options
+    from cardioquant.imageio import read_image
+    from cardioquant.progress import Progress
+
+    image, labels = block_phantom()
+    write_ct_series(tmp_path / "dicom", sitk.GetArrayFromImage(image).astype(float),
+                    spacing=image.GetSpacing(), kvp=80)
+    loaded_dicom = read_image(tmp_path / "dicom")
+    mrml = scene.new_scene()
+    node = scene.volume_node_from_image(mrml, loaded_dicom.image, "cac 80 kV")
+    attributes = {"kvp": loaded_dicom.dicom["kvp"], "modality": "CT"}  # what Logic.dicomAttributes reads
+    label_path = tmp_path / "labels.nrrd"
+    label_image = sitk.GetImageFromArray(sitk.GetArrayFromImage(labels))
+    label_image.CopyInformation(loaded_dicom.image)
+    sitk.WriteImage(label_image, str(label_path))
+    scripted = run(scene.loaded_from_volume_node(node, attributes),
+                   default_options("calcium", labels=str(label_path), mode="noncontrast"), Progress())
+    background_input = scene.write_run_input(scene.loaded_from_volume_node(node, attributes), tmp_path / "input.nrrd")
+    assert cli.main(["calcium", str(background_input), "--labels", str(label_path), "--mode", "noncontrast", "-o",
+                     str(tmp_path / "out"), "--quiet"]) == 0
+    background = json.loads((tmp_path / "out" / "calcium.json").read_text())
+    assert scripted.settings["boundaries_hu"][0] == background["settings"]["boundaries_hu"][0] == 177
+    assert background["total"]["agatston"] == pytest.approx(scripted.summary["total"]["agatston"])
+    assert not any("KVP" in w for w in background["warnings"])

@@ -13,21 +13,28 @@ import tempfile
 import threading
 
 import qt
-import slicer
+
+from cardioquant.processes import end_process_tree, own_group
 
 
 class BackgroundRun:
-    def __init__(self, module_key, input_volume_node, extra_args, on_progress, on_finished, device="auto"):
+    def __init__(self, module_key, loaded, extra_args, on_progress, on_finished, device="auto"):
+        """`loaded`: scene.loaded_from_volume_node(...), the same input the scripting path runs on; its DICOM
+        attributes travel as NRRD keys (scene.write_run_input)."""
+        from cardioquant import scene
+
         self.module_key = module_key
         self.on_progress, self.on_finished = on_progress, on_finished
         self.workdir = tempfile.mkdtemp(prefix=f"cardioquant-{module_key}-")
         self.input_path = os.path.join(self.workdir, "input.nrrd")
         self.output_dir = os.path.join(self.workdir, "out")
-        slicer.util.exportNode(input_volume_node, self.input_path)
+        scene.write_run_input(loaded, self.input_path)
         command = [self._python(), "-m", "cardioquant.cli", module_key, self.input_path, "-o", self.output_dir,
                    "--device", device, "--progress-format", "lines"] + list(extra_args)
-        # launchConsoleProcess merges stderr into stdout; a reader thread keeps the GUI thread from blocking.
-        self.process = slicer.util.launchConsoleProcess(command, useStartupEnvironment=False)
+        # stderr merged into stdout; a reader thread keeps the GUI thread from blocking. The run gets a process
+        # group of its own, so Cancel ends PythonSlicer's launcher and the Python it starts alike.
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                        bufsize=1, env=os.environ.copy(), **own_group())
         self.lines = queue.Queue()
         self.messages = []
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -62,12 +69,9 @@ class BackgroundRun:
     def cancel(self):
         self.timer.stop()
         if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+            end_process_tree(self.process)
         self.cleanup()
 
     def cleanup(self):
         shutil.rmtree(self.workdir, ignore_errors=True)
+

@@ -15,7 +15,6 @@ from slicer.util import VTKObservationMixin
 
 from cardioquant import pipelines
 from cardioquant import scene as scene_layer
-from cardioquant.imageio import LoadedImage
 from cardioquant.progress import Progress
 
 from .background import BackgroundRun
@@ -36,9 +35,7 @@ class CardioQuantLogic(ScriptedLoadableModuleLogic):
 
         `options` is an argparse-style namespace of the module's command-line options (see `defaultOptions`).
         """
-        image = scene_layer.image_from_volume_node(inputVolumeNode)
-        loaded = LoadedImage(image=image, path=inputVolumeNode.GetName(), format="mrml",
-                             dicom=self.dicomAttributes(inputVolumeNode))
+        loaded = scene_layer.loaded_from_volume_node(inputVolumeNode, self.dicomAttributes(inputVolumeNode))
         result = self.pipeline().run(loaded, options, Progress(progressCallback))
         return self.addResultToScene(result, inputVolumeNode) + (result,)
 
@@ -49,7 +46,8 @@ class CardioQuantLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def dicomAttributes(volumeNode):
-        """KVP and modality of a volume loaded from DICOM (Slicer keeps the instance UIDs on the node)."""
+        """KVP, modality and contrast agent of a volume loaded from DICOM (Slicer keeps the instance UIDs on the
+        node; the slice increment is the node's spacing, which Slicer computes from the slice positions)."""
         attributes = {}
         uids = (volumeNode.GetAttribute("DICOM.instanceUIDs") or "").split()
         if uids and hasattr(slicer, "dicomDatabase") and slicer.dicomDatabase:
@@ -173,7 +171,8 @@ class CardioQuantWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if weights:
             arguments += ["--weights", weights]
         with slicer.util.tryWithErrorDisplay("Could not start processing.", waitCursor=True):
-            self.run = BackgroundRun(self.MODULE_KEY, inputNode, arguments, self.onProgress,
+            loaded = scene_layer.loaded_from_volume_node(inputNode, self.logic.dicomAttributes(inputNode))
+            self.run = BackgroundRun(self.MODULE_KEY, loaded, arguments, self.onProgress,
                                      self.onFinished, device=self.ui.deviceComboBox.currentText)
         self.updateButtons()
 

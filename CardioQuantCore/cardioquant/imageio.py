@@ -91,7 +91,8 @@ def _read_file(path: Path) -> LoadedImage:
         raise InputError(f"cannot read {path}: not a readable image ({str(exc).strip().splitlines()[-1]})") from exc
     fmt = next(s for s in IMAGE_SUFFIXES if path.name.lower().endswith(s)).lstrip(".")
     # NRRD key/value fields written by this project's sample data (and by users who want them honoured).
-    dicom = {key: image.GetMetaData(key).strip() for key in ("modality", "kvp") if image.HasMetaDataKey(key)}
+    dicom = {key: image.GetMetaData(key).strip() for key in ("modality", "kvp", "contrast_agent", "slice_increment")
+             if image.HasMetaDataKey(key)}
     return LoadedImage(image=image, path=str(path), format=fmt, dicom=dicom)
 
 

@@ -310,3 +310,27 @@ def load_model(scene, path, name=None, scalars: str | None = None):
         display.SetActiveScalarName(scalars)
         display.SetScalarVisibility(True)
     return node
+
+
+# DICOM attributes that travel with a volume node into an analysis (the NRRD keys imageio reads back).
+RUN_ATTRIBUTES = ("modality", "kvp", "contrast_agent", "slice_increment")
+
+
+def loaded_from_volume_node(node, dicom: dict):
+    """The pipelines' input for a volume node and its DICOM attributes (kVp, modality, contrast, slice increment):
+    the one way the panel's background run and the scripting path (Logic.process) see a volume."""
+    from .imageio import LoadedImage
+
+    return LoadedImage(image=image_from_volume_node(node), path=node.GetName(), format="mrml",
+                       dicom={key: str(value) for key, value in dicom.items() if key in RUN_ATTRIBUTES and value})
+
+
+def write_run_input(loaded, path: str | Path) -> Path:
+    """Write a volume for a background run with its DICOM attributes as NRRD keys, so the separate process
+    scores an 80 kVp scan with 80 kVp thresholds and checks the modality as the scripting path does."""
+    image = sitk.Image(loaded.image)
+    for key in RUN_ATTRIBUTES:
+        if loaded.dicom.get(key):
+            image.SetMetaData(key, str(loaded.dicom[key]))
+    sitk.WriteImage(image, str(path), True)
+    return Path(path)

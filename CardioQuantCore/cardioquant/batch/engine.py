@@ -23,6 +23,8 @@ import time
 import uuid
 from pathlib import Path
 
+from ..processes import end_process_tree, own_group
+
 _ENGINE = None  # this worker process's engine
 
 
@@ -30,7 +32,7 @@ class Engine:
     def __init__(self, log_path: Path | None = None):
         log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 (kept open with the engine)
         self.process = subprocess.Popen([sys.executable, "-m", "cardioquant.batch.engine"], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, stderr=log, start_new_session=True)
+                                        stdout=subprocess.PIPE, stderr=log, **own_group())
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -59,11 +61,7 @@ class Engine:
 
     def stop(self) -> None:
         """End the engine and everything it started (its own process group)."""
-        try:
-            os.killpg(self.process.pid, 9)
-        except (ProcessLookupError, PermissionError):
-            pass
-        self.process.wait()
+        end_process_tree(self.process, grace_s=0.0)
 
 
 def engine(log_folder: str | None = None) -> Engine:
