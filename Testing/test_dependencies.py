@@ -55,3 +55,18 @@ def test_every_third_party_import_is_a_declared_dependency():
                 imported.add(node.module.split(".")[0])
     third_party = {name for name in imported if name not in sys.stdlib_module_names and name != "cardioquant"}
     assert third_party <= declared, f"imported but not declared: {third_party - declared}"
+
+
+def test_the_runtime_never_imports_phantoms_training_or_data_loaders():
+    """What the command line, the panels and the batch runner load: no phantom generator, training code or
+    data-set loader (those are development code; a clean interpreter shows the real import graph)."""
+    import subprocess
+
+    code = ("import sys, cardioquant.cli, cardioquant.batch.runner, cardioquant.batch.engine\n"
+            "from cardioquant import pipelines\n"
+            "[pipelines.get(name) for name in pipelines.TITLES]\n"
+            "print(' '.join(m for m in sys.modules if m.startswith('cardioquant')))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    development = [m for m in loaded if any(word in m for word in ("phantom", "emidec", "training", "evaluation",
+                                                                   "coca", "train_"))]
+    assert "cardioquant.calcium.pipeline" in loaded and development == []

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-ASSUMED_SPACING = (1.5, 1.5, 10.0)
+from .network import ASSUMED_SPACING  # noqa: F401  (the spacing the networks were trained at)
 
 
 def cases(root: str | Path) -> dict[str, list[Path]]:

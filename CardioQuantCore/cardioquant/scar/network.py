@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .emidec import ASSUMED_SPACING
-
 MODEL_NAME = "lge_segmenter"
 REFINER_NAME = "lge_scar_refiner"
 
@@ -50,6 +48,9 @@ def pad16(stack: np.ndarray) -> tuple[np.ndarray, tuple[slice, slice]]:
     return padded, (slice(pr // 2, pr // 2 + rows), slice(pc // 2, pc // 2 + cols))
 
 
+# EMIDEC's PNG slices carry no spacing: the networks were trained on them at this assumed spacing (the EMIDEC
+# loader, a development module, reads it from here; runtime code never imports the loader).
+ASSUMED_SPACING = (1.5, 1.5, 10.0)
 TRAINED_PIXEL_MM = ASSUMED_SPACING[0]  # EMIDEC's pixel size as assumed in training
 CROP = 128  # the network is trained on 128 x 128 crops around the heart
 

@@ -20,7 +20,6 @@ from ..labels import ANATOMICAL_STRUCTURE, MORPHOLOGICALLY_ALTERED, LabelTable, 
 from ..progress import Progress
 from ..results import ModuleResult
 from . import aha, network, quantify
-from .emidec import ASSUMED_SPACING
 
 TITLE = "Myocardial scar on LGE MRI (ScarQuantification)"
 ALLOW_2D = True
@@ -74,11 +73,11 @@ def stack_of(loaded: LoadedImage) -> tuple[np.ndarray, tuple, bool]:
     array = sitk.GetArrayFromImage(image).astype(np.float32)
     if image.GetDimension() == 2:
         array = array[None]
-    spacing = tuple(image.GetSpacing()) + ((ASSUMED_SPACING[2],) if image.GetDimension() == 2 else ())
+    spacing = tuple(image.GetSpacing()) + ((network.ASSUMED_SPACING[2],) if image.GetDimension() == 2 else ())
     # Whether the spacing is known comes from the file, never from its value: a real 1.0 mm scan is 1.0 mm.
     pixel_unknown = pixel_spacing_unknown(loaded)
     if pixel_unknown:
-        spacing = (ASSUMED_SPACING[0], ASSUMED_SPACING[1], spacing[2])
+        spacing = (network.ASSUMED_SPACING[0], network.ASSUMED_SPACING[1], spacing[2])
     return array, spacing, pixel_unknown or image.GetDimension() == 2
 
 
