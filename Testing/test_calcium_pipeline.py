@@ -305,3 +305,39 @@ def test_background_run_and_scripting_path_score_an_80_kvp_dicom_alike(tmp_path,
     assert scripted.settings["boundaries_hu"][0] == background["settings"]["boundaries_hu"][0] == 177
     assert background["total"]["agatston"] == pytest.approx(scripted.summary["total"]["agatston"])
     assert not any("KVP" in w for w in background["warnings"])
+
+
+def test_export_after_an_edit_writes_the_edited_voxels_and_recomputed_scores(tmp_path):
+    """What the panel's Export does (Logic.exportCurrent): the reader erases the RCA lesion of the hand-worked
+    block phantom (LAD 16 + RCA 6); the exported label map has no RCA voxel, the JSON and CSV say 16, and the
+    run's own files in the folder are kept in previous/."""
+    import csv
+
+    from cardioquant.calcium.phantom import write_block_phantom
+    from cardioquant.calcium.pipeline import edited_result
+    from cardioquant.results import write_outputs
+
+    ct_path, label_path = write_block_phantom(tmp_path)
+    assert cli.main(["calcium", ct_path, "--labels", label_path, "-o", str(tmp_path / "run"), "--quiet"]) == 0
+    run_document = json.loads((tmp_path / "run" / "calcium.json").read_text())
+    mrml = scene.new_scene()
+    volume = scene.load_volume(mrml, ct_path)
+    segmentation = scene.load_segmentation(mrml, tmp_path / "run" / "calcium.seg.nrrd")
+    edited = scene.labelmap_from_segmentation_node(segmentation, volume, LABEL_TABLE)
+    edited[edited == 4] = 0  # the reader erases the RCA lesion in Segment Editor
+    edited_node = scene.segmentation_node_from_labelmap(mrml, _like(edited, sitk.ReadImage(ct_path)), volume,
+                                                        LABEL_TABLE, "edited")
+    loaded = scene.loaded_from_volume_node(volume, {"kvp": "120", "modality": "CT"})
+    labels = scene.labelmap_from_segmentation_node(edited_node, volume, LABEL_TABLE)
+    (tmp_path / "export").mkdir()
+    (tmp_path / "export" / "calcium.json").write_text("{}")  # an earlier export in the folder
+    write_outputs(edited_result(loaded, labels, run_document), loaded, tmp_path / "export", overwrite=True)
+    exported = json.loads((tmp_path / "export" / "calcium.json").read_text())
+    assert run_document["total"]["agatston"] == pytest.approx(22.0)
+    assert exported["total"]["agatston"] == pytest.approx(16.0) and exported["arteries"]["RCA"]["agatston"] == 0
+    assert any("edited by the reader" in w for w in exported["warnings"])
+    assert not (sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "export" / "calcium_labels.nrrd"))) == 4).any()
+    with open(tmp_path / "export" / "calcium.csv", newline="") as handle:
+        total = next(row for row in csv.DictReader(handle) if row["artery"] == "total")
+    assert float(total["agatston"]) == pytest.approx(16.0)
+    assert list((tmp_path / "export" / "previous").glob("calcium-*/calcium.json"))

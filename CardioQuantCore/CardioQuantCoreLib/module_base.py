@@ -7,6 +7,7 @@ table and Export. Results always go into new nodes: a re-run never replaces a se
 
 import os
 import shutil
+from pathlib import Path
 
 import qt
 import slicer
@@ -66,6 +67,28 @@ class CardioQuantLogic(ScriptedLoadableModuleLogic):
                 scene, result.label_image, inputVolumeNode, result.label_table, name)
         tableNode = scene_layer.table_node_from_records(scene, result.table_rows, name + " table")
         return segmentationNode, tableNode
+
+    def exportCurrent(self, inputVolumeNode, segmentationNode, runOutputDir, target):
+        """Write what the reader sees now into `target`: for a module that can re-score edits (edited_result), the
+        edited segmentation with its recomputed figures, tables and report; otherwise the run's files. Files
+        already in `target` are kept in target/previous/ (results.keep_previous), never overwritten."""
+        import json
+
+        from cardioquant.results import keep_previous, write_outputs
+
+        pipeline = self.pipeline()
+        if hasattr(pipeline, "edited_result") and segmentationNode is not None:
+            with open(os.path.join(runOutputDir, f"{self.MODULE_KEY}.json")) as handle:
+                runDocument = json.load(handle)
+            loaded = scene_layer.loaded_from_volume_node(inputVolumeNode, self.dicomAttributes(inputVolumeNode))
+            labels = scene_layer.labelmap_from_segmentation_node(segmentationNode, inputVolumeNode, pipeline.LABEL_TABLE)
+            return write_outputs(pipeline.edited_result(loaded, labels, runDocument), loaded, target, overwrite=True)
+        keep_previous(Path(target), self.MODULE_KEY)
+        written = []
+        for name in os.listdir(runOutputDir):
+            if os.path.isfile(os.path.join(runOutputDir, name)):
+                written.append(shutil.copy2(os.path.join(runOutputDir, name), target))
+        return written
 
     def loadOutputs(self, outputDir, inputVolumeNode):
         """Load a background run's files as new nodes (never into existing ones)."""
@@ -198,16 +221,18 @@ class CardioQuantWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.updateButtons()
 
     def onExport(self):
+        """Export the current state: the edited segmentation and the figures recomputed from it."""
         target = qt.QFileDialog.getExistingDirectory(None, "Export results to folder")
         if not target:
             return
         clashes = [n for n in os.listdir(self.lastOutputDir) if os.path.exists(os.path.join(target, n))]
         if clashes and not slicer.util.confirmYesNoDisplay(
-                f"{target} already holds {', '.join(clashes)}. Replace them?"):
+                f"{target} already holds {', '.join(clashes)}. Move them to {target}/previous and export?"):
             return
-        for name in os.listdir(self.lastOutputDir):
-            shutil.copy2(os.path.join(self.lastOutputDir, name), target)
-        self.ui.statusLabel.text = f"Exported to {target}"
+        with slicer.util.tryWithErrorDisplay("Export failed.", waitCursor=True):
+            self.logic.exportCurrent(self.ui.inputVolumeSelector.currentNode(), self.observedSegmentation,
+                                     self.lastOutputDir, target)
+            self.ui.statusLabel.text = f"Exported the current segmentation and figures to {target}"
 
 
 def writeSegmentationLabels(segmentationNode, referenceVolumeNode, table, folder, name="labels.nrrd"):

@@ -369,7 +369,7 @@ def _module_result(loaded, result, artery_labels, mode, threshold_info, assignme
         "lesions": lesions,
         "mode": mode,
         "scan_type": scan_info,
-        "heart": heart.describe() if heart is not None else None,
+        "heart": heart if isinstance(heart, dict) or heart is None else heart.describe(),
         "method": method,
         "threshold": threshold_info,
         "assignment": assignment,
@@ -388,6 +388,25 @@ def _module_result(loaded, result, artery_labels, mode, threshold_info, assignme
 
     return ModuleResult(module="calcium", summary=summary, label_image=label_image, label_table=LABEL_TABLE,
                         table_rows=rows, settings=settings_json, models=models, warnings=warnings, report=report)
+
+
+def edited_result(loaded: LoadedImage, label_map: np.ndarray, run_document: dict) -> ModuleResult:
+    """The results of the segmentation as the reader left it, for Export: the edited label map re-scored with the
+    run's own settings (its JSON), the run's scan type, heart and threshold kept, review flags carried to the
+    lesions that stayed where they were, and a warning that the figures come from the reader's edits."""
+    settings = scoring.ScoringSettings.from_json(run_document["settings"])
+    hu = sitk.GetArrayFromImage(loaded.image).astype(np.float32)
+    arteries = np.where((label_map >= 1) & (label_map <= 4), label_map, 0).astype(np.uint8)
+    result = scoring.score(hu, arteries, loaded.image.GetSpacing(), settings, geometry.ijk_to_ras(loaded.image))
+    for lesion, carried in zip(result.lesions, carry_review_flags([asdict(les) for les in result.lesions],
+                                                                  run_document.get("lesions", [])), strict=True):
+        lesion.review = carried["review"]
+    warnings = [*run_document.get("warnings", []),
+                "edited by the reader after the automatic run: the figures are recomputed from the edited segmentation"]
+    return _module_result(loaded, result, label_map, run_document["mode"], run_document.get("threshold"),
+                          f"{run_document.get('assignment', 'automatic')}, edited by the reader",
+                          run_document.get("mass_calibration"), settings, [], warnings, run_document.get("kvp"),
+                          run_document.get("scan_type"), run_document.get("heart"))
 
 
 def sample_input() -> Path:
