@@ -288,14 +288,17 @@ def fingerprint(loaded: LoadedImage) -> dict:
     }
 
 
-def check_hounsfield(image: sitk.Image, analysis: str) -> None:
+def check_hounsfield(image: sitk.Image, analysis: str, air_in_view: bool = True) -> None:
     """Refuse, with one line, intensities that are not CT in Hounsfield units (air near -1000): an MR series, or a
     CT stored as HU + 1024 without its rescale intercept, looks the same (0 to a few thousand) and would be
-    segmented and scored as nonsense. Shared by every CT analysis, before any other check on the image."""
+    segmented and scored as nonsense. Shared by every CT analysis, before any other check on the image. With
+    `air_in_view` False (a CTA cropped to the heart may show no lung), only volumes with no negative value at all
+    (no air and no fat, which no chest CT lacks) that reach 500 or more are refused."""
     array = sitk.GetArrayViewFromImage(image)
     step = max(1, int(round(max(array.shape[1:]) / 128)))
     low, high = np.percentile(array[:, ::step, ::step], [0.5, 99.9])
-    if low > -500 or high > 5000 or low < -3100:
+    not_hu = (low > -500 if air_in_view else low >= 0 and high >= 500) or high > 5000 or low < -3100
+    if not_hu:
         raise InputError(f"intensities ({low:.0f} to {high:.0f}) do not look like CT in Hounsfield units (air near "
                          f"-1000 HU expected): an MR series, or a CT stored without its rescale intercept? {analysis} "
                          "needs CT in HU; check the modality or the rescale slope/intercept.")

@@ -158,7 +158,7 @@ def _named(paths: list, side: str) -> list:
 def _check_modality(loaded: LoadedImage) -> None:
     if (loaded.modality or "CT").upper() != "CT":
         raise InputError(f"CT-FFR needs a coronary CT angiogram; this series is {loaded.modality}.")
-    check_hounsfield(loaded.image, "CT-FFR")
+    check_hounsfield(loaded.image, "CT-FFR", air_in_view=False)
 
 
 # Physiological ranges of the boundary conditions and the lesion rule (mmHg, L/min, shares, %).
