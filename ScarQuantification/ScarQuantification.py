@@ -95,6 +95,9 @@ class ScarQuantificationWidget(CardioQuantWidget):
         node.AddControlPoint(r, a, s, f"RV insertion ({insertion['source']})")
         self.ui.rvInsertionSelector.setCurrentNode(node)
 
+    def exportOverrides(self):
+        return {"rv_insertion_point": self.insertionPoint()}
+
     def requantifyOptions(self):
         return self.logic.defaultOptions(rv_insertion_point=self.insertionPoint())
 

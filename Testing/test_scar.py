@@ -418,3 +418,28 @@ def test_volumes_use_the_dicom_pixel_spacing_even_at_1_mm(tmp_path, pixel_spacin
     assert result.summary["myocardium_ml"] == pytest.approx((lv == 2).sum() * pixel_mm * pixel_mm * 8.0 / 1000)
     assert result.summary["spacing_assumed"] is (not pixel_spacing)
     assert any("Pixel Spacing" in w for w in result.warnings) is (not pixel_spacing)
+
+
+def test_export_after_an_edit_writes_the_edited_scar_and_the_runs_insertion(tmp_path):
+    """What the panel's Export writes after the reader erases the scar of one slice: scar volume and %LGE of the
+    edited labels (counted voxel by voxel), with the run's RV insertion."""
+    from cardioquant.imageio import read_image
+    from cardioquant.results import write_outputs
+    from cardioquant.scar.pipeline import edited_result
+
+    case = make_lge_phantom(noise=3.0, seed=7)
+    scan = write(tmp_path, case.signal, "lge.nrrd", {"modality": "MR"})
+    drawn = write(tmp_path, case.labels, "drawn.nrrd")
+    assert cli.main(["scar", str(scan), "--myocardium-mask", str(drawn), "-o", str(tmp_path / "run"), "--quiet"]) == 0
+    run_document = json.loads((tmp_path / "run" / "scar.json").read_text())
+    edited = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "run" / "scar_labels.nrrd")))
+    edited[1][edited[1] >= 3] = 2  # the reader removes the scar (and MVO) of slice 1
+    loaded = read_image(scan)
+    write_outputs(edited_result(loaded, edited, run_document), loaded, tmp_path / "export")
+    exported = json.loads((tmp_path / "export" / "scar.json").read_text())
+    voxel_ml = float(np.prod(case.spacing)) / 1000
+    assert exported["scar_ml"] + exported["mvo_ml"] == pytest.approx((edited >= 3).sum() * voxel_ml)
+    assert exported["lge_percent"] == pytest.approx(100 * (edited >= 3).sum() / (edited >= 2).sum())
+    assert exported["lge_percent"] < run_document["lge_percent"]
+    assert exported["rv_insertion"]["angle_deg"] == pytest.approx(run_document["rv_insertion"]["angle_deg"])
+    assert any("edited by the reader" in w for w in exported["warnings"])

@@ -562,6 +562,13 @@ def bench_scar(shared: Path):
           f"{sum((y >= 3).any() for y, _ in shipped)} infarct cases alone; normal hearts reported scar-free "
           f"{clean}; %LGE r {lge['r']:.3f} (target >= 0.90), mean |diff| {lge['mad']:.1f} points, >= 15% class "
           f"agreement {lge['same'] * 100:.0f}%")
+    true_scar = sum(int((y >= 3).sum()) for y, _ in shipped)
+    where = {name: sum(int(((y >= 3) & test(p)).sum()) for y, p in shipped) / max(true_scar, 1)
+             for name, test in (("cavity", lambda p: p == 1), ("myocardium without scar", lambda p: p == 2),
+                                ("background", lambda p: p == 0))}
+    print(f"  where the true scar+MVO voxels went ({true_scar} voxels): "
+          + ", ".join(f"{100 * share:.0f}% called {name}" for name, share in where.items())
+          + " (subendocardial scar called blood pool is the issue's largest error)")
     by_class = [np.mean([_emidec_dice(p == c, y == c) for y, p in shipped]) for c in (3, 4)]
     print(f"  EMIDEC's own classes, same convention: infarct Dice {by_class[0]:.3f}, MVO {by_class[1]:.3f} (the 2020 "
           f"winner on EMIDEC's 50 test cases: 0.712 / 0.785; other cases, same centre)")

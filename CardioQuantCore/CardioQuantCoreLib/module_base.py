@@ -68,7 +68,7 @@ class CardioQuantLogic(ScriptedLoadableModuleLogic):
         tableNode = scene_layer.table_node_from_records(scene, result.table_rows, name + " table")
         return segmentationNode, tableNode
 
-    def exportCurrent(self, inputVolumeNode, segmentationNode, runOutputDir, target):
+    def exportCurrent(self, inputVolumeNode, segmentationNode, runOutputDir, target, **overrides):
         """Write what the reader sees now into `target`: for a module that can re-score edits (edited_result), the
         edited segmentation with its recomputed figures, tables and report; otherwise the run's files. Files
         already in `target` are kept in target/previous/ (results.keep_previous), never overwritten."""
@@ -82,7 +82,8 @@ class CardioQuantLogic(ScriptedLoadableModuleLogic):
                 runDocument = json.load(handle)
             loaded = scene_layer.loaded_from_volume_node(inputVolumeNode, self.dicomAttributes(inputVolumeNode))
             labels = scene_layer.labelmap_from_segmentation_node(segmentationNode, inputVolumeNode, pipeline.LABEL_TABLE)
-            return write_outputs(pipeline.edited_result(loaded, labels, runDocument), loaded, target, overwrite=True)
+            result = pipeline.edited_result(loaded, labels, runDocument, **overrides)
+            return write_outputs(result, loaded, target, overwrite=True)
         keep_previous(Path(target), self.MODULE_KEY)
         written = []
         for name in os.listdir(runOutputDir):
@@ -123,6 +124,10 @@ class CardioQuantWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def extraArguments(self):
         """Module-specific command-line options taken from the panel's widgets."""
         return []
+
+    def exportOverrides(self):
+        """What the panel shows beyond the segmentation that Export must use (e.g. a moved RV insertion point)."""
+        return {}
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -231,7 +236,7 @@ class CardioQuantWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         with slicer.util.tryWithErrorDisplay("Export failed.", waitCursor=True):
             self.logic.exportCurrent(self.ui.inputVolumeSelector.currentNode(), self.observedSegmentation,
-                                     self.lastOutputDir, target)
+                                     self.lastOutputDir, target, **self.exportOverrides())
             self.ui.statusLabel.text = f"Exported the current segmentation and figures to {target}"
 
 

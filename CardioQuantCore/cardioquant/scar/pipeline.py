@@ -173,6 +173,23 @@ def requantify(loaded: LoadedImage, labels: np.ndarray, options) -> ModuleResult
                            as_drawn, warnings, Progress())
 
 
+def edited_result(loaded: LoadedImage, label_map: np.ndarray, run_document: dict,
+                  rv_insertion_point: str | None = None) -> ModuleResult:
+    """The results of the segmentation as the reader left it, for Export: quantified as drawn (requantify) with
+    the run's RV insertion and septum direction, or the insertion point the reader has moved since, and a warning
+    that the figures come from the reader's edits."""
+    from ..cli import default_options
+
+    settings = run_document["settings"]
+    options = default_options("scar", n_sd=settings["n_sd"], septum_direction=settings["septum_direction"],
+                              rv_insertion=None if rv_insertion_point else settings["rv_insertion_deg"],
+                              rv_insertion_point=rv_insertion_point)
+    result = requantify(loaded, label_map, options)
+    result.warnings.append("edited by the reader after the automatic run: the figures are recomputed from the edited "
+                           "segmentation")
+    return result
+
+
 def rv_insertion(image: sitk.Image, stack, spacing, cavity, myocardium, options, warnings: list[str]) -> dict:
     """The anterior RV insertion: the reader's point or angle, else estimated from the image, else the conventional
     display's 60 degrees (with a warning). Also where to show it (`marker_ras`, on the epicardium of a mid slice)."""
