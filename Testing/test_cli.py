@@ -188,3 +188,32 @@ def test_a_truncated_nifti_is_refused_not_read_with_zero_slices(capsys, tmp_path
     code, _, err = run(capsys, "calcium", tmp_path / "cut.nii.gz", "--labels", labels, "-o", tmp_path / "out")
     assert code == 2 and "truncated" in _error_line(err) and not (tmp_path / "out").exists()
     assert run(capsys, "calcium", tmp_path / "scan.nii.gz", "--labels", labels, "-o", tmp_path / "ok")[0] == 0
+
+
+def test_progress_bar_only_on_a_terminal_and_report_without_folder_names(capsys, tmp_path, monkeypatch):
+    """The bar's carriage returns go to a terminal only (a log or a pipe gets the one error line alone), and the
+    report names the input file, never the folders above it (they often carry the patient's name)."""
+    import io
+
+    from cardioquant import report
+    from cardioquant.progress import StderrBar
+
+    piped = io.StringIO()
+    StderrBar("calcium", piped)(0.5, "scoring")
+    assert piped.getvalue() == ""
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    StderrBar("calcium", terminal)(1.0, "done")
+    assert terminal.getvalue().startswith("\rcalcium [")
+    subtitles = []
+    original = report.new_page
+    monkeypatch.setattr(report, "new_page", lambda title, subtitle="": subtitles.append(subtitle) or original(title, subtitle))
+    folder = tmp_path / "Doe^John 1947"
+    folder.mkdir()
+    ct, labels = write_block(folder)
+    assert run(capsys, "calcium", ct, "--labels", labels, "-o", tmp_path / "out")[0] == 0
+    assert subtitles and "Doe" not in subtitles[0] and "ct.nrrd" in subtitles[0]

@@ -50,6 +50,8 @@ class StderrBar:
         self._last = 0.0
 
     def __call__(self, fraction: float, message: str) -> None:
+        if not self.stream.isatty():  # a bar redrawn with \r only garbles a log or a pipe (and the error line)
+            return
         now = time.monotonic()
         if fraction < 1.0 and now - self._last < 0.1:
             return

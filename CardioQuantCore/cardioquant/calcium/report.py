@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from matplotlib.colors import ListedColormap
 
@@ -17,8 +19,9 @@ def _colour(value: int):
 def draw_report(path, loaded, artery_labels, result, summary, settings, models) -> None:
     hu = loaded.array()
     spacing = loaded.image.GetSpacing()
-    figure = page.new_page("Coronary artery calcium", f"{loaded.path} - mode: {summary['mode']} - "
-                                                      f"assignment: {summary['assignment']}")
+    # The file's own name only: folder names often carry the patient's name.
+    figure = page.new_page("Coronary artery calcium", f"{Path(loaded.path.rstrip('/')).name} - mode: "
+                                                      f"{summary['mode']} - assignment: {summary['assignment']}")
     _draw_thumbnails(figure, hu, artery_labels, result, spacing)
     table_ax = figure.add_axes([0.05, 0.28, 0.9, 0.22])
     rows = []
