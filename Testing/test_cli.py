@@ -217,3 +217,13 @@ def test_progress_bar_only_on_a_terminal_and_report_without_folder_names(capsys,
     ct, labels = write_block(folder)
     assert run(capsys, "calcium", ct, "--labels", labels, "-o", tmp_path / "out")[0] == 0
     assert subtitles and "Doe" not in subtitles[0] and "ct.nrrd" in subtitles[0]
+
+
+def test_identical_runs_write_identical_files(capsys, tmp_path):
+    """Same input, same options: the same bytes in every result file (segment IDs included), so results can be
+    checksummed and compared."""
+    ct, labels = write_block(tmp_path)
+    for out in ("one", "two"):
+        assert run(capsys, "calcium", ct, "--labels", labels, "-o", tmp_path / out, "--quiet")[0] == 0
+    for name in ("calcium.seg.nrrd", "calcium_labels.nrrd", "calcium.csv", "calcium.json"):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name

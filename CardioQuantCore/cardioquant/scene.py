@@ -128,6 +128,21 @@ def segmentation_node_from_labelmap(scene, label_image: sitk.Image, reference_no
     Segments for labels absent from the image are created empty when `include_empty` (so the user can paint
     into them in Segment Editor). The input volume is the reference geometry.
     """
+    # Segment IDs come from Slicer's random sequence: seeded here (and restored after) so that the same result
+    # gives the same .seg.nrrd, byte for byte, run after run.
+    ids = _slicer().vtkSegmentation.GetSegmentIDRandomSequenceInstance()
+    state = ids.GetSeed()
+    ids.SetSeed(SEGMENT_ID_SEED)
+    try:
+        return _segmentation_from_labelmap(scene, label_image, reference_node, table, name, include_empty)
+    finally:
+        ids.SetSeedOnly(state)
+
+
+SEGMENT_ID_SEED = 20261202
+
+
+def _segmentation_from_labelmap(scene, label_image, reference_node, table, name, include_empty):
     labelmap_node = volume_node_from_image(scene, sitk.Cast(label_image, sitk.sitkInt16), name + "_import", labelmap=True)
     segmentation_node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
     segmentation_node.CreateDefaultDisplayNodes()
