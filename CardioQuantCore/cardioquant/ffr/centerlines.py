@@ -9,6 +9,8 @@ centerlines from the inlet to every outlet, resampled every 0.5 mm.
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path as FilePath
 
 import numpy as np
@@ -244,15 +246,18 @@ def from_lumen_mask(mask_image: sitk.Image, inlet_ras=None, outlets_ras=None) ->
         targets = [ras(kji) for kji in outlets]
     source = np.asarray(inlet_ras, float) if inlet_ras is not None else ras(inlet)
     surface = lumen_surface(mask_image)
-    extractor = vmtkscripts.vmtkCenterlines()
-    extractor.Surface = surface
-    extractor.SeedSelectorName = "pointlist"
-    extractor.SourcePoints = [float(v) for v in source]
-    extractor.TargetPoints = [float(v) for point in targets for v in point]
-    extractor.AppendEndPoints = 1
-    extractor.Resampling = 1
-    extractor.ResamplingStepLength = 0.5
-    extractor.Execute()
+    # vmtk's scripts write their progress ("Cleaning surface...") to the stdout of the moment they are made; it
+    # would mix with the summary and the PROGRESS lines the Slicer panel reads, so it is kept out of stdout.
+    with contextlib.redirect_stdout(io.StringIO()):
+        extractor = vmtkscripts.vmtkCenterlines()
+        extractor.Surface = surface
+        extractor.SeedSelectorName = "pointlist"
+        extractor.SourcePoints = [float(v) for v in source]
+        extractor.TargetPoints = [float(v) for point in targets for v in point]
+        extractor.AppendEndPoints = 1
+        extractor.Resampling = 1
+        extractor.ResamplingStepLength = 0.5
+        extractor.Execute()
     from vtk.util import numpy_support
 
     centerlines = extractor.Centerlines
