@@ -349,3 +349,30 @@ def test_bodies_bridged_by_a_thin_layer_at_the_disc_are_split():
     assert len(bodies) == 2
     assert bodies[0][2:14].sum() == 12 * 400 and bodies[1][20:32].sum() == 12 * 400
     assert not any(b[15:19].any() for b in bodies)
+
+
+@pytest.mark.parametrize("iodine", [False, True])
+def test_contrast_flag_comes_from_the_aorta_with_or_without_a_body_mask(tmp_path, iodine):
+    """The flag follows the aorta's blood, never the mask given: a plain scan is not flagged and an iodine-bright
+    aorta is, whether TotalSegmentator's vertebra mask comes with its body mask or alone (the body then derived
+    from the whole vertebra, posterior arch included)."""
+    from cardioquant.bmd.pipeline import run
+    from cardioquant.cli import default_options
+    from cardioquant.imageio import read_image
+    from cardioquant.progress import Progress
+
+    case = phantom.make_spine_phantom(seed=4, spacing=(1.0, 1.0, 2.0), levels=("L1", "L2"))
+    if iodine:
+        zz, yy, xx = np.indices(case.hu.shape)
+        x = case.origin[0] + xx * case.spacing[0]
+        y = case.origin[1] + yy * case.spacing[1]
+        case.hu[(x - 22) ** 2 + (y - (np.median(y[case.bodies > 0]) - 32)) ** 2 <= 9 ** 2] = 350.0
+    ct, ts = write_case(tmp_path, case)
+    body = sitk.GetImageFromArray((case.bodies > 0).astype(np.uint8))
+    body.CopyInformation(sitk.ReadImage(str(ct)))
+    sitk.WriteImage(body, str(tmp_path / "body.nrrd"))
+    loaded = read_image(ct)
+    for body_mask in (None, str(tmp_path / "body.nrrd")):
+        summary = run(loaded, default_options("bmd", vertebra_mask=str(ts), vertebra_body_mask=body_mask),
+                      Progress()).summary
+        assert summary["contrast_enhanced"] is iodine, body_mask

@@ -118,15 +118,20 @@ def statistics(hu: np.ndarray, rois: dict) -> dict:
 
 def contrast_enhanced(hu: np.ndarray, spacing, slices: np.ndarray, vertebra_mask: np.ndarray,
                       posterior_sign: int = +1) -> bool:
-    """True when the aorta beside the spine is iodine-bright (> 150 HU): BMD would be biased, so it is flagged."""
+    """True when the aorta beside the spine is iodine-bright (> 150 HU): BMD would be biased, so it is flagged.
+
+    The aorta is looked for in front of the vertebra's front edge and never within 5 mm of the vertebra: bone is
+    as bright as iodine, and a body mask that is too large (derived from a whole-vertebra mask) must not turn the
+    vertebra itself into "contrast" (on the TotalSegmentator abdominal CT it did, and L1-L3 lost their blood
+    reference)."""
     hu, vertebra_mask = hu[slices], vertebra_mask[slices]
-    band_mask = np.ones(hu.shape, bool)
     k, j, i = np.nonzero(vertebra_mask)
-    body_j = np.percentile(j, 25 if posterior_sign > 0 else 75)
+    front_j = np.percentile(j, 5 if posterior_sign > 0 else 95)
     jj, ii = np.indices(hu.shape[1:])
-    dj = (jj - body_j) * spacing[1] * posterior_sign
+    dj = (jj - front_j) * spacing[1] * posterior_sign
     di = (ii - i.mean()) * spacing[0]
-    window = (dj <= -10) & (dj >= -70) & (di >= -10) & (di <= 50)
-    bright = band_mask & window[None] & (hu >= 150) & (hu <= 700)
+    window = (dj <= -5) & (dj >= -65) & (di >= -10) & (di <= 50)
+    near_bone = _in_plane_distance(~vertebra_mask, spacing) < 5.0
+    bright = window[None] & ~near_bone & (hu >= 150) & (hu <= 700)
     core = _in_plane_distance(bright, spacing) >= 5.0
     return bool(core.sum() * spacing[0] * spacing[1] >= 50.0)
