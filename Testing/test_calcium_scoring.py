@@ -1,4 +1,4 @@
-"""Calcium scoring engine against REFERENCE test vectors and voxel-built phantoms with exact answers."""
+"""Calcium scoring engine against the test vectors of docs/REFERENCE.md section 1 and voxel-built phantoms with exact answers."""
 
 import numpy as np
 import pytest
@@ -30,7 +30,7 @@ def volume_with(blocks, shape=(6, 40, 40), background=0.0):
     return hu, labels
 
 
-# --- REFERENCE test vectors ---------------------------------------------------------------------------
+# --- test vectors (docs/REFERENCE.md section 1) ---------------------------------------------------------------------------
 
 def test_vector_1_score_16_volume_2_mass_06():
     hu, labels = volume_with([(slice(1, 3), slice(5, 9), slice(5, 7), 400, 2)])

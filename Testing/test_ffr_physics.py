@@ -1,4 +1,4 @@
-"""CT-FFR reduced-order model: REFERENCE verification cases V1-V8 through the model builder and svZeroDSolver."""
+"""CT-FFR reduced-order model: the verification cases of docs/REFERENCE.md section 4 (V1-V8 of the project brief) through the model builder and svZeroDSolver."""
 
 import math
 

@@ -7,7 +7,7 @@ Two steps, each with documented settings:
    - "multi-material": least-squares line through (measured, nominal) of every available reference
      (air, fat, muscle, blood) - the most accurate when the ROIs are clean (Michalski 2020).
 2. BMD (mg/cm^3 hydroxyapatite-equivalent) = (HU_cal - HU_water) / slope(kVp), slope = HU per mg/cm^3 HA.
-Nominal HU values and slopes are literature-typical and UNVERIFIED (REFERENCE): every one is a setting.
+Nominal HU values and slopes are literature-typical and UNVERIFIED (docs/REFERENCE.md section 2): every one is a setting.
 "Asynchronous" calibration replaces step 1 and 2 by a line fitted to a phantom scanned on the same scanner
 (user-entered pairs of measured HU and known density).
 """

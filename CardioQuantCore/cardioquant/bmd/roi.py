@@ -1,4 +1,4 @@
-"""Trabecular region of interest in a vertebral body (REFERENCE section 2, Comp2Comp-style).
+"""Trabecular region of interest in a vertebral body (docs/REFERENCE.md section 2, Comp2Comp-style).
 
 In each axial slice of the middle third of the body (by slice count, rounded inward), an ellipse whose centre lies
 at 58 % of the antero-posterior extent measured from the posterior edge (so the ROI sits anterior of the

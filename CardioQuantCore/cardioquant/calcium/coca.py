@@ -1,6 +1,6 @@
 """Stanford COCA gated calcium CTs: the scan and the experts' per-artery lesion traces as a label map.
 
-Layout (REFERENCE section 6): `patient/<id>/<series>/*.dcm` and `calcium_xml/<id>.xml`, an OsiriX plist
+Layout (docs/REFERENCE.md section 6): `patient/<id>/<series>/*.dcm` and `calcium_xml/<id>.xml`, an OsiriX plist
 (Images -> ROIs; each ROI has Name and Point_mm, the polygon in DICOM patient coordinates, LPS mm, on one axial
 slice). A lesion's truth is the voxels >= 130 HU inside its polygon; the artery comes from the ROI name.
 Research-use data: nothing here is shipped, scripts and the bench take the data path.

@@ -1,6 +1,6 @@
 """Calcium on contrast CTA: an adaptive threshold relative to the lumen attenuation.
 
-Threshold T = mean_lumen + k x SD_lumen (k a setting, default 3; REFERENCE marks the constants unverified).
+Threshold T = mean_lumen + k x SD_lumen (k a setting, default 3; docs/REFERENCE.md section 1 marks the constants unverified).
 Lumen statistics come from a user lumen mask when given, else from an automatic ROI in the ascending aorta: the
 largest bright (iodine-range) region of the upper third of the scan, eroded to stay clear of its wall.
 The CTA score is an *Agatston-equivalent*: lesions found at T with the usual Agatston weights from their peak HU,

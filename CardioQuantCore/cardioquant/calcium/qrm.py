@@ -2,7 +2,7 @@
 200, 400, 800 mg HA/cm^3) and water/200 mg calibration rods, rendered with partial volume on any grid.
 
 Attenuation model: HU = water_hu + density_mg_cm3 x hu_per_mg at 120 kVp (1.15 HU per mg/cm^3, i.e. a
-200 mg/cm^3 rod reads 230 HU above water, REFERENCE's calibration example); other tube voltages scale HU by
+200 mg/cm^3 rod reads 230 HU above water, docs/REFERENCE.md section 1's example); other tube voltages scale HU by
 threshold(kVp) / 130, the same ratio the published kVp threshold table uses. The body, the insert base
 and the rod base are one soft-tissue-equivalent material (40 HU); the "water" calibration ROI is read in it, so
 c = 0.2 / (HU_rod - HU_base) is the calibration a reader would measure.

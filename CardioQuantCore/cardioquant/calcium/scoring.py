@@ -1,6 +1,6 @@
 """Agatston, volume and mass scores, total and per artery, with a per-lesion list.
 
-Definitions (REFERENCE section 1): candidate voxels are >= the kVp-dependent threshold (130 HU at 120 kVp);
+Definitions (docs/REFERENCE.md section 1): candidate voxels are >= the kVp-dependent threshold (130 HU at 120 kVp);
 a *scored region* is a connected set of candidate voxels of one artery inside one axial slice (2D
 connectivity, default 8) or the slice cross-section of a 3D-connected region (3D connectivity); regions below
 the minimum area are dropped; each region scores area_mm2 x weight(peak HU of that region), weights switching at

@@ -1,4 +1,4 @@
-"""Lumped-parameter elements and boundary conditions (REFERENCE section 4), in CGS units (cm, g, s;
+"""Lumped-parameter elements and boundary conditions (docs/REFERENCE.md section 4), in CGS units (cm, g, s;
 pressure dyn/cm^2, flow mL/s). Every constant is a documented default and a setting.
 """
 

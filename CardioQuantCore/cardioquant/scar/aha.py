@@ -1,4 +1,4 @@
-"""AHA 17-segment model on a short-axis stack (REFERENCE section 3).
+"""AHA 17-segment model on a short-axis stack (docs/REFERENCE.md section 3).
 
 Slices with myocardium are ordered base to apex (the base has the larger cavity) and split into basal, mid and
 apical thirds; slices with myocardium but no cavity form the apex cap (17). Basal and mid rings have six 60-degree

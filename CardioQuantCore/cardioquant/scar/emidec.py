@@ -1,7 +1,7 @@
 """EMIDEC data access (80 real LGE MRI cases as 2D short-axis PNG slices with labels) and its fixed split.
 
 Labels: 0 background, 1 LV cavity, 2 myocardium, 3 infarct, 4 microvascular obstruction. The PNGs are 8-bit and
-lost their pixel spacing; where a volume is needed 1.5 x 1.5 x 10 mm is assumed (REFERENCE) and said so.
+lost their pixel spacing; where a volume is needed 1.5 x 1.5 x 10 mm is assumed (docs/REFERENCE.md section 3) and said so.
 The validation split is fixed by case (never slices of one case on both sides): every fifth case in sorted order
 of each group (N = no infarct, P = infarct), i.e. 16 of 80 cases.
 """

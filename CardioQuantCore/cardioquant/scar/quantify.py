@@ -1,5 +1,5 @@
 """Scar quantification inside the LV myocardium: n-SD, FWHM or the model's own scar; volumes, %LGE, gray zone,
-MVO (REFERENCE section 3).
+MVO (docs/REFERENCE.md section 3).
 
 Arrays are short-axis stacks [slice, row, column]; masks: cavity, myocardium (the whole LV myocardium,
 scar included). Definitions:
