@@ -1,6 +1,7 @@
 """Valid ranges of the analyses' numeric options, checked before anything is read or computed.
 
-Each pipeline declares `OPTION_RANGES = {option: (low, high, low inclusive)}` and calls `check_ranges`; the
+Each pipeline declares `OPTION_RANGES = {option: (low, high, low inclusive[, high inclusive])}` (the high bound is
+inclusive unless a fourth value says otherwise) and calls `check_ranges`; the
 command line (cli.run_module), the batch command and each pipeline's `run` (the Slicer panels' path) check them.
 """
 
@@ -11,14 +12,16 @@ import math
 from .errors import InputError
 
 
-def check_ranges(options, ranges: dict[str, tuple[float, float, bool]]) -> None:
+def check_ranges(options, ranges: dict[str, tuple]) -> None:
     """One line naming the option when a number is out of its range (NaN included)."""
-    for name, (low, high, inclusive) in ranges.items():
+    for name, (low, high, low_inclusive, *rest) in ranges.items():
         value = getattr(options, name, None)
         if value is None:
             continue
-        above_low = value >= low if inclusive else value > low
-        if not (math.isfinite(value) and above_low and value <= high):
-            bound = "from" if inclusive else "above"
-            raise InputError(f"--{name.replace('_', '-')} {value:g} is out of range: give a value {bound} {low:g} "
-                             f"up to {high:g}.")
+        high_inclusive = rest[0] if rest else True
+        above_low = value >= low if low_inclusive else value > low
+        below_high = value <= high if high_inclusive else value < high
+        if not (math.isfinite(value) and above_low and below_high):
+            raise InputError(f"--{name.replace('_', '-')} {value:g} is out of range: give a value "
+                             f"{'from' if low_inclusive else 'above'} {low:g} {'up to' if high_inclusive else 'below'} "
+                             f"{high:g}.")

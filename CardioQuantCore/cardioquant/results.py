@@ -154,9 +154,9 @@ def write_outputs(result: ModuleResult, loaded: LoadedImage, outdir: str | Path,
     failure leaves OUTDIR untouched, and with --overwrite the results there are kept in previous/."""
 
     outdir = Path(outdir)
-    check_can_write(outdir, result.module, overwrite)
+    _check_writable(outdir)  # before run_lock creates the folder
     with run_lock(outdir, result.module):
-        check_can_write(outdir, result.module, overwrite)  # again, under the lock: a run may just have finished
+        check_can_write(outdir, result.module, overwrite)  # under the lock: another run may just have finished
         return _write_locked(result, loaded, outdir)
 
 

@@ -116,9 +116,8 @@ def _serve() -> None:
         try:
             options = build_parser().parse_args(argv)
             code, message = run_parsed(options)
-        except SystemExit as exc:  # argparse: a bad option
+        except SystemExit:  # argparse: a bad option (the batch checked them, so this is a bug or a race)
             code, message = 2, f"bad options for {argv[0]}: {' '.join(argv[1:])}"
-            code = int(exc.code or 2) if isinstance(exc.code, int) else code
         protocol.write(json.dumps([code, message]) + "\n")
         protocol.flush()
 

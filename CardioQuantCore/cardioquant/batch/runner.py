@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import csv
 import fcntl
+import functools
 import hashlib
 import json
 import shutil
@@ -85,10 +86,10 @@ def prepare(options, passed_on: list[str]) -> dict:
         probe.unlink()
     except OSError as exc:
         raise InputError(f"cannot write to {options.output} ({exc.strerror}); choose a writable output folder.") from exc
-    jobs = [job for study in found for analysis in analyses
-            if (job := _job(study, analysis, passed_on, options)) is not None]
-    if not jobs:
-        raise InputError("no study has an option set that the chosen analyses take: check the manifest's columns.")
+    jobs = []
+    for study in found:
+        fingerprint = study.fingerprint()  # once per study: it reads the whole file listing
+        jobs += [_job(study, analysis, passed_on, options, fingerprint) for analysis in analyses]
     return {"studies": found, "analyses": analyses, "jobs": jobs, "versions": versions()}
 
 
@@ -108,17 +109,22 @@ def _check_options(analysis: str, arguments: list[str], where: str) -> None:
             raise InputError(f"{where}, {analysis}: {exc}") from exc
 
 
-def _job(study, analysis: str, passed_on: list[str], options) -> dict | None:
-    """The job of one study and analysis: manifest columns become that analysis's options where it has them."""
+@functools.cache
+def _option_names(analysis: str) -> frozenset[str]:
+    """The option names (argparse dest) of one analysis's command line."""
     from ..cli import default_options
 
-    known = vars(default_options(analysis))
+    return frozenset(vars(default_options(analysis)))
+
+
+def _job(study, analysis: str, passed_on: list[str], options, fingerprint: str) -> dict:
+    """The job of one study and analysis: manifest columns become that analysis's options where it has them."""
     per_study = []
     for key, value in study.options.items():
         name = key.strip().replace("-", "_")
-        if name in known:
+        if name in _option_names(analysis):
             per_study += [f"--{name.replace('_', '-')}", str(value)]
-        elif not any(name in vars(default_options(a)) for a in pipelines.TITLES):
+        elif not any(name in _option_names(a) for a in pipelines.TITLES):
             raise InputError(f"manifest column '{key}' is not an option of any analysis; rename or remove it.")
     argv = [study.path, *(["--series", study.series] if study.series else []), *passed_on, *per_study]
     _check_options(analysis, argv[1:], f"study {study.id}")
@@ -126,7 +132,7 @@ def _job(study, analysis: str, passed_on: list[str], options) -> dict | None:
     return {"study": study.id, "analysis": analysis, "description": study.description, "argv": argv,
             "final": str(out / study.id / analysis),
             "staging": str(out / ".staging"), "logs": str(out / ".logs"), "timeout": options.timeout,
-            "fingerprint": study.fingerprint(),
+            "fingerprint": fingerprint,
             "settings": hashlib.sha256(json.dumps([analysis, passed_on, per_study]).encode()).hexdigest()}
 
 

@@ -69,13 +69,9 @@ def read_input(path: str) -> LoadedImage:
 
 
 def boundary_conditions(options) -> BoundaryConditions:
-    bc = BoundaryConditions(options.aortic_pressure, options.cardiac_output, options.hyperemia_factor,
-                            options.left_share, options.murray_exponent, options.venous_pressure)
-    if not 40 <= bc.aortic_pressure_mmhg <= 200:
-        raise InputError("--aortic-pressure must be a mean arterial pressure in mmHg (40-200)")
-    if not 0 < bc.hyperemia_factor <= 1 or not 0 < bc.left_share < 1 or bc.cardiac_output_l_min <= 0:
-        raise InputError("boundary-condition settings out of range (hyperemia factor 0-1, left share 0-1, CO > 0)")
-    return bc
+    """The boundary conditions of the options (their ranges are checked by check_options, OPTION_RANGES)."""
+    return BoundaryConditions(options.aortic_pressure, options.cardiac_output, options.hyperemia_factor,
+                              options.left_share, options.murray_exponent, options.venous_pressure)
 
 
 def _check_contrast(loaded: LoadedImage, lumen: np.ndarray) -> None:
@@ -166,7 +162,7 @@ OPTION_RANGES = {
     "aortic_pressure": (40.0, 200.0, True),   # mean aortic pressure
     "cardiac_output": (1.0, 15.0, True),
     "hyperemia_factor": (0.0, 1.0, False),    # hyperaemic / resting microvascular resistance (about 0.2-0.3)
-    "left_share": (0.0, 1.0, False),
+    "left_share": (0.0, 1.0, False, False),    # a share of the flow: both trees get some
     "murray_exponent": (2.0, 3.0, True),      # Murray's law: 3; 2-3 reported for coronary trees
     "venous_pressure": (0.0, 20.0, True),     # must stay well below the aortic pressure
     "min_stenosis": (0.0, 99.0, True),
