@@ -179,9 +179,8 @@ def _bone_gap_lookup(components: np.ndarray, heart_region: np.ndarray, voxel_mm3
     """`gap(k, j, i)`: mm from those voxels to the nearest bone, i.e. a bone-sized candidate that runs out of the
     heart search region (sternum, ribs, costal cartilage, spine; on the ~2 mm subsample)."""
     sizes = np.bincount(components.ravel()) * voxel_mm3
-    outside = np.bincount(components.ravel(), weights=~heart_region.ravel(), minlength=sizes.size) > 0
-    bones = np.nonzero((sizes >= BONE_VOLUME_MM3) & outside)[0]
-    bones = bones[bones > 0]
+    running_out = np.unique(components[(components > 0) & ~heart_region])  # candidate voxels only: no full copy
+    bones = running_out[sizes[running_out] >= BONE_VOLUME_MM3]
     if bones.size == 0:
         return lambda k, j, i: np.inf
     small = np.isin(grid.take(components), bones)
