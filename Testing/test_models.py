@@ -185,3 +185,37 @@ def test_user_weights_are_recorded_by_their_own_checksum_and_carry_no_accuracy(t
     _, _, provenance = load_named_model(entry.name, tmp_path / "mine.pt", torch.device("cpu"))
     assert provenance["sha256"] == hashlib.sha256((tmp_path / "mine.pt").read_bytes()).hexdigest() != entry.sha256
     assert provenance["accuracy"] is None and provenance["note"] == USER_WEIGHTS_NOTE
+
+
+def test_a_training_run_killed_midway_resumes_from_its_checkpoint_to_the_same_weights(tmp_path):
+    """Training runs checkpoint as they go: a run stopped after iteration 3 and started again with the same
+    checkpoint ends with the weights of a run that never stopped (same batches, same optimiser state)."""
+    from cardioquant.models.training import train
+
+    def run(stop_at=None):
+        torch.manual_seed(0)
+        network = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3, padding=1))
+        generator = torch.Generator().manual_seed(1)
+        calls = {"n": 0}
+
+        def next_batch():
+            calls["n"] += 1
+            if calls["n"] == stop_at:
+                raise KeyboardInterrupt
+            x = torch.rand(2, 1, 8, 8, generator=generator)
+            return x, (x > 0.5).long()
+
+        return network, generator, next_batch
+
+    reference, generator, batches = run()
+    train(reference, batches, 6, 1e-2, "cpu", log_every=1, generator=generator)
+    checkpoint = tmp_path / "state.ckpt"
+    stopped, generator, batches = run(stop_at=4)
+    with pytest.raises(KeyboardInterrupt):
+        train(stopped, batches, 6, 1e-2, "cpu", log_every=1, checkpoint=checkpoint, generator=generator)
+    assert checkpoint.exists()
+    resumed, generator, batches = run()
+    train(resumed, batches, 6, 1e-2, "cpu", log_every=1, checkpoint=checkpoint, generator=generator)
+    assert not checkpoint.exists()
+    for a, b in zip(reference.state_dict().values(), resumed.state_dict().values(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6)

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from cardioquant.models.runtime import build_network, load_named_model
 from cardioquant.models.training import save_weights, train
-from cardioquant.scar import emidec
+from cardioquant.scar import emidec, myops
 from cardioquant.scar.network import (
     MODEL_NAME,
     REFINER_NAME,
@@ -47,12 +47,26 @@ REFINER_ARCHITECTURE = {"name": "UNet", "kwargs": {**ARCHITECTURE["kwargs"], "in
 
 
 def load(root, case_ids, channels: int, segmenter=None):
-    """Training inputs [n, channels, 256, 256] (each slice with its neighbours in its own case; for the refiner
-    followed by the `segmenter`'s cavity and wall probabilities) and labels [n, 256, 256]."""
-    images, labels = [], []
+    """EMIDEC training inputs [n, channels, 256, 256] and labels [n, 256, 256]."""
+    return _inputs([(normalise_stack(x), y) for x, y in (emidec.load_case(root, case) for case in case_ids)],
+                   channels, segmenter)
+
+
+def load_myops(root, case_ids, channels: int, segmenter=None):
+    """MyoPS training inputs and labels as EMIDEC's: each whole-field-of-view slice normalised as the pipeline
+    does (on its own grid), resampled to 1.5 mm pixels and cut to 256 x 256 around the LV."""
+    stacks = []
     for case in case_ids:
-        x, y = emidec.load_case(root, case)
-        stack = normalise_stack(x)
+        signal, classes, _, spacing = myops.load_case(root, case)
+        stacks.append(myops.on_training_grid(normalise_stack(signal), classes, (spacing[1], spacing[0])))
+    return _inputs(stacks, channels, segmenter)
+
+
+def _inputs(stacks, channels: int, segmenter):
+    """Per case (normalised stack, labels) -> inputs [n, channels, rows, cols] (each slice with its neighbours in
+    its own case; for the refiner followed by the `segmenter`'s cavity and wall probabilities), labels [n, ...]."""
+    images, labels = [], []
+    for stack, y in stacks:
         if segmenter is None:
             images += list(with_neighbours(stack, channels))
         else:
@@ -118,6 +132,12 @@ def dice(pred, truth, classes):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="EMIDEC folder with images/ and labels/")
+    parser.add_argument("--myops", type=Path, help="MyoPS folder (Case*/Case*_LGE.nii.gz, *_gd.nii.gz): its training "
+                                                   "split is added (another centre and scanner)")
+    parser.add_argument("--myops-share", type=float, default=0.35,
+                        help="share of training slices drawn from MyoPS [0.35]")
+    parser.add_argument("--checkpoint", type=Path, help="training state written here as it runs; a run started "
+                                                        "again with the same path resumes")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--iterations", type=int, default=2500)
     parser.add_argument("--batch", type=int, default=12)
@@ -143,9 +163,22 @@ def main():
         architecture = {**ARCHITECTURE, "kwargs": {**ARCHITECTURE["kwargs"], "in_channels": channels}}
         name = MODEL_NAME
     x_train, y_train = load(args.data, train_ids, channels, segmenter)
+    from_myops = np.zeros(len(x_train), bool)
+    print(f"EMIDEC: {len(train_ids)} training cases ({len(x_train)} slices), {len(validation_ids)} validation cases",
+          flush=True)
+    if args.myops:
+        myops_train, myops_validation = myops.split(list(myops.cases(args.myops)))
+        x_more, y_more = load_myops(args.myops, myops_train, channels, segmenter)
+        print(f"MyoPS: {len(myops_train)} training cases ({len(x_more)} slices), {len(myops_validation)} validation "
+              f"cases", flush=True)
+        x_train, y_train = np.concatenate([x_train, x_more]), np.concatenate([y_train, y_more])
+        from_myops = np.concatenate([from_myops, np.ones(len(x_more), bool)])
     if segmenter is not None:
         y_train = scar_targets(y_train)
-    print(f"{len(train_ids)} training cases ({len(x_train)} slices), {len(validation_ids)} validation cases", flush=True)
+    # Each slice is drawn with a weight that gives MyoPS its share of the batches (it has far fewer slices).
+    share = args.myops_share if from_myops.any() else 0.0
+    weights = np.where(from_myops, share / max(from_myops.sum(), 1), (1 - share) / max((~from_myops).sum(), 1))
+    weights = torch.from_numpy(weights / weights.sum())
     network = build_network(type("E", (), {"architecture": architecture, "name": name})())
     if args.init:
         warm_start(network, args.init)
@@ -155,7 +188,7 @@ def main():
     window = (Ellipsis, slice(margin, margin + args.crop), slice(margin, margin + args.crop))
 
     def next_batch():
-        index = torch.randint(len(x_train), (args.batch,), generator=generator).numpy()
+        index = torch.multinomial(weights, args.batch, replacement=True, generator=generator).numpy()
         x = torch.from_numpy(x_train[index])
         image_channels = x.shape[1] if segmenter is None else 3  # the refiner's 3 slices, then probabilities
         x = torch.cat([drop_neighbours(x[:, :image_channels], generator), x[:, image_channels:]], 1)
@@ -163,7 +196,8 @@ def main():
         x, y = augment(x, y, generator, image_channels)
         return x[window], y[window]
 
-    train(network, next_batch, args.iterations, args.lr, args.device, batch_dice=True, log_every=100, started=started)
+    train(network, next_batch, args.iterations, args.lr, args.device, batch_dice=True, log_every=100, started=started,
+          checkpoint=args.checkpoint, generator=generator)
     network.eval()
     scores = {"myocardium": [], "scar+mvo": []}
     with torch.inference_mode():
@@ -175,6 +209,15 @@ def main():
             scores["myocardium"].append(dice(pred, y, [2, 3, 4]))
             if np.isin(y, [3, 4]).any():
                 scores["scar+mvo"].append(dice(pred, y, [3, 4]))
+    if args.myops:
+        for case in myops_validation:
+            signal, classes, _, spacing = myops.load_case(args.myops, case)
+            device = torch.device(args.device)
+            stack, pixel_mm = normalise_stack(signal), (spacing[1], spacing[0])
+            pred = (predict(network, stack, device, pixel_mm=pixel_mm) if segmenter is None else
+                    predict(segmenter.to(device), stack, device, pixel_mm=pixel_mm, refiner=network))
+            scores.setdefault("myops myocardium", []).append(dice(pred, classes, [2, 3, 4]))
+            scores.setdefault("myops scar", []).append(dice(pred, classes, [3, 4]))
     save_weights(network, args.out, validation_dice={k: float(np.mean(v)) for k, v in scores.items()},
                  iterations=args.iterations, seconds=round(time.time() - started))
 

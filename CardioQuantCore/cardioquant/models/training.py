@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -33,9 +34,14 @@ def masked_dice_ce(batch_dice: bool):
 
 
 def train(network, next_batch: Callable[[], tuple], iterations: int, lr: float, device, batch_dice: bool = False,
-          log_every: int = 50, started: float | None = None, ignore_unknown: bool = False):
+          log_every: int = 50, started: float | None = None, ignore_unknown: bool = False,
+          checkpoint: Path | None = None, generator=None):
     """Train in place; `next_batch()` returns (x, y) tensors on the CPU, y with a channel axis of class indices
-    (and IGNORE where the class is unknown, when `ignore_unknown`)."""
+    (and IGNORE where the class is unknown, when `ignore_unknown`).
+
+    With a `checkpoint` path the state (network, optimiser, schedule, iteration, the batch `generator`'s state) is
+    written there every `log_every` iterations (atomically), and a run started again with the same path resumes
+    where it stopped instead of starting over; the file is removed when training ends."""
     import torch
     from monai.losses import DiceCELoss
 
@@ -45,8 +51,18 @@ def train(network, next_batch: Callable[[], tuple], iterations: int, lr: float, 
     loss_function = (masked_dice_ce(batch_dice) if ignore_unknown else
                      DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=batch_dice))
     network.train()
-    running = []
-    for iteration in range(1, iterations + 1):
+    running, first = [], 1
+    if checkpoint is not None and Path(checkpoint).exists():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        network.load_state_dict(state["network"])
+        optimiser.load_state_dict(state["optimiser"])
+        schedule.load_state_dict(state["schedule"])
+        if generator is not None:
+            generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        first = state["iteration"] + 1
+        print(f"resumed from {checkpoint} at iteration {state['iteration']}", flush=True)
+    for iteration in range(first, iterations + 1):
         x, y = next_batch()
         optimiser.zero_grad()
         loss = loss_function(network(x.to(device)), y.to(device))
@@ -57,8 +73,27 @@ def train(network, next_batch: Callable[[], tuple], iterations: int, lr: float, 
         if iteration % log_every == 0:
             print(f"iteration {iteration}: loss {np.mean(running[-log_every:]):.4f} ({time.time() - started:.0f} s)",
                   flush=True)
+            if checkpoint is not None:
+                _save_checkpoint(checkpoint, iteration, network, optimiser, schedule, generator)
+    if checkpoint is not None:
+        Path(checkpoint).unlink(missing_ok=True)
     network.eval()
     return network
+
+
+def _save_checkpoint(path, iteration, network, optimiser, schedule, generator) -> None:
+    """Write the training state to `path` through a temporary file, so that a kill never leaves half a file."""
+    import os
+
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    torch.save({"iteration": iteration, "network": network.state_dict(), "optimiser": optimiser.state_dict(),
+                "schedule": schedule.state_dict(), "torch_rng": torch.get_rng_state(),
+                "generator": generator.get_state() if generator is not None else None}, partial)
+    os.replace(partial, path)
 
 
 def generate_cases(make_case: Callable[[int], tuple], seeds, workers: int = 2) -> list:

@@ -1,0 +1,73 @@
+"""MyoPS data access (30 real LGE MRI volumes of another centre: oblique short-axis stacks, the whole field of view,
+about 0.73 mm pixels, 12-23 mm slices) and its fixed split. A development module: the pipelines never import it.
+
+MyoPS labels -> the network's (EMIDEC's) classes: 500 LV blood pool -> 1 cavity; 200 normal myocardium and 1220
+edema -> 2 myocardium (edema is a T2 finding, not enhanced on LGE); 2221 scar -> 3; 600 right ventricle -> 0. MyoPS
+has no MVO class: its scar includes any no-reflow core.
+The validation split is fixed by case (never slices of one case on both sides): every fourth case in sorted
+order starting with the third, i.e. 7 of 30 cases.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+MYOCARDIUM_VALUES = (200, 1220, 2221)
+SCAR_VALUE = 2221
+CAVITY_VALUE = 500
+RV_VALUE = 600
+
+
+def cases(root: str | Path) -> dict[str, Path]:
+    """case id ("Case3001") -> its folder."""
+    return {p.name: p for p in sorted(Path(root).glob("Case*")) if p.is_dir() and any(p.glob("*_LGE.nii.gz"))}
+
+
+def split(case_ids: list[str]) -> tuple[list[str], list[str]]:
+    train, validation = [], []
+    for n, case in enumerate(sorted(case_ids)):
+        (validation if n % 4 == 2 else train).append(case)
+    return train, validation
+
+
+def network_classes(labels: np.ndarray) -> np.ndarray:
+    """MyoPS label values -> 0 background, 1 LV cavity, 2 myocardium, 3 scar."""
+    out = np.zeros(labels.shape, np.uint8)
+    out[labels == CAVITY_VALUE] = 1
+    out[np.isin(labels, MYOCARDIUM_VALUES)] = 2
+    out[labels == SCAR_VALUE] = 3
+    return out
+
+
+def load_case(root: str | Path, case_id: str):
+    """(signal [slices, rows, cols] float32, network classes [slices, rows, cols] uint8, the raw MyoPS labels,
+    spacing (col, row, slice) mm) on the stack's own grid, as the pipeline reads it."""
+    import SimpleITK as sitk
+
+    folder = cases(root)[case_id]
+    image = sitk.ReadImage(str(next(folder.glob("*_LGE.nii.gz"))))
+    raw = sitk.GetArrayFromImage(sitk.ReadImage(str(next(folder.glob("*_gd.nii.gz")))))
+    signal = sitk.GetArrayFromImage(image).astype(np.float32)
+    return signal, network_classes(raw), raw, tuple(image.GetSpacing())
+
+
+def on_training_grid(stack: np.ndarray, classes: np.ndarray, pixel_mm: tuple[float, float], size: int = 256):
+    """A normalised stack and its classes resampled to the network's pixel size (as the pipeline resamples) and
+    cut or padded to size x size around the LV's centre, like EMIDEC's heart-centred slices."""
+    import torch
+    import torch.nn.functional as F
+
+    from .network import TRAINED_PIXEL_MM, _resize
+
+    grid = tuple(max(16, round(n * mm / TRAINED_PIXEL_MM)) for n, mm in zip(stack.shape[1:], pixel_mm, strict=True))
+    image = _resize(stack[:, None], grid)[:, 0]
+    labels = F.interpolate(torch.from_numpy(classes[:, None].astype(np.float32)), size=grid, mode="nearest")[:, 0]
+    labels = labels.numpy().astype(np.uint8)
+    _, rows, cols = np.nonzero(labels >= 1)
+    centre = (int(np.median(rows)), int(np.median(cols)))
+    half = size // 2
+    padded = [np.pad(a, ((0, 0), (half, half), (half, half))) for a in (image, labels)]
+    window = (slice(None), slice(centre[0], centre[0] + size), slice(centre[1], centre[1] + size))
+    return padded[0][window], padded[1][window]
