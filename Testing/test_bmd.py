@@ -76,6 +76,24 @@ def test_vertebral_body_is_the_part_anterior_to_the_canal():
     assert body[:, 5:25, 15:45].all() and not body[:, 30:].any()
 
 
+def test_vertebral_body_from_a_whole_vertebra_whose_ring_is_open_in_every_slice():
+    """As on real CT: the pedicles (upper slices) and the laminae (lower slices) never close the ring around the
+    canal in one slice; seen from above they do. The body is exactly the part in front of the canal, over the
+    body's own slices (the articular processes above it are not body)."""
+    vertebra = np.zeros((14, 60, 60), bool)
+    vertebra[2:12, 5:25, 15:45] = True                   # body: 10 slices, rows 5-24
+    vertebra[2:7, 25:34, 18:22] = vertebra[2:7, 25:34, 38:42] = True   # pedicles
+    vertebra[6:11, 34:44, 18:42] = True                  # laminae and spinous base, behind the canal (rows 25-33)
+    vertebra[6:11, 34:40, 22:38] = False
+    vertebra[11:14, 30:36, 16:21] = True                 # superior articular process tips
+    body = vertebrae.vertebral_body(vertebra, posterior_sign=+1, spacing=(1.0, 1.0, 3.0))
+    truth = np.zeros_like(vertebra)
+    truth[2:12, 5:25, 15:45] = True
+    assert np.array_equal(body, truth)
+    flipped = vertebrae.vertebral_body(vertebra[:, ::-1], posterior_sign=-1, spacing=(1.0, 1.0, 3.0))
+    assert np.array_equal(flipped, truth[:, ::-1])
+
+
 # --- calibration ------------------------------------------------------------------------------------------
 
 def test_two_point_is_comp2comp_recalibration():

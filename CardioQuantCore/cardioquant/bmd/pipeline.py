@@ -129,7 +129,7 @@ def collect_bodies(loaded: LoadedImage, options, hu: np.ndarray, sign: int) -> t
             body_mask = sitk.GetArrayFromImage(read_mask(options.vertebra_body_mask, image)) == 1
             bodies = {level: mask & body_mask for level, mask in whole.items()}
         else:
-            bodies = {level: vertebrae.vertebral_body(mask, sign) for level, mask in whole.items()}
+            bodies = {level: vertebrae.vertebral_body(mask, sign, spacing) for level, mask in whole.items()}
         source = "TotalSegmentator masks"
     elif options.seed:
         bodies = {}
