@@ -18,6 +18,50 @@ def test_bundled_weights_verify_and_load(name):
     load_model(entry, path)
 
 
+@pytest.mark.parametrize("name", ["coronary_lumen", "vertebra_segmenter", "lge_segmenter", "lge_scar_refiner"])
+def test_each_weights_file_agrees_with_its_manifest_entry(name):
+    """The entry is the one source of a model's preprocessing: the weights file holds exactly the entry's
+    architecture (every tensor's shape), one output per listed class, one input per slice read (plus the first
+    stage's two probabilities for the refiner), and a patch the UNet's strides divide."""
+    entry = get_model(name)
+    path, _ = resolve_weights(entry, allow_download=False)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    built = load_model(entry, path).state_dict()
+    assert {k: tuple(v.shape) for k, v in state.items()} == {k: tuple(v.shape) for k, v in built.items()}
+    kwargs = entry.architecture["kwargs"]
+    assert kwargs["out_channels"] == len(entry.labels)
+    expected_inputs = entry.input.get("input_slices", 1) + (2 if name == "lge_scar_refiner" else 0)
+    assert kwargs["in_channels"] == expected_inputs
+    assert kwargs["spatial_dims"] == entry.input["spatial_dims"] == len(entry.input["patch_size"])
+    assert len(entry.input["spacing_mm"]) == entry.input["spatial_dims"]
+    stride = int(np.prod(kwargs["strides"]))
+    assert all(size % stride == 0 for size in entry.input["patch_size"])
+
+
+def test_the_code_runs_each_network_with_its_entrys_preprocessing():
+    """The network modules take grid, intensity window, patch, mirrors and cut-offs from the manifest entry."""
+    from cardioquant.bmd import network as vertebra
+    from cardioquant.ffr import lumen_network as lumen
+    from cardioquant.scar import network as lge
+
+    for module, entry in ((vertebra, get_model("vertebra_segmenter")), (lumen, get_model("coronary_lumen"))):
+        window = entry.input["normalisation"]
+        assert module.GRID_MM == entry.input["spacing_mm"][0] and module.HU_WINDOW == tuple(window["clip_hu"])
+        hu = np.array([-2000.0, 0.0, 400.0, 5000.0])
+        expected = (np.clip(hu, *window["clip_hu"]) - window["offset_hu"]) / window["scale_hu"]
+        assert module.normalise(hu) == pytest.approx(expected)
+    segmenter, refiner = get_model("lge_segmenter").input, get_model("lge_scar_refiner").input
+    assert lge.TRAINED_PIXEL_MM == segmenter["spacing_mm"][0] and lge.CROP == segmenter["patch_size"][0]
+    assert len(lge.FLIPS) == segmenter["test_time_mirrors"] and lge.REFINER_FLIPS == refiner["test_time_mirrors"]
+    assert lge.MYOCARDIUM_PROBABILITY == segmenter["cut_offs"]["myocardium_probability"]
+    assert lge.SCAR_PROBABILITY == refiner["cut_offs"]["scar_share_of_wall"]
+    assert lge.MIN_SCAR_COMPONENT_ML == refiner["cut_offs"]["min_scar_component_ml"]
+    plane = np.arange(1000, dtype=np.float32).reshape(10, 100)
+    low, high = np.percentile(plane, segmenter["normalisation"]["percentiles"])
+    assert lge.normalise_slice(plane) == pytest.approx(np.clip((plane - low) / (high - low),
+                                                               *segmenter["normalisation"]["clip"]))
+
+
 def test_manifest_lists_each_model_once():
     names = [m for m in load_manifest()]
     assert sorted(names) == ["coronary_lumen", "lge_scar_refiner", "lge_segmenter", "vertebra_segmenter"]

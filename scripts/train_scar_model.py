@@ -30,6 +30,7 @@ from cardioquant.models.runtime import build_network, load_named_model
 from cardioquant.models.training import save_weights, train
 from cardioquant.scar import emidec, myops
 from cardioquant.scar.network import (
+    CROP,
     MODEL_NAME,
     REFINER_NAME,
     normalise_stack,
@@ -141,7 +142,7 @@ def main():
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--iterations", type=int, default=2500)
     parser.add_argument("--batch", type=int, default=12)
-    parser.add_argument("--crop", type=int, default=128)
+    parser.add_argument("--crop", type=int, default=CROP, help=f"training crop (the manifest's patch size) [{CROP}]")
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--input-slices", type=int, choices=(1, 3), default=3,
                         help="1: 2D (the first stage of the shipped model), 3: 2.5D [3]")

@@ -19,11 +19,15 @@ from scipy import ndimage
 
 from ..errors import InputError
 from ..geometry import resample_isotropic
+from ..models.manifest import preprocessing
 from .levels import LEVELS, UNDETERMINED
 
 MODEL_NAME = "vertebra_segmenter"
-GRID_MM = 2.0
-HU_WINDOW = (-200.0, 1200.0)
+# The network's preprocessing, read from its manifest entry (the one source; training uses the same values).
+_INPUT = preprocessing(MODEL_NAME)
+GRID_MM = float(_INPUT["spacing_mm"][0])
+HU_WINDOW = tuple(_INPUT["normalisation"]["clip_hu"])
+HU_OFFSET, HU_SCALE = _INPUT["normalisation"]["offset_hu"], _INPUT["normalisation"]["scale_hu"]
 CLASSES = ("background", "body", "posterior", "sacrum", "rib")
 
 
@@ -32,7 +36,7 @@ def to_grid(image: sitk.Image, is_label: bool = False) -> sitk.Image:
 
 
 def normalise(array: np.ndarray) -> np.ndarray:
-    return ((np.clip(array, *HU_WINDOW) - 200.0) / 400.0).astype(np.float32)
+    return ((np.clip(array, *HU_WINDOW) - HU_OFFSET) / HU_SCALE).astype(np.float32)
 
 
 def predict_classes(image: sitk.Image, network, device, roi, progress=None) -> sitk.Image:

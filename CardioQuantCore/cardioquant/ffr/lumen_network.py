@@ -16,17 +16,22 @@ from scipy import ndimage
 
 from .. import geometry
 from ..errors import InputError
+from ..models.manifest import preprocessing
 
 MODEL_NAME = "coronary_lumen"
-GRID_MM = 0.5
-HU_WINDOW = (-300.0, 1100.0)
+# The network's preprocessing, read from its manifest entry (the one source; training uses the same values).
+_INPUT = preprocessing(MODEL_NAME)
+GRID_MM = float(_INPUT["spacing_mm"][0])
+HU_WINDOW = tuple(_INPUT["normalisation"]["clip_hu"])
+HU_OFFSET, HU_SCALE = _INPUT["normalisation"]["offset_hu"], _INPUT["normalisation"]["scale_hu"]
+LUMEN_PROBABILITY = _INPUT["cut_offs"]["lumen_probability"]
 CLASSES = ("background", "coronary lumen", "aorta")
 MIN_TREE_ML = 0.02        # smaller lumen pieces are noise, not a coronary tree
 CONTACT_MM = 1.5          # lumen within this distance of the aorta joins it
 
 
 def normalise(hu: np.ndarray) -> np.ndarray:
-    return ((np.clip(hu, *HU_WINDOW) - 200.0) / 400.0).astype(np.float32)
+    return ((np.clip(hu, *HU_WINDOW) - HU_OFFSET) / HU_SCALE).astype(np.float32)
 
 
 def predict(image: sitk.Image, network, device, roi, progress=None) -> tuple[np.ndarray, np.ndarray]:
@@ -48,7 +53,7 @@ def predict(image: sitk.Image, network, device, roi, progress=None) -> tuple[np.
     for channel in (1, 2):
         probability = sitk.GetImageFromArray(probabilities[channel])
         probability.CopyInformation(grid)
-        native.append(sitk.GetArrayFromImage(sitk.Resample(probability, image, sitk.Transform(), sitk.sitkLinear, 0.0)) >= 0.5)
+        native.append(sitk.GetArrayFromImage(sitk.Resample(probability, image, sitk.Transform(), sitk.sitkLinear, 0.0)) >= LUMEN_PROBABILITY)
     return native[0], native[1]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,19 @@ class ModelEntry:
                 "training_data": self.training_data, "accuracy": self.accuracy}
 
 
+@functools.cache
+def _shipped() -> dict[str, ModelEntry]:
+    """The shipped manifest, read once per process (the network modules read their preprocessing from it)."""
+    return load_manifest()
+
+
+def preprocessing(name: str) -> dict:
+    """The `input` block of a shipped model's entry: the one source of its grid, patch, intensity normalisation,
+    slices read, test-time mirrors and cut-offs. The code that runs or trains the network reads them from here;
+    user weights (--weights) are run with the same preprocessing as the entry they replace."""
+    return get_model(name).input
+
+
 def load_manifest(path: str | Path | None = None) -> dict[str, ModelEntry]:
     """Validate a manifest against its JSON schema and index its models by name."""
     path = Path(path) if path else MANIFEST_PATH
@@ -61,7 +75,7 @@ def load_manifest(path: str | Path | None = None) -> dict[str, ModelEntry]:
 
 
 def get_model(name: str, manifest_path: str | Path | None = None) -> ModelEntry:
-    models = load_manifest(manifest_path)
+    models = load_manifest(manifest_path) if manifest_path else _shipped()
     if name not in models:
         raise InputError(f"model '{name}' is not in the manifest (known: {', '.join(sorted(models)) or 'none'})")
     return models[name]

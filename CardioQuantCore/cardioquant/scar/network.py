@@ -14,13 +14,20 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..models.manifest import preprocessing
+
 MODEL_NAME = "lge_segmenter"
 REFINER_NAME = "lge_scar_refiner"
+# The cascade's preprocessing and cut-offs, read from the two manifest entries (the one source; the training
+# script uses the same values through this module).
+_INPUT, _REFINER_INPUT = preprocessing(MODEL_NAME), preprocessing(REFINER_NAME)
+PERCENTILES = tuple(_INPUT["normalisation"]["percentiles"])
+CLIP = tuple(_INPUT["normalisation"]["clip"])
 
 
 def normalise_slice(plane: np.ndarray) -> np.ndarray:
-    low, high = np.percentile(plane, [1.0, 99.5])
-    return np.clip((plane - low) / max(high - low, 1e-6), 0.0, 1.5).astype(np.float32)
+    low, high = np.percentile(plane, PERCENTILES)
+    return np.clip((plane - low) / max(high - low, 1e-6), *CLIP).astype(np.float32)
 
 
 def normalise_stack(stack: np.ndarray) -> np.ndarray:
@@ -51,14 +58,15 @@ def pad16(stack: np.ndarray) -> tuple[np.ndarray, tuple[slice, slice]]:
 # EMIDEC's PNG slices carry no spacing: the networks were trained on them at this assumed spacing (the EMIDEC
 # loader, a development module, reads it from here; runtime code never imports the loader).
 ASSUMED_SPACING = (1.5, 1.5, 10.0)
-TRAINED_PIXEL_MM = ASSUMED_SPACING[0]  # EMIDEC's pixel size as assumed in training
-CROP = 128  # the network is trained on 128 x 128 crops around the heart
+TRAINED_PIXEL_MM = float(_INPUT["spacing_mm"][0])  # slices are resampled to this pixel size
+CROP = int(_INPUT["patch_size"][0])  # the network is trained on crops of this size around the heart
 
 
-FLIPS = ((), (-1,), (-2,), (-2, -1))  # test-time augmentation of the second pass: mirror images, averaged
+_MIRRORS = ((), (-1,), (-2,), (-2, -1))
+FLIPS = _MIRRORS[:_INPUT["test_time_mirrors"]]  # test-time augmentation of the second pass: mirror images, averaged
 # The refiner reads its crop once: on the training split two or four mirrored copies changed its scar Dice by
 # 0.003 or less and cost 4-12 ms per slice on 2 CPU cores (the target is 50 ms for the whole cascade).
-REFINER_FLIPS = 1
+REFINER_FLIPS = _REFINER_INPUT["test_time_mirrors"]
 
 
 def refiner_inputs(stack: np.ndarray, probability: np.ndarray) -> np.ndarray:
@@ -109,8 +117,8 @@ def predict(network, stack: np.ndarray, device, progress=None, batch: int = 8, f
 
 # Thin and small classes come out too small from the most probable class of a network trained with Dice + CE;
 # these cut-offs were chosen on the training split (not the validation split).
-MYOCARDIUM_PROBABILITY = 0.45  # P(myocardium + scar + MVO): the wall
-SCAR_PROBABILITY = 0.3         # P(scar + MVO) as a share of the wall's: the refiner's own scar probability
+MYOCARDIUM_PROBABILITY = _INPUT["cut_offs"]["myocardium_probability"]  # P(myocardium + scar + MVO): the wall
+SCAR_PROBABILITY = _REFINER_INPUT["cut_offs"]["scar_share_of_wall"]    # P(scar + MVO) as a share of the wall's
 
 
 def labels_from_probabilities(probability: np.ndarray) -> np.ndarray:
@@ -131,7 +139,7 @@ def labels_from_probabilities(probability: np.ndarray) -> np.ndarray:
 # or more. Dropping face-connected blobs under 80-120 pixels gave the best training-split figures (normal hearts
 # reported scar-free, infarct Dice unchanged); 2 mL lies inside that range. A setting (0: keep every blob),
 # applied to the network's scar only, never to a reader's mask or edits.
-MIN_SCAR_COMPONENT_ML = 2.0
+MIN_SCAR_COMPONENT_ML = _REFINER_INPUT["cut_offs"]["min_scar_component_ml"]
 
 
 def drop_small_scar(labels: np.ndarray, voxel_ml: float, min_ml: float = MIN_SCAR_COMPONENT_ML) -> np.ndarray:
