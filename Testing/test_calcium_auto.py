@@ -164,7 +164,7 @@ def test_cta_noise_peak_inside_a_chamber_is_not_coronary():
     assert found.labels[30, 12, 40] == territories.LAD
 
 
-def test_review_flags_follow_the_lesions_through_reader_edits(tmp_path):
+def test_review_flags_follow_the_lesions_through_reader_edits():
     """The panel re-scores after every edit: a flagged lesion stays flagged until the reader reassigns it."""
     import json
 

@@ -13,7 +13,7 @@ from cardioquant.calcium.phantom import block_phantom
 from cardioquant.calcium.pipeline import LABEL_TABLE
 
 
-def chest(shape=(8, 64, 64), spacing=(0.5, 0.5, 3.0)):
+def chest(shape=(8, 64, 64)):
     """Air outside a soft-tissue body: enough anatomy for the CT plausibility check, nothing above 130 HU."""
     hu = np.full(shape, -1000.0, np.float32)
     hu[:, 4:60, 4:60] = 40.0
@@ -153,7 +153,7 @@ def test_cta_mode_without_contrast_is_refused(capsys, tmp_path, semi_auto_case):
     assert code == 2 and "does not look like a contrast CTA" in captured.err
 
 
-def test_reassigning_a_lesion_moves_its_score(tmp_path, semi_auto_case):
+def test_reassigning_a_lesion_moves_its_score(semi_auto_case):
     from cardioquant.calcium.pipeline import reassign_lesion, rescore
 
     image = sitk.ReadImage(str(semi_auto_case[0]))
@@ -211,7 +211,7 @@ def test_dicom_seg_written_for_dicom_input(capsys, tmp_path):
     assert {seg.get_segment_description(n).segment_label for n in seg.segment_numbers} == {"LAD", "RCA", "not coronary"}
 
 
-@pytest.mark.parametrize("option, value", [("--kvp", "nan"), ("--kvp", "-120"), ("--kvp", "1e9"), ("--k", "-3"),
+@pytest.mark.parametrize(("option", "value"), [("--kvp", "nan"), ("--kvp", "-120"), ("--kvp", "1e9"), ("--k", "-3"),
                                            ("--cta-scale", "-1"), ("--slice-increment", "0"),
                                            ("--mass-calibration", "-0.001"), ("--min-area", "-2")])
 def test_out_of_range_options_are_refused_before_any_work(capsys, tmp_path, semi_auto_case, option, value):
@@ -222,7 +222,7 @@ def test_out_of_range_options_are_refused_before_any_work(capsys, tmp_path, semi
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("spacing, words", [((1e-6, 1e-6, 3.0), "pixel spacing"), ((0.5, 0.5, 50.0), "slice spacing")])
+@pytest.mark.parametrize(("spacing", "words"), [((1e-6, 1e-6, 3.0), "pixel spacing"), ((0.5, 0.5, 50.0), "slice spacing")])
 def test_impossible_spacing_is_refused(capsys, tmp_path, spacing, words):
     image, labels = block_phantom()
     image.SetSpacing(spacing)
@@ -272,7 +272,7 @@ def test_rescore_right_after_a_cta_run_equals_the_run():
     assert defaults["total"]["agatston"] != pytest.approx(result.summary["total"]["agatston"])
 
 
-def test_background_run_and_scripting_path_score_an_80_kvp_dicom_alike(tmp_path, capsys):
+def test_background_run_and_scripting_path_score_an_80_kvp_dicom_alike(tmp_path):
     """A DICOM volume at 80 kVp in the scene: the panel's background run (its input written with the DICOM
     attributes, then the command line) and Logic.process's path (the node in this process) both use the 80 kVp
     threshold, 177 HU, and give the same scores."""

@@ -41,21 +41,21 @@ def test_vector_1_score_16_volume_2_mass_06():
     assert result.arteries["LAD"]["agatston"] == pytest.approx(16.0) and result.arteries["LAD"]["lesions"] == 1
 
 
-@pytest.mark.parametrize("hu_value,kvp", [(260, 135), (280, 120), (310, 100), (400, 80)])
+@pytest.mark.parametrize(("hu_value", "kvp"), [(260, 135), (280, 120), (310, 100), (400, 80)])
 def test_vector_2_same_score_12_across_kvp(hu_value, kvp):
     hu, labels = volume_with([(slice(1, 3), slice(5, 8), slice(5, 9), hu_value, 4)])
     result = score(hu, labels, (0.5, 0.5, 3.0), ScoringSettings(kvp=kvp, **RAW))
     assert result.total["agatston"] == pytest.approx(12.0)
 
 
-@pytest.mark.parametrize("value,weight", [(129, 0), (130, 1), (199, 1), (200, 2), (299, 2), (300, 3), (399, 3), (400, 4)])
+@pytest.mark.parametrize(("value", "weight"), [(129, 0), (130, 1), (199, 1), (200, 2), (299, 2), (300, 3), (399, 3), (400, 4)])
 def test_vector_3_weight_boundaries_120kvp(value, weight):
     hu, labels = volume_with([(slice(2, 3), slice(5, 7), slice(5, 7), value, 3)])  # 4 pixels of 1 mm^2
     result = score(hu, labels, (1.0, 1.0, 3.0), ScoringSettings(**RAW))
     assert result.total["agatston"] == pytest.approx(4.0 * weight)
 
 
-@pytest.mark.parametrize("rule,pixels_needed", [(1.0, 7), (0.5, 4)])
+@pytest.mark.parametrize(("rule", "pixels_needed"), [(1.0, 7), (0.5, 4)])
 def test_vector_4_minimum_area_pixel_counts(rule, pixels_needed):
     pixel = 0.39  # 0.1521 mm^2
     for n in (pixels_needed - 1, pixels_needed):
@@ -95,7 +95,7 @@ def test_3d_region_kept_when_its_largest_slice_passes_area_rule():
     assert two_d == pytest.approx(1.0 * 4) and three_d == pytest.approx(1.25 * 4)
 
 
-@pytest.mark.parametrize("increment,factor", [(3.0, 1.0), (1.5, 0.5), (2.5, 2.5 / 3), (0.75, 0.25)])
+@pytest.mark.parametrize(("increment", "factor"), [(3.0, 1.0), (1.5, 0.5), (2.5, 2.5 / 3), (0.75, 0.25)])
 def test_slice_increment_scaling(increment, factor):
     hu, labels = volume_with([(slice(1, 3), slice(5, 9), slice(5, 7), 400, 2)])
     result = score(hu, labels, (0.5, 0.5, increment), ScoringSettings())
@@ -146,7 +146,7 @@ def test_kvp_interpolation_and_clamping_are_stated():
     assert values == (119, 183, 274, 364) and "outside" in note
 
 
-@pytest.mark.parametrize("total,classic,drs", [(0, "0", "A0"), (0.5, "1-10", "A1/N1"), (10, "1-10", "A1/N1"),
+@pytest.mark.parametrize(("total", "classic", "drs"), [(0, "0", "A0"), (0.5, "1-10", "A1/N1"), (10, "1-10", "A1/N1"),
                                                (10.01, "11-100", "A1/N1"), (99.9, "11-100", "A1/N1"),
                                                (100, "11-100", "A2/N1"), (101, "101-400", "A2/N1"),
                                                (299, "101-400", "A2/N1"), (300, "101-400", "A3/N1"),

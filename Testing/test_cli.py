@@ -73,7 +73,7 @@ def test_existing_results_are_not_overwritten(capsys, tmp_path):
     assert (out / "calcium.seg.nrrd").read_text() == "the user's edited segmentation"
 
 
-def test_usage_error_exits_2(capsys):
+def test_usage_error_exits_2():
     with pytest.raises(SystemExit) as exc:
         cli.main(["calcium"])
     assert exc.value.code == 2

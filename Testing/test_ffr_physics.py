@@ -69,7 +69,7 @@ def test_v7_ffr_of_vessel_plus_stenosis():
     assert solution.pressure_out[1] / (100.0 * MMHG) == pytest.approx(0.8409, rel=1e-4)
 
 
-@pytest.mark.parametrize("exponent,share", [(3.0, 0.6614), (2.6, 0.6411)])
+@pytest.mark.parametrize(("exponent", "share"), [(3.0, 0.6614), (2.6, 0.6411)])
 def test_v8_murray_split(exponent, share):
     assert murray_share([0.25, 0.20], exponent)[0] == pytest.approx(share, abs=5e-5)
 

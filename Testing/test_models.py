@@ -39,7 +39,7 @@ def weights(tmp_path):
 def server(weights):
     """HTTP server on 127.0.0.1 serving the weights folder (tests never touch the internet)."""
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(weights[0].parent))
-    handler.log_message = lambda *a, **k: None
+    handler.log_message = lambda *_args, **_kwargs: None
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -61,7 +61,7 @@ def test_invalid_manifest_names_the_field(tmp_path):
         load_manifest(path)
 
 
-def test_download_on_first_use_verifies_and_caches(weights, server, tmp_path):
+def test_download_on_first_use_verifies_and_caches(weights, server):
     path, digest = weights
     entry = _entry(digest, url=f"{server}/tiny.pt")
     first, origin = runtime.resolve_weights(entry, allow_download=True)
@@ -70,7 +70,7 @@ def test_download_on_first_use_verifies_and_caches(weights, server, tmp_path):
     assert origin == "cache" and second == first
 
 
-def test_download_with_wrong_checksum_keeps_nothing(weights, server):
+def test_download_with_wrong_checksum_keeps_nothing(server):
     entry = _entry("f" * 64, url=f"{server}/tiny.pt")
     with pytest.raises(InputError, match="fail the sha256 check"):
         runtime.resolve_weights(entry, allow_download=True)
@@ -99,7 +99,7 @@ def test_corrupted_cached_weights_fail_checksum(weights):
         runtime.resolve_weights(_entry(digest))
 
 
-def test_bundled_weights_are_checked(weights, monkeypatch, tmp_path):
+def test_bundled_weights_are_checked(weights, monkeypatch):
     path, digest = weights
     monkeypatch.setattr(runtime, "BUNDLED_WEIGHTS_DIR", path.parent)
     assert runtime.resolve_weights(_entry(digest)) == (path, "bundled")
@@ -116,7 +116,7 @@ def test_user_weights_take_precedence_and_must_exist(weights, monkeypatch, tmp_p
         runtime.resolve_weights(_entry(digest), user_path=tmp_path / "missing.pt")
 
 
-def test_corrupt_or_mismatched_weights_give_clear_error(weights, tmp_path):
+def test_corrupt_or_mismatched_weights_give_clear_error(tmp_path):
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"this is not a torch file")
     with pytest.raises(InputError, match="corrupt or not a PyTorch state dict"):
@@ -135,19 +135,19 @@ def test_device_selection_falls_back_to_cpu(monkeypatch):
         runtime.select_device("tpu")
 
 
-def test_sliding_window_matches_whole_volume_and_reports_progress(weights):
+def test_sliding_window_matches_whole_volume_and_reports_progress():
     """A per-voxel network (1x1x1 conv) gives the same output windowed or whole: windowing must be exact."""
     network = torch.nn.Conv3d(1, 2, kernel_size=1)
     image = torch.from_numpy(np.random.default_rng(0).normal(size=(1, 1, 20, 24, 28)).astype(np.float32))
     seen = []
     logits = runtime.sliding_window_predict(network, image, (16, 16, 16), torch.device("cpu"), sw_batch_size=2,
-                                            progress=Progress(lambda f, m: seen.append(f)))
+                                            progress=Progress(lambda f, _message: seen.append(f)))
     with torch.no_grad():
         assert torch.allclose(logits, network(image), atol=1e-5)
     assert seen[-1] == 1.0 and seen == sorted(seen)
 
 
-def test_cancel_stops_inference(weights):
+def test_cancel_stops_inference():
     network = torch.nn.Conv3d(1, 2, kernel_size=1)
     progress = Progress()
     progress.cancel()

@@ -46,16 +46,16 @@ def test_the_code_runs_each_network_with_its_entrys_preprocessing():
 
     for module, entry in ((vertebra, get_model("vertebra_segmenter")), (lumen, get_model("coronary_lumen"))):
         window = entry.input["normalisation"]
-        assert module.GRID_MM == entry.input["spacing_mm"][0] and module.HU_WINDOW == tuple(window["clip_hu"])
+        assert entry.input["spacing_mm"][0] == module.GRID_MM and tuple(window["clip_hu"]) == module.HU_WINDOW
         hu = np.array([-2000.0, 0.0, 400.0, 5000.0])
         expected = (np.clip(hu, *window["clip_hu"]) - window["offset_hu"]) / window["scale_hu"]
         assert module.normalise(hu) == pytest.approx(expected)
     segmenter, refiner = get_model("lge_segmenter").input, get_model("lge_scar_refiner").input
-    assert lge.TRAINED_PIXEL_MM == segmenter["spacing_mm"][0] and lge.CROP == segmenter["patch_size"][0]
-    assert len(lge.FLIPS) == segmenter["test_time_mirrors"] and lge.REFINER_FLIPS == refiner["test_time_mirrors"]
-    assert lge.MYOCARDIUM_PROBABILITY == segmenter["cut_offs"]["myocardium_probability"]
-    assert lge.SCAR_PROBABILITY == refiner["cut_offs"]["scar_share_of_wall"]
-    assert lge.MIN_SCAR_COMPONENT_ML == refiner["cut_offs"]["min_scar_component_ml"]
+    assert segmenter["spacing_mm"][0] == lge.TRAINED_PIXEL_MM and segmenter["patch_size"][0] == lge.CROP
+    assert len(lge.FLIPS) == segmenter["test_time_mirrors"] and refiner["test_time_mirrors"] == lge.REFINER_FLIPS
+    assert segmenter["cut_offs"]["myocardium_probability"] == lge.MYOCARDIUM_PROBABILITY
+    assert refiner["cut_offs"]["scar_share_of_wall"] == lge.SCAR_PROBABILITY
+    assert refiner["cut_offs"]["min_scar_component_ml"] == lge.MIN_SCAR_COMPONENT_ML
     plane = np.arange(1000, dtype=np.float32).reshape(10, 100)
     low, high = np.percentile(plane, segmenter["normalisation"]["percentiles"])
     assert lge.normalise_slice(plane) == pytest.approx(np.clip((plane - low) / (high - low),

@@ -95,7 +95,7 @@ def test_n_sd_finds_the_phantom_scar_and_its_mvo():
     assert np.array_equal(result.mvo, case.labels == 4)
 
 
-@pytest.mark.parametrize("angle,ring_name,segment", [(10, "basal", 2), (70, "basal", 3), (130, "basal", 4),
+@pytest.mark.parametrize(("angle", "ring_name", "segment"), [(10, "basal", 2), (70, "basal", 3), (130, "basal", 4),
                                                      (190, "basal", 5), (250, "basal", 6), (310, "basal", 1),
                                                      (10, "mid", 8), (310, "mid", 7), (20, "apical", 14),
                                                      (110, "apical", 15), (200, "apical", 16), (290, "apical", 13),
@@ -136,7 +136,7 @@ def write(tmp_path, array, name, meta=None, spacing=(1.5, 1.5, 8.0)):
     return tmp_path / name
 
 
-def test_cli_with_myocardium_mask_end_to_end(capsys, tmp_path):
+def test_cli_with_myocardium_mask_end_to_end(tmp_path):
     case = make_lge_phantom(noise=3.0)
     scan = write(tmp_path, case.signal, "lge.nrrd", {"modality": "MR"})
     lv = case.labels.copy()
@@ -390,7 +390,7 @@ def test_negative_smallest_scar_blob_is_refused(capsys, tmp_path):
     case = make_lge_phantom(slices=3, size=64)
     path = write(tmp_path, case.signal.astype(np.float32), "lge.nrrd", {"modality": "MR"})
     assert cli.main(["scar", str(path), "-o", str(tmp_path / "out"), "--min-scar-ml", "-1", "--quiet"]) == 2
-    assert "--min-scar-ml must be 0 or more" in capsys.readouterr().err
+    assert "--min-scar-ml -1 is out of range" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 

@@ -157,7 +157,7 @@ def _bench_great_vessels_on_labels(image, label_map, name):
           f"{100 * (aorta & disks).sum() / max(aorta.sum(), 1):.0f}% of the labelled aorta in their slices covered")
 
 
-def _bench_great_vessels_on_coca(root: Path, case_id: str, loaded, truth) -> str:
+def _bench_great_vessels_on_coca(loaded, truth) -> str:
     """Traced coronary voxels inside the great-vessel disks (should be none) and the tubes found."""
     from cardioquant.calcium import anatomy
 
@@ -292,7 +292,7 @@ def bench_calcium_real(shared: Path):
               f"({100 * folded_errors[-1]:.0f}% with LM folded into LAD); scan type {found['mode']} "
               f"({found['scan_type']['decided_by']}); heart region {found['heart']['volume_ml']:.0f} mL; "
               f"{flagged} of {len(found['lesions'])} lesions flagged for review; {seconds:.1f} s; "
-              f"{_bench_great_vessels_on_coca(root, case_id, loaded, truth)}")
+              f"{_bench_great_vessels_on_coca(loaded, truth)}")
     print(f"calcium COCA gated ({len(ids)} real scans, in-sample for the rules): risk category {same}/{len(ids)}, "
           f"per-artery error median {100 * float(np.median(errors)):.0f}% of the truth total "
           f"({100 * float(np.median(folded_errors)):.0f}% with LM in LAD; target <= 15 %)")

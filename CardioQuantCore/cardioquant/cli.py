@@ -17,9 +17,8 @@ import SimpleITK as sitk
 
 from . import __version__, pipelines
 from .errors import CardioQuantError, InputError
-from .imageio import read_image
 from .progress import Progress, StderrBar, machine_readable
-from .results import check_can_write, write_outputs
+from .results import ModuleResult, check_can_write, write_outputs
 
 EXIT_OK, EXIT_INPUT, EXIT_PROCESSING = 0, 2, 3
 
@@ -50,9 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, title in pipelines.TITLES.items():
         sub = commands.add_parser(name, help=title, description=title)
         _add_common(sub)
-        module = pipelines.get(name)
-        if module is not None:
-            module.add_arguments(sub)
+        pipelines.get(name).add_arguments(sub)
     demo = commands.add_parser("demo", help="run every module on the bundled sample data")
     demo.add_argument("-o", "--output", required=True, type=Path, help="output folder (one subfolder per module)")
     demo.add_argument("--device", default="auto")
@@ -78,18 +75,11 @@ def _progress(label: str, options: argparse.Namespace) -> Progress:
     return Progress(None if options.quiet else StderrBar(label))
 
 
-def run_module(name: str, options: argparse.Namespace) -> tuple[object, list[Path]]:
+def run_module(name: str, options: argparse.Namespace) -> tuple[ModuleResult, list[Path]]:
     module = pipelines.get(name)
-    if hasattr(module, "check_options"):  # option ranges first: before the output folder or the input
-        module.check_options(options)
+    module.check_options(options)  # option ranges first: before the output folder or the input
     check_can_write(options.output, name, options.overwrite)
-    if module is not None and hasattr(module, "read_input"):
-        loaded = module.read_input(options.input)  # e.g. CT-FFR accepts a centerline .vtp instead of an image
-    else:
-        loaded = read_image(options.input, allow_2d=getattr(module, "ALLOW_2D", False),
-                            series=getattr(options, "series", None))
-    if module is None:
-        raise InputError(f"'{name}' ({pipelines.TITLES[name]}) is not yet available in cardioquant {__version__}.")
+    loaded = module.read_input(options.input, getattr(options, "series", None))
     if getattr(options, "dicom_seg", False) and loaded.format != "dicom":
         raise InputError(f"--dicom-seg needs a DICOM input (the SEG references its slices); this input is "
                          f"{loaded.format}: leave --dicom-seg out or give the DICOM series.")
@@ -104,16 +94,13 @@ def run_module(name: str, options: argparse.Namespace) -> tuple[object, list[Pat
 
 
 def run_demo(options: argparse.Namespace) -> int:
-    """Each available module on its bundled sample; unavailable modules are listed as such (exit 0)."""
+    """Each module on its bundled sample."""
     rows = []
-    for name, title in pipelines.TITLES.items():
+    for name in pipelines.TITLES:
         module = pipelines.get(name)
-        if module is None:
-            rows.append((name, "not yet available", title))
-            continue
-        sample_options = module.sample_options() if hasattr(module, "sample_options") else {}
         sub = default_options(name, input=str(module.sample_input()), output=options.output / name,
-                              device=options.device, overwrite=options.overwrite, quiet=options.quiet, **sample_options)
+                              device=options.device, overwrite=options.overwrite, quiet=options.quiet,
+                              **module.sample_options())
         started = time.perf_counter()
         result, _ = run_module(name, sub)
         rows.append((name, f"ok ({time.perf_counter() - started:.1f} s)", module.summary_line(result)))

@@ -1,20 +1,54 @@
-"""Registry of the four module pipelines, as the command line, the demo and batch runs see them.
+"""The four analyses' pipelines and the contract each implements, as the command line, the demo, the batch runner
+and the Slicer panels see them.
 
-A pipeline is a Python module exposing:
-  TITLE: str, ALLOW_2D: bool
-  add_arguments(parser)                      its own command-line options
-  run(loaded, options, progress) -> ModuleResult
-  sample_input() -> Path                     bundled sample data for `cardioquant demo`
-  summary_line(result) -> str                one line for the demo table
-A module whose issue has not landed yet is listed with `None` and reported as not yet available.
+A pipeline is a module of the package (`cardioquant.<analysis>.pipeline`) that implements `Pipeline`; the type
+checker verifies that each does (the TYPE_CHECKING block below, `make lint`).
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
-from types import ModuleType
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, cast
 
-PIPELINES: dict[str, str | None] = {
+from .imageio import LoadedImage
+from .progress import Progress
+from .results import ModuleResult
+
+
+class Pipeline(Protocol):
+    """One analysis, from the command line's options to its result."""
+
+    TITLE: str        # the analysis as a reader names it, with its Slicer module
+    ALLOW_2D: bool    # whether a single 2D image is a valid input
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """Its own command-line options (the panel's settings), added to `parser`."""
+
+    def check_options(self, options: argparse.Namespace) -> None:
+        """InputError naming the option when a value is out of its range; before anything is read."""
+
+    def read_input(self, path: str, series: str | None = None) -> LoadedImage:
+        """The input as this analysis reads it (a DICOM folder, an image file; CT-FFR also a centerline file)."""
+
+    def check_input(self, loaded: LoadedImage) -> list[str]:
+        """InputError when the input cannot be analysed (wrong modality, geometry); else its warnings."""
+
+    def run(self, loaded: LoadedImage, options: argparse.Namespace, progress: Progress) -> ModuleResult:
+        """The analysis."""
+
+    def sample_input(self) -> Path:
+        """The bundled sample for `cardioquant demo` and the Slicer self-test."""
+
+    def sample_options(self) -> dict:
+        """Options the sample needs (e.g. its masks), as option name -> value."""
+
+    def summary_line(self, result: ModuleResult) -> str:
+        """One line for the demo table."""
+
+
+PIPELINES: dict[str, str] = {
     "calcium": "cardioquant.calcium.pipeline",
     "scar": "cardioquant.scar.pipeline",
     "bmd": "cardioquant.bmd.pipeline",
@@ -29,7 +63,15 @@ TITLES = {
 }
 
 
-def get(name: str) -> ModuleType | None:
-    """The pipeline module, or None while the module is not yet available."""
-    path = PIPELINES[name]
-    return importlib.import_module(path) if path else None
+def get(name: str) -> Pipeline:
+    """The pipeline of one analysis (imported on first use: each brings its own heavy dependencies)."""
+    return cast(Pipeline, importlib.import_module(PIPELINES[name]))
+
+
+if TYPE_CHECKING:  # the type checker proves that every analysis implements the contract
+    from .bmd import pipeline as _bmd
+    from .calcium import pipeline as _calcium
+    from .ffr import pipeline as _ffr
+    from .scar import pipeline as _scar
+
+    _IMPLEMENTATIONS: tuple[Pipeline, ...] = (_calcium, _scar, _bmd, _ffr)

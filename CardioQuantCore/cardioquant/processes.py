@@ -12,7 +12,7 @@ def own_group() -> dict:
     """Popen arguments that give the child a process group of its own."""
     if os.name == "posix":
         return {"start_new_session": True}
-    return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW}
+    return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW}  # type: ignore[attr-defined]  # Windows only
 
 
 def end_process_tree(process: subprocess.Popen, grace_s: float = 5.0) -> None:

@@ -99,7 +99,7 @@ def _check_writable(outdir: Path) -> None:
 
 
 def software_versions() -> dict:
-    versions = {"cardioquant": __version__, "python": platform.python_version()}
+    versions: dict[str, str | None] = {"cardioquant": __version__, "python": platform.python_version()}
     for package in ("slicer-core", "vtk", "torch", "monai", "SimpleITK", "numpy", "scipy", "highdicom", "vmtk", "svzerod"):
         try:
             versions[package] = metadata.version(package)
@@ -172,7 +172,7 @@ def _write_locked(result: ModuleResult, loaded: LoadedImage, outdir: Path) -> li
         scene = scene_layer.new_scene()
         table_node = scene_layer.table_node_from_records(scene, result.table_rows, name)
         scene_layer.save_node(table_node, staging / f"{name}.csv")
-        if result.label_image is not None:
+        if result.label_image is not None and loaded.image is not None:
             sitk.WriteImage(sitk.Cast(result.label_image, sitk.sitkUInt8), str(staging / f"{name}_labels.nrrd"), True)
             volume_node = scene_layer.volume_node_from_image(scene, loaded.image, "input")
             seg_node = scene_layer.segmentation_node_from_labelmap(scene, result.label_image, volume_node,

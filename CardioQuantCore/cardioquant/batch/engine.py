@@ -33,6 +33,8 @@ class Engine:
         log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 (kept open with the engine)
         self.process = subprocess.Popen([sys.executable, "-m", "cardioquant.batch.engine"], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, stderr=log, **own_group())
+        assert self.process.stdin is not None and self.process.stdout is not None  # both are pipes
+        self.stdin, self.stdout = self.process.stdin, self.process.stdout
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -40,15 +42,15 @@ class Engine:
     def run(self, argv: list[str], timeout: float) -> tuple[int, str]:
         """(exit code, one line): the command line's own, 124 past `timeout`, or the engine's crash."""
         try:
-            self.process.stdin.write((json.dumps(argv) + "\n").encode())
-            self.process.stdin.flush()
+            self.stdin.write((json.dumps(argv) + "\n").encode())
+            self.stdin.flush()
         except BrokenPipeError:
             return self._crashed()
-        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
+        ready, _, _ = select.select([self.stdout], [], [], timeout)
         if not ready:
             self.stop()
             return 124, f"timed out after {timeout:g} s (--timeout)"
-        line = self.process.stdout.readline()
+        line = self.stdout.readline()
         if not line:
             return self._crashed()
         code, message = json.loads(line)

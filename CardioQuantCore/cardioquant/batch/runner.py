@@ -101,12 +101,10 @@ def _check_options(analysis: str, arguments: list[str], where: str) -> None:
     except SystemExit as exc:
         raise InputError(f"{where}: option(s) {' '.join(arguments)} are not valid for '{analysis}' "
                          f"(cardioquant {analysis} --help lists them).") from exc
-    module = pipelines.get(analysis)
-    if hasattr(module, "check_options"):  # ranges, before any study runs
-        try:
-            module.check_options(parsed)
-        except InputError as exc:
-            raise InputError(f"{where}, {analysis}: {exc}") from exc
+    try:
+        pipelines.get(analysis).check_options(parsed)  # ranges, before any study runs
+    except InputError as exc:
+        raise InputError(f"{where}, {analysis}: {exc}") from exc
 
 
 @functools.cache
@@ -203,7 +201,7 @@ def _client(options):
 def _run_all(client, todo, ledger, versions_now, retries, counts, progress) -> None:
     from dask.distributed import as_completed
 
-    attempts = {}
+    attempts: dict[tuple, int] = {}
     pending = as_completed()
     by_future = {}
 

@@ -11,6 +11,7 @@ the midline, in the front of the trunk) are dropped with a warning (on_the_spine
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -102,7 +103,7 @@ class Naming:
 
 
 def assign_levels(bodies: list[np.ndarray], classes: np.ndarray, spacing, lowest_level: str | None = None,
-                  merged: list[np.ndarray] = ()) -> Naming:
+                  merged: Sequence[np.ndarray] = ()) -> Naming:
     """Levels from the anchors in view: the sacrum (the body resting on it is L5) and the ribs (T12 is the lowest
     rib-bearing vertebra: decisive only when a rib-free body below it is in view). With both, they must agree.
     A body missed between an anchor and the others (a gap of more than a vertebra's height) stops the count

@@ -82,11 +82,11 @@ def make_spine_phantom(seed: int = 0, spacing=(0.7, 0.7, 1.5), kvp: float = 120.
     for index, level in enumerate(order):
         half_lr, half_ap, height, disc = sizes[level]
         z0 += disc / 2
-        in_z = (Z >= z0) & (Z < z0 + height)
+        in_z = (z0 <= Z) & (z0 + height > Z)
         dy = Y - spine_y
         body_mask = in_z & ((X / half_lr) ** 2 + (dy / half_ap) ** 2 <= 1)
-        core = in_z & ((X / (half_lr - 1.5)) ** 2 + (dy / (half_ap - 1.5)) ** 2 <= 1) & (Z >= z0 + 1.5) & (
-            Z < z0 + height - 1.5)
+        core = in_z & ((X / (half_lr - 1.5)) ** 2 + (dy / (half_ap - 1.5)) ** 2 <= 1) & (z0 + 1.5 <= Z) & (
+            z0 + height - 1.5 > Z)
         canal_dy = half_ap + 9
         if level == "S1":  # sacrum: wide alae, no disc below, no spinous process
             alae = in_z & ((X / (half_lr + 30)) ** 2 + ((dy - 8) / (half_ap + 2)) ** 2 <= 1)

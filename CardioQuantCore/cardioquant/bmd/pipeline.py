@@ -14,7 +14,7 @@ import SimpleITK as sitk
 
 from .. import geometry
 from ..errors import InputError
-from ..imageio import LoadedImage, check_hounsfield, read_mask
+from ..imageio import LoadedImage, check_hounsfield, read_image, read_mask
 from ..labels import ANATOMICAL_STRUCTURE, TISSUE, LabelTable, SegmentSpec
 from ..options import check_ranges
 from ..progress import Progress
@@ -91,7 +91,11 @@ def check_options(options) -> None:
     check_ranges(options, OPTION_RANGES)
 
 
-def check_input(loaded: LoadedImage) -> None:
+def read_input(path: str, series: str | None = None) -> LoadedImage:
+    return read_image(path, allow_2d=ALLOW_2D, series=series)
+
+
+def check_input(loaded: LoadedImage) -> list[str]:
     modality = (loaded.modality or "").upper()
     if modality and modality != "CT":
         raise InputError(f"bone density needs CT; this series is {modality}.")
@@ -99,6 +103,7 @@ def check_input(loaded: LoadedImage) -> None:
     check_hounsfield(image, "bone density")
     if not geometry.is_axis_aligned(image) or geometry.slice_axis(image) != 2:
         raise InputError("the slices are not axial; reformat to axial slices and rerun.")
+    return []
 
 
 def posterior_sign(image: sitk.Image) -> int:

@@ -129,7 +129,7 @@ def grow_from_seed(hu: np.ndarray, spacing, seed_kji: tuple[int, int, int], radi
     if seed_value < 20:
         raise InputError(f"the seed point is not in bone ({seed_value:.0f} HU); click inside a vertebral body")
     low = max(seed_value * 0.4, 20.0)
-    kk, jj, ii = np.indices(hu.shape, sparse=True)
+    kk, jj, ii = np.ogrid[:hu.shape[0], :hu.shape[1], :hu.shape[2]]
     sphere = ((((kk - seed_kji[0]) * spacing[2]) / half_height_mm) ** 2
               + (((jj - seed_kji[1]) * spacing[1]) ** 2 + ((ii - seed_kji[2]) * spacing[0]) ** 2) / radius_mm ** 2) <= 1.0
     candidate = sphere & (hu >= low) & (hu <= 2000)

@@ -145,7 +145,7 @@ def _lung_span(lung_slice: np.ndarray, pixel_mm2: float, column_mm: float) -> tu
     if (hi - lo) * column_mm < 80.0:
         return None
     quarter = (hi - lo) / 4
-    if min(np.count_nonzero(cols <= lo + quarter), np.count_nonzero(cols >= hi - quarter)) * pixel_mm2 < 150.0:
+    if min(int(np.count_nonzero(cols <= lo + quarter)), int(np.count_nonzero(cols >= hi - quarter))) * pixel_mm2 < 150.0:
         return None
     return int(lo), int(hi)
 

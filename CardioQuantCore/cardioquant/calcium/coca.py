@@ -81,5 +81,6 @@ def load_case(root: str | Path, case_id: str):
     from ..imageio import read_image
 
     loaded = read_image(series_folder(root, case_id))
+    assert loaded.image is not None  # read_image always gives an image
     polygons = read_polygons(Path(root) / "calcium_xml" / f"{case_id}.xml")
     return loaded, truth_labels(loaded.image, polygons)

@@ -212,7 +212,7 @@ def make_cardiac_phantom(seed: int, spacing=(0.5, 0.5, 3.0), fov_mm: float = 220
 
     aorta_hu = contrast_hu * factor * 1.05 if contrast else HU["blood"]
     ascending = ((X - anatomy.aorta_base[0]) ** 2 + (Y - anatomy.aorta_base[1]) ** 2 <= anatomy.aorta_radius ** 2) & (
-        Z >= anatomy.aorta_base[2] - 4)
+        anatomy.aorta_base[2] - 4 <= Z)
     hu[ascending] = aorta_hu
     descending = (X - anatomy.descending[0]) ** 2 + (Y - anatomy.descending[1]) ** 2 <= 11.0 ** 2
     hu[np.broadcast_to(descending, shape)] = aorta_hu

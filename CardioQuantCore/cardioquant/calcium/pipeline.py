@@ -15,7 +15,7 @@ from scipy import ndimage
 
 from .. import geometry
 from ..errors import InputError
-from ..imageio import LoadedImage, check_hounsfield, read_mask
+from ..imageio import LoadedImage, check_hounsfield, read_image, read_mask
 from ..labels import MORPHOLOGICALLY_ALTERED, LabelTable, SegmentSpec
 from ..options import check_ranges
 from ..progress import Progress
@@ -101,6 +101,10 @@ def check_options(options) -> None:
     min_area_rule(getattr(options, "min_area", "literature"))
 
 
+def read_input(path: str, series: str | None = None) -> LoadedImage:
+    return read_image(path, allow_2d=ALLOW_2D, series=series)
+
+
 def check_input(loaded: LoadedImage) -> list[str]:
     """Refuse what cannot be scored; return warnings for what can, with caveats."""
     image = loaded.image
@@ -176,7 +180,7 @@ def min_area_rule(value) -> tuple[float | None, int | None]:
     return area, None
 
 
-def settings_from(options, kvp: float, spacing) -> scoring.ScoringSettings:
+def settings_from(options, kvp: float) -> scoring.ScoringSettings:
     area, pixels = min_area_rule(options.min_area)
     return scoring.ScoringSettings(kvp=kvp, min_area_mm2=area, min_area_pixels=pixels,
                                    connectivity=options.connectivity, slice_increment_mm=options.slice_increment,
@@ -303,7 +307,7 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
     else:
         artery_labels = labels_from_user(loaded, options.labels, candidates)
         assignment = "user label map"
-    settings = settings_from(options, kvp, spacing)
+    settings = settings_from(options, kvp)
     settings.threshold_hu = threshold
     mass_calibration_info = _mass_calibration(hu, image, options, settings)
     if mode == "cta":
@@ -411,6 +415,10 @@ def edited_result(loaded: LoadedImage, label_map: np.ndarray, run_document: dict
 
 def sample_input() -> Path:
     return SAMPLE
+
+
+def sample_options() -> dict:
+    return {}
 
 
 def summary_line(result: ModuleResult) -> str:

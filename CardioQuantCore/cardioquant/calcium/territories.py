@@ -182,7 +182,7 @@ def _bone_gap_lookup(components: np.ndarray, heart_region: np.ndarray, voxel_mm3
     running_out = np.unique(components[(components > 0) & ~heart_region])  # candidate voxels only: no full copy
     bones = running_out[sizes[running_out] >= BONE_VOLUME_MM3]
     if bones.size == 0:
-        return lambda k, j, i: np.inf
+        return lambda _k, _j, _i: np.inf
     small = np.isin(grid.take(components), bones)
     gap = ndimage.distance_transform_edt(~small, sampling=grid.sampling).astype(np.float32)
     return lambda k, j, i: float(grid.at(gap, k, j, i).min())

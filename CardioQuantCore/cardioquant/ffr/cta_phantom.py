@@ -182,8 +182,8 @@ def make_case(seed: int, spacing: float = 0.5, margin: float = 10.0) -> Coronary
     low = np.minimum(lps_points.min(0), [-aortic_radius - 4, -aortic_radius - 4, 0]) - margin
     high = np.maximum(lps_points.max(0), [aortic_radius + 4, aortic_radius + 4, 25]) + margin
     shape = tuple(np.ceil((high - low) / spacing).astype(int)[::-1])  # (k, j, i)
-    grid = np.meshgrid(*[low[d] + np.arange(shape[2 - d]) * spacing for d in range(3)], indexing="ij")
-    grid = [g.transpose(2, 1, 0).astype(np.float32) for g in grid]  # x, y, z arrays in (k, j, i) order
+    axes = np.meshgrid(*[low[d] + np.arange(shape[2 - d]) * spacing for d in range(3)], indexing="ij")
+    grid = [g.transpose(2, 1, 0).astype(np.float32) for g in axes]  # x, y, z arrays in (k, j, i) order
 
     radii = np.concatenate([p.radii for p in paths])
     vessel_sd = _signed_distance(lps_points, radii, low, spacing, shape, band=8.0)

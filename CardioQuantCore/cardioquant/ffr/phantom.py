@@ -47,7 +47,7 @@ def left_tree(stenosis_area_fraction: float | None = 0.3, step: float = 0.5, ori
         "LCX": ("LM", 10.0, Branch("LCX", (0.6, 0.6, -0.6), 60.0, 1.8, 1.25)),
         "OM1": ("LCX", 20.0, Branch("OM1", (1, 0.2, -1), 40.0, 1.35, 0.95)),
     }
-    geometry = {}  # name -> (points, radii) of the branch alone, first point at its branch point
+    geometry: dict[str, tuple] = {}  # name -> (points, radii) of the branch alone, first point at its branch point
 
     def sampled(name):
         if name in geometry:

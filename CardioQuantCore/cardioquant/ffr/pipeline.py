@@ -59,13 +59,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--min-stenosis", type=float, default=20.0, help="lesions: minimum diameter stenosis %% [20]")
 
 
-def read_input(path: str) -> LoadedImage:
+def read_input(path: str, series: str | None = None) -> LoadedImage:
     """A .vtp is accepted as input on its own (no image); anything else is read as the CTA."""
     if str(path).lower().endswith(".vtp"):
         if not Path(path).is_file():
             raise InputError(f"input not found: {path}")
         return LoadedImage(image=None, path=str(path), format="vtp")
-    return read_image(path)
+    return read_image(path, allow_2d=ALLOW_2D, series=series)
 
 
 def boundary_conditions(options) -> BoundaryConditions:
@@ -78,7 +78,7 @@ def _check_contrast(loaded: LoadedImage, lumen: np.ndarray) -> None:
     if loaded.image is None:
         return
     hu = sitk.GetArrayViewFromImage(loaded.image)
-    _check_modality(loaded)
+    check_input(loaded)
     if lumen.any() and np.median(hu[lumen]) < 150:
         raise InputError(f"the vessel lumen reads {np.median(hu[lumen]):.0f} HU: this is not a contrast CTA "
                          "(iodine lumen expected above 150 HU).")
@@ -106,7 +106,7 @@ def get_trees(loaded: LoadedImage, options, progress: Progress) -> Trees:
         progress.update(0.2, "centerlines")
         paths = cl.from_lumen_mask(sitk.Cast(mask_image > 0, sitk.sitkUInt8), ostium)
         return Trees({options.side: _named(paths, options.side)}, lumen.astype(np.uint8), "lumen mask + vmtk")
-    _check_modality(loaded)
+    check_input(loaded)
     if options.seeds:
         from .seeds import lumen_from_seeds, parse_seeds
 
@@ -151,10 +151,14 @@ def _named(paths: list, side: str) -> list:
     return [Centerline(names[n], p.points, p.radii) for n, p in enumerate(paths)]
 
 
-def _check_modality(loaded: LoadedImage) -> None:
+def check_input(loaded: LoadedImage) -> list[str]:
+    """A CT angiogram in Hounsfield units (a centerline file has no image to check)."""
+    if loaded.image is None:
+        return []
     if (loaded.modality or "CT").upper() != "CT":
         raise InputError(f"CT-FFR needs a coronary CT angiogram; this series is {loaded.modality}.")
     check_hounsfield(loaded.image, "CT-FFR", air_in_view=False)
+    return []
 
 
 # Physiological ranges of the boundary conditions and the lesion rule (mmHg, L/min, shares, %).
@@ -227,6 +231,10 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
 
 def sample_input() -> Path:
     return Path(__file__).resolve().parents[1] / "sample_data" / "coronary_centerlines.vtp"
+
+
+def sample_options() -> dict:
+    return {}
 
 
 def summary_line(result: ModuleResult) -> str:

@@ -76,7 +76,8 @@ def _circular_runs(present: np.ndarray) -> list[tuple[int, int]]:
     if present.all():
         return [(0, n)]
     start = int(np.argmin(present))  # a False bin: runs cannot wrap past it
-    runs, first, length = [], None, 0
+    runs: list[tuple[int, int]] = []
+    first, length = 0, 0
     for step in range(1, n + 1):
         b = (start + step) % n
         if present[b]:
@@ -182,7 +183,7 @@ def transmurality(segments: np.ndarray, myocardium: np.ndarray, scar_total: np.n
                   bin_deg: float = 6.0) -> dict:
     """Mean and maximum transmural extent (%) per segment: share of scar along each 6-degree ray bin."""
     angles = pixel_angles(myocardium.shape, lv_centre(cavity, myocardium))
-    extent = {n: [] for n in range(1, 18)}
+    extent: dict[int, list[float]] = {n: [] for n in range(1, 18)}
     for k in range(myocardium.shape[0]):
         if not myocardium[k].any():
             continue

@@ -21,12 +21,15 @@ def cases(root: str | Path) -> dict[str, list[Path]]:
     """case id -> image slice paths in slice order."""
     by_case = defaultdict(list)
     for path in sorted(Path(root, "images").glob("Case_*_slice*.png")):
-        by_case[re.match(r"(Case_[NP]\d+)_slice", path.name).group(1)].append(path)
+        case = re.match(r"(Case_[NP]\d+)_slice", path.name)
+        if case:
+            by_case[case.group(1)].append(path)
     return dict(by_case)
 
 
 def split(case_ids: list[str]) -> tuple[list[str], list[str]]:
-    train, validation = [], []
+    train: list[str] = []
+    validation: list[str] = []
     for group in ("Case_N", "Case_P"):
         members = sorted(c for c in case_ids if c.startswith(group))
         for n, case in enumerate(members):

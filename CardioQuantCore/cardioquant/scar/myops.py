@@ -26,7 +26,8 @@ def cases(root: str | Path) -> dict[str, Path]:
 
 
 def split(case_ids: list[str]) -> tuple[list[str], list[str]]:
-    train, validation = [], []
+    train: list[str] = []
+    validation: list[str] = []
     for n, case in enumerate(sorted(case_ids)):
         (validation if n % 4 == 2 else train).append(case)
     return train, validation
@@ -63,8 +64,8 @@ def on_training_grid(stack: np.ndarray, classes: np.ndarray, pixel_mm: tuple[flo
 
     grid = tuple(max(16, round(n * mm / TRAINED_PIXEL_MM)) for n, mm in zip(stack.shape[1:], pixel_mm, strict=True))
     image = _resize(stack[:, None], grid)[:, 0]
-    labels = F.interpolate(torch.from_numpy(classes[:, None].astype(np.float32)), size=grid, mode="nearest")[:, 0]
-    labels = labels.numpy().astype(np.uint8)
+    nearest = F.interpolate(torch.from_numpy(classes[:, None].astype(np.float32)), size=grid, mode="nearest")[:, 0]
+    labels = nearest.numpy().astype(np.uint8)
     _, rows, cols = np.nonzero(labels >= 1)
     centre = (int(np.median(rows)), int(np.median(cols)))
     half = size // 2

@@ -86,7 +86,8 @@ def _run(network, inputs: np.ndarray, device, batch: int, flips=((),)) -> np.nda
     with torch.inference_mode():
         for start in range(0, padded.shape[0], batch):
             x = torch.from_numpy(np.ascontiguousarray(padded[start:start + batch])).to(device)
-            probability = sum(torch.softmax(network(x.flip(f)), 1).flip(f) for f in flips) / len(flips)  # flip(()) is identity
+            probability = sum((torch.softmax(network(x.flip(f)), 1).flip(f) for f in flips),
+                              torch.zeros(())) / len(flips)  # flip(()) is identity
             out.append(probability.cpu().numpy())
     return np.concatenate(out)[(slice(None), slice(None)) + crop]
 

@@ -15,8 +15,9 @@ import SimpleITK as sitk
 
 from .. import markups
 from ..errors import InputError
-from ..imageio import LoadedImage, read_mask
+from ..imageio import LoadedImage, read_image, read_mask
 from ..labels import ANATOMICAL_STRUCTURE, MORPHOLOGICALLY_ALTERED, LabelTable, SegmentSpec
+from ..options import check_ranges
 from ..progress import Progress
 from ..results import ModuleResult
 from . import aha, network, quantify
@@ -55,6 +56,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                     "centre is used")
     group.add_argument("--septum-direction", type=int, choices=(1, -1), default=aha.DEFAULT_DIRECTION,
                        help="+1 when the septum lies counter-clockwise of the insertion point [1]")
+
+
+OPTION_RANGES = {"n_sd": (2.0, 6.0, True), "min_scar_ml": (0.0, 1000.0, True)}  # n-SD: 2-6 SD in the literature
+
+
+def check_options(options) -> None:
+    check_ranges(options, OPTION_RANGES)
+
+
+def read_input(path: str, series: str | None = None) -> LoadedImage:
+    return read_image(path, allow_2d=ALLOW_2D, series=series)
 
 
 def check_input(loaded: LoadedImage) -> list[str]:
@@ -107,7 +119,6 @@ def segment(loaded: LoadedImage, stack: np.ndarray, spacing: tuple, options, pro
         return mask.astype(np.uint8), []
     from ..models.runtime import load_named_model, select_device
 
-    min_scar_ml = _min_scar_ml(options)  # checked before the networks run
     device = select_device(getattr(options, "device", "auto"))
     # --weights replaces the first stage (the reader's own segmenter); the refiner is found as any model is
     # (CARDIOQUANT_WEIGHTS_LGE_SCAR_REFINER, bundled, cache).
@@ -115,14 +126,8 @@ def segment(loaded: LoadedImage, stack: np.ndarray, spacing: tuple, options, pro
     refiner, _, refiner_info = load_named_model(network.REFINER_NAME, None, device)
     labels = network.predict(segmenter, network.normalise_stack(stack), device, progress,
                              pixel_mm=(spacing[1], spacing[0]), refiner=refiner)
-    labels = network.drop_small_scar(labels, float(np.prod(spacing)) / 1000.0, min_scar_ml)
+    labels = network.drop_small_scar(labels, float(np.prod(spacing)) / 1000.0, options.min_scar_ml)
     return labels, [segmenter_info, refiner_info]
-
-
-def _min_scar_ml(options) -> float:
-    if not np.isfinite(options.min_scar_ml) or options.min_scar_ml < 0:
-        raise InputError(f"--min-scar-ml must be 0 or more (mL); got {options.min_scar_ml:g}.")
-    return options.min_scar_ml
 
 
 LONG_AXIS_RATIO = 2.5  # median cavity aspect ratio: short-axis LVs read 1.0-1.3 (MyoPS labels), long-axis 2.5-4
@@ -155,6 +160,7 @@ def check_short_axis(labels: np.ndarray, drawn_by_reader: bool) -> list[str]:
 
 
 def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
+    check_options(options)
     warnings = check_input(loaded)
     stack, spacing, assumed = stack_of(loaded)
     if assumed:
@@ -276,7 +282,7 @@ def quantify_labels(loaded, stack, spacing, assumed, labels, models, options, wa
     def report(path):
         from .report import draw_report
 
-        draw_report(path, stack, out_labels, segments, summary)
+        draw_report(path, stack, out_labels, summary)
 
     return ModuleResult(module="scar", summary=summary, label_image=label_image, label_table=LABEL_TABLE,
                         table_rows=rows, settings=settings, models=models, warnings=warnings,

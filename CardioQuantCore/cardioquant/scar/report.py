@@ -40,7 +40,7 @@ def bullseye(ax, values: dict, title: str = "%LGE per AHA segment") -> None:
     ax.set_title(title, fontsize=9)
 
 
-def draw_report(path, stack, labels, segments, summary) -> None:
+def draw_report(path, stack, labels, summary) -> None:
     figure = page.new_page("Myocardial scar (LGE)", f"method: {summary['method']}"
                            + (f" - threshold {summary['threshold']:.1f}" if summary["threshold"] is not None else ""))
     with_myo = [k for k in range(labels.shape[0]) if (labels[k] >= 2).any()]
