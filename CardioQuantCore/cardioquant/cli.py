@@ -20,7 +20,7 @@ from .errors import CardioQuantError, InputError
 from .progress import Progress, StderrBar, machine_readable
 from .results import ModuleResult, check_can_write, write_outputs
 
-EXIT_OK, EXIT_INPUT, EXIT_PROCESSING = 0, 2, 3
+EXIT_OK, EXIT_PROCESSING = 0, 3  # bad input exits 2 (CardioQuantError.exit_code, argparse)
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:

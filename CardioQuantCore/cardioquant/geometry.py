@@ -98,3 +98,11 @@ def resample_isotropic(image: sitk.Image, spacing_mm: float, is_label: bool, def
             image = smoothed
     interpolator = sitk.sitkNearestNeighbor if is_label else sitk.sitkLinear
     return sitk.Resample(image, reference, sitk.Transform(), interpolator, default)
+
+
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest connected piece of a boolean mask (face-connected; ties: the first labelled), or an empty mask."""
+    labels, count = ndimage.label(mask)
+    if count == 0:
+        return np.zeros(mask.shape, bool)
+    return labels == (int(np.argmax(np.bincount(labels.ravel())[1:])) + 1)

@@ -61,6 +61,16 @@ class LoadedImage:
         return sitk.GetArrayFromImage(self.image).astype(dtype, copy=False)
 
 
+def tube_voltage(loaded: LoadedImage, requested: float | None, used_for: str) -> tuple[float, list[str]]:
+    """(kVp, warnings): the option's value, else the DICOM KVP, else 120 kVp with a warning naming what the
+    assumption feeds (`used_for`: the calcium thresholds, the BMD calibration values)."""
+    if requested:
+        return float(requested), []
+    if loaded.kvp:
+        return loaded.kvp, []
+    return 120.0, [f"tube voltage (KVP) unknown: 120 kVp {used_for} used; pass --kvp if the scan was not at 120 kVp"]
+
+
 def _has_image_suffix(path: Path) -> bool:
     return path.name.lower().endswith(IMAGE_SUFFIXES)
 

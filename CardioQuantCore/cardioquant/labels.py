@@ -14,7 +14,6 @@ Code = tuple[str, str, str]  # (coding scheme designator, code value, code meani
 TISSUE: Code = ("SCT", "85756007", "Tissue")
 ANATOMICAL_STRUCTURE: Code = ("SCT", "123037004", "Anatomical Structure")
 MORPHOLOGICALLY_ALTERED: Code = ("SCT", "49755003", "Morphologically Altered Structure")
-PHYSICAL_OBJECT: Code = ("SCT", "260787004", "Physical object")
 
 SLICER_CONTEXT = "Segmentation category and type - 3D Slicer General Anatomy list"
 ANATOMIC_CONTEXT = "Anatomic codes - DICOM master list"

@@ -46,8 +46,6 @@ class ModuleResult:
     report: Callable[[Path], None] | None = None  # draws the report into the given path (.png; .pdf beside it)
     extra_outputs: dict[str, Callable[[Path], None]] = field(default_factory=dict)  # file name -> writer
 
-    def output_names(self) -> list[str]:
-        return output_names(self.module)
 
 
 def output_names(module: str) -> list[str]:

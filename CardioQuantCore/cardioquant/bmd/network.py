@@ -19,7 +19,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from ..errors import InputError
-from ..geometry import resample_isotropic
+from ..geometry import largest_component, resample_isotropic
 from ..models.manifest import preprocessing
 from .levels import LEVELS, UNDETERMINED
 
@@ -256,10 +256,7 @@ MIN_DEPTH_SHARE = 0.5     # thoracic and lumbar bodies' centres lie 55-80 % of t
 
 def _trunk(hu_slice: np.ndarray) -> np.ndarray:
     """The largest piece of body (> -500 HU) in a slice: arms and the table are separate pieces."""
-    pieces, count = ndimage.label(hu_slice > -500.0)
-    if count == 0:
-        return pieces > 0
-    return pieces == (int(np.argmax(np.bincount(pieces.ravel())[1:])) + 1)
+    return largest_component(hu_slice > -500.0)
 
 
 def _has_ribs(body: np.ndarray, classes: np.ndarray, spacing) -> bool:

@@ -14,7 +14,7 @@ import SimpleITK as sitk
 
 from .. import geometry
 from ..errors import InputError
-from ..imageio import LoadedImage, check_hounsfield, read_image, read_mask
+from ..imageio import LoadedImage, check_hounsfield, read_image, read_mask, tube_voltage
 from ..labels import ANATOMICAL_STRUCTURE, TISSUE, LabelTable, SegmentSpec
 from ..options import check_ranges
 from ..progress import Progress
@@ -199,11 +199,7 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
     image = loaded.image
     spacing = image.GetSpacing()
     hu = sitk.GetArrayFromImage(image).astype(np.float32)
-    warnings = []
-    kvp = options.kvp or loaded.kvp
-    if not kvp:
-        kvp = 120.0
-        warnings.append("tube voltage (KVP) unknown: 120 kVp calibration values used; pass --kvp")
+    kvp, warnings = tube_voltage(loaded, options.kvp, "calibration values")
     sign = posterior_sign(image)
     bodies, source, naming, naming_warnings = collect_bodies(loaded, options, hu, sign)
     warnings += naming_warnings

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from ..geometry import largest_component
 from .calibration import robust_stats
 
 MIN_AREA_MM2 = 10.0
@@ -18,11 +19,7 @@ TISSUE_RANGES = {"air": (-1100.0, -900.0), "fat": (-200.0, -40.0), "muscle": (-2
 
 def body_mask(hu: np.ndarray) -> np.ndarray:
     """Largest connected region above -500 HU with holes filled slice by slice (the patient, not the table)."""
-    mask = hu > -500
-    labels, count = ndimage.label(mask)
-    if count == 0:
-        return mask
-    largest = labels == (np.argmax(np.bincount(labels.ravel())[1:]) + 1)
+    largest = largest_component(hu > -500)
     return np.stack([ndimage.binary_fill_holes(plane) for plane in largest])
 
 

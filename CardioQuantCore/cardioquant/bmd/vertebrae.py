@@ -14,6 +14,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from ..errors import InputError
+from ..geometry import largest_component
 from ..imageio import read_mask
 from .levels import LEVELS, VALUE_TO_LEVEL, level_from_name
 
@@ -40,16 +41,6 @@ def from_totalsegmentator(path: str | Path, reference: sitk.Image) -> dict[str, 
     return dict(sorted(masks.items(), key=lambda item: LEVELS.index(item[0])))
 
 
-def from_named_labels(label_array: np.ndarray, names: dict[int, str]) -> dict[str, np.ndarray]:
-    """level -> mask from a label array whose values are named like TotalSegmentator's segments."""
-    out = {}
-    for value, name in names.items():
-        level = level_from_name(name)
-        if level and (label_array == value).any():
-            out[level] = label_array == value
-    return out
-
-
 def vertebral_body(vertebra: np.ndarray, posterior_sign: int = +1, spacing=(1.0, 1.0, 1.0)) -> np.ndarray:
     """The body of a whole-vertebra mask: the part in front of the spinal canal.
 
@@ -68,7 +59,7 @@ def vertebral_body(vertebra: np.ndarray, posterior_sign: int = +1, spacing=(1.0,
     front = rows[0] if posterior_sign > 0 else rows[-1]
     jj = np.arange(vertebra.shape[1])[None, :, None]
     in_front = vertebra & ((jj < front) if posterior_sign > 0 else (jj > front))
-    body = _largest_component(in_front)
+    body = largest_component(in_front)
     if not body.any():
         return _vertebral_body_per_slice(vertebra, posterior_sign)
     area = body.sum(axis=(1, 2))
@@ -86,16 +77,9 @@ def _canal_from_above(outline: np.ndarray, spacing, max_gap_mm: float = 15.0) ->
             closed = ndimage.binary_closing(np.pad(outline, radius + 1), disk)[radius + 1:-radius - 1, radius + 1:-radius - 1]
         hole = ndimage.binary_fill_holes(closed) & ~closed
         if hole.any():
-            return _largest_component(hole)
+            return largest_component(hole)
         radius += 1
     return None
-
-
-def _largest_component(mask: np.ndarray) -> np.ndarray:
-    labels, count = ndimage.label(mask)
-    if count == 0:
-        return np.zeros_like(mask, dtype=bool)
-    return labels == (np.argmax(np.bincount(labels.ravel())[1:]) + 1)
 
 
 def _vertebral_body_per_slice(vertebra: np.ndarray, posterior_sign: int) -> np.ndarray:
@@ -107,14 +91,14 @@ def _vertebral_body_per_slice(vertebra: np.ndarray, posterior_sign: int) -> np.n
         holes = ndimage.binary_fill_holes(plane) & ~plane
         rows = np.nonzero(plane.any(axis=1))[0]
         if holes.any():
-            canal_rows = np.nonzero(_largest_component(holes).any(axis=1))[0]
+            canal_rows = np.nonzero(largest_component(holes).any(axis=1))[0]
             limit = canal_rows[0] if posterior_sign > 0 else canal_rows[-1]
         else:
             extent = rows[-1] - rows[0] + 1
             limit = rows[0] + 0.45 * extent if posterior_sign > 0 else rows[-1] - 0.45 * extent
         jj = np.arange(plane.shape[0])[:, None]
         anterior = jj < limit if posterior_sign > 0 else jj > limit
-        body[k] = _largest_component(plane & anterior)
+        body[k] = largest_component(plane & anterior)
     return body
 
 

@@ -61,15 +61,6 @@ def _unit(v):
     return v / np.linalg.norm(v)
 
 
-def _rotation(rng) -> np.ndarray:
-    q = rng.normal(size=4)
-    q /= np.linalg.norm(q)
-    w, x, y, z = q
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
-
-
 class _Anatomy:
     """All random choices of one case, drawn in a fixed order so the paired CTA gets the same anatomy."""
 

@@ -15,7 +15,7 @@ from scipy import ndimage
 
 from .. import geometry
 from ..errors import InputError
-from ..imageio import LoadedImage, check_hounsfield, read_image, read_mask
+from ..imageio import LoadedImage, check_hounsfield, read_image, read_mask, tube_voltage
 from ..labels import MORPHOLOGICALLY_ALTERED, LabelTable, SegmentSpec
 from ..options import check_ranges
 from ..progress import Progress
@@ -147,14 +147,6 @@ def _check_spacing(spacing) -> list[str]:
     return warnings
 
 
-def resolve_kvp(loaded: LoadedImage, requested: float | None) -> tuple[float, list[str]]:
-    if requested:
-        return float(requested), []
-    if loaded.kvp:
-        return loaded.kvp, []
-    return 120.0, ["tube voltage (KVP) unknown: 120 kVp thresholds used; pass --kvp if the scan was not at 120 kVp"]
-
-
 def candidate_threshold(hu: np.ndarray, spacing, mode: str, kvp: float, k: float,
                         lumen_mask: np.ndarray | None = None) -> tuple[float, dict]:
     if mode == "cta":
@@ -282,7 +274,7 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
         raise InputError("--weights does not apply to calcium scoring: it runs no network (the arteries come from "
                          "the heart's anatomy); leave --weights out.")
     warnings = check_input(loaded)
-    kvp, kvp_warnings = resolve_kvp(loaded, getattr(options, "kvp", None))
+    kvp, kvp_warnings = tube_voltage(loaded, getattr(options, "kvp", None), "thresholds")
     warnings += kvp_warnings
     image = loaded.image
     spacing = image.GetSpacing()

@@ -149,7 +149,8 @@ def write_polydata(polydata, path: str | FilePath) -> None:
         raise ProcessingError(f"could not write {path}")
 
 
-def _graph(mask: np.ndarray, spacing_kji):
+def skeleton_graph(mask: np.ndarray, spacing_kji):
+    """(sparse graph of the mask's voxels joined to their 26 neighbours, weighted by distance in mm; voxel coords)."""
     index = -np.ones(mask.shape, np.int64)
     coords = np.argwhere(mask)
     index[tuple(coords.T)] = np.arange(len(coords))
@@ -184,7 +185,7 @@ def end_points(mask: np.ndarray, spacing_kji, min_branch_mm: float = 8.0) -> tup
     if count > 1 and np.sort(sizes)[-2] > 0.1 * sizes.max():
         raise InputError(f"the lumen mask is disconnected ({count} pieces); connect it or give one tree per run")
     main = labels == (int(np.argmax(sizes)) + 1)
-    graph, coords = _graph(main, np.asarray(spacing_kji, float))
+    graph, coords = skeleton_graph(main, np.asarray(spacing_kji, float))
     depth = ndimage.distance_transform_edt(main, sampling=spacing_kji)[tuple(coords.T)]
     first = int(np.argmax(csgraph.dijkstra(graph, indices=int(np.argmax(depth)))))
     _, predecessors = csgraph.dijkstra(graph, indices=first, return_predecessors=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .physics import DEFAULT_BLOOD, MMHG, Blood, BoundaryConditions, YoungTsai
+from .physics import DEFAULT_BLOOD, MMHG, Blood, BoundaryConditions, YoungTsai, poiseuille_resistance
 from .tree import Lesion, Path, build_segments, find_lesions
 from .zerod import Network, Vessel, solve
 
@@ -92,7 +92,7 @@ def element_coefficients(path: Path, element: Element, blood: Blood) -> tuple[fl
         linear, quadratic = YoungTsai(a0, a_s, max(length, 1e-3)).coefficients(blood)
         return linear, quadratic, length
     mid = (radii[:-1] + radii[1:]) / 2
-    return float(np.sum(8 * blood.viscosity * lengths / (math.pi * mid ** 4))), 0.0, length
+    return float(np.sum(poiseuille_resistance(lengths, mid, blood))), 0.0, length
 
 
 @dataclass

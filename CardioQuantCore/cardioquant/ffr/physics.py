@@ -19,14 +19,9 @@ class Blood:
 DEFAULT_BLOOD = Blood()
 
 
-def poiseuille_resistance(length_cm: float, radius_cm: float, blood: Blood = DEFAULT_BLOOD) -> float:
-    """R = 8 mu L / (pi r^4)."""
+def poiseuille_resistance(length_cm, radius_cm, blood: Blood = DEFAULT_BLOOD):
+    """R = 8 mu L / (pi r^4), element-wise for arrays of pieces (sum them for a tube of varying radius)."""
     return 8.0 * blood.viscosity * length_cm / (math.pi * radius_cm ** 4)
-
-
-def poiseuille_resistance_profile(lengths_cm, radii_cm, blood: Blood = DEFAULT_BLOOD) -> float:
-    """Resistance of a tube of varying radius: sum of 8 mu dl / (pi r^4) over its pieces."""
-    return sum(poiseuille_resistance(length, radius, blood) for length, radius in zip(lengths_cm, radii_cm, strict=True))
 
 
 @dataclass

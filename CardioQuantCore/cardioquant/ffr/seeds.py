@@ -21,7 +21,7 @@ from scipy.sparse import csgraph
 from .. import geometry
 from ..errors import InputError
 from ..markups import parse_points
-from .centerlines import _graph
+from .centerlines import skeleton_graph
 
 MIN_LUMEN_HU = 150.0
 MARGIN_MM = 15.0
@@ -78,7 +78,7 @@ def lumen_from_seeds(image: sitk.Image, seeds_ras: np.ndarray) -> tuple[sitk.Ima
 
 
 def _lumen_along_paths(component: np.ndarray, seeds, spacing) -> np.ndarray:
-    plain, coords = _graph(component, spacing)
+    plain, coords = skeleton_graph(component, spacing)
     index_map = -np.ones(component.shape, np.int64)
     index_map[tuple(coords.T)] = np.arange(len(coords))
     depth = ndimage.distance_transform_edt(component, sampling=spacing)[tuple(coords.T)]

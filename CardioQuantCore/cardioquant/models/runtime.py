@@ -3,10 +3,9 @@
 Weight lookup order (first hit wins):
   1. an explicit path (`--weights` on the command line, the Slicer panel's "weights file")
   2. the environment variable CARDIOQUANT_WEIGHTS_<MODEL NAME IN CAPITALS>
-  3. a path from Slicer's settings (passed in by the module as `settings_path`)
-  4. the weights bundled in the package (cardioquant/models/weights/)
-  5. the per-user cache (CARDIOQUANT_CACHE, default ~/.cache/cardioquant/models/<name>/<version>/)
-  6. download from the manifest URL into the cache, unless CARDIOQUANT_OFFLINE=1
+  3. the weights bundled in the package (cardioquant/models/weights/)
+  4. the per-user cache (CARDIOQUANT_CACHE, default ~/.cache/cardioquant/models/<name>/<version>/)
+  5. download from the manifest URL into the cache, unless CARDIOQUANT_OFFLINE=1
 Bundled, cached and downloaded files must match the manifest sha256. User-supplied files are the user's own
 model, so they are not held to the manifest checksum, but they must load into the architecture.
 """
@@ -53,12 +52,11 @@ def _verify(path: Path, entry: ModelEntry, origin: str) -> Path:
     return path
 
 
-def resolve_weights(entry: ModelEntry, user_path: str | Path | None = None, settings_path: str | Path | None = None,
-                    allow_download: bool | None = None, progress: Progress | None = None) -> tuple[Path, str]:
-    """Return (path, origin) of the weights to load; origin is one of user/env/settings/bundled/cache/download."""
+def resolve_weights(entry: ModelEntry, user_path: str | Path | None = None, allow_download: bool | None = None,
+                    progress: Progress | None = None) -> tuple[Path, str]:
+    """Return (path, origin) of the weights to load; origin is one of user/env/bundled/cache/download."""
     for origin, candidate in (("user", user_path),
-                              ("env", os.environ.get(f"CARDIOQUANT_WEIGHTS_{entry.name.upper()}")),
-                              ("settings", settings_path)):
+                              ("env", os.environ.get(f"CARDIOQUANT_WEIGHTS_{entry.name.upper()}"))):
         if candidate:
             path = Path(candidate).expanduser()
             if not path.is_file():
@@ -163,7 +161,7 @@ def weights_provenance(entry: ModelEntry, weights: Path, origin: str) -> dict:
     or a settings path) are identified by their own sha256; unless that is the manifest's, the manifest's
     accuracy is not theirs and is not quoted."""
     provenance = {**entry.provenance(), "weights_origin": origin}
-    if origin in ("user", "env", "settings"):
+    if origin in ("user", "env"):
         digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()
         provenance |= {"weights_file": str(weights), "sha256": digest}
         if digest != entry.sha256:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..geometry import largest_component
 from ..models.manifest import preprocessing
 
 MODEL_NAME = "lge_segmenter"
@@ -177,7 +178,6 @@ def probabilities(network, stack: np.ndarray, device, progress=None, batch: int 
     stage) the scar inside the wall comes from it: it reads the crop with the first stage's cavity and wall
     probabilities, a task narrower than the first stage's five classes. The probabilities are resampled back to
     the input grid."""
-    from scipy import ndimage
 
     shape = stack.shape[1:]
     grid = shape if pixel_mm is None else tuple(max(16, round(n * mm / TRAINED_PIXEL_MM)) for n, mm in zip(shape, pixel_mm, strict=True))
@@ -186,10 +186,9 @@ def probabilities(network, stack: np.ndarray, device, progress=None, batch: int 
     if progress:
         progress.update(0.0, "locating the LV")
     first = _run(network, with_neighbours(stack, input_channels(network)), device, batch)
-    labels, count = ndimage.label(first.argmax(1) > 0)
-    if count == 0:  # no heart found: background everywhere
+    largest = largest_component(first.argmax(1) > 0)
+    if not largest.any():  # no heart found: background everywhere
         return _background((len(stack), first.shape[1]) + shape)
-    largest = labels == (np.argmax(np.bincount(labels.ravel())[1:]) + 1)
     _, rows, cols = np.nonzero(largest)
     r0, c0 = int(np.median(rows)), int(np.median(cols))  # the crop's corner in padded coordinates
     half = CROP // 2
