@@ -120,7 +120,7 @@ class CalciumScoringWidget(CardioQuantWidget):
 
     def updateScores(self):
         segmentationNode = self.observedSegmentation
-        volumeNode = self.ui.inputVolumeSelector.currentNode()
+        volumeNode = self.runInputNode
         if segmentationNode is None or volumeNode is None:
             return
         from cardioquant.calcium.pipeline import carry_review_flags
@@ -152,7 +152,7 @@ class CalciumScoringWidget(CardioQuantWidget):
         if lesion is None:
             return
         with slicer.util.tryWithErrorDisplay("Could not reassign the lesion.", waitCursor=True):
-            self.logic.reassignLesion(self.ui.inputVolumeSelector.currentNode(), self.observedSegmentation,
+            self.logic.reassignLesion(self.runInputNode, self.observedSegmentation,
                                       lesion["centroid_ijk"], artery)
         self.updateScores()
 

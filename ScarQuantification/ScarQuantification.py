@@ -105,14 +105,15 @@ class ScarQuantificationWidget(CardioQuantWidget):
         """Recompute volumes, %LGE and AHA segments from the edited segments; the table shows the new figures."""
         from cardioquant import scene
 
-        volumeNode = self.ui.inputVolumeSelector.currentNode()
+        volumeNode = self.runInputNode
         if self.observedSegmentation is None or volumeNode is None:
             return
         with slicer.util.tryWithErrorDisplay("Could not recompute from the edited segmentation.", waitCursor=True):
             result = self.logic.requantify(volumeNode, self.observedSegmentation, self.requantifyOptions())
-            tableNode = scene.table_node_from_records(slicer.mrmlScene, result.table_rows,
-                                                      slicer.mrmlScene.GenerateUniqueName(f"{volumeNode.GetName()} scar (edited)"))
-            self.ui.resultsTableView.setMRMLTableNode(tableNode)
+            self.resultsTableNode = scene.table_node_from_records(
+                slicer.mrmlScene, result.table_rows, f"{volumeNode.GetName()} scar (edited)", node=self.resultsTableNode)
+            self.resultsTableNode.SetName(f"{volumeNode.GetName()} scar (edited)")
+            self.ui.resultsTableView.setMRMLTableNode(self.resultsTableNode)
             summary = result.summary
             self.ui.statusLabel.text = (f"As edited: scar {summary['scar_ml']:.1f} mL + MVO {summary['mvo_ml']:.1f} mL of "
                                         f"{summary['myocardium_ml']:.1f} mL myocardium, LGE {summary['lge_percent']:.1f} %")

@@ -110,3 +110,27 @@ def test_table_node_csv_round_trip(mrml, tmp_path):
     text = (tmp_path / "scores.csv").read_text().splitlines()
     assert text[0] == '"artery","agatston","lesions"' and text[1] == '"LAD",12.5,2'
     assert scene.records_from_table_node(scene.load_table(mrml, tmp_path / "scores.csv")) == records
+
+
+def test_a_runs_table_is_updated_in_place_after_edits(mrml):
+    """The panel re-computes after every edit: the run's table node takes the new figures, no new node appears."""
+    node = scene.table_node_from_records(mrml, [{"artery": "LAD", "agatston": 12.5}], "scores")
+    tables = mrml.GetNumberOfNodesByClass("vtkMRMLTableNode")
+    edited = [{"artery": "LAD", "agatston": 0.0}, {"artery": "RCA", "agatston": 30.0}]
+    same = scene.table_node_from_records(mrml, edited, "scores", node=node)
+    assert same is node and mrml.GetNumberOfNodesByClass("vtkMRMLTableNode") == tables
+    assert scene.records_from_table_node(node) == edited
+
+
+def test_results_sit_beside_their_volume_in_the_subject_hierarchy(mrml):
+    """A reader finds the segmentation and table of a run under the study of the volume they were made from."""
+    import slicer
+
+    hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(mrml)
+    study = hierarchy.CreateFolderItem(hierarchy.GetSceneItemID(), "study")
+    volume = mrml.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "CT")
+    hierarchy.CreateItem(study, volume)
+    segmentation = mrml.AddNewNodeByClass("vtkMRMLSegmentationNode", "CT calcium")
+    table = scene.table_node_from_records(mrml, [{"artery": "LAD", "agatston": 1.0}], "CT calcium table")
+    scene.place_with_volume(mrml, volume, segmentation, table, None)
+    assert [hierarchy.GetItemParent(hierarchy.GetItemByDataNode(n)) for n in (segmentation, table)] == [study, study]

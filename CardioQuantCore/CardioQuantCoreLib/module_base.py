@@ -28,9 +28,6 @@ class CardioQuantLogic(ScriptedLoadableModuleLogic):
     def pipeline(self):
         return pipelines.get(self.MODULE_KEY)
 
-    def isAvailable(self):
-        return self.pipeline() is not None
-
     def process(self, inputVolumeNode, options, progressCallback=None):
         """Run in this process (scripting, self-tests, headless Slicer); returns (segmentationNode, tableNode, result).
 
@@ -66,6 +63,7 @@ class CardioQuantLogic(ScriptedLoadableModuleLogic):
             segmentationNode = scene_layer.segmentation_node_from_labelmap(
                 scene, result.label_image, inputVolumeNode, result.label_table, name)
         tableNode = scene_layer.table_node_from_records(scene, result.table_rows, name + " table")
+        scene_layer.place_with_volume(scene, inputVolumeNode, segmentationNode, tableNode)
         return segmentationNode, tableNode
 
     def exportCurrent(self, inputVolumeNode, segmentationNode, runOutputDir, target, **overrides):
@@ -103,6 +101,7 @@ class CardioQuantLogic(ScriptedLoadableModuleLogic):
             segmentationNode.CreateDefaultDisplayNodes()
             segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(inputVolumeNode)
         tableNode = scene_layer.load_table(scene, os.path.join(outputDir, f"{key}.csv"), name + " table")
+        scene_layer.place_with_volume(scene, inputVolumeNode, segmentationNode, tableNode)
         return segmentationNode, tableNode
 
 
@@ -113,7 +112,10 @@ class CardioQuantWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic = None
-        self.run = None
+        self.run = None                # the background run in progress
+        self.runInputNode = None       # the volume that run reads: its results attach to it, whatever is selected
+        self.finishedRun = None        # the last finished run: its folder holds what Export starts from
+        self.resultsTableNode = None   # the last run's table, updated in place after the reader's edits
         self.lastOutputDir = None
         self.observedSegmentation = None
         self.editTimer = None
@@ -140,7 +142,29 @@ class CardioQuantWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.exportButton.connect("clicked(bool)", self.onExport)
         self.ui.inputVolumeSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateButtons)
         self.ui.progressBar.setVisible(False)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.updateButtons()
+
+    def enter(self):
+        """The module is shown: the buttons reflect the scene as it is now."""
+        self.updateButtons()
+
+    def onSceneStartClose(self, *_):
+        """The scene closes: a run in progress is cancelled and the last run's files and nodes are let go (the
+        nodes go with the scene; its temporary folder is removed)."""
+        if self.run is not None:
+            self.run.cancel()
+            self.run = None
+        self._releaseFinishedRun()
+        self.watchEdits(None)
+        self.ui.progressBar.setVisible(False)
+        self.ui.statusLabel.text = ""
+        self.updateButtons()
+
+    def _releaseFinishedRun(self):
+        if self.finishedRun is not None:
+            self.finishedRun.cleanup()
+        self.finishedRun, self.lastOutputDir = None, None
 
     def onSegmentationEdited(self):
         """Called (debounced) after the reader edits the result segmentation; modules recompute their figures."""
@@ -157,26 +181,24 @@ class CardioQuantWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.observedSegmentation = segmentationNode
         if segmentationNode is not None:
             if hasattr(self.ui, "segmentEditorWidget"):
-                self.ui.segmentEditorWidget.setSourceVolumeNode(self.ui.inputVolumeSelector.currentNode())
+                self.ui.segmentEditorWidget.setSourceVolumeNode(self.runInputNode)
             self.addObserver(segmentationNode, slicer.vtkSegmentation.SegmentModified, self._onSegmentModified)
 
     def _onSegmentModified(self, *_):
         self.editTimer.start()
 
     def cleanup(self):
+        """The module is closed (Slicer exits or reloads it): cancel a run, remove the temporary folders."""
         self.removeObservers()
         if self.run:
             self.run.cancel()
+            self.run = None
+        self._releaseFinishedRun()
 
     def updateButtons(self, *_):
         running = self.run is not None
-        if not self.logic.isAvailable():
-            self.ui.applyButton.enabled = False
-            self.ui.applyButton.toolTip = "This module is not yet available in this version of CardioQuant."
-            self.ui.statusLabel.text = "Not yet available in this version."
-        else:
-            self.ui.applyButton.enabled = running or self.ui.inputVolumeSelector.currentNode() is not None
-            self.ui.applyButton.text = "Cancel" if running else "Apply"
+        self.ui.applyButton.enabled = running or self.ui.inputVolumeSelector.currentNode() is not None
+        self.ui.applyButton.text = "Cancel" if running else "Apply"
         self.ui.exportButton.enabled = self.lastOutputDir is not None and not running
 
     def onApplyOrCancel(self):
@@ -202,6 +224,7 @@ class CardioQuantWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             loaded = scene_layer.loaded_from_volume_node(inputNode, self.logic.dicomAttributes(inputNode))
             self.run = BackgroundRun(self.MODULE_KEY, loaded, arguments, self.onProgress,
                                      self.onFinished, device=self.ui.deviceComboBox.currentText)
+            self.runInputNode = inputNode
         self.updateButtons()
 
     def onProgress(self, fraction, message):
@@ -217,8 +240,12 @@ class CardioQuantWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             run.cleanup()
             self.updateButtons()
             return
-        segmentationNode, tableNode = self.logic.loadOutputs(outputDir, self.ui.inputVolumeSelector.currentNode())
+        # The results belong to the volume the run read, even if the reader selected another meanwhile.
+        segmentationNode, tableNode = self.logic.loadOutputs(outputDir, self.runInputNode)
+        self._releaseFinishedRun()  # the previous run's folder: its nodes are in the scene, Export uses the new one
+        self.finishedRun = run
         self.ui.resultsTableView.setMRMLTableNode(tableNode)
+        self.resultsTableNode = tableNode
         if segmentationNode is not None and hasattr(self.ui, "segmentEditorWidget"):
             self.ui.segmentEditorWidget.setSegmentationNode(segmentationNode)
         self.lastOutputDir = outputDir
@@ -235,7 +262,7 @@ class CardioQuantWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 f"{target} already holds {', '.join(clashes)}. Move them to {target}/previous and export?"):
             return
         with slicer.util.tryWithErrorDisplay("Export failed.", waitCursor=True):
-            self.logic.exportCurrent(self.ui.inputVolumeSelector.currentNode(), self.observedSegmentation,
+            self.logic.exportCurrent(self.runInputNode, self.observedSegmentation,
                                      self.lastOutputDir, target, **self.exportOverrides())
             self.ui.statusLabel.text = f"Exported the current segmentation and figures to {target}"
 

@@ -208,13 +208,35 @@ def segment_names(segmentation_node) -> list[str]:
 
 # --- tables ----------------------------------------------------------------------------------------------
 
-def table_node_from_records(scene, records: list[dict], name: str, columns: list[str] | None = None):
-    """Table node with one row per record; numeric columns are typed (double) so Slicer plots them."""
+def place_with_volume(scene, volume_node, *nodes) -> None:
+    """Put result nodes beside their input volume in the subject hierarchy (under the volume's study or folder),
+    where the reader looks for them in the Data module."""
+    import slicer
+
+    hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    volume_item = hierarchy.GetItemByDataNode(volume_node)
+    parent = hierarchy.GetItemParent(volume_item) if volume_item else hierarchy.GetSceneItemID()
+    for node in nodes:
+        if node is None:
+            continue
+        item = hierarchy.GetItemByDataNode(node)  # made by Slicer's subject hierarchy plugins; not in plain Python
+        if item:
+            hierarchy.SetItemParent(item, parent)
+        else:
+            hierarchy.CreateItem(parent, node)
+
+
+def table_node_from_records(scene, records: list[dict], name: str, columns: list[str] | None = None, node=None):
+    """Table node with one row per record; numeric columns are typed (double) so Slicer plots them. With `node`
+    (a run's table) its content is replaced in place: the panel keeps one table per run however often the reader
+    edits."""
     import vtk
 
     columns = columns or list(dict.fromkeys(k for r in records for k in r))
-    node = scene.AddNewNodeByClass("vtkMRMLTableNode", name)
+    if node is None:
+        node = scene.AddNewNodeByClass("vtkMRMLTableNode", name)
     table = node.GetTable()
+    table.Initialize()
     for column in columns:
         values = [r.get(column) for r in records]
         # A column with no value at all (e.g. mass without a calibration) is text, so the CSV says nothing there
