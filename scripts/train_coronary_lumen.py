@@ -22,6 +22,7 @@ import torch
 
 from cardioquant.ffr import cta_phantom
 from cardioquant.ffr import lumen_network as lnet
+from cardioquant.metrics import dice
 from cardioquant.models.runtime import build_network
 from cardioquant.models.training import generate_cases, save_weights, train
 
@@ -56,18 +57,18 @@ def cut_patches(seed: int):
 
 
 def evaluate(network, device, seeds) -> dict:
-    dice, inside = [], []
+    dices, inside = [], []
     for seed in seeds:
         case = cta_phantom.make_case(seed)
         lumen, _ = lnet.predict(case.image, network, device, (96, 96, 96))
         truth = sitk.GetArrayFromImage(case.labels) == cta_phantom.LUMEN
-        dice.append(2 * (lumen & truth).sum() / (lumen.sum() + truth.sum()))
+        dices.append(dice(lumen, truth))
         points = np.vstack([p.points for tree in case.trees.values() for p in tree])
         index = np.round([case.image.TransformPhysicalPointToContinuousIndex(tuple(p * [-1, -1, 1])) for p in points])
         index = index.astype(int)[:, ::-1]
         inside.append(lumen[tuple(index.T)].mean())
-    return {"held_out_cases": len(seeds), "lumen_dice": round(float(np.mean(dice)), 3),
-            "lumen_dice_min": round(float(np.min(dice)), 3), "centerline_points_inside": round(float(np.mean(inside)), 3)}
+    return {"held_out_cases": len(seeds), "lumen_dice": round(float(np.mean(dices)), 3),
+            "lumen_dice_min": round(float(np.min(dices)), 3), "centerline_points_inside": round(float(np.mean(inside)), 3)}
 
 
 def main():

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cardioquant.metrics import dice
 from cardioquant.models.runtime import build_network, load_named_model
 from cardioquant.models.training import save_weights, train
 from cardioquant.scar import emidec, myops
@@ -125,9 +126,8 @@ def drop_neighbours(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor
     return x
 
 
-def dice(pred, truth, classes):
-    p, t = np.isin(pred, classes), np.isin(truth, classes)
-    return 2 * (p & t).sum() / (p.sum() + t.sum()) if p.sum() + t.sum() else 1.0
+def class_dice(pred, truth, classes):
+    return dice(np.isin(pred, classes), np.isin(truth, classes), empty=1.0)
 
 
 def main():
@@ -207,9 +207,9 @@ def main():
             stack, device = normalise_stack(x), torch.device(args.device)
             pred = (predict(network, stack, device) if segmenter is None else
                     predict(segmenter.to(device), stack, device, refiner=network))
-            scores["myocardium"].append(dice(pred, y, [2, 3, 4]))
+            scores["myocardium"].append(class_dice(pred, y, [2, 3, 4]))
             if np.isin(y, [3, 4]).any():
-                scores["scar+mvo"].append(dice(pred, y, [3, 4]))
+                scores["scar+mvo"].append(class_dice(pred, y, [3, 4]))
     if args.myops:
         for case in myops_validation:
             signal, classes, _, spacing = myops.load_case(args.myops, case)
@@ -217,8 +217,8 @@ def main():
             stack, pixel_mm = normalise_stack(signal), (spacing[1], spacing[0])
             pred = (predict(network, stack, device, pixel_mm=pixel_mm) if segmenter is None else
                     predict(segmenter.to(device), stack, device, pixel_mm=pixel_mm, refiner=network))
-            scores.setdefault("myops myocardium", []).append(dice(pred, classes, [2, 3, 4]))
-            scores.setdefault("myops scar", []).append(dice(pred, classes, [3, 4]))
+            scores.setdefault("myops myocardium", []).append(class_dice(pred, classes, [2, 3, 4]))
+            scores.setdefault("myops scar", []).append(class_dice(pred, classes, [3, 4]))
     save_weights(network, args.out, validation_dice={k: float(np.mean(v)) for k, v in scores.items()},
                  iterations=args.iterations, seconds=round(time.time() - started))
 
