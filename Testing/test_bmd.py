@@ -7,7 +7,7 @@ import pytest
 import SimpleITK as sitk
 
 from cardioquant import cli
-from cardioquant.bmd import calibration, phantom, roi, vertebrae
+from cardioquant.bmd import calibration, phantom, pipeline, roi, vertebrae
 from cardioquant.bmd.pipeline import acr_category, patient_summary
 from cardioquant.errors import InputError
 
@@ -120,6 +120,23 @@ def test_asynchronous_calibration_line():
                                             (79.99, "osteoporosis")])
 def test_acr_boundaries(value, category):
     assert acr_category(value) == category
+
+
+def test_a_doubtful_vertebra_is_named_and_left_out_of_the_patient_figure():
+    """A 0.3 mL ROI (a body cut by the scan range) and a 600 HU ROI (cement, sclerosis) are each named with why;
+    the patient figure comes from the plausible vertebrae."""
+    body = np.zeros((12, 40, 40), bool)
+    body[:9, 5:35, 5:35] = True                                   # 9 slices x 3 mm = 27 mm, 24 mL at 1 mm pixels
+    good = {"roi_volume_ml": 4.0, "trabecular_hu": 150.0, "body_volume_ml": 24.3}
+    assert pipeline.plausibility(good, body, (1.0, 1.0, 3.0)) == []
+    cut = pipeline.plausibility({**good, "roi_volume_ml": 0.3}, body, (1.0, 1.0, 3.0))
+    dense = pipeline.plausibility({**good, "trabecular_hu": 600.0}, body, (1.0, 1.0, 3.0))
+    assert len(cut) == 1 and "0.3 mL" in cut[0] and len(dense) == 1 and "600 HU" in dense[0]
+    assert "mm high" in pipeline.plausibility(good, body, (1.0, 1.0, 6.0))[0]  # 54 mm: several vertebrae
+    per = {"L1": {"bmd_mg_cm3": 300.0, "trabecular_hu": 600.0, "plausible": False},
+           "L2": {"bmd_mg_cm3": 110.0, "trabecular_hu": 140.0, "plausible": True},
+           "L3": {"bmd_mg_cm3": 100.0, "trabecular_hu": 130.0, "plausible": True}}
+    assert patient_summary(per)["levels"] == ["L2", "L3"] and patient_summary(per)["bmd_mg_cm3"] == 105
 
 
 def test_patient_level_prefers_l1_l2_then_lower_thoracic():

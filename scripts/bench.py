@@ -596,7 +596,22 @@ def bench_scar(shared: Path):
               f"{infarct_t:.3f} (infarct cases); %LGE r {lge_t['r']:.3f}, mean |diff| {lge_t['mad']:.1f} points, "
               f">= 15% class agreement {lge_t['same'] * 100:.0f}%")
     return {"myocardium_dice": float(myo_dice), "scar_dice_emidec": float(emidec_dice), "scar_dice_infarct_cases":
-            float(infarct), "lge_r": lge["r"], "lge_mad": lge["mad"], "class_agreement_15": lge["same"]}
+            float(infarct), "lge_r": lge["r"], "lge_mad": lge["mad"], "class_agreement_15": lge["same"],
+            "pairs": shipped}
+
+
+def bench_scar_both_centres(emidec_figures: dict | None, myops_figures: dict | None):
+    """The two centres' validation cases together (EMIDEC 16 + MyoPS 7): one line, the issue's pooled figures."""
+    if not emidec_figures or not myops_figures:
+        print("scar on both centres pooled: skipped (needs ../shared/data/emidec and ../shared/data/myops)")
+        return
+    pairs = emidec_figures["pairs"] + myops_figures["validation split"]["pairs"]
+    infarct = [(y, p) for y, p in pairs if (y >= 3).any()]
+    lge = _lge_agreement([_lge_percent(y >= 3, y) for y, _ in pairs], [_lge_percent(p >= 3, p) for _, p in pairs])
+    print(f"scar cascade on both centres' validation splits pooled ({len(pairs)} real cases, {len(infarct)} with scar): "
+          f"myocardium Dice {np.mean([dice(p >= 2, y >= 2) for y, p in pairs]):.3f}; scar+MVO Dice "
+          f"{np.mean([dice(p >= 3, y >= 3) for y, p in infarct]):.3f} per case with scar, "
+          f"{_pooled_scar_dice(pairs):.3f} pooled over voxels; %LGE r {lge['r']:.3f}, mean |diff| {lge['mad']:.1f} points")
 
 
 def _scar_dice(pairs) -> tuple[float, float, str]:
@@ -955,8 +970,7 @@ def main():
         bench_bmd_totalsegmentator(args.shared)
         bench_bmd_level_naming(args.shared)
     if args.only in (None, "scar"):
-        bench_scar(args.shared)
-        bench_scar_myops(args.shared)
+        bench_scar_both_centres(bench_scar(args.shared), bench_scar_myops(args.shared))
         bench_scar_rv_insertion(args.shared)
     if args.only in (None, "batch"):
         bench_batch()

@@ -233,6 +233,10 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
             "body_volume_ml": float(mask.sum() * np.prod(spacing) / 1000.0),
             "level_determined": is_determined(level),
         }
+        doubts = plausibility(per_vertebra[level], mask, spacing)
+        per_vertebra[level]["plausible"] = not doubts
+        if doubts:
+            warnings.append(f"{level}: {'; '.join(doubts)}: its BMD is not used for the patient figure")
     patient = patient_summary(per_vertebra)
     labels = _label_map(hu.shape, bodies, rois, reference_masks)
     progress.update(1.0, "done")
@@ -280,9 +284,42 @@ def pickhardt_flags(l1_hu: float) -> dict:
             "gt_200_osteoporosis_unlikely": l1_hu > 200}
 
 
+# Plausibility of one vertebra's measurement (docs/REFERENCE.md section 2). By this ROI rule a lumbar trabecular
+# ROI holds 3-7 mL and a mid-thoracic one 1.5-4 mL; under 1 mL the body is cut by the scan range or only partly
+# found (a chest CT gave figures of 67-371 mg/cm3 from 0.2-0.4 mL ROIs). Adult trabecular bone reads about 0-300 HU
+# (fatty osteoporotic marrow the lowest); outside -50..400 HU the ROI holds air, fat, cortex, sclerosis, cement or
+# iodine. Thoracic and lumbar bodies are 15-35 mm high and 8-60 mL.
+MIN_ROI_ML = 1.0
+TRABECULAR_HU = (-50.0, 400.0)
+BODY_HEIGHT_MM = (10.0, 45.0)
+BODY_ML = (5.0, 90.0)
+
+
+def plausibility(measured: dict, body: np.ndarray, spacing) -> list[str]:
+    """What makes one vertebra's figure doubtful (empty when nothing does)."""
+    doubts = []
+    if measured["roi_volume_ml"] < MIN_ROI_ML:
+        doubts.append(f"trabecular ROI only {measured['roi_volume_ml']:.1f} mL (under {MIN_ROI_ML:g} mL: body cut by "
+                      "the scan range or only partly found)")
+    if not TRABECULAR_HU[0] <= measured["trabecular_hu"] <= TRABECULAR_HU[1]:
+        doubts.append(f"trabecular ROI reads {measured['trabecular_hu']:.0f} HU, outside {TRABECULAR_HU[0]:g} to "
+                      f"{TRABECULAR_HU[1]:g} HU (cortex, sclerosis, cement, iodine or not bone)")
+    slices = np.nonzero(body.any(axis=(1, 2)))[0]
+    height = (slices[-1] - slices[0] + 1) * spacing[2]
+    if not BODY_HEIGHT_MM[0] <= height <= BODY_HEIGHT_MM[1]:
+        doubts.append(f"body {height:.0f} mm high, outside {BODY_HEIGHT_MM[0]:g}-{BODY_HEIGHT_MM[1]:g} mm (cut by the "
+                      "scan range, or several vertebrae)")
+    if not BODY_ML[0] <= measured["body_volume_ml"] <= BODY_ML[1]:
+        doubts.append(f"body {measured['body_volume_ml']:.0f} mL, outside {BODY_ML[0]:g}-{BODY_ML[1]:g} mL")
+    return doubts
+
+
 def patient_summary(per_vertebra: dict) -> dict:
     """Patient BMD from the two preferred named levels; else the two lowest named bodies; else, when no level is
-    determined, the two lowest bodies in view (said so: `level_determined` false)."""
+    determined, the two lowest bodies in view (said so: `level_determined` false). Vertebrae whose figure is
+    doubtful (`plausible` false) are passed over while plausible ones remain."""
+    plausible = {level: v for level, v in per_vertebra.items() if v.get("plausible", True)}
+    per_vertebra = plausible or per_vertebra
     named = [level for level in per_vertebra if is_determined(level)]
     chosen = [level for level in PREFERRED if level in per_vertebra][:2] or named[:2] or list(per_vertebra)[:2]
     bmd = float(np.mean([per_vertebra[level]["bmd_mg_cm3"] for level in chosen]))
