@@ -1,0 +1,57 @@
+"""Real labelled scans in ../shared/data, checked against the figures the manifest and README state.
+
+Slow (whole real volumes through the networks): `make test-slow`. Each test is skipped where its data is absent
+(the data are research-use and never in the repository)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cardioquant.metrics import dice
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+MYOPS, TOTALSEGMENTATOR = SHARED / "myops", SHARED / "totalsegmentator"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.skipif(not MYOPS.is_dir(), reason="MyoPS not present (../shared/data/myops)")
+def test_the_scar_cascade_finds_the_myocardium_of_another_centres_validation_cases():
+    """MyoPS's 7 validation volumes (never trained on), read as the CLI reads them: myocardium Dice >= 0.80 (the
+    issue's target; 0.827 stated in the manifest) and scar found in at least 6 of the 7 scarred hearts."""
+    from cardioquant.models.runtime import load_named_model
+    from cardioquant.scar import myops, network
+
+    cpu = torch.device("cpu")
+    segmenter, refiner = (load_named_model(name, None, cpu)[0] for name in (network.MODEL_NAME, network.REFINER_NAME))
+    _, validation = myops.split(list(myops.cases(MYOPS)))
+    myocardium, with_scar = [], 0
+    for case in validation:
+        signal, truth, _, spacing = myops.load_case(MYOPS, case)
+        labels = network.predict(segmenter, network.normalise_stack(signal), cpu, pixel_mm=(spacing[1], spacing[0]),
+                                 refiner=refiner)
+        labels = network.drop_small_scar(labels, float(np.prod(spacing)) / 1000.0)
+        myocardium.append(dice(labels >= 2, truth >= 2))
+        with_scar += bool((labels >= 3).any())
+    assert np.mean(myocardium) >= 0.80 and with_scar >= 6
+
+
+@pytest.mark.skipif(not TOTALSEGMENTATOR.is_dir(), reason="TotalSegmentator example not present")
+def test_a_vertebra_mask_alone_gives_the_body_masks_trabecular_hu():
+    """TotalSegmentator's vertebra masks without its body mask: the body in front of the canal gives the same
+    trabecular HU as the body mask (within 5 HU at T12-L5) and the same patient BMD (within 5 mg/cm3)."""
+    from cardioquant.bmd.pipeline import run
+    from cardioquant.cli import default_options
+    from cardioquant.imageio import read_image
+    from cardioquant.progress import Progress
+
+    loaded = read_image(TOTALSEGMENTATOR / "example_ct.nii.gz")
+    masks = {"vertebra_mask": str(TOTALSEGMENTATOR / "spine_report__example_ct_report__totalseg.nii.gz"), "kvp": 120.0}
+    with_body = run(loaded, default_options("bmd", **masks, vertebra_body_mask=str(
+        TOTALSEGMENTATOR / "spine_report__example_ct_report__totalseg_vertebrae_body.nii.gz")), Progress()).summary
+    alone = run(loaded, default_options("bmd", **masks), Progress()).summary
+    for level in ("T12", "L1", "L2", "L3", "L4", "L5"):
+        assert abs(alone["vertebrae"][level]["trabecular_hu"] - with_body["vertebrae"][level]["trabecular_hu"]) <= 5.0
+    assert abs(alone["patient"]["bmd_mg_cm3"] - with_body["patient"]["bmd_mg_cm3"]) <= 5.0
