@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 import SimpleITK as sitk
-from scipy import ndimage
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 
@@ -93,6 +92,9 @@ def resample_isotropic(image: sitk.Image, spacing_mm: float, is_label: bool, def
         image = sitk.Cast(image, sitk.sitkFloat32)
         sigma_voxels = [max(spacing_mm / 2 - s / 2, 0.0) / s for s in image.GetSpacing()][::-1]
         if any(sigma_voxels):
+            # SciPy is imported here, not with the module: the Slicer panels load this module before it is installed.
+            from scipy import ndimage
+
             smoothed = sitk.GetImageFromArray(ndimage.gaussian_filter(sitk.GetArrayFromImage(image), sigma_voxels))
             smoothed.CopyInformation(image)
             image = smoothed
@@ -102,6 +104,8 @@ def resample_isotropic(image: sitk.Image, spacing_mm: float, is_label: bool, def
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
     """The largest connected piece of a boolean mask (face-connected; ties: the first labelled), or an empty mask."""
+    from scipy import ndimage
+
     labels, count = ndimage.label(mask)
     if count == 0:
         return np.zeros(mask.shape, bool)

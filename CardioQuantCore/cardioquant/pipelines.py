@@ -12,9 +12,10 @@ import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, cast
 
-from .imageio import LoadedImage
-from .progress import Progress
-from .results import ModuleResult
+if TYPE_CHECKING:  # annotations only: the Slicer modules import this registry before their dependencies exist
+    from .imageio import LoadedImage
+    from .progress import Progress
+    from .results import ModuleResult
 
 
 class Pipeline(Protocol):
