@@ -147,3 +147,39 @@ def test_vtp_without_radius_is_refused(capsys, tmp_path):
     writer.Write()
     code, captured = run(capsys, "ffr", tmp_path / "bare.vtp", "-o", tmp_path / "o")
     assert code == 2 and "MaximumInscribedSphereRadius" in captured.err
+
+
+def test_a_scan_too_large_for_the_memory_budget_is_refused_before_the_network_runs(capsys, tmp_path):
+    """A 300 mm soft-tissue slab with no lungs (no heart to crop to): the 0.5 mm network grid would need about
+    14 GB, over the 4 GB default; one line names the size, the budget and what to do, and nothing is written.
+    With the budget raised far enough the same check passes (the run then stops at the next check: no aorta)."""
+    kk, jj, ii = np.indices((100, 100, 100))
+    body = np.where((jj - 50) ** 2 + (ii - 50) ** 2 < 45 ** 2, 40, -1000).astype(np.int16)
+    image = sitk.GetImageFromArray(body)
+    image.SetSpacing((3.0, 3.0, 3.0))
+    sitk.WriteImage(image, str(tmp_path / "slab.nrrd"))
+    assert cli.main(["ffr", str(tmp_path / "slab.nrrd"), "-o", str(tmp_path / "out"), "--quiet"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "needing about 14 GB (--memory-limit-gb 4)" in error[0] and "crop the CTA" in error[0]
+    assert not list((tmp_path / "out").glob("ffr*"))
+    from cardioquant.ffr.pipeline import network_region
+
+    region, box = network_region(image, memory_limit_gb=16.0)
+    assert region.GetSize() == image.GetSize() and box == (slice(0, 100),) * 3
+
+
+def test_the_network_reads_the_heart_region_of_a_chest_scan_not_the_whole_scan():
+    """On a contrast chest phantom with lungs, the region the lumen network reads is the heart's (smaller than
+    the scan) and holds every coronary artery voxel the phantom placed (they run on the heart's surface)."""
+    from cardioquant.calcium import evaluation
+    from cardioquant.calcium import phantom as chest
+    from cardioquant.ffr.pipeline import network_region
+
+    case = chest.make_cardiac_phantom(30500, spacing=(0.8, 0.8, 3.0), contrast=True, n_calcifications=8)
+    image = evaluation.phantom_loaded(case).image
+    region, box = network_region(image, memory_limit_gb=64.0)
+    assert np.prod(region.GetSize()) < 0.6 * np.prod(image.GetSize())
+    coronary = np.argwhere((case.calcium_labels >= 1) & (case.calcium_labels <= 4))
+    assert len(coronary) and all(b.start <= c.min() and c.max() < b.stop for b, c in zip(box, coronary.T, strict=True))
+    corner = image.TransformIndexToPhysicalPoint([b.start for b in box][::-1])
+    assert np.allclose(region.GetOrigin(), corner)  # the crop keeps its place in the patient

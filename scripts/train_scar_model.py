@@ -94,9 +94,11 @@ def warm_start(network, weights: Path) -> None:
     network.load_state_dict(state)
 
 
-def augment(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, image_channels: int | None = None):
-    """Random affine (rotation, scale, shift, flip) applied identically to image and labels, plus gamma on the
-    first `image_channels` (all: None; probabilities are not intensities)."""
+def augment(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, image_channels: int | None = None,
+            scanner_augmentation: bool = False):
+    """Random affine (rotation, scale, shift, flip) applied identically to image and labels, plus gamma (and with
+    `scanner_augmentation` gain, offset and noise) on the first `image_channels` (all: None; probabilities are not
+    intensities)."""
     n = x.shape[0]
     angle = (torch.rand(n, generator=generator) * 2 - 1) * math.pi
     scale = 0.85 + torch.rand(n, generator=generator) * 0.3
@@ -110,6 +112,11 @@ def augment(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, image_
     gamma = torch.exp((torch.rand(n, 1, 1, 1, generator=generator) * 2 - 1) * 0.3)
     images = slice(0, image_channels)
     x[:, images] = x[:, images].clamp(min=0) ** gamma
+    if scanner_augmentation:  # another scanner's contrast and noise: gain 0.8-1.2, offset +-0.1, noise SD 0-0.05
+        gain = 0.8 + torch.rand(n, 1, 1, 1, generator=generator) * 0.4
+        offset = (torch.rand(n, 1, 1, 1, generator=generator) * 2 - 1) * 0.1
+        noise = torch.randn(x[:, images].shape, generator=generator) * torch.rand(n, 1, 1, 1, generator=generator) * 0.05
+        x[:, images] = x[:, images] * gain + offset + noise
     return x, y
 
 
@@ -137,6 +144,8 @@ def main():
                                                    "split is added (another centre and scanner)")
     parser.add_argument("--myops-share", type=float, default=0.35,
                         help="share of training slices drawn from MyoPS [0.35]")
+    parser.add_argument("--scanner-augmentation", action="store_true",
+                        help="also vary gain, offset and noise of the slices (another scanner's contrast)")
     parser.add_argument("--checkpoint", type=Path, help="training state written here as it runs; a run started "
                                                         "again with the same path resumes")
     parser.add_argument("--out", type=Path, required=True)
@@ -194,7 +203,7 @@ def main():
         image_channels = x.shape[1] if segmenter is None else 3  # the refiner's 3 slices, then probabilities
         x = torch.cat([drop_neighbours(x[:, :image_channels], generator), x[:, image_channels:]], 1)
         y = torch.from_numpy(y_train[index][:, None].astype(np.int64))
-        x, y = augment(x, y, generator, image_channels)
+        x, y = augment(x, y, generator, image_channels, args.scanner_augmentation)
         return x[window], y[window]
 
     train(network, next_batch, args.iterations, args.lr, args.device, batch_dice=True, log_every=100, started=started,

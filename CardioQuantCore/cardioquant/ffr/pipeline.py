@@ -57,6 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help=f"outlet flow split exponent m [{bc.murray_exponent:g}]")
     group.add_argument("--venous-pressure", type=float, default=bc.venous_pressure_mmhg, help="mmHg [0]")
     group.add_argument("--min-stenosis", type=float, default=20.0, help="lesions: minimum diameter stenosis %% [20]")
+    group.add_argument("--memory-limit-gb", type=float, default=DEFAULT_MEMORY_GB,
+                       help="memory the automatic lumen network may use; a larger region is refused before it runs "
+                            f"[{DEFAULT_MEMORY_GB:g}]")
 
 
 def read_input(path: str, series: str | None = None) -> LoadedImage:
@@ -120,14 +123,54 @@ def get_trees(loaded: LoadedImage, options, progress: Progress) -> Trees:
     return _trees_from_network(loaded, options, progress)
 
 
+DEFAULT_MEMORY_GB = 4.0
+# Peak memory of the automatic path grows with the network's 0.5 mm grid: about 1 GB (libraries, the scan) plus
+# 60 bytes per grid voxel (a 205 x 205 x 128 mm CTA, 43 million voxels, peaked at 3.2 GB in `make bench`; a whole
+# 512 x 512 x 141 chest CT, 360 million, passed 18.5 GB before the heart was found first).
+BASE_GB, BYTES_PER_GRID_VOXEL = 1.0, 60.0
+HEART_MARGIN_MM = 15.0  # the coronaries run on the heart's surface; the region is grown by this much
+
+
+def network_region(image: sitk.Image, memory_limit_gb: float) -> tuple[sitk.Image, tuple[slice, ...]]:
+    """The part of the CTA the lumen network reads, and where it lies in the scan (k, j, i slices): the heart
+    region found as for calcium scoring (lungs, spine, sternum) grown by HEART_MARGIN_MM, so that a chest CT is not
+    segmented whole; the whole scan where no heart is told apart (a heart-only reconstruction). InputError, before
+    the network runs, when the region's 0.5 mm grid would need more than `memory_limit_gb`."""
+    from ..calcium import anatomy
+    from . import lumen_network
+
+    whole = tuple(slice(0, n) for n in image.GetSize()[::-1])
+    try:
+        heart = anatomy.find_heart(image).heart_region
+    except InputError:  # no lungs around it: a heart-only field of view, read whole
+        box = whole
+    else:
+        reach = [int(np.ceil(HEART_MARGIN_MM / s)) for s in image.GetSpacing()[::-1]]
+        box = tuple(slice(max(0, int(idx.min()) - r), min(n, int(idx.max()) + r + 1))
+                    for idx, r, n in zip(np.nonzero(heart), reach, heart.shape, strict=True))
+    size_mm = [(b.stop - b.start) * s for b, s in zip(box, image.GetSpacing()[::-1], strict=True)]
+    voxels = float(np.prod([np.ceil(mm / lumen_network.GRID_MM) for mm in size_mm]))
+    needed_gb = BASE_GB + BYTES_PER_GRID_VOXEL * voxels / 1e9
+    if needed_gb > memory_limit_gb:
+        where = "the heart region" if box != whole else "the whole scan (no heart found between lungs)"
+        raise InputError(f"the coronary network would read {where}, {' x '.join(f'{mm:.0f}' for mm in size_mm[::-1])} "
+                         f"mm, needing about {needed_gb:.0f} GB (--memory-limit-gb {memory_limit_gb:g}): crop the "
+                         "CTA to the heart, raise --memory-limit-gb, or give --lumen-mask, --seeds or --centerlines.")
+    if box == whole:
+        return image, box
+    return image[box[2], box[1], box[0]], box
+
+
 def _trees_from_network(loaded: LoadedImage, options, progress: Progress) -> Trees:
     from ..models.runtime import load_named_model, select_device
     from . import lumen_network
 
+    region, box = network_region(loaded.image, getattr(options, "memory_limit_gb", DEFAULT_MEMORY_GB))
     device = select_device(getattr(options, "device", "auto"))
     network, entry, _ = load_named_model(lumen_network.MODEL_NAME, getattr(options, "weights", None), device)
-    lumen, aorta = lumen_network.predict(loaded.image, network, device, tuple(entry.input["patch_size"]),
-                                         progress.sub(0.0, 0.5))
+    found = lumen_network.predict(region, network, device, tuple(entry.input["patch_size"]), progress.sub(0.0, 0.5))
+    lumen, aorta = (np.zeros(sitk.GetArrayViewFromImage(loaded.image).shape, bool) for _ in range(2))
+    lumen[box], aorta[box] = found
     _check_contrast(loaded, aorta)  # whatever the network calls aorta must hold iodine
     trees, left_out, aorta = lumen_network.split_trees(lumen, aorta, loaded.image)
     labels = aorta.astype(np.uint8) * 2
@@ -170,6 +213,7 @@ OPTION_RANGES = {
     "murray_exponent": (2.0, 3.0, True),      # Murray's law: 3; 2-3 reported for coronary trees
     "venous_pressure": (0.0, 20.0, True),     # must stay well below the aortic pressure
     "min_stenosis": (0.0, 99.0, True),
+    "memory_limit_gb": (1.0, 1024.0, True),
 }
 
 
