@@ -110,3 +110,16 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
     if count == 0:
         return np.zeros(mask.shape, bool)
     return labels == (int(np.argmax(np.bincount(labels.ravel())[1:])) + 1)
+
+
+def round_cross_section(in_range: np.ndarray, depth: np.ndarray, region: np.ndarray, spacing) -> bool:
+    """Whether a tube-like region is round (a vessel, not muscle, bowel or bone): at its widest slice (deepest
+    in-plane distance `depth` inside `region`) the in-range cross-section through that point is about a disc,
+    area <= 2 pi r^2 for the inscribed radius r."""
+    from scipy import ndimage
+
+    masked = np.where(region, depth, 0)
+    k, j, i = np.unravel_index(int(np.argmax(masked)), masked.shape)
+    plane, _ = ndimage.label(in_range[k])
+    area = np.count_nonzero(plane == plane[j, i]) * spacing[0] * spacing[1]
+    return bool(area <= 2.0 * np.pi * depth[k, j, i] ** 2)

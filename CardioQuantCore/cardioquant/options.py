@@ -25,3 +25,18 @@ def check_ranges(options, ranges: dict[str, tuple]) -> None:
             raise InputError(f"--{name.replace('_', '-')} {value:g} is out of range: give a value "
                              f"{'from' if low_inclusive else 'above'} {low:g} {'up to' if high_inclusive else 'below'} "
                              f"{high:g}.")
+
+
+def module_defaults(add_arguments, **overrides):
+    """An analysis's own options at their defaults (from its `add_arguments`, the one place they are declared),
+    with `overrides`: what the science needs to re-run a step without going through the command line."""
+    import argparse
+
+    parser = argparse.ArgumentParser(add_help=False)
+    add_arguments(parser)
+    options = parser.parse_args([])
+    for key, value in overrides.items():
+        if not hasattr(options, key):
+            raise TypeError(f"unknown option: {key}")
+        setattr(options, key, value)
+    return options

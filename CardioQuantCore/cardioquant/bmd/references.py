@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from ..geometry import largest_component
+from ..geometry import largest_component, round_cross_section
 from .calibration import robust_stats
 
 MIN_AREA_MM2 = 10.0
@@ -95,11 +95,7 @@ def _aorta(hu, spacing, band, body_j, centre_i, posterior_sign):
     best, best_size = None, 0
     for index, box in enumerate(ndimage.find_objects(labels), start=1):
         region = labels[box] == index
-        masked = np.where(region, depth[box], 0)
-        k, j, i = np.unravel_index(int(np.argmax(masked)), masked.shape)
-        plane, _ = ndimage.label(soft[box][k])
-        area = np.count_nonzero(plane == plane[j, i]) * spacing[0] * spacing[1]
-        if area > 2.0 * np.pi * masked[k, j, i] ** 2:
+        if not round_cross_section(soft[box], depth[box], region, spacing):
             continue  # not round: muscle or bowel, not the aorta
         if region.sum() > best_size:
             best, best_size = (box, region), region.sum()

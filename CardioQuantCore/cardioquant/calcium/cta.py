@@ -17,6 +17,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import InputError
+from ..geometry import round_cross_section
 
 IODINE_RANGE_HU = (180.0, 900.0)
 # Agatston-equivalent = DEFAULT_SCALE x raw CTA score: calcium below the lumen-relative threshold is invisible on
@@ -62,7 +63,7 @@ def _aortic_roi(hu: np.ndarray, spacing) -> LumenStatistics:
         region = components[box] == index
         if depth[box][region].max() < 8.0 or region.sum() * np.prod(spacing) < 500.0:
             continue
-        if not _round_cross_section(in_range[box], depth[box], region, spacing):
+        if not round_cross_section(in_range[box], depth[box], region, spacing):
             continue  # a band (rib or chest wall running in-plane), not a vessel
         values = top[box][region]
         # Bone has a brighter cortical shell around a homogeneous core; a vessel lumen has nothing brighter around it.
@@ -76,15 +77,6 @@ def _aortic_roi(hu: np.ndarray, spacing) -> LumenStatistics:
         raise InputError("no contrast-filled aorta found (no round 180-900 HU region in the upper third of the scan): "
                          "this does not look like a contrast CTA; use --mode noncontrast or give --lumen-mask.")
     return best
-
-
-def _round_cross_section(in_range, depth, region, spacing) -> bool:
-    """At its widest slice the region's in-range cross-section is about a disc: area ~ pi x (inscribed radius)^2."""
-    masked = np.where(region, depth, 0)
-    k, j, i = np.unravel_index(int(np.argmax(masked)), masked.shape)
-    plane, _ = ndimage.label(in_range[k])
-    area = np.count_nonzero(plane == plane[j, i]) * spacing[0] * spacing[1]
-    return area <= 2.0 * np.pi * depth[k, j, i] ** 2
 
 
 def looks_contrast_enhanced(hu: np.ndarray, spacing) -> bool:

@@ -73,9 +73,10 @@ def truth_arteries(case) -> dict:
 
 
 def run_pipeline(case, mode: str = "auto", device: str = "cpu", **overrides):
-    from ..cli import default_options
+    from ..options import module_defaults
     from ..progress import Progress
-    from .pipeline import run
+    from .pipeline import add_arguments, run
 
-    options = default_options("calcium", mode=mode, device=device, **overrides)
+    options = module_defaults(add_arguments, mode=mode, **overrides)
+    options.device = device  # a common option of the command line, not calcium's own
     return run(phantom_loaded(case), options, Progress())

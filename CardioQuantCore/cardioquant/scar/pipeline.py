@@ -17,7 +17,7 @@ from .. import markups
 from ..errors import InputError
 from ..imageio import LoadedImage, read_image, read_mask
 from ..labels import ANATOMICAL_STRUCTURE, MORPHOLOGICALLY_ALTERED, LabelTable, SegmentSpec
-from ..options import check_ranges
+from ..options import check_ranges, module_defaults
 from ..progress import Progress
 from ..results import ModuleResult
 from . import aha, network, quantify
@@ -184,10 +184,8 @@ def edited_result(loaded: LoadedImage, label_map: np.ndarray, run_document: dict
     """The results of the segmentation as the reader left it, for Export: quantified as drawn (requantify) with
     the run's RV insertion and septum direction, or the insertion point the reader has moved since, and a warning
     that the figures come from the reader's edits."""
-    from ..cli import default_options
-
     settings = run_document["settings"]
-    options = default_options("scar", n_sd=settings["n_sd"], septum_direction=settings["septum_direction"],
+    options = module_defaults(add_arguments, n_sd=settings["n_sd"], septum_direction=settings["septum_direction"],
                               rv_insertion=None if rv_insertion_point else settings["rv_insertion_deg"],
                               rv_insertion_point=rv_insertion_point)
     result = requantify(loaded, label_map, options)
