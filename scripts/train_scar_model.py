@@ -1,6 +1,12 @@
-"""Train the LGE segmentation network (LV cavity, myocardium, scar, MVO) on the real EMIDEC slices.
+"""Train the LGE segmentation network (LV cavity, myocardium, scar, MVO) on real LGE of two centres: EMIDEC's
+slices and (with --myops) MyoPS's oblique whole-field-of-view volumes, each with a fixed case-level split.
 
-    python scripts/train_scar_model.py --data ../shared/data/emidec --out /tmp/lge_segmenter.pt [--init W]   (then scripts/register_model.py)
+    python scripts/train_scar_model.py --data ../shared/data/emidec --myops ../shared/data/myops --out /tmp/lge_segmenter.pt
+           [--init W] [--checkpoint CKPT]   (then scripts/register_model.py)
+
+The shipped 1.3.0: --init lge_segmenter_v1_2.pt --iterations 8000 --lr 1.5e-3 (MyoPS 35 % of each batch); a run
+continued from it with --scanner-augmentation (gain, offset, noise) was worse on both centres' validation splits
+and was not shipped. --checkpoint makes a killed run resume where it stopped.
 
 2.5D: each slice is read with its neighbours above and below (in_channels 3; --input-slices 1 for 2D).
 
@@ -9,10 +15,10 @@
 trains the cascade's second stage (lge_scar_refiner): scar and MVO from the slice, its neighbours and the first
 stage's P(cavity) and P(wall) (computed here with the shipped lge_segmenter, or --segmenter W) on the same
 training cases.
-Split: fixed by case (cardioquant.scar.emidec.split: 64 training, 16 validation cases; slices of a case never
-cross). Augmentation: rotation, scaling 0.85-1.15, shifts of +-30 pixels, flips, gamma; per-slice normalisation.
-Runs on the CPU (the shipped 1.2.0: 7000 2D iterations, then 24000 2.5D iterations warm-started with --init,
-about 80 minutes on 2 cores in all) or a GPU. Prints validation Dice at the end.
+Splits: fixed by case (cardioquant.scar.emidec.split: 64 training, 16 validation cases; cardioquant.scar.myops.split:
+23 and 7; slices of a case never cross). Augmentation: rotation, scaling 0.85-1.15, shifts of +-30 pixels, flips,
+gamma; per-slice normalisation. Runs on the CPU (1.3.0: 33 minutes on 2 cores, its refiner 16) or a GPU. Prints
+validation Dice on both centres at the end.
 """
 
 from __future__ import annotations
