@@ -157,6 +157,7 @@ class CardioQuantWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.run = None
         self._releaseFinishedRun()
         self.watchEdits(None)
+        self.runInputNode, self.resultsTableNode = None, None  # they go with the scene
         self.ui.progressBar.setVisible(False)
         self.ui.statusLabel.text = ""
         self.updateButtons()
