@@ -61,6 +61,10 @@ class LoadedImage:
         return sitk.GetArrayFromImage(self.image).astype(dtype, copy=False)
 
 
+# DICOM attributes that travel with a volume into an analysis as NRRD keys (scene.write_run_input writes them).
+RUN_ATTRIBUTES = ("modality", "kvp", "contrast_agent", "slice_increment")
+
+
 def tube_voltage(loaded: LoadedImage, requested: float | None, used_for: str) -> tuple[float, list[str]]:
     """(kVp, warnings): the option's value, else the DICOM KVP, else 120 kVp with a warning naming what the
     assumption feeds (`used_for`: the calcium thresholds, the BMD calibration values)."""
@@ -100,9 +104,9 @@ def _read_file(path: Path) -> LoadedImage:
     except RuntimeError as exc:
         raise InputError(f"cannot read {path}: not a readable image ({str(exc).strip().splitlines()[-1]})") from exc
     fmt = next(s for s in IMAGE_SUFFIXES if path.name.lower().endswith(s)).lstrip(".")
-    # NRRD key/value fields written by this project's sample data (and by users who want them honoured).
-    dicom = {key: image.GetMetaData(key).strip() for key in ("modality", "kvp", "contrast_agent", "slice_increment")
-             if image.HasMetaDataKey(key)}
+    # NRRD key/value fields written by the panels' background runs and this project's sample data (and by users
+    # who want them honoured).
+    dicom = {key: image.GetMetaData(key).strip() for key in RUN_ATTRIBUTES if image.HasMetaDataKey(key)}
     return LoadedImage(image=image, path=str(path), format=fmt, dicom=dicom)
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from . import geometry
+from .imageio import RUN_ATTRIBUTES, LoadedImage
 from .labels import LabelTable
 
 
@@ -211,9 +212,7 @@ def segment_names(segmentation_node) -> list[str]:
 def place_with_volume(scene, volume_node, *nodes) -> None:
     """Put result nodes beside their input volume in the subject hierarchy (under the volume's study or folder),
     where the reader looks for them in the Data module."""
-    import slicer
-
-    hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    hierarchy = _slicer().vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
     volume_item = hierarchy.GetItemByDataNode(volume_node)
     parent = hierarchy.GetItemParent(volume_item) if volume_item else hierarchy.GetSceneItemID()
     for node in nodes:
@@ -349,15 +348,9 @@ def load_model(scene, path, name=None, scalars: str | None = None):
     return node
 
 
-# DICOM attributes that travel with a volume node into an analysis (the NRRD keys imageio reads back).
-RUN_ATTRIBUTES = ("modality", "kvp", "contrast_agent", "slice_increment")
-
-
 def loaded_from_volume_node(node, dicom: dict):
     """The pipelines' input for a volume node and its DICOM attributes (kVp, modality, contrast, slice increment):
     the one way the panel's background run and the scripting path (Logic.process) see a volume."""
-    from .imageio import LoadedImage
-
     return LoadedImage(image=image_from_volume_node(node), path=node.GetName(), format="mrml",
                        dicom={key: str(value) for key, value in dicom.items() if key in RUN_ATTRIBUTES and value})
 

@@ -319,7 +319,7 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
         label_map[(label_map == 0) & heart.heart_region] = HEART_REGION
     progress.update(1.0, "done")
     return _module_result(loaded, result, label_map, mode, threshold_info, assignment, mass_calibration_info,
-                          settings, [], warnings, kvp, scan_info, heart)
+                          settings, [], warnings, kvp, scan_info, heart.describe() if heart is not None else None)
 
 
 def _lesions_to_review(result, found: territories.Assignment) -> list[int]:
@@ -365,7 +365,7 @@ def _module_result(loaded, result, artery_labels, mode, threshold_info, assignme
         "lesions": lesions,
         "mode": mode,
         "scan_type": scan_info,
-        "heart": heart if isinstance(heart, dict) or heart is None else heart.describe(),
+        "heart": heart,  # the heart region's description (the run's, for an edited result)
         "method": method,
         "threshold": threshold_info,
         "assignment": assignment,

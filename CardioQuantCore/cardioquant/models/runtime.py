@@ -36,11 +36,20 @@ def cache_dir() -> Path:
 
 
 def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """The file's sha256, computed once per process for the same file (path, size, modification time): a batch
+    worker checks the same weights for every study."""
+    stat = os.stat(path)
+    key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _DIGESTS:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        _DIGESTS[key] = digest.hexdigest()
+    return _DIGESTS[key]
+
+
+_DIGESTS: dict[tuple, str] = {}
 
 
 def _verify(path: Path, entry: ModelEntry, origin: str) -> Path:
@@ -157,12 +166,12 @@ USER_WEIGHTS_NOTE = "user weights, accuracy not measured by CardioQuant"
 
 
 def weights_provenance(entry: ModelEntry, weights: Path, origin: str) -> dict:
-    """What the result JSON says about the weights. Weights given by the user (--weights, an environment variable
-    or a settings path) are identified by their own sha256; unless that is the manifest's, the manifest's
-    accuracy is not theirs and is not quoted."""
+    """What the result JSON says about the weights. Weights given by the user (--weights or an environment
+    variable) are identified by their own sha256; unless that is the manifest's, the manifest's accuracy is not
+    theirs and is not quoted."""
     provenance = {**entry.provenance(), "weights_origin": origin}
     if origin in ("user", "env"):
-        digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()
+        digest = sha256_file(weights)
         provenance |= {"weights_file": str(weights), "sha256": digest}
         if digest != entry.sha256:
             provenance |= {"accuracy": None, "training_data": None, "note": USER_WEIGHTS_NOTE}
