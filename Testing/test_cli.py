@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -143,6 +144,45 @@ def test_overwrite_keeps_the_previous_results_with_the_readers_edits(capsys, cap
     assert len(kept) == 1 and kept[0].read_bytes() == edited
     assert (out / "calcium.seg.nrrd").read_bytes() != edited and (out / "calcium.json").exists()
     assert not (out / ".calcium-killedrun").exists()
+
+
+KILLED_DURING_SWAP = """
+import os, signal, sys
+from cardioquant import cli
+real_replace = os.replace
+arrived = []
+def replace(source, target, *args, **kwargs):
+    if "/.calcium-" in str(source):  # a new file arriving from staging
+        arrived.append(target)
+        if len(arrived) == 2:
+            os.kill(os.getpid(), signal.SIGKILL)  # killed between the first new file and the second
+    return real_replace(source, target, *args, **kwargs)
+os.replace = replace
+cli.main(sys.argv[1:])
+"""
+
+
+def test_a_run_killed_during_the_swap_leaves_a_set_the_next_run_completes(capsys, tmp_path):
+    """Killed between two files of the swap: the journal it left makes the next run finish that swap first, so
+    OUTDIR ends with the killed run's whole set and previous/ with the whole earlier set, byte for byte."""
+    import json
+
+    ct, labels = write_block(tmp_path)
+    out = tmp_path / "out"
+    assert run(capsys, "calcium", ct, "--labels", labels, "-o", out, "--quiet")[0] == 0
+    earlier = {name: data for name, data in _files(out).items() if not str(name).startswith(".")}
+    killed = subprocess.run([sys.executable, "-c", KILLED_DURING_SWAP, "calcium", str(ct), "--labels", str(labels),
+                             "-o", str(out), "--overwrite", "--quiet", "--no-increment-scaling"], check=False)
+    assert killed.returncode == -9 and (out / ".calcium.swap.json").exists()
+    from cardioquant.results import finish_swap
+
+    finish_swap(out, "calcium")  # what the next run into OUTDIR does first, under its lock
+    assert not (out / ".calcium.swap.json").exists() and not list(out.glob(".calcium-*"))
+    kept = list((out / "previous").glob("calcium-*"))
+    assert len(kept) == 1 and _files(kept[0]) == {Path(str(n)): d for n, d in earlier.items()}
+    now = json.loads((out / "calcium.json").read_text())
+    assert now["settings"]["increment_scaling"] is False  # the killed run's set, complete
+    assert {p.name for p in out.iterdir() if p.is_file() and not p.name.startswith(".")} == {str(n) for n in earlier}
 
 
 @pytest.mark.parametrize(("analysis", "option", "value"), [

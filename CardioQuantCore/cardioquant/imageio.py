@@ -267,15 +267,19 @@ def validate_image(loaded: LoadedImage, allow_2d: bool = False) -> None:
                          "resampled with an invalid fill value.")
 
 
+def read_label_image(path: str | os.PathLike) -> sitk.Image:
+    """A label/mask image on its own grid."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"mask not found: {path}")
+    return (_read_file(path) if path.is_file() else _read_dicom_folder(path)).image
+
+
 def read_mask(path: str | os.PathLike, reference: sitk.Image) -> sitk.Image:
     """Read a label/mask image and put it on the reference grid (nearest neighbour when grids differ)."""
     from .geometry import resample_to
 
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"mask not found: {path}")
-    loaded = _read_file(path) if path.is_file() else _read_dicom_folder(path)
-    image = loaded.image
+    image = read_label_image(path)
     if image.GetDimension() != reference.GetDimension():
         raise InputError(f"{path}: mask is {image.GetDimension()}D but the scan is {reference.GetDimension()}D")
     return resample_to(sitk.Cast(image, sitk.sitkUInt16), reference, is_label=True)

@@ -122,16 +122,77 @@ def _json_safe(value):
 def keep_previous(outdir: Path, module: str) -> Path | None:
     """With --overwrite, the results already there (which may hold a reader's edits) are moved, not deleted, into
     OUTDIR/previous/<module>-<time>/ before the new ones come in; a warning says where."""
-    existing = [outdir / name for name in output_names(module) if (outdir / name).exists()]
+    existing = [name for name in output_names(module) if (outdir / name).exists()]
     if not existing:
         return None
+    backup = _new_backup_folder(outdir, module)
+    for name in existing:
+        shutil.move(str(outdir / name), backup / name)
+    _warn_backup(module, backup)
+    return backup
+
+
+def _new_backup_folder(outdir: Path, module: str) -> Path:
     backup = outdir / "previous" / f"{module}-{time.strftime('%Y%m%d-%H%M%S')}"
     backup = Path(tempfile.mkdtemp(prefix=backup.name + "-", dir=backup.parent)) if backup.exists() else backup
     backup.mkdir(parents=True, exist_ok=True)
-    for path in existing:
-        shutil.move(str(path), backup / path.name)
-    logging.getLogger("cardioquant").warning("the previous %s results were moved to %s", module, backup)
     return backup
+
+
+def _warn_backup(module: str, backup: Path) -> None:
+    logging.getLogger("cardioquant").warning("the previous %s results were moved to %s", module, backup)
+
+
+# --- the swap: a complete old set or a complete new set, never a mix ----------------------------------------
+# The new files are complete in a staging folder before anything in OUTDIR changes. A journal naming the staging
+# and backup folders is then written (atomically); from that moment the swap is carried to its end: old files to
+# the backup, new ones in, journal and staging removed. A run killed in between leaves the journal, and the next
+# run into the folder finishes the swap before anything else; a run killed before the journal leaves only a stale
+# staging folder, which the next run removes (the old set was never touched).
+
+def _journal(outdir: Path, module: str) -> Path:
+    return outdir / f".{module}.swap.json"
+
+
+def _begin_swap(outdir: Path, module: str, staging: Path) -> None:
+    old = [name for name in output_names(module) if (outdir / name).exists()]
+    backup = _new_backup_folder(outdir, module) if old else None
+    entry = {"staging": staging.name, "files": sorted(path.name for path in staging.iterdir()),
+             "backup": str(backup.relative_to(outdir)) if backup else None}
+    pending = outdir / f".{module}.swap.json.tmp"
+    with open(pending, "w") as handle:
+        json.dump(entry, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(pending, _journal(outdir, module))
+
+
+def finish_swap(outdir: Path, module: str) -> list[Path]:
+    """Carry a swap (this run's, or one a killed run left) to its end; idempotent, as each step looks at what is
+    already done: a new file still in staging has not arrived, so a file of that name in OUTDIR is old; a result
+    file the new set does not have is old. Returns the new set's paths."""
+    journal = _journal(outdir, module)
+    if not journal.exists():
+        return []
+    entry = json.loads(journal.read_text())
+    staging, new_files = outdir / entry["staging"], set(entry["files"])
+    backup = outdir / entry["backup"] if entry["backup"] else _new_backup_folder(outdir, module)
+    backup.mkdir(parents=True, exist_ok=True)
+    moved_old = False
+    for name in output_names(module):
+        arriving = name in new_files and (staging / name).exists()
+        if (outdir / name).exists() and (arriving or name not in new_files):
+            os.replace(outdir / name, backup / name)
+            moved_old = True
+        if arriving:
+            os.replace(staging / name, outdir / name)
+    journal.unlink()
+    shutil.rmtree(staging, ignore_errors=True)
+    if moved_old or any(backup.iterdir()):
+        _warn_backup(module, backup)
+    else:
+        backup.rmdir()
+    return [outdir / name for name in sorted(new_files)]
 
 
 def result_document(result: ModuleResult, loaded: LoadedImage) -> dict:
@@ -148,12 +209,14 @@ def result_document(result: ModuleResult, loaded: LoadedImage) -> dict:
 
 
 def write_outputs(result: ModuleResult, loaded: LoadedImage, outdir: str | Path, overwrite: bool = False) -> list[Path]:
-    """Write every output into a temporary folder first, then move them in, one run at a time (run_lock): a
-    failure leaves OUTDIR untouched, and with --overwrite the results there are kept in previous/."""
+    """Write every output into a staging folder first, then swap the whole set in (see the swap above), one run at
+    a time (run_lock): a failure leaves OUTDIR untouched, and with --overwrite the results there are kept in
+    previous/."""
 
     outdir = Path(outdir)
     _check_writable(outdir)  # before run_lock creates the folder
     with run_lock(outdir, result.module):
+        finish_swap(outdir, result.module)  # a swap a killed run left: finished before anything else
         check_can_write(outdir, result.module, overwrite)  # under the lock: another run may just have finished
         return _write_locked(result, loaded, outdir)
 
@@ -161,7 +224,7 @@ def write_outputs(result: ModuleResult, loaded: LoadedImage, outdir: str | Path,
 def _write_locked(result: ModuleResult, loaded: LoadedImage, outdir: Path) -> list[Path]:
     from . import scene as scene_layer
 
-    for stale in outdir.glob(f".{result.module}-*"):  # staging a killed run left (this run holds the folder's lock)
+    for stale in outdir.glob(f".{result.module}-*"):  # staging a run killed before its swap left
         shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{result.module}-", dir=outdir))
     try:
@@ -172,7 +235,7 @@ def _write_locked(result: ModuleResult, loaded: LoadedImage, outdir: Path) -> li
         scene_layer.save_node(table_node, staging / f"{name}.csv")
         if result.label_image is not None and loaded.image is not None:
             sitk.WriteImage(sitk.Cast(result.label_image, sitk.sitkUInt8), str(staging / f"{name}_labels.nrrd"), True)
-            volume_node = scene_layer.volume_node_from_image(scene, loaded.image, "input")
+            volume_node = scene_layer.geometry_node(scene, loaded.image, "input")
             seg_node = scene_layer.segmentation_node_from_labelmap(scene, result.label_image, volume_node,
                                                                    result.label_table, name)
             scene_layer.save_node(seg_node, staging / f"{name}.seg.nrrd")
@@ -183,12 +246,8 @@ def _write_locked(result: ModuleResult, loaded: LoadedImage, outdir: Path) -> li
             result.report(staging / f"{name}_report.png")
         for file_name, writer in result.extra_outputs.items():
             writer(staging / file_name)
-        keep_previous(outdir, result.module)
-        written = []
-        for path in sorted(staging.iterdir()):
-            target = outdir / path.name
-            shutil.move(str(path), target)
-            written.append(target)
-        return written
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        _begin_swap(outdir, result.module, staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # nothing in OUTDIR was touched
+        raise
+    return finish_swap(outdir, result.module)

@@ -77,9 +77,22 @@ def volume_node_from_image(scene, image: sitk.Image, name: str, labelmap: bool =
         image = sitk.JoinSeries(image)
     cls = "vtkMRMLLabelMapVolumeNode" if labelmap else "vtkMRMLScalarVolumeNode"
     node = scene.AddNewNodeByClass(cls, name)
-    update_volume_node(node, sitk.GetArrayFromImage(image), geometry.ijk_to_ras(image))
+    update_volume_node(node, sitk.GetArrayViewFromImage(image), geometry.ijk_to_ras(image))  # VTK copies it once
     if not labelmap:
         node.CreateDefaultDisplayNodes()
+    return node
+
+
+def geometry_node(scene, image: sitk.Image, name: str):
+    """A volume node with the image's grid and no voxels: the reference geometry of a segmentation written to
+    file, without a copy of a scan that may be gigabytes."""
+    import vtk
+
+    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
+    image_data = vtk.vtkImageData()
+    image_data.SetDimensions(*image.GetSize())
+    node.SetAndObserveImageData(image_data)
+    node.SetIJKToRASMatrix(_vtk_matrix(geometry.ijk_to_ras(image)))
     return node
 
 
@@ -144,7 +157,8 @@ SEGMENT_ID_SEED = 20261202
 
 
 def _segmentation_from_labelmap(scene, label_image, reference_node, table, name, include_empty):
-    labelmap_node = volume_node_from_image(scene, sitk.Cast(label_image, sitk.sitkInt16), name + "_import", labelmap=True)
+    labels = sitk.Cast(label_image, sitk.sitkUInt8)
+    labelmap_node = volume_node_from_image(scene, labels, name + "_import", labelmap=True)
     segmentation_node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
     segmentation_node.CreateDefaultDisplayNodes()
     if reference_node is not None:

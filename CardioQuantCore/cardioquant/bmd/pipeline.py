@@ -7,12 +7,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+from functools import reduce
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
-from .. import geometry
+from .. import budget, geometry
 from ..errors import InputError
 from ..imageio import LoadedImage, check_hounsfield, read_image, read_mask, tube_voltage
 from ..labels import ANATOMICAL_STRUCTURE, TISSUE, LabelTable, SegmentSpec
@@ -82,9 +84,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="phantomless calibration method [multi-material]")
     group.add_argument("--phantom", help="asynchronous calibration: HU:density pairs measured on a phantom, "
                                          "e.g. '2.1:0,98.5:100,201.7:200'")
+    budget.add_option(group, "a larger scan is measured on block averages of its voxels (the means BMD is made of "
+                             f"are kept), no coarser than {COARSEST_MM:g} mm, or refused before the measurement")
 
 
-OPTION_RANGES = {"kvp": (60.0, 150.0, True)}  # clinical CT tube voltages; the HA slopes are tabulated for 80-140
+OPTION_RANGES = {"kvp": (60.0, 150.0, True),  # clinical CT tube voltages; the HA slopes are tabulated for 80-140
+                 **budget.LIMIT_RANGE}
+# Peak memory: about BYTES_PER_VOXEL per voxel measured (the scan as float, a body and an ROI mask per vertebra,
+# the reference tissues, the label map); a 1024 x 1024 x 600 chest CT peaked at 12 GB before block averaging.
+BYTES_PER_VOXEL = 24.0
+# Block averages no coarser than this: a trabecular ROI of 2-10 mL still holds hundreds of voxels, and its mean
+# (what BMD is made of) is the mean of the averaged blocks but for its edge.
+COARSEST_MM = 1.5
 
 
 def check_options(options) -> None:
@@ -196,10 +207,13 @@ def bodies_from_network(image: sitk.Image, options, progress: Progress | None = 
 def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
     check_options(options)
     check_input(loaded)
+    whole_scan = loaded.image
+    loaded, budget_warnings = _within_budget(loaded, options)
     image = loaded.image
     spacing = image.GetSpacing()
     hu = sitk.GetArrayFromImage(image).astype(np.float32)
     kvp, warnings = tube_voltage(loaded, options.kvp, "calibration values")
+    warnings += budget_warnings
     sign = posterior_sign(image)
     bodies, source, naming, naming_warnings = collect_bodies(loaded, options, hu, sign)
     warnings += naming_warnings
@@ -208,9 +222,9 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
     empty = [level for level, mask in rois.items() if not mask.any()]
     if empty:
         raise InputError(f"vertebral body of {', '.join(empty)} is too small for a trabecular ROI")
-    all_bodies = np.any(np.stack(list(bodies.values())), axis=0)
+    all_bodies = reduce(np.logical_or, bodies.values())  # not np.stack: one mask at a time, not one per vertebra
     progress.update(0.5, "reference tissues")
-    slices = references.measurement_slices(np.any(np.stack(list(rois.values())), axis=0))
+    slices = references.measurement_slices(reduce(np.logical_or, rois.values()))
     reference_masks = references.reference_rois(hu, spacing, all_bodies, sign, slices)
     contrast = references.contrast_enhanced(hu, spacing, slices, all_bodies, sign)
     if contrast:
@@ -255,8 +269,31 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
 
         draw_report(path, hu, spacing, labels, summary)
 
-    return ModuleResult(module="bmd", summary=summary, label_image=geometry.image_from_array(labels, image),
+    label_image = geometry.image_from_array(labels, image)
+    if image is not whole_scan:  # measured on block averages: the labels go back onto the scan's own grid
+        label_image = sitk.Resample(label_image, whole_scan, sitk.Transform(), sitk.sitkNearestNeighbor, 0,
+                                    sitk.sitkUInt8)
+    return ModuleResult(module="bmd", summary=summary, label_image=label_image,
                         label_table=LABEL_TABLE, table_rows=rows, settings=settings, warnings=warnings, report=report)
+
+
+def _within_budget(loaded: LoadedImage, options) -> tuple[LoadedImage, list[str]]:
+    """The scan as it is when it fits --memory-limit-gb; else its block averages (the coarsest axis no coarser than
+    COARSEST_MM), with a warning; an InputError when even those would not fit."""
+    image, limit = loaded.image, budget.limit_gb(options)
+    factors = budget.shrink_to_fit(image, BYTES_PER_VOXEL, limit, COARSEST_MM)
+    if factors is None:
+        coarsest = [max(1, int(COARSEST_MM // s)) for s in image.GetSpacing()]
+        needed = budget.needed_gb(budget.voxels(image) / np.prod(coarsest), BYTES_PER_VOXEL, budget.resident_gb(image))
+        raise budget.refusal(f"measuring this {' x '.join(map(str, image.GetSize()))} scan", needed, limit,
+                             "raise --memory-limit-gb, or give the scan cropped to the spine.")
+    if factors == [1, 1, 1]:
+        return loaded, []
+    averaged = budget.block_average(image, factors)
+    grid = " x ".join(f"{s:.2f}" for s in averaged.GetSpacing())
+    return dataclasses.replace(loaded, image=averaged), [
+        f"measured on {grid} mm block averages of the scan: the whole scan would need more than --memory-limit-gb "
+        f"{limit:g}; trabecular means are kept but for the ROI edges"]
 
 
 def _calibrate(options, reference_stats, kvp) -> calibration.Calibration:

@@ -32,13 +32,14 @@ be cut by the field of view and a warning says so.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
+from ..budget import block_average
 from ..errors import InputError
 from ..geometry import voxels_to_lps
 from . import great_vessels
@@ -73,10 +74,20 @@ class HeartAnatomy:
     method: str = "mediastinum between the lungs (image analysis)"
     great_vessels: np.ndarray | None = None  # bool [k, j, i] on the input grid: aorta, pulmonary trunk, SVC disks
     great_vessel_tubes: list = field(default_factory=list)  # great_vessels.Tube.describe() of each
+    grid: sitk.Image | None = None    # the grid the masks are on (the scan's, or the coarse one they were found on)
 
     @property
     def contrast(self) -> bool:
         return self.blood_hu >= CONTRAST_BLOOD_HU
+
+    def regrid(self, target: sitk.Image) -> HeartAnatomy:
+        """The same anatomy with its masks on `target`'s grid (e.g. the part of a large scan that is analysed)."""
+        if self.grid is None:
+            raise ValueError("this heart anatomy does not know the grid of its masks")
+        return replace(self, heart_region=_to_input_grid(self.heart_region, self.grid, target),
+                       lungs=_to_input_grid(self.lungs, self.grid, target),
+                       great_vessels=None if self.great_vessels is None else
+                       _to_input_grid(self.great_vessels, self.grid, target), grid=target)
 
     def describe(self) -> dict:
         return {"volume_ml": round(self.volume_ml, 1), "centre_lps_mm": [round(float(v), 1) for v in self.centre_lps],
@@ -86,14 +97,21 @@ class HeartAnatomy:
                 "method": self.method, "great_vessels": self.great_vessel_tubes}
 
 
-def _coarse(image: sitk.Image) -> sitk.Image:
-    """LPS-oriented copy on a ~2 mm in-plane grid (slices kept when thicker than 2 mm), block-averaged."""
-    oriented = sitk.DICOMOrient(image, "LPS")
-    spacing = np.array(oriented.GetSpacing())
-    factors = [max(1, int(round(COARSE_MM / s))) for s in spacing]
+def coarse_grid(image: sitk.Image) -> sitk.Image:
+    """LPS-oriented copy on a ~2 mm in-plane grid (slices kept when thicker than 2 mm), block-averaged.
+
+    Averaged slab by slab and turned to LPS afterwards, so that a 1024 x 1024 x 600 scan never needs a float copy
+    of itself; an axis that LPS reverses drops its leftover voxels at its start, not its end, so that the blocks
+    are those of the scan turned first and averaged after."""
+    factors = [max(1, int(round(COARSE_MM / s))) for s in image.GetSpacing()]
     if factors == [1, 1, 1]:
-        return sitk.Cast(oriented, sitk.sitkFloat32)
-    return sitk.BinShrink(sitk.Cast(oriented, sitk.sitkFloat32), factors)
+        return sitk.Cast(sitk.DICOMOrient(image, "LPS"), sitk.sitkFloat32)
+    direction = np.array(image.GetDirection()).reshape(3, 3)
+    reversed_axes = [direction[np.argmax(np.abs(direction[:, a])), a] < 0 for a in range(3)]
+    size = image.GetSize()
+    start = tuple(int(size[a] % factors[a]) if reversed_axes[a] else 0 for a in range(3))
+    coarse = block_average(image, factors, start)
+    return sitk.DICOMOrient(coarse, "LPS")
 
 
 def find_lungs(hu: np.ndarray, spacing) -> np.ndarray:
@@ -217,21 +235,24 @@ def _spine_front(bone_slice, span, lung_rows, pixel_mm2: float) -> int:
     return int(front)
 
 
-def find_heart(image: sitk.Image) -> HeartAnatomy:
-    """The heart region of a chest or cardiac CT, or InputError(NO_HEART_MESSAGE).
+def find_heart(image: sitk.Image, on_scan_grid: bool = True) -> HeartAnatomy:
+    """The heart region of a chest or cardiac CT, or InputError(NO_HEART_MESSAGE). Its masks are on the scan's
+    grid, or with `on_scan_grid` False on the ~2 mm grid they were found on (regrid them onto a part of a large
+    scan without ever holding them on the whole of it).
 
     The spine is found in two passes: first with a bone threshold above enhanced myocardium (on CTA the
     iodine-filled heart is as bright as trabecular bone, and a low threshold joins heart and spine into one
     piece); when the blood found then is not iodine-bright, again with a threshold low enough for patchy
     osteoporotic bone, so no vertebral fragment is left in front of the cut."""
-    coarse = _coarse(image)
+    coarse = coarse_grid(image)
     spacing = coarse.GetSpacing()
     hu = sitk.GetArrayFromImage(coarse)
     lungs = find_lungs(hu, spacing)
-    anatomy = _heart_with_bone(image, coarse, hu, lungs, ndimage.uniform_filter(hu, size=(1, 3, 3)) >= CTA_BONE_HU)
+    target = image if on_scan_grid else coarse
+    anatomy = _heart_with_bone(target, coarse, hu, lungs, ndimage.uniform_filter(hu, size=(1, 3, 3)) >= CTA_BONE_HU)
     if anatomy.contrast:
         return anatomy
-    return _heart_with_bone(image, coarse, hu, lungs, ndimage.uniform_filter(hu, size=(1, 5, 5)) >= SPINE_HU)
+    return _heart_with_bone(target, coarse, hu, lungs, ndimage.uniform_filter(hu, size=(1, 5, 5)) >= SPINE_HU)
 
 
 def _heart_with_bone(image, coarse, hu, lungs, bone) -> HeartAnatomy:
@@ -270,6 +291,7 @@ def _heart_with_bone(image, coarse, hu, lungs, bone) -> HeartAnatomy:
         raise InputError(NO_HEART_MESSAGE)
     anatomy = _anatomy_from(image, coarse, hu, region, lungs, spacing, volume_ml)
     anatomy.great_vessels = _to_input_grid(vessels, coarse, image)
+    anatomy.grid = image
     height_mm = lambda k: voxels_to_lps(coarse, np.array([[0.0, 0.0, float(k)]]))[0, 2]  # noqa: E731
     anatomy.great_vessel_tubes = [tube.describe(spacing, height_mm) for tube in tubes]
     return anatomy
@@ -326,7 +348,7 @@ def heart_from_mask(image: sitk.Image, heart_mask: np.ndarray, margin_mm: float 
     depth = ndimage.distance_transform_edt(heart_mask, sampling=spacing[::-1])
     blood = (depth >= min(BLOOD_DEPTH_MM, depth.max() / 2)) & (hu > -30.0)
     volume_ml = float(heart_mask.sum()) * float(np.prod(spacing)) / 1000.0
-    return HeartAnatomy(heart_region=region, lungs=np.zeros_like(region), volume_ml=volume_ml,
+    return HeartAnatomy(heart_region=region, lungs=np.zeros_like(region), volume_ml=volume_ml, grid=image,
                         method=f"{source}, grown {margin_mm:g} mm", **_measures(image, hu, heart_mask, blood))
 
 
@@ -344,6 +366,8 @@ def _brightest_band(hu: np.ndarray, deep: np.ndarray, band_slices: int = 5) -> n
 
 
 def _to_input_grid(mask: np.ndarray, coarse: sitk.Image, image: sitk.Image) -> np.ndarray:
+    if coarse is image:
+        return mask
     small = sitk.GetImageFromArray(mask.astype(np.uint8))
     small.CopyInformation(coarse)
     resampled = sitk.Resample(small, image, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)

@@ -38,18 +38,28 @@ class LumenStatistics:
         return self.mean_hu + k * self.sd_hu
 
 
-def lumen_statistics(hu: np.ndarray, spacing, lumen_mask: np.ndarray | None = None) -> LumenStatistics:
+def lumen_statistics(hu: np.ndarray, spacing, lumen_mask: np.ndarray | None = None,
+                     upper_third: np.ndarray | None = None) -> LumenStatistics:
+    """From the user's lumen mask, else from the aorta in the upper third of the scan (`upper_third`: those
+    slices, given apart when `hu` is only part of the scan)."""
     if lumen_mask is not None and lumen_mask.any():
         values = hu[lumen_mask.astype(bool)]
         return LumenStatistics(float(values.mean()), float(values.std()), int(values.size), "user lumen mask")
-    return _aortic_roi(hu, spacing)
+    return _aortic_roi(upper_third_of(hu) if upper_third is None else upper_third, spacing)
 
 
-def _aortic_roi(hu: np.ndarray, spacing) -> LumenStatistics:
-    """Ascending/descending aorta in the upper third: a round iodine-range region (inscribed radius >= 8 mm in
-    some slice, which ribs and sternum never reach) with nothing brighter around it (the vertebral body has its
-    cortical shell)."""
-    top = hu[int(hu.shape[0] * 2 / 3):]
+def upper_third_of(hu: np.ndarray) -> np.ndarray:
+    return hu[upper_third_start(hu.shape[0]):]
+
+
+def upper_third_start(slices: int) -> int:
+    return int(slices * 2 / 3)
+
+
+def _aortic_roi(top: np.ndarray, spacing) -> LumenStatistics:
+    """Ascending/descending aorta in the upper third (`top`): a round iodine-range region (inscribed radius
+    >= 8 mm in some slice, which ribs and sternum never reach) with nothing brighter around it (the vertebral body
+    has its cortical shell)."""
     in_range = (top >= IODINE_RANGE_HU[0]) & (top <= IODINE_RANGE_HU[1])
     # Pad with "outside" so structures cut by the field of view do not look deep.
     depth = np.stack([ndimage.distance_transform_edt(np.pad(plane, 1), sampling=spacing[1::-1])[1:-1, 1:-1]
@@ -82,7 +92,7 @@ def _aortic_roi(hu: np.ndarray, spacing) -> LumenStatistics:
 def looks_contrast_enhanced(hu: np.ndarray, spacing) -> bool:
     """True when an iodine-range aorta is found (used by --mode auto)."""
     try:
-        stats = _aortic_roi(hu, spacing)
+        stats = _aortic_roi(upper_third_of(hu), spacing)
     except InputError:
         return False
     return stats.mean_hu >= 200.0

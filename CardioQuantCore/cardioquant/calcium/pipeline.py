@@ -13,9 +13,9 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from .. import geometry
+from .. import budget, geometry
 from ..errors import InputError
-from ..imageio import LoadedImage, check_hounsfield, read_image, read_mask, tube_voltage
+from ..imageio import LoadedImage, check_hounsfield, read_image, read_label_image, read_mask, tube_voltage
 from ..labels import MORPHOLOGICALLY_ALTERED, LabelTable, SegmentSpec
 from ..options import check_ranges
 from ..progress import Progress
@@ -52,6 +52,10 @@ LABEL_TABLE = LabelTable([
 HEART_REGION = 7
 
 MIN_VOXELS_IN_PLANE, MIN_SLICES = 32, 3
+# Peak memory of a run: about 22 bytes per voxel scored (the scan as float, candidates, components, the heart's
+# masks, the label map): a 1024 x 1024 x 600 chest CT peaked at 13.8 GB before scans were cropped to the heart.
+BYTES_PER_VOXEL = 22.0
+HEART_MARGIN_MM = 10.0  # around the heart region and great vessels: candidates running out of them stay whole
 TOTALSEGMENTATOR = "totalsegmentator"  # --heart-mask value that runs TotalSegmentator instead of reading a file
 
 
@@ -80,6 +84,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--calibration-rod-mask", help="mask of a calcium calibration rod (measures c with --water-mask)")
     group.add_argument("--water-mask", help="mask of the water(-equivalent) calibration ROI")
     group.add_argument("--rod-density", type=float, default=200.0, help="calibration rod density, mg HA/cm3 [200]")
+    budget.add_option(group, "a larger scan is scored around the heart only, or refused before the scoring")
 
 
 # --- input checks -----------------------------------------------------------------------------------------
@@ -92,6 +97,7 @@ OPTION_RANGES = {
     "slice_increment": (0.0, 20.0, False),
     "mass_calibration": (0.0, 1.0, False),  # mg/mm3 per HU; a 200 mg rod at ~230 HU gives 0.00087
     "rod_density": (0.0, 2000.0, False),   # mg HA/cm3
+    **budget.LIMIT_RANGE,
 }
 
 
@@ -148,9 +154,9 @@ def _check_spacing(spacing) -> list[str]:
 
 
 def candidate_threshold(hu: np.ndarray, spacing, mode: str, kvp: float, k: float,
-                        lumen_mask: np.ndarray | None = None) -> tuple[float, dict]:
+                        lumen_mask: np.ndarray | None = None, upper_third: np.ndarray | None = None) -> tuple[float, dict]:
     if mode == "cta":
-        stats = cta.lumen_statistics(hu, spacing, lumen_mask)
+        stats = cta.lumen_statistics(hu, spacing, lumen_mask, upper_third)
         threshold = max(stats.threshold(k), scoring.kvp_boundaries(kvp)[0][0])
         return threshold, {"method": "adaptive CTA threshold: lumen mean + k x SD", "k": k, "lumen": asdict(stats),
                            "threshold_hu": threshold}
@@ -199,21 +205,65 @@ def labels_from_user(loaded: LoadedImage, path: str, candidates: np.ndarray) -> 
     return labels
 
 
-def heart_anatomy(loaded: LoadedImage, options, required: bool) -> anatomy.HeartAnatomy | None:
+def heart_anatomy(loaded: LoadedImage, options, required: bool, on_scan_grid: bool = True) -> anatomy.HeartAnatomy | None:
     """The heart search region: from --heart-mask when given, else found in the scan. With `required` (automatic
-    assignment) no heart is an InputError; otherwise None."""
+    assignment) no heart is an InputError; otherwise None. With `on_scan_grid` False its masks stay on a ~2 mm grid
+    (a scan too large to hold them whole)."""
+    grid = loaded.image if on_scan_grid else anatomy.coarse_grid(loaded.image)
     if getattr(options, "heart_mask", None) == TOTALSEGMENTATOR:
-        return anatomy.heart_from_mask(loaded.image, totalsegmentator_heart(loaded.image),
+        return anatomy.heart_from_mask(grid, totalsegmentator_heart(loaded.image, grid),
                                        source="TotalSegmentator heart")
     if getattr(options, "heart_mask", None):
-        mask = sitk.GetArrayFromImage(read_mask(options.heart_mask, loaded.image)) > 0
-        return anatomy.heart_from_mask(loaded.image, mask)
+        mask = sitk.GetArrayFromImage(read_mask(options.heart_mask, grid)) > 0
+        return anatomy.heart_from_mask(grid, mask)
     try:
-        return anatomy.find_heart(loaded.image)
+        return anatomy.find_heart(loaded.image, on_scan_grid)
     except InputError:
         if required:
             raise
         return None
+
+
+def part_to_score(loaded: LoadedImage, options, heart: anatomy.HeartAnatomy | None) -> budget.Box | None:
+    """None when the whole scan fits in the memory budget; else the box around the heart region, great vessels
+    and the reader's label map (HEART_MARGIN_MM more), or an InputError when even that does not fit. Coronary
+    calcium lies on the heart, so nothing is lost for the score; candidates outside the box are not shown."""
+    image, limit = loaded.image, budget.limit_gb(options)
+    if budget.needed_gb(budget.voxels(image), BYTES_PER_VOXEL) <= limit:
+        return None
+    boxes = []
+    if heart is not None:
+        region = heart.heart_region if heart.great_vessels is None else heart.heart_region | heart.great_vessels
+        boxes.append(budget.box_around(geometry.image_from_array(region.astype(np.uint8), heart.grid), image,
+                                       HEART_MARGIN_MM))
+    if options.labels:
+        boxes.append(budget.box_around(read_label_image(options.labels), image, HEART_MARGIN_MM))
+    boxes = [box for box in boxes if box is not None]
+    box = budget.union(boxes) if boxes else None
+    scored = box.voxels if box is not None else budget.voxels(image)
+    needed = budget.needed_gb(scored, BYTES_PER_VOXEL, budget.resident_gb(image))
+    if needed > limit:
+        what = f"scoring the heart region, {box.describe(image)}," if box else "scoring the whole scan (no heart found)"
+        raise budget.refusal(what, needed, limit, "raise --memory-limit-gb, or reconstruct the scan with fewer, "
+                                                  "thicker slices (3 mm is the Agatston standard).")
+    return box
+
+
+def _upper_third_over(image: sitk.Image, box: budget.Box) -> np.ndarray:
+    """The upper third of the whole scan's slices (where the CTA threshold's aorta is looked for), over the box's
+    rows and columns only: the box around the heart may not reach that high."""
+    start = cta.upper_third_start(image.GetSize()[2])
+    region = sitk.RegionOfInterest(image, [box.size[0], box.size[1], image.GetSize()[2] - start],
+                                   [box.index[0], box.index[1], start])
+    return sitk.GetArrayFromImage(region).astype(np.float32)
+
+
+def _scan_indices(lesions: list[dict], box: budget.Box) -> None:
+    """The JSON's lesion slices and centroids, found on the box, as indices of the whole scan (the report, drawn
+    from the box, keeps the box's)."""
+    for lesion in lesions:
+        lesion["slices"] = (lesion["slices"][0] + box.index[2], lesion["slices"][1] + box.index[2])
+        lesion["centroid_ijk"] = tuple(c + o for c, o in zip(lesion["centroid_ijk"], box.index, strict=True))
 
 
 def _totalsegmentator_api():
@@ -226,8 +276,8 @@ def _totalsegmentator_api():
     return totalsegmentator
 
 
-def totalsegmentator_heart(image: sitk.Image) -> np.ndarray:
-    """TotalSegmentator's 'heart' class on this scan's grid (its roi_subset run: only the heart is predicted)."""
+def totalsegmentator_heart(image: sitk.Image, grid: sitk.Image) -> np.ndarray:
+    """TotalSegmentator's 'heart' class on `grid` (its roi_subset run on the scan: only the heart is predicted)."""
     import tempfile
 
     run_totalsegmentator = _totalsegmentator_api()
@@ -239,7 +289,7 @@ def totalsegmentator_heart(image: sitk.Image) -> np.ndarray:
         if not heart_path.exists():
             raise InputError("TotalSegmentator wrote no heart.nii.gz: no heart in the field of view, or its run "
                              "failed; give a heart mask file instead.")
-        heart = sitk.GetArrayFromImage(read_mask(heart_path, image)) > 0
+        heart = sitk.GetArrayFromImage(read_mask(heart_path, grid)) > 0
     if not heart.any():
         raise InputError(anatomy.NO_HEART_MESSAGE + " (TotalSegmentator found none)")
     return heart
@@ -276,17 +326,26 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
     warnings = check_input(loaded)
     kvp, kvp_warnings = tube_voltage(loaded, getattr(options, "kvp", None), "thresholds")
     warnings += kvp_warnings
+    automatic = not options.labels
+    whole_scan = loaded.image
+    fits = budget.needed_gb(budget.voxels(whole_scan), BYTES_PER_VOXEL) <= budget.limit_gb(options)
+    progress.update(0.02, "finding the heart")
+    heart = heart_anatomy(loaded, options, required=automatic, on_scan_grid=fits)
+    box = part_to_score(loaded, options, heart)
+    if box is not None:
+        loaded = budget.crop(loaded, box)
+        heart = heart.regrid(loaded.image) if heart is not None else None
+        warnings.append(f"scored around the heart only ({box.describe(whole_scan)}): the whole scan would need more "
+                        f"than --memory-limit-gb {budget.limit_gb(options):g}; candidates outside it are not shown")
     image = loaded.image
     spacing = image.GetSpacing()
-    automatic = not options.labels
-    progress.update(0.02, "finding the heart")
-    heart = heart_anatomy(loaded, options, required=automatic)
     if heart is not None:
         warnings += heart.warnings
     mode, scan_info = scan_type(options, heart)
     hu = sitk.GetArrayFromImage(image).astype(np.float32)
     lumen_mask = sitk.GetArrayFromImage(read_mask(options.lumen_mask, image)) > 0 if options.lumen_mask else None
-    threshold, threshold_info = candidate_threshold(hu, spacing, mode, kvp, options.k, lumen_mask)
+    upper_third = _upper_third_over(whole_scan, box) if box is not None and mode == "cta" else None
+    threshold, threshold_info = candidate_threshold(hu, spacing, mode, kvp, options.k, lumen_mask, upper_third)
     progress.update(0.3, "finding candidates")
     candidates = hu >= threshold
     if getattr(options, "roi", None):
@@ -318,8 +377,12 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
     if heart is not None:
         label_map[(label_map == 0) & heart.heart_region] = HEART_REGION
     progress.update(1.0, "done")
-    return _module_result(loaded, result, label_map, mode, threshold_info, assignment, mass_calibration_info,
-                          settings, [], warnings, kvp, scan_info, heart.describe() if heart is not None else None)
+    scored = _module_result(loaded, result, label_map, mode, threshold_info, assignment, mass_calibration_info,
+                            settings, [], warnings, kvp, scan_info, heart.describe() if heart is not None else None)
+    if box is not None:
+        scored.label_image = budget.paste(scored.label_image, whole_scan, box)
+        _scan_indices(scored.summary["lesions"], box)
+    return scored
 
 
 def _lesions_to_review(result, found: territories.Assignment) -> list[int]:

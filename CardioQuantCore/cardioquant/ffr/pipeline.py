@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from .. import budget, geometry
 from ..errors import InputError
 from ..imageio import LoadedImage, check_hounsfield, read_image, read_mask
 from ..labels import ANATOMICAL_STRUCTURE, LabelTable, SegmentSpec
@@ -57,9 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help=f"outlet flow split exponent m [{bc.murray_exponent:g}]")
     group.add_argument("--venous-pressure", type=float, default=bc.venous_pressure_mmhg, help="mmHg [0]")
     group.add_argument("--min-stenosis", type=float, default=20.0, help="lesions: minimum diameter stenosis %% [20]")
-    group.add_argument("--memory-limit-gb", type=float, default=DEFAULT_MEMORY_GB,
-                       help="memory the automatic lumen network may use; a larger region is refused before it runs "
-                            f"[{DEFAULT_MEMORY_GB:g}]")
+    budget.add_option(group, "the automatic lumen network reads the heart region only; a larger region is "
+                             "refused before it runs")
 
 
 def read_input(path: str, series: str | None = None) -> LoadedImage:
@@ -123,7 +123,6 @@ def get_trees(loaded: LoadedImage, options, progress: Progress) -> Trees:
     return _trees_from_network(loaded, options, progress)
 
 
-DEFAULT_MEMORY_GB = 4.0
 # Peak memory of the automatic path grows with the network's 0.5 mm grid: about 1 GB (libraries, the scan) plus
 # 60 bytes per grid voxel (a 205 x 205 x 128 mm CTA, 43 million voxels, peaked at 3.2 GB in `make bench`; a whole
 # 512 x 512 x 141 chest CT, 360 million, passed 18.5 GB before the heart was found first).
@@ -139,33 +138,33 @@ def network_region(image: sitk.Image, memory_limit_gb: float) -> tuple[sitk.Imag
     from ..calcium import anatomy
     from . import lumen_network
 
-    whole = tuple(slice(0, n) for n in image.GetSize()[::-1])
     try:
-        heart = anatomy.find_heart(image).heart_region
+        heart = anatomy.find_heart(image, on_scan_grid=False)
     except InputError:  # no lungs around it: a heart-only field of view, read whole
-        box = whole
+        box = None
     else:
-        reach = [int(np.ceil(HEART_MARGIN_MM / s)) for s in image.GetSpacing()[::-1]]
-        box = tuple(slice(max(0, int(idx.min()) - r), min(n, int(idx.max()) + r + 1))
-                    for idx, r, n in zip(np.nonzero(heart), reach, heart.shape, strict=True))
-    size_mm = [(b.stop - b.start) * s for b, s in zip(box, image.GetSpacing()[::-1], strict=True)]
+        box = budget.box_around(geometry.image_from_array(heart.heart_region.astype(np.uint8), heart.grid), image,
+                                HEART_MARGIN_MM)
+    whole = box is None
+    box = box or budget.Box((0, 0, 0), tuple(image.GetSize()))
+    size_mm = box.size_mm(image)
     voxels = float(np.prod([np.ceil(mm / lumen_network.GRID_MM) for mm in size_mm]))
     needed_gb = BASE_GB + BYTES_PER_GRID_VOXEL * voxels / 1e9
     if needed_gb > memory_limit_gb:
-        where = "the heart region" if box != whole else "the whole scan (no heart found between lungs)"
-        raise InputError(f"the coronary network would read {where}, {' x '.join(f'{mm:.0f}' for mm in size_mm[::-1])} "
-                         f"mm, needing about {needed_gb:.0f} GB (--memory-limit-gb {memory_limit_gb:g}): crop the "
-                         "CTA to the heart, raise --memory-limit-gb, or give --lumen-mask, --seeds or --centerlines.")
-    if box == whole:
-        return image, box
-    return image[box[2], box[1], box[0]], box
+        where = "the whole scan (no heart found between lungs)" if whole else "the heart region"
+        raise InputError(f"the coronary network would read {where}, {box.describe(image)}, needing about "
+                         f"{needed_gb:.0f} GB (--memory-limit-gb {memory_limit_gb:g}): crop the CTA to the heart, "
+                         "raise --memory-limit-gb, or give --lumen-mask, --seeds or --centerlines.")
+    if whole:
+        return image, box.slices_kji()
+    return sitk.RegionOfInterest(image, box.size, box.index), box.slices_kji()
 
 
 def _trees_from_network(loaded: LoadedImage, options, progress: Progress) -> Trees:
     from ..models.runtime import load_named_model, select_device
     from . import lumen_network
 
-    region, box = network_region(loaded.image, getattr(options, "memory_limit_gb", DEFAULT_MEMORY_GB))
+    region, box = network_region(loaded.image, budget.limit_gb(options))
     device = select_device(getattr(options, "device", "auto"))
     network, entry, _ = load_named_model(lumen_network.MODEL_NAME, getattr(options, "weights", None), device)
     found = lumen_network.predict(region, network, device, tuple(entry.input["patch_size"]), progress.sub(0.0, 0.5))
@@ -213,7 +212,7 @@ OPTION_RANGES = {
     "murray_exponent": (2.0, 3.0, True),      # Murray's law: 3; 2-3 reported for coronary trees
     "venous_pressure": (0.0, 20.0, True),     # must stay well below the aortic pressure
     "min_stenosis": (0.0, 99.0, True),
-    "memory_limit_gb": (1.0, 1024.0, True),
+    **budget.LIMIT_RANGE,
 }
 
 

@@ -1,0 +1,154 @@
+"""The memory budget of the CT analyses (--memory-limit-gb, default 4 GB).
+
+Each analysis knows roughly what it needs per voxel of the grid it works on. When the whole scan would need more
+than the budget, it works on part of it instead: the anatomy it reads (calcium: the heart and great vessels;
+CT-FFR: the heart), or a block-averaged copy where a mean over millilitres is what is measured (BMD). When even
+that would not fit, the run is refused in one line, before the heavy work, with the size it would need.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+
+from .errors import InputError
+from .imageio import LoadedImage
+
+DEFAULT_LIMIT_GB = 4.0
+LIMIT_RANGE = {"memory_limit_gb": (1.0, 1024.0, True)}
+BASE_GB = 0.6  # Python, NumPy, SciPy, SimpleITK, VTK and the report's Matplotlib, before any image
+
+
+def add_option(group: argparse._ArgumentGroup | argparse.ArgumentParser, what: str) -> None:
+    group.add_argument("--memory-limit-gb", type=float, default=DEFAULT_LIMIT_GB,
+                       help=f"memory the analysis may use; {what} [{DEFAULT_LIMIT_GB:g}]")
+
+
+def limit_gb(options) -> float:
+    return float(getattr(options, "memory_limit_gb", None) or DEFAULT_LIMIT_GB)
+
+
+def voxels(image: sitk.Image) -> int:
+    return int(np.prod(image.GetSize(), dtype=np.int64))
+
+
+def needed_gb(working_voxels: float, bytes_per_voxel: float, resident_gb: float = 0.0) -> float:
+    """Peak memory of an analysis working on `working_voxels`, with `resident_gb` held besides (the scan as read,
+    the label map on its grid)."""
+    return BASE_GB + resident_gb + working_voxels * bytes_per_voxel / 1e9
+
+
+def resident_gb(image: sitk.Image, output_bytes_per_voxel: float = 1.0) -> float:
+    """The scan as read and a label map on its grid: held for the whole run, whatever part of it is analysed."""
+    return voxels(image) * (image.GetSizeOfPixelComponent() + output_bytes_per_voxel) / 1e9
+
+
+@dataclass(frozen=True)
+class Box:
+    """A box of voxels of the scan: first index and size (i, j, k), as SimpleITK orders them."""
+    index: tuple[int, ...]
+    size: tuple[int, ...]
+
+    @property
+    def voxels(self) -> int:
+        return int(np.prod(self.size, dtype=np.int64))
+
+    def size_mm(self, image: sitk.Image) -> list[float]:
+        return [n * s for n, s in zip(self.size, image.GetSpacing(), strict=True)]
+
+    def slices_kji(self) -> tuple[slice, ...]:
+        return tuple(slice(start, start + n) for start, n in zip(self.index[::-1], self.size[::-1], strict=True))
+
+    def describe(self, image: sitk.Image) -> str:
+        return " x ".join(f"{mm:.0f}" for mm in self.size_mm(image)) + " mm"
+
+
+def box_around(mask: sitk.Image, image: sitk.Image, margin_mm: float) -> Box | None:
+    """The box of `image`'s voxels holding every voxel of `mask` (on any grid of the same space) grown by
+    `margin_mm` on each side; None for an empty mask."""
+    stats = sitk.LabelShapeStatisticsImageFilter()
+    stats.Execute(sitk.Cast(mask > 0, sitk.sitkUInt8))
+    if not stats.HasLabel(1):
+        return None
+    i0, j0, k0, ni, nj, nk = stats.GetBoundingBox(1)
+    corners = [(i, j, k) for i in (i0 - 0.5, i0 + ni - 0.5) for j in (j0 - 0.5, j0 + nj - 0.5)
+               for k in (k0 - 0.5, k0 + nk - 0.5)]
+    points = np.array([image.TransformPhysicalPointToContinuousIndex(mask.TransformContinuousIndexToPhysicalPoint(c))
+                       for c in corners])
+    reach = np.array([margin_mm / s for s in image.GetSpacing()])
+    # Voxels whose centre lies within the mask's outer faces (grown by the margin).
+    low = np.maximum(np.ceil(points.min(axis=0) - reach - 1e-6), 0).astype(int)
+    high = np.minimum(np.floor(points.max(axis=0) + reach + 1e-6), np.array(image.GetSize()) - 1).astype(int)
+    if np.any(high < low):
+        return None
+    return Box(tuple(int(v) for v in low), tuple(int(v) for v in high - low + 1))
+
+
+def union(boxes: list[Box]) -> Box:
+    low = np.min(np.array([b.index for b in boxes]), axis=0)
+    high = np.max(np.array([np.add(b.index, b.size) for b in boxes]), axis=0)
+    return Box(tuple(int(v) for v in low), tuple(int(v) for v in high - low))
+
+
+def crop(loaded: LoadedImage, box: Box) -> LoadedImage:
+    """The part of the scan in `box`, same spacing and direction, its origin moved, its DICOM attributes kept."""
+    image = loaded.image
+    if image is None:
+        raise ValueError("nothing to crop: this input has no image")
+    region = sitk.RegionOfInterest(image, box.size, box.index)
+    for key in image.GetMetaDataKeys():
+        region.SetMetaData(key, image.GetMetaData(key))
+    return dataclasses.replace(loaded, image=region)
+
+
+def paste(labels: sitk.Image, image: sitk.Image, box: Box) -> sitk.Image:
+    """A label map found on the box, on the whole scan's grid (0 outside the box)."""
+    whole = sitk.Image(image.GetSize(), sitk.sitkUInt8)
+    whole.CopyInformation(image)
+    return sitk.Paste(whole, sitk.Cast(labels, sitk.sitkUInt8), box.size, [0, 0, 0], box.index)
+
+
+def shrink_to_fit(image: sitk.Image, bytes_per_voxel: float, limit: float, coarsest_mm: float) -> list[int] | None:
+    """Whole-number block sizes (i, j, k) that bring the analysis within `limit` GB, coarsening the finest axis
+    first and no axis beyond `coarsest_mm`; [1, 1, 1] when the scan fits as it is, None when nothing does."""
+    factors = [1, 1, 1]
+    spacing = list(image.GetSpacing())
+    held = resident_gb(image)
+    while needed_gb(voxels(image) / np.prod(factors), bytes_per_voxel, held) > limit:
+        candidates = [a for a in range(3) if spacing[a] * (factors[a] + 1) <= coarsest_mm]
+        if not candidates:
+            return None
+        axis = min(candidates, key=lambda a: spacing[a] * factors[a])
+        factors[axis] += 1
+    return factors
+
+
+def block_average(image: sitk.Image, factors: list[int], start: tuple[int, ...] = (0, 0, 0)) -> sitk.Image:
+    """Means over blocks of `factors` voxels (i, j, k) from `start` (leftover voxels at the far end are dropped), as
+    float32, averaged slab by slab so that no float copy of the whole scan is ever held."""
+    size = np.array(image.GetSize()) - np.array(start)
+    usable = [int(n - n % f) for n, f in zip(size, factors, strict=True)]
+    step = factors[2] * max(1, 32 // factors[2])
+    slabs, grids = [], []
+    for k in range(0, usable[2], step):
+        slab = sitk.RegionOfInterest(image, [usable[0], usable[1], min(step, usable[2] - k)],
+                                     [start[0], start[1], start[2] + k])
+        shrunk = sitk.BinShrink(sitk.Cast(slab, sitk.sitkFloat32), factors)
+        grids.append(shrunk[0:1, 0:1, 0:1])  # the geometry, without the voxels
+        slabs.append(sitk.GetArrayFromImage(shrunk))
+    first = grids[0]
+    averaged = sitk.GetImageFromArray(np.concatenate(slabs))
+    averaged.SetOrigin(first.GetOrigin())
+    averaged.SetSpacing(first.GetSpacing())
+    averaged.SetDirection(first.GetDirection())
+    for key in image.GetMetaDataKeys():
+        averaged.SetMetaData(key, image.GetMetaData(key))
+    return averaged
+
+
+def refusal(what: str, needed: float, limit: float, advice: str) -> InputError:
+    return InputError(f"{what} would need about {needed:.1f} GB (--memory-limit-gb {limit:g}): {advice}")
