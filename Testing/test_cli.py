@@ -267,3 +267,32 @@ def test_identical_runs_write_identical_files(capsys, tmp_path):
         assert run(capsys, "calcium", ct, "--labels", labels, "-o", tmp_path / out, "--quiet")[0] == 0
     for name in ("calcium.seg.nrrd", "calcium_labels.nrrd", "calcium.csv", "calcium.json"):
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
+
+
+def test_ctrl_c_while_a_library_is_imported_ends_in_one_line(capsys, tmp_path, monkeypatch):
+    """VTK reports a Ctrl-C during its import as an ImportError: still "interrupted", exit 3, nothing written."""
+    from cardioquant.calcium import pipeline
+
+    def interrupted_import(loaded, options, progress):  # noqa: ARG001 (the run it stands for)
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as interrupt:
+            raise ImportError("vtkCommonCore: initialization failed") from interrupt
+
+    monkeypatch.setattr(pipeline, "run", interrupted_import)
+    ct, labels = write_block(tmp_path)
+    code, _, err = run(capsys, "calcium", ct, "--labels", labels, "-o", tmp_path / "out")
+    assert code == 3 and _error_line(err) == "cardioquant: interrupted; nothing was written"
+    assert not (tmp_path / "out").exists()
+
+
+def test_ctrl_c_while_the_command_line_loads_ends_in_one_line(capsys, monkeypatch):
+    """The entry point imports the command line itself: Ctrl-C during start-up is one line, not a traceback."""
+    from cardioquant import cli, launcher
+
+    def interrupted(argv=None):  # noqa: ARG001 (the command line it stands for)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "main", interrupted)
+    assert launcher.main() == 3
+    assert capsys.readouterr().err.strip() == "cardioquant: interrupted; nothing was written"

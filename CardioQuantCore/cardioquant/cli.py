@@ -16,7 +16,7 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from . import __version__, pipelines
-from .errors import CardioQuantError, InputError
+from .errors import INTERRUPTED, CardioQuantError, InputError, interrupted
 from .progress import Progress, StderrBar, machine_readable
 from .results import ModuleResult, check_can_write, write_outputs
 
@@ -141,8 +141,10 @@ def run_parsed(options: argparse.Namespace) -> tuple[int, str]:
             traceback.print_exc()
         return exc.exit_code, f"error: {exc}"
     except KeyboardInterrupt:
-        return EXIT_PROCESSING, "interrupted; nothing was written"
+        return EXIT_PROCESSING, INTERRUPTED
     except Exception as exc:  # a bug or an unexpected failure: still one clear line and exit 3
+        if interrupted(exc):  # Ctrl-C while a library was being imported
+            return EXIT_PROCESSING, INTERRUPTED
         if options.debug:
             traceback.print_exc()
         return EXIT_PROCESSING, f"processing failed: {type(exc).__name__}: {exc} (rerun with --debug for details)"

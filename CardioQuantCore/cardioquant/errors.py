@@ -23,3 +23,18 @@ class CancelledError(CardioQuantError):
     """The user pressed Cancel; nothing was written."""
 
     exit_code = 3
+
+
+INTERRUPTED = "interrupted; nothing was written"
+
+
+def interrupted(exc: BaseException) -> bool:
+    """Ctrl-C, also when it arrived while a library was being imported: VTK's import machinery reports a
+    KeyboardInterrupt as an ImportError, with the interrupt as its cause or context."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False

@@ -51,7 +51,7 @@ class ModuleResult:
 def output_names(module: str) -> list[str]:
     return [f"{module}.json", f"{module}.seg.nrrd", f"{module}_labels.nrrd", f"{module}.csv",
             f"{module}_report.png", f"{module}_report.pdf", f"{module}.schema.csv", f"{module}_seg.dcm",
-            f"{module}_centerlines.vtp"]
+            f"{module}_centerlines.vtp", f"{module}_surface.vtp"]
 
 
 def check_can_write(outdir: Path, module: str, overwrite: bool) -> None:
@@ -179,7 +179,7 @@ def finish_swap(outdir: Path, module: str) -> list[Path]:
     backup = outdir / entry["backup"] if entry["backup"] else _new_backup_folder(outdir, module)
     backup.mkdir(parents=True, exist_ok=True)
     moved_old = False
-    for name in output_names(module):
+    for name in sorted(set(output_names(module)) | new_files):  # every staged file comes in, named or not
         arriving = name in new_files and (staging / name).exists()
         if (outdir / name).exists() and (arriving or name not in new_files):
             os.replace(outdir / name, backup / name)
@@ -234,7 +234,11 @@ def _write_locked(result: ModuleResult, loaded: LoadedImage, outdir: Path) -> li
         table_node = scene_layer.table_node_from_records(scene, result.table_rows, name)
         scene_layer.save_node(table_node, staging / f"{name}.csv")
         if result.label_image is not None and loaded.image is not None:
-            sitk.WriteImage(sitk.Cast(result.label_image, sitk.sitkUInt8), str(staging / f"{name}_labels.nrrd"), True)
+            labels = result.label_image
+            if labels.GetPixelID() != sitk.sitkUInt8:
+                labels = sitk.Cast(labels, sitk.sitkUInt8)
+            sitk.WriteImage(labels, str(staging / f"{name}_labels.nrrd"), True)
+            del labels
             volume_node = scene_layer.geometry_node(scene, loaded.image, "input")
             seg_node = scene_layer.segmentation_node_from_labelmap(scene, result.label_image, volume_node,
                                                                    result.label_table, name)
