@@ -28,7 +28,7 @@ class CancelledError(CardioQuantError):
 INTERRUPTED = "interrupted; nothing was written"
 
 
-def interrupted(exc: BaseException) -> bool:
+def interrupted(exc: BaseException | None) -> bool:
     """Ctrl-C, also when it arrived while a library was being imported: VTK's import machinery reports a
     KeyboardInterrupt as an ImportError, with the interrupt as its cause or context."""
     seen = set()
