@@ -176,22 +176,19 @@ def finish_swap(outdir: Path, module: str) -> list[Path]:
         return []
     entry = json.loads(journal.read_text())
     staging, new_files = outdir / entry["staging"], set(entry["files"])
-    backup = outdir / entry["backup"] if entry["backup"] else _new_backup_folder(outdir, module)
-    backup.mkdir(parents=True, exist_ok=True)
-    moved_old = False
+    backup = outdir / entry["backup"] if entry["backup"] else None
     for name in sorted(set(output_names(module)) | new_files):  # every staged file comes in, named or not
         arriving = name in new_files and (staging / name).exists()
         if (outdir / name).exists() and (arriving or name not in new_files):
+            backup = backup or _new_backup_folder(outdir, module)
+            backup.mkdir(parents=True, exist_ok=True)
             os.replace(outdir / name, backup / name)
-            moved_old = True
         if arriving:
             os.replace(staging / name, outdir / name)
     journal.unlink()
     shutil.rmtree(staging, ignore_errors=True)
-    if moved_old or any(backup.iterdir()):
+    if backup is not None and backup.is_dir():
         _warn_backup(module, backup)
-    else:
-        backup.rmdir()
     return [outdir / name for name in sorted(new_files)]
 
 
