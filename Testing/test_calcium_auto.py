@@ -380,3 +380,21 @@ def test_a_bone_fragment_on_the_sternum_is_not_coronary():
     assert found.labels[28, 5, 30] == territories.NOT_CORONARY
     assert found.labels[30, 13, 30] == territories.NOT_CORONARY
     assert found.labels[30, 21, 40] in (territories.LAD, territories.LCX)
+
+
+def test_the_spine_is_a_vertebra_sized_column_not_the_iodine_filled_heart():
+    """A cardiac field of view can cut the spine away: in one slice an iodine-filled chamber (as bright as bone on
+    CTA, vertebra-sized) is the only bone in the middle, in another the whole bright heart joins in. The spine's
+    front stays where the column of vertebrae puts it (rows 80 on), or, where no bone is vertebra-like, there is no
+    cut (row 100, the image's end): the cut in front of the spine never takes the heart."""
+    slices, rows, cols = 9, 100, 120
+    lungs = np.zeros((slices, rows, cols), bool)
+    lungs[:, 10:90, 5:35] = lungs[:, 10:90, 85:115] = True
+    bone = np.zeros_like(lungs)
+    bone[:, 80:95, 50:70] = True                   # vertebral body: 30 x 40 mm
+    bone[4] = False
+    bone[4, 20:50, 45:75] = True                   # slice 4: spine cut away, a 36 cm2 chamber only
+    bone[6, 20:70, 35:85] = True                   # slice 6: the whole bright heart, 100 cm2, 100 mm deep
+    bone[6, 70:80, 55:65] = True                   # ... touching the spine
+    fronts = anatomy._spine_fronts(lungs, bone, (2.0, 2.0, 2.0))
+    assert list(fronts) == [80] * 6 + [100] + [80] * 2

@@ -53,6 +53,10 @@ MIN_LUNG_ML = 40.0
 MIN_HEART_ML = 150.0
 BLOOD_DEPTH_MM = 8.0
 UPPER_MEDIASTINUM_RADIUS = 0.4  # heart slices 0.5-1.0 of the deepest slice's inscribed radius; aortic arch level < 0.4
+MAX_SPINE_DEPTH_MM = 100.0  # a thoracic or lumbar vertebra, body to spinous process, is 70-95 mm deep
+SPINE_RUN_MM = 15.0  # a slice's spine front is checked against the median over this many mm of slices
+SPINE_JUMP_MM = 30.0  # the spine's front does not move this far forward between neighbouring slices
+MAX_SPINE_AREA_MM2 = 4000.0  # its axial cross-section, body, arch and processes with ribs' heads, under 30 cm2
 POSTERIOR_MEDIASTINUM_MM = 15.0  # the descending aorta (20-30 mm) and oesophagus lie between spine and heart
 CTA_BONE_HU = 180.0  # 6 mm mean: above iodine-enhanced myocardium (100-150 HU), below cortical and most trabecular bone
 SPINE_HU = 120.0  # 10 mm mean: patchy osteoporotic trabecular bone still reads >= 120; muscle, blood, liver <= 70
@@ -168,13 +172,34 @@ def _lung_span(lung_slice: np.ndarray, pixel_mm2: float, column_mm: float) -> tu
     return int(lo), int(hi)
 
 
-def _mediastinum_slice(hu_slice, lung_slice, bone_slice, spacing) -> np.ndarray | None:
+def _spine_fronts(lungs: np.ndarray, bone: np.ndarray, spacing) -> np.ndarray:
+    """The spine's first row in each slice with a left and a right lung (-1 elsewhere). The spine is a column whose
+    front moves a few mm from slice to slice, while on a CTA an iodine-filled chamber, cut apart from the rest of
+    the heart in one slice, can look like a vertebra there (its front taken for the spine's would cut the heart
+    away and split the region in two): a front more than SPINE_JUMP_MM in front of the median over SPINE_RUN_MM of
+    slices is replaced by that median. (Fronts found too far back are kept: on osteoporotic bone they are the
+    posterior elements', and the median would not know better.)"""
+    raw = np.full(lungs.shape[0], -1)
+    for k in range(lungs.shape[0]):
+        span = _lung_span(lungs[k], spacing[0] * spacing[1], spacing[0])
+        if span is not None:
+            raw[k] = _spine_front(bone[k], span, np.nonzero(lungs[k])[0], spacing)
+    half = max(1, int(round(SPINE_RUN_MM / spacing[2] / 2)))
+    fronts = raw.copy()
+    for k in map(int, np.nonzero(raw >= 0)[0]):
+        around = raw[max(k - half, 0):k + half + 1]
+        median = float(np.median(around[around >= 0]))
+        if (median - raw[k]) * spacing[1] > SPINE_JUMP_MM:
+            fronts[k] = int(median)
+    return fronts
+
+
+def _mediastinum_slice(hu_slice, lung_slice, bone_slice, spacing, spine_front: int) -> np.ndarray | None:
     """The mediastinum of one slice, or None when the slice has no left and right lung."""
     span = _lung_span(lung_slice, spacing[0] * spacing[1], spacing[0])
     if span is None:
         return None
     rows = np.nonzero(lung_slice)[0]
-    spine_front = _spine_front(bone_slice, span, rows, spacing[0] * spacing[1])
     # A cardiac field of view cuts the lungs: where a lung runs off the left or right image edge, the tissue on
     # that edge from there back to the spine stands for lung outside the image, so the hull wraps the heart.
     edge = np.zeros_like(lung_slice)
@@ -219,18 +244,24 @@ def _sternum_back(bone_slice, span, lung_front: int, spacing) -> int | None:
     return max(backs) if backs else None
 
 
-def _spine_front(bone_slice, span, lung_rows, pixel_mm2: float) -> int:
+def _spine_front(bone_slice, span, lung_rows, spacing) -> int:
     """First row of the spine: of the pieces of bone of at least 3 cm2 (coronary calcium and the aortic wall are
     smaller) touching the middle 60 % of the lungs' span, the one reaching furthest back (on CTA the iodine-filled
-    chambers and aorta are as bright as bone, but in front of the spine)."""
+    chambers and aorta are as bright as bone, but in front of the spine). A piece larger or deeper than any
+    vertebra (MAX_SPINE_AREA_MM2, MAX_SPINE_DEPTH_MM) is iodine-filled heart, not spine: on a CTA whose field of
+    view cuts the spine away, taking it for the spine put the cut in front of the spine at the heart's front. No
+    spine piece: no cut (the image's last row)."""
     band = _middle_band(bone_slice.shape, span, 0.2)
-    pieces, count = ndimage.label(bone_slice)
+    pixel_mm2 = spacing[0] * spacing[1]
+    pieces, _ = ndimage.label(bone_slice)
     middle = np.percentile(lung_rows, 50)
     back, front = -1, bone_slice.shape[0]
     for index, box in enumerate(ndimage.find_objects(pieces), start=1):
         piece = pieces[box] == index
         area = np.count_nonzero(piece) * pixel_mm2
-        if box[0].stop > max(middle, back) and area >= 300.0 and (piece & band[box]).any():
+        depth = (box[0].stop - box[0].start) * spacing[1]
+        vertebra_sized = 300.0 <= area <= MAX_SPINE_AREA_MM2 and depth <= MAX_SPINE_DEPTH_MM
+        if box[0].stop > max(middle, back) and vertebra_sized and (piece & band[box]).any():
             back, front = box[0].stop, box[0].start
     return int(front)
 
@@ -258,8 +289,9 @@ def find_heart(image: sitk.Image, on_scan_grid: bool = True) -> HeartAnatomy:
 def _heart_with_bone(image, coarse, hu, lungs, bone) -> HeartAnatomy:
     spacing = coarse.GetSpacing()
     mediastinum = np.zeros(hu.shape, bool)
+    fronts = _spine_fronts(lungs, bone, spacing)
     for k in range(hu.shape[0]):
-        found = _mediastinum_slice(hu[k], lungs[k], bone[k], spacing)
+        found = _mediastinum_slice(hu[k], lungs[k], bone[k], spacing, int(fronts[k]))
         if found is not None:
             mediastinum[k] = found
     areas = mediastinum.sum(axis=(1, 2))
