@@ -53,10 +53,10 @@ MIN_LUNG_ML = 40.0
 MIN_HEART_ML = 150.0
 BLOOD_DEPTH_MM = 8.0
 UPPER_MEDIASTINUM_RADIUS = 0.4  # heart slices 0.5-1.0 of the deepest slice's inscribed radius; aortic arch level < 0.4
-MAX_SPINE_DEPTH_MM = 100.0  # a thoracic or lumbar vertebra, body to spinous process, is 70-95 mm deep
+MAX_SPINE_DEPTH_MM = 120.0  # a thoracic or lumbar vertebra, body to spinous process, is 70-100 mm deep
 SPINE_RUN_MM = 15.0  # a slice's spine front is checked against the median over this many mm of slices
 SPINE_JUMP_MM = 30.0  # the spine's front does not move this far forward between neighbouring slices
-MAX_SPINE_AREA_MM2 = 4000.0  # its axial cross-section, body, arch and processes with ribs' heads, under 30 cm2
+MAX_SPINE_AREA_MM2 = 5000.0  # its axial cross-section (body, arch, processes, rib heads) is under 35 cm2
 POSTERIOR_MEDIASTINUM_MM = 15.0  # the descending aorta (20-30 mm) and oesophagus lie between spine and heart
 CTA_BONE_HU = 180.0  # 6 mm mean: above iodine-enhanced myocardium (100-150 HU), below cortical and most trabecular bone
 SPINE_HU = 120.0  # 10 mm mean: patchy osteoporotic trabecular bone still reads >= 120; muscle, blood, liver <= 70
