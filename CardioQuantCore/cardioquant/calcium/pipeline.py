@@ -229,7 +229,7 @@ def part_to_score(loaded: LoadedImage, options, heart: anatomy.HeartAnatomy | No
     and the reader's label map (HEART_MARGIN_MM more), or an InputError when even that does not fit. Coronary
     calcium lies on the heart, so nothing is lost for the score; candidates outside the box are not shown."""
     image, limit = loaded.image, budget.limit_gb(options)
-    if budget.needed_gb(budget.voxels(image), BYTES_PER_VOXEL) <= limit:
+    if whole_scan_fits(image, options):
         return None
     boxes = []
     if heart is not None:
@@ -247,6 +247,10 @@ def part_to_score(loaded: LoadedImage, options, heart: anatomy.HeartAnatomy | No
         raise budget.refusal(what, needed, limit, "raise --memory-limit-gb, or reconstruct the scan with fewer, "
                                                   "thicker slices (3 mm is the Agatston standard).")
     return box
+
+
+def whole_scan_fits(image: sitk.Image, options) -> bool:
+    return budget.needed_gb(budget.voxels(image), BYTES_PER_VOXEL) <= budget.limit_gb(options)
 
 
 def _upper_third_over(image: sitk.Image, box: budget.Box) -> np.ndarray:
@@ -328,9 +332,8 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
     warnings += kvp_warnings
     automatic = not options.labels
     whole_scan = loaded.image
-    fits = budget.needed_gb(budget.voxels(whole_scan), BYTES_PER_VOXEL) <= budget.limit_gb(options)
     progress.update(0.02, "finding the heart")
-    heart = heart_anatomy(loaded, options, required=automatic, on_scan_grid=fits)
+    heart = heart_anatomy(loaded, options, required=automatic, on_scan_grid=whole_scan_fits(whole_scan, options))
     box = part_to_score(loaded, options, heart)
     if box is not None:
         loaded = budget.crop(loaded, box)
