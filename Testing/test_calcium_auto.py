@@ -396,5 +396,6 @@ def test_the_spine_is_a_vertebra_sized_column_not_the_iodine_filled_heart():
     bone[4, 20:50, 45:75] = True                   # slice 4: spine cut away, a 36 cm2 chamber only
     bone[6, 20:70, 35:85] = True                   # slice 6: the whole bright heart, 100 cm2, 100 mm deep
     bone[6, 70:80, 55:65] = True                   # ... touching the spine
-    fronts = anatomy._spine_fronts(lungs, bone, (2.0, 2.0, 2.0))
+    spacing = (2.0, 2.0, 2.0)
+    fronts = anatomy._spine_fronts(lungs, anatomy._lung_spans(lungs, spacing), bone, spacing)
     assert list(fronts) == [80] * 6 + [100] + [80] * 2

@@ -104,10 +104,14 @@ def crop(loaded: LoadedImage, box: Box) -> LoadedImage:
     image = loaded.image
     if image is None:
         raise ValueError("nothing to crop: this input has no image")
-    region = sitk.RegionOfInterest(image, box.size, box.index)
-    for key in image.GetMetaDataKeys():
-        region.SetMetaData(key, image.GetMetaData(key))
-    return dataclasses.replace(loaded, image=region)
+    return dataclasses.replace(loaded, image=_with_metadata(sitk.RegionOfInterest(image, box.size, box.index), image))
+
+
+def _with_metadata(target: sitk.Image, source: sitk.Image) -> sitk.Image:
+    """`target` with `source`'s key/value fields (kVp, modality: SimpleITK's filters drop them)."""
+    for key in source.GetMetaDataKeys():
+        target.SetMetaData(key, source.GetMetaData(key))
+    return target
 
 
 def paste(labels: sitk.Image, image: sitk.Image, box: Box) -> sitk.Image:
@@ -117,21 +121,23 @@ def paste(labels: sitk.Image, image: sitk.Image, box: Box) -> sitk.Image:
     return sitk.Paste(whole, sitk.Cast(labels, sitk.sitkUInt8), box.size, [0, 0, 0], box.index)
 
 
-def shrink_to_fit(image: sitk.Image, bytes_per_voxel: float, limit: float, coarsest_mm: float) -> list[int] | None:
+def shrink_to_fit(image: sitk.Image, bytes_per_voxel: float, limit: float, coarsest_mm: float) -> tuple[list[int], float]:
     """Whole-number block sizes (i, j, k) that bring the analysis within `limit` GB, coarsening the finest axis
-    first and no axis beyond `coarsest_mm`; [1, 1, 1] when the scan fits as it is, None when nothing does."""
+    first and no axis beyond `coarsest_mm` ([1, 1, 1] when the scan fits as it is), and the GB they need: over
+    `limit` when even the coarsest blocks do not fit."""
     factors = [1, 1, 1]
-    if needed_gb(voxels(image), bytes_per_voxel) <= limit:  # (bytes_per_voxel covers the whole-grid results)
-        return factors
+    needed = needed_gb(voxels(image), bytes_per_voxel)  # (bytes_per_voxel covers the whole-grid results)
+    if needed <= limit:
+        return factors, needed
     spacing = list(image.GetSpacing())
     held = resident_gb(image)
-    while needed_gb(voxels(image) / np.prod(factors), bytes_per_voxel, held) > limit:
+    while (needed := needed_gb(voxels(image) / np.prod(factors), bytes_per_voxel, held)) > limit:
         candidates = [a for a in range(3) if spacing[a] * (factors[a] + 1) <= coarsest_mm]
         if not candidates:
-            return None
+            break
         axis = min(candidates, key=lambda a: spacing[a] * factors[a])
         factors[axis] += 1
-    return factors
+    return factors, needed
 
 
 def block_average(image: sitk.Image, factors: list[int], start: tuple[int, ...] = (0, 0, 0)) -> sitk.Image:
@@ -152,9 +158,7 @@ def block_average(image: sitk.Image, factors: list[int], start: tuple[int, ...] 
     averaged.SetOrigin(first.GetOrigin())
     averaged.SetSpacing(first.GetSpacing())
     averaged.SetDirection(first.GetDirection())
-    for key in image.GetMetaDataKeys():
-        averaged.SetMetaData(key, image.GetMetaData(key))
-    return averaged
+    return _with_metadata(averaged, image)
 
 
 def refusal(what: str, needed: float, limit: float, advice: str) -> InputError:

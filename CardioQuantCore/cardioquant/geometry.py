@@ -44,6 +44,11 @@ def geometry_from_ijk_to_ras(matrix: np.ndarray) -> tuple[tuple, tuple, tuple]:
     return tuple(spacing.tolist()), tuple(origin.tolist()), tuple(direction.ravel().tolist())
 
 
+def as_uint8(image: sitk.Image) -> sitk.Image:
+    """A label image as uint8 (the output contract's type), without a copy when it already is."""
+    return image if image.GetPixelID() == sitk.sitkUInt8 else sitk.Cast(image, sitk.sitkUInt8)
+
+
 def image_from_array(array_kji: np.ndarray, reference: sitk.Image) -> sitk.Image:
     """A SimpleITK image holding `array_kji` on the grid of `reference`."""
     image = sitk.GetImageFromArray(array_kji)

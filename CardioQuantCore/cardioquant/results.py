@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from . import __version__
+from . import __version__, geometry
 from .errors import InputError
 from .imageio import LoadedImage, fingerprint
 from .labels import LabelTable
@@ -231,11 +231,7 @@ def _write_locked(result: ModuleResult, loaded: LoadedImage, outdir: Path) -> li
         table_node = scene_layer.table_node_from_records(scene, result.table_rows, name)
         scene_layer.save_node(table_node, staging / f"{name}.csv")
         if result.label_image is not None and loaded.image is not None:
-            labels = result.label_image
-            if labels.GetPixelID() != sitk.sitkUInt8:
-                labels = sitk.Cast(labels, sitk.sitkUInt8)
-            sitk.WriteImage(labels, str(staging / f"{name}_labels.nrrd"), True)
-            del labels
+            sitk.WriteImage(geometry.as_uint8(result.label_image), str(staging / f"{name}_labels.nrrd"), True)
             volume_node = scene_layer.geometry_node(scene, loaded.image, "input")
             seg_node = scene_layer.segmentation_node_from_labelmap(scene, result.label_image, volume_node,
                                                                    result.label_table, name)

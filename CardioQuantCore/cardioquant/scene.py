@@ -157,7 +157,7 @@ SEGMENT_ID_SEED = 20261202
 
 
 def _segmentation_from_labelmap(scene, label_image, reference_node, table, name, include_empty):
-    labels = label_image if label_image.GetPixelID() == sitk.sitkUInt8 else sitk.Cast(label_image, sitk.sitkUInt8)
+    labels = geometry.as_uint8(label_image)
     labelmap_node = volume_node_from_image(scene, labels, name + "_import", labelmap=True)
     del labels  # VTK holds its own copy now; a large scan's label map is not held three times
     segmentation_node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)

@@ -281,10 +281,8 @@ def _within_budget(loaded: LoadedImage, options) -> tuple[LoadedImage, list[str]
     """The scan as it is when it fits --memory-limit-gb; else its block averages (the coarsest axis no coarser than
     COARSEST_MM), with a warning; an InputError when even those would not fit."""
     image, limit = loaded.image, budget.limit_gb(options)
-    factors = budget.shrink_to_fit(image, BYTES_PER_VOXEL, limit, COARSEST_MM)
-    if factors is None:
-        coarsest = [max(1, int(COARSEST_MM // s)) for s in image.GetSpacing()]
-        needed = budget.needed_gb(budget.voxels(image) / np.prod(coarsest), BYTES_PER_VOXEL, budget.resident_gb(image))
+    factors, needed = budget.shrink_to_fit(image, BYTES_PER_VOXEL, limit, COARSEST_MM)
+    if needed > limit:
         raise budget.refusal(f"measuring this {' x '.join(map(str, image.GetSize()))} scan", needed, limit,
                              "raise --memory-limit-gb, or give the scan cropped to the spine.")
     if factors == [1, 1, 1]:

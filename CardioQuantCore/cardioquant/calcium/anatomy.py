@@ -172,7 +172,12 @@ def _lung_span(lung_slice: np.ndarray, pixel_mm2: float, column_mm: float) -> tu
     return int(lo), int(hi)
 
 
-def _spine_fronts(lungs: np.ndarray, bone: np.ndarray, spacing) -> np.ndarray:
+def _lung_spans(lungs: np.ndarray, spacing) -> list[tuple[int, int] | None]:
+    """Each slice's _lung_span (None where it has no left and right lung): found once, used by both passes."""
+    return [_lung_span(plane, spacing[0] * spacing[1], spacing[0]) for plane in lungs]
+
+
+def _spine_fronts(lungs: np.ndarray, spans, bone: np.ndarray, spacing) -> np.ndarray:
     """The spine's first row in each slice with a left and a right lung (-1 elsewhere). The spine is a column whose
     front moves a few mm from slice to slice, while on a CTA an iodine-filled chamber, cut apart from the rest of
     the heart in one slice, can look like a vertebra there (its front taken for the spine's would cut the heart
@@ -180,8 +185,7 @@ def _spine_fronts(lungs: np.ndarray, bone: np.ndarray, spacing) -> np.ndarray:
     slices is replaced by that median. (Fronts found too far back are kept: on osteoporotic bone they are the
     posterior elements', and the median would not know better.)"""
     raw = np.full(lungs.shape[0], -1)
-    for k in range(lungs.shape[0]):
-        span = _lung_span(lungs[k], spacing[0] * spacing[1], spacing[0])
+    for k, span in enumerate(spans):
         if span is not None:
             raw[k] = _spine_front(bone[k], span, np.nonzero(lungs[k])[0], spacing)
     half = max(1, int(round(SPINE_RUN_MM / spacing[2] / 2)))
@@ -194,11 +198,8 @@ def _spine_fronts(lungs: np.ndarray, bone: np.ndarray, spacing) -> np.ndarray:
     return fronts
 
 
-def _mediastinum_slice(hu_slice, lung_slice, bone_slice, spacing, spine_front: int) -> np.ndarray | None:
-    """The mediastinum of one slice, or None when the slice has no left and right lung."""
-    span = _lung_span(lung_slice, spacing[0] * spacing[1], spacing[0])
-    if span is None:
-        return None
+def _mediastinum_slice(hu_slice, lung_slice, bone_slice, spacing, span, spine_front: int) -> np.ndarray:
+    """The mediastinum of one slice with a left and a right lung (`span`, from _lung_span)."""
     rows = np.nonzero(lung_slice)[0]
     # A cardiac field of view cuts the lungs: where a lung runs off the left or right image edge, the tissue on
     # that edge from there back to the spine stands for lung outside the image, so the hull wraps the heart.
@@ -280,20 +281,21 @@ def find_heart(image: sitk.Image, on_scan_grid: bool = True) -> HeartAnatomy:
     hu = sitk.GetArrayFromImage(coarse)
     lungs = find_lungs(hu, spacing)
     target = image if on_scan_grid else coarse
-    anatomy = _heart_with_bone(target, coarse, hu, lungs, ndimage.uniform_filter(hu, size=(1, 3, 3)) >= CTA_BONE_HU)
+    spans = _lung_spans(lungs, spacing)
+    anatomy = _heart_with_bone(target, coarse, hu, lungs, spans,
+                               ndimage.uniform_filter(hu, size=(1, 3, 3)) >= CTA_BONE_HU)
     if anatomy.contrast:
         return anatomy
-    return _heart_with_bone(target, coarse, hu, lungs, ndimage.uniform_filter(hu, size=(1, 5, 5)) >= SPINE_HU)
+    return _heart_with_bone(target, coarse, hu, lungs, spans, ndimage.uniform_filter(hu, size=(1, 5, 5)) >= SPINE_HU)
 
 
-def _heart_with_bone(image, coarse, hu, lungs, bone) -> HeartAnatomy:
+def _heart_with_bone(image, coarse, hu, lungs, spans, bone) -> HeartAnatomy:
     spacing = coarse.GetSpacing()
     mediastinum = np.zeros(hu.shape, bool)
-    fronts = _spine_fronts(lungs, bone, spacing)
-    for k in range(hu.shape[0]):
-        found = _mediastinum_slice(hu[k], lungs[k], bone[k], spacing, int(fronts[k]))
-        if found is not None:
-            mediastinum[k] = found
+    fronts = _spine_fronts(lungs, spans, bone, spacing)
+    for k, span in enumerate(spans):
+        if span is not None:
+            mediastinum[k] = _mediastinum_slice(hu[k], lungs[k], bone[k], spacing, span, int(fronts[k]))
     areas = mediastinum.sum(axis=(1, 2))
     if areas.max(initial=0) == 0:
         raise InputError(NO_HEART_MESSAGE)
