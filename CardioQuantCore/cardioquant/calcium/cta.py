@@ -87,12 +87,3 @@ def _aortic_roi(top: np.ndarray, spacing) -> LumenStatistics:
         raise InputError("no contrast-filled aorta found (no round 180-900 HU region in the upper third of the scan): "
                          "this does not look like a contrast CTA; use --mode noncontrast or give --lumen-mask.")
     return best
-
-
-def looks_contrast_enhanced(hu: np.ndarray, spacing) -> bool:
-    """True when an iodine-range aorta is found (used by --mode auto)."""
-    try:
-        stats = _aortic_roi(upper_third_of(hu), spacing)
-    except InputError:
-        return False
-    return stats.mean_hu >= 200.0
