@@ -184,16 +184,16 @@ def test_totalsegmentator_folder_and_seed_sources_agree(tmp_path):
     for level, value in (("L1", 31), ("L2", 30)):
         sitk.WriteImage(sitk.Cast(labels == value, sitk.sitkUInt8), str(folder / f"vertebrae_{level}.nii.gz"))
     from cardioquant.bmd.pipeline import run
-    from cardioquant.cli import default_options
     from cardioquant.imageio import read_image
+    from cardioquant.pipelines import settings_for
     from cardioquant.progress import Progress
 
     loaded = read_image(ct)
-    by_folder = run(loaded, default_options("bmd", vertebra_mask=str(folder)), Progress()).summary
+    by_folder = run(loaded, settings_for("bmd", vertebra_mask=str(folder)), Progress()).summary
     k, j, i = np.argwhere(case.bodies == case.levels.index("L1") + 1).mean(axis=0)
     lps = loaded.image.TransformContinuousIndexToPhysicalPoint((float(i), float(j), float(k)))
     seed = f"L1:{-lps[0]},{-lps[1]},{lps[2]}"
-    by_seed = run(loaded, default_options("bmd", seed=[seed]), Progress()).summary
+    by_seed = run(loaded, settings_for("bmd", seed=[seed]), Progress()).summary
     assert abs(by_folder["vertebrae"]["L1"]["bmd_mg_cm3"] - 90) < 3
     assert abs(by_seed["vertebrae"]["L1"]["bmd_mg_cm3"] - 90) < 5
 
@@ -228,11 +228,11 @@ def test_contrast_enhanced_scan_is_flagged(tmp_path):
     case.hu[aorta] = 350.0
     ct, ts = write_case(tmp_path, case)
     from cardioquant.bmd.pipeline import run
-    from cardioquant.cli import default_options
     from cardioquant.imageio import read_image
+    from cardioquant.pipelines import settings_for
     from cardioquant.progress import Progress
 
-    result = run(read_image(ct), default_options("bmd", vertebra_mask=str(ts)), Progress())
+    result = run(read_image(ct), settings_for("bmd", vertebra_mask=str(ts)), Progress())
     assert result.summary["contrast_enhanced"] and any("contrast" in w for w in result.warnings)
     assert "blood" not in result.summary["calibration"]["references"]
 
@@ -392,8 +392,8 @@ def test_contrast_flag_comes_from_the_aorta_with_or_without_a_body_mask(tmp_path
     aorta is, whether TotalSegmentator's vertebra mask comes with its body mask or alone (the body then derived
     from the whole vertebra, posterior arch included)."""
     from cardioquant.bmd.pipeline import run
-    from cardioquant.cli import default_options
     from cardioquant.imageio import read_image
+    from cardioquant.pipelines import settings_for
     from cardioquant.progress import Progress
 
     case = phantom.make_spine_phantom(seed=4, spacing=(1.0, 1.0, 2.0), levels=("L1", "L2"))
@@ -408,6 +408,6 @@ def test_contrast_flag_comes_from_the_aorta_with_or_without_a_body_mask(tmp_path
     sitk.WriteImage(body, str(tmp_path / "body.nrrd"))
     loaded = read_image(ct)
     for body_mask in (None, str(tmp_path / "body.nrrd")):
-        summary = run(loaded, default_options("bmd", vertebra_mask=str(ts), vertebra_body_mask=body_mask),
+        summary = run(loaded, settings_for("bmd", vertebra_mask=str(ts), vertebra_body_mask=body_mask),
                       Progress()).summary
         assert summary["contrast_enhanced"] is iodine, body_mask

@@ -249,15 +249,15 @@ def test_scores_do_not_depend_on_how_the_scan_is_stored_or_framed():
     """The same physical scan stored mirrored (direction -1 on x and y), or framed by scanner padding outside the
     reconstruction circle (-3024 HU), gives the same per-artery scores."""
     from cardioquant.calcium.pipeline import run
-    from cardioquant.cli import default_options
     from cardioquant.imageio import LoadedImage
+    from cardioquant.pipelines import settings_for
     from cardioquant.progress import Progress
 
     image = _image(phantom.make_cardiac_phantom(30502, spacing=(0.8, 0.8, 3.0), n_calcifications=8))
 
     def arteries(stored):
         loaded = LoadedImage(image=stored, path="scan", format="nrrd", dicom={"modality": "CT", "kvp": "120"})
-        found = run(loaded, default_options("calcium", device="cpu"), Progress()).summary["arteries"]
+        found = run(loaded, settings_for("calcium", device="cpu"), Progress()).summary["arteries"]
         return {name: round(values["agatston"], 3) for name, values in found.items()}
 
     reference = arteries(image)

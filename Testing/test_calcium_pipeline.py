@@ -173,15 +173,15 @@ def test_scene_workflow_edit_and_rescore(tmp_path):
     """What the Slicer module does, on real MRML nodes: load, run, segmentation node, user edit, rescore."""
     from cardioquant.calcium.phantom import write_block_phantom
     from cardioquant.calcium.pipeline import rescore, run
-    from cardioquant.cli import default_options
     from cardioquant.imageio import LoadedImage
+    from cardioquant.pipelines import settings_for
     from cardioquant.progress import Progress
 
     mrml = scene.new_scene()
     ct_path, label_path = write_block_phantom(tmp_path)
     volume = scene.load_volume(mrml, ct_path)
     loaded = LoadedImage(image=scene.image_from_volume_node(volume), path="phantom", format="mrml")
-    result = run(loaded, default_options("calcium", labels=label_path, mode="noncontrast", kvp=120.0), Progress())
+    result = run(loaded, settings_for("calcium", labels=label_path, mode="noncontrast", kvp=120.0), Progress())
     segmentation = scene.segmentation_node_from_labelmap(mrml, result.label_image, volume, LABEL_TABLE, "cac")
     # The reader erases the RCA lesion in Segment Editor: export, edit, re-import as a fresh node.
     edited = scene.labelmap_from_segmentation_node(segmentation, volume, LABEL_TABLE)
@@ -255,12 +255,12 @@ def test_rescore_right_after_a_cta_run_equals_the_run():
     from cardioquant.calcium import evaluation, phantom
     from cardioquant.calcium.pipeline import rescore
     from cardioquant.calcium.pipeline import run as run_calcium
-    from cardioquant.cli import default_options
+    from cardioquant.pipelines import settings_for
     from cardioquant.progress import Progress
 
     case = phantom.make_cardiac_phantom(30510, spacing=(0.8, 0.8, 3.0), contrast=True, n_calcifications=8)
     loaded = evaluation.phantom_loaded(case)
-    result = run_calcium(loaded, default_options("calcium"), Progress())
+    result = run_calcium(loaded, settings_for("calcium"), Progress())
     assert result.summary["mode"] == "cta" and result.summary["total"]["agatston"] > 0
     labels = sitk.GetArrayFromImage(result.label_image)
     again = rescore(loaded.image, labels, result.settings)
@@ -281,8 +281,8 @@ def test_background_run_and_scripting_path_score_an_80_kvp_dicom_alike(tmp_path)
     from cardioquant import cli
     from cardioquant.calcium.phantom import block_phantom
     from cardioquant.calcium.pipeline import run
-    from cardioquant.cli import default_options
     from cardioquant.imageio import read_image
+    from cardioquant.pipelines import settings_for
     from cardioquant.progress import Progress
 
     image, labels = block_phantom()
@@ -297,7 +297,7 @@ def test_background_run_and_scripting_path_score_an_80_kvp_dicom_alike(tmp_path)
     label_image.CopyInformation(loaded_dicom.image)
     sitk.WriteImage(label_image, str(label_path))
     scripted = run(scene.loaded_from_volume_node(node, attributes),
-                   default_options("calcium", labels=str(label_path), mode="noncontrast"), Progress())
+                   settings_for("calcium", labels=str(label_path), mode="noncontrast"), Progress())
     background_input = scene.write_run_input(scene.loaded_from_volume_node(node, attributes), tmp_path / "input.nrrd")
     assert cli.main(["calcium", str(background_input), "--labels", str(label_path), "--mode", "noncontrast", "-o",
                      str(tmp_path / "out"), "--quiet"]) == 0

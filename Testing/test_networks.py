@@ -129,8 +129,8 @@ def test_vertebra_network_on_a_held_out_phantom():
     """End to end with the network source on a phantom it never saw: right levels, BMD within 3 mg/cm^3."""
     from cardioquant.bmd import phantom
     from cardioquant.bmd.pipeline import run
-    from cardioquant.cli import default_options
     from cardioquant.imageio import LoadedImage
+    from cardioquant.pipelines import settings_for
     from cardioquant.progress import Progress
 
     case = phantom.make_spine_phantom(seed=41500, spacing=(1.0, 1.0, 2.0), levels=("T12", "L1", "L2", "L3", "L4", "L5", "S1"),
@@ -139,7 +139,7 @@ def test_vertebra_network_on_a_held_out_phantom():
     image.SetSpacing(case.spacing)
     image.SetOrigin(case.origin)
     loaded = LoadedImage(image=image, path="phantom", format="phantom", dicom={"modality": "CT", "kvp": "120"})
-    result = run(loaded, default_options("bmd", device="cpu"), Progress())
+    result = run(loaded, settings_for("bmd", device="cpu"), Progress())
     assert set(result.summary["vertebrae"]) >= {"L1", "L2", "L3"}
     for level in ("L1", "L2"):
         assert abs(result.summary["vertebrae"][level]["bmd_mg_cm3"] - case.bmd_mg_cm3[level]) < 3.0

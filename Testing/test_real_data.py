@@ -43,15 +43,15 @@ def test_a_vertebra_mask_alone_gives_the_body_masks_trabecular_hu():
     """TotalSegmentator's vertebra masks without its body mask: the body in front of the canal gives the same
     trabecular HU as the body mask (within 5 HU at T12-L5) and the same patient BMD (within 5 mg/cm3)."""
     from cardioquant.bmd.pipeline import run
-    from cardioquant.cli import default_options
     from cardioquant.imageio import read_image
+    from cardioquant.pipelines import settings_for
     from cardioquant.progress import Progress
 
     loaded = read_image(TOTALSEGMENTATOR / "example_ct.nii.gz")
     masks = {"vertebra_mask": str(TOTALSEGMENTATOR / "spine_report__example_ct_report__totalseg.nii.gz"), "kvp": 120.0}
-    with_body = run(loaded, default_options("bmd", **masks, vertebra_body_mask=str(
+    with_body = run(loaded, settings_for("bmd", **masks, vertebra_body_mask=str(
         TOTALSEGMENTATOR / "spine_report__example_ct_report__totalseg_vertebrae_body.nii.gz")), Progress()).summary
-    alone = run(loaded, default_options("bmd", **masks), Progress()).summary
+    alone = run(loaded, settings_for("bmd", **masks), Progress()).summary
     for level in ("T12", "L1", "L2", "L3", "L4", "L5"):
         assert abs(alone["vertebrae"][level]["trabecular_hu"] - with_body["vertebrae"][level]["trabecular_hu"]) <= 5.0
     assert abs(alone["patient"]["bmd_mg_cm3"] - with_body["patient"]["bmd_mg_cm3"]) <= 5.0

@@ -220,8 +220,8 @@ def test_edits_in_the_scene_are_requantified_exactly_as_drawn():
     """What the panel does after each Segment Editor edit, on real MRML nodes: the figures follow the edited
     segments voxel for voxel (truth: voxel counts of the edited label map)."""
     from cardioquant import scene
-    from cardioquant.cli import default_options
     from cardioquant.imageio import LoadedImage
+    from cardioquant.pipelines import settings_for
     from cardioquant.scar.pipeline import LABEL_TABLE, requantify
 
     case = make_lge_phantom(noise=3.0, seed=4)
@@ -239,7 +239,7 @@ def test_edits_in_the_scene_are_requantified_exactly_as_drawn():
     edited_image.CopyInformation(image)
     edited_node = scene.segmentation_node_from_labelmap(mrml, edited_image, volume, LABEL_TABLE, "edited")
     loaded = LoadedImage(image=scene.image_from_volume_node(volume), path="scene", format="mrml", dicom={"modality": "MR"})
-    options = default_options("scar", method="nsd")
+    options = settings_for("scar", method="nsd")
     before = requantify(loaded, scene.labelmap_from_segmentation_node(segmentation, volume, LABEL_TABLE), options)
     after = requantify(loaded, scene.labelmap_from_segmentation_node(edited_node, volume, LABEL_TABLE), options)
     voxel_ml = float(np.prod(case.spacing)) / 1000
@@ -401,8 +401,8 @@ def test_volumes_use_the_dicom_pixel_spacing_even_at_1_mm(tmp_path, pixel_spacin
     without Pixel Spacing is given the assumed 1.5 mm, and the run says so."""
     from dicom_factory import write_ct_series
 
-    from cardioquant.cli import default_options
     from cardioquant.imageio import read_image
+    from cardioquant.pipelines import settings_for
     from cardioquant.scar.pipeline import run
 
     case = make_lge_phantom(noise=3.0, spacing=(1.0, 1.0, 8.0))
@@ -414,7 +414,7 @@ def test_volumes_use_the_dicom_pixel_spacing_even_at_1_mm(tmp_path, pixel_spacin
     mask = sitk.GetImageFromArray(lv)
     mask.CopyInformation(loaded.image)
     sitk.WriteImage(mask, str(tmp_path / "lv.nrrd"))
-    result = run(loaded, default_options("scar", myocardium_mask=str(tmp_path / "lv.nrrd")), Progress())
+    result = run(loaded, settings_for("scar", myocardium_mask=str(tmp_path / "lv.nrrd")), Progress())
     pixel_mm = 1.0 if pixel_spacing else 1.5
     assert result.summary["myocardium_ml"] == pytest.approx((lv == 2).sum() * pixel_mm * pixel_mm * 8.0 / 1000)
     assert result.summary["spacing_assumed"] is (not pixel_spacing)

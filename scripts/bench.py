@@ -177,12 +177,12 @@ def _bench_coronary_outside_heart(image, label_map, heart, name):
     from scipy import ndimage
 
     from cardioquant.calcium.pipeline import run
-    from cardioquant.cli import default_options
     from cardioquant.imageio import LoadedImage
+    from cardioquant.pipelines import settings_for
     from cardioquant.progress import Progress
 
     loaded = LoadedImage(image=image, path=name, format="nifti", dicom={"modality": "CT"})
-    labels = sitk.GetArrayFromImage(run(loaded, default_options("calcium", device="cpu"), Progress()).label_image)
+    labels = sitk.GetArrayFromImage(run(loaded, settings_for("calcium", device="cpu"), Progress()).label_image)
     coronary = (labels >= 1) & (labels <= 4)
     far = coronary & (ndimage.distance_transform_edt(~heart, sampling=image.GetSpacing()[::-1]) > 10.0)
     values, counts = np.unique(label_map[far], return_counts=True)
@@ -199,7 +199,7 @@ def bench_calcium_rule_sensitivity(shared: Path):
 
     from cardioquant.calcium import coca, scoring, territories
     from cardioquant.calcium.pipeline import run
-    from cardioquant.cli import default_options
+    from cardioquant.pipelines import settings_for
     from cardioquant.progress import Progress
 
     root = shared / "coca"
@@ -218,7 +218,7 @@ def bench_calcium_rule_sensitivity(shared: Path):
             setattr(territories, name, value)
             errors, right = [], 0
             for loaded, reference in cases:
-                found = run(loaded, default_options("calcium", device="cpu"), Progress()).summary
+                found = run(loaded, settings_for("calcium", device="cpu"), Progress()).summary
                 total = reference.total["agatston"]
                 errors.append(_artery_error(reference.arteries, found["arteries"], total, fold_left_main=True))
                 right += found["risk"]["classic"] == scoring.classic_category(total)
@@ -234,8 +234,8 @@ def bench_calcium_invariance(shared: Path, case_id: str = "5"):
 
     from cardioquant.calcium import coca
     from cardioquant.calcium.pipeline import run
-    from cardioquant.cli import default_options
     from cardioquant.imageio import LoadedImage
+    from cardioquant.pipelines import settings_for
     from cardioquant.progress import Progress
 
     root = shared / "coca"
@@ -245,7 +245,7 @@ def bench_calcium_invariance(shared: Path, case_id: str = "5"):
 
     def arteries(stored):
         loaded = LoadedImage(image=stored, path="scan", format="nrrd", dicom={"modality": "CT", "kvp": "120"})
-        found = run(loaded, default_options("calcium", device="cpu"), Progress()).summary["arteries"]
+        found = run(loaded, settings_for("calcium", device="cpu"), Progress()).summary["arteries"]
         return " ".join(f"{name} {values['agatston']:.0f}" for name, values in found.items())
 
     size = [int(round(n * s / 0.45)) for n, s in zip(image.GetSize()[:2], image.GetSpacing()[:2], strict=True)]
@@ -264,9 +264,9 @@ def bench_calcium_real(shared: Path):
 
     from cardioquant.calcium import coca, scoring
     from cardioquant.calcium.pipeline import run
-    from cardioquant.cli import default_options
     from cardioquant.errors import InputError
     from cardioquant.imageio import LoadedImage
+    from cardioquant.pipelines import settings_for
     from cardioquant.progress import Progress
 
     root = shared / "coca"
@@ -280,7 +280,7 @@ def bench_calcium_real(shared: Path):
         hu = sitk.GetArrayFromImage(loaded.image).astype(np.float32)
         reference = scoring.score(hu, truth, loaded.image.GetSpacing())
         started = time.perf_counter()
-        found = run(loaded, default_options("calcium", device="cpu"), Progress()).summary
+        found = run(loaded, settings_for("calcium", device="cpu"), Progress()).summary
         seconds = time.perf_counter() - started
         total = reference.total["agatston"]
         errors.append(_artery_error(reference.arteries, found["arteries"], total, fold_left_main=False))
@@ -308,7 +308,7 @@ def bench_calcium_real(shared: Path):
         loaded = LoadedImage(image=image, path=str(path), format="nifti", dicom={"modality": "CT"})
         started = time.perf_counter()
         try:
-            outcome = run(loaded, default_options("calcium", device="cpu"), Progress()).summary
+            outcome = run(loaded, settings_for("calcium", device="cpu"), Progress()).summary
             said = f"{outcome['mode']} ({outcome['scan_type']['decided_by']}), Agatston {outcome['total']['agatston']:.0f}"
         except InputError as exc:
             said = str(exc)
@@ -319,8 +319,8 @@ def bench_calcium_real(shared: Path):
 def bench_bmd_totalsegmentator(shared: Path):
     """Real CT: our trabecular ROI mean HU per vertebra (TotalSegmentator masks) beside TotalSegmentator's report."""
     from cardioquant.bmd.pipeline import run
-    from cardioquant.cli import default_options
     from cardioquant.imageio import read_image
+    from cardioquant.pipelines import settings_for
     from cardioquant.progress import Progress
 
     folder = shared / "totalsegmentator"
@@ -329,7 +329,7 @@ def bench_bmd_totalsegmentator(shared: Path):
         return
     report = json.loads((folder / "spine_report__example_ct_report__spine_report.json").read_text())["results"]
     loaded = read_image(folder / "example_ct.nii.gz")
-    options = default_options("bmd", vertebra_mask=str(folder / "spine_report__example_ct_report__totalseg.nii.gz"),
+    options = settings_for("bmd", vertebra_mask=str(folder / "spine_report__example_ct_report__totalseg.nii.gz"),
                               vertebra_body_mask=str(folder / "spine_report__example_ct_report__totalseg_vertebrae_body.nii.gz"),
                               kvp=120.0)
     started = time.perf_counter()
@@ -343,7 +343,7 @@ def bench_bmd_totalsegmentator(shared: Path):
             print(f"  {level}: ours {values['trabecular_hu']:.1f} HU (median {values['trabecular_hu_median']:.0f}), "
                   f"report {theirs:.1f} (median {report[f'vertebrae_{level}_intensity_median']:.0f}), "
                   f"difference {values['trabecular_hu'] - theirs:+.1f} HU; BMD {values['bmd_mg_cm3']:.0f} mg/cm3")
-    without = run(loaded, default_options("bmd", kvp=120.0, vertebra_mask=str(
+    without = run(loaded, settings_for("bmd", kvp=120.0, vertebra_mask=str(
         folder / "spine_report__example_ct_report__totalseg.nii.gz")), Progress()).summary
     shifts = ", ".join(f"{level} {without['vertebrae'][level]['trabecular_hu'] - values['trabecular_hu']:+.0f}"
                        for level, values in result.summary["vertebrae"].items() if level in without["vertebrae"])
@@ -358,10 +358,10 @@ def bench_bmd_network_on_real(folder: Path, loaded):
 
     from cardioquant.bmd.levels import TOTALSEGMENTATOR_VALUES
     from cardioquant.bmd.pipeline import bodies_from_network
-    from cardioquant.cli import default_options
+    from cardioquant.pipelines import settings_for
 
     try:
-        bodies, source, _, _ = bodies_from_network(loaded.image, default_options("bmd", device="cpu"))
+        bodies, source, _, _ = bodies_from_network(loaded.image, settings_for("bmd", device="cpu"))
     except Exception as exc:  # report, do not hide, a failure on real data
         print(f"bmd network on the real example CT: failed ({exc})")
         return
@@ -390,9 +390,9 @@ def bench_bmd_level_naming(shared: Path):
 
     from cardioquant.bmd.levels import TOTALSEGMENTATOR_VALUES, is_determined
     from cardioquant.bmd.pipeline import bodies_from_network
-    from cardioquant.cli import default_options
     from cardioquant.errors import InputError
     from cardioquant.imageio import read_image
+    from cardioquant.pipelines import settings_for
 
     scans = [("abdominal CT (TotalSegmentator)", shared / "totalsegmentator" / "example_ct.nii.gz",
               shared / "totalsegmentator" / "spine_report__example_ct_report__totalseg.nii.gz"),
@@ -408,7 +408,7 @@ def bench_bmd_level_naming(shared: Path):
             continue
         loaded = read_image(path)
         try:
-            bodies, source, naming, _ = bodies_from_network(loaded.image, default_options("bmd", device="cpu"))
+            bodies, source, naming, _ = bodies_from_network(loaded.image, settings_for("bmd", device="cpu"))
         except InputError as exc:
             print(f"bmd level naming, {name}: refused: {exc}")
             continue
@@ -450,13 +450,13 @@ def _bmd_make(path: str):
 
 def _bmd_child(path: str):
     from cardioquant.bmd.pipeline import run
-    from cardioquant.cli import default_options
     from cardioquant.imageio import read_image
+    from cardioquant.pipelines import settings_for
     from cardioquant.progress import Progress
 
     loaded = read_image(path)
     started = time.perf_counter()
-    result = run(loaded, default_options("bmd", device="cpu"), Progress())
+    result = run(loaded, settings_for("bmd", device="cpu"), Progress())
     print(json.dumps({"seconds": time.perf_counter() - started,
                       "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
                       "levels": list(result.summary["vertebrae"]), "shape": list(loaded.image.GetSize()[::-1])}))
@@ -468,8 +468,8 @@ def bench_vertebra_phantoms(cases: int = 12):
 
     from cardioquant.bmd import phantom
     from cardioquant.bmd.pipeline import run
-    from cardioquant.cli import default_options
     from cardioquant.imageio import LoadedImage
+    from cardioquant.pipelines import settings_for
     from cardioquant.progress import Progress
 
     fields = [("T11", "L3"), ("L1", "S1"), ("T8", "L2"), ("T12", "S1")]
@@ -485,7 +485,7 @@ def bench_vertebra_phantoms(cases: int = 12):
         image.SetOrigin(case.origin)
         loaded = LoadedImage(image=image, path="phantom", format="phantom", dicom={"modality": "CT", "kvp": str(case.kvp)})
         try:
-            result = run(loaded, default_options("bmd", device="cpu"), Progress())
+            result = run(loaded, settings_for("bmd", device="cpu"), Progress())
         except Exception as exc:
             print(f"  seed {41000 + n}: failed ({exc})")
             total += len([lv for lv in levels if lv != "S1"])
@@ -764,15 +764,15 @@ def bench_ffr_pipeline():
 
     import SimpleITK as sitk
 
-    from cardioquant.cli import default_options
     from cardioquant.ffr.pipeline import run
     from cardioquant.imageio import LoadedImage
+    from cardioquant.pipelines import settings_for
     from cardioquant.progress import Progress
 
     case, big = _ffr_cta_512()
     loaded = LoadedImage(image=big, path="phantom", format="phantom", dicom={"modality": "CT"})
     started = time.perf_counter()
-    result = run(loaded, default_options("ffr"), Progress())
+    result = run(loaded, settings_for("ffr"), Progress())
     seconds = time.perf_counter() - started
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
     print(f"ffr pipeline on a 512x512x256 CTA (0.4x0.4x0.5 mm), automatic (network, both trees): {seconds:.1f} s "
@@ -782,7 +782,7 @@ def bench_ffr_pipeline():
     folder = Path(__import__("tempfile").mkdtemp())
     sitk.WriteImage(lumen, str(folder / "lumen.nrrd"), True)
     started = time.perf_counter()
-    result = run(loaded, default_options("ffr", lumen_mask=str(folder / "lumen.nrrd")), Progress())
+    result = run(loaded, settings_for("ffr", lumen_mask=str(folder / "lumen.nrrd")), Progress())
     print(f"ffr pipeline on the same CTA with its larger true lumen tree as a mask: {time.perf_counter() - started:.1f} s")
 
 
@@ -790,11 +790,11 @@ def bench_ffr_network(cases: int = 4):
     """Automatic CT-FFR on held-out CCTA phantoms: lumen Dice, outlets found, distal FFR vs the true geometry."""
     import SimpleITK as sitk
 
-    from cardioquant.cli import default_options
     from cardioquant.ffr import cta_phantom, evaluation, pipeline
     from cardioquant.ffr.model import solve_tree
     from cardioquant.ffr.physics import BoundaryConditions
     from cardioquant.imageio import LoadedImage
+    from cardioquant.pipelines import settings_for
     from cardioquant.progress import Progress
 
     bc, errors, found, outlets, dices = BoundaryConditions(), [], 0, 0, []
@@ -802,7 +802,7 @@ def bench_ffr_network(cases: int = 4):
         case = cta_phantom.make_case(seed)
         loaded = LoadedImage(image=case.image, path="phantom", format="phantom", dicom={"modality": "CT"})
         try:
-            trees = pipeline.get_trees(loaded, default_options("ffr"), Progress())
+            trees = pipeline.get_trees(loaded, settings_for("ffr"), Progress())
         except Exception as exc:  # a failed case is a figure too
             print(f"  case {seed}: failed ({exc})")
             outlets += sum(len(p) for p in case.trees.values())

@@ -8,7 +8,6 @@ that would not fit, the run is refused in one line, before the heavy work, with 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from dataclasses import dataclass
 
@@ -19,13 +18,15 @@ from .errors import InputError
 from .imageio import LoadedImage
 
 DEFAULT_LIMIT_GB = 4.0
-LIMIT_RANGE = {"memory_limit_gb": (1.0, 1024.0, True)}
 BASE_GB = 0.6  # Python, NumPy, SciPy, SimpleITK, VTK and the report's Matplotlib, before any image
 
 
-def add_option(group: argparse._ArgumentGroup | argparse.ArgumentParser, what: str) -> None:
-    group.add_argument("--memory-limit-gb", type=float, default=DEFAULT_LIMIT_GB,
-                       help=f"memory the analysis may use; {what} [{DEFAULT_LIMIT_GB:g}]")
+def memory_setting(what: str):
+    """The --memory-limit-gb field of an analysis's settings; `what` says what happens to a larger scan."""
+    from .settings import setting
+
+    return setting(DEFAULT_LIMIT_GB, f"memory the analysis may use; {what} [{DEFAULT_LIMIT_GB:g}]",
+                   limits=(1.0, 1024.0, True))
 
 
 def limit_gb(options) -> float:

@@ -28,9 +28,6 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--series", help="DICOM folder with several series: the Series Instance UID or the number "
                                          "the listing gives")
     parser.add_argument("-o", "--output", required=True, type=Path, help="output folder")
-    parser.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda [auto]")
-    parser.add_argument("--weights", help="model weights file to use instead of the bundled/cached ones (scar: the first-stage "
-                             "segmenter; the scar refiner via CARDIOQUANT_WEIGHTS_LGE_SCAR_REFINER)")
     parser.add_argument("--overwrite", action="store_true", help="replace results already in the output folder")
     parser.add_argument("--dicom-seg", action="store_true",
                         help="also write <module>_seg.dcm (DICOM SEG referencing the input; DICOM input only)")
@@ -59,16 +56,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def default_options(module: str, **overrides) -> argparse.Namespace:
-    """The options a command-line run of `module` would get, with overrides (for scripts, Slicer and benchmarks)."""
-    options = build_parser().parse_args([module, "input", "-o", "unused"])
-    for key, value in overrides.items():
-        if not hasattr(options, key):
-            raise TypeError(f"unknown option for {module}: {key}")
-        setattr(options, key, value)
-    return options
-
-
 def _progress(label: str, options: argparse.Namespace) -> Progress:
     if getattr(options, "progress_format", "bar") == "lines":
         return Progress(machine_readable())
@@ -77,15 +64,16 @@ def _progress(label: str, options: argparse.Namespace) -> Progress:
 
 def run_module(name: str, options: argparse.Namespace) -> tuple[ModuleResult, list[Path]]:
     module = pipelines.get(name)
-    module.check_options(options)  # option ranges first: before the output folder or the input
+    settings = module.SETTINGS.from_options(options)
+    module.check_options(settings)  # option ranges first: before the output folder or the input
     check_can_write(options.output, name, options.overwrite)
-    loaded = module.read_input(options.input, getattr(options, "series", None))
-    if getattr(options, "dicom_seg", False) and loaded.format != "dicom":
+    loaded = module.read_input(options.input, options.series)
+    if options.dicom_seg and loaded.format != "dicom":
         raise InputError(f"--dicom-seg needs a DICOM input (the SEG references its slices); this input is "
                          f"{loaded.format}: leave --dicom-seg out or give the DICOM series.")
-    result = module.run(loaded, options, _progress(name, options))
+    result = pipelines.run_analysis(name, loaded, settings, _progress(name, options))
     written = write_outputs(result, loaded, options.output, overwrite=options.overwrite)
-    if getattr(options, "dicom_seg", False) and result.label_image is not None:
+    if options.dicom_seg and result.label_image is not None:
         from .dicomseg import export_dicom_seg
 
         written.append(export_dicom_seg(sitk.GetArrayFromImage(result.label_image), result.label_table,
@@ -98,9 +86,10 @@ def run_demo(options: argparse.Namespace) -> int:
     rows = []
     for name in pipelines.TITLES:
         module = pipelines.get(name)
-        sub = default_options(name, input=str(module.sample_input()), output=options.output / name,
-                              device=options.device, overwrite=options.overwrite, quiet=options.quiet,
-                              **module.sample_options())
+        sample = module.SETTINGS(device=options.device, **module.sample_options())
+        sub = build_parser().parse_args([name, str(module.sample_input()), "-o", str(options.output / name),
+                                         *sample.to_arguments(), *(["--overwrite"] if options.overwrite else []),
+                                         *(["--quiet"] if options.quiet else [])])
         started = time.perf_counter()
         result, _ = run_module(name, sub)
         rows.append((name, f"ok ({time.perf_counter() - started:.1f} s)", module.summary_line(result)))

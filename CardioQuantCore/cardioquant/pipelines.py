@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import importlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 if TYPE_CHECKING:  # annotations only: the Slicer modules import this registry before their dependencies exist
     from .imageio import LoadedImage
     from .progress import Progress
     from .results import ModuleResult
+    from .settings import AnalysisSettings
 
 
 class Pipeline(Protocol):
@@ -24,10 +25,14 @@ class Pipeline(Protocol):
     TITLE: str        # the analysis as a reader names it, with its Slicer module
     ALLOW_2D: bool    # whether a single 2D image is a valid input
 
-    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        """Its own command-line options (the panel's settings), added to `parser`."""
+    @property
+    def SETTINGS(self) -> type[AnalysisSettings]:  # noqa: N802  (a module constant)
+        """Its one settings object: the options of the command line, the panel and the JSON."""
 
-    def check_options(self, options: argparse.Namespace) -> None:
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """Its own command-line options (the fields of SETTINGS), added to `parser`."""
+
+    def check_options(self, settings: Any) -> None:
         """InputError naming the option when a value is out of its range; before anything is read."""
 
     def read_input(self, path: str, series: str | None = None) -> LoadedImage:
@@ -36,14 +41,14 @@ class Pipeline(Protocol):
     def check_input(self, loaded: LoadedImage) -> list[str]:
         """InputError when the input cannot be analysed (wrong modality, geometry); else its warnings."""
 
-    def run(self, loaded: LoadedImage, options: argparse.Namespace, progress: Progress) -> ModuleResult:
-        """The analysis."""
+    def run(self, loaded: LoadedImage, settings: Any, progress: Progress) -> ModuleResult:
+        """The analysis (settings: an instance of SETTINGS)."""
 
     def sample_input(self) -> Path:
         """The bundled sample for `cardioquant demo` and the Slicer self-test."""
 
     def sample_options(self) -> dict:
-        """Options the sample needs (e.g. its masks), as option name -> value."""
+        """Settings the sample needs (e.g. its masks), as field name -> value."""
 
     def summary_line(self, result: ModuleResult) -> str:
         """One line for the demo table."""
@@ -67,6 +72,20 @@ TITLES = {
 def get(name: str) -> Pipeline:
     """The pipeline of one analysis (imported on first use: each brings its own heavy dependencies)."""
     return cast(Pipeline, importlib.import_module(PIPELINES[name]))
+
+
+def settings_for(name: str, **values) -> AnalysisSettings:
+    """The settings of one analysis: its defaults, with `values` (field names; TypeError for one it lacks)."""
+    return get(name).SETTINGS(**values)
+
+
+def run_analysis(name: str, loaded: LoadedImage, settings: AnalysisSettings, progress: Progress) -> ModuleResult:
+    """The one run path of an analysis, for the command line, the batch workers, the demo and the Slicer panels
+    (the background run goes through the command line; Logic.process comes here directly). The result records
+    the settings it ran with (the JSON's "options"), which a re-run or re-scoring reads back."""
+    result = get(name).run(loaded, settings, progress)
+    result.options = settings.to_json()
+    return result
 
 
 if TYPE_CHECKING:  # the type checker proves that every analysis implements the contract

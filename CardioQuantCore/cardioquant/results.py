@@ -1,6 +1,7 @@
 """The result of one module run and the files every module writes (the output contract).
 
-OUTDIR/<module>.json         scores, settings, versions, input fingerprint, label table, warnings
+OUTDIR/<module>.json         scores, options (the settings given), settings (derived: thresholds...), versions, input
+                             fingerprint, label table, warnings
 OUTDIR/<module>.seg.nrrd     Slicer segmentation (names, colours, terminology; input grid)
 OUTDIR/<module>_labels.nrrd  plain label map on the input grid (values in the JSON's `labels`)
 OUTDIR/<module>.csv          the main table (one row per artery / vertebra / segment / vessel)
@@ -40,11 +41,12 @@ class ModuleResult:
     label_image: sitk.Image | None
     label_table: LabelTable
     table_rows: list[dict]
-    settings: dict
+    settings: dict  # what the analysis derived and used (thresholds, the method chosen, the RV insertion)
     models: list[dict] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     report: Callable[[Path], None] | None = None  # draws the report into the given path (.png; .pdf beside it)
     extra_outputs: dict[str, Callable[[Path], None]] = field(default_factory=dict)  # file name -> writer
+    options: dict = field(default_factory=dict)  # the settings object the run was given (settings.AnalysisSettings)
 
 
 
@@ -196,6 +198,7 @@ def result_document(result: ModuleResult, loaded: LoadedImage) -> dict:
     document = dict(result.summary)
     document.update({
         "module": result.module,
+        "options": result.options,
         "settings": result.settings,
         "versions": {**software_versions(), "models": result.models},
         "input": fingerprint(loaded),

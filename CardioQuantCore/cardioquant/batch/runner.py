@@ -102,7 +102,8 @@ def _check_options(analysis: str, arguments: list[str], where: str) -> None:
         raise InputError(f"{where}: option(s) {' '.join(arguments)} are not valid for '{analysis}' "
                          f"(cardioquant {analysis} --help lists them).") from exc
     try:
-        pipelines.get(analysis).check_options(parsed)  # ranges, before any study runs
+        module = pipelines.get(analysis)
+        module.check_options(module.SETTINGS.from_options(parsed))  # ranges, before any study runs
     except InputError as exc:
         raise InputError(f"{where}, {analysis}: {exc}") from exc
 
@@ -110,9 +111,9 @@ def _check_options(analysis: str, arguments: list[str], where: str) -> None:
 @functools.cache
 def _option_names(analysis: str) -> frozenset[str]:
     """The option names (argparse dest) of one analysis's command line."""
-    from ..cli import default_options
+    from ..cli import build_parser as single_parser
 
-    return frozenset(vars(default_options(analysis)))
+    return frozenset(vars(single_parser().parse_args([analysis, "input", "-o", "unused"])))
 
 
 def _job(study, analysis: str, passed_on: list[str], options, fingerprint: str) -> dict:

@@ -18,9 +18,9 @@ from .. import budget, geometry
 from ..errors import InputError
 from ..imageio import LoadedImage, check_hounsfield, read_image, read_mask, tube_voltage
 from ..labels import ANATOMICAL_STRUCTURE, TISSUE, LabelTable, SegmentSpec
-from ..options import check_ranges
 from ..progress import Progress
 from ..results import ModuleResult
+from ..settings import AnalysisSettings, setting
 from . import calibration, references, roi, vertebrae
 from .levels import LEVELS, PREFERRED, UNDETERMINED, is_determined
 
@@ -68,28 +68,6 @@ def _ordinal(n: int) -> str:
 LABEL_TABLE = _label_table()
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("bone density")
-    group.add_argument("--vertebra-mask", help="TotalSegmentator output folder (vertebrae_L1.nii.gz, ...) or a "
-                                               "multilabel file with TotalSegmentator `total` values")
-    group.add_argument("--vertebra-body-mask", help="TotalSegmentator vertebrae_body mask (label 1 = body), optional")
-    group.add_argument("--seed", action="append", default=[],
-                       help="LEVEL:x,y,z (RAS mm) click inside a vertebral body; repeat for several")
-    group.add_argument("--levels", help="comma-separated levels to report (default: all found)")
-    group.add_argument("--lowest-level", choices=[level for level in LEVELS if level != "S1"], metavar="LEVEL",
-                       help="network source: level of the lowest vertebra in view, when neither the "
-                                              "sacrum nor ribs are visible to count from")
-    group.add_argument("--kvp", type=float, help="tube voltage; default: DICOM KVP, else 120 with a warning")
-    group.add_argument("--calibration", choices=("multi-material", "two-point"), default="multi-material",
-                       help="phantomless calibration method [multi-material]")
-    group.add_argument("--phantom", help="asynchronous calibration: HU:density pairs measured on a phantom, "
-                                         "e.g. '2.1:0,98.5:100,201.7:200'")
-    budget.add_option(group, "a larger scan is measured on block averages of its voxels (the means BMD is made of "
-                             f"are kept), no coarser than {COARSEST_MM:g} mm, or refused before the measurement")
-
-
-OPTION_RANGES = {"kvp": (60.0, 150.0, True),  # clinical CT tube voltages; the HA slopes are tabulated for 80-140
-                 **budget.LIMIT_RANGE}
 # Peak memory: about BYTES_PER_VOXEL per voxel measured (the scan as float, a body and an ROI mask per vertebra,
 # the reference tissues, the label map); a 1024 x 1024 x 600 chest CT peaked at 12 GB before block averaging.
 BYTES_PER_VOXEL = 24.0
@@ -98,8 +76,39 @@ BYTES_PER_VOXEL = 24.0
 COARSEST_MM = 1.5
 
 
-def check_options(options) -> None:
-    check_ranges(options, OPTION_RANGES)
+@dataclasses.dataclass
+class BoneDensitySettings(AnalysisSettings):
+    """The bone density's options (`cardioquant bmd --help`; the BoneDensity panel)."""
+
+    vertebra_mask: str | None = setting(None, "TotalSegmentator output folder (vertebrae_L1.nii.gz, ...) or a "
+                                              "multilabel file with TotalSegmentator `total` values")
+    vertebra_body_mask: str | None = setting(None, "TotalSegmentator vertebrae_body mask (label 1 = body), optional")
+    seed: list[str] = setting([], "LEVEL:x,y,z (RAS mm) click inside a vertebral body; repeat for several")
+    levels: str | None = setting(None, "comma-separated levels to report (default: all found)")
+    lowest_level: str | None = setting(None, "network source: level of the lowest vertebra in view, when neither "
+                                             "the sacrum nor ribs are visible to count from",
+                                       choices=tuple(level for level in LEVELS if level != "S1"), metavar="LEVEL")
+    # clinical CT tube voltages; the HA slopes are tabulated for 80-140
+    kvp: float | None = setting(None, "tube voltage; default: DICOM KVP, else 120 with a warning",
+                                limits=(60.0, 150.0, True), panel=True)
+    calibration: str = setting("multi-material", "phantomless calibration method [multi-material]",
+                               choices=("multi-material", "two-point"), panel=True)
+    phantom: str | None = setting(None, "asynchronous calibration: HU:density pairs measured on a phantom, e.g. "
+                                        "'2.1:0,98.5:100,201.7:200'")
+    memory_limit_gb: float = budget.memory_setting(
+        "a larger scan is measured on block averages of its voxels (the means BMD is made of are kept), no coarser "
+        f"than {COARSEST_MM:g} mm, or refused before the measurement")
+
+
+SETTINGS = BoneDensitySettings
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    BoneDensitySettings.add_arguments(parser.add_argument_group("bone density"))
+
+
+def check_options(settings: BoneDensitySettings) -> None:
+    settings.check()
 
 
 def read_input(path: str, series: str | None = None) -> LoadedImage:
@@ -173,8 +182,8 @@ def bodies_from_network(image: sitk.Image, options, progress: Progress | None = 
     from ..models.runtime import load_named_model, select_device
     from . import network
 
-    device = select_device(getattr(options, "device", "auto"))
-    model, entry, _ = load_named_model(network.MODEL_NAME, getattr(options, "weights", None), device)
+    device = select_device(options.device)
+    model, entry, _ = load_named_model(network.MODEL_NAME, options.weights, device)
     coarse = network.predict_classes(image, model, device, tuple(entry.input["patch_size"]), progress)
     classes = sitk.GetArrayFromImage(coarse)
     # Bodies are split, checked and counted on the 2 mm grid (cheap), then each is brought to the scan's grid.

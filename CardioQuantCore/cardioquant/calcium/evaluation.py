@@ -73,10 +73,7 @@ def truth_arteries(case) -> dict:
 
 
 def run_pipeline(case, mode: str = "auto", device: str = "cpu", **overrides):
-    from ..options import module_defaults
     from ..progress import Progress
-    from .pipeline import add_arguments, run
+    from .pipeline import CalciumSettings, run
 
-    options = module_defaults(add_arguments, mode=mode, **overrides)
-    options.device = device  # a common option of the command line, not calcium's own
-    return run(phantom_loaded(case), options, Progress())
+    return run(phantom_loaded(case), CalciumSettings(mode=mode, device=device, **overrides), Progress())

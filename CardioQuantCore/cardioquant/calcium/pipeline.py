@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +17,9 @@ from .. import budget, geometry
 from ..errors import InputError
 from ..imageio import LoadedImage, check_hounsfield, read_image, read_label_image, read_mask, tube_voltage
 from ..labels import MORPHOLOGICALLY_ALTERED, LabelTable, SegmentSpec
-from ..options import check_ranges
 from ..progress import Progress
 from ..results import ModuleResult
+from ..settings import AnalysisSettings, setting
 from . import anatomy, cta, scoring, territories
 
 TITLE = "Coronary artery calcium (CalciumScoring)"
@@ -59,52 +59,55 @@ HEART_MARGIN_MM = 10.0  # around the heart region and great vessels: candidates 
 TOTALSEGMENTATOR = "totalsegmentator"  # --heart-mask value that runs TotalSegmentator instead of reading a file
 
 
+@dataclass
+class CalciumSettings(AnalysisSettings):
+    """The calcium scoring's options (`cardioquant calcium --help`; the CalciumScoring panel)."""
+
+    mode: str = setting("auto", "auto: CTA when the blood inside the heart is iodine-bright (>= 130 HU), else "
+                                "non-contrast [auto]", choices=("auto", "noncontrast", "cta"), panel=True)
+    labels: str | None = setting(None, "artery label map (1 LM, 2 LAD, 3 LCX, 4 RCA): semi-automatic scoring")
+    roi: str | None = setting(None, "mask restricting where candidates are looked for")
+    heart_mask: str | None = setting(None, "heart mask file (e.g. TotalSegmentator's heart.nii.gz), or "
+                                           "'totalsegmentator' to run it when installed, instead of the automatic "
+                                           "heart search region; grown 10 mm for the coronaries on its surface")
+    # clinical CT tube voltages; the published table covers 70-135
+    kvp: float | None = setting(None, "tube voltage; default: DICOM KVP, else 120 with a warning",
+                                limits=(60.0, 150.0, True), panel=True)
+    k: float = setting(3.0, "CTA threshold = lumen mean + k x SD [3]", limits=(0.0, 10.0, False))
+    cta_scale: float | None = setting(None, "CTA: Agatston-equivalent = scale x raw CTA score [fitted default, see "
+                                            "README]", limits=(0.0, 10.0, False))
+    lumen_mask: str | None = setting(None, "CTA: lumen mask for the lumen statistics (default: automatic aortic ROI)")
+    min_area: str = setting("literature", "minimum lesion area: a preset (literature, ge, terarecon 1 mm2; philips "
+                                          "0.5 mm2; canon 3 pixels; siemens none) or a number in mm2 [literature]",
+                            panel=True, panel_choices=tuple(scoring.MIN_AREA_PRESETS))
+    connectivity: str = setting("2d8", "lesion connectivity [2d8]", choices=tuple(scoring.CONNECTIVITY))
+    slice_increment: float | None = setting(None, "slice increment in mm (default: the slice spacing)",
+                                            limits=(0.0, 20.0, False))
+    no_increment_scaling: bool = setting(False, "do not scale Agatston by increment / 3 mm")
+    # mg/mm3 per HU; a 200 mg rod at ~230 HU gives 0.00087
+    mass_calibration: float | None = setting(None, "mass calibration factor c (mg/mm3 per HU)",
+                                             limits=(0.0, 1.0, False))
+    calibration_rod_mask: str | None = setting(None, "mask of a calcium calibration rod (measures c with "
+                                                     "--water-mask)")
+    water_mask: str | None = setting(None, "mask of the water(-equivalent) calibration ROI")
+    rod_density: float = setting(200.0, "calibration rod density, mg HA/cm3 [200]", limits=(0.0, 2000.0, False))
+    memory_limit_gb: float = budget.memory_setting("a larger scan is scored around the heart only, or refused "
+                                                   "before the scoring")
+
+
+SETTINGS = CalciumSettings
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("calcium scoring")
-    group.add_argument("--mode", choices=("auto", "noncontrast", "cta"), default="auto",
-                       help="auto: CTA when the blood inside the heart is iodine-bright (>= 130 HU), else "
-                            "non-contrast [auto]")
-    group.add_argument("--labels", help="artery label map (1 LM, 2 LAD, 3 LCX, 4 RCA): semi-automatic scoring")
-    group.add_argument("--roi", help="mask restricting where candidates are looked for")
-    group.add_argument("--heart-mask", help="heart mask file (e.g. TotalSegmentator's heart.nii.gz), or "
-                                            "'totalsegmentator' to run it when installed, instead of the automatic "
-                                            "heart search region; grown 10 mm for the coronaries on its surface")
-    group.add_argument("--kvp", type=float, help="tube voltage; default: DICOM KVP, else 120 with a warning")
-    group.add_argument("--k", type=float, default=3.0, help="CTA threshold = lumen mean + k x SD [3]")
-    group.add_argument("--cta-scale", type=float, default=None,
-                       help="CTA: Agatston-equivalent = scale x raw CTA score [fitted default, see README]")
-    group.add_argument("--lumen-mask", help="CTA: lumen mask for the lumen statistics (default: automatic aortic ROI)")
-    group.add_argument("--min-area", default="literature",
-                       help="minimum lesion area: a preset (literature, ge, terarecon 1 mm2; philips 0.5 mm2; canon "
-                            "3 pixels; siemens none) or a number in mm2 [literature]")
-    group.add_argument("--connectivity", choices=scoring.CONNECTIVITY, default="2d8", help="lesion connectivity [2d8]")
-    group.add_argument("--slice-increment", type=float, help="slice increment in mm (default: the slice spacing)")
-    group.add_argument("--no-increment-scaling", action="store_true", help="do not scale Agatston by increment / 3 mm")
-    group.add_argument("--mass-calibration", type=float, help="mass calibration factor c (mg/mm3 per HU)")
-    group.add_argument("--calibration-rod-mask", help="mask of a calcium calibration rod (measures c with --water-mask)")
-    group.add_argument("--water-mask", help="mask of the water(-equivalent) calibration ROI")
-    group.add_argument("--rod-density", type=float, default=200.0, help="calibration rod density, mg HA/cm3 [200]")
-    budget.add_option(group, "a larger scan is scored around the heart only, or refused before the scoring")
+    CalciumSettings.add_arguments(parser.add_argument_group("calcium scoring"))
 
 
 # --- input checks -----------------------------------------------------------------------------------------
 
-# Valid ranges of the numeric options: (low, high, inclusive low). Checked before anything is read or computed.
-OPTION_RANGES = {
-    "kvp": (60.0, 150.0, True),            # clinical CT tube voltages; the published table covers 70-135
-    "k": (0.0, 10.0, False),               # CTA threshold = lumen mean + k x SD
-    "cta_scale": (0.0, 10.0, False),
-    "slice_increment": (0.0, 20.0, False),
-    "mass_calibration": (0.0, 1.0, False),  # mg/mm3 per HU; a 200 mg rod at ~230 HU gives 0.00087
-    "rod_density": (0.0, 2000.0, False),   # mg HA/cm3
-    **budget.LIMIT_RANGE,
-}
-
-
-def check_options(options) -> None:
-    """One line naming the option when a number is out of its range (nan included)."""
-    check_ranges(options, OPTION_RANGES)
-    min_area_rule(getattr(options, "min_area", "literature"))
+def check_options(settings: CalciumSettings) -> None:
+    """One line naming the option when a value is out of its range (nan included)."""
+    settings.check()
+    min_area_rule(settings.min_area)
 
 
 def read_input(path: str, series: str | None = None) -> LoadedImage:
@@ -210,10 +213,10 @@ def heart_anatomy(loaded: LoadedImage, options, required: bool, on_scan_grid: bo
     assignment) no heart is an InputError; otherwise None. With `on_scan_grid` False its masks stay on a ~2 mm grid
     (a scan too large to hold them whole)."""
     grid = loaded.image if on_scan_grid else anatomy.coarse_grid(loaded.image)
-    if getattr(options, "heart_mask", None) == TOTALSEGMENTATOR:
+    if options.heart_mask == TOTALSEGMENTATOR:
         return anatomy.heart_from_mask(grid, totalsegmentator_heart(loaded.image, grid),
                                        source="TotalSegmentator heart")
-    if getattr(options, "heart_mask", None):
+    if options.heart_mask:
         mask = sitk.GetArrayFromImage(read_mask(options.heart_mask, grid)) > 0
         return anatomy.heart_from_mask(grid, mask)
     try:
@@ -322,13 +325,13 @@ def labels_from_anatomy(loaded: LoadedImage, candidates: np.ndarray, heart: anat
 
 def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
     check_options(options)
-    if getattr(options, "heart_mask", None) == TOTALSEGMENTATOR:
+    if options.heart_mask == TOTALSEGMENTATOR:
         _totalsegmentator_api()
-    if getattr(options, "weights", None):
+    if options.weights:
         raise InputError("--weights does not apply to calcium scoring: it runs no network (the arteries come from "
                          "the heart's anatomy); leave --weights out.")
     warnings = check_input(loaded)
-    kvp, kvp_warnings = tube_voltage(loaded, getattr(options, "kvp", None), "thresholds")
+    kvp, kvp_warnings = tube_voltage(loaded, options.kvp, "thresholds")
     warnings += kvp_warnings
     automatic = not options.labels
     whole_scan = loaded.image
@@ -351,7 +354,7 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
     threshold, threshold_info = candidate_threshold(hu, spacing, mode, kvp, options.k, lumen_mask, upper_third)
     progress.update(0.3, "finding candidates")
     candidates = hu >= threshold
-    if getattr(options, "roi", None):
+    if options.roi:
         candidates &= region_mask(loaded, options)
     found = None
     if automatic:
@@ -465,10 +468,12 @@ def edited_result(loaded: LoadedImage, label_map: np.ndarray, run_document: dict
         lesion.review = carried["review"]
     warnings = [*run_document.get("warnings", []),
                 "edited by the reader after the automatic run: the figures are recomputed from the edited segmentation"]
-    return _module_result(loaded, result, label_map, run_document["mode"], run_document.get("threshold"),
-                          f"{run_document.get('assignment', 'automatic')}, edited by the reader",
-                          run_document.get("mass_calibration"), settings, [], warnings, run_document.get("kvp"),
-                          run_document.get("scan_type"), run_document.get("heart"))
+    edited = _module_result(loaded, result, label_map, run_document["mode"], run_document.get("threshold"),
+                            f"{run_document.get('assignment', 'automatic')}, edited by the reader",
+                            run_document.get("mass_calibration"), settings, [], warnings, run_document.get("kvp"),
+                            run_document.get("scan_type"), run_document.get("heart"))
+    edited.options = run_document.get("options", {})
+    return edited
 
 
 def sample_input() -> Path:

@@ -21,9 +21,9 @@ from ..errors import InputError
 from ..imageio import LoadedImage, check_hounsfield, read_image, read_mask
 from ..labels import ANATOMICAL_STRUCTURE, LabelTable, SegmentSpec
 from ..markups import parse_points
-from ..options import check_ranges
 from ..progress import Progress
 from ..results import ModuleResult
+from ..settings import AnalysisSettings, setting
 from . import centerlines as cl
 from .model import merge_results, solve_tree
 from .physics import BoundaryConditions
@@ -37,29 +37,49 @@ LABEL_TABLE = LabelTable([SegmentSpec(1, "coronary lumen", (0.9, 0.2, 0.2), ANAT
                                      ("SCT", "15825003", "Aorta"), None, "ascending aorta and root")])
 
 
+_DEFAULT_BC = BoundaryConditions()
+
+
+@dataclass
+class FFRSettings(AnalysisSettings):
+    """CT-FFR's options (`cardioquant ffr --help`; the CTFFR panel): the lumen's source, the boundary conditions
+    (physiological ranges) and the lesion rule."""
+
+    lumen_mask: str | None = setting(None, "coronary lumen segmentation (one tree from one ostium)")
+    centerlines: str | None = setting(None, "vmtk-style centerlines .vtp (MaximumInscribedSphereRadius in mm)")
+    seeds: str | None = setting(None, "semi-automatic lumen: 'x,y,z;x,y,z;...' (RAS mm) or a markups file; the "
+                                      "ostium first, then the distal end of each vessel to follow")
+    ostium: str | None = setting(None, "with --lumen-mask: inlet point x,y,z (RAS mm) or a markups file; default: "
+                                       "the widest end")
+    side: str = setting("left", "tree given by a mask, seeds or centerlines [left]; the network finds both trees "
+                                "itself", choices=("left", "right"), panel=True)
+    aortic_pressure: float = setting(_DEFAULT_BC.aortic_pressure_mmhg,
+                                     f"mean aortic pressure, mmHg [{_DEFAULT_BC.aortic_pressure_mmhg:g}]",
+                                     limits=(40.0, 200.0, True), panel=True)
+    cardiac_output: float = setting(_DEFAULT_BC.cardiac_output_l_min,
+                                    f"cardiac output, L/min [{_DEFAULT_BC.cardiac_output_l_min:g}]",
+                                    limits=(1.0, 15.0, True))
+    # hyperaemic / resting microvascular resistance (about 0.2-0.3)
+    hyperemia_factor: float = setting(_DEFAULT_BC.hyperemia_factor, "hyperemic / resting microvascular resistance "
+                                      f"[{_DEFAULT_BC.hyperemia_factor:g}]", limits=(0.0, 1.0, False))
+    # a share of the flow: both trees get some
+    left_share: float = setting(_DEFAULT_BC.left_share, f"left share of coronary flow [{_DEFAULT_BC.left_share:g}]",
+                                limits=(0.0, 1.0, False, False))
+    # Murray's law: 3; 2-3 reported for coronary trees
+    murray_exponent: float = setting(_DEFAULT_BC.murray_exponent, "outlet flow split exponent m "
+                                     f"[{_DEFAULT_BC.murray_exponent:g}]", limits=(2.0, 3.0, True), panel=True)
+    # must stay well below the aortic pressure
+    venous_pressure: float = setting(_DEFAULT_BC.venous_pressure_mmhg, "mmHg [0]", limits=(0.0, 20.0, True))
+    min_stenosis: float = setting(20.0, "lesions: minimum diameter stenosis %% [20]", limits=(0.0, 99.0, True))
+    memory_limit_gb: float = budget.memory_setting("the automatic lumen network reads the heart region only; a "
+                                                   "larger region is refused before it runs")
+
+
+SETTINGS = FFRSettings
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    bc = BoundaryConditions()
-    group = parser.add_argument_group("CT-FFR")
-    group.add_argument("--lumen-mask", help="coronary lumen segmentation (one tree from one ostium)")
-    group.add_argument("--centerlines", help="vmtk-style centerlines .vtp (MaximumInscribedSphereRadius in mm)")
-    group.add_argument("--seeds", help="semi-automatic lumen: 'x,y,z;x,y,z;...' (RAS mm) or a markups file; the "
-                       "ostium first, then the distal end of each vessel to follow")
-    group.add_argument("--ostium", help="with --lumen-mask: inlet point x,y,z (RAS mm) or a markups file; default: the widest end")
-    group.add_argument("--side", choices=("left", "right"), default="left",
-                       help="tree given by a mask, seeds or centerlines [left]; the network finds both trees itself")
-    group.add_argument("--aortic-pressure", type=float, default=bc.aortic_pressure_mmhg,
-                       help=f"mean aortic pressure, mmHg [{bc.aortic_pressure_mmhg:g}]")
-    group.add_argument("--cardiac-output", type=float, default=bc.cardiac_output_l_min,
-                       help=f"cardiac output, L/min [{bc.cardiac_output_l_min:g}]")
-    group.add_argument("--hyperemia-factor", type=float, default=bc.hyperemia_factor,
-                       help=f"hyperemic / resting microvascular resistance [{bc.hyperemia_factor:g}]")
-    group.add_argument("--left-share", type=float, default=bc.left_share, help=f"left share of coronary flow [{bc.left_share:g}]")
-    group.add_argument("--murray-exponent", type=float, default=bc.murray_exponent,
-                       help=f"outlet flow split exponent m [{bc.murray_exponent:g}]")
-    group.add_argument("--venous-pressure", type=float, default=bc.venous_pressure_mmhg, help="mmHg [0]")
-    group.add_argument("--min-stenosis", type=float, default=20.0, help="lesions: minimum diameter stenosis %% [20]")
-    budget.add_option(group, "the automatic lumen network reads the heart region only; a larger region is "
-                             "refused before it runs")
+    FFRSettings.add_arguments(parser.add_argument_group("CT-FFR"))
 
 
 def read_input(path: str, series: str | None = None) -> LoadedImage:
@@ -72,7 +92,7 @@ def read_input(path: str, series: str | None = None) -> LoadedImage:
 
 
 def boundary_conditions(options) -> BoundaryConditions:
-    """The boundary conditions of the options (their ranges are checked by check_options, OPTION_RANGES)."""
+    """The boundary conditions of the settings (their ranges are checked by FFRSettings.check)."""
     return BoundaryConditions(options.aortic_pressure, options.cardiac_output, options.hyperemia_factor,
                               options.left_share, options.murray_exponent, options.venous_pressure)
 
@@ -165,8 +185,8 @@ def _trees_from_network(loaded: LoadedImage, options, progress: Progress) -> Tre
     from . import lumen_network
 
     region, box = network_region(loaded.image, budget.limit_gb(options))
-    device = select_device(getattr(options, "device", "auto"))
-    network, entry, _ = load_named_model(lumen_network.MODEL_NAME, getattr(options, "weights", None), device)
+    device = select_device(options.device)
+    network, entry, _ = load_named_model(lumen_network.MODEL_NAME, options.weights, device)
     found = lumen_network.predict(region, network, device, tuple(entry.input["patch_size"]), progress.sub(0.0, 0.5))
     lumen, aorta = (np.zeros(sitk.GetArrayViewFromImage(loaded.image).shape, bool) for _ in range(2))
     lumen[box], aorta[box] = found
@@ -203,21 +223,8 @@ def check_input(loaded: LoadedImage) -> list[str]:
     return []
 
 
-# Physiological ranges of the boundary conditions and the lesion rule (mmHg, L/min, shares, %).
-OPTION_RANGES = {
-    "aortic_pressure": (40.0, 200.0, True),   # mean aortic pressure
-    "cardiac_output": (1.0, 15.0, True),
-    "hyperemia_factor": (0.0, 1.0, False),    # hyperaemic / resting microvascular resistance (about 0.2-0.3)
-    "left_share": (0.0, 1.0, False, False),    # a share of the flow: both trees get some
-    "murray_exponent": (2.0, 3.0, True),      # Murray's law: 3; 2-3 reported for coronary trees
-    "venous_pressure": (0.0, 20.0, True),     # must stay well below the aortic pressure
-    "min_stenosis": (0.0, 99.0, True),
-    **budget.LIMIT_RANGE,
-}
-
-
-def check_options(options) -> None:
-    check_ranges(options, OPTION_RANGES)
+def check_options(settings: FFRSettings) -> None:
+    settings.check()
 
 
 def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:

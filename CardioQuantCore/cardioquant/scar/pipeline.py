@@ -8,6 +8,7 @@ volumes, %LGE, AHA segments, bull's-eye.
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +18,9 @@ from .. import markups
 from ..errors import InputError
 from ..imageio import LoadedImage, read_image, read_mask
 from ..labels import ANATOMICAL_STRUCTURE, MORPHOLOGICALLY_ALTERED, LabelTable, SegmentSpec
-from ..options import check_ranges, module_defaults
 from ..progress import Progress
 from ..results import ModuleResult
+from ..settings import AnalysisSettings, setting
 from . import aha, network, quantify
 
 TITLE = "Myocardial scar on LGE MRI (ScarQuantification)"
@@ -37,32 +38,40 @@ LABEL_TABLE = LabelTable([
 ])
 
 
+@dataclass
+class ScarSettings(AnalysisSettings):
+    """The scar quantification's options (`cardioquant scar --help`; the ScarQuantification panel)."""
+
+    method: str | None = setting(None, "scar inside the myocardium: the network's (or the mask's drawn) scar, n-SD "
+                                       "or FWHM [model, or nsd for a myocardium mask with no scar drawn]",
+                                 choices=("model", "nsd", "fwhm"), panel=True, panel_choices=("", "model", "nsd", "fwhm"))
+    # n-SD: 2-6 SD in the literature
+    n_sd: float = setting(DEFAULT_N_SD, f"n for n-SD, 2-6 [{DEFAULT_N_SD:g}]", limits=(2.0, 6.0, True), panel=True)
+    min_scar_ml: float = setting(network.MIN_SCAR_COMPONENT_ML,
+                                 "the network's scar (+ MVO) blobs smaller than this (mL, 3D connected) count as "
+                                 f"myocardium; 0 keeps every blob; never applied to a mask or edits "
+                                 f"[{network.MIN_SCAR_COMPONENT_ML:g}]", limits=(0.0, 1000.0, True), panel=True)
+    myocardium_mask: str | None = setting(None, "label map of the LV (EMIDEC values: 1 cavity, 2 myocardium, 3 scar, "
+                                                "4 MVO) or a binary myocardium mask; skips the network")
+    remote_mask: str | None = setting(None, "remote (normal) myocardium ROI for n-SD (default: automatic)")
+    rv_insertion: float | None = setting(None, "anterior RV insertion angle, degrees counter-clockwise from image up "
+                                               "[estimated from the image]")
+    rv_insertion_point: str | None = setting(None, "anterior RV insertion as a point X,Y,Z in RAS mm (as Slicer shows "
+                                                   "it) or a markups file (its first point); its angle about the LV "
+                                                   "centre is used")
+    septum_direction: int = setting(aha.DEFAULT_DIRECTION, "+1 when the septum lies counter-clockwise of the "
+                                                           "insertion point [1]", choices=(1, -1))
+
+
+SETTINGS = ScarSettings
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("scar quantification")
-    group.add_argument("--method", choices=("model", "nsd", "fwhm"), default=None,
-                       help="scar inside the myocardium: the network's (or the mask's drawn) scar, n-SD or FWHM "
-                            "[model, or nsd for a myocardium mask with no scar drawn]")
-    group.add_argument("--n-sd", type=float, default=DEFAULT_N_SD, help=f"n for n-SD, 2-6 [{DEFAULT_N_SD:g}]")
-    group.add_argument("--min-scar-ml", type=float, default=network.MIN_SCAR_COMPONENT_ML,
-                       help="the network's scar (+ MVO) blobs smaller than this (mL, 3D connected) count as myocardium; "
-                            f"0 keeps every blob; never applied to a mask or edits [{network.MIN_SCAR_COMPONENT_ML:g}]")
-    group.add_argument("--myocardium-mask", help="label map of the LV (EMIDEC values: 1 cavity, 2 myocardium, 3 scar, "
-                                                 "4 MVO) or a binary myocardium mask; skips the network")
-    group.add_argument("--remote-mask", help="remote (normal) myocardium ROI for n-SD (default: automatic)")
-    group.add_argument("--rv-insertion", type=float, default=None,
-                       help="anterior RV insertion angle, degrees counter-clockwise from image up [estimated from the image]")
-    group.add_argument("--rv-insertion-point", help="anterior RV insertion as a point X,Y,Z in RAS mm (as Slicer shows "
-                                                    "it) or a markups file (its first point); its angle about the LV "
-                                                    "centre is used")
-    group.add_argument("--septum-direction", type=int, choices=(1, -1), default=aha.DEFAULT_DIRECTION,
-                       help="+1 when the septum lies counter-clockwise of the insertion point [1]")
+    ScarSettings.add_arguments(parser.add_argument_group("scar quantification"))
 
 
-OPTION_RANGES = {"n_sd": (2.0, 6.0, True), "min_scar_ml": (0.0, 1000.0, True)}  # n-SD: 2-6 SD in the literature
-
-
-def check_options(options) -> None:
-    check_ranges(options, OPTION_RANGES)
+def check_options(settings: ScarSettings) -> None:
+    settings.check()
 
 
 def read_input(path: str, series: str | None = None) -> LoadedImage:
@@ -119,10 +128,10 @@ def segment(loaded: LoadedImage, stack: np.ndarray, spacing: tuple, options, pro
         return mask.astype(np.uint8), []
     from ..models.runtime import load_named_model, select_device
 
-    device = select_device(getattr(options, "device", "auto"))
+    device = select_device(options.device)
     # --weights replaces the first stage (the reader's own segmenter); the refiner is found as any model is
     # (CARDIOQUANT_WEIGHTS_LGE_SCAR_REFINER, bundled, cache).
-    segmenter, _, segmenter_info = load_named_model(network.MODEL_NAME, getattr(options, "weights", None), device)
+    segmenter, _, segmenter_info = load_named_model(network.MODEL_NAME, options.weights, device)
     refiner, _, refiner_info = load_named_model(network.REFINER_NAME, None, device)
     labels = network.predict(segmenter, network.normalise_stack(stack), device, progress,
                              pixel_mm=(spacing[1], spacing[0]), refiner=refiner)
@@ -174,7 +183,7 @@ def requantify(loaded: LoadedImage, labels: np.ndarray, options) -> ModuleResult
     scar and MVO are taken as drawn, nothing is re-thresholded. This is what the panel recomputes after every edit."""
     warnings = check_input(loaded)
     stack, spacing, assumed = stack_of(loaded)
-    as_drawn = argparse.Namespace(**{**vars(options), "method": "model", "myocardium_mask": None})
+    as_drawn = replace(options, method="model", myocardium_mask=None)
     return quantify_labels(loaded, stack, spacing, assumed, labels.reshape(stack.shape).astype(np.uint8), [],
                            as_drawn, warnings, Progress())
 
@@ -184,11 +193,13 @@ def edited_result(loaded: LoadedImage, label_map: np.ndarray, run_document: dict
     """The results of the segmentation as the reader left it, for Export: quantified as drawn (requantify) with
     the run's RV insertion and septum direction, or the insertion point the reader has moved since, and a warning
     that the figures come from the reader's edits."""
-    settings = run_document["settings"]
-    options = module_defaults(add_arguments, n_sd=settings["n_sd"], septum_direction=settings["septum_direction"],
-                              rv_insertion=None if rv_insertion_point else settings["rv_insertion_deg"],
-                              rv_insertion_point=rv_insertion_point)
+    settings = run_document["settings"]  # what the run found and used: its n, septum and insertion
+    options = replace(ScarSettings.from_json(run_document.get("options")), n_sd=settings["n_sd"],
+                      septum_direction=settings["septum_direction"],
+                      rv_insertion=None if rv_insertion_point else settings["rv_insertion_deg"],
+                      rv_insertion_point=rv_insertion_point)
     result = requantify(loaded, label_map, options)
+    result.options = options.to_json()
     result.warnings.append("edited by the reader after the automatic run: the figures are recomputed from the edited "
                            "segmentation")
     return result
@@ -197,12 +208,12 @@ def edited_result(loaded: LoadedImage, label_map: np.ndarray, run_document: dict
 def rv_insertion(image: sitk.Image, stack, spacing, cavity, myocardium, options, warnings: list[str]) -> dict:
     """The anterior RV insertion: the reader's point or angle, else estimated from the image, else the conventional
     display's 60 degrees (with a warning). Also where to show it (`marker_ras`, on the epicardium of a mid slice)."""
-    if getattr(options, "rv_insertion_point", None):
+    if options.rv_insertion_point:
         point = markups.swap_lps_ras(markups.parse_points(str(options.rv_insertion_point), "--rv-insertion-point")[0])
         index = image.TransformPhysicalPointToContinuousIndex(point[:image.GetDimension()])
         angle = aha.angle_of_point(index[1], index[0], round(index[2]) if len(index) == 3 else 0, cavity, myocardium)
         source = "reader's point"
-    elif getattr(options, "rv_insertion", None) is not None:
+    elif options.rv_insertion is not None:
         angle, source = float(options.rv_insertion) % 360.0, "reader's angle"
     else:
         angle = aha.estimate_rv_insertion(stack, cavity, myocardium, (spacing[1], spacing[0]), options.septum_direction)
