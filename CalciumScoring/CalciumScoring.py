@@ -5,13 +5,13 @@ a background process, then lets the reader review lesions, reassign them (combo 
 segments in Segment Editor; scores recompute from the current segmentation after every edit.
 """
 
-import tempfile
-
 import qt
 import slicer
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleTest
 
-from CardioQuantCoreLib.module_base import CardioQuantLogic, CardioQuantWidget, writeSegmentationLabels
+from CardioQuantCoreLib import selftests
+from CardioQuantCoreLib.logic import CalciumLogic
+from CardioQuantCoreLib.module_base import CardioQuantLogic, CardioQuantWidget
 
 ARTERY_KEYS = {"1": 1, "2": 2, "3": 3, "4": 4, "0": 5}
 
@@ -35,36 +35,9 @@ class CalciumScoring(ScriptedLoadableModule):
         self.parent.acknowledgementText = "Research software, not a medical device."
 
 
-class CalciumScoringLogic(CardioQuantLogic):
-    MODULE_KEY = "calcium"
-
-    def labelArray(self, inputVolumeNode, segmentationNode):
-        from cardioquant import scene
-        from cardioquant.calcium.pipeline import LABEL_TABLE
-
-        return scene.labelmap_from_segmentation_node(segmentationNode, inputVolumeNode, LABEL_TABLE)
-
-    def rescore(self, inputVolumeNode, segmentationNode, runSettings=None):
-        """Scores of the segmentation as it is now (after the reader's edits), with the settings the run scored
-        with (its JSON "settings": kVp, CTA threshold and scale, minimum area, connectivity)."""
-        from cardioquant import scene
-        from cardioquant.calcium.pipeline import rescore
-
-        image = scene.image_from_volume_node(inputVolumeNode)
-        return rescore(image, self.labelArray(inputVolumeNode, segmentationNode), runSettings)
-
-    def reassignLesion(self, inputVolumeNode, segmentationNode, seedIJK, artery):
-        """Move a lesion to another artery segment; the other segments are left as they are."""
-        from cardioquant.calcium.pipeline import LABEL_TABLE, reassign_lesion
-
-        labels = self.labelArray(inputVolumeNode, segmentationNode)
-        seed = (int(round(seedIJK[2])), int(round(seedIJK[1])), int(round(seedIJK[0])))
-        updated = reassign_lesion(labels, seed, artery)
-        segmentation = segmentationNode.GetSegmentation()
-        for spec in LABEL_TABLE.segments:
-            segmentId = segmentation.GetSegmentIdBySegmentName(spec.name)
-            slicer.util.updateSegmentBinaryLabelmapFromArray((updated == spec.value).astype("uint8"), segmentationNode,
-                                                             segmentId, inputVolumeNode)
+class CalciumScoringLogic(CalciumLogic, CardioQuantLogic):
+    """The calcium logic (CardioQuantCoreLib.logic.CalciumLogic: process, rescore, reassignLesion, exportCurrent)
+    with Slicer's parameter node."""
 
 
 class CalciumScoringWidget(CardioQuantWidget):
@@ -78,7 +51,6 @@ class CalciumScoringWidget(CardioQuantWidget):
         self.lesions = []
         table = self.ui.lesionTableWidget
         self.runLesions = []
-        self.runSettings = None  # the run's scoring settings, kept for re-scoring the reader's edits
         table.setColumnCount(6)
         table.setHorizontalHeaderLabels(["#", "Artery", "Agatston", "Volume (mm3)", "Slices", "Review"])
         table.setSelectionBehavior(qt.QAbstractItemView.SelectRows)
@@ -88,30 +60,10 @@ class CalciumScoringWidget(CardioQuantWidget):
             shortcut = qt.QShortcut(qt.QKeySequence(key), table)
             shortcut.connect("activated()", lambda a=artery: self.assignSelected(a))
 
-    def extraArguments(self):
-        args = ["--mode", self.ui.modeComboBox.currentText, "--min-area", self.ui.minAreaComboBox.currentText]
-        if self.ui.kvpSpinBox.value:
-            args += ["--kvp", str(self.ui.kvpSpinBox.value)]
-        heart = self.ui.heartSegmentationSelector.currentNode()
-        if heart is not None:
-            from cardioquant.labels import TISSUE, LabelTable, SegmentSpec
-
-            # TotalSegmentator names the segment "heart"; only that segment is written, as value 1.
-            table = LabelTable([SegmentSpec(1, "heart", (1, 0, 0), TISSUE, TISSUE)])
-            path = writeSegmentationLabels(heart, self.ui.inputVolumeSelector.currentNode(), table,
-                                           tempfile.mkdtemp(), "heart.nrrd")
-            args += ["--heart-mask", path]
-        return args
-
     def onFinished(self, ok, outputDir, message):
         CardioQuantWidget.onFinished(self, ok, outputDir, message)
         if ok:
-            import json
-            import os
-
-            with open(os.path.join(outputDir, "calcium.json")) as handle:
-                stored = json.load(handle)
-            self.runLesions, self.runSettings = stored["lesions"], stored["settings"]
+            self.runLesions = self.runDocument["lesions"]
             self.watchEdits(self.ui.segmentEditorWidget.segmentationNode())
             self.updateScores()
 
@@ -125,7 +77,7 @@ class CalciumScoringWidget(CardioQuantWidget):
             return
         from cardioquant.calcium.pipeline import carry_review_flags
 
-        scores = self.logic.rescore(volumeNode, segmentationNode, self.runSettings)
+        scores = self.logic.rescore(volumeNode, segmentationNode, self.runDocument["settings"])  # the run's own
         self.lesions = carry_review_flags(scores["lesions"], self.runLesions)
         table = self.ui.lesionTableWidget
         table.setRowCount(len(self.lesions))
@@ -158,28 +110,15 @@ class CalciumScoringWidget(CardioQuantWidget):
 
 
 class CalciumScoringTest(ScriptedLoadableModuleTest):
-    """Self-test on a voxel-built phantom with exact scores (runs headless: Slicer --no-main-window)."""
+    """Self-test on a voxel-built phantom with exact scores (runs headless: Slicer --no-main-window). Its body,
+    CardioQuantCoreLib.selftests.calcium, is the one pytest runs too."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
         self.setUp()
-        self.test_semi_automatic_exact_scores()
+        self.test_calcium_logic_end_to_end()
 
-    def test_semi_automatic_exact_scores(self):
-        import tempfile
-
-        from cardioquant import scene
-        from cardioquant.calcium.phantom import write_block_phantom
-
-        ctPath, labelPath = write_block_phantom(tempfile.mkdtemp())  # LAD 16 + RCA 6 = 22, worked by hand
-        volumeNode = scene.load_volume(slicer.mrmlScene, ctPath, "phantom")
-        logic = CalciumScoringLogic()
-        options = logic.defaultOptions(labels=labelPath, mode="noncontrast", kvp=120.0)
-        segmentationNode, tableNode, result = logic.process(volumeNode, options)
-        self.assertAlmostEqual(result.summary["total"]["agatston"], 22.0)
-        self.assertAlmostEqual(result.summary["arteries"]["LAD"]["agatston"], 16.0)
-        rescored = logic.rescore(volumeNode, segmentationNode, result.settings)
-        self.assertAlmostEqual(rescored["arteries"]["RCA"]["agatston"], 6.0)
-        self.assertEqual(tableNode.GetNumberOfRows(), 5)
+    def test_calcium_logic_end_to_end(self):
+        selftests.calcium(self, CalciumScoringLogic())

@@ -4,12 +4,12 @@ scar volume, %LGE, AHA 17 segments, bull's-eye).
 Thin Slicer layer: the science is in `cardioquant.scar` (CardioQuantCore module).
 """
 
-import tempfile
-
 import slicer
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleTest
 
-from CardioQuantCoreLib.module_base import CardioQuantLogic, CardioQuantWidget, writeSegmentationLabels
+from CardioQuantCoreLib import selftests
+from CardioQuantCoreLib.logic import ScarLogic, pointsText
+from CardioQuantCoreLib.module_base import CardioQuantLogic, CardioQuantWidget
 
 
 class ScarQuantification(ScriptedLoadableModule):
@@ -30,19 +30,9 @@ class ScarQuantification(ScriptedLoadableModule):
         self.parent.acknowledgementText = "EMIDEC challenge data (Lalande et al.) trained the network. Not a medical device."
 
 
-class ScarQuantificationLogic(CardioQuantLogic):
-    MODULE_KEY = "scar"
-
-    def requantify(self, inputVolumeNode, segmentationNode, options):
-        """Figures of the segmentation as the reader left it (nothing re-thresholded)."""
-        from cardioquant import scene
-        from cardioquant.imageio import LoadedImage
-        from cardioquant.scar.pipeline import LABEL_TABLE, requantify
-
-        loaded = LoadedImage(image=scene.image_from_volume_node(inputVolumeNode), path=inputVolumeNode.GetName(),
-                             format="mrml", dicom=self.dicomAttributes(inputVolumeNode))
-        labels = scene.labelmap_from_segmentation_node(segmentationNode, inputVolumeNode, LABEL_TABLE)
-        return requantify(loaded, labels, options)
+class ScarQuantificationLogic(ScarLogic, CardioQuantLogic):
+    """The scar logic (CardioQuantCoreLib.logic.ScarLogic: process, editedResult, exportCurrent) with Slicer's
+    parameter node."""
 
 
 class ScarQuantificationWidget(CardioQuantWidget):
@@ -51,30 +41,12 @@ class ScarQuantificationWidget(CardioQuantWidget):
     def createLogic(self):
         return ScarQuantificationLogic()
 
-    def extraArguments(self):
-        from cardioquant.scar.pipeline import LABEL_TABLE
-
-        method = self.ui.methodComboBox.currentText
-        args = ["--method", method] if method != "auto" else []
-        args += ["--n-sd", str(self.ui.nSdSpinBox.value), "--min-scar-ml", str(self.ui.minScarSpinBox.value)]
-        point = self.insertionPoint()
-        if point is not None:
-            args.append(f"--rv-insertion-point={point}")  # "=": a leading minus would read as an option
-        myocardium = self.ui.myocardiumSelector.currentNode()
-        if myocardium is not None:  # the reader's corrected myocardium: recompute from it
-            path = writeSegmentationLabels(myocardium, self.ui.inputVolumeSelector.currentNode(), LABEL_TABLE,
-                                           tempfile.mkdtemp(), "myocardium.nrrd")
-            args += ["--myocardium-mask", path]
-        return args
-
     def insertionPoint(self):
-        """The reader's anterior RV insertion (first control point of the selected list) as 'X,Y,Z' in RAS mm, or
-        None."""
-        node = self.ui.rvInsertionSelector.currentNode()
-        if node is None or node.GetNumberOfControlPoints() == 0:
-            return None
-        r, a, s = node.GetNthControlPointPositionWorld(0)
-        return f"{r:.3f},{a:.3f},{s:.3f}"
+        """The reader's anterior RV insertion (first control point of the chosen point list) as 'X,Y,Z' in RAS mm,
+        or None."""
+        node = self._parameterNode.rv_insertion_point if self._parameterNode else None
+        text = pointsText(node) if node is not None else None
+        return text.split(";")[0] if text else None
 
     def onFinished(self, ok, outputDir, message):
         CardioQuantWidget.onFinished(self, ok, outputDir, message)
@@ -85,62 +57,40 @@ class ScarQuantificationWidget(CardioQuantWidget):
 
     def showEstimatedInsertion(self, outputDir):
         """Put the estimated insertion point in the scene, selected, for the reader to drag and re-apply."""
-        import json
-        import os
-
-        with open(os.path.join(outputDir, "scar.json")) as handle:
-            insertion = json.load(handle)["rv_insertion"]
+        insertion = self.logic.runDocument(outputDir)["rv_insertion"]
         r, a, s = insertion["marker_ras"]
         node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "RV insertion")
         node.AddControlPoint(r, a, s, f"RV insertion ({insertion['source']})")
-        self.ui.rvInsertionSelector.setCurrentNode(node)
+        self._parameterNode.rv_insertion_point = node
 
     def exportOverrides(self):
         return {"rv_insertion_point": self.insertionPoint()}
 
-    def requantifyOptions(self):
-        return self.logic.defaultOptions(rv_insertion_point=self.insertionPoint())
-
     def onSegmentationEdited(self):
-        """Recompute volumes, %LGE and AHA segments from the edited segments; the table shows the new figures."""
-        from cardioquant import scene
-
+        """Recompute volumes, %LGE and AHA segments from the edited segments with the run's own settings (its n,
+        septum direction and RV insertion, or the insertion point the reader moved); the table shows them."""
         volumeNode = self.runInputNode
-        if self.observedSegmentation is None or volumeNode is None:
+        if self.observedSegmentation is None or volumeNode is None or self.runDocument is None:
             return
         with slicer.util.tryWithErrorDisplay("Could not recompute from the edited segmentation.", waitCursor=True):
-            result = self.logic.requantify(volumeNode, self.observedSegmentation, self.requantifyOptions())
-            self.resultsTableNode = scene.table_node_from_records(
-                slicer.mrmlScene, result.table_rows, f"{volumeNode.GetName()} scar (edited)", node=self.resultsTableNode)
-            self.resultsTableNode.SetName(f"{volumeNode.GetName()} scar (edited)")
-            self.ui.resultsTableView.setMRMLTableNode(self.resultsTableNode)
+            result = self.logic.editedResult(volumeNode, self.observedSegmentation, self.runDocument,
+                                              **self.exportOverrides())
+            self.showTable(result.table_rows, f"{volumeNode.GetName()} scar (edited)")
             summary = result.summary
             self.ui.statusLabel.text = (f"As edited: scar {summary['scar_ml']:.1f} mL + MVO {summary['mvo_ml']:.1f} mL of "
                                         f"{summary['myocardium_ml']:.1f} mL myocardium, LGE {summary['lge_percent']:.1f} %")
 
 
 class ScarQuantificationTest(ScriptedLoadableModuleTest):
-    """Self-test on a synthetic LGE stack with a known scar (runs headless)."""
+    """Self-test on a synthetic LGE stack with a known scar (runs headless). Its body,
+    CardioQuantCoreLib.selftests.scar, is the one pytest runs too."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
         self.setUp()
-        self.test_phantom_lge_percent()
+        self.test_scar_logic_end_to_end()
 
-    def test_phantom_lge_percent(self):
-        import os
-
-        from cardioquant import scene
-        from cardioquant.scar.phantom import write_lge_phantom
-
-        folder = tempfile.mkdtemp()
-        scanPath, maskPath, truePercent = write_lge_phantom(folder)
-        volumeNode = scene.load_volume(slicer.mrmlScene, scanPath, "lge")
-        logic = ScarQuantificationLogic()
-        options = logic.defaultOptions(myocardium_mask=maskPath, method="nsd", n_sd=5.0)
-        segmentationNode, tableNode, result = logic.process(volumeNode, options)
-        self.assertAlmostEqual(result.summary["lge_percent"], truePercent, delta=0.5)
-        self.assertEqual(tableNode.GetNumberOfRows(), 17)
-        self.assertTrue(os.path.exists(scanPath))
+    def test_scar_logic_end_to_end(self):
+        selftests.scar(self, ScarQuantificationLogic())

@@ -6,6 +6,8 @@ import pytest
 import SimpleITK as sitk
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # test helpers (dicom_factory)
+# CardioQuantCoreLib (the modules' logic on MRML, their self-test bodies), as Slicer puts it on the path
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CardioQuantCore"))
 
 
 @pytest.fixture(autouse=True)

@@ -44,6 +44,62 @@ def test_module_layout(module):
     assert f"add_subdirectory({module})" in (ROOT / "CMakeLists.txt").read_text()
 
 
+def _bindings(module: str) -> dict[str, ET.Element]:
+    """SlicerParameterName -> the widget bound to that parameter of the module's parameter node."""
+    tree = ET.parse(ROOT / module / "Resources" / "UI" / f"{module}.ui")
+    bound = {}
+    for widget in tree.iter("widget"):
+        for prop in widget.findall("property"):
+            if prop.get("name") == "SlicerParameterName":
+                bound[prop.find("string").text] = widget
+    return bound
+
+
+def _logic_class(module: str):
+    from CardioQuantCoreLib import logic
+
+    return {"CalciumScoring": logic.CalciumLogic, "ScarQuantification": logic.ScarLogic,
+            "BoneDensity": logic.BMDLogic, "CTFFR": logic.FFRLogic}[module]
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_the_panel_binds_every_setting_it_shows_to_a_fitting_widget(module):
+    """The parameter node (module_base.parameterNodeClass) holds the input volume, the nodes the reader may pick and
+    the settings the panel shows; parameterNodeWrapper binds each to the widget whose SlicerParameterName names
+    it, and only a fitting widget can show it: a combo box for choices, a double spin box for a number, a node
+    selector (with None allowed, and given the scene) for a node."""
+    from cardioquant import pipelines
+
+    logic_class = _logic_class(module)
+    fields = pipelines.settings_class(logic_class.MODULE_KEY).panel_fields()
+    bound = _bindings(module)
+    assert set(bound) == {"inputVolume", *logic_class.NODE_INPUTS, *(name for name, *_ in fields)}
+    for name, kind, choices, _, _ in fields:
+        expected = "QComboBox" if choices else {float: "QDoubleSpinBox", int: "QSpinBox", bool: "QCheckBox"}[kind]
+        assert bound[name].get("class") == expected, name
+    ui = (ROOT / module / "Resources" / "UI" / f"{module}.ui").read_text()
+    for name, class_name in {"inputVolume": "vtkMRMLScalarVolumeNode", **logic_class.NODE_INPUTS}.items():
+        widget = bound[name]
+        assert widget.get("class") == "qMRMLNodeComboBox", name
+        assert class_name in ET.tostring(widget, encoding="unicode"), f"{name}: selector lacks {class_name}"
+        assert f"<receiver>{widget.get('name')}</receiver><slot>setMRMLScene" in ui, f"{name}: selector gets no scene"
+        if name != "inputVolume":
+            assert re.search(r'name="noneEnabled"><bool>true', ET.tostring(widget, encoding="unicode")), name
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_panel_values_round_trip_to_the_same_settings(module):
+    """What the parameter node holds for the settings the panel shows comes back as the same settings object; a
+    number the run reads from the scan when absent (kVp) is 0 in its spin box ('from DICOM') and None again."""
+    from cardioquant import pipelines
+
+    settings_class = pipelines.settings_class(_logic_class(module).MODULE_KEY)
+    defaults = settings_class()
+    assert settings_class.from_panel(defaults.to_panel()) == defaults
+    if "kvp" in defaults.to_panel():
+        assert defaults.to_panel()["kvp"] == 0 and settings_class.from_panel({"kvp": 80.0}).kvp == 80.0
+
+
 def test_extension_metadata_and_catalog_entry():
     cmake = (ROOT / "CMakeLists.txt").read_text()
     assert "project(CardioQuant)" in cmake and "add_subdirectory(CardioQuantCore)" in cmake

@@ -1,15 +1,13 @@
 """Run a CardioQuant pipeline in a separate process so the GUI never freezes; progress and Cancel included.
 
-The input volume is written to a temporary .nrrd, `python -m cardioquant.cli <module> ... --progress-format lines`
-runs in Slicer's Python (PythonSlicer), and its `PROGRESS fraction message` lines drive the progress bar.
+The input volume is written into the run's folder, the command line of logic.backgroundCommand (the settings as
+options) runs in Slicer's Python (PythonSlicer), and its `PROGRESS fraction message` lines drive the progress bar.
 """
 
 import os
 import queue
 import shutil
 import subprocess
-import sys
-import tempfile
 import threading
 
 import qt
@@ -18,19 +16,21 @@ from cardioquant.processes import end_process_tree, own_group
 
 
 class BackgroundRun:
-    def __init__(self, module_key, loaded, extra_args, on_progress, on_finished, device="auto"):
-        """`loaded`: scene.loaded_from_volume_node(...), the same input the scripting path runs on; its DICOM
-        attributes travel as NRRD keys (scene.write_run_input)."""
+    def __init__(self, module_key, loaded, settings, workdir, on_progress, on_finished):
+        """`loaded`, `settings`: what Logic.prepareRun gives, the same input and settings the scripting path runs
+        on (the volume's DICOM attributes travel as NRRD keys: scene.write_run_input). `workdir`: the run's folder,
+        which holds the files written for the reader's nodes; it is removed with the run (cleanup)."""
         from cardioquant import scene
+
+        from .logic import backgroundCommand
 
         self.module_key = module_key
         self.on_progress, self.on_finished = on_progress, on_finished
-        self.workdir = tempfile.mkdtemp(prefix=f"cardioquant-{module_key}-")
+        self.workdir = workdir
         self.input_path = os.path.join(self.workdir, "input.nrrd")
         self.output_dir = os.path.join(self.workdir, "out")
         scene.write_run_input(loaded, self.input_path)
-        command = [self._python(), "-m", "cardioquant.cli", module_key, self.input_path, "-o", self.output_dir,
-                   "--device", device, "--progress-format", "lines"] + list(extra_args)
+        command = backgroundCommand(module_key, self.input_path, self.output_dir, settings)
         # stderr merged into stdout; a reader thread keeps the GUI thread from blocking. The run gets a process
         # group of its own, so Cancel ends PythonSlicer's launcher and the Python it starts alike.
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -43,10 +43,6 @@ class BackgroundRun:
         self.timer.setInterval(200)
         self.timer.connect("timeout()", self._poll)
         self.timer.start()
-
-    @staticmethod
-    def _python():
-        return shutil.which("PythonSlicer") or sys.executable
 
     def _read(self):
         for line in self.process.stdout:

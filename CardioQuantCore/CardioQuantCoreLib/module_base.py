@@ -1,108 +1,74 @@
-"""Base Widget and Logic classes for the CardioQuant modules, following Slicer's scripted-module template.
+"""Base Widget and Logic classes of the CardioQuant panels, following Slicer's scripted-module template.
 
-A module file subclasses these and sets MODULE_KEY (the `cardioquant` pipeline name); the panel gets the
-input selector, Apply that turns into Cancel while the background process runs, a progress bar, the results
-table and Export. Results always go into new nodes: a re-run never replaces a segmentation the user edited.
+A module file derives its Logic from one of `logic.py`'s classes (the science on MRML nodes, usable without the
+GUI) and `CardioQuantLogic`, and its Widget from `CardioQuantWidget`. The panel gets:
+- a parameter node (`slicer.parameterNodeWrapper`) built from the analysis's settings object: the input volume,
+  the nodes the reader may pick (NODE_INPUTS) and the settings the panel shows, each bound to the `.ui` widget
+  whose SlicerParameterName is the field's name; a saved scene keeps them;
+- Apply that turns into Cancel while the background run goes (the whole process tree ends on Cancel), a progress
+  bar, one results table per run updated in place after the reader's edits, and Export of the current state;
+- enter/exit and scene-close handling; the run's temporary folder is removed when it is no longer needed.
+Results always go into new nodes: a re-run never replaces a segmentation the reader edited.
 """
 
 import os
-import shutil
-from pathlib import Path
+import tempfile
+import typing
 
 import qt
 import slicer
+import vtk
 from slicer.ScriptedLoadableModule import ScriptedLoadableModuleLogic, ScriptedLoadableModuleWidget
 from slicer.util import VTKObservationMixin
 
 from cardioquant import pipelines
-from cardioquant import scene as scene_layer
-from cardioquant.progress import Progress
 
 from .background import BackgroundRun
 from .dependencies import ensure_dependencies
 
 
+def parameterNodeClass(moduleKey, nodeInputs):
+    """The panel's parameter node class: `inputVolume`, a node for each NODE_INPUTS field, and the settings the
+    panel shows (`AnalysisSettings.panel_fields`, with their choices and limits), all named as the settings'
+    fields so that the `.ui` binds them by SlicerParameterName."""
+    from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
+
+    annotations = {"inputVolume": slicer.vtkMRMLScalarVolumeNode}
+    defaults = {}
+    for name, className in nodeInputs.items():
+        annotations[name] = getattr(slicer, className)
+    for name, kind, choices, limits, default in pipelines.settings_class(moduleKey).panel_fields():
+        extras = ([Choice(list(choices))] if choices else []) + ([WithinRange(*limits)] if limits else [])
+        annotations[name] = typing.Annotated[(kind, *extras)] if extras else kind
+        defaults[name] = default
+    cls = type(f"{moduleKey}ParameterNode", (), {"__annotations__": annotations, **defaults})
+    return parameterNodeWrapper(cls)
+
+
 class CardioQuantLogic(ScriptedLoadableModuleLogic):
-    MODULE_KEY = None
+    """Slicer's side of a module's logic: the parameter node (the science side is in logic.py)."""
 
-    def pipeline(self):
-        return pipelines.get(self.MODULE_KEY)
+    _parameterNodeClass = None
 
-    def process(self, inputVolumeNode, options, progressCallback=None):
-        """Run in this process (scripting, self-tests, headless Slicer); returns (segmentationNode, tableNode, result).
+    def __init__(self):
+        ScriptedLoadableModuleLogic.__init__(self)
 
-        `options` is an argparse-style namespace of the module's command-line options (see `defaultOptions`).
-        """
-        loaded = scene_layer.loaded_from_volume_node(inputVolumeNode, self.dicomAttributes(inputVolumeNode))
-        result = self.pipeline().run(loaded, options, Progress(progressCallback))
-        return self.addResultToScene(result, inputVolumeNode) + (result,)
+    def getParameterNode(self):
+        cls = type(self)
+        if cls._parameterNodeClass is None:
+            cls._parameterNodeClass = parameterNodeClass(self.MODULE_KEY, self.NODE_INPUTS)
+        return cls._parameterNodeClass(super().getParameterNode())
 
-    def defaultOptions(self, **overrides):
-        from cardioquant.cli import default_options
+    def settingsFromParameterNode(self, parameterNode):
+        """The analysis's settings as the panel shows them, with the application's weights setting (offline sites
+        point Slicer at their own copy of the weights: Application settings, key CardioQuant/<module>/weights)."""
+        panel = {name: parameterNode.getValue(name) for name, *_ in
+                 pipelines.settings_class(self.MODULE_KEY).panel_fields()}
+        weights = slicer.app.settings().value(f"CardioQuant/{self.MODULE_KEY}/weights", "") or None
+        return pipelines.settings_class(self.MODULE_KEY).from_panel(panel, weights=weights)
 
-        return default_options(self.MODULE_KEY, **overrides)
-
-    @staticmethod
-    def dicomAttributes(volumeNode):
-        """KVP, modality and contrast agent of a volume loaded from DICOM (Slicer keeps the instance UIDs on the
-        node; the slice increment is the node's spacing, which Slicer computes from the slice positions)."""
-        attributes = {}
-        uids = (volumeNode.GetAttribute("DICOM.instanceUIDs") or "").split()
-        if uids and hasattr(slicer, "dicomDatabase") and slicer.dicomDatabase:
-            for key, tag in (("kvp", "0018,0060"), ("modality", "0008,0060"), ("contrast_agent", "0018,0010")):
-                value = slicer.dicomDatabase.instanceValue(uids[0], tag)
-                if value:
-                    attributes[key] = value
-        return attributes
-
-    def addResultToScene(self, result, inputVolumeNode):
-        scene = slicer.mrmlScene
-        name = slicer.mrmlScene.GenerateUniqueName(f"{inputVolumeNode.GetName()} {self.MODULE_KEY}")
-        segmentationNode = None
-        if result.label_image is not None:
-            segmentationNode = scene_layer.segmentation_node_from_labelmap(
-                scene, result.label_image, inputVolumeNode, result.label_table, name)
-        tableNode = scene_layer.table_node_from_records(scene, result.table_rows, name + " table")
-        scene_layer.place_with_volume(scene, inputVolumeNode, segmentationNode, tableNode)
-        return segmentationNode, tableNode
-
-    def exportCurrent(self, inputVolumeNode, segmentationNode, runOutputDir, target, **overrides):
-        """Write what the reader sees now into `target`: for a module that can re-score edits (edited_result), the
-        edited segmentation with its recomputed figures, tables and report; otherwise the run's files. Files
-        already in `target` are kept in target/previous/ (results.keep_previous), never overwritten."""
-        import json
-
-        from cardioquant.results import keep_previous, write_outputs
-
-        pipeline = self.pipeline()
-        if hasattr(pipeline, "edited_result") and segmentationNode is not None:
-            with open(os.path.join(runOutputDir, f"{self.MODULE_KEY}.json")) as handle:
-                runDocument = json.load(handle)
-            loaded = scene_layer.loaded_from_volume_node(inputVolumeNode, self.dicomAttributes(inputVolumeNode))
-            labels = scene_layer.labelmap_from_segmentation_node(segmentationNode, inputVolumeNode, pipeline.LABEL_TABLE)
-            result = pipeline.edited_result(loaded, labels, runDocument, **overrides)
-            return write_outputs(result, loaded, target, overwrite=True)
-        keep_previous(Path(target), self.MODULE_KEY)
-        written = []
-        for name in os.listdir(runOutputDir):
-            if os.path.isfile(os.path.join(runOutputDir, name)):
-                written.append(shutil.copy2(os.path.join(runOutputDir, name), target))
-        return written
-
-    def loadOutputs(self, outputDir, inputVolumeNode):
-        """Load a background run's files as new nodes (never into existing ones)."""
-        key = self.MODULE_KEY
-        scene = slicer.mrmlScene
-        name = scene.GenerateUniqueName(f"{inputVolumeNode.GetName()} {key}")
-        segmentationNode = None
-        segPath = os.path.join(outputDir, f"{key}.seg.nrrd")
-        if os.path.exists(segPath):
-            segmentationNode = scene_layer.load_segmentation(scene, segPath, name)
-            segmentationNode.CreateDefaultDisplayNodes()
-            segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(inputVolumeNode)
-        tableNode = scene_layer.load_table(scene, os.path.join(outputDir, f"{key}.csv"), name + " table")
-        scene_layer.place_with_volume(scene, inputVolumeNode, segmentationNode, tableNode)
-        return segmentationNode, tableNode
+    def nodeInputsFromParameterNode(self, parameterNode):
+        return {name: parameterNode.getValue(name) for name in self.NODE_INPUTS}
 
 
 class CardioQuantWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -112,24 +78,24 @@ class CardioQuantWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
         self.run = None                # the background run in progress
         self.runInputNode = None       # the volume that run reads: its results attach to it, whatever is selected
         self.finishedRun = None        # the last finished run: its folder holds what Export starts from
+        self.runDocument = None        # the last run's JSON: its settings, read back when re-scoring edits
         self.resultsTableNode = None   # the last run's table, updated in place after the reader's edits
-        self.lastOutputDir = None
         self.observedSegmentation = None
         self.editTimer = None
 
     def createLogic(self):
         raise NotImplementedError
 
-    def extraArguments(self):
-        """Module-specific command-line options taken from the panel's widgets."""
-        return []
-
     def exportOverrides(self):
         """What the panel shows beyond the segmentation that Export must use (e.g. a moved RV insertion point)."""
         return {}
+
+    # --- Slicer's scripted-module lifecycle ------------------------------------------------------------------
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -140,18 +106,22 @@ class CardioQuantWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = self.createLogic()
         self.ui.applyButton.connect("clicked(bool)", self.onApplyOrCancel)
         self.ui.exportButton.connect("clicked(bool)", self.onExport)
-        self.ui.inputVolumeSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateButtons)
         self.ui.progressBar.setVisible(False)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.updateButtons()
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.initializeParameterNode()
 
     def enter(self):
-        """The module is shown: the buttons reflect the scene as it is now."""
-        self.updateButtons()
+        """The module is shown: the panel shows (and edits) the scene's parameter node."""
+        self.initializeParameterNode()
+
+    def exit(self):
+        """The module is hidden: the widgets stop following the parameter node (it keeps its values)."""
+        self.setParameterNode(None)
 
     def onSceneStartClose(self, *_):
-        """The scene closes: a run in progress is cancelled and the last run's files and nodes are let go (the
-        nodes go with the scene; its temporary folder is removed)."""
+        """The scene closes: a run in progress is cancelled, the last run's folder removed, its nodes let go."""
+        self.setParameterNode(None)
         if self.run is not None:
             self.run.cancel()
             self.run = None
@@ -160,12 +130,102 @@ class CardioQuantWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.runInputNode, self.resultsTableNode = None, None  # they go with the scene
         self.ui.progressBar.setVisible(False)
         self.ui.statusLabel.text = ""
+
+    def onSceneEndClose(self, *_):
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def cleanup(self):
+        """The module is closed (Slicer exits or reloads it): cancel a run, remove the temporary folders."""
+        self.removeObservers()
+        self.setParameterNode(None)
+        if self.run:
+            self.run.cancel()
+            self.run = None
+        self._releaseFinishedRun()
+
+    def initializeParameterNode(self):
+        self.setParameterNode(self.logic.getParameterNode())
+        if not self._parameterNode.inputVolume:  # the template's convenience: the first volume of the scene
+            self._parameterNode.inputVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+
+    def setParameterNode(self, parameterNode):
+        """Bind the widgets (SlicerParameterName) to `parameterNode`, or unbind them (None)."""
+        if self._parameterNode is not None:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateButtons)
+        self._parameterNode = parameterNode
+        if parameterNode is not None:
+            self._parameterNodeGuiTag = parameterNode.connectGui(self.ui)
+            self.addObserver(parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateButtons)
+        self.updateButtons()
+
+    def updateButtons(self, *_):
+        running = self.run is not None
+        hasInput = self._parameterNode is not None and self._parameterNode.inputVolume is not None
+        self.ui.applyButton.enabled = running or hasInput
+        self.ui.applyButton.text = "Cancel" if running else "Apply"
+        self.ui.exportButton.enabled = self.finishedRun is not None and not running
+
+    # --- the run -----------------------------------------------------------------------------------------------
+
+    def onApplyOrCancel(self):
+        if self.run is not None:
+            self.run.cancel()  # ends the whole process tree and removes the run's folder
+            self.run = None
+            self.ui.statusLabel.text = "Cancelled."
+            self.ui.progressBar.setVisible(False)
+            self.updateButtons()
+            return
+        if not ensure_dependencies():
+            return
+        inputNode = self._parameterNode.inputVolume
+        self.ui.progressBar.setVisible(True)
+        self.ui.progressBar.value = 0
+        self.ui.statusLabel.text = "Running..."
+        with slicer.util.tryWithErrorDisplay("Could not start processing.", waitCursor=True):
+            # The same steps as Logic.process: the volume with its DICOM attributes, the settings with the picked
+            # nodes written as files (into the run's folder, removed with it).
+            workdir = tempfile.mkdtemp(prefix=f"cardioquant-{self.MODULE_KEY}-")
+            settings = self.logic.settingsFromParameterNode(self._parameterNode)
+            loaded, settings = self.logic.prepareRun(inputNode, settings,
+                                                     self.logic.nodeInputsFromParameterNode(self._parameterNode),
+                                                     workdir)
+            self.run = BackgroundRun(self.MODULE_KEY, loaded, settings, workdir, self.onProgress, self.onFinished)
+            self.runInputNode = inputNode
+        self.updateButtons()
+
+    def onProgress(self, fraction, message):
+        self.ui.progressBar.value = int(100 * fraction)
+        self.ui.statusLabel.text = message
+
+    def onFinished(self, ok, outputDir, message):
+        run, self.run = self.run, None
+        self.ui.progressBar.setVisible(False)
+        if not ok:
+            self.ui.statusLabel.text = "Failed."
+            slicer.util.errorDisplay(f"CardioQuant {self.MODULE_KEY} failed:\n{message}")
+            run.cleanup()
+            self.updateButtons()
+            return
+        # The results belong to the volume the run read, even if the reader selected another meanwhile.
+        segmentationNode, tableNode = self.logic.loadOutputs(outputDir, self.runInputNode)
+        self._releaseFinishedRun()  # the previous run's folder: its nodes are in the scene, Export uses the new one
+        self.finishedRun = run
+        self.runDocument = self.logic.runDocument(outputDir)
+        self.ui.resultsTableView.setMRMLTableNode(tableNode)
+        self.resultsTableNode = tableNode
+        if segmentationNode is not None and hasattr(self.ui, "segmentEditorWidget"):
+            self.ui.segmentEditorWidget.setSegmentationNode(segmentationNode)
+        self.ui.statusLabel.text = "Done. Review and edit the segments; Export writes the results."
         self.updateButtons()
 
     def _releaseFinishedRun(self):
         if self.finishedRun is not None:
             self.finishedRun.cleanup()
-        self.finishedRun, self.lastOutputDir = None, None
+        self.finishedRun, self.runDocument = None, None
+
+    # --- the reader's edits ----------------------------------------------------------------------------------
 
     def onSegmentationEdited(self):
         """Called (debounced) after the reader edits the result segmentation; modules recompute their figures."""
@@ -188,94 +248,26 @@ class CardioQuantWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _onSegmentModified(self, *_):
         self.editTimer.start()
 
-    def cleanup(self):
-        """The module is closed (Slicer exits or reloads it): cancel a run, remove the temporary folders."""
-        self.removeObservers()
-        if self.run:
-            self.run.cancel()
-            self.run = None
-        self._releaseFinishedRun()
+    def showTable(self, records, name):
+        """The run's one results table, its content replaced by `records` (after the reader's edits)."""
+        from cardioquant import scene
 
-    def updateButtons(self, *_):
-        running = self.run is not None
-        self.ui.applyButton.enabled = running or self.ui.inputVolumeSelector.currentNode() is not None
-        self.ui.applyButton.text = "Cancel" if running else "Apply"
-        self.ui.exportButton.enabled = self.lastOutputDir is not None and not running
-
-    def onApplyOrCancel(self):
-        if self.run is not None:
-            self.run.cancel()
-            self.run = None
-            self.ui.statusLabel.text = "Cancelled."
-            self.ui.progressBar.setVisible(False)
-            self.updateButtons()
-            return
-        if not ensure_dependencies():
-            return
-        inputNode = self.ui.inputVolumeSelector.currentNode()
-        self.ui.progressBar.setVisible(True)
-        self.ui.progressBar.value = 0
-        self.ui.statusLabel.text = "Running..."
-        arguments = self.extraArguments()
-        # Offline sites point Slicer at their own copy of the weights (Application settings, key below).
-        weights = slicer.app.settings().value(f"CardioQuant/{self.MODULE_KEY}/weights", "")
-        if weights:
-            arguments += ["--weights", weights]
-        with slicer.util.tryWithErrorDisplay("Could not start processing.", waitCursor=True):
-            loaded = scene_layer.loaded_from_volume_node(inputNode, self.logic.dicomAttributes(inputNode))
-            self.run = BackgroundRun(self.MODULE_KEY, loaded, arguments, self.onProgress,
-                                     self.onFinished, device=self.ui.deviceComboBox.currentText)
-            self.runInputNode = inputNode
-        self.updateButtons()
-
-    def onProgress(self, fraction, message):
-        self.ui.progressBar.value = int(100 * fraction)
-        self.ui.statusLabel.text = message
-
-    def onFinished(self, ok, outputDir, message):
-        run, self.run = self.run, None
-        self.ui.progressBar.setVisible(False)
-        if not ok:
-            self.ui.statusLabel.text = "Failed."
-            slicer.util.errorDisplay(f"CardioQuant {self.MODULE_KEY} failed:\n{message}")
-            run.cleanup()
-            self.updateButtons()
-            return
-        # The results belong to the volume the run read, even if the reader selected another meanwhile.
-        segmentationNode, tableNode = self.logic.loadOutputs(outputDir, self.runInputNode)
-        self._releaseFinishedRun()  # the previous run's folder: its nodes are in the scene, Export uses the new one
-        self.finishedRun = run
-        self.ui.resultsTableView.setMRMLTableNode(tableNode)
-        self.resultsTableNode = tableNode
-        if segmentationNode is not None and hasattr(self.ui, "segmentEditorWidget"):
-            self.ui.segmentEditorWidget.setSegmentationNode(segmentationNode)
-        self.lastOutputDir = outputDir
-        self.ui.statusLabel.text = "Done. Review and edit the segments; Export writes the results."
-        self.updateButtons()
+        self.resultsTableNode = scene.table_node_from_records(slicer.mrmlScene, records, name,
+                                                              node=self.resultsTableNode)
+        self.resultsTableNode.SetName(name)
+        self.ui.resultsTableView.setMRMLTableNode(self.resultsTableNode)
 
     def onExport(self):
         """Export the current state: the edited segmentation and the figures recomputed from it."""
         target = qt.QFileDialog.getExistingDirectory(None, "Export results to folder")
         if not target:
             return
-        clashes = [n for n in os.listdir(self.lastOutputDir) if os.path.exists(os.path.join(target, n))]
+        outputDir = self.finishedRun.output_dir
+        clashes = [n for n in os.listdir(outputDir) if os.path.exists(os.path.join(target, n))]
         if clashes and not slicer.util.confirmYesNoDisplay(
                 f"{target} already holds {', '.join(clashes)}. Move them to {target}/previous and export?"):
             return
         with slicer.util.tryWithErrorDisplay("Export failed.", waitCursor=True):
-            self.logic.exportCurrent(self.runInputNode, self.observedSegmentation,
-                                     self.lastOutputDir, target, **self.exportOverrides())
+            self.logic.exportCurrent(self.runInputNode, self.observedSegmentation, outputDir, target,
+                                     **self.exportOverrides())
             self.ui.statusLabel.text = f"Exported the current segmentation and figures to {target}"
-
-
-def writeSegmentationLabels(segmentationNode, referenceVolumeNode, table, folder, name="labels.nrrd"):
-    """Write a segmentation as a label map file (values from `table`, matched by segment name) for the CLI."""
-    import SimpleITK as sitk
-
-    from cardioquant import geometry
-
-    labels = scene_layer.labelmap_from_segmentation_node(segmentationNode, referenceVolumeNode, table)
-    reference = scene_layer.image_from_volume_node(referenceVolumeNode)
-    path = os.path.join(folder, name)
-    sitk.WriteImage(geometry.image_from_array(labels, reference), path, True)
-    return path

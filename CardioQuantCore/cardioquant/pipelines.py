@@ -74,9 +74,15 @@ def get(name: str) -> Pipeline:
     return cast(Pipeline, importlib.import_module(PIPELINES[name]))
 
 
+def settings_class(name: str) -> type[AnalysisSettings]:
+    """The settings class of one analysis, imported without the analysis itself (no SciPy, no network): the
+    Slicer panels build their parameter nodes from it when Slicer starts, before their dependencies exist."""
+    return importlib.import_module(f"{__package__}.{name}.settings").SETTINGS
+
+
 def settings_for(name: str, **values) -> AnalysisSettings:
     """The settings of one analysis: its defaults, with `values` (field names; TypeError for one it lacks)."""
-    return get(name).SETTINGS(**values)
+    return settings_class(name)(**values)
 
 
 def run_analysis(name: str, loaded: LoadedImage, settings: AnalysisSettings, progress: Progress) -> ModuleResult:

@@ -217,6 +217,30 @@ def labelmap_from_segmentation_node(segmentation_node, reference_node, table: La
     return out
 
 
+def update_segments_from_labelmap(segmentation_node, labels: np.ndarray, reference_node, table: LabelTable) -> None:
+    """Replace, in place, the content of the segmentation's segments named in `table` by `labels` (values from the
+    table, on the reference volume's grid): the reader's node keeps its segments, names, colours and terminology.
+    Used when the panel reassigns a lesion (slicer.util's per-segment update needs Slicer's application)."""
+    import vtk
+
+    segmentation = segmentation_node.GetSegmentation()
+    ids = vtk.vtkStringArray()
+    ordered = np.zeros(labels.shape, dtype=np.uint8)  # the import maps label n to the n-th segment ID
+    for spec in table.segments:
+        segment_id = segmentation.GetSegmentIdBySegmentName(spec.name)
+        if segment_id:
+            ids.InsertNextValue(segment_id)
+            ordered[labels == spec.value] = ids.GetNumberOfValues()
+    reference = image_from_volume_node(reference_node)
+    temp = volume_node_from_image(segmentation_node.GetScene(), geometry.image_from_array(ordered, reference),
+                                  "__cardioquant_update__", labelmap=True)
+    try:
+        if not _segmentations_logic().ImportLabelmapToSegmentationNode(temp, segmentation_node, ids):
+            raise RuntimeError("Slicer could not update the segmentation from the label map")
+    finally:
+        segmentation_node.GetScene().RemoveNode(temp)
+
+
 def segment_names(segmentation_node) -> list[str]:
     segmentation = segmentation_node.GetSegmentation()
     return [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]

@@ -20,9 +20,9 @@ from ..imageio import LoadedImage, check_hounsfield, read_image, read_mask, tube
 from ..labels import ANATOMICAL_STRUCTURE, TISSUE, LabelTable, SegmentSpec
 from ..progress import Progress
 from ..results import ModuleResult
-from ..settings import AnalysisSettings, setting
 from . import calibration, references, roi, vertebrae
 from .levels import LEVELS, PREFERRED, UNDETERMINED, is_determined
+from .settings import COARSEST_MM, SETTINGS, BoneDensitySettings  # noqa: F401  (SETTINGS: the Pipeline contract)
 
 TITLE = "Vertebral bone mineral density (BoneDensity)"
 ALLOW_2D = False
@@ -71,36 +71,8 @@ LABEL_TABLE = _label_table()
 # Peak memory: about BYTES_PER_VOXEL per voxel measured (the scan as float, a body and an ROI mask per vertebra,
 # the reference tissues, the label map); a 1024 x 1024 x 600 chest CT peaked at 12 GB before block averaging.
 BYTES_PER_VOXEL = 24.0
-# Block averages no coarser than this: a trabecular ROI of 2-10 mL still holds hundreds of voxels, and its mean
-# (what BMD is made of) is the mean of the averaged blocks but for its edge.
-COARSEST_MM = 1.5
 
 
-@dataclasses.dataclass
-class BoneDensitySettings(AnalysisSettings):
-    """The bone density's options (`cardioquant bmd --help`; the BoneDensity panel)."""
-
-    vertebra_mask: str | None = setting(None, "TotalSegmentator output folder (vertebrae_L1.nii.gz, ...) or a "
-                                              "multilabel file with TotalSegmentator `total` values")
-    vertebra_body_mask: str | None = setting(None, "TotalSegmentator vertebrae_body mask (label 1 = body), optional")
-    seed: list[str] = setting([], "LEVEL:x,y,z (RAS mm) click inside a vertebral body; repeat for several")
-    levels: str | None = setting(None, "comma-separated levels to report (default: all found)")
-    lowest_level: str | None = setting(None, "network source: level of the lowest vertebra in view, when neither "
-                                             "the sacrum nor ribs are visible to count from",
-                                       choices=tuple(level for level in LEVELS if level != "S1"), metavar="LEVEL")
-    # clinical CT tube voltages; the HA slopes are tabulated for 80-140
-    kvp: float | None = setting(None, "tube voltage; default: DICOM KVP, else 120 with a warning",
-                                limits=(60.0, 150.0, True), panel=True)
-    calibration: str = setting("multi-material", "phantomless calibration method [multi-material]",
-                               choices=("multi-material", "two-point"), panel=True)
-    phantom: str | None = setting(None, "asynchronous calibration: HU:density pairs measured on a phantom, e.g. "
-                                        "'2.1:0,98.5:100,201.7:200'")
-    memory_limit_gb: float = budget.memory_setting(
-        "a larger scan is measured on block averages of its voxels (the means BMD is made of are kept), no coarser "
-        f"than {COARSEST_MM:g} mm, or refused before the measurement")
-
-
-SETTINGS = BoneDensitySettings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +19,8 @@ from ..imageio import LoadedImage, check_hounsfield, read_image, read_label_imag
 from ..labels import MORPHOLOGICALLY_ALTERED, LabelTable, SegmentSpec
 from ..progress import Progress
 from ..results import ModuleResult
-from ..settings import AnalysisSettings, setting
 from . import anatomy, cta, scoring, territories
+from .settings import MIN_AREA_PRESETS, SETTINGS, CalciumSettings  # noqa: F401  (SETTINGS: the Pipeline contract)
 
 TITLE = "Coronary artery calcium (CalciumScoring)"
 ALLOW_2D = False
@@ -59,43 +59,6 @@ HEART_MARGIN_MM = 10.0  # around the heart region and great vessels: candidates 
 TOTALSEGMENTATOR = "totalsegmentator"  # --heart-mask value that runs TotalSegmentator instead of reading a file
 
 
-@dataclass
-class CalciumSettings(AnalysisSettings):
-    """The calcium scoring's options (`cardioquant calcium --help`; the CalciumScoring panel)."""
-
-    mode: str = setting("auto", "auto: CTA when the blood inside the heart is iodine-bright (>= 130 HU), else "
-                                "non-contrast [auto]", choices=("auto", "noncontrast", "cta"), panel=True)
-    labels: str | None = setting(None, "artery label map (1 LM, 2 LAD, 3 LCX, 4 RCA): semi-automatic scoring")
-    roi: str | None = setting(None, "mask restricting where candidates are looked for")
-    heart_mask: str | None = setting(None, "heart mask file (e.g. TotalSegmentator's heart.nii.gz), or "
-                                           "'totalsegmentator' to run it when installed, instead of the automatic "
-                                           "heart search region; grown 10 mm for the coronaries on its surface")
-    # clinical CT tube voltages; the published table covers 70-135
-    kvp: float | None = setting(None, "tube voltage; default: DICOM KVP, else 120 with a warning",
-                                limits=(60.0, 150.0, True), panel=True)
-    k: float = setting(3.0, "CTA threshold = lumen mean + k x SD [3]", limits=(0.0, 10.0, False))
-    cta_scale: float | None = setting(None, "CTA: Agatston-equivalent = scale x raw CTA score [fitted default, see "
-                                            "README]", limits=(0.0, 10.0, False))
-    lumen_mask: str | None = setting(None, "CTA: lumen mask for the lumen statistics (default: automatic aortic ROI)")
-    min_area: str = setting("literature", "minimum lesion area: a preset (literature, ge, terarecon 1 mm2; philips "
-                                          "0.5 mm2; canon 3 pixels; siemens none) or a number in mm2 [literature]",
-                            panel=True, panel_choices=tuple(scoring.MIN_AREA_PRESETS))
-    connectivity: str = setting("2d8", "lesion connectivity [2d8]", choices=tuple(scoring.CONNECTIVITY))
-    slice_increment: float | None = setting(None, "slice increment in mm (default: the slice spacing)",
-                                            limits=(0.0, 20.0, False))
-    no_increment_scaling: bool = setting(False, "do not scale Agatston by increment / 3 mm")
-    # mg/mm3 per HU; a 200 mg rod at ~230 HU gives 0.00087
-    mass_calibration: float | None = setting(None, "mass calibration factor c (mg/mm3 per HU)",
-                                             limits=(0.0, 1.0, False))
-    calibration_rod_mask: str | None = setting(None, "mask of a calcium calibration rod (measures c with "
-                                                     "--water-mask)")
-    water_mask: str | None = setting(None, "mask of the water(-equivalent) calibration ROI")
-    rod_density: float = setting(200.0, "calibration rod density, mg HA/cm3 [200]", limits=(0.0, 2000.0, False))
-    memory_limit_gb: float = budget.memory_setting("a larger scan is scored around the heart only, or refused "
-                                                   "before the scoring")
-
-
-SETTINGS = CalciumSettings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -170,12 +133,12 @@ def candidate_threshold(hu: np.ndarray, spacing, mode: str, kvp: float, k: float
 def min_area_rule(value) -> tuple[float | None, int | None]:
     """--min-area as (mm2, pixels): a vendor preset or a number of mm2 from 0 to 100."""
     preset = str(value).lower()
-    if preset in scoring.MIN_AREA_PRESETS:
-        return scoring.MIN_AREA_PRESETS[preset]
+    if preset in MIN_AREA_PRESETS:
+        return MIN_AREA_PRESETS[preset]
     try:
         area = float(preset)
     except ValueError as exc:
-        raise InputError(f"--min-area must be a number (mm2) or one of {', '.join(scoring.MIN_AREA_PRESETS)}") from exc
+        raise InputError(f"--min-area must be a number (mm2) or one of {', '.join(MIN_AREA_PRESETS)}") from exc
     if not (np.isfinite(area) and 0.0 <= area <= 100.0):
         raise InputError(f"--min-area {preset} is out of range: give 0 to 100 mm2 or a vendor preset.")
     return area, None

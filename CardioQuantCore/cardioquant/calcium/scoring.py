@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field, fields
 import numpy as np
 from scipy import ndimage
 
+from .settings import CONNECTIVITY  # declared with the options
+
 ARTERIES = {1: "LM", 2: "LAD", 3: "LCX", 4: "RCA"}
 NOT_CORONARY = 5
 
@@ -31,10 +33,6 @@ KVP_TABLE = {
 }
 
 # Minimum lesion area presets: (mm^2, pixels). Literature/GE/TeraRecon 1 mm^2, Philips 0.5 mm^2, Canon 3 pixels.
-MIN_AREA_PRESETS = {"literature": (1.0, None), "ge": (1.0, None), "terarecon": (1.0, None),
-                    "philips": (0.5, None), "canon": (None, 3), "siemens": (None, None)}
-
-CONNECTIVITY = ("2d8", "2d4", "3d6", "3d26")
 
 
 def kvp_boundaries(kvp: float) -> tuple[tuple[float, float, float, float], str | None]:

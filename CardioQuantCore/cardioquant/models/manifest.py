@@ -7,8 +7,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import jsonschema
-
 from ..errors import InputError
 
 MODELS_DIR = Path(__file__).resolve().parent
@@ -46,8 +44,10 @@ class ModelEntry:
 
 @functools.cache
 def _shipped() -> dict[str, ModelEntry]:
-    """The shipped manifest, read once per process (the network modules read their preprocessing from it)."""
-    return load_manifest()
+    """The shipped manifest, read once per process (the network modules read their preprocessing from it). Its
+    schema is checked by the tests, not here: reading it needs only json, so the Slicer panels read their settings'
+    defaults (a cut-off of the scar refiner) when Slicer starts, before jsonschema is installed."""
+    return load_manifest(validate=False)
 
 
 def preprocessing(name: str) -> dict:
@@ -57,21 +57,27 @@ def preprocessing(name: str) -> dict:
     return get_model(name).input
 
 
-def load_manifest(path: str | Path | None = None) -> dict[str, ModelEntry]:
+def load_manifest(path: str | Path | None = None, validate: bool = True) -> dict[str, ModelEntry]:
     """Validate a manifest against its JSON schema and index its models by name."""
     path = Path(path) if path else MANIFEST_PATH
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise InputError(f"cannot read model manifest {path}: {exc}") from exc
-    schema = json.loads(SCHEMA_PATH.read_text())
+    if validate:
+        _validate(data, path)
+    entries = [ModelEntry.from_json(m) for m in data["models"]]
+    return {e.name: e for e in entries}
+
+
+def _validate(data: dict, path: Path) -> None:
+    import jsonschema  # noqa: PLC0415  (on use: see _shipped)
+
     try:
-        jsonschema.validate(data, schema)
+        jsonschema.validate(data, json.loads(SCHEMA_PATH.read_text()))
     except jsonschema.ValidationError as exc:
         where = "/".join(str(p) for p in exc.absolute_path)
         raise InputError(f"model manifest {path} is invalid at '{where}': {exc.message}") from exc
-    entries = [ModelEntry.from_json(m) for m in data["models"]]
-    return {e.name: e for e in entries}
 
 
 def get_model(name: str, manifest_path: str | Path | None = None) -> ModelEntry:

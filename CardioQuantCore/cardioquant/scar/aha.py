@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from .quantify import angle_about, lv_centre, pixel_angles
+from .settings import DEFAULT_SEPTUM_DIRECTION
 
 TERRITORIES = {"LAD": [1, 2, 7, 8, 13, 14, 17], "RCA": [3, 4, 9, 10, 15], "LCX": [5, 6, 11, 12, 16]}
 NAMES = {1: "basal anterior", 2: "basal anteroseptal", 3: "basal inferoseptal", 4: "basal inferior",
@@ -24,7 +25,7 @@ NAMES = {1: "basal anterior", 2: "basal anteroseptal", 3: "basal inferoseptal", 
          9: "mid inferoseptal", 10: "mid inferior", 11: "mid inferolateral", 12: "mid anterolateral",
          13: "apical anterior", 14: "apical septal", 15: "apical inferior", 16: "apical lateral", 17: "apex"}
 DEFAULT_INSERTION_DEG = 60.0
-DEFAULT_DIRECTION = +1
+DEFAULT_DIRECTION = DEFAULT_SEPTUM_DIRECTION  # a setting (scar/settings.py)
 
 
 def slice_rings(cavity: np.ndarray, myocardium: np.ndarray) -> dict[int, str]:

@@ -1,14 +1,14 @@
 """ScarQuantification pipeline: LGE stack -> myocardium (model or user mask) -> scar (model, n-SD or FWHM) ->
 volumes, %LGE, AHA segments, bull's-eye.
 
-`cardioquant scar INPUT [--method model|nsd|fwhm] [--n-sd N] [--min-scar-ml V] [--myocardium-mask M] [--remote-mask M]
+`cardioquant scar INPUT [--method auto|model|nsd|fwhm] [--n-sd N] [--min-scar-ml V] [--myocardium-mask M] [--remote-mask M]
                    [--rv-insertion DEG | --rv-insertion-point X,Y,Z] [--septum-direction 1|-1]`
 """
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +20,11 @@ from ..imageio import LoadedImage, read_image, read_mask
 from ..labels import ANATOMICAL_STRUCTURE, MORPHOLOGICALLY_ALTERED, LabelTable, SegmentSpec
 from ..progress import Progress
 from ..results import ModuleResult
-from ..settings import AnalysisSettings, setting
 from . import aha, network, quantify
+from .settings import SETTINGS, ScarSettings  # noqa: F401  (SETTINGS: the Pipeline contract)
 
 TITLE = "Myocardial scar on LGE MRI (ScarQuantification)"
 ALLOW_2D = True
-DEFAULT_N_SD = 5.0  # between the 3-SD (agrees with expert manual) and 6-SD (visual) HCM findings; a setting
 
 LABEL_TABLE = LabelTable([
     SegmentSpec(1, "LV cavity", (0.85, 0.35, 0.35), ANATOMICAL_STRUCTURE, ("SCT", "243951002", "Left ventricle cavity")),
@@ -38,32 +37,6 @@ LABEL_TABLE = LabelTable([
 ])
 
 
-@dataclass
-class ScarSettings(AnalysisSettings):
-    """The scar quantification's options (`cardioquant scar --help`; the ScarQuantification panel)."""
-
-    method: str | None = setting(None, "scar inside the myocardium: the network's (or the mask's drawn) scar, n-SD "
-                                       "or FWHM [model, or nsd for a myocardium mask with no scar drawn]",
-                                 choices=("model", "nsd", "fwhm"), panel=True, panel_choices=("", "model", "nsd", "fwhm"))
-    # n-SD: 2-6 SD in the literature
-    n_sd: float = setting(DEFAULT_N_SD, f"n for n-SD, 2-6 [{DEFAULT_N_SD:g}]", limits=(2.0, 6.0, True), panel=True)
-    min_scar_ml: float = setting(network.MIN_SCAR_COMPONENT_ML,
-                                 "the network's scar (+ MVO) blobs smaller than this (mL, 3D connected) count as "
-                                 f"myocardium; 0 keeps every blob; never applied to a mask or edits "
-                                 f"[{network.MIN_SCAR_COMPONENT_ML:g}]", limits=(0.0, 1000.0, True), panel=True)
-    myocardium_mask: str | None = setting(None, "label map of the LV (EMIDEC values: 1 cavity, 2 myocardium, 3 scar, "
-                                                "4 MVO) or a binary myocardium mask; skips the network")
-    remote_mask: str | None = setting(None, "remote (normal) myocardium ROI for n-SD (default: automatic)")
-    rv_insertion: float | None = setting(None, "anterior RV insertion angle, degrees counter-clockwise from image up "
-                                               "[estimated from the image]")
-    rv_insertion_point: str | None = setting(None, "anterior RV insertion as a point X,Y,Z in RAS mm (as Slicer shows "
-                                                   "it) or a markups file (its first point); its angle about the LV "
-                                                   "centre is used")
-    septum_direction: int = setting(aha.DEFAULT_DIRECTION, "+1 when the septum lies counter-clockwise of the "
-                                                           "insertion point [1]", choices=(1, -1))
-
-
-SETTINGS = ScarSettings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -228,7 +201,7 @@ def rv_insertion(image: sitk.Image, stack, spacing, cavity, myocardium, options,
 
 
 def default_method(labels: np.ndarray, models: list) -> str:
-    """Without --method: the scar the network found or the reader drew ("model"); n-SD for a reader's myocardium with
+    """--method auto: the scar the network found or the reader drew ("model"); n-SD for a reader's myocardium with
     no scar drawn. On the EMIDEC validation split the networks' scar gives %LGE r 0.95 against the experts, n-SD
     (5 SD, automatic remote) -0.22 (`make bench`), hence the network's scar first."""
     return "model" if models or (labels >= 3).any() else "nsd"
@@ -248,7 +221,7 @@ def quantify_labels(loaded, stack, spacing, assumed, labels, models, options, wa
         remote = quantify.remote_from_mask(stack, remote_mask & myocardium)
     else:  # remote statistics also define the gray zone, whatever the method
         remote = quantify.automatic_remote(stack, myocardium, cavity)
-    method = options.method or default_method(labels, models)
+    method = options.method if options.method != "auto" else default_method(labels, models)
     if method == "nsd":
         result = quantify.n_sd(stack, myocardium, remote, options.n_sd)
     elif method == "fwhm":

@@ -1,0 +1,274 @@
+"""The four modules' logic on MRML nodes, without Slicer's application: what the panels, scripts and self-tests call.
+
+It imports only `slicer` (MRML: Slicer's own, or slicer-core in plain Python), SimpleITK and `cardioquant`, never
+Qt, so the same code runs in Slicer, in plain Python and in pytest. The module files derive their Logic from these
+classes and Slicer's ScriptedLoadableModuleLogic (for the parameter node).
+
+One run path: the panel's Apply and `process` (scripting, self-tests) both go through `prepareRun` (the volume
+with its DICOM attributes, the settings with the reader's nodes written as files); Apply then starts the command
+line with `settings.to_arguments()` (`backgroundCommand`), `process` runs the same analysis in this process.
+"""
+
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import slicer
+
+from cardioquant import pipelines
+from cardioquant import scene as scene_layer
+from cardioquant.imageio import RUN_ATTRIBUTES
+from cardioquant.progress import Progress
+
+# Where a volume loaded by CardioQuant's own reader keeps its DICOM attributes (Slicer's DICOM module keeps the
+# instance UIDs instead, and the attributes are read from its database).
+ATTRIBUTE_PREFIX = "CardioQuant.DICOM."
+
+
+def volumeNodeFromLoaded(loaded, name):
+    """A volume node for an input read by `cardioquant.imageio` (a DICOM folder included), keeping its DICOM
+    attributes (kVp, modality, contrast, slice increment) on the node for the runs that read it."""
+    node = scene_layer.volume_node_from_image(slicer.mrmlScene, loaded.image, name)
+    for key in RUN_ATTRIBUTES:
+        if loaded.dicom.get(key):
+            node.SetAttribute(ATTRIBUTE_PREFIX + key, str(loaded.dicom[key]))
+    return node
+
+
+def dicomAttributes(volumeNode):
+    """KVP, modality, contrast agent and slice increment of a volume: kept on the node by CardioQuant's reader,
+    or read from Slicer's DICOM database for a volume loaded by the DICOM module (its instance UIDs)."""
+    attributes = {key: volumeNode.GetAttribute(ATTRIBUTE_PREFIX + key) for key in RUN_ATTRIBUTES
+                  if volumeNode.GetAttribute(ATTRIBUTE_PREFIX + key)}
+    uids = (volumeNode.GetAttribute("DICOM.instanceUIDs") or "").split()
+    database = getattr(slicer, "dicomDatabase", None)
+    if uids and database:
+        for key, tag in (("kvp", "0018,0060"), ("modality", "0008,0060"), ("contrast_agent", "0018,0010")):
+            value = database.instanceValue(uids[0], tag)
+            if value:
+                attributes[key] = value
+    return attributes
+
+
+def writeSegmentationLabels(segmentationNode, referenceVolumeNode, table, folder, name):
+    """A segmentation as a label map file on the volume's grid (values from `table`, matched by segment name)."""
+    import SimpleITK as sitk
+
+    from cardioquant import geometry
+
+    labels = scene_layer.labelmap_from_segmentation_node(segmentationNode, referenceVolumeNode, table)
+    path = os.path.join(folder, name)
+    sitk.WriteImage(geometry.image_from_array(labels, scene_layer.image_from_volume_node(referenceVolumeNode)), path,
+                    True)
+    return path
+
+
+def pointsText(markupsNode):
+    """A point list's control points as 'x,y,z;x,y,z' in RAS mm, the command line's form (None when empty)."""
+    points = []
+    for index in range(markupsNode.GetNumberOfControlPoints()):
+        position = [0.0, 0.0, 0.0]
+        markupsNode.GetNthControlPointPositionWorld(index, position)
+        points.append(",".join(f"{value:.3f}" for value in position))
+    return ";".join(points) or None
+
+
+def backgroundCommand(moduleKey, inputPath, outputDir, settings, python=None):
+    """The command line of a background run: the settings as options (they parse back into the same object)."""
+    python = python or shutil.which("PythonSlicer") or sys.executable
+    return [python, "-m", "cardioquant.cli", moduleKey, str(inputPath), "-o", str(outputDir),
+            "--progress-format", "lines", *settings.to_arguments()]
+
+
+class AnalysisLogic:
+    """What every module's logic does; `MODULE_KEY` names the analysis (`cardioquant.pipelines`)."""
+
+    MODULE_KEY = None
+    NODE_INPUTS = {}  # settings field -> MRML class of the node the reader may pick for it (a panel selector)
+
+    def pipeline(self):
+        return pipelines.get(self.MODULE_KEY)
+
+    def settings(self, **values):
+        """The analysis's settings object: its defaults, with `values` (see `cardioquant <module> --help`)."""
+        return pipelines.settings_for(self.MODULE_KEY, **values)
+
+    def nodeInputValue(self, name, node, inputVolumeNode, folder):
+        """The settings value of a node the reader picked for field `name` of NODE_INPUTS (a mask written as a
+        file in `folder`, a point list as text); modules with node inputs implement it."""
+        raise NotImplementedError
+
+    def prepareRun(self, inputVolumeNode, settings, nodeInputs=None, folder=None):
+        """(loaded input, settings) as both run paths see them: the volume with its DICOM attributes, the settings
+        with each picked node (field name -> node, None for none) written into `folder`."""
+        loaded = scene_layer.loaded_from_volume_node(inputVolumeNode, dicomAttributes(inputVolumeNode))
+        values = {}
+        for name, node in (nodeInputs or {}).items():
+            if name not in self.NODE_INPUTS:
+                raise KeyError(f"{self.MODULE_KEY} takes no node for {name} (it takes {', '.join(self.NODE_INPUTS)})")
+            if node is not None:
+                values[name] = self.nodeInputValue(name, node, inputVolumeNode, folder)
+        return loaded, dataclasses.replace(settings, **values)
+
+    def process(self, inputVolumeNode, settings=None, nodeInputs=None, progressCallback=None):
+        """Run in this process (scripting, self-tests, headless Slicer): (segmentationNode, tableNode, result).
+        Files written for the picked nodes are removed afterwards."""
+        settings = settings or self.settings()
+        with tempfile.TemporaryDirectory(prefix=f"cardioquant-{self.MODULE_KEY}-") as folder:
+            loaded, settings = self.prepareRun(inputVolumeNode, settings, nodeInputs, folder)
+            result = pipelines.run_analysis(self.MODULE_KEY, loaded, settings, Progress(progressCallback))
+        return self.addResultToScene(result, inputVolumeNode) + (result,)
+
+    def addResultToScene(self, result, inputVolumeNode):
+        scene = slicer.mrmlScene
+        name = scene.GenerateUniqueName(f"{inputVolumeNode.GetName()} {self.MODULE_KEY}")
+        segmentationNode = None
+        if result.label_image is not None:
+            segmentationNode = scene_layer.segmentation_node_from_labelmap(
+                scene, result.label_image, inputVolumeNode, result.label_table, name)
+        tableNode = scene_layer.table_node_from_records(scene, result.table_rows, name + " table")
+        scene_layer.place_with_volume(scene, inputVolumeNode, segmentationNode, tableNode)
+        return segmentationNode, tableNode
+
+    def loadOutputs(self, outputDir, inputVolumeNode):
+        """Load a background run's files as new nodes (never into existing ones), beside the volume it read."""
+        key = self.MODULE_KEY
+        scene = slicer.mrmlScene
+        name = scene.GenerateUniqueName(f"{inputVolumeNode.GetName()} {key}")
+        segmentationNode = None
+        segPath = os.path.join(outputDir, f"{key}.seg.nrrd")
+        if os.path.exists(segPath):
+            segmentationNode = scene_layer.load_segmentation(scene, segPath, name)
+            segmentationNode.CreateDefaultDisplayNodes()
+            segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(inputVolumeNode)
+        tableNode = scene_layer.load_table(scene, os.path.join(outputDir, f"{key}.csv"), name + " table")
+        scene_layer.place_with_volume(scene, inputVolumeNode, segmentationNode, tableNode)
+        return segmentationNode, tableNode
+
+    def resultDocument(self, result, inputVolumeNode):
+        """The JSON document a run writes (`<module>.json`), for a result of `process`."""
+        from cardioquant.results import result_document
+
+        loaded = scene_layer.loaded_from_volume_node(inputVolumeNode, dicomAttributes(inputVolumeNode))
+        return json.loads(json.dumps(result_document(result, loaded)))
+
+    def runDocument(self, outputDir):
+        """The run's JSON: its figures, the settings it was given ("options") and those it derived ("settings")."""
+        with open(os.path.join(outputDir, f"{self.MODULE_KEY}.json")) as handle:
+            return json.load(handle)
+
+    def labelArray(self, inputVolumeNode, segmentationNode):
+        """The segmentation as the analysis's label values, on the volume's grid."""
+        return scene_layer.labelmap_from_segmentation_node(segmentationNode, inputVolumeNode,
+                                                           self.pipeline().LABEL_TABLE)
+
+    def editedResult(self, inputVolumeNode, segmentationNode, runDocument, **overrides):
+        """The figures of the segmentation as the reader left it, with the run's own settings (its JSON)."""
+        loaded = scene_layer.loaded_from_volume_node(inputVolumeNode, dicomAttributes(inputVolumeNode))
+        labels = self.labelArray(inputVolumeNode, segmentationNode)
+        return self.pipeline().edited_result(loaded, labels, runDocument, **overrides)
+
+    def exportCurrent(self, inputVolumeNode, segmentationNode, runOutputDir, target, **overrides):
+        """Write what the reader sees now into `target`: for a module that re-scores edits (edited_result), the
+        edited segmentation with its recomputed figures, tables and report, swapped in as a whole set; otherwise
+        the run's files, each kept in target/previous/ first when one is already there."""
+        from cardioquant.results import keep_previous, write_outputs
+
+        if hasattr(self.pipeline(), "edited_result") and segmentationNode is not None:
+            loaded = scene_layer.loaded_from_volume_node(inputVolumeNode, dicomAttributes(inputVolumeNode))
+            result = self.editedResult(inputVolumeNode, segmentationNode, self.runDocument(runOutputDir), **overrides)
+            return write_outputs(result, loaded, target, overwrite=True)
+        keep_previous(Path(target), self.MODULE_KEY)
+        return [shutil.copy2(os.path.join(runOutputDir, name), target) for name in sorted(os.listdir(runOutputDir))
+                if os.path.isfile(os.path.join(runOutputDir, name))]
+
+
+class CalciumLogic(AnalysisLogic):
+    MODULE_KEY = "calcium"
+    NODE_INPUTS = {"heart_mask": "vtkMRMLSegmentationNode"}
+
+    def nodeInputValue(self, _name, node, inputVolumeNode, folder):  # heart_mask, its one node input
+        from cardioquant.labels import TISSUE, LabelTable, SegmentSpec
+
+        # TotalSegmentator names the segment "heart"; only that segment is written, as value 1.
+        table = LabelTable([SegmentSpec(1, "heart", (1, 0, 0), TISSUE, TISSUE)])
+        return writeSegmentationLabels(node, inputVolumeNode, table, folder, "heart.nrrd")
+
+    def rescore(self, inputVolumeNode, segmentationNode, runSettings=None):
+        """Scores of the segmentation as it is now, with the settings the run scored with (its JSON "settings":
+        kVp, CTA threshold and scale, minimum area, connectivity)."""
+        from cardioquant.calcium.pipeline import rescore
+
+        image = scene_layer.image_from_volume_node(inputVolumeNode)
+        return rescore(image, self.labelArray(inputVolumeNode, segmentationNode), runSettings)
+
+    def reassignLesion(self, inputVolumeNode, segmentationNode, seedIJK, artery):
+        """Move the lesion at `seedIJK` to another artery segment; the other segments are left as they are."""
+        from cardioquant.calcium.pipeline import LABEL_TABLE, reassign_lesion
+
+        labels = self.labelArray(inputVolumeNode, segmentationNode)
+        seed = (int(round(seedIJK[2])), int(round(seedIJK[1])), int(round(seedIJK[0])))
+        scene_layer.update_segments_from_labelmap(segmentationNode, reassign_lesion(labels, seed, artery),
+                                                  inputVolumeNode, LABEL_TABLE)
+
+
+class ScarLogic(AnalysisLogic):
+    MODULE_KEY = "scar"
+    NODE_INPUTS = {"myocardium_mask": "vtkMRMLSegmentationNode", "rv_insertion_point": "vtkMRMLMarkupsFiducialNode"}
+
+    def nodeInputValue(self, name, node, inputVolumeNode, folder):
+        if name == "myocardium_mask":  # the reader's corrected myocardium: recompute from it
+            return writeSegmentationLabels(node, inputVolumeNode, self.pipeline().LABEL_TABLE, folder,
+                                           "myocardium.nrrd")
+        text = pointsText(node)  # rv_insertion_point: the first control point of the reader's point list
+        return text.split(";")[0] if text else None
+
+
+class BMDLogic(AnalysisLogic):
+    MODULE_KEY = "bmd"
+    NODE_INPUTS = {"vertebra_mask": "vtkMRMLSegmentationNode"}
+
+    def nodeInputValue(self, _name, node, inputVolumeNode, folder):  # vertebra_mask, its one node input
+        from cardioquant.bmd.levels import TOTALSEGMENTATOR_VALUES
+        from cardioquant.labels import TISSUE, LabelTable, SegmentSpec
+
+        # Segments named as TotalSegmentator names them (vertebrae_L1, ...), written with its values.
+        table = LabelTable([SegmentSpec(value, f"vertebrae_{level}", (1, 1, 1), TISSUE, TISSUE)
+                            for level, value in TOTALSEGMENTATOR_VALUES.items()])
+        return writeSegmentationLabels(node, inputVolumeNode, table, folder, "vertebrae.nrrd")
+
+
+class FFRLogic(AnalysisLogic):
+    MODULE_KEY = "ffr"
+    NODE_INPUTS = {"lumen_mask": "vtkMRMLSegmentationNode", "seeds": "vtkMRMLMarkupsFiducialNode"}
+
+    def nodeInputValue(self, name, node, inputVolumeNode, folder):
+        if name == "lumen_mask":  # the segment named "coronary lumen", else the first one
+            from cardioquant.labels import LabelTable, SegmentSpec
+
+            spec = self.pipeline().LABEL_TABLE.segments[0]
+            names = scene_layer.segment_names(node)
+            segment = spec.name if spec.name in names else names[0]
+            table = LabelTable([SegmentSpec(spec.value, segment, spec.color, spec.category, spec.type)])
+            return writeSegmentationLabels(node, inputVolumeNode, table, folder, "lumen.nrrd")
+        # seeds: the ostium first, then the distal end of each vessel
+        return pointsText(node) if node.GetNumberOfControlPoints() >= 2 else None
+
+    def loadOutputs(self, outputDir, inputVolumeNode):
+        """Besides the lumen and the table: centerlines and vessel surface coloured by FFR, and FFR-distance plots."""
+        segmentationNode, tableNode = AnalysisLogic.loadOutputs(self, outputDir, inputVolumeNode)
+        name = tableNode.GetName().replace(" table", "")
+        for suffix, label in (("centerlines", "centerlines"), ("surface", "vessel surface")):
+            path = os.path.join(outputDir, f"ffr_{suffix}.vtp")
+            if os.path.exists(path):
+                scene_layer.load_model(slicer.mrmlScene, path, f"{name} {label}", scalars="FFR")
+        vessels = self.runDocument(outputDir)["vessels"]
+        profiles = {vessel: ([p[0] for p in v["points"]], [p[1] for p in v["points"]]) for vessel, v in vessels.items()}
+        chart = scene_layer.plot_profiles(slicer.mrmlScene, profiles, f"{name} FFR along vessels", "distance_mm", "FFR")
+        if scene_layer.in_slicer_app():
+            slicer.modules.plots.logic().ShowChartInLayout(chart)
+        return segmentationNode, tableNode

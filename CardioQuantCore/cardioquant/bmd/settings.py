@@ -1,0 +1,43 @@
+"""BoneDensity's settings: the options of `cardioquant bmd`, the panel and the JSON's "options".
+
+Light on purpose (no SciPy, no network): the Slicer panel builds its parameter node from it when Slicer starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .. import budget
+from ..settings import AnalysisSettings, setting
+from .levels import LEVELS
+
+# Block averages no coarser than this: a trabecular ROI of 2-10 mL still holds hundreds of voxels, and its mean
+# (what BMD is made of) is the mean of the averaged blocks but for its edge.
+COARSEST_MM = 1.5
+
+
+@dataclasses.dataclass
+class BoneDensitySettings(AnalysisSettings):
+    """The bone density's options (`cardioquant bmd --help`; the BoneDensity panel)."""
+
+    vertebra_mask: str | None = setting(None, "TotalSegmentator output folder (vertebrae_L1.nii.gz, ...) or a "
+                                              "multilabel file with TotalSegmentator `total` values")
+    vertebra_body_mask: str | None = setting(None, "TotalSegmentator vertebrae_body mask (label 1 = body), optional")
+    seed: list[str] = setting([], "LEVEL:x,y,z (RAS mm) click inside a vertebral body; repeat for several")
+    levels: str | None = setting(None, "comma-separated levels to report (default: all found)")
+    lowest_level: str | None = setting(None, "network source: level of the lowest vertebra in view, when neither "
+                                             "the sacrum nor ribs are visible to count from",
+                                       choices=tuple(level for level in LEVELS if level != "S1"), metavar="LEVEL")
+    # clinical CT tube voltages; the HA slopes are tabulated for 80-140
+    kvp: float | None = setting(None, "tube voltage; default: DICOM KVP, else 120 with a warning",
+                                limits=(60.0, 150.0, True), panel=True)
+    calibration: str = setting("multi-material", "phantomless calibration method [multi-material]",
+                               choices=("multi-material", "two-point"), panel=True)
+    phantom: str | None = setting(None, "asynchronous calibration: HU:density pairs measured on a phantom, e.g. "
+                                        "'2.1:0,98.5:100,201.7:200'")
+    memory_limit_gb: float = budget.memory_setting(
+        "a larger scan is measured on block averages of its voxels (the means BMD is made of are kept), no coarser "
+        f"than {COARSEST_MM:g} mm, or refused before the measurement")
+
+
+SETTINGS = BoneDensitySettings  # what cardioquant.pipelines.settings_class('bmd') returns

@@ -1,0 +1,153 @@
+"""The modules' logic on real MRML nodes (slicer-core), as the panels use it: one run path for Apply and
+Logic.process, the run's own settings for re-scoring, Export of the reader's edits, the reader's nodes as inputs."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from dicom_factory import write_ct_series
+
+from cardioquant import scene
+from cardioquant.calcium.phantom import block_phantom, write_block_phantom
+from cardioquant.calcium.pipeline import LABEL_TABLE
+from CardioQuantCoreLib import logic
+
+
+@pytest.fixture(autouse=True)
+def _slicer_scene(monkeypatch):
+    """A fresh slicer-core scene as `slicer.mrmlScene`, where the logic puts its nodes."""
+    import slicer
+
+    monkeypatch.setattr(slicer, "mrmlScene", None, raising=False)
+    return scene.new_scene()
+
+
+def _mrml():
+    import slicer
+
+    return slicer.mrmlScene
+
+
+def _background_run(module_key, loaded, settings, workdir):
+    """What the panel's BackgroundRun starts (its Qt polling aside): the input written with its DICOM attributes,
+    then the command line of logic.backgroundCommand."""
+    input_path = scene.write_run_input(loaded, workdir / "input.nrrd")
+    command = logic.backgroundCommand(module_key, input_path, workdir / "out", settings, python=sys.executable)
+    subprocess.run(command, check=True, capture_output=True, text=True)
+    return json.loads((workdir / "out" / f"{module_key}.json").read_text())
+
+
+def test_apply_and_process_score_an_80_kvp_dicom_alike(tmp_path):
+    """A DICOM series at 80 kVp loaded into the scene: the panel's background run and Logic.process use the 80 kVp
+    threshold, 177 HU (Agatston's 130 HU scaled to 80 kVp), and give the same scores and settings."""
+    from cardioquant.imageio import read_image
+
+    image, labels = block_phantom()
+    write_ct_series(tmp_path / "dicom", sitk.GetArrayFromImage(image).astype(float), spacing=image.GetSpacing(), kvp=80)
+    volume = logic.volumeNodeFromLoaded(read_image(tmp_path / "dicom"), "cac 80 kV")
+    label_image = sitk.GetImageFromArray(sitk.GetArrayFromImage(labels))
+    label_image.CopyInformation(scene.image_from_volume_node(volume))
+    sitk.WriteImage(label_image, str(tmp_path / "labels.nrrd"))
+    calcium = logic.CalciumLogic()
+    settings = calcium.settings(labels=str(tmp_path / "labels.nrrd"), mode="noncontrast")
+
+    _, _, scripted = calcium.process(volume, settings)
+    (tmp_path / "run").mkdir()
+    loaded, prepared = calcium.prepareRun(volume, settings, {}, tmp_path / "run")
+    background = _background_run("calcium", loaded, prepared, tmp_path / "run")
+
+    assert scripted.settings["boundaries_hu"][0] == background["settings"]["boundaries_hu"][0] == 177
+    assert background["total"]["agatston"] == pytest.approx(scripted.summary["total"]["agatston"])
+    assert background["total"]["agatston"] > 0
+    assert background["options"] == scripted.options
+    assert not any("KVP" in warning for warning in background["warnings"])
+
+
+def test_rescore_right_after_a_cta_run_equals_the_run():
+    """The panel re-scores the segmentation node with the run's own settings: right after a CTA run (adaptive
+    threshold, Agatston-equivalent scale) the unedited node gives the run's figures, per artery and risk."""
+    from cardioquant.calcium import evaluation, phantom
+
+    case = phantom.make_cardiac_phantom(30510, spacing=(0.8, 0.8, 3.0), contrast=True, n_calcifications=8)
+    volume = scene.volume_node_from_image(_mrml(), evaluation.phantom_loaded(case).image, "cta phantom")
+    calcium = logic.CalciumLogic()
+    segmentation, _, result = calcium.process(volume, calcium.settings(device="cpu"))
+    assert result.summary["mode"] == "cta" and result.summary["total"]["agatston"] > 0
+    again = calcium.rescore(volume, segmentation, calcium.resultDocument(result, volume)["settings"])
+    assert again["total"]["agatston"] == pytest.approx(result.summary["total"]["agatston"])
+    for artery, figures in result.summary["arteries"].items():
+        assert again["arteries"][artery]["agatston"] == pytest.approx(figures["agatston"])
+    assert again["risk"] == result.summary["risk"]
+
+
+def test_export_after_an_edit_writes_the_edited_voxels_and_recomputed_scores(tmp_path):
+    """Logic.exportCurrent, as the panel's Export calls it: the reader erased the RCA lesion of the hand-worked
+    block phantom (LAD 16 + RCA 6); the exported label map has no RCA voxel, the JSON and CSV say 16 with the run's
+    options, and the files of an earlier export are kept in previous/."""
+    import csv
+
+    from cardioquant import cli
+
+    ct_path, label_path = write_block_phantom(tmp_path)
+    assert cli.main(["calcium", ct_path, "--labels", label_path, "-o", str(tmp_path / "run"), "--quiet"]) == 0
+    volume = scene.load_volume(_mrml(), ct_path)
+    segmentation = scene.load_segmentation(_mrml(), tmp_path / "run" / "calcium.seg.nrrd")
+    calcium = logic.CalciumLogic()
+    edited = calcium.labelArray(volume, segmentation)
+    edited[edited == 4] = 0  # the reader erases the RCA lesion in Segment Editor
+    scene.update_segments_from_labelmap(segmentation, edited, volume, LABEL_TABLE)
+    (tmp_path / "export").mkdir()
+    (tmp_path / "export" / "calcium.json").write_text("{}")  # an earlier export in the folder
+
+    calcium.exportCurrent(volume, segmentation, str(tmp_path / "run"), str(tmp_path / "export"))
+
+    run = json.loads((tmp_path / "run" / "calcium.json").read_text())
+    exported = json.loads((tmp_path / "export" / "calcium.json").read_text())
+    assert run["total"]["agatston"] == pytest.approx(22.0)
+    assert exported["total"]["agatston"] == pytest.approx(16.0) and exported["arteries"]["RCA"]["agatston"] == 0
+    assert exported["options"] == run["options"]
+    assert any("edited by the reader" in w for w in exported["warnings"])
+    assert not (sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "export" / "calcium_labels.nrrd"))) == 4).any()
+    with open(tmp_path / "export" / "calcium.csv", newline="") as handle:
+        total = next(row for row in csv.DictReader(handle) if row["artery"] == "total")
+    assert float(total["agatston"]) == pytest.approx(16.0)
+    assert list((tmp_path / "export" / "previous").glob("calcium-*/calcium.json"))
+
+
+def test_the_readers_nodes_become_files_in_the_runs_folder_only(tmp_path):
+    """A heart segmentation and a point list picked in the panel: written into the run's folder (removed with the
+    run) as the options the command line reads, the heart voxel for voxel; the reader's nodes are left as they
+    were; Logic.process leaves no file behind."""
+    from cardioquant.labels import TISSUE, LabelTable, SegmentSpec
+
+    ct_path, label_path = write_block_phantom(tmp_path)
+    volume = scene.load_volume(_mrml(), ct_path, "ct")
+    image = scene.image_from_volume_node(volume)
+    heart = np.zeros(sitk.GetArrayFromImage(image).shape, np.uint8)
+    heart[:, 4:12, 3:15] = 1
+    heart_table = LabelTable([SegmentSpec(1, "heart", (1, 0, 0), TISSUE, TISSUE)])
+    heart_node = scene.segmentation_node_from_labelmap(_mrml(), scene.geometry.image_from_array(heart, image), volume,
+                                                       heart_table, "TotalSegmentator heart")
+    calcium = logic.CalciumLogic()
+    (tmp_path / "run").mkdir()
+    _, prepared = calcium.prepareRun(volume, calcium.settings(), {"heart_mask": heart_node}, tmp_path / "run")
+    assert prepared.heart_mask.startswith(str(tmp_path / "run"))
+    assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(prepared.heart_mask)), heart)
+    assert scene.segment_names(heart_node) == ["heart"]
+
+    points = _mrml().AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "RV insertion")
+    points.AddControlPoint(-12.5, 30.25, 101.0)
+    points.AddControlPoint(1.0, 2.0, 3.0)
+    _, prepared = logic.ScarLogic().prepareRun(volume, logic.ScarLogic().settings(), {"rv_insertion_point": points})
+    assert prepared.rv_insertion_point == "-12.500,30.250,101.000"  # the first point, RAS mm
+
+    with pytest.raises(KeyError, match="takes no node for labels"):
+        calcium.prepareRun(volume, calcium.settings(), {"labels": heart_node})
+
+    _, _, result = calcium.process(volume, calcium.settings(labels=label_path, mode="noncontrast"),
+                                   {"heart_mask": heart_node})
+    assert result.options["heart_mask"].endswith("heart.nrrd") and not Path(result.options["heart_mask"]).exists()
