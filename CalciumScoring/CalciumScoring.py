@@ -50,7 +50,6 @@ class CalciumScoringWidget(CardioQuantWidget):
         CardioQuantWidget.setup(self)
         self.lesions = []
         table = self.ui.lesionTableWidget
-        self.runLesions = []
         table.setColumnCount(6)
         table.setHorizontalHeaderLabels(["#", "Artery", "Agatston", "Volume (mm3)", "Slices", "Review"])
         table.setSelectionBehavior(qt.QAbstractItemView.SelectRows)
@@ -63,7 +62,6 @@ class CalciumScoringWidget(CardioQuantWidget):
     def onFinished(self, ok, outputDir, message):
         CardioQuantWidget.onFinished(self, ok, outputDir, message)
         if ok:
-            self.runLesions = self.runDocument["lesions"]
             self.watchEdits(self.ui.segmentEditorWidget.segmentationNode())
             self.updateScores()
 
@@ -71,14 +69,14 @@ class CalciumScoringWidget(CardioQuantWidget):
         self.updateScores()
 
     def updateScores(self):
+        """The figures of the segmentation as it is now, scored with the run's own settings (as Export writes them):
+        the lesion list (review flags kept on lesions that stayed), the run's table updated in place, the total."""
         segmentationNode = self.observedSegmentation
         volumeNode = self.runInputNode
-        if segmentationNode is None or volumeNode is None:
+        if segmentationNode is None or volumeNode is None or self.runDocument is None:
             return
-        from cardioquant.calcium.pipeline import carry_review_flags
-
-        scores = self.logic.rescore(volumeNode, segmentationNode, self.runDocument["settings"])  # the run's own
-        self.lesions = carry_review_flags(scores["lesions"], self.runLesions)
+        result = self.logic.editedResult(volumeNode, segmentationNode, self.runDocument)
+        self.lesions = result.summary["lesions"]
         table = self.ui.lesionTableWidget
         table.setRowCount(len(self.lesions))
         for row, lesion in enumerate(self.lesions):
@@ -86,9 +84,10 @@ class CalciumScoringWidget(CardioQuantWidget):
                       f"{lesion['slices'][0]}-{lesion['slices'][1]}", lesion["review"] or ""]
             for column, value in enumerate(values):
                 table.setItem(row, column, qt.QTableWidgetItem(str(value)))
-        total = scores["total"]
+        self.showTable(result.table_rows)
+        total, risk = result.summary["total"], result.summary["risk"]
         self.ui.statusLabel.text = (f"Agatston {total['agatston']:.1f}, volume {total['volume_mm3']:.1f} mm3; "
-                                    f"risk {scores['risk']['classic']}, CAC-DRS {scores['risk']['cac_drs']}")
+                                    f"risk {risk['classic']}, CAC-DRS {risk['cac_drs']}")
 
     def selectedLesion(self):
         rows = {index.row() for index in self.ui.lesionTableWidget.selectedIndexes()}

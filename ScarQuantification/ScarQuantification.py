@@ -8,7 +8,7 @@ import slicer
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleTest
 
 from CardioQuantCoreLib import selftests
-from CardioQuantCoreLib.logic import ScarLogic, pointsText
+from CardioQuantCoreLib.logic import ScarLogic, firstPointText
 from CardioQuantCoreLib.module_base import CardioQuantLogic, CardioQuantWidget
 
 
@@ -45,8 +45,7 @@ class ScarQuantificationWidget(CardioQuantWidget):
         """The reader's anterior RV insertion (first control point of the chosen point list) as 'X,Y,Z' in RAS mm,
         or None."""
         node = self._parameterNode.rv_insertion_point if self._parameterNode else None
-        text = pointsText(node) if node is not None else None
-        return text.split(";")[0] if text else None
+        return firstPointText(node) if node is not None else None
 
     def onFinished(self, ok, outputDir, message):
         CardioQuantWidget.onFinished(self, ok, outputDir, message)

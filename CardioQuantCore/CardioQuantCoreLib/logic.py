@@ -77,6 +77,12 @@ def pointsText(markupsNode):
     return ";".join(points) or None
 
 
+def firstPointText(markupsNode):
+    """The first control point of a point list as 'x,y,z' in RAS mm (None when it has none)."""
+    text = pointsText(markupsNode)
+    return text.split(";")[0] if text else None
+
+
 def backgroundCommand(moduleKey, inputPath, outputDir, settings, python=None):
     """The command line of a background run: the settings as options (they parse back into the same object)."""
     python = python or shutil.which("PythonSlicer") or sys.executable
@@ -224,8 +230,7 @@ class ScarLogic(AnalysisLogic):
         if name == "myocardium_mask":  # the reader's corrected myocardium: recompute from it
             return writeSegmentationLabels(node, inputVolumeNode, self.pipeline().LABEL_TABLE, folder,
                                            "myocardium.nrrd")
-        text = pointsText(node)  # rv_insertion_point: the first control point of the reader's point list
-        return text.split(";")[0] if text else None
+        return firstPointText(node)  # rv_insertion_point: the first control point of the reader's point list
 
 
 class BMDLogic(AnalysisLogic):

@@ -248,10 +248,12 @@ class CardioQuantWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _onSegmentModified(self, *_):
         self.editTimer.start()
 
-    def showTable(self, records, name):
-        """The run's one results table, its content replaced by `records` (after the reader's edits)."""
+    def showTable(self, records, name=None):
+        """The run's one results table, its content replaced by `records` (after the reader's edits), renamed when
+        `name` is given."""
         from cardioquant import scene
 
+        name = name or self.resultsTableNode.GetName()
         self.resultsTableNode = scene.table_node_from_records(slicer.mrmlScene, records, name,
                                                               node=self.resultsTableNode)
         self.resultsTableNode.SetName(name)
