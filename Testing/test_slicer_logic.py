@@ -86,15 +86,21 @@ def test_rescore_right_after_a_cta_run_equals_the_run():
 
 def test_export_after_an_edit_writes_the_edited_voxels_and_recomputed_scores(tmp_path):
     """Logic.exportCurrent, as the panel's Export calls it: the reader erased the RCA lesion of the hand-worked
-    block phantom (LAD 16 + RCA 6); the exported label map has no RCA voxel, the JSON and CSV say 16 with the run's
-    options, and the files of an earlier export are kept in previous/."""
+    block phantom (LAD 16 + RCA 6, a DICOM series); the exported label map and DICOM SEG have no RCA, the JSON and
+    CSV say 16 with the run's options, and the files of an earlier export are kept in previous/."""
     import csv
 
-    from cardioquant import cli
+    import highdicom as hd
 
-    ct_path, label_path = write_block_phantom(tmp_path)
-    assert cli.main(["calcium", ct_path, "--labels", label_path, "-o", str(tmp_path / "run"), "--quiet"]) == 0
-    volume = scene.load_volume(_mrml(), ct_path)
+    from cardioquant import cli
+    from cardioquant.imageio import read_image
+
+    image, labels = block_phantom()
+    write_ct_series(tmp_path / "dicom", sitk.GetArrayFromImage(image), spacing=(0.5, 0.5, 3.0), kvp=120)
+    sitk.WriteImage(labels, str(tmp_path / "labels.nrrd"))
+    assert cli.main(["calcium", str(tmp_path / "dicom"), "--labels", str(tmp_path / "labels.nrrd"), "--mode",
+                     "noncontrast", "-o", str(tmp_path / "run"), "--quiet"]) == 0
+    volume = logic.volumeNodeFromLoaded(read_image(tmp_path / "dicom"), "cac")
     segmentation = scene.load_segmentation(_mrml(), tmp_path / "run" / "calcium.seg.nrrd")
     calcium = logic.CalciumLogic()
     edited = calcium.labelArray(volume, segmentation)
@@ -115,6 +121,8 @@ def test_export_after_an_edit_writes_the_edited_voxels_and_recomputed_scores(tmp
     with open(tmp_path / "export" / "calcium.csv", newline="") as handle:
         total = next(row for row in csv.DictReader(handle) if row["artery"] == "total")
     assert float(total["agatston"]) == pytest.approx(16.0)
+    seg = hd.seg.segread(tmp_path / "export" / "calcium_seg.dcm")
+    assert {seg.get_segment_description(n).segment_label for n in seg.segment_numbers} == {"LAD", "not coronary"}
     assert list((tmp_path / "export" / "previous").glob("calcium-*/calcium.json"))
 
 
@@ -151,3 +159,31 @@ def test_the_readers_nodes_become_files_in_the_runs_folder_only(tmp_path):
     _, _, result = calcium.process(volume, calcium.settings(labels=label_path, mode="noncontrast"),
                                    {"heart_mask": heart_node})
     assert result.options["heart_mask"].endswith("heart.nrrd") and not Path(result.options["heart_mask"]).exists()
+
+
+def test_export_of_a_module_that_does_not_rescore_copies_the_run_and_adds_the_dicom_seg(tmp_path):
+    """BoneDensity does not re-score edits: Export copies the run's files, and for a DICOM input adds a DICOM SEG of
+    the segmentation as it is now (its vertebral bodies and ROIs), referencing the series."""
+    import highdicom as hd
+
+    from cardioquant import cli
+    from cardioquant.bmd.phantom import write_spine_phantom
+    from cardioquant.imageio import read_image
+
+    scan_path, labels_path, _ = write_spine_phantom(tmp_path)
+    scan = sitk.ReadImage(scan_path)
+    write_ct_series(tmp_path / "dicom", sitk.GetArrayFromImage(scan).astype(float), spacing=scan.GetSpacing(),
+                    origin=scan.GetOrigin(), kvp=120)
+    assert cli.main(["bmd", str(tmp_path / "dicom"), "--vertebra-mask", labels_path, "-o", str(tmp_path / "run"),
+                     "--quiet"]) == 0
+    volume = logic.volumeNodeFromLoaded(read_image(tmp_path / "dicom"), "spine")
+    segmentation = scene.load_segmentation(_mrml(), tmp_path / "run" / "bmd.seg.nrrd")
+    (tmp_path / "export").mkdir()
+
+    written = logic.BMDLogic().exportCurrent(volume, segmentation, str(tmp_path / "run"), str(tmp_path / "export"))
+
+    assert (tmp_path / "export" / "bmd.json").read_text() == (tmp_path / "run" / "bmd.json").read_text()
+    seg = hd.seg.segread(tmp_path / "export" / "bmd_seg.dcm")
+    labels = {seg.get_segment_description(n).segment_label for n in seg.segment_numbers}
+    assert {"vertebrae_L1", "vertebrae_L2", "L1 trabecular ROI", "L2 trabecular ROI"} <= labels
+    assert str(tmp_path / "export" / "bmd_seg.dcm") in map(str, written)

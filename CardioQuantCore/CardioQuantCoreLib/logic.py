@@ -27,6 +27,7 @@ from cardioquant.progress import Progress
 # Where a volume loaded by CardioQuant's own reader keeps its DICOM attributes (Slicer's DICOM module keeps the
 # instance UIDs instead, and the attributes are read from its database).
 ATTRIBUTE_PREFIX = "CardioQuant.DICOM."
+SOURCE_FILES = ATTRIBUTE_PREFIX + "sourceFiles"  # the series' files in slice order, one per line
 
 
 def volumeNodeFromLoaded(loaded, name):
@@ -36,6 +37,8 @@ def volumeNodeFromLoaded(loaded, name):
     for key in RUN_ATTRIBUTES:
         if loaded.dicom.get(key):
             node.SetAttribute(ATTRIBUTE_PREFIX + key, str(loaded.dicom[key]))
+    if loaded.source_files:
+        node.SetAttribute(SOURCE_FILES, "\n".join(str(path) for path in loaded.source_files))
     return node
 
 
@@ -52,6 +55,19 @@ def dicomAttributes(volumeNode):
             if value:
                 attributes[key] = value
     return attributes
+
+
+def dicomSourceFiles(volumeNode):
+    """The volume's DICOM files in slice order, which a DICOM SEG references: kept by CardioQuant's reader, or
+    found in Slicer's DICOM database from the node's instance UIDs (listed in the order the slices were loaded);
+    [] for a volume that did not come from DICOM."""
+    kept = volumeNode.GetAttribute(SOURCE_FILES)
+    if kept:
+        return kept.split("\n")
+    uids = (volumeNode.GetAttribute("DICOM.instanceUIDs") or "").split()
+    database = getattr(slicer, "dicomDatabase", None)
+    files = [database.fileForInstance(uid) for uid in uids] if uids and database else []
+    return files if files and all(files) else []
 
 
 def writeSegmentationLabels(segmentationNode, referenceVolumeNode, table, folder, name):
@@ -181,16 +197,28 @@ class AnalysisLogic:
     def exportCurrent(self, inputVolumeNode, segmentationNode, runOutputDir, target, **overrides):
         """Write what the reader sees now into `target`: for a module that re-scores edits (edited_result), the
         edited segmentation with its recomputed figures, tables and report, swapped in as a whole set; otherwise
-        the run's files, each kept in target/previous/ first when one is already there."""
+        the run's files, each kept in target/previous/ first when one is already there. When the volume came from
+        DICOM, also `<module>_seg.dcm`, a DICOM SEG of the segmentation as edited, referencing the series."""
+        from cardioquant.dicomseg import seg_writer
         from cardioquant.results import keep_previous, write_outputs
 
-        if hasattr(self.pipeline(), "edited_result") and segmentationNode is not None:
+        pipeline, key = self.pipeline(), self.MODULE_KEY
+        sourceFiles = dicomSourceFiles(inputVolumeNode) if segmentationNode is not None else []
+        seg = (seg_writer(self.labelArray(inputVolumeNode, segmentationNode), pipeline.LABEL_TABLE, sourceFiles,
+                          pipeline.TITLE) if sourceFiles else None)
+        if hasattr(pipeline, "edited_result") and segmentationNode is not None:
             loaded = scene_layer.loaded_from_volume_node(inputVolumeNode, dicomAttributes(inputVolumeNode))
             result = self.editedResult(inputVolumeNode, segmentationNode, self.runDocument(runOutputDir), **overrides)
+            if seg is not None:
+                result.extra_outputs[f"{key}_seg.dcm"] = seg
             return write_outputs(result, loaded, target, overwrite=True)
-        keep_previous(Path(target), self.MODULE_KEY)
-        return [shutil.copy2(os.path.join(runOutputDir, name), target) for name in sorted(os.listdir(runOutputDir))
-                if os.path.isfile(os.path.join(runOutputDir, name))]
+        keep_previous(Path(target), key)
+        written = [shutil.copy2(os.path.join(runOutputDir, name), target) for name in sorted(os.listdir(runOutputDir))
+                   if os.path.isfile(os.path.join(runOutputDir, name))]
+        if seg is not None:
+            seg(Path(target) / f"{key}_seg.dcm")
+            written.append(str(Path(target) / f"{key}_seg.dcm"))
+        return written
 
 
 class CalciumLogic(AnalysisLogic):

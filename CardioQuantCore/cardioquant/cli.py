@@ -72,12 +72,12 @@ def run_module(name: str, options: argparse.Namespace) -> tuple[ModuleResult, li
         raise InputError(f"--dicom-seg needs a DICOM input (the SEG references its slices); this input is "
                          f"{loaded.format}: leave --dicom-seg out or give the DICOM series.")
     result = pipelines.run_analysis(name, loaded, settings, _progress(name, options))
-    written = write_outputs(result, loaded, options.output, overwrite=options.overwrite)
     if options.dicom_seg and result.label_image is not None:
-        from .dicomseg import export_dicom_seg
+        from .dicomseg import seg_writer
 
-        written.append(export_dicom_seg(sitk.GetArrayFromImage(result.label_image), result.label_table,
-                                        loaded.source_files, options.output / f"{name}_seg.dcm", module.TITLE))
+        result.extra_outputs[f"{name}_seg.dcm"] = seg_writer(sitk.GetArrayFromImage(result.label_image),
+                                                             result.label_table, loaded.source_files, module.TITLE)
+    written = write_outputs(result, loaded, options.output, overwrite=options.overwrite)
     return result, written
 
 

@@ -72,3 +72,9 @@ def export_dicom_seg(label_array_kji: np.ndarray, table: LabelTable, source_file
     output_path = Path(output_path)
     seg.save_as(output_path)
     return output_path
+
+
+def seg_writer(label_array_kji: np.ndarray, table: LabelTable, source_files: list[str], algorithm_name: str):
+    """`<module>_seg.dcm` as one of a result's extra outputs (ModuleResult.extra_outputs): written into the staging
+    folder and swapped in with the other files, so a failed run or export leaves the output folder as it was."""
+    return lambda path: export_dicom_seg(label_array_kji, table, source_files, path, algorithm_name)
