@@ -337,6 +337,63 @@ def test_rv_insertion_automatic_point_and_fallback_in_the_cli(tmp_path):
     assert any("RV insertion" in w for w in fallback["warnings"])
 
 
+def _short_axis_directions(rv_angle_deg: float, mirrored: bool) -> np.ndarray:
+    """Direction cosines (LPS columns: image column, row, slice axes) of an oblique short-axis stack whose long axis
+    points to the apex (patient left, anterior, inferior), turned in its plane so that the patient's right-anterior
+    direction is drawn at `rv_angle_deg` (counter-clockwise from image up); `mirrored` flips the image's columns, as
+    a display seen from the other side would."""
+    apex = np.array([1.0, -1.0, -1.0]) / np.sqrt(3.0)
+    right_anterior = np.array([-1.0, -1.0, 0.0]) / np.sqrt(2.0)  # perpendicular to the long axis
+    other = np.cross(apex, right_anterior) * (-1.0 if mirrored else 1.0)
+    theta = np.radians(rv_angle_deg)  # a point at theta lies at (row, col) = -(cos, sin) from the centre
+    row_axis = -np.cos(theta) * right_anterior + np.sin(theta) * other
+    column_axis = -np.sin(theta) * right_anterior - np.cos(theta) * other
+    return np.stack([column_axis, row_axis, apex], axis=1)
+
+
+@pytest.mark.parametrize("mirrored", [False, True])
+def test_the_scans_orientation_says_where_the_rv_is_and_which_end_of_it_is_anterior(tmp_path, mirrored):
+    """A phantom whose RV meets the LV from 60 to 180 degrees, placed in the patient by oblique short-axis
+    direction cosines with the right-anterior direction at 120 degrees, displayed one way or mirrored: the
+    automatic insertion is the end of the RV arc that lies towards anterior-superior in the patient (worked out
+    here from the two ends' positions), and the septum runs from it over the RV arc."""
+    from cardioquant.scar.phantom import make_lge_phantom as phantom
+
+    case = phantom(size=160, rv_arc=(60.0, 180.0), seed=5)
+    directions = _short_axis_directions(120.0, mirrored)
+    extra = {"modality": "MR"}
+    scan = sitk.GetImageFromArray(case.signal)
+    scan.SetSpacing((1.5, 1.5, 8.0))
+    scan.SetDirection(directions.ravel().tolist())
+    for key, value in extra.items():
+        scan.SetMetaData(key, value)
+    mask = sitk.GetImageFromArray(np.where(case.labels >= 2, 2, case.labels).astype(np.uint8))
+    mask.CopyInformation(scan)
+    sitk.WriteImage(scan, str(tmp_path / "lge.nrrd"))
+    sitk.WriteImage(mask, str(tmp_path / "lv.nrrd"))
+    assert cli.main(["scar", str(tmp_path / "lge.nrrd"), "--myocardium-mask", str(tmp_path / "lv.nrrd"), "-o",
+                     str(tmp_path / "out"), "--quiet"]) == 0
+    result = json.loads((tmp_path / "out" / "scar.json").read_text())
+
+    def towards_anterior_superior(angle_deg):  # the arc end's direction from the LV centre, in the patient
+        theta = np.radians(angle_deg)
+        in_patient = directions[:, 1] * -np.cos(theta) + directions[:, 0] * -np.sin(theta)
+        return in_patient @ (np.array([0.0, -1.0, 1.0]) / np.sqrt(2.0))
+
+    anterior_end = max((60.0, 180.0), key=towards_anterior_superior)
+    found = result["rv_insertion"]["angle_deg"]
+    assert abs((found - anterior_end + 180) % 360 - 180) <= 10
+    septum = result["settings"]["septum_direction"]
+    assert septum == (+1 if anterior_end == 60.0 else -1)  # from the anterior end over the RV arc
+    assert "orientation" in result["rv_insertion"]["source"]
+
+
+def test_a_stack_without_orientation_keeps_the_conventional_display():
+    from cardioquant.scar.aha import orientation_prior
+
+    assert orientation_prior(np.eye(3)) is None
+
+
 def test_labels_from_probabilities_uses_the_stated_cut_offs():
     """Myocardium where P(myocardium + scar + MVO) > 0.45, scar/MVO inside it where P(scar + MVO) > 0.3 of that."""
     from cardioquant.scar.network import labels_from_probabilities

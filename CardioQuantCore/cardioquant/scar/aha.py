@@ -7,9 +7,12 @@ inferior, inferolateral, anterolateral, anterior: 2, 3, 4, 5, 6, 1 / 8, 9, 10, 1
 90-degree segments centred on the anterior, septal, inferior and lateral walls (13-16).
 The insertion point is an angle about the LV centre (degrees counter-clockwise from image up as displayed) and a
 direction (+1 when the septum lies counter-clockwise of it, as in the conventional display with the RV on the image
-left). The automatic estimate (`estimate_rv_insertion`) finds the RV as the widest arc of blood-bright signal just
-outside the LV epicardium; the anterior insertion is the end of that arc from which the septum runs in `direction`.
-Without such an arc the conventional display is assumed (insertion at 60 degrees).
+left). The automatic estimate (`estimate_rv_insertion`) finds the RV as an arc of blood-bright signal just outside
+the LV epicardium; the anterior insertion is the end of that arc from which the septum runs in `direction`.
+When the stack carries its orientation (`orientation_prior`: real short-axis direction cosines), anatomy says where
+the RV lies (anterior and to the patient's right of the LV) and which end of its arc is anterior, so the image only
+has to place the edge; without an orientation the widest bright arc is taken, and without such an arc the
+conventional display is assumed (insertion at 60 degrees).
 """
 
 from __future__ import annotations
@@ -26,6 +29,15 @@ NAMES = {1: "basal anterior", 2: "basal anteroseptal", 3: "basal inferoseptal", 
          13: "apical anterior", 14: "apical septal", 15: "apical inferior", 16: "apical lateral", 17: "apex"}
 DEFAULT_INSERTION_DEG = 60.0
 DEFAULT_DIRECTION = DEFAULT_SEPTUM_DIRECTION  # a setting (scar/settings.py)
+# The RV meets the LV over about 100 degrees of its circumference (the septum between the two insertions; 70-125
+# degrees in the MyoPS labels): the insertion lies about half that from the RV's centre.
+RV_HALF_ARC_DEG = 50.0
+PRIOR_REACH_DEG = (45.0, 30.0)  # a bright arc counts when its centre and its insertion edge lie this near the prior
+
+# Patient directions (LPS) whose projection onto the short-axis plane anatomy fixes: the RV lies anterior and to the
+# right of the LV (normal situs); the anterior insertion is the end of its arc towards anterior-superior.
+_RV_SIDE = np.array([-1.0, -1.0, 0.0]) / np.sqrt(2.0)
+_ANTERIOR_SUPERIOR = np.array([0.0, -1.0, 1.0]) / np.sqrt(2.0)
 
 
 def slice_rings(cavity: np.ndarray, myocardium: np.ndarray) -> dict[int, str]:
@@ -115,22 +127,46 @@ def rv_blood_fraction(signal: np.ndarray, cavity: np.ndarray, myocardium: np.nda
     return total / np.maximum(count, 1) if count.any() else None  # bins without samples (image edge): no RV
 
 
+def orientation_prior(direction_matrix: np.ndarray) -> tuple[float, int] | None:
+    """From a 3D stack's direction cosines (LPS; columns: the image's column, row and slice axes): the angle
+    (counter-clockwise from image up, about the LV centre) towards which the RV lies, and the septum direction (+1
+    when the septum runs counter-clockwise from the anterior insertion). None when the stack has no orientation of
+    its own (identity: a 2D image, or a file without one) or its plane holds too little of those directions."""
+    if direction_matrix.shape != (3, 3) or np.allclose(direction_matrix, np.eye(3)):
+        return None
+    columns, rows = direction_matrix[:, 0], direction_matrix[:, 1]
+    in_plane = [(float(v @ rows), float(v @ columns)) for v in (_RV_SIDE, _ANTERIOR_SUPERIOR)]
+    if min(np.hypot(*v) for v in in_plane) < 0.5:
+        return None
+    rv, anterior = (float(angle_about(row, col, (0.0, 0.0))) for row, col in in_plane)
+    # The anterior insertion is the RV arc's end on the anterior-superior side; the septum runs from it away from
+    # that side.
+    direction = -1 if (anterior - rv) % 360.0 < 180.0 else +1
+    return rv, direction
+
+
 def estimate_rv_insertion(signal: np.ndarray, cavity: np.ndarray, myocardium: np.ndarray,
                           pixel_mm: tuple[float, float], direction: int = DEFAULT_DIRECTION,
-                          bin_deg: float = 5.0, arc_deg=(60.0, 240.0)) -> float | None:
-    """Anterior RV insertion angle: the start (in `direction`) of the widest arc where blood-bright signal lies
-    just outside the epicardium (the RV cavity across the septum); None when no arc of 60-240 degrees is found."""
+                          bin_deg: float = 5.0, arc_deg=(60.0, 240.0), rv_side_deg: float | None = None) -> float | None:
+    """Anterior RV insertion angle: the end (from which the septum runs in `direction`) of an arc where blood-bright
+    signal lies just outside the epicardium (the RV cavity across the septum).
+
+    With `rv_side_deg` (the RV's side from the scan's orientation, `orientation_prior`) the arc is the one centred
+    near that side, and its edge is taken where it lies near the insertion anatomy expects (RV_HALF_ARC_DEG from
+    the RV's centre), else that expected insertion. Without it the widest arc of 60-240 degrees is taken; None
+    when there is none."""
     fraction = rv_blood_fraction(signal, cavity, myocardium, pixel_mm, bin_deg=bin_deg)
-    if fraction is None:
-        return None
-    runs = _circular_runs(fraction > 0.5)
-    if not runs:
-        return None
-    first, length = max(runs, key=lambda run: run[1])
-    if not arc_deg[0] <= length * bin_deg <= arc_deg[1]:
-        return None
-    start = first * bin_deg if direction > 0 else (first + length) * bin_deg
-    return float(start % 360.0)
+    runs = _circular_runs(fraction > 0.5) if fraction is not None else []
+    runs = [(first, length) for first, length in runs if arc_deg[0] <= length * bin_deg <= arc_deg[1]]
+    edge = lambda first, length: (first if direction > 0 else first + length) * bin_deg % 360.0  # noqa: E731
+    if rv_side_deg is None:
+        return float(edge(*max(runs, key=lambda run: run[1]))) if runs else None
+    expected = (rv_side_deg - direction * RV_HALF_ARC_DEG) % 360.0
+    apart = lambda a, b: abs((a - b + 180.0) % 360.0 - 180.0)  # noqa: E731
+    edges = [edge(first, length) for first, length in runs
+             if apart((first + length / 2) * bin_deg, rv_side_deg) <= PRIOR_REACH_DEG[0]]
+    edges = [e for e in edges if apart(e, expected) <= PRIOR_REACH_DEG[1]]
+    return float(min(edges, key=lambda e: apart(e, expected))) if edges else float(expected)
 
 
 def angle_of_point(row: float, col: float, slice_index: int, cavity: np.ndarray, myocardium: np.ndarray) -> float:

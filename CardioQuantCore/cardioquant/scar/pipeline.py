@@ -2,7 +2,7 @@
 volumes, %LGE, AHA segments, bull's-eye.
 
 `cardioquant scar INPUT [--method auto|model|nsd|fwhm] [--n-sd N] [--min-scar-ml V] [--myocardium-mask M] [--remote-mask M]
-                   [--rv-insertion DEG | --rv-insertion-point X,Y,Z] [--septum-direction 1|-1]`
+                   [--rv-insertion DEG | --rv-insertion-point X,Y,Z] [--septum-direction 0|1|-1]`
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from .. import markups
+from .. import geometry, markups
 from ..errors import InputError
 from ..imageio import LoadedImage, read_image, read_mask
 from ..labels import ANATOMICAL_STRUCTURE, MORPHOLOGICALLY_ALTERED, LabelTable, SegmentSpec
@@ -179,8 +179,11 @@ def edited_result(loaded: LoadedImage, label_map: np.ndarray, run_document: dict
 
 
 def rv_insertion(image: sitk.Image, stack, spacing, cavity, myocardium, options, warnings: list[str]) -> dict:
-    """The anterior RV insertion: the reader's point or angle, else estimated from the image, else the conventional
-    display's 60 degrees (with a warning). Also where to show it (`marker_ras`, on the epicardium of a mid slice)."""
+    """The anterior RV insertion and the septum direction: the reader's point or angle, else estimated from the
+    image (helped by the scan's orientation when it has one), else the conventional display's 60 degrees (with a
+    warning). Also where to show it (`marker_ras`, on the epicardium of a mid slice)."""
+    prior = aha.orientation_prior(geometry.direction_matrix(image)) if image.GetDimension() == 3 else None
+    direction = options.septum_direction or (prior[1] if prior else aha.DEFAULT_DIRECTION)
     if options.rv_insertion_point:
         point = markups.swap_lps_ras(markups.parse_points(str(options.rv_insertion_point), "--rv-insertion-point")[0])
         index = image.TransformPhysicalPointToContinuousIndex(point[:image.GetDimension()])
@@ -189,15 +192,18 @@ def rv_insertion(image: sitk.Image, stack, spacing, cavity, myocardium, options,
     elif options.rv_insertion is not None:
         angle, source = float(options.rv_insertion) % 360.0, "reader's angle"
     else:
-        angle = aha.estimate_rv_insertion(stack, cavity, myocardium, (spacing[1], spacing[0]), options.septum_direction)
-        source = "automatic (RV blood against the septum)"
+        angle = aha.estimate_rv_insertion(stack, cavity, myocardium, (spacing[1], spacing[0]), direction,
+                                          rv_side_deg=prior[0] if prior else None)
+        source = ("automatic (the RV's side from the scan's orientation, its edge from the RV blood against the "
+                  "septum)" if prior else "automatic (RV blood against the septum)")
         if angle is None:
             angle, source = aha.DEFAULT_INSERTION_DEG, "default (no RV found: conventional display assumed)"
             warnings.append("the RV insertion could not be found from the image: 60 degrees (conventional display) "
                             "assumed; place the insertion point to correct the AHA segments")
     row, col, k = aha.insertion_marker(angle, cavity, myocardium)
     marker = list(image.TransformContinuousIndexToPhysicalPoint((col, row, k)[:image.GetDimension()]))
-    return {"angle_deg": angle, "source": source, "marker_ras": markups.swap_lps_ras(marker + [0.0] * (3 - len(marker)))}
+    return {"angle_deg": angle, "source": source, "septum_direction": direction,
+            "marker_ras": markups.swap_lps_ras(marker + [0.0] * (3 - len(marker)))}
 
 
 def default_method(labels: np.ndarray, models: list) -> str:
@@ -233,7 +239,7 @@ def quantify_labels(loaded, stack, spacing, assumed, labels, models, options, wa
     figures = quantify.figures(result, myocardium, spacing)
     scar_total = result.scar | result.mvo
     insertion = rv_insertion(loaded.image, stack, spacing, cavity, myocardium, options, warnings)
-    segments = aha.segment_map(cavity, myocardium, insertion["angle_deg"], options.septum_direction)
+    segments = aha.segment_map(cavity, myocardium, insertion["angle_deg"], insertion["septum_direction"])
     per_segment = aha.per_segment(segments, myocardium, scar_total, spacing)
     transmural = aha.transmurality(segments, myocardium, scar_total, cavity)
     for number, values in per_segment.items():
@@ -252,7 +258,7 @@ def quantify_labels(loaded, stack, spacing, assumed, labels, models, options, wa
                "spacing_mm": list(spacing), "spacing_assumed": assumed}
     settings = {"method": method, "n_sd": options.n_sd, "rv_insertion_deg": insertion["angle_deg"],
                 "rv_insertion_source": insertion["source"],
-                "septum_direction": options.septum_direction, "gray_zone": figures["gray_zone_definition"],
+                "septum_direction": insertion["septum_direction"], "gray_zone": figures["gray_zone_definition"],
                 "myocardium_source": "user mask" if not models else "network",
                 "min_scar_component_ml": options.min_scar_ml if models else None}  # checked in segment()
     label_image = sitk.GetImageFromArray(out_labels if loaded.image.GetDimension() == 3 else out_labels[0])

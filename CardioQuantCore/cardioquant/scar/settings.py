@@ -11,7 +11,8 @@ from ..settings import AnalysisSettings, setting
 from .network import MIN_SCAR_COMPONENT_ML
 
 DEFAULT_N_SD = 5.0  # between the 3-SD (agrees with expert manual) and 6-SD (visual) HCM findings; a setting
-DEFAULT_SEPTUM_DIRECTION = +1  # the septum counter-clockwise of the anterior RV insertion, as displayed
+DEFAULT_SEPTUM_DIRECTION = +1  # without an orientation: the septum counter-clockwise of the anterior RV insertion,
+# as in the conventional display (RV on the image left)
 
 
 @dataclass
@@ -35,8 +36,10 @@ class ScarSettings(AnalysisSettings):
     rv_insertion_point: str | None = setting(None, "anterior RV insertion as a point X,Y,Z in RAS mm (as Slicer shows "
                                                    "it) or a markups file (its first point); its angle about the LV "
                                                    "centre is used")
-    septum_direction: int = setting(DEFAULT_SEPTUM_DIRECTION, "+1 when the septum lies counter-clockwise of the "
-                                                           "insertion point [1]", choices=(1, -1))
+    septum_direction: int = setting(0, "+1 when the septum lies counter-clockwise of the insertion point, -1 when "
+                                       "clockwise; 0: from the scan's orientation (the anterior insertion is the "
+                                       "RV's end towards anterior-superior), +1 for a stack without one [0]",
+                                    choices=(0, 1, -1))
 
 
 SETTINGS = ScarSettings  # what cardioquant.pipelines.settings_class('scar') returns
