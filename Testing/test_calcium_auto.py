@@ -12,6 +12,7 @@ import pytest
 import SimpleITK as sitk
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from scipy import ndimage
 
 from cardioquant import cli
 from cardioquant.calcium import anatomy, evaluation, phantom, qrm, territories
@@ -397,5 +398,43 @@ def test_the_spine_is_a_vertebra_sized_column_not_the_iodine_filled_heart():
     bone[6, 20:70, 35:85] = True                   # slice 6: the whole bright heart, 100 cm2, 100 mm deep
     bone[6, 70:80, 55:65] = True                   # ... touching the spine
     spacing = (2.0, 2.0, 2.0)
-    fronts = anatomy._spine_fronts(lungs, anatomy._lung_spans(lungs, spacing), bone, spacing)
+    fronts = anatomy._spine_fronts(lungs, anatomy._lung_spans(lungs, spacing), bone, spacing, np.full(slices, -1))
     assert list(fronts) == [80] * 6 + [100] + [80] * 2
+
+
+def _vertebral_column(slices: int, body_hu: float, canal_hu: float = 20.0):
+    """A chest slab on a 2 mm grid (rows front to back): two lungs, and behind them a vertebra: a body (rows
+    60-77, 40 mm wide) of `body_hu` with a 2 mm cortex, the spinal canal (rows 80-87) of `canal_hu` in a bony ring
+    of pedicles and laminae, and fat around."""
+    hu = np.full((slices, 110, 120), -100.0)
+    hu[:, 10:90, 5:35] = hu[:, 10:90, 85:115] = -850.0           # lungs
+    hu[:, 60:78, 50:70] = body_hu                                  # vertebral body
+    hu[:, 59, 50:70] = hu[:, 78, 50:70] = 300.0                    # its cortex, front and back
+    hu[:, 78:96, 53:67] = 400.0                                    # pedicles, laminae, spinous process
+    hu[:, 80:88, 56:64] = canal_hu                                 # the canal
+    return hu
+
+
+def test_an_osteoporotic_vertebral_body_is_found_in_front_of_the_spinal_canal():
+    """Trabecular bone of 140 HU is under the CTA bone threshold, so the spine's front would be taken at its
+    posterior elements (row 78) and the body left inside the heart region: in front of the canal, found as a column
+    of soft tissue in a bony ring, the body's front is row 59 (its cortex)."""
+    spacing = (2.0, 2.0, 2.0)
+    hu = _vertebral_column(15, body_hu=140.0)
+    lungs = anatomy.find_lungs(hu, spacing)
+    spans = anatomy._lung_spans(lungs, spacing)
+    assert list(anatomy._body_fronts(hu, lungs, spans, spacing)) == [59] * 15
+    bone = ndimage.uniform_filter(hu, size=(1, 3, 3)) >= anatomy.CTA_BONE_HU
+    fronts = anatomy._spine_fronts(lungs, spans, bone, spacing, anatomy._body_fronts(hu, lungs, spans, spacing))
+    assert list(fronts) == [59] * 15
+
+
+def test_a_hole_of_enhanced_myocardium_is_not_the_canal():
+    """On CTA a hole in bright structures may be myocardium between iodine-filled chambers: 120 HU is not the
+    canal's content (cord, CSF, fat), so no body is looked for in front of it."""
+    spacing = (2.0, 2.0, 2.0)
+    hu = _vertebral_column(15, body_hu=140.0, canal_hu=120.0)
+    lungs = anatomy.find_lungs(hu, spacing)
+    assert anatomy._lung_spans(lungs, spacing)[7] is not None  # the lungs are there: only the content decides
+    assert (anatomy._body_fronts(hu, lungs, anatomy._lung_spans(lungs, spacing), spacing) == -1).all()
+

@@ -61,6 +61,14 @@ POSTERIOR_MEDIASTINUM_MM = 15.0  # the descending aorta (20-30 mm) and oesophagu
 CTA_BONE_HU = 180.0  # 6 mm mean: above iodine-enhanced myocardium (100-150 HU), below cortical and most trabecular bone
 SPINE_HU = 120.0  # 10 mm mean: patchy osteoporotic trabecular bone still reads >= 120; muscle, blood, liver <= 70
 CONTRAST_BLOOD_HU = 130.0  # non-contrast blood 20-60 HU; iodine-enhanced blood 200-600 HU
+CANAL_AREA_MM2 = (60.0, 700.0)  # the spinal canal's cross-section (adults 150-300 mm2) within its bony ring
+CANAL_SLAB_MM = 10.0  # the bone of the slices within this distance, seen from above, closes the canal's ring
+CANAL_WALL_HU = 200.0  # cortical bone of the ring (pedicles, laminae, the body's back)
+CANAL_CONTENT_HU = (-120.0, 80.0)  # cord, CSF and epidural fat (enhanced myocardium, held by iodine, reads 100-150)
+CANAL_RUN_MM = 20.0  # the canal is a column: found in consecutive slices over at least this length
+CANAL_STEP_MM = 6.0  # ... moving at most this much from one slice to the next
+VERTEBRAL_BODY_MAX_MM = 45.0  # a thoracic or lumbar vertebral body is 25-40 mm front to back
+BODY_HU = 100.0  # 3 x 3 mean: osteoporotic trabecular bone still reads 100-200; the fat in front of it below 0
 NO_HEART_MESSAGE = "no heart in the field of view: calcium scoring needs the heart"
 
 
@@ -177,13 +185,14 @@ def _lung_spans(lungs: np.ndarray, spacing) -> list[tuple[int, int] | None]:
     return [_lung_span(plane, spacing[0] * spacing[1], spacing[0]) for plane in lungs]
 
 
-def _spine_fronts(lungs: np.ndarray, spans, bone: np.ndarray, spacing) -> np.ndarray:
+def _spine_fronts(lungs: np.ndarray, spans, bone: np.ndarray, spacing, bodies: np.ndarray) -> np.ndarray:
     """The spine's first row in each slice with a left and a right lung (-1 elsewhere). The spine is a column whose
     front moves a few mm from slice to slice, while on a CTA an iodine-filled chamber, cut apart from the rest of
     the heart in one slice, can look like a vertebra there (its front taken for the spine's would cut the heart
     away and split the region in two): a front more than SPINE_JUMP_MM in front of the median over SPINE_RUN_MM of
-    slices is replaced by that median. (Fronts found too far back are kept: on osteoporotic bone they are the
-    posterior elements', and the median would not know better.)"""
+    slices is replaced by that median. A front found too far back (on osteoporotic bone, or where the body's bone
+    joins an iodine-filled aorta and the posterior elements are taken for the spine) is brought forward to the
+    vertebral body found in front of the spinal canal (`bodies`, from _body_fronts)."""
     raw = np.full(lungs.shape[0], -1)
     for k, span in enumerate(spans):
         if span is not None:
@@ -195,7 +204,64 @@ def _spine_fronts(lungs: np.ndarray, spans, bone: np.ndarray, spacing) -> np.nda
         median = float(np.median(around[around >= 0]))
         if (median - raw[k]) * spacing[1] > SPINE_JUMP_MM:
             fronts[k] = int(median)
+    forward = (bodies >= 0) & (fronts >= 0) & (bodies < fronts)
+    fronts[forward] = bodies[forward]
     return fronts
+
+
+def _body_fronts(hu: np.ndarray, lungs: np.ndarray, spans, spacing) -> np.ndarray:
+    """The first row of the vertebral body in front of the spinal canal in each slice where the canal is found (-1
+    elsewhere): from the canal's front wall forward while the bone lasts (BODY_HU, 3 x 3 mean), at most
+    VERTEBRAL_BODY_MAX_MM. Rows run front to back (the grid is LPS)."""
+    out = np.full(hu.shape[0], -1)
+    deepest = int(round(VERTEBRAL_BODY_MAX_MM / spacing[1]))
+    for k, canal in enumerate(_canal(hu, lungs, spans, spacing)):
+        if canal is None:
+            continue
+        front_wall, column = canal
+        profile = ndimage.uniform_filter(hu[k], size=3)[:front_wall, max(column - 2, 0):column + 3].mean(axis=1)
+        row = front_wall - 1
+        while row > 0 and front_wall - row < deepest and (profile[row] >= BODY_HU or profile[row - 1] >= BODY_HU):
+            row -= 1
+        if front_wall - row > 2:  # a body, not the canal's wall alone
+            out[k] = row + 1
+    return out
+
+
+def _canal(hu: np.ndarray, lungs: np.ndarray, spans, spacing) -> list[tuple[int, int] | None]:
+    """The spinal canal's front wall (row) and column in each slice, or None: a hole of soft tissue in the bone
+    seen from above over CANAL_SLAB_MM (there pedicles and laminae close its ring), of canal size, in the middle of
+    the lungs' span, behind the lungs' middle (the hindmost such hole); kept only where it forms a column
+    (CANAL_RUN_MM, CANAL_STEP_MM), as the canal does and a hole between iodine-filled chambers does not."""
+    wall = hu >= CANAL_WALL_HU
+    slab = max(1, int(round(CANAL_SLAB_MM / spacing[2])))
+    pixel_mm2 = spacing[0] * spacing[1]
+    found: list[tuple[float, float, int] | None] = [None] * hu.shape[0]
+    for k, span in enumerate(spans):
+        if span is None:
+            continue
+        seen = wall[max(0, k - slab):k + slab + 1].any(axis=0)
+        holes, _ = ndimage.label(ndimage.binary_fill_holes(seen) & ~seen)
+        band = _middle_band(seen.shape, span, 0.3)
+        middle = np.percentile(np.nonzero(lungs[k])[0], 50)
+        for index, box in enumerate(ndimage.find_objects(holes), start=1):
+            hole = holes[box] == index
+            area = np.count_nonzero(hole) * pixel_mm2
+            content = float(hu[k][box][hole].mean())
+            rows, columns = (np.nonzero(hole)[axis] + box[axis].start for axis in (0, 1))
+            hindmost = found[k]
+            if (CANAL_AREA_MM2[0] <= area <= CANAL_AREA_MM2[1] and CANAL_CONTENT_HU[0] < content < CANAL_CONTENT_HU[1]
+                    and (hole & band[box]).any() and rows.mean() > middle
+                    and (hindmost is None or rows.mean() > hindmost[0])):
+                found[k] = (float(rows.mean()), float(columns.mean()), int(rows.min()))
+    step = CANAL_STEP_MM / spacing[0]
+    joined = [a is not None and b is not None and np.hypot(a[0] - b[0], a[1] - b[1]) <= step
+              for a, b in zip(found[:-1], found[1:], strict=True)]
+    runs, _ = ndimage.label(np.array([f is not None for f in found]) & (np.r_[False, joined] | np.r_[joined, False]))
+    lengths = np.bincount(runs.ravel())
+    long_enough = lengths * spacing[2] >= CANAL_RUN_MM
+    return [(f[2], int(round(f[1]))) if f is not None and runs[k] and long_enough[runs[k]] else None
+            for k, f in enumerate(found)]
 
 
 def _mediastinum_slice(hu_slice, lung_slice, bone_slice, spacing, span, spine_front: int) -> np.ndarray:
@@ -282,17 +348,19 @@ def find_heart(image: sitk.Image, on_scan_grid: bool = True) -> HeartAnatomy:
     lungs = find_lungs(hu, spacing)
     target = image if on_scan_grid else coarse
     spans = _lung_spans(lungs, spacing)
-    anatomy = _heart_with_bone(target, coarse, hu, lungs, spans,
+    bodies = _body_fronts(hu, lungs, spans, spacing)  # where the canal shows the vertebral body: both passes
+    anatomy = _heart_with_bone(target, coarse, hu, lungs, spans, bodies,
                                ndimage.uniform_filter(hu, size=(1, 3, 3)) >= CTA_BONE_HU)
     if anatomy.contrast:
         return anatomy
-    return _heart_with_bone(target, coarse, hu, lungs, spans, ndimage.uniform_filter(hu, size=(1, 5, 5)) >= SPINE_HU)
+    return _heart_with_bone(target, coarse, hu, lungs, spans, bodies,
+                            ndimage.uniform_filter(hu, size=(1, 5, 5)) >= SPINE_HU)
 
 
-def _heart_with_bone(image, coarse, hu, lungs, spans, bone) -> HeartAnatomy:
+def _heart_with_bone(image, coarse, hu, lungs, spans, bodies, bone) -> HeartAnatomy:
     spacing = coarse.GetSpacing()
     mediastinum = np.zeros(hu.shape, bool)
-    fronts = _spine_fronts(lungs, spans, bone, spacing)
+    fronts = _spine_fronts(lungs, spans, bone, spacing, bodies)
     for k, span in enumerate(spans):
         if span is not None:
             mediastinum[k] = _mediastinum_slice(hu[k], lungs[k], bone[k], spacing, span, int(fronts[k]))
