@@ -30,8 +30,8 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow  # real-data checks (skipped where ../shared/data is absent)
 
-bench: $(STAMP)
-	$(BIN)/python scripts/bench.py
+bench: $(STAMP)  # one analysis only: make bench ONLY=calcium (bmd, scar, ffr, batch, memory)
+	$(BIN)/python scripts/bench.py $(if $(ONLY),--only $(ONLY))
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
