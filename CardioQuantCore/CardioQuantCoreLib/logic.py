@@ -15,7 +15,6 @@ import os
 import shutil
 import sys
 import tempfile
-from pathlib import Path
 
 import slicer
 
@@ -195,12 +194,12 @@ class AnalysisLogic:
         return self.pipeline().edited_result(loaded, labels, runDocument, **overrides)
 
     def exportCurrent(self, inputVolumeNode, segmentationNode, runOutputDir, target, **overrides):
-        """Write what the reader sees now into `target`: for a module that re-scores edits (edited_result), the
-        edited segmentation with its recomputed figures, tables and report, swapped in as a whole set; otherwise
-        the run's files, each kept in target/previous/ first when one is already there. When the volume came from
-        DICOM, also `<module>_seg.dcm`, a DICOM SEG of the segmentation as edited, referencing the series."""
+        """Write what the reader sees now into `target`, swapped in as a whole set (files already there are kept
+        in target/previous/): for a module that re-scores edits (edited_result), the edited segmentation with its
+        recomputed figures, tables and report; otherwise the run's files. When the volume came from DICOM, also
+        `<module>_seg.dcm`, a DICOM SEG of the segmentation as edited, referencing the series."""
         from cardioquant.dicomseg import seg_writer
-        from cardioquant.results import keep_previous, write_outputs
+        from cardioquant.results import output_names, swap_in, write_outputs
 
         pipeline, key = self.pipeline(), self.MODULE_KEY
         sourceFiles = dicomSourceFiles(inputVolumeNode) if segmentationNode is not None else []
@@ -212,13 +211,15 @@ class AnalysisLogic:
             if seg is not None:
                 result.extra_outputs[f"{key}_seg.dcm"] = seg
             return write_outputs(result, loaded, target, overwrite=True)
-        keep_previous(Path(target), key)
-        written = [shutil.copy2(os.path.join(runOutputDir, name), target) for name in sorted(os.listdir(runOutputDir))
-                   if os.path.isfile(os.path.join(runOutputDir, name))]
-        if seg is not None:
-            seg(Path(target) / f"{key}_seg.dcm")
-            written.append(str(Path(target) / f"{key}_seg.dcm"))
-        return written
+
+        def copyRun(staging):
+            for name in output_names(key):
+                if os.path.isfile(os.path.join(runOutputDir, name)):
+                    shutil.copy2(os.path.join(runOutputDir, name), staging)
+            if seg is not None:
+                seg(staging / f"{key}_seg.dcm")
+
+        return swap_in(target, key, copyRun, overwrite=True)
 
 
 class CalciumLogic(AnalysisLogic):

@@ -121,19 +121,6 @@ def _json_safe(value):
     return value
 
 
-def keep_previous(outdir: Path, module: str) -> Path | None:
-    """With --overwrite, the results already there (which may hold a reader's edits) are moved, not deleted, into
-    OUTDIR/previous/<module>-<time>/ before the new ones come in; a warning says where."""
-    existing = [name for name in output_names(module) if (outdir / name).exists()]
-    if not existing:
-        return None
-    backup = _new_backup_folder(outdir, module)
-    for name in existing:
-        shutil.move(str(outdir / name), backup / name)
-    _warn_backup(module, backup)
-    return backup
-
-
 def _new_backup_folder(outdir: Path, module: str) -> Path:
     backup = outdir / "previous" / f"{module}-{time.strftime('%Y%m%d-%H%M%S')}"
     backup = Path(tempfile.mkdtemp(prefix=backup.name + "-", dir=backup.parent)) if backup.exists() else backup
@@ -212,42 +199,47 @@ def write_outputs(result: ModuleResult, loaded: LoadedImage, outdir: str | Path,
     """Write every output into a staging folder first, then swap the whole set in (see the swap above), one run at
     a time (run_lock): a failure leaves OUTDIR untouched, and with --overwrite the results there are kept in
     previous/."""
+    return swap_in(outdir, result.module, lambda staging: _write_result(result, loaded, staging), overwrite)
 
+
+def swap_in(outdir: str | Path, module: str, fill: Callable[[Path], None], overwrite: bool = False) -> list[Path]:
+    """A set of `module`'s files, written by `fill` into a staging folder, swapped into OUTDIR as a whole (the
+    results already there kept in previous/): a run's outputs, or the files the panel's Export copies."""
     outdir = Path(outdir)
     _check_writable(outdir)  # before run_lock creates the folder
-    with run_lock(outdir, result.module):
-        finish_swap(outdir, result.module)  # a swap a killed run left: finished before anything else
-        check_can_write(outdir, result.module, overwrite)  # under the lock: another run may just have finished
-        return _write_locked(result, loaded, outdir)
+    with run_lock(outdir, module):
+        finish_swap(outdir, module)  # a swap a killed run left: finished before anything else
+        check_can_write(outdir, module, overwrite)  # under the lock: another run may just have finished
+        for stale in outdir.glob(f".{module}-*"):  # staging a run killed before its swap left
+            shutil.rmtree(stale, ignore_errors=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{module}-", dir=outdir))
+        try:
+            fill(staging)
+            _begin_swap(outdir, module, staging)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)  # nothing in OUTDIR was touched
+            raise
+        return finish_swap(outdir, module)
 
 
-def _write_locked(result: ModuleResult, loaded: LoadedImage, outdir: Path) -> list[Path]:
+def _write_result(result: ModuleResult, loaded: LoadedImage, staging: Path) -> None:
     from . import scene as scene_layer
 
-    for stale in outdir.glob(f".{result.module}-*"):  # staging a run killed before its swap left
-        shutil.rmtree(stale, ignore_errors=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{result.module}-", dir=outdir))
-    try:
-        name = result.module
-        (staging / f"{name}.json").write_text(json.dumps(result_document(result, loaded), indent=2))
-        scene = scene_layer.new_scene()
-        table_node = scene_layer.table_node_from_records(scene, result.table_rows, name)
-        scene_layer.save_node(table_node, staging / f"{name}.csv")
-        if result.label_image is not None and loaded.image is not None:
-            sitk.WriteImage(geometry.as_uint8(result.label_image), str(staging / f"{name}_labels.nrrd"), True)
-            volume_node = scene_layer.geometry_node(scene, loaded.image, "input")
-            seg_node = scene_layer.segmentation_node_from_labelmap(scene, result.label_image, volume_node,
-                                                                   result.label_table, name)
-            scene_layer.save_node(seg_node, staging / f"{name}.seg.nrrd")
-            for node in (volume_node, seg_node):
-                scene.RemoveNode(node)
-        scene.RemoveNode(table_node)
-        if result.report is not None:
-            result.report(staging / f"{name}_report.png")
-        for file_name, writer in result.extra_outputs.items():
-            writer(staging / file_name)
-        _begin_swap(outdir, result.module, staging)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)  # nothing in OUTDIR was touched
-        raise
-    return finish_swap(outdir, result.module)
+    name = result.module
+    (staging / f"{name}.json").write_text(json.dumps(result_document(result, loaded), indent=2))
+    scene = scene_layer.new_scene()
+    table_node = scene_layer.table_node_from_records(scene, result.table_rows, name)
+    scene_layer.save_node(table_node, staging / f"{name}.csv")
+    if result.label_image is not None and loaded.image is not None:
+        sitk.WriteImage(geometry.as_uint8(result.label_image), str(staging / f"{name}_labels.nrrd"), True)
+        volume_node = scene_layer.geometry_node(scene, loaded.image, "input")
+        seg_node = scene_layer.segmentation_node_from_labelmap(scene, result.label_image, volume_node,
+                                                               result.label_table, name)
+        scene_layer.save_node(seg_node, staging / f"{name}.seg.nrrd")
+        for node in (volume_node, seg_node):
+            scene.RemoveNode(node)
+    scene.RemoveNode(table_node)
+    if result.report is not None:
+        result.report(staging / f"{name}_report.png")
+    for file_name, writer in result.extra_outputs.items():
+        writer(staging / file_name)
