@@ -46,8 +46,7 @@ def dicomAttributes(volumeNode):
     or read from Slicer's DICOM database for a volume loaded by the DICOM module (its instance UIDs)."""
     attributes = {key: volumeNode.GetAttribute(ATTRIBUTE_PREFIX + key) for key in RUN_ATTRIBUTES
                   if volumeNode.GetAttribute(ATTRIBUTE_PREFIX + key)}
-    uids = (volumeNode.GetAttribute("DICOM.instanceUIDs") or "").split()
-    database = getattr(slicer, "dicomDatabase", None)
+    uids, database = _fromDicomModule(volumeNode)
     if uids and database:
         for key, tag in (("kvp", "0018,0060"), ("modality", "0008,0060"), ("contrast_agent", "0018,0010")):
             value = database.instanceValue(uids[0], tag)
@@ -63,10 +62,16 @@ def dicomSourceFiles(volumeNode):
     kept = volumeNode.GetAttribute(SOURCE_FILES)
     if kept:
         return kept.split("\n")
-    uids = (volumeNode.GetAttribute("DICOM.instanceUIDs") or "").split()
-    database = getattr(slicer, "dicomDatabase", None)
+    uids, database = _fromDicomModule(volumeNode)
     files = [database.fileForInstance(uid) for uid in uids] if uids and database else []
     return files if files and all(files) else []
+
+
+def _fromDicomModule(volumeNode):
+    """(instance UIDs, Slicer's DICOM database) of a volume the DICOM module loaded; ([], None) otherwise (and
+    always outside Slicer, which has no DICOM database)."""
+    uids = (volumeNode.GetAttribute("DICOM.instanceUIDs") or "").split()
+    return uids, getattr(slicer, "dicomDatabase", None)
 
 
 def writeSegmentationLabels(segmentationNode, referenceVolumeNode, table, folder, name):

@@ -111,7 +111,7 @@ class AnalysisSettings:
             elif kind is list:
                 arguments += [f"{flag}={item}" for item in value]
             elif value is not None:
-                arguments.append(f"{flag}={value!r}" if kind is float else f"{flag}={value}")  # "=": "-1" is a value
+                arguments.append(f"{flag}={float(value)!r}" if kind is float else f"{flag}={value}")  # "=": "-1" is a value
         return arguments
 
     # --- checks -----------------------------------------------------------------------------------------------

@@ -167,10 +167,12 @@ def edited_result(loaded: LoadedImage, label_map: np.ndarray, run_document: dict
     the run's RV insertion and septum direction, or the insertion point the reader has moved since, and a warning
     that the figures come from the reader's edits."""
     settings = run_document["settings"]  # what the run found and used: its n, septum and insertion
+    # The run's mask files (the reader's myocardium, a remote ROI) may be gone with the run's folder: the edited
+    # segmentation is the myocardium now, and the remote region is found again in it.
     options = replace(ScarSettings.from_json(run_document.get("options")), n_sd=settings["n_sd"],
                       septum_direction=settings["septum_direction"],
                       rv_insertion=None if rv_insertion_point else settings["rv_insertion_deg"],
-                      rv_insertion_point=rv_insertion_point)
+                      rv_insertion_point=rv_insertion_point, myocardium_mask=None, remote_mask=None)
     result = requantify(loaded, label_map, options)
     result.options = options.to_json()
     result.warnings.append("edited by the reader after the automatic run: the figures are recomputed from the edited "
