@@ -73,8 +73,6 @@ LABEL_TABLE = _label_table()
 BYTES_PER_VOXEL = 24.0
 
 
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     BoneDensitySettings.add_arguments(parser.add_argument_group("bone density"))
 

@@ -59,8 +59,6 @@ HEART_MARGIN_MM = 10.0  # around the heart region and great vessels: candidates 
 TOTALSEGMENTATOR = "totalsegmentator"  # --heart-mask value that runs TotalSegmentator instead of reading a file
 
 
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     CalciumSettings.add_arguments(parser.add_argument_group("calcium scoring"))
 

@@ -37,8 +37,6 @@ LABEL_TABLE = LabelTable([SegmentSpec(1, "coronary lumen", (0.9, 0.2, 0.2), ANAT
                                      ("SCT", "15825003", "Aorta"), None, "ascending aorta and root")])
 
 
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     FFRSettings.add_arguments(parser.add_argument_group("CT-FFR"))
 

@@ -37,8 +37,6 @@ LABEL_TABLE = LabelTable([
 ])
 
 
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     ScarSettings.add_arguments(parser.add_argument_group("scar quantification"))
 
