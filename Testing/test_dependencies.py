@@ -73,14 +73,18 @@ def test_the_runtime_never_imports_phantoms_training_or_data_loaders():
 
 
 def test_the_slicer_panels_load_before_their_dependencies_are_installed():
-    """The panels import the pipeline registry, the scene layer, progress and process helpers when Slicer starts,
-    before they ask to install what they need: those imports need only what Slicer ships (numpy, SimpleITK, vtk,
-    MRML), never a package of the first-use list (CardioQuantCoreLib/requirements.txt) or torch."""
+    """The panels import the pipeline registry, the scene layer, progress and process helpers and the modules'
+    logic when Slicer starts, and build their parameter nodes from the analyses' settings, before they ask to
+    install what they need: those imports need only what Slicer ships (numpy, SimpleITK, vtk, MRML), never a
+    package of the first-use list (CardioQuantCoreLib/requirements.txt) or torch."""
     import subprocess
 
     requirements = ROOT / "CardioQuantCore" / "CardioQuantCoreLib" / "requirements.txt"
     listed = [line.split("# import:")[1].strip() for line in requirements.read_text().splitlines() if "# import:" in line]
     code = ("import sys, cardioquant.pipelines, cardioquant.scene, cardioquant.progress, cardioquant.processes\n"
+            "import CardioQuantCoreLib.logic\n"
+            "[cardioquant.pipelines.settings_class(name).panel_fields() for name in cardioquant.pipelines.TITLES]\n"
             f"print(' '.join(m for m in {listed + ['torch']!r} if m in sys.modules))")
-    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            cwd=ROOT / "CardioQuantCore").stdout.split()
     assert loaded == []
