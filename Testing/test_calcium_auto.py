@@ -438,3 +438,18 @@ def test_a_hole_of_enhanced_myocardium_is_not_the_canal():
     assert anatomy._lung_spans(lungs, spacing)[7] is not None  # the lungs are there: only the content decides
     assert (anatomy._body_fronts(hu, lungs, anatomy._lung_spans(lungs, spacing), spacing) == -1).all()
 
+
+
+def test_a_calcified_ring_beside_the_midline_is_not_the_canal():
+    """A calcified descending aorta seen from above is a ring around soft tissue too, but 20-40 mm left of the
+    midline: the same ring-and-body arrangement is the canal on the midline (row 59, its body's front) and nothing
+    30 mm to the side."""
+    spacing = (2.0, 2.0, 2.0)
+    on_midline = _vertebral_column(15, body_hu=140.0)
+    beside = np.full_like(on_midline, -100.0)
+    beside[:, 10:90, 5:35] = beside[:, 10:90, 85:115] = -850.0   # the same lungs
+    beside[:, :, 65:120] = on_midline[:, :, 50:105]                # the ring and block moved 30 mm to the left
+    beside[:, 10:90, 85:115] = -850.0
+    for hu, expected in ((on_midline, 59), (beside, -1)):
+        lungs = anatomy.find_lungs(hu, spacing)
+        assert set(anatomy._body_fronts(hu, lungs, anatomy._lung_spans(lungs, spacing), spacing)) == {expected}

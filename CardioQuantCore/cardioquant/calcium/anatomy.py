@@ -67,6 +67,7 @@ CANAL_WALL_HU = 200.0  # cortical bone of the ring (pedicles, laminae, the body'
 CANAL_CONTENT_HU = (-120.0, 80.0)  # cord, CSF and epidural fat (enhanced myocardium, held by iodine, reads 100-150)
 CANAL_RUN_MM = 20.0  # the canal is a column: found in consecutive slices over at least this length
 CANAL_STEP_MM = 6.0  # ... moving at most this much from one slice to the next
+CANAL_MIDLINE_MM = 20.0  # the canal lies on the midline; a calcified descending aorta's ring lies 20-40 mm left
 VERTEBRAL_BODY_MAX_MM = 45.0  # a thoracic or lumbar vertebral body is 25-40 mm front to back
 BODY_HU = 100.0  # 3 x 3 mean: osteoporotic trabecular bone still reads 100-200; the fat in front of it below 0
 NO_HEART_MESSAGE = "no heart in the field of view: calcium scoring needs the heart"
@@ -230,8 +231,9 @@ def _body_fronts(hu: np.ndarray, lungs: np.ndarray, spans, spacing) -> np.ndarra
 
 def _canal(hu: np.ndarray, lungs: np.ndarray, spans, spacing) -> list[tuple[int, int] | None]:
     """The spinal canal's front wall (row) and column in each slice, or None: a hole of soft tissue in the bone
-    seen from above over CANAL_SLAB_MM (there pedicles and laminae close its ring), of canal size, in the middle of
-    the lungs' span, behind the lungs' middle (the hindmost such hole); kept only where it forms a column
+    seen from above over CANAL_SLAB_MM (there pedicles and laminae close its ring), of canal size, within
+    CANAL_MIDLINE_MM of the middle of the lungs' span, behind the lungs' middle (the hindmost such hole); kept
+    only where it forms a column
     (CANAL_RUN_MM, CANAL_STEP_MM), as the canal does and a hole between iodine-filled chambers does not."""
     wall = hu >= CANAL_WALL_HU
     slab = max(1, int(round(CANAL_SLAB_MM / spacing[2])))
@@ -242,7 +244,7 @@ def _canal(hu: np.ndarray, lungs: np.ndarray, spans, spacing) -> list[tuple[int,
             continue
         seen = wall[max(0, k - slab):k + slab + 1].any(axis=0)
         holes, _ = ndimage.label(ndimage.binary_fill_holes(seen) & ~seen)
-        band = _middle_band(seen.shape, span, 0.3)
+        centre = (span[0] + span[1]) / 2.0
         middle = np.percentile(np.nonzero(lungs[k])[0], 50)
         for index, box in enumerate(ndimage.find_objects(holes), start=1):
             hole = holes[box] == index
@@ -251,7 +253,7 @@ def _canal(hu: np.ndarray, lungs: np.ndarray, spans, spacing) -> list[tuple[int,
             rows, columns = (np.nonzero(hole)[axis] + box[axis].start for axis in (0, 1))
             hindmost = found[k]
             if (CANAL_AREA_MM2[0] <= area <= CANAL_AREA_MM2[1] and CANAL_CONTENT_HU[0] < content < CANAL_CONTENT_HU[1]
-                    and (hole & band[box]).any() and rows.mean() > middle
+                    and abs(columns.mean() - centre) * spacing[0] <= CANAL_MIDLINE_MM and rows.mean() > middle
                     and (hindmost is None or rows.mean() > hindmost[0])):
                 found[k] = (float(rows.mean()), float(columns.mean()), int(rows.min()))
     step = CANAL_STEP_MM / spacing[0]
