@@ -162,12 +162,15 @@ def test_the_readers_nodes_become_files_in_the_runs_folder_only(tmp_path):
 
 
 def test_export_of_a_module_that_does_not_rescore_copies_the_run_and_adds_the_dicom_seg(tmp_path):
-    """BoneDensity does not re-score edits: Export copies the run's files, and for a DICOM input adds a DICOM SEG of
-    the segmentation as it is now (its vertebral bodies and ROIs), referencing the series."""
+    """BoneDensity does not re-score edits. Unedited, Export copies the run's files and, for a DICOM input, adds a
+    DICOM SEG of the segmentation (its vertebral bodies and ROIs) referencing the series. After the reader erases
+    L1's ROI, Export writes the segmentation and label map as they are now, without that ROI, keeps the run's
+    figures and says in the JSON that they were not recomputed."""
     import highdicom as hd
 
     from cardioquant import cli
     from cardioquant.bmd.phantom import write_spine_phantom
+    from cardioquant.bmd.pipeline import LABEL_TABLE as BMD_LABELS
     from cardioquant.imageio import read_image
 
     scan_path, labels_path, _ = write_spine_phantom(tmp_path)
@@ -178,12 +181,29 @@ def test_export_of_a_module_that_does_not_rescore_copies_the_run_and_adds_the_di
                      "--quiet"]) == 0
     volume = logic.volumeNodeFromLoaded(read_image(tmp_path / "dicom"), "spine")
     segmentation = scene.load_segmentation(_mrml(), tmp_path / "run" / "bmd.seg.nrrd")
-    (tmp_path / "export").mkdir()
+    bmd = logic.BMDLogic()
 
-    written = logic.BMDLogic().exportCurrent(volume, segmentation, str(tmp_path / "run"), str(tmp_path / "export"))
+    written = bmd.exportCurrent(volume, segmentation, str(tmp_path / "run"), str(tmp_path / "export"))
 
     assert (tmp_path / "export" / "bmd.json").read_text() == (tmp_path / "run" / "bmd.json").read_text()
     seg = hd.seg.segread(tmp_path / "export" / "bmd_seg.dcm")
     labels = {seg.get_segment_description(n).segment_label for n in seg.segment_numbers}
     assert {"vertebrae_L1", "vertebrae_L2", "L1 trabecular ROI", "L2 trabecular ROI"} <= labels
     assert str(tmp_path / "export" / "bmd_seg.dcm") in map(str, written)
+
+    roi = next(spec.value for spec in BMD_LABELS.segments if spec.name == "L1 trabecular ROI")
+    edited = bmd.labelArray(volume, segmentation)
+    assert (edited == roi).any()
+    edited[edited == roi] = 0  # the reader erases L1's ROI
+    scene.update_segments_from_labelmap(segmentation, edited, volume, BMD_LABELS)
+    bmd.exportCurrent(volume, segmentation, str(tmp_path / "run"), str(tmp_path / "edited"))
+
+    exported = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "edited" / "bmd_labels.nrrd")))
+    run_labels = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "run" / "bmd_labels.nrrd")))
+    assert not (exported == roi).any() and np.array_equal(exported[run_labels != roi], run_labels[run_labels != roi])
+    reread = scene.load_segmentation(_mrml(), tmp_path / "edited" / "bmd.seg.nrrd")
+    assert not (bmd.labelArray(volume, reread) == roi).any()
+    document = json.loads((tmp_path / "edited" / "bmd.json").read_text())
+    run_document = json.loads((tmp_path / "run" / "bmd.json").read_text())
+    assert document["patient"] == run_document["patient"]
+    assert any("edited after the run" in warning for warning in document["warnings"])

@@ -201,8 +201,10 @@ class AnalysisLogic:
     def exportCurrent(self, inputVolumeNode, segmentationNode, runOutputDir, target, **overrides):
         """Write what the reader sees now into `target`, swapped in as a whole set (files already there are kept
         in target/previous/): for a module that re-scores edits (edited_result), the edited segmentation with its
-        recomputed figures, tables and report; otherwise the run's files. When the volume came from DICOM, also
-        `<module>_seg.dcm`, a DICOM SEG of the segmentation as edited, referencing the series."""
+        recomputed figures, tables and report; otherwise the run's figures, tables and report, with the
+        segmentation as the reader left it and, when it was edited, a warning in the JSON that the figures are the
+        run's. When the volume came from DICOM, also `<module>_seg.dcm`, a DICOM SEG of the segmentation as edited,
+        referencing the series."""
         from cardioquant.dicomseg import seg_writer
         from cardioquant.results import output_names, swap_in, write_outputs
 
@@ -217,14 +219,49 @@ class AnalysisLogic:
                 result.extra_outputs[f"{key}_seg.dcm"] = seg
             return write_outputs(result, loaded, target, overwrite=True)
 
+        edited = segmentationNode is not None and self._segmentationEdited(inputVolumeNode, segmentationNode,
+                                                                           runOutputDir)
+
         def copyRun(staging):
             for name in output_names(key):
                 if os.path.isfile(os.path.join(runOutputDir, name)):
                     shutil.copy2(os.path.join(runOutputDir, name), staging)
+            if edited:
+                self._writeEditedSegmentation(inputVolumeNode, segmentationNode, runOutputDir, staging)
             if seg is not None:
                 seg(staging / f"{key}_seg.dcm")
 
         return swap_in(target, key, copyRun, overwrite=True)
+
+    def _segmentationEdited(self, inputVolumeNode, segmentationNode, runOutputDir):
+        """Whether the segmentation differs from the run's label map."""
+        import numpy as np
+        import SimpleITK as sitk
+
+        runLabels = os.path.join(runOutputDir, f"{self.MODULE_KEY}_labels.nrrd")
+        if not os.path.isfile(runLabels):
+            return False
+        return not np.array_equal(self.labelArray(inputVolumeNode, segmentationNode),
+                                  sitk.GetArrayFromImage(sitk.ReadImage(runLabels)))
+
+    def _writeEditedSegmentation(self, inputVolumeNode, segmentationNode, runOutputDir, staging):
+        """The segmentation as the reader left it (segmentation and label map), in place of the run's, and the
+        run's JSON with a warning that its figures were not recomputed from the edits."""
+        import SimpleITK as sitk
+
+        from cardioquant import geometry
+
+        key = self.MODULE_KEY
+        reference = scene_layer.image_from_volume_node(inputVolumeNode)
+        labels = geometry.image_from_array(self.labelArray(inputVolumeNode, segmentationNode), reference)
+        sitk.WriteImage(geometry.as_uint8(labels), str(staging / f"{key}_labels.nrrd"), True)
+        scene_layer.save_node(segmentationNode, staging / f"{key}.seg.nrrd")
+        document = self.runDocument(runOutputDir)
+        document["warnings"] = [*document.get("warnings", []), (
+            f"the segmentation was edited after the run; {pipelines.TITLES[key]} does not recompute its figures "
+            "from edits: the figures, table and report are the run's (Apply again with the edited segmentation "
+            "selected as the input masks to recompute)")]
+        (staging / f"{key}.json").write_text(json.dumps(document, indent=2))
 
 
 class CalciumLogic(AnalysisLogic):
