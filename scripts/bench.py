@@ -952,9 +952,8 @@ def bench_scar_rv_insertion(shared: Path):
         alone = aha.estimate_rv_insertion(signal, cavity, myocardium, pixel_mm, direction)
         if found is None:
             found, defaulted = aha.DEFAULT_INSERTION_DEG, defaulted + 1
-        apart = lambda a, b: abs((a - b + 180.0) % 360.0 - 180.0)  # noqa: E731
-        errors.append(apart(found, truth))
-        image_only.append(apart(alone if alone is not None else aha.DEFAULT_INSERTION_DEG, truth))
+        errors.append(float(aha.degrees_apart(found, truth)))
+        image_only.append(float(aha.degrees_apart(alone if alone is not None else aha.DEFAULT_INSERTION_DEG, truth)))
         figures = [aha.per_segment(aha.segment_map(cavity, myocardium, angle, direction), myocardium, labels == 2221,
                                    image.GetSpacing()) for angle in (truth, found)]
         moved.append(np.mean([abs(a["lge_percent"] - b["lge_percent"]) for a, b in

@@ -55,6 +55,11 @@ def dicomAttributes(volumeNode):
     return attributes
 
 
+def loadedInput(volumeNode):
+    """The pipelines' input for a volume node: its image with its DICOM attributes."""
+    return scene_layer.loaded_from_volume_node(volumeNode, dicomAttributes(volumeNode))
+
+
 def dicomSourceFiles(volumeNode):
     """The volume's DICOM files in slice order, which a DICOM SEG references: kept by CardioQuant's reader, or
     found in Slicer's DICOM database from the node's instance UIDs (listed in the order the slices were loaded);
@@ -131,7 +136,7 @@ class AnalysisLogic:
     def prepareRun(self, inputVolumeNode, settings, nodeInputs=None, folder=None):
         """(loaded input, settings) as both run paths see them: the volume with its DICOM attributes, the settings
         with each picked node (field name -> node, None for none) written into `folder`."""
-        loaded = scene_layer.loaded_from_volume_node(inputVolumeNode, dicomAttributes(inputVolumeNode))
+        loaded = loadedInput(inputVolumeNode)
         values = {}
         for name, node in (nodeInputs or {}).items():
             if name not in self.NODE_INPUTS:
@@ -179,7 +184,7 @@ class AnalysisLogic:
         """The JSON document a run writes (`<module>.json`), for a result of `process`."""
         from cardioquant.results import result_document
 
-        loaded = scene_layer.loaded_from_volume_node(inputVolumeNode, dicomAttributes(inputVolumeNode))
+        loaded = loadedInput(inputVolumeNode)
         return json.loads(json.dumps(result_document(result, loaded)))
 
     def runDocument(self, outputDir):
@@ -194,9 +199,9 @@ class AnalysisLogic:
 
     def editedResult(self, inputVolumeNode, segmentationNode, runDocument, **overrides):
         """The figures of the segmentation as the reader left it, with the run's own settings (its JSON)."""
-        loaded = scene_layer.loaded_from_volume_node(inputVolumeNode, dicomAttributes(inputVolumeNode))
-        labels = self.labelArray(inputVolumeNode, segmentationNode)
-        return self.pipeline().edited_result(loaded, labels, runDocument, **overrides)
+        return self.pipeline().edited_result(loadedInput(inputVolumeNode),
+                                             self.labelArray(inputVolumeNode, segmentationNode), runDocument,
+                                             **overrides)
 
     def exportCurrent(self, inputVolumeNode, segmentationNode, runOutputDir, target, **overrides):
         """Write what the reader sees now into `target`, swapped in as a whole set (files already there are kept
@@ -209,42 +214,37 @@ class AnalysisLogic:
         from cardioquant.results import output_names, swap_in, write_outputs
 
         pipeline, key = self.pipeline(), self.MODULE_KEY
-        sourceFiles = dicomSourceFiles(inputVolumeNode) if segmentationNode is not None else []
-        seg = (seg_writer(self.labelArray(inputVolumeNode, segmentationNode), pipeline.LABEL_TABLE, sourceFiles,
-                          pipeline.TITLE) if sourceFiles else None)
-        if hasattr(pipeline, "edited_result") and segmentationNode is not None:
-            loaded = scene_layer.loaded_from_volume_node(inputVolumeNode, dicomAttributes(inputVolumeNode))
-            result = self.editedResult(inputVolumeNode, segmentationNode, self.runDocument(runOutputDir), **overrides)
+        labels = self.labelArray(inputVolumeNode, segmentationNode) if segmentationNode is not None else None
+        sourceFiles = dicomSourceFiles(inputVolumeNode) if labels is not None else []
+        seg = seg_writer(labels, pipeline.LABEL_TABLE, sourceFiles, pipeline.TITLE) if sourceFiles else None
+        if hasattr(pipeline, "edited_result") and labels is not None:
+            loaded = loadedInput(inputVolumeNode)
+            result = pipeline.edited_result(loaded, labels, self.runDocument(runOutputDir), **overrides)
             if seg is not None:
                 result.extra_outputs[f"{key}_seg.dcm"] = seg
             return write_outputs(result, loaded, target, overwrite=True)
-
-        edited = segmentationNode is not None and self._segmentationEdited(inputVolumeNode, segmentationNode,
-                                                                           runOutputDir)
+        edited = labels is not None and self._differsFromRun(labels, runOutputDir)
 
         def copyRun(staging):
             for name in output_names(key):
                 if os.path.isfile(os.path.join(runOutputDir, name)):
                     shutil.copy2(os.path.join(runOutputDir, name), staging)
             if edited:
-                self._writeEditedSegmentation(inputVolumeNode, segmentationNode, runOutputDir, staging)
+                self._writeEditedSegmentation(inputVolumeNode, segmentationNode, labels, runOutputDir, staging)
             if seg is not None:
                 seg(staging / f"{key}_seg.dcm")
 
         return swap_in(target, key, copyRun, overwrite=True)
 
-    def _segmentationEdited(self, inputVolumeNode, segmentationNode, runOutputDir):
-        """Whether the segmentation differs from the run's label map."""
+    def _differsFromRun(self, labels, runOutputDir):
+        """Whether the segmentation's labels differ from the run's label map."""
         import numpy as np
         import SimpleITK as sitk
 
         runLabels = os.path.join(runOutputDir, f"{self.MODULE_KEY}_labels.nrrd")
-        if not os.path.isfile(runLabels):
-            return False
-        return not np.array_equal(self.labelArray(inputVolumeNode, segmentationNode),
-                                  sitk.GetArrayFromImage(sitk.ReadImage(runLabels)))
+        return os.path.isfile(runLabels) and not np.array_equal(labels, sitk.GetArrayFromImage(sitk.ReadImage(runLabels)))
 
-    def _writeEditedSegmentation(self, inputVolumeNode, segmentationNode, runOutputDir, staging):
+    def _writeEditedSegmentation(self, inputVolumeNode, segmentationNode, labels, runOutputDir, staging):
         """The segmentation as the reader left it (segmentation and label map), in place of the run's, and the
         run's JSON with a warning that its figures were not recomputed from the edits."""
         import SimpleITK as sitk
@@ -252,9 +252,8 @@ class AnalysisLogic:
         from cardioquant import geometry
 
         key = self.MODULE_KEY
-        reference = scene_layer.image_from_volume_node(inputVolumeNode)
-        labels = geometry.image_from_array(self.labelArray(inputVolumeNode, segmentationNode), reference)
-        sitk.WriteImage(geometry.as_uint8(labels), str(staging / f"{key}_labels.nrrd"), True)
+        image = geometry.image_from_array(labels, scene_layer.image_from_volume_node(inputVolumeNode))
+        sitk.WriteImage(geometry.as_uint8(image), str(staging / f"{key}_labels.nrrd"), True)
         scene_layer.save_node(segmentationNode, staging / f"{key}.seg.nrrd")
         document = self.runDocument(runOutputDir)
         document["warnings"] = [*document.get("warnings", []), (

@@ -62,10 +62,10 @@ class CardioQuantLogic(ScriptedLoadableModuleLogic):
     def settingsFromParameterNode(self, parameterNode):
         """The analysis's settings as the panel shows them, with the application's weights setting (offline sites
         point Slicer at their own copy of the weights: Application settings, key CardioQuant/<module>/weights)."""
-        panel = {name: parameterNode.getValue(name) for name, *_ in
-                 pipelines.settings_class(self.MODULE_KEY).panel_fields()}
+        settingsClass = pipelines.settings_class(self.MODULE_KEY)
+        panel = {name: parameterNode.getValue(name) for name, *_ in settingsClass.panel_fields()}
         weights = slicer.app.settings().value(f"CardioQuant/{self.MODULE_KEY}/weights", "") or None
-        return pipelines.settings_class(self.MODULE_KEY).from_panel(panel, weights=weights)
+        return settingsClass.from_panel(panel, weights=weights)
 
     def nodeInputsFromParameterNode(self, parameterNode):
         return {name: parameterNode.getValue(name) for name in self.NODE_INPUTS}

@@ -49,6 +49,16 @@ def _value_type(annotation) -> tuple[type, bool]:
     return (typing.get_origin(annotation) or annotation), False
 
 
+_TYPED_FIELDS: dict[type, list[tuple[dataclasses.Field, type, bool]]] = {}
+
+
+def _typed_fields(cls: type) -> list[tuple[dataclasses.Field, type, bool]]:
+    if cls not in _TYPED_FIELDS:
+        hints = typing.get_type_hints(cls)
+        _TYPED_FIELDS[cls] = [(f, *_value_type(hints[f.name])) for f in dataclasses.fields(cls)]
+    return _TYPED_FIELDS[cls]
+
+
 @dataclass
 class AnalysisSettings:
     """What every analysis shares: where its networks run and which weights they use."""
@@ -63,9 +73,8 @@ class AnalysisSettings:
 
     @classmethod
     def fields(cls) -> list[tuple[dataclasses.Field, type, bool]]:
-        """Each field with its value type and whether it may be None."""
-        hints = typing.get_type_hints(cls)
-        return [(f, *_value_type(hints[f.name])) for f in dataclasses.fields(cls)]
+        """Each field with its value type and whether it may be None (resolved once per class)."""
+        return _typed_fields(cls)
 
     @classmethod
     def flag(cls, name: str) -> str:

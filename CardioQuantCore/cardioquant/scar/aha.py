@@ -127,6 +127,11 @@ def rv_blood_fraction(signal: np.ndarray, cavity: np.ndarray, myocardium: np.nda
     return total / np.maximum(count, 1) if count.any() else None  # bins without samples (image edge): no RV
 
 
+def degrees_apart(a, b):
+    """The angle between two directions in degrees (0-180), for numbers or arrays."""
+    return np.abs((np.asarray(a) - b + 180.0) % 360.0 - 180.0)
+
+
 def orientation_prior(direction_matrix: np.ndarray) -> tuple[float, int] | None:
     """From a 3D stack's direction cosines (LPS; columns: the image's column, row and slice axes): the angle
     (counter-clockwise from image up, about the LV centre) towards which the RV lies, and the septum direction (+1
@@ -162,11 +167,10 @@ def estimate_rv_insertion(signal: np.ndarray, cavity: np.ndarray, myocardium: np
     if rv_side_deg is None:
         return float(edge(*max(runs, key=lambda run: run[1]))) if runs else None
     expected = (rv_side_deg - direction * RV_HALF_ARC_DEG) % 360.0
-    apart = lambda a, b: abs((a - b + 180.0) % 360.0 - 180.0)  # noqa: E731
     edges = [edge(first, length) for first, length in runs
-             if apart((first + length / 2) * bin_deg, rv_side_deg) <= PRIOR_REACH_DEG[0]]
-    edges = [e for e in edges if apart(e, expected) <= PRIOR_REACH_DEG[1]]
-    return float(min(edges, key=lambda e: apart(e, expected))) if edges else float(expected)
+             if degrees_apart((first + length / 2) * bin_deg, rv_side_deg) <= PRIOR_REACH_DEG[0]]
+    edges = [e for e in edges if degrees_apart(e, expected) <= PRIOR_REACH_DEG[1]]
+    return float(min(edges, key=lambda e: degrees_apart(e, expected))) if edges else float(expected)
 
 
 def angle_of_point(row: float, col: float, slice_index: int, cavity: np.ndarray, myocardium: np.ndarray) -> float:
@@ -189,7 +193,7 @@ def insertion_marker(angle_deg: float, cavity: np.ndarray, myocardium: np.ndarra
     centre = lv_centre(cavity, myocardium)[k]
     rows, cols = np.indices(myocardium.shape[1:])
     angles = angle_about(rows, cols, centre)
-    near = myocardium[k] & (np.abs((angles - angle_deg + 180.0) % 360.0 - 180.0) <= 5.0)
+    near = myocardium[k] & (degrees_apart(angles, angle_deg) <= 5.0)
     radius = np.hypot(rows - centre[0], cols - centre[1])[near].max() if near.any() else 0.0
     theta = np.radians(angle_deg)
     return float(centre[0] - radius * np.cos(theta)), float(centre[1] - radius * np.sin(theta)), int(k)
