@@ -16,6 +16,18 @@ def _isolated_model_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("CARDIOQUANT_CACHE", str(tmp_path / "model-cache"))
 
 
+@pytest.fixture
+def slicer_scene(monkeypatch):
+    """A fresh slicer-core scene installed as `slicer.mrmlScene`, where the modules' logic and self-tests put their
+    nodes, as they find Slicer's own scene inside the application."""
+    import slicer
+
+    from cardioquant import scene
+
+    monkeypatch.setattr(slicer, "mrmlScene", None, raising=False)
+    return scene.new_scene()
+
+
 def oblique_image(array: np.ndarray, spacing=(0.7, 0.45, 2.5), origin=(-12.5, 30.25, 101.0)) -> sitk.Image:
     image = sitk.GetImageFromArray(array)
     image.SetSpacing(spacing)

@@ -18,18 +18,7 @@ BODIES = {"CalciumScoring": (selftests.calcium, logic.CalciumLogic),
           "CTFFR": (selftests.ctffr, logic.FFRLogic)}
 
 
-@pytest.fixture
-def _slicer_scene(monkeypatch):
-    """A fresh slicer-core scene as `slicer.mrmlScene`, as the self-tests find Slicer's."""
-    import slicer
-
-    from cardioquant import scene
-
-    monkeypatch.setattr(slicer, "mrmlScene", None, raising=False)
-    return scene.new_scene()
-
-
-@pytest.mark.usefixtures("_slicer_scene")
+@pytest.mark.usefixtures("slicer_scene")
 @pytest.mark.parametrize("module", BODIES)
 def test_module_self_test(module):
     body, logic_class = BODIES[module]

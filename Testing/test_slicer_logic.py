@@ -16,14 +16,7 @@ from cardioquant.calcium.phantom import block_phantom, write_block_phantom
 from cardioquant.calcium.pipeline import LABEL_TABLE
 from CardioQuantCoreLib import logic
 
-
-@pytest.fixture(autouse=True)
-def _slicer_scene(monkeypatch):
-    """A fresh slicer-core scene as `slicer.mrmlScene`, where the logic puts its nodes."""
-    import slicer
-
-    monkeypatch.setattr(slicer, "mrmlScene", None, raising=False)
-    return scene.new_scene()
+pytestmark = pytest.mark.usefixtures("slicer_scene")  # every test puts its nodes in a fresh scene
 
 
 def _mrml():

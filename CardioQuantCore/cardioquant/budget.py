@@ -16,6 +16,7 @@ import SimpleITK as sitk
 
 from .errors import InputError
 from .imageio import LoadedImage
+from .settings import setting
 
 DEFAULT_LIMIT_GB = 4.0
 BASE_GB = 0.6  # Python, NumPy, SciPy, SimpleITK, VTK and the report's Matplotlib, before any image
@@ -23,8 +24,6 @@ BASE_GB = 0.6  # Python, NumPy, SciPy, SimpleITK, VTK and the report's Matplotli
 
 def memory_setting(what: str):
     """The --memory-limit-gb field of an analysis's settings; `what` says what happens to a larger scan."""
-    from .settings import setting
-
     return setting(DEFAULT_LIMIT_GB, f"memory the analysis may use; {what} [{DEFAULT_LIMIT_GB:g}]",
                    limits=(1.0, 1024.0, True))
 
