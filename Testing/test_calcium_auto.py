@@ -453,3 +453,24 @@ def test_a_calcified_ring_beside_the_midline_is_not_the_canal():
     for hu, expected in ((on_midline, 59), (beside, -1)):
         lungs = anatomy.find_lungs(hu, spacing)
         assert set(anatomy._body_fronts(hu, lungs, anatomy._lung_spans(lungs, spacing), spacing)) == {expected}
+
+
+def test_the_sternum_is_found_where_its_pale_marrow_leaves_only_fragments_of_cortex():
+    """Nothing of the heart lies in front of the sternum's back, so the heart region ends there. An older patient's
+    sternum shows on CTA (bone over 180 HU) only as fragments of cortex, 0.6 cm2 in each slice (one slice's front
+    cortex, the next slice's back cortex), none of them a sternum alone: in the slices within 5 mm together they are the plate, whose back is row 14 in every
+    slice. A bright vein joined to it (reaching row 20 in one slice) does not move the back; a contrast-filled
+    internal thoracic artery (16 mm2) is not a sternum."""
+    spacing = (2.0, 2.0, 2.0)
+    lungs = np.zeros((15, 100, 120), bool)
+    lungs[:, 10:90, 5:55] = lungs[:, 10:90, 65:115] = True      # the lungs' front is row 10
+    spans = anatomy._lung_spans(lungs, spacing)
+    sternum = np.zeros_like(lungs)
+    sternum[::2, 9:12, 52:57] = sternum[1::2, 12:15, 62:67] = True  # cortex fragments, 15 pixels (60 mm2) each
+    assert all(anatomy._sternum_back(plane, span, 10, spacing) is None for plane, span in zip(sternum, spans))
+    assert list(anatomy._sternum_backs(lungs, spans, sternum, spacing)) == [14] * 15
+    sternum[7, 15:21, 62:66] = True                              # a vein joined to it, in one slice
+    assert list(anatomy._sternum_backs(lungs, spans, sternum, spacing)) == [14] * 15
+    artery = np.zeros_like(lungs)
+    artery[:, 9:11, 58:60] = True
+    assert list(anatomy._sternum_backs(lungs, spans, artery, spacing)) == [-1] * 15

@@ -14,7 +14,8 @@ Method, on a ~2 mm copy of the scan turned to LPS (so it does not depend on how 
 2. In every slice with a left and a right lung (told apart by side: they may touch in front of the heart), the
    mediastinum is the convex hull of the lungs minus the lungs, at least 15 mm in front of the spine (the
    posterior mediastinum holds the descending aorta and oesophagus, not the heart), and behind the sternum
-   (a flat bone in the middle, level with the lungs' front). Above its widest slice,
+   (flat bone in the middle, level with the lungs' front, looked for in the slices within 5 mm together: a pale
+   sternal marrow leaves only fragments of cortex in each slice). Above its widest slice,
    slices where the mediastinum is under a third of its median area are the upper mediastinum (great vessels,
    aortic arch) and are left out, and so are those whose inscribed radius is under 0.4 of the deepest slice's
    (the great vessels in their fat are a thin band; the heart, even at its top, is not). The median, not the
@@ -69,6 +70,9 @@ CANAL_RUN_MM = 20.0  # the canal is a column: found in consecutive slices over a
 CANAL_STEP_MM = 6.0  # ... moving at most this much from one slice to the next
 CANAL_MIDLINE_MM = 20.0  # the canal lies on the midline; a calcified descending aorta's ring lies 20-40 mm left
 VERTEBRAL_BODY_MAX_MM = 45.0  # a thoracic or lumbar vertebral body is 25-40 mm front to back
+STERNUM_SLAB_MM = 5.0  # the sternum is looked for in the bone of the slices this close (its marrow is patchy)
+STERNUM_RUN_MM = 30.0  # a slice's sternum back is checked against the median over this many mm of slices
+STERNUM_JUMP_MM = 10.0  # ... and may lie at most this far behind it (the sternum is 8-15 mm thick)
 BODY_HU = 100.0  # 3 x 3 mean: osteoporotic trabecular bone still reads 100-200; the fat in front of it below 0
 NO_HEART_MESSAGE = "no heart in the field of view: calcium scoring needs the heart"
 
@@ -266,9 +270,9 @@ def _canal(hu: np.ndarray, lungs: np.ndarray, spans, spacing) -> list[tuple[int,
             for k, f in enumerate(found)]
 
 
-def _mediastinum_slice(hu_slice, lung_slice, bone_slice, spacing, span, spine_front: int) -> np.ndarray:
-    """The mediastinum of one slice with a left and a right lung (`span`, from _lung_span)."""
-    rows = np.nonzero(lung_slice)[0]
+def _mediastinum_slice(hu_slice, lung_slice, spacing, spine_front: int, sternum_back: int) -> np.ndarray:
+    """The mediastinum of one slice with a left and a right lung, between the spine's front and the sternum's back
+    (-1: no sternum found)."""
     # A cardiac field of view cuts the lungs: where a lung runs off the left or right image edge, the tissue on
     # that edge from there back to the spine stands for lung outside the image, so the hull wraps the heart.
     edge = np.zeros_like(lung_slice)
@@ -282,8 +286,7 @@ def _mediastinum_slice(hu_slice, lung_slice, bone_slice, spacing, span, spine_fr
     if spine_front < region.shape[0]:
         # The posterior mediastinum (descending aorta, oesophagus, azygos) lies in front of the spine.
         region[max(spine_front - int(round(POSTERIOR_MEDIASTINUM_MM / spacing[1])), 0):] = False
-    sternum_back = _sternum_back(bone_slice, span, rows.min(), spacing)
-    if sternum_back is not None:
+    if sternum_back >= 0:
         region[:sternum_back + 1] = False  # nothing of the heart lies in front of the sternum's back surface
     return region
 
@@ -296,21 +299,46 @@ def _middle_band(shape, span, margin_share: float) -> np.ndarray:
     return band
 
 
+def _sternum_backs(lungs: np.ndarray, spans, bone: np.ndarray, spacing) -> np.ndarray:
+    """The sternum's last row in each slice with a left and a right lung (-1 where none is found). The sternum is
+    a plate running down the front of the chest: its patchy marrow leaves single slices with fragments too small to
+    tell, so it is looked for in the bone of the slices within STERNUM_SLAB_MM together. Its back moves a few mm
+    from slice to slice: a back more than STERNUM_JUMP_MM behind the median over STERNUM_RUN_MM of slices (a
+    clavicle's head or a bright vein joined to it) is replaced by that median."""
+    slab = 2 * int(round(STERNUM_SLAB_MM / spacing[2])) + 1
+    plate = ndimage.maximum_filter1d(bone, size=slab, axis=0)
+    raw = np.full(lungs.shape[0], -1)
+    for k, span in enumerate(spans):
+        if span is not None:
+            back = _sternum_back(plate[k], span, int(np.nonzero(lungs[k])[0].min()), spacing)
+            raw[k] = -1 if back is None else back
+    half = max(1, int(round(STERNUM_RUN_MM / spacing[2] / 2)))
+    backs = raw.copy()
+    for k in map(int, np.nonzero(raw >= 0)[0]):
+        around = raw[max(k - half, 0):k + half + 1]
+        median = float(np.median(around[around >= 0]))
+        if (raw[k] - median) * spacing[1] > STERNUM_JUMP_MM:
+            backs[k] = int(median)
+    return backs
+
+
 def _sternum_back(bone_slice, span, lung_front: int, spacing) -> int | None:
-    """Last row of the sternum, or None: a flat piece of bone (1-20 cm2, at most 20 mm front to back; the
-    iodine-filled right ventricle is thicker) in the middle of the lungs' span, starting no more than 5 mm behind
-    the lungs' front."""
+    """Last row of the sternum, or None: flat pieces of bone (each at least 20 mm2, at most 20 mm front to back;
+    the iodine-filled right ventricle is thicker), 1-20 cm2 together, in the middle of the lungs' span, starting
+    no more than 5 mm behind the lungs' front. Together: where its marrow is pale, the sternum shows as several
+    pieces of cortex; a contrast-filled internal thoracic artery beside it is under 20 mm2."""
     band = _middle_band(bone_slice.shape, span, 0.3)
     pieces, _ = ndimage.label(bone_slice)
     limit = lung_front + int(round(5.0 / spacing[1]))
-    backs = []
+    backs, total = [], 0.0
     for index, box in enumerate(ndimage.find_objects(pieces), start=1):
         piece = pieces[box] == index
         area = np.count_nonzero(piece) * spacing[0] * spacing[1]
         thickness = (box[0].stop - box[0].start) * spacing[1]
-        if box[0].start <= limit and 100.0 <= area <= 2000.0 and thickness <= 20.0 and (piece & band[box]).any():
+        if box[0].start <= limit and area >= 20.0 and thickness <= 20.0 and (piece & band[box]).any():
             backs.append(box[0].stop - 1)
-    return max(backs) if backs else None
+            total += area
+    return max(backs) if backs and 100.0 <= total <= 2000.0 else None
 
 
 def _spine_front(bone_slice, span, lung_rows, spacing) -> int:
@@ -363,9 +391,10 @@ def _heart_with_bone(image, coarse, hu, lungs, spans, bodies, bone) -> HeartAnat
     spacing = coarse.GetSpacing()
     mediastinum = np.zeros(hu.shape, bool)
     fronts = _spine_fronts(lungs, spans, bone, spacing, bodies)
+    sterna = _sternum_backs(lungs, spans, bone, spacing)
     for k, span in enumerate(spans):
         if span is not None:
-            mediastinum[k] = _mediastinum_slice(hu[k], lungs[k], bone[k], spacing, span, int(fronts[k]))
+            mediastinum[k] = _mediastinum_slice(hu[k], lungs[k], spacing, int(fronts[k]), int(sterna[k]))
     areas = mediastinum.sum(axis=(1, 2))
     if areas.max(initial=0) == 0:
         raise InputError(NO_HEART_MESSAGE)
