@@ -474,3 +474,14 @@ def test_the_sternum_is_found_where_its_pale_marrow_leaves_only_fragments_of_cor
     artery = np.zeros_like(lungs)
     artery[:, 9:11, 58:60] = True
     assert list(anatomy._sternum_backs(lungs, spans, artery, spacing)) == [-1] * 15
+
+
+def test_an_intervertebral_disc_does_not_move_the_spine_front_back():
+    """A disc (80 HU, 4 mm) between two osteoporotic bodies is not bone, so the walk from the canal stops at the
+    canal's wall there; the bodies above and below it are as deep, and the spine's front stays at row 59 through
+    the disc, so the disc's front (with any calcium on it) is not left inside the heart region."""
+    spacing = (2.0, 2.0, 2.0)
+    hu = _vertebral_column(15, body_hu=140.0)
+    hu[7:9, 59:79, 50:70] = 80.0                                    # the disc, without cortex
+    lungs = anatomy.find_lungs(hu, spacing)
+    assert list(anatomy._body_fronts(hu, lungs, anatomy._lung_spans(lungs, spacing), spacing)) == [59] * 15

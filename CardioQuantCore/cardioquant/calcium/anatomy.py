@@ -73,6 +73,7 @@ VERTEBRAL_BODY_MAX_MM = 45.0  # a thoracic or lumbar vertebral body is 25-40 mm 
 STERNUM_SLAB_MM = 5.0  # the sternum is looked for in the bone of the slices this close (its marrow is patchy)
 STERNUM_RUN_MM = 30.0  # a slice's sternum back is checked against the median over this many mm of slices
 STERNUM_JUMP_MM = 10.0  # ... and may lie at most this far behind it (the sternum is 8-15 mm thick)
+DISC_MM = 6.0  # thoracic discs are 3-8 mm high (lumbar 10-15, below the heart)
 BODY_HU = 100.0  # 3 x 3 mean: osteoporotic trabecular bone still reads 100-200; the fat in front of it below 0
 NO_HEART_MESSAGE = "no heart in the field of view: calcium scoring needs the heart"
 
@@ -215,9 +216,11 @@ def _spine_fronts(lungs: np.ndarray, spans, bone: np.ndarray, spacing, bodies: n
 
 
 def _body_fronts(hu: np.ndarray, lungs: np.ndarray, spans, spacing) -> np.ndarray:
-    """The first row of the vertebral body in front of the spinal canal in each slice where the canal is found (-1
-    elsewhere): from the canal's front wall forward while the bone lasts (BODY_HU, 3 x 3 mean), at most
-    VERTEBRAL_BODY_MAX_MM. Rows run front to back (the grid is LPS)."""
+    """The first row of the vertebral body in front of the spinal canal in each slice (-1 where no canal is found
+    within DISC_MM): from the canal's front wall forward while the bone lasts (BODY_HU, 3 x 3 mean), at most
+    VERTEBRAL_BODY_MAX_MM. An intervertebral disc (70-120 HU) stops that walk short, so each slice takes the
+    foremost front found within DISC_MM of it: the bodies above and below a disc are as deep as the disc. Rows run
+    front to back (the grid is LPS)."""
     out = np.full(hu.shape[0], -1)
     deepest = int(round(VERTEBRAL_BODY_MAX_MM / spacing[1]))
     for k, canal in enumerate(_canal(hu, lungs, spans, spacing)):
@@ -230,7 +233,10 @@ def _body_fronts(hu: np.ndarray, lungs: np.ndarray, spans, spacing) -> np.ndarra
             row -= 1
         if front_wall - row > 2:  # a body, not the canal's wall alone
             out[k] = row + 1
-    return out
+    reach = max(1, int(round(DISC_MM / spacing[2])))
+    none = hu.shape[1]  # beyond the last row: no front
+    foremost = ndimage.minimum_filter1d(np.where(out >= 0, out, none), size=2 * reach + 1, mode="nearest")
+    return np.where(foremost < none, foremost, -1)
 
 
 def _canal(hu: np.ndarray, lungs: np.ndarray, spans, spacing) -> list[tuple[int, int] | None]:
