@@ -411,3 +411,54 @@ def test_contrast_flag_comes_from_the_aorta_with_or_without_a_body_mask(tmp_path
         summary = run(loaded, settings_for("bmd", vertebra_mask=str(ts), vertebra_body_mask=body_mask),
                       Progress()).summary
         assert summary["contrast_enhanced"] is iodine, body_mask
+
+
+def test_the_disc_is_the_space_between_neighbouring_bodies_end_plates():
+    """What the network's disc class is taught: between two neighbouring vertebral bodies, in each column both
+    cover, the voxels from one end plate to the next. Here T12 (value 3) lies above L1 (value 5) on a 2 mm grid,
+    k running feet to head; L1's upper end plate is tilted (one slice higher on the right), so the disc is 3 slices
+    thick on the left and 2 on the right, and only where both bodies are (L1 is wider). L1 and L3 with L2 missing
+    (a 30 mm gap) have no disc between them."""
+    from cardioquant.bmd.network import disc_labels
+
+    instances = np.zeros((30, 10, 12), np.uint8)
+    instances[0:8, 2:8, 1:11] = 5       # L1, 20 mm wide
+    instances[8, 2:8, 6:11] = 5         # ... its end plate one slice higher on the right
+    instances[11:20, 2:8, 2:10] = 3     # T12, 16 mm wide
+    disc = disc_labels(instances, [3, 5], (2.0, 2.0, 2.0))
+    expected = np.zeros_like(disc)
+    expected[8:11, 2:8, 2:6] = True
+    expected[9:11, 2:8, 6:10] = True
+    assert (disc == expected).all()
+    gap = np.zeros((40, 10, 12), np.uint8)
+    gap[0:8, 2:8, 2:10], gap[23:31, 2:8, 2:10] = 6, 4   # L3 and L1, L2 between them not labelled
+    assert not disc_labels(gap, [4, 5, 6], (2.0, 2.0, 2.0)).any()
+
+
+def test_l5_beside_the_top_of_a_tilted_sacrum_is_still_l5():
+    """The lumbosacral disc is tilted: the sacrum reaches up behind it, beyond the middle of L5's slices. L5 still
+    lies above the sacrum's middle, so it is a vertebral body and, resting on the sacrum, is named L5 (taking the
+    sacrum's top as the limit had dropped it and called L4 'L5')."""
+    from cardioquant.bmd import network
+
+    classes = column(4, with_sacrum=True)
+    classes[11:20, 30:36, 15:65] = 3                   # the sacrum's back, up beside L5 (slices 13-22)
+    naming = network.assign_levels(network.split_bodies(classes == 1, MM3, min_volume_ml=1.0), classes, MM3)
+    assert list(naming.levels) == ["L5", "L4", "L3", "L2"] and naming.determined
+
+
+def test_a_disc_the_network_marks_in_part_of_the_column_still_splits_the_bodies():
+    """Thin thoracic discs are often marked as disc in the middle of the column only, with body voxels bridging its
+    edges (8 mm on each side here): the bodies are split at the disc all the same, each whole and with nothing of
+    its neighbours'."""
+    from cardioquant.bmd import network
+
+    classes = column(3)
+    for k0 in (23, 36):                                 # the two discs: body across, disc in the middle
+        classes[k0:k0 + 3, 10:30, 25:55] = 1
+        classes[k0 + 1, 10:30, 29:51] = network.DISC
+    bodies = network.split_bodies(classes == 1, (2.0, 2.0, 2.0), disc=classes == network.DISC, min_volume_ml=1.0)
+    assert len(bodies) == 3
+    for body, first in zip(bodies, (13, 26, 39), strict=True):
+        assert body[first:first + 10].sum() == 10 * 20 * 30   # its own slices, whole
+        assert not body[:first - 3].any() and not body[first + 13:].any()  # nothing of its neighbours

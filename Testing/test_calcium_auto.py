@@ -467,7 +467,7 @@ def test_the_sternum_is_found_where_its_pale_marrow_leaves_only_fragments_of_cor
     spans = anatomy._lung_spans(lungs, spacing)
     sternum = np.zeros_like(lungs)
     sternum[::2, 9:12, 52:57] = sternum[1::2, 12:15, 62:67] = True  # cortex fragments, 15 pixels (60 mm2) each
-    assert all(anatomy._sternum_back(plane, span, 10, spacing) is None for plane, span in zip(sternum, spans))
+    assert all(anatomy._sternum_back(plane, span, 10, spacing) is None for plane, span in zip(sternum, spans, strict=True))
     assert list(anatomy._sternum_backs(lungs, spans, sternum, spacing)) == [14] * 15
     sternum[7, 15:21, 62:66] = True                              # a vein joined to it, in one slice
     assert list(anatomy._sternum_backs(lungs, spans, sternum, spacing)) == [14] * 15

