@@ -203,13 +203,7 @@ def _spine_fronts(lungs: np.ndarray, spans, bone: np.ndarray, spacing, bodies: n
     for k, span in enumerate(spans):
         if span is not None:
             raw[k] = _spine_front(bone[k], span, np.nonzero(lungs[k])[0], spacing)
-    half = max(1, int(round(SPINE_RUN_MM / spacing[2] / 2)))
-    fronts = raw.copy()
-    for k in map(int, np.nonzero(raw >= 0)[0]):
-        around = raw[max(k - half, 0):k + half + 1]
-        median = float(np.median(around[around >= 0]))
-        if (median - raw[k]) * spacing[1] > SPINE_JUMP_MM:
-            fronts[k] = int(median)
+    fronts = _kept_to_the_column(raw, spacing, SPINE_RUN_MM, -SPINE_JUMP_MM)
     forward = (bodies >= 0) & (fronts >= 0) & (bodies < fronts)
     fronts[forward] = bodies[forward]
     return fronts
@@ -243,8 +237,8 @@ def _canal(hu: np.ndarray, lungs: np.ndarray, spans, spacing) -> list[tuple[int,
     """The spinal canal's front wall (row) and column in each slice, or None: a hole of soft tissue in the bone
     seen from above over CANAL_SLAB_MM (there pedicles and laminae close its ring), of canal size, within
     CANAL_MIDLINE_MM of the middle of the lungs' span, behind the lungs' middle (the hindmost such hole); kept
-    only where it forms a column
-    (CANAL_RUN_MM, CANAL_STEP_MM), as the canal does and a hole between iodine-filled chambers does not."""
+    only where it forms a column (CANAL_RUN_MM, CANAL_STEP_MM), as the canal does and a hole between iodine-filled
+    chambers does not."""
     wall = hu >= CANAL_WALL_HU
     slab = max(1, int(round(CANAL_SLAB_MM / spacing[2])))
     pixel_mm2 = spacing[0] * spacing[1]
@@ -318,14 +312,21 @@ def _sternum_backs(lungs: np.ndarray, spans, bone: np.ndarray, spacing) -> np.nd
         if span is not None:
             back = _sternum_back(plate[k], span, int(np.nonzero(lungs[k])[0].min()), spacing)
             raw[k] = -1 if back is None else back
-    half = max(1, int(round(STERNUM_RUN_MM / spacing[2] / 2)))
-    backs = raw.copy()
-    for k in map(int, np.nonzero(raw >= 0)[0]):
-        around = raw[max(k - half, 0):k + half + 1]
+    return _kept_to_the_column(raw, spacing, STERNUM_RUN_MM, STERNUM_JUMP_MM)
+
+
+def _kept_to_the_column(rows: np.ndarray, spacing, run_mm: float, jump_mm: float) -> np.ndarray:
+    """Per-slice rows of a bone that runs down the chest as a column (-1: not found), each checked against the
+    median of those found over `run_mm` of slices: one lying more than `jump_mm` behind it (a negative `jump_mm`:
+    in front of it) is something else joined to the bone in that slice, and is replaced by the median."""
+    half = max(1, int(round(run_mm / spacing[2] / 2)))
+    kept = rows.copy()
+    for k in map(int, np.nonzero(rows >= 0)[0]):
+        around = rows[max(k - half, 0):k + half + 1]
         median = float(np.median(around[around >= 0]))
-        if (raw[k] - median) * spacing[1] > STERNUM_JUMP_MM:
-            backs[k] = int(median)
-    return backs
+        if np.sign(jump_mm) * (rows[k] - median) * spacing[1] > abs(jump_mm):
+            kept[k] = int(median)
+    return kept
 
 
 def _sternum_back(bone_slice, span, lung_front: int, spacing) -> int | None:
