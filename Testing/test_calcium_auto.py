@@ -485,3 +485,29 @@ def test_an_intervertebral_disc_does_not_move_the_spine_front_back():
     hu[7:9, 59:79, 50:70] = 80.0                                    # the disc, without cortex
     lungs = anatomy.find_lungs(hu, spacing)
     assert list(anatomy._body_fronts(hu, lungs, anatomy._lung_spans(lungs, spacing), spacing)) == [59] * 15
+
+
+def test_calcium_above_where_the_great_vessels_join_the_heart_is_not_coronary():
+    """The coronaries leave the aortic sinuses and run down the heart: on the voxel-built thorax, whose aorta joins
+    the heart at S 90 mm, a calcified node beside the ascending aorta at S 120 mm (30 mm higher, inside the
+    searched region) is 'not coronary'; a plaque on the heart's front-left surface stays a left coronary, and
+    without the great vessels' tubes no height limit applies."""
+    hu, image_of = _thorax_with_aorta()
+    node = (40, 80 - 15 // 2, 80 + (-5 - 21) // 2)      # x = -26 mm: in the fat right of the aorta (radius 14)
+    hu[node[0], node[1]:node[1] + 2, node[2]:node[2] + 2] = 600.0
+    plaque = (15, 80 - 42 // 2, 80 + 32 // 2)
+    hu[plaque[0], plaque[1]:plaque[1] + 2, plaque[2]:plaque[2] + 2] = 600.0
+    heart = anatomy.find_heart(image_of(hu))
+    base = territories.heart_base_s_mm(heart.great_vessel_tubes)
+    assert base == pytest.approx(90.0, abs=6.0) and heart.heart_region[node]
+
+    def assign(base_s_mm):
+        return territories.assign(hu >= 130, heart.heart_region,
+                                  lambda ijk: np.asarray(ijk, float) * (2.0, 2.0, 3.0) + (-160.0, -160.0, 0.0),
+                                  (2.0, 2.0, 3.0), heart_base_s_mm=base_s_mm)
+
+    found = assign(base)
+    assert found.labels[node] == territories.NOT_CORONARY
+    assert any("above the coronary ostia" in e["reason"] for e in found.per_candidate)
+    assert found.labels[plaque] in (territories.LAD, territories.LCX)
+    assert assign(None).labels[node] in (territories.LAD, territories.LCX, territories.RCA)

@@ -211,7 +211,7 @@ def bench_calcium_rule_sensitivity(shared: Path):
         hu = sitk.GetArrayFromImage(loaded.image).astype(np.float32)
         cases.append((loaded, scoring.score(hu, truth, loaded.image.GetSpacing())))
     for name, values in (("DEEP_FRACTION", (0.5, 0.6, 0.7)), ("RCA_BELOW_U", (0.5, 0.55, 0.6)),
-                         ("LCX_FROM_T", (0.55, 0.6, 0.65))):
+                         ("LCX_FROM_T", (0.55, 0.6, 0.65)), ("OSTIA_MARGIN_MM", (10.0, 20.0, 30.0, np.inf))):
         shipped = getattr(territories, name)
         figures = []
         for value in values:

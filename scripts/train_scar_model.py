@@ -165,10 +165,11 @@ def main():
     parser.add_argument("--stage", choices=("segmenter", "refiner"), default="segmenter",
                         help="segmenter: the five-class first stage; refiner: the scar stage of the cascade")
     parser.add_argument("--segmenter", type=Path, help="first-stage weights for --stage refiner (default: shipped)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the batches and augmentation [0]")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
-    torch.manual_seed(0)
-    generator = torch.Generator().manual_seed(0)
+    torch.manual_seed(args.seed)
+    generator = torch.Generator().manual_seed(args.seed)
     train_ids, validation_ids = emidec.split(list(emidec.cases(args.data)))
     channels = args.input_slices
     segmenter = None

@@ -279,7 +279,8 @@ def labels_from_anatomy(loaded: LoadedImage, candidates: np.ndarray, heart: anat
                         mode: str):
     image = loaded.image
     return territories.assign(candidates, heart.heart_region, lambda ijk: geometry.voxels_to_lps(image, ijk),
-                              image.GetSpacing(), hu=hu, contrast=mode == "cta", great_vessels=heart.great_vessels)
+                              image.GetSpacing(), hu=hu, contrast=mode == "cta", great_vessels=heart.great_vessels,
+                              heart_base_s_mm=territories.heart_base_s_mm(heart.great_vessel_tubes))
 
 
 # --- run ----------------------------------------------------------------------------------------------------

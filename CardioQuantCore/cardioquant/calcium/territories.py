@@ -11,6 +11,12 @@ Candidates are 3D-connected (26) regions of voxels at or above the calcium thres
 - Mostly inside a great vessel's disk (great_vessels.py: the ascending aorta and its root, the pulmonary trunk,
   the superior vena cava, found as round tubes of blood in fat above the heart): "aorta or valve". A candidate
   that only touches one may be a coronary ostium and is flagged for review.
+- Over OSTIA_MARGIN_MM above where the great vessels join the heart (the highest lower end of their tubes): "not
+  coronary". The coronaries leave the aorta in its sinuses, below the sinotubular junction, and run down the
+  heart from there; above the heart's base the region holds the great vessels and the hilar lymph nodes beside
+  them, whose calcium a gated scan shows as often. The highest of the tubes' lower ends (aorta, pulmonary trunk,
+  superior vena cava: the pulmonary valve and the SVC's entry sit at or above the aortic sinuses) keeps the rule
+  on the safe side; a lesion within OSTIA_REVIEW_MM below that limit is flagged.
 - Deep inside the region (beyond DEEP_FRACTION of its inscribed radius from the surface): "aorta or valve"
   (aortic valve, aortic root, mitral annulus), its own segment, never scored.
 - Otherwise the artery follows coronary anatomy, from where the lesion lies in the heart's cross-section on its
@@ -53,6 +59,10 @@ IODINE_SHELL_SHARE = 0.8
 LARGE_LUMEN_RADIUS_MM = 6.0       # CTA: the aorta (10-18 mm) and chambers; coronary lumina are 1-2.5 mm
 DEEP_REVIEW_FRACTION = 0.45
 LEFT_SYSTEM_TOP_MM = 5.0          # within 5 mm of the left system's highest lesion: the left main's level
+# The ostia lie 10-20 mm above the aortic annulus, in the sinuses, at or below where the great vessels' round
+# sections in fat end; 20 mm above that end is above every normally placed ostium.
+OSTIA_MARGIN_MM = 20.0
+OSTIA_REVIEW_MM = 10.0
 
 
 @dataclass
@@ -119,11 +129,13 @@ def _position(point_lps, extent) -> tuple[float, float]:
 
 def assign(candidate_mask: np.ndarray, heart_region: np.ndarray, voxel_to_lps, spacing,
            hu: np.ndarray | None = None, contrast: bool = False,
-           great_vessels: np.ndarray | None = None) -> Assignment:
+           great_vessels: np.ndarray | None = None, heart_base_s_mm: float | None = None) -> Assignment:
     """Label every candidate voxel. `voxel_to_lps(ijk (n, 3)) -> (n, 3)` maps voxel indices to LPS mm. On CTA
     (`contrast`, with `hu`) a candidate wrapped in iodine is the bright tail of a chamber or the aorta. A candidate
     mostly inside `great_vessels` (the disks of the aorta, pulmonary trunk and SVC, great_vessels.py) is in a
-    great vessel's wall."""
+    great vessel's wall. `heart_base_s_mm` (S, mm): where the great vessels join the heart (heart_base_s_mm());
+    no coronary runs more than OSTIA_MARGIN_MM above it."""
+    ostia_limit = np.inf if heart_base_s_mm is None else heart_base_s_mm + OSTIA_MARGIN_MM
     components, count = candidate_regions(candidate_mask)
     labels = np.zeros(candidate_mask.shape, np.uint8)
     voxel_mm3 = float(np.prod(spacing))
@@ -151,6 +163,10 @@ def assign(candidate_mask: np.ndarray, heart_region: np.ndarray, voxel_to_lps, s
         elif (gap := bone_gap_at(kk + box[0].start, jj + box[1].start, ii + box[2].start)) <= BONE_GAP_MM:
             label, review = NOT_CORONARY, False
             reason = f"a fragment of bone ({gap:.0f} mm from the sternum, a rib or the spine)"
+        elif point[2] > ostia_limit:
+            label, review = NOT_CORONARY, False
+            reason = (f"{point[2] - ostia_limit + OSTIA_MARGIN_MM:.0f} mm above where the great vessels join the "
+                      "heart: above the coronary ostia (hilar or great-vessel calcium)")
         elif (vessel_share := _share_in(great_vessels, box, inside_box)) >= 0.5:
             label, reason, review = AORTA_OR_VALVE, "in the wall of a great vessel (aorta or its root, pulmonary " \
                                                     "trunk, superior vena cava)", False
@@ -168,11 +184,19 @@ def assign(candidate_mask: np.ndarray, heart_region: np.ndarray, voxel_to_lps, s
                 review, reason = True, reason + f"; deep ({fraction:.2f} of the heart's radius): valve or annulus?"
             if vessel_share > 0:
                 review, reason = True, reason + "; touches a great vessel's wall: coronary ostium or aortic wall?"
+            if point[2] > ostia_limit - OSTIA_REVIEW_MM:
+                review, reason = True, reason + "; near the top of the heart's base: coronary ostium or hilar node?"
         labels[box][inside_box] = label
         entries.append({"candidate": index, "label": label, "reason": reason, "review": bool(review),
                         "volume_mm3": volume, "point_lps_mm": point, "box": box})
     _flag_left_main(entries, labels, components, smallest_lesion_mm3=1.0 * float(spacing[2]))
     return Assignment(labels, entries, components)
+
+
+def heart_base_s_mm(tubes: list[dict]) -> float | None:
+    """S (mm) where the great vessels join the heart: the highest lower end of their tubes (anatomy.HeartAnatomy.
+    great_vessel_tubes); None without a tube (then no height limit applies)."""
+    return max((tube["from_s_mm"] for tube in tubes), default=None)
 
 
 def _bone_gap_lookup(components: np.ndarray, heart_region: np.ndarray, voxel_mm3: float, grid: _Subsample):
