@@ -286,6 +286,31 @@ def test_levels_from_the_lowest_rib_bearing_vertebra():
     assert list(naming.levels) == ["L2", "L1", "T12", "T11"] and "T12" in naming.rule and naming.determined
 
 
+def test_costal_cartilage_in_front_of_the_spine_is_not_a_rib_head():
+    """Rib heads articulate beside the back of the body; the costal cartilages (which the network may call rib)
+    lie at the front of the chest. Cartilage in front of the two lowest bodies does not make them rib-bearing:
+    T12 is still the lowest body with ribs behind its centre."""
+    from cardioquant.bmd import network
+
+    classes = column(4, ribs_on=(2, 3))
+    classes[13:36, 0:4, 30:50] = 4                      # in front of bodies 0 and 1 (the body's front is row 10)
+    naming = network.assign_levels(network.split_bodies(classes == 1, (1.0, 1.0, 1.0), min_volume_ml=1.0),
+                                   classes, (1.0, 1.0, 1.0))
+    assert list(naming.levels) == ["L2", "L1", "T12", "T11"] and naming.determined
+
+
+def test_a_rib_free_body_the_field_of_view_cuts_does_not_fix_the_level():
+    """A cardiac field of view centred on the heart cuts just behind the spine, or the scan ends inside the lowest
+    body: ribs there cannot be seen, so their absence does not make the body below the lowest rib-bearing one L1."""
+    from cardioquant.bmd import network
+
+    for cut in (column(4, ribs_on=(2, 3))[:, :32],     # 2 mm behind the bodies' backs (row 29)
+                column(4, ribs_on=(2, 3))[26 + 5:]):   # the scan starts in the middle of the rib-free body
+        naming = network.assign_levels(network.split_bodies(cut == 1, (1.0, 1.0, 1.0), min_volume_ml=1.0), cut,
+                                       (1.0, 1.0, 1.0))
+        assert not naming.determined and any("cut by the field of view" in n for n in naming.warnings)
+
+
 def test_without_an_anchor_the_level_is_not_determined():
     """No sacrum and no ribs: the bodies are V1-V3 from the lowest, never a guessed level; the reader's
     --lowest-level names them."""

@@ -2,9 +2,9 @@
 a 2 mm grid, then bodies split at the discs and levels assigned by anatomy.
 
 Level rules (assign_levels): with a sacrum in view the body resting on it is L5 and levels count upwards; the
-lowest body that carries ribs is T12 when a rib-free body below it is in view; with both, they must agree;
-without a decisive anchor the bodies are V1, V2, ... from the lowest and the level is "not determined" (or the
-user gives the lowest level, `--lowest-level`). A wrong count shifts every level, so a level is never guessed,
+lowest body that carries ribs is T12 when a rib-free body below it is in view (with the place its rib heads would
+be); with both, they must agree; without a decisive anchor the bodies are V1, V2, ... from the lowest and the
+level is "not determined" (or the user gives the lowest level, `--lowest-level`). A wrong count shifts every level, so a level is never guessed,
 and the rule is stated in every result. Before counting, bodies that cannot be vertebral bodies (not bone, off
 the midline, in the front of the trunk) are dropped with a warning (on_the_spine).
 """
@@ -155,9 +155,10 @@ class Naming:
 
 
 def assign_levels(bodies: list[np.ndarray], classes: np.ndarray, spacing, lowest_level: str | None = None,
-                  merged: Sequence[np.ndarray] = ()) -> Naming:
+                  merged: Sequence[np.ndarray] = (), posterior: int = 1) -> Naming:
     """Levels from the anchors in view: the sacrum (the body resting on it is L5) and the ribs (T12 is the lowest
-    rib-bearing vertebra: decisive only when a rib-free body below it is in view). With both, they must agree.
+    rib-bearing vertebra: decisive only when a rib-free body below it is in view, with the place beside and
+    behind it where rib heads would be; `posterior`: +1 when j runs towards the back). With both, they must agree.
     A body missed between an anchor and the others (a gap of more than a vertebra's height) stops the count
     there, and so does a piece of several vertebrae not split at their discs (`merged`, dropped by
     on_the_spine). Where no anchor decides, the bodies are named V1, V2, ... from the lowest and the levels are not
@@ -188,9 +189,15 @@ def assign_levels(bodies: list[np.ndarray], classes: np.ndarray, spacing, lowest
         else:
             notes.append(f"the sacrum is in view but the lowest body found is {gap_mm:.0f} mm above it: a vertebra "
                          "between them was not found, so the sacrum does not fix the levels")
-    with_ribs = [n for n, mask in enumerate(bodies) if _has_ribs(mask, classes, spacing)]
-    if with_ribs and with_ribs[0] > 0 and run_of[with_ribs[0] - 1] == run_of[with_ribs[0]]:
-        anchors["lowest rib-bearing vertebra is T12"] = (LEVELS.index("T12"), with_ribs[0])
+    with_ribs = [n for n, mask in enumerate(bodies) if _has_ribs(mask, classes, spacing, posterior)]
+    below = with_ribs[0] - 1 if with_ribs else -1
+    if below >= 0 and run_of[below] == run_of[below + 1]:
+        if _rib_heads_in_view(bodies[below], classes.shape, spacing, posterior):
+            anchors["lowest rib-bearing vertebra is T12"] = (LEVELS.index("T12"), with_ribs[0])
+        else:
+            notes.append("the body below the lowest rib-bearing one is cut by the field of view (beside or behind "
+                         "it, or at the scan's end): whether it carries ribs cannot be seen, so the ribs do not fix "
+                         "the levels")
     elif with_ribs:
         notes.append("the lowest body found carries ribs: the lowest rib-bearing vertebra (T12) cannot be told "
                      "(it may lie below the field of view), so the ribs do not fix the levels")
@@ -314,13 +321,28 @@ def _trunk(hu_slice: np.ndarray) -> np.ndarray:
     return largest_component(hu_slice > -500.0)
 
 
-def _has_ribs(body: np.ndarray, classes: np.ndarray, spacing) -> bool:
-    """Rib voxels beside the body (its slices, within 30 mm of its sides): rib heads articulate there, while
-    the sloping shafts of higher ribs reach lower slices only far laterally."""
+def _has_ribs(body: np.ndarray, classes: np.ndarray, spacing, posterior: int = 1) -> bool:
+    """Rib voxels beside the body's back half and behind it (its slices, within 30 mm of its sides, from its
+    centre to 40 mm behind its back): rib heads and necks run there to the transverse processes, while the sloping
+    shafts of higher ribs reach lower slices only far laterally, and the costal cartilages lie at the front of
+    the chest (on a cardiac field of view they are often all the 'rib' in view)."""
     ks, js, is_ = np.nonzero(body)
     half_width = (is_.max() - is_.min()) / 2 * spacing[0]
-    centre = is_.mean()
+    x = np.abs(np.arange(classes.shape[2]) - is_.mean()) * spacing[0]
+    depth = (np.arange(classes.shape[1]) - js.mean()) * posterior * spacing[1]   # mm behind the body's centre
+    back = (js.max() - js.mean() if posterior > 0 else js.mean() - js.min()) * spacing[1]
     band = classes[ks.min():ks.max() + 1] == 4
-    x = np.abs(np.arange(classes.shape[2]) - centre) * spacing[0]
-    band &= (x <= half_width + 30.0)[None, None, :]
+    band &= ((depth >= 0) & (depth <= back + 40.0))[None, :, None] & (x <= half_width + 30.0)[None, None, :]
     return band.sum() * float(np.prod(spacing)) / 1000.0 >= 0.3
+
+
+def _rib_heads_in_view(body: np.ndarray, shape, spacing, posterior: int) -> bool:
+    """Whether a rib-free body could have shown ribs: the body is whole in z (not cut by the scan's end) and the
+    field of view holds the place where rib heads articulate, 15 mm out from its sides and 10 mm behind its back.
+    A cardiac field of view centred on the heart often cuts there, and ribs it cannot see are not absent."""
+    ks, js, is_ = np.nonzero(body)
+    if ks.min() == 0 or ks.max() == shape[0] - 1:
+        return False
+    reach_i, reach_j = 15.0 / spacing[0], 10.0 / spacing[1]
+    back = js.max() + reach_j if posterior > 0 else js.min() - reach_j
+    return is_.min() - reach_i >= 0 and is_.max() + reach_i <= shape[2] - 1 and 0 <= back <= shape[1] - 1

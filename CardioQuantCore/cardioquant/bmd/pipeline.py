@@ -166,7 +166,7 @@ def bodies_from_network(image: sitk.Image, options, progress: Progress | None = 
                          "network proposed lie in front of or beside the spine or are not bone; give vertebra masks "
                          "(--vertebra-mask, e.g. TotalSegmentator's) or click the bodies (--seed).")
     naming = network.assign_levels(bodies, classes, coarse.GetSpacing(), getattr(options, "lowest_level", None),
-                                   merged)
+                                   merged, posterior_sign(image))
     indexed = np.zeros(classes.shape, np.uint8)
     for number, mask in enumerate(naming.levels.values(), start=1):
         indexed[mask] = number
