@@ -4,9 +4,10 @@ a 2 mm grid, then bodies split at the discs and levels assigned by anatomy.
 Level rules (assign_levels): with a sacrum in view the body resting on it is L5 and levels count upwards; the
 lowest body that carries ribs is T12 when a rib-free body below it is in view (with the place its rib heads would
 be); with both, they must agree; without a decisive anchor the bodies are V1, V2, ... from the lowest and the
-level is "not determined" (or the user gives the lowest level, `--lowest-level`). A wrong count shifts every level, so a level is never guessed,
-and the rule is stated in every result. Before counting, bodies that cannot be vertebral bodies (not bone, off
-the midline, in the front of the trunk) are dropped with a warning (on_the_spine).
+level is "not determined" (or the user gives the lowest level, `--lowest-level`). A wrong count shifts every
+level, so a level is never guessed, and the rule is stated in every result. Before counting, bodies that cannot
+be vertebral bodies (not bone, off the midline, in the front of the trunk) are dropped with a warning
+(on_the_spine).
 """
 
 from __future__ import annotations
