@@ -297,6 +297,10 @@ def test_costal_cartilage_in_front_of_the_spine_is_not_a_rib_head():
     naming = network.assign_levels(network.split_bodies(classes == 1, (1.0, 1.0, 1.0), min_volume_ml=1.0),
                                    classes, (1.0, 1.0, 1.0))
     assert list(naming.levels) == ["L2", "L1", "T12", "T11"] and naming.determined
+    flipped = classes[:, ::-1]                          # rows running to the front (e.g. a RAS-stored NIfTI)
+    naming = network.assign_levels(network.split_bodies(flipped == 1, (1.0, 1.0, 1.0), min_volume_ml=1.0),
+                                   flipped, (1.0, 1.0, 1.0), posterior=-1)
+    assert list(naming.levels) == ["L2", "L1", "T12", "T11"] and naming.determined
 
 
 def test_a_rib_free_body_the_field_of_view_cuts_does_not_fix_the_level():
