@@ -331,7 +331,7 @@ def _has_ribs(body: np.ndarray, classes: np.ndarray, spacing, posterior: int = 1
     half_width = (is_.max() - is_.min()) / 2 * spacing[0]
     x = np.abs(np.arange(classes.shape[2]) - is_.mean()) * spacing[0]
     depth = (np.arange(classes.shape[1]) - js.mean()) * posterior * spacing[1]   # mm behind the body's centre
-    back = (js.max() - js.mean() if posterior > 0 else js.mean() - js.min()) * spacing[1]
+    back = depth[js].max()
     band = classes[ks.min():ks.max() + 1] == 4
     band &= ((depth >= 0) & (depth <= back + 40.0))[None, :, None] & (x <= half_width + 30.0)[None, None, :]
     return band.sum() * float(np.prod(spacing)) / 1000.0 >= 0.3
