@@ -361,6 +361,20 @@ def test_a_missed_body_above_the_sacrum_leaves_the_levels_undetermined():
     assert list(naming.levels) == ["V1", "V2", "V3"] and not naming.determined
 
 
+def test_a_missed_body_below_the_lowest_rib_bearing_one_leaves_the_levels_undetermined():
+    """A vertebra missed between the lowest rib-bearing body and the rib-free one below it: the rib-free body is
+    not L1, so the ribs do not name the levels, and the warning says a vertebra was missed there (not that the
+    lowest body carries ribs)."""
+    from cardioquant.bmd import network
+
+    classes = column(5, ribs_on=(3, 4))
+    classes[39:49][classes[39:49] == 1] = 0            # the third body (true L1 under T12) is missed
+    naming = network.assign_levels(network.split_bodies(classes == 1, MM3, min_volume_ml=1.0), classes, MM3)
+    assert list(naming.levels) == ["V1", "V2", "V3", "V4"] and not naming.determined
+    assert any("was not found" in note for note in naming.warnings)
+    assert not any("lowest body found carries ribs" in note for note in naming.warnings)
+
+
 def test_sacrum_and_ribs_must_agree():
     """Both anchors in view: they agree (ribs on the 5th body above the sacrum's: T12) and name the levels, or
     they disagree (ribs on the 4th: a 4-lumbar count) and the levels are not determined, with a warning."""

@@ -199,6 +199,10 @@ def assign_levels(bodies: list[np.ndarray], classes: np.ndarray, spacing, lowest
             notes.append("the body below the lowest rib-bearing one is cut by the field of view (beside or behind "
                          "it, or at the scan's end): whether it carries ribs cannot be seen, so the ribs do not fix "
                          "the levels")
+    elif below >= 0:
+        notes.append("a vertebra between the lowest rib-bearing body and the rib-free one below it was not found "
+                     "(or several are merged there): the rib-free body's level cannot be counted, so the ribs do "
+                     "not fix the levels")
     elif with_ribs:
         notes.append("the lowest body found carries ribs: the lowest rib-bearing vertebra (T12) cannot be told "
                      "(it may lie below the field of view), so the ribs do not fix the levels")
