@@ -511,3 +511,11 @@ def test_calcium_above_where_the_great_vessels_join_the_heart_is_not_coronary():
     assert any("above the coronary ostia" in e["reason"] for e in found.per_candidate)
     assert found.labels[plaque] in (territories.LAD, territories.LCX)
     assert assign(None).labels[node] in (territories.LAD, territories.LCX, territories.RCA)
+    # Calcium in the ascending aorta's wall at the node's height is the aorta's, whatever its height: a finding
+    # of its own ("aorta or valve"), not hilar or mediastinal calcium.
+    wall = (40, 80 - 15 // 2, 80 + (-5 + 12) // 2)      # 12 mm left of the aorta's centre: inside its wall
+    hu[wall[0], wall[1]:wall[1] + 2, wall[2]:wall[2] + 2] = 600.0
+    found = territories.assign(hu >= 130, heart.heart_region,
+                               lambda ijk: np.asarray(ijk, float) * (2.0, 2.0, 3.0) + (-160.0, -160.0, 0.0),
+                               (2.0, 2.0, 3.0), great_vessels=heart.great_vessels, heart_base_s_mm=base)
+    assert found.labels[wall] == territories.AORTA_OR_VALVE and found.labels[node] == territories.NOT_CORONARY

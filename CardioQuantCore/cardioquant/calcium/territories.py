@@ -163,13 +163,13 @@ def assign(candidate_mask: np.ndarray, heart_region: np.ndarray, voxel_to_lps, s
         elif (gap := bone_gap_at(kk + box[0].start, jj + box[1].start, ii + box[2].start)) <= BONE_GAP_MM:
             label, review = NOT_CORONARY, False
             reason = f"a fragment of bone ({gap:.0f} mm from the sternum, a rib or the spine)"
-        elif point[2] > ostia_limit:
-            label, review = NOT_CORONARY, False
-            reason = (f"{point[2] - ostia_limit + OSTIA_MARGIN_MM:.0f} mm above where the great vessels join the "
-                      "heart: above the coronary ostia (hilar or great-vessel calcium)")
         elif (vessel_share := _share_in(great_vessels, box, inside_box)) >= 0.5:
             label, reason, review = AORTA_OR_VALVE, "in the wall of a great vessel (aorta or its root, pulmonary " \
                                                     "trunk, superior vena cava)", False
+        elif point[2] > ostia_limit:
+            label, review = NOT_CORONARY, False
+            reason = (f"{point[2] - ostia_limit + OSTIA_MARGIN_MM:.0f} mm above where the great vessels join the "
+                      "heart: above the coronary ostia (hilar or mediastinal calcium)")
         elif contrast and hu is not None and _wrapped_in_iodine(hu, components, index, box):
             label, reason, review = AORTA_OR_VALVE, "inside iodine-filled blood (a chamber or the aorta)", False
         elif on_large_lumen is not None and on_large_lumen(kk + box[0].start, jj + box[1].start, ii + box[2].start):
