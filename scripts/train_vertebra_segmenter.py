@@ -26,14 +26,18 @@ Half of the batches come from the real cases (a quarter each with both). With --
 is also mirrored left-right at random and its vertebral bone (bodies, posterior elements, sacrum, with a voxel's
 rim) drawn towards soft tissue or away from it: HU -> 40 + f (HU - 40), f 0.45-1.15, as bone from osteoporotic to
 dense (the two real scans are two patients' bone; the scans BMD is measured on are of every density, and the
-network had missed the anterior, lower-density part of a held-out L1). With --zoom-augmentation every crop (phantom or real) is scaled in-plane by a factor drawn from ZOOM_RANGE:
-the held-out lumbar bodies were found only in their back part, as far as the trained bodies reached, so the
-network is shown bodies of every adult size rather than those of two patients and the phantoms' range.
+network had missed the anterior, lower-density part of a held-out L1).
+
+With --zoom-augmentation every crop (phantom or real) is scaled in-plane by a factor drawn from ZOOM_RANGE: the
+held-out lumbar bodies were found only in their back part, and the network is shown bodies of every adult size
+rather than those of two patients and the phantoms' range (v2.2.0).
+
 With --fov-augmentation FOV_SHARE of the crops are cut to a square field of view of FOV_SIDE_MM at a random place
-(the image padded as the sliding window pads a small scan, the labels unknown outside): on calcium-score CTs (172
-mm) the network trained without it had called much of the bodies cut by the field of view posterior elements.
---init continues from earlier weights;
---checkpoint makes a run resumable.
+(the image padded as the sliding window pads a small scan, the labels unknown outside), for calcium-score CTs
+(172 mm), where v2.2.0 calls much of the bodies the field of view cuts posterior elements. Tried from v2.2.0 for
+1000 iterations, it did not mend that and lost the chest CT's lowest bodies, so no shipped model uses it.
+
+--init continues from earlier weights; --checkpoint makes a run resumable.
 """
 
 from __future__ import annotations
@@ -272,8 +276,9 @@ def main():
         y = torch.from_numpy(np.stack([b[1] for b in batch]).astype(np.int64))[:, None]
         return x * (1 + 0.05 * torch.randn(args.batch, 1, 1, 1, 1)), y  # scanner gain jitter
 
-    train(network, next_batch, args.iterations, args.lr, args.device, started=started, ignore_unknown=bool(real) or args.fov_augmentation,
-          checkpoint=args.checkpoint, generator=_ResumableGenerator(rng))
+    train(network, next_batch, args.iterations, args.lr, args.device, started=started,
+          ignore_unknown=bool(real) or args.fov_augmentation, checkpoint=args.checkpoint,
+          generator=_ResumableGenerator(rng))
     save_weights(network, args.out, cases=args.cases, iterations=args.iterations, seconds=round(time.time() - started))
 
 
