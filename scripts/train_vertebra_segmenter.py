@@ -34,8 +34,9 @@ rather than those of two patients and the phantoms' range (v2.2.0).
 
 With --fov-augmentation FOV_SHARE of the crops are cut to a square field of view of FOV_SIDE_MM at a random place
 (the image padded as the sliding window pads a small scan, the labels unknown outside), for calcium-score CTs
-(172 mm), where v2.2.0 calls much of the bodies the field of view cuts posterior elements. Tried from v2.2.0 for
-1000 iterations, it did not mend that and lost the chest CT's lowest bodies, so no shipped model uses it.
+(172 mm), where v2.2.0 calls much of the bodies the field of view cuts posterior elements. Tried twice from v2.2.0
+(1000 iterations at lr 5e-4, 800 at 3e-4), it did not mend that and lost the chest CT's lowest bodies, so no
+shipped model uses it.
 
 --init continues from earlier weights; --checkpoint makes a run resumable.
 """
