@@ -159,14 +159,14 @@ def bodies_from_network(image: sitk.Image, options, progress: Progress | None = 
     # Bodies are split, checked and counted on the 2 mm grid (cheap), then each is brought to the scan's grid.
     bodies = network.split_bodies(classes == 1, coarse.GetSpacing(), disc=classes == network.DISC)
     coarse_hu = sitk.GetArrayFromImage(network.to_grid(image))
-    found = len(bodies)
-    bodies, merged, dropped = network.on_the_spine(bodies, coarse_hu, coarse.GetSpacing(), posterior_sign(image))
+    found, sign = len(bodies), posterior_sign(image)
+    bodies, merged, dropped = network.on_the_spine(bodies, coarse_hu, coarse.GetSpacing(), sign)
     if found and not bodies:
         raise InputError(f"no vertebral body found on the spine: the {found} bod{'y' if found == 1 else 'ies'} the "
                          "network proposed lie in front of or beside the spine or are not bone; give vertebra masks "
                          "(--vertebra-mask, e.g. TotalSegmentator's) or click the bodies (--seed).")
     naming = network.assign_levels(bodies, classes, coarse.GetSpacing(), getattr(options, "lowest_level", None),
-                                   merged, posterior_sign(image))
+                                   merged, sign)
     indexed = np.zeros(classes.shape, np.uint8)
     for number, mask in enumerate(naming.levels.values(), start=1):
         indexed[mask] = number
