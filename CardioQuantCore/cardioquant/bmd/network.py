@@ -77,13 +77,13 @@ def normalise(array: np.ndarray) -> np.ndarray:
     return ((np.clip(array, *HU_WINDOW) - HU_OFFSET) / HU_SCALE).astype(np.float32)
 
 
-def predict_classes(image: sitk.Image, network, device, roi, progress=None) -> sitk.Image:
-    """Class map on the network's 2 mm grid (a SimpleITK image with that grid's geometry)."""
+def predict_classes(grid: sitk.Image, network, device, roi, progress=None) -> sitk.Image:
+    """Class map of the scan already on the network's 2 mm grid (`grid`, from to_grid: the caller keeps it for the
+    HU checks, so the scan is resampled once), with that grid's geometry."""
     import torch
 
     from ..models.runtime import sliding_window_predict
 
-    grid = to_grid(image)
     x = torch.from_numpy(normalise(sitk.GetArrayFromImage(grid)))[None, None]
     logits = sliding_window_predict(network, x, roi, device, sw_batch_size=1, overlap=0.25, progress=progress)
     classes = sitk.GetImageFromArray(logits.argmax(1)[0].cpu().numpy().astype(np.uint8))

@@ -154,11 +154,12 @@ def bodies_from_network(image: sitk.Image, options, progress: Progress | None = 
 
     device = select_device(options.device)
     model, entry, _ = load_named_model(network.MODEL_NAME, options.weights, device)
-    coarse = network.predict_classes(image, model, device, tuple(entry.input["patch_size"]), progress)
+    grid = network.to_grid(image)
+    coarse = network.predict_classes(grid, model, device, tuple(entry.input["patch_size"]), progress)
     classes = sitk.GetArrayFromImage(coarse)
     # Bodies are split, checked and counted on the 2 mm grid (cheap), then each is brought to the scan's grid.
     bodies = network.split_bodies(classes == 1, coarse.GetSpacing(), disc=classes == network.DISC)
-    coarse_hu = sitk.GetArrayFromImage(network.to_grid(image))
+    coarse_hu = sitk.GetArrayFromImage(grid)
     found, sign = len(bodies), posterior_sign(image)
     bodies, merged, dropped = network.on_the_spine(bodies, coarse_hu, coarse.GetSpacing(), sign)
     if found and not bodies:
