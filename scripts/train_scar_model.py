@@ -14,7 +14,11 @@ and was not shipped. --checkpoint makes a killed run resume where it stopped.
 
 trains the cascade's second stage (lge_scar_refiner): scar and MVO from the slice, its neighbours and the first
 stage's P(cavity) and P(wall) (computed here with the shipped lge_segmenter, or --segmenter W) on the same
-training cases.
+training cases. Tried for the refiner and not shipped: its slices referenced to the first stage's remote
+myocardium (0, the wall's 25th percentile) and blood pool (1, the cavity's median), per case or per slice, which
+lines the two centres up on the labels (remote-to-scar 0.16-1.04 on MyoPS, 0.21-1.04 on EMIDEC); continued from
+1.1.0 for 5000 iterations each, EMIDEC's %LGE r rose (0.952 and 0.936 against 0.913) but MyoPS's scar Dice fell
+(0.516 and 0.512 per case against 0.530): the MyoPS misses are not the intensity reference.
 Splits: fixed by case (cardioquant.scar.emidec.split: 64 training, 16 validation cases; cardioquant.scar.myops.split:
 23 and 7; slices of a case never cross). Augmentation: rotation, scaling 0.85-1.15, shifts of +-30 pixels, flips,
 gamma; per-slice normalisation. Runs on the CPU (1.3.0: 33 minutes on 2 cores, its refiner 16) or a GPU. Prints
