@@ -139,6 +139,15 @@ def test_a_doubtful_vertebra_is_named_and_left_out_of_the_patient_figure():
     assert patient_summary(per)["levels"] == ["L2", "L3"] and patient_summary(per)["bmd_mg_cm3"] == 105
 
 
+def test_no_patient_bmd_when_every_vertebra_is_doubtful():
+    """Bodies a calcium scan's field of view cuts give 0.3 mL ROIs: each is named doubtful, and no patient BMD or
+    ACR category is made from them."""
+    per = {level: {"bmd_mg_cm3": 90.0, "trabecular_hu": 100.0, "roi_volume_ml": 0.3, "plausible": False}
+           for level in ("V1", "V2")}
+    patient = patient_summary(per)
+    assert patient["bmd_mg_cm3"] is None and patient["levels"] == [] and patient["acr_category"] == "not determined"
+
+
 def test_patient_level_prefers_l1_l2_then_lower_thoracic():
     per = {lv: {"bmd_mg_cm3": v, "trabecular_hu": v} for lv, v in {"T11": 50, "T12": 70, "L1": 100, "L2": 110}.items()}
     assert patient_summary(per)["levels"] == ["L1", "L2"] and patient_summary(per)["bmd_mg_cm3"] == 105

@@ -409,8 +409,7 @@ def bench_bmd_real_ct(shared: Path, weights: str | None = None):
             for level, values in auto.summary["vertebrae"].items():
                 print(f"  {level}: {values['body_volume_ml']:.0f} mL body, trabecular {values['trabecular_hu']:.0f} "
                       f"HU, BMD {values['bmd_mg_cm3']:.0f} mg/cm3{'' if values['plausible'] else ' (doubtful)'}")
-            print(f"  patient BMD {auto.summary['patient']['bmd_mg_cm3']:.0f} mg/cm3 from "
-                  f"{', '.join(auto.summary['patient']['levels'])} (no labels: not checked)")
+            print(f"  patient BMD {_bmd_text(auto.summary['patient'])} (no labels: not checked)")
             continue
         truth = sitk.GetArrayFromImage(sitk.Resample(sitk.ReadImage(str(label_path)), loaded.image, sitk.Transform(),
                                                      sitk.sitkNearestNeighbor, 0))
@@ -445,11 +444,16 @@ def bench_bmd_real_ct(shared: Path, weights: str | None = None):
                          f"{theirs['bmd_mg_cm3']:.0f} mg/cm3 (mask-based)")
             print(line + ("" if values["plausible"] else "; doubtful, not in the patient figure"))
         mine, theirs = auto.summary["patient"], reference.summary["patient"]
-        print(f"  patient BMD {mine['bmd_mg_cm3']:.0f} mg/cm3 from {', '.join(mine['levels'])} vs mask-based "
-              f"{theirs['bmd_mg_cm3']:.0f} from {', '.join(theirs['levels'])} (held out: {held_out[1]})")
+        print(f"  patient BMD {_bmd_text(mine)} vs mask-based {_bmd_text(theirs)} (held out: {held_out[1]})")
     dices = f"{np.median(held_out_dices):.2f} (min {min(held_out_dices):.2f})" if held_out_dices else "none"
     print(f"bmd automatic on real CTs: {wrong_total} level(s) named wrong (target 0), {not_vertebra_total} "
           f"non-vertebral bone(s) measured (target 0), held-out body Dice median {dices} (target >= 0.85)")
+
+
+def _bmd_text(patient: dict) -> str:
+    if patient["bmd_mg_cm3"] is None:
+        return "not determined (no plausible vertebra)"
+    return f"{patient['bmd_mg_cm3']:.0f} mg/cm3 from {', '.join(patient['levels'])}"
 
 
 def _bmd_make(path: str):

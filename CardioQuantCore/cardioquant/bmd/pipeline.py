@@ -234,7 +234,10 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
     patient = patient_summary(per_vertebra)
     labels = _label_map(hu.shape, bodies, rois, reference_masks)
     progress.update(1.0, "done")
-    if not patient["level_determined"]:
+    if patient["bmd_mg_cm3"] is None:
+        warnings.append(f"no patient BMD: none of the {len(per_vertebra)} vertebrae measured gave a plausible figure "
+                        "(see above); check the bodies, or give vertebra masks (--vertebra-mask) or seeds (--seed)")
+    elif not patient["level_determined"]:
         warnings.append(f"patient BMD from {', '.join(patient['levels'])}, whose levels are not determined: the ACR "
                         "categories are defined on L1-L2")
     summary = {"vertebrae": per_vertebra, "patient": patient, "calibration": cal.to_json(), "contrast_enhanced": contrast,
@@ -286,6 +289,9 @@ def _calibrate(options, reference_stats, kvp) -> calibration.Calibration:
     return calibration.multi_material(reference_stats, kvp)
 
 
+NOT_DETERMINED = "not determined"
+
+
 def acr_category(bmd: float) -> str:
     """ACR QCT: > 120 mg/cm^3 normal, 80-120 osteopenia (low bone mass), < 80 osteoporosis."""
     if bmd > 120:
@@ -332,9 +338,11 @@ def plausibility(measured: dict, body: np.ndarray, spacing) -> list[str]:
 def patient_summary(per_vertebra: dict) -> dict:
     """Patient BMD from the two preferred named levels; else the two lowest named bodies; else, when no level is
     determined, the two lowest bodies in view (said so: `level_determined` false). Vertebrae whose figure is
-    doubtful (`plausible` false) are passed over while plausible ones remain."""
-    plausible = {level: v for level, v in per_vertebra.items() if v.get("plausible", True)}
-    per_vertebra = plausible or per_vertebra
+    doubtful (`plausible` false) are left out; when every one is, there is no patient figure (a BMD and an ACR
+    category from 0.3 mL ROIs of bodies the scan cuts would read as a diagnosis)."""
+    per_vertebra = {level: v for level, v in per_vertebra.items() if v.get("plausible", True)}
+    if not per_vertebra:
+        return {"bmd_mg_cm3": None, "levels": [], "acr_category": NOT_DETERMINED, "level_determined": False}
     named = [level for level in per_vertebra if is_determined(level)]
     chosen = [level for level in PREFERRED if level in per_vertebra][:2] or named[:2] or list(per_vertebra)[:2]
     bmd = float(np.mean([per_vertebra[level]["bmd_mg_cm3"] for level in chosen]))
@@ -363,6 +371,8 @@ def sample_input() -> Path:
 def summary_line(result: ModuleResult) -> str:
     p = result.summary["patient"]
     per = ", ".join(f"{k} {v['bmd_mg_cm3']:.0f}" for k, v in result.summary["vertebrae"].items())
+    if p["bmd_mg_cm3"] is None:
+        return f"BMD not determined (no plausible vertebra) [{per}, each doubtful]"
     return f"BMD {p['bmd_mg_cm3']:.1f} mg/cm3 ({'+'.join(p['levels'])}): {p['acr_category']} [{per}]"
 
 

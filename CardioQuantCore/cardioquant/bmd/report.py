@@ -29,10 +29,15 @@ def draw_report(path, hu, spacing, labels, summary) -> None:
             ax.text(js.min() - 3, ks.mean(), level, color="yellow", fontsize=8, ha="right", va="center")
     ax.set_title("sagittal, bodies (orange) and trabecular ROIs (blue)", fontsize=8)
     ax.axis("off")
-    figure.text(0.52, 0.88, f"Patient BMD: {patient['bmd_mg_cm3']:.1f} mg/cm3", fontsize=13, weight="bold", va="top")
-    undetermined = "" if patient.get("level_determined", True) else " (level not determined)"
-    figure.text(0.52, 0.84, f"levels {', '.join(patient['levels'])}{undetermined} - ACR: {patient['acr_category']}",
-                fontsize=11, va="top")
+    if patient["bmd_mg_cm3"] is None:
+        figure.text(0.52, 0.88, "Patient BMD: not determined", fontsize=13, weight="bold", va="top")
+        figure.text(0.52, 0.84, "no vertebra gave a plausible figure", fontsize=11, va="top")
+    else:
+        figure.text(0.52, 0.88, f"Patient BMD: {patient['bmd_mg_cm3']:.1f} mg/cm3", fontsize=13, weight="bold",
+                    va="top")
+        undetermined = "" if patient.get("level_determined", True) else " (level not determined)"
+        figure.text(0.52, 0.84, f"levels {', '.join(patient['levels'])}{undetermined} - ACR: {patient['acr_category']}",
+                    fontsize=11, va="top")
     if "pickhardt" in patient:
         flags = patient["pickhardt"]
         figure.text(0.52, 0.80, f"L1 {flags['l1_hu']:.0f} HU (Pickhardt: <=160 sensitive, <=110 specific for "
@@ -40,9 +45,10 @@ def draw_report(path, hu, spacing, labels, summary) -> None:
     if summary["contrast_enhanced"]:
         figure.text(0.52, 0.76, "Contrast-enhanced scan: BMD biased upwards", fontsize=9, color="darkred", va="top")
     table_ax = figure.add_axes([0.05, 0.12, 0.9, 0.3])
-    rows = [[level, f"{v['trabecular_hu']:.1f}", f"{v['bmd_mg_cm3']:.1f}", f"{v['roi_volume_ml']:.2f}"]
+    rows = [[level, f"{v['trabecular_hu']:.1f}", f"{v['bmd_mg_cm3']:.1f}", f"{v['roi_volume_ml']:.2f}",
+             "yes" if v.get("plausible", True) else "doubtful"]
             for level, v in summary["vertebrae"].items()]
-    page.draw_table(table_ax, rows, ["Level", "Trabecular HU", "BMD (mg/cm3)", "ROI (mL)"])
+    page.draw_table(table_ax, rows, ["Level", "Trabecular HU", "BMD (mg/cm3)", "ROI (mL)", "Plausible"])
     refs = ", ".join(f"{t} {r['measured_hu']:.0f} HU" for t, r in summary["calibration"]["references"].items())
     page.footer(figure, [f"References: {refs or 'phantom'}; kVp {summary['kvp']:g}",
                          "ACR QCT: >120 normal, 80-120 osteopenia, <80 osteoporosis (mg/cm3). Nominal tissue HU and "
