@@ -133,6 +133,8 @@ def test_a_doubtful_vertebra_is_named_and_left_out_of_the_patient_figure():
     dense = pipeline.plausibility({**good, "trabecular_hu": 600.0}, body, (1.0, 1.0, 3.0))
     assert len(cut) == 1 and "0.3 mL" in cut[0] and len(dense) == 1 and "600 HU" in dense[0]
     assert "mm high" in pipeline.plausibility(good, body, (1.0, 1.0, 6.0))[0]  # 54 mm: several vertebrae
+    behind_the_edge = np.roll(body, 5, axis=1)                    # rows 10-39: its back cut by the field of view
+    assert "field of view" in " ".join(pipeline.plausibility(good, behind_the_edge, (1.0, 1.0, 3.0)))
     per = {"L1": {"bmd_mg_cm3": 300.0, "trabecular_hu": 600.0, "plausible": False},
            "L2": {"bmd_mg_cm3": 110.0, "trabecular_hu": 140.0, "plausible": True},
            "L3": {"bmd_mg_cm3": 100.0, "trabecular_hu": 130.0, "plausible": True}}

@@ -332,7 +332,17 @@ def plausibility(measured: dict, body: np.ndarray, spacing) -> list[str]:
                       "scan range, or several vertebrae)")
     if not BODY_ML[0] <= measured["body_volume_ml"] <= BODY_ML[1]:
         doubts.append(f"body {measured['body_volume_ml']:.0f} mL, outside {BODY_ML[0]:g}-{BODY_ML[1]:g} mL")
+    if _touches_field_of_view_edge(body):
+        doubts.append("body cut by the field of view (it reaches the image's edge): its ROI, placed from the body's "
+                      "back, may sit in the wrong part of it")
     return doubts
+
+
+def _touches_field_of_view_edge(body: np.ndarray) -> bool:
+    """Whether the body reaches the first or last row or column of the slices (a calcium scan's 150-200 mm field
+    of view often cuts the spine behind the heart)."""
+    rows, cols = body.any(axis=(0, 2)), body.any(axis=(0, 1))
+    return bool(rows[0] or rows[-1] or cols[0] or cols[-1])
 
 
 def patient_summary(per_vertebra: dict) -> dict:
