@@ -136,7 +136,7 @@ def test_touching_lesions_of_two_arteries_stay_separate():
 def test_the_report_outlines_each_lesion_alone():
     """Three LAD plaques beside each other (a calcified bifurcation) share a thumbnail's field of view: each
     thumbnail outlines its own plaque, every voxel of it and none of its neighbours'."""
-    from cardioquant.calcium.report import _lesion_masks
+    from cardioquant.calcium.report import lesion_voxels
 
     hu, labels = volume_with([
         (slice(2, 4), slice(5, 9), slice(5, 9), 400, 2),      # 4 x 4 px on two slices: 32 voxels
@@ -144,9 +144,9 @@ def test_the_report_outlines_each_lesion_alone():
         (slice(2, 3), slice(12, 14), slice(5, 9), 500, 2),    # 2 x 4 px: 8 voxels
     ])
     result = score(hu, labels, (1, 1, 3), ScoringSettings(**RAW))
-    masks = _lesion_masks(result.lesions, result.scored_mask, labels)
-    assert sorted(int(mask.sum()) for mask in masks.values()) == [8, 9, 32]
-    assert int(sum(mask.astype(int) for mask in masks.values()).max()) == 1
+    voxels = [set(zip(*found, strict=True)) for found in lesion_voxels(result.lesions, result.scored_mask, labels).values()]
+    assert sorted(len(lesion) for lesion in voxels) == [8, 9, 32]
+    assert set.union(*voxels) == set(zip(*np.nonzero(hu > 0), strict=True))   # every plaque voxel, each once
 
 
 @pytest.mark.parametrize("kvp", [70, 80, 100, 120, 135])

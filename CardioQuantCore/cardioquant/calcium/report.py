@@ -80,7 +80,7 @@ def _draw_thumbnails(figure, hu, artery_labels, result, spacing, n=6):
     lesions = sorted(result.lesions, key=lambda les: -les.agatston)[:n]
     half = [max(8, int(round(20.0 / s))) for s in spacing[:2]]  # 40 mm field of view per thumbnail
     colours = ListedColormap([(0, 0, 0, 0)] + [(*_colour(v), 0.65) for v in range(1, 6)])
-    masks = _lesion_masks(lesions, result.scored_mask, artery_labels)
+    voxels = lesion_voxels(lesions, result.scored_mask, artery_labels)
     for index in range(n):
         ax = figure.add_axes([0.05 + (index % 3) * 0.31, 0.72 - (index // 3) * 0.2, 0.27, 0.18])
         ax.axis("off")
@@ -89,31 +89,39 @@ def _draw_thumbnails(figure, hu, artery_labels, result, spacing, n=6):
                 ax.text(0.5, 0.5, "no coronary calcium found", ha="center", va="center", fontsize=11)
             continue
         lesion = lesions[index]
-        own = masks[lesion.id]
+        kk, jj, ii = voxels[lesion.id]
+        k = int(np.bincount(kk).argmax())
         i, j = (int(round(c)) for c in lesion.centroid_ijk[:2])
-        k = int(np.argmax(own.sum(axis=(1, 2))))
         j0, j1 = max(j - half[1], 0), min(j + half[1], hu.shape[1])
         i0, i1 = max(i - half[0], 0), min(i + half[0], hu.shape[2])
         ax.imshow(hu[k, j0:j1, i0:i1], cmap="gray", vmin=-200, vmax=800, aspect=spacing[1] / spacing[0])
         ax.imshow(np.where(result.scored_mask[k, j0:j1, i0:i1], artery_labels[k, j0:j1, i0:i1], 0), cmap=colours,
                   vmin=0, vmax=5, interpolation="nearest", aspect=spacing[1] / spacing[0])
-        if own[k, j0:j1, i0:i1].any():
-            ax.contour(own[k, j0:j1, i0:i1], levels=[0.5], colors="yellow", linewidths=0.9)
+        own = np.zeros((j1 - j0, i1 - i0), bool)
+        here = (kk == k) & (jj >= j0) & (jj < j1) & (ii >= i0) & (ii < i1)
+        own[jj[here] - j0, ii[here] - i0] = True
+        if own.any():
+            ax.contour(own, levels=[0.5], colors="yellow", linewidths=0.9)
         flag = " - REVIEW" if getattr(lesion, "review", None) else ""
         ax.set_title(f"#{lesion.id} {lesion.artery}: {lesion.agatston:.1f} (slice {k}){flag}", fontsize=8,
                      color="darkred" if flag else "black")
 
 
-def _lesion_masks(lesions, scored_mask, artery_labels) -> dict:
-    """Lesion id -> its voxels: the 26-connected group of its artery's scored voxels (as scoring groups a lesion)
-    whose centre is the lesion's."""
+def lesion_voxels(lesions, scored_mask, artery_labels) -> dict:
+    """Lesion id -> the (k, j, i) indices of its voxels: the 26-connected group of its artery's scored voxels (as
+    scoring groups a lesion) whose centre is the lesion's. Labelled inside the artery's bounding box: a chest CT's
+    whole grid would cost hundreds of MB per artery."""
     from scipy import ndimage
 
-    masks = {}
+    voxels = {}
     for value in {lesion.label for lesion in lesions}:
-        groups, count = ndimage.label(scored_mask & (artery_labels == value), structure=np.ones((3, 3, 3), bool))
-        centres = np.array(ndimage.center_of_mass(groups > 0, groups, range(1, count + 1))).reshape(-1, 3)
+        mask = scored_mask & (artery_labels == value)
+        box = ndimage.find_objects(mask.astype(np.uint8))[0]
+        start = np.array([axis.start for axis in box])
+        groups, count = ndimage.label(mask[box], structure=np.ones((3, 3, 3), bool))
+        centres = np.array(ndimage.center_of_mass(groups > 0, groups, range(1, count + 1))).reshape(-1, 3) + start
         for lesion in (les for les in lesions if les.label == value):
             nearest = int(np.argmin(np.linalg.norm(centres - np.array(lesion.centroid_ijk[::-1]), axis=1))) + 1
-            masks[lesion.id] = groups == nearest
-    return masks
+            voxels[lesion.id] = tuple(axis + offset for axis, offset in zip(np.nonzero(groups == nearest), start,
+                                                                            strict=True))
+    return voxels
