@@ -109,6 +109,24 @@ def test_multi_material_recovers_a_known_drift():
     refs = {t: {"measured_hu": gain * calibration.nominal_hu(t, 100) + offset} for t in ("air", "fat", "muscle", "blood")}
     cal = calibration.multi_material(refs, 100)
     assert cal.scale == pytest.approx(1 / gain) and cal.offset == pytest.approx(-offset / gain)
+    assert cal.notes == [] and all(reference["used"] for reference in cal.references.values())
+
+
+def test_a_reference_roi_that_caught_another_tissue_is_left_out_of_the_calibration():
+    """A calcium scan's field of view cuts the back muscles: the 'muscle' ROI reads 97 HU (bone at the edge). The
+    scanner is true (fat and blood read nominal), so the line through the others is the identity and muscle is
+    left out and named, instead of a line of gain 0.80 that takes 30 mg/cm3 off every vertebra."""
+    refs = {"fat": {"measured_hu": -95.0}, "muscle": {"measured_hu": 97.0}, "blood": {"measured_hu": 40.0}}
+    cal = calibration.multi_material(refs, 120)
+    assert cal.scale == pytest.approx(1.0) and cal.offset == pytest.approx(0.0, abs=1e-6)
+    assert not cal.references["muscle"]["used"] and "muscle" in cal.notes[0] and "left out" in cal.notes[0]
+    # With air in view too, the same muscle ROI is the one left out.
+    cal = calibration.multi_material({**refs, "air": {"measured_hu": -1000.0}}, 120)
+    assert cal.scale == pytest.approx(1.0) and [t for t, r in cal.references.items() if not r["used"]] == ["muscle"]
+    # A true air reading is never judged from a line through soft tissues 150 HU apart (a contrast chest CT: air
+    # -998, fat -105, muscle 50 HU; extrapolated 900 HU, their line would put air 70 HU off).
+    chest = {"air": {"measured_hu": -998.0}, "fat": {"measured_hu": -105.0}, "muscle": {"measured_hu": 50.0}}
+    assert all(reference["used"] for reference in calibration.multi_material(chest, 120).references.values())
 
 
 def test_asynchronous_calibration_line():

@@ -51,9 +51,10 @@ class Calibration:
     scale: float                 # HU_cal = scale x HU + offset
     offset: float
     kvp: float
-    references: dict = field(default_factory=dict)   # tissue -> {"measured_hu", "nominal_hu", "voxels"}
+    references: dict = field(default_factory=dict)   # tissue -> {"measured_hu", "nominal_hu", "voxels", "used"}
     ha_slope: float = 1.0
     phantom_points: list | None = None
+    notes: list = field(default_factory=list)         # references left out, doubts about the line
 
     def calibrated_hu(self, hu):
         return self.scale * np.asarray(hu, dtype=float) + self.offset
@@ -69,7 +70,7 @@ class Calibration:
                                                 "meaning": "BMD = scale x HU + offset" if self.method == "asynchronous"
                                                 else "HU_calibrated = scale x HU + offset"},
                 "kvp": self.kvp, "ha_slope_hu_per_mg_cm3": self.ha_slope, "references": self.references,
-                "phantom_points": self.phantom_points}
+                "phantom_points": self.phantom_points, "notes": self.notes}
 
 
 def two_point(references: dict, kvp: float) -> Calibration:
@@ -85,14 +86,64 @@ def two_point(references: dict, kvp: float) -> Calibration:
                        ha_slope(kvp))
 
 
+# A scanner's drift moves the line's gain by a few per cent and its tissues by tens of HU; a gain outside this range
+# or a tissue this far off the line is a reference ROI that caught something else (bone at the edge of a field of
+# view that cuts the back muscles, lung taken for air).
+PLAUSIBLE_SCALE = (0.85, 1.15)
+MAX_RESIDUAL_HU = 30.0
+
+
 def multi_material(references: dict, kvp: float) -> Calibration:
+    """Least-squares line through the references. With three or more, one that lies over MAX_RESIDUAL_HU off the
+    (plausible) line through the others is left out first, said in `notes` and kept in `references` with `used`
+    false: least squares would spread its error over every tissue and every vertebra."""
     if len(references) < 2:
         raise InputError("multi-material calibration needs at least two reference ROIs")
+    used, notes = consistent_references(references, kvp)
+    scale, offset, residuals = _line(used, kvp)
+    if not _plausible(scale, residuals):
+        notes = notes + [f"the calibration line is implausible (gain {scale:.2f}, a reference "
+                         f"{np.abs(residuals).max():.0f} HU off it): check the reference ROIs, or calibrate with a "
+                         "phantom (--phantom)"]
+    described = {t: {**r, "used": t in used} for t, r in _with_nominal(references, kvp).items()}
+    return Calibration(f"multi-material ({', '.join(used)})", scale, offset, kvp, described, ha_slope(kvp),
+                       notes=notes)
+
+
+def consistent_references(references: dict, kvp: float) -> tuple[dict, list[str]]:
+    """(The references the line is fitted to, notes): all of them, or all but the one furthest off the line
+    through the others when that is over MAX_RESIDUAL_HU and that line is plausible. A reference is judged only
+    where the others' line reaches it without a long extrapolation (within their own HU span beyond them): a line
+    through fat, muscle and blood, 150 HU apart, says little about air 900 HU away."""
+    if len(references) < 3:
+        return references, []
+    candidates = []  # (how far the left-out reference is off the line through the others, its name)
+    for left_out, values in references.items():
+        rest = {t: r for t, r in references.items() if t != left_out}
+        scale, offset, residuals = _line(rest, kvp)
+        measured = [r["measured_hu"] for r in rest.values()]
+        low, high = min(measured), max(measured)
+        reached = low - (high - low) <= values["measured_hu"] <= high + (high - low)
+        if reached and _plausible(scale, residuals):
+            candidates.append((abs(nominal_hu(left_out, kvp) - (scale * values["measured_hu"] + offset)), left_out))
+    if not candidates or max(candidates)[0] <= MAX_RESIDUAL_HU:
+        return references, []
+    miss, worst = max(candidates)
+    kept = {t: r for t, r in references.items() if t != worst}
+    return kept, [f"{worst} reference ({references[worst]['measured_hu']:.0f} HU) left out of the calibration: it "
+                  f"lies {miss:.0f} HU off the line through {', '.join(kept)}; its ROI probably caught another tissue"]
+
+
+def _line(references: dict, kvp: float) -> tuple[float, float, np.ndarray]:
+    """(scale, offset, nominal - calibrated per reference) of the least-squares line measured -> nominal HU."""
     measured = np.array([r["measured_hu"] for r in references.values()])
     nominal = np.array([nominal_hu(t, kvp) for t in references])
     scale, offset = np.polyfit(measured, nominal, 1)
-    return Calibration(f"multi-material ({', '.join(references)})", float(scale), float(offset), kvp,
-                       _with_nominal(references, kvp), ha_slope(kvp))
+    return float(scale), float(offset), nominal - (scale * measured + offset)
+
+
+def _plausible(scale: float, residuals: np.ndarray) -> bool:
+    return PLAUSIBLE_SCALE[0] <= scale <= PLAUSIBLE_SCALE[1] and float(np.abs(residuals).max()) <= MAX_RESIDUAL_HU
 
 
 def asynchronous(points: list[tuple[float, float]], kvp: float) -> Calibration:

@@ -213,6 +213,7 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
         reference_masks.pop("blood", None)
     reference_stats = references.statistics(hu, reference_masks)
     cal = _calibrate(options, reference_stats, kvp)
+    warnings += cal.notes
     progress.update(0.8, "BMD")
     per_vertebra = {}
     for level, mask in bodies.items():

@@ -49,7 +49,8 @@ def draw_report(path, hu, spacing, labels, summary) -> None:
              "yes" if v.get("plausible", True) else "doubtful"]
             for level, v in summary["vertebrae"].items()]
     page.draw_table(table_ax, rows, ["Level", "Trabecular HU", "BMD (mg/cm3)", "ROI (mL)", "Plausible"])
-    refs = ", ".join(f"{t} {r['measured_hu']:.0f} HU" for t, r in summary["calibration"]["references"].items())
+    refs = ", ".join(f"{t} {r['measured_hu']:.0f} HU{'' if r.get('used', True) else ' (left out)'}"
+                     for t, r in summary["calibration"]["references"].items())
     page.footer(figure, [f"References: {refs or 'phantom'}; kVp {summary['kvp']:g}",
                          "ACR QCT: >120 normal, 80-120 osteopenia, <80 osteoporosis (mg/cm3). Nominal tissue HU and "
                          "HA slopes are literature-typical, unverified settings."])
