@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 from matplotlib.colors import ListedColormap
 
@@ -12,8 +14,10 @@ def draw_report(path, hu, spacing, labels, summary) -> None:
     from .pipeline import BODY_VALUE, ROI_VALUE
 
     patient = summary["patient"]
+    # The source without its level rule, which is written out in full beside the figures (it overran the page).
+    source = summary["source"].split(" (")[0]
     figure = page.new_page("Vertebral bone mineral density",
-                           f"calibration: {summary['calibration']['method']} - vertebrae: {summary['source']}")
+                           f"calibration: {summary['calibration']['method']} - vertebrae: {source}")
     ax = figure.add_axes([0.05, 0.45, 0.42, 0.47])
     bodies = np.isin(labels, list(BODY_VALUE.values())) | np.isin(labels, list(ROI_VALUE.values()))
     i = int(np.round(np.nonzero(bodies)[2].mean())) if bodies.any() else hu.shape[2] // 2
@@ -44,6 +48,9 @@ def draw_report(path, hu, spacing, labels, summary) -> None:
                                 "osteoporosis)", fontsize=8, va="top", wrap=True)
     if summary["contrast_enhanced"]:
         figure.text(0.52, 0.76, "Contrast-enhanced scan: BMD biased upwards", fontsize=9, color="darkred", va="top")
+    rule = (summary.get("level_naming") or {}).get("rule")
+    if rule:
+        figure.text(0.52, 0.72, textwrap.fill(f"Levels: {rule}", 70), fontsize=7.5, va="top")
     table_ax = figure.add_axes([0.05, 0.12, 0.9, 0.3])
     rows = [[level, f"{v['trabecular_hu']:.1f}", f"{v['bmd_mg_cm3']:.1f}", f"{v['roi_volume_ml']:.2f}",
              "yes" if v.get("plausible", True) else "doubtful"]
