@@ -126,9 +126,9 @@ def consistent_references(references: dict, kvp: float) -> tuple[dict, list[str]
         reached = low - (high - low) <= values["measured_hu"] <= high + (high - low)
         if reached and _plausible(scale, residuals):
             candidates.append((abs(nominal_hu(left_out, kvp) - (scale * values["measured_hu"] + offset)), left_out))
-    if not candidates or max(candidates)[0] <= MAX_RESIDUAL_HU:
+    miss, worst = max(candidates, default=(0.0, None))
+    if miss <= MAX_RESIDUAL_HU:
         return references, []
-    miss, worst = max(candidates)
     kept = {t: r for t, r in references.items() if t != worst}
     return kept, [f"{worst} reference ({references[worst]['measured_hu']:.0f} HU) left out of the calibration: it "
                   f"lies {miss:.0f} HU off the line through {', '.join(kept)}; its ROI probably caught another tissue"]
