@@ -129,6 +129,38 @@ def test_a_reference_roi_that_caught_another_tissue_is_left_out_of_the_calibrati
     assert all(reference["used"] for reference in calibration.multi_material(chest, 120).references.values())
 
 
+def _chest_slices(lung_hu: float, whole_body: bool, padding_hu: float | None = None) -> np.ndarray:
+    """A 1 mm chest: soft tissue, lungs left and right of the spine, a vertebral body. Either the field of view cuts
+    the chest (the lungs reach the image's sides, as on a calcium scan) or the whole chest lies in air."""
+    shape = (6, 200, 200)
+    jj, ii = np.indices(shape[1:])
+    chest = ((jj - 100) / (60 if whole_body else 150)) ** 2 + ((ii - 100) / (80 if whole_body else 150)) ** 2 <= 1
+    lungs = ((jj - 95) / 35) ** 2 + ((np.abs(ii - 100) - (45 if whole_body else 75)) / 28) ** 2 <= 1
+    plane = np.where(chest, 40.0, -1000.0)
+    plane[lungs & chest] = lung_hu
+    if not whole_body:
+        plane[:, :8] = plane[:, -8:] = lung_hu  # the lungs run out of the image
+    if padding_hu is not None:  # outside the scanner's reconstruction circle
+        plane[(jj - 100) ** 2 + (ii - 100) ** 2 > 99 ** 2] = padding_hu
+    return np.repeat(plane[None], shape[0], axis=0)
+
+
+@pytest.mark.parametrize("padding_hu", [None, -3024.0])
+def test_air_is_taken_only_where_the_whole_body_is_in_view(padding_hu):
+    """Outside air is the calibration's -1000 HU point. Where the field of view cuts the chest (a calcium scan),
+    what lies beyond the body's edge is lung, read as air it would pull the line: no air reference there. A chest
+    wholly in view keeps its air, also inside a scanner's padding circle."""
+    from cardioquant.bmd import references
+
+    vertebra = np.zeros((6, 200, 200), bool)
+    vertebra[:, 125:145, 90:110] = True
+    cut = references.reference_rois(_chest_slices(-920.0, whole_body=False, padding_hu=padding_hu), (1.0, 1.0, 1.0), vertebra)
+    assert "air" not in cut
+    whole = references.reference_rois(_chest_slices(-860.0, whole_body=True, padding_hu=padding_hu), (1.0, 1.0, 1.0), vertebra)
+    air = references.statistics(_chest_slices(-860.0, whole_body=True, padding_hu=padding_hu), whole)["air"]
+    assert air["measured_hu"] == pytest.approx(-1000.0)
+
+
 def test_asynchronous_calibration_line():
     cal = calibration.asynchronous([(10.0, 0.0), (110.0, 100.0), (210.0, 200.0)], 120)
     assert cal.bmd(160.0) == pytest.approx(150.0)

@@ -10,6 +10,9 @@ import numpy as np
 import SimpleITK as sitk
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
+# CT values below this are no tissue and no air but "no data": scanners pad outside the reconstruction circle with
+# -2048 or -3024 HU.
+NO_DATA_HU = -1500.0
 
 
 def direction_matrix(image: sitk.Image) -> np.ndarray:

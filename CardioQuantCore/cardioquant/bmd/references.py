@@ -2,7 +2,9 @@
 
 Placed relative to the body outline and the vertebrae, in the slices of the vertebrae being measured. Each ROI is
 returned as a mask (shown to the user as a segment) and summarised with robust statistics (median, MAD).
-A reference smaller than 10 mm^2 in total is left out rather than trusted.
+A reference smaller than 10 mm^2 in total is left out rather than trusted. Air is taken only on slices that hold
+the whole body outline: where the field of view cuts the body (a calcium scan's 150-200 mm), what lies beyond the
+body's edge is lung (-850 to -950 HU), not air.
 """
 
 from __future__ import annotations
@@ -10,10 +12,13 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from ..geometry import largest_component, round_cross_section
+from ..geometry import NO_DATA_HU, largest_component, round_cross_section
 from .calibration import robust_stats
 
 MIN_AREA_MM2 = 10.0
+# The share of the field of view's rim the body may cover and the slice still hold the whole body outline (an arm
+# or the table at the edge of a tight field of view); a calcium scan's cut chest covers 20-99 %.
+MAX_BODY_ON_RIM = 0.10
 TISSUE_RANGES = {"air": (-1100.0, -900.0), "fat": (-200.0, -40.0), "muscle": (-20.0, 150.0), "blood": (-20.0, 150.0)}
 
 
@@ -52,9 +57,10 @@ def reference_rois(hu: np.ndarray, spacing, vertebra_mask: np.ndarray, posterior
     body = body_mask(hu)
     pixel = spacing[0] * spacing[1]
     rois = {}
-    # Air: outside the body, at least 10 mm from it, inside the field of view (not padding).
+    # Air: outside the body, at least 10 mm from it, inside the field of view (not padding), on slices that hold
+    # the whole body outline.
     outside = _in_plane_distance(~body, spacing) >= 10.0
-    rois["air"] = band & outside & _in_range(hu, "air")
+    rois["air"] = band & outside & _in_range(hu, "air") & _whole_body_in_view(hu, body)[:, None, None]
     # Subcutaneous fat: 2-15 mm under the skin.
     depth = _in_plane_distance(body, spacing)
     rois["fat"] = band & (depth >= 2.0) & (depth <= 15.0) & _in_range(hu, "fat")
@@ -76,6 +82,18 @@ def reference_rois(hu: np.ndarray, spacing, vertebra_mask: np.ndarray, posterior
             full = np.zeros(full_shape, bool)
             full[slices] = mask
             out[tissue] = full
+    return out
+
+
+def _whole_body_in_view(hu: np.ndarray, body: np.ndarray) -> np.ndarray:
+    """Per slice: whether the body covers at most MAX_BODY_ON_RIM of the field of view's rim (the image's edge, or
+    the edge of the reconstruction circle where the scanner pads outside it), the rim 3 pixels deep because the
+    smoothing blurs the step from padding to tissue."""
+    in_view = hu > NO_DATA_HU
+    out = np.zeros(len(hu), bool)
+    for n, (view, patient) in enumerate(zip(in_view, body, strict=True)):
+        rim = view & ~ndimage.binary_erosion(view, iterations=3, border_value=0)
+        out[n] = rim.any() and (rim & patient).sum() <= MAX_BODY_ON_RIM * rim.sum()
     return out
 
 

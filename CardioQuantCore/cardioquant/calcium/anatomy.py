@@ -42,14 +42,13 @@ from scipy.spatial import ConvexHull, QhullError
 
 from ..budget import block_average
 from ..errors import InputError
-from ..geometry import voxels_to_lps
+from ..geometry import NO_DATA_HU, voxels_to_lps
 from . import great_vessels
 
 COARSE_MM = 2.0
 LUNG_HU = -400.0
 OUTSIDE_AIR_MEDIAN_HU = -960.0
 MIN_LUNGS_TOTAL_ML = 300.0
-NO_DATA_HU = -1500.0
 MIN_LUNG_ML = 40.0
 MIN_HEART_ML = 150.0
 BLOOD_DEPTH_MM = 8.0
