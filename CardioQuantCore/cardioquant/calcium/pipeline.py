@@ -19,7 +19,7 @@ from ..imageio import LoadedImage, check_hounsfield, read_image, read_label_imag
 from ..labels import MORPHOLOGICALLY_ALTERED, LabelTable, SegmentSpec
 from ..progress import Progress
 from ..results import ModuleResult
-from . import anatomy, cta, scoring, territories
+from . import anatomy, cta, noise, scoring, territories
 from .settings import MIN_AREA_PRESETS, SETTINGS, CalciumSettings  # noqa: F401  (SETTINGS: the Pipeline contract)
 
 TITLE = "Coronary artery calcium (CalciumScoring)"
@@ -276,11 +276,24 @@ def scan_type(options, heart: anatomy.HeartAnatomy | None) -> tuple[str, dict]:
 
 
 def labels_from_anatomy(loaded: LoadedImage, candidates: np.ndarray, heart: anatomy.HeartAnatomy, hu: np.ndarray,
-                        mode: str):
+                        mode: str, floor: noise.NoiseFloor | None = None):
     image = loaded.image
     return territories.assign(candidates, heart.heart_region, lambda ijk: geometry.voxels_to_lps(image, ijk),
                               image.GetSpacing(), hu=hu, contrast=mode == "cta", great_vessels=heart.great_vessels,
-                              heart_base_s_mm=territories.heart_base_s_mm(heart.great_vessel_tubes))
+                              heart_base_s_mm=territories.heart_base_s_mm(heart.great_vessel_tubes),
+                              noise_floor_hu=None if floor is None else floor.floor_hu)
+
+
+def _set_aside_as_noise(found: territories.Assignment, floor: noise.NoiseFloor, spacing) -> list[str]:
+    """A warning when candidates of scorable size were set aside as possible noise (noise.py)."""
+    smallest = 1.0 * float(spacing[2])  # 1 mm2 on one slice
+    count = sum(1 for e in found.per_candidate
+                if e["reason"].startswith("could be noise") and e["volume_mm3"] >= smallest)
+    if not count:
+        return []
+    return [f"noisy scan (noise SD {floor.noise_sd_hu:.0f} HU in the blood over 1 mm2): {count} candidate(s) in the "
+            f"heart under the noise floor of {floor.floor_hu:.0f} HU were not scored as coronary; they are in the "
+            "'not coronary' segment for review"]
 
 
 # --- run ----------------------------------------------------------------------------------------------------
@@ -320,7 +333,12 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
         candidates &= region_mask(loaded, options)
     found = None
     if automatic:
-        found = labels_from_anatomy(loaded, candidates, heart, hu, mode)
+        floor = noise.noise_floor(hu, heart.heart_region, spacing) if mode == "noncontrast" else None
+        if floor is not None:
+            threshold_info["noise"] = floor.describe()
+        found = labels_from_anatomy(loaded, candidates, heart, hu, mode, floor)
+        if floor is not None:
+            warnings += _set_aside_as_noise(found, floor, spacing)
         artery_labels = found.labels
         assignment = "automatic (heart anatomy)"
     else:

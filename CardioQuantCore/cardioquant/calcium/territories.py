@@ -19,6 +19,9 @@ Candidates are 3D-connected (26) regions of voxels at or above the calcium thres
   on the safe side; a lesion within OSTIA_REVIEW_MM below that limit is flagged.
 - Deep inside the region (beyond DEEP_FRACTION of its inscribed radius from the surface): "aorta or valve"
   (aortic valve, aortic root, mitral annulus), its own segment, never scored.
+- On a non-contrast scan, under the scan's noise floor (its brightest 1 mm2 mean under the blood's median + 7
+  noise SD, noise.py): "not coronary", its reason saying it could be noise. On ordinary scans the floor lies
+  under the 130 HU threshold; on low-dose ones it keeps noise specks from scoring.
 - Otherwise the artery follows coronary anatomy, from where the lesion lies in the heart's cross-section on its
   own slice: u, the share of the way from the section's right edge to its left, and t, from its front to its
   back (2nd-98th percentile of the region's voxels in patient axes, so neither the field of view, the heart's
@@ -40,6 +43,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
+
+from . import noise
 
 LM, LAD, LCX, RCA, NOT_CORONARY, OUTSIDE_HEART = 1, 2, 3, 4, 5, 6
 AORTA_OR_VALVE = 8  # 7 is the heart search region itself (pipeline.HEART_REGION)
@@ -129,12 +134,14 @@ def _position(point_lps, extent) -> tuple[float, float]:
 
 def assign(candidate_mask: np.ndarray, heart_region: np.ndarray, voxel_to_lps, spacing,
            hu: np.ndarray | None = None, contrast: bool = False,
-           great_vessels: np.ndarray | None = None, heart_base_s_mm: float | None = None) -> Assignment:
+           great_vessels: np.ndarray | None = None, heart_base_s_mm: float | None = None,
+           noise_floor_hu: float | None = None) -> Assignment:
     """Label every candidate voxel. `voxel_to_lps(ijk (n, 3)) -> (n, 3)` maps voxel indices to LPS mm. On CTA
     (`contrast`, with `hu`) a candidate wrapped in iodine is the bright tail of a chamber or the aorta. A candidate
     mostly inside `great_vessels` (the disks of the aorta, pulmonary trunk and SVC, great_vessels.py) is in a
     great vessel's wall. `heart_base_s_mm` (S, mm): where the great vessels join the heart (heart_base_s_mm());
-    no coronary runs more than OSTIA_MARGIN_MM above it."""
+    no coronary runs more than OSTIA_MARGIN_MM above it. A candidate whose brightest 1 mm2 mean (with `hu`) is under
+    `noise_floor_hu` (noise.py) could be noise and is not coronary."""
     ostia_limit = np.inf if heart_base_s_mm is None else heart_base_s_mm + OSTIA_MARGIN_MM
     components, count = candidate_regions(candidate_mask)
     labels = np.zeros(candidate_mask.shape, np.uint8)
@@ -177,6 +184,11 @@ def assign(candidate_mask: np.ndarray, heart_region: np.ndarray, voxel_to_lps, s
         elif (fraction := depth_at(kk + box[0].start, jj + box[1].start, ii + box[2].start) / radius) > DEEP_FRACTION:
             label, review = AORTA_OR_VALVE, False
             reason = f"deep inside the heart ({fraction:.2f} of its radius): aortic valve, root or mitral annulus"
+        elif noise_floor_hu is not None and hu is not None and \
+                (bright := noise.brightest_footprint(hu, inside_box, box, spacing)) < noise_floor_hu:
+            label, review = NOT_CORONARY, False
+            reason = (f"could be noise: its brightest 1 mm2 mean, {bright:.0f} HU, is under the scan's noise floor "
+                      f"({noise_floor_hu:.0f} HU)")
         else:
             label, review = artery_from_position(u, t)
             reason = f"position in the heart's cross-section (right-left {u:.2f}, front-back {t:.2f})"
