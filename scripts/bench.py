@@ -292,6 +292,41 @@ def bench_calcium_low_dose(shared: Path, added_sd=(20.0, 30.0)):
         print(f"calcium COCA {case_id} with low-dose noise added: " + "; ".join(figures))
 
 
+def bench_calcium_off_centre(shared: Path, cuts_mm=(15.0, 22.0)):
+    """The COCA gated scans (172 mm field of view) with 15 and 22 mm cut off the patient's right or left: a
+    tighter field of view with the heart off its centre, as other sites frame calcium scans. The traces are the
+    truth (every traced lesion stays in view); the heart region, its depth and the great vessels move with the
+    lungs in view, so this shows how far the automatic figures depend on the framing."""
+    import SimpleITK as sitk
+
+    from cardioquant.calcium import coca, scoring
+    from cardioquant.calcium.pipeline import run
+    from cardioquant.imageio import LoadedImage
+    from cardioquant.pipelines import settings_for
+    from cardioquant.progress import Progress
+
+    root = shared / "coca"
+    if not root.is_dir():
+        return
+    for case_id in coca.case_ids(root):
+        loaded, truth = coca.load_case(root, case_id)
+        hu = sitk.GetArrayFromImage(loaded.image).astype(np.float32)
+        reference = scoring.score(hu, truth, loaded.image.GetSpacing())
+        figures = []
+        for cut_mm in cuts_mm:
+            columns = int(round(cut_mm / loaded.image.GetSpacing()[0]))
+            size = [loaded.image.GetSize()[0] - columns, *loaded.image.GetSize()[1:]]
+            for side, start in (("right", columns), ("left", 0)):  # LPS: column 0 is the patient's right
+                framed = sitk.RegionOfInterest(loaded.image, size, [start, 0, 0])
+                found = run(LoadedImage(image=framed, path="scan", format="nrrd", dicom=loaded.dicom),
+                            settings_for("calcium", device="cpu"), Progress()).summary
+                error = _artery_error(reference.arteries, found["arteries"], reference.total["agatston"], False)
+                right = found["risk"]["classic"] == scoring.classic_category(reference.total["agatston"])
+                figures.append(f"{cut_mm:.0f} mm off the {side}: {found['total']['agatston']:.0f}, per-artery error "
+                               f"{100 * error:.0f}%{'' if right else ', risk WRONG'}")
+        print(f"calcium COCA {case_id} framed off-centre (truth {reference.total['agatston']:.0f}): " + "; ".join(figures))
+
+
 def bench_calcium_real(shared: Path):
     """The automatic path on real scans: COCA gated scans against the experts' traces (no training on them: the
     heart search region and the artery rules are image analysis and anatomy, checked in-sample on these three),
@@ -1110,6 +1145,7 @@ def main():
         bench_calcium_rule_sensitivity(args.shared)
         bench_calcium_invariance(args.shared)
         bench_calcium_low_dose(args.shared)
+        bench_calcium_off_centre(args.shared)
         bench_calcium_accuracy(args.cases)
     if args.only in (None, "bmd"):
         bench_vertebra_phantoms()
