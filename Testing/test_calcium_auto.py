@@ -558,6 +558,7 @@ def test_noise_specks_on_a_low_dose_scan_are_not_coronary_calcium():
         result = run(evaluation.phantom_loaded(case), settings_for("calcium", device="cpu"), Progress())
         truth = scoring.score(case.hu, np.where(case.calcium_labels <= 4, case.calcium_labels, 0), case.spacing)
         assert any("noisy scan" in warning for warning in result.warnings)
+        assert result.summary["threshold"]["noise"]["set_aside"] >= 10
         if n_calcifications == 0:
             assert result.summary["total"]["agatston"] == 0 and result.summary["risk"]["classic"] == "0"
         else:

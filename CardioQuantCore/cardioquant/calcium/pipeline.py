@@ -284,11 +284,13 @@ def labels_from_anatomy(loaded: LoadedImage, candidates: np.ndarray, heart: anat
                               noise_floor_hu=None if floor is None else floor.floor_hu)
 
 
-def _set_aside_as_noise(found: territories.Assignment, floor: noise.NoiseFloor, spacing) -> list[str]:
-    """A warning when candidates of scorable size were set aside as possible noise (noise.py)."""
-    smallest = 1.0 * float(spacing[2])  # 1 mm2 on one slice
-    count = sum(1 for e in found.per_candidate
-                if e["reason"].startswith("could be noise") and e["volume_mm3"] >= smallest)
+def _set_aside_as_noise(found: territories.Assignment, spacing) -> int:
+    """How many candidates of scorable size (1 mm2 on one slice) were set aside as possible noise (noise.py)."""
+    smallest = 1.0 * float(spacing[2])
+    return sum(1 for e in found.per_candidate if e["reason"].startswith("could be noise") and e["volume_mm3"] >= smallest)
+
+
+def _noise_warning(count: int, floor: noise.NoiseFloor) -> list[str]:
     if not count:
         return []
     return [f"noisy scan (noise SD {floor.noise_sd_hu:.0f} HU in the blood over 1 mm2): {count} candidate(s) in the "
@@ -334,11 +336,11 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
     found = None
     if automatic:
         floor = noise.noise_floor(hu, heart.heart_region, spacing) if mode == "noncontrast" else None
-        if floor is not None:
-            threshold_info["noise"] = floor.describe()
         found = labels_from_anatomy(loaded, candidates, heart, hu, mode, floor)
         if floor is not None:
-            warnings += _set_aside_as_noise(found, floor, spacing)
+            count = _set_aside_as_noise(found, spacing)
+            threshold_info["noise"] = {**floor.describe(), "set_aside": count}
+            warnings += _noise_warning(count, floor)
         artery_labels = found.labels
         assignment = "automatic (heart anatomy)"
     else:

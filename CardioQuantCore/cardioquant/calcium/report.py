@@ -50,6 +50,14 @@ def draw_report(path, loaded, artery_labels, result, summary, settings, models) 
     figure.text(0.05, 0.14, heart_text, fontsize=7.5, va="top")
     figure.text(0.05, 0.12, f"Lesions flagged for review (artery assignment uncertain): {flagged}", fontsize=7.5,
                 va="top")
+    noise = summary["threshold"].get("noise")
+    if noise and noise.get("set_aside"):
+        figure.text(0.05, 0.10, f"Noisy scan: {noise['set_aside']} candidate(s) under the noise floor of "
+                                f"{noise['floor_hu']:.0f} HU (blood {noise['blood_hu']:.0f} HU + {noise['floor_sd']:g} x "
+                                f"{noise['noise_sd_hu']:.0f} HU noise SD over 1 mm2)", fontsize=7.5, va="top",
+                    color="darkred")
+        figure.text(0.05, 0.085, "were not scored: they could be noise; they are in the 'not coronary' segment for "
+                                 "review", fontsize=7.5, va="top", color="darkred")
     if heart:
         _draw_heart_region(figure, hu, artery_labels, spacing)
     model_text = "; ".join(f"{m['name']} {m['version']} ({m.get('note') or 'trained on ' + m['training_data'][:80]})"
