@@ -287,7 +287,7 @@ def labels_from_anatomy(loaded: LoadedImage, candidates: np.ndarray, heart: anat
 def _set_aside_as_noise(found: territories.Assignment, spacing) -> int:
     """How many candidates of scorable size (1 mm2 on one slice) were set aside as possible noise (noise.py)."""
     smallest = 1.0 * float(spacing[2])
-    return sum(1 for e in found.per_candidate if e["reason"].startswith("could be noise") and e["volume_mm3"] >= smallest)
+    return sum(1 for e in found.per_candidate if e["reason"].startswith(territories.POSSIBLE_NOISE) and e["volume_mm3"] >= smallest)
 
 
 def _noise_warning(count: int, floor: noise.NoiseFloor) -> list[str]:

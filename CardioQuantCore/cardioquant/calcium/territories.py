@@ -68,6 +68,7 @@ LEFT_SYSTEM_TOP_MM = 5.0          # within 5 mm of the left system's highest les
 # sections in fat end; 20 mm above that end is above every normally placed ostium.
 OSTIA_MARGIN_MM = 20.0
 OSTIA_REVIEW_MM = 10.0
+POSSIBLE_NOISE = "could be noise"  # the reason of a candidate under the noise floor starts with this
 
 
 @dataclass
@@ -187,7 +188,7 @@ def assign(candidate_mask: np.ndarray, heart_region: np.ndarray, voxel_to_lps, s
         elif noise_floor_hu is not None and hu is not None and \
                 (bright := noise.brightest_footprint(hu, inside_box, box, spacing)) < noise_floor_hu:
             label, review = NOT_CORONARY, False
-            reason = (f"could be noise: its brightest 1 mm2 mean, {bright:.0f} HU, is under the scan's noise floor "
+            reason = (f"{POSSIBLE_NOISE}: its brightest 1 mm2 mean, {bright:.0f} HU, is under the scan's noise floor "
                       f"({noise_floor_hu:.0f} HU)")
         else:
             label, review = artery_from_position(u, t)
