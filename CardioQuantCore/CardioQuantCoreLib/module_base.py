@@ -107,6 +107,7 @@ class CardioQuantWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.applyButton.connect("clicked(bool)", self.onApplyOrCancel)
         self.ui.exportButton.connect("clicked(bool)", self.onExport)
         self.ui.progressBar.setVisible(False)
+        self.showWarnings([])
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.initializeParameterNode()
@@ -127,6 +128,7 @@ class CardioQuantWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.run = None
         self._releaseFinishedRun()
         self.watchEdits(None)
+        self.showWarnings([])
         self.runInputNode, self.resultsTableNode = None, None  # they go with the scene
         self.ui.progressBar.setVisible(False)
         self.ui.statusLabel.text = ""
@@ -183,6 +185,7 @@ class CardioQuantWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.progressBar.setVisible(True)
         self.ui.progressBar.value = 0
         self.ui.statusLabel.text = "Running..."
+        self.showWarnings([])
         with slicer.util.tryWithErrorDisplay("Could not start processing.", waitCursor=True):
             # The same steps as Logic.process: the volume with its DICOM attributes, the settings with the picked
             # nodes written as files (into the run's folder, removed with it).
@@ -218,7 +221,17 @@ class CardioQuantWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if segmentationNode is not None and hasattr(self.ui, "segmentEditorWidget"):
             self.ui.segmentEditorWidget.setSegmentationNode(segmentationNode)
         self.ui.statusLabel.text = "Done. Review and edit the segments; Export writes the results."
+        self.showWarnings(self.runDocument.get("warnings", []))
         self.updateButtons()
+
+    def showWarnings(self, warnings):
+        """The run's warnings under the status line (a heart the field of view cuts, a noisy scan, a doubtful
+        vertebra, lesions flagged for review): the reader sees them in the panel, not only in the JSON."""
+        self.ui.warningsTextEdit.setPlainText("\n".join(f"- {warning}" for warning in warnings))
+        self.ui.warningsTextEdit.setVisible(bool(warnings))
+        if warnings:
+            self.ui.statusLabel.text = (f"Done, with {len(warnings)} warning(s) below. Review and edit the segments; "
+                                        "Export writes the results.")
 
     def _releaseFinishedRun(self):
         if self.finishedRun is not None:
