@@ -256,6 +256,31 @@ def bench_calcium_invariance(shared: Path, case_id: str = "5"):
           f"{arteries(sitk.ConstantPad(image, [60, 60, 0], [60, 60, 0], -3024.0))}; 0.45 mm pixels {arteries(resampled)}")
 
 
+def _automatic_calcium(image, dicom: dict) -> dict:
+    """The automatic calcium path's JSON summary for `image`, run as the CLI runs it, on the CPU."""
+    from cardioquant.calcium.pipeline import run
+    from cardioquant.imageio import LoadedImage
+    from cardioquant.pipelines import settings_for
+    from cardioquant.progress import Progress
+
+    loaded = LoadedImage(image=image, path="scan", format="nrrd", dicom=dicom)
+    return run(loaded, settings_for("calcium", device="cpu"), Progress()).summary
+
+
+def _coca_scans(shared: Path):
+    """(case id, loaded scan, traced artery labels, HU array) of each COCA gated scan in shared/ (none without)."""
+    import SimpleITK as sitk
+
+    from cardioquant.calcium import coca
+
+    root = shared / "coca"
+    if not root.is_dir():
+        return
+    for case_id in coca.case_ids(root):
+        loaded, truth = coca.load_case(root, case_id)
+        yield case_id, loaded, truth, sitk.GetArrayFromImage(loaded.image).astype(np.float32)
+
+
 def bench_calcium_low_dose(shared: Path, added_sd=(20.0, 30.0)):
     """The COCA gated scans with grainy noise added as a low-dose scan has it (Gaussian noise smoothed over about
     a pixel, SD 20 and 30 HU on top of their own 10-13), against the traces scored on the same noisy scan: the
@@ -263,18 +288,9 @@ def bench_calcium_low_dose(shared: Path, added_sd=(20.0, 30.0)):
     import SimpleITK as sitk
     from scipy import ndimage
 
-    from cardioquant.calcium import coca, scoring
-    from cardioquant.calcium.pipeline import run
-    from cardioquant.imageio import LoadedImage
-    from cardioquant.pipelines import settings_for
-    from cardioquant.progress import Progress
+    from cardioquant.calcium import scoring
 
-    root = shared / "coca"
-    if not root.is_dir():
-        return
-    for case_id in coca.case_ids(root):
-        loaded, truth = coca.load_case(root, case_id)
-        hu = sitk.GetArrayFromImage(loaded.image).astype(np.float32)
+    for case_id, loaded, truth, hu in _coca_scans(shared):
         figures = []
         for sd in added_sd:
             grain = ndimage.gaussian_filter(np.random.default_rng(1).standard_normal(hu.shape).astype(np.float32),
@@ -283,8 +299,7 @@ def bench_calcium_low_dose(shared: Path, added_sd=(20.0, 30.0)):
             image = sitk.GetImageFromArray(noisy)
             image.CopyInformation(loaded.image)
             reference = scoring.score(noisy, truth, image.GetSpacing())
-            found = run(LoadedImage(image=image, path="scan", format="nrrd", dicom=loaded.dicom),
-                        settings_for("calcium", device="cpu"), Progress()).summary
+            found = _automatic_calcium(image, loaded.dicom)
             error = _artery_error(reference.arteries, found["arteries"], reference.total["agatston"], False)
             figures.append(f"+{sd:.0f} HU: truth {reference.total['agatston']:.0f} found {found['total']['agatston']:.0f}, "
                            f"risk {found['risk']['classic']} vs {scoring.classic_category(reference.total['agatston'])}, "
@@ -299,27 +314,16 @@ def bench_calcium_off_centre(shared: Path, cuts_mm=(15.0, 22.0)):
     lungs in view, so this shows how far the automatic figures depend on the framing."""
     import SimpleITK as sitk
 
-    from cardioquant.calcium import coca, scoring
-    from cardioquant.calcium.pipeline import run
-    from cardioquant.imageio import LoadedImage
-    from cardioquant.pipelines import settings_for
-    from cardioquant.progress import Progress
+    from cardioquant.calcium import scoring
 
-    root = shared / "coca"
-    if not root.is_dir():
-        return
-    for case_id in coca.case_ids(root):
-        loaded, truth = coca.load_case(root, case_id)
-        hu = sitk.GetArrayFromImage(loaded.image).astype(np.float32)
+    for case_id, loaded, truth, hu in _coca_scans(shared):
         reference = scoring.score(hu, truth, loaded.image.GetSpacing())
         figures = []
         for cut_mm in cuts_mm:
             columns = int(round(cut_mm / loaded.image.GetSpacing()[0]))
             size = [loaded.image.GetSize()[0] - columns, *loaded.image.GetSize()[1:]]
             for side, start in (("right", columns), ("left", 0)):  # LPS: column 0 is the patient's right
-                framed = sitk.RegionOfInterest(loaded.image, size, [start, 0, 0])
-                found = run(LoadedImage(image=framed, path="scan", format="nrrd", dicom=loaded.dicom),
-                            settings_for("calcium", device="cpu"), Progress()).summary
+                found = _automatic_calcium(sitk.RegionOfInterest(loaded.image, size, [start, 0, 0]), loaded.dicom)
                 error = _artery_error(reference.arteries, found["arteries"], reference.total["agatston"], False)
                 right = found["risk"]["classic"] == scoring.classic_category(reference.total["agatston"])
                 figures.append(f"{cut_mm:.0f} mm off the {side}: {found['total']['agatston']:.0f}, per-artery error "
