@@ -6,8 +6,8 @@ voxels, and each speck scores 1-3: enough to turn a patient with no calcium into
 scores define the truth do not count such specks, so the automatic path does not either.
 
 A speck passes the area rule only when the mean over a 1 mm2 footprint reaches the threshold, so that mean is
-what is compared with the noise: each candidate's brightest footprint mean against the blood's median plus
-NOISE_FLOOR_SD standard deviations of footprint means, measured in the heart's deep non-fat part (the median of
+what is compared with the noise: each candidate's brightest footprint mean against the blood's median plus 7
+(the setting `noise_floor_sd`) standard deviations of footprint means, measured in the heart's deep non-fat part (the median of
 local SDs in 5 mm windows: robust to the chamber walls). Measured on the three COCA gated scans with correlated
 noise of 10-30 HU added, noise specks reached 5-7 SD and traced lesions 4-126 SD; on the phantoms' white noise
 (10-40 HU) noise specks reached 7.4 SD. Below the floor a candidate is set aside as "not coronary" with its
@@ -24,7 +24,6 @@ from scipy import ndimage
 
 FOOTPRINT_MM = 1.0       # the side of the area rule's 1 mm2
 NOISE_WINDOW_MM = 5.0    # local SD windows: wide enough for noise grains, narrow enough to sit inside one chamber
-NOISE_FLOOR_SD = 7.0     # noise specks of 1 mm2 reached 5-7 SD (see above)
 DEEP_MM = 8.0            # the blood pool: this far inside the heart region (the coronaries run on its surface)
 SOFT_TISSUE_HU = (-30.0, 100.0)  # blood and myocardium without contrast; fat and calcium left out
 AT_MOST_SLICES = 24
@@ -34,13 +33,17 @@ AT_MOST_SLICES = 24
 class NoiseFloor:
     blood_hu: float
     noise_sd_hu: float     # SD of 1 mm2 footprint means in the blood
-    floor_hu: float
+    floor_sd: float        # how many of them above the blood the floor lies
+
+    @property
+    def floor_hu(self) -> float:
+        return self.blood_hu + self.floor_sd * self.noise_sd_hu
 
     def describe(self) -> dict:
         return {"blood_hu": round(self.blood_hu, 1), "noise_sd_hu": round(self.noise_sd_hu, 1),
-                "floor_hu": round(self.floor_hu, 1), "floor_sd": NOISE_FLOOR_SD,
+                "floor_hu": round(self.floor_hu, 1), "floor_sd": self.floor_sd,
                 "rule": f"a candidate whose brightest {FOOTPRINT_MM:g} mm2 mean is under the blood's median + "
-                        f"{NOISE_FLOOR_SD:g} noise SD could be noise: not coronary, kept for review"}
+                        f"{self.floor_sd:g} noise SD could be noise: not coronary, kept for review"}
 
 
 def footprint_pixels(spacing) -> tuple[int, int]:
@@ -55,8 +58,9 @@ def footprint_mean(hu: np.ndarray, spacing) -> np.ndarray:
     return ndimage.uniform_filter(hu.astype(np.float32), size=(1, *footprint_pixels(spacing)))
 
 
-def noise_floor(hu: np.ndarray, heart_region: np.ndarray, spacing) -> NoiseFloor | None:
-    """The floor from the heart's blood pool (None where the region has no deep non-fat part to measure)."""
+def noise_floor(hu: np.ndarray, heart_region: np.ndarray, spacing, floor_sd: float = 7.0) -> NoiseFloor | None:
+    """The floor `floor_sd` noise SD above the heart's blood pool (None where the region has no deep non-fat part
+    to measure)."""
     slices = np.nonzero(heart_region.any(axis=(1, 2)))[0]
     if slices.size > AT_MOST_SLICES:
         slices = slices[np.linspace(0, slices.size - 1, AT_MOST_SLICES).round().astype(int)]
@@ -72,7 +76,7 @@ def noise_floor(hu: np.ndarray, heart_region: np.ndarray, spacing) -> NoiseFloor
     if not blood.any():
         return None
     blood_hu, noise_sd = float(np.median(means[blood])), float(np.median(local_sd[blood]))
-    return NoiseFloor(blood_hu, noise_sd, blood_hu + NOISE_FLOOR_SD * noise_sd)
+    return NoiseFloor(blood_hu, noise_sd, floor_sd)
 
 
 def brightest_footprint(hu: np.ndarray, inside: np.ndarray, box, spacing) -> float:

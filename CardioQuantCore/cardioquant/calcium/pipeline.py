@@ -335,7 +335,8 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
         candidates &= region_mask(loaded, options)
     found = None
     if automatic:
-        floor = noise.noise_floor(hu, heart.heart_region, spacing) if mode == "noncontrast" else None
+        floor = (noise.noise_floor(hu, heart.heart_region, spacing, options.noise_floor_sd)
+                 if mode == "noncontrast" and options.noise_floor_sd > 0 else None)
         found = labels_from_anatomy(loaded, candidates, heart, hu, mode, floor)
         if floor is not None:
             count = _set_aside_as_noise(found, spacing)

@@ -39,6 +39,9 @@ class CalciumSettings(AnalysisSettings):
                                           "0.5 mm2; canon 3 pixels; siemens none) or a number in mm2 [literature]",
                             panel=True, panel_choices=tuple(MIN_AREA_PRESETS))
     connectivity: str = setting("2d8", "lesion connectivity [2d8]", choices=CONNECTIVITY)
+    noise_floor_sd: float = setting(7.0, "automatic non-contrast path: a candidate whose brightest 1 mm2 mean lies "
+                                         "under the blood's median + this many noise SD could be noise and is not "
+                                         "scored (0: no noise floor) [7]", limits=(0.0, 20.0, True))
     slice_increment: float | None = setting(None, "slice increment in mm (default: the slice spacing)",
                                             limits=(0.0, 20.0, False))
     no_increment_scaling: bool = setting(False, "do not scale Agatston by increment / 3 mm")
