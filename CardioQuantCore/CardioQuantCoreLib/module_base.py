@@ -220,8 +220,10 @@ class CardioQuantWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.resultsTableNode = tableNode
         if segmentationNode is not None and hasattr(self.ui, "segmentEditorWidget"):
             self.ui.segmentEditorWidget.setSegmentationNode(segmentationNode)
-        self.ui.statusLabel.text = "Done. Review and edit the segments; Export writes the results."
-        self.showWarnings(self.runDocument.get("warnings", []))
+        warnings = self.runDocument.get("warnings", [])
+        self.showWarnings(warnings)
+        said = f", with {len(warnings)} warning(s) below" if warnings else ""
+        self.ui.statusLabel.text = f"Done{said}. Review and edit the segments; Export writes the results."
         self.updateButtons()
 
     def showWarnings(self, warnings):
@@ -229,9 +231,6 @@ class CardioQuantWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         vertebra, lesions flagged for review): the reader sees them in the panel, not only in the JSON."""
         self.ui.warningsTextEdit.setPlainText("\n".join(f"- {warning}" for warning in warnings))
         self.ui.warningsTextEdit.setVisible(bool(warnings))
-        if warnings:
-            self.ui.statusLabel.text = (f"Done, with {len(warnings)} warning(s) below. Review and edit the segments; "
-                                        "Export writes the results.")
 
     def _releaseFinishedRun(self):
         if self.finishedRun is not None:

@@ -110,6 +110,13 @@ def resample_isotropic(image: sitk.Image, spacing_mm: float, is_label: bool, def
     return sitk.Resample(image, reference, sitk.Transform(), interpolator, default)
 
 
+def in_plane_distance(mask: np.ndarray, spacing) -> np.ndarray:
+    """Per slice of a [k, j, i] mask, each voxel's in-plane distance (mm) to the nearest voxel outside it."""
+    from scipy import ndimage
+
+    return np.stack([ndimage.distance_transform_edt(plane, sampling=spacing[1::-1]) for plane in mask])
+
+
 def largest_component(mask: np.ndarray) -> np.ndarray:
     """The largest connected piece of a boolean mask (face-connected; ties: the first labelled), or an empty mask."""
     from scipy import ndimage

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from ..geometry import NO_DATA_HU, largest_component, round_cross_section
+from ..geometry import NO_DATA_HU, in_plane_distance, largest_component, round_cross_section
 from .calibration import robust_stats
 
 MIN_AREA_MM2 = 10.0
@@ -26,10 +26,6 @@ def body_mask(hu: np.ndarray) -> np.ndarray:
     """Largest connected region above -500 HU with holes filled slice by slice (the patient, not the table)."""
     largest = largest_component(hu > -500)
     return np.stack([ndimage.binary_fill_holes(plane) for plane in largest])
-
-
-def _in_plane_distance(mask: np.ndarray, spacing) -> np.ndarray:
-    return np.stack([ndimage.distance_transform_edt(plane, sampling=spacing[1::-1]) for plane in mask])
 
 
 def measurement_slices(roi_mask: np.ndarray, at_most: int = 24) -> np.ndarray:
@@ -59,10 +55,10 @@ def reference_rois(hu: np.ndarray, spacing, vertebra_mask: np.ndarray, posterior
     rois = {}
     # Air: outside the body, at least 10 mm from it, inside the field of view (not padding), on slices that hold
     # the whole body outline.
-    outside = _in_plane_distance(~body, spacing) >= 10.0
+    outside = in_plane_distance(~body, spacing) >= 10.0
     rois["air"] = band & outside & _in_range(hu, "air") & _whole_body_in_view(hu, body)[:, None, None]
     # Subcutaneous fat: 2-15 mm under the skin.
-    depth = _in_plane_distance(body, spacing)
+    depth = in_plane_distance(body, spacing)
     rois["fat"] = band & (depth >= 2.0) & (depth <= 15.0) & _in_range(hu, "fat")
     # Paraspinal muscle: 10-45 mm posterior to the vertebral body centre line, within 15-45 mm of the midline.
     k, j, i = np.nonzero(vertebra_mask)
@@ -108,7 +104,7 @@ def _aorta(hu, spacing, band, body_j, centre_i, posterior_sign):
     di = (ii - centre_i) * spacing[0]                   # positive: patient left
     window = (dj <= -10) & (dj >= -70) & (di >= -10) & (di <= 50)
     soft = band & window[None] & _in_range(hu, "blood")
-    depth = _in_plane_distance(soft, spacing)
+    depth = in_plane_distance(soft, spacing)
     labels, count = ndimage.label(depth >= 5.0)
     best, best_size = None, 0
     for index, box in enumerate(ndimage.find_objects(labels), start=1):
@@ -142,7 +138,7 @@ def contrast_enhanced(hu: np.ndarray, spacing, slices: np.ndarray, vertebra_mask
     dj = (jj - front_j) * spacing[1] * posterior_sign
     di = (ii - i.mean()) * spacing[0]
     window = (dj <= -5) & (dj >= -65) & (di >= -10) & (di <= 50)
-    near_bone = _in_plane_distance(~vertebra_mask, spacing) < 5.0
+    near_bone = in_plane_distance(~vertebra_mask, spacing) < 5.0
     bright = window[None] & ~near_bone & (hu >= 150) & (hu <= 700)
-    core = _in_plane_distance(bright, spacing) >= 5.0
+    core = in_plane_distance(bright, spacing) >= 5.0
     return bool(core.sum() * spacing[0] * spacing[1] >= 50.0)

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from ..geometry import in_plane_distance
+
 FOOTPRINT_MM = 1.0       # the side of the area rule's 1 mm2
 NOISE_WINDOW_MM = 5.0    # local SD windows: wide enough for noise grains, narrow enough to sit inside one chamber
 DEEP_MM = 8.0            # the blood pool: this far inside the heart region (the coronaries run on its surface)
@@ -70,8 +72,7 @@ def noise_floor(hu: np.ndarray, heart_region: np.ndarray, spacing, floor_sd: flo
     window = tuple(max(3, int(round(NOISE_WINDOW_MM / s)) | 1) for s in (spacing[1], spacing[0]))
     local_mean = ndimage.uniform_filter(means, size=(1, *window))
     local_sd = np.sqrt(np.maximum(ndimage.uniform_filter(means * means, size=(1, *window)) - local_mean ** 2, 0.0))
-    deep = np.stack([ndimage.distance_transform_edt(heart_region[k], sampling=spacing[1::-1]) >= DEEP_MM
-                     for k in slices])
+    deep = in_plane_distance(heart_region[slices], spacing) >= DEEP_MM
     blood = deep & (local_mean > SOFT_TISSUE_HU[0]) & (local_mean < SOFT_TISSUE_HU[1])
     if not blood.any():
         return None
