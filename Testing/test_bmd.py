@@ -109,7 +109,14 @@ def test_multi_material_recovers_a_known_drift():
     refs = {t: {"measured_hu": gain * calibration.nominal_hu(t, 100) + offset} for t in ("air", "fat", "muscle", "blood")}
     cal = calibration.multi_material(refs, 100)
     assert cal.scale == pytest.approx(1 / gain) and cal.offset == pytest.approx(-offset / gain)
-    assert cal.notes == [] and all(reference["used"] for reference in cal.references.values())
+    assert cal.notes == [] and all(reference["used"] for reference in cal.references.values()) and cal.plausible
+
+
+def test_a_line_of_two_references_outside_scanner_drift_is_implausible():
+    """Fat read 25 HU high and blood 20 HU low (a mixed fat ROI, a cut aorta): the line through the two, 90 HU
+    apart, has gain (40 + 95) / (20 + 70) = 1.5, beyond the 0.85-1.15 that drift gives, and says so."""
+    cal = calibration.multi_material({"fat": {"measured_hu": -70.0}, "blood": {"measured_hu": 20.0}}, 120)
+    assert cal.scale == pytest.approx(1.5) and not cal.plausible and "implausible (gain 1.50" in cal.notes[0]
 
 
 def test_a_reference_roi_that_caught_another_tissue_is_left_out_of_the_calibration():
@@ -183,12 +190,76 @@ def test_a_doubtful_vertebra_is_named_and_left_out_of_the_patient_figure():
     dense = pipeline.plausibility({**good, "trabecular_hu": 600.0}, body, (1.0, 1.0, 3.0))
     assert len(cut) == 1 and "0.3 mL" in cut[0] and len(dense) == 1 and "600 HU" in dense[0]
     assert "mm high" in pipeline.plausibility(good, body, (1.0, 1.0, 6.0))[0]  # 54 mm: several vertebrae
-    behind_the_edge = np.roll(body, 5, axis=1)                    # rows 10-39: its back cut by the field of view
-    assert "field of view" in " ".join(pipeline.plausibility(good, behind_the_edge, (1.0, 1.0, 3.0)))
     per = {"L1": {"bmd_mg_cm3": 300.0, "trabecular_hu": 600.0, "plausible": False},
            "L2": {"bmd_mg_cm3": 110.0, "trabecular_hu": 140.0, "plausible": True},
            "L3": {"bmd_mg_cm3": 100.0, "trabecular_hu": 130.0, "plausible": True}}
     assert patient_summary(per)["levels"] == ["L2", "L3"] and patient_summary(per)["bmd_mg_cm3"] == 105
+
+
+def _cut_spine(tmp_path, back_share: float):
+    """A two-level spine phantom (true BMD 120) whose field of view ends `back_share` of the way back through the
+    bodies, written with its vertebra and body masks: (case, CLI arguments)."""
+    case = phantom.make_spine_phantom(seed=7, spacing=(0.9, 0.9, 2.0), levels=("L1", "L2"),
+                                      bmd={"L1": 120.0, "L2": 120.0}, noise_hu=10.0, fov_mm=290.0)
+    rows = np.nonzero((case.bodies > 0).any(axis=(0, 2)))[0]          # front to back: rows increase posteriorly
+    back_edge = int(rows[0] + back_share * (rows[-1] - rows[0]))
+    case.hu, case.bodies = case.hu[:, :back_edge], case.bodies[:, :back_edge]
+    case.vertebrae, case.classes = case.vertebrae[:, :back_edge], case.classes[:, :back_edge]
+    ct, ts = write_case(tmp_path, case)
+    body = sitk.GetImageFromArray((case.bodies > 0).astype(np.uint8))
+    body.CopyInformation(sitk.ReadImage(str(ct)))
+    sitk.WriteImage(body, str(tmp_path / "body.nrrd"))
+    return case, [str(ct), "--vertebra-mask", str(ts), "--vertebra-body-mask", str(tmp_path / "body.nrrd"),
+                  "--kvp", "120", "--quiet"]
+
+
+def test_bodies_cut_by_the_field_of_view_are_measured_in_their_visible_part(tmp_path):
+    """A calcium scan's field of view keeps only the front of the bodies behind the heart. Here it ends halfway
+    back through L1 and L2 (true BMD 120): each is measured in its visible part and marked cut by the field of view;
+    calibrated with the scanner's phantom line (BMD 0 and 200 at the HU this scanner gives them), each is within
+    3 mg/cm3 of the truth and the patient figure comes from both."""
+    case, arguments = _cut_spine(tmp_path, 0.5)
+    gain, offset = case.drift
+    phantom_line = f"{offset:.3f}:0,{gain * calibration.ha_slope(120.0) * 200.0 + offset:.3f}:200"
+    assert cli.main(["bmd", *arguments, "-o", str(tmp_path / "out"), "--phantom", phantom_line]) == 0
+    result = json.loads((tmp_path / "out" / "bmd.json").read_text())
+    for level in ("L1", "L2"):
+        vertebra = result["vertebrae"][level]
+        assert vertebra["cut_by_field_of_view"] and vertebra["plausible"] and vertebra["roi_volume_ml"] >= 1.0
+        assert abs(vertebra["bmd_mg_cm3"] - 120.0) < 3.0
+    assert result["patient"]["levels"] == ["L1", "L2"]
+    assert any("cut by the field of view: measured in its visible part" in w for w in result["warnings"])
+
+
+def test_an_implausible_calibration_line_gives_no_patient_bmd(tmp_path, monkeypatch):
+    """A line whose gain is outside what scanner drift does (here 1.5) comes from a reference ROI that caught
+    another tissue: the vertebrae keep their trabecular HU, but no patient BMD or category is made, and the
+    warning says why."""
+    case, arguments = _cut_spine(tmp_path, 1.0)
+    broken = calibration.Calibration("multi-material (fat, blood)", 1.5, 20.0, 120.0, plausible=False,
+                                     notes=["the calibration line is implausible (gain 1.50)"])
+    monkeypatch.setattr(pipeline, "_calibrate", lambda *_: broken)
+    assert cli.main(["bmd", *arguments, "-o", str(tmp_path / "out")]) == 0
+    result = json.loads((tmp_path / "out" / "bmd.json").read_text())
+    assert result["calibration"]["plausible"] is False
+    assert result["patient"]["bmd_mg_cm3"] is None and result["patient"]["acr_category"] == "not determined"
+    assert all(v["trabecular_hu"] > 0 for v in result["vertebrae"].values())
+    assert any(w.startswith("no patient BMD: the calibration line is implausible") for w in result["warnings"])
+
+
+def test_a_body_with_too_little_of_it_in_view_is_left_out_and_said():
+    """A body the field of view keeps only 2 mm of (no ROI inside its cortex) is left out with a warning
+    that names it; the whole body is measured; with only the cut one, the run stops (exit 2) and says why."""
+    hu = np.full((12, 60, 60), 40.0, np.float32)
+    whole = np.zeros(hu.shape, bool)
+    whole[:, 20:45, 15:45] = True                   # 25 x 30 mm at 1 mm pixels, clear of the image's edge
+    sliver = np.zeros(hu.shape, bool)
+    sliver[:, 58:, 15:45] = True                    # its front 2 mm, cut by the image's last row
+    bodies, rois, cut, warnings = pipeline._trabecular_rois(hu, {"L1": whole, "L2": sliver}, (1.0, 1.0, 3.0), +1)
+    assert list(bodies) == ["L1"] and rois["L1"].any() and cut == set()
+    assert warnings == ["L2: body cut by the field of view, too little of it in view for a trabecular ROI: not measured"]
+    with pytest.raises(InputError, match="every vertebral body is cut by the field of view"):
+        pipeline._trabecular_rois(hu, {"L2": sliver}, (1.0, 1.0, 3.0), +1)
 
 
 def test_no_patient_bmd_when_every_vertebra_is_doubtful():

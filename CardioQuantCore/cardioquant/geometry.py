@@ -117,6 +117,17 @@ def in_plane_distance(mask: np.ndarray, spacing) -> np.ndarray:
     return np.stack([ndimage.distance_transform_edt(plane, sampling=spacing[1::-1]) for plane in mask])
 
 
+def field_of_view_rim(hu: np.ndarray, depth_voxels: int = 3) -> np.ndarray:
+    """Per slice of a [k, j, i] CT, the field of view's rim: the pixels within `depth_voxels` of the image's edge
+    or of the reconstruction circle where the scanner pads outside it (below NO_DATA_HU). A few pixels deep
+    because smoothing blurs the step from padding to tissue. Anatomy on the rim is cut by the field of view."""
+    from scipy import ndimage
+
+    in_view = hu > NO_DATA_HU
+    return np.stack([view & ~ndimage.binary_erosion(view, iterations=depth_voxels, border_value=0)
+                     for view in in_view])
+
+
 def largest_component(mask: np.ndarray) -> np.ndarray:
     """The largest connected piece of a boolean mask (face-connected; ties: the first labelled), or an empty mask."""
     from scipy import ndimage

@@ -55,6 +55,7 @@ class Calibration:
     ha_slope: float = 1.0
     phantom_points: list | None = None
     notes: list = field(default_factory=list)         # references left out, doubts about the line
+    plausible: bool = True                            # False: the line is outside what drift does; BMD not trusted
 
     def calibrated_hu(self, hu):
         return self.scale * np.asarray(hu, dtype=float) + self.offset
@@ -70,7 +71,7 @@ class Calibration:
                                                 "meaning": "BMD = scale x HU + offset" if self.method == "asynchronous"
                                                 else "HU_calibrated = scale x HU + offset"},
                 "kvp": self.kvp, "ha_slope_hu_per_mg_cm3": self.ha_slope, "references": self.references,
-                "phantom_points": self.phantom_points, "notes": self.notes}
+                "phantom_points": self.phantom_points, "notes": self.notes, "plausible": self.plausible}
 
 
 def two_point(references: dict, kvp: float) -> Calibration:
@@ -101,13 +102,14 @@ def multi_material(references: dict, kvp: float) -> Calibration:
         raise InputError("multi-material calibration needs at least two reference ROIs")
     used, notes = consistent_references(references, kvp)
     scale, offset, residuals = _line(used, kvp)
-    if not _plausible(scale, residuals):
+    plausible = _plausible(scale, residuals)
+    if not plausible:
         notes = notes + [f"the calibration line is implausible (gain {scale:.2f}, a reference "
                          f"{np.abs(residuals).max():.0f} HU off it): check the reference ROIs, or calibrate with a "
                          "phantom (--phantom)"]
     described = {t: {**r, "used": t in used} for t, r in _with_nominal(references, kvp).items()}
     return Calibration(f"multi-material ({', '.join(used)})", scale, offset, kvp, described, ha_slope(kvp),
-                       notes=notes)
+                       notes=notes, plausible=plausible)
 
 
 def consistent_references(references: dict, kvp: float) -> tuple[dict, list[str]]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from ..geometry import NO_DATA_HU, in_plane_distance, largest_component, round_cross_section
+from ..geometry import field_of_view_rim, in_plane_distance, largest_component, round_cross_section
 from .calibration import robust_stats
 
 MIN_AREA_MM2 = 10.0
@@ -85,10 +85,8 @@ def _whole_body_in_view(hu: np.ndarray, body: np.ndarray) -> np.ndarray:
     """Per slice: whether the body covers at most MAX_BODY_ON_RIM of the field of view's rim (the image's edge, or
     the edge of the reconstruction circle where the scanner pads outside it), the rim 3 pixels deep because the
     smoothing blurs the step from padding to tissue."""
-    in_view = hu > NO_DATA_HU
     out = np.zeros(len(hu), bool)
-    for n, (view, patient) in enumerate(zip(in_view, body, strict=True)):
-        rim = view & ~ndimage.binary_erosion(view, iterations=3, border_value=0)
+    for n, (rim, patient) in enumerate(zip(field_of_view_rim(hu), body, strict=True)):
         out[n] = rim.any() and (rim & patient).sum() <= MAX_BODY_ON_RIM * rim.sum()
     return out
 
