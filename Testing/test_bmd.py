@@ -271,6 +271,16 @@ def test_no_patient_bmd_when_every_vertebra_is_doubtful():
     assert patient["bmd_mg_cm3"] is None and patient["levels"] == [] and patient["acr_category"] == "not determined"
 
 
+def test_bodies_of_undetermined_level_give_the_patient_figure_only_as_neighbours():
+    """Levels not determined: the lowest plausible body and the one just above it, never two bodies far apart
+    (density rises up the spine)."""
+    plausible = lambda bmd: {"bmd_mg_cm3": bmd, "trabecular_hu": bmd, "plausible": True}  # noqa: E731
+    apart = {"V1": {**plausible(90.0), "plausible": False}, "V3": plausible(117.0), "V7": plausible(184.0)}
+    assert patient_summary(apart)["levels"] == ["V3"] and patient_summary(apart)["bmd_mg_cm3"] == 117.0
+    neighbours = {"V2": plausible(110.0), "V3": plausible(120.0), "V4": plausible(180.0)}
+    assert patient_summary(neighbours)["levels"] == ["V2", "V3"] and patient_summary(neighbours)["bmd_mg_cm3"] == 115.0
+
+
 def test_patient_level_prefers_l1_l2_then_lower_thoracic():
     per = {lv: {"bmd_mg_cm3": v, "trabecular_hu": v} for lv, v in {"T11": 50, "T12": 70, "L1": 100, "L2": 110}.items()}
     assert patient_summary(per)["levels"] == ["L1", "L2"] and patient_summary(per)["bmd_mg_cm3"] == 105

@@ -351,8 +351,8 @@ def _trabecular_rois(hu, bodies: dict, spacing, sign: int) -> tuple[dict, dict, 
     it: the back of the body, where the basivertebral vein enters and which the usual centre (58 % from the back)
     keeps the ROI away from, is out of view, and 58 % from a cut edge put the ROI of a body half in view into its
     front cortex. On the real abdominal CT cut 15 or 25 mm behind the bodies' front (30-89 % of each body in view)
-    the ellipse read within 1 HU of the whole body's ROI on 5 of 7 bodies and within 9 HU on all; an ROI 3 mm inside
-    the visible part's edge read 4-37 HU high (the front of a lumbar body is denser). A cut body with no ROI left is
+    the ellipse read each of 7 cut bodies within 5 HU of the whole scan's mask-based ROI; an ROI 3 mm inside the
+    visible part's edge read 4-37 HU high (the front of a lumbar body is denser). A cut body with no ROI left is
     named and left out; a whole body too small for an ROI stops the run."""
     rim = geometry.field_of_view_rim(hu)
     rois, cut, too_little = {}, set(), []
@@ -383,20 +383,29 @@ def _trabecular_rois(hu, bodies: dict, spacing, sign: int) -> tuple[dict, dict, 
 
 def patient_summary(per_vertebra: dict) -> dict:
     """Patient BMD from the two preferred named levels; else the two lowest named bodies; else, when no level is
-    determined, the two lowest bodies in view (said so: `level_determined` false). Vertebrae whose figure is
+    determined, the lowest body in view with the one above it when that is plausible too (said so:
+    `level_determined` false; not two bodies far apart: a chest CT cut behind the spine left T12 and T3, 117 and 184
+    mg/cm3, and density rises up the spine). Vertebrae whose figure is
     doubtful (`plausible` false) are left out; when every one is, there is no patient figure (a BMD and an ACR
     category from 0.3 mL ROIs of bodies the scan cuts would read as a diagnosis)."""
     per_vertebra = {level: v for level, v in per_vertebra.items() if v.get("plausible", True)}
     if not per_vertebra:
         return {"bmd_mg_cm3": None, "levels": [], "acr_category": NOT_DETERMINED, "level_determined": False}
     named = [level for level in per_vertebra if is_determined(level)]
-    chosen = [level for level in PREFERRED if level in per_vertebra][:2] or named[:2] or list(per_vertebra)[:2]
+    chosen = [level for level in PREFERRED if level in per_vertebra][:2] or named[:2] or _lowest_pair(per_vertebra)
     bmd = float(np.mean([per_vertebra[level]["bmd_mg_cm3"] for level in chosen]))
     out = {"bmd_mg_cm3": bmd, "levels": chosen, "acr_category": acr_category(bmd),
            "level_determined": all(is_determined(level) for level in chosen)}
     if "L1" in per_vertebra:
         out["pickhardt"] = pickhardt_flags(per_vertebra["L1"]["trabecular_hu"])
     return out
+
+
+def _lowest_pair(per_vertebra: dict) -> list[str]:
+    """Of bodies named V1, V2, ... from the lowest in view, the lowest and, when measured too, the one just above."""
+    lowest = min(per_vertebra, key=UNDETERMINED.index)
+    above = UNDETERMINED[UNDETERMINED.index(lowest) + 1]
+    return [lowest, above] if above in per_vertebra else [lowest]
 
 
 def _label_map(shape, bodies, rois, reference_masks) -> np.ndarray:
