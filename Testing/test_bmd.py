@@ -272,11 +272,14 @@ def test_no_patient_bmd_when_every_vertebra_is_doubtful():
 
 
 def test_bodies_of_undetermined_level_give_the_patient_figure_only_as_neighbours():
-    """Levels not determined: the lowest plausible body and the one just above it, never two bodies far apart
-    (density rises up the spine)."""
+    """Levels not determined: the lowest plausible body and the one just above it, never two bodies far apart, and
+    none from bodies above two or more doubtful lower ones (density rises up the spine)."""
     plausible = lambda bmd: {"bmd_mg_cm3": bmd, "trabecular_hu": bmd, "plausible": True}  # noqa: E731
-    apart = {"V1": {**plausible(90.0), "plausible": False}, "V3": plausible(117.0), "V7": plausible(184.0)}
-    assert patient_summary(apart)["levels"] == ["V3"] and patient_summary(apart)["bmd_mg_cm3"] == 117.0
+    doubtful = {"bmd_mg_cm3": 90.0, "trabecular_hu": 90.0, "plausible": False}
+    apart = {"V1": doubtful, "V2": plausible(117.0), "V6": plausible(184.0)}
+    assert patient_summary(apart)["levels"] == ["V2"] and patient_summary(apart)["bmd_mg_cm3"] == 117.0
+    high_above = {"V1": doubtful, "V2": doubtful, "V3": plausible(184.0), "V4": plausible(190.0)}
+    assert patient_summary(high_above)["bmd_mg_cm3"] is None and patient_summary(high_above)["levels"] == []
     neighbours = {"V2": plausible(110.0), "V3": plausible(120.0), "V4": plausible(180.0)}
     assert patient_summary(neighbours)["levels"] == ["V2", "V3"] and patient_summary(neighbours)["bmd_mg_cm3"] == 115.0
 

@@ -525,9 +525,69 @@ def bench_bmd_real_ct(shared: Path, weights: str | None = None):
           f"non-vertebral bone(s) measured (target 0), held-out body Dice median {dices} (target >= 0.85)")
 
 
+def bench_bmd_cut_field_of_view(shared: Path, cuts_mm=(15.0, 25.0)):
+    """The automatic path on the real CTs with labels, their field of view ending `cuts_mm` behind the front of the
+    vertebral bodies (as a calcium scan's does behind the heart; the rows behind are cut off), per body found: its
+    labelled level, the share of that body still in view, trabecular HU and BMD against the mask-based path on the
+    whole scan, ROI, plausible; then the patient figure both ways."""
+    import SimpleITK as sitk
+
+    from cardioquant.bmd.levels import VALUE_TO_LEVEL
+    from cardioquant.bmd.pipeline import BODY_VALUE, ROI_VALUE, posterior_sign, run
+    from cardioquant.errors import InputError
+    from cardioquant.imageio import LoadedImage, read_image
+    from cardioquant.pipelines import settings_for
+    from cardioquant.progress import Progress
+
+    for name, path, label_path, body_path, _ in _real_bmd_scans(shared):
+        if label_path is None:
+            continue
+        image = read_image(path).image
+        truth = sitk.GetArrayFromImage(sitk.Resample(sitk.ReadImage(str(label_path)), image, sitk.Transform(),
+                                                     sitk.sitkNearestNeighbor, 0))
+        voxel_ml = float(np.prod(image.GetSpacing())) / 1000.0
+        whole = [level for value, level in VALUE_TO_LEVEL.items() if (truth == value).sum() * voxel_ml >= MIN_VERTEBRA_ML]
+        reference = run(read_image(path), settings_for("bmd", kvp=120.0, vertebra_mask=str(label_path),
+                                                       levels=",".join(whole), vertebra_body_mask=str(body_path)
+                                                       if body_path else None), Progress())
+        expected = sitk.GetArrayFromImage(reference.label_image)
+        body_of = lambda labels, level: (labels == BODY_VALUE[level]) | (labels == ROI_VALUE[level])  # noqa: E731
+        sign = posterior_sign(image)  # +1: rows run front to back
+        fronts = [np.nonzero(body_of(expected, level).any(axis=(0, 2)))[0][0 if sign > 0 else -1]
+                  for level in reference.summary["vertebrae"]]
+        for cut_mm in cuts_mm:
+            rows = int(round(cut_mm / image.GetSpacing()[1]))
+            first, last = ((0, int(np.median(fronts)) + rows) if sign > 0
+                           else (int(np.median(fronts)) - rows, image.GetSize()[1]))
+            size = list(image.GetSize())
+            size[1] = last - first
+            cut = sitk.RegionOfInterest(image, size, [0, first, 0])
+            try:
+                auto = run(LoadedImage(image=cut, path="cut", format="nrrd", dicom={"modality": "CT"}),
+                           settings_for("bmd", device="cpu", kvp=120.0), Progress())
+            except InputError as exc:
+                print(f"bmd, {name}, field of view {cut_mm:g} mm behind the bodies' front: refused: {exc}")
+                continue
+            found = sitk.GetArrayFromImage(auto.label_image)
+            print(f"bmd, {name}, field of view {cut_mm:g} mm behind the bodies' front: patient BMD "
+                  f"{_bmd_text(auto.summary['patient'])} vs {_bmd_text(reference.summary['patient'])} on the whole scan")
+            for level, values in auto.summary["vertebrae"].items():
+                inside = [VALUE_TO_LEVEL.get(int(v)) for v in truth[:, first:last][body_of(found, level)]]
+                vertebral = [lv for lv in inside if lv]
+                true = max(set(vertebral), key=vertebral.count) if vertebral else None
+                theirs = reference.summary["vertebrae"].get(true)
+                if theirs is None:
+                    print(f"  {level}: label {true}, no mask-based figure")
+                    continue
+                share = body_of(expected[:, first:last], true).sum() / body_of(expected, true).sum()
+                print(f"  {level}: label {true}, {share:.0%} of its body in view; trabecular {values['trabecular_hu']:.0f} "
+                      f"vs {theirs['trabecular_hu']:.0f} HU, BMD {values['bmd_mg_cm3']:.0f} vs {theirs['bmd_mg_cm3']:.0f} "
+                      f"mg/cm3, ROI {values['roi_volume_ml']:.1f} mL{'' if values['plausible'] else ', doubtful'}")
+
+
 def _bmd_text(patient: dict) -> str:
     if patient["bmd_mg_cm3"] is None:
-        return "not determined (no plausible vertebra)"
+        return "not determined"
     return f"{patient['bmd_mg_cm3']:.0f} mg/cm3 from {', '.join(patient['levels'])}"
 
 
@@ -1156,6 +1216,7 @@ def main():
         bench_bmd_speed()
         bench_bmd_totalsegmentator(args.shared)
         bench_bmd_real_ct(args.shared)
+        bench_bmd_cut_field_of_view(args.shared)
     if args.only in (None, "scar"):
         bench_scar_both_centres(bench_scar(args.shared), bench_scar_myops(args.shared))
         bench_scar_rv_insertion(args.shared)

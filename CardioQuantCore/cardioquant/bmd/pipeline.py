@@ -240,8 +240,9 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
         warnings.append("no patient BMD: the calibration line is implausible (see above), so no BMD is trusted; the "
                         "trabecular HU per vertebra stand; calibrate with a phantom (--phantom)")
     elif patient["bmd_mg_cm3"] is None:
-        warnings.append(f"no patient BMD: none of the {len(per_vertebra)} vertebrae measured gave a plausible figure "
-                        "(see above); check the bodies, or give vertebra masks (--vertebra-mask) or seeds (--seed)")
+        warnings.append(f"no patient BMD: none of the {len(per_vertebra)} vertebrae measured gave a plausible figure, "
+                        "or only bodies above two or more doubtful lower ones did (see above); check the bodies, or "
+                        "give vertebra masks (--vertebra-mask) or seeds (--seed)")
     elif not patient["level_determined"]:
         warnings.append(f"patient BMD from {', '.join(patient['levels'])}, whose levels are not determined: the ACR "
                         "categories are defined on L1-L2")
@@ -383,9 +384,7 @@ def _trabecular_rois(hu, bodies: dict, spacing, sign: int) -> tuple[dict, dict, 
 
 def patient_summary(per_vertebra: dict) -> dict:
     """Patient BMD from the two preferred named levels; else the two lowest named bodies; else, when no level is
-    determined, the lowest body in view with the one above it when that is plausible too (said so:
-    `level_determined` false; not two bodies far apart: a chest CT cut behind the spine left T12 and T3, 117 and 184
-    mg/cm3, and density rises up the spine). Vertebrae whose figure is
+    determined, _lowest_pair (said so: `level_determined` false). Vertebrae whose figure is
     doubtful (`plausible` false) are left out; when every one is, there is no patient figure (a BMD and an ACR
     category from 0.3 mL ROIs of bodies the scan cuts would read as a diagnosis)."""
     per_vertebra = {level: v for level, v in per_vertebra.items() if v.get("plausible", True)}
@@ -393,6 +392,8 @@ def patient_summary(per_vertebra: dict) -> dict:
         return {"bmd_mg_cm3": None, "levels": [], "acr_category": NOT_DETERMINED, "level_determined": False}
     named = [level for level in per_vertebra if is_determined(level)]
     chosen = [level for level in PREFERRED if level in per_vertebra][:2] or named[:2] or _lowest_pair(per_vertebra)
+    if not chosen:
+        return {"bmd_mg_cm3": None, "levels": [], "acr_category": NOT_DETERMINED, "level_determined": False}
     bmd = float(np.mean([per_vertebra[level]["bmd_mg_cm3"] for level in chosen]))
     out = {"bmd_mg_cm3": bmd, "levels": chosen, "acr_category": acr_category(bmd),
            "level_determined": all(is_determined(level) for level in chosen)}
@@ -402,8 +403,12 @@ def patient_summary(per_vertebra: dict) -> dict:
 
 
 def _lowest_pair(per_vertebra: dict) -> list[str]:
-    """Of bodies named V1, V2, ... from the lowest in view, the lowest and, when measured too, the one just above."""
+    """Of bodies named V1, V2, ... from the lowest in view, the lowest plausible one and, when plausible too, the one
+    just above; none when two or more bodies below it are doubtful (density rises up the spine: a chest CT cut
+    behind the spine left only T1 plausible above eleven doubtful bodies, 257 against L1-L2's 80 mg/cm3)."""
     lowest = min(per_vertebra, key=UNDETERMINED.index)
+    if UNDETERMINED.index(lowest) > 1:
+        return []
     above = UNDETERMINED[UNDETERMINED.index(lowest) + 1]
     return [lowest, above] if above in per_vertebra else [lowest]
 
