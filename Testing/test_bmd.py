@@ -243,6 +243,7 @@ def test_an_implausible_calibration_line_gives_no_patient_bmd(tmp_path, monkeypa
     result = json.loads((tmp_path / "out" / "bmd.json").read_text())
     assert result["calibration"]["plausible"] is False
     assert result["patient"]["bmd_mg_cm3"] is None and result["patient"]["acr_category"] == "not determined"
+    assert result["patient"]["reason"].startswith("the calibration line is implausible")
     assert all(v["trabecular_hu"] > 0 for v in result["vertebrae"].values())
     assert any(w.startswith("no patient BMD: the calibration line is implausible") for w in result["warnings"])
 
@@ -269,6 +270,7 @@ def test_no_patient_bmd_when_every_vertebra_is_doubtful():
            for level in ("V1", "V2")}
     patient = patient_summary(per)
     assert patient["bmd_mg_cm3"] is None and patient["levels"] == [] and patient["acr_category"] == "not determined"
+    assert patient["reason"] == "no vertebra gave a plausible figure"
 
 
 def test_bodies_of_undetermined_level_give_the_patient_figure_only_as_neighbours():
@@ -280,6 +282,7 @@ def test_bodies_of_undetermined_level_give_the_patient_figure_only_as_neighbours
     assert patient_summary(apart)["levels"] == ["V2"] and patient_summary(apart)["bmd_mg_cm3"] == 117.0
     high_above = {"V1": doubtful, "V2": doubtful, "V3": plausible(184.0), "V4": plausible(190.0)}
     assert patient_summary(high_above)["bmd_mg_cm3"] is None and patient_summary(high_above)["levels"] == []
+    assert "above two or more doubtful lower ones" in patient_summary(high_above)["reason"]
     neighbours = {"V2": plausible(110.0), "V3": plausible(120.0), "V4": plausible(180.0)}
     assert patient_summary(neighbours)["levels"] == ["V2", "V3"] and patient_summary(neighbours)["bmd_mg_cm3"] == 115.0
 

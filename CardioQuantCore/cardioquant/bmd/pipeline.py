@@ -233,16 +233,16 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
             warnings.append(f"{level}: {'; '.join(doubts)}: its BMD is not used for the patient figure")
     # A line outside what scanner drift does comes from a reference ROI that caught another tissue (a field of view
     # that cuts the back muscles and leaves no outside air): its BMDs make no patient category.
-    patient = patient_summary(per_vertebra if cal.plausible else {})
+    patient = (patient_summary(per_vertebra) if cal.plausible
+               else no_patient_figure("the calibration line is implausible: calibrate with a phantom (--phantom)"))
     labels = _label_map(hu.shape, bodies, rois, reference_masks)
     progress.update(1.0, "done")
     if not cal.plausible:
         warnings.append("no patient BMD: the calibration line is implausible (see above), so no BMD is trusted; the "
                         "trabecular HU per vertebra stand; calibrate with a phantom (--phantom)")
     elif patient["bmd_mg_cm3"] is None:
-        warnings.append(f"no patient BMD: none of the {len(per_vertebra)} vertebrae measured gave a plausible figure, "
-                        "or only bodies above two or more doubtful lower ones did (see above); check the bodies, or "
-                        "give vertebra masks (--vertebra-mask) or seeds (--seed)")
+        warnings.append(f"no patient BMD: {patient['reason']} (see above); check the bodies, or give vertebra masks "
+                        "(--vertebra-mask) or seeds (--seed)")
     elif not patient["level_determined"]:
         warnings.append(f"patient BMD from {', '.join(patient['levels'])}, whose levels are not determined: the ACR "
                         "categories are defined on L1-L2")
@@ -389,17 +389,23 @@ def patient_summary(per_vertebra: dict) -> dict:
     category from 0.3 mL ROIs of bodies the scan cuts would read as a diagnosis)."""
     per_vertebra = {level: v for level, v in per_vertebra.items() if v.get("plausible", True)}
     if not per_vertebra:
-        return {"bmd_mg_cm3": None, "levels": [], "acr_category": NOT_DETERMINED, "level_determined": False}
+        return no_patient_figure("no vertebra gave a plausible figure")
     named = [level for level in per_vertebra if is_determined(level)]
     chosen = [level for level in PREFERRED if level in per_vertebra][:2] or named[:2] or _lowest_pair(per_vertebra)
     if not chosen:
-        return {"bmd_mg_cm3": None, "levels": [], "acr_category": NOT_DETERMINED, "level_determined": False}
+        return no_patient_figure("the plausible bodies lie above two or more doubtful lower ones (density rises up "
+                                 "the spine)")
     bmd = float(np.mean([per_vertebra[level]["bmd_mg_cm3"] for level in chosen]))
     out = {"bmd_mg_cm3": bmd, "levels": chosen, "acr_category": acr_category(bmd),
            "level_determined": all(is_determined(level) for level in chosen)}
     if "L1" in per_vertebra:
         out["pickhardt"] = pickhardt_flags(per_vertebra["L1"]["trabecular_hu"])
     return out
+
+
+def no_patient_figure(reason: str) -> dict:
+    return {"bmd_mg_cm3": None, "levels": [], "acr_category": NOT_DETERMINED, "level_determined": False,
+            "reason": reason}
 
 
 def _lowest_pair(per_vertebra: dict) -> list[str]:
@@ -432,7 +438,7 @@ def summary_line(result: ModuleResult) -> str:
     p = result.summary["patient"]
     per = ", ".join(f"{k} {v['bmd_mg_cm3']:.0f}" for k, v in result.summary["vertebrae"].items())
     if p["bmd_mg_cm3"] is None:
-        return f"BMD not determined (no plausible vertebra) [{per}, each doubtful]"
+        return f"BMD not determined ({p.get('reason', 'no plausible vertebra')}) [{per}]"
     return f"BMD {p['bmd_mg_cm3']:.1f} mg/cm3 ({'+'.join(p['levels'])}): {p['acr_category']} [{per}]"
 
 

@@ -15,7 +15,8 @@ def draw_report(path, hu, spacing, labels, summary) -> None:
 
     patient = summary["patient"]
     # The source without its level rule, which is written out in full beside the figures (it overran the page).
-    source = summary["source"].split(" (")[0]
+    rule = (summary.get("level_naming") or {}).get("rule")
+    source = summary["source"].removesuffix(f" ({rule})") if rule else summary["source"]
     figure = page.new_page("Vertebral bone mineral density",
                            f"calibration: {summary['calibration']['method']} - vertebrae: {source}")
     ax = figure.add_axes([0.05, 0.45, 0.42, 0.47])
@@ -35,7 +36,7 @@ def draw_report(path, hu, spacing, labels, summary) -> None:
     ax.axis("off")
     if patient["bmd_mg_cm3"] is None:
         figure.text(0.52, 0.88, "Patient BMD: not determined", fontsize=13, weight="bold", va="top")
-        figure.text(0.52, 0.84, "no vertebra gave a plausible figure", fontsize=11, va="top")
+        figure.text(0.52, 0.84, textwrap.fill(patient.get("reason", ""), 60), fontsize=10, va="top")
     else:
         figure.text(0.52, 0.88, f"Patient BMD: {patient['bmd_mg_cm3']:.1f} mg/cm3", fontsize=13, weight="bold",
                     va="top")
@@ -48,12 +49,12 @@ def draw_report(path, hu, spacing, labels, summary) -> None:
                                 "osteoporosis)", fontsize=8, va="top", wrap=True)
     if summary["contrast_enhanced"]:
         figure.text(0.52, 0.76, "Contrast-enhanced scan: BMD biased upwards", fontsize=9, color="darkred", va="top")
-    rule = (summary.get("level_naming") or {}).get("rule")
     if rule:
         figure.text(0.52, 0.72, textwrap.fill(f"Levels: {rule}", 70), fontsize=7.5, va="top")
     table_ax = figure.add_axes([0.05, 0.12, 0.9, 0.3])
     rows = [[level, f"{v['trabecular_hu']:.1f}", f"{v['bmd_mg_cm3']:.1f}", f"{v['roi_volume_ml']:.2f}",
-             "yes" if v.get("plausible", True) else "doubtful"]
+             ("yes" if v.get("plausible", True) else "doubtful") + (", cut by the field of view"
+                                                                    if v.get("cut_by_field_of_view") else "")]
             for level, v in summary["vertebrae"].items()]
     page.draw_table(table_ax, rows, ["Level", "Trabecular HU", "BMD (mg/cm3)", "ROI (mL)", "Plausible"])
     refs = ", ".join(f"{t} {r['measured_hu']:.0f} HU{'' if r.get('used', True) else ' (left out)'}"
