@@ -248,6 +248,24 @@ def test_an_implausible_calibration_line_gives_no_patient_bmd(tmp_path, monkeypa
     assert any(w.startswith("no patient BMD: the calibration line is implausible") for w in result["warnings"])
 
 
+def test_a_body_at_the_reconstruction_circle_is_cut_by_the_field_of_view():
+    """Scanners pad outside the reconstruction circle (-3024 HU): a body within 3 pixels of the circle or of the
+    image's edge is cut by the field of view; one 5 pixels inside is not."""
+    from cardioquant.geometry import reaches_field_of_view_rim
+
+    hu = np.zeros((4, 80, 80), np.float32)
+    rows, cols = np.mgrid[:80, :80]
+    hu[:, (rows - 40) ** 2 + (cols - 40) ** 2 > 35 ** 2] = -3024.0   # circle of radius 35 pixels
+    def body(last_row):
+        mask = np.zeros(hu.shape, bool)
+        mask[1:3, last_row - 10:last_row + 1, 35:46] = True
+        return mask
+    assert reaches_field_of_view_rim(body(73), hu)                      # 2 pixels inside the circle (edge row 75)
+    assert not reaches_field_of_view_rim(body(70), hu)                  # 5 pixels inside
+    hu[:] = 0.0                                                         # no padding: the image's edge is the rim
+    assert reaches_field_of_view_rim(body(77), hu) and not reaches_field_of_view_rim(body(73), hu)
+
+
 def test_a_body_with_too_little_of_it_in_view_is_left_out_and_said():
     """A body the field of view keeps only 2 mm of (no ROI inside its cortex) is left out with a warning
     that names it; the whole body is measured; with only the cut one, the run stops (exit 2) and says why."""

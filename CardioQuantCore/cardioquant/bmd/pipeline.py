@@ -355,10 +355,9 @@ def _trabecular_rois(hu, bodies: dict, spacing, sign: int) -> tuple[dict, dict, 
     the ellipse read each of 7 cut bodies within 5 HU of the whole scan's mask-based ROI; an ROI 3 mm inside the
     visible part's edge read 4-37 HU high (the front of a lumbar body is denser). A cut body with no ROI left is
     named and left out; a whole body too small for an ROI stops the run."""
-    rim = geometry.field_of_view_rim(hu)
     rois, cut, too_little = {}, set(), []
     for level, mask in bodies.items():
-        if (mask & rim).any():
+        if geometry.reaches_field_of_view_rim(mask, hu):
             cut.add(level)
             rois[level] = roi.trabecular_roi(mask, spacing, sign, CUT_BODY_ROI)
             if not rois[level].any():
