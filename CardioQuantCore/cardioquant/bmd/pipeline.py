@@ -383,7 +383,7 @@ def _trabecular_rois(hu, bodies: dict, spacing, sign: int) -> tuple[dict, dict, 
 
 def patient_summary(per_vertebra: dict) -> dict:
     """Patient BMD from the two preferred named levels; else the two lowest named bodies; else, when no level is
-    determined, _lowest_pair (said so: `level_determined` false). Vertebrae whose figure is
+    determined, the lowest bodies in view (_lowest_pair; said so: `level_determined` false). Vertebrae whose figure is
     doubtful (`plausible` false) are left out; when every one is, there is no patient figure (a BMD and an ACR
     category from 0.3 mL ROIs of bodies the scan cuts would read as a diagnosis)."""
     per_vertebra = {level: v for level, v in per_vertebra.items() if v.get("plausible", True)}
@@ -403,6 +403,7 @@ def patient_summary(per_vertebra: dict) -> dict:
 
 
 def no_patient_figure(reason: str) -> dict:
+    """The patient entry when no BMD or ACR category can be given, with why (JSON, report, panel)."""
     return {"bmd_mg_cm3": None, "levels": [], "acr_category": NOT_DETERMINED, "level_determined": False,
             "reason": reason}
 
