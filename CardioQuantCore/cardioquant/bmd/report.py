@@ -53,10 +53,9 @@ def draw_report(path, hu, spacing, labels, summary) -> None:
         figure.text(0.52, 0.72, textwrap.fill(f"Levels: {rule}", 70), fontsize=7.5, va="top")
     table_ax = figure.add_axes([0.05, 0.12, 0.9, 0.3])
     rows = [[level, f"{v['trabecular_hu']:.1f}", f"{v['bmd_mg_cm3']:.1f}", f"{v['roi_volume_ml']:.2f}",
-             ("yes" if v.get("plausible", True) else "doubtful") + (", cut by the field of view"
-                                                                    if v.get("cut_by_field_of_view") else "")]
+             "part (cut)" if v.get("cut_by_field_of_view") else "whole", "yes" if v.get("plausible", True) else "doubtful"]
             for level, v in summary["vertebrae"].items()]
-    page.draw_table(table_ax, rows, ["Level", "Trabecular HU", "BMD (mg/cm3)", "ROI (mL)", "Plausible"])
+    page.draw_table(table_ax, rows, ["Level", "Trabecular HU", "BMD (mg/cm3)", "ROI (mL)", "Body in view", "Plausible"])
     refs = ", ".join(f"{t} {r['measured_hu']:.0f} HU{'' if r.get('used', True) else ' (left out)'}"
                      for t, r in summary["calibration"]["references"].items())
     page.footer(figure, [f"References: {refs or 'phantom'}; kVp {summary['kvp']:g}",
