@@ -7,7 +7,7 @@ import pytest
 import SimpleITK as sitk
 
 from cardioquant import cli
-from cardioquant.bmd import calibration, phantom, pipeline, roi, vertebrae
+from cardioquant.bmd import calibration, phantom, pipeline, references, roi, vertebrae
 from cardioquant.bmd.pipeline import acr_category, patient_summary
 from cardioquant.errors import InputError
 
@@ -104,6 +104,23 @@ def test_two_point_is_comp2comp_recalibration():
     assert cal.calibrated_hu(-990) == pytest.approx(-1000) and cal.calibrated_hu(-80) == pytest.approx(-95)
 
 
+def test_the_fat_reference_is_read_inside_the_fat_not_at_its_blurred_edges():
+    """On a calcium scan's field of view the lungs run off the image, so their edge counts as skin, and thin fat
+    lies along it. Here 3 mm of fat (-100 HU) lines a lung (-850 HU) and an 8 mm pad of fat lies beside it, blurred
+    as a scanner blurs: the fat ROI reads -100 within 2 HU (its edges, mixed with lung and muscle, read -91)."""
+    from scipy import ndimage
+
+    plane = np.full((160, 160), 50.0)
+    plane[:, :41] = -850.0
+    plane[:, 41:44] = -100.0
+    plane[40:120, 48:56] = -100.0
+    hu = ndimage.gaussian_filter(np.repeat(plane[None], 6, axis=0), sigma=(0, 1.0, 1.0)).astype(np.float32)
+    vertebra = np.zeros(hu.shape, bool)
+    vertebra[:, 140:155, 120:135] = True
+    fat = references.reference_rois(hu, (1.0, 1.0, 3.0), vertebra, +1)["fat"]
+    assert abs(float(np.median(hu[fat])) + 100.0) < 2.0
+
+
 def test_multi_material_recovers_a_known_drift():
     gain, offset = 1.04, -18.0
     refs = {t: {"measured_hu": gain * calibration.nominal_hu(t, 100) + offset} for t in ("air", "fat", "muscle", "blood")}
@@ -157,8 +174,6 @@ def test_air_is_taken_only_where_the_whole_body_is_in_view(padding_hu):
     """Outside air is the calibration's -1000 HU point. Where the field of view cuts the chest (a calcium scan),
     what lies beyond the body's edge is lung, read as air it would pull the line: no air reference there. A chest
     wholly in view keeps its air, also inside a scanner's padding circle."""
-    from cardioquant.bmd import references
-
     vertebra = np.zeros((6, 200, 200), bool)
     vertebra[:, 125:145, 90:110] = True
     cut = references.reference_rois(_chest_slices(-920.0, whole_body=False, padding_hu=padding_hu), (1.0, 1.0, 1.0), vertebra)

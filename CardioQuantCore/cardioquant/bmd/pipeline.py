@@ -411,7 +411,7 @@ def no_patient_figure(reason: str) -> dict:
 def _lowest_pair(per_vertebra: dict) -> list[str]:
     """Of bodies named V1, V2, ... from the lowest in view, the lowest plausible one and, when plausible too, the one
     just above; none when two or more bodies below it are doubtful (density rises up the spine: a chest CT cut
-    behind the spine left only T1 plausible above eleven doubtful bodies, 257 against L1-L2's 80 mg/cm3)."""
+    behind the spine left only T1 plausible above eleven doubtful bodies, 257 against L1-L2's 82 mg/cm3)."""
     lowest = min(per_vertebra, key=UNDETERMINED.index)
     if UNDETERMINED.index(lowest) > 1:
         return []

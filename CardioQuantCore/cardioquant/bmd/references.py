@@ -16,6 +16,7 @@ from ..geometry import field_of_view_rim, in_plane_distance, largest_component, 
 from .calibration import robust_stats
 
 MIN_AREA_MM2 = 10.0
+FAT_CORE_MM = 2.0  # COCA calcium scans' fat ROI median: -71 / -90 / -96 HU at the edges, -86 / -101 / -104 HU 2 mm in
 # The share of the field of view's rim the body may cover and the slice still hold the whole body outline (an arm
 # or the table at the edge of a tight field of view); a calcium scan's cut chest covers 20-99 %.
 MAX_BODY_ON_RIM = 0.10
@@ -57,9 +58,12 @@ def reference_rois(hu: np.ndarray, spacing, vertebra_mask: np.ndarray, posterior
     # the whole body outline.
     outside = in_plane_distance(~body, spacing) >= 10.0
     rois["air"] = band & outside & _in_range(hu, "air") & _whole_body_in_view(hu, body)[:, None, None]
-    # Subcutaneous fat: 2-15 mm under the skin.
+    # Subcutaneous fat: 2-15 mm under the skin, at least FAT_CORE_MM inside the fat (on a calcium scan's field of
+    # view the "skin" is mostly the lungs' edge, and the fat there is thin epicardial and mediastinal fat whose
+    # edges, mixed with lung, muscle and bone, read -70 instead of -100 HU).
     depth = in_plane_distance(body, spacing)
-    rois["fat"] = band & (depth >= 2.0) & (depth <= 15.0) & _in_range(hu, "fat")
+    fat = _in_range(hu, "fat")
+    rois["fat"] = band & (depth >= 2.0) & (depth <= 15.0) & fat & (in_plane_distance(fat, spacing) >= FAT_CORE_MM)
     # Paraspinal muscle: 10-45 mm posterior to the vertebral body centre line, within 15-45 mm of the midline.
     k, j, i = np.nonzero(vertebra_mask)
     centre_i = i.mean()
