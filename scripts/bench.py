@@ -450,6 +450,31 @@ def _real_bmd_scans(shared: Path) -> list[tuple]:
 MIN_VERTEBRA_ML = 10.0  # a labelled vertebra the field of view cuts to less than this has no body to compare with
 
 
+def _body_of(labels: np.ndarray, level: str) -> np.ndarray:
+    """A vertebra's body (its ROI included) in a BMD label map."""
+    from cardioquant.bmd.pipeline import BODY_VALUE, ROI_VALUE
+
+    return (labels == BODY_VALUE[level]) | (labels == ROI_VALUE[level])
+
+
+def _mask_based_bmd(loaded, label_path: Path, body_path: Path | None):
+    """(vertebra label map on the scan's grid, the BMD pipeline's result on it): the mask-based reference for the
+    automatic path, on every labelled vertebra of at least MIN_VERTEBRA_ML in view."""
+    import SimpleITK as sitk
+
+    from cardioquant.bmd.levels import VALUE_TO_LEVEL
+    from cardioquant.bmd.pipeline import run
+    from cardioquant.pipelines import settings_for
+    from cardioquant.progress import Progress
+
+    truth = sitk.GetArrayFromImage(sitk.Resample(sitk.ReadImage(str(label_path)), loaded.image, sitk.Transform(),
+                                                 sitk.sitkNearestNeighbor, 0))
+    voxel_ml = float(np.prod(loaded.image.GetSpacing())) / 1000.0
+    whole = [level for value, level in VALUE_TO_LEVEL.items() if (truth == value).sum() * voxel_ml >= MIN_VERTEBRA_ML]
+    return truth, run(loaded, settings_for("bmd", kvp=120.0, vertebra_mask=str(label_path), levels=",".join(whole),
+                                           vertebra_body_mask=str(body_path) if body_path else None), Progress())
+
+
 def bench_bmd_real_ct(shared: Path, weights: str | None = None):
     """The automatic path (network bodies, anchored levels) on every real CT here, per vertebra, against the same
     pipeline on the label map's vertebrae (the mask-based path): the level named against the label, body Dice,
@@ -459,7 +484,7 @@ def bench_bmd_real_ct(shared: Path, weights: str | None = None):
     import SimpleITK as sitk
 
     from cardioquant.bmd.levels import VALUE_TO_LEVEL, is_determined
-    from cardioquant.bmd.pipeline import BODY_VALUE, ROI_VALUE, run
+    from cardioquant.bmd.pipeline import run
     from cardioquant.errors import InputError
     from cardioquant.imageio import read_image
     from cardioquant.pipelines import settings_for
@@ -479,24 +504,18 @@ def bench_bmd_real_ct(shared: Path, weights: str | None = None):
         print(f"bmd automatic, {name}: {seconds:.0f} s; {naming['rule']}; {len(naming.get('dropped', []))} "
               f"proposed bodies dropped as not a vertebral body")
         found = sitk.GetArrayFromImage(auto.label_image)
-        body_of = lambda labels, level: (labels == BODY_VALUE[level]) | (labels == ROI_VALUE[level])  # noqa: E731
         if label_path is None:
             for level, values in auto.summary["vertebrae"].items():
                 print(f"  {level}: {values['body_volume_ml']:.0f} mL body, trabecular {values['trabecular_hu']:.0f} "
                       f"HU, BMD {values['bmd_mg_cm3']:.0f} mg/cm3{'' if values['plausible'] else ' (doubtful)'}")
             print(f"  patient BMD {_bmd_text(auto.summary['patient'])} (no labels: not checked)")
             continue
-        truth = sitk.GetArrayFromImage(sitk.Resample(sitk.ReadImage(str(label_path)), loaded.image, sitk.Transform(),
-                                                     sitk.sitkNearestNeighbor, 0))
-        voxel_ml = float(np.prod(loaded.image.GetSpacing())) / 1000.0
-        whole = [level for value, level in VALUE_TO_LEVEL.items() if (truth == value).sum() * voxel_ml >= MIN_VERTEBRA_ML]
-        reference = run(loaded, settings_for("bmd", kvp=120.0, vertebra_mask=str(label_path), levels=",".join(whole),
-                                             vertebra_body_mask=str(body_path) if body_path else None), Progress())
+        truth, reference = _mask_based_bmd(loaded, label_path, body_path)
         expected = sitk.GetArrayFromImage(reference.label_image)
         z = np.array([loaded.image.TransformIndexToPhysicalPoint((0, 0, k))[2] for k in range(found.shape[0])])
         unseen = held_out[0](z)
         for level, values in auto.summary["vertebrae"].items():
-            mask = body_of(found, level)
+            mask = _body_of(found, level)
             levels_inside = [VALUE_TO_LEVEL.get(int(v)) for v in truth[mask]]
             vertebral = [lv for lv in levels_inside if lv]
             true = max(set(vertebral), key=vertebral.count) if len(vertebral) > mask.sum() / 2 else None
@@ -511,7 +530,7 @@ def bench_bmd_real_ct(shared: Path, weights: str | None = None):
             line = f"  {level} ({where}): label {true}, {verdict}"
             if true in reference.summary["vertebrae"]:
                 theirs = reference.summary["vertebrae"][true]
-                overlap = dice(mask, body_of(expected, true))
+                overlap = dice(mask, _body_of(expected, true))
                 if where == "held out":
                     held_out_dices.append(overlap)
                 line += (f"; body Dice {overlap:.2f}; trabecular {values['trabecular_hu']:.0f} vs "
@@ -533,7 +552,7 @@ def bench_bmd_cut_field_of_view(shared: Path, cuts_mm=(15.0, 25.0)):
     import SimpleITK as sitk
 
     from cardioquant.bmd.levels import VALUE_TO_LEVEL
-    from cardioquant.bmd.pipeline import BODY_VALUE, ROI_VALUE, posterior_sign, run
+    from cardioquant.bmd.pipeline import posterior_sign, run
     from cardioquant.errors import InputError
     from cardioquant.imageio import LoadedImage, read_image
     from cardioquant.pipelines import settings_for
@@ -542,18 +561,12 @@ def bench_bmd_cut_field_of_view(shared: Path, cuts_mm=(15.0, 25.0)):
     for name, path, label_path, body_path, _ in _real_bmd_scans(shared):
         if label_path is None:
             continue
-        image = read_image(path).image
-        truth = sitk.GetArrayFromImage(sitk.Resample(sitk.ReadImage(str(label_path)), image, sitk.Transform(),
-                                                     sitk.sitkNearestNeighbor, 0))
-        voxel_ml = float(np.prod(image.GetSpacing())) / 1000.0
-        whole = [level for value, level in VALUE_TO_LEVEL.items() if (truth == value).sum() * voxel_ml >= MIN_VERTEBRA_ML]
-        reference = run(read_image(path), settings_for("bmd", kvp=120.0, vertebra_mask=str(label_path),
-                                                       levels=",".join(whole), vertebra_body_mask=str(body_path)
-                                                       if body_path else None), Progress())
+        loaded = read_image(path)
+        image = loaded.image
+        truth, reference = _mask_based_bmd(loaded, label_path, body_path)
         expected = sitk.GetArrayFromImage(reference.label_image)
-        body_of = lambda labels, level: (labels == BODY_VALUE[level]) | (labels == ROI_VALUE[level])  # noqa: E731
         sign = posterior_sign(image)  # +1: rows run front to back
-        fronts = [np.nonzero(body_of(expected, level).any(axis=(0, 2)))[0][0 if sign > 0 else -1]
+        fronts = [np.nonzero(_body_of(expected, level).any(axis=(0, 2)))[0][0 if sign > 0 else -1]
                   for level in reference.summary["vertebrae"]]
         for cut_mm in cuts_mm:
             rows = int(round(cut_mm / image.GetSpacing()[1]))
@@ -572,14 +585,14 @@ def bench_bmd_cut_field_of_view(shared: Path, cuts_mm=(15.0, 25.0)):
             print(f"bmd, {name}, field of view {cut_mm:g} mm behind the bodies' front: patient BMD "
                   f"{_bmd_text(auto.summary['patient'])} vs {_bmd_text(reference.summary['patient'])} on the whole scan")
             for level, values in auto.summary["vertebrae"].items():
-                inside = [VALUE_TO_LEVEL.get(int(v)) for v in truth[:, first:last][body_of(found, level)]]
+                inside = [VALUE_TO_LEVEL.get(int(v)) for v in truth[:, first:last][_body_of(found, level)]]
                 vertebral = [lv for lv in inside if lv]
                 true = max(set(vertebral), key=vertebral.count) if vertebral else None
                 theirs = reference.summary["vertebrae"].get(true)
                 if theirs is None:
                     print(f"  {level}: label {true}, no mask-based figure")
                     continue
-                share = body_of(expected[:, first:last], true).sum() / body_of(expected, true).sum()
+                share = _body_of(expected[:, first:last], true).sum() / _body_of(expected, true).sum()
                 print(f"  {level}: label {true}, {share:.0%} of its body in view; trabecular {values['trabecular_hu']:.0f} "
                       f"vs {theirs['trabecular_hu']:.0f} HU, BMD {values['bmd_mg_cm3']:.0f} vs {theirs['bmd_mg_cm3']:.0f} "
                       f"mg/cm3, ROI {values['roi_volume_ml']:.1f} mL{'' if values['plausible'] else ', doubtful'}")

@@ -355,30 +355,27 @@ def _trabecular_rois(hu, bodies: dict, spacing, sign: int) -> tuple[dict, dict, 
     the ellipse read each of 7 cut bodies within 5 HU of the whole scan's mask-based ROI; an ROI 3 mm inside the
     visible part's edge read 4-37 HU high (the front of a lumbar body is denser). A cut body with no ROI left is
     named and left out; a whole body too small for an ROI stops the run."""
-    rois, cut, too_little = {}, set(), []
+    rois, cut, too_little = {}, [], []
     for level, mask in bodies.items():
-        if geometry.reaches_field_of_view_rim(mask, hu):
-            cut.add(level)
-            rois[level] = roi.trabecular_roi(mask, spacing, sign, CUT_BODY_ROI)
+        if not geometry.reaches_field_of_view_rim(mask, hu):
+            rois[level] = roi.trabecular_roi(mask, spacing, sign)
             if not rois[level].any():
-                too_little.append(level)
-            continue
-        rois[level] = roi.trabecular_roi(mask, spacing, sign)
-        if not rois[level].any():
-            raise InputError(f"vertebral body of {level} is too small for a trabecular ROI")
+                raise InputError(f"vertebral body of {level} is too small for a trabecular ROI")
+        elif (visible := roi.trabecular_roi(mask, spacing, sign, CUT_BODY_ROI)).any():
+            rois[level] = visible
+            cut.append(level)
+        else:
+            too_little.append(level)
+    if not rois:
+        raise InputError("every vertebral body is cut by the field of view, with too little of it in view to measure: "
+                         "give a scan whose field of view holds the spine")
     warnings = []
     if too_little:
         warnings.append(f"{', '.join(too_little)}: body cut by the field of view, too little of it in view for a "
                         "trabecular ROI: not measured")
-    measured = [level for level in bodies if level in cut and level not in too_little]
-    if measured:
-        warnings.append(f"{', '.join(measured)}: body cut by the field of view: measured in its visible part")
-    if len(too_little) == len(bodies):
-        raise InputError("every vertebral body is cut by the field of view, with too little of it in view to measure: "
-                         "give a scan whose field of view holds the spine")
-    kept = [level for level in bodies if level not in too_little]
-    return ({level: bodies[level] for level in kept}, {level: rois[level] for level in kept},
-            cut - set(too_little), warnings)
+    if cut:
+        warnings.append(f"{', '.join(cut)}: body cut by the field of view: measured in its visible part")
+    return {level: bodies[level] for level in rois}, rois, set(cut), warnings
 
 
 def patient_summary(per_vertebra: dict) -> dict:
