@@ -10,6 +10,7 @@ from cardioquant import cli
 from cardioquant.bmd import calibration, phantom, pipeline, references, roi, vertebrae
 from cardioquant.bmd.pipeline import acr_category, patient_summary
 from cardioquant.errors import InputError
+from cardioquant.metrics import dice
 
 # --- trabecular ROI geometry ------------------------------------------------------------------------------
 
@@ -686,3 +687,71 @@ def test_a_disc_the_network_marks_in_part_of_the_column_still_splits_the_bodies(
     for body, first in zip(bodies, (13, 26, 39), strict=True):
         assert body[first:first + 10].sum() == 10 * 20 * 30   # its own slices, whole
         assert not body[:first - 3].any() and not body[first + 13:].any()  # nothing of its neighbours
+
+
+# --- bodies redrawn out to their cortical shell (bmd/outline.py) ---
+
+def _shelled_body(pixel_mm=0.7, slices=10, cortex_mm=1.4):
+    """Axial slices (k, j, i; j runs towards the back) of soft tissue (40 HU) holding a vertebral body: an ellipse
+    42 x 32 mm of trabecular bone (110 HU) in a cortical shell (450 HU) whose back wall is broken in the middle (the
+    basivertebral foramen, 3 mm), and in front of it a contrast-filled aorta (300 HU, 24 mm) 2 mm away. Returns
+    (hu, body mask, aorta mask, j of the body's back)."""
+    n = int(round(90 / pixel_mm))
+    jj, ii = (np.mgrid[:n, :n] + 0.5) * pixel_mm
+    centre_j, centre_i = 45.0, 45.0
+    radius = np.hypot((jj - centre_j) / 16.0, (ii - centre_i) / 21.0)
+    section = radius <= 1.0
+    inner = np.hypot((jj - centre_j) / (16.0 - cortex_mm), (ii - centre_i) / (21.0 - cortex_mm)) <= 1.0
+    foramen = (jj > centre_j + 10) & (np.abs(ii - centre_i) < 1.5)
+    aorta = np.hypot(jj - (centre_j - 16 - 2 - 12), ii - (centre_i + 8)) <= 12.0
+    plane = np.full((n, n), 40.0)
+    plane[section] = 450.0
+    plane[inner | (section & foramen)] = 110.0
+    plane[aorta] = 300.0
+    hu = np.repeat(plane[None], slices, axis=0).astype(np.float32)
+    hu += np.random.default_rng(0).normal(0.0, 15.0, hu.shape).astype(np.float32)
+    back_j = int((centre_j + 16.0) / pixel_mm)
+    return hu, np.repeat(section[None], slices, axis=0), np.repeat(aorta[None], slices, axis=0), back_j
+
+
+def test_a_body_the_network_found_in_part_is_redrawn_out_to_its_cortical_shell():
+    from cardioquant.bmd import outline
+
+    spacing = (0.7, 0.7, 2.5)
+    hu, body, aorta, back_j = _shelled_body()
+    piece = body.copy()
+    piece[:, :, : body.shape[2] * 5 // 9] = False      # the network found the right 40 % of the body
+    piece[:, back_j - 3:, :] = body[:, back_j - 3:, :]  # reaching the back wall, as it does on the chest CT
+    redrawn = outline.to_cortical_shell({"L2": piece.copy()}, hu, spacing, posterior=+1, barrier=np.zeros_like(body))["L2"]
+    assert dice(piece, body) < 0.65
+    assert dice(redrawn, body) >= 0.95
+    assert not (redrawn & aorta).any()
+
+
+def test_the_shell_is_not_followed_into_a_disc_or_a_neighbouring_body():
+    from cardioquant.bmd import outline
+
+    spacing = (0.7, 0.7, 2.5)
+    hu, body, _, _ = _shelled_body()
+    piece = body.copy()
+    piece[:, :, : body.shape[2] // 2] = False
+    piece[0] = False
+    neighbour, disc = np.zeros_like(body), np.zeros_like(body)
+    neighbour[0] = body[0]            # its lowest slice the network gave to the body below
+    disc[-1] = body[-1] & ~piece[-1]  # its top slice crosses a disc the network marked
+    bodies = {"L3": neighbour.copy(), "L2": piece.copy()}
+    redrawn = outline.to_cortical_shell(bodies, hu, spacing, posterior=+1, barrier=disc)
+    assert not (redrawn["L2"] & (neighbour | disc)).any()
+    assert dice(redrawn["L2"][-1], piece[-1]) >= 0.95  # the disc slice stays the network's
+    assert dice(redrawn["L2"][1:-1], body[1:-1]) >= 0.95
+
+
+def test_without_a_cortical_ring_the_network_piece_is_kept():
+    from cardioquant.bmd import outline
+
+    spacing = (0.7, 0.7, 2.5)
+    hu, body, _, _ = _shelled_body(cortex_mm=0.0)  # no shell brighter than the trabecular bone
+    piece = body.copy()
+    piece[:, :, : body.shape[2] // 2] = False
+    redrawn = outline.to_cortical_shell({"T9": piece.copy()}, hu, spacing, posterior=+1, barrier=np.zeros_like(body))
+    assert np.array_equal(redrawn["T9"], piece)

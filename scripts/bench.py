@@ -641,7 +641,7 @@ def bench_vertebra_phantoms(cases: int = 12, weights: str | None = None):
     import SimpleITK as sitk
 
     from cardioquant.bmd import phantom
-    from cardioquant.bmd.pipeline import run
+    from cardioquant.bmd.pipeline import BODY_VALUE, ROI_VALUE, run
     from cardioquant.imageio import LoadedImage
     from cardioquant.pipelines import settings_for
     from cardioquant.progress import Progress
@@ -665,13 +665,11 @@ def bench_vertebra_phantoms(cases: int = 12, weights: str | None = None):
             total += len([lv for lv in levels if lv != "S1"])
             continue
         found = sitk.GetArrayFromImage(result.label_image)
-        bodies = (found >= 1) & (found <= 25)
+        bodies = np.isin(found, list(BODY_VALUE.values()) + list(ROI_VALUE.values()))  # a body holds its ROI
         truth = np.isin(case.bodies, [case.levels.index(lv) + 1 for lv in levels if lv != "S1"])
         dices.append(dice(bodies, truth))
         for level, values in result.summary["vertebrae"].items():
             errors.append(abs(values["bmd_mg_cm3"] - case.bmd_mg_cm3.get(level, np.nan)))
-        from cardioquant.bmd.pipeline import BODY_VALUE
-
         true_levels = [lv for lv in levels if lv != "S1"]
         for level in result.summary["vertebrae"]:
             mine = found == BODY_VALUE[level]

@@ -133,7 +133,7 @@ def collect_bodies(loaded: LoadedImage, options, hu: np.ndarray, sign: int) -> t
             bodies[level] = vertebrae.grow_from_seed(hu, spacing, seed)
         source = "seeded region growing"
     else:
-        bodies, source, naming, warnings = bodies_from_network(image, options)
+        bodies, source, naming, warnings = bodies_from_network(image, options, hu)
     bodies = {level: mask for level, mask in bodies.items() if mask.any()}
     if options.levels:
         wanted = [v.strip() for v in options.levels.split(",")]
@@ -147,10 +147,11 @@ def collect_bodies(loaded: LoadedImage, options, hu: np.ndarray, sign: int) -> t
     return bodies, source, naming, warnings
 
 
-def bodies_from_network(image: sitk.Image, options, progress: Progress | None = None) -> tuple[dict, str, dict, list]:
+def bodies_from_network(image: sitk.Image, options, hu: np.ndarray,
+                        progress: Progress | None = None) -> tuple[dict, str, dict, list]:
     """(level -> body mask on the scan's grid, source, level naming for the JSON, warnings)."""
     from ..models.runtime import load_named_model, select_device
-    from . import network
+    from . import network, outline
 
     device = select_device(options.device)
     model, entry, _ = load_named_model(network.MODEL_NAME, options.weights, device)
@@ -175,6 +176,10 @@ def bodies_from_network(image: sitk.Image, options, progress: Progress | None = 
     indexed_image.CopyInformation(coarse)
     native = network.to_native(indexed_image, image)
     levels = {level: native == number for number, level in enumerate(naming.levels, start=1)}
+    if max(image.GetSpacing()[:2]) < network.GRID_MM:
+        # Finer pixels than the network's grid: each body is redrawn on them, out to its cortical shell.
+        not_body = network.to_native(network.not_body(coarse), image).astype(bool)
+        levels = outline.to_cortical_shell(levels, hu, image.GetSpacing(), sign, barrier=not_body)
     described = {"rule": naming.rule, "determined": naming.determined, "notes": naming.warnings,
                  "dropped": dropped}
     warnings = dropped + naming.warnings
