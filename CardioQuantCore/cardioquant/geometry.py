@@ -152,6 +152,20 @@ def reaches_field_of_view_rim(mask: np.ndarray, hu: np.ndarray, depth_voxels: in
     return bool((near & mask[around]).any())
 
 
+def disk(radius: int) -> np.ndarray:
+    """A filled disk of `radius` pixels (2D structuring element: in-plane closings and dilations)."""
+    y, x = np.mgrid[-radius:radius + 1, -radius:radius + 1]
+    return x * x + y * y <= radius * radius
+
+
+def close_in_plane(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Morphological closing of a 2D mask with a disk, padded so that the image's edge closes nothing."""
+    from scipy import ndimage
+
+    pad = radius + 1
+    return ndimage.binary_closing(np.pad(mask, pad), disk(radius))[pad:-pad, pad:-pad]
+
+
 def largest_component(mask: np.ndarray) -> np.ndarray:
     """The largest connected piece of a boolean mask (face-connected; ties: the first labelled), or an empty mask."""
     from scipy import ndimage

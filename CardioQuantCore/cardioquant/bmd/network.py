@@ -20,7 +20,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from ..errors import InputError
-from ..geometry import largest_component, resample_isotropic
+from ..geometry import disk, largest_component, resample_isotropic
 from ..models.manifest import preprocessing
 from .levels import LEVELS, UNDETERMINED
 
@@ -149,8 +149,7 @@ def _disc_cut(disc: np.ndarray, spacing) -> np.ndarray:
     network often marks a thin thoracic disc in part of the column only, and the bodies above and below would stay
     joined at its edges; the pieces this takes from the end plates are given back to the nearest body."""
     radius = max(1, int(round(DISC_CUT_MM / spacing[0])))
-    y, x = np.mgrid[-radius:radius + 1, -radius:radius + 1]
-    return ndimage.binary_dilation(disc, structure=((y ** 2 + x ** 2) <= radius ** 2)[None])
+    return ndimage.binary_dilation(disc, structure=disk(radius)[None])
 
 
 @dataclass

@@ -14,7 +14,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
-from ..geometry import largest_component
+from ..geometry import close_in_plane, disk, largest_component
 
 CORTEX_ABOVE_TRABECULAR_HU = 60.0  # cortical shell: at least this much above the body's own trabecular bone
 REACH_MM = 30.0                    # the shell lies at most this far from the network's piece (a body is 30-50 mm wide)
@@ -24,6 +24,7 @@ MIN_SOLIDITY = 0.85                # a body's cross-section is near convex (0.85
 MAX_AREA_MM2 = 3000.0              # larger than the largest lumbar end plates (~25 cm2)
 END_PLATE_GROWTH = 1.1             # an end-plate slice is no larger than the body's ringed slices
 PIECE_HOLDS_BODY = 0.75            # a slice where the network's piece is this share of the ring's inside is kept
+RING_HOLDS_PIECE = 0.3             # a ring is the body's when its inside holds this share of the network's piece
 
 
 def to_cortical_shell(bodies: dict, hu: np.ndarray, spacing, posterior: int, barrier: np.ndarray) -> dict:
@@ -97,13 +98,13 @@ def _back_row(piece: np.ndarray, posterior: int) -> int:
 
 def _inside_ring(ring: np.ndarray, piece: np.ndarray, spacing) -> np.ndarray | None:
     """The filled ring around the network's piece, closing ever larger gaps up to MAX_GAP_MM, once its inside holds
-    at least 30 % of the piece; None when no such ring appears."""
+    RING_HOLDS_PIECE of the piece; None when no such ring appears."""
     for radius in range(1, max(1, int(round(MAX_GAP_MM / spacing[0]))) + 1):
-        closed = _closed(ring, radius)
+        closed = close_in_plane(ring, radius)
         labels, _ = ndimage.label(ndimage.binary_fill_holes(closed))
         filled = np.isin(labels, np.unique(labels[piece])) & (labels > 0)
         inside = filled & ~closed
-        if (inside & piece).sum() >= 0.3 * piece.sum():
+        if (inside & piece).sum() >= RING_HOLDS_PIECE * piece.sum():
             return filled
     return None
 
@@ -111,10 +112,10 @@ def _inside_ring(ring: np.ndarray, piece: np.ndarray, spacing) -> np.ndarray | N
 def _fill_end_plates(out, piece, cortex, allowed, end_plates, ringed, spacing) -> None:
     """End-plate slices are bone all through, with no ring to fill: there the bright bone at the network's piece,
     within the ringed slices' outline and no larger than their largest."""
-    footprint = ndimage.binary_dilation(out[ringed].any(axis=0), _disk(max(1, int(round(2.0 / spacing[0])))))
+    footprint = ndimage.binary_dilation(out[ringed].any(axis=0), disk(max(1, int(round(2.0 / spacing[0])))))
     largest_ringed = max(int(out[z].sum()) for z in ringed)
     for z in end_plates:
-        bone = (ndimage.binary_fill_holes(_closed(cortex[z] & allowed[z], 1)) & allowed[z]) | piece[z]
+        bone = (ndimage.binary_fill_holes(close_in_plane(cortex[z] & allowed[z], 1)) & allowed[z]) | piece[z]
         labels, _ = ndimage.label(bone)
         section = np.isin(labels, np.unique(labels[piece[z]])) & (labels > 0) & footprint
         section = largest_component(ndimage.binary_opening(section)) | piece[z]
@@ -134,14 +135,3 @@ def _solidity(section: np.ndarray) -> float:
     except (QhullError, ValueError):
         return 0.0
     return float(section.sum() / (hull.volume + 0.5 * hull.area + 1.0))
-
-
-def _closed(mask: np.ndarray, radius: int) -> np.ndarray:
-    """Morphological closing with a disk, padded so that the image's edge does not close anything."""
-    pad = radius + 1
-    return ndimage.binary_closing(np.pad(mask, pad), _disk(radius))[pad:-pad, pad:-pad]
-
-
-def _disk(radius: int) -> np.ndarray:
-    y, x = np.mgrid[-radius:radius + 1, -radius:radius + 1]
-    return x * x + y * y <= radius * radius

@@ -14,7 +14,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from ..errors import InputError
-from ..geometry import largest_component
+from ..geometry import close_in_plane, largest_component
 from ..imageio import read_mask
 from .levels import LEVELS, VALUE_TO_LEVEL, level_from_name
 
@@ -73,8 +73,7 @@ def _canal_from_above(outline: np.ndarray, spacing, max_gap_mm: float = 15.0) ->
     while radius * min(spacing[0], spacing[1]) <= max_gap_mm:
         closed = outline
         if radius:
-            disk = np.hypot(*np.mgrid[-radius:radius + 1, -radius:radius + 1]) <= radius
-            closed = ndimage.binary_closing(np.pad(outline, radius + 1), disk)[radius + 1:-radius - 1, radius + 1:-radius - 1]
+            closed = close_in_plane(outline, radius)
         hole = ndimage.binary_fill_holes(closed) & ~closed
         if hole.any():
             return largest_component(hole)

@@ -42,7 +42,7 @@ from scipy.spatial import ConvexHull, QhullError
 
 from ..budget import block_average
 from ..errors import InputError
-from ..geometry import NO_DATA_HU, voxels_to_lps
+from ..geometry import NO_DATA_HU, disk, voxels_to_lps
 from . import great_vessels
 
 COARSE_MM = 2.0
@@ -417,7 +417,7 @@ def _heart_with_bone(image, coarse, hu, lungs, spans, bodies, bone) -> HeartAnat
                       else 0.0 for plane in mediastinum])
     radii = ndimage.median_filter(radii, size=3, mode="nearest")
     mediastinum[upper & (radii < UPPER_MEDIASTINUM_RADIUS * radii.max())] = False
-    opened = ndimage.binary_opening(mediastinum, structure=_disc(max(1, int(round(4.0 / spacing[0])))))
+    opened = ndimage.binary_opening(mediastinum, structure=disk(max(1, int(round(4.0 / spacing[0]))))[None])
     components, count = ndimage.label(opened)
     voxel_ml = float(np.prod(spacing)) / 1000.0
     if count == 0:
@@ -434,11 +434,6 @@ def _heart_with_bone(image, coarse, hu, lungs, spans, bodies, bone) -> HeartAnat
     height_mm = lambda k: voxels_to_lps(coarse, np.array([[0.0, 0.0, float(k)]]))[0, 2]  # noqa: E731
     anatomy.great_vessel_tubes = [tube.describe(spacing, height_mm) for tube in tubes]
     return anatomy
-
-
-def _disc(radius: int) -> np.ndarray:
-    y, x = np.mgrid[-radius:radius + 1, -radius:radius + 1]
-    return ((x ** 2 + y ** 2) <= radius ** 2)[None]
 
 
 def _anatomy_from(image, coarse, hu, region, lungs, spacing, volume_ml) -> HeartAnatomy:
