@@ -176,10 +176,9 @@ def bodies_from_network(image: sitk.Image, options, hu: np.ndarray,
     indexed_image.CopyInformation(coarse)
     native = network.to_native(indexed_image, image)
     levels = {level: native == number for number, level in enumerate(naming.levels, start=1)}
-    if max(image.GetSpacing()[:2]) < network.GRID_MM:
-        # Finer pixels than the network's grid: each body is redrawn on them, out to its cortical shell.
-        not_body = network.to_native(network.not_body(coarse), image).astype(bool)
-        levels = outline.to_cortical_shell(levels, hu, image.GetSpacing(), sign, barrier=not_body)
+    # Each body is redrawn on the scan's pixels, out to its cortical shell.
+    not_body = network.to_native(network.not_body(coarse), image).astype(bool)
+    levels = outline.to_cortical_shell(levels, hu, image.GetSpacing(), sign, barrier=not_body)
     described = {"rule": naming.rule, "determined": naming.determined, "notes": naming.warnings,
                  "dropped": dropped}
     warnings = dropped + naming.warnings
