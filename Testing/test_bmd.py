@@ -785,7 +785,7 @@ def test_bodies_the_network_finds_in_part_are_measured_whole(monkeypatch):
     truth_classes = sitk.GetImageFromArray(case.classes)
     truth_classes.CopyInformation(image)
 
-    def partial_network(grid, *args, **kwargs):
+    def partial_network(grid, _network, _device, _roi, _progress=None):
         classes = sitk.GetArrayFromImage(sitk.Resample(truth_classes, grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0))
         columns = np.nonzero((classes == phantom.BODY).any(axis=(0, 1)))[0]
         left_of_piece = np.arange(classes.shape[2]) < columns[0] + 0.6 * (columns[-1] - columns[0])
