@@ -702,11 +702,11 @@ def test_a_disc_the_network_marks_in_part_of_the_column_still_splits_the_bodies(
 
 # --- bodies redrawn out to their cortical shell (bmd/outline.py) ---
 
-def _shelled_body(pixel_mm=0.7, slices=10, cortex_mm=1.4):
+def _shelled_body(pixel_mm=0.7, slices=10, cortex_mm=1.4, aorta_gap_mm=2.0):
     """Axial slices (k, j, i; j runs towards the back) of soft tissue (40 HU) holding a vertebral body: an ellipse
     42 x 32 mm of trabecular bone (110 HU) in a cortical shell (450 HU) whose back wall is broken in the middle (the
-    basivertebral foramen, 3 mm), and in front of it a contrast-filled aorta (300 HU, 24 mm) 2 mm away. Returns
-    (hu, body mask, aorta mask, j of the body's back)."""
+    basivertebral foramen, 3 mm), and in front of it a contrast-filled aorta (300 HU, 24 mm) `aorta_gap_mm` away.
+    Returns (hu, body mask, aorta mask, j of the body's back)."""
     n = int(round(90 / pixel_mm))
     jj, ii = (np.mgrid[:n, :n] + 0.5) * pixel_mm
     centre_j, centre_i = 45.0, 45.0
@@ -714,7 +714,7 @@ def _shelled_body(pixel_mm=0.7, slices=10, cortex_mm=1.4):
     section = radius <= 1.0
     inner = np.hypot((jj - centre_j) / (16.0 - cortex_mm), (ii - centre_i) / (21.0 - cortex_mm)) <= 1.0
     foramen = (jj > centre_j + 10) & (np.abs(ii - centre_i) < 1.5)
-    aorta = np.hypot(jj - (centre_j - 16 - 2 - 12), ii - (centre_i + 8)) <= 12.0
+    aorta = np.hypot(jj - (centre_j - 16 - aorta_gap_mm - 12), ii - (centre_i + 8)) <= 12.0
     plane = np.full((n, n), 40.0)
     plane[section] = 450.0
     plane[inner | (section & foramen)] = 110.0
@@ -725,18 +725,20 @@ def _shelled_body(pixel_mm=0.7, slices=10, cortex_mm=1.4):
     return hu, np.repeat(section[None], slices, axis=0), np.repeat(aorta[None], slices, axis=0), back_j
 
 
-def test_a_body_the_network_found_in_part_is_redrawn_out_to_its_cortical_shell():
+@pytest.mark.parametrize("aorta_gap_mm", [2.0, 0.0])
+def test_a_body_the_network_found_in_part_is_redrawn_out_to_its_cortical_shell(aorta_gap_mm):
+    """Also with an iodinated aorta touching the body: it is as bright as cortex, but thick."""
     from cardioquant.bmd import outline
 
     spacing = (0.7, 0.7, 2.5)
-    hu, body, aorta, back_j = _shelled_body()
+    hu, body, aorta, back_j = _shelled_body(aorta_gap_mm=aorta_gap_mm)
     piece = body.copy()
     piece[:, :, : body.shape[2] * 5 // 9] = False      # the network found the right 40 % of the body
     piece[:, back_j - 3:, :] = body[:, back_j - 3:, :]  # reaching the back wall, as it does on the chest CT
     redrawn = outline.to_cortical_shell({"L2": piece.copy()}, hu, spacing, posterior=+1, barrier=np.zeros_like(body))["L2"]
     assert dice(piece, body) < 0.65
     assert dice(redrawn, body) >= 0.95
-    assert not (redrawn & aorta).any()
+    assert (redrawn & aorta).sum() <= 0.01 * aorta.sum()  # at most the partial-volume seam where they touch
 
 
 def test_the_shell_is_not_followed_into_a_disc_or_a_neighbouring_body():

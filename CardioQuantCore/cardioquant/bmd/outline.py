@@ -19,6 +19,8 @@ from ..geometry import close_in_plane, disk, largest_component
 CORTEX_ABOVE_TRABECULAR_HU = 60.0  # cortical shell: at least this much above the body's own trabecular bone
 REACH_MM = 30.0                    # the shell lies at most this far from the network's piece (a body is 30-50 mm wide)
 MAX_GAP_MM = 4.0                   # gaps in the ring closed (basivertebral foramen, thin osteoporotic cortex)
+THICK_BRIGHT_MM = 8.0              # bright parts holding a disk this wide (radius) are not cortex: an iodinated
+                                   # aorta (20-30 mm) against the body; real cortex with end-plate bone is thinner
 SMOOTHING_MM = 0.5                 # in-plane Gaussian against noise, finer than the thinnest cortex
 MIN_SOLIDITY = 0.85                # a body's cross-section is near convex (0.85-0.97 on the labelled CTs' bodies)
 MAX_AREA_MM2 = 3000.0              # larger than the largest lumbar end plates (~25 cm2)
@@ -58,8 +60,11 @@ def _body_to_shell(piece: np.ndarray, hu: np.ndarray, spacing, posterior: int, b
     out, end_plates = piece.copy(), []
     for z in np.nonzero(piece.any(axis=(1, 2)))[0]:
         near = ndimage.distance_transform_edt(~piece[z], sampling=spacing[1::-1]) <= REACH_MM
-        # The canal's front closes the ring at the back, where the posterior wall is thin or open.
-        ring = (cortex[z] & near & in_front) | (wall & near)
+        # The canal's front closes the ring at the back, where the posterior wall is thin or open. The cortex is thin:
+        # a thick bright region (an iodinated aorta touching the body) is not part of the ring.
+        bright = cortex[z] & near & in_front
+        thick = ndimage.binary_opening(bright, disk(max(1, int(round(THICK_BRIGHT_MM / pixel)))))
+        ring = (bright & ~thick) | (wall & near)
         filled = _inside_ring(ring, piece[z], spacing)
         if filled is None:
             end_plates.append(z)
