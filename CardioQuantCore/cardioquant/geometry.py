@@ -166,6 +166,22 @@ def close_in_plane(mask: np.ndarray, radius: int) -> np.ndarray:
     return ndimage.binary_closing(np.pad(mask, pad), disk(radius))[pad:-pad, pad:-pad]
 
 
+def open_in_plane(mask: np.ndarray, radius: float) -> np.ndarray:
+    """Morphological opening of a 2D mask with a disk of `radius` pixels (what the mask holds of the disks that fit
+    in it), by two distance transforms: as binary_opening with geometry.disk, in a time that does not grow with
+    the radius."""
+    from scipy import ndimage
+
+    if not mask.any():
+        return mask.copy()
+    pad = int(np.ceil(radius)) + 1
+    padded = np.pad(mask, pad)
+    eroded = ndimage.distance_transform_edt(padded) > radius
+    if not eroded.any():
+        return np.zeros_like(mask)
+    return (ndimage.distance_transform_edt(~eroded) <= radius)[pad:-pad, pad:-pad]
+
+
 def largest_component(mask: np.ndarray) -> np.ndarray:
     """The largest connected piece of a boolean mask (face-connected; ties: the first labelled), or an empty mask."""
     from scipy import ndimage

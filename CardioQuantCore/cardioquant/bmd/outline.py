@@ -14,7 +14,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
-from ..geometry import close_in_plane, disk, largest_component
+from ..geometry import close_in_plane, disk, largest_component, open_in_plane
 
 CORTEX_ABOVE_TRABECULAR_HU = 60.0  # cortical shell: at least this much above the body's own trabecular bone
 REACH_MM = 30.0                    # the shell lies at most this far from the network's piece (a body is 30-50 mm wide)
@@ -63,7 +63,7 @@ def _body_to_shell(piece: np.ndarray, hu: np.ndarray, spacing, posterior: int, b
         # The canal's front closes the ring at the back, where the posterior wall is thin or open. The cortex is thin:
         # a thick bright region (an iodinated aorta touching the body) is not part of the ring.
         bright = cortex[z] & near & in_front
-        thick = ndimage.binary_opening(bright, disk(max(1, int(round(THICK_BRIGHT_MM / pixel)))))
+        thick = open_in_plane(bright, THICK_BRIGHT_MM / pixel)
         ring = (bright & ~thick) | (wall & near)
         filled = _inside_ring(ring, piece[z], spacing)
         if filled is None:
