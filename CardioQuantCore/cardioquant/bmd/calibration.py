@@ -145,10 +145,15 @@ def consistent_references(references: dict, kvp: float) -> tuple[dict, list[str]
                   f"lies {miss:.0f} HU off the line through {', '.join(kept)}; its ROI probably caught another tissue"]
 
 
+def _points(references: dict, kvp: float) -> tuple[np.ndarray, np.ndarray]:
+    """(measured, nominal) HU of the references, in their order."""
+    return (np.array([r["measured_hu"] for r in references.values()]),
+            np.array([nominal_hu(t, kvp) for t in references]))
+
+
 def _line(references: dict, kvp: float) -> tuple[float, float, np.ndarray]:
     """(scale, offset, nominal - calibrated per reference) of the least-squares line measured -> nominal HU."""
-    measured = np.array([r["measured_hu"] for r in references.values()])
-    nominal = np.array([nominal_hu(t, kvp) for t in references])
+    measured, nominal = _points(references, kvp)
     scale, offset = np.polyfit(measured, nominal, 1)
     return float(scale), float(offset), nominal - (scale * measured + offset)
 
@@ -156,8 +161,7 @@ def _line(references: dict, kvp: float) -> tuple[float, float, np.ndarray]:
 def _line_with_gain_prior(references: dict, kvp: float) -> tuple[float, float]:
     """(scale, offset) of the least-squares line measured -> nominal HU with one more equation, weighted
     REFERENCE_SD_HU / GAIN_SD: scale = 1 (module comment above)."""
-    measured = np.array([r["measured_hu"] for r in references.values()])
-    nominal = np.array([nominal_hu(t, kvp) for t in references])
+    measured, nominal = _points(references, kvp)
     weight = REFERENCE_SD_HU / GAIN_SD
     design = np.vstack([np.column_stack([measured, np.ones_like(measured)]), [weight, 0.0]])
     (scale, offset), *_ = np.linalg.lstsq(design, np.append(nominal, weight), rcond=None)

@@ -96,12 +96,9 @@ def to_native(labels: sitk.Image, image: sitk.Image) -> np.ndarray:
     return sitk.GetArrayFromImage(sitk.Resample(labels, image, sitk.Transform(), sitk.sitkNearestNeighbor, 0))
 
 
-def not_body(classes: sitk.Image) -> sitk.Image:
+def not_body(classes: np.ndarray) -> np.ndarray:
     """Where the network sees bone or disc that is not a vertebral body (posterior elements, ribs, discs)."""
-    array = sitk.GetArrayFromImage(classes)
-    out = sitk.GetImageFromArray(np.isin(array, [CLASSES.index("posterior"), CLASSES.index("rib"), DISC]).astype(np.uint8))
-    out.CopyInformation(classes)
-    return out
+    return np.isin(classes, [CLASSES.index("posterior"), CLASSES.index("rib"), DISC])
 
 
 def cut_at_discs(body: np.ndarray, spacing, ratio: float = 0.35, reach_mm: float = 15.0) -> np.ndarray:

@@ -169,7 +169,10 @@ def bodies_from_network(image: sitk.Image, options, hu: np.ndarray,
                          "(--vertebra-mask, e.g. TotalSegmentator's) or click the bodies (--seed).")
     naming = network.assign_levels(bodies, classes, coarse.GetSpacing(), getattr(options, "lowest_level", None),
                                    merged, sign)
-    indexed = np.zeros(classes.shape, np.uint8)
+    # One label image brought to the scan's grid (one full-size resampling): the bodies numbered 1, 2, ..., and what
+    # the network sees as bone or disc that is not a body, which the redrawing below must not take.
+    not_a_body = np.iinfo(np.uint8).max
+    indexed = np.where(network.not_body(classes), not_a_body, 0).astype(np.uint8)
     for number, mask in enumerate(naming.levels.values(), start=1):
         indexed[mask] = number
     indexed_image = sitk.GetImageFromArray(indexed)
@@ -177,8 +180,7 @@ def bodies_from_network(image: sitk.Image, options, hu: np.ndarray,
     native = network.to_native(indexed_image, image)
     levels = {level: native == number for number, level in enumerate(naming.levels, start=1)}
     # Each body is redrawn on the scan's pixels, out to its cortical shell.
-    not_body = network.to_native(network.not_body(coarse), image).astype(bool)
-    levels = outline.to_cortical_shell(levels, hu, image.GetSpacing(), sign, barrier=not_body)
+    levels = outline.to_cortical_shell(levels, hu, image.GetSpacing(), sign, barrier=native == not_a_body)
     described = {"rule": naming.rule, "determined": naming.determined, "notes": naming.warnings,
                  "dropped": dropped}
     warnings = dropped + naming.warnings
