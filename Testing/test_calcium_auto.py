@@ -535,6 +535,30 @@ def test_the_noise_floor_is_the_blood_plus_seven_sd_of_1_mm2_means():
     assert floor.floor_hu == pytest.approx(110.0, abs=4.0)
 
 
+def test_a_faint_speck_touching_the_lung_is_not_coronary_but_a_dense_plaque_there_is():
+    """1 mm voxels, blood 40 HU with noise SD 10 HU over 1 mm2: the floor is 40 + 7 x 10 = 110 HU. Where the heart
+    meets the lung (air at x >= 50) a speck must also leave Agatston's lowest density class (>= 200 HU): a 160 HU
+    speck 1 mm from the lung's air is set aside as possible noise, for review; the same speck 12 mm from it, and a
+    400 HU plaque touching it, are coronary."""
+    from cardioquant.calcium import noise
+
+    hu = np.full((60, 60, 60), 40.0, np.float32)
+    hu[:, :, 50:] = -850.0                                   # lung, right up to the region's left edge
+    specks = {"faint, at the lung": ((30, 20, 48), 160.0), "faint, inside": ((30, 20, 36), 160.0),
+              "dense, at the lung": ((30, 40, 48), 400.0)}
+    for (k, j, i), value in specks.values():
+        hu[k, j:j + 2, i:i + 2] = value
+    floor = noise.NoiseFloor(blood_hu=40.0, noise_sd_hu=10.0, floor_sd=7.0)
+    found = territories.assign(hu >= 130, _heart_cube(), lambda ijk: np.asarray(ijk, float), (1.0, 1.0, 1.0),
+                               hu=hu, floor=floor)
+    at = {name: found.labels[where] for name, (where, _) in specks.items()}
+    assert at["faint, at the lung"] == territories.NOT_CORONARY
+    assert at["faint, inside"] in (territories.LAD, territories.LCX)
+    assert at["dense, at the lung"] in (territories.LAD, territories.LCX)
+    reasons = [e["reason"] for e in found.per_candidate if e["label"] == territories.NOT_CORONARY]
+    assert len(reasons) == 1 and reasons[0].startswith(territories.FAINT_AT_LUNG)
+
+
 def _low_dose(n_calcifications: int):
     """A gated phantom with the grainy noise of a low-dose scan: correlated over about a pixel, SD 30 HU."""
     case = phantom.make_cardiac_phantom(30510, spacing=(0.5, 0.5, 3.0), noise_hu=0.0, n_calcifications=n_calcifications)

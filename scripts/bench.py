@@ -197,7 +197,7 @@ def bench_calcium_rule_sensitivity(shared: Path):
     change is tuned to these scans, not to anatomy."""
     import SimpleITK as sitk
 
-    from cardioquant.calcium import coca, scoring, territories
+    from cardioquant.calcium import coca, noise, scoring, territories
     from cardioquant.calcium.pipeline import run
     from cardioquant.pipelines import settings_for
     from cardioquant.progress import Progress
@@ -210,12 +210,15 @@ def bench_calcium_rule_sensitivity(shared: Path):
         loaded, truth = coca.load_case(root, case_id)
         hu = sitk.GetArrayFromImage(loaded.image).astype(np.float32)
         cases.append((loaded, scoring.score(hu, truth, loaded.image.GetSpacing())))
-    for name, values in (("DEEP_FRACTION", (0.5, 0.6, 0.7)), ("RCA_BELOW_U", (0.5, 0.55, 0.6)),
-                         ("LCX_FROM_T", (0.55, 0.6, 0.65)), ("OSTIA_MARGIN_MM", (10.0, 20.0, 30.0, np.inf))):
-        shipped = getattr(territories, name)
+    for module, name, values in ((territories, "DEEP_FRACTION", (0.5, 0.6, 0.7)),
+                                 (territories, "RCA_BELOW_U", (0.5, 0.55, 0.6)),
+                                 (territories, "LCX_FROM_T", (0.55, 0.6, 0.65)),
+                                 (territories, "OSTIA_MARGIN_MM", (10.0, 20.0, 30.0, np.inf)),
+                                 (noise, "LUNG_BORDER_HU", (130.0, 200.0, 300.0))):  # 130: no higher floor there
+        shipped = getattr(module, name)
         figures = []
         for value in values:
-            setattr(territories, name, value)
+            setattr(module, name, value)
             errors, right = [], 0
             for loaded, reference in cases:
                 found = run(loaded, settings_for("calcium", device="cpu"), Progress()).summary
@@ -223,7 +226,7 @@ def bench_calcium_rule_sensitivity(shared: Path):
                 errors.append(_artery_error(reference.arteries, found["arteries"], total, fold_left_main=True))
                 right += found["risk"]["classic"] == scoring.classic_category(total)
             figures.append(f"{value:g}: errors {'/'.join(f'{100 * e:.0f}' for e in errors)} %, risk {right}/{len(cases)}")
-        setattr(territories, name, shipped)
+        setattr(module, name, shipped)
         print(f"calcium rule sensitivity, {name} (shipped {shipped:g}; LM in LAD): " + "; ".join(figures))
 
 

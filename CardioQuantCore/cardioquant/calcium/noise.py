@@ -13,6 +13,14 @@ noise of 10-30 HU added, noise specks reached 5-7 SD and traced lesions 4-126 SD
 (10-40 HU) noise specks reached 7.4 SD. Below the floor a candidate is set aside as "not coronary" with its
 reason, for the reader to review, never silently dropped. On those COCA scans as stored the floor lies at
 122-131 HU, under or at the 130 HU threshold: it changes nothing on a scan of ordinary noise.
+
+Where the heart meets the lung (the hila, the pulmonary veins, a thin patient's heart surface) a candidate must
+also leave Agatston's lowest density class: its brightest 1 mm2 mean must reach LUNG_BORDER_HU (200 HU). On the
+three COCA scans as stored, six faint specks of 1-4 mm2 (brightest 1 mm2 means 131-148 HU, each scoring 1-3) lay
+within 2.5 mm of the lung's air and none was traced by the experts; on a patient without calcium each would turn
+"0" into "1-10". The traced lesions that close to the lung reached 515 HU or more (in-sample: seen on these three
+scans). A coronary plaque runs in the epicardial fat, and one that does touch the lung is dense enough to stay;
+what is set aside is kept for review like the rest.
 """
 
 from __future__ import annotations
@@ -29,6 +37,9 @@ NOISE_WINDOW_MM = 5.0    # local SD windows: wide enough for noise grains, narro
 DEEP_MM = 8.0            # the blood pool: this far inside the heart region (the coronaries run on its surface)
 SOFT_TISSUE_HU = (-30.0, 100.0)  # blood and myocardium without contrast; fat and calcium left out
 AT_MOST_SLICES = 24
+LUNG_HU = -400.0         # air in the lung or an airway: far under fat (-100), far over nothing else in the chest
+LUNG_BORDER_MM = 2.5     # in-plane reach of "touching the lung" (the specks lay 1.1-2.1 mm from its air)
+LUNG_BORDER_HU = 200.0   # Agatston's density weight 1 ends here (130-199 HU)
 
 
 @dataclass
@@ -41,11 +52,18 @@ class NoiseFloor:
     def floor_hu(self) -> float:
         return self.blood_hu + self.floor_sd * self.noise_sd_hu
 
+    @property
+    def lung_border_hu(self) -> float:
+        """The floor for a candidate within LUNG_BORDER_MM of the lung's air."""
+        return max(self.floor_hu, LUNG_BORDER_HU)
+
     def describe(self) -> dict:
         return {"blood_hu": round(self.blood_hu, 1), "noise_sd_hu": round(self.noise_sd_hu, 1),
                 "floor_hu": round(self.floor_hu, 1), "floor_sd": self.floor_sd,
+                "lung_border_floor_hu": round(self.lung_border_hu, 1),
                 "rule": f"a candidate whose brightest {FOOTPRINT_MM:g} mm2 mean is under the blood's median + "
-                        f"{self.floor_sd:g} noise SD could be noise: not coronary, kept for review"}
+                        f"{self.floor_sd:g} noise SD (or under {LUNG_BORDER_HU:g} HU within {LUNG_BORDER_MM:g} mm "
+                        "of the lung) could be noise: not coronary, kept for review"}
 
 
 def footprint_pixels(spacing) -> tuple[int, int]:
@@ -89,3 +107,17 @@ def brightest_footprint(hu: np.ndarray, inside: np.ndarray, box, spacing) -> flo
     offset = (0, box[1].start - grown[1].start, box[2].start - grown[2].start)
     where = tuple(a + o for a, o in zip(np.nonzero(inside), offset, strict=True))
     return float(means[where].max())
+
+
+def touches_lung(hu: np.ndarray, inside: np.ndarray, box, spacing) -> bool:
+    """Whether a candidate (`inside`: its voxels within `box`) lies within LUNG_BORDER_MM, in plane, of the lung's
+    air."""
+    reach = [int(np.ceil(LUNG_BORDER_MM / s)) for s in (spacing[1], spacing[0])]
+    grown = (box[0], *(slice(max(b.start - r, 0), b.stop + r) for b, r in zip(box[1:], reach, strict=True)))
+    offset = [b.start - g.start for b, g in zip(box[1:], grown[1:], strict=True)]
+    candidate = np.zeros(hu[grown].shape, bool)
+    candidate[:, offset[0]:offset[0] + inside.shape[1], offset[1]:offset[1] + inside.shape[2]] = inside
+    air = hu[grown] < LUNG_HU
+    if not air.any():
+        return False
+    return bool((in_plane_distance(~candidate, spacing)[air] <= LUNG_BORDER_MM).any())

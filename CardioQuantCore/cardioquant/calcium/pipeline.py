@@ -281,13 +281,14 @@ def labels_from_anatomy(loaded: LoadedImage, candidates: np.ndarray, heart: anat
     return territories.assign(candidates, heart.heart_region, lambda ijk: geometry.voxels_to_lps(image, ijk),
                               image.GetSpacing(), hu=hu, contrast=mode == "cta", great_vessels=heart.great_vessels,
                               heart_base_s_mm=territories.heart_base_s_mm(heart.great_vessel_tubes),
-                              noise_floor_hu=None if floor is None else floor.floor_hu)
+                              floor=floor)
 
 
-def _set_aside_as_noise(found: territories.Assignment, spacing) -> int:
-    """How many candidates of scorable size (1 mm2 on one slice) were set aside as possible noise (noise.py)."""
+def _set_aside_as_noise(found: territories.Assignment, spacing, why: str) -> int:
+    """How many candidates of scorable size (1 mm2 on one slice) were set aside for `why` (territories.
+    POSSIBLE_NOISE or FAINT_AT_LUNG, noise.py)."""
     smallest = 1.0 * float(spacing[2])
-    return sum(1 for e in found.per_candidate if e["reason"].startswith(territories.POSSIBLE_NOISE) and e["volume_mm3"] >= smallest)
+    return sum(1 for e in found.per_candidate if e["reason"].startswith(why) and e["volume_mm3"] >= smallest)
 
 
 def _noise_warning(count: int, floor: noise.NoiseFloor) -> list[str]:
@@ -339,8 +340,9 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
                  if mode == "noncontrast" and options.noise_floor_sd > 0 else None)
         found = labels_from_anatomy(loaded, candidates, heart, hu, mode, floor)
         if floor is not None:
-            count = _set_aside_as_noise(found, spacing)
-            threshold_info["noise"] = {**floor.describe(), "set_aside": count}
+            count = _set_aside_as_noise(found, spacing, territories.POSSIBLE_NOISE)
+            threshold_info["noise"] = {**floor.describe(), "set_aside": count, "set_aside_at_lung_border":
+                                       _set_aside_as_noise(found, spacing, territories.FAINT_AT_LUNG)}
             warnings += _noise_warning(count, floor)
         artery_labels = found.labels
         assignment = "automatic (heart anatomy)"

@@ -21,7 +21,9 @@ Candidates are 3D-connected (26) regions of voxels at or above the calcium thres
   (aortic valve, aortic root, mitral annulus), its own segment, never scored.
 - On a non-contrast scan, under the scan's noise floor (its brightest 1 mm2 mean under the blood's median + 7
   noise SD, noise.py): "not coronary", its reason saying it could be noise. On ordinary scans the floor lies
-  under the 130 HU threshold; on low-dose ones it keeps noise specks from scoring.
+  under the 130 HU threshold; on low-dose ones it keeps noise specks from scoring. Within 2.5 mm of the lung's
+  air it is at least 200 HU (the end of Agatston's lowest density class): faint specks at the hila and pulmonary
+  veins, never traced by the experts.
 - Otherwise the artery follows coronary anatomy, from where the lesion lies in the heart's cross-section on its
   own slice: u, the share of the way from the section's right edge to its left, and t, from its front to its
   back (2nd-98th percentile of the region's voxels in patient axes, so neither the field of view, the heart's
@@ -69,6 +71,7 @@ LEFT_SYSTEM_TOP_MM = 5.0          # within 5 mm of the left system's highest les
 OSTIA_MARGIN_MM = 20.0
 OSTIA_REVIEW_MM = 10.0
 POSSIBLE_NOISE = "could be noise"  # the reason of a candidate under the noise floor starts with this
+FAINT_AT_LUNG = "faint at the lung's border"  # ... and of one under the lung border's floor with this
 
 
 @dataclass
@@ -136,13 +139,13 @@ def _position(point_lps, extent) -> tuple[float, float]:
 def assign(candidate_mask: np.ndarray, heart_region: np.ndarray, voxel_to_lps, spacing,
            hu: np.ndarray | None = None, contrast: bool = False,
            great_vessels: np.ndarray | None = None, heart_base_s_mm: float | None = None,
-           noise_floor_hu: float | None = None) -> Assignment:
+           floor: noise.NoiseFloor | None = None) -> Assignment:
     """Label every candidate voxel. `voxel_to_lps(ijk (n, 3)) -> (n, 3)` maps voxel indices to LPS mm. On CTA
     (`contrast`, with `hu`) a candidate wrapped in iodine is the bright tail of a chamber or the aorta. A candidate
     mostly inside `great_vessels` (the disks of the aorta, pulmonary trunk and SVC, great_vessels.py) is in a
     great vessel's wall. `heart_base_s_mm` (S, mm): where the great vessels join the heart (heart_base_s_mm());
     no coronary runs more than OSTIA_MARGIN_MM above it. A candidate whose brightest 1 mm2 mean (with `hu`) is under
-    `noise_floor_hu` (noise.py) could be noise and is not coronary."""
+    the scan's noise `floor` (noise.py; higher where it touches the lung) could be noise and is not coronary."""
     ostia_limit = np.inf if heart_base_s_mm is None else heart_base_s_mm + OSTIA_MARGIN_MM
     components, count = candidate_regions(candidate_mask)
     labels = np.zeros(candidate_mask.shape, np.uint8)
@@ -185,11 +188,8 @@ def assign(candidate_mask: np.ndarray, heart_region: np.ndarray, voxel_to_lps, s
         elif (fraction := depth_at(kk + box[0].start, jj + box[1].start, ii + box[2].start) / radius) > DEEP_FRACTION:
             label, review = AORTA_OR_VALVE, False
             reason = f"deep inside the heart ({fraction:.2f} of its radius): aortic valve, root or mitral annulus"
-        elif noise_floor_hu is not None and hu is not None and \
-                (bright := noise.brightest_footprint(hu, inside_box, box, spacing)) < noise_floor_hu:
-            label, review = NOT_CORONARY, False
-            reason = (f"{POSSIBLE_NOISE}: its brightest 1 mm2 mean, {bright:.0f} HU, is under the scan's noise floor "
-                      f"({noise_floor_hu:.0f} HU)")
+        elif (noise_reason := _under_noise_floor(hu, inside_box, box, spacing, floor)) is not None:
+            label, reason, review = NOT_CORONARY, noise_reason, False
         else:
             label, review = artery_from_position(u, t)
             reason = f"position in the heart's cross-section (right-left {u:.2f}, front-back {t:.2f})"
@@ -204,6 +204,22 @@ def assign(candidate_mask: np.ndarray, heart_region: np.ndarray, voxel_to_lps, s
                         "volume_mm3": volume, "point_lps_mm": point, "box": box})
     _flag_left_main(entries, labels, components, smallest_lesion_mm3=1.0 * float(spacing[2]))
     return Assignment(labels, entries, components)
+
+
+def _under_noise_floor(hu, inside_box, box, spacing, floor: noise.NoiseFloor | None) -> str | None:
+    """The reason a candidate could be noise (under the scan's noise floor, or under the higher floor at the lung's
+    border and touching it), None where it is brighter."""
+    if floor is None or hu is None:
+        return None
+    bright = noise.brightest_footprint(hu, inside_box, box, spacing)
+    if bright < floor.floor_hu:
+        return (f"{POSSIBLE_NOISE}: its brightest 1 mm2 mean, {bright:.0f} HU, is under the scan's noise floor "
+                f"({floor.floor_hu:.0f} HU)")
+    if bright < floor.lung_border_hu and noise.touches_lung(hu, inside_box, box, spacing):
+        return (f"{FAINT_AT_LUNG}, could be noise: its brightest 1 mm2 mean, {bright:.0f} HU, is under the "
+                f"floor of {floor.lung_border_hu:.0f} HU within {noise.LUNG_BORDER_MM:g} mm of the lung (hilum, "
+                "pulmonary veins)")
+    return None
 
 
 def heart_base_s_mm(tubes: list[dict]) -> float | None:
