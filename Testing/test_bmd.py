@@ -819,3 +819,22 @@ def test_in_plane_opening_keeps_what_holds_the_disk_and_drops_thin_parts():
     opened = open_in_plane(aorta | strip, 5)
     assert opened[aorta].mean() > 0.97 and not opened[strip & ~aorta & (ii > 40)].any()
     assert np.array_equal(opened, ndimage.binary_opening(aorta | strip, disk(5)))
+
+
+def test_in_plane_closing_bridges_a_gap_up_to_its_disk_and_holes_fill_inside_a_closed_ring():
+    """A ring 5 px thick (radius 18-22 px) with a 5 px gap: closing with a 5 px disk bridges it, a 4 px disk does
+    not; the bridged ring's inside fills, the open one's does not. The same as scipy's closing with that disk and
+    its hole filling."""
+    from scipy import ndimage
+
+    from cardioquant.geometry import close_in_plane, disk, fill_holes
+
+    jj, ii = np.mgrid[:60, :60]
+    radius = np.hypot(jj - 30, ii - 30)
+    ring = (radius >= 18) & (radius <= 22) & ~((np.abs(jj - 30) <= 2) & (ii > 40))
+    for disk_px, bridged in ((5, True), (4, False)):
+        closed = close_in_plane(ring, disk_px)
+        assert fill_holes(closed)[30, 30] == bridged
+        pad = disk_px + 1
+        assert np.array_equal(closed, ndimage.binary_closing(np.pad(ring, pad), disk(disk_px))[pad:-pad, pad:-pad])
+        assert np.array_equal(fill_holes(closed), ndimage.binary_fill_holes(closed))

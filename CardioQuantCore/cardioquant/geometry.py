@@ -159,11 +159,25 @@ def disk(radius: int) -> np.ndarray:
 
 
 def close_in_plane(mask: np.ndarray, radius: int) -> np.ndarray:
-    """Morphological closing of a 2D mask with a disk, padded so that the image's edge closes nothing."""
+    """Morphological closing of a 2D mask with a disk, padded so that the image's edge closes nothing; by two
+    distance transforms (as binary_closing with geometry.disk, in a time that does not grow with the radius)."""
     from scipy import ndimage
 
+    if not mask.any():
+        return mask.copy()
     pad = radius + 1
-    return ndimage.binary_closing(np.pad(mask, pad), disk(radius))[pad:-pad, pad:-pad]
+    dilated = ndimage.distance_transform_edt(~np.pad(mask, pad)) <= radius
+    return (ndimage.distance_transform_edt(dilated) > radius)[pad:-pad, pad:-pad]
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """The mask with its holes filled (as ndimage.binary_fill_holes: background not face-connected to the array's
+    edge), by one labelling of the background instead of an iterative dilation."""
+    from scipy import ndimage
+
+    background, _ = ndimage.label(~mask)
+    on_edge = np.unique(np.concatenate([np.take(background, (0, -1), axis=a).ravel() for a in range(mask.ndim)]))
+    return mask | ((background > 0) & ~np.isin(background, on_edge))
 
 
 def open_in_plane(mask: np.ndarray, radius: float) -> np.ndarray:

@@ -14,7 +14,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
-from ..geometry import close_in_plane, disk, largest_component, open_in_plane
+from ..geometry import close_in_plane, disk, fill_holes, largest_component, open_in_plane
 
 CORTEX_ABOVE_TRABECULAR_HU = 60.0  # cortical shell: at least this much above the body's own trabecular bone
 REACH_MM = 30.0                    # the shell lies at most this far from the network's piece (a body is 30-50 mm wide)
@@ -106,7 +106,7 @@ def _inside_ring(ring: np.ndarray, piece: np.ndarray, spacing) -> np.ndarray | N
     RING_HOLDS_PIECE of the piece; None when no such ring appears."""
     for radius in range(1, max(1, int(round(MAX_GAP_MM / spacing[0]))) + 1):
         closed = close_in_plane(ring, radius)
-        labels, _ = ndimage.label(ndimage.binary_fill_holes(closed))
+        labels, _ = ndimage.label(fill_holes(closed))
         filled = np.isin(labels, np.unique(labels[piece])) & (labels > 0)
         inside = filled & ~closed
         if (inside & piece).sum() >= RING_HOLDS_PIECE * piece.sum():
@@ -120,7 +120,7 @@ def _fill_end_plates(out, piece, cortex, allowed, end_plates, ringed, spacing) -
     footprint = ndimage.binary_dilation(out[ringed].any(axis=0), disk(max(1, int(round(2.0 / spacing[0])))))
     largest_ringed = max(int(out[z].sum()) for z in ringed)
     for z in end_plates:
-        bone = (ndimage.binary_fill_holes(close_in_plane(cortex[z] & allowed[z], 1)) & allowed[z]) | piece[z]
+        bone = (fill_holes(close_in_plane(cortex[z] & allowed[z], 1)) & allowed[z]) | piece[z]
         labels, _ = ndimage.label(bone)
         section = np.isin(labels, np.unique(labels[piece[z]])) & (labels > 0) & footprint
         section = largest_component(ndimage.binary_opening(section)) | piece[z]

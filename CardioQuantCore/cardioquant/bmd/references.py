@@ -12,7 +12,13 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from ..geometry import field_of_view_rim, in_plane_distance, largest_component, round_cross_section
+from ..geometry import (
+    field_of_view_rim,
+    fill_holes,
+    in_plane_distance,
+    largest_component,
+    round_cross_section,
+)
 from .calibration import robust_stats
 
 MIN_AREA_MM2 = 10.0
@@ -26,7 +32,7 @@ TISSUE_RANGES = {"air": (-1100.0, -900.0), "fat": (-200.0, -40.0), "muscle": (-2
 def body_mask(hu: np.ndarray) -> np.ndarray:
     """Largest connected region above -500 HU with holes filled slice by slice (the patient, not the table)."""
     largest = largest_component(hu > -500)
-    return np.stack([ndimage.binary_fill_holes(plane) for plane in largest])
+    return np.stack([fill_holes(plane) for plane in largest])
 
 
 def measurement_slices(roi_mask: np.ndarray, at_most: int = 24) -> np.ndarray:

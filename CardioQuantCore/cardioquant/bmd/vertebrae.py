@@ -14,7 +14,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from ..errors import InputError
-from ..geometry import close_in_plane, largest_component
+from ..geometry import close_in_plane, fill_holes, largest_component
 from ..imageio import read_mask
 from .levels import LEVELS, VALUE_TO_LEVEL, level_from_name
 
@@ -74,7 +74,7 @@ def _canal_from_above(outline: np.ndarray, spacing, max_gap_mm: float = 15.0) ->
         closed = outline
         if radius:
             closed = close_in_plane(outline, radius)
-        hole = ndimage.binary_fill_holes(closed) & ~closed
+        hole = fill_holes(closed) & ~closed
         if hole.any():
             return largest_component(hole)
         radius += 1
@@ -87,7 +87,7 @@ def _vertebral_body_per_slice(vertebra: np.ndarray, posterior_sign: int) -> np.n
     body = np.zeros_like(vertebra, dtype=bool)
     for k in np.nonzero(vertebra.any(axis=(1, 2)))[0]:
         plane = vertebra[k]
-        holes = ndimage.binary_fill_holes(plane) & ~plane
+        holes = fill_holes(plane) & ~plane
         rows = np.nonzero(plane.any(axis=1))[0]
         if holes.any():
             canal_rows = np.nonzero(largest_component(holes).any(axis=1))[0]
@@ -121,4 +121,4 @@ def grow_from_seed(hu: np.ndarray, spacing, seed_kji: tuple[int, int, int], radi
         raise InputError("region growing found nothing at the seed point; click inside a vertebral body")
     grown = labels == labels[seed_kji]
     grown = ndimage.binary_closing(grown, iterations=2) & sphere
-    return np.stack([ndimage.binary_fill_holes(plane) for plane in grown])
+    return np.stack([fill_holes(plane) for plane in grown])

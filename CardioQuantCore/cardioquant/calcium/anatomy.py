@@ -42,7 +42,7 @@ from scipy.spatial import ConvexHull, QhullError
 
 from ..budget import block_average
 from ..errors import InputError
-from ..geometry import NO_DATA_HU, disk, voxels_to_lps
+from ..geometry import NO_DATA_HU, disk, fill_holes, voxels_to_lps
 from . import great_vessels
 
 COARSE_MM = 2.0
@@ -246,7 +246,7 @@ def _canal(hu: np.ndarray, lungs: np.ndarray, spans, spacing) -> list[tuple[int,
         if span is None:
             continue
         seen = wall[max(0, k - slab):k + slab + 1].any(axis=0)
-        holes, _ = ndimage.label(ndimage.binary_fill_holes(seen) & ~seen)
+        holes, _ = ndimage.label(fill_holes(seen) & ~seen)
         centre = (span[0] + span[1]) / 2.0
         middle = np.percentile(np.nonzero(lungs[k])[0], 50)
         for index, box in enumerate(ndimage.find_objects(holes), start=1):
@@ -424,7 +424,7 @@ def _heart_with_bone(image, coarse, hu, lungs, spans, bodies, bone) -> HeartAnat
         raise InputError(NO_HEART_MESSAGE)
     sizes = np.bincount(components.ravel())[1:]
     region = components == (int(np.argmax(sizes)) + 1)
-    region = np.stack([ndimage.binary_fill_holes(plane) for plane in region])
+    region = np.stack([fill_holes(plane) for plane in region])
     volume_ml = float(region.sum()) * voxel_ml
     if volume_ml < MIN_HEART_ML:
         raise InputError(NO_HEART_MESSAGE)

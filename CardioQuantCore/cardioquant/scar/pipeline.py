@@ -92,9 +92,8 @@ def segment(loaded: LoadedImage, stack: np.ndarray, spacing: tuple, options, pro
         if mask.ndim == 2:
             mask = mask[None]
         if mask.max() <= 1:  # binary myocardium: cavity = what the myocardium encloses
-            from scipy import ndimage
 
-            cavity = np.stack([ndimage.binary_fill_holes(p) for p in mask > 0]) & ~(mask > 0)
+            cavity = np.stack([geometry.fill_holes(p) for p in mask > 0]) & ~(mask > 0)
             mask = np.where(mask > 0, 2, np.where(cavity, 1, 0)).astype(np.uint8)
         return mask.astype(np.uint8), []
     from ..models.runtime import load_named_model, select_device

@@ -21,9 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import ndimage
 
 from ..errors import InputError
+from ..geometry import fill_holes
 
 MYOCARDIUM_DENSITY_G_ML = 1.05
 GRAY_ZONE = (2.0, 3.0)
@@ -97,7 +97,7 @@ def remote_from_mask(signal: np.ndarray, remote_mask: np.ndarray) -> RemoteStats
 
 
 def _mvo(scar: np.ndarray, myocardium: np.ndarray) -> np.ndarray:
-    enclosed = np.stack([ndimage.binary_fill_holes(plane) for plane in scar])
+    enclosed = np.stack([fill_holes(plane) for plane in scar])
     return enclosed & myocardium & ~scar
 
 
