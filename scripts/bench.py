@@ -214,7 +214,8 @@ def bench_calcium_rule_sensitivity(shared: Path):
                                  (territories, "RCA_BELOW_U", (0.5, 0.55, 0.6)),
                                  (territories, "LCX_FROM_T", (0.55, 0.6, 0.65)),
                                  (territories, "OSTIA_MARGIN_MM", (10.0, 20.0, 30.0, np.inf)),
-                                 (noise, "LUNG_BORDER_HU", (130.0, 200.0, 300.0))):  # 130: no higher floor there
+                                 (noise, "LUNG_BORDER_HU", (130.0, 200.0, 300.0)),  # 130: no higher floor there
+                                 (territories, "FAT_REACH_MM", (3.0, 6.0, 10.0))):
         shipped = getattr(module, name)
         figures = []
         for value in values:

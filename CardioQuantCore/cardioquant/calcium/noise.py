@@ -108,16 +108,3 @@ def brightest_footprint(hu: np.ndarray, inside: np.ndarray, box, spacing) -> flo
     where = tuple(a + o for a, o in zip(np.nonzero(inside), offset, strict=True))
     return float(means[where].max())
 
-
-def touches_lung(hu: np.ndarray, inside: np.ndarray, box, spacing) -> bool:
-    """Whether a candidate (`inside`: its voxels within `box`) lies within LUNG_BORDER_MM, in plane, of the lung's
-    air."""
-    reach = [int(np.ceil(LUNG_BORDER_MM / s)) for s in (spacing[1], spacing[0])]
-    grown = (box[0], *(slice(max(b.start - r, 0), b.stop + r) for b, r in zip(box[1:], reach, strict=True)))
-    offset = [b.start - g.start for b, g in zip(box[1:], grown[1:], strict=True)]
-    candidate = np.zeros(hu[grown].shape, bool)
-    candidate[:, offset[0]:offset[0] + inside.shape[1], offset[1]:offset[1] + inside.shape[2]] = inside
-    air = hu[grown] < LUNG_HU
-    if not air.any():
-        return False
-    return bool((in_plane_distance(~candidate, spacing)[air] <= LUNG_BORDER_MM).any())
