@@ -21,6 +21,9 @@ lines the two centres up on the labels (remote-to-scar 0.16-1.04 on MyoPS, 0.21-
 (0.516 and 0.512 per case against 0.530): the MyoPS misses are not the intensity reference.
 Also tried: the refiner continued from 1.1.0 with MyoPS at half of each batch (--myops-share 0.5, 5000
 iterations, 24 minutes): MyoPS scar Dice 0.513 per case, %LGE r 0.39; EMIDEC pooled 0.595, r 0.897; worse on both.
+Also tried: the segmenter continued from 1.3.0 for 4000 iterations at --lr 5e-4 (--seed 1, 25 minutes), with the
+shipped refiner: EMIDEC pooled 0.612 but a normal heart given scar (5/6); MyoPS 0.820 / 0.515 per case / r 0.51,
+all below 1.3.0's; not shipped.
 On MyoPS the scar found beyond its labels lies for a third in its labelled edema (bench: MyoPS counts edema as
 myocardium, and it can enhance on LGE) and for almost half in normal myocardium.
 Splits: fixed by case (cardioquant.scar.emidec.split: 64 training, 16 validation cases; cardioquant.scar.myops.split:
