@@ -136,8 +136,14 @@ def split_bodies(body: np.ndarray, spacing, disc: np.ndarray | None = None, min_
     voxel_ml = float(np.prod(spacing)) / 1000.0
     # A body is one piece: stray body voxels elsewhere (a rib head, the edge of a bright vessel) given to its
     # core would move its trabecular ROI.
-    pieces = (largest_component(grown == n) for n in range(1, count + 1))
-    out = [piece for piece in pieces if piece.sum() * voxel_ml >= min_volume_ml]
+    out = []
+    for n, box in enumerate(ndimage.find_objects(grown), start=1):
+        if box is None or (grown[box] == n).sum() * voxel_ml < min_volume_ml:
+            continue  # its largest part is smaller still
+        piece = np.zeros(grown.shape, bool)
+        piece[box] = largest_component(grown[box] == n)  # labelled in the piece's box, not the whole scan
+        if piece[box].sum() * voxel_ml >= min_volume_ml:
+            out.append(piece)
     return sorted(out, key=lambda mask: np.nonzero(mask)[0].mean())
 
 
