@@ -19,8 +19,8 @@ also leave Agatston's lowest density class: its brightest 1 mm2 mean must reach 
 three COCA scans as stored, six faint specks of 1-4 mm2 (brightest 1 mm2 means 131-148 HU, each scoring 1-3) lay
 within 2.5 mm of the lung's air and none was traced by the experts; on a patient without calcium each would turn
 "0" into "1-10". The traced lesions that close to the lung reached 515 HU or more (in-sample: seen on these three
-scans). A coronary plaque runs in the epicardial fat, and one that does touch the lung is dense enough to stay;
-what is set aside is kept for review like the rest.
+scans). A coronary plaque runs in the epicardial fat, and the traced ones that touched the lung were dense enough
+to stay; what is set aside is kept for review like the rest.
 """
 
 from __future__ import annotations
@@ -107,4 +107,3 @@ def brightest_footprint(hu: np.ndarray, inside: np.ndarray, box, spacing) -> flo
     offset = (0, box[1].start - grown[1].start, box[2].start - grown[2].start)
     where = tuple(a + o for a, o in zip(np.nonzero(inside), offset, strict=True))
     return float(means[where].max())
-

@@ -253,7 +253,8 @@ def _within_in_plane(hu: np.ndarray, inside_box: np.ndarray, box, spacing, reach
 
 def _epicardial_fat(hu: np.ndarray, spacing) -> np.ndarray:
     """Fat over the area rule's ~1 mm2 (a single voxel of blood or muscle can read -30 HU in noise, 1 mm2 of it
-    hardly ever)."""
+    hardly ever). Tissue blurred with the lung's air reads as fat too: a candidate there is judged by the lung
+    border's floor instead."""
     means = noise.footprint_mean(hu, spacing)
     return (means >= FAT_HU[0]) & (means <= FAT_HU[1])
 
