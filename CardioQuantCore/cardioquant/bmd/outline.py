@@ -56,6 +56,7 @@ def _body_to_shell(piece: np.ndarray, hu: np.ndarray, spacing, posterior: int, b
     back = _back_row(piece, posterior)
     wall = rows == back
     in_front = rows <= back if posterior > 0 else rows >= back
+    may_take = in_front & (rows != back) & allowed  # in front of the canal, and not blocked
     pixel = float(spacing[0])
     out, end_plates = piece.copy(), []
     for z in np.nonzero(piece.any(axis=(1, 2)))[0]:
@@ -69,14 +70,14 @@ def _body_to_shell(piece: np.ndarray, hu: np.ndarray, spacing, posterior: int, b
         if filled is None:
             end_plates.append(z)
             continue
-        section = largest_component(ndimage.binary_opening(filled & in_front & (rows != back) & allowed[z])) | piece[z]
+        section = largest_component(ndimage.binary_opening(filled & may_take[z])) | piece[z]
         if piece[z].sum() >= PIECE_HOLDS_BODY * section.sum():
             continue  # the network found this slice's body: its split at tilted end plates beats a slice's ring
         if _plausible_section(section, pixel):
             out[z] = section
     ringed = [z for z in range(out.shape[0]) if out[z].any() and z not in end_plates]
     if ringed and end_plates:
-        _fill_end_plates(out, piece, cortex, in_front & (rows != back) & allowed, end_plates, ringed, spacing)
+        _fill_end_plates(out, piece, cortex, may_take, end_plates, ringed, spacing)
     return out
 
 
@@ -106,26 +107,30 @@ def _inside_ring(ring: np.ndarray, piece: np.ndarray, spacing) -> np.ndarray | N
     RING_HOLDS_PIECE of the piece; None when no such ring appears."""
     for radius in range(1, max(1, int(round(MAX_GAP_MM / spacing[0]))) + 1):
         closed = close_in_plane(ring, radius)
-        labels, _ = ndimage.label(fill_holes(closed))
-        filled = np.isin(labels, np.unique(labels[piece])) & (labels > 0)
+        filled = _parts_holding(fill_holes(closed), piece)
         inside = filled & ~closed
         if (inside & piece).sum() >= RING_HOLDS_PIECE * piece.sum():
             return filled
     return None
 
 
-def _fill_end_plates(out, piece, cortex, allowed, end_plates, ringed, spacing) -> None:
+def _fill_end_plates(out, piece, cortex, may_take, end_plates, ringed, spacing) -> None:
     """End-plate slices are bone all through, with no ring to fill: there the bright bone at the network's piece,
     within the ringed slices' outline and no larger than their largest."""
     footprint = ndimage.binary_dilation(out[ringed].any(axis=0), disk(max(1, int(round(2.0 / spacing[0])))))
     largest_ringed = max(int(out[z].sum()) for z in ringed)
     for z in end_plates:
-        bone = (fill_holes(close_in_plane(cortex[z] & allowed[z], 1)) & allowed[z]) | piece[z]
-        labels, _ = ndimage.label(bone)
-        section = np.isin(labels, np.unique(labels[piece[z]])) & (labels > 0) & footprint
+        bone = (fill_holes(close_in_plane(cortex[z] & may_take[z], 1)) & may_take[z]) | piece[z]
+        section = _parts_holding(bone, piece[z]) & footprint
         section = largest_component(ndimage.binary_opening(section)) | piece[z]
         if section.sum() <= END_PLATE_GROWTH * largest_ringed and _plausible_section(section, spacing[0]):
             out[z] = section
+
+
+def _parts_holding(mask: np.ndarray, piece: np.ndarray) -> np.ndarray:
+    """The connected parts of `mask` that hold some of the network's `piece`."""
+    labels, _ = ndimage.label(mask)
+    return np.isin(labels, np.unique(labels[piece])) & (labels > 0)
 
 
 def _plausible_section(section: np.ndarray, pixel: float) -> bool:
