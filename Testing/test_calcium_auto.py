@@ -267,6 +267,42 @@ def test_scores_do_not_depend_on_how_the_scan_is_stored_or_framed():
     assert arteries(sitk.ConstantPad(image, [40, 40, 0], [40, 40, 0], -3024.0)) == reference
 
 
+def test_depth_below_the_hearts_surface_does_not_depend_on_how_the_scan_is_stored(monkeypatch):
+    """The depth map behind the valve rule is made on a subsample of the scan's grid (here ~4.5 mm, by allowing it
+    few samples). Stored mirrored (columns running right to left), the same patient must be sampled at the same
+    places: every heart voxel reads the same depth, and the region the same deepest point. 299 columns: a
+    subsample counted from the array's first column would take other voxels from the mirrored array."""
+    monkeypatch.setattr(territories, "DEPTH_SAMPLES", 2000)
+    spacing = (0.35, 0.35, 3.0)
+    k, j, i = np.mgrid[:20, :120, :299]
+    heart = ((i - 150) * 0.35 / 45) ** 2 + ((j - 60) * 0.35 / 20) ** 2 + ((k - 10) * 3.0 / 25) ** 2 <= 1
+
+    def stored(columns_reversed):
+        sign, first = (-1.0, 298 * 0.35) if columns_reversed else (1.0, 0.0)
+
+        def to_lps(ijk):
+            ijk = np.asarray(ijk, float)
+            return np.column_stack([first + sign * ijk[:, 0] * 0.35, ijk[:, 1] * 0.35, ijk[:, 2] * 3.0]) + 7.3
+        return territories._region_depth(heart[:, :, ::-1] if columns_reversed else heart, spacing, to_lps)
+
+    (depth_at, deepest), (mirrored_depth_at, mirrored_deepest) = stored(False), stored(True)
+    kk, jj, ii = np.nonzero(heart[:, :, ::7])
+    assert deepest == pytest.approx(mirrored_deepest, abs=1e-6)
+    for voxel in zip(kk[::37, None], jj[::37, None], 7 * ii[::37, None], strict=True):
+        assert depth_at(*voxel) == pytest.approx(mirrored_depth_at(voxel[0], voxel[1], 298 - voxel[2]), abs=1e-4)
+
+
+def test_depth_below_the_hearts_surface_is_measured_to_about_a_millimetre():
+    """A 50 mm-radius ball on a 0.4 x 0.4 x 3 mm grid: its deepest point is 50 mm below the surface, and a voxel
+    30 mm from the centre 20 mm (0.4 of the radius), within a millimetre (the valve rule's cut-off is 0.6)."""
+    spacing = (0.4, 0.4, 3.0)
+    k, j, i = np.mgrid[:41, :271, :271]
+    ball = ((i - 135) * 0.4) ** 2 + ((j - 135) * 0.4) ** 2 + ((k - 20) * 3.0) ** 2 <= 50 ** 2
+    depth_at, deepest = territories._region_depth(ball, spacing, lambda ijk: np.asarray(ijk, float) * [0.4, 0.4, 3.0])
+    assert deepest == pytest.approx(50.0, abs=1.0)
+    assert depth_at(np.array([20]), np.array([135]), np.array([135 + 75])) == pytest.approx(20.0, abs=1.0)
+
+
 def test_totalsegmentator_is_offered_as_the_heart_provider(tmp_path, monkeypatch, capsys):
     """--heart-mask totalsegmentator runs TotalSegmentator's heart class when it is installed (here a stand-in
     with its API and file layout, writing the phantom's soft tissue and coronaries as "heart") and says how to

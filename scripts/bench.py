@@ -461,9 +461,19 @@ def _body_of(labels: np.ndarray, level: str) -> np.ndarray:
     return (labels == BODY_VALUE[level]) | (labels == ROI_VALUE[level])
 
 
+_MASK_BASED_RUNS: dict = {}  # (scan, labels, bodies) -> (label map, result): two benches compare against each
+
+
 def _mask_based_bmd(loaded, label_path: Path, body_path: Path | None):
     """(vertebra label map on the scan's grid, the BMD pipeline's result on it): the mask-based reference for the
-    automatic path, on every labelled vertebra of at least MIN_VERTEBRA_ML in view."""
+    automatic path, on every labelled vertebra of at least MIN_VERTEBRA_ML in view (run once per scan)."""
+    key = (str(loaded.path), str(label_path), str(body_path))
+    if key not in _MASK_BASED_RUNS:
+        _MASK_BASED_RUNS[key] = _run_mask_based_bmd(loaded, label_path, body_path)
+    return _MASK_BASED_RUNS[key]
+
+
+def _run_mask_based_bmd(loaded, label_path: Path, body_path: Path | None):
     import SimpleITK as sitk
 
     from cardioquant.bmd.levels import VALUE_TO_LEVEL
