@@ -827,7 +827,7 @@ def test_in_plane_closing_bridges_a_gap_up_to_its_disk_and_holes_fill_inside_a_c
     its hole filling."""
     from scipy import ndimage
 
-    from cardioquant.geometry import close_in_plane, disk, fill_holes
+    from cardioquant.geometry import close_in_plane, closings_in_plane, disk, fill_holes
 
     jj, ii = np.mgrid[:60, :60]
     radius = np.hypot(jj - 30, ii - 30)
@@ -838,3 +838,7 @@ def test_in_plane_closing_bridges_a_gap_up_to_its_disk_and_holes_fill_inside_a_c
         pad = disk_px + 1
         assert np.array_equal(closed, ndimage.binary_closing(np.pad(ring, pad), disk(disk_px))[pad:-pad, pad:-pad])
         assert np.array_equal(fill_holes(closed), ndimage.binary_fill_holes(closed))
+    # Ever larger disks on one distance map (the ring search of outline.py) close as scipy does, disk by disk.
+    for disk_px, closed in zip((1, 3, 4, 5, 7), closings_in_plane(ring, (1, 3, 4, 5, 7)), strict=True):
+        pad = disk_px + 1
+        assert np.array_equal(closed, ndimage.binary_closing(np.pad(ring, pad), disk(disk_px))[pad:-pad, pad:-pad])

@@ -14,7 +14,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
-from ..geometry import close_in_plane, disk, fill_holes, largest_component, open_in_plane
+from ..geometry import close_in_plane, closings_in_plane, disk, fill_holes, largest_component, open_in_plane
 
 CORTEX_ABOVE_TRABECULAR_HU = 60.0  # cortical shell: at least this much above the body's own trabecular bone
 REACH_MM = 30.0                    # the shell lies at most this far from the network's piece (a body is 30-50 mm wide)
@@ -105,8 +105,8 @@ def _back_row(piece: np.ndarray, posterior: int) -> int:
 def _inside_ring(ring: np.ndarray, piece: np.ndarray, spacing) -> np.ndarray | None:
     """The filled ring around the network's piece, closing ever larger gaps up to MAX_GAP_MM, once its inside holds
     RING_HOLDS_PIECE of the piece; None when no such ring appears."""
-    for radius in range(1, max(1, int(round(MAX_GAP_MM / spacing[0]))) + 1):
-        closed = close_in_plane(ring, radius)
+    radii = range(1, max(1, int(round(MAX_GAP_MM / spacing[0]))) + 1)
+    for closed in closings_in_plane(ring, radii):
         filled = _parts_holding(fill_holes(closed), piece)
         inside = filled & ~closed
         if (inside & piece).sum() >= RING_HOLDS_PIECE * piece.sum():
