@@ -129,6 +129,41 @@ def test_calcium_deep_inside_the_heart_is_valve_not_coronary():
     assert found.labels[30, 12, 40] in (territories.LAD, territories.LCX, territories.RCA)
 
 
+def test_metal_and_what_lies_within_10_mm_of_it_is_not_coronary():
+    """1 mm voxels, a heart in fat. A clip reaching the top of a 12-bit scale (3071 HU) is metal, not calcium; a
+    400 HU speck 5 mm from it could be a streak or blooming (not scored); the same speck 20 mm away is coronary."""
+    hu = np.full((60, 60, 60), -80.0, np.float32)
+    candidates = np.zeros(hu.shape, bool)
+    for k, j, i, value in ((30, 14, 20, 3071.0), (30, 14, 25, 400.0), (30, 14, 40, 400.0)):
+        hu[k, j:j + 2, i:i + 2] = value
+        candidates[k, j:j + 2, i:i + 2] = True
+    found = territories.assign(candidates, _heart_cube(), lambda ijk: np.asarray(ijk, float), (1.0, 1.0, 1.0),
+                               hu=hu)
+    reasons = {int(e["point_lps_mm"][0]): e["reason"] for e in found.per_candidate}  # by column
+    assert found.labels[30, 14, 20] == found.labels[30, 14, 25] == territories.NOT_CORONARY
+    assert reasons[20].startswith(territories.METAL) and reasons[25].startswith(territories.BESIDE_METAL)
+    assert found.labels[30, 14, 40] in (territories.LAD, territories.LCX)
+
+
+def test_a_pacemaker_lead_and_its_streaks_score_nothing():
+    """The same generated patient without and with a transvenous pacemaker lead (SVC, right atrium, right ventricle;
+    metal to the top of a 12-bit scale, bright and dark streaks around it): each artery's score within 10 %, and the
+    run says what it set aside. Without the metal rule the lead's pieces and streaks add 112 points to the RCA."""
+    from cardioquant.calcium.pipeline import run
+    from cardioquant.pipelines import settings_for
+    from cardioquant.progress import Progress
+
+    def scored(lead):
+        case = phantom.make_cardiac_phantom(30506, spacing=(0.8, 0.8, 3.0), n_calcifications=8, pacemaker_lead=lead)
+        return run(evaluation.phantom_loaded(case), settings_for("calcium", device="cpu"), Progress())
+
+    without, with_lead = scored(False), scored(True)
+    for artery, values in without.summary["arteries"].items():
+        assert with_lead.summary["arteries"][artery]["agatston"] == pytest.approx(values["agatston"], rel=0.1, abs=1.0)
+    assert sum(v["agatston"] for v in without.summary["arteries"].values()) > 50
+    assert any(w.startswith("metal (3000 HU or more") for w in with_lead.warnings)
+
+
 @pytest.mark.skipif(not COCA.is_dir(), reason="real COCA scans not present (../shared/data/coca)")
 def test_real_gated_scans_keep_every_traced_lesion_in_the_heart_region():
     from cardioquant.calcium import coca

@@ -93,6 +93,11 @@ class _Anatomy:
         self.paths = self._paths()
         self.calcifications = self._calcifications(rng, n_calcifications, calcium_scale)
 
+    def inside_heart(self, point) -> float:
+        """The ellipsoid radius of a point, squared: 1 on the myocardium's outer surface, 0.62 on the chambers'."""
+        local = (np.asarray(point) - self.heart_centre) @ np.column_stack([self.apex_dir, self.e1, self.e2])
+        return float(((local / np.array([self.long_axis, *self.short_axes])) ** 2).sum())
+
     def surface(self, phi, t, scale=1.04):
         t = np.asarray(t, dtype=float)
         phi = np.asarray(phi, dtype=float)
@@ -164,7 +169,9 @@ def _resample_path(points: np.ndarray, step: float) -> np.ndarray:
 def make_cardiac_phantom(seed: int, spacing=(0.5, 0.5, 3.0), fov_mm: float = 220.0, z_extent_mm: float = 150.0,
                          kvp: float = 120.0, contrast: bool = False, noise_hu: float | None = None,
                          n_calcifications: int | None = None, calcium_scale: float = 1.0,
-                         blur_mm: float = 0.5) -> CardiacPhantom:
+                         blur_mm: float = 0.5, pacemaker_lead: bool = False) -> CardiacPhantom:
+    """A generated case (see the module's docstring); with `pacemaker_lead` a transvenous lead (SVC, right
+    atrium, right ventricle) with its streaks, on a scale that ends at 3071 HU as a 12-bit CT's does."""
     rng = np.random.default_rng(seed)
     anatomy = _Anatomy(rng, n_calcifications, calcium_scale)
     noise_rng = np.random.default_rng(seed + 1_000_003)
@@ -211,6 +218,7 @@ def make_cardiac_phantom(seed: int, spacing=(0.5, 0.5, 3.0), fov_mm: float = 220
     bone = _render_bones(hu, X, Y, Z, anatomy, factor)
 
     vessel_labels, lumen = _render_vessels(hu, origin, spacing, anatomy, contrast_hu * factor * 0.95 if contrast else None)
+    lead = _render_lead(hu, origin, spacing, anatomy, z[-1]) if pacemaker_lead else None
     hu_clean = hu
     if blur_mm > 0:  # scanner point-spread function: in-plane blur and the slice profile
         sigma = [max(spacing[2] / 2.355, blur_mm) / spacing[2], blur_mm / spacing[1], blur_mm / spacing[0]]
@@ -219,7 +227,11 @@ def make_cardiac_phantom(seed: int, spacing=(0.5, 0.5, 3.0), fov_mm: float = 220
     _render_calcifications(hu_clean, calcium_labels, origin, spacing, anatomy.calcifications, factor, blur_mm)
     threshold = kvp_boundaries(kvp)[0][0]
     calcium_labels[(calcium_labels == 0) & bone & (hu_clean >= threshold)] = NOT_CORONARY
+    if lead is not None:
+        _add_metal_streaks(hu_clean, lead, spacing, np.random.default_rng(seed + 2_000_003))
     noisy = hu_clean + noise_rng.normal(0, noise_hu, shape).astype(np.float32)
+    if lead is not None:
+        noisy = np.minimum(noisy, TOP_OF_SCALE_HU)
     return CardiacPhantom(hu=noisy.astype(np.float32), spacing=spacing, origin=tuple(origin.tolist()), kvp=kvp,
                           contrast=contrast, calcium_labels=calcium_labels, vessel_labels=vessel_labels,
                           lumen_mask=lumen, calcifications=anatomy.calcifications)
@@ -247,32 +259,81 @@ def _render_bones(hu, X, Y, Z, anatomy, factor) -> np.ndarray:
     return bone
 
 
+def _near_path(shape, origin, spacing, path, reach):
+    """(box, distance, nearest) for the voxels of the path's bounding box grown by `reach` + 0.5 mm: each one's
+    distance in mm to the nearest path point (inf beyond `reach`) and that point's index; None outside the image."""
+    spacing_zyx = np.array(spacing[::-1])
+    origin_zyx = np.array(origin[::-1])
+    lo = np.maximum(np.floor((path[:, ::-1].min(0) - reach - 0.5 - origin_zyx) / spacing_zyx).astype(int), 0)
+    hi = np.minimum(np.ceil((path[:, ::-1].max(0) + reach + 0.5 - origin_zyx) / spacing_zyx).astype(int) + 1, shape)
+    if np.any(hi <= lo):
+        return None
+    idx = np.stack(np.meshgrid(*[np.arange(a, b) for a, b in zip(lo, hi, strict=True)], indexing="ij"), -1)
+    coords = (origin_zyx + idx * spacing_zyx)[..., ::-1].reshape(-1, 3)
+    distance, nearest = cKDTree(path).query(coords, distance_upper_bound=reach)
+    box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    return box, distance.reshape(idx.shape[:-1]), nearest.reshape(idx.shape[:-1])
+
+
 def _render_vessels(hu, origin, spacing, anatomy, lumen_hu):
     """Coronary lumen tubes (40 HU in fat without contrast, iodine with) and 2-mm-dilated artery territories."""
     shape = hu.shape
     vessel_labels = np.zeros(shape, np.uint8)
     lumen = np.zeros(shape, bool)
-    spacing_zyx = np.array(spacing[::-1])
-    origin_zyx = np.array(origin[::-1])
     for artery, path in anatomy.paths.items():
         radius = anatomy.vessel_radius[artery]
         taper = np.linspace(1.0, 0.55, len(path))
-        lo = np.maximum(np.floor((path[:, ::-1].min(0) - radius - 3 - origin_zyx) / spacing_zyx).astype(int), 0)
-        hi = np.minimum(np.ceil((path[:, ::-1].max(0) + radius + 3 - origin_zyx) / spacing_zyx).astype(int) + 1, shape)
-        if np.any(hi <= lo):
+        near_path = _near_path(shape, origin, spacing, path, radius + 2.5)
+        if near_path is None:
             continue
-        idx = np.stack(np.meshgrid(*[np.arange(a, b) for a, b in zip(lo, hi, strict=True)], indexing="ij"), -1)
-        coords = (origin_zyx + idx * spacing_zyx)[..., ::-1].reshape(-1, 3)
-        distance, nearest = cKDTree(path).query(coords, distance_upper_bound=radius + 2.5)
+        box, distance, nearest = near_path
         near = np.isfinite(distance)
         local_radius = np.where(near, radius * taper[np.minimum(nearest, len(path) - 1)], 0)
-        box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-        inside = (near & (distance <= local_radius)).reshape(idx.shape[:-1])
-        territory = (near & (distance <= local_radius + 2.0)).reshape(idx.shape[:-1])
+        inside = near & (distance <= local_radius)
+        territory = near & (distance <= local_radius + 2.0)
         vessel_labels[box][territory & (vessel_labels[box] == 0)] = artery
         lumen[box] |= inside
         hu[box][inside] = lumen_hu if lumen_hu is not None else HU["blood"]
     return vessel_labels, lumen
+
+
+# A transvenous pacemaker lead: 2 mm across, its conductor far denser than bone; a 12-bit CT scale ends at 3071 HU.
+LEAD_RADIUS_MM = 1.0
+LEAD_HU = 8000.0
+TOP_OF_SCALE_HU = 3071.0
+
+
+def _render_lead(hu, origin, spacing, anatomy, top_z: float) -> np.ndarray:
+    """A pacemaker lead down the superior vena cava into the right atrium, across the tricuspid valve to the right
+    ventricle's apex, drawn into `hu`; returns its voxels."""
+    # The vena cava runs down to the right of the ascending aorta into the right atrium, below the aortic root.
+    cava = anatomy.aorta_base + np.array([-anatomy.aorta_radius - 4.0, 4.0, 0.0])
+    atrium = cava - np.array([0.0, 0.0, 20.0])
+    while anatomy.inside_heart(atrium) > 0.45:              # into the chambers, towards the heart's centre
+        atrium = atrium + 0.05 * (anatomy.heart_centre - atrium)
+    apex = anatomy.surface(-0.5, 0.62, scale=0.72)          # the right ventricle's apex, inside the chamber
+    path = _resample_path(np.array([[cava[0], cava[1], top_z + 5.0], cava, atrium, apex]), 0.25)
+    lead = np.zeros(hu.shape, bool)
+    near_path = _near_path(hu.shape, origin, spacing, path, LEAD_RADIUS_MM)
+    if near_path is not None:
+        box, distance, _ = near_path
+        lead[box] = distance <= LEAD_RADIUS_MM
+        hu[lead] = LEAD_HU
+    return lead
+
+
+def _add_metal_streaks(hu, lead, spacing, rng, amplitude_hu=(150.0, 300.0), decay_mm: float = 15.0) -> None:
+    """Streaks as filtered back-projection leaves them around dense metal: in each slice through the lead, three
+    lines through it at random angles, alternately bright and dark, fading with distance."""
+    rows, cols = np.indices(hu.shape[1:])
+    for k in np.flatnonzero(lead.any(axis=(1, 2))):
+        jj, ii = np.nonzero(lead[k])
+        for n, angle in enumerate(rng.uniform(0, np.pi, 3)):
+            along = (rows - jj.mean()) * spacing[1] * np.sin(angle) + (cols - ii.mean()) * spacing[0] * np.cos(angle)
+            across = (rows - jj.mean()) * spacing[1] * np.cos(angle) - (cols - ii.mean()) * spacing[0] * np.sin(angle)
+            sign = 1.0 if n % 2 == 0 else -1.0
+            hu[k] += (sign * rng.uniform(*amplitude_hu) * np.exp(-np.abs(along) / decay_mm)
+                      * np.exp(-(across / 0.6) ** 2)).astype(np.float32)
 
 
 def _render_calcifications(hu, labels, origin, spacing, calcifications, factor, blur_mm, supersample=3):

@@ -284,11 +284,21 @@ def labels_from_anatomy(loaded: LoadedImage, candidates: np.ndarray, heart: anat
                               floor=floor)
 
 
-def _set_aside_as_noise(found: territories.Assignment, spacing, why: str) -> int:
-    """How many candidates of scorable size (1 mm2 on one slice) were set aside for `why` (territories.
-    POSSIBLE_NOISE or FAINT_AT_LUNG, noise.py)."""
+def _set_aside(found: territories.Assignment, spacing, why: str) -> int:
+    """How many candidates of scorable size (1 mm2 on one slice) were set aside for `why` (the start of their
+    reason: territories.POSSIBLE_NOISE, FAINT_AT_LUNG, METAL or BESIDE_METAL)."""
     smallest = 1.0 * float(spacing[2])
     return sum(1 for e in found.per_candidate if e["reason"].startswith(why) and e["volume_mm3"] >= smallest)
+
+
+def _metal_warning(metal: int, beside: int, mode: str) -> list[str]:
+    if not metal and not beside:
+        return []
+    return [f"metal ({territories.METAL_HU:.0f} HU or more: a pacemaker or ICD lead, clip, sternal wire, stent or "
+            f"valve prosthesis{territories.UNDILUTED_CONTRAST if mode == 'cta' else ''}): {metal} such object(s) in "
+            f"the heart search region and {beside} candidate(s) within "
+            f"{territories.METAL_REACH_MM:g} mm of metal (streaks, blooming, a stented segment) were not scored; "
+            "they are in the 'not coronary' segment for review"]
 
 
 def _noise_warning(count: int, floor: noise.NoiseFloor) -> list[str]:
@@ -340,10 +350,12 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
                  if mode == "noncontrast" and options.noise_floor_sd > 0 else None)
         found = labels_from_anatomy(loaded, candidates, heart, hu, mode, floor)
         if floor is not None:
-            count = _set_aside_as_noise(found, spacing, territories.POSSIBLE_NOISE)
+            count = _set_aside(found, spacing, territories.POSSIBLE_NOISE)
             threshold_info["noise"] = {**floor.describe(), "set_aside": count, "set_aside_at_lung_border":
-                                       _set_aside_as_noise(found, spacing, territories.FAINT_AT_LUNG)}
+                                       _set_aside(found, spacing, territories.FAINT_AT_LUNG)}
             warnings += _noise_warning(count, floor)
+        warnings += _metal_warning(_set_aside(found, spacing, territories.METAL),
+                                   _set_aside(found, spacing, territories.BESIDE_METAL), mode)
         artery_labels = found.labels
         assignment = "automatic (heart anatomy)"
     else:

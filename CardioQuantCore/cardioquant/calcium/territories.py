@@ -3,6 +3,8 @@ on the automatic path: on the three real COCA scans that network called every co
 
 Candidates are 3D-connected (26) regions of voxels at or above the calcium threshold, found on the whole scan.
 - Outside the heart search region (anatomy.find_heart): "outside heart", its own segment, never scored.
+- Reaching METAL_HU (a pacemaker or ICD lead, a clip, a sternal wire, a valve frame): "not coronary", and so is
+  any candidate within METAL_REACH_MM of it (streaks, blooming, or calcium of a stented segment).
 - Bone-sized (>= 3000 mm3) or running out of the region (ribs, sternum, costal cartilage, spine continue outside
   it; a coronary plaque lies on the heart), or within BONE_GAP_MM of such a bone (a fragment of it cut off by
   partial volume, where the region reaches the sternum's or spine's surface): "not coronary".
@@ -47,6 +49,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
+from scipy.spatial import cKDTree
 
 from ..geometry import in_plane_distance
 from . import noise
@@ -80,8 +83,20 @@ OSTIA_REVIEW_MM = 10.0
 # untraced specks in the blood of the aortic root and a chamber lay 8.2 and 8.6 mm from it.
 FAT_REACH_MM = 6.0
 FAT_HU = (-190.0, -30.0)
+# Metal: pacemaker and ICD leads, surgical clips, sternal wires and valve frames reach the top of a 12-bit CT scale
+# (3071 HU) through their partial volume; calcium does not at 100-140 kVp (cortical bone reads 1500-2000 HU, the
+# densest traced plaque on the three COCA scans 1390 HU). Near metal, streaks and blooming make bright specks in
+# fat and blood, and a stented segment's calcium is not scored (it is reported as a stent). Thin-strut coronary
+# stents can read under this, as calcium does: the reader must set those aside. On CTA the contrast arriving
+# undiluted in the subclavian and brachiocephalic veins and the SVC reads as high (3071 HU on the contrast chest CT
+# here), with the same streaks.
+METAL_HU = 3000.0
+METAL_REACH_MM = 10.0
 POSSIBLE_NOISE = "could be noise"  # the reason of a candidate under the noise floor starts with this
 FAINT_AT_LUNG = "faint at the lung's border"  # ... and of one under the lung border's floor with this
+METAL = "metal"                                # ... of metal itself
+UNDILUTED_CONTRAST = ", or contrast arriving undiluted in a vein"  # on CTA, as bright as metal (and as streaky)
+BESIDE_METAL = "beside metal"                  # ... and of a candidate within METAL_REACH_MM of it
 
 
 @dataclass
@@ -151,7 +166,7 @@ def _region_depth(heart_region: np.ndarray, spacing, voxel_to_lps):
     is made on the finest subsample of the region's bounding box that keeps to DEPTH_SAMPLES (about 1 mm for a
     heart region; a 2 mm one moved a traced LAD lesion of COCA 1 from 0.57 to 0.60 of the radius)."""
     if not heart_region.any():
-        return (lambda k, j, i: 0.0), 1.0
+        return (lambda _k, _j, _i: 0.0), 1.0
     box = ndimage.find_objects(heart_region.astype(np.uint8))[0]
     box_mm3 = float(np.prod([(b.stop - b.start) * s for b, s in zip(box, tuple(spacing)[::-1], strict=True)]))
     grid = _Subsample(spacing, voxel_to_lps, step_mm=(box_mm3 / DEPTH_SAMPLES) ** (1 / 3))
@@ -195,6 +210,9 @@ def assign(candidate_mask: np.ndarray, heart_region: np.ndarray, voxel_to_lps, s
     depth_at, radius = _region_depth(heart_region, spacing, voxel_to_lps)
     on_large_lumen = _large_lumen_lookup(hu, grid) if contrast and hu is not None else None
     bone_gap_at = _bone_gap_lookup(components, heart_region, voxel_mm3, grid)
+    metal_voxels = hu >= METAL_HU if hu is not None else np.zeros(candidate_mask.shape, bool)
+    metal = set(np.unique(components[metal_voxels]).tolist()) - {0}  # candidates holding metal
+    metal_gap_at = _metal_gap_lookup(metal_voxels, voxel_to_lps) if metal_voxels.any() else None
     extents = section_extents(heart_region, voxel_to_lps)
     entries = []
     boxes = ndimage.find_objects(components)
@@ -206,15 +224,24 @@ def assign(candidate_mask: np.ndarray, heart_region: np.ndarray, voxel_to_lps, s
         centroid = np.array([ii.mean() + box[2].start, jj.mean() + box[1].start, kk.mean() + box[0].start])
         point = voxel_to_lps(centroid[None])[0]
         u, t = _position(point, extents[int(round(centroid[2]))]) if in_heart.all() else (np.nan, np.nan)
+        voxels = (kk + box[0].start, jj + box[1].start, ii + box[2].start)
         if not in_heart.any():
             label, reason, review = OUTSIDE_HEART, "outside the heart search region", False
+        elif hu is not None and index in metal:
+            label, review = NOT_CORONARY, False
+            reason = (f"{METAL} ({hu[box][inside_box].max():.0f} HU): a pacemaker or ICD lead, clip, sternal wire, stent or "
+                      f"valve prosthesis{UNDILUTED_CONTRAST if contrast else ''}, not calcium")
         elif volume >= BONE_VOLUME_MM3:
             label, reason, review = NOT_CORONARY, f"bone-sized ({volume:.0f} mm3)", False
         elif not in_heart.all():
             label, reason, review = NOT_CORONARY, "runs out of the heart search region (chest wall, spine)", False
-        elif (gap := bone_gap_at(kk + box[0].start, jj + box[1].start, ii + box[2].start)) <= BONE_GAP_MM:
+        elif (gap := bone_gap_at(*voxels)) <= BONE_GAP_MM:
             label, review = NOT_CORONARY, False
             reason = f"a fragment of bone ({gap:.0f} mm from the sternum, a rib or the spine)"
+        elif metal_gap_at is not None and (metal_gap := metal_gap_at(*voxels)) <= METAL_REACH_MM:
+            label, review = NOT_CORONARY, False
+            reason = (f"{BESIDE_METAL} ({metal_gap:.0f} mm from it): a streak or blooming artefact, or calcium of a "
+                      "stented segment, not scored")
         elif (vessel_share := _share_in(great_vessels, box, inside_box)) >= 0.5:
             label, reason, review = AORTA_OR_VALVE, "in the wall of a great vessel (aorta or its root, pulmonary " \
                                                     "trunk, superior vena cava)", False
@@ -224,9 +251,9 @@ def assign(candidate_mask: np.ndarray, heart_region: np.ndarray, voxel_to_lps, s
                       "heart: above the coronary ostia (hilar or mediastinal calcium)")
         elif contrast and hu is not None and _wrapped_in_iodine(hu, components, index, box):
             label, reason, review = AORTA_OR_VALVE, "inside iodine-filled blood (a chamber or the aorta)", False
-        elif on_large_lumen is not None and on_large_lumen(kk + box[0].start, jj + box[1].start, ii + box[2].start):
+        elif on_large_lumen is not None and on_large_lumen(*voxels):
             label, reason, review = AORTA_OR_VALVE, "on the wall of the aorta or a chamber (a wide iodine lumen)", False
-        elif (fraction := depth_at(kk + box[0].start, jj + box[1].start, ii + box[2].start) / radius) > DEEP_FRACTION:
+        elif (fraction := depth_at(*voxels) / radius) > DEEP_FRACTION:
             label, review = AORTA_OR_VALVE, False
             reason = f"deep inside the heart ({fraction:.2f} of its radius): aortic valve, root or mitral annulus"
         elif (noise_reason := _under_noise_floor(hu, inside_box, box, spacing, floor)) is not None:
@@ -308,6 +335,19 @@ def _bone_gap_lookup(components: np.ndarray, heart_region: np.ndarray, voxel_mm3
     small = np.isin(grid.take(components)[0], bones)
     gap = ndimage.distance_transform_edt(~small, sampling=grid.sampling).astype(np.float32)
     return lambda k, j, i: float(grid.at(gap, k, j, i).min())
+
+
+def _metal_gap_lookup(metal_voxels: np.ndarray, voxel_to_lps):
+    """`gap(k, j, i)`: mm from the nearest of those voxels to metal (`metal_voxels`, >= METAL_HU), at full
+    resolution: a lead or a clip is thinner than a subsample's step. Measured from the metal itself, not from the
+    candidate it belongs to, whose streaks can reach far beyond it."""
+    kk, jj, ii = np.nonzero(metal_voxels)
+    tree = cKDTree(voxel_to_lps(np.column_stack([ii, jj, kk])))
+
+    def gap(k, j, i):
+        distances, _ = tree.query(voxel_to_lps(np.column_stack([i, j, k])), distance_upper_bound=4 * METAL_REACH_MM)
+        return float(distances.min())
+    return gap
 
 
 def _share_in(mask: np.ndarray | None, box, inside_box) -> float:
