@@ -121,8 +121,8 @@ def artery_from_position(u: float, t: float) -> tuple[int, bool]:
 
 
 class _Subsample:
-    """A ~2 mm subsample of the scan's grid, for distance maps that at full resolution would take gigabytes, and
-    the lookup of full-resolution voxels in a map made on it.
+    """A subsample of the scan's grid (every ~`step_mm`), for distance maps that at full resolution would take
+    gigabytes, and the lookup of full-resolution voxels in a map made on it.
 
     The samples are anchored in patient space (every `steps`-th voxel counted from the patient's origin along each
     axis, not from the array's first voxel), and voxels between samples read the linear interpolation of their
