@@ -87,8 +87,10 @@ def _run(network, inputs: np.ndarray, device, batch: int, flips=((),)) -> np.nda
     with torch.inference_mode():
         for start in range(0, padded.shape[0], batch):
             x = torch.from_numpy(np.ascontiguousarray(padded[start:start + batch])).to(device)
-            probability = sum((torch.softmax(network(x.flip(f)), 1).flip(f) for f in flips),
-                              torch.zeros(())) / len(flips)  # flip(()) is identity
+            # The mirrored copies go through the network as one batch (faster on a CPU than one after another).
+            mirrored = torch.softmax(network(torch.cat([x.flip(f) for f in flips])), 1)  # flip(()) is identity
+            copies = mirrored.split(len(x))
+            probability = sum((p.flip(f) for p, f in zip(copies, flips, strict=True)), torch.zeros(())) / len(flips)
             out.append(probability.cpu().numpy())
     return np.concatenate(out)[(slice(None), slice(None)) + crop]
 
