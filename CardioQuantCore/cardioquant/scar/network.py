@@ -89,8 +89,8 @@ def _run(network, inputs: np.ndarray, device, batch: int, flips=((),)) -> np.nda
             x = torch.from_numpy(np.ascontiguousarray(padded[start:start + batch])).to(device)
             # The mirrored copies go through the network as one batch (faster on a CPU than one after another).
             mirrored = torch.softmax(network(torch.cat([x.flip(f) for f in flips])), 1)  # flip(()) is identity
-            copies = mirrored.split(len(x))
-            probability = sum((p.flip(f) for p, f in zip(copies, flips, strict=True)), torch.zeros(())) / len(flips)
+            copies = [p.flip(f) for p, f in zip(mirrored.split(len(x)), flips, strict=True)]
+            probability = sum(copies[1:], copies[0]) / len(flips)
             out.append(probability.cpu().numpy())
     return np.concatenate(out)[(slice(None), slice(None)) + crop]
 

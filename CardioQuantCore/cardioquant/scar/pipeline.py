@@ -92,7 +92,6 @@ def segment(loaded: LoadedImage, stack: np.ndarray, spacing: tuple, options, pro
         if mask.ndim == 2:
             mask = mask[None]
         if mask.max() <= 1:  # binary myocardium: cavity = what the myocardium encloses
-
             cavity = np.stack([geometry.fill_holes(p) for p in mask > 0]) & ~(mask > 0)
             mask = np.where(mask > 0, 2, np.where(cavity, 1, 0)).astype(np.uint8)
         return mask.astype(np.uint8), []
