@@ -92,22 +92,33 @@ def resample_isotropic(image: sitk.Image, spacing_mm: float, is_label: bool, def
     then linearly interpolated; labels use nearest neighbour.
     """
     size = [max(1, int(np.ceil(n * s / spacing_mm))) for n, s in zip(image.GetSize(), image.GetSpacing(), strict=True)]
-    reference = sitk.Image(size, image.GetPixelID())
-    reference.SetSpacing((spacing_mm,) * 3)
-    reference.SetOrigin(image.GetOrigin())
-    reference.SetDirection(image.GetDirection())
-    if not is_label:
-        image = sitk.Cast(image, sitk.sitkFloat32)
-        sigma_voxels = [max(spacing_mm / 2 - s / 2, 0.0) / s for s in image.GetSpacing()][::-1]
-        if any(sigma_voxels):
-            # SciPy is imported here, not with the module: the Slicer panels load this module before it is installed.
-            from scipy import ndimage
+    if is_label:
+        return _resample_grid(image, size, (spacing_mm,) * 3, sitk.sitkNearestNeighbor, default)
+    # Smoothing along one axis and interpolating along another commute, and trilinear interpolation is three 1D
+    # ones: so each axis to be smoothed is smoothed and brought to its new spacing in turn, the most reduced
+    # first, and the next is smoothed on an array already smaller (a 512 x 512 x 300 chest CT: 1.5 s instead of
+    # 4 s; the same values as smoothing everything first, to float rounding). Then one resampling for the rest.
+    from scipy import ndimage  # imported here: the Slicer panels load this module before SciPy is installed
 
-            smoothed = sitk.GetImageFromArray(ndimage.gaussian_filter(sitk.GetArrayFromImage(image), sigma_voxels))
-            smoothed.CopyInformation(image)
-            image = smoothed
-    interpolator = sitk.sitkNearestNeighbor if is_label else sitk.sitkLinear
-    return sitk.Resample(image, reference, sitk.Transform(), interpolator, default)
+    image = sitk.Cast(image, sitk.sitkFloat32)
+    sigma_voxels = [max(spacing_mm / 2 - s / 2, 0.0) / s for s in image.GetSpacing()]
+    for axis in sorted((a for a in range(3) if sigma_voxels[a] > 0), key=lambda a: size[a] / image.GetSize()[a]):
+        smoothed = sitk.GetImageFromArray(ndimage.gaussian_filter1d(sitk.GetArrayViewFromImage(image),
+                                                                    sigma_voxels[axis], axis=2 - axis))
+        smoothed.CopyInformation(image)
+        axis_size, axis_spacing = list(image.GetSize()), list(image.GetSpacing())
+        axis_size[axis], axis_spacing[axis] = size[axis], spacing_mm
+        image = _resample_grid(smoothed, axis_size, axis_spacing, sitk.sitkLinear, default)
+    if list(image.GetSize()) == size and np.allclose(image.GetSpacing(), spacing_mm):
+        return image
+    return _resample_grid(image, size, (spacing_mm,) * 3, sitk.sitkLinear, default)
+
+
+def _resample_grid(image: sitk.Image, size, spacing, interpolator, default: float) -> sitk.Image:
+    """`image` on a grid of `size` and `spacing` with its own origin and direction (given as numbers, not as a
+    reference image, which SimpleITK would allocate and fill)."""
+    return sitk.Resample(image, [int(n) for n in size], sitk.Transform(), interpolator, image.GetOrigin(),
+                         [float(s) for s in spacing], image.GetDirection(), default, image.GetPixelID())
 
 
 def in_plane_distance(mask: np.ndarray, spacing) -> np.ndarray:
