@@ -87,6 +87,23 @@ def test_segmentation_import_export_keeps_names_colours_terminology(mrml):
     assert int((exported == 2).sum()) == 2 * 3 * 3 and int((exported == 4).sum()) == 1
 
 
+def test_a_table_that_offers_no_empty_segments_gives_only_what_was_found_and_keeps_stray_values(mrml):
+    """A table of every possible vertebra puts only the found segments in the scene; a label value outside the
+    table is kept as its own segment (never dropped), and every segment exports back to its voxels."""
+    image = oblique_image(np.zeros((6, 7, 8), np.int16))
+    volume = scene.volume_node_from_image(mrml, image, "ct")
+    label = _labels((6, 7, 8))  # values 2 and 4
+    label[5, 6, 7] = 9  # not in the table
+    table = labels.LabelTable(TABLE.segments, offer_empty=False)
+    seg = scene.segmentation_node_from_labelmap(mrml, geometry.image_from_array(label, image), volume, table, "cac")
+    assert sorted(scene.segment_names(seg)) == ["LAD", "RCA", "unlabelled 9"]
+    exported = scene.labelmap_from_segmentation_node(seg, volume, table)
+    assert np.array_equal(exported, np.where(label == 9, 0, label))
+    stray = labels.LabelTable([labels.SegmentSpec(9, "unlabelled 9", (0.5, 0.5, 0.5), labels.ANATOMICAL_STRUCTURE,
+                                                  ("SCT", "0", "x"))])
+    assert int((scene.labelmap_from_segmentation_node(seg, volume, stray) == 9).sum()) == 1
+
+
 def test_seg_nrrd_is_read_back_by_slicer_core(mrml, tmp_path):
     image = oblique_image(np.zeros((6, 7, 8), np.int16))
     volume = scene.volume_node_from_image(mrml, image, "ct")
@@ -134,3 +151,30 @@ def test_results_sit_beside_their_volume_in_the_subject_hierarchy(mrml):
     table = scene.table_node_from_records(mrml, [{"artery": "LAD", "agatston": 1.0}], "CT calcium table")
     scene.place_with_volume(mrml, volume, segmentation, table, None)
     assert [hierarchy.GetItemParent(hierarchy.GetItemByDataNode(n)) for n in (segmentation, table)] == [study, study]
+
+
+def test_isotropic_resampling_is_gaussian_anti_aliasing_then_trilinear_interpolation():
+    """The network grids: the whole volume smoothed per axis with sigma = (target - spacing) / 2 (none along axes
+    already coarser), then trilinearly interpolated onto the isotropic grid with the scan's origin and direction.
+    Computed here in that textbook order; the pipeline does it axis by axis (cheaper) and must agree."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(3)
+    # i and j downsampled to 2 mm, k upsampled; an oblique direction
+    image = oblique_image(rng.normal(40, 300, (23, 40, 57)).astype(np.int16), spacing=(0.7, 0.9, 3.0))
+    sigma_voxels = [(2.0 - s) / 2 / s if s < 2.0 else 0.0 for s in image.GetSpacing()][::-1]
+    smoothed = sitk.GetImageFromArray(ndimage.gaussian_filter(sitk.GetArrayFromImage(image).astype(np.float32),
+                                                              sigma_voxels))
+    smoothed.CopyInformation(image)
+    grid = sitk.Image([int(np.ceil(n * s / 2.0)) for n, s in zip(image.GetSize(), image.GetSpacing(), strict=True)],
+                      sitk.sitkFloat32)
+    grid.SetSpacing((2.0, 2.0, 2.0))
+    grid.SetOrigin(image.GetOrigin())
+    grid.SetDirection(image.GetDirection())
+    expected = sitk.GetArrayFromImage(sitk.Resample(smoothed, grid, sitk.Transform(), sitk.sitkLinear, -1000.0))
+
+    resampled = geometry.resample_isotropic(image, 2.0, is_label=False, default=-1000.0)
+
+    assert resampled.GetSize() == grid.GetSize() == (20, 18, 35)
+    assert resampled.GetOrigin() == image.GetOrigin() and resampled.GetDirection() == image.GetDirection()
+    assert np.abs(sitk.GetArrayFromImage(resampled) - expected).max() < 1e-3

@@ -52,6 +52,10 @@ class SegmentSpec:
 @dataclass
 class LabelTable:
     segments: list[SegmentSpec] = field(default_factory=list)
+    # Whether the segments a result lacks are put in the scene empty, for the reader to paint into: yes for a few
+    # named structures (arteries, scar), no for a table of every possible vertebra (each segment costs the
+    # segmentation's writer a pass over the whole scan).
+    offer_empty: bool = True
 
     def __post_init__(self):
         values = [s.value for s in self.segments]

@@ -58,7 +58,9 @@ def _label_table() -> LabelTable:
     for tissue, value in REFERENCE_VALUE.items():
         segments.append(SegmentSpec(value, f"reference {tissue}", colours[tissue], TISSUE, REFERENCE_CODES[tissue], None,
                                     f"calibration reference ROI: {tissue}"))
-    return LabelTable(segments)
+    # 104 entries (every level, V1-V24, their ROIs): only the segments found are put in the scene. A reader
+    # who adds a missed body names the new segment as its level's entry (e.g. vertebrae_T7).
+    return LabelTable(segments, offer_empty=False)
 
 
 def _ordinal(n: int) -> str:
