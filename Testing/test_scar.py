@@ -284,6 +284,23 @@ def test_slices_are_segmented_at_the_training_pixel_size():
     assert (unresampled == 2).sum() < 0.8 * (labels == 2).sum()  # the crop cuts the ring at 0.6 mm
 
 
+@pytest.mark.parametrize("lv_slices", [[0, 1, 2, 3, 4], [1], [3, 4]])
+def test_the_lv_is_found_and_cropped_whichever_slices_show_it(lv_slices):
+    """The LV is placed from every second slice (the first pass reads whole slices); a stack whose LV shows only on
+    slices that pass skips is read on every slice instead. The crop lands on the LV, far off the image's centre,
+    and every slice showing it is segmented; the others stay background."""
+    from cardioquant.scar import network
+
+    rows, cols = np.indices((256, 256))
+    radius = np.hypot(rows - 60.0, cols - 190.0)
+    ring = np.where(radius <= 12.0, 1, np.where(radius <= 20.0, 2, 0)).astype(np.uint8)
+    truth = np.zeros((5, 256, 256), np.uint8)
+    truth[lv_slices] = ring
+    labels = network.predict(_IntensityNetwork().eval(), (truth * 0.5).astype(np.float32), torch.device("cpu"),
+                             flips=((),))
+    assert np.array_equal(labels, truth)
+
+
 @pytest.mark.parametrize("arc", [(60, 180), (300, 60), (200, 330)])
 def test_rv_insertion_is_where_the_rv_arc_starts(arc):
     """An RV cavity against the epicardium over a known arc: the anterior insertion is the arc's start when the
