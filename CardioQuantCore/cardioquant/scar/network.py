@@ -191,8 +191,8 @@ def probabilities(network, stack: np.ndarray, device, progress=None, batch: int 
                   pixel_mm: tuple[float, float] | None = None, refiner=None) -> np.ndarray:
     """Class probabilities [slices, classes, rows, cols] for a normalised short-axis stack. Slices are resampled
     to the training pixel size, then segmented in two passes: whole slices find the LV (largest connected
-    cavity + myocardium over the stack; `_locate_lv`), then 128 x 128 crops centred on it are segmented (the field of view the
-    network was trained on), averaged over mirrored copies (`flips`). With a `refiner` (the cascade's second
+    cavity + myocardium over the stack; `_locate_lv`), then 128 x 128 crops centred on it are segmented (the
+    field of view the network was trained on), averaged over mirrored copies (`flips`). With a `refiner` (the cascade's second
     stage) the scar inside the wall comes from it: it reads the crop with the first stage's cavity and wall
     probabilities, a task narrower than the first stage's five classes. The probabilities are resampled back to
     the input grid."""
