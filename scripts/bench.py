@@ -18,6 +18,15 @@ import numpy as np
 
 from cardioquant.metrics import dice
 
+CLI = Path(sys.executable).with_name("cardioquant")  # the command a user runs, from this environment
+
+
+def _command_seconds(*args: str) -> float:
+    """Wall time of one `cardioquant` command as a user runs it (a fresh process); NaN when it fails."""
+    started = time.perf_counter()
+    done = subprocess.run([str(CLI), *args], capture_output=True, text=True)
+    return time.perf_counter() - started if done.returncode == 0 else float("nan")
+
 
 def _timed(function, repeat=3):
     best = float("inf")
@@ -797,10 +806,7 @@ def bench_bmd_speed():
         print(f"bmd whole chest CT: failed\n{out.stderr[-2000:]}")
         return
     figures = json.loads(out.stdout.strip().splitlines()[-1])
-    started = time.perf_counter()
-    command = subprocess.run([str(Path(sys.executable).with_name("cardioquant")), "bmd", path, "-o",
-                              str(Path(path).with_name("cli")), "--quiet"], capture_output=True, text=True)
-    whole = time.perf_counter() - started if command.returncode == 0 else float("nan")
+    whole = _command_seconds("bmd", path, "-o", str(Path(path).with_name("cli")), "--quiet")
     print(f"bmd whole chest CT {figures['shape'][2]}x{figures['shape'][1]}x{figures['shape'][0]} (network source): "
           f"{figures['seconds']:.1f} s (target <= 30 s), process peak memory {figures['peak_gb']:.2f} GB "
           f"(target <= 4 GB); levels {', '.join(figures['levels'])}; the whole `cardioquant bmd` command (start-up "
@@ -843,13 +849,12 @@ def bench_memory(shared: Path):
     folder = Path(tempfile.mkdtemp(prefix="cardioquant-bench-memory-"))
     what, scans = _chest_ct_sizes(shared, folder)
     print(f"peak memory at the default budget (4 GB), on {what}:")
-    cli = Path(sys.executable).with_name("cardioquant")
     for scan in scans:
         for analysis in ("calcium", "bmd", "ffr"):
             started = time.perf_counter()
             log = folder / f"{analysis}-{scan.stem}.log"
             with open(log, "w") as handle:
-                process = subprocess.Popen([str(cli), analysis, str(scan), "-o", str(folder / f"{analysis}-{scan.stem}"),
+                process = subprocess.Popen([str(CLI), analysis, str(scan), "-o", str(folder / f"{analysis}-{scan.stem}"),
                                             "--quiet"], stdout=handle, stderr=subprocess.STDOUT)
                 _, status, usage = os.wait4(process.pid, 0)  # this child's own peak, not the largest so far
             code = os.waitstatus_to_exitcode(status)
@@ -1244,10 +1249,7 @@ def bench_scar_whole_case(shared: Path):
     case = myops.split(list(myops.cases(folder)))[1][0]
     scan = next((folder / case).glob("*_LGE.nii.gz"))
     out = Path(__import__("tempfile").mkdtemp())
-    started = time.perf_counter()
-    command = subprocess.run([str(Path(sys.executable).with_name("cardioquant")), "scar", str(scan), "-o",
-                              str(out / "cli"), "--quiet"], capture_output=True, text=True)
-    whole = time.perf_counter() - started if command.returncode == 0 else float("nan")
+    whole = _command_seconds("scar", str(scan), "-o", str(out / "cli"), "--quiet")
     started = time.perf_counter()
     subprocess.run([sys.executable, "-c", "import torch, monai, slicer, matplotlib.pyplot"], check=True)
     imports = time.perf_counter() - started
