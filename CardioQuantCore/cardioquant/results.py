@@ -236,8 +236,8 @@ def _write_result(result: ModuleResult, loaded: LoadedImage, staging: Path) -> N
         seg_node = scene_layer.segmentation_node_from_labelmap(scene, result.label_image, volume_node,
                                                                result.label_table, name)
         scene_layer.save_node(seg_node, staging / f"{name}.seg.nrrd")
-        for node in (volume_node, seg_node):
-            scene.RemoveNode(node)
+        scene_layer.remove_segmentation_node(seg_node)
+        scene.RemoveNode(volume_node)
     scene.RemoveNode(table_node)
     if result.report is not None:
         result.report(staging / f"{name}_report.png")
