@@ -1,5 +1,7 @@
 """Scene layer: exact geometry and segmentation round trips through real MRML nodes (slicer-core)."""
 
+import os
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -215,3 +217,28 @@ def test_isotropic_resampling_is_gaussian_anti_aliasing_then_trilinear_interpola
     assert resampled.GetSize() == grid.GetSize() == (20, 18, 35)
     assert resampled.GetOrigin() == image.GetOrigin() and resampled.GetDirection() == image.GetDirection()
     assert np.abs(sitk.GetArrayFromImage(resampled) - expected).max() < 1e-3
+
+
+def test_masks_of_labels_are_each_label_exactly_and_ignore_values_above_the_count():
+    labels = np.zeros((9, 10, 11), np.uint8)
+    labels[1:4, 2:5, 3:7] = 1
+    labels[6, 8, 10] = 3  # label 2 absent: an empty mask
+    labels[0, 0, 0] = 255  # "not a body": no mask of its own
+    masks = geometry.masks_of_labels(labels, 3)
+    assert [int(mask.sum()) for mask in masks] == [3 * 3 * 4, 0, 1]
+    for value, mask in enumerate(masks, start=1):
+        assert np.array_equal(mask, labels == value)
+
+
+@pytest.mark.parametrize("threads", ["1", "2", "3"])
+def test_per_slice_work_gives_the_same_answer_on_any_number_of_threads(threads, monkeypatch):
+    from scipy import ndimage
+
+    monkeypatch.setenv("OMP_NUM_THREADS", threads)
+    assert geometry.worker_threads() == min(int(threads), len(os.sched_getaffinity(0)))
+    mask = np.random.default_rng(3).random((7, 30, 40)) > 0.3
+    expected = np.stack([ndimage.distance_transform_edt(plane, sampling=(0.8, 0.6)) for plane in mask])
+    assert np.array_equal(geometry.in_plane_distance(mask, (0.6, 0.8, 2.0)), expected)
+    # work that itself maps over slices runs inside its thread instead of waiting on a full pool
+    nested = geometry.parallel_map(lambda k: geometry.parallel_map(lambda j: (k, j), range(3)), range(4))
+    assert nested == [[(k, j) for j in range(3)] for k in range(4)]

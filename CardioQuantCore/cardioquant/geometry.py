@@ -121,11 +121,41 @@ def _resample_grid(image: sitk.Image, size, spacing, interpolator, default: floa
                          [float(s) for s in spacing], image.GetDirection(), default, image.GetPixelID())
 
 
+def worker_threads() -> int:
+    """Threads for work that releases Python's lock (SciPy's distance transforms and labelling, NumPy): the cores
+    this process may use, or OMP_NUM_THREADS where it is set (Dask gives each cohort worker one core that way)."""
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    limit = os.environ.get("OMP_NUM_THREADS", "")
+    return max(1, min(cores, int(limit))) if limit.isdigit() else cores
+
+
+_POOLS: dict = {}  # thread count -> executor, made on first use and kept for the process
+
+
+def parallel_map(function, items) -> list:
+    """[function(item) for item in items], run on worker_threads() threads: slices of a scan are independent, and
+    what takes the time in each releases Python's lock. Called from one of those threads it runs in that thread
+    (a pool waiting on itself would never finish)."""
+    import threading
+
+    items = list(items)
+    threads = worker_threads()
+    if threads == 1 or len(items) < 2 or threading.current_thread().name.startswith("cardioquant-slices"):
+        return [function(item) for item in items]
+    if threads not in _POOLS:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="cardioquant-slices")
+    return list(_POOLS[threads].map(function, items))
+
+
 def in_plane_distance(mask: np.ndarray, spacing) -> np.ndarray:
     """Per slice of a [k, j, i] mask, each voxel's in-plane distance (mm) to the nearest voxel outside it."""
     from scipy import ndimage
 
-    return np.stack([ndimage.distance_transform_edt(plane, sampling=spacing[1::-1]) for plane in mask])
+    return np.stack(parallel_map(lambda plane: ndimage.distance_transform_edt(plane, sampling=spacing[1::-1]), mask))
 
 
 def field_of_view_rim(hu: np.ndarray, depth_voxels: int = 3) -> np.ndarray:
@@ -213,6 +243,20 @@ def open_in_plane(mask: np.ndarray, radius: float) -> np.ndarray:
     if not eroded.any():
         return np.zeros_like(mask)
     return (ndimage.distance_transform_edt(~eroded) <= radius)[pad:-pad, pad:-pad]
+
+
+def masks_of_labels(labels: np.ndarray, count: int) -> list[np.ndarray]:
+    """[labels == 1, ..., labels == count], each written only in its label's box (found in one pass over the
+    array): fourteen comparisons over a whole chest CT took 1.3 s, and the rest of each mask is never touched."""
+    from scipy import ndimage
+
+    masks = []
+    for value, box in enumerate(ndimage.find_objects(labels, max_label=count), start=1):
+        mask = np.zeros(labels.shape, bool)
+        if box is not None:
+            mask[box] = labels[box] == value
+        masks.append(mask)
+    return masks
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:

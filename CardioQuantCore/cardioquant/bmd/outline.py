@@ -14,7 +14,15 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
-from ..geometry import close_in_plane, closings_in_plane, disk, fill_holes, largest_component, open_in_plane
+from ..geometry import (
+    close_in_plane,
+    closings_in_plane,
+    disk,
+    fill_holes,
+    largest_component,
+    open_in_plane,
+    parallel_map,
+)
 
 CORTEX_ABOVE_TRABECULAR_HU = 60.0  # cortical shell: at least this much above the body's own trabecular bone
 REACH_MM = 30.0                    # the shell lies at most this far from the network's piece (a body is 30-50 mm wide)
@@ -27,6 +35,8 @@ MAX_AREA_MM2 = 3000.0              # larger than the largest lumbar end plates (
 END_PLATE_GROWTH = 1.1             # an end-plate slice is no larger than the body's ringed slices
 PIECE_HOLDS_BODY = 0.75            # a slice where the network's piece is this share of the ring's inside is kept
 RING_HOLDS_PIECE = 0.3             # a ring is the body's when its inside holds this share of the network's piece
+
+END_PLATE = "end plate"            # a slice with no ring: bone all through
 
 
 def to_cortical_shell(bodies: dict, hu: np.ndarray, spacing, posterior: int, barrier: np.ndarray) -> dict:
@@ -58,8 +68,9 @@ def _body_to_shell(piece: np.ndarray, hu: np.ndarray, spacing, posterior: int, b
     in_front = rows <= back if posterior > 0 else rows >= back
     may_take = in_front & (rows != back) & allowed  # in front of the canal, and not blocked
     pixel = float(spacing[0])
-    out, end_plates = piece.copy(), []
-    for z in np.nonzero(piece.any(axis=(1, 2)))[0]:
+
+    def section_at(z: int):
+        """The body's section on slice z inside its ring; None: keep the network's piece; END_PLATE: no ring."""
         near = ndimage.distance_transform_edt(~piece[z], sampling=spacing[1::-1]) <= REACH_MM
         # The canal's front closes the ring at the back, where the posterior wall is thin or open. The cortex is thin:
         # a thick bright region (an iodinated aorta touching the body) is not part of the ring.
@@ -68,12 +79,18 @@ def _body_to_shell(piece: np.ndarray, hu: np.ndarray, spacing, posterior: int, b
         ring = (bright & ~thick) | (wall & near)
         filled = _inside_ring(ring, piece[z], spacing)
         if filled is None:
-            end_plates.append(z)
-            continue
+            return END_PLATE
         section = largest_component(ndimage.binary_opening(filled & may_take[z])) | piece[z]
         if piece[z].sum() >= PIECE_HOLDS_BODY * section.sum():
-            continue  # the network found this slice's body: its split at tilted end plates beats a slice's ring
-        if _plausible_section(section, pixel):
+            return None  # the network found this slice's body: its split at tilted end plates beats a slice's ring
+        return section if _plausible_section(section, pixel) else None
+
+    out, end_plates = piece.copy(), []
+    slices = np.nonzero(piece.any(axis=(1, 2)))[0]
+    for z, section in zip(slices, parallel_map(section_at, slices), strict=True):
+        if section is END_PLATE:
+            end_plates.append(z)
+        elif section is not None:
             out[z] = section
     ringed = [z for z in range(out.shape[0]) if out[z].any() and z not in end_plates]
     if ringed and end_plates:

@@ -180,7 +180,7 @@ def bodies_from_network(image: sitk.Image, options, hu: np.ndarray,
     indexed_image = sitk.GetImageFromArray(indexed)
     indexed_image.CopyInformation(coarse)
     native = network.to_native(indexed_image, image)
-    levels = {level: native == number for number, level in enumerate(naming.levels, start=1)}
+    levels = dict(zip(naming.levels, geometry.masks_of_labels(native, len(naming.levels)), strict=True))
     # Each body is redrawn on the scan's pixels, out to its cortical shell.
     levels = outline.to_cortical_shell(levels, hu, image.GetSpacing(), sign, barrier=native == not_a_body)
     described = {"rule": naming.rule, "determined": naming.determined, "notes": naming.warnings,
