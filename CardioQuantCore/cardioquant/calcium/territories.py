@@ -210,9 +210,10 @@ def assign(candidate_mask: np.ndarray, heart_region: np.ndarray, voxel_to_lps, s
     depth_at, radius = _region_depth(heart_region, spacing, voxel_to_lps)
     on_large_lumen = _large_lumen_lookup(hu, grid) if contrast and hu is not None else None
     bone_gap_at = _bone_gap_lookup(components, heart_region, voxel_mm3, grid)
-    metal_voxels = hu >= METAL_HU if hu is not None else np.zeros(candidate_mask.shape, bool)
-    metal = set(np.unique(components[metal_voxels]).tolist()) - {0}  # candidates holding metal
-    metal_gap_at = _metal_gap_lookup(metal_voxels, voxel_to_lps) if metal_voxels.any() else None
+    metal_voxels = hu >= METAL_HU if hu is not None else None  # no HU: no metal rules
+    metal = set(np.unique(components[metal_voxels]).tolist()) - {0} if metal_voxels is not None else set()
+    metal_gap_at = (_metal_gap_lookup(metal_voxels, voxel_to_lps)
+                    if metal_voxels is not None and metal_voxels.any() else None)
     extents = section_extents(heart_region, voxel_to_lps)
     entries = []
     boxes = ndimage.find_objects(components)
