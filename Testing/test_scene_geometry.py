@@ -106,15 +106,21 @@ def test_a_table_that_offers_no_empty_segments_gives_only_what_was_found_and_kee
     assert int((scene.labelmap_from_segmentation_node(seg, volume, stray) == 9).sum()) == 1
 
 
-def test_seg_nrrd_is_read_back_by_slicer_core(mrml, tmp_path):
-    image = oblique_image(np.zeros((6, 7, 8), np.int16))
+def _saved_segmentation(mrml, tmp_path, label):
+    """(CT image, its volume node, the segmentation of `label` on it, the .seg.nrrd it was saved to)."""
+    image = oblique_image(np.zeros(label.shape, np.int16))
     volume = scene.volume_node_from_image(mrml, image, "ct")
-    label = _labels((6, 7, 8))
     seg = scene.segmentation_node_from_labelmap(mrml, geometry.image_from_array(label, image), volume, TABLE, "cac")
     scene.save_node(seg, tmp_path / "cac.seg.nrrd")
+    return image, volume, seg, tmp_path / "cac.seg.nrrd"
+
+
+def test_seg_nrrd_is_read_back_by_slicer_core(mrml, tmp_path):
+    label = _labels((6, 7, 8))
+    image, _, _, path = _saved_segmentation(mrml, tmp_path, label)
     other_scene = scene.new_scene()
     other_volume = scene.volume_node_from_image(other_scene, image, "ct")
-    loaded = scene.load_segmentation(other_scene, tmp_path / "cac.seg.nrrd")
+    loaded = scene.load_segmentation(other_scene, path)
     assert sorted(scene.segment_names(loaded)) == ["LAD", "LM", "RCA"]
     segmentation = loaded.GetSegmentation()
     rca = segmentation.GetSegment(segmentation.GetSegmentIdBySegmentName("RCA"))
@@ -125,38 +131,28 @@ def test_seg_nrrd_is_read_back_by_slicer_core(mrml, tmp_path):
 def test_seg_nrrd_keeps_the_reference_grid_though_the_segments_fill_a_corner_of_it(mrml, tmp_path):
     """The segments are held on the box of their voxels (Slicer's own layout), yet the file has the CT's grid:
     voxel (i, j, k) of the .seg.nrrd is voxel (i, j, k) of the CT, as a reader of both files expects."""
-    image = oblique_image(np.zeros((6, 7, 8), np.int16))
-    volume = scene.volume_node_from_image(mrml, image, "ct")
     label = _labels((6, 7, 8))  # voxels in k 1-4, j 1-4, i 1-5 only
-    seg = scene.segmentation_node_from_labelmap(mrml, geometry.image_from_array(label, image), volume, TABLE, "cac")
-    scene.save_node(seg, tmp_path / "cac.seg.nrrd")
-    written = sitk.ReadImage(str(tmp_path / "cac.seg.nrrd"))  # an independent reader
+    image, _, _, path = _saved_segmentation(mrml, tmp_path, label)
+    written = sitk.ReadImage(str(path))  # an independent reader
     assert written.GetSize() == image.GetSize()
     assert np.allclose(written.GetOrigin(), image.GetOrigin(), atol=1e-4)
     assert np.array_equal(sitk.GetArrayFromImage(written), label)
 
 
 def test_a_result_with_no_voxels_gives_empty_segments_that_are_written_and_read_back(mrml, tmp_path):
-    image = oblique_image(np.zeros((6, 7, 8), np.int16))
-    volume = scene.volume_node_from_image(mrml, image, "ct")
-    seg = scene.segmentation_node_from_labelmap(mrml, geometry.image_from_array(np.zeros((6, 7, 8), np.uint8), image),
-                                                volume, TABLE, "cac")
+    _, volume, seg, path = _saved_segmentation(mrml, tmp_path, np.zeros((6, 7, 8), np.uint8))
     assert sorted(scene.segment_names(seg)) == ["LAD", "LM", "RCA"]
-    scene.save_node(seg, tmp_path / "cac.seg.nrrd")
-    loaded = scene.load_segmentation(scene.new_scene(), tmp_path / "cac.seg.nrrd")
-    assert sorted(scene.segment_names(loaded)) == ["LAD", "LM", "RCA"]
     assert not scene.labelmap_from_segmentation_node(seg, volume, TABLE).any()
+    loaded = scene.load_segmentation(scene.new_scene(), path)
+    assert sorted(scene.segment_names(loaded)) == ["LAD", "LM", "RCA"]
 
 
 def test_a_removed_segmentation_leaves_the_scene_and_its_saved_file_intact(mrml, tmp_path):
-    image = oblique_image(np.zeros((6, 7, 8), np.int16))
-    volume = scene.volume_node_from_image(mrml, image, "ct")
     label = _labels((6, 7, 8))
-    seg = scene.segmentation_node_from_labelmap(mrml, geometry.image_from_array(label, image), volume, TABLE, "cac")
-    scene.save_node(seg, tmp_path / "cac.seg.nrrd")
+    _, _, seg, path = _saved_segmentation(mrml, tmp_path, label)
     scene.remove_segmentation_node(seg)
     assert mrml.GetNodesByClass("vtkMRMLSegmentationNode").GetNumberOfItems() == 0
-    assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "cac.seg.nrrd"))), label)
+    assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(path))), label)
 
 
 def test_table_node_csv_round_trip(mrml, tmp_path):
