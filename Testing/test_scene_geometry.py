@@ -155,6 +155,21 @@ def test_a_removed_segmentation_leaves_the_scene_and_its_saved_file_intact(mrml,
     assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(path))), label)
 
 
+def test_a_segment_edited_beyond_the_box_of_the_run_keeps_the_new_voxels(mrml, tmp_path):
+    """The run's segments are held on the box of their voxels; a reader's edit reaching beyond it (a lesion the
+    run missed, in a corner of the scan) is kept, exported, written and read back like any other voxel."""
+    label = _labels((6, 7, 8))  # the run's voxels in k 1-4, j 1-4, i 1-5
+    _, volume, seg, _ = _saved_segmentation(mrml, tmp_path, label)
+    edited = label.copy()
+    edited[5, 6, 7] = 1  # an LM lesion in the far corner, outside the run's box
+    edited[1, 2, 3] = 0  # and a voxel taken off the LAD
+    scene.update_segments_from_labelmap(seg, edited, volume, TABLE)
+    assert np.array_equal(scene.labelmap_from_segmentation_node(seg, volume, TABLE), edited)
+    scene.save_node(seg, tmp_path / "edited.seg.nrrd")
+    reread = scene.load_segmentation(scene.new_scene(), tmp_path / "edited.seg.nrrd")
+    assert np.array_equal(scene.labelmap_from_segmentation_node(reread, volume, TABLE), edited)
+
+
 def test_table_node_csv_round_trip(mrml, tmp_path):
     records = [{"artery": "LAD", "agatston": 12.5, "lesions": 2}, {"artery": "RCA", "agatston": 0.0, "lesions": 0}]
     node = scene.table_node_from_records(mrml, records, "scores")
