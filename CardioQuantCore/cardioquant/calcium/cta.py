@@ -17,7 +17,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import InputError
-from ..geometry import round_cross_section
+from ..geometry import in_plane_distance, round_cross_section
 
 IODINE_RANGE_HU = (180.0, 900.0)
 # Agatston-equivalent = DEFAULT_SCALE x raw CTA score: calcium below the lumen-relative threshold is invisible on
@@ -62,8 +62,7 @@ def _aortic_roi(top: np.ndarray, spacing) -> LumenStatistics:
     has its cortical shell)."""
     in_range = (top >= IODINE_RANGE_HU[0]) & (top <= IODINE_RANGE_HU[1])
     # Pad with "outside" so structures cut by the field of view do not look deep.
-    depth = np.stack([ndimage.distance_transform_edt(np.pad(plane, 1), sampling=spacing[1::-1])[1:-1, 1:-1]
-                      for plane in in_range])
+    depth = in_plane_distance(np.pad(in_range, ((0, 0), (1, 1), (1, 1))), spacing)[:, 1:-1, 1:-1]
     core = depth >= 3.0  # 3 mm inside the wall: no partial volume, no wall calcium
     components, count = ndimage.label(core)
     best = None
