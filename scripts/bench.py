@@ -1200,6 +1200,9 @@ def bench_scar_myops(shared: Path, segmenter=None, refiner=None):
               f"{lge['mad']:.1f} points (bias {bias:+.1f}), >= 15% class agreement {lge['same'] * 100:.0f}%; {zero} read "
               f"0% scar; {seconds / len(ids):.1f} s per case")
         print(f"  {_scar_beyond_the_labels(raw_labels, [p for _, p in pairs])}")
+        print("  per case, %LGE labelled -> read (scar Dice): " + ", ".join(
+            f"{case} {_lge_percent(y >= 3, y):.1f} -> {_lge_percent(p >= 3, p):.1f} ({dice(p >= 3, y >= 3):.2f})"
+            for case, (y, p) in zip(ids, pairs, strict=True)))
         lge_alone = _lge_agreement([_lge_percent(y >= 3, y) for y, _ in alone], [_lge_percent(p >= 3, p) for _, p in alone])
         print(f"  segmenter alone: scar Dice {np.mean([dice(p >= 3, y >= 3) for y, p in alone]):.3f} per case, "
               f"{_pooled_scar_dice(alone):.3f} pooled; %LGE r {lge_alone['r']:.3f}, mean |diff| {lge_alone['mad']:.1f}")
