@@ -151,8 +151,11 @@ def segmentation_node_from_labelmap(scene, label_image: sitk.Image, reference_no
     slicer = _slicer()
     label_image = geometry.as_uint8(sitk.JoinSeries(label_image) if label_image.GetDimension() == 2 else label_image)
     labels = sitk.GetArrayViewFromImage(label_image)
-    present = set(np.unique(labels).tolist()) - {0}
-    shared = _labelmap_on_extent(labels, _labelled_extent(labels), geometry.ijk_to_ras(label_image))
+    extent = _labelled_extent(labels)
+    i0, i1, j0, j1, k0, k1 = extent
+    box = labels[k0:k1 + 1, j0:j1 + 1, i0:i1 + 1]  # every labelled voxel, read once more instead of the whole scan
+    present = set(np.unique(box).tolist()) - {0}
+    shared = _labelmap_on_extent(box, extent, geometry.ijk_to_ras(label_image))
     segmentation_node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
     segmentation_node.CreateDefaultDisplayNodes()
     if reference_node is not None:
@@ -198,17 +201,15 @@ def _labelled_extent(labels_kji: np.ndarray) -> tuple[int, ...]:
     return tuple(extent)
 
 
-def _labelmap_on_extent(labels_kji: np.ndarray, extent: tuple[int, ...], ijk_to_ras: np.ndarray):
-    """The voxels of `extent` as an oriented image on the full grid's IJK-to-RAS: the same voxel indices as the
-    reference volume, so the file written keeps the reference extent (Slicer pads it back)."""
+def _labelmap_on_extent(box: np.ndarray, extent: tuple[int, ...], ijk_to_ras: np.ndarray):
+    """The label voxels `box` [k, j, i] of `extent` as an oriented image on the full grid's IJK-to-RAS: the same
+    voxel indices as the reference volume, so the file written keeps the reference extent (Slicer pads it back)."""
     import vtk
     from vtk.util import numpy_support
 
     shared = _slicer().vtkOrientedImageData()
     shared.SetExtent(*extent)
     shared.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
-    i0, i1, j0, j1, k0, k1 = extent
-    box = labels_kji[k0:k1 + 1, j0:j1 + 1, i0:i1 + 1]
     if box.size:
         numpy_support.vtk_to_numpy(shared.GetPointData().GetScalars())[:] = box.ravel()
     shared.SetImageToWorldMatrix(_vtk_matrix(ijk_to_ras))
