@@ -12,6 +12,12 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+# VTK's own classes from the modules that hold them: `import vtk` loads every VTK module (0.2-0.3 s per command).
+# Slicer's libraries load these modules anyway, so importing them here costs nothing.
+from vtkmodules.vtkCommonCore import VTK_UNSIGNED_CHAR, vtkDoubleArray, vtkStringArray
+from vtkmodules.vtkCommonDataModel import vtkImageData
+from vtkmodules.vtkCommonMath import vtkMatrix4x4
+
 from . import geometry
 from .imageio import RUN_ATTRIBUTES, LoadedImage
 from .labels import LabelTable
@@ -56,9 +62,8 @@ def _segmentations_logic():
 
 
 def _vtk_matrix(matrix: np.ndarray):
-    import vtk
 
-    out = vtk.vtkMatrix4x4()
+    out = vtkMatrix4x4()
     for r in range(4):
         for c in range(4):
             out.SetElement(r, c, float(matrix[r, c]))
@@ -86,10 +91,9 @@ def volume_node_from_image(scene, image: sitk.Image, name: str, labelmap: bool =
 def geometry_node(scene, image: sitk.Image, name: str):
     """A volume node with the image's grid and no voxels: the reference geometry of a segmentation written to
     file, without a copy of a scan that may be gigabytes."""
-    import vtk
 
     node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
-    image_data = vtk.vtkImageData()
+    image_data = vtkImageData()
     image_data.SetDimensions(*image.GetSize())
     node.SetAndObserveImageData(image_data)
     node.SetIJKToRASMatrix(_vtk_matrix(geometry.ijk_to_ras(image)))
@@ -97,11 +101,10 @@ def geometry_node(scene, image: sitk.Image, name: str):
 
 
 def update_volume_node(node, array_kji: np.ndarray, ijk_to_ras: np.ndarray) -> None:
-    import vtk
-    from vtk.util import numpy_support
+    from vtkmodules.util import numpy_support
 
     array_kji = np.ascontiguousarray(array_kji)
-    image_data = vtk.vtkImageData()
+    image_data = vtkImageData()
     image_data.SetDimensions(array_kji.shape[2], array_kji.shape[1], array_kji.shape[0])
     vtk_array = numpy_support.numpy_to_vtk(array_kji.ravel(), deep=True)
     vtk_array.SetName("ImageScalars")
@@ -111,7 +114,7 @@ def update_volume_node(node, array_kji: np.ndarray, ijk_to_ras: np.ndarray) -> N
 
 
 def array_from_volume_node(node) -> np.ndarray:
-    from vtk.util import numpy_support
+    from vtkmodules.util import numpy_support
 
     image_data = node.GetImageData()
     dims = image_data.GetDimensions()
@@ -121,9 +124,8 @@ def array_from_volume_node(node) -> np.ndarray:
 
 def image_from_volume_node(node) -> sitk.Image:
     """SimpleITK image (LPS geometry) of a volume node; parent transforms are not applied (stated limit)."""
-    import vtk
 
-    matrix = vtk.vtkMatrix4x4()
+    matrix = vtkMatrix4x4()
     node.GetIJKToRASMatrix(matrix)
     spacing, origin, direction = geometry.geometry_from_ijk_to_ras(_numpy_matrix(matrix))
     image = sitk.GetImageFromArray(array_from_volume_node(node))
@@ -204,12 +206,11 @@ def _labelled_extent(labels_kji: np.ndarray) -> tuple[int, ...]:
 def _labelmap_on_extent(box: np.ndarray, extent: tuple[int, ...], ijk_to_ras: np.ndarray):
     """The label voxels `box` [k, j, i] of `extent` as an oriented image on the full grid's IJK-to-RAS: the same
     voxel indices as the reference volume, so the file written keeps the reference extent (Slicer pads it back)."""
-    import vtk
-    from vtk.util import numpy_support
+    from vtkmodules.util import numpy_support
 
     shared = _slicer().vtkOrientedImageData()
     shared.SetExtent(*extent)
-    shared.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
+    shared.AllocateScalars(VTK_UNSIGNED_CHAR, 1)
     if box.size:
         numpy_support.vtk_to_numpy(shared.GetPointData().GetScalars())[:] = box.ravel()
     shared.SetImageToWorldMatrix(_vtk_matrix(ijk_to_ras))
@@ -231,7 +232,6 @@ def labelmap_from_segmentation_node(segmentation_node, reference_node, table: La
 
     Used to recompute scores after the user edits segments; where segments overlap the later table entry wins.
     """
-    import vtk
 
     logic = _segmentations_logic()
     scene = segmentation_node.GetScene()
@@ -241,7 +241,7 @@ def labelmap_from_segmentation_node(segmentation_node, reference_node, table: La
         segment_id = segmentation.GetSegmentIdBySegmentName(spec.name)
         if not segment_id:
             continue
-        ids = vtk.vtkStringArray()
+        ids = vtkStringArray()
         ids.InsertNextValue(segment_id)
         temp = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__cardioquant_export__")
         try:
@@ -258,10 +258,9 @@ def update_segments_from_labelmap(segmentation_node, labels: np.ndarray, referen
     """Replace, in place, the content of the segmentation's segments named in `table` by `labels` (values from the
     table, on the reference volume's grid): the reader's node keeps its segments, names, colours and terminology.
     Used when the panel reassigns a lesion (slicer.util's per-segment update needs Slicer's application)."""
-    import vtk
 
     segmentation = segmentation_node.GetSegmentation()
-    ids = vtk.vtkStringArray()
+    ids = vtkStringArray()
     ordered = np.zeros(labels.shape, dtype=np.uint8)  # the import maps label n to the n-th segment ID
     for spec in table.segments:
         segment_id = segmentation.GetSegmentIdBySegmentName(spec.name)
@@ -305,7 +304,6 @@ def table_node_from_records(scene, records: list[dict], name: str, columns: list
     """Table node with one row per record; numeric columns are typed (double) so Slicer plots them. With `node`
     (a run's table) its content is replaced in place: the panel keeps one table per run however often the reader
     edits."""
-    import vtk
 
     columns = columns or list(dict.fromkeys(k for r in records for k in r))
     if node is None:
@@ -318,16 +316,27 @@ def table_node_from_records(scene, records: list[dict], name: str, columns: list
         # (the JSON's null), not "nan".
         numeric = any(v is not None for v in values) and all(
             isinstance(v, (int, float, np.number)) and not isinstance(v, bool) or v is None for v in values)
-        array = vtk.vtkDoubleArray() if numeric and records else vtk.vtkStringArray()
-        array.SetName(column)
-        for v in values:
-            if numeric:
-                array.InsertNextValue(float("nan") if v is None else float(v))
-            else:
-                array.InsertNextValue("" if v is None else str(v))
-        table.AddColumn(array)
+        table.AddColumn(_numbers(column, values) if numeric else _texts(column, values))
     node.Modified()
     return node
+
+
+def _numbers(name: str, values: list):
+    """A table column of doubles; a missing value is NaN."""
+    array = vtkDoubleArray()
+    array.SetName(name)
+    for v in values:
+        array.InsertNextValue(float("nan") if v is None else float(v))
+    return array
+
+
+def _texts(name: str, values: list):
+    """A table column of text; a missing value is empty."""
+    array = vtkStringArray()
+    array.SetName(name)
+    for v in values:
+        array.InsertNextValue("" if v is None else str(v))
+    return array
 
 
 def plot_profiles(scene, profiles: dict, name: str, x_title: str, y_title: str):
