@@ -80,6 +80,19 @@ def test_usage_error_exits_2():
     assert exc.value.code == 2
 
 
+@pytest.mark.parametrize(("argv", "what"), [(["calcium", "ct.nrrd", "-o", "out", "--mode", "foo"], "--mode"),
+                                            (["calcium", "ct.nrrd"], "-o/--output"),
+                                            (["scar", "mr.nrrd", "-o", "out", "--n-sd", "many"], "--n-sd"),
+                                            (["perfusion", "ct.nrrd"], "perfusion")])
+def test_a_usage_error_is_one_line_naming_the_option_and_the_help(capsys, argv, what):
+    """A mistyped option is refused like any bad input: exit 2 and one line (not argparse's usage block)."""
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(lines) == 1
+    assert what in lines[0] and "--help" in lines[0]
+
+
 def test_console_script_exit_code_and_single_line(tmp_path):
     """The installed entry point, as a user runs it: a separate process, one error line, exit 2."""
     result = subprocess.run([sys.executable, "-m", "cardioquant.cli", "bmd", str(tmp_path / "missing.nii.gz"),

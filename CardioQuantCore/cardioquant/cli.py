@@ -23,6 +23,14 @@ from .results import ModuleResult, check_can_write, write_outputs
 EXIT_OK, EXIT_PROCESSING = 0, 3  # bad input exits 2 (CardioQuantError.exit_code, argparse)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (what is wrong and where the help is), not the usage block first:
+    the same form as every other refusal of bad input."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
+
+
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", help="scan: .nrrd/.nhdr/.nii(.gz)/.mha file or a DICOM folder (subfolders searched)")
     parser.add_argument("--series", help="DICOM folder with several series: the Series Instance UID or the number "
@@ -38,7 +46,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cardioquant", description="Quantitative cardiac CT/MRI measurements.")
+    parser = OneLineParser(prog="cardioquant", description="Quantitative cardiac CT/MRI measurements.")
     parser.add_argument("--version", action="version", version=f"cardioquant {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("batch", help="run analyses on a whole cohort (folder tree or CSV manifest) on a Dask "

@@ -30,7 +30,9 @@ EXIT_OK, EXIT_INPUT, EXIT_FAILED, EXIT_INTERRUPTED = 0, 2, 3, 130
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cardioquant batch", description=__doc__.split("\n\n")[1],
+    from ..cli import OneLineParser
+
+    parser = OneLineParser(prog="cardioquant batch", description=__doc__.split("\n\n")[1],
                                      epilog="Any other option is passed to every analysis (e.g. --device cpu, --kvp "
                                             "120); per-study options go in the manifest's columns.")
     parser.add_argument("inputs", type=Path, help="folder tree of scans, or a CSV manifest with columns id,path")
