@@ -66,6 +66,21 @@ def test_2d_image_is_refused_unless_allowed(tmp_path):
     assert read_image(tmp_path / "slice.nrrd", allow_2d=True).image.GetDimension() == 2
 
 
+def test_a_png_slice_is_read_as_its_grey_levels_and_a_colour_picture_is_refused(tmp_path):
+    """A slice exported as a picture (EMIDEC's LGE slices are PNGs), saved grey or as RGB with the grey in every
+    channel, reads as the same 2D grey image; a picture in colour is refused (one channel needed)."""
+    grey = np.arange(12 * 10, dtype=np.uint8).reshape(12, 10)
+    sitk.WriteImage(sitk.GetImageFromArray(grey), str(tmp_path / "grey.png"))
+    sitk.WriteImage(sitk.GetImageFromArray(np.stack([grey] * 3, -1), isVector=True), str(tmp_path / "rgb.png"))
+    for name in ("grey.png", "rgb.png"):
+        loaded = read_image(tmp_path / name, allow_2d=True)
+        assert loaded.format == "png" and np.array_equal(sitk.GetArrayFromImage(loaded.image), grey)
+    coloured = np.stack([grey, grey, 255 - grey], -1)
+    sitk.WriteImage(sitk.GetImageFromArray(coloured, isVector=True), str(tmp_path / "colour.png"))
+    with pytest.raises(InputError, match="3 components per voxel"):
+        read_image(tmp_path / "colour.png", allow_2d=True)
+
+
 def test_nan_voxels_are_refused(tmp_path):
     array = np.zeros((3, 4, 5), np.float32)
     array[1, 2, 3] = np.nan

@@ -495,6 +495,27 @@ def test_volumes_use_the_dicom_pixel_spacing_even_at_1_mm(tmp_path, pixel_spacin
     assert any("Pixel Spacing" in w for w in result.warnings) is (not pixel_spacing)
 
 
+def test_a_png_slice_is_measured_at_the_assumed_spacing_and_says_so(tmp_path):
+    """A PNG carries no pixel size (SimpleITK says 1 mm): volumes use the assumed 1.5 x 1.5 x 10 mm, never 1 mm,
+    and the run says the spacing is assumed. The slice's outputs are written like a volume's (a segmentation one
+    slice deep on the picture's grid)."""
+    from cardioquant.scar.network import ASSUMED_SPACING
+
+    case = make_lge_phantom(slices=1, noise=3.0)
+    picture = np.clip(case.signal[0] / case.signal.max() * 255, 0, 255).astype(np.uint8)
+    sitk.WriteImage(sitk.GetImageFromArray(picture), str(tmp_path / "slice.png"))
+    lv = np.minimum(case.labels[0], 2).astype(np.uint8)
+    sitk.WriteImage(sitk.GetImageFromArray(lv), str(tmp_path / "lv.png"))
+    assert cli.main(["scar", str(tmp_path / "slice.png"), "--myocardium-mask", str(tmp_path / "lv.png"),
+                     "-o", str(tmp_path / "out"), "--quiet"]) == 0
+    result = json.loads((tmp_path / "out" / "scar.json").read_text())
+    assert result["myocardium_ml"] == pytest.approx((lv == 2).sum() * np.prod(ASSUMED_SPACING) / 1000)
+    assert result["spacing_assumed"] is True
+    assert any("a PNG picture carries neither" in w and "1.5 x 1.5 x 10 mm assumed" in w for w in result["warnings"])
+    segmentation = sitk.ReadImage(str(tmp_path / "out" / "scar.seg.nrrd"))
+    assert segmentation.GetSize()[:3] == picture.shape[::-1] + (1,)
+
+
 def test_export_after_an_edit_writes_the_edited_scar_and_the_runs_insertion(tmp_path):
     """What the panel's Export writes after the reader erases the scar of one slice: scar volume and %LGE of the
     edited labels (counted voxel by voxel), with the run's RV insertion."""

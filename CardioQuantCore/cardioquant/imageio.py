@@ -19,6 +19,9 @@ from .errors import InputError
 from .geometry import direction_matrix
 
 IMAGE_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd")
+# A slice exported as a picture (EMIDEC's LGE slices are PNGs): read as a 2D image, its pixel size unknown (the file
+# has none). Not a study of its own in a cohort folder, where pictures are as often screenshots and reports.
+SLICE_SUFFIXES = (".png",)
 
 # DICOM attributes kept from a series: (keyword used in code, "group|element" tag as SimpleITK names it).
 DICOM_TAGS = {
@@ -76,7 +79,7 @@ def tube_voltage(loaded: LoadedImage, requested: float | None, used_for: str) ->
 
 
 def _has_image_suffix(path: Path) -> bool:
-    return path.name.lower().endswith(IMAGE_SUFFIXES)
+    return path.name.lower().endswith(IMAGE_SUFFIXES + SLICE_SUFFIXES)
 
 
 def read_image(path: str | os.PathLike, allow_2d: bool = False, series: str | None = None) -> LoadedImage:
@@ -103,11 +106,23 @@ def _read_file(path: Path) -> LoadedImage:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
         raise InputError(f"cannot read {path}: not a readable image ({str(exc).strip().splitlines()[-1]})") from exc
-    fmt = next(s for s in IMAGE_SUFFIXES if path.name.lower().endswith(s)).lstrip(".")
+    fmt = next(s for s in IMAGE_SUFFIXES + SLICE_SUFFIXES if path.name.lower().endswith(s)).lstrip(".")
+    if fmt in (s.lstrip(".") for s in SLICE_SUFFIXES):
+        image = _grey(image)
     # NRRD key/value fields written by the panels' background runs and this project's sample data (and by users
     # who want them honoured).
     dicom = {key: image.GetMetaData(key).strip() for key in RUN_ATTRIBUTES if image.HasMetaDataKey(key)}
     return LoadedImage(image=image, path=str(path), format=fmt, dicom=dicom)
+
+
+def _grey(picture: sitk.Image) -> sitk.Image:
+    """A picture's grey levels: a grey slice saved as RGB(A) or grey + alpha has its grey in the first channel (the
+    alpha is dropped); a picture in colour keeps its channels and is refused by `validate_image`."""
+    channels = picture.GetNumberOfComponentsPerPixel()
+    if channels == 1:
+        return picture
+    colour = sitk.GetArrayViewFromImage(picture)[..., :3 if channels >= 3 else 1]
+    return sitk.VectorIndexSelectionCast(picture, 0) if (colour == colour[..., :1]).all() else picture
 
 
 def _check_gzip_complete(path: Path) -> None:

@@ -90,8 +90,9 @@ def volume_node_from_image(scene, image: sitk.Image, name: str, labelmap: bool =
 
 def geometry_node(scene, image: sitk.Image, name: str):
     """A volume node with the image's grid and no voxels: the reference geometry of a segmentation written to
-    file, without a copy of a scan that may be gigabytes."""
-
+    file, without a copy of a scan that may be gigabytes. A 2D image (a slice) is a volume one voxel deep."""
+    if image.GetDimension() == 2:
+        image = sitk.JoinSeries(image)
     node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
     image_data = vtkImageData()
     image_data.SetDimensions(*image.GetSize())

@@ -74,14 +74,19 @@ def stack_of(loaded: LoadedImage) -> tuple[np.ndarray, tuple, bool]:
 
 
 def pixel_spacing_unknown(loaded: LoadedImage) -> bool:
-    """A DICOM series without Pixel Spacing (0028,0030) has no pixel size (SimpleITK then says 1 mm); every other
-    format this reads stores its spacing in the header."""
-    return loaded.format == "dicom" and "pixel_spacing" not in loaded.dicom
+    """A DICOM series without Pixel Spacing (0028,0030) and a picture (PNG) have no pixel size (SimpleITK then says
+    1 mm); every other format this reads stores its spacing in the header."""
+    return (loaded.format == "dicom" and "pixel_spacing" not in loaded.dicom) or loaded.format == "png"
 
 
-def spacing_warning(spacing: tuple, pixel_unknown: bool) -> str:
+def spacing_warning(spacing: tuple, loaded: LoadedImage) -> str:
     """The warning for a stack whose volumes rest on an assumed spacing: the pixel size or a 2D image's slice."""
-    what = "pixel spacing (no Pixel Spacing in the DICOM)" if pixel_unknown else "slice thickness (a 2D image)"
+    if loaded.format == "png":
+        what = "pixel spacing and slice thickness (a PNG picture carries neither)"
+    elif pixel_spacing_unknown(loaded):
+        what = "pixel spacing (no Pixel Spacing in the DICOM)"
+    else:
+        what = "slice thickness (a 2D image)"
     return f"{what} unknown: {spacing[0]:g} x {spacing[1]:g} x {spacing[2]:g} mm assumed for volumes"
 
 
@@ -142,7 +147,7 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
     warnings = check_input(loaded)
     stack, spacing, assumed = stack_of(loaded)
     if assumed:
-        warnings.append(spacing_warning(spacing, pixel_spacing_unknown(loaded)))
+        warnings.append(spacing_warning(spacing, loaded))
     labels, models = segment(loaded, stack, spacing, options, progress.sub(0.0, 0.6))
     return quantify_labels(loaded, stack, spacing, assumed, labels, models, options, warnings, progress)
 
