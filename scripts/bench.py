@@ -943,9 +943,31 @@ def bench_scar(shared: Path):
         print(f"scar by {method} inside the network's myocardium: scar+MVO Dice {emidec_t:.3f} (EMIDEC's convention), "
               f"{infarct_t:.3f} (infarct cases); %LGE r {lge_t['r']:.3f}, mean |diff| {lge_t['mad']:.1f} points, "
               f">= 15% class agreement {lge_t['same'] * 100:.0f}%")
+    _bench_slices_read_alone(folder, validation, model, refiner, cpu)
     return {"myocardium_dice": float(myo_dice), "scar_dice_emidec": float(emidec_dice), "scar_dice_infarct_cases":
             float(infarct), "lge_r": lge["r"], "lge_mad": lge["mad"], "class_agreement_15": lge["same"],
             "pairs": shipped}
+
+
+def _bench_slices_read_alone(folder: Path, validation: list[str], model, refiner, cpu):
+    """One slice given alone (a PNG, a 2D image): each EMIDEC validation slice read by itself (its own neighbours)
+    against the same slice read in its stack, both with the clean-up, per slice against the experts."""
+    from cardioquant.scar import emidec, network
+
+    voxel_ml = float(np.prod(emidec.ASSUMED_SPACING)) / 1000.0
+    pairs: dict[str, list] = {"in their stacks": [], "read alone": []}
+    for case in validation:
+        images, labels = emidec.load_case(folder, case)
+        stack = network.normalise_stack(images)
+        whole = network.drop_small_scar(network.predict(model, stack, cpu, refiner=refiner), voxel_ml)
+        for k in range(len(stack)):
+            alone = network.predict(model, stack[k:k + 1], cpu, refiner=refiner)
+            pairs["in their stacks"].append((labels[k], whole[k]))
+            pairs["read alone"].append((labels[k], network.drop_small_scar(alone, voxel_ml)[0]))
+    print(f"scar on EMIDEC validation slices read alone ({len(pairs['read alone'])} slices, as a single PNG or 2D "
+          "image is read) vs in their stacks: " + "; ".join(
+              f"{name}: myocardium Dice {np.mean([dice(p >= 2, y >= 2) for y, p in found if (y >= 2).any()]):.2f}, "
+              f"scar+MVO Dice {_pooled_scar_dice(found):.2f} pooled" for name, found in pairs.items()))
 
 
 def bench_scar_both_centres(emidec_figures: dict | None, myops_figures: dict | None):
