@@ -32,7 +32,8 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input", help="scan: .nrrd/.nhdr/.nii(.gz)/.mha file or a DICOM folder (subfolders searched)")
+    parser.add_argument("input", help="scan: .nrrd/.nhdr/.nii(.gz)/.mha file or a DICOM folder (subfolders searched); "
+                                      "scar also reads a .png slice")
     parser.add_argument("--series", help="DICOM folder with several series: the Series Instance UID or the number "
                                          "the listing gives")
     parser.add_argument("-o", "--output", required=True, type=Path, help="output folder")
