@@ -174,6 +174,23 @@ def test_ct_is_refused(capsys, tmp_path):
     assert "needs LGE MRI" in capsys.readouterr().err
 
 
+def test_an_mr_series_with_signed_values_is_not_taken_for_ct(tmp_path):
+    """Phase-sensitive LGE is stored signed (here shifted by -4096): an MR series is read as MR whatever its
+    values, and its scar is measured as on the unshifted stack; without a modality such values are refused as CT."""
+    case = make_lge_phantom(noise=3.0)
+    lv = write(tmp_path, case.labels, "lv.nrrd")
+    results = []
+    for name, offset, meta in (("lge.nrrd", 0.0, {"modality": "MR"}), ("psir.nrrd", -4096.0, {"modality": "MR"})):
+        scan = write(tmp_path, case.signal.astype(np.float32) + offset, name, meta)
+        out = tmp_path / name.replace(".nrrd", "")
+        assert cli.main(["scar", str(scan), "--myocardium-mask", str(lv), "--method", "nsd", "-o", str(out),
+                         "--quiet"]) == 0
+        results.append(json.loads((out / "scar.json").read_text())["lge_percent"])
+    assert results[1] == pytest.approx(results[0])
+    unlabelled = write(tmp_path, case.signal.astype(np.float32) - 4096.0, "unlabelled.nrrd")
+    assert cli.main(["scar", str(unlabelled), "-o", str(tmp_path / "u"), "--quiet"]) == 2
+
+
 def test_empty_myocardium_is_clear(capsys, tmp_path):
     case = make_lge_phantom(slices=2)
     scan = write(tmp_path, case.signal, "lge.nrrd", {"modality": "MR"})

@@ -50,11 +50,13 @@ def read_input(path: str, series: str | None = None) -> LoadedImage:
 
 
 def check_input(loaded: LoadedImage) -> list[str]:
+    """CT is refused: by its modality, or, where the file does not say (NIfTI, NRRD), by intensities reaching air's
+    -1000 HU. A series that says MR is MR whatever its values: phase-sensitive (PSIR) LGE is stored signed, often
+    with an offset of -2048 or -4096."""
     modality = (loaded.modality or "").upper()
     if modality and modality != "MR":
         raise InputError(f"scar quantification needs LGE MRI; this series is {modality}.")
-    array = sitk.GetArrayViewFromImage(loaded.image)
-    if np.percentile(array, 0.5) < -500:
+    if not modality and np.percentile(sitk.GetArrayViewFromImage(loaded.image), 0.5) < -500:
         raise InputError("intensities reach -1000 like CT in Hounsfield units; scar quantification needs LGE MRI.")
     return []
 
