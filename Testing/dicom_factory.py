@@ -13,13 +13,13 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 def write_ct_series(folder: Path, volume_kji: np.ndarray, spacing=(0.5, 0.5, 3.0), origin=(0.0, 0.0, 0.0),
                     kvp: float | None = 120, modality: str = "CT", series_uid: str | None = None,
                     study_uid: str | None = None, rescale_intercept: float = -1024.0, z_positions=None,
-                    pixel_spacing: bool = True) -> list[Path]:
+                    pixel_spacing: bool = True, frame_uid: str | None = None) -> list[Path]:
     """One file per slice, axial orientation, HU stored with a rescale intercept like a scanner does.
     `pixel_spacing=False` leaves out Pixel Spacing, as some secondary-capture exports do."""
     folder.mkdir(parents=True, exist_ok=True)
     series_uid = series_uid or generate_uid()
     study_uid = study_uid or generate_uid()
-    frame_uid = generate_uid()
+    frame_uid = frame_uid or generate_uid()
     paths = []
     for k, plane in enumerate(volume_kji):
         meta = FileMetaDataset()

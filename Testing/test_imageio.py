@@ -149,3 +149,42 @@ def test_several_series_are_listed_and_chosen_by_number_or_uid(tmp_path):
     assert read_image(tmp_path, series=uids[0]).array().shape == (4, 8, 8)
     with pytest.raises(InputError, match="--series 3 is not in"):
         read_image(tmp_path, series="3")
+
+
+def _breath_hold_series(folder, volume, z_positions, frame_uid, study_uid):
+    """One MR series per slice, as many scanners store a short-axis LGE stack (one breath-hold each), in folders
+    whose order is not the slices'."""
+    for k in np.random.default_rng(0).permutation(len(volume)):
+        write_ct_series(folder / f"series{k}", volume[k:k + 1], spacing=(1.4, 1.4, 8.0), kvp=None, modality="MR",
+                        rescale_intercept=0.0, z_positions=[z_positions[k]], frame_uid=frame_uid, study_uid=study_uid)
+
+
+def test_single_slice_series_of_one_stack_are_read_as_that_stack(tmp_path):
+    """Five single-slice series with one frame of reference, orientation and grid: the stack in slice order,
+    10 mm apart, said in a warning; read one series with --series; without stacking they are listed."""
+    from pydicom.uid import generate_uid
+
+    volume = np.arange(5)[:, None, None] * 100.0 + np.zeros((5, 24, 20))
+    _breath_hold_series(tmp_path, volume, [50.0, 60.0, 70.0, 80.0, 90.0], generate_uid(), generate_uid())
+    loaded = read_image(tmp_path, allow_2d=True, stack_single_slices=True)
+    assert loaded.image.GetSize() == (20, 24, 5) and loaded.image.GetSpacing()[2] == pytest.approx(10.0)
+    assert np.array_equal(sitk.GetArrayFromImage(loaded.image)[:, 0, 0], [0, 100, 200, 300, 400])
+    assert loaded.stacked_series == 5 and "5 single-slice series stacked" in loaded.warnings[0]
+    assert read_image(tmp_path, allow_2d=True, series="2", stack_single_slices=True).image.GetSize()[2] == 1
+    with pytest.raises(InputError, match="holds 5 DICOM series"):
+        read_image(tmp_path, allow_2d=True)
+
+
+def test_single_slice_series_that_are_not_one_stack_are_listed(tmp_path):
+    """Two frames of reference, or two series at one position (magnitude and phase-sensitive images): not a stack."""
+    from pydicom.uid import generate_uid
+
+    study = generate_uid()
+    _breath_hold_series(tmp_path / "a" / "first", np.zeros((2, 24, 20)), [50.0, 60.0], generate_uid(), study)
+    _breath_hold_series(tmp_path / "a" / "second", np.zeros((1, 24, 20)), [70.0], generate_uid(), study)
+    frame = generate_uid()
+    _breath_hold_series(tmp_path / "b" / "magnitude", np.zeros((2, 24, 20)), [50.0, 60.0], frame, study)
+    _breath_hold_series(tmp_path / "b" / "phase", np.zeros((2, 24, 20)), [50.0, 60.0], frame, study)
+    for folder, count in (("a", 3), ("b", 4)):
+        with pytest.raises(InputError, match=f"holds {count} DICOM series"):
+            read_image(tmp_path / folder, allow_2d=True, stack_single_slices=True)

@@ -548,6 +548,32 @@ def test_a_slice_given_alone_to_the_network_is_flagged(slices):
     assert (ONE_SLICE_WARNING in result.warnings) is (slices == 1)
 
 
+def test_a_stack_stored_one_series_per_slice_is_measured_whole(tmp_path, capsys):
+    """Short-axis LGE stored one series per breath-hold: the scar command reads the folder as the stack (its myocardium
+    volume is every slice's), says so in the JSON, and refuses --dicom-seg (a SEG references one series) first."""
+    from dicom_factory import write_ct_series
+    from pydicom.uid import generate_uid
+
+    from cardioquant.imageio import read_image
+
+    case = make_lge_phantom(noise=3.0, spacing=(1.5, 1.5, 8.0))
+    frame, study = generate_uid(), generate_uid()
+    for k in range(len(case.signal)):
+        write_ct_series(tmp_path / "lge" / f"breath_hold_{k}", case.signal[k:k + 1], spacing=(1.5, 1.5, 8.0), kvp=None,
+                        modality="MR", rescale_intercept=0.0, z_positions=[8.0 * k], frame_uid=frame, study_uid=study)
+    stack = read_image(tmp_path / "lge", allow_2d=True, stack_single_slices=True).image
+    mask = sitk.GetImageFromArray(case.labels)
+    mask.CopyInformation(stack)
+    sitk.WriteImage(mask, str(tmp_path / "lv.nrrd"))
+    command = ["scar", str(tmp_path / "lge"), "--myocardium-mask", str(tmp_path / "lv.nrrd"), "--quiet"]
+    assert cli.main([*command, "-o", str(tmp_path / "seg"), "--dicom-seg"]) == 2
+    assert "single-slice series" in capsys.readouterr().err and not (tmp_path / "seg").exists()
+    assert cli.main([*command, "-o", str(tmp_path / "out")]) == 0
+    result = json.loads((tmp_path / "out" / "scar.json").read_text())
+    assert result["myocardium_ml"] == pytest.approx((case.labels >= 2).sum() * 1.5 * 1.5 * 8.0 / 1000)
+    assert any(f"{len(case.signal)} single-slice series stacked" in w for w in result["warnings"])
+
+
 def test_export_after_an_edit_writes_the_edited_scar_and_the_runs_insertion(tmp_path):
     """What the panel's Export writes after the reader erases the scar of one slice: scar volume and %LGE of the
     edited labels (counted voxel by voxel), with the run's RV insertion."""

@@ -47,7 +47,8 @@ class LoadedImage:
     format: str
     dicom: dict = field(default_factory=dict)
     source_files: list[str] = field(default_factory=list)  # DICOM files in slice order (for DICOM SEG)
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # about how the input was read; every result repeats them
+    stacked_series: int = 0  # DICOM read as one stack of this many single-slice series (0: one series)
 
     @property
     def modality(self) -> str | None:
@@ -82,15 +83,17 @@ def _has_image_suffix(path: Path) -> bool:
     return path.name.lower().endswith(IMAGE_SUFFIXES + SLICE_SUFFIXES)
 
 
-def read_image(path: str | os.PathLike, allow_2d: bool = False, series: str | None = None) -> LoadedImage:
+def read_image(path: str | os.PathLike, allow_2d: bool = False, series: str | None = None,
+               stack_single_slices: bool = False) -> LoadedImage:
     """Read an image file or a DICOM folder and validate it (see `validate_image`). A DICOM folder is searched
     with its subfolders (patient/study/series as a PACS exports them); with several series, `series` (a Series
-    Instance UID or its number in the listing) chooses one."""
+    Instance UID or its number in the listing) chooses one. With `stack_single_slices`, a folder whose series are
+    single slices of one stack (`single_slice_stack`) is read as that stack unless `series` chooses one."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"input not found: {path}. Give an image file (.nrrd, .nii.gz, .mha) or a DICOM folder.")
     if path.is_dir():
-        loaded = _read_dicom_folder(path, series=series)
+        loaded = _read_dicom_folder(path, series=series, stack_single_slices=stack_single_slices)
     elif _has_image_suffix(path):
         loaded = _read_file(path)
     else:
@@ -207,23 +210,28 @@ def _choose_series(folder: Path, found: list[DicomSeries], series: str | None) -
     return found[0]
 
 
-def _read_dicom_folder(folder: Path, only_file: Path | None = None, series: str | None = None) -> LoadedImage:
+def _read_dicom_folder(folder: Path, only_file: Path | None = None, series: str | None = None,
+                       stack_single_slices: bool = False) -> LoadedImage:
     reader = sitk.ImageSeriesReader
     if only_file is None and not any(folder.iterdir()):
         raise InputError(f"folder is empty: {folder}. Point to a folder holding one DICOM series.")
+    warnings, stacked = [], None
     if only_file is not None:
         uid = _series_uid_of_file(only_file)
-        ids = reader.GetGDCMSeriesIDs(str(folder))
-        if not ids:
-            raise InputError(f"no DICOM series found in {folder}; give an image file or a folder of DICOM files.")
-        chosen_uid = uid if uid in ids else ids[0]
-        files = list(reader.GetGDCMSeriesFileNames(str(folder), chosen_uid))
+        if uid not in _series_ids(str(folder)):
+            raise InputError(f"cannot read {only_file}: neither a DICOM file nor an image file of a kind this reads "
+                             f"({', '.join(IMAGE_SUFFIXES + SLICE_SUFFIXES)})")
+        files = list(reader.GetGDCMSeriesFileNames(str(folder), uid))
     else:
         found = find_dicom_series(folder)
         if not found:
             raise InputError(f"no DICOM series found in {folder} or its subfolders; give an image file or a folder "
                              "of DICOM files.")
-        files = _choose_series(folder, found, series).files
+        stacked = single_slice_stack(found) if stack_single_slices and series is None else None
+        files = stacked or _choose_series(folder, found, series).files
+        if stacked:
+            warnings.append(f"{len(stacked)} single-slice series stacked into one volume (one orientation, frame of "
+                            "reference and pixel grid; in slice order); give --series to read one of them alone")
     slices = reader()
     slices.SetFileNames(files)
     slices.MetaDataDictionaryArrayUpdateOn()
@@ -233,11 +241,42 @@ def _read_dicom_folder(folder: Path, only_file: Path | None = None, series: str 
     except RuntimeError as exc:
         raise InputError(f"cannot read the DICOM series in {folder}: {str(exc).strip().splitlines()[-1]}") from exc
     dicom = {key: slices.GetMetaData(0, tag).strip() for key, tag in DICOM_TAGS.items() if slices.HasMetaDataKey(0, tag)}
-    loaded = LoadedImage(image=image, path=str(folder), format="dicom", dicom=dicom, source_files=files)
+    loaded = LoadedImage(image=image, path=str(folder), format="dicom", dicom=dicom, source_files=files,
+                         warnings=warnings, stacked_series=len(stacked or []))
     positions = [slices.GetMetaData(i, "0020|0032") for i in range(len(files)) if slices.HasMetaDataKey(i, "0020|0032")]
     if len(positions) == len(files) and len(files) > 2:
         _check_slice_spacing(loaded, positions)
     return loaded
+
+
+STACKED_GEOMETRY = ("0020|0052", "0020|0037", "0028|0010", "0028|0011", "0028|0030")  # frame, orientation, grid
+
+
+def single_slice_stack(found: list[DicomSeries]) -> list[str] | None:
+    """The files of series that are each one slice of the same stack, in slice order: one frame of reference, one
+    orientation and one pixel grid, each at its own position. Many scanners store a short-axis LGE stack this way,
+    one series per breath-hold. None when the series are anything else (a localizer, two stacks, magnitude and
+    phase-sensitive images at the same positions)."""
+    if len(found) < 2 or any(len(candidate.files) != 1 for candidate in found):
+        return None
+    headers = []
+    for candidate in found:
+        header = sitk.ImageFileReader()
+        header.SetFileName(candidate.files[0])
+        header.ReadImageInformation()
+        if not all(header.HasMetaDataKey(key) for key in STACKED_GEOMETRY + ("0020|0032",)):
+            return None
+        headers.append(header)
+    geometry = {tuple(h.GetMetaData(key).strip() for key in STACKED_GEOMETRY) for h in headers}
+    if len(geometry) != 1:
+        return None
+    orientation = np.array([float(v) for v in headers[0].GetMetaData("0020|0037").split("\\")])
+    normal = np.cross(orientation[:3], orientation[3:])
+    depth = [float(np.dot([float(v) for v in h.GetMetaData("0020|0032").split("\\")], normal)) for h in headers]
+    order = np.argsort(depth)
+    if np.min(np.diff(np.sort(depth))) <= 1e-3:
+        return None
+    return [found[k].files[0] for k in order]
 
 
 def _series_uid_of_file(path: Path) -> str:

@@ -90,6 +90,7 @@ def run_analysis(name: str, loaded: LoadedImage, settings: AnalysisSettings, pro
     (the background run goes through the command line; Logic.process comes here directly). The result records
     the settings it ran with (the JSON's "options"), which a re-run or re-scoring reads back."""
     result = get(name).run(loaded, settings, progress)
+    result.warnings[:0] = loaded.warnings  # how the input was read (e.g. single-slice series stacked) comes first
     result.options = settings.to_json()
     return result
 

@@ -46,7 +46,8 @@ def check_options(settings: ScarSettings) -> None:
 
 
 def read_input(path: str, series: str | None = None) -> LoadedImage:
-    return read_image(path, allow_2d=ALLOW_2D, series=series)
+    """A short-axis stack stored one series per slice (one breath-hold each) is read as one stack."""
+    return read_image(path, allow_2d=ALLOW_2D, series=series, stack_single_slices=True)
 
 
 def check_input(loaded: LoadedImage) -> list[str]:
