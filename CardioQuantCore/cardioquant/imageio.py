@@ -22,6 +22,8 @@ IMAGE_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd")
 # A slice exported as a picture (EMIDEC's LGE slices are PNGs): read as a 2D image, its pixel size unknown (the file
 # has none). Not a study of its own in a cohort folder, where pictures are as often screenshots and reports.
 SLICE_SUFFIXES = (".png",)
+# What single-slice series share when they are one stack: frame of reference, orientation, rows, columns, pixel size.
+STACKED_GEOMETRY = ("0020|0052", "0020|0037", "0028|0010", "0028|0011", "0028|0030")
 
 # DICOM attributes kept from a series: (keyword used in code, "group|element" tag as SimpleITK names it).
 DICOM_TAGS = {
@@ -247,9 +249,6 @@ def _read_dicom_folder(folder: Path, only_file: Path | None = None, series: str 
     if len(positions) == len(files) and len(files) > 2:
         _check_slice_spacing(loaded, positions)
     return loaded
-
-
-STACKED_GEOMETRY = ("0020|0052", "0020|0037", "0028|0010", "0028|0011", "0028|0030")  # frame, orientation, grid
 
 
 def single_slice_stack(found: list[DicomSeries]) -> list[str] | None:

@@ -14,6 +14,7 @@ import SimpleITK as sitk
 
 # VTK's own classes from the modules that hold them: `import vtk` loads every VTK module (0.2-0.3 s per command).
 # Slicer's libraries load these modules anyway, so importing them here costs nothing.
+from vtkmodules.util import numpy_support
 from vtkmodules.vtkCommonCore import VTK_UNSIGNED_CHAR, vtkDoubleArray, vtkStringArray
 from vtkmodules.vtkCommonDataModel import vtkImageData
 from vtkmodules.vtkCommonMath import vtkMatrix4x4
@@ -62,7 +63,6 @@ def _segmentations_logic():
 
 
 def _vtk_matrix(matrix: np.ndarray):
-
     out = vtkMatrix4x4()
     for r in range(4):
         for c in range(4):
@@ -102,8 +102,6 @@ def geometry_node(scene, image: sitk.Image, name: str):
 
 
 def update_volume_node(node, array_kji: np.ndarray, ijk_to_ras: np.ndarray) -> None:
-    from vtkmodules.util import numpy_support
-
     array_kji = np.ascontiguousarray(array_kji)
     image_data = vtkImageData()
     image_data.SetDimensions(array_kji.shape[2], array_kji.shape[1], array_kji.shape[0])
@@ -115,8 +113,6 @@ def update_volume_node(node, array_kji: np.ndarray, ijk_to_ras: np.ndarray) -> N
 
 
 def array_from_volume_node(node) -> np.ndarray:
-    from vtkmodules.util import numpy_support
-
     image_data = node.GetImageData()
     dims = image_data.GetDimensions()
     flat = numpy_support.vtk_to_numpy(image_data.GetPointData().GetScalars())
@@ -125,7 +121,6 @@ def array_from_volume_node(node) -> np.ndarray:
 
 def image_from_volume_node(node) -> sitk.Image:
     """SimpleITK image (LPS geometry) of a volume node; parent transforms are not applied (stated limit)."""
-
     matrix = vtkMatrix4x4()
     node.GetIJKToRASMatrix(matrix)
     spacing, origin, direction = geometry.geometry_from_ijk_to_ras(_numpy_matrix(matrix))
@@ -207,8 +202,6 @@ def _labelled_extent(labels_kji: np.ndarray) -> tuple[int, ...]:
 def _labelmap_on_extent(box: np.ndarray, extent: tuple[int, ...], ijk_to_ras: np.ndarray):
     """The label voxels `box` [k, j, i] of `extent` as an oriented image on the full grid's IJK-to-RAS: the same
     voxel indices as the reference volume, so the file written keeps the reference extent (Slicer pads it back)."""
-    from vtkmodules.util import numpy_support
-
     shared = _slicer().vtkOrientedImageData()
     shared.SetExtent(*extent)
     shared.AllocateScalars(VTK_UNSIGNED_CHAR, 1)
