@@ -95,6 +95,13 @@ def test_not_an_image_is_input_error(tmp_path):
         read_image(tmp_path / "notes.nrrd")
 
 
+def test_a_picture_of_another_kind_is_named_as_not_readable(tmp_path):
+    """A JPEG (ITK reads it, CardioQuant does not) is neither a DICOM file nor an image file of a kind read here."""
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((8, 8), np.uint8)), str(tmp_path / "photo.jpg"))
+    with pytest.raises(InputError, match="photo.jpg: neither a DICOM file nor an image file"):
+        read_image(tmp_path / "photo.jpg", allow_2d=True)
+
+
 def test_mask_on_other_grid_is_resampled_nearest(tmp_path):
     reference = sitk.Image(10, 10, 4, sitk.sitkInt16)
     reference.SetSpacing((1, 1, 2))
