@@ -1257,6 +1257,56 @@ def _pooled_scar_dice(pairs) -> float:
     return 2.0 * overlap / sizes if sizes else 1.0
 
 
+def bench_scar_invariance(shared: Path, segmenter=None, refiner=None):
+    """The MyoPS validation volumes as other scanners and exports give them: rotated a quarter turn, mirrored
+    (rows and columns swapped), pixels twice as large (1.5 mm), intensities in another range, the field of view cut
+    to 60 % around the heart. The labels go with the image; the figures should not move."""
+    from cardioquant.models.runtime import load_named_model
+    from cardioquant.scar import myops, network
+
+    folder = shared / "myops"
+    if not folder.is_dir():
+        print("scar invariance on MyoPS: skipped (../shared/data/myops not found)")
+        return
+    import torch
+
+    cpu = torch.device("cpu")
+    segmenter = segmenter or load_named_model(network.MODEL_NAME, None, cpu)[0]
+    refiner = refiner or load_named_model(network.REFINER_NAME, None, cpu)[0]
+
+    def coarser(signal, labels, spacing):
+        rows, cols = signal.shape[1] // 2 * 2, signal.shape[2] // 2 * 2
+        pooled = signal[:, :rows, :cols].reshape(len(signal), rows // 2, 2, cols // 2, 2).mean((2, 4))
+        return pooled, labels[:, :rows:2, :cols:2], (spacing[0] * 2, spacing[1] * 2, spacing[2])
+
+    def cut(signal, labels, spacing):
+        _, rows, cols = np.nonzero(labels)
+        half = (int(0.3 * signal.shape[1]), int(0.3 * signal.shape[2]))
+        window = (slice(None), slice(max(int(rows.mean()) - half[0], 0), int(rows.mean()) + half[0]),
+                  slice(max(int(cols.mean()) - half[1], 0), int(cols.mean()) + half[1]))
+        return signal[window], labels[window], spacing
+
+    variants = {
+        "as read": lambda s, y, sp: (s, y, sp),
+        "quarter turn": lambda s, y, sp: (np.rot90(s, 1, (1, 2)), np.rot90(y, 1, (1, 2)), (sp[1], sp[0], sp[2])),
+        "mirrored": lambda s, y, sp: (s.transpose(0, 2, 1), y.transpose(0, 2, 1), (sp[1], sp[0], sp[2])),
+        "pixels 2x": coarser,
+        "intensity x0.1 + 300": lambda s, y, sp: (s * 0.1 + 300.0, y, sp),
+        "60 % field of view": cut,
+    }
+    found: dict[str, list] = {name: [] for name in variants}
+    for case in myops.split(list(myops.cases(folder)))[1]:
+        signal, classes, _, spacing = myops.load_case(folder, case)
+        for name, change in variants.items():
+            s, y, sp = change(signal, classes, spacing)
+            labels = network.predict(segmenter, network.normalise_stack(np.ascontiguousarray(s, np.float32)), cpu,
+                                     pixel_mm=(sp[1], sp[0]), refiner=refiner)
+            found[name].append((y, network.drop_small_scar(labels, float(np.prod(sp)) / 1000.0)))
+    print("scar on the MyoPS validation volumes changed as other scanners give them: " + "; ".join(
+        f"{name}: myocardium Dice {np.mean([dice(p >= 2, y >= 2) for y, p in pairs]):.3f}, scar Dice "
+        f"{np.mean([dice(p >= 3, y >= 3) for y, p in pairs]):.3f}" for name, pairs in found.items()))
+
+
 def bench_scar_whole_case(shared: Path):
     """One whole MyoPS volume (the first validation case) as a user runs it: the `cardioquant scar` command's wall
     time, and what it is made of: importing PyTorch, MONAI and Slicer's libraries (a fresh process), the analysis in
@@ -1417,6 +1467,7 @@ def main():
         bench_bmd_cut_field_of_view(args.shared)
     if args.only in (None, "scar"):
         bench_scar_both_centres(bench_scar(args.shared), bench_scar_myops(args.shared))
+        bench_scar_invariance(args.shared)
         bench_scar_whole_case(args.shared)
         bench_scar_rv_insertion(args.shared)
     if args.only in (None, "batch"):
