@@ -150,6 +150,36 @@ def test_folder_tree_studies_are_every_image_and_dicom_series(tmp_path):
     assert len(studies.discover(tmp_path, output=tmp_path / "out")) == 3
 
 
+def test_an_lge_stack_stored_one_series_per_slice_is_one_study_read_whole(tmp_path):
+    """An exam folder with a short-axis LGE stack stored one series per breath-hold, a single slice of another grid
+    (a localizer) and a multi-slice series: three studies, the stack one of them, which the scar command reads
+    whole (its myocardium on every slice) from the UIDs the study names."""
+    import numpy as np
+    import SimpleITK as sitk
+    from dicom_factory import write_ct_series
+    from pydicom.uid import generate_uid
+
+    from cardioquant.scar.phantom import make_lge_phantom
+    from cardioquant.scar.pipeline import read_input
+
+    exam = tmp_path / "patient1" / "exam"
+    case = make_lge_phantom(slices=4, noise=3.0)
+    frame, study = generate_uid(), generate_uid()
+    for k in range(4):
+        write_ct_series(exam / f"lge_{k}", case.signal[k:k + 1], spacing=(1.5, 1.5, 8.0), kvp=None, modality="MR",
+                        rescale_intercept=0.0, z_positions=[8.0 * k], frame_uid=frame, study_uid=study)
+    write_ct_series(exam / "localizer", np.zeros((1, 32, 32)), kvp=None, modality="MR", rescale_intercept=0.0,
+                    frame_uid=frame, study_uid=study)
+    write_ct_series(exam / "cine", np.zeros((3, 16, 16)), kvp=None, modality="MR", rescale_intercept=0.0,
+                    frame_uid=frame, study_uid=study)
+    found = studies.discover(tmp_path)
+    assert len(found) == 3
+    stack = next(s for s in found if s.series and s.series.count(",") == 3)
+    assert stack.path == str(exam) and "stack of 4 single-slice series" in stack.description
+    stacked = sitk.GetArrayFromImage(read_input(stack.path, stack.series).image)
+    assert np.array_equal(stacked, np.clip(case.signal, 0, None).astype(np.uint16))  # every slice, in slice order
+
+
 def test_bad_batch_options_are_refused_before_any_work(tmp_path, capsys):
     write_block_phantom(tmp_path)
     code = cli.main(["batch", str(tmp_path), "-o", str(tmp_path / "out"), "--analyses", "calcium,bones"])

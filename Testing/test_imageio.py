@@ -195,3 +195,25 @@ def test_single_slice_series_that_are_not_one_stack_are_listed(tmp_path):
     for folder, count in (("a", 3), ("b", 4)):
         with pytest.raises(InputError, match=f"holds {count} DICOM series"):
             read_image(tmp_path / folder, allow_2d=True, stack_single_slices=True)
+
+
+def test_a_list_of_series_is_read_as_their_stack_where_the_analysis_allows_it(tmp_path):
+    """--series UID,UID,...: those single-slice series as one stack (the batch names stacks this way); refused for
+    an analysis that reads one series, and for series that are not one stack."""
+    from pydicom.uid import generate_uid
+
+    from cardioquant.imageio import find_dicom_series
+
+    frame, study, other = generate_uid(), generate_uid(), generate_uid()
+    _breath_hold_series(tmp_path / "stack", np.arange(4)[:, None, None] + np.zeros((4, 24, 20)), [0.0, 8.0, 16.0, 24.0],
+                        frame, study)
+    write_ct_series(tmp_path / "other", np.zeros((1, 30, 20)), kvp=None, modality="MR", rescale_intercept=0.0,
+                    frame_uid=frame, study_uid=study, series_uid=other)  # another pixel grid
+    by_folder = {series.files[0].split("/")[-2]: series.uid for series in find_dicom_series(tmp_path / "stack")}
+    chosen = ",".join(by_folder[f"series{k}"] for k in (3, 1, 2))
+    loaded = read_image(tmp_path, allow_2d=True, series=chosen, stack_single_slices=True)
+    assert np.array_equal(sitk.GetArrayFromImage(loaded.image)[:, 0, 0], [1, 2, 3]) and loaded.stacked_series == 3
+    with pytest.raises(InputError, match="takes one series"):
+        read_image(tmp_path, allow_2d=True, series=chosen)
+    with pytest.raises(InputError, match="not single slices of one stack"):
+        read_image(tmp_path, allow_2d=True, series=f"{by_folder['series0']},{other}", stack_single_slices=True)

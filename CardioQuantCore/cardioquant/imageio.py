@@ -229,7 +229,10 @@ def _read_dicom_folder(folder: Path, only_file: Path | None = None, series: str 
         if not found:
             raise InputError(f"no DICOM series found in {folder} or its subfolders; give an image file or a folder "
                              "of DICOM files.")
-        stacked = single_slice_stack(found) if stack_single_slices and series is None else None
+        if series is not None and "," in series:  # several UIDs: single-slice series to read as one stack
+            stacked = _chosen_stack(folder, found, series.split(","), stack_single_slices)
+        elif series is None and stack_single_slices:
+            stacked = single_slice_stack(found)
         files = stacked or _choose_series(folder, found, series).files
         if stacked:
             warnings.append(f"{len(stacked)} single-slice series stacked into one volume (one orientation, frame of "
@@ -251,6 +254,23 @@ def _read_dicom_folder(folder: Path, only_file: Path | None = None, series: str 
     return loaded
 
 
+def _chosen_stack(folder: Path, found: list[DicomSeries], uids: list[str], allowed: bool) -> list[str]:
+    """The files of the single-slice series `uids` (a --series list) as one stack, or why not."""
+    if not allowed:
+        raise InputError("--series takes one series for this analysis (a list of UIDs stacks single-slice MR series "
+                         "for scar quantification only)")
+    chosen = [candidate for candidate in found if candidate.uid in uids]
+    missing = sorted(set(uids) - {candidate.uid for candidate in chosen})
+    if missing:
+        raise InputError(f"--series: {len(missing)} of the series given are not in {folder} ({missing[0]}, ...); give "
+                         "UIDs the folder holds.")
+    stacked = single_slice_stack(chosen)
+    if stacked is None:
+        raise InputError("--series: the series given are not single slices of one stack (one slice each, one frame of "
+                         "reference, orientation and pixel grid, each at its own position); give them one by one.")
+    return stacked
+
+
 def single_slice_stack(found: list[DicomSeries]) -> list[str] | None:
     """The files of series that are each one slice of the same stack, in slice order: one frame of reference, one
     orientation and one pixel grid, each at its own position. Many scanners store a short-axis LGE stack this way,
@@ -258,24 +278,27 @@ def single_slice_stack(found: list[DicomSeries]) -> list[str] | None:
     phase-sensitive images at the same positions)."""
     if len(found) < 2 or any(len(candidate.files) != 1 for candidate in found):
         return None
-    headers = []
-    for candidate in found:
-        header = sitk.ImageFileReader()
-        header.SetFileName(candidate.files[0])
-        header.ReadImageInformation()
-        if not all(header.HasMetaDataKey(key) for key in STACKED_GEOMETRY + ("0020|0032",)):
-            return None
-        headers.append(header)
-    geometry = {tuple(h.GetMetaData(key).strip() for key in STACKED_GEOMETRY) for h in headers}
-    if len(geometry) != 1:
+    described = [slice_geometry(candidate.files[0]) for candidate in found]
+    shared = {geometry for geometry, _ in described}
+    if len(shared) != 1 or () in shared:
         return None
-    orientation = np.array([float(v) for v in headers[0].GetMetaData("0020|0037").split("\\")])
-    normal = np.cross(orientation[:3], orientation[3:])
-    depth = [float(np.dot([float(v) for v in h.GetMetaData("0020|0032").split("\\")], normal)) for h in headers]
-    order = np.argsort(depth)
+    orientation = np.array([float(v) for v in described[0][0][STACKED_GEOMETRY.index("0020|0037")].split("\\")])
+    depth = np.array([position for _, position in described]) @ np.cross(orientation[:3], orientation[3:])
     if np.min(np.diff(np.sort(depth))) <= 1e-3:
         return None
-    return [found[k].files[0] for k in order]
+    return [found[k].files[0] for k in np.argsort(depth)]
+
+
+def slice_geometry(path: str) -> tuple[tuple, np.ndarray]:
+    """(what the slices of one stack share: STACKED_GEOMETRY's values, () when one is missing; the slice's position)
+    of a DICOM file."""
+    header = sitk.ImageFileReader()
+    header.SetFileName(path)
+    header.ReadImageInformation()
+    if not all(header.HasMetaDataKey(key) for key in STACKED_GEOMETRY + ("0020|0032",)):
+        return (), np.zeros(3)
+    position = np.array([float(v) for v in header.GetMetaData("0020|0032").split("\\")])
+    return tuple(header.GetMetaData(key).strip() for key in STACKED_GEOMETRY), position
 
 
 def _series_uid_of_file(path: Path) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
-from ..imageio import IMAGE_SUFFIXES, find_dicom_series
+from ..imageio import IMAGE_SUFFIXES, find_dicom_series, single_slice_stack, slice_geometry
 
 
 @dataclass
@@ -73,12 +73,44 @@ def from_folder(root: Path, skip: Path | None = None) -> list[Study]:
                 stem = next(str(path.relative_to(root))[:-len(s)] for s in IMAGE_SUFFIXES
                             if name.lower().endswith(s))
                 studies.append(Study(safe_id(stem), str(path)))
-    for series in find_dicom_series(root, skip):
-        folder = Path(os.path.commonpath(series.files))
-        folder = folder.parent if folder.is_file() else folder
+    found = find_dicom_series(root, skip)
+    stacks = _single_slice_stacks(found)
+    stacked = {uid for stack in stacks.values() for uid in stack}
+    for series in found:
+        if series.uid in stacked:
+            continue
+        folder = _folder_of(series)
         relative = str(folder.relative_to(root)) if folder != root else root.name
         studies.append(Study(safe_id(f"{relative}_{series.uid[-8:]}"), str(folder), series.uid, series.description))
+    for exam, uids in stacks.items():
+        relative = str(exam.relative_to(root)) if exam != root else root.name
+        studies.append(Study(safe_id(f"{relative}_stack_{len(uids)}_slices"), str(exam), ",".join(uids),
+                             f"stack of {len(uids)} single-slice series"))
     return studies
+
+
+def _folder_of(series) -> Path:
+    folder = Path(os.path.commonpath(series.files))
+    return folder.parent if folder.is_file() else folder
+
+
+def _single_slice_stacks(found) -> dict[Path, list[str]]:
+    """Single-slice series that are one stack (`imageio.single_slice_stack`: a short-axis LGE stack stored one
+    series per breath-hold), gathered by the folder that holds their folders (the exam's): that folder -> their
+    UIDs. One study each, read as one stack (`--series UID,UID,...`)."""
+    by_exam: dict[Path, list] = {}
+    for series in found:
+        if len(series.files) == 1:
+            by_exam.setdefault(_folder_of(series).parent, []).append(series)
+    stacks = {}
+    for exam, candidates in by_exam.items():
+        groups: dict[tuple, list] = {}
+        for series in candidates:
+            groups.setdefault(slice_geometry(series.files[0])[0], []).append(series)
+        stackable = [group for key, group in groups.items() if key and single_slice_stack(group)]
+        if len(stackable) == 1:  # two stacks in one exam folder: each series stays a study of its own
+            stacks[exam] = [series.uid for series in stackable[0]]
+    return stacks
 
 
 def from_manifest(path: Path) -> list[Study]:
