@@ -198,7 +198,9 @@ def _series_ids(directory: str) -> tuple[str, ...]:
         sitk.ProcessObject.SetGlobalWarningDisplay(shown)
 
 
-def _choose_series(folder: Path, found: list[DicomSeries], series: str | None) -> DicomSeries:
+def _choose_series(folder: Path, found: list[DicomSeries], series: str | None, stacks: bool = False) -> DicomSeries:
+    """The series `series` names (a UID or its number in the listing), or the folder's only one; else the listing.
+    With `stacks`, the listing also names the single-slice series that are one stack, to read with --series."""
     if series is not None:
         for number, candidate in enumerate(found, start=1):
             if series in (candidate.uid, str(number)):
@@ -207,8 +209,11 @@ def _choose_series(folder: Path, found: list[DicomSeries], series: str | None) -
         raise InputError(f"--series {series} is not in {folder} ({listing}); give one of these numbers or UIDs.")
     if len(found) > 1:
         listing = "; ".join(c.line(n).strip() for n, c in enumerate(found, start=1))
+        hint = "".join(f"; series {', '.join(str(found.index(c) + 1) for c in stack)} are the single slices of one "
+                       "stack: --series with their UIDs separated by commas reads them as one"
+                       for stack in (single_slice_stacks(found) if stacks else []))
         raise InputError(f"{folder} holds {len(found)} DICOM series ({listing}); choose one with --series N or "
-                         "--series UID.")
+                         f"--series UID{hint}.")
     return found[0]
 
 
@@ -233,7 +238,7 @@ def _read_dicom_folder(folder: Path, only_file: Path | None = None, series: str 
             stacked = _chosen_stack(folder, found, series.split(","), stack_single_slices)
         elif series is None and stack_single_slices:
             stacked = single_slice_stack(found)
-        files = stacked or _choose_series(folder, found, series).files
+        files = stacked or _choose_series(folder, found, series, stacks=stack_single_slices).files
         if stacked:
             warnings.append(f"{len(stacked)} single-slice series stacked into one volume (one orientation, frame of "
                             "reference and pixel grid; in slice order); give --series to read one of them alone")
@@ -287,6 +292,15 @@ def single_slice_stack(found: list[DicomSeries]) -> list[str] | None:
     if np.min(np.diff(np.sort(depth))) <= 1e-3:
         return None
     return [found[k].files[0] for k in np.argsort(depth)]
+
+
+def single_slice_stacks(found: list[DicomSeries]) -> list[list[DicomSeries]]:
+    """The groups of `found`'s single-slice series that are each one stack (`single_slice_stack`)."""
+    groups: dict[tuple, list[DicomSeries]] = {}
+    for candidate in found:
+        if len(candidate.files) == 1:
+            groups.setdefault(slice_geometry(candidate.files[0])[0], []).append(candidate)
+    return [group for geometry, group in groups.items() if geometry and single_slice_stack(group)]
 
 
 def slice_geometry(path: str) -> tuple[tuple, np.ndarray]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
-from ..imageio import IMAGE_SUFFIXES, find_dicom_series, single_slice_stack, slice_geometry
+from ..imageio import IMAGE_SUFFIXES, find_dicom_series, single_slice_stacks
 
 
 @dataclass
@@ -74,7 +74,7 @@ def from_folder(root: Path, skip: Path | None = None) -> list[Study]:
                             if name.lower().endswith(s))
                 studies.append(Study(safe_id(stem), str(path)))
     found = find_dicom_series(root, skip)
-    stacks = _single_slice_stacks(found)
+    stacks = _stacks_by_exam(found)
     stacked = {uid for stack in stacks.values() for uid in stack}
     for series in found:
         if series.uid in stacked:
@@ -94,8 +94,8 @@ def _folder_of(series) -> Path:
     return folder.parent if folder.is_file() else folder
 
 
-def _single_slice_stacks(found) -> dict[Path, list[str]]:
-    """Single-slice series that are one stack (`imageio.single_slice_stack`: a short-axis LGE stack stored one
+def _stacks_by_exam(found) -> dict[Path, list[str]]:
+    """Single-slice series that are one stack (`imageio.single_slice_stacks`: a short-axis LGE stack stored one
     series per breath-hold), gathered by the folder that holds their folders (the exam's): that folder -> their
     UIDs. One study each, read as one stack (`--series UID,UID,...`)."""
     by_exam: dict[Path, list] = {}
@@ -104,10 +104,7 @@ def _single_slice_stacks(found) -> dict[Path, list[str]]:
             by_exam.setdefault(_folder_of(series).parent, []).append(series)
     stacks = {}
     for exam, candidates in by_exam.items():
-        groups: dict[tuple, list] = {}
-        for series in candidates:
-            groups.setdefault(slice_geometry(series.files[0])[0], []).append(series)
-        stackable = [group for key, group in groups.items() if key and single_slice_stack(group)]
+        stackable = single_slice_stacks(candidates)
         if len(stackable) == 1:  # two stacks in one exam folder: each series stays a study of its own
             stacks[exam] = [series.uid for series in stackable[0]]
     return stacks
