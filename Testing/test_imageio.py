@@ -215,7 +215,10 @@ def test_a_list_of_series_is_read_as_their_stack_where_the_analysis_allows_it(tm
     assert np.array_equal(sitk.GetArrayFromImage(loaded.image)[:, 0, 0], [1, 2, 3]) and loaded.stacked_series == 3
     with pytest.raises(InputError, match="takes one series"):
         read_image(tmp_path, allow_2d=True, series=chosen)
-    with pytest.raises(InputError, match=r"holds 5 DICOM series .*; series (\d, ){3}\d are the single slices of one stack"):
+    with pytest.raises(InputError, match=r"holds 5 DICOM series .*; series (\d, ){3}\d are the single slices of one "
+                                         r"stack: --series (\d,){3}\d reads them as one") as listing:
         read_image(tmp_path, allow_2d=True, stack_single_slices=True)  # the stack beside another series: named
+    numbers = str(listing.value).split("--series ")[-1].split()[0]
+    assert read_image(tmp_path, allow_2d=True, series=numbers, stack_single_slices=True).image.GetSize()[2] == 4
     with pytest.raises(InputError, match="not single slices of one stack"):
         read_image(tmp_path, allow_2d=True, series=f"{by_folder['series0']},{other}", stack_single_slices=True)

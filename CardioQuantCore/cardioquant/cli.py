@@ -35,8 +35,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", help="scan: .nrrd/.nhdr/.nii(.gz)/.mha file or a DICOM folder (subfolders searched); "
                                       "scar also reads a .png slice")
     parser.add_argument("--series", help="DICOM folder with several series: the Series Instance UID or the number "
-                                         "the listing gives; for scar, UIDs separated by commas: single-slice series "
-                                         "read as one stack")
+                                         "the listing gives; for scar, several separated by commas: single-slice "
+                                         "series read as one stack")
     parser.add_argument("-o", "--output", required=True, type=Path, help="output folder")
     parser.add_argument("--overwrite", action="store_true", help="replace results already in the output folder")
     parser.add_argument("--dicom-seg", action="store_true",

@@ -210,7 +210,7 @@ def _choose_series(folder: Path, found: list[DicomSeries], series: str | None, s
     if len(found) > 1:
         listing = "; ".join(c.line(n).strip() for n, c in enumerate(found, start=1))
         hint = "".join(f"; series {', '.join(str(found.index(c) + 1) for c in stack)} are the single slices of one "
-                       "stack: --series with their UIDs separated by commas reads them as one"
+                       f"stack: --series {','.join(str(found.index(c) + 1) for c in stack)} reads them as one"
                        for stack in (single_slice_stacks(found) if stacks else []))
         raise InputError(f"{folder} holds {len(found)} DICOM series ({listing}); choose one with --series N or "
                          f"--series UID{hint}.")
@@ -259,11 +259,14 @@ def _read_dicom_folder(folder: Path, only_file: Path | None = None, series: str 
     return loaded
 
 
-def _chosen_stack(folder: Path, found: list[DicomSeries], uids: list[str], allowed: bool) -> list[str]:
-    """The files of the single-slice series `uids` (a --series list) as one stack, or why not."""
+def _chosen_stack(folder: Path, found: list[DicomSeries], names: list[str], allowed: bool) -> list[str]:
+    """The files of the single-slice series `names` (a --series list of UIDs or numbers in the listing) as one
+    stack, or why not."""
     if not allowed:
-        raise InputError("--series takes one series for this analysis (a list of UIDs stacks single-slice MR series "
-                         "for scar quantification only)")
+        raise InputError("--series takes one series for this analysis (a list stacks single-slice MR series for scar "
+                         "quantification only)")
+    numbered = {str(number): candidate.uid for number, candidate in enumerate(found, start=1)}
+    uids = [numbered.get(name.strip(), name.strip()) for name in names]
     chosen = [candidate for candidate in found if candidate.uid in uids]
     missing = sorted(set(uids) - {candidate.uid for candidate in chosen})
     if missing:
