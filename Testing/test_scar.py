@@ -191,6 +191,16 @@ def test_an_mr_series_with_signed_values_is_not_taken_for_ct(tmp_path):
     assert cli.main(["scar", str(unlabelled), "-o", str(tmp_path / "u"), "--quiet"]) == 2
 
 
+def test_a_field_of_view_too_small_for_an_lv_is_refused_in_one_line(capsys, tmp_path):
+    """A 16 x 16 mm slice (a localizer's crop) cannot hold an LV, and the network cannot read it: exit 2, one line."""
+    scan = write(tmp_path, np.full((1, 32, 32), 100.0, np.float32), "small.nrrd", {"modality": "MR"},
+                 spacing=(0.5, 0.5, 8.0))
+    assert cli.main(["scar", str(scan), "-o", str(tmp_path / "out"), "--quiet"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "field of view is 16 x 16 mm, too small to hold the LV" in lines[0]
+    assert not (tmp_path / "out").exists()
+
+
 def test_empty_myocardium_is_clear(capsys, tmp_path):
     case = make_lge_phantom(slices=2)
     scan = write(tmp_path, case.signal, "lge.nrrd", {"modality": "MR"})

@@ -93,6 +93,20 @@ def spacing_warning(spacing: tuple, loaded: LoadedImage) -> str:
     return f"{what} unknown: {spacing[0]:g} x {spacing[1]:g} x {spacing[2]:g} mm assumed for volumes"
 
 
+# The network reads whole slices at 1.5 mm through four halvings: 32 pixels (48 mm) is the least it can read, and
+# an LV with its wall is 50-100 mm across.
+MIN_FIELD_OF_VIEW_MM = 48.0
+
+
+def check_field_of_view(stack: np.ndarray, spacing: tuple) -> None:
+    """Refuse, before the network, a slice too small to hold an LV (a localizer's crop, a thumbnail)."""
+    rows_mm, cols_mm = stack.shape[1] * spacing[1], stack.shape[2] * spacing[0]
+    if min(rows_mm, cols_mm) < MIN_FIELD_OF_VIEW_MM:
+        raise InputError(f"the field of view is {cols_mm:.0f} x {rows_mm:.0f} mm, too small to hold the LV (50-100 mm "
+                         "across with its wall): give the short-axis stack with its whole field of view, or "
+                         "--myocardium-mask.")
+
+
 def segment(loaded: LoadedImage, stack: np.ndarray, spacing: tuple, options, progress: Progress) -> tuple[np.ndarray, list]:
     """Labels and the provenance of the networks that made them (none for the reader's mask)."""
     if options.myocardium_mask:
@@ -103,6 +117,7 @@ def segment(loaded: LoadedImage, stack: np.ndarray, spacing: tuple, options, pro
             cavity = np.stack([geometry.fill_holes(p) for p in mask > 0]) & ~(mask > 0)
             mask = np.where(mask > 0, 2, np.where(cavity, 1, 0)).astype(np.uint8)
         return mask.astype(np.uint8), []
+    check_field_of_view(stack, spacing)
     from ..models.runtime import load_named_model, select_device
 
     device = select_device(options.device)
