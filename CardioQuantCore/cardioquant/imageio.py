@@ -234,7 +234,7 @@ def _read_dicom_folder(folder: Path, only_file: Path | None = None, series: str 
         if not found:
             raise InputError(f"no DICOM series found in {folder} or its subfolders; give an image file or a folder "
                              "of DICOM files.")
-        if series is not None and "," in series:  # several UIDs: single-slice series to read as one stack
+        if series is not None and "," in series:  # several series: single slices to read as one stack
             stacked = _chosen_stack(folder, found, series.split(","), stack_single_slices)
         elif series is None and stack_single_slices:
             stacked = single_slice_stack(found)
@@ -270,8 +270,8 @@ def _chosen_stack(folder: Path, found: list[DicomSeries], names: list[str], allo
     chosen = [candidate for candidate in found if candidate.uid in uids]
     missing = sorted(set(uids) - {candidate.uid for candidate in chosen})
     if missing:
-        raise InputError(f"--series: {len(missing)} of the series given are not in {folder} ({missing[0]}, ...); give "
-                         "UIDs the folder holds.")
+        raise InputError(f"--series: {len(missing)} of the series given are not in {folder} ({', '.join(missing[:3])}); "
+                         "give numbers or UIDs from the folder's listing.")
     stacked = single_slice_stack(chosen)
     if stacked is None:
         raise InputError("--series: the series given are not single slices of one stack (one slice each, one frame of "
