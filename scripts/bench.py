@@ -943,23 +943,22 @@ def bench_scar(shared: Path):
         print(f"scar by {method} inside the network's myocardium: scar+MVO Dice {emidec_t:.3f} (EMIDEC's convention), "
               f"{infarct_t:.3f} (infarct cases); %LGE r {lge_t['r']:.3f}, mean |diff| {lge_t['mad']:.1f} points, "
               f">= 15% class agreement {lge_t['same'] * 100:.0f}%")
-    _bench_slices_read_alone(folder, validation, model, refiner, cpu)
+    _bench_slices_read_alone(folder, validation, shipped, model, refiner, cpu)
     return {"myocardium_dice": float(myo_dice), "scar_dice_emidec": float(emidec_dice), "scar_dice_infarct_cases":
             float(infarct), "lge_r": lge["r"], "lge_mad": lge["mad"], "class_agreement_15": lge["same"],
             "pairs": shipped}
 
 
-def _bench_slices_read_alone(folder: Path, validation: list[str], model, refiner, cpu):
+def _bench_slices_read_alone(folder: Path, validation: list[str], in_stacks: list, model, refiner, cpu):
     """One slice given alone (a PNG, a 2D image): each EMIDEC validation slice read by itself (its own neighbours)
-    against the same slice read in its stack, both with the clean-up, per slice against the experts."""
+    against the same slice read in its stack (`in_stacks`: per case, labels and the shipped pipeline's labels),
+    both with the clean-up, per slice against the experts."""
     from cardioquant.scar import emidec, network
 
     voxel_ml = float(np.prod(emidec.ASSUMED_SPACING)) / 1000.0
     pairs: dict[str, list] = {"in their stacks": [], "read alone": []}
-    for case in validation:
-        images, labels = emidec.load_case(folder, case)
-        stack = network.normalise_stack(images)
-        whole = network.drop_small_scar(network.predict(model, stack, cpu, refiner=refiner), voxel_ml)
+    for case, (labels, whole) in zip(validation, in_stacks, strict=True):
+        stack = network.normalise_stack(emidec.load_case(folder, case)[0])
         for k in range(len(stack)):
             alone = network.predict(model, stack[k:k + 1], cpu, refiner=refiner)
             pairs["in their stacks"].append((labels[k], whole[k]))

@@ -198,9 +198,10 @@ def _series_ids(directory: str) -> tuple[str, ...]:
         sitk.ProcessObject.SetGlobalWarningDisplay(shown)
 
 
-def _choose_series(folder: Path, found: list[DicomSeries], series: str | None, stacks: bool = False) -> DicomSeries:
-    """The series `series` names (a UID or its number in the listing), or the folder's only one; else the listing.
-    With `stacks`, the listing also names the single-slice series that are one stack, to read with --series."""
+def _choose_series(folder: Path, found: list[DicomSeries], series: str | None,
+                   stacks: list[list[DicomSeries]] = ()) -> DicomSeries:
+    """The series `series` names (a UID or its number in the listing), or the folder's only one; else the listing,
+    which names the `stacks` (single-slice series that are one stack) and how to read each with --series."""
     if series is not None:
         for number, candidate in enumerate(found, start=1):
             if series in (candidate.uid, str(number)):
@@ -211,7 +212,7 @@ def _choose_series(folder: Path, found: list[DicomSeries], series: str | None, s
         listing = "; ".join(c.line(n).strip() for n, c in enumerate(found, start=1))
         hint = "".join(f"; series {', '.join(str(found.index(c) + 1) for c in stack)} are the single slices of one "
                        f"stack: --series {','.join(str(found.index(c) + 1) for c in stack)} reads them as one"
-                       for stack in (single_slice_stacks(found) if stacks else []))
+                       for stack in stacks)
         raise InputError(f"{folder} holds {len(found)} DICOM series ({listing}); choose one with --series N or "
                          f"--series UID{hint}.")
     return found[0]
@@ -236,9 +237,10 @@ def _read_dicom_folder(folder: Path, only_file: Path | None = None, series: str 
                              "of DICOM files.")
         if series is not None and "," in series:  # several series: single slices to read as one stack
             stacked = _chosen_stack(folder, found, series.split(","), stack_single_slices)
-        elif series is None and stack_single_slices:
-            stacked = single_slice_stack(found)
-        files = stacked or _choose_series(folder, found, series, stacks=stack_single_slices).files
+        stacks = single_slice_stacks(found) if stack_single_slices and series is None else []
+        if len(stacks) == 1 and len(stacks[0]) == len(found):  # every series is a slice of the one stack
+            stacked = [candidate.files[0] for candidate in stacks[0]]
+        files = stacked or _choose_series(folder, found, series, stacks).files
         if stacked:
             warnings.append(f"{len(stacked)} single-slice series stacked into one volume (one orientation, frame of "
                             "reference and pixel grid; in slice order); give --series to read one of them alone")
@@ -286,7 +288,27 @@ def single_slice_stack(found: list[DicomSeries]) -> list[str] | None:
     phase-sensitive images at the same positions)."""
     if len(found) < 2 or any(len(candidate.files) != 1 for candidate in found):
         return None
-    described = [slice_geometry(candidate.files[0]) for candidate in found]
+    ordered = _in_slice_order(found, [slice_geometry(candidate.files[0]) for candidate in found])
+    return [candidate.files[0] for candidate in ordered] if ordered else None
+
+
+def single_slice_stacks(found: list[DicomSeries]) -> list[list[DicomSeries]]:
+    """The groups of `found`'s single-slice series that are each one stack (`single_slice_stack`), each in slice
+    order, each header read once."""
+    groups: dict[tuple, tuple[list, list]] = {}  # geometry -> (series, their descriptions)
+    for candidate in found:
+        if len(candidate.files) == 1:
+            described = slice_geometry(candidate.files[0])
+            series, descriptions = groups.setdefault(described[0], ([], []))
+            series.append(candidate)
+            descriptions.append(described)
+    stacks = (_in_slice_order(series, descriptions) for geometry, (series, descriptions) in groups.items()
+              if geometry and len(series) >= 2)
+    return [stack for stack in stacks if stack]
+
+
+def _in_slice_order(found: list[DicomSeries], described: list[tuple]) -> list[DicomSeries] | None:
+    """`found` in slice order when their `slice_geometry` descriptions say they are one stack, else None."""
     shared = {geometry for geometry, _ in described}
     if len(shared) != 1 or () in shared:
         return None
@@ -294,16 +316,7 @@ def single_slice_stack(found: list[DicomSeries]) -> list[str] | None:
     depth = np.array([position for _, position in described]) @ np.cross(orientation[:3], orientation[3:])
     if np.min(np.diff(np.sort(depth))) <= 1e-3:
         return None
-    return [found[k].files[0] for k in np.argsort(depth)]
-
-
-def single_slice_stacks(found: list[DicomSeries]) -> list[list[DicomSeries]]:
-    """The groups of `found`'s single-slice series that are each one stack (`single_slice_stack`)."""
-    groups: dict[tuple, list[DicomSeries]] = {}
-    for candidate in found:
-        if len(candidate.files) == 1:
-            groups.setdefault(slice_geometry(candidate.files[0])[0], []).append(candidate)
-    return [group for geometry, group in groups.items() if geometry and single_slice_stack(group)]
+    return [found[k] for k in np.argsort(depth)]
 
 
 def slice_geometry(path: str) -> tuple[tuple, np.ndarray]:

@@ -62,6 +62,11 @@ def _segmentations_logic():
     return slicer.vtkSlicerSegmentationsModuleLogic()
 
 
+def _as_volume(image: sitk.Image) -> sitk.Image:
+    """A 2D image (a slice) as a volume one voxel deep; a volume as it is."""
+    return sitk.JoinSeries(image) if image.GetDimension() == 2 else image
+
+
 def _vtk_matrix(matrix: np.ndarray):
     out = vtkMatrix4x4()
     for r in range(4):
@@ -78,8 +83,7 @@ def _numpy_matrix(vtk_matrix) -> np.ndarray:
 
 def volume_node_from_image(scene, image: sitk.Image, name: str, labelmap: bool = False):
     """A scalar (or labelmap) volume node with the image's voxels and exact IJK-to-RAS geometry."""
-    if image.GetDimension() == 2:
-        image = sitk.JoinSeries(image)
+    image = _as_volume(image)
     cls = "vtkMRMLLabelMapVolumeNode" if labelmap else "vtkMRMLScalarVolumeNode"
     node = scene.AddNewNodeByClass(cls, name)
     update_volume_node(node, sitk.GetArrayViewFromImage(image), geometry.ijk_to_ras(image))  # VTK copies it once
@@ -91,8 +95,7 @@ def volume_node_from_image(scene, image: sitk.Image, name: str, labelmap: bool =
 def geometry_node(scene, image: sitk.Image, name: str):
     """A volume node with the image's grid and no voxels: the reference geometry of a segmentation written to
     file, without a copy of a scan that may be gigabytes. A 2D image (a slice) is a volume one voxel deep."""
-    if image.GetDimension() == 2:
-        image = sitk.JoinSeries(image)
+    image = _as_volume(image)
     node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
     image_data = vtkImageData()
     image_data.SetDimensions(*image.GetSize())
@@ -147,7 +150,7 @@ def segmentation_node_from_labelmap(scene, label_image: sitk.Image, reference_no
     gives the same .seg.nrrd.
     """
     slicer = _slicer()
-    label_image = geometry.as_uint8(sitk.JoinSeries(label_image) if label_image.GetDimension() == 2 else label_image)
+    label_image = geometry.as_uint8(_as_volume(label_image))
     labels = sitk.GetArrayViewFromImage(label_image)
     extent = _labelled_extent(labels)
     i0, i1, j0, j1, k0, k1 = extent
