@@ -235,3 +235,39 @@ def test_a_zoomed_training_crop_draws_the_anatomy_larger_or_smaller_in_plane():
         assert x.shape == (1, 16, 96, 96) and y.shape == (16, 96, 96)
         assert y[8].sum() / disk.sum() == pytest.approx(factor ** 2, rel=0.04)
         assert np.mean((x[0, 8] > 0.5) != (y[8] == 1)) < 0.005  # the image zoomed with its labels
+
+
+def test_a_training_run_given_a_time_budget_stops_when_it_is_spent_whatever_its_iteration_cap():
+    """On a lent GPU of unknown speed a run is sized in time: with a budget of 0.3 s and batches that take 0.05 s,
+    it stops after a handful of iterations of its cap of a million, and says how many it did."""
+    import time
+
+    from cardioquant.models.training import train
+
+    network = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3, padding=1))
+
+    def next_batch():
+        time.sleep(0.05)
+        x = torch.rand(2, 1, 8, 8)
+        return x, (x > 0.5).long()
+
+    done = train(network, next_batch, 1_000_000, 1e-2, "cpu", log_every=1000, seconds=0.3)
+    assert 1 <= done <= 10
+
+
+def test_the_time_budget_schedule_is_one_cycle_over_the_share_of_time_spent():
+    """As torch's OneCycleLR over iterations: 1/25 of the peak at the start, the peak at 30 % of the budget, 1/25 of
+    1/10^4 of it at the end, and half-way down at 65 %."""
+    import time
+
+    from cardioquant.models.training import _TrainingClock
+
+    clock = _TrainingClock(100.0)
+    factors = {}
+    for share in (0.0, 0.3, 0.65, 1.0):
+        clock.started, clock.spent_before = time.time(), share * 100.0
+        factors[share] = clock.one_cycle_factor(0)
+    assert factors[0.0] == pytest.approx(1 / 25, rel=1e-3)
+    assert factors[0.3] == pytest.approx(1.0, rel=1e-3)
+    assert factors[0.65] == pytest.approx((1 + 1 / 25 / 1e4) / 2, rel=1e-3)
+    assert factors[1.0] == pytest.approx(1 / 25 / 1e4, rel=1e-2)

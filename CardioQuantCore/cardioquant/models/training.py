@@ -35,23 +35,30 @@ def masked_dice_ce(batch_dice: bool):
 
 def train(network, next_batch: Callable[[], tuple], iterations: int, lr: float, device, batch_dice: bool = False,
           log_every: int = 50, started: float | None = None, ignore_unknown: bool = False,
-          checkpoint: Path | None = None, generator=None):
-    """Train in place; `next_batch()` returns (x, y) tensors on the CPU, y with a channel axis of class indices
-    (and IGNORE where the class is unknown, when `ignore_unknown`).
+          checkpoint: Path | None = None, generator=None, seconds: float | None = None):
+    """Train in place; `next_batch()` returns (x, y) tensors (on the CPU or already on `device`), y with a channel
+    axis of class indices (and IGNORE where the class is unknown, when `ignore_unknown`).
+
+    With `seconds` the run trains for that long (at most `iterations`), its one-cycle schedule following the share
+    of the time spent rather than of the iterations: on a lent GPU whose speed is not known ahead, a run sized in
+    iterations would either stop short of its schedule or outlast the lease.
 
     With a `checkpoint` path the state (network, optimiser, schedule, iteration, the batch `generator`'s state) is
     written there every `log_every` iterations (atomically), and a run started again with the same path resumes
-    where it stopped instead of starting over; the file is removed when training ends."""
+    where it stopped instead of starting over; the file is removed when training ends. Returns the number of
+    iterations done."""
     import torch
     from monai.losses import DiceCELoss
 
     started = started or time.time()
     optimiser = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=iterations)
+    clock = _TrainingClock(seconds)
+    schedule = (torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=iterations) if seconds is None
+                else torch.optim.lr_scheduler.LambdaLR(optimiser, clock.one_cycle_factor))
     loss_function = (masked_dice_ce(batch_dice) if ignore_unknown else
                      DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=batch_dice))
     network.train()
-    running, first = [], 1
+    running, first, done = [], 1, 0
     if checkpoint is not None and Path(checkpoint).exists():
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
         network.load_state_dict(state["network"])
@@ -60,28 +67,59 @@ def train(network, next_batch: Callable[[], tuple], iterations: int, lr: float, 
         if generator is not None:
             generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
-        first = state["iteration"] + 1
+        done = state["iteration"]
+        first = done + 1
+        clock.spent_before = state.get("seconds_trained", 0.0)
         print(f"resumed from {checkpoint} at iteration {state['iteration']}", flush=True)
     for iteration in range(first, iterations + 1):
+        if clock.finished():
+            print(f"time budget of {seconds:.0f} s spent after {done} iterations", flush=True)
+            break
         x, y = next_batch()
         optimiser.zero_grad()
         loss = loss_function(network(x.to(device)), y.to(device))
         loss.backward()
         optimiser.step()
         schedule.step()
+        done = iteration
         running.append(loss.item())
         if iteration % log_every == 0:
             print(f"iteration {iteration}: loss {np.mean(running[-log_every:]):.4f} ({time.time() - started:.0f} s)",
                   flush=True)
             if checkpoint is not None:
-                _save_checkpoint(checkpoint, iteration, network, optimiser, schedule, generator)
+                _save_checkpoint(checkpoint, iteration, network, optimiser, schedule, generator, clock.spent())
     if checkpoint is not None:
         Path(checkpoint).unlink(missing_ok=True)
     network.eval()
-    return network
+    return done
 
 
-def _save_checkpoint(path, iteration, network, optimiser, schedule, generator) -> None:
+class _TrainingClock:
+    """Training time, counted across a resumed run, and the one-cycle learning-rate factor over its share of a
+    time budget (as torch's OneCycleLR over iterations: cosine up from 1/25 over the first 30 %, then cosine down
+    to 1/10^4 of the peak)."""
+
+    def __init__(self, seconds: float | None):
+        self.seconds, self.spent_before, self.started = seconds, 0.0, time.time()
+
+    def spent(self) -> float:
+        return self.spent_before + time.time() - self.started
+
+    def finished(self) -> bool:
+        return self.seconds is not None and self.spent() >= self.seconds
+
+    def one_cycle_factor(self, _step: int) -> float:
+        import math
+
+        assert self.seconds is not None, "a one-cycle schedule over time needs a time budget"
+        share = min(self.spent() / self.seconds, 1.0)
+        start, end = 1 / 25, 1 / 25 / 1e4
+        if share < 0.3:
+            return 1 + (start - 1) * (1 + math.cos(math.pi * share / 0.3)) / 2
+        return end + (1 - end) * (1 + math.cos(math.pi * (share - 0.3) / 0.7)) / 2
+
+
+def _save_checkpoint(path, iteration, network, optimiser, schedule, generator, seconds_trained=0.0) -> None:
     """Write the training state to `path` through a temporary file, so that a kill never leaves half a file."""
     import os
 
@@ -92,7 +130,8 @@ def _save_checkpoint(path, iteration, network, optimiser, schedule, generator) -
     partial = path.with_name(path.name + ".partial")
     torch.save({"iteration": iteration, "network": network.state_dict(), "optimiser": optimiser.state_dict(),
                 "schedule": schedule.state_dict(), "torch_rng": torch.get_rng_state(),
-                "generator": generator.get_state() if generator is not None else None}, partial)
+                "generator": generator.get_state() if generator is not None else None,
+                "seconds_trained": seconds_trained}, partial)
     os.replace(partial, path)
 
 
