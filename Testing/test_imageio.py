@@ -59,6 +59,38 @@ def test_uneven_slice_spacing_is_refused(tmp_path):
         read_image(tmp_path / "gap")
 
 
+def _mr_series(folder, z_positions):
+    volume = np.arange(1, len(z_positions) + 1)[:, None, None] * 100.0 + np.zeros((len(z_positions), 6, 5))
+    write_ct_series(folder, volume, spacing=(1.4, 1.4, 8.0), kvp=None, modality="MR", rescale_intercept=0.0,
+                    z_positions=z_positions)
+
+
+def test_a_short_axis_stack_with_a_missing_slice_is_read_on_its_regular_grid_where_allowed(tmp_path):
+    """A breath-hold skipped: slices at 0, 8, 16, 32 and 40 mm are read on an 8 mm grid of six slices, the one at
+    24 mm left at the series' lowest value and named missing, with a warning; without the analysis allowing it
+    (CT), the series is refused as before."""
+    _mr_series(tmp_path / "gap", [0.0, 8.0, 16.0, 32.0, 40.0])
+    loaded = read_image(tmp_path / "gap", allow_slice_gaps=True)
+    assert loaded.image.GetSize() == (5, 6, 6) and loaded.image.GetSpacing()[2] == pytest.approx(8.0)
+    assert np.array_equal(loaded.array()[:, 0, 0], [100, 200, 300, 100, 400, 500]) and loaded.missing_slices == [3]
+    assert loaded.image.TransformIndexToPhysicalPoint((0, 0, 4))[2] == pytest.approx(32.0)
+    assert "1 missing slice(s) left empty and not analysed" in loaded.warnings[0]
+    with pytest.raises(InputError, match="unevenly spaced"):
+        read_image(tmp_path / "gap")
+
+
+def test_slices_shifted_by_breath_holds_are_placed_on_the_nearest_grid_position_or_refused(tmp_path):
+    """Slices a little off an even step (up to a quarter of it) go to their nearest position on the grid that fits
+    them best (least squares: 9.96 mm steps), the largest move said; a slice half a step off has no position and the series is refused."""
+    _mr_series(tmp_path / "shifted", [0.0, 10.6, 19.6, 30.2])
+    loaded = read_image(tmp_path / "shifted", allow_slice_gaps=True)
+    assert loaded.image.GetSize()[2] == 4 and loaded.missing_slices == []
+    assert loaded.image.GetSpacing()[2] == pytest.approx(9.96) and "each moved at most 0.5 mm" in loaded.warnings[0]
+    _mr_series(tmp_path / "irregular", [0.0, 10.0, 15.0, 30.0])
+    with pytest.raises(InputError, match="unevenly spaced"):
+        read_image(tmp_path / "irregular", allow_slice_gaps=True)
+
+
 def test_2d_image_is_refused_unless_allowed(tmp_path):
     sitk.WriteImage(sitk.GetImageFromArray(np.zeros((8, 8), np.int16)), str(tmp_path / "slice.nrrd"))
     with pytest.raises(InputError, match="2D image"):

@@ -584,6 +584,52 @@ def test_a_stack_stored_one_series_per_slice_is_measured_whole(tmp_path, capsys)
     assert any(f"{len(case.signal)} single-slice series stacked" in w for w in result["warnings"])
 
 
+def test_a_stack_with_a_missing_slice_is_measured_on_its_own_slices(tmp_path, capsys):
+    """A short-axis DICOM stack with one breath-hold skipped (8 mm slices, none at 24 mm): read on the 8 mm grid,
+    the reader's myocardium volume is that of the slices there (8 mm each, not the 10 mm of an even spread), the
+    JSON says a slice is missing, and --dicom-seg is refused (the SEG would reference a slice that does not exist)."""
+    from dicom_factory import write_ct_series
+
+    case = make_lge_phantom(noise=3.0, spacing=(1.5, 1.5, 8.0))
+    z_positions = [8.0 * k + (8.0 if k >= 3 else 0.0) for k in range(len(case.signal))]
+    write_ct_series(tmp_path / "lge", case.signal, spacing=(1.5, 1.5, 8.0), kvp=None, modality="MR",
+                    rescale_intercept=0.0, z_positions=z_positions)
+    on_grid = np.insert(case.labels, 3, 0, axis=0)  # the reader draws on the volume as loaded
+    mask = sitk.GetImageFromArray(on_grid)
+    mask.SetSpacing((1.5, 1.5, 8.0))
+    sitk.WriteImage(mask, str(tmp_path / "lv.nrrd"))
+    command = ["scar", str(tmp_path / "lge"), "--myocardium-mask", str(tmp_path / "lv.nrrd"), "--quiet"]
+    assert cli.main([*command, "-o", str(tmp_path / "seg"), "--dicom-seg"]) == 2
+    assert "missing slice" in capsys.readouterr().err and not (tmp_path / "seg").exists()
+    assert cli.main([*command, "-o", str(tmp_path / "out")]) == 0
+    result = json.loads((tmp_path / "out" / "scar.json").read_text())
+    assert result["myocardium_ml"] == pytest.approx((case.labels >= 2).sum() * 1.5 * 1.5 * 8.0 / 1000)
+    assert any("1 missing slice(s)" in w for w in result["warnings"])
+
+
+def test_the_network_reads_only_the_slices_that_were_imaged(monkeypatch):
+    """A blank slice (a position no slice was acquired at) is not given to the network, which reads the others in
+    order, each between its imaged neighbours; the blank slice stays background."""
+    from cardioquant.imageio import LoadedImage
+    from cardioquant.pipelines import settings_for
+    from cardioquant.scar import network
+    from cardioquant.scar.pipeline import segment
+
+    case = make_lge_phantom(noise=3.0)
+    stack = np.insert(case.signal, 2, case.signal.min(), axis=0)
+    given = []
+
+    def network_reading(_model, normalised, *_args, **_options):
+        given.append(normalised)
+        return np.where(normalised > 0.5, 2, 0).astype(np.uint8)
+
+    monkeypatch.setattr(network, "predict", network_reading)
+    loaded = LoadedImage(image=sitk.GetImageFromArray(stack), path="lge.nrrd", format="nrrd", dicom={"modality": "MR"})
+    labels, _ = segment(loaded, stack, (1.5, 1.5, 10.0), settings_for("scar", device="cpu"), Progress())
+    assert np.array_equal(given[0], network.normalise_stack(case.signal))
+    assert not labels[2].any() and labels[[0, 1, 3]].any()
+
+
 def test_export_after_an_edit_writes_the_edited_scar_and_the_runs_insertion(tmp_path):
     """What the panel's Export writes after the reader erases the scar of one slice: scar volume and %LGE of the
     edited labels (counted voxel by voxel), with the run's RV insertion."""

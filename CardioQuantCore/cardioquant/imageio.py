@@ -7,6 +7,7 @@ attributes modules need (modality, KVP, rescale, contrast agent, slice positions
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -51,6 +52,7 @@ class LoadedImage:
     source_files: list[str] = field(default_factory=list)  # DICOM files in slice order (for DICOM SEG)
     warnings: list[str] = field(default_factory=list)  # about how the input was read; every result repeats them
     stacked_series: int = 0  # DICOM read as one stack of this many single-slice series (0: one series)
+    missing_slices: list[int] = field(default_factory=list)  # grid positions no file fills (`allow_slice_gaps`)
 
     @property
     def modality(self) -> str | None:
@@ -86,20 +88,23 @@ def _has_image_suffix(path: Path) -> bool:
 
 
 def read_image(path: str | os.PathLike, allow_2d: bool = False, series: str | None = None,
-               stack_single_slices: bool = False) -> LoadedImage:
+               stack_single_slices: bool = False, allow_slice_gaps: bool = False) -> LoadedImage:
     """Read an image file or a DICOM folder and validate it (see `validate_image`). A DICOM folder is searched
     with its subfolders (patient/study/series as a PACS exports them); with several series, `series` (a Series
     Instance UID or its number in the listing) chooses one. With `stack_single_slices`, a folder whose series are
-    single slices of one stack (`single_slice_stack`) is read as that stack unless `series` chooses one."""
+    single slices of one stack (`single_slice_stack`) is read as that stack unless `series` chooses one. With
+    `allow_slice_gaps`, DICOM slices at uneven positions are placed on a regular grid (`_place_on_regular_grid`)
+    instead of being refused."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"input not found: {path}. Give an image file (.nrrd, .nii.gz, .mha) or a DICOM folder.")
     if path.is_dir():
-        loaded = _read_dicom_folder(path, series=series, stack_single_slices=stack_single_slices)
+        loaded = _read_dicom_folder(path, series=series, stack_single_slices=stack_single_slices,
+                                    allow_slice_gaps=allow_slice_gaps)
     elif _has_image_suffix(path):
         loaded = _read_file(path)
     else:
-        loaded = _read_dicom_folder(path.parent, only_file=path)
+        loaded = _read_dicom_folder(path.parent, only_file=path, allow_slice_gaps=allow_slice_gaps)
     validate_image(loaded, allow_2d=allow_2d)
     return loaded
 
@@ -188,14 +193,22 @@ def find_dicom_series(folder: Path, skip: Path | None = None) -> list[DicomSerie
     return found
 
 
-def _series_ids(directory: str) -> tuple[str, ...]:
-    """GDCM's series in one folder, without its warning for a folder that holds no DICOM (output hygiene)."""
+@contextlib.contextmanager
+def _itk_warnings_hidden():
+    """ITK's own warnings off (output hygiene) where this module says the same in its words: GDCM's for a folder
+    that holds no DICOM, the series reader's for uneven slices (`_check_slice_spacing`)."""
     shown = sitk.ProcessObject.GetGlobalWarningDisplay()
     sitk.ProcessObject.SetGlobalWarningDisplay(False)
     try:
-        return sitk.ImageSeriesReader.GetGDCMSeriesIDs(directory)
+        yield
     finally:
         sitk.ProcessObject.SetGlobalWarningDisplay(shown)
+
+
+def _series_ids(directory: str) -> tuple[str, ...]:
+    """GDCM's series in one folder."""
+    with _itk_warnings_hidden():
+        return sitk.ImageSeriesReader.GetGDCMSeriesIDs(directory)
 
 
 def _choose_series(folder: Path, found: list[DicomSeries], series: str | None,
@@ -219,7 +232,7 @@ def _choose_series(folder: Path, found: list[DicomSeries], series: str | None,
 
 
 def _read_dicom_folder(folder: Path, only_file: Path | None = None, series: str | None = None,
-                       stack_single_slices: bool = False) -> LoadedImage:
+                       stack_single_slices: bool = False, allow_slice_gaps: bool = False) -> LoadedImage:
     reader = sitk.ImageSeriesReader
     if only_file is None and not any(folder.iterdir()):
         raise InputError(f"folder is empty: {folder}. Point to a folder holding one DICOM series.")
@@ -249,7 +262,8 @@ def _read_dicom_folder(folder: Path, only_file: Path | None = None, series: str 
     slices.MetaDataDictionaryArrayUpdateOn()
     slices.LoadPrivateTagsOff()
     try:
-        image = slices.Execute()
+        with _itk_warnings_hidden():
+            image = slices.Execute()
     except RuntimeError as exc:
         raise InputError(f"cannot read the DICOM series in {folder}: {str(exc).strip().splitlines()[-1]}") from exc
     dicom = {key: slices.GetMetaData(0, tag).strip() for key, tag in DICOM_TAGS.items() if slices.HasMetaDataKey(0, tag)}
@@ -257,7 +271,7 @@ def _read_dicom_folder(folder: Path, only_file: Path | None = None, series: str 
                          warnings=warnings, stacked_series=len(stacked or []))
     positions = [slices.GetMetaData(i, "0020|0032") for i in range(len(files)) if slices.HasMetaDataKey(i, "0020|0032")]
     if len(positions) == len(files) and len(files) > 2:
-        _check_slice_spacing(loaded, positions)
+        _check_slice_spacing(loaded, positions, allow_slice_gaps)
     return loaded
 
 
@@ -341,15 +355,55 @@ def _series_uid_of_file(path: Path) -> str:
     return file_reader.GetMetaData("0020|000e").strip() if file_reader.HasMetaDataKey("0020|000e") else ""
 
 
-def _check_slice_spacing(loaded: LoadedImage, positions: list[str]) -> None:
-    """Refuse series with gaps or uneven slice steps: a single spacing would misplace slices silently."""
+def _check_slice_spacing(loaded: LoadedImage, positions: list[str], allow_gaps: bool = False) -> None:
+    """Refuse series with gaps or uneven slice steps: a single spacing would misplace slices silently. With
+    `allow_gaps` such a series is placed on a regular grid where it can be (`_place_on_regular_grid`)."""
     points = np.array([[float(v) for v in p.split("\\")] for p in positions])
     normal = direction_matrix(loaded.image)[:, 2]
-    steps = np.diff(np.sort(points @ normal))
-    if steps.size and (steps.min() <= 0 or (steps.max() - steps.min()) > 0.01 * steps.mean() + 1e-3):
+    depths = (points - points[0]) @ normal  # along the volume's slice axis, in file (= array) order
+    steps = np.diff(np.sort(depths))
+    uneven = steps.min() <= 0 or (steps.max() - steps.min()) > 0.01 * steps.mean() + 1e-3
+    if uneven and not (allow_gaps and _place_on_regular_grid(loaded, depths)):
         raise InputError(f"{loaded.path}: slice positions are unevenly spaced (steps {steps.min():.3f}-{steps.max():.3f} mm) "
                          "or duplicated; export a series with a constant slice increment.")
-    loaded.dicom["slice_increment"] = f"{float(np.median(steps)):.6g}"
+    loaded.dicom["slice_increment"] = f"{loaded.image.GetSpacing()[2] if uneven else float(np.median(steps)):.6g}"
+
+
+# A slice further than this share of the step from its grid position is not placed on the grid: the series is refused.
+MAX_GRID_SHIFT = 0.25
+
+
+def _place_on_regular_grid(loaded: LoadedImage, depths: np.ndarray) -> bool:
+    """Short-axis stacks are often uneven: a breath-hold skipped leaves a slice missing, breath-holds shift slices by
+    a few mm. Each slice is given its nearest position on a grid of the median step, the grid is fitted to the
+    slices (least squares), and the positions no slice fills hold the series' lowest value (not imaged; the scar analysis skips constant
+    slices). False (refuse) where slices are not in order along the slice axis, two share a position, or one would
+    move more than MAX_GRID_SHIFT of the step."""
+    steps = np.diff(depths)
+    if len(steps) == 0 or steps.min() <= 0:
+        return False
+    index = np.round(depths / float(np.median(steps))).astype(int)
+    if np.any(np.diff(index) <= 0):
+        return False
+    step, offset = np.polyfit(index, depths, 1)  # the grid nearest the slices: least squares over their positions
+    shift = np.abs(depths - (offset + index * step))
+    if shift.max() > MAX_GRID_SHIFT * step:
+        return False
+    array = sitk.GetArrayFromImage(loaded.image)
+    grid = np.full((index[-1] + 1,) + array.shape[1:], array.min(), array.dtype)
+    grid[index] = array
+    image = sitk.GetImageFromArray(grid)
+    image.SetOrigin(tuple(np.array(loaded.image.GetOrigin()) + offset * direction_matrix(loaded.image)[:, 2]))
+    image.SetDirection(loaded.image.GetDirection())
+    image.SetSpacing(loaded.image.GetSpacing()[:2] + (float(step),))
+    loaded.image = image
+    loaded.missing_slices = sorted(set(range(len(grid))) - set(index.tolist()))
+    loaded.warnings.append(
+        f"slice positions are uneven (steps {steps.min():.1f}-{steps.max():.1f} mm): the slices were placed on a "
+        f"regular {step:.3g} mm grid, each moved at most {shift.max():.1f} mm"
+        + (f", {len(loaded.missing_slices)} missing slice(s) left empty and not analysed"
+           if loaded.missing_slices else ""))
+    return True
 
 
 def validate_image(loaded: LoadedImage, allow_2d: bool = False) -> None:

@@ -46,8 +46,9 @@ def check_options(settings: ScarSettings) -> None:
 
 
 def read_input(path: str, series: str | None = None) -> LoadedImage:
-    """A short-axis stack stored one series per slice (one breath-hold each) is read as one stack."""
-    return read_image(path, allow_2d=ALLOW_2D, series=series, stack_single_slices=True)
+    """A short-axis stack stored one series per slice (one breath-hold each) is read as one stack, and one with
+    uneven slice positions (a breath-hold skipped or shifted) on a regular grid, its missing slices empty."""
+    return read_image(path, allow_2d=ALLOW_2D, series=series, stack_single_slices=True, allow_slice_gaps=True)
 
 
 def check_input(loaded: LoadedImage) -> list[str]:
@@ -125,10 +126,21 @@ def segment(loaded: LoadedImage, stack: np.ndarray, spacing: tuple, options, pro
     # (CARDIOQUANT_WEIGHTS_LGE_SCAR_REFINER, bundled, cache).
     segmenter, _, segmenter_info = load_named_model(network.MODEL_NAME, options.weights, device)
     refiner, _, refiner_info = load_named_model(network.REFINER_NAME, None, device)
-    labels = network.predict(segmenter, network.normalise_stack(stack), device, progress,
-                             pixel_mm=(spacing[1], spacing[0]), refiner=refiner)
+    imaged = imaged_slices(stack)
+    labels = np.zeros(stack.shape, np.uint8)
+    labels[imaged] = network.predict(segmenter, network.normalise_stack(stack[imaged]), device, progress,
+                                     pixel_mm=(spacing[1], spacing[0]), refiner=refiner)
     labels = network.drop_small_scar(labels, float(np.prod(spacing)) / 1000.0, options.min_scar_ml)
     return labels, [segmenter_info, refiner_info]
+
+
+def imaged_slices(stack: np.ndarray) -> np.ndarray:
+    """Which slices hold an image: a constant slice is a position no slice was acquired at (a gap the reader left
+    empty, or a volume padded to a grid). The network reads the others, each between its imaged neighbours."""
+    imaged = np.ptp(stack.reshape(len(stack), -1), axis=1) > 0
+    if not imaged.any():
+        raise InputError("every slice of this stack is blank (one value throughout): give the LGE images.")
+    return imaged
 
 
 LONG_AXIS_RATIO = 2.5  # median cavity aspect ratio: short-axis LVs read 1.0-1.3 (MyoPS labels), long-axis 2.5-4
