@@ -1259,9 +1259,11 @@ def _pooled_scar_dice(pairs) -> float:
 def bench_scar_invariance(shared: Path, segmenter=None, refiner=None):
     """The MyoPS validation volumes as other scanners and exports give them: rotated a quarter turn, mirrored
     (rows and columns swapped), pixels twice as large (1.5 mm), intensities in another range, the field of view cut
-    to 60 % around the heart. The labels go with the image; the figures should not move."""
+    to 60 % around the heart, the middle slice missing (a breath-hold skipped; figures on the other slices). The
+    labels go with the image; the figures should not move."""
     from cardioquant.models.runtime import load_named_model
     from cardioquant.scar import myops, network
+    from cardioquant.scar.pipeline import imaged_slices
 
     folder = shared / "myops"
     if not folder.is_dir():
@@ -1285,6 +1287,12 @@ def bench_scar_invariance(shared: Path, segmenter=None, refiner=None):
                   slice(max(int(cols.mean()) - half[1], 0), int(cols.mean()) + half[1]))
         return signal[window], labels[window], spacing
 
+    def slice_missing(signal, labels, spacing):  # a breath-hold skipped: the middle slice left blank on the grid
+        middle = len(signal) // 2
+        signal, labels = signal.copy(), labels.copy()
+        signal[middle], labels[middle] = signal.min(), 0
+        return signal, labels, spacing
+
     variants = {
         "as read": lambda s, y, sp: (s, y, sp),
         "quarter turn": lambda s, y, sp: (np.rot90(s, 1, (1, 2)), np.rot90(y, 1, (1, 2)), (sp[1], sp[0], sp[2])),
@@ -1292,15 +1300,22 @@ def bench_scar_invariance(shared: Path, segmenter=None, refiner=None):
         "pixels 2x": coarser,
         "intensity x0.1 + 300": lambda s, y, sp: (s * 0.1 + 300.0, y, sp),
         "60 % field of view": cut,
+        "middle slice missing (Dice on the others)": slice_missing,
     }
     found: dict[str, list] = {name: [] for name in variants}
     for case in myops.split(list(myops.cases(folder)))[1]:
         signal, classes, _, spacing = myops.load_case(folder, case)
         for name, change in variants.items():
             s, y, sp = change(signal, classes, spacing)
-            labels = network.predict(segmenter, network.normalise_stack(np.ascontiguousarray(s, np.float32)), cpu,
-                                     pixel_mm=(sp[1], sp[0]), refiner=refiner)
+            s = np.ascontiguousarray(s, np.float32)
+            imaged, labels = imaged_slices(s), np.zeros(s.shape, np.uint8)  # as the pipeline reads a stack
+            labels[imaged] = network.predict(segmenter, network.normalise_stack(s[imaged]), cpu,
+                                             pixel_mm=(sp[1], sp[0]), refiner=refiner)
             found[name].append((y, network.drop_small_scar(labels, float(np.prod(sp)) / 1000.0)))
+        # The reference for the missing slice: the stack as read, scored on the same (other) slices.
+        others = np.arange(len(signal)) != len(signal) // 2
+        found.setdefault("as read, scored on the same slices", []).append(
+            tuple(np.where(others[:, None, None], a, 0) for a in found["as read"][-1]))
     print("scar on the MyoPS validation volumes changed as other scanners give them: " + "; ".join(
         f"{name}: myocardium Dice {np.mean([dice(p >= 2, y >= 2) for y, p in pairs]):.3f}, scar Dice "
         f"{np.mean([dice(p >= 3, y >= 3) for y, p in pairs]):.3f}" for name, pairs in found.items()))
