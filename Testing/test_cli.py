@@ -1,5 +1,6 @@
 """Command line: exit codes, one clear error line, and the no-overwrite rule."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -309,3 +310,24 @@ def test_ctrl_c_while_the_command_line_loads_ends_in_one_line(capsys, monkeypatc
     monkeypatch.setattr(cli, "main", interrupted)
     assert launcher.main() == 3
     assert capsys.readouterr().err.strip() == "cardioquant: interrupted; nothing was written"
+
+
+def test_the_runs_warnings_are_printed_on_its_report_below_everything_else(capsys, tmp_path, monkeypatch):
+    """What the JSON warns of, the one-page report says too (a reader may see only the page): every warning, in
+    full, in a block at the foot of the page that no figure, table or text of the report overlaps."""
+    from cardioquant import report
+
+    pages, original = [], report.save_page
+    monkeypatch.setattr(report, "save_page", lambda figure, path, warnings=(): original(figure, path, warnings)
+                        or pages.append(figure))
+    ct, labels = write_block(tmp_path)
+    assert run(capsys, "calcium", ct, "--labels", labels, "-o", tmp_path / "out", "--quiet")[0] == 0
+    warnings = json.loads((tmp_path / "out" / "calcium.json").read_text())["warnings"]
+    assert warnings and len(pages) == 1
+    block = next(text for text in pages[0].texts if text.get_text().startswith("Warnings"))
+    assert block.get_text().replace("\n  ", " ").count("\n- ") == len(warnings)
+    for warning in warnings:
+        assert warning in block.get_text().replace("\n  ", " ")
+    top_of_block = block.get_position()[1]
+    assert all(ax.get_position().y0 >= top_of_block for ax in pages[0].axes)
+    assert all(text.get_position()[1] > top_of_block for text in pages[0].texts if text is not block)

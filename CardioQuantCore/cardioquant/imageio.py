@@ -400,7 +400,8 @@ def _place_on_regular_grid(loaded: LoadedImage, depths: np.ndarray) -> bool:
     loaded.missing_slices = sorted(set(range(len(grid))) - set(index.tolist()))
     loaded.warnings.append(
         f"slice positions are uneven (steps {steps.min():.1f}-{steps.max():.1f} mm): the slices were placed on a "
-        f"regular {step:.3g} mm grid, each moved at most {shift.max():.1f} mm"
+        f"regular {step:.3g} mm grid"
+        + (f", each moved at most {shift.max():.1f} mm" if shift.max() >= 0.05 else "")
         + (f", {len(loaded.missing_slices)} missing slice(s) left empty and not analysed"
            if loaded.missing_slices else ""))
     return True

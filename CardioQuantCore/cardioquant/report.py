@@ -42,9 +42,34 @@ def footer(figure, lines: list[str]) -> None:
     figure.text(0.05, 0.02, text, fontsize=6.5, color="0.35", va="bottom", wrap=True)
 
 
-def save_page(figure, png_path: Path) -> None:
-    """PNG for quick viewing and a PDF beside it for the record."""
+def save_page(figure, png_path: Path, warnings=()) -> None:
+    """PNG for quick viewing and a PDF beside it for the record, with the run's `warnings` at the foot of the page
+    (what the JSON warns of, a reader of the page must see too)."""
+    if warnings:
+        _warnings_at_foot(figure, warnings)
     png_path = Path(png_path)
     figure.savefig(png_path)
     figure.savefig(png_path.with_suffix(".pdf"))
     plt.close(figure)
+
+
+WARNING_LINE_CHARACTERS = 140  # at 7 pt across the page's width
+WARNING_LINE_HEIGHT = 0.0115   # of the page's height, at 7 pt
+
+
+def _warnings_at_foot(figure, warnings) -> None:
+    """Move the page's content up (axes and texts squeezed into the space above) and write the warnings, wrapped, in
+    the room made at the foot: every report has them whatever its layout."""
+    import textwrap
+
+    lines = [wrapped for warning in warnings
+             for wrapped in textwrap.wrap(f"- {warning}", WARNING_LINE_CHARACTERS, subsequent_indent="  ")]
+    room = 0.03 + (len(lines) + 1) * WARNING_LINE_HEIGHT
+    for ax in figure.axes:
+        box = ax.get_position()
+        ax.set_position([box.x0, room + box.y0 * (1 - room), box.width, box.height * (1 - room)])
+    for text in figure.texts:
+        x, y = text.get_position()
+        text.set_position((x, room + y * (1 - room)))
+    figure.text(0.05, room - 0.01, "\n".join([f"Warnings ({len(warnings)}): review before use"] + lines), fontsize=7,
+                color="darkred", va="top", linespacing=1.25)

@@ -44,7 +44,8 @@ class ModuleResult:
     settings: dict  # what the analysis derived and used (thresholds, the method chosen, the RV insertion)
     models: list[dict] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    report: Callable[[Path], None] | None = None  # draws the report into the given path (.png; .pdf beside it)
+    # draws the report into the given path (.png; .pdf beside it) with the run's warnings on it
+    report: Callable[[Path, list[str]], None] | None = None
     extra_outputs: dict[str, Callable[[Path], None]] = field(default_factory=dict)  # file name -> writer
     options: dict = field(default_factory=dict)  # the settings object the run was given (settings.AnalysisSettings)
 
@@ -240,6 +241,6 @@ def _write_result(result: ModuleResult, loaded: LoadedImage, staging: Path) -> N
         scene.RemoveNode(volume_node)
     scene.RemoveNode(table_node)
     if result.report is not None:
-        result.report(staging / f"{name}_report.png")
+        result.report(staging / f"{name}_report.png", result.warnings)
     for file_name, writer in result.extra_outputs.items():
         writer(staging / file_name)

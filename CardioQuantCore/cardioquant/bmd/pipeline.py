@@ -261,10 +261,10 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
                 "source": source}
     rows = [{"level": level, **{k: v for k, v in values.items()}} for level, values in per_vertebra.items()]
 
-    def report(path):
+    def report(path, warnings):
         from .report import draw_report
 
-        draw_report(path, hu, spacing, labels, summary)
+        draw_report(path, hu, spacing, labels, summary, warnings)
 
     label_image = geometry.image_from_array(labels, image)
     if image is not whole_scan:  # measured on block averages: the labels go back onto the scan's own grid

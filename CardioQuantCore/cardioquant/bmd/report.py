@@ -10,7 +10,7 @@ from matplotlib.colors import ListedColormap
 from .. import report as page
 
 
-def draw_report(path, hu, spacing, labels, summary) -> None:
+def draw_report(path, hu, spacing, labels, summary, warnings=()) -> None:
     from .pipeline import BODY_VALUE, ROI_VALUE
 
     patient = summary["patient"]
@@ -66,4 +66,4 @@ def draw_report(path, hu, spacing, labels, summary) -> None:
     page.footer(figure, [f"References: {refs or 'phantom'}; kVp {summary['kvp']:g}",
                          "ACR QCT: >120 normal, 80-120 osteopenia, <80 osteoporosis (mg/cm3). Nominal tissue HU and "
                          "HA slopes are literature-typical, unverified settings."])
-    page.save_page(figure, path)
+    page.save_page(figure, path, warnings)

@@ -443,10 +443,10 @@ def _module_result(loaded, result, artery_labels, mode, threshold_info, assignme
     label_image = geometry.image_from_array(artery_labels.astype(np.uint8), loaded.image)
     settings_json = {**result.settings, "mode": mode, "assignment": assignment}
 
-    def report(path):
+    def report(path, warnings):
         from .report import draw_report
 
-        draw_report(path, loaded, artery_labels, result, summary, settings_json, models)
+        draw_report(path, loaded, artery_labels, result, summary, settings_json, models, warnings)
 
     return ModuleResult(module="calcium", summary=summary, label_image=label_image, label_table=LABEL_TABLE,
                         table_rows=rows, settings=settings_json, models=models, warnings=warnings, report=report)

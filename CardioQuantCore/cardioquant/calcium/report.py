@@ -16,7 +16,7 @@ def _colour(value: int):
     return LABEL_TABLE.by_value(value).color
 
 
-def draw_report(path, loaded, artery_labels, result, summary, settings, models) -> None:
+def draw_report(path, loaded, artery_labels, result, summary, settings, models, warnings=()) -> None:
     hu = loaded.array()
     spacing = loaded.image.GetSpacing()
     # The file's own name only: folder names often carry the patient's name.
@@ -63,7 +63,7 @@ def draw_report(path, loaded, artery_labels, result, summary, settings, models) 
     model_text = "; ".join(f"{m['name']} {m['version']} ({m.get('note') or 'trained on ' + m['training_data'][:80]})"
                            for m in models) or "none"
     page.footer(figure, [f"Model: {model_text}"])
-    page.save_page(figure, path)
+    page.save_page(figure, path, warnings)
 
 
 def _draw_heart_region(figure, hu, labels, spacing):
@@ -75,7 +75,7 @@ def _draw_heart_region(figure, hu, labels, spacing):
     if not slices.size:
         return
     k = int(slices[slices.size // 2])
-    ax = figure.add_axes([0.66, 0.272, 0.29, 0.105])  # the band under the artery table
+    ax = figure.add_axes([0.66, 0.262, 0.29, 0.105])  # the band under the artery table
     ax.imshow(hu[k], cmap="gray", vmin=-300, vmax=600, aspect=spacing[1] / spacing[0])
     ax.contour(region[k], levels=[0.5], colors=[_colour(HEART_REGION)], linewidths=0.8)
     ax.set_title(f"heart search region (slice {k})", fontsize=6.5, pad=2)

@@ -218,10 +218,10 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
         label_image = sitk.GetImageFromArray(trees.labels.astype(np.uint8))
         label_image.CopyInformation(loaded.image)
 
-    def report(path):
+    def report(path, warnings):
         from .report import draw_report
 
-        draw_report(path, result, summary)
+        draw_report(path, result, summary, warnings)
 
     def centerlines_file(path):
         cl.write_vtp(result.paths, path, {"FFR": result.ffr,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from .. import report as page
 
 
-def draw_report(path, result, summary) -> None:
+def draw_report(path, result, summary, warnings=()) -> None:
     import matplotlib as mpl
 
     figure = page.new_page("CT-derived fractional flow reserve", f"source: {summary['source']}")
@@ -38,4 +38,4 @@ def draw_report(path, result, summary) -> None:
                          f"L/min, hyperemia x{bc['hyperemia_factor']:g}, left/right flow share {bc['left_share']:g}/"
                          f"{1 - bc['left_share']:g} ({bc['side']} solved), Murray m "
                          f"{bc['murray_exponent']:g}. FFR <= 0.80 suggests ischaemia."])
-    page.save_page(figure, path)
+    page.save_page(figure, path, warnings)

@@ -310,10 +310,10 @@ def quantify_labels(loaded, stack, spacing, assumed, labels, models, options, wa
              "lge_percent": v["lge_percent"], "transmurality_mean_percent": v["transmurality_mean_percent"]}
             for n, v in per_segment.items()]
 
-    def report(path):
+    def report(path, warnings):
         from .report import draw_report
 
-        draw_report(path, stack, out_labels, summary)
+        draw_report(path, stack, out_labels, summary, warnings)
 
     return ModuleResult(module="scar", summary=summary, label_image=label_image, label_table=LABEL_TABLE,
                         table_rows=rows, settings=settings, models=models, warnings=warnings,

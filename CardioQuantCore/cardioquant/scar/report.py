@@ -40,7 +40,7 @@ def bullseye(ax, values: dict, title: str = "%LGE per AHA segment") -> None:
     ax.set_title(title, fontsize=9)
 
 
-def draw_report(path, stack, labels, summary) -> None:
+def draw_report(path, stack, labels, summary, warnings=()) -> None:
     figure = page.new_page("Myocardial scar (LGE)", f"method: {summary['method']}"
                            + (f" - threshold {summary['threshold']:.1f}" if summary["threshold"] is not None else ""))
     with_myo = [k for k in range(labels.shape[0]) if (labels[k] >= 2).any()]
@@ -63,4 +63,4 @@ def draw_report(path, stack, labels, summary) -> None:
     for n, line in enumerate(lines):
         figure.text(0.05, 0.47 - n * 0.03, line, fontsize=10 if n < 3 else 8.5, va="top")
     page.footer(figure, ["Volumes assume the pixel spacing shown in the JSON." if summary["spacing_assumed"] else ""])
-    page.save_page(figure, path)
+    page.save_page(figure, path, warnings)
