@@ -376,9 +376,9 @@ MAX_GRID_SHIFT = 0.25
 def _place_on_regular_grid(loaded: LoadedImage, depths: np.ndarray) -> bool:
     """Short-axis stacks are often uneven: a breath-hold skipped leaves a slice missing, breath-holds shift slices by
     a few mm. Each slice is given its nearest position on a grid of the median step, the grid is fitted to the
-    slices (least squares), and the positions no slice fills hold the series' lowest value (not imaged; the scar analysis skips constant
-    slices). False (refuse) where slices are not in order along the slice axis, two share a position, or one would
-    move more than MAX_GRID_SHIFT of the step."""
+    slices (least squares), and the positions no slice fills hold the series' lowest value (not imaged: the scar
+    analysis skips constant slices). False (refuse) where slices are not in order along the slice axis, two share
+    a position, or one would move more than MAX_GRID_SHIFT of the step."""
     steps = np.diff(depths)
     if len(steps) == 0 or steps.min() <= 0:
         return False

@@ -55,6 +55,7 @@ def save_page(figure, png_path: Path, warnings=()) -> None:
 
 WARNING_LINE_CHARACTERS = 140  # at 7 pt across the page's width
 WARNING_LINE_HEIGHT = 0.0115   # of the page's height, at 7 pt
+MAX_WARNING_LINES = 16         # a fifth of the page
 
 
 def _warnings_at_foot(figure, warnings) -> None:
@@ -64,6 +65,8 @@ def _warnings_at_foot(figure, warnings) -> None:
 
     lines = [wrapped for warning in warnings
              for wrapped in textwrap.wrap(f"- {warning}", WARNING_LINE_CHARACTERS, subsequent_indent="  ")]
+    if len(lines) > MAX_WARNING_LINES:  # the page's content keeps most of the page; the JSON has every word
+        lines = lines[:MAX_WARNING_LINES - 1] + ["  ... (continued in the JSON's warnings)"]
     room = 0.03 + (len(lines) + 1) * WARNING_LINE_HEIGHT
     for ax in figure.axes:
         box = ax.get_position()
