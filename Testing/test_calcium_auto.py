@@ -682,3 +682,22 @@ def test_noise_specks_on_a_low_dose_scan_are_not_coronary_calcium():
             assert total > 100
             for artery, values in result.summary["arteries"].items():
                 assert abs(values["agatston"] - truth.arteries[artery]["agatston"]) <= 0.05 * total
+
+
+def test_the_artery_segments_hold_only_lesions_that_pass_the_area_rule(gated_pair):
+    """A speck of one 0.64 mm2 pixel at 400 HU beside a coronary artery is no lesion by the 1 mm2 rule: it is not
+    shown in an artery's segment, and every piece of an artery segment (8-connected on its slice) is at least
+    1 mm2, as scored."""
+    case = gated_pair[0]
+    artery = next(c.artery for c in case.calcifications if 1 <= c.artery <= 4)
+    beside = (case.vessel_labels == artery) & ~ndimage.binary_dilation(case.calcium_labels > 0, iterations=4)
+    k, j, i = np.argwhere(beside)[len(np.argwhere(beside)) // 2]
+    specked = phantom.CardiacPhantom(**{**vars(case), "hu": case.hu.copy()})
+    specked.hu[k, j, i] = 400.0
+    labels = sitk.GetArrayFromImage(evaluation.run_pipeline(specked, mode="auto").label_image)
+    assert not 1 <= labels[k, j, i] <= 4
+    least_pixels = int(np.ceil(1.0 / (case.spacing[0] * case.spacing[1])))
+    for plane in labels:
+        for value in range(1, 5):
+            pieces, count = ndimage.label(plane == value, np.ones((3, 3)))
+            assert count == 0 or np.bincount(pieces.ravel())[1:].min() >= least_pixels

@@ -377,6 +377,8 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
         warnings.append(f"{len(flagged)} lesion(s) flagged for review: artery assignment uncertain (lesion ids "
                         f"{', '.join(str(i) for i in flagged)})")
     label_map = artery_labels.copy()
+    if found is not None:  # the artery segments show what was scored: specks under the area rule are no lesions
+        label_map[(label_map >= 1) & (label_map <= 4) & ~result.scored_mask] = 0
     if heart is not None:
         label_map[(label_map == 0) & heart.heart_region] = HEART_REGION
     progress.update(1.0, "done")
