@@ -1259,8 +1259,9 @@ def _pooled_scar_dice(pairs) -> float:
 def bench_scar_invariance(shared: Path, segmenter=None, refiner=None):
     """The MyoPS validation volumes as other scanners and exports give them: rotated a quarter turn, mirrored
     (rows and columns swapped), pixels twice as large (1.5 mm), intensities in another range, the field of view cut
-    to 60 % around the heart, the middle slice missing (a breath-hold skipped; figures on the other slices). The
-    labels go with the image; the figures should not move."""
+    to 60 % around the heart, the middle slice missing (a breath-hold skipped; figures on the other slices), 2 mm
+    slices interpolated between the acquired ones (thin slices, as a 3D acquisition gives: the network reads
+    neighbours 2 mm away, not 12-23). The labels go with the image; the figures should not move."""
     from cardioquant.models.runtime import load_named_model
     from cardioquant.scar import myops, network
     from cardioquant.scar.pipeline import imaged_slices
@@ -1293,6 +1294,14 @@ def bench_scar_invariance(shared: Path, segmenter=None, refiner=None):
         signal[middle], labels[middle] = signal.min(), 0
         return signal, labels, spacing
 
+    def thin_slices(signal, labels, spacing):  # 2 mm slices interpolated between the acquired ones (as 3D LGE)
+        from scipy import ndimage
+
+        factor = spacing[2] / 2.0
+        return (ndimage.zoom(signal, (factor, 1, 1), order=1, mode="nearest", grid_mode=True),
+                ndimage.zoom(labels, (factor, 1, 1), order=0, mode="nearest", grid_mode=True),
+                (spacing[0], spacing[1], 2.0))
+
     variants = {
         "as read": lambda s, y, sp: (s, y, sp),
         "quarter turn": lambda s, y, sp: (np.rot90(s, 1, (1, 2)), np.rot90(y, 1, (1, 2)), (sp[1], sp[0], sp[2])),
@@ -1301,6 +1310,7 @@ def bench_scar_invariance(shared: Path, segmenter=None, refiner=None):
         "intensity x0.1 + 300": lambda s, y, sp: (s * 0.1 + 300.0, y, sp),
         "60 % field of view": cut,
         "middle slice missing (Dice on the others)": slice_missing,
+        "2 mm slices interpolated": thin_slices,
     }
     found: dict[str, list] = {name: [] for name in variants}
     for case in myops.split(list(myops.cases(folder)))[1]:
