@@ -200,3 +200,36 @@ def test_export_of_a_module_that_does_not_rescore_copies_the_run_and_adds_the_di
     run_document = json.loads((tmp_path / "run" / "bmd.json").read_text())
     assert document["patient"] == run_document["patient"]
     assert any("edited after the run" in warning for warning in document["warnings"])
+
+
+def test_the_scar_panel_loads_a_stack_with_a_missing_slice_as_the_command_line_reads_it(tmp_path):
+    """A short-axis stack stored one series per breath-hold, one breath-hold skipped: Logic.loadInput reads the folder
+    as the scar command does (one stack on its 8 mm grid, the missing slice empty), keeps no file list for a SEG
+    (the grid has a slice no file holds), and both run paths repeat how it was read in their warnings."""
+    from pydicom.uid import generate_uid
+
+    from cardioquant.scar.phantom import make_lge_phantom
+
+    case = make_lge_phantom(noise=3.0, spacing=(1.5, 1.5, 8.0))
+    frame, study = generate_uid(), generate_uid()
+    for k in range(len(case.signal)):
+        write_ct_series(tmp_path / "lge" / f"breath_hold_{k}", case.signal[k:k + 1], spacing=(1.5, 1.5, 8.0), kvp=None,
+                        modality="MR", rescale_intercept=0.0, z_positions=[8.0 * k + (8.0 if k >= 3 else 0.0)],
+                        frame_uid=frame, study_uid=study)
+    scar = logic.ScarLogic()
+    volume = scar.loadInput(tmp_path / "lge")
+    assert volume.GetImageData().GetDimensions()[2] == len(case.signal) + 1 and volume.GetSpacing()[2] == pytest.approx(8.0)
+    assert logic.dicomSourceFiles(volume) == []
+    mask = sitk.GetImageFromArray(np.insert(case.labels, 3, 0, axis=0))
+    mask.CopyInformation(scene.image_from_volume_node(volume))
+    sitk.WriteImage(mask, str(tmp_path / "lv.nrrd"))
+    settings = scar.settings(myocardium_mask=str(tmp_path / "lv.nrrd"))
+
+    _, _, scripted = scar.process(volume, settings)
+    (tmp_path / "run").mkdir()
+    loaded, prepared = scar.prepareRun(volume, settings, {}, tmp_path / "run")
+    background = _background_run("scar", loaded, prepared, tmp_path / "run")
+    for warnings in (scripted.warnings, background["warnings"]):
+        assert any("single-slice series stacked" in w for w in warnings)
+        assert any("1 missing slice(s)" in w for w in warnings)
+    assert background["myocardium_ml"] == pytest.approx((case.labels >= 2).sum() * 1.5 * 1.5 * 8.0 / 1000)

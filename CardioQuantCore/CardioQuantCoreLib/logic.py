@@ -27,17 +27,21 @@ from cardioquant.progress import Progress
 # instance UIDs instead, and the attributes are read from its database).
 ATTRIBUTE_PREFIX = "CardioQuant.DICOM."
 SOURCE_FILES = ATTRIBUTE_PREFIX + "sourceFiles"  # the series' files in slice order, one per line
+READING_NOTES = ATTRIBUTE_PREFIX + "readingNotes"  # how the input was read (a JSON list): every run repeats it
 
 
 def volumeNodeFromLoaded(loaded, name):
     """A volume node for an input read by `cardioquant.imageio` (a DICOM folder included), keeping its DICOM
-    attributes (kVp, modality, contrast, slice increment) on the node for the runs that read it."""
+    attributes (kVp, modality, contrast, slice increment) and how it was read on the node for the runs that read
+    it. A volume with slices added to make a regular grid keeps no file list: its slices are not the files'."""
     node = scene_layer.volume_node_from_image(slicer.mrmlScene, loaded.image, name)
     for key in RUN_ATTRIBUTES:
         if loaded.dicom.get(key):
             node.SetAttribute(ATTRIBUTE_PREFIX + key, str(loaded.dicom[key]))
-    if loaded.source_files:
+    if loaded.source_files and not loaded.missing_slices:
         node.SetAttribute(SOURCE_FILES, "\n".join(str(path) for path in loaded.source_files))
+    if loaded.warnings:
+        node.SetAttribute(READING_NOTES, json.dumps(loaded.warnings))
     return node
 
 
@@ -56,8 +60,11 @@ def dicomAttributes(volumeNode):
 
 
 def loadedInput(volumeNode):
-    """The pipelines' input for a volume node: its image with its DICOM attributes."""
-    return scene_layer.loaded_from_volume_node(volumeNode, dicomAttributes(volumeNode))
+    """The pipelines' input for a volume node: its image with its DICOM attributes and how it was read."""
+    loaded = scene_layer.loaded_from_volume_node(volumeNode, dicomAttributes(volumeNode))
+    notes = volumeNode.GetAttribute(READING_NOTES)
+    loaded.warnings = json.loads(notes) if notes else []
+    return loaded
 
 
 def dicomSourceFiles(volumeNode):
@@ -123,6 +130,14 @@ class AnalysisLogic:
 
     def pipeline(self):
         return pipelines.get(self.MODULE_KEY)
+
+    def loadInput(self, path, series=None):
+        """A volume node for an image file or a DICOM folder read as the command line reads it for this analysis
+        (its subfolders searched, `series` choosing one; for scar, a short-axis stack stored one series per slice,
+        or with a slice missing, read as one stack). Raises InputError with the command line's message."""
+        loaded = self.pipeline().read_input(str(path), series)
+        name = slicer.mrmlScene.GenerateUniqueName(os.path.basename(os.path.normpath(str(path))) or "input")
+        return volumeNodeFromLoaded(loaded, name)
 
     def settings(self, **values):
         """The analysis's settings object: its defaults, with `values` (see `cardioquant <module> --help`)."""

@@ -11,6 +11,7 @@ GUI) and `CardioQuantLogic`, and its Widget from `CardioQuantWidget`. The panel 
 Results always go into new nodes: a re-run never replaces a segmentation the reader edited.
 """
 
+import json
 import os
 import tempfile
 import typing
@@ -22,9 +23,11 @@ from slicer.ScriptedLoadableModule import ScriptedLoadableModuleLogic, ScriptedL
 from slicer.util import VTKObservationMixin
 
 from cardioquant import pipelines
+from cardioquant.errors import InputError
 
 from .background import BackgroundRun
 from .dependencies import ensure_dependencies
+from .logic import READING_NOTES
 
 
 def parameterNodeClass(moduleKey, nodeInputs):
@@ -104,6 +107,12 @@ class CardioQuantWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = self.createLogic()
+        loadFolderButton = qt.QPushButton("Load a folder...")
+        loadFolderButton.toolTip = ("Read a DICOM folder (its subfolders searched) as the command line reads it; for "
+                                    "scar, a short-axis stack stored one series per slice or with a slice missing "
+                                    "becomes one volume")
+        loadFolderButton.connect("clicked(bool)", self.onLoadFolder)
+        self.ui.inputsFormLayout.addRow("", loadFolderButton)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyOrCancel)
         self.ui.exportButton.connect("clicked(bool)", self.onExport)
         self.ui.progressBar.setVisible(False)
@@ -168,6 +177,33 @@ class CardioQuantWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.applyButton.enabled = running or hasInput
         self.ui.applyButton.text = "Cancel" if running else "Apply"
         self.ui.exportButton.enabled = self.finishedRun is not None and not running
+
+    # --- the input -------------------------------------------------------------------------------------------------
+
+    def onLoadFolder(self):
+        """A folder read by the command line's reader into a new volume, made the input; with several series in
+        it, the reader picks one (or, for scar, several single slices of one stack) from the reader's listing."""
+        folder = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), "Folder holding the series (DICOM)")
+        if not folder:
+            return
+        series = None
+        while True:
+            try:
+                with slicer.util.WaitCursor():
+                    node = self.logic.loadInput(folder, series)
+                break
+            except InputError as error:
+                if "--series" not in str(error):
+                    slicer.util.errorDisplay(str(error), windowTitle="Could not read the folder")
+                    return
+                series = qt.QInputDialog.getText(slicer.util.mainWindow(), "Choose a series",
+                                                 f"{error}\n\nSeries (its number in the list, or several numbers "
+                                                 "separated by commas):")
+                if not series:
+                    return
+        self._parameterNode.inputVolume = node
+        slicer.util.setSliceViewerLayers(background=node, fit=True)
+        self.showWarnings(json.loads(node.GetAttribute(READING_NOTES) or "[]"))
 
     # --- the run -----------------------------------------------------------------------------------------------
 

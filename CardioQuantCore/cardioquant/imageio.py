@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +72,8 @@ class LoadedImage:
 
 # DICOM attributes that travel with a volume into an analysis as NRRD keys (scene.write_run_input writes them).
 RUN_ATTRIBUTES = ("modality", "kvp", "contrast_agent", "slice_increment")
+# The NRRD key that carries how the input was read (LoadedImage.warnings, as a JSON list) into a background run.
+READING_NOTES_KEY = "reading_notes"
 
 
 def tube_voltage(loaded: LoadedImage, requested: float | None, used_for: str) -> tuple[float, list[str]]:
@@ -122,7 +125,16 @@ def _read_file(path: Path) -> LoadedImage:
     # NRRD key/value fields written by the panels' background runs and this project's sample data (and by users
     # who want them honoured).
     dicom = {key: image.GetMetaData(key).strip() for key in RUN_ATTRIBUTES if image.HasMetaDataKey(key)}
-    return LoadedImage(image=image, path=str(path), format=fmt, dicom=dicom)
+    return LoadedImage(image=image, path=str(path), format=fmt, dicom=dicom, warnings=_reading_notes(image))
+
+
+def _reading_notes(image: sitk.Image) -> list[str]:
+    """How a run's input was read, from the NRRD key a background run's input carries (scene.write_run_input)."""
+    try:
+        notes = json.loads(image.GetMetaData(READING_NOTES_KEY)) if image.HasMetaDataKey(READING_NOTES_KEY) else []
+    except ValueError:  # a key of that name written by something else
+        return []
+    return [str(note) for note in notes] if isinstance(notes, list) else []
 
 
 def _grey(picture: sitk.Image) -> sitk.Image:
