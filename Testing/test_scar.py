@@ -582,6 +582,7 @@ def test_a_stack_stored_one_series_per_slice_is_measured_whole(tmp_path, capsys)
     result = json.loads((tmp_path / "out" / "scar.json").read_text())
     assert result["myocardium_ml"] == pytest.approx((case.labels >= 2).sum() * 1.5 * 1.5 * 8.0 / 1000)
     assert any(f"{len(case.signal)} single-slice series stacked" in w for w in result["warnings"])
+    assert result["input"]["stacked_series"] == len(case.signal)
 
 
 def test_a_stack_with_a_missing_slice_is_measured_on_its_own_slices(tmp_path, capsys):
@@ -604,7 +605,7 @@ def test_a_stack_with_a_missing_slice_is_measured_on_its_own_slices(tmp_path, ca
     assert cli.main([*command, "-o", str(tmp_path / "out")]) == 0
     result = json.loads((tmp_path / "out" / "scar.json").read_text())
     assert result["myocardium_ml"] == pytest.approx((case.labels >= 2).sum() * 1.5 * 1.5 * 8.0 / 1000)
-    assert any("1 missing slice(s)" in w for w in result["warnings"])
+    assert any("1 missing slice(s)" in w for w in result["warnings"]) and result["input"]["missing_slices"] == [3]
 
 
 def test_the_network_reads_only_the_slices_that_were_imaged(monkeypatch):

@@ -20,28 +20,29 @@ import slicer
 
 from cardioquant import pipelines
 from cardioquant import scene as scene_layer
-from cardioquant.imageio import RUN_ATTRIBUTES
+from cardioquant.imageio import RUN_ATTRIBUTES, apply_reading_record, reading_record
 from cardioquant.progress import Progress
 
 # Where a volume loaded by CardioQuant's own reader keeps its DICOM attributes (Slicer's DICOM module keeps the
 # instance UIDs instead, and the attributes are read from its database).
 ATTRIBUTE_PREFIX = "CardioQuant.DICOM."
 SOURCE_FILES = ATTRIBUTE_PREFIX + "sourceFiles"  # the series' files in slice order, one per line
-READING_NOTES = ATTRIBUTE_PREFIX + "readingNotes"  # how the input was read (a JSON list): every run repeats it
+READING = ATTRIBUTE_PREFIX + "reading"  # how the input was read (imageio.reading_record): every run repeats it
 
 
 def volumeNodeFromLoaded(loaded, name):
     """A volume node for an input read by `cardioquant.imageio` (a DICOM folder included), keeping its DICOM
     attributes (kVp, modality, contrast, slice increment) and how it was read on the node for the runs that read
-    it. A volume with slices added to make a regular grid keeps no file list: its slices are not the files'."""
+    it. A volume assembled from single-slice series or with slices added to make a regular grid keeps no file list
+    for a DICOM SEG, as the command line refuses --dicom-seg for it: a SEG references one series, slice by slice."""
     node = scene_layer.volume_node_from_image(slicer.mrmlScene, loaded.image, name)
     for key in RUN_ATTRIBUTES:
         if loaded.dicom.get(key):
             node.SetAttribute(ATTRIBUTE_PREFIX + key, str(loaded.dicom[key]))
-    if loaded.source_files and not loaded.missing_slices:
+    if loaded.source_files and not (loaded.stacked_series or loaded.missing_slices):
         node.SetAttribute(SOURCE_FILES, "\n".join(str(path) for path in loaded.source_files))
-    if loaded.warnings:
-        node.SetAttribute(READING_NOTES, json.dumps(loaded.warnings))
+    if reading_record(loaded):
+        node.SetAttribute(READING, reading_record(loaded))
     return node
 
 
@@ -59,11 +60,19 @@ def dicomAttributes(volumeNode):
     return attributes
 
 
+def readingWarnings(volumeNode):
+    """What the reader is told about how a volume was read (a stack assembled, a slice missing); [] for none."""
+    from cardioquant.imageio import LoadedImage
+
+    told = LoadedImage(image=None, path=volumeNode.GetName(), format="mrml")
+    apply_reading_record(told, volumeNode.GetAttribute(READING))
+    return told.warnings
+
+
 def loadedInput(volumeNode):
     """The pipelines' input for a volume node: its image with its DICOM attributes and how it was read."""
     loaded = scene_layer.loaded_from_volume_node(volumeNode, dicomAttributes(volumeNode))
-    notes = volumeNode.GetAttribute(READING_NOTES)
-    loaded.warnings = json.loads(notes) if notes else []
+    apply_reading_record(loaded, volumeNode.GetAttribute(READING))
     return loaded
 
 

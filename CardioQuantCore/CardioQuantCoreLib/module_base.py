@@ -11,7 +11,6 @@ GUI) and `CardioQuantLogic`, and its Widget from `CardioQuantWidget`. The panel 
 Results always go into new nodes: a re-run never replaces a segmentation the reader edited.
 """
 
-import json
 import os
 import tempfile
 import typing
@@ -27,7 +26,7 @@ from cardioquant.errors import InputError
 
 from .background import BackgroundRun
 from .dependencies import ensure_dependencies
-from .logic import READING_NOTES
+from .logic import readingWarnings
 
 
 def parameterNodeClass(moduleKey, nodeInputs):
@@ -203,7 +202,7 @@ class CardioQuantWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     return
         self._parameterNode.inputVolume = node
         slicer.util.setSliceViewerLayers(background=node, fit=True)
-        self.showWarnings(json.loads(node.GetAttribute(READING_NOTES) or "[]"))
+        self.showWarnings(readingWarnings(node))  # how it was read: a stack assembled, a slice missing
 
     # --- the run -----------------------------------------------------------------------------------------------
 

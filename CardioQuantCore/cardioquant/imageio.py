@@ -72,8 +72,8 @@ class LoadedImage:
 
 # DICOM attributes that travel with a volume into an analysis as NRRD keys (scene.write_run_input writes them).
 RUN_ATTRIBUTES = ("modality", "kvp", "contrast_agent", "slice_increment")
-# The NRRD key that carries how the input was read (LoadedImage.warnings, as a JSON list) into a background run.
-READING_NOTES_KEY = "reading_notes"
+# The NRRD key that carries how the input was read (`reading_record`) into a background run.
+READING_KEY = "cardioquant_reading"
 
 
 def tube_voltage(loaded: LoadedImage, requested: float | None, used_for: str) -> tuple[float, list[str]]:
@@ -125,16 +125,33 @@ def _read_file(path: Path) -> LoadedImage:
     # NRRD key/value fields written by the panels' background runs and this project's sample data (and by users
     # who want them honoured).
     dicom = {key: image.GetMetaData(key).strip() for key in RUN_ATTRIBUTES if image.HasMetaDataKey(key)}
-    return LoadedImage(image=image, path=str(path), format=fmt, dicom=dicom, warnings=_reading_notes(image))
+    loaded = LoadedImage(image=image, path=str(path), format=fmt, dicom=dicom)
+    if image.HasMetaDataKey(READING_KEY):  # a background run's input (scene.write_run_input)
+        apply_reading_record(loaded, image.GetMetaData(READING_KEY))
+    return loaded
 
 
-def _reading_notes(image: sitk.Image) -> list[str]:
-    """How a run's input was read, from the NRRD key a background run's input carries (scene.write_run_input)."""
+def reading_record(loaded: LoadedImage) -> str | None:
+    """How `loaded` was read, as one line of JSON (None when it was read as stored): the warnings about it, the
+    single-slice series stacked into it, the slices of its grid no file holds. It travels with a volume read in
+    the panel (a node attribute) and into a background run (an NRRD key), so every run reports it as the command
+    line does."""
+    if not (loaded.warnings or loaded.stacked_series or loaded.missing_slices):
+        return None
+    return json.dumps({"warnings": loaded.warnings, "stacked_series": loaded.stacked_series,
+                       "missing_slices": loaded.missing_slices})
+
+
+def apply_reading_record(loaded: LoadedImage, record: str | None) -> None:
+    """Give `loaded` what a `reading_record` says (nothing for None or a record this does not understand)."""
     try:
-        notes = json.loads(image.GetMetaData(READING_NOTES_KEY)) if image.HasMetaDataKey(READING_NOTES_KEY) else []
-    except ValueError:  # a key of that name written by something else
-        return []
-    return [str(note) for note in notes] if isinstance(notes, list) else []
+        read = json.loads(record) if record else {}
+    except ValueError:
+        return
+    if isinstance(read, dict):
+        loaded.warnings = [str(w) for w in read.get("warnings", [])]
+        loaded.stacked_series = int(read.get("stacked_series", 0))
+        loaded.missing_slices = [int(k) for k in read.get("missing_slices", [])]
 
 
 def _grey(picture: sitk.Image) -> sitk.Image:
@@ -476,6 +493,10 @@ def fingerprint(loaded: LoadedImage) -> dict:
         "direction": [round(d, 6) for d in image.GetDirection()],
         "modality": loaded.modality,
         "kvp": loaded.kvp,
+        # how a short-axis stack was assembled: from this many single-slice series (0: one series), with these
+        # slices of the grid left empty (no file holds them)
+        "stacked_series": loaded.stacked_series,
+        "missing_slices": list(loaded.missing_slices),
     }
 
 

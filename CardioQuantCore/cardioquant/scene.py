@@ -7,7 +7,6 @@ outside Slicer, which lets the parts of `slicer.util` that only need a scene wor
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,7 @@ from vtkmodules.vtkCommonDataModel import vtkImageData
 from vtkmodules.vtkCommonMath import vtkMatrix4x4
 
 from . import geometry
-from .imageio import READING_NOTES_KEY, RUN_ATTRIBUTES, LoadedImage
+from .imageio import READING_KEY, RUN_ATTRIBUTES, LoadedImage, reading_record
 from .labels import LabelTable
 
 
@@ -445,7 +444,8 @@ def write_run_input(loaded, path: str | Path) -> Path:
     for key in RUN_ATTRIBUTES:
         if loaded.dicom.get(key):
             image.SetMetaData(key, str(loaded.dicom[key]))
-    if loaded.warnings:  # how it was read (a stack of single-slice series, a slice missing): the run repeats it
-        image.SetMetaData(READING_NOTES_KEY, json.dumps(loaded.warnings))
+    record = reading_record(loaded)
+    if record:  # how it was read (a stack of single-slice series, a slice missing): the run repeats it
+        image.SetMetaData(READING_KEY, record)
     sitk.WriteImage(image, str(path), True)
     return Path(path)
