@@ -41,8 +41,9 @@ def volumeNodeFromLoaded(loaded, name):
             node.SetAttribute(ATTRIBUTE_PREFIX + key, str(loaded.dicom[key]))
     if loaded.source_files and not (loaded.stacked_series or loaded.missing_slices):
         node.SetAttribute(SOURCE_FILES, "\n".join(str(path) for path in loaded.source_files))
-    if reading_record(loaded):
-        node.SetAttribute(READING, reading_record(loaded))
+    record = reading_record(loaded)
+    if record:
+        node.SetAttribute(READING, record)
     return node
 
 
