@@ -254,3 +254,21 @@ def test_a_list_of_series_is_read_as_their_stack_where_the_analysis_allows_it(tm
     assert read_image(tmp_path, allow_2d=True, series=numbers, stack_single_slices=True).image.GetSize()[2] == 4
     with pytest.raises(InputError, match="not single slices of one stack"):
         read_image(tmp_path, allow_2d=True, series=f"{by_folder['series0']},{other}", stack_single_slices=True)
+
+
+def test_how_an_input_was_read_travels_with_a_background_runs_volume_and_nothing_else_is_taken_for_it(tmp_path):
+    """A volume written for a background run carries how it was read (its warnings, the single-slice series stacked,
+    the missing slices) and is read back with them; a key of that name that is not such a record is ignored."""
+    from cardioquant.imageio import READING_KEY, LoadedImage
+    from cardioquant.scene import write_run_input
+
+    image = sitk.GetImageFromArray(np.arange(4 * 6 * 5, dtype=np.int16).reshape(4, 6, 5))
+    stacked = LoadedImage(image=image, path="lge", format="dicom", warnings=["4 single-slice series stacked"],
+                          stacked_series=3, missing_slices=[2])
+    again = read_image(write_run_input(stacked, tmp_path / "run.nrrd"))
+    assert (again.warnings, again.stacked_series, again.missing_slices) == (["4 single-slice series stacked"], 3, [2])
+    assert read_image(write_run_input(LoadedImage(image=image, path="ct", format="nrrd"), tmp_path / "plain.nrrd")
+                      ).warnings == []
+    image.SetMetaData(READING_KEY, "written by another tool")
+    sitk.WriteImage(image, str(tmp_path / "other.nrrd"))
+    assert read_image(tmp_path / "other.nrrd").warnings == []
