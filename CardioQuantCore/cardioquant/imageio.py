@@ -148,10 +148,14 @@ def apply_reading_record(loaded: LoadedImage, record: str | None) -> None:
         read = json.loads(record) if record else {}
     except ValueError:
         return
-    if isinstance(read, dict):
-        loaded.warnings = [str(w) for w in read.get("warnings", [])]
-        loaded.stacked_series = int(read.get("stacked_series", 0))
-        loaded.missing_slices = [int(k) for k in read.get("missing_slices", [])]
+    if not isinstance(read, dict):
+        return
+    try:
+        told = ([str(w) for w in read.get("warnings", [])], int(read.get("stacked_series", 0)),
+                [int(k) for k in read.get("missing_slices", [])])
+    except (TypeError, ValueError):
+        return
+    loaded.warnings, loaded.stacked_series, loaded.missing_slices = told
 
 
 def _grey(picture: sitk.Image) -> sitk.Image:
