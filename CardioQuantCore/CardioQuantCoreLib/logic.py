@@ -39,7 +39,7 @@ def volumeNodeFromLoaded(loaded, name):
     for key in RUN_ATTRIBUTES:
         if loaded.dicom.get(key):
             node.SetAttribute(ATTRIBUTE_PREFIX + key, str(loaded.dicom[key]))
-    if loaded.source_files and not (loaded.stacked_series or loaded.missing_slices):
+    if loaded.source_files and not loaded.not_one_series:
         node.SetAttribute(SOURCE_FILES, "\n".join(str(path) for path in loaded.source_files))
     record = reading_record(loaded)
     if record:

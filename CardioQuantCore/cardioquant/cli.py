@@ -81,13 +81,9 @@ def run_module(name: str, options: argparse.Namespace) -> tuple[ModuleResult, li
     if options.dicom_seg and loaded.format != "dicom":
         raise InputError(f"--dicom-seg needs a DICOM input (the SEG references its slices); this input is "
                          f"{loaded.format}: leave --dicom-seg out or give the DICOM series.")
-    if options.dicom_seg and loaded.stacked_series:
-        raise InputError(f"--dicom-seg references one DICOM series; this stack was read from {loaded.stacked_series} "
-                         "single-slice series: leave --dicom-seg out (the .seg.nrrd holds the segmentation).")
-    if options.dicom_seg and loaded.missing_slices:
-        raise InputError(f"--dicom-seg references the series' own slices; {len(loaded.missing_slices)} missing slice(s) "
-                         "were added to put it on a regular grid: leave --dicom-seg out (the .seg.nrrd holds the "
-                         "segmentation).")
+    if options.dicom_seg and loaded.not_one_series:
+        raise InputError(f"--dicom-seg references one DICOM series, slice by slice; {loaded.not_one_series}: leave "
+                         "--dicom-seg out (the .seg.nrrd holds the segmentation).")
     result = pipelines.run_analysis(name, loaded, settings, _progress(name, options))
     if options.dicom_seg and result.label_image is not None:
         from .dicomseg import seg_writer

@@ -56,6 +56,16 @@ class LoadedImage:
     missing_slices: list[int] = field(default_factory=list)  # grid positions no file fills (`allow_slice_gaps`)
 
     @property
+    def not_one_series(self) -> str | None:
+        """Why a DICOM SEG cannot reference this volume's slices as one series' files, slice by slice; None when it
+        can (or when there are no files)."""
+        if self.stacked_series:
+            return f"this stack was read from {self.stacked_series} single-slice series"
+        if self.missing_slices:
+            return f"{len(self.missing_slices)} missing slice(s) were added to put it on a regular grid"
+        return None
+
+    @property
     def modality(self) -> str | None:
         return self.dicom.get("modality") or None
 

@@ -229,7 +229,6 @@ def labelmap_from_segmentation_node(segmentation_node, reference_node, table: La
 
     Used to recompute scores after the user edits segments; where segments overlap the later table entry wins.
     """
-
     logic = _segmentations_logic()
     scene = segmentation_node.GetScene()
     out = np.zeros(array_from_volume_node(reference_node).shape, dtype=np.uint16)
@@ -255,7 +254,6 @@ def update_segments_from_labelmap(segmentation_node, labels: np.ndarray, referen
     """Replace, in place, the content of the segmentation's segments named in `table` by `labels` (values from the
     table, on the reference volume's grid): the reader's node keeps its segments, names, colours and terminology.
     Used when the panel reassigns a lesion (slicer.util's per-segment update needs Slicer's application)."""
-
     segmentation = segmentation_node.GetSegmentation()
     ids = vtkStringArray()
     ordered = np.zeros(labels.shape, dtype=np.uint8)  # the import maps label n to the n-th segment ID
@@ -301,7 +299,6 @@ def table_node_from_records(scene, records: list[dict], name: str, columns: list
     """Table node with one row per record; numeric columns are typed (double) so Slicer plots them. With `node`
     (a run's table) its content is replaced in place: the panel keeps one table per run however often the reader
     edits."""
-
     columns = columns or list(dict.fromkeys(k for r in records for k in r))
     if node is None:
         node = scene.AddNewNodeByClass("vtkMRMLTableNode", name)
