@@ -131,15 +131,21 @@ def select_device(requested: str = "auto"):
     return torch.device("cpu")
 
 
+NETWORKS = ("UNet",)  # the architectures a manifest entry may name (models/unet.py: MONAI's, in its layout)
+
+
 def build_network(entry: ModelEntry):
-    import monai.networks.nets as nets
+    """The entry's network with fresh weights; MONAI is not imported (models/unet.py says why)."""
+    from . import unet
 
     architecture = entry.architecture
+    if architecture["name"] not in NETWORKS:
+        raise InputError(f"model {entry.name}: unknown network '{architecture['name']}' (known: "
+                         f"{', '.join(NETWORKS)})")
     try:
-        constructor = getattr(nets, architecture["name"])
-    except AttributeError as exc:
-        raise InputError(f"model {entry.name}: unknown MONAI network '{architecture['name']}'") from exc
-    return constructor(**architecture["kwargs"])
+        return getattr(unet, architecture["name"])(**architecture["kwargs"])
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"model {entry.name}: its architecture cannot be built ({exc})") from exc
 
 
 def load_model(entry: ModelEntry, weights: str | Path, device=None):
