@@ -141,6 +141,14 @@ def test_soft_tissue_references_alone_do_not_tilt_the_line_with_their_errors():
     assert abs(float(cal.calibrated_hu(150.0)) - 150.0) < 3.0 and cal.plausible
 
 
+def test_one_reference_tissue_is_refused_with_what_was_found_and_what_to_give():
+    """A field of view holding muscle alone (a tight cardiac crop of a contrast scan: no air outside the body, no
+    fat, the aorta iodinated): no line can be drawn through one point; the message names what was found and the
+    phantom line that would calibrate the scan instead."""
+    with pytest.raises(InputError, match=r"found: muscle\); give the scanner's phantom line with --phantom"):
+        calibration.multi_material({"muscle": {"measured_hu": 50.0}}, 120)
+
+
 def test_a_line_of_two_references_outside_scanner_drift_is_implausible():
     """Fat read 25 HU high and blood 20 HU low (a mixed fat ROI, a cut aorta): the line through the two, 90 HU
     apart, has gain (40 + 95) / (20 + 70) = 1.5, beyond the 0.85-1.15 that drift gives, and says so."""
@@ -468,6 +476,21 @@ def test_levels_count_up_from_the_sacrum():
     bodies = network.split_bodies(classes == 1, (1.0, 1.0, 1.0), min_volume_ml=1.0)
     naming = network.assign_levels(bodies, classes, (1.0, 1.0, 1.0))
     assert list(naming.levels) == ["L5", "L4", "L3", "L2"] and "sacrum" in naming.rule and naming.determined
+
+
+def test_what_the_network_calls_sacrum_above_every_body_does_not_name_them():
+    """The spine rests on the sacrum. A 'sacrum' above every body found (on a real short scan range: the top body,
+    its end slices repeated up to the network's patch, was called sacrum and the bodies below named L5, L4, L3
+    instead of L3, L2, L1) is not the sacrum: the levels are not determined, and the note says why."""
+    from cardioquant.bmd import network
+
+    classes = column(4)
+    classes = np.concatenate([classes, np.zeros((12,) + classes.shape[1:], np.uint8)])
+    classes[-12:, 8:32, 15:65] = 3
+    bodies = network.split_bodies(classes == 1, (1.0, 1.0, 1.0), min_volume_ml=1.0)
+    naming = network.assign_levels(bodies, classes, (1.0, 1.0, 1.0))
+    assert not naming.determined and list(naming.levels) == ["V1", "V2", "V3", "V4"]
+    assert any("lies above every body found" in note for note in naming.warnings)
 
 
 def test_levels_from_the_lowest_rib_bearing_vertebra():
@@ -842,3 +865,28 @@ def test_in_plane_closing_bridges_a_gap_up_to_its_disk_and_holes_fill_inside_a_c
     for disk_px, closed in zip((1, 3, 4, 5, 7), closings_in_plane(ring, (1, 3, 4, 5, 7)), strict=True):
         pad = disk_px + 1
         assert np.array_equal(closed, ndimage.binary_closing(np.pad(ring, pad), disk(disk_px))[pad:-pad, pad:-pad])
+
+
+def test_a_scan_shorter_than_the_network_patch_reaches_it_with_its_end_slices_repeated():
+    """The spine continues beyond a short scan range: the slices added to bring a 20-slice scan up to the patch
+    are copies of its first and last slice (not the sliding window's 0, which reads as 200 HU and which the
+    network never saw past a scan's end), and the classes come back on the scan's own 20 slices."""
+    import torch
+
+    from cardioquant.bmd import network
+
+    hu = np.arange(20, dtype=np.float32)[:, None, None] * 10.0 + np.zeros((20, 8, 8), np.float32)  # slice k: 10 k HU
+    grid = sitk.GetImageFromArray(hu)
+    seen = []
+
+    class Recording(torch.nn.Module):
+        def forward(self, x):
+            seen.append(x[0, 0, :, 0, 0].clone())
+            return torch.zeros(x.shape[0], len(network.CLASSES), *x.shape[2:])
+
+    classes = network.predict_classes(grid, Recording(), torch.device("cpu"), (64, 8, 8))
+    assert classes.GetSize() == grid.GetSize()
+    column = seen[0] * network.HU_SCALE + network.HU_OFFSET  # back to HU
+    assert len(column) == 64
+    assert torch.allclose(column[:22], torch.zeros(22)) and torch.allclose(column[42:], torch.full((22,), 190.0))
+    assert torch.allclose(column[22:42], torch.arange(20, dtype=torch.float32) * 10.0)

@@ -55,3 +55,35 @@ def test_a_vertebra_mask_alone_gives_the_body_masks_trabecular_hu():
     for level in ("T12", "L1", "L2", "L3", "L4", "L5"):
         assert abs(alone["vertebrae"][level]["trabecular_hu"] - with_body["vertebrae"][level]["trabecular_hu"]) <= 5.0
     assert abs(alone["patient"]["bmd_mg_cm3"] - with_body["patient"]["bmd_mg_cm3"]) <= 5.0
+
+
+@pytest.mark.skipif(not TOTALSEGMENTATOR.is_dir(), reason="TotalSegmentator example not present")
+def test_a_50_mm_slab_of_a_real_ct_has_its_whole_vertebral_body_found():
+    """A scan range shorter than the vertebra network's patch (here 50 mm of the real abdominal CT holding the whole
+    of L3): the body is found by the network path and matches TotalSegmentator's vertebra label in the slab (Dice
+    >= 0.8). Padded with the sliding window's 200 HU slabs, the network found no body and the scan was refused."""
+    import SimpleITK as sitk
+
+    from cardioquant.bmd.levels import TOTALSEGMENTATOR_VALUES
+    from cardioquant.bmd.pipeline import BODY_VALUE, ROI_VALUE, run
+    from cardioquant.imageio import LoadedImage, read_image
+    from cardioquant.pipelines import settings_for
+    from cardioquant.progress import Progress
+
+    image = read_image(TOTALSEGMENTATOR / "example_ct.nii.gz").image
+    vertebrae = sitk.GetArrayFromImage(sitk.ReadImage(str(TOTALSEGMENTATOR /
+                                                          "spine_report__example_ct_report__totalseg.nii.gz")))
+    bodies = sitk.GetArrayFromImage(sitk.ReadImage(str(
+        TOTALSEGMENTATOR / "spine_report__example_ct_report__totalseg_vertebrae_body.nii.gz"))) > 0
+    l3 = (vertebrae == TOTALSEGMENTATOR_VALUES["L3"]) & bodies
+    slices = np.nonzero(l3.any(axis=(1, 2)))[0]
+    first = int(slices.mean() - 25.0 / image.GetSpacing()[2])
+    count = int(round(50.0 / image.GetSpacing()[2]))
+    assert first >= 0 and l3[first:first + count].sum() == l3.sum()  # the slab holds the whole body
+    slab = sitk.RegionOfInterest(image, [image.GetSize()[0], image.GetSize()[1], count], [0, 0, first])
+    result = run(LoadedImage(image=slab, path="slab", format="nrrd", dicom={"modality": "CT"}),
+                 settings_for("bmd", device="cpu", kvp=120.0), Progress())
+    labels = sitk.GetArrayFromImage(result.label_image)
+    found = [dice(np.isin(labels, (BODY_VALUE[level], ROI_VALUE[level])), l3[first:first + count])
+             for level in result.summary["vertebrae"]]
+    assert max(found) >= 0.8

@@ -662,6 +662,57 @@ def bench_bmd_cut_field_of_view(shared: Path, cuts_mm=(15.0, 25.0)):
                       f"mg/cm3, ROI {values['roi_volume_ml']:.1f} mL{'' if values['plausible'] else ', doubtful'}")
 
 
+def bench_bmd_short_range(shared: Path, heights_mm=(50.0, 80.0, 110.0), step_mm: float = 40.0):
+    """The automatic path on slabs of the labelled real CTs (`heights_mm` of their slices, every `step_mm`): scan
+    ranges shorter than the vertebra network's 128 mm patch, as a limited or a calcium-score range gives. Against
+    the labels: the bodies wholly in a slab that are found, levels named wrong, proposed bodies that are not a
+    vertebra, and slabs refused although a whole body was in them."""
+    import SimpleITK as sitk
+
+    from cardioquant.bmd.levels import VALUE_TO_LEVEL, is_determined
+    from cardioquant.bmd.pipeline import run
+    from cardioquant.errors import InputError
+    from cardioquant.imageio import LoadedImage, read_image
+    from cardioquant.pipelines import settings_for
+    from cardioquant.progress import Progress
+
+    slabs = whole = found = wrong = not_vertebra = refused = 0
+    for _, path, label_path, body_path, _ in _real_bmd_scans(shared):
+        if label_path is None:
+            continue
+        loaded = read_image(path)
+        image = loaded.image
+        truth, reference = _mask_based_bmd(loaded, label_path, body_path)
+        expected = sitk.GetArrayFromImage(reference.label_image)
+        for height in heights_mm:
+            count = int(round(height / image.GetSpacing()[2]))
+            for first in range(0, image.GetSize()[2] - count + 1, int(round(step_mm / image.GetSpacing()[2]))):
+                inside = slice(first, first + count)
+                in_view = {level for level in reference.summary["vertebrae"]
+                           if _body_of(expected[inside], level).sum() >= 0.9 * _body_of(expected, level).sum()}
+                slabs, whole = slabs + 1, whole + len(in_view)
+                slab = sitk.RegionOfInterest(image, [image.GetSize()[0], image.GetSize()[1], count], [0, 0, first])
+                try:
+                    auto = run(LoadedImage(image=slab, path="slab", format="nrrd", dicom={"modality": "CT"}),
+                               settings_for("bmd", device="cpu", kvp=120.0), Progress())
+                except InputError:
+                    refused += bool(in_view)
+                    continue
+                labels = sitk.GetArrayFromImage(auto.label_image)
+                for level in auto.summary["vertebrae"]:
+                    values = [VALUE_TO_LEVEL.get(int(v)) for v in truth[inside][_body_of(labels, level)]]
+                    vertebral = [v for v in values if v]
+                    true = max(set(vertebral), key=vertebral.count) if len(vertebral) > len(values) / 2 else None
+                    not_vertebra += true is None
+                    wrong += bool(true) and is_determined(level) and level != true
+                    found += true in in_view
+                    in_view.discard(true)
+    print(f"bmd on short scan ranges ({slabs} slabs of {', '.join(f'{h:g}' for h in heights_mm)} mm from the labelled "
+          f"real CTs; the network's patch is 128 mm): {found} of the {whole} bodies wholly in a slab found, "
+          f"{wrong} level(s) named wrong, {not_vertebra} proposed bod{'y' if not_vertebra == 1 else 'ies'} not a "
+          f"vertebra, {refused} slab(s) with a whole body refused")
+
+
 def _bmd_text(patient: dict) -> str:
     if patient["bmd_mg_cm3"] is None:
         return "not determined"
@@ -1490,6 +1541,7 @@ def main():
         bench_bmd_totalsegmentator(args.shared)
         bench_bmd_real_ct(args.shared)
         bench_bmd_cut_field_of_view(args.shared)
+        bench_bmd_short_range(args.shared)
     if args.only in (None, "scar"):
         bench_scar_both_centres(bench_scar(args.shared), bench_scar_myops(args.shared))
         bench_scar_invariance(args.shared)

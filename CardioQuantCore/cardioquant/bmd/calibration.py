@@ -106,7 +106,10 @@ def multi_material(references: dict, kvp: float) -> Calibration:
     (plausible) line through the others is left out first, said in `notes` and kept in `references` with `used`
     false: least squares would spread its error over every tissue and every vertebra."""
     if len(references) < 2:
-        raise InputError("multi-material calibration needs at least two reference ROIs")
+        found = ", ".join(references) or "none"
+        raise InputError(f"phantomless calibration needs two reference tissues beside the vertebrae (air outside the "
+                         f"body, fat, muscle, blood without contrast) and this field of view holds too few (found: "
+                         f"{found}); give the scanner's phantom line with --phantom HU:density pairs")
     used, notes = consistent_references(references, kvp)
     # Plausibility is judged on what the references alone say; the line used is the one fitted with the prior.
     data_scale, _, residuals = _line(used, kvp)

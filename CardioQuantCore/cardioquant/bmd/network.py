@@ -30,6 +30,7 @@ _INPUT = preprocessing(MODEL_NAME)
 GRID_MM = float(_INPUT["spacing_mm"][0])
 HU_WINDOW = tuple(_INPUT["normalisation"]["clip_hu"])
 HU_OFFSET, HU_SCALE = _INPUT["normalisation"]["offset_hu"], _INPUT["normalisation"]["scale_hu"]
+REPLICATE_END_SLICES = _INPUT.get("padding", {}).get("slices") == "replicate"  # the manifest says why
 CLASSES = ("background", "body", "posterior", "sacrum", "rib", "disc")
 DISC = CLASSES.index("disc")
 DISC_CUT_MM = 8.0  # a vertebral body is 30-50 mm across: a disc seen in part of it still separates the whole column
@@ -84,11 +85,20 @@ def predict_classes(grid: sitk.Image, network, device, roi, progress=None) -> si
 
     from ..models.runtime import sliding_window_predict
 
-    x = torch.from_numpy(normalise(sitk.GetArrayFromImage(grid)))[None, None]
+    hu = sitk.GetArrayFromImage(grid)
+    below, above = end_slices_to_add(hu.shape[0], roi[0])
+    x = torch.from_numpy(normalise(np.pad(hu, ((below, above), (0, 0), (0, 0)), mode="edge")))[None, None]
     logits = sliding_window_predict(network, x, roi, device, sw_batch_size=1, overlap=0.25, progress=progress)
-    classes = sitk.GetImageFromArray(logits.argmax(1)[0].cpu().numpy().astype(np.uint8))
+    classes = sitk.GetImageFromArray(logits.argmax(1)[0, below:below + hu.shape[0]].cpu().numpy().astype(np.uint8))
     classes.CopyInformation(grid)
     return classes
+
+
+def end_slices_to_add(slices: int, patch_slices: int) -> tuple[int, int]:
+    """(below, above): copies of the first and last slice that bring a scan shorter than the network's patch up to
+    it (none when the manifest does not ask for them)."""
+    short = max(0, patch_slices - slices) if REPLICATE_END_SLICES else 0
+    return short // 2, short - short // 2
 
 
 def to_native(labels: sitk.Image, image: sitk.Image) -> np.ndarray:
@@ -178,17 +188,23 @@ def assign_levels(bodies: list[np.ndarray], classes: np.ndarray, spacing, lowest
         raise InputError("no vertebral body found in the field of view.")
     if lowest_level:
         return _named(bodies, LEVELS.index(lowest_level), 0, f"user: lowest vertebra is {lowest_level}", [])
+    centre = lambda mask: np.nonzero(mask)[0].mean()  # noqa: E731
+    notes: list[str] = []
     sacrum = _sacrum(classes, spacing)
-    sacrum_top = None if sacrum is None else int(np.nonzero(sacrum)[0].max())
     if sacrum is not None:
         # Nothing below the sacrum's middle is a vertebral body (pelvis, femoral heads). Not its top: the sacrum
         # reaches up behind the tilted lumbosacral disc, above L5's centre.
         middle = np.nonzero(sacrum)[0].mean()
-        bodies = [mask for mask in bodies if np.nonzero(mask)[0].mean() > middle] or bodies
-    centre = lambda mask: np.nonzero(mask)[0].mean()  # noqa: E731
+        resting = [mask for mask in bodies if centre(mask) > middle]
+        if resting:
+            bodies = resting
+        else:  # e.g. the top body of a short scan range, its end slices repeated up to the network's patch
+            notes.append("what the network calls sacrum lies above every body found, and the spine rests on the "
+                         "sacrum: it is not the sacrum and does not fix the levels")
+            sacrum = None
+    sacrum_top = None if sacrum is None else int(np.nonzero(sacrum)[0].max())
     merged_centres = [centre(mask) for mask in merged]
     run_of = _runs(bodies, spacing, merged_centres)
-    notes: list[str] = []
     anchors = {}  # rule -> (LEVELS index of the anchored body, its position among the bodies)
     if sacrum_top is not None:
         gap_mm = (np.nonzero(bodies[0])[0].min() - sacrum_top) * spacing[2]
