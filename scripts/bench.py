@@ -1275,12 +1275,56 @@ def bench_scar_myops(shared: Path, segmenter=None, refiner=None):
         print("  per case, %LGE labelled -> read (scar Dice): " + ", ".join(
             f"{case} {_lge_percent(y >= 3, y):.1f} -> {_lge_percent(p >= 3, p):.1f} ({dice(p >= 3, y >= 3):.2f})"
             for case, (y, p) in zip(ids, pairs, strict=True)))
+        print(f"  {_per_segment_agreement(folder, ids, pairs, raw_labels)}")
         lge_alone = _lge_agreement([_lge_percent(y >= 3, y) for y, _ in alone], [_lge_percent(p >= 3, p) for _, p in alone])
         print(f"  segmenter alone: scar Dice {np.mean([dice(p >= 3, y >= 3) for y, p in alone]):.3f} per case, "
               f"{_pooled_scar_dice(alone):.3f} pooled; %LGE r {lge_alone['r']:.3f}, mean |diff| {lge_alone['mad']:.1f}")
         figures[name] = {"myocardium_dice": float(myo), "scar_dice": float(scar), "scar_dice_pooled": pooled,
                          "lge_r": lge["r"], "lge_mad": lge["mad"], "pairs": pairs}
     return figures
+
+
+EXTENT_CLASSES = (0.0, 25.0, 50.0, 75.0)  # a segment's LGE extent as readers score it: 0, 1-25, 26-50, 51-75, 76-100 %
+
+
+def _extent_class(percent: float) -> int:
+    return 0 if percent <= 0.0 else int(np.searchsorted(EXTENT_CLASSES, percent, side="left"))
+
+
+def _per_segment_agreement(folder: Path, ids, pairs, raw_labels) -> str:
+    """The AHA segments' %LGE as the pipeline reports them (its myocardium and scar, its RV insertion estimate from
+    the image with the scan's orientation) against MyoPS's labels (their myocardium and scar, the insertion their
+    RV gives): mean |difference| per segment, and the extent class (0, 1-25, 26-50, 51-75, 76-100 %) the same or
+    one apart, over the segments both have."""
+    import SimpleITK as sitk
+
+    from cardioquant import geometry
+    from cardioquant.scar import aha, myops
+
+    differences, same, near = [], 0, 0
+    for case, (truth, found), raw in zip(ids, pairs, raw_labels, strict=True):
+        image = sitk.ReadImage(str(next(myops.cases(folder)[case].glob("*_LGE.nii.gz"))))
+        signal, spacing = sitk.GetArrayFromImage(image).astype(np.float32), image.GetSpacing()
+        pixel_mm = (spacing[1], spacing[0])
+        rv_side, direction = aha.orientation_prior(geometry.direction_matrix(image)) or (None, aha.DEFAULT_DIRECTION)
+        figures = []
+        for classes, insertion in ((truth, aha.estimate_rv_insertion((raw == myops.RV_VALUE).astype(np.float32),
+                                                                     truth == 1, truth >= 2, pixel_mm, direction)),
+                                   (found, aha.estimate_rv_insertion(signal, found == 1, found >= 2, pixel_mm,
+                                                                     direction, rv_side_deg=rv_side))):
+            insertion = aha.DEFAULT_INSERTION_DEG if insertion is None else insertion
+            segments = aha.segment_map(classes == 1, classes >= 2, insertion, direction)
+            figures.append(aha.per_segment(segments, classes >= 2, classes >= 3, spacing))
+        for labelled, read in zip(figures[0].values(), figures[1].values(), strict=True):
+            if labelled["lge_percent"] is None or read["lge_percent"] is None:
+                continue
+            differences.append(abs(read["lge_percent"] - labelled["lge_percent"]))
+            gap = abs(_extent_class(read["lge_percent"]) - _extent_class(labelled["lge_percent"]))
+            same, near = same + (gap == 0), near + (gap <= 1)
+    count = max(len(differences), 1)
+    return (f"per AHA segment ({len(differences)} segments both have), the pipeline's %LGE against the labels' (with "
+            f"the insertion their RV gives): mean |diff| {np.mean(differences):.1f} points; extent class (0, 1-25, "
+            f"26-50, 51-75, 76-100 %) the same {100 * same / count:.0f}%, within one class {100 * near / count:.0f}%")
 
 
 def _scar_beyond_the_labels(raw_labels, predictions) -> str:
