@@ -665,8 +665,9 @@ def bench_bmd_cut_field_of_view(shared: Path, cuts_mm=(15.0, 25.0)):
 def bench_bmd_short_range(shared: Path, heights_mm=(50.0, 80.0, 110.0), step_mm: float = 40.0):
     """The automatic path on slabs of the labelled real CTs (`heights_mm` of their slices, every `step_mm`): scan
     ranges shorter than the vertebra network's 128 mm patch, as a limited or a calcium-score range gives. Against
-    the labels: the bodies wholly in a slab that are found, levels named wrong, proposed bodies that are not a
-    vertebra, and slabs refused although a whole body was in them."""
+    the labels: the vertebral bodies (C1-L5; S1 is the sacrum's top, not a body to find) wholly in a slab that are
+    found, levels named wrong, proposed bodies that are not a vertebra, and slabs refused although a whole body was
+    in them."""
     import SimpleITK as sitk
 
     from cardioquant.bmd.levels import VALUE_TO_LEVEL, is_determined
@@ -688,8 +689,8 @@ def bench_bmd_short_range(shared: Path, heights_mm=(50.0, 80.0, 110.0), step_mm:
             count = int(round(height / image.GetSpacing()[2]))
             for first in range(0, image.GetSize()[2] - count + 1, int(round(step_mm / image.GetSpacing()[2]))):
                 inside = slice(first, first + count)
-                in_view = {level for level in reference.summary["vertebrae"]
-                           if _body_of(expected[inside], level).sum() >= 0.9 * _body_of(expected, level).sum()}
+                in_view = {level for level in reference.summary["vertebrae"] if level != "S1"  # the sacrum's top
+                           and _body_of(expected[inside], level).sum() >= 0.9 * _body_of(expected, level).sum()}
                 slabs, whole = slabs + 1, whole + len(in_view)
                 slab = sitk.RegionOfInterest(image, [image.GetSize()[0], image.GetSize()[1], count], [0, 0, first])
                 try:
