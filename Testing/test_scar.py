@@ -543,19 +543,22 @@ def test_a_png_slice_is_measured_at_the_assumed_spacing_and_says_so(tmp_path):
     assert segmentation.GetSize()[:3] == picture.shape[::-1] + (1,)
 
 
-@pytest.mark.parametrize("slices", [1, 3])
-def test_a_slice_given_alone_to_the_network_is_flagged(slices):
-    """The network reads each slice between its neighbours: one slice alone is read less well and the run says so;
-    a stack is not flagged."""
+@pytest.mark.parametrize(("slices", "imaged"), [(1, 1), (3, 3), (3, 1)])
+def test_a_slice_given_alone_to_the_network_is_flagged(slices, imaged):
+    """The network reads each slice between its neighbours: one slice alone is read less well and the run says so,
+    also when it is the only imaged slice of a stack whose other positions no slice filled (blank); a stack is not
+    flagged."""
     from cardioquant.imageio import LoadedImage
     from cardioquant.pipelines import settings_for
     from cardioquant.scar.pipeline import ONE_SLICE_WARNING, run
 
     case = make_lge_phantom(slices=slices, noise=3.0)
-    image = sitk.GetImageFromArray(case.signal[0] if slices == 1 else case.signal)
+    signal = case.signal.copy()
+    signal[imaged:] = signal.min()  # positions no slice was acquired at hold the series' lowest value
+    image = sitk.GetImageFromArray(signal[0] if slices == 1 else signal)
     loaded = LoadedImage(image=image, path="lge.nrrd", format="nrrd", dicom={"modality": "MR"})
     result = run(loaded, settings_for("scar", device="cpu"), Progress())
-    assert (ONE_SLICE_WARNING in result.warnings) is (slices == 1)
+    assert (ONE_SLICE_WARNING in result.warnings) is (imaged == 1)
 
 
 def test_a_stack_stored_one_series_per_slice_is_measured_whole(tmp_path, capsys):

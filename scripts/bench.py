@@ -486,6 +486,20 @@ def _real_bmd_scans(shared: Path) -> list[tuple]:
     return [scan for scan in scans if scan[1].exists()]
 
 
+def _labelled_bmd_scans(shared: Path):
+    """For each real CT here with vertebra labels: (name, image, the labels on its grid, the mask-based path's result
+    on them, that result's label map)."""
+    import SimpleITK as sitk
+
+    from cardioquant.imageio import read_image
+
+    for name, path, label_path, body_path, _ in _real_bmd_scans(shared):
+        if label_path is not None:
+            loaded = read_image(path)
+            truth, reference = _mask_based_bmd(loaded, label_path, body_path)
+            yield name, loaded.image, truth, reference, sitk.GetArrayFromImage(reference.label_image)
+
+
 MIN_VERTEBRA_ML = 10.0  # a labelled vertebra the field of view cuts to less than this has no body to compare with
 
 
@@ -618,17 +632,11 @@ def bench_bmd_cut_field_of_view(shared: Path, cuts_mm=(15.0, 25.0)):
     from cardioquant.bmd.levels import VALUE_TO_LEVEL
     from cardioquant.bmd.pipeline import posterior_sign, run
     from cardioquant.errors import InputError
-    from cardioquant.imageio import LoadedImage, read_image
+    from cardioquant.imageio import LoadedImage
     from cardioquant.pipelines import settings_for
     from cardioquant.progress import Progress
 
-    for name, path, label_path, body_path, _ in _real_bmd_scans(shared):
-        if label_path is None:
-            continue
-        loaded = read_image(path)
-        image = loaded.image
-        truth, reference = _mask_based_bmd(loaded, label_path, body_path)
-        expected = sitk.GetArrayFromImage(reference.label_image)
+    for name, image, truth, reference, expected in _labelled_bmd_scans(shared):
         sign = posterior_sign(image)  # +1: rows run front to back
         fronts = [np.nonzero(_body_of(expected, level).any(axis=(0, 2)))[0][0 if sign > 0 else -1]
                   for level in reference.summary["vertebrae"]]
@@ -673,18 +681,12 @@ def bench_bmd_short_range(shared: Path, heights_mm=(50.0, 80.0, 110.0), step_mm:
     from cardioquant.bmd.levels import VALUE_TO_LEVEL, is_determined
     from cardioquant.bmd.pipeline import run
     from cardioquant.errors import InputError
-    from cardioquant.imageio import LoadedImage, read_image
+    from cardioquant.imageio import LoadedImage
     from cardioquant.pipelines import settings_for
     from cardioquant.progress import Progress
 
     slabs = whole = found = wrong = not_vertebra = refused = 0
-    for _, path, label_path, body_path, _ in _real_bmd_scans(shared):
-        if label_path is None:
-            continue
-        loaded = read_image(path)
-        image = loaded.image
-        truth, reference = _mask_based_bmd(loaded, label_path, body_path)
-        expected = sitk.GetArrayFromImage(reference.label_image)
+    for _, image, truth, reference, expected in _labelled_bmd_scans(shared):
         for height in heights_mm:
             count = int(round(height / image.GetSpacing()[2]))
             for first in range(0, image.GetSize()[2] - count + 1, int(round(step_mm / image.GetSpacing()[2]))):

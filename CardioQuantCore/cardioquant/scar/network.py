@@ -1,5 +1,5 @@
-"""The LGE segmentation network: MONAI UNet (2D convolutions, 2.5D input) on short-axis slices, classes
-0 background, 1 LV cavity, 2 myocardium, 3 scar (infarct), 4 microvascular obstruction (EMIDEC's labels).
+"""The LGE segmentation network: MONAI's residual UNet (models/unet.py; 2D convolutions, 2.5D input) on short-axis
+slices, classes 0 background, 1 LV cavity, 2 myocardium, 3 scar (infarct), 4 microvascular obstruction (EMIDEC's labels).
 
 With more than one input channel the network is 2.5D: each slice is given with its neighbours above and below
 (the edge slice repeated at the ends of the stack), the context a reader uses to tell scar from blood pool.

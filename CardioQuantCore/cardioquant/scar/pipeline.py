@@ -187,7 +187,7 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
     if assumed:
         warnings.append(spacing_warning(spacing, loaded))
     labels, models = segment(loaded, stack, spacing, options, progress.sub(0.0, 0.6))
-    if models and len(stack) == 1:
+    if models and imaged_slices(stack).sum() == 1:  # a stack's blank positions are not read (imaged_slices)
         warnings.append(ONE_SLICE_WARNING)
     return quantify_labels(loaded, stack, spacing, assumed, labels, models, options, warnings, progress)
 
