@@ -151,23 +151,41 @@ def test_vtp_without_radius_is_refused(capsys, tmp_path):
     assert code == 2 and "MaximumInscribedSphereRadius" in captured.err
 
 
-def test_a_scan_too_large_for_the_memory_budget_is_refused_before_the_network_runs(capsys, tmp_path):
-    """A 300 mm soft-tissue slab with no lungs (no heart to crop to): the 0.5 mm network grid would need about
-    14 GB, over the 4 GB default; one line names the size, the budget and what to do, and nothing is written.
-    With the budget raised far enough the same check passes (the run then stops at the next check: no aorta)."""
-    kk, jj, ii = np.indices((100, 100, 100))
-    body = np.where((jj - 50) ** 2 + (ii - 50) ** 2 < 45 ** 2, 40, -1000).astype(np.int16)
+def _soft_tissue_slab(tmp_path, side: int, slices: int) -> sitk.Image:
+    """A round soft-tissue body in air on 3 mm voxels, `side` voxels across: no lungs, so no heart to crop to."""
+    _, jj, ii = np.indices((slices, side, side))
+    centre = side / 2
+    body = np.where((jj - centre) ** 2 + (ii - centre) ** 2 < (0.45 * side) ** 2, 40, -1000).astype(np.int16)
     image = sitk.GetImageFromArray(body)
     image.SetSpacing((3.0, 3.0, 3.0))
     sitk.WriteImage(image, str(tmp_path / "slab.nrrd"))
+    return image
+
+
+def test_a_scan_too_large_for_the_memory_budget_is_refused_before_the_network_runs(capsys, tmp_path):
+    """A 249 x 249 x 120 mm soft-tissue slab with no lungs (read whole, as a heart-only reconstruction is): the
+    0.5 mm network grid would need about 5 GB, over the 4 GB default; one line names the size, the budget and what
+    to do, and nothing is written. With the budget raised the same check passes."""
+    image = _soft_tissue_slab(tmp_path, 83, 40)
     assert cli.main(["ffr", str(tmp_path / "slab.nrrd"), "-o", str(tmp_path / "out"), "--quiet"]) == 2
     error = capsys.readouterr().err.strip().splitlines()
-    assert len(error) == 1 and "needing about 14 GB (--memory-limit-gb 4)" in error[0] and "crop the CTA" in error[0]
+    assert len(error) == 1 and "needing about 5 GB (--memory-limit-gb 4)" in error[0] and "crop the CTA" in error[0]
     assert not list((tmp_path / "out").glob("ffr*"))
     from cardioquant.ffr.pipeline import network_region
 
     region, box = network_region(image, memory_limit_gb=16.0)
-    assert region.GetSize() == image.GetSize() and box == (slice(0, 100),) * 3
+    assert region.GetSize() == image.GetSize() and box == (slice(0, 40), slice(0, 83), slice(0, 83))
+
+
+def test_no_heart_in_a_field_of_view_wider_than_a_heart_only_reconstruction_is_refused(capsys, tmp_path):
+    """A 300 mm wide scan with no heart found in it (an abdominal CT, say) is not a heart-only reconstruction: one
+    line says there is no heart and what to give, before any network runs, and nothing is written."""
+    _soft_tissue_slab(tmp_path, 100, 20)
+    assert cli.main(["ffr", str(tmp_path / "slab.nrrd"), "-o", str(tmp_path / "out"), "--quiet"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("cardioquant: error: no heart in the field of view (300 x 300 x 60")
+    assert "--lumen-mask, --seeds or --centerlines" in error[0]
+    assert not list((tmp_path / "out").glob("ffr*"))
 
 
 def test_the_network_reads_the_heart_region_of_a_chest_scan_not_the_whole_scan():

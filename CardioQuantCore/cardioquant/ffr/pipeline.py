@@ -107,13 +107,17 @@ def get_trees(loaded: LoadedImage, options, progress: Progress) -> Trees:
 # 512 x 512 x 141 chest CT, 360 million, passed 18.5 GB before the heart was found first).
 BASE_GB, BYTES_PER_GRID_VOXEL = 1.0, 60.0
 HEART_MARGIN_MM = 15.0  # the coronaries run on the heart's surface; the region is grown by this much
+# A heart-only reconstruction (no lungs around the heart to find it by) is 150-250 mm across; a scan wider than
+# this in which no heart was found is not one (an abdominal CT, a limb): it is refused before the network runs.
+HEART_ONLY_MAX_FOV_MM = 260.0
 
 
 def network_region(image: sitk.Image, memory_limit_gb: float) -> tuple[sitk.Image, tuple[slice, ...]]:
     """The part of the CTA the lumen network reads, and where it lies in the scan (k, j, i slices): the heart
     region found as for calcium scoring (lungs, spine, sternum) grown by HEART_MARGIN_MM, so that a chest CT is not
     segmented whole; the whole scan where no heart is told apart (a heart-only reconstruction). InputError, before
-    the network runs, when the region's 0.5 mm grid would need more than `memory_limit_gb`."""
+    the network runs, when no heart is found in a field of view wider than a heart-only reconstruction, or when the
+    region's 0.5 mm grid would need more than `memory_limit_gb`."""
     from ..calcium import anatomy
     from . import lumen_network
 
@@ -127,6 +131,10 @@ def network_region(image: sitk.Image, memory_limit_gb: float) -> tuple[sitk.Imag
     whole = box is None
     box = box or budget.Box((0, 0, 0), tuple(image.GetSize()))
     size_mm = box.size_mm(image)
+    if whole and min(size_mm[:2]) > HEART_ONLY_MAX_FOV_MM:
+        raise InputError(f"no heart in the field of view ({box.describe(image)}: wider than a heart-only "
+                         "reconstruction, and no heart found between lungs): CT-FFR needs a coronary CTA of the heart; "
+                         "crop it to the heart, or give --lumen-mask, --seeds or --centerlines.")
     voxels = float(np.prod([np.ceil(mm / lumen_network.GRID_MM) for mm in size_mm]))
     needed_gb = BASE_GB + BYTES_PER_GRID_VOXEL * voxels / 1e9
     if needed_gb > memory_limit_gb:
