@@ -1305,8 +1305,9 @@ def _per_segment_agreement(folder: Path, ids, pairs, raw_labels) -> str:
     from cardioquant.scar import aha, myops
 
     differences, same, near = [], 0, 0
+    folders = myops.cases(folder)
     for case, (truth, found), raw in zip(ids, pairs, raw_labels, strict=True):
-        image = sitk.ReadImage(str(next(myops.cases(folder)[case].glob("*_LGE.nii.gz"))))
+        image = sitk.ReadImage(str(next(folders[case].glob("*_LGE.nii.gz"))))
         signal, spacing = sitk.GetArrayFromImage(image).astype(np.float32), image.GetSpacing()
         pixel_mm = (spacing[1], spacing[0])
         rv_side, direction = aha.orientation_prior(geometry.direction_matrix(image)) or (None, aha.DEFAULT_DIRECTION)
