@@ -622,6 +622,33 @@ def bench_bmd_real_ct(shared: Path, weights: str | None = None):
           f"non-vertebral bone(s) measured (target 0), held-out body Dice median {dices} (target >= 0.85)")
 
 
+def bench_bmd_storage_order(shared: Path):
+    """The automatic path on each labelled real CT as its file stores it (NIfTI: rows running to the front) and turned
+    to a DICOM series' order (rows running to the back): the levels named and the patient figure both ways. The
+    network sees one orientation whatever the order (its manifest's); before, a DICOM copy of the chest CT had its
+    lowest five bodies named one level too high."""
+    import SimpleITK as sitk
+
+    from cardioquant.bmd.pipeline import run
+    from cardioquant.imageio import LoadedImage
+    from cardioquant.pipelines import settings_for
+    from cardioquant.progress import Progress
+
+    for name, image, *_ in _labelled_bmd_scans(shared):
+        readings = []
+        for order, stored in (("as stored", image), ("in DICOM order", sitk.DICOMOrient(image, "LPS"))):
+            result = run(LoadedImage(image=stored, path=order, format="nrrd", dicom={"modality": "CT"}),
+                         settings_for("bmd", device="cpu", kvp=120.0), Progress())
+            readings.append((list(result.summary["vertebrae"]), result.summary["patient"]))
+            print(f"bmd, {name} {order}: {', '.join(readings[-1][0])}; patient BMD {_bmd_text(readings[-1][1])}")
+        (levels, patient), (dicom_levels, dicom_patient) = readings
+        apart = (abs(patient["bmd_mg_cm3"] - dicom_patient["bmd_mg_cm3"])
+                 if patient.get("bmd_mg_cm3") is not None and dicom_patient.get("bmd_mg_cm3") is not None else None)
+        print(f"bmd, {name}: the same levels in both orders: {'yes' if levels == dicom_levels else 'NO'}; patient "
+              f"BMD {'not determined in one' if apart is None else f'{apart:.1f} mg/cm3 apart'} (the calibration's "
+              "reference ROIs are searched in the file's order)")
+
+
 def bench_bmd_cut_field_of_view(shared: Path, cuts_mm=(15.0, 25.0)):
     """The automatic path on the real CTs with labels, their field of view ending `cuts_mm` behind the front of the
     vertebral bodies (as a calcium scan's does behind the heart; the rows behind are cut off), per body found: its
@@ -1588,6 +1615,7 @@ def main():
         bench_bmd_speed()
         bench_bmd_totalsegmentator(args.shared)
         bench_bmd_real_ct(args.shared)
+        bench_bmd_storage_order(args.shared)
         bench_bmd_cut_field_of_view(args.shared)
         bench_bmd_short_range(args.shared)
     if args.only in (None, "scar"):

@@ -31,6 +31,7 @@ GRID_MM = float(_INPUT["spacing_mm"][0])
 HU_WINDOW = tuple(_INPUT["normalisation"]["clip_hu"])
 HU_OFFSET, HU_SCALE = _INPUT["normalisation"]["offset_hu"], _INPUT["normalisation"]["scale_hu"]
 REPLICATE_END_SLICES = _INPUT.get("padding", {}).get("slices") == "replicate"  # the manifest says why
+ORIENTATION = _INPUT.get("orientation", {}).get("axes")  # e.g. "LPS"; the manifest says why
 CLASSES = ("background", "body", "posterior", "sacrum", "rib", "disc")
 DISC = CLASSES.index("disc")
 DISC_CUT_MM = 8.0  # a vertebral body is 30-50 mm across: a disc seen in part of it still separates the whole column
@@ -71,7 +72,10 @@ def _last_slice(mask: np.ndarray) -> np.ndarray:
 
 
 def to_grid(image: sitk.Image, is_label: bool = False) -> sitk.Image:
-    return resample_isotropic(image, GRID_MM, is_label, default=0.0 if is_label else -1000.0)
+    """The scan on the network's grid: its axes turned to the manifest's orientation (the same anatomy the same way
+    up whatever order the file stores its rows in), then resampled to GRID_MM."""
+    oriented = sitk.DICOMOrient(image, ORIENTATION) if ORIENTATION else image
+    return resample_isotropic(oriented, GRID_MM, is_label, default=0.0 if is_label else -1000.0)
 
 
 def normalise(array: np.ndarray) -> np.ndarray:

@@ -163,14 +163,14 @@ def bodies_from_network(image: sitk.Image, options, hu: np.ndarray,
     # Bodies are split, checked and counted on the 2 mm grid (cheap), then each is brought to the scan's grid.
     bodies = network.split_bodies(classes == 1, coarse.GetSpacing(), disc=classes == network.DISC)
     coarse_hu = sitk.GetArrayFromImage(grid)
-    found, sign = len(bodies), posterior_sign(image)
-    bodies, merged, dropped = network.on_the_spine(bodies, coarse_hu, coarse.GetSpacing(), sign)
+    found, grid_sign = len(bodies), posterior_sign(coarse)  # the grid's rows may run the other way from the scan's
+    bodies, merged, dropped = network.on_the_spine(bodies, coarse_hu, coarse.GetSpacing(), grid_sign)
     if found and not bodies:
         raise InputError(f"no vertebral body found on the spine: the {found} bod{'y' if found == 1 else 'ies'} the "
                          "network proposed lie in front of or beside the spine or are not bone; give vertebra masks "
                          "(--vertebra-mask, e.g. TotalSegmentator's) or click the bodies (--seed).")
     naming = network.assign_levels(bodies, classes, coarse.GetSpacing(), getattr(options, "lowest_level", None),
-                                   merged, sign)
+                                   merged, grid_sign)
     # One label image brought to the scan's grid (one full-size resampling): the bodies numbered 1, 2, ..., and what
     # the network sees as bone or disc that is not a body, which the redrawing below must not take.
     not_a_body = np.iinfo(np.uint8).max
@@ -182,7 +182,7 @@ def bodies_from_network(image: sitk.Image, options, hu: np.ndarray,
     native = network.to_native(indexed_image, image)
     levels = dict(zip(naming.levels, geometry.masks_of_labels(native, len(naming.levels)), strict=True))
     # Each body is redrawn on the scan's pixels, out to its cortical shell.
-    levels = outline.to_cortical_shell(levels, hu, image.GetSpacing(), sign, barrier=native == not_a_body)
+    levels = outline.to_cortical_shell(levels, hu, image.GetSpacing(), posterior_sign(image), barrier=native == not_a_body)
     described = {"rule": naming.rule, "determined": naming.determined, "notes": naming.warnings,
                  "dropped": dropped}
     warnings = dropped + naming.warnings
