@@ -288,7 +288,9 @@ def main():
                         help=f"show this share of the crops ({FOV_SHARE:g} if not given) as a cardiac field of view")
     parser.add_argument("--save-pack", type=Path, help="write the phantoms and the real cases' training parts, on the "
                                                        "network's grid, to this file for --pack, and stop")
-    parser.add_argument("--pack", type=Path, help="train on a --save-pack file (no SimpleITK or data folders needed)")
+    parser.add_argument("--pack", type=Path, help="train on a --save-pack file: no data folders needed, and nothing of "
+                                                  "SimpleITK is called (where it is not installed, as on the lent "
+                                                  "GPU, an empty stand-in module on PYTHONPATH satisfies the imports)")
     parser.add_argument("--minutes", type=float, help="train for this long (at most --iterations), the schedule "
                                                       "spread over it")
     parser.add_argument("--init", type=Path, help="start from these weights")

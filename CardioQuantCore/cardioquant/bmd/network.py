@@ -31,7 +31,7 @@ GRID_MM = float(_INPUT["spacing_mm"][0])
 HU_WINDOW = tuple(_INPUT["normalisation"]["clip_hu"])
 HU_OFFSET, HU_SCALE = _INPUT["normalisation"]["offset_hu"], _INPUT["normalisation"]["scale_hu"]
 REPLICATE_END_SLICES = _INPUT.get("padding", {}).get("slices") == "replicate"  # the manifest says why
-ORIENTATION = _INPUT.get("orientation", {}).get("axes")  # e.g. "LPS"; the manifest says why
+ORIENTATION = _INPUT.get("orientation", {}).get("axes")  # "LAS": the axes the scan is turned to; the manifest says why
 CLASSES = ("background", "body", "posterior", "sacrum", "rib", "disc")
 DISC = CLASSES.index("disc")
 DISC_CUT_MM = 8.0  # a vertebral body is 30-50 mm across: a disc seen in part of it still separates the whole column
