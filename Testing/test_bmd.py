@@ -944,3 +944,26 @@ def test_the_network_path_gives_the_same_vertebrae_for_either_storage_order(tmp_
     for level in dicom["vertebrae"]:  # bodies and trabecular ROIs voxel for voxel
         for value in (pipeline.BODY_VALUE[level], pipeline.ROI_VALUE[level]):
             assert np.array_equal(dicom_labels == value, nifti_labels == value)
+    # The aortic blood reference is looked for on the patient's left of the spine, wherever the file's columns run.
+    blood = pipeline.REFERENCE_VALUE["blood"]
+    assert (dicom_labels == blood).any() and np.array_equal(dicom_labels == blood, nifti_labels == blood)
+
+
+@pytest.mark.parametrize("columns_to_the_left", [True, False])
+def test_the_contrast_flag_reads_the_aorta_on_the_patients_left_whichever_way_the_columns_run(columns_to_the_left):
+    """The aorta runs in front of the spine on the patient's left, the inferior vena cava on the right. An iodine-
+    bright aorta flags the scan whether the file's columns run to the patient's left (DICOM) or right (RAS NIfTI);
+    a bright vena cava alone (a venous injection) does not."""
+    slab = np.full((4, 60, 60), 40.0, np.float32)
+    vertebra = np.zeros(slab.shape, bool)
+    vertebra[:, 40:50, 25:35] = True
+    slab[vertebra] = 300.0
+    left_of_spine, right_of_spine = slice(36, 48), slice(12, 24)  # columns, in a file whose columns run to the left
+    aorta, cava = slab.copy(), slab.copy()
+    aorta[:, 20:32, left_of_spine] = 300.0
+    cava[:, 20:32, right_of_spine] = 300.0
+    left = 1 if columns_to_the_left else -1
+    stored = (lambda a: a) if columns_to_the_left else (lambda a: np.ascontiguousarray(a[:, :, ::-1]))
+    flag = lambda hu: references.contrast_enhanced(stored(hu), (1.0, 1.0, 3.0), np.arange(4), stored(vertebra),  # noqa: E731
+                                                   +1, left)
+    assert flag(aorta) and not flag(cava)

@@ -645,8 +645,7 @@ def bench_bmd_storage_order(shared: Path):
         apart = (abs(patient["bmd_mg_cm3"] - dicom_patient["bmd_mg_cm3"])
                  if patient.get("bmd_mg_cm3") is not None and dicom_patient.get("bmd_mg_cm3") is not None else None)
         print(f"bmd, {name}: the same levels in both orders: {'yes' if levels == dicom_levels else 'NO'}; patient "
-              f"BMD {'not determined in one' if apart is None else f'{apart:.1f} mg/cm3 apart'} (the calibration's "
-              "reference ROIs are searched in the file's order)")
+              f"BMD {'not determined in one' if apart is None else f'{apart:.1f} mg/cm3 apart'}")
 
 
 def bench_bmd_cut_field_of_view(shared: Path, cuts_mm=(15.0, 25.0)):

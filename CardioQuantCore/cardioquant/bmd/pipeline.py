@@ -103,6 +103,12 @@ def posterior_sign(image: sitk.Image) -> int:
     return 1 if geometry.direction_matrix(image)[1, 1] > 0 else -1
 
 
+def left_sign(image: sitk.Image) -> int:
+    """+1 when the i index runs to the patient's left (LPS x increases to the left), as a DICOM series stores it;
+    -1 for a file stored with its columns the other way (many NIfTI files: RAS)."""
+    return 1 if geometry.direction_matrix(image)[0, 0] > 0 else -1
+
+
 def _seed_to_kji(image: sitk.Image, text: str) -> tuple[str, tuple[int, int, int]]:
     try:
         level, coords = text.split(":")
@@ -211,8 +217,9 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
     warnings += roi_warnings
     progress.update(0.5, "reference tissues")
     slices = references.measurement_slices(reduce(np.logical_or, rois.values()))
-    reference_masks = references.reference_rois(hu, spacing, all_bodies, sign, slices)
-    contrast = references.contrast_enhanced(hu, spacing, slices, all_bodies, sign)
+    left = left_sign(image)
+    reference_masks = references.reference_rois(hu, spacing, all_bodies, sign, slices, left)
+    contrast = references.contrast_enhanced(hu, spacing, slices, all_bodies, sign, left)
     if contrast:
         warnings.append("contrast-enhanced scan (bright aorta): trabecular HU and BMD are biased upwards by iodine; "
                         "the aortic blood reference was not used")

@@ -45,8 +45,9 @@ def measurement_slices(roi_mask: np.ndarray, at_most: int = 24) -> np.ndarray:
 
 
 def reference_rois(hu: np.ndarray, spacing, vertebra_mask: np.ndarray, posterior_sign: int = +1,
-                   slices: np.ndarray | None = None) -> dict:
-    """Masks of the reference tissues near the given vertebrae (slices they span).
+                   slices: np.ndarray | None = None, left_sign: int = +1) -> dict:
+    """Masks of the reference tissues near the given vertebrae (slices they span). `posterior_sign` / `left_sign`:
+    +1 when the rows / columns run to the patient's back / left (LPS, as a DICOM series stores them), else -1.
 
     ROIs are placed on a lightly smoothed copy (noise would punch holes into the tissue masks); the
     statistics are then taken on the original voxels.
@@ -80,8 +81,8 @@ def reference_rois(hu: np.ndarray, spacing, vertebra_mask: np.ndarray, posterior
     paraspinal = (dj >= 25) & (dj <= 70) & (di >= 20) & (di <= 50)
     muscle = band & paraspinal[None] & _in_range(hu, "muscle")
     rois["muscle"] = ndimage.binary_erosion(muscle, iterations=1)
-    # Aortic blood: a round soft-tissue region anterior-left of the vertebral body (patient left = +x in LPS).
-    rois["blood"] = _aorta(hu, spacing, band, body_j, centre_i, posterior_sign)
+    # Aortic blood: a round soft-tissue region anterior-left of the vertebral body.
+    rois["blood"] = _aorta(hu, spacing, band, body_j, centre_i, posterior_sign, left_sign)
     out = {}
     for tissue, mask in rois.items():
         if mask.sum() * pixel >= MIN_AREA_MM2:
@@ -106,10 +107,10 @@ def _in_range(hu, tissue):
     return (hu >= low) & (hu <= high)
 
 
-def _aorta(hu, spacing, band, body_j, centre_i, posterior_sign):
+def _aorta(hu, spacing, band, body_j, centre_i, posterior_sign, left_sign):
     jj, ii = np.indices(hu.shape[1:])
     dj = (jj - body_j) * spacing[1] * posterior_sign   # negative: anterior of the body centre
-    di = (ii - centre_i) * spacing[0]                   # positive: patient left
+    di = (ii - centre_i) * spacing[0] * left_sign       # positive: patient left
     window = (dj <= -10) & (dj >= -70) & (di >= -10) & (di <= 50)
     soft = band & window[None] & _in_range(hu, "blood")
     depth = in_plane_distance(soft, spacing)
@@ -132,7 +133,7 @@ def statistics(hu: np.ndarray, rois: dict) -> dict:
 
 
 def contrast_enhanced(hu: np.ndarray, spacing, slices: np.ndarray, vertebra_mask: np.ndarray,
-                      posterior_sign: int = +1) -> bool:
+                      posterior_sign: int = +1, left_sign: int = +1) -> bool:
     """True when the aorta beside the spine is iodine-bright (> 150 HU): BMD would be biased, so it is flagged.
 
     The aorta is looked for in front of the vertebra's front edge and never within 5 mm of the vertebra: bone is
@@ -144,7 +145,7 @@ def contrast_enhanced(hu: np.ndarray, spacing, slices: np.ndarray, vertebra_mask
     front_j = np.percentile(j, 5 if posterior_sign > 0 else 95)
     jj, ii = np.indices(hu.shape[1:])
     dj = (jj - front_j) * spacing[1] * posterior_sign
-    di = (ii - i.mean()) * spacing[0]
+    di = (ii - i.mean()) * spacing[0] * left_sign  # positive: patient left, where the aorta runs
     window = (dj <= -5) & (dj >= -65) & (di >= -10) & (di <= 50)
     near_bone = in_plane_distance(~vertebra_mask, spacing) < 5.0
     bright = window[None] & ~near_bone & (hu >= 150) & (hu <= 700)
