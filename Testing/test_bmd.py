@@ -907,7 +907,7 @@ def _stored_front_to_back(image: sitk.Image) -> sitk.Image:
 
 def test_the_network_sees_the_same_anatomy_whichever_way_the_file_stores_its_rows():
     """A DICOM series stores rows front to back; many NIfTI files store them back to front. The network learnt the
-    spine one way up, so the scan is turned to the manifest's orientation (LPS) before it is resampled: both files
+    spine one way up, so the scan is turned to the manifest's orientation (LAS) before it is resampled: both files
     give it the same input, voxel for voxel."""
     from cardioquant.bmd import network
 

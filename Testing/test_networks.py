@@ -125,14 +125,14 @@ def test_scar_refiner_reads_the_slices_and_the_first_stage_wall(tmp_path):
     assert written["settings"]["min_scar_component_ml"] == network.MIN_SCAR_COMPONENT_ML
 
 
-def _vertebra_network_on_phantom(levels, seed=41500):
+def _vertebra_network_on_phantom(levels):
     from cardioquant.bmd import phantom
     from cardioquant.bmd.pipeline import run
     from cardioquant.imageio import LoadedImage
     from cardioquant.pipelines import settings_for
     from cardioquant.progress import Progress
 
-    case = phantom.make_spine_phantom(seed=seed, spacing=(1.0, 1.0, 2.0), levels=levels, fov_mm=300.0)
+    case = phantom.make_spine_phantom(seed=41500, spacing=(1.0, 1.0, 2.0), levels=levels, fov_mm=300.0)
     image = sitk.GetImageFromArray(case.hu)
     image.SetSpacing(case.spacing)
     image.SetOrigin(case.origin)

@@ -626,7 +626,7 @@ def bench_bmd_storage_order(shared: Path):
     """The automatic path on each labelled real CT as its file stores it (NIfTI: rows running to the front) and turned
     to a DICOM series' order (rows running to the back): the levels named and the patient figure both ways. The
     network sees one orientation whatever the order (its manifest's); before, a DICOM copy of the chest CT had its
-    lowest five bodies named one level too high."""
+    levels named two too low (L5-T9 for L3-T7)."""
     import SimpleITK as sitk
 
     from cardioquant.bmd.pipeline import run

@@ -308,7 +308,8 @@ def main():
     rng = np.random.default_rng(0)
     started = time.time()
     if args.pack:
-        cases, real = (load_pack(args.pack).get(group, []) for group in ("phantom", "real"))
+        pack = load_pack(args.pack)
+        cases, real = pack.get("phantom", []), pack.get("real", [])
     else:
         cases = generate_cases(make_case, range(40000, 40000 + args.cases), args.workers)
         real = [real_case(args.real)] if args.real else []
