@@ -921,32 +921,39 @@ def test_the_network_sees_the_same_anatomy_whichever_way_the_file_stores_its_row
     assert np.array_equal(as_dicom, as_nifti)
 
 
-def test_the_network_path_gives_the_same_vertebrae_for_either_storage_order(tmp_path):
-    """The whole automatic path on one spine phantom written both ways: the same levels, the same bodies in the
-    patient, the same BMD."""
+def test_the_network_path_gives_the_same_vertebrae_whatever_order_the_file_stores_its_voxels_in(tmp_path):
+    """The whole automatic path on one spine phantom written as a DICOM series stores it (LPS) and as other files do:
+    a RAS NIfTI (rows and columns reversed), slices running downwards, rows and columns swapped, and sagittal
+    slices. Every voxel sits at the same place in the patient, so the levels, the bodies, the trabecular ROIs, the
+    aortic blood reference and the BMD must be the same, and each label map must lie on its own file's grid."""
     case = phantom.make_spine_phantom(seed=11, spacing=(0.9, 0.9, 2.0), levels=("T12", "L1", "L2", "L3"),
                                       bmd={"T12": 110.0, "L1": 110.0, "L2": 110.0, "L3": 110.0}, noise_hu=10.0,
                                       fov_mm=290.0)
     ct, _ = write_case(tmp_path, case)
-    sitk.WriteImage(_stored_front_to_back(sitk.ReadImage(str(ct))), str(tmp_path / "nifti_like.nrrd"), True)
-    results = []
-    for name in ("ct.nrrd", "nifti_like.nrrd"):
-        out = tmp_path / f"out_{name}"
-        assert cli.main(["bmd", str(tmp_path / name), "-o", str(out), "--kvp", "120", "--quiet"]) == 0
-        results.append(json.loads((out / "bmd.json").read_text()))
-    dicom, nifti = results
-    assert list(dicom["vertebrae"]) == list(nifti["vertebrae"]) and len(dicom["vertebrae"]) >= 3
-    for level, values in dicom["vertebrae"].items():
-        assert abs(values["bmd_mg_cm3"] - nifti["vertebrae"][level]["bmd_mg_cm3"]) < 1.0
-    dicom_labels, nifti_labels = (sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / f"out_{n}" / "bmd_labels.nrrd")))
-                                  for n in ("ct.nrrd", "nifti_like.nrrd"))
-    nifti_labels = nifti_labels[:, ::-1, ::-1]  # back to the DICOM file's storage order
-    for level in dicom["vertebrae"]:  # bodies and trabecular ROIs voxel for voxel
-        for value in (pipeline.BODY_VALUE[level], pipeline.ROI_VALUE[level]):
-            assert np.array_equal(dicom_labels == value, nifti_labels == value)
-    # The aortic blood reference is looked for on the patient's left of the spine, wherever the file's columns run.
+    dicom_like = sitk.ReadImage(str(ct))
+    assert sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(dicom_like.GetDirection()) == "LPS"
+    orders = ("LPS", "RAS", "LPI", "PLS", "PSL")
+    results, labels = {}, {}
+    for order in orders:
+        stored = sitk.DICOMOrient(dicom_like, order)
+        sitk.WriteImage(stored, str(tmp_path / f"{order}.nrrd"), True)
+        out = tmp_path / f"out_{order}"
+        assert cli.main(["bmd", str(tmp_path / f"{order}.nrrd"), "-o", str(out), "--kvp", "120", "--quiet"]) == 0
+        results[order] = json.loads((out / "bmd.json").read_text())
+        label_map = sitk.ReadImage(str(out / "bmd_labels.nrrd"))
+        assert label_map.GetSize() == stored.GetSize()
+        assert np.allclose(label_map.GetDirection(), stored.GetDirection())
+        assert np.allclose(label_map.GetOrigin(), stored.GetOrigin())
+        labels[order] = sitk.GetArrayFromImage(sitk.DICOMOrient(label_map, "LPS"))  # compared in one storage order
+    dicom = results["LPS"]
+    assert len(dicom["vertebrae"]) >= 3
     blood = pipeline.REFERENCE_VALUE["blood"]
-    assert (dicom_labels == blood).any() and np.array_equal(dicom_labels == blood, nifti_labels == blood)
+    assert (labels["LPS"] == blood).any()
+    for order in orders[1:]:
+        assert list(results[order]["vertebrae"]) == list(dicom["vertebrae"]), order
+        for level, values in dicom["vertebrae"].items():
+            assert results[order]["vertebrae"][level]["bmd_mg_cm3"] == pytest.approx(values["bmd_mg_cm3"], abs=0.1)
+        assert np.array_equal(labels[order], labels["LPS"]), order  # bodies, ROIs and references voxel for voxel
 
 
 @pytest.mark.parametrize("columns_to_the_left", [True, False])

@@ -253,3 +253,25 @@ def test_per_slice_work_gives_the_same_answer_on_any_number_of_threads(threads, 
     # work that itself maps over slices runs inside its thread instead of waiting on a full pool
     nested = geometry.parallel_map(lambda k: geometry.parallel_map(lambda j: (k, j), range(3)), range(4))
     assert nested == [[(k, j) for j in range(3)] for k in range(4)]
+
+
+def test_a_mask_stored_in_another_axis_order_is_turned_onto_the_scan_not_interpolated():
+    """A label file on the scan's grid but stored with its rows reversed and its columns and rows swapped (as a NIfTI
+    mask of a DICOM scan may be) lands on the scan's grid with every voxel where it was in the patient; and a label
+    map made on a turned copy of the scan goes back onto the scan's own grid."""
+    rng = np.random.default_rng(0)
+    scan = sitk.GetImageFromArray(rng.integers(0, 5, size=(6, 7, 8)).astype(np.uint8))
+    scan.SetSpacing((0.7, 0.8, 2.5))
+    scan.SetOrigin((-10.0, 20.0, 30.0))
+    mask = sitk.DICOMOrient(scan, "ARS")
+    assert geometry.orientation(scan) == "LPS" and geometry.orientation(mask) == "ARS"
+    on_scan = geometry.resample_to(mask, scan, is_label=True)
+    assert geometry.same_grid(on_scan, scan)
+    assert np.array_equal(sitk.GetArrayFromImage(on_scan), sitk.GetArrayFromImage(scan))
+    turned = geometry.turned_to(scan, "RAI")
+    assert geometry.orientation(turned) == "RAI"
+    back = geometry.turned_back(turned, scan)
+    assert geometry.same_grid(back, scan) and np.array_equal(sitk.GetArrayFromImage(back), sitk.GetArrayFromImage(scan))
+    for point in [(0, 0, 0), (7, 6, 5), (3, 2, 1)]:  # the same voxel value at the same place in the patient
+        physical = scan.TransformIndexToPhysicalPoint(point)
+        assert turned[turned.TransformPhysicalPointToIndex(physical)] == scan[point]

@@ -622,11 +622,19 @@ def bench_bmd_real_ct(shared: Path, weights: str | None = None):
           f"non-vertebral bone(s) measured (target 0), held-out body Dice median {dices} (target >= 0.85)")
 
 
+STORAGE_ORDERS = {"in DICOM order (LPS)": "LPS", "with slices running downwards (LPI)": "LPI",
+                  "with rows and columns swapped (PLS)": "PLS", "swapped, rows backwards, slices downwards (ALI)": "ALI",
+                  "as sagittal slices (PSL)": "PSL"}
+
+
 def bench_bmd_storage_order(shared: Path):
-    """The automatic path on each labelled real CT as its file stores it (NIfTI: rows running to the front) and turned
-    to a DICOM series' order (rows running to the back): the levels named and the patient figure both ways. The
-    network sees one orientation whatever the order (its manifest's); before, a DICOM copy of the chest CT had its
-    levels named two too low (L5-T9 for L3-T7)."""
+    """The automatic path on each labelled real CT as its file stores it (NIfTI: rows running to the front) and
+    stored in other orders a file may use (DICOM's, slices downwards, rows and columns swapped, sagittal slices):
+    the levels named, the contrast flag and the patient figure each way. Every step reads the scan turned to one
+    orientation. Before (session 28), a DICOM copy of the chest CT had its levels named two too low (L5-T9 for
+    L3-T7); before session 29, slices downwards or rows and columns swapped moved the abdominal CT's patient BMD by
+    4-5 mg/cm3, the ALI copy of the chest CT lost its contrast flag (BMD 70 for 80), and sagittal slices were
+    refused."""
     import SimpleITK as sitk
 
     from cardioquant.bmd.pipeline import run
@@ -636,16 +644,20 @@ def bench_bmd_storage_order(shared: Path):
 
     for name, image, *_ in _labelled_bmd_scans(shared):
         readings = []
-        for order, stored in (("as stored", image), ("in DICOM order", sitk.DICOMOrient(image, "LPS"))):
+        for order, code in {"as stored": None, **STORAGE_ORDERS}.items():
+            stored = image if code is None else sitk.DICOMOrient(image, code)
             result = run(LoadedImage(image=stored, path=order, format="nrrd", dicom={"modality": "CT"}),
                          settings_for("bmd", device="cpu", kvp=120.0), Progress())
-            readings.append((list(result.summary["vertebrae"]), result.summary["patient"]))
-            print(f"bmd, {name} {order}: {', '.join(readings[-1][0])}; patient BMD {_bmd_text(readings[-1][1])}")
-        (levels, patient), (dicom_levels, dicom_patient) = readings
-        apart = (abs(patient["bmd_mg_cm3"] - dicom_patient["bmd_mg_cm3"])
-                 if patient.get("bmd_mg_cm3") is not None and dicom_patient.get("bmd_mg_cm3") is not None else None)
-        print(f"bmd, {name}: the same levels in both orders: {'yes' if levels == dicom_levels else 'NO'}; patient "
-              f"BMD {'not determined in one' if apart is None else f'{apart:.1f} mg/cm3 apart'}")
+            readings.append((list(result.summary["vertebrae"]), result.summary["patient"].get("bmd_mg_cm3"),
+                             result.summary["contrast_enhanced"]))
+            print(f"bmd, {name} {order}: {', '.join(readings[-1][0])}; patient BMD "
+                  f"{_bmd_text(result.summary['patient'])}; contrast {'yes' if readings[-1][2] else 'no'}")
+        figures = [bmd for _, bmd, _ in readings]
+        spread = (f"{max(figures) - min(figures):.1f} mg/cm3 apart at most" if None not in figures
+                  else "not determined in one order at least")
+        same = all(r[0] == readings[0][0] and r[2] == readings[0][2] for r in readings)
+        print(f"bmd, {name}: the same levels and contrast flag in all {len(readings)} orders: "
+              f"{'yes' if same else 'NO'}; patient BMD {spread}")
 
 
 def bench_bmd_cut_field_of_view(shared: Path, cuts_mm=(15.0, 25.0)):

@@ -77,10 +77,35 @@ def same_grid(a: sitk.Image, b: sitk.Image, tolerance: float = 1e-4) -> bool:
             and np.allclose(a.GetDirection(), b.GetDirection(), atol=tolerance))
 
 
+def orientation(image: sitk.Image) -> str:
+    """The patient directions the i, j, k axes run to, as DICOM names them ("LPS": columns to the left, rows to the
+    back, slices upwards; the nearest such code for a slightly tilted scan)."""
+    return sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection())
+
+
+def turned_to(image: sitk.Image, code: str) -> sitk.Image:
+    """The image with its axes permuted and flipped to the orientation `code` (no interpolation: the same voxels in
+    another storage order); the image itself when it is stored so already."""
+    return image if orientation(image) == code else sitk.DICOMOrient(image, code)
+
+
+def turned_back(image: sitk.Image, reference: sitk.Image) -> sitk.Image:
+    """An image on a turned copy of `reference`'s grid (turned_to) put back onto `reference`'s grid, voxel for voxel."""
+    back = turned_to(image, orientation(reference))
+    if back.GetSize() != reference.GetSize():
+        raise ValueError("turned_back needs an image on a turned copy of the reference grid")
+    back.CopyInformation(reference)
+    return back
+
+
 def resample_to(image: sitk.Image, reference: sitk.Image, is_label: bool, default: float = 0.0) -> sitk.Image:
-    """Resample onto the reference grid (nearest neighbour for labels, linear otherwise)."""
+    """Resample onto the reference grid (nearest neighbour for labels, linear otherwise). An image on the same grid
+    stored in another axis order is turned, not interpolated."""
     if same_grid(image, reference):
         return image
+    turned = turned_to(image, orientation(reference))
+    if same_grid(turned, reference):
+        return turned
     interpolator = sitk.sitkNearestNeighbor if is_label else sitk.sitkLinear
     return sitk.Resample(image, reference, sitk.Transform(), interpolator, default, image.GetPixelID())
 
