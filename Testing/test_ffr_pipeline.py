@@ -203,3 +203,32 @@ def test_the_network_reads_the_heart_region_of_a_chest_scan_not_the_whole_scan()
     assert len(coronary) and all(b.start <= c.min() and c.max() < b.stop for b, c in zip(box, coronary.T, strict=True))
     corner = image.TransformIndexToPhysicalPoint([b.start for b in box][::-1])
     assert np.allclose(region.GetOrigin(), corner)  # the crop keeps its place in the patient
+
+
+def test_the_automatic_path_reads_a_cta_the_same_whatever_order_its_file_stores_its_voxels_in():
+    """A generated CTA stored as a DICOM series stores it (LPS) and with its rows and columns swapped and its slices
+    running downwards (ALI). Every voxel sits at the same place in the patient, so the network must find the same
+    lumen and aorta voxel for voxel, the same coronary paths and the same FFR; each label map lies on its own file's
+    grid. Read in the file's own order, the network saw the ALI copy turned and found another left tree."""
+    from cardioquant.ffr import cta_phantom, pipeline
+    from cardioquant.imageio import LoadedImage
+    from cardioquant.pipelines import settings_for
+    from cardioquant.progress import Progress
+
+    case = cta_phantom.make_case(69100)  # a held-out seed (training used 60000-60149)
+    assert sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(case.image.GetDirection()) == "LPS"
+    results = {}
+    for order in ("LPS", "ALI"):
+        stored = sitk.DICOMOrient(case.image, order)
+        result = pipeline.run(LoadedImage(image=stored, path=order, format="nrrd", dicom={"modality": "CT"}),
+                              settings_for("ffr"), Progress())
+        assert result.label_image.GetSize() == stored.GetSize()
+        assert np.allclose(result.label_image.GetDirection(), stored.GetDirection())
+        assert np.allclose(result.label_image.GetOrigin(), stored.GetOrigin())
+        labels = sitk.GetArrayFromImage(sitk.DICOMOrient(result.label_image, "LPS"))  # compared in one order
+        results[order] = labels, {name: v["distal_ffr"] for name, v in result.summary["vessels"].items()}
+    (dicom_labels, dicom_ffr), (other_labels, other_ffr) = results["LPS"], results["ALI"]
+    assert (dicom_labels == 1).sum() > 1000 and (dicom_labels == 2).sum() > 1000
+    assert np.array_equal(dicom_labels, other_labels)
+    assert list(dicom_ffr) == list(other_ffr) and len(dicom_ffr) >= 4
+    assert [other_ffr[name] for name in dicom_ffr] == pytest.approx(list(dicom_ffr.values()), abs=1e-6)

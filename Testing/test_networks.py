@@ -39,7 +39,7 @@ def test_each_weights_file_agrees_with_its_manifest_entry(name):
 
 
 def test_the_code_runs_each_network_with_its_entrys_preprocessing():
-    """The network modules take grid, intensity window, patch, mirrors and cut-offs from the manifest entry."""
+    """The network modules take grid, orientation, intensity window, patch, mirrors and cut-offs from the manifest entry."""
     from cardioquant.bmd import network as vertebra
     from cardioquant.ffr import lumen_network as lumen
     from cardioquant.scar import network as lge
@@ -47,6 +47,7 @@ def test_the_code_runs_each_network_with_its_entrys_preprocessing():
     for module, entry in ((vertebra, get_model("vertebra_segmenter")), (lumen, get_model("coronary_lumen"))):
         window = entry.input["normalisation"]
         assert entry.input["spacing_mm"][0] == module.GRID_MM and tuple(window["clip_hu"]) == module.HU_WINDOW
+        assert entry.input["orientation"]["axes"] == module.ORIENTATION
         hu = np.array([-2000.0, 0.0, 400.0, 5000.0])
         expected = (np.clip(hu, *window["clip_hu"]) - window["offset_hu"]) / window["scale_hu"]
         assert module.normalise(hu) == pytest.approx(expected)

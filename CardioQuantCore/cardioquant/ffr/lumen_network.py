@@ -25,6 +25,7 @@ GRID_MM = float(_INPUT["spacing_mm"][0])
 HU_WINDOW = tuple(_INPUT["normalisation"]["clip_hu"])
 HU_OFFSET, HU_SCALE = _INPUT["normalisation"]["offset_hu"], _INPUT["normalisation"]["scale_hu"]
 LUMEN_PROBABILITY = _INPUT["cut_offs"]["lumen_probability"]
+ORIENTATION = _INPUT["orientation"]["axes"]  # "LPS": the axes the scan is read in; the manifest says why
 CLASSES = ("background", "coronary lumen", "aorta")
 MIN_TREE_ML = 0.02        # smaller lumen pieces are noise, not a coronary tree
 CONTACT_MM = 1.5          # lumen within this distance of the aorta joins it

@@ -10,7 +10,7 @@ which finds the left and right trees where they join the aorta; each tree gets i
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -151,6 +151,10 @@ def _trees_from_network(loaded: LoadedImage, options, progress: Progress) -> Tre
     from ..models.runtime import load_named_model, select_device
     from . import lumen_network
 
+    # The network learnt CTAs in one orientation (its manifest's): every step reads the scan turned to it (the same
+    # voxels, not interpolated) and the label map goes back to the file's own grid at the end.
+    as_stored = loaded.image
+    loaded = replace(loaded, image=geometry.turned_to(as_stored, lumen_network.ORIENTATION))
     region, box = network_region(loaded.image, budget.limit_gb(options))
     device = select_device(options.device)
     network, entry, _ = load_named_model(lumen_network.MODEL_NAME, options.weights, device)
@@ -170,6 +174,7 @@ def _trees_from_network(loaded: LoadedImage, options, progress: Progress) -> Tre
     details = {"trees": {t.side: {"ostium_ras": [round(float(v), 2) for v in t.ostium_ras],
                                   "lumen_ml": round(t.volume_ml, 3)} for t in trees},
                "lumen_left_out": left_out}
+    labels = sitk.GetArrayFromImage(geometry.turned_back(geometry.image_from_array(labels, loaded.image), as_stored))
     return Trees(paths, labels, f"network {entry.name} {entry.version} + vmtk", details)
 
 
