@@ -173,6 +173,26 @@ def test_a_reference_roi_that_caught_another_tissue_is_left_out_of_the_calibrati
     assert all(reference["used"] for reference in calibration.multi_material(chest, 120).references.values())
 
 
+def test_references_read_a_little_off_in_opposite_directions_do_not_make_the_line_jump():
+    """The real abdominal CT's references: air -996, fat -103, blood 47 HU (7 over nominal 40: haematocrit) and
+    muscle about 20 HU (30 under nominal 50: fatty muscle). As the muscle reading moves by 1 HU (a thicker slice, a
+    finer pixel, more noise) a vertebra reading 120 HU must move smoothly, never by a jump as one reference is
+    dropped at a cut-off (the 30 HU cut-off moved it by 9 HU, from dropping blood to keeping all four); and a
+    muscle ROI that caught bone (97 HU) is still left out wholly."""
+    def vertebra_at(muscle_hu: float) -> float:
+        refs = {"air": {"measured_hu": -996.0}, "fat": {"measured_hu": -103.0}, "blood": {"measured_hu": 47.0},
+                "muscle": {"measured_hu": muscle_hu}}
+        return float(calibration.multi_material(refs, 120).calibrated_hu(120.0))
+
+    readings = np.array([vertebra_at(muscle) for muscle in np.arange(5.0, 110.0, 0.5)])
+    assert np.abs(np.diff(readings)).max() < 1.0  # per 0.5 HU of muscle
+    refs = {"air": {"measured_hu": -996.0}, "fat": {"measured_hu": -103.0}, "blood": {"measured_hu": 47.0},
+            "muscle": {"measured_hu": 97.0}}
+    cal = calibration.multi_material(refs, 120)
+    assert cal.references["muscle"]["weight"] == 0.0 and not cal.references["muscle"]["used"]
+    assert all(cal.references[t]["weight"] > 0.9 for t in ("air", "fat", "blood"))
+
+
 def _chest_slices(lung_hu: float, whole_body: bool, padding_hu: float | None = None) -> np.ndarray:
     """A 1 mm chest: soft tissue, lungs left and right of the spine, a vertebral body. Either the field of view cuts
     the chest (the lungs reach the image's sides, as on a calcium scan) or the whole chest lies in air."""

@@ -660,6 +660,54 @@ def bench_bmd_storage_order(shared: Path):
               f"{'yes' if same else 'NO'}; patient BMD {spread}")
 
 
+def _reconstructed(image, slice_mm: float | None = None, pixel_mm: float | None = None, noise_hu: float = 0.0):
+    """The scan as another reconstruction of the same acquisition might give it: slices `slice_mm` thick (a Gaussian
+    slice profile of that FWHM along the slices, sampled every `slice_mm`), pixels of `pixel_mm` (linear), or
+    `noise_hu` more noise (Gaussian, smoothed in-plane as reconstruction kernels correlate it; seeded)."""
+    import SimpleITK as sitk
+    from scipy import ndimage
+
+    spacing, size = image.GetSpacing(), image.GetSize()
+    if slice_mm:
+        profile = sitk.RecursiveGaussian(sitk.Cast(image, sitk.sitkFloat32), sigma=slice_mm / 2.355, direction=2)
+        return sitk.Resample(profile, [size[0], size[1], int(size[2] * spacing[2] / slice_mm)], sitk.Transform(),
+                             sitk.sitkLinear, image.GetOrigin(), (spacing[0], spacing[1], slice_mm),
+                             image.GetDirection(), -1024.0, sitk.sitkFloat32)
+    if pixel_mm:
+        return sitk.Resample(image, [int(size[0] * spacing[0] / pixel_mm), int(size[1] * spacing[1] / pixel_mm), size[2]],
+                             sitk.Transform(), sitk.sitkLinear, image.GetOrigin(), (pixel_mm, pixel_mm, spacing[2]),
+                             image.GetDirection(), -1024.0, sitk.sitkFloat32)
+    hu = sitk.GetArrayFromImage(image).astype(np.float32)
+    grain = ndimage.gaussian_filter(np.random.default_rng(0).normal(size=hu.shape).astype(np.float32), (0, 0.7, 0.7))
+    noisy = sitk.GetImageFromArray(hu + grain * (noise_hu / grain.std()))
+    noisy.CopyInformation(image)
+    return noisy
+
+
+RECONSTRUCTIONS = {"5 mm slices": {"slice_mm": 5.0}, "0.7 mm pixels": {"pixel_mm": 0.7}, "40 HU more noise": {"noise_hu": 40.0}}
+
+
+def bench_bmd_reconstructions(shared: Path):
+    """The automatic path on each labelled real CT as stored and as other reconstructions of the same scan would give
+    it (RECONSTRUCTIONS): the levels found, the calibration line, the patient BMD and the vertebrae it comes from.
+    The noise is added after the file's own clipping at -1024 HU (a scanner clips after), so the air reference moves
+    a little where a real low-dose scan's would not."""
+    from cardioquant.bmd.pipeline import run
+    from cardioquant.imageio import LoadedImage
+    from cardioquant.pipelines import settings_for
+    from cardioquant.progress import Progress
+
+    for name, image, *_ in _labelled_bmd_scans(shared):
+        for how, change in {"as stored": None, **RECONSTRUCTIONS}.items():
+            scan = image if change is None else _reconstructed(image, **change)
+            summary = run(LoadedImage(image=scan, path=how, format="nrrd", dicom={"modality": "CT"}),
+                          settings_for("bmd", device="cpu", kvp=120.0), Progress()).summary
+            line = summary["calibration"]["line"]
+            weights = ", ".join(f"{t} {r.get('weight', 1.0):.2f}" for t, r in summary["calibration"]["references"].items())
+            print(f"bmd reconstructions, {name} {how}: {', '.join(summary['vertebrae'])}; line x{line['scale']:.3f} "
+                  f"{line['offset']:+.1f} HU (weights {weights}); patient BMD {_bmd_text(summary['patient'])}")
+
+
 def bench_bmd_cut_field_of_view(shared: Path, cuts_mm=(15.0, 25.0)):
     """The automatic path on the real CTs with labels, their field of view ending `cuts_mm` behind the front of the
     vertebral bodies (as a calcium scan's does behind the heart; the rows behind are cut off), per body found: its
@@ -1655,6 +1703,7 @@ def main():
         bench_bmd_totalsegmentator(args.shared)
         bench_bmd_real_ct(args.shared)
         bench_bmd_storage_order(args.shared)
+        bench_bmd_reconstructions(args.shared)
         bench_bmd_cut_field_of_view(args.shared)
         bench_bmd_short_range(args.shared)
     if args.only in (None, "scar"):

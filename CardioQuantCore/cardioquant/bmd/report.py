@@ -61,9 +61,14 @@ def draw_report(path, hu, spacing, labels, summary, warnings=()) -> None:
              "part (cut)" if v.get("cut_by_field_of_view") else "whole", "yes" if v.get("plausible", True) else "doubtful"]
             for level, v in summary["vertebrae"].items()]
     page.draw_table(table_ax, rows, ["Level", "Trabecular HU", "BMD (mg/cm3)", "ROI (mL)", "Body in view", "Plausible"])
-    refs = ", ".join(f"{t} {r['measured_hu']:.0f} HU{'' if r.get('used', True) else ' (left out)'}"
-                     for t, r in summary["calibration"]["references"].items())
+    refs = ", ".join(f"{t} {r['measured_hu']:.0f} HU{_counted(r)}" for t, r in summary["calibration"]["references"].items())
     page.footer(figure, [f"References: {refs or 'phantom'}; kVp {summary['kvp']:g}",
                          "ACR QCT: >120 normal, 80-120 osteopenia, <80 osteoporosis (mg/cm3). Nominal tissue HU and "
                          "HA slopes are literature-typical, unverified settings."])
     page.save_page(figure, path, warnings)
+
+
+def _counted(reference: dict) -> str:
+    """How a reference counted in the calibration line, when not fully: left out, or its weight."""
+    weight = reference.get("weight", 1.0)
+    return " (left out)" if not reference.get("used", True) else "" if weight >= 0.95 else f" (weight {weight:.2f})"
