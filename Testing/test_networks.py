@@ -52,6 +52,7 @@ def test_the_code_runs_each_network_with_its_entrys_preprocessing():
         expected = (np.clip(hu, *window["clip_hu"]) - window["offset_hu"]) / window["scale_hu"]
         assert module.normalise(hu) == pytest.approx(expected)
     segmenter, refiner = get_model("lge_segmenter").input, get_model("lge_scar_refiner").input
+    assert segmenter["slice_order"]["first"] == refiner["slice_order"]["first"] == lge.FIRST_SLICE
     assert segmenter["spacing_mm"][0] == lge.TRAINED_PIXEL_MM and segmenter["patch_size"][0] == lge.CROP
     assert len(lge.FLIPS) == segmenter["test_time_mirrors"] and refiner["test_time_mirrors"] == lge.REFINER_FLIPS
     assert segmenter["cut_offs"]["myocardium_probability"] == lge.MYOCARDIUM_PROBABILITY

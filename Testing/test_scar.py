@@ -657,3 +657,77 @@ def test_export_after_an_edit_writes_the_edited_scar_and_the_runs_insertion(tmp_
     assert exported["lge_percent"] < run_document["lge_percent"]
     assert exported["rv_insertion"]["angle_deg"] == pytest.approx(run_document["rv_insertion"]["angle_deg"])
     assert any("edited by the reader" in w for w in exported["warnings"])
+
+
+class _ApexWardNetwork(_IntensityNetwork):
+    """Answers, for each slice, the class of the slice read just before it (its first neighbour channel): what a
+    network reading a slice between its neighbours in the wrong order would get wrong."""
+
+    def __init__(self):
+        super().__init__()
+        self.centre.weight.data[:] = torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1)
+
+
+@pytest.mark.parametrize("stored", ["base first", "apex first"])
+def test_the_networks_read_a_stack_apex_first_as_they_learnt_whichever_way_the_file_runs(stored):
+    """Both LGE networks learnt stacks running from the apex to the base. A file may store its slices either way:
+    with no orientation to say which, the LV's cavity does (the base has the larger one), and a stack stored base
+    first is read reversed. Read by a network that answers from the slice before it, every slice then gets its
+    apex-ward neighbour's labels (the apex slice its own), whichever way the file runs, back in the file's order."""
+    from cardioquant.scar import network
+
+    assert network.FIRST_SLICE == "apex"
+    truth = make_lge_phantom(slices=7, noise=0.0).labels  # base at slice 0: the LV narrows towards the apex
+    apex_ward = truth[np.minimum(np.arange(7) + 1, 6)]
+    if stored == "apex first":
+        truth, apex_ward = truth[::-1], apex_ward[::-1]
+    stack = np.where(truth == 1, 0.5, np.where(truth >= 2, 1.0, 0.0)).astype(np.float32)
+    labels = network.predict(_ApexWardNetwork().eval(), stack, torch.device("cpu"), flips=((),))
+    expected = np.where(apex_ward >= 2, 2, apex_ward)  # the stand-in network knows no scar
+    assert np.array_equal(labels, expected)
+
+
+def test_the_scans_orientation_says_which_end_of_the_stack_is_the_apex():
+    """The LV's long axis runs from the base towards the patient's left, front and feet. A stack whose slices step
+    away from that (as every MyoPS stack's do) runs from the apex to the base; stored the other way it runs from the
+    base; a stack without an orientation of its own, or with slices along the long axis, does not say."""
+    from cardioquant.scar import aha
+
+    towards_apex = np.array([1.0, -1.0, -1.0]) / np.sqrt(3.0)
+    column = np.array([1.0, 1.0, 0.0]) / np.sqrt(2.0)
+    row = np.cross(-towards_apex, column)
+    short_axis = np.column_stack([column, row, -towards_apex])  # slices stepping from the apex to the base
+    assert aha.stack_runs_apex_first(short_axis) is True
+    assert aha.stack_runs_apex_first(short_axis * [1, 1, -1]) is False
+    assert aha.stack_runs_apex_first(np.eye(3)) is None
+    long_axis = np.column_stack([towards_apex, row, column])  # slices cut along the long axis
+    assert aha.stack_runs_apex_first(long_axis) is None
+
+
+def test_a_short_axis_stack_stored_base_first_reads_as_its_apex_first_copy(tmp_path):
+    """The same short-axis stack (a generated LGE heart, an oblique MyoPS-like orientation) written apex first, as
+    both training centres store their stacks, and base first, every slice at the same place in the patient: the
+    whole `cardioquant scar` command gives the same labels voxel for voxel, the same %LGE and the same segments."""
+    towards_apex = np.array([1.0, -1.0, -1.0]) / np.sqrt(3.0)
+    column = np.array([1.0, 1.0, 0.0]) / np.sqrt(2.0)
+    row = np.cross(-towards_apex, column)
+    case = make_lge_phantom(slices=7, noise=3.0, seed=5, rv_arc=(60.0, 180.0))  # base at slice 0
+    base_first = sitk.GetImageFromArray(case.signal)
+    base_first.SetSpacing(case.spacing)
+    base_first.SetDirection(tuple(np.column_stack([column, row, towards_apex]).ravel()))
+    apex_first = sitk.GetImageFromArray(np.ascontiguousarray(case.signal[::-1]))
+    apex_first.SetSpacing(case.spacing)
+    apex_first.SetOrigin(base_first.TransformIndexToPhysicalPoint((0, 0, 6)))
+    apex_first.SetDirection(tuple(np.column_stack([column, row, -towards_apex]).ravel()))
+    readings = {}
+    for name, image in (("apex_first", apex_first), ("base_first", base_first)):
+        image.SetMetaData("modality", "MR")
+        sitk.WriteImage(image, str(tmp_path / f"{name}.nrrd"), True)
+        assert cli.main(["scar", str(tmp_path / f"{name}.nrrd"), "-o", str(tmp_path / name), "--quiet"]) == 0
+        labels = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / name / "scar_labels.nrrd")))
+        readings[name] = (labels, json.loads((tmp_path / name / "scar.json").read_text()))
+    (apex_labels, apex_json), (base_labels, base_json) = readings["apex_first"], readings["base_first"]
+    assert (apex_labels == 2).sum() > 1000
+    assert np.array_equal(apex_labels[::-1], base_labels)
+    assert base_json["lge_percent"] == pytest.approx(apex_json["lge_percent"], abs=1e-9)
+    assert base_json["aha_segments"] == apex_json["aha_segments"]

@@ -1374,10 +1374,12 @@ def bench_scar_myops(shared: Path, segmenter=None, refiner=None):
             raw_labels.append(labels)
             stack, pixel_mm, voxel_ml = network.normalise_stack(signal), (spacing[1], spacing[0]), float(np.prod(spacing)) / 1000.0
             started = time.perf_counter()
-            raw = network.predict(segmenter, stack, cpu, pixel_mm=pixel_mm, refiner=refiner)
+            # As the pipeline reads a MyoPS file: its orientation says its slices run apex first.
+            raw = network.predict(segmenter, stack, cpu, pixel_mm=pixel_mm, refiner=refiner, apex_first=True)
             pairs.append((classes, network.drop_small_scar(raw, voxel_ml)))
             seconds += time.perf_counter() - started
-            alone.append((classes, network.drop_small_scar(network.predict(segmenter, stack, cpu, pixel_mm=pixel_mm), voxel_ml)))
+            segmented = network.predict(segmenter, stack, cpu, pixel_mm=pixel_mm, apex_first=True)
+            alone.append((classes, network.drop_small_scar(segmented, voxel_ml)))
         myo = np.mean([dice(p >= 2, y >= 2) for y, p in pairs])
         scar, pooled = np.mean([dice(p >= 3, y >= 3) for y, p in pairs]), _pooled_scar_dice(pairs)
         lge = _lge_agreement([_lge_percent(y >= 3, y) for y, _ in pairs], [_lge_percent(p >= 3, p) for _, p in pairs])
@@ -1471,7 +1473,11 @@ def _pooled_scar_dice(pairs) -> float:
 
 def bench_scar_invariance(shared: Path, segmenter=None, refiner=None):
     """The MyoPS validation volumes as other scanners and exports give them: rotated a quarter turn, mirrored
-    (rows and columns swapped), pixels twice as large (1.5 mm), intensities in another range, the field of view cut
+    (rows and columns swapped), the slices stored the other way (base first: read reversed when the file's
+    orientation says so, as the pipeline reads a MyoPS file; without an orientation the first pass's cavity decides
+    when it shows on three slices or more, and these stacks of 2-5 slices are mostly too short; 1.3.1 read every
+    such stack in the file's order: myocardium Dice 0.800, scar 0.617 against 0.827 and 0.520, one case's %LGE 4.8
+    against 0.0), pixels twice as large (1.5 mm), intensities in another range, the field of view cut
     to 60 % around the heart, the middle slice missing (a breath-hold skipped; figures on the other slices), 2 mm
     slices interpolated between the acquired ones (thin slices, as a 3D acquisition gives: the network reads
     neighbours 2 mm away, not 12-23). The labels go with the image; the figures should not move."""
@@ -1519,6 +1525,8 @@ def bench_scar_invariance(shared: Path, segmenter=None, refiner=None):
         "as read": lambda s, y, sp: (s, y, sp),
         "quarter turn": lambda s, y, sp: (np.rot90(s, 1, (1, 2)), np.rot90(y, 1, (1, 2)), (sp[1], sp[0], sp[2])),
         "mirrored": lambda s, y, sp: (s.transpose(0, 2, 1), y.transpose(0, 2, 1), (sp[1], sp[0], sp[2])),
+        "slices in the other order (the file's orientation says so)": lambda s, y, sp: (s[::-1], y[::-1], sp),
+        "slices in the other order, no orientation": lambda s, y, sp: (s[::-1], y[::-1], sp),
         "pixels 2x": coarser,
         "intensity x0.1 + 300": lambda s, y, sp: (s * 0.1 + 300.0, y, sp),
         "60 % field of view": cut,
@@ -1532,8 +1540,12 @@ def bench_scar_invariance(shared: Path, segmenter=None, refiner=None):
             s, y, sp = change(signal, classes, spacing)
             s = np.ascontiguousarray(s, np.float32)
             imaged, labels = imaged_slices(s), np.zeros(s.shape, np.uint8)  # as the pipeline reads a stack
+            # A MyoPS file's orientation says its slices run apex first, as the pipeline reads it; the reversed
+            # copy's says base first; without one the first pass decides.
+            apex_first = {"slices in the other order (the file's orientation says so)": False,
+                          "slices in the other order, no orientation": None}.get(name, True)
             labels[imaged] = network.predict(segmenter, network.normalise_stack(s[imaged]), cpu,
-                                             pixel_mm=(sp[1], sp[0]), refiner=refiner)
+                                             pixel_mm=(sp[1], sp[0]), refiner=refiner, apex_first=apex_first)
             found[name].append((y, network.drop_small_scar(labels, float(np.prod(sp)) / 1000.0)))
         # The reference for the missing slice: the stack as read, scored on the same (other) slices.
         others = np.arange(len(signal)) != len(signal) // 2

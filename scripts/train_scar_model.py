@@ -105,7 +105,8 @@ def _inputs(stacks, channels: int, segmenter, device):
         if segmenter is None:
             images += list(with_neighbours(stack, channels))
         else:
-            images += list(refiner_inputs(stack, probabilities(segmenter, stack, torch.device(device))))
+            # Both centres' stacks run apex first (every one of them): read so, not as a first pass guesses.
+            images += list(refiner_inputs(stack, probabilities(segmenter, stack, torch.device(device), apex_first=True)))
         labels += list(y)
     return np.stack(images), np.stack(labels)
 
@@ -282,8 +283,8 @@ def validation_dice(args, network, segmenter) -> dict:
     with torch.inference_mode():
         for signal, truth, pixel_mm in cases:
             stack, prefix = normalise_stack(signal), "" if pixel_mm is None else "myops "
-            pred = (predict(network, stack, device, pixel_mm=pixel_mm) if segmenter is None else
-                    predict(segmenter.to(device), stack, device, pixel_mm=pixel_mm, refiner=network))
+            pred = (predict(network, stack, device, pixel_mm=pixel_mm, apex_first=True) if segmenter is None else
+                    predict(segmenter.to(device), stack, device, pixel_mm=pixel_mm, refiner=network, apex_first=True))
             scores.setdefault(prefix + "myocardium", []).append(class_dice(pred, truth, [2, 3, 4]))
             if np.isin(truth, [3, 4]).any() or pixel_mm is not None:
                 scores.setdefault(prefix + "scar+mvo", []).append(class_dice(pred, truth, [3, 4]))

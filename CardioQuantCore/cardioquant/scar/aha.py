@@ -38,6 +38,9 @@ PRIOR_REACH_DEG = (45.0, 30.0)  # a bright arc counts when its centre and its in
 # right of the LV (normal situs); the anterior insertion is the end of its arc towards anterior-superior.
 _RV_SIDE = np.array([-1.0, -1.0, 0.0]) / np.sqrt(2.0)
 _ANTERIOR_SUPERIOR = np.array([0.0, -1.0, 1.0]) / np.sqrt(2.0)
+# The LV's long axis runs from the base to the apex towards the patient's left, front and feet (LPS); the 30 MyoPS
+# stacks' slice normals lie within 30 degrees of it (cosines 0.87-1.00).
+_BASE_TO_APEX = np.array([1.0, -1.0, -1.0]) / np.sqrt(3.0)
 
 
 def slice_rings(cavity: np.ndarray, myocardium: np.ndarray) -> dict[int, str]:
@@ -148,6 +151,17 @@ def orientation_prior(direction_matrix: np.ndarray) -> tuple[float, int] | None:
     # that side.
     direction = -1 if (anterior - rv) % 360.0 < 180.0 else +1
     return rv, direction
+
+
+def stack_runs_apex_first(direction_matrix: np.ndarray) -> bool | None:
+    """From a 3D stack's direction cosines (LPS; columns: the column, row and slice axes): True when its slices run
+    from the apex to the base, False when from the base to the apex; None when the stack has no orientation of its
+    own (identity) or its slices are too far from short-axis to tell (the slice axis over 60 degrees off the LV's
+    long axis)."""
+    if direction_matrix.shape != (3, 3) or np.allclose(direction_matrix, np.eye(3)):
+        return None
+    towards_apex = float(direction_matrix[:, 2] @ _BASE_TO_APEX)
+    return None if abs(towards_apex) < 0.5 else towards_apex < 0
 
 
 def estimate_rv_insertion(signal: np.ndarray, cavity: np.ndarray, myocardium: np.ndarray,

@@ -23,6 +23,7 @@ REFINER_NAME = "lge_scar_refiner"
 # script uses the same values through this module).
 _INPUT, _REFINER_INPUT = preprocessing(MODEL_NAME), preprocessing(REFINER_NAME)
 PERCENTILES = tuple(_INPUT["normalisation"]["percentiles"])
+FIRST_SLICE = _INPUT["slice_order"]["first"]  # "apex": the stacks both networks learnt ran from the apex to the base
 CLIP = tuple(_INPUT["normalisation"]["clip"])
 
 
@@ -113,10 +114,11 @@ def _resize(array: np.ndarray, shape) -> np.ndarray:
 
 
 def predict(network, stack: np.ndarray, device, progress=None, batch: int = 8, flips=FLIPS,
-            pixel_mm: tuple[float, float] | None = None, refiner=None) -> np.ndarray:
+            pixel_mm: tuple[float, float] | None = None, refiner=None, apex_first: bool | None = None) -> np.ndarray:
     """Label map [slices, rows, cols] for a normalised short-axis stack with (row, col) pixel size `pixel_mm`
     (None: the training size), from `probabilities` by `labels_from_probabilities`."""
-    return labels_from_probabilities(probabilities(network, stack, device, progress, batch, flips, pixel_mm, refiner))
+    return labels_from_probabilities(probabilities(network, stack, device, progress, batch, flips, pixel_mm, refiner,
+                                                   apex_first))
 
 
 # Thin and small classes come out too small from the most probable class of a network trained with Dice + CE;
@@ -174,28 +176,42 @@ def refine(probability: np.ndarray, refined: np.ndarray) -> np.ndarray:
 LOCATE_STEP = _INPUT["locate_slice_step"]  # the first pass reads every n-th slice (with its neighbours)
 
 
-def _locate_lv(network, inputs: np.ndarray, device, batch: int) -> tuple[np.ndarray, int]:
+def _locate_lv(network, inputs: np.ndarray, device, batch: int) -> tuple[np.ndarray, np.ndarray, int]:
     """The first pass: the largest connected heart (cavity and wall) the network sees on whole slices, read on
     every LOCATE_STEP-th slice, the LV running through the stack (this pass reads 4 times a crop's pixels: on every
-    slice it was 40 % of the time); on every slice when those show none (a short stack). Also the network's
-    number of classes."""
+    slice it was 40 % of the time); on every slice when those show none (a short stack). Also its cavity on those
+    slices and the network's number of classes."""
     for step in dict.fromkeys((LOCATE_STEP, 1)):
         probability = _run(network, inputs[::step], device, batch)
-        largest = largest_component(probability.argmax(1) > 0)
+        classes = probability.argmax(1)
+        largest = largest_component(classes > 0)
         if largest.any():
             break
-    return largest, probability.shape[1]
+    return largest, largest & (classes == 1), probability.shape[1]
+
+
+def apex_first_by_cavity(cavity: np.ndarray) -> bool | None:
+    """Whether a stack runs from the apex (True) or from the base (False), told by its LV cavity [slices, rows,
+    cols] (the base has the larger cavity: its area's trend along the stack); None when fewer than three slices
+    show a cavity."""
+    areas = cavity.reshape(len(cavity), -1).sum(1)
+    shown = np.flatnonzero(areas)
+    if shown.size < 3:
+        return None
+    return bool(np.polyfit(shown, areas[shown], 1)[0] > 0)
 
 
 def probabilities(network, stack: np.ndarray, device, progress=None, batch: int = 8, flips=FLIPS,
-                  pixel_mm: tuple[float, float] | None = None, refiner=None) -> np.ndarray:
+                  pixel_mm: tuple[float, float] | None = None, refiner=None, apex_first: bool | None = None) -> np.ndarray:
     """Class probabilities [slices, classes, rows, cols] for a normalised short-axis stack. Slices are resampled
     to the training pixel size, then segmented in two passes: whole slices find the LV (largest connected
     cavity + myocardium over the stack; `_locate_lv`), then 128 x 128 crops centred on it are segmented (the
     field of view the network was trained on), averaged over mirrored copies (`flips`). With a `refiner` (the cascade's second
     stage) the scar inside the wall comes from it: it reads the crop with the first stage's cavity and wall
     probabilities, a task narrower than the first stage's five classes. The probabilities are resampled back to
-    the input grid."""
+    the input grid. Both networks read each slice between its neighbours and learnt stacks running apex first
+    (FIRST_SLICE): a stack running from the base (`apex_first` False: from the scan's orientation; None: told by
+    the first pass's cavity, `apex_first_by_cavity`) is read reversed, its probabilities put back in its order."""
 
     shape = stack.shape[1:]
     grid = shape if pixel_mm is None else tuple(max(16, round(n * mm / TRAINED_PIXEL_MM)) for n, mm in zip(shape, pixel_mm, strict=True))
@@ -203,7 +219,15 @@ def probabilities(network, stack: np.ndarray, device, progress=None, batch: int 
         stack = _resize(stack[:, None], grid)[:, 0]
     if progress:
         progress.update(0.0, "locating the LV")
-    largest, classes = _locate_lv(network, with_neighbours(stack, input_channels(network)), device, batch)
+    channels = input_channels(network)
+    located = None
+    if apex_first is None:  # the first pass, read in the file's order, says which end is the apex
+        located = _locate_lv(network, with_neighbours(stack, channels), device, batch)
+        apex_first = apex_first_by_cavity(located[1])
+    order = slice(None)
+    if apex_first is not None and apex_first != (FIRST_SLICE == "apex"):  # read as the networks learnt, put back below
+        stack, located, order = np.ascontiguousarray(stack[::-1]), None, slice(None, None, -1)
+    largest, _, classes = located or _locate_lv(network, with_neighbours(stack, channels), device, batch)
     if not largest.any():  # no heart found: background everywhere
         return _background((len(stack), classes) + shape)
     _, rows, cols = np.nonzero(largest)
@@ -213,7 +237,7 @@ def probabilities(network, stack: np.ndarray, device, progress=None, batch: int 
     if progress:
         progress.update(0.5, "segmenting the LV")
     window = padded[:, r0:r0 + CROP, c0:c0 + CROP]
-    cropped = _run(network, with_neighbours(window, input_channels(network)), device, batch, flips)
+    cropped = _run(network, with_neighbours(window, channels), device, batch, flips)
     if refiner is not None:
         if progress:
             progress.update(0.75, "segmenting the scar")
@@ -221,7 +245,7 @@ def probabilities(network, stack: np.ndarray, device, progress=None, batch: int 
         cropped = refine(cropped, refined)
     probability = _background((len(stack), cropped.shape[1]) + padded.shape[1:])  # outside the crop
     probability[:, :, r0:r0 + CROP, c0:c0 + CROP] = cropped
-    probability = probability[:, :, half:half + grid[0], half:half + grid[1]]
+    probability = probability[order, :, half:half + grid[0], half:half + grid[1]]  # in the stack's own order
     if grid != shape:
         probability = _resize(probability, shape)
     if progress:

@@ -128,8 +128,11 @@ def segment(loaded: LoadedImage, stack: np.ndarray, spacing: tuple, options, pro
     refiner, _, refiner_info = load_named_model(network.REFINER_NAME, None, device)
     imaged = imaged_slices(stack)
     labels = np.zeros(stack.shape, np.uint8)
+    # Which end of the stack is the apex, from the scan's orientation where it has one (else the network tells).
+    image = loaded.image
+    apex_first = aha.stack_runs_apex_first(geometry.direction_matrix(image)) if image.GetDimension() == 3 else None
     labels[imaged] = network.predict(segmenter, network.normalise_stack(stack[imaged]), device, progress,
-                                     pixel_mm=(spacing[1], spacing[0]), refiner=refiner)
+                                     pixel_mm=(spacing[1], spacing[0]), refiner=refiner, apex_first=apex_first)
     labels = network.drop_small_scar(labels, float(np.prod(spacing)) / 1000.0, options.min_scar_ml)
     return labels, [segmenter_info, refiner_info]
 
