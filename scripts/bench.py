@@ -546,9 +546,10 @@ def bench_bmd_real_ct(shared: Path, weights: str | None = None):
     body Dice >= 0.85, patient BMD within 5 mg/cm3."""
     import SimpleITK as sitk
 
+    from cardioquant import geometry
     from cardioquant.bmd import outline
     from cardioquant.bmd.levels import VALUE_TO_LEVEL, is_determined
-    from cardioquant.bmd.pipeline import run
+    from cardioquant.bmd.pipeline import ORIENTATION, run
     from cardioquant.errors import InputError
     from cardioquant.imageio import read_image
     from cardioquant.pipelines import settings_for
@@ -574,6 +575,10 @@ def bench_bmd_real_ct(shared: Path, weights: str | None = None):
         finally:
             outline.to_cortical_shell = redraw
         seconds = time.perf_counter() - started
+        # The pieces lie on the scan turned to the pipeline's orientation: back onto the file's grid.
+        turned = geometry.turned_to(loaded.image, ORIENTATION)
+        pieces.update({level: sitk.GetArrayFromImage(geometry.turned_back(geometry.image_from_array(
+            piece.astype(np.uint8), turned), loaded.image)) > 0 for level, piece in pieces.items()})
         naming = auto.summary["level_naming"]
         print(f"bmd automatic, {name}: {seconds:.0f} s; {naming['rule']}; {len(naming.get('dropped', []))} "
               f"proposed bodies dropped as not a vertebral body")
