@@ -267,7 +267,8 @@ def bench_calcium_pacemaker_lead(cases: int = 10):
 
 
 def bench_calcium_invariance(shared: Path, case_id: str = "5"):
-    """One real scan stored mirrored, framed by -3024 HU scanner padding, and resampled to 0.45 mm pixels: the
+    """One real scan stored mirrored, framed by -3024 HU scanner padding, resampled to 0.45 mm pixels, and stored
+    in other axis orders (a RAS NIfTI, slices running downwards, rows and columns swapped: the same voxels): the
     per-artery scores should not move (beyond what resampling does to the calcium itself)."""
     import SimpleITK as sitk
 
@@ -292,7 +293,9 @@ def bench_calcium_invariance(shared: Path, case_id: str = "5"):
                               (0.45, 0.45, image.GetSpacing()[2]), image.GetDirection(), -1024.0)
     print(f"calcium invariance, COCA {case_id}: as stored {arteries(image)}; mirrored "
           f"{arteries(sitk.Flip(image, [True, True, False]))}; padded -3024 "
-          f"{arteries(sitk.ConstantPad(image, [60, 60, 0], [60, 60, 0], -3024.0))}; 0.45 mm pixels {arteries(resampled)}")
+          f"{arteries(sitk.ConstantPad(image, [60, 60, 0], [60, 60, 0], -3024.0))}; 0.45 mm pixels {arteries(resampled)}; "
+          + "; ".join(f"stored {code} (the same voxels) {arteries(sitk.DICOMOrient(image, code))}"
+                      for code in ("RAS", "LPI", "PLS")))
 
 
 def _automatic_calcium(image, dicom: dict) -> dict:

@@ -210,12 +210,12 @@ def check_input(loaded: LoadedImage) -> list[str]:
         return []
     if (loaded.modality or "CT").upper() != "CT":
         raise InputError(f"CT-FFR needs a coronary CT angiogram; this series is {loaded.modality}.")
-    warnings = slice_warnings(loaded)
+    warnings = check_slice_thickness(loaded)
     check_hounsfield(loaded.image, "CT-FFR", air_in_view=False)
     return warnings
 
 
-def slice_warnings(loaded: LoadedImage) -> list[str]:
+def check_slice_thickness(loaded: LoadedImage) -> list[str]:
     """InputError for slices over MAX_SLICE_MM; a warning for slices over THIN_SLICE_MM (none for a centerline file)."""
     if loaded.image is None:
         return []
@@ -237,7 +237,7 @@ def check_options(settings: FFRSettings) -> None:
 def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
     check_options(options)
     bc = boundary_conditions(options)
-    warnings = slice_warnings(loaded)
+    warnings = check_slice_thickness(loaded)
     trees = get_trees(loaded, options, progress)
     progress.update(0.8, "hemodynamics")
     solved = {side: solve_tree(paths, bc, side=side, min_diameter_stenosis=options.min_stenosis)
