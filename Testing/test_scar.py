@@ -731,3 +731,19 @@ def test_a_short_axis_stack_stored_base_first_reads_as_its_apex_first_copy(tmp_p
     assert np.array_equal(apex_labels[::-1], base_labels)
     assert base_json["lge_percent"] == pytest.approx(apex_json["lge_percent"], abs=1e-9)
     assert base_json["aha_segments"] == apex_json["aha_segments"]
+
+
+def test_the_scans_orientation_puts_the_basal_ring_at_the_base_when_the_end_cavities_are_alike():
+    """MyoPS Case3003: three slices whose LV cavities read 2993, 3233 and 2993 pixels. Told by the cavity alone the
+    first slice is taken for the base; the scan's orientation says the stack runs from the apex, so the basal ring
+    (segments 1-6) is the last slice and the apical ring (13-16) the first."""
+    cavity, myocardium = np.zeros((3, 40, 40), bool), np.zeros((3, 40, 40), bool)
+    rows, cols = np.indices((40, 40))
+    radius = np.hypot(rows - 19.5, cols - 19.5)
+    for k, r in enumerate((8.0, 8.5, 8.0)):
+        cavity[k], myocardium[k] = radius <= r, (radius > r) & (radius <= r + 5)
+    assert aha.slice_rings(cavity, myocardium) == {0: "basal", 1: "mid", 2: "apical"}
+    assert aha.slice_rings(cavity, myocardium, apex_first=True) == {2: "basal", 1: "mid", 0: "apical"}
+    segments = aha.segment_map(cavity, myocardium, apex_first=True)
+    assert set(np.unique(segments[2][myocardium[2]])) == {1, 2, 3, 4, 5, 6}
+    assert set(np.unique(segments[0][myocardium[0]])) == {13, 14, 15, 16}

@@ -1435,13 +1435,16 @@ def _per_segment_agreement(folder: Path, ids, pairs, raw_labels) -> str:
         signal, spacing = sitk.GetArrayFromImage(image).astype(np.float32), image.GetSpacing()
         pixel_mm = (spacing[1], spacing[0])
         rv_side, direction = aha.orientation_prior(geometry.direction_matrix(image)) or (None, aha.DEFAULT_DIRECTION)
+        apex_first = aha.stack_runs_apex_first(geometry.direction_matrix(image))  # base and apex, as the pipeline
         figures = []
         for classes, insertion in ((truth, aha.estimate_rv_insertion((raw == myops.RV_VALUE).astype(np.float32),
-                                                                     truth == 1, truth >= 2, pixel_mm, direction)),
+                                                                     truth == 1, truth >= 2, pixel_mm, direction,
+                                                                     apex_first=apex_first)),
                                    (found, aha.estimate_rv_insertion(signal, found == 1, found >= 2, pixel_mm,
-                                                                     direction, rv_side_deg=rv_side))):
+                                                                     direction, rv_side_deg=rv_side,
+                                                                     apex_first=apex_first))):
             insertion = aha.DEFAULT_INSERTION_DEG if insertion is None else insertion
-            segments = aha.segment_map(classes == 1, classes >= 2, insertion, direction)
+            segments = aha.segment_map(classes == 1, classes >= 2, insertion, direction, apex_first)
             figures.append(aha.per_segment(segments, classes >= 2, classes >= 3, spacing))
         for labelled, read in zip(figures[0].values(), figures[1].values(), strict=True):
             if labelled["lge_percent"] is None or read["lge_percent"] is None:
@@ -1629,17 +1632,20 @@ def bench_scar_rv_insertion(shared: Path):
         prior = aha.orientation_prior(geometry.direction_matrix(image))
         no_orientation += prior is None
         rv_side, direction = prior if prior else (None, aha.DEFAULT_DIRECTION)
-        truth = aha.estimate_rv_insertion((labels == 600).astype(np.float32), cavity, myocardium, pixel_mm, direction)
+        apex_first = aha.stack_runs_apex_first(geometry.direction_matrix(image))
+        truth = aha.estimate_rv_insertion((labels == 600).astype(np.float32), cavity, myocardium, pixel_mm, direction,
+                                          apex_first=apex_first)
         if truth is None:
             continue
-        found = aha.estimate_rv_insertion(signal, cavity, myocardium, pixel_mm, direction, rv_side_deg=rv_side)
+        found = aha.estimate_rv_insertion(signal, cavity, myocardium, pixel_mm, direction, rv_side_deg=rv_side,
+                                          apex_first=apex_first)
         alone = aha.estimate_rv_insertion(signal, cavity, myocardium, pixel_mm, direction)
         if found is None:
             found, defaulted = aha.DEFAULT_INSERTION_DEG, defaulted + 1
         errors.append(float(aha.degrees_apart(found, truth)))
         image_only.append(float(aha.degrees_apart(alone if alone is not None else aha.DEFAULT_INSERTION_DEG, truth)))
-        figures = [aha.per_segment(aha.segment_map(cavity, myocardium, angle, direction), myocardium, labels == 2221,
-                                   image.GetSpacing()) for angle in (truth, found)]
+        figures = [aha.per_segment(aha.segment_map(cavity, myocardium, angle, direction, apex_first), myocardium,
+                                   labels == 2221, image.GetSpacing()) for angle in (truth, found)]
         moved.append(np.mean([abs(a["lge_percent"] - b["lge_percent"]) for a, b in
                               zip(figures[0].values(), figures[1].values(), strict=True)
                               if a["lge_percent"] is not None and b["lge_percent"] is not None]))

@@ -43,13 +43,15 @@ _ANTERIOR_SUPERIOR = np.array([0.0, -1.0, 1.0]) / np.sqrt(2.0)
 _BASE_TO_APEX = np.array([1.0, -1.0, -1.0]) / np.sqrt(3.0)
 
 
-def slice_rings(cavity: np.ndarray, myocardium: np.ndarray) -> dict[int, str]:
-    """slice index -> 'basal' | 'mid' | 'apical' | 'apex'."""
+def slice_rings(cavity: np.ndarray, myocardium: np.ndarray, apex_first: bool | None = None) -> dict[int, str]:
+    """slice index -> 'basal' | 'mid' | 'apical' | 'apex'. Which end of the stack is the base: from the scan's
+    orientation when it has one (`apex_first`, stack_runs_apex_first), else the end with the larger cavity (on 2 of
+    the 30 MyoPS stacks, whose end slices' cavities are alike, that put the apex at the base)."""
     slices = [k for k in range(myocardium.shape[0]) if myocardium[k].any()]
     if not slices:
         return {}
     areas = [cavity[k].sum() for k in slices]
-    if areas[0] < areas[-1]:  # make the list run base -> apex
+    if apex_first if apex_first is not None else areas[0] < areas[-1]:  # make the list run base -> apex
         slices, areas = slices[::-1], areas[::-1]
     ring_slices = [k for k, a in zip(slices, areas, strict=True) if a > 0]
     out = {k: "apex" for k, a in zip(slices, areas, strict=True) if a == 0}
@@ -75,11 +77,11 @@ def segment_of(angle_from_insertion: np.ndarray, ring: str) -> np.ndarray:
 
 
 def segment_map(cavity: np.ndarray, myocardium: np.ndarray, insertion_deg: float = DEFAULT_INSERTION_DEG,
-                direction: int = DEFAULT_DIRECTION) -> np.ndarray:
+                direction: int = DEFAULT_DIRECTION, apex_first: bool | None = None) -> np.ndarray:
     """Segment number (1-17, 0 outside the myocardium) for every myocardial pixel."""
     angles = pixel_angles(myocardium.shape, lv_centre(cavity, myocardium))
     out = np.zeros(myocardium.shape, np.uint8)
-    for k, ring in slice_rings(cavity, myocardium).items():
+    for k, ring in slice_rings(cavity, myocardium, apex_first).items():
         relative = direction * (angles[k] - insertion_deg)
         segments = segment_of(np.nan_to_num(relative), ring)
         out[k][myocardium[k]] = segments[myocardium[k]]
@@ -106,7 +108,7 @@ def _circular_runs(present: np.ndarray) -> list[tuple[int, int]]:
 
 
 def rv_blood_fraction(signal: np.ndarray, cavity: np.ndarray, myocardium: np.ndarray, pixel_mm: tuple[float, float],
-                      band_mm=(2.0, 12.0), bin_deg: float = 5.0) -> np.ndarray | None:
+                      band_mm=(2.0, 12.0), bin_deg: float = 5.0, apex_first: bool | None = None) -> np.ndarray | None:
     """Per angle bin, the share of pixels 2-12 mm outside the epicardium that are as bright as blood (above the
     midpoint of myocardium and cavity medians of their slice), averaged over the basal and mid slices."""
     centres = lv_centre(cavity, myocardium)
@@ -114,7 +116,7 @@ def rv_blood_fraction(signal: np.ndarray, cavity: np.ndarray, myocardium: np.nda
     rows, cols = np.indices(myocardium.shape[1:])
     bins = int(round(360 / bin_deg))
     total, count = np.zeros(bins), np.zeros(bins)
-    for k, ring in slice_rings(cavity, myocardium).items():
+    for k, ring in slice_rings(cavity, myocardium, apex_first).items():
         if ring not in ("basal", "mid") or cavity[k].sum() < 10:
             continue
         radius = np.hypot((rows - centres[k][0]) * pixel_mm[0], (cols - centres[k][1]) * pixel_mm[1])
@@ -166,7 +168,8 @@ def stack_runs_apex_first(direction_matrix: np.ndarray) -> bool | None:
 
 def estimate_rv_insertion(signal: np.ndarray, cavity: np.ndarray, myocardium: np.ndarray,
                           pixel_mm: tuple[float, float], direction: int = DEFAULT_DIRECTION,
-                          bin_deg: float = 5.0, arc_deg=(60.0, 240.0), rv_side_deg: float | None = None) -> float | None:
+                          bin_deg: float = 5.0, arc_deg=(60.0, 240.0), rv_side_deg: float | None = None,
+                          apex_first: bool | None = None) -> float | None:
     """Anterior RV insertion angle: the end (from which the septum runs in `direction`) of an arc where blood-bright
     signal lies just outside the epicardium (the RV cavity across the septum).
 
@@ -174,7 +177,7 @@ def estimate_rv_insertion(signal: np.ndarray, cavity: np.ndarray, myocardium: np
     near that side, and its edge is taken where it lies near the insertion anatomy expects (RV_HALF_ARC_DEG from
     the RV's centre), else that expected insertion. Without it the widest arc of 60-240 degrees is taken; None
     when there is none."""
-    fraction = rv_blood_fraction(signal, cavity, myocardium, pixel_mm, bin_deg=bin_deg)
+    fraction = rv_blood_fraction(signal, cavity, myocardium, pixel_mm, bin_deg=bin_deg, apex_first=apex_first)
     runs = _circular_runs(fraction > 0.5) if fraction is not None else []
     runs = [(first, length) for first, length in runs if arc_deg[0] <= length * bin_deg <= arc_deg[1]]
     edge = lambda first, length: (first if direction > 0 else first + length) * bin_deg % 360.0  # noqa: E731
@@ -198,10 +201,11 @@ def angle_of_point(row: float, col: float, slice_index: int, cavity: np.ndarray,
     return float(angle_about(row, col, centres[k]))
 
 
-def insertion_marker(angle_deg: float, cavity: np.ndarray, myocardium: np.ndarray) -> tuple[float, float, int]:
+def insertion_marker(angle_deg: float, cavity: np.ndarray, myocardium: np.ndarray,
+                     apex_first: bool | None = None) -> tuple[float, float, int]:
     """(row, col, slice) of a point on the epicardium at `angle_deg` in the middle ring slice: where the panel
     puts the adjustable insertion point."""
-    rings = slice_rings(cavity, myocardium)
+    rings = slice_rings(cavity, myocardium, apex_first)
     middle = [k for k, ring in rings.items() if ring == "mid"] or list(rings)
     k = sorted(middle)[len(middle) // 2]
     centre = lv_centre(cavity, myocardium)[k]

@@ -129,12 +129,17 @@ def segment(loaded: LoadedImage, stack: np.ndarray, spacing: tuple, options, pro
     imaged = imaged_slices(stack)
     labels = np.zeros(stack.shape, np.uint8)
     # Which end of the stack is the apex, from the scan's orientation where it has one (else the network tells).
-    image = loaded.image
-    apex_first = aha.stack_runs_apex_first(geometry.direction_matrix(image)) if image.GetDimension() == 3 else None
+    apex_first = apex_end(loaded.image)
     labels[imaged] = network.predict(segmenter, network.normalise_stack(stack[imaged]), device, progress,
                                      pixel_mm=(spacing[1], spacing[0]), refiner=refiner, apex_first=apex_first)
     labels = network.drop_small_scar(labels, float(np.prod(spacing)) / 1000.0, options.min_scar_ml)
     return labels, [segmenter_info, refiner_info]
+
+
+def apex_end(image: sitk.Image) -> bool | None:
+    """True when the stack's slices run from the apex to the base, False when from the base, by the scan's
+    orientation; None without one (a 2D image, a file with none): the image then tells (aha, network)."""
+    return aha.stack_runs_apex_first(geometry.direction_matrix(image)) if image.GetDimension() == 3 else None
 
 
 def imaged_slices(stack: np.ndarray) -> np.ndarray:
@@ -229,6 +234,7 @@ def rv_insertion(image: sitk.Image, stack, spacing, cavity, myocardium, options,
     image (helped by the scan's orientation when it has one), else the conventional display's 60 degrees (with a
     warning). Also where to show it (`marker_ras`, on the epicardium of a mid slice)."""
     prior = aha.orientation_prior(geometry.direction_matrix(image)) if image.GetDimension() == 3 else None
+    apex_first = apex_end(image)
     direction = options.septum_direction or (prior[1] if prior else aha.DEFAULT_DIRECTION)
     if options.rv_insertion_point:
         point = markups.swap_lps_ras(markups.parse_points(str(options.rv_insertion_point), "--rv-insertion-point")[0])
@@ -239,14 +245,14 @@ def rv_insertion(image: sitk.Image, stack, spacing, cavity, myocardium, options,
         angle, source = float(options.rv_insertion) % 360.0, "reader's angle"
     else:
         angle = aha.estimate_rv_insertion(stack, cavity, myocardium, (spacing[1], spacing[0]), direction,
-                                          rv_side_deg=prior[0] if prior else None)
+                                          rv_side_deg=prior[0] if prior else None, apex_first=apex_first)
         source = ("automatic (the RV's side from the scan's orientation, its edge from the RV blood against the "
                   "septum)" if prior else "automatic (RV blood against the septum)")
         if angle is None:
             angle, source = aha.DEFAULT_INSERTION_DEG, "default (no RV found: conventional display assumed)"
             warnings.append("the RV insertion could not be found from the image: 60 degrees (conventional display) "
                             "assumed; place the insertion point to correct the AHA segments")
-    row, col, k = aha.insertion_marker(angle, cavity, myocardium)
+    row, col, k = aha.insertion_marker(angle, cavity, myocardium, apex_first)
     marker = list(image.TransformContinuousIndexToPhysicalPoint((col, row, k)[:image.GetDimension()]))
     return {"angle_deg": angle, "source": source, "septum_direction": direction,
             "marker_ras": markups.swap_lps_ras(marker + [0.0] * (3 - len(marker)))}
@@ -285,13 +291,14 @@ def quantify_labels(loaded, stack, spacing, assumed, labels, models, options, wa
     figures = quantify.figures(result, myocardium, spacing)
     scar_total = result.scar | result.mvo
     insertion = rv_insertion(loaded.image, stack, spacing, cavity, myocardium, options, warnings)
-    segments = aha.segment_map(cavity, myocardium, insertion["angle_deg"], insertion["septum_direction"])
+    apex_first = apex_end(loaded.image)
+    segments = aha.segment_map(cavity, myocardium, insertion["angle_deg"], insertion["septum_direction"], apex_first)
     per_segment = aha.per_segment(segments, myocardium, scar_total, spacing)
     transmural = aha.transmurality(segments, myocardium, scar_total, cavity)
     for number, values in per_segment.items():
         values["transmurality_mean_percent"] = transmural[number]["mean"]
         values["transmurality_max_percent"] = transmural[number]["max"]
-    if len(aha.slice_rings(cavity, myocardium)) < 3:
+    if len(aha.slice_rings(cavity, myocardium, apex_first)) < 3:
         warnings.append("fewer than 3 slices with myocardium: AHA segments cover only the rings present")
     out_labels = np.where(cavity, 1, 0) + np.where(myocardium, 2, 0)
     out_labels[result.scar] = 3
