@@ -1289,9 +1289,10 @@ def bench_ffr_network(cases: int = 4):
 
 def bench_ffr_storage_order(seed: int = 69100):
     """The automatic CT-FFR path on one held-out generated CTA stored as a DICOM series stores it (LPS), in the
-    other orders of STORAGE_ORDERS and as a RAS NIfTI file: lumen Dice against the phantom's truth, the paths found and their distal FFR
-    each way. Every step reads the scan turned to the network's orientation (manifest, coronary_lumen 1.0.1); read
-    in each file's own order (1.0.0), the left tree had 3 to 5 paths and the lumen Dice was 0.864-0.872."""
+    other orders of STORAGE_ORDERS and as a RAS NIfTI file: lumen Dice against the phantom's truth, the paths found
+    and their distal FFR each way. Every step reads the scan turned to the network's orientation (manifest,
+    coronary_lumen 1.0.1); read in each file's own order (1.0.0), the left tree had 3 to 5 paths and the lumen Dice
+    was 0.864-0.872."""
     import SimpleITK as sitk
 
     from cardioquant.ffr import cta_phantom, pipeline
