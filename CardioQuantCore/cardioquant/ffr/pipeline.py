@@ -57,10 +57,8 @@ def boundary_conditions(options) -> BoundaryConditions:
 
 
 def _check_contrast(loaded: LoadedImage, lumen: np.ndarray) -> None:
-    if loaded.image is None:
-        return
+    """The vessel lumen holds iodine (the scan itself was checked once by check_input, in get_trees)."""
     hu = sitk.GetArrayViewFromImage(loaded.image)
-    check_input(loaded)
     if lumen.any() and np.median(hu[lumen]) < 150:
         raise InputError(f"the vessel lumen reads {np.median(hu[lumen]):.0f} HU: this is not a contrast CTA "
                          "(iodine lumen expected above 150 HU).")
@@ -81,6 +79,7 @@ def get_trees(loaded: LoadedImage, options, progress: Progress) -> Trees:
         return Trees({options.side: cl.read_vtp(loaded.path)}, None, "centerlines file (input)")
     if options.centerlines:
         return Trees({options.side: cl.read_vtp(options.centerlines)}, None, "centerlines file (--centerlines)")
+    checked = check_input(loaded)  # once, before any imaging work: its warnings go with the trees
     if options.lumen_mask:
         mask_image = read_mask(options.lumen_mask, loaded.image)
         lumen = sitk.GetArrayFromImage(mask_image) > 0
@@ -88,8 +87,8 @@ def get_trees(loaded: LoadedImage, options, progress: Progress) -> Trees:
         ostium = list(parse_points(options.ostium, "--ostium")[0]) if options.ostium else None
         progress.update(0.2, "centerlines")
         paths = cl.from_lumen_mask(sitk.Cast(mask_image > 0, sitk.sitkUInt8), ostium)
-        return Trees({options.side: _named(paths, options.side)}, lumen.astype(np.uint8), "lumen mask + vmtk")
-    check_input(loaded)
+        return Trees({options.side: _named(paths, options.side)}, lumen.astype(np.uint8), "lumen mask + vmtk",
+                     warnings=checked)
     if options.seeds:
         from .seeds import lumen_from_seeds, parse_seeds
 
@@ -99,8 +98,10 @@ def get_trees(loaded: LoadedImage, options, progress: Progress) -> Trees:
         progress.update(0.3, "centerlines")
         paths = cl.from_lumen_mask(mask_image, seeds[0], seeds[1:])
         return Trees({options.side: _named(paths, options.side)}, sitk.GetArrayFromImage(mask_image),
-                     "seed points (minimal paths + half-maximum lumen) + vmtk", details)
-    return _trees_from_network(loaded, options, progress)
+                     "seed points (minimal paths + half-maximum lumen) + vmtk", details, checked)
+    trees = _trees_from_network(loaded, options, progress)
+    trees.warnings[:0] = checked
+    return trees
 
 
 # Peak memory of the automatic path grows with the network's 0.5 mm grid: about 1 GB (libraries, the scan) plus
@@ -229,15 +230,13 @@ def check_input(loaded: LoadedImage) -> list[str]:
         return []
     if (loaded.modality or "CT").upper() != "CT":
         raise InputError(f"CT-FFR needs a coronary CT angiogram; this series is {loaded.modality}.")
-    warnings = check_slice_thickness(loaded)
+    warnings = _check_slice_thickness(loaded)
     check_hounsfield(loaded.image, "CT-FFR", air_in_view=False)
     return warnings
 
 
-def check_slice_thickness(loaded: LoadedImage) -> list[str]:
-    """InputError for slices over MAX_SLICE_MM; a warning for slices over THIN_SLICE_MM (none for a centerline file)."""
-    if loaded.image is None:
-        return []
+def _check_slice_thickness(loaded: LoadedImage) -> list[str]:
+    """InputError for slices over MAX_SLICE_MM; a warning for slices over THIN_SLICE_MM."""
     thickness = slice_thickness_mm(loaded)
     if thickness > MAX_SLICE_MM:
         raise InputError(f"slices {thickness:.3g} mm thick: CT-FFR needs a coronary CTA reconstructed with thin slices "
@@ -256,9 +255,8 @@ def check_options(settings: FFRSettings) -> None:
 def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
     check_options(options)
     bc = boundary_conditions(options)
-    warnings = check_slice_thickness(loaded)
     trees = get_trees(loaded, options, progress)
-    warnings += trees.warnings
+    warnings = trees.warnings
     progress.update(0.8, "hemodynamics")
     solved = {side: solve_tree(paths, bc, side=side, min_diameter_stenosis=options.min_stenosis)
               for side, paths in trees.paths.items()}
