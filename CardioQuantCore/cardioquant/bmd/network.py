@@ -20,7 +20,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from ..errors import InputError
-from ..geometry import disk, largest_component, resample_isotropic
+from ..geometry import disk, largest_component, resample_isotropic, turned_to
 from ..models.manifest import preprocessing
 from .levels import LEVELS, UNDETERMINED
 
@@ -74,7 +74,7 @@ def _last_slice(mask: np.ndarray) -> np.ndarray:
 def to_grid(image: sitk.Image, is_label: bool = False) -> sitk.Image:
     """The scan on the network's grid: its axes turned to the manifest's orientation (the same anatomy the same way
     up whatever order the file stores its rows in), then resampled to GRID_MM."""
-    oriented = sitk.DICOMOrient(image, ORIENTATION) if ORIENTATION else image
+    oriented = turned_to(image, ORIENTATION) if ORIENTATION else image
     return resample_isotropic(oriented, GRID_MM, is_label, default=0.0 if is_label else -1000.0)
 
 
