@@ -251,6 +251,34 @@ def test_a_doubtful_vertebra_is_named_and_left_out_of_the_patient_figure():
     assert patient_summary(per)["levels"] == ["L2", "L3"] and patient_summary(per)["bmd_mg_cm3"] == 105
 
 
+def _spine(**bmd) -> dict:
+    return {level: {"bmd_mg_cm3": value, "trabecular_hu": value + 20.0, "plausible": True} for level, value in bmd.items()}
+
+
+def test_a_vertebra_unlike_both_its_neighbours_is_left_out_of_the_patient_figure():
+    """The adjacent-vertebra rule: a sclerotic L2 (160 between 100 and 104) is named with its neighbours' figures and
+    left out; the normal neighbours beside it are not blamed for it; the patient figure is L1 with L3."""
+    spine = _spine(L4=98.0, L3=100.0, L2=160.0, L1=104.0, T12=106.0)
+    unlike = pipeline.unlike_neighbours(spine)
+    assert list(unlike) == ["L2"] and "L3 100, L1 104" in unlike["L2"] and "57 %" in unlike["L2"]
+    for level in unlike:
+        spine[level]["plausible"] = False
+    assert patient_summary(spine)["levels"] == ["L1", "L3"] and patient_summary(spine)["bmd_mg_cm3"] == 102.0
+
+
+def test_the_thoracic_gradient_low_density_noise_and_spine_ends_are_not_called_unlike_their_neighbours():
+    """Density rises steadily up the thoracic spine (T1 220 down to T10 112: each body the mean of its neighbours);
+    an osteoporotic spine's 15 mg/cm3 steps are 30 % but under 20 mg/cm3; a body with one neighbour (the lowest in
+    view, however dense) is not judged, nor is the normal body beside it; a neighbour across a missed vertebra is no
+    neighbour."""
+    gradient = _spine(**{f"T{n}": 220.0 - 12.0 * (n - 1) for n in range(1, 11)})
+    assert pipeline.unlike_neighbours(gradient) == {}
+    assert pipeline.unlike_neighbours(_spine(L3=50.0, L2=65.0, L1=50.0)) == {}
+    assert pipeline.unlike_neighbours(_spine(L1=200.0, T12=100.0, T11=100.0)) == {}
+    assert pipeline.unlike_neighbours(_spine(L3=100.0, L1=200.0, T12=100.0)) == {}
+    assert list(pipeline.unlike_neighbours(_spine(V1=100.0, V2=200.0, V3=104.0))) == ["V2"]
+
+
 def _cut_spine(tmp_path, back_share: float):
     """A two-level spine phantom (true BMD 120) whose field of view ends `back_share` of the way back through the
     bodies, written with its vertebra and body masks: (case, CLI arguments)."""
