@@ -261,6 +261,10 @@ def test_a_ct_with_slices_thicker_than_a_coronary_cta_is_refused_before_any_work
     warnings = check_input(LoadedImage(image=older, path="cta", format="nrrd", dicom={"modality": "CT"}))
     assert len(warnings) == 1 and "1.25 mm thick" in warnings[0]
     assert check_input(LoadedImage(image=image, path="cta", format="nrrd", dicom={"modality": "CT"})) == []
+    mr_like = sitk.GetImageFromArray(np.clip(sitk.GetArrayFromImage(image) + 1024.0, 0, None))
+    mr_like.CopyInformation(thick)  # an LGE volume (0 to a few thousand, 2.5-12 mm slices) is not a CT first
+    with pytest.raises(InputError, match="do not look like CT in Hounsfield units"):
+        check_input(LoadedImage(image=mr_like, path="lge", format="nifti", dicom={}))
 
 
 @pytest.mark.parametrize(("aorta_radius_mm", "is_root"), [(16.8, True), (7.8, False)])

@@ -174,6 +174,23 @@ def test_ct_is_refused(capsys, tmp_path):
     assert "needs LGE MRI" in capsys.readouterr().err
 
 
+def test_a_label_map_given_as_the_lge_image_is_refused_in_one_line(capsys, tmp_path):
+    """A segmentation loaded in place of the scan (the reader picked the label volume): before, the network read
+    TotalSegmentator's chest label map as an LV and reported "LGE 8.1 %". A label map is refused whatever its labels'
+    values; the LGE stack itself, noise and all, is not taken for one, nor is an 8-bit export of it."""
+    from cardioquant.imageio import looks_like_label_map
+
+    case = make_lge_phantom(noise=3.0)
+    for name, labels in (("labels.nrrd", case.labels), ("totalsegmentator.nrrd", case.labels.astype(np.int16) * 29)):
+        path = write(tmp_path, labels, name, {"modality": "MR"})
+        assert cli.main(["scar", str(path), "-o", str(tmp_path / "out"), "--quiet"]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and "is a label map" in lines[0] and "--myocardium-mask" in lines[0]
+    eight_bit = np.clip(case.signal / case.signal.max() * 255, 0, 255).round()
+    for signal in (case.signal, eight_bit):
+        assert not looks_like_label_map(sitk.GetImageFromArray(signal.astype(np.float32)))
+
+
 def test_an_mr_series_with_signed_values_is_not_taken_for_ct(tmp_path):
     """Phase-sensitive LGE is stored signed (here shifted by -4096): an MR series is read as MR whatever its
     values, and its scar is measured as on the unshifted stack; without a modality such values are refused as CT."""

@@ -230,9 +230,8 @@ def check_input(loaded: LoadedImage) -> list[str]:
         return []
     if (loaded.modality or "CT").upper() != "CT":
         raise InputError(f"CT-FFR needs a coronary CT angiogram; this series is {loaded.modality}.")
-    warnings = _check_slice_thickness(loaded)
-    check_hounsfield(loaded.image, "CT-FFR", air_in_view=False)
-    return warnings
+    check_hounsfield(loaded.image, "CT-FFR", air_in_view=False)  # first: an MR series is not a CTA of thick slices
+    return _check_slice_thickness(loaded)
 
 
 def _check_slice_thickness(loaded: LoadedImage) -> list[str]:

@@ -16,7 +16,7 @@ import SimpleITK as sitk
 
 from .. import geometry, markups
 from ..errors import InputError
-from ..imageio import LoadedImage, read_image, read_mask
+from ..imageio import LoadedImage, looks_like_label_map, read_image, read_mask
 from ..labels import ANATOMICAL_STRUCTURE, MORPHOLOGICALLY_ALTERED, LabelTable, SegmentSpec
 from ..progress import Progress
 from ..results import ModuleResult
@@ -60,6 +60,9 @@ def check_input(loaded: LoadedImage) -> list[str]:
         raise InputError(f"scar quantification needs LGE MRI; this series is {modality}.")
     if not modality and np.percentile(sitk.GetArrayViewFromImage(loaded.image), 0.5) < -500:
         raise InputError("intensities reach -1000 like CT in Hounsfield units; scar quantification needs LGE MRI.")
+    if looks_like_label_map(loaded.image):
+        raise InputError("this image is a label map (whole-number values in flat regions), not an LGE image: give "
+                         "the LGE series, and a myocardium segmentation with --myocardium-mask.")
     return []
 
 
