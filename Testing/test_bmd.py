@@ -239,12 +239,13 @@ def test_a_doubtful_vertebra_is_named_and_left_out_of_the_patient_figure():
     the patient figure comes from the plausible vertebrae."""
     body = np.zeros((12, 40, 40), bool)
     body[:9, 5:35, 5:35] = True                                   # 9 slices x 3 mm = 27 mm, 24 mL at 1 mm pixels
-    good = {"roi_volume_ml": 4.0, "trabecular_hu": 150.0, "body_volume_ml": 24.3}
-    assert pipeline.plausibility(good, body, (1.0, 1.0, 3.0)) == []
-    cut = pipeline.plausibility({**good, "roi_volume_ml": 0.3}, body, (1.0, 1.0, 3.0))
-    dense = pipeline.plausibility({**good, "trabecular_hu": 600.0}, body, (1.0, 1.0, 3.0))
+    good = {"roi_volume_ml": 4.0, "trabecular_hu": 150.0, "body_volume_ml": 24.3,
+            "body_height_mm": pipeline.body_height_mm(body, (1.0, 1.0, 3.0))}
+    assert good["body_height_mm"] == 27.0 and pipeline.plausibility(good) == []
+    cut = pipeline.plausibility({**good, "roi_volume_ml": 0.3})
+    dense = pipeline.plausibility({**good, "trabecular_hu": 600.0})
     assert len(cut) == 1 and "0.3 mL" in cut[0] and len(dense) == 1 and "600 HU" in dense[0]
-    assert "mm high" in pipeline.plausibility(good, body, (1.0, 1.0, 6.0))[0]  # 54 mm: several vertebrae
+    assert "mm high" in pipeline.plausibility({**good, "body_height_mm": 54.0})[0]  # several vertebrae
     per = {"L1": {"bmd_mg_cm3": 300.0, "trabecular_hu": 600.0, "plausible": False},
            "L2": {"bmd_mg_cm3": 110.0, "trabecular_hu": 140.0, "plausible": True},
            "L3": {"bmd_mg_cm3": 100.0, "trabecular_hu": 130.0, "plausible": True}}
@@ -252,14 +253,29 @@ def test_a_doubtful_vertebra_is_named_and_left_out_of_the_patient_figure():
 
 
 def _spine(**bmd) -> dict:
-    return {level: {"bmd_mg_cm3": value, "trabecular_hu": value + 20.0, "plausible": True} for level, value in bmd.items()}
+    return {level: {"bmd_mg_cm3": value, "trabecular_hu": value + 20.0, "body_height_mm": 22.0, "plausible": True}
+            for level, value in bmd.items()}
+
+
+def _centres(levels, spacing_mm: float = 30.0, missed_below=()) -> dict:
+    """Centres of 22 mm high bodies 30 mm apart up the spine (listed from the lowest; 8 mm discs), a body's spacing
+    more where one was missed."""
+    heights, height = {}, 0.0
+    for level in levels:
+        height += spacing_mm * (2 if level in missed_below else 1)
+        heights[level] = np.array([-height, 0.0, 0.0])
+    return heights
+
+
+def _unlike(spine: dict, missed_below=()) -> dict:
+    return pipeline.unlike_neighbours(spine, _centres(list(spine), missed_below=missed_below))
 
 
 def test_a_vertebra_unlike_both_its_neighbours_is_left_out_of_the_patient_figure():
     """The adjacent-vertebra rule: a sclerotic L2 (160 between 100 and 104) is named with its neighbours' figures and
     left out; the normal neighbours beside it are not blamed for it; the patient figure is L1 with L3."""
     spine = _spine(L4=98.0, L3=100.0, L2=160.0, L1=104.0, T12=106.0)
-    unlike = pipeline.unlike_neighbours(spine)
+    unlike = _unlike(spine)
     assert list(unlike) == ["L2"] and "L3 100, L1 104" in unlike["L2"] and "57 %" in unlike["L2"]
     for level in unlike:
         spine[level]["plausible"] = False
@@ -270,13 +286,14 @@ def test_the_thoracic_gradient_low_density_noise_and_spine_ends_are_not_called_u
     """Density rises steadily up the thoracic spine (T1 220 down to T10 112: each body the mean of its neighbours);
     an osteoporotic spine's 15 mg/cm3 steps are 30 % but under 20 mg/cm3; a body with one neighbour (the lowest in
     view, however dense) is not judged, nor is the normal body beside it; a neighbour across a missed vertebra is no
-    neighbour."""
-    gradient = _spine(**{f"T{n}": 220.0 - 12.0 * (n - 1) for n in range(1, 11)})
-    assert pipeline.unlike_neighbours(gradient) == {}
-    assert pipeline.unlike_neighbours(_spine(L3=50.0, L2=65.0, L1=50.0)) == {}
-    assert pipeline.unlike_neighbours(_spine(L1=200.0, T12=100.0, T11=100.0)) == {}
-    assert pipeline.unlike_neighbours(_spine(L3=100.0, L1=200.0, T12=100.0)) == {}
-    assert list(pipeline.unlike_neighbours(_spine(V1=100.0, V2=200.0, V3=104.0))) == ["V2"]
+    neighbour, whether the bodies are named or numbered from the lowest in view (V1, V2, ... run on across a gap)."""
+    gradient = _spine(**{f"T{n}": 220.0 - 12.0 * (n - 1) for n in range(10, 0, -1)})
+    assert _unlike(gradient) == {}
+    assert _unlike(_spine(L3=50.0, L2=65.0, L1=50.0)) == {}
+    assert _unlike(_spine(L1=200.0, T12=100.0, T11=100.0)) == {}
+    assert _unlike(_spine(L3=100.0, L1=200.0, T12=100.0), missed_below=("L1",)) == {}
+    assert list(_unlike(_spine(V1=100.0, V2=200.0, V3=104.0))) == ["V2"]
+    assert _unlike(_spine(V1=100.0, V2=200.0, V3=104.0), missed_below=("V2",)) == {}  # V1 and V2: L3 and L1
 
 
 def _cut_spine(tmp_path, back_share: float):

@@ -236,9 +236,11 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
     cal = _calibrate(options, reference_stats, kvp)
     warnings += cal.notes
     progress.update(0.8, "BMD")
-    per_vertebra = {}
+    per_vertebra, centres = {}, {}
     for level, mask in bodies.items():
-        values = hu[rois[level]]
+        where = np.nonzero(rois[level])
+        values = hu[where]
+        centres[level] = np.array([float(np.mean(axis)) for axis in where]) * spacing[::-1]  # mm, (k, j, i)
         mean_hu = float(values.mean())
         per_vertebra[level] = {
             "trabecular_hu": mean_hu,
@@ -247,14 +249,15 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
             "bmd_mg_cm3": float(cal.bmd(mean_hu)),
             "roi_volume_ml": float(values.size * np.prod(spacing) / 1000.0),
             "body_volume_ml": float(mask.sum() * np.prod(spacing) / 1000.0),
+            "body_height_mm": body_height_mm(mask, spacing),
             "level_determined": is_determined(level),
             "cut_by_field_of_view": level in cut,
         }
-        doubts = plausibility(per_vertebra[level], mask, spacing)
+        doubts = plausibility(per_vertebra[level])
         per_vertebra[level]["plausible"] = not doubts
         if doubts:
             warnings.append(f"{level}: {'; '.join(doubts)}: its BMD is not used for the patient figure")
-    for level, doubt in unlike_neighbours(per_vertebra).items():
+    for level, doubt in unlike_neighbours(per_vertebra, centres).items():
         per_vertebra[level]["plausible"] = False
         warnings.append(f"{level}: {doubt}: its BMD is not used for the patient figure")
     # A line outside what scanner drift does comes from a reference ROI that caught another tissue (a field of view
@@ -349,7 +352,13 @@ BODY_HEIGHT_MM = (10.0, 45.0)
 BODY_ML = (5.0, 90.0)
 
 
-def plausibility(measured: dict, body: np.ndarray, spacing) -> list[str]:
+def body_height_mm(body: np.ndarray, spacing) -> float:
+    """The body's extent along the slices (the scan turned to LPS: head to feet)."""
+    slices = np.nonzero(body.any(axis=(1, 2)))[0]
+    return float((slices[-1] - slices[0] + 1) * spacing[2])
+
+
+def plausibility(measured: dict) -> list[str]:
     """What makes one vertebra's figure doubtful (empty when nothing does)."""
     doubts = []
     if measured["roi_volume_ml"] < MIN_ROI_ML:
@@ -358,8 +367,7 @@ def plausibility(measured: dict, body: np.ndarray, spacing) -> list[str]:
     if not TRABECULAR_HU[0] <= measured["trabecular_hu"] <= TRABECULAR_HU[1]:
         doubts.append(f"trabecular ROI reads {measured['trabecular_hu']:.0f} HU, outside {TRABECULAR_HU[0]:g} to "
                       f"{TRABECULAR_HU[1]:g} HU (cortex, sclerosis, cement, iodine or not bone)")
-    slices = np.nonzero(body.any(axis=(1, 2)))[0]
-    height = (slices[-1] - slices[0] + 1) * spacing[2]
+    height = measured["body_height_mm"]
     if not BODY_HEIGHT_MM[0] <= height <= BODY_HEIGHT_MM[1]:
         doubts.append(f"body {height:.0f} mm high, outside {BODY_HEIGHT_MM[0]:g}-{BODY_HEIGHT_MM[1]:g} mm (cut by the "
                       "scan range, or several vertebrae)")
@@ -376,22 +384,29 @@ def plausibility(measured: dict, body: np.ndarray, spacing) -> list[str]:
 # slices, with L2 and L3 lost, it made the patient figure 121 against 80 mg/cm3.
 NEIGHBOUR_DIFFERENCE = 0.25   # of the neighbours' mean
 NEIGHBOUR_DIFFERENCE_MG = 20.0  # and at least this, so that low-density spines' noise is not called a lesion
+MAX_DISC_MM = 15.0  # lumbar discs are 8-12 mm high: bodies further apart than that have a vertebra missed between
 
 
-def unlike_neighbours(per_vertebra: dict) -> dict[str, str]:
-    """level -> why, for plausible vertebrae whose BMD differs from the mean of their two adjacent plausible
-    neighbours by more than NEIGHBOUR_DIFFERENCE (and NEIGHBOUR_DIFFERENCE_MG). A body is judged only between
-    neighbours that agree with each other within twice that: beside a body unlike the rest (the lowest in view,
-    which has one neighbour and is not judged) who is different cannot be told. The most different is taken first
-    and is then no one's neighbour, so that one dense body does not make its normal neighbours look wrong."""
+def unlike_neighbours(per_vertebra: dict, centres: dict) -> dict[str, str]:
+    """level -> why, for plausible vertebrae whose BMD differs from the mean of their two neighbours' by more than
+    NEIGHBOUR_DIFFERENCE (and NEIGHBOUR_DIFFERENCE_MG). Neighbours are the plausible bodies named next to it (or
+    numbered next to it, V1, V2, ...) whose centres (`centres`, mm) lie no further apart than the two bodies' half
+    heights and a disc (MAX_DISC_MM): bodies numbered from the lowest in view run on across a missed vertebra. A body is judged
+    only between neighbours that agree with each other within twice the difference: beside a body unlike the rest
+    (the lowest in view, which has one neighbour and is not judged) who is different cannot be told. The most
+    different is taken first and is then no one's neighbour, so that one dense body does not make its normal
+    neighbours look wrong."""
     order = {level: n for n, level in enumerate(LEVELS)} | {level: -n for n, level in enumerate(UNDETERMINED)}
     candidates = {level: v["bmd_mg_cm3"] for level, v in per_vertebra.items() if v.get("plausible", True)}
+    height = {level: per_vertebra[level]["body_height_mm"] for level in candidates}
+    next_to = {(a, b) for a in candidates for b in candidates
+               if abs(order[a] - order[b]) == 1 and is_determined(a) == is_determined(b)
+               and np.linalg.norm(centres[a] - centres[b]) <= (height[a] + height[b]) / 2 + MAX_DISC_MM}
     found = {}
     while True:
         worst = None
         for level, bmd in candidates.items():
-            neighbours = [other for other in candidates if abs(order[other] - order[level]) == 1
-                          and is_determined(other) == is_determined(level)]
+            neighbours = [other for other in candidates if (level, other) in next_to]
             if len(neighbours) < 2:
                 continue
             expected = float(np.mean([candidates[other] for other in neighbours]))
