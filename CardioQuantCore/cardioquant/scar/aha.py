@@ -174,20 +174,45 @@ def estimate_rv_insertion(signal: np.ndarray, cavity: np.ndarray, myocardium: np
     signal lies just outside the epicardium (the RV cavity across the septum).
 
     With `rv_side_deg` (the RV's side from the scan's orientation, `orientation_prior`) the arc is the one centred
-    near that side, and its edge is taken where it lies near the insertion anatomy expects (RV_HALF_ARC_DEG from
-    the RV's centre), else that expected insertion. Without it the widest arc of 60-240 degrees is taken; None
-    when there is none."""
+    near that side, and its edge is taken where it lies near the insertion anatomy expects (`expected_insertion`).
+    Without it the widest arc of 60-240 degrees is taken. None when the image shows no such arc
+    (`automatic_rv_insertion` then falls back)."""
     fraction = rv_blood_fraction(signal, cavity, myocardium, pixel_mm, bin_deg=bin_deg, apex_first=apex_first)
     runs = _circular_runs(fraction > 0.5) if fraction is not None else []
     runs = [(first, length) for first, length in runs if arc_deg[0] <= length * bin_deg <= arc_deg[1]]
     edge = lambda first, length: (first if direction > 0 else first + length) * bin_deg % 360.0  # noqa: E731
     if rv_side_deg is None:
         return float(edge(*max(runs, key=lambda run: run[1]))) if runs else None
-    expected = (rv_side_deg - direction * RV_HALF_ARC_DEG) % 360.0
+    expected = expected_insertion(rv_side_deg, direction)
     edges = [edge(first, length) for first, length in runs
              if degrees_apart((first + length / 2) * bin_deg, rv_side_deg) <= PRIOR_REACH_DEG[0]]
     edges = [e for e in edges if degrees_apart(e, expected) <= PRIOR_REACH_DEG[1]]
-    return float(min(edges, key=lambda e: degrees_apart(e, expected))) if edges else float(expected)
+    return float(min(edges, key=lambda e: degrees_apart(e, expected))) if edges else None
+
+
+def expected_insertion(rv_side_deg: float, direction: int) -> float:
+    """The anterior insertion anatomy expects from the RV's side alone: RV_HALF_ARC_DEG from the RV's centre."""
+    return float((rv_side_deg - direction * RV_HALF_ARC_DEG) % 360.0)
+
+
+# How the automatic insertion was found (the JSON's rv_insertion.basis): the RV blood's edge in the image; the
+# scan's orientation alone, the image showing no RV blood against the septum (on MyoPS these were the cases with
+# the largest errors: the RV's position about the LV varies from patient to patient); neither.
+FROM_IMAGE, FROM_ORIENTATION, ASSUMED = "image", "orientation alone", "conventional display assumed"
+
+
+def automatic_rv_insertion(signal: np.ndarray, cavity: np.ndarray, myocardium: np.ndarray,
+                           pixel_mm: tuple[float, float], direction: int = DEFAULT_DIRECTION,
+                           rv_side_deg: float | None = None, apex_first: bool | None = None) -> tuple[float, str]:
+    """(angle, basis): `estimate_rv_insertion`; else, with the scan's orientation, the insertion it gives
+    (`expected_insertion`); else DEFAULT_INSERTION_DEG. The basis is FROM_IMAGE, FROM_ORIENTATION or ASSUMED."""
+    angle = estimate_rv_insertion(signal, cavity, myocardium, pixel_mm, direction, rv_side_deg=rv_side_deg,
+                                  apex_first=apex_first)
+    if angle is not None:
+        return angle, FROM_IMAGE
+    if rv_side_deg is not None:
+        return expected_insertion(rv_side_deg, direction), FROM_ORIENTATION
+    return DEFAULT_INSERTION_DEG, ASSUMED
 
 
 def angle_of_point(row: float, col: float, slice_index: int, cavity: np.ndarray, myocardium: np.ndarray) -> float:

@@ -232,6 +232,15 @@ def edited_result(loaded: LoadedImage, label_map: np.ndarray, run_document: dict
     return result
 
 
+_INSERTION_SOURCE = {  # (basis, the scan has an orientation) -> the JSON's rv_insertion.source
+    (aha.FROM_IMAGE, True): "automatic (the RV's side from the scan's orientation, its edge from the RV blood against "
+                            "the septum)",
+    (aha.FROM_IMAGE, False): "automatic (RV blood against the septum)",
+    (aha.FROM_ORIENTATION, True): "automatic (the scan's orientation alone: no RV blood found against the septum)",
+    (aha.ASSUMED, False): "default (no RV found: conventional display assumed)",
+}
+
+
 def rv_insertion(image: sitk.Image, stack, spacing, cavity, myocardium, options, warnings: list[str]) -> dict:
     """The anterior RV insertion and the septum direction: the reader's point or angle, else estimated from the
     image (helped by the scan's orientation when it has one), else the conventional display's 60 degrees (with a
@@ -243,21 +252,23 @@ def rv_insertion(image: sitk.Image, stack, spacing, cavity, myocardium, options,
         point = markups.swap_lps_ras(markups.parse_points(str(options.rv_insertion_point), "--rv-insertion-point")[0])
         index = image.TransformPhysicalPointToContinuousIndex(point[:image.GetDimension()])
         angle = aha.angle_of_point(index[1], index[0], round(index[2]) if len(index) == 3 else 0, cavity, myocardium)
-        source = "reader's point"
+        source, basis = "reader's point", "reader"
     elif options.rv_insertion is not None:
-        angle, source = float(options.rv_insertion) % 360.0, "reader's angle"
+        angle, source, basis = float(options.rv_insertion) % 360.0, "reader's angle", "reader"
     else:
-        angle = aha.estimate_rv_insertion(stack, cavity, myocardium, (spacing[1], spacing[0]), direction,
-                                          rv_side_deg=prior[0] if prior else None, apex_first=apex_first)
-        source = ("automatic (the RV's side from the scan's orientation, its edge from the RV blood against the "
-                  "septum)" if prior else "automatic (RV blood against the septum)")
-        if angle is None:
-            angle, source = aha.DEFAULT_INSERTION_DEG, "default (no RV found: conventional display assumed)"
+        angle, basis = aha.automatic_rv_insertion(stack, cavity, myocardium, (spacing[1], spacing[0]), direction,
+                                                  rv_side_deg=prior[0] if prior else None, apex_first=apex_first)
+        source = _INSERTION_SOURCE[basis, prior is not None]
+        if basis == aha.FROM_ORIENTATION:
+            warnings.append("the RV insertion is where the scan's orientation puts it (no RV blood found against the "
+                            "septum to place it): check it on a mid slice, and place the insertion point to correct "
+                            "the AHA segments")
+        elif basis == aha.ASSUMED:
             warnings.append("the RV insertion could not be found from the image: 60 degrees (conventional display) "
                             "assumed; place the insertion point to correct the AHA segments")
     row, col, k = aha.insertion_marker(angle, cavity, myocardium, apex_first)
     marker = list(image.TransformContinuousIndexToPhysicalPoint((col, row, k)[:image.GetDimension()]))
-    return {"angle_deg": angle, "source": source, "septum_direction": direction,
+    return {"angle_deg": angle, "source": source, "basis": basis, "septum_direction": direction,
             "marker_ras": markups.swap_lps_ras(marker + [0.0] * (3 - len(marker)))}
 
 
