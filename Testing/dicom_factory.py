@@ -57,3 +57,27 @@ def write_ct_series(folder: Path, volume_kji: np.ndarray, spacing=(0.5, 0.5, 3.0
 
 def read_back(path: Path) -> pydicom.Dataset:
     return pydicom.dcmread(path)
+
+
+def write_enhanced_ct(folder: Path, single_frame_files: list[Path], images_per_position: int = 1) -> Path:
+    """The single-frame series `single_frame_files` as one Legacy Converted Enhanced CT file (highdicom), the form a
+    newer scanner or a PACS export gives a whole series in; `images_per_position` > 1 repeats every frame (as an
+    object holding, say, several phases per position does)."""
+    import copy
+
+    from highdicom.legacy import LegacyConvertedEnhancedCTImage
+
+    datasets = []
+    for repeat in range(images_per_position):
+        for path in single_frame_files:
+            ds = pydicom.dcmread(path)
+            ds.ContentDate, ds.ContentTime, ds.ImageType = "20260101", "120000", ["ORIGINAL", "PRIMARY", "AXIAL"]
+            if repeat:
+                ds = copy.deepcopy(ds)
+                ds.SOPInstanceUID, ds.InstanceNumber = generate_uid(), ds.InstanceNumber + 1000 * repeat
+            datasets.append(ds)
+    enhanced = LegacyConvertedEnhancedCTImage(datasets, series_instance_uid=generate_uid(), series_number=2,
+                                              sop_instance_uid=generate_uid(), instance_number=1)
+    folder.mkdir(parents=True, exist_ok=True)
+    enhanced.save_as(folder / "enhanced.dcm")
+    return folder / "enhanced.dcm"

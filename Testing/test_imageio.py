@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from conftest import oblique_image
-from dicom_factory import write_ct_series
+from dicom_factory import write_ct_series, write_enhanced_ct
 
 from cardioquant.errors import InputError
-from cardioquant.imageio import fingerprint, read_image, read_mask
+from cardioquant.imageio import find_dicom_series, fingerprint, read_image, read_mask
 
 
 @pytest.mark.parametrize("suffix", [".nrrd", ".nii.gz", ".mha", ".nhdr"])
@@ -32,6 +32,34 @@ def test_dicom_series_keeps_hu_geometry_and_tags(tmp_path):
     assert np.allclose(loaded.image.GetSpacing(), (0.5, 0.6, 3.0))
     assert np.allclose(loaded.image.TransformIndexToPhysicalPoint((4, 3, 2)), (-10 + 4 * 0.5, 20 + 3 * 0.6, 56))
     assert len(loaded.source_files) == 5 and float(loaded.dicom["slice_increment"]) == pytest.approx(3.0)
+
+
+def test_an_enhanced_multi_frame_series_reads_as_its_single_frame_files_do(tmp_path):
+    """A whole series in one enhanced (multi-frame) file, as newer scanners and PACS exports store it: the same HU at
+    the same places, its pixel spacing, slice thickness and kVp found in its functional groups (read from the top
+    level only, an LGE stack would be taken for one of unknown pixel size, a CT for one of unknown kVp), and the
+    listing counts its frames. It was refused as a 4D image."""
+    volume = np.full((5, 8, 9), -1000.0)
+    volume[2, 3, 4] = 400
+    files = write_ct_series(tmp_path / "ct", volume, spacing=(0.5, 0.6, 3.0), origin=(-10, 20, 50), kvp=100)
+    write_enhanced_ct(tmp_path / "enhanced", files)
+    single, enhanced = read_image(tmp_path / "ct"), read_image(tmp_path / "enhanced")
+    on_single = sitk.Resample(enhanced.image, single.image, sitk.Transform(), sitk.sitkNearestNeighbor, -2000)
+    assert np.array_equal(sitk.GetArrayFromImage(on_single), single.array(np.int16))
+    assert enhanced.modality == "CT" and enhanced.kvp == 100.0 and float(enhanced.dicom["slice_thickness"]) == 3.0
+    assert enhanced.dicom["pixel_spacing"] == single.dicom["pixel_spacing"]
+    assert float(enhanced.dicom["slice_increment"]) == pytest.approx(3.0)
+    assert enhanced.multiframe and "multi-frame" in enhanced.not_one_series
+    assert "5 slices" in find_dicom_series(tmp_path / "enhanced")[0].line(1)
+
+
+def test_a_multi_frame_object_with_several_images_per_position_is_refused(tmp_path):
+    """Cine phases, inversion times, or magnitude and phase-sensitive images at the same positions are not one
+    volume: one line says how many frames at how many positions and what to export."""
+    files = write_ct_series(tmp_path / "ct", np.full((4, 8, 9), -1000.0), spacing=(0.5, 0.5, 3.0))
+    write_enhanced_ct(tmp_path / "two", files, images_per_position=2)
+    with pytest.raises(InputError, match="8 frames at 4 slice positions"):
+        read_image(tmp_path / "two")
 
 
 def test_missing_file_is_input_error(tmp_path):

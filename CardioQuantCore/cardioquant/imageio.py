@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from . import multiframe
 from .errors import InputError
 from .geometry import direction_matrix
 
@@ -54,6 +55,7 @@ class LoadedImage:
     warnings: list[str] = field(default_factory=list)  # about how the input was read; every result repeats them
     stacked_series: int = 0  # DICOM read as one stack of this many single-slice series (0: one series)
     missing_slices: list[int] = field(default_factory=list)  # grid positions no file fills (`allow_slice_gaps`)
+    multiframe: bool = False  # read from one enhanced (multi-frame) DICOM file
 
     @property
     def not_one_series(self) -> str | None:
@@ -63,6 +65,8 @@ class LoadedImage:
             return f"this stack was read from {self.stacked_series} single-slice series"
         if self.missing_slices:
             return f"{len(self.missing_slices)} missing slice(s) were added to put it on a regular grid"
+        if self.multiframe:
+            return "it was read from one multi-frame (enhanced) DICOM file, whose frames a slice-by-slice SEG does not reference"
         return None
 
     @property
@@ -200,8 +204,11 @@ class DicomSeries:
     description: str
     thickness: str
 
+    frames: int = 1  # frames of its first file (an enhanced DICOM series is one file of many frames)
+
     def line(self, number: int) -> str:
-        return (f"  {number}: {self.description or '(no description)'}, {len(self.files)} slices, "
+        slices = self.frames if len(self.files) == 1 else len(self.files)
+        return (f"  {number}: {self.description or '(no description)'}, {slices} slices, "
                 f"{self.thickness or '?'} mm, UID {self.uid}")
 
 
@@ -232,7 +239,8 @@ def find_dicom_series(folder: Path, skip: Path | None = None) -> list[DicomSerie
         def tag(key, reader=header):
             return reader.GetMetaData(key).strip() if reader.HasMetaDataKey(key) else ""
 
-        found.append(DicomSeries(uid, files, tag("0008|103e"), tag("0018|0050")))
+        frames = tag("0028|0008")
+        found.append(DicomSeries(uid, files, tag("0008|103e"), tag("0018|0050"), int(frames) if frames.isdigit() else 1))
     return found
 
 
@@ -300,6 +308,11 @@ def _read_dicom_folder(folder: Path, only_file: Path | None = None, series: str 
         if stacked:
             warnings.append(f"{len(stacked)} single-slice series stacked into one volume (one orientation, frame of "
                             "reference and pixel grid; in slice order); give --series to read one of them alone")
+    if len(files) == 1 and multiframe.frame_count(files[0]) > 1:
+        image, dicom = multiframe.read(files[0], DICOM_TAGS)
+        dicom["slice_increment"] = f"{image.GetSpacing()[2]:.6g}"  # its frames checked evenly spaced
+        return LoadedImage(image=image, path=str(folder), format="dicom", dicom=dicom, source_files=files,
+                           warnings=warnings, multiframe=True)
     slices = reader()
     slices.SetFileNames(files)
     slices.MetaDataDictionaryArrayUpdateOn()
