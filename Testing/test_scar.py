@@ -462,6 +462,39 @@ def test_the_scans_orientation_says_where_the_rv_is_and_which_end_of_it_is_anter
     assert any("where the scan's orientation puts it" in w for w in alone["warnings"])
 
 
+def test_a_stack_whose_orientation_is_not_short_axis_is_refused_before_the_networks_run(tmp_path, capsys):
+    """A whole-heart 3D LGE is often acquired axial, sagittal or coronal: such slices lie 54.7 degrees from the LV's
+    long axis whatever the patient (short-axis stacks: MyoPS's 30 lie 2-29 degrees from it). An axial DICOM series
+    (its orientation stated, the identity) and a sagittal volume are refused in one line; with the reader's own
+    myocardium the %LGE is measured and a warning says the AHA segments do not hold. A short-axis stack passes."""
+    from dicom_factory import write_ct_series
+
+    from cardioquant.scar.aha import degrees_from_long_axis
+
+    assert degrees_from_long_axis(_short_axis_directions(120.0, False)) == pytest.approx(0.0, abs=1e-6)
+    assert degrees_from_long_axis(np.eye(3)) == pytest.approx(54.7356, abs=1e-3)
+    case = make_lge_phantom(noise=3.0, spacing=(1.5, 1.5, 8.0))
+    write_ct_series(tmp_path / "axial", case.signal, spacing=(1.5, 1.5, 8.0), kvp=None, modality="MR",
+                    rescale_intercept=0.0)
+    sagittal = sitk.GetImageFromArray(case.signal)
+    sagittal.SetSpacing((1.5, 1.5, 8.0))
+    sagittal.SetDirection((0, 0, 1, 1, 0, 0, 0, 1, 0))  # columns run to the back, rows up, slices to the left
+    sitk.WriteImage(sagittal, str(tmp_path / "sagittal.nrrd"))
+    for scan in (tmp_path / "axial", tmp_path / "sagittal.nrrd"):
+        assert cli.main(["scar", str(scan), "-o", str(tmp_path / "out"), "--quiet"]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and "not a short-axis stack: its slices lie 55 degrees" in lines[0]
+    assert not (tmp_path / "out").exists()
+    mask = sitk.GetImageFromArray(np.where(case.labels >= 2, 2, case.labels).astype(np.uint8))
+    mask.SetSpacing((1.5, 1.5, 8.0))
+    sitk.WriteImage(mask, str(tmp_path / "lv.nrrd"))
+    assert cli.main(["scar", str(tmp_path / "axial"), "--myocardium-mask", str(tmp_path / "lv.nrrd"), "-o",
+                     str(tmp_path / "drawn"), "--quiet"]) == 0
+    drawn = json.loads((tmp_path / "drawn" / "scar.json").read_text())
+    assert any("AHA segments and transmurality assume short-axis slices" in w for w in drawn["warnings"])
+    assert drawn["myocardium_ml"] == pytest.approx((case.labels >= 2).sum() * 1.5 * 1.5 * 8.0 / 1000)
+
+
 def test_a_stack_without_orientation_keeps_the_conventional_display():
     from cardioquant.scar.aha import orientation_prior
 

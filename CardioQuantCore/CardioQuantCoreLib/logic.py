@@ -48,13 +48,15 @@ def volumeNodeFromLoaded(loaded, name):
 
 
 def dicomAttributes(volumeNode):
-    """KVP, modality, contrast agent and slice increment of a volume: kept on the node by CardioQuant's reader,
-    or read from Slicer's DICOM database for a volume loaded by the DICOM module (its instance UIDs)."""
+    """KVP, modality, contrast agent, slice increment and stated orientation of a volume: kept on the node by
+    CardioQuant's reader, or read from Slicer's DICOM database for a volume loaded by the DICOM module (its
+    instance UIDs)."""
     attributes = {key: volumeNode.GetAttribute(ATTRIBUTE_PREFIX + key) for key in RUN_ATTRIBUTES
                   if volumeNode.GetAttribute(ATTRIBUTE_PREFIX + key)}
     uids, database = _fromDicomModule(volumeNode)
     if uids and database:
-        for key, tag in (("kvp", "0018,0060"), ("modality", "0008,0060"), ("contrast_agent", "0018,0010")):
+        for key, tag in (("kvp", "0018,0060"), ("modality", "0008,0060"), ("contrast_agent", "0018,0010"),
+                         ("image_orientation", "0020,0037")):
             value = database.instanceValue(uids[0], tag)
             if value:
                 attributes[key] = value

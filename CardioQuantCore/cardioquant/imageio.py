@@ -42,6 +42,7 @@ DICOM_TAGS = {
     "series_instance_uid": "0020|000e",
     "study_instance_uid": "0020|000d",
     "frame_of_reference_uid": "0020|0052",
+    "image_orientation": "0020|0037",  # present: the scan's orientation is stated (an axial series' too)
 }
 
 
@@ -85,7 +86,7 @@ class LoadedImage:
 
 
 # DICOM attributes that travel with a volume into an analysis as NRRD keys (scene.write_run_input writes them).
-RUN_ATTRIBUTES = ("modality", "kvp", "contrast_agent", "slice_increment")
+RUN_ATTRIBUTES = ("modality", "kvp", "contrast_agent", "slice_increment", "image_orientation")
 # The NRRD key that carries how the input was read (`reading_record`) into a background run.
 READING_KEY = "cardioquant_reading"
 

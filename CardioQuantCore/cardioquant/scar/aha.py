@@ -166,6 +166,13 @@ def stack_runs_apex_first(direction_matrix: np.ndarray) -> bool | None:
     return None if abs(towards_apex) < 0.5 else towards_apex < 0
 
 
+def degrees_from_long_axis(direction_matrix: np.ndarray) -> float:
+    """The angle between a stack's slice axis (direction cosines, LPS) and the LV's usual long axis: 0-30 degrees
+    for short-axis stacks (MyoPS's 30: 2-29), 54.7 for any axial, sagittal or coronal stack, near 90 for long-axis
+    views."""
+    return float(np.degrees(np.arccos(min(1.0, abs(float(direction_matrix[:, 2] @ _BASE_TO_APEX))))))
+
+
 def estimate_rv_insertion(signal: np.ndarray, cavity: np.ndarray, myocardium: np.ndarray,
                           pixel_mm: tuple[float, float], direction: int = DEFAULT_DIRECTION,
                           bin_deg: float = 5.0, arc_deg=(60.0, 240.0), rv_side_deg: float | None = None,

@@ -168,6 +168,32 @@ def cavity_aspect_ratio(labels: np.ndarray) -> float | None:
     return float(np.median(ratios)) if ratios else None
 
 
+# Short-axis stacks lie 2-29 degrees from the LV's usual long axis (MyoPS's 30); an axial, sagittal or coronal stack
+# (a whole-heart 3D LGE is often acquired so) lies 54.7 degrees from it whatever the patient, long-axis views near 90.
+MAX_SHORT_AXIS_TILT_DEG = 45.0
+
+
+def check_slice_plane(loaded: LoadedImage, drawn_by_reader: bool) -> list[str]:
+    """By the scan's orientation, whether its slices are short-axis: refused (before any network runs) when they lie
+    more than MAX_SHORT_AXIS_TILT_DEG from the LV's long axis; with the reader's own myocardium, %LGE stands and a
+    warning says the AHA segments do not. A DICOM series whose orientation is axial has the identity for its
+    directions, as a file that states none has (PNG, NRRD without directions), which says nothing."""
+    image = loaded.image
+    if image.GetDimension() != 3:
+        return []
+    matrix = geometry.direction_matrix(image)
+    if "image_orientation" not in loaded.dicom and np.allclose(matrix, np.eye(3)):
+        return []
+    tilt = aha.degrees_from_long_axis(matrix)
+    if tilt <= MAX_SHORT_AXIS_TILT_DEG:
+        return []
+    plane = f"its slices lie {tilt:.0f} degrees from the LV's long axis (an axial, sagittal, coronal or long-axis stack)"
+    if not drawn_by_reader:
+        raise InputError(f"not a short-axis stack: {plane}; the networks and the AHA segments need short-axis slices: "
+                         "give the short-axis series, or reformat this one to short axis (Slicer: Reformat).")
+    return [f"{plane}: the AHA segments and transmurality assume short-axis slices and do not hold here; the %LGE does"]
+
+
 def check_short_axis(labels: np.ndarray, drawn_by_reader: bool) -> list[str]:
     """A short-axis LV is a ring around a round cavity; a long-axis view shows an elongated one. Only a cavity the
     reader drew says which view this is (refused); an elongated cavity from the network says as often that the
@@ -193,7 +219,7 @@ ONE_SLICE_WARNING = ("one slice: the network reads each slice with the slices ab
 
 def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
     check_options(options)
-    warnings = check_input(loaded)
+    warnings = check_input(loaded) + check_slice_plane(loaded, drawn_by_reader=bool(options.myocardium_mask))
     stack, spacing, assumed = stack_of(loaded)
     if assumed:
         warnings.append(spacing_warning(spacing, loaded))
@@ -206,7 +232,7 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
 def requantify(loaded: LoadedImage, labels: np.ndarray, options) -> ModuleResult:
     """Figures of a segmentation exactly as the reader left it (after Segment Editor edits): cavity, myocardium,
     scar and MVO are taken as drawn, nothing is re-thresholded. This is what the panel recomputes after every edit."""
-    warnings = check_input(loaded)
+    warnings = check_input(loaded) + check_slice_plane(loaded, drawn_by_reader=True)
     stack, spacing, assumed = stack_of(loaded)
     as_drawn = replace(options, method="model", myocardium_mask=None)
     return quantify_labels(loaded, stack, spacing, assumed, labels.reshape(stack.shape).astype(np.uint8), [],
