@@ -464,9 +464,10 @@ def test_the_scans_orientation_says_where_the_rv_is_and_which_end_of_it_is_anter
 
 def test_a_stack_whose_orientation_is_not_short_axis_is_refused_before_the_networks_run(tmp_path, capsys):
     """A whole-heart 3D LGE is often acquired axial, sagittal or coronal: such slices lie 54.7 degrees from the LV's
-    long axis whatever the patient (short-axis stacks: MyoPS's 30 lie 2-29 degrees from it). An axial DICOM series
-    (its orientation stated, the identity) and a sagittal volume are refused in one line; with the reader's own
-    myocardium the %LGE is measured and a warning says the AHA segments do not hold. A short-axis stack passes."""
+    long axis whatever the patient (short-axis stacks: MyoPS's 30 lie 2-29 degrees from it), long-axis views 90. An
+    axial DICOM series (its orientation stated, the identity) and an oblique long-axis stack are refused in one line;
+    with the reader's own myocardium the %LGE is measured and a warning says the AHA segments do not hold. A
+    short-axis stack passes."""
     from dicom_factory import write_ct_series
 
     from cardioquant.scar.aha import degrees_from_long_axis
@@ -476,14 +477,15 @@ def test_a_stack_whose_orientation_is_not_short_axis_is_refused_before_the_netwo
     case = make_lge_phantom(noise=3.0, spacing=(1.5, 1.5, 8.0))
     write_ct_series(tmp_path / "axial", case.signal, spacing=(1.5, 1.5, 8.0), kvp=None, modality="MR",
                     rescale_intercept=0.0)
-    sagittal = sitk.GetImageFromArray(case.signal)
-    sagittal.SetSpacing((1.5, 1.5, 8.0))
-    sagittal.SetDirection((0, 0, 1, 1, 0, 0, 0, 1, 0))  # columns run to the back, rows up, slices to the left
-    sitk.WriteImage(sagittal, str(tmp_path / "sagittal.nrrd"))
-    for scan in (tmp_path / "axial", tmp_path / "sagittal.nrrd"):
+    long_axis = sitk.GetImageFromArray(case.signal)  # slices stacked across the LV's long axis, which runs in-plane
+    long_axis.SetSpacing((1.5, 1.5, 8.0))
+    across, along = np.array([1.0, 1.0, 0.0]) / np.sqrt(2.0), np.array([1.0, -1.0, -1.0]) / np.sqrt(3.0)
+    long_axis.SetDirection(np.stack([np.cross(along, across), along, across], axis=1).ravel().tolist())
+    sitk.WriteImage(long_axis, str(tmp_path / "long_axis.nrrd"))
+    for scan, tilt in ((tmp_path / "axial", 55), (tmp_path / "long_axis.nrrd", 90)):
         assert cli.main(["scar", str(scan), "-o", str(tmp_path / "out"), "--quiet"]) == 2
         lines = capsys.readouterr().err.strip().splitlines()
-        assert len(lines) == 1 and "not a short-axis stack: its slices lie 55 degrees" in lines[0]
+        assert len(lines) == 1 and f"not a short-axis stack: its slices lie {tilt} degrees" in lines[0]
     assert not (tmp_path / "out").exists()
     mask = sitk.GetImageFromArray(np.where(case.labels >= 2, 2, case.labels).astype(np.uint8))
     mask.SetSpacing((1.5, 1.5, 8.0))
@@ -493,6 +495,32 @@ def test_a_stack_whose_orientation_is_not_short_axis_is_refused_before_the_netwo
     drawn = json.loads((tmp_path / "drawn" / "scar.json").read_text())
     assert any("AHA segments and transmurality assume short-axis slices" in w for w in drawn["warnings"])
     assert drawn["myocardium_ml"] == pytest.approx((case.labels >= 2).sum() * 1.5 * 1.5 * 8.0 / 1000)
+
+
+def test_axis_aligned_directions_in_a_nifti_say_nothing_about_the_heart(tmp_path):
+    """Research short-axis NIfTIs often carry their pixel sizes only: their directions, axis-aligned, are a
+    converter's default, not the heart's orientation. Such a stack is read (not refused as axial), which end is the
+    apex is told by the image, and the RV insertion comes from the image alone; an oblique or a DICOM orientation
+    is stated."""
+    from cardioquant.imageio import LoadedImage
+    from cardioquant.scar.pipeline import apex_end, stated_orientation
+
+    case = make_lge_phantom(noise=3.0, spacing=(1.5, 1.5, 8.0))
+    default = sitk.GetImageFromArray(case.signal)
+    default.SetSpacing((1.5, 1.5, 8.0))
+    default.SetDirection((-1, 0, 0, 0, -1, 0, 0, 0, 1))  # a NIfTI's identity in RAS
+    loaded = LoadedImage(image=default, path="lge.nii.gz", format="nifti", dicom={})
+    assert stated_orientation(loaded) is None and apex_end(loaded) is None
+    as_dicom = LoadedImage(image=default, path="lge", format="dicom", dicom={"image_orientation": "-1\\0\\0\\0\\-1\\0"})
+    assert stated_orientation(as_dicom) is not None
+    oblique = sitk.Image(default)
+    oblique.SetDirection(_short_axis_directions(120.0, False).ravel().tolist())
+    assert stated_orientation(LoadedImage(image=oblique, path="lge.nii.gz", format="nifti", dicom={})) is not None
+    sitk.WriteImage(default, str(tmp_path / "lge.nii.gz"))
+    assert cli.main(["scar", str(tmp_path / "lge.nii.gz"), "-o", str(tmp_path / "out"), "--quiet"]) == 0
+    result = json.loads((tmp_path / "out" / "scar.json").read_text())
+    assert result["rv_insertion"]["source"] == "automatic (RV blood against the septum)" or \
+        result["rv_insertion"]["basis"] == "conventional display assumed"
 
 
 def test_a_stack_without_orientation_keeps_the_conventional_display():

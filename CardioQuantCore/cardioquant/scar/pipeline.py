@@ -132,17 +132,32 @@ def segment(loaded: LoadedImage, stack: np.ndarray, spacing: tuple, options, pro
     imaged = imaged_slices(stack)
     labels = np.zeros(stack.shape, np.uint8)
     # Which end of the stack is the apex, from the scan's orientation where it has one (else the network tells).
-    apex_first = apex_end(loaded.image)
+    apex_first = apex_end(loaded)
     labels[imaged] = network.predict(segmenter, network.normalise_stack(stack[imaged]), device, progress,
                                      pixel_mm=(spacing[1], spacing[0]), refiner=refiner, apex_first=apex_first)
     labels = network.drop_small_scar(labels, float(np.prod(spacing)) / 1000.0, options.min_scar_ml)
     return labels, [segmenter_info, refiner_info]
 
 
-def apex_end(image: sitk.Image) -> bool | None:
+def apex_end(loaded: LoadedImage) -> bool | None:
     """True when the stack's slices run from the apex to the base, False when from the base, by the scan's
-    orientation; None without one (a 2D image, a file with none): the image then tells (aha, network)."""
-    return aha.stack_runs_apex_first(geometry.direction_matrix(image)) if image.GetDimension() == 3 else None
+    orientation; None without one (`stated_orientation`): the image then tells (aha, network)."""
+    stated = stated_orientation(loaded)
+    return aha.stack_runs_apex_first(stated) if stated is not None else None
+
+
+def stated_orientation(loaded: LoadedImage) -> np.ndarray | None:
+    """The scan's direction cosines (LPS) when they state its orientation: a DICOM series' (even when axial), or any
+    oblique ones (a short-axis stack is oblique to every body axis). Axis-aligned directions in a NIfTI or NRRD file
+    are as often a converter's default as a real axial, sagittal or coronal stack (research short-axis NIfTIs often
+    carry their pixel sizes only), and say nothing; nor does a 2D image."""
+    image = loaded.image
+    if image.GetDimension() != 3:
+        return None
+    matrix = geometry.direction_matrix(image)
+    if "image_orientation" in loaded.dicom:
+        return matrix
+    return None if np.allclose(np.abs(matrix), np.round(np.abs(matrix)), atol=1e-3) else matrix
 
 
 def imaged_slices(stack: np.ndarray) -> np.ndarray:
@@ -176,15 +191,11 @@ MAX_SHORT_AXIS_TILT_DEG = 45.0
 def check_slice_plane(loaded: LoadedImage, drawn_by_reader: bool) -> list[str]:
     """By the scan's orientation, whether its slices are short-axis: refused (before any network runs) when they lie
     more than MAX_SHORT_AXIS_TILT_DEG from the LV's long axis; with the reader's own myocardium, %LGE stands and a
-    warning says the AHA segments do not. A DICOM series whose orientation is axial has the identity for its
-    directions, as a file that states none has (PNG, NRRD without directions), which says nothing."""
-    image = loaded.image
-    if image.GetDimension() != 3:
+    warning says the AHA segments do not. Only a stated orientation is judged (`stated_orientation`)."""
+    stated = stated_orientation(loaded)
+    if stated is None:
         return []
-    matrix = geometry.direction_matrix(image)
-    if "image_orientation" not in loaded.dicom and np.allclose(matrix, np.eye(3)):
-        return []
-    tilt = aha.degrees_from_long_axis(matrix)
+    tilt = aha.degrees_from_long_axis(stated)
     if tilt <= MAX_SHORT_AXIS_TILT_DEG:
         return []
     plane = f"its slices lie {tilt:.0f} degrees from the LV's long axis (an axial, sagittal, coronal or long-axis stack)"
@@ -267,12 +278,13 @@ _INSERTION_SOURCE = {  # (basis, the scan has an orientation) -> the JSON's rv_i
 }
 
 
-def rv_insertion(image: sitk.Image, stack, spacing, cavity, myocardium, options, warnings: list[str]) -> dict:
+def rv_insertion(loaded: LoadedImage, stack, spacing, cavity, myocardium, options, warnings: list[str]) -> dict:
     """The anterior RV insertion and the septum direction: the reader's point or angle, else estimated from the
     image (helped by the scan's orientation when it has one), else the conventional display's 60 degrees (with a
     warning). Also where to show it (`marker_ras`, on the epicardium of a mid slice)."""
-    prior = aha.orientation_prior(geometry.direction_matrix(image)) if image.GetDimension() == 3 else None
-    apex_first = apex_end(image)
+    image, stated = loaded.image, stated_orientation(loaded)
+    prior = aha.orientation_prior(stated) if stated is not None else None
+    apex_first = apex_end(loaded)
     direction = options.septum_direction or (prior[1] if prior else aha.DEFAULT_DIRECTION)
     if options.rv_insertion_point:
         point = markups.swap_lps_ras(markups.parse_points(str(options.rv_insertion_point), "--rv-insertion-point")[0])
@@ -330,8 +342,8 @@ def quantify_labels(loaded, stack, spacing, assumed, labels, models, options, wa
         result = quantify.from_model(labels, stack, remote)
     figures = quantify.figures(result, myocardium, spacing)
     scar_total = result.scar | result.mvo
-    insertion = rv_insertion(loaded.image, stack, spacing, cavity, myocardium, options, warnings)
-    apex_first = apex_end(loaded.image)
+    insertion = rv_insertion(loaded, stack, spacing, cavity, myocardium, options, warnings)
+    apex_first = apex_end(loaded)
     segments = aha.segment_map(cavity, myocardium, insertion["angle_deg"], insertion["septum_direction"], apex_first)
     per_segment = aha.per_segment(segments, myocardium, scar_total, spacing)
     transmural = aha.transmurality(segments, myocardium, scar_total, cavity)
