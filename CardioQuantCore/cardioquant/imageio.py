@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from . import multiframe
 from .errors import InputError
 from .geometry import direction_matrix
 
@@ -309,7 +308,10 @@ def _read_dicom_folder(folder: Path, only_file: Path | None = None, series: str 
         if stacked:
             warnings.append(f"{len(stacked)} single-slice series stacked into one volume (one orientation, frame of "
                             "reference and pixel grid; in slice order); give --series to read one of them alone")
-    if len(files) == 1 and multiframe.frame_count(files[0]) > 1:
+    if len(files) == 1 and _frame_count(files[0]) > 1:
+        # pydicom is installed on first use in Slicer, whose panels import this module: imported here.
+        from . import multiframe
+
         image, dicom = multiframe.read(files[0], DICOM_TAGS)
         dicom["slice_increment"] = f"{image.GetSpacing()[2]:.6g}"  # its frames checked evenly spaced
         return LoadedImage(image=image, path=str(folder), format="dicom", dicom=dicom, source_files=files,
@@ -330,6 +332,15 @@ def _read_dicom_folder(folder: Path, only_file: Path | None = None, series: str 
     if len(positions) == len(files) and len(files) > 2:
         _check_slice_spacing(loaded, positions, allow_slice_gaps)
     return loaded
+
+
+def _frame_count(path: str) -> int:
+    """Frames in one DICOM file (1 for a single-frame file)."""
+    header = sitk.ImageFileReader()
+    header.SetFileName(str(path))
+    header.ReadImageInformation()
+    frames = header.GetMetaData("0028|0008").strip() if header.HasMetaDataKey("0028|0008") else ""
+    return int(frames) if frames.isdigit() else 1
 
 
 def _chosen_stack(folder: Path, found: list[DicomSeries], names: list[str], allowed: bool) -> list[str]:

@@ -23,15 +23,6 @@ from .errors import InputError
 POSITION_TOLERANCE_MM = 0.01
 
 
-def frame_count(path: str) -> int:
-    """Frames in one DICOM file (1 for a single-frame file)."""
-    header = sitk.ImageFileReader()
-    header.SetFileName(str(path))
-    header.ReadImageInformation()
-    frames = header.GetMetaData("0028|0008").strip() if header.HasMetaDataKey("0028|0008") else ""
-    return int(frames) if frames.isdigit() else 1
-
-
 def read(path: str, tags: dict[str, str]) -> tuple[sitk.Image, dict[str, str]]:
     """(the 3D volume, its attributes: `tags`' keys (name -> "group|element") -> value as a DICOM string) of one
     multi-frame file, or InputError when its frames are not one image per slice position of one orientation."""
