@@ -389,13 +389,11 @@ MAX_DISC_MM = 15.0  # lumbar discs are 8-12 mm high: bodies further apart than t
 
 def unlike_neighbours(per_vertebra: dict, centres: dict) -> dict[str, str]:
     """level -> why, for plausible vertebrae whose BMD differs from the mean of their two neighbours' by more than
-    NEIGHBOUR_DIFFERENCE (and NEIGHBOUR_DIFFERENCE_MG). Neighbours are the plausible bodies named next to it (or
-    numbered next to it, V1, V2, ...) whose centres (`centres`, mm) lie no further apart than the two bodies' half
-    heights and a disc (MAX_DISC_MM): bodies numbered from the lowest in view run on across a missed vertebra. A body is judged
-    only between neighbours that agree with each other within twice the difference: beside a body unlike the rest
-    (the lowest in view, which has one neighbour and is not judged) who is different cannot be told. The most
-    different is taken first and is then no one's neighbour, so that one dense body does not make its normal
-    neighbours look wrong."""
+    NEIGHBOUR_DIFFERENCE (and NEIGHBOUR_DIFFERENCE_MG). Neighbours are the plausible bodies named (or numbered: V1,
+    V2, ...) next to it whose centres (`centres`, mm) lie no further apart than the two bodies' half heights and a
+    disc (MAX_DISC_MM): bodies numbered from the lowest in view run on across a missed vertebra. The most different
+    is taken first and is then no one's neighbour, so that one dense body does not make its normal neighbours look
+    wrong."""
     order = {level: n for n, level in enumerate(LEVELS)} | {level: -n for n, level in enumerate(UNDETERMINED)}
     candidates = {level: v["bmd_mg_cm3"] for level, v in per_vertebra.items() if v.get("plausible", True)}
     height = {level: per_vertebra[level]["body_height_mm"] for level in candidates}
@@ -403,27 +401,34 @@ def unlike_neighbours(per_vertebra: dict, centres: dict) -> dict[str, str]:
                if abs(order[a] - order[b]) == 1 and is_determined(a) == is_determined(b)
                and np.linalg.norm(centres[a] - centres[b]) <= (height[a] + height[b]) / 2 + MAX_DISC_MM}
     found = {}
-    while True:
-        worst = None
-        for level, bmd in candidates.items():
-            neighbours = [other for other in candidates if (level, other) in next_to]
-            if len(neighbours) < 2:
-                continue
-            expected = float(np.mean([candidates[other] for other in neighbours]))
-            if abs(candidates[neighbours[0]] - candidates[neighbours[1]]) > 2 * NEIGHBOUR_DIFFERENCE * expected:
-                continue
-            difference = abs(bmd - expected)
-            if difference > max(NEIGHBOUR_DIFFERENCE * expected, NEIGHBOUR_DIFFERENCE_MG) and (
-                    worst is None or difference / expected > worst[1]):
-                worst = (level, difference / expected, neighbours)
-        if worst is None:
-            return found
+    while (worst := _most_unlike(candidates, next_to)) is not None:
         level, share, neighbours = worst
         found[level] = (f"BMD {candidates[level]:.0f} mg/cm3, {100 * share:.0f} % from its neighbours' ("
                         + ", ".join(f"{other} {candidates[other]:.0f}" for other in neighbours)
                         + f"; over {100 * NEIGHBOUR_DIFFERENCE:.0f} %: a fracture, sclerosis, a focal lesion or a body "
                         "only partly found?)")
         del candidates[level]
+    return found
+
+
+def _most_unlike(candidates: dict, next_to: set) -> tuple[str, float, list] | None:
+    """(level, its difference as a share of its neighbours' mean, the neighbours) of the body furthest from its two
+    neighbours beyond the limits, or None. A body is judged only between neighbours that agree with each other
+    within twice the limit: beside a body unlike the rest (the lowest in view, which has one neighbour and is not
+    judged) who is different cannot be told."""
+    worst = None
+    for level, bmd in candidates.items():
+        neighbours = [other for other in candidates if (level, other) in next_to]
+        if len(neighbours) < 2:
+            continue
+        expected = float(np.mean([candidates[other] for other in neighbours]))
+        if expected <= 0 or abs(candidates[neighbours[0]] - candidates[neighbours[1]]) > 2 * NEIGHBOUR_DIFFERENCE * expected:
+            continue
+        difference = abs(bmd - expected)
+        if difference > max(NEIGHBOUR_DIFFERENCE * expected, NEIGHBOUR_DIFFERENCE_MG) and (
+                worst is None or difference / expected > worst[1]):
+            worst = (level, difference / expected, neighbours)
+    return worst
 
 
 CUT_BODY_ROI = roi.RoiSettings(centre_from_posterior=0.5)
