@@ -44,11 +44,13 @@ def _values_as_stored():
 
 
 def _read(path: str, dataset, tags: dict[str, str]) -> tuple[sitk.Image, dict[str, str]]:
+    """`read`, the header already read."""
     positions, orientations = _frame_geometry(dataset)
     name = Path(path).name
-    if len({tuple(np.round(o, 3)) for o in orientations}) > 1:
-        raise InputError(f"{name}: its frames lie in {len({tuple(np.round(o, 3)) for o in orientations})} "
-                         "orientations (a localizer or several stacks in one object); export one stack and read that.")
+    planes = {tuple(np.round(orientation, 3)) for orientation in orientations}
+    if len(planes) > 1:
+        raise InputError(f"{name}: its frames lie in {len(planes)} orientations (a localizer or several stacks in one "
+                         "object); export one stack and read that.")
     normal = np.cross(orientations[0][:3], orientations[0][3:])
     depths = np.sort(positions @ normal)
     at = int(np.sum(np.diff(depths) > POSITION_TOLERANCE_MM)) + 1
