@@ -49,7 +49,7 @@ def test_an_enhanced_multi_frame_series_reads_as_its_single_frame_files_do(tmp_p
     assert enhanced.modality == "CT" and enhanced.kvp == 100.0 and float(enhanced.dicom["slice_thickness"]) == 3.0
     assert enhanced.dicom["pixel_spacing"] == single.dicom["pixel_spacing"]
     assert float(enhanced.dicom["slice_increment"]) == pytest.approx(3.0)
-    assert enhanced.multiframe and "multi-frame" in enhanced.not_one_series
+    assert enhanced.multiframe and "multi-frame" in enhanced.not_one_series and fingerprint(enhanced)["multiframe"]
     assert "5 slices" in find_dicom_series(tmp_path / "enhanced")[0].line(1)
 
 

@@ -536,6 +536,7 @@ def fingerprint(loaded: LoadedImage) -> dict:
         # slices of the grid left empty (no file holds them)
         "stacked_series": loaded.stacked_series,
         "missing_slices": list(loaded.missing_slices),
+        "multiframe": loaded.multiframe,  # read from one enhanced (multi-frame) DICOM file
     }
 
 
