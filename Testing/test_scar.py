@@ -177,7 +177,8 @@ def test_ct_is_refused(capsys, tmp_path):
 def test_a_label_map_given_as_the_lge_image_is_refused_in_one_line(capsys, tmp_path):
     """A segmentation loaded in place of the scan (the reader picked the label volume): before, the network read
     TotalSegmentator's chest label map as an LV and reported "LGE 8.1 %". A label map is refused whatever its labels'
-    values; the LGE stack itself, noise and all, is not taken for one, nor is an 8-bit export of it."""
+    values; the LGE stack itself, noise and all, is not taken for one, nor is an 8-bit export of it, enlarged by
+    repeating pixels or not."""
     from cardioquant.imageio import looks_like_label_map
 
     case = make_lge_phantom(noise=3.0)
@@ -187,7 +188,8 @@ def test_a_label_map_given_as_the_lge_image_is_refused_in_one_line(capsys, tmp_p
         lines = capsys.readouterr().err.strip().splitlines()
         assert len(lines) == 1 and "is a label map" in lines[0] and "--myocardium-mask" in lines[0]
     eight_bit = np.clip(case.signal / case.signal.max() * 255, 0, 255).round()
-    for signal in (case.signal, eight_bit):
+    enlarged = eight_bit.repeat(3, axis=1).repeat(3, axis=2)  # an export enlarged by repeating pixels
+    for signal in (case.signal, eight_bit, enlarged):
         assert not looks_like_label_map(sitk.GetImageFromArray(signal.astype(np.float32)))
 
 
