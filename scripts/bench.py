@@ -372,6 +372,7 @@ def bench_calcium_invariance(shared: Path, case_id: str = "5"):
     per-artery scores should not move (beyond what resampling does to the calcium itself)."""
     import SimpleITK as sitk
 
+    from cardioquant import geometry
     from cardioquant.calcium import coca
     from cardioquant.calcium.pipeline import run
     from cardioquant.imageio import LoadedImage
@@ -394,7 +395,7 @@ def bench_calcium_invariance(shared: Path, case_id: str = "5"):
     print(f"calcium invariance, COCA {case_id}: as stored {arteries(image)}; mirrored "
           f"{arteries(sitk.Flip(image, [True, True, False]))}; padded -3024 "
           f"{arteries(sitk.ConstantPad(image, [60, 60, 0], [60, 60, 0], -3024.0))}; 0.45 mm pixels {arteries(resampled)}; "
-          + "; ".join(f"stored {code} (the same voxels) {arteries(sitk.DICOMOrient(image, code))}"
+          + "; ".join(f"stored {code} (the same voxels) {arteries(geometry.turned_to(image, code))}"
                       for code in ("RAS", "LPI", "PLS")))
 
 
@@ -743,8 +744,8 @@ def bench_bmd_storage_order(shared: Path):
     L3-T7); before session 29, slices downwards or rows and columns swapped moved the abdominal CT's patient BMD by
     4-5 mg/cm3, the ALI copy of the chest CT lost its contrast flag (BMD 70 for 80), and sagittal slices were
     refused."""
-    import SimpleITK as sitk
 
+    from cardioquant import geometry
     from cardioquant.bmd.pipeline import run
     from cardioquant.imageio import LoadedImage
     from cardioquant.pipelines import settings_for
@@ -753,7 +754,7 @@ def bench_bmd_storage_order(shared: Path):
     for name, image, *_ in _labelled_bmd_scans(shared):
         readings = []
         for order, code in {"as stored": None, **STORAGE_ORDERS}.items():
-            stored = image if code is None else sitk.DICOMOrient(image, code)
+            stored = image if code is None else geometry.turned_to(image, code)
             result = run(LoadedImage(image=stored, path=order, format="nrrd", dicom={"modality": "CT"}),
                          settings_for("bmd", device="cpu", kvp=120.0), Progress())
             readings.append((list(result.summary["vertebrae"]), result.summary["patient"].get("bmd_mg_cm3"),
@@ -1395,6 +1396,7 @@ def bench_ffr_storage_order(seed: int = 69100):
     was 0.864-0.872."""
     import SimpleITK as sitk
 
+    from cardioquant import geometry
     from cardioquant.ffr import cta_phantom, pipeline
     from cardioquant.imageio import LoadedImage
     from cardioquant.pipelines import settings_for
@@ -1404,10 +1406,10 @@ def bench_ffr_storage_order(seed: int = 69100):
     truth = sitk.GetArrayFromImage(case.labels) == cta_phantom.LUMEN
     readings = []
     for order, code in {**STORAGE_ORDERS, "as a NIfTI file often stores it (RAS)": "RAS"}.items():
-        stored = sitk.DICOMOrient(case.image, code)
+        stored = geometry.turned_to(case.image, code)
         result = pipeline.run(LoadedImage(image=stored, path=order, format="nrrd", dicom={"modality": "CT"}),
                               settings_for("ffr"), Progress())
-        found = sitk.GetArrayFromImage(sitk.DICOMOrient(result.label_image, "LPS")) == 1
+        found = sitk.GetArrayFromImage(geometry.turned_to(result.label_image, "LPS")) == 1
         distal = {name: round(v["distal_ffr"], 3) for name, v in result.summary["vessels"].items()}
         readings.append(distal)
         print(f"ffr storage order, case {seed} {order}: lumen Dice {dice(found, truth):.3f}; distal FFR "
