@@ -203,15 +203,20 @@ def test_results_sit_beside_their_volume_in_the_subject_hierarchy(mrml):
     assert [hierarchy.GetItemParent(hierarchy.GetItemByDataNode(n)) for n in (segmentation, table)] == [study, study]
 
 
-def test_isotropic_resampling_is_gaussian_anti_aliasing_then_trilinear_interpolation():
+@pytest.mark.parametrize(("shape", "spacing", "grid_size"), [
+    ((23, 40, 57), (0.7, 0.9, 3.0), (20, 18, 35)),  # i and j smoothed and downsampled, k upsampled
+    ((23, 40, 29), (0.7, 0.9, 3.0), (11, 18, 35)),  # the last grid column lies beyond the scan's: the default
+    ((9, 12, 14), (2.5, 2.5, 3.0), (18, 15, 14)),  # every axis already coarser: nothing smoothed
+])
+def test_isotropic_resampling_is_gaussian_anti_aliasing_then_trilinear_interpolation(shape, spacing, grid_size):
     """The network grids: the whole volume smoothed per axis with sigma = (target - spacing) / 2 (none along axes
-    already coarser), then trilinearly interpolated onto the isotropic grid with the scan's origin and direction.
-    Computed here in that textbook order; the pipeline does it axis by axis (cheaper) and must agree."""
+    already coarser), then trilinearly interpolated onto the isotropic grid with the scan's origin and direction,
+    -1000 beyond the scan. Computed here in that textbook order; the pipeline does it otherwise (cheaper) and must
+    agree."""
     from scipy import ndimage
 
     rng = np.random.default_rng(3)
-    # i and j downsampled to 2 mm, k upsampled; an oblique direction
-    image = oblique_image(rng.normal(40, 300, (23, 40, 57)).astype(np.int16), spacing=(0.7, 0.9, 3.0))
+    image = oblique_image(rng.normal(40, 300, shape).astype(np.int16), spacing=spacing)  # an oblique direction
     sigma_voxels = [(2.0 - s) / 2 / s if s < 2.0 else 0.0 for s in image.GetSpacing()][::-1]
     smoothed = sitk.GetImageFromArray(ndimage.gaussian_filter(sitk.GetArrayFromImage(image).astype(np.float32),
                                                               sigma_voxels))
@@ -225,7 +230,7 @@ def test_isotropic_resampling_is_gaussian_anti_aliasing_then_trilinear_interpola
 
     resampled = geometry.resample_isotropic(image, 2.0, is_label=False, default=-1000.0)
 
-    assert resampled.GetSize() == grid.GetSize() == (20, 18, 35)
+    assert resampled.GetSize() == grid.GetSize() == grid_size
     assert resampled.GetOrigin() == image.GetOrigin() and resampled.GetDirection() == image.GetDirection()
     assert np.abs(sitk.GetArrayFromImage(resampled) - expected).max() < 1e-3
 

@@ -52,6 +52,12 @@ def as_uint8(image: sitk.Image) -> sitk.Image:
     return image if image.GetPixelID() == sitk.sitkUInt8 else sitk.Cast(image, sitk.sitkUInt8)
 
 
+def float_array(image: sitk.Image) -> np.ndarray:
+    """The image's voxels [k, j, i] as float32, converted straight from SimpleITK's buffer (GetArrayFromImage
+    would copy it first: a second full-size array a CT analysis does not need)."""
+    return sitk.GetArrayViewFromImage(image).astype(np.float32)
+
+
 def image_from_array(array_kji: np.ndarray, reference: sitk.Image) -> sitk.Image:
     """A SimpleITK image holding `array_kji` on the grid of `reference`."""
     image = sitk.GetImageFromArray(array_kji)
@@ -113,30 +119,59 @@ def resample_to(image: sitk.Image, reference: sitk.Image, is_label: bool, defaul
 def resample_isotropic(image: sitk.Image, spacing_mm: float, is_label: bool, default: float = 0.0) -> sitk.Image:
     """The image on an isotropic grid (same origin and direction) for a network trained at `spacing_mm`.
 
-    Intensities are smoothed per axis before downsampling (anti-aliasing; none along axes already coarser),
-    then linearly interpolated; labels use nearest neighbour.
+    Intensities are smoothed per axis before downsampling (anti-aliasing, sigma = (target - spacing) / 2; none along
+    axes already coarser), then trilinearly interpolated, `default` outside the scan; labels use nearest neighbour.
     """
     size = [max(1, int(np.ceil(n * s / spacing_mm))) for n, s in zip(image.GetSize(), image.GetSpacing(), strict=True)]
     if is_label:
         return _resample_grid(image, size, (spacing_mm,) * 3, sitk.sitkNearestNeighbor, default)
-    # Smoothing along one axis and interpolating along another commute, and trilinear interpolation is three 1D
-    # ones: so each axis to be smoothed is smoothed and brought to its new spacing in turn, the most reduced
-    # first, and the next is smoothed on an array already smaller (a 512 x 512 x 300 chest CT: 1.5 s instead of
-    # 4 s; the same values as smoothing everything first, to float rounding). Then one resampling for the rest.
+    # Smoothing and linear interpolation along one axis are one small matrix (new x old samples), and trilinear
+    # interpolation is three 1D ones: so the grid is made by three matrix products, a slab of its slices at a time
+    # from the few scan slices each slab needs. No full-size copy of the scan is made (smoothing the whole float scan
+    # first made three: on a 512 x 512 x 300 chest CT 1-6 s and 1 GB of fresh memory; now under a second).
+    if all(s >= spacing_mm for s in image.GetSpacing()):  # nothing to smooth: ITK's threaded trilinear alone
+        return _resample_grid(sitk.Cast(image, sitk.sitkFloat32), size, (spacing_mm,) * 3, sitk.sitkLinear, default)
+    (along_i, inside_i), (along_j, inside_j), (along_k, inside_k) = (
+        _smooth_and_interpolate(n, s, m, spacing_mm)
+        for n, s, m in zip(image.GetSize(), image.GetSpacing(), size, strict=True))
+    scan = sitk.GetArrayViewFromImage(image)  # [k, j, i]
+    grid = np.empty(size[::-1], np.float32)
+    for start in range(0, size[2], _SLAB_SLICES):
+        rows = along_k[start:start + _SLAB_SLICES]
+        needed = np.flatnonzero(rows.any(axis=0))  # the scan slices these grid slices are made from
+        first, last = needed[0], needed[-1] + 1
+        in_plane = along_j @ (scan[first:last].astype(np.float32) @ along_i.T)
+        grid[start:start + _SLAB_SLICES] = np.tensordot(rows[:, first:last], in_plane, axes=(1, 0))
+    grid[~inside_k], grid[:, ~inside_j], grid[:, :, ~inside_i] = default, default, default
+    resampled = sitk.GetImageFromArray(grid)
+    resampled.SetOrigin(image.GetOrigin())
+    resampled.SetSpacing((spacing_mm,) * 3)
+    resampled.SetDirection(image.GetDirection())
+    return resampled
+
+
+_SLAB_SLICES = 32  # grid slices made at a time: a few tens of MB of the scan in float
+
+
+def _smooth_and_interpolate(samples: int, spacing: float, new_samples: int, new_spacing: float):
+    """(matrix, inside) for one axis: matrix[new, old] smooths the samples with a Gaussian of sigma
+    (new_spacing - spacing) / 2 mm (SciPy's, mirrored at the ends; none when the axis is already coarser) and then
+    interpolates them linearly at the new grid's positions, as ITK's linear interpolator does (the last sample is
+    held up to half a voxel beyond it); inside[new] is False beyond that, where the value is the default."""
     from scipy import ndimage  # imported here: the Slicer panels load this module before SciPy is installed
 
-    image = sitk.Cast(image, sitk.sitkFloat32)
-    sigma_voxels = [max(spacing_mm / 2 - s / 2, 0.0) / s for s in image.GetSpacing()]
-    for axis in sorted((a for a in range(3) if sigma_voxels[a] > 0), key=lambda a: size[a] / image.GetSize()[a]):
-        smoothed = sitk.GetImageFromArray(ndimage.gaussian_filter1d(sitk.GetArrayViewFromImage(image),
-                                                                    sigma_voxels[axis], axis=2 - axis))
-        smoothed.CopyInformation(image)
-        axis_size, axis_spacing = list(image.GetSize()), list(image.GetSpacing())
-        axis_size[axis], axis_spacing[axis] = size[axis], spacing_mm
-        image = _resample_grid(smoothed, axis_size, axis_spacing, sitk.sitkLinear, default)
-    if list(image.GetSize()) == size and np.allclose(image.GetSpacing(), spacing_mm):
-        return image
-    return _resample_grid(image, size, (spacing_mm,) * 3, sitk.sitkLinear, default)
+    sigma_voxels = max(new_spacing / 2 - spacing / 2, 0.0) / spacing
+    smoothing = (ndimage.gaussian_filter1d(np.eye(samples), sigma_voxels, axis=0) if sigma_voxels > 0
+                 else np.eye(samples))
+    position = np.arange(new_samples) * new_spacing / spacing  # continuous index of each new sample (same origin)
+    inside = (position >= -0.5) & (position < samples - 0.5)
+    below = np.clip(np.floor(position).astype(int), 0, samples - 1)
+    fraction = np.where(below + 1 < samples, np.clip(position - below, 0.0, 1.0), 0.0)
+    interpolation = np.zeros((new_samples, samples))
+    rows = np.arange(new_samples)
+    interpolation[rows, below] = 1.0 - fraction
+    interpolation[rows, np.minimum(below + 1, samples - 1)] += fraction
+    return (interpolation @ smoothing).astype(np.float32), inside
 
 
 def _resample_grid(image: sitk.Image, size, spacing, interpolator, default: float) -> sitk.Image:

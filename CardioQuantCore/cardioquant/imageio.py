@@ -521,7 +521,7 @@ def fingerprint(loaded: LoadedImage) -> dict:
         with open(loaded.path, "rb") as handle:
             return {"file": os.path.basename(loaded.path), "format": loaded.format,
                     "file_sha256": hashlib.sha256(handle.read()).hexdigest()}
-    digest = hashlib.sha256(sitk.GetArrayViewFromImage(image).tobytes()).hexdigest()
+    digest = hashlib.sha256(sitk.GetArrayViewFromImage(image).data).hexdigest()  # the buffer itself, no copy
     return {
         "file": os.path.basename(loaded.path.rstrip("/")),
         "format": loaded.format,

@@ -213,7 +213,7 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
     loaded, budget_warnings = _within_budget(loaded, options)
     image = loaded.image
     spacing = image.GetSpacing()
-    hu = sitk.GetArrayFromImage(image).astype(np.float32)
+    hu = geometry.float_array(image)
     kvp, warnings = tube_voltage(loaded, options.kvp, "calibration values")
     warnings += budget_warnings
     sign = posterior_sign(image)
@@ -238,9 +238,11 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
     progress.update(0.8, "BMD")
     per_vertebra, centres = {}, {}
     for level, mask in bodies.items():
-        where = np.nonzero(rois[level])
-        values = hu[where]
-        centres[level] = np.array([float(np.mean(axis)) for axis in where]) * spacing[::-1]  # mm, (k, j, i)
+        # Read on the slices the body spans (its ROI lies inside it), not over the whole scan once per vertebra.
+        span = body_slices(mask)
+        body, where = mask[span], np.nonzero(rois[level][span])
+        values = hu[span][where]
+        centres[level] = (np.array([float(np.mean(axis)) for axis in where]) + (span.start, 0, 0)) * spacing[::-1]
         mean_hu = float(values.mean())
         per_vertebra[level] = {
             "trabecular_hu": mean_hu,
@@ -248,8 +250,8 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
             "calibrated_hu": float(cal.calibrated_hu(mean_hu)) if cal.method != "asynchronous" else None,
             "bmd_mg_cm3": float(cal.bmd(mean_hu)),
             "roi_volume_ml": float(values.size * np.prod(spacing) / 1000.0),
-            "body_volume_ml": float(mask.sum() * np.prod(spacing) / 1000.0),
-            "body_height_mm": body_height_mm(mask, spacing),
+            "body_volume_ml": float(body.sum() * np.prod(spacing) / 1000.0),
+            "body_height_mm": body_height_mm(body, spacing),
             "level_determined": is_determined(level),
             "cut_by_field_of_view": level in cut,
         }
@@ -352,10 +354,16 @@ BODY_HEIGHT_MM = (10.0, 45.0)
 BODY_ML = (5.0, 90.0)
 
 
+def body_slices(body: np.ndarray) -> slice:
+    """The slices a (non-empty) body mask spans."""
+    spanned = np.flatnonzero(body.any(axis=(1, 2)))
+    return slice(int(spanned[0]), int(spanned[-1]) + 1)
+
+
 def body_height_mm(body: np.ndarray, spacing) -> float:
     """The body's extent along the slices (the scan turned to LPS: head to feet)."""
-    slices = np.nonzero(body.any(axis=(1, 2)))[0]
-    return float((slices[-1] - slices[0] + 1) * spacing[2])
+    span = body_slices(body)
+    return float((span.stop - span.start) * spacing[2])
 
 
 def plausibility(measured: dict) -> list[str]:

@@ -223,7 +223,7 @@ def _upper_third_over(image: sitk.Image, box: budget.Box) -> np.ndarray:
     start = cta.upper_third_start(image.GetSize()[2])
     region = sitk.RegionOfInterest(image, [box.size[0], box.size[1], image.GetSize()[2] - start],
                                    [box.index[0], box.index[1], start])
-    return sitk.GetArrayFromImage(region).astype(np.float32)
+    return geometry.float_array(region)
 
 
 def _scan_indices(lesions: list[dict], box: budget.Box) -> None:
@@ -336,7 +336,7 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
     if heart is not None:
         warnings += heart.warnings
     mode, scan_info = scan_type(options, heart)
-    hu = sitk.GetArrayFromImage(image).astype(np.float32)
+    hu = geometry.float_array(image)
     lumen_mask = sitk.GetArrayFromImage(read_mask(options.lumen_mask, image)) > 0 if options.lumen_mask else None
     upper_third = _upper_third_over(whole_scan, box) if box is not None and mode == "cta" else None
     threshold, threshold_info = candidate_threshold(hu, spacing, mode, kvp, options.k, lumen_mask, upper_third)
@@ -459,7 +459,7 @@ def edited_result(loaded: LoadedImage, label_map: np.ndarray, run_document: dict
     run's own settings (its JSON), the run's scan type, heart and threshold kept, review flags carried to the
     lesions that stayed where they were, and a warning that the figures come from the reader's edits."""
     settings = scoring.ScoringSettings.from_json(run_document["settings"])
-    hu = sitk.GetArrayFromImage(loaded.image).astype(np.float32)
+    hu = geometry.float_array(loaded.image)
     arteries = np.where((label_map >= 1) & (label_map <= 4), label_map, 0).astype(np.uint8)
     result = scoring.score(hu, arteries, loaded.image.GetSpacing(), settings, geometry.ijk_to_ras(loaded.image))
     for lesion, carried in zip(result.lesions, carry_review_flags([asdict(les) for les in result.lesions],
@@ -524,7 +524,7 @@ def rescore(image: sitk.Image, artery_labels: np.ndarray, run_settings: dict | N
     Without it, scoring's defaults (120 kV, non-contrast) apply."""
     stored = scoring.ScoringSettings.from_json(run_settings) if run_settings else scoring.ScoringSettings()
     settings = replace(stored, **setting_overrides)
-    result = scoring.score(sitk.GetArrayFromImage(image).astype(np.float32), artery_labels, image.GetSpacing(),
+    result = scoring.score(geometry.float_array(image), artery_labels, image.GetSpacing(),
                            settings, geometry.ijk_to_ras(image))
     return {"total": result.total, "arteries": result.arteries, "risk": scoring.risk(result),
             "lesions": [asdict(lesion) for lesion in result.lesions]}

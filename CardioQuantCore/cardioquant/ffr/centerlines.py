@@ -326,7 +326,7 @@ def section_radii(mask_image: sitk.Image, path: Path, step_mm: float = 0.1) -> n
     inscribed sphere, which sits inside the voxelised surface (and r^4 makes that matter). Where the plane cuts a
     junction (area > 1.5^2 x the sphere's) or the section is cut by the image edge, the sphere radius is kept.
     """
-    mask = sitk.GetArrayFromImage(mask_image).astype(np.float32)
+    mask = geometry.float_array(mask_image)
     ras_to_ijk = np.linalg.inv(geometry.ijk_to_ras(mask_image))
     ahead = np.r_[path.points[2:], np.repeat(path.points[-1:], 2, axis=0)]
     behind = np.r_[np.repeat(path.points[:1], 2, axis=0), path.points[:-2]]

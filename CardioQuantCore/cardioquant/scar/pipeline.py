@@ -69,7 +69,7 @@ def check_input(loaded: LoadedImage) -> list[str]:
 def stack_of(loaded: LoadedImage) -> tuple[np.ndarray, tuple, bool]:
     """(signal [slices, rows, cols], spacing (col, row, slice) mm, spacing_assumed)."""
     image = loaded.image
-    array = sitk.GetArrayFromImage(image).astype(np.float32)
+    array = geometry.float_array(image)
     if image.GetDimension() == 2:
         array = array[None]
     spacing = tuple(image.GetSpacing()) + ((network.ASSUMED_SPACING[2],) if image.GetDimension() == 2 else ())
