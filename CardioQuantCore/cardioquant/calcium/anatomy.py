@@ -42,7 +42,7 @@ from scipy.spatial import ConvexHull, QhullError
 
 from ..budget import block_average
 from ..errors import InputError
-from ..geometry import NO_DATA_HU, disk, fill_holes, voxels_to_lps
+from ..geometry import NO_DATA_HU, disk, fill_holes, turned_to, voxels_to_lps
 from . import great_vessels
 
 COARSE_MM = 2.0
@@ -122,13 +122,13 @@ def coarse_grid(image: sitk.Image) -> sitk.Image:
     are those of the scan turned first and averaged after."""
     factors = [max(1, int(round(COARSE_MM / s))) for s in image.GetSpacing()]
     if factors == [1, 1, 1]:
-        return sitk.Cast(sitk.DICOMOrient(image, "LPS"), sitk.sitkFloat32)
+        return sitk.Cast(turned_to(image, "LPS"), sitk.sitkFloat32)
     direction = np.array(image.GetDirection()).reshape(3, 3)
     reversed_axes = [direction[np.argmax(np.abs(direction[:, a])), a] < 0 for a in range(3)]
     size = image.GetSize()
     start = tuple(int(size[a] % factors[a]) if reversed_axes[a] else 0 for a in range(3))
     coarse = block_average(image, factors, start)
-    return sitk.DICOMOrient(coarse, "LPS")
+    return turned_to(coarse, "LPS")
 
 
 def find_lungs(hu: np.ndarray, spacing) -> np.ndarray:
