@@ -328,8 +328,10 @@ def heart_base_s_mm(tubes: list[dict]) -> float | None:
 def _bone_gap_lookup(components: np.ndarray, heart_region: np.ndarray, voxel_mm3: float, grid: _Subsample):
     """`gap(k, j, i)`: mm from those voxels to the nearest bone, i.e. a bone-sized candidate that runs out of the
     heart search region (sternum, ribs, costal cartilage, spine; on the ~2 mm subsample)."""
-    sizes = np.bincount(components.ravel()) * voxel_mm3
-    running_out = np.unique(components[(components > 0) & ~heart_region])  # candidate voxels only: no full copy
+    # Candidate voxels only: counting over the whole grid made a 64-bit copy of it (0.6 GB for 512 x 512 x 300).
+    candidate = components > 0
+    sizes = np.bincount(components[candidate]) * voxel_mm3
+    running_out = np.unique(components[candidate & ~heart_region])
     bones = running_out[sizes[running_out] >= BONE_VOLUME_MM3]
     if bones.size == 0:
         return lambda _k, _j, _i: np.inf
