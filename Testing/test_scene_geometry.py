@@ -235,6 +235,18 @@ def test_isotropic_resampling_is_gaussian_anti_aliasing_then_trilinear_interpola
     assert np.abs(sitk.GetArrayFromImage(resampled) - expected).max() < 1e-3
 
 
+def test_largest_component_is_the_piece_with_most_voxels_even_when_counted_in_parts():
+    """A 20 x 256 x 1024 mask is counted in parts (over 4 M voxels): a 3000-voxel piece split evenly across the parts
+    still beats a 2000-voxel piece lying wholly in one of them, and an empty mask gives an empty piece."""
+    mask = np.zeros((20, 256, 1024), bool)
+    mask[0:20, 10:15, 0:30] = True  # 3000 voxels over all 20 slices
+    mask[2:6, 100:120, 200:225] = True  # 2000 voxels in slices 2-5 only
+    mask[15, 200, 900] = True
+    largest = geometry.largest_component(mask)
+    assert largest.sum() == 3000 and largest[0:20, 10:15, 0:30].all()
+    assert not geometry.largest_component(np.zeros((4, 5, 6), bool)).any()
+
+
 def test_masks_of_labels_are_each_label_exactly_and_ignore_values_above_the_count():
     labels = np.zeros((9, 10, 11), np.uint8)
     labels[1:4, 2:5, 3:7] = 1
