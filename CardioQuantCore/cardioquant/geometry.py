@@ -157,7 +157,9 @@ def _smooth_and_interpolate(samples: int, spacing: float, new_samples: int, new_
     """(matrix, inside) for one axis: matrix[new, old] smooths the samples with a Gaussian of sigma
     (new_spacing - spacing) / 2 mm (SciPy's, mirrored at the ends; none when the axis is already coarser) and then
     interpolates them linearly at the new grid's positions, as ITK's linear interpolator does (the last sample is
-    held up to half a voxel beyond it); inside[new] is False beyond that, where the value is the default."""
+    held up to half a voxel beyond it); inside[new] is False from there on, where the value is the default. (A
+    sample exactly half a voxel beyond is outside, by ITK's rule; ITK's own resampler puts it either side, as the
+    rounding of its index arithmetic falls.)"""
     from scipy import ndimage  # imported here: the Slicer panels load this module before SciPy is installed
 
     sigma_voxels = max(new_spacing / 2 - spacing / 2, 0.0) / spacing
