@@ -235,6 +235,17 @@ def test_isotropic_resampling_is_gaussian_anti_aliasing_then_trilinear_interpola
     assert np.abs(sitk.GetArrayFromImage(resampled) - expected).max() < 1e-3
 
 
+def test_a_grid_sample_on_the_scan_edge_keeps_the_edge_value():
+    """1 mm slices on a 0.5 mm grid: the last grid slice lies exactly half a slice beyond the last scan slice, on
+    the scan's edge. It keeps that slice's values (no slab of the default, -1000, at the end of the grid); one
+    more grid slice beyond would be outside."""
+    slab = np.random.default_rng(5).normal(40, 300, (1, 30, 30)).astype(np.int16)
+    image = oblique_image(np.repeat(slab, 6, axis=0), spacing=(0.3, 0.3, 1.0))  # every slice the same
+    grid = sitk.GetArrayFromImage(geometry.resample_isotropic(image, 0.5, is_label=False, default=-1000.0))
+    assert grid.shape[0] == 12
+    assert np.abs(grid[-1] - grid[0]).max() < 1e-3
+
+
 def test_largest_component_is_the_piece_with_most_voxels_even_when_counted_in_parts():
     """A 20 x 256 x 1024 mask is counted in parts (over 4 M voxels): a 3000-voxel piece split evenly across the parts
     still beats a 2000-voxel piece lying wholly in one of them, and an empty mask gives an empty piece."""

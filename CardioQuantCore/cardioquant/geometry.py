@@ -157,16 +157,16 @@ def _smooth_and_interpolate(samples: int, spacing: float, new_samples: int, new_
     """(matrix, inside) for one axis: matrix[new, old] smooths the samples with a Gaussian of sigma
     (new_spacing - spacing) / 2 mm (SciPy's, mirrored at the ends; none when the axis is already coarser) and then
     interpolates them linearly at the new grid's positions, as ITK's linear interpolator does (the last sample is
-    held up to half a voxel beyond it); inside[new] is False from there on, where the value is the default. (A
-    sample exactly half a voxel beyond is outside, by ITK's rule; ITK's own resampler puts it either side, as the
-    rounding of its index arithmetic falls.)"""
+    held up to half a voxel beyond it); inside[new] is False further out, where the value is the default. A sample
+    exactly half a voxel beyond lies on the scan's edge and keeps the last sample (ITK's resampler puts it on either
+    side as the rounding of its index arithmetic falls; such ties come with e.g. 1 mm slices on a 0.5 mm grid)."""
     from scipy import ndimage  # imported here: the Slicer panels load this module before SciPy is installed
 
     sigma_voxels = max(new_spacing / 2 - spacing / 2, 0.0) / spacing
     smoothing = (ndimage.gaussian_filter1d(np.eye(samples), sigma_voxels, axis=0) if sigma_voxels > 0
                  else np.eye(samples))
     position = np.arange(new_samples) * new_spacing / spacing  # continuous index of each new sample (same origin)
-    inside = (position >= -0.5) & (position < samples - 0.5)
+    inside = position <= samples - 0.5 + 1e-9  # never below -0.5: the grid starts at the scan's origin
     below = np.clip(np.floor(position).astype(int), 0, samples - 1)
     fraction = np.where(below + 1 < samples, np.clip(position - below, 0.0, 1.0), 0.0)
     interpolation = np.zeros((new_samples, samples))
