@@ -43,6 +43,19 @@ def test_roi_on_box_vertebra_is_exact(spacing, erosion):
     assert result[:3].sum() == 0 and result[6:].sum() == 0  # only the middle third
 
 
+@pytest.mark.parametrize(("slices", "middle"), [
+    (2, [0, 1]), (3, [1]), (4, [1, 2]), (5, [2]), (6, [2, 3]), (7, [3]), (9, [3, 4, 5]), (28, list(range(10, 18)))])
+def test_roi_slices_are_the_body_middle_third_rounded_inward_and_centred(slices, middle):
+    """The ROI lies in the middle third of the body's slices, rounded inward (away from the endplates) and centred
+    on the body: a 4-slice body (20 mm at 5 mm slices) has no whole slice there and gets its two central slices, not
+    the one above or below its centre."""
+    body = np.zeros((slices + 4, 40, 80), bool)
+    body[2:2 + slices, 10:30, 20:60] = True
+    found = np.nonzero(roi.trabecular_roi(body, (1.0, 1.0, 5.0)).any(axis=(1, 2)))[0]
+    assert (found - 2).tolist() == middle
+    assert (found - 2).mean() == pytest.approx((slices - 1) / 2)
+
+
 def test_roi_erosion_cuts_into_a_thin_body():
     body = box_body(j=(10, 30), i=(36, 44))  # 8 voxels wide: the ellipse is wider than the eroded body
     result = roi.trabecular_roi(body, (1.0, 1.0, 1.0))

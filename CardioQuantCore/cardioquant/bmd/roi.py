@@ -34,11 +34,16 @@ def erosion_for(slice_thickness_mm: float, settings: RoiSettings) -> int:
 
 
 def middle_third(slices: np.ndarray) -> np.ndarray:
-    """The middle third of a sorted run of slice indices (at least one slice)."""
+    """The middle third of a sorted run of slice indices, rounded inward (away from the endplates); all of a run
+    under 3 slices. A 4-slice body (20 mm at 5 mm slices) has no whole slice in its middle third: its two central
+    slices, so that the ROI stays centred on the body rather than on the slice above or below its centre."""
     n = len(slices)
-    start = int(np.ceil(n / 3 - 1e-9)) if n >= 3 else 0
-    stop = int(np.floor(2 * n / 3 + 1e-9)) if n >= 3 else n
-    return slices[start:max(stop, start + 1)]
+    if n < 3:
+        return slices
+    start, stop = int(np.ceil(n / 3 - 1e-9)), int(np.floor(2 * n / 3 + 1e-9))
+    if stop <= start:
+        start, stop = n // 2 - 1, n // 2 + 1
+    return slices[start:stop]
 
 
 def trabecular_roi(body: np.ndarray, spacing, posterior_sign: int = +1, settings: RoiSettings | None = None) -> np.ndarray:
