@@ -425,6 +425,19 @@ def test_patient_level_prefers_l1_l2_then_lower_thoracic():
     assert patient_summary(thoracic)["levels"] == ["T12", "T11"]
 
 
+
+def test_a_patient_figure_not_from_named_lumbar_bodies_says_how_to_read_its_category():
+    """The ACR categories are defined on L1-L2 QCT: a figure from lumbar bodies stands as it is; one that takes a
+    thoracic body (L2 missed: L1 and T11) or bodies whose levels are not known carries a caveat naming them."""
+    lumbar = {"levels": ["L1", "L2"], "level_determined": True}
+    assert pipeline.category_caveat(lumbar) is None
+    assert pipeline.category_caveat({**lumbar, "levels": ["L2", "L3"]}) is None
+    with_thoracic = pipeline.category_caveat({**lumbar, "levels": ["L1", "T11"]})
+    assert "L1, T11" in with_thoracic and "lumbar" in with_thoracic
+    unnamed = pipeline.category_caveat({"levels": ["V1", "V2"], "level_determined": False})
+    assert "V1, V2" in unnamed and "not determined" in unnamed
+
+
 # --- phantoms of known BMD, end to end through the command line ------------------------------------------
 
 def write_case(tmp_path, case, name="ct"):

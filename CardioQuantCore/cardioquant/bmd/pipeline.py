@@ -274,9 +274,8 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
     elif patient["bmd_mg_cm3"] is None:
         warnings.append(f"no patient BMD: {patient['reason']} (see above); check the bodies, or give vertebra masks "
                         "(--vertebra-mask) or seeds (--seed)")
-    elif not patient["level_determined"]:
-        warnings.append(f"patient BMD from {', '.join(patient['levels'])}, whose levels are not determined: the ACR "
-                        "categories are defined on L1-L2")
+    elif caveat := category_caveat(patient):
+        warnings.append(caveat)
     summary = {"vertebrae": per_vertebra, "patient": patient, "calibration": cal.to_json(), "contrast_enhanced": contrast,
                "source": source, "level_naming": naming, "kvp": kvp}
     settings = {"roi": vars(roi.RoiSettings()), "calibration": options.calibration, "kvp": kvp,
@@ -495,6 +494,18 @@ def patient_summary(per_vertebra: dict) -> dict:
     if "L1" in per_vertebra:
         out["pickhardt"] = pickhardt_flags(per_vertebra["L1"]["trabecular_hu"])
     return out
+
+
+def category_caveat(patient: dict) -> str | None:
+    """What the ACR category of a patient figure must be read with when it does not come from named lumbar bodies
+    (the categories are defined on L1-L2 QCT); None when it does."""
+    levels = ", ".join(patient["levels"])
+    if not patient["level_determined"]:
+        return f"patient BMD from {levels}, whose levels are not determined: the ACR categories are defined on L1-L2"
+    if not all(level.startswith("L") for level in patient["levels"]):
+        return (f"patient BMD from {levels}: the ACR categories are defined on lumbar vertebrae (L1-L2), and thoracic "
+                "bodies usually read higher; read the category with care")
+    return None
 
 
 def no_patient_figure(reason: str) -> dict:
