@@ -239,8 +239,7 @@ def find_dicom_series(folder: Path, skip: Path | None = None) -> list[DicomSerie
         def tag(key, reader=header):
             return reader.GetMetaData(key).strip() if reader.HasMetaDataKey(key) else ""
 
-        frames = tag("0028|0008")
-        found.append(DicomSeries(uid, files, tag("0008|103e"), tag("0018|0050"), int(frames) if frames.isdigit() else 1))
+        found.append(DicomSeries(uid, files, tag("0008|103e"), tag("0018|0050"), _frames(header)))
     return found
 
 
@@ -339,6 +338,11 @@ def _frame_count(path: str) -> int:
     header = sitk.ImageFileReader()
     header.SetFileName(str(path))
     header.ReadImageInformation()
+    return _frames(header)
+
+
+def _frames(header: sitk.ImageFileReader) -> int:
+    """Number of Frames (0028,0008) of the file whose header was read (1 where absent: a single-frame file)."""
     frames = header.GetMetaData("0028|0008").strip() if header.HasMetaDataKey("0028|0008") else ""
     return int(frames) if frames.isdigit() else 1
 
