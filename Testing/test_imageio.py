@@ -73,6 +73,18 @@ def test_empty_folder_is_input_error(tmp_path):
         read_image(tmp_path / "empty")
 
 
+def test_a_folder_of_image_files_names_them_instead_of_asking_for_dicom(tmp_path):
+    """A case folder of NIfTI files (as MyoPS ships its cases) given as the input: the message names the files to
+    give, rather than only saying that no DICOM series was found."""
+    case = tmp_path / "Case3001"
+    case.mkdir()
+    for name in ("Case3001_LGE.nii.gz", "Case3001_gd.nii.gz"):
+        sitk.WriteImage(sitk.Image(4, 4, 2, sitk.sitkInt16), str(case / name))
+    (case / "notes.txt").write_text("not an image")
+    with pytest.raises(InputError, match=r"holds 2 image files \(Case3001_LGE.nii.gz, Case3001_gd.nii.gz\): give one"):
+        read_image(case)
+
+
 def test_mixed_dicom_series_are_refused(tmp_path):
     write_ct_series(tmp_path / "mixed", np.zeros((3, 4, 4)), series_uid="1.2.3.1")
     for path in write_ct_series(tmp_path / "other", np.zeros((3, 4, 4)), series_uid="1.2.3.2", origin=(0, 0, 100)):

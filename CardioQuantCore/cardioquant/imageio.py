@@ -296,8 +296,7 @@ def _read_dicom_folder(folder: Path, only_file: Path | None = None, series: str 
     else:
         found = find_dicom_series(folder)
         if not found:
-            raise InputError(f"no DICOM series found in {folder} or its subfolders; give an image file or a folder "
-                             "of DICOM files.")
+            raise InputError(f"no DICOM series found in {folder} or its subfolders; {_image_files_hint(folder)}")
         if series is not None and "," in series:  # several series: single slices to read as one stack
             stacked = _chosen_stack(folder, found, series.split(","), stack_single_slices)
         stacks = single_slice_stacks(found) if stack_single_slices and series is None else []
@@ -331,6 +330,16 @@ def _read_dicom_folder(folder: Path, only_file: Path | None = None, series: str 
     if len(positions) == len(files) and len(files) > 2:
         _check_slice_spacing(loaded, positions, allow_slice_gaps)
     return loaded
+
+
+def _image_files_hint(folder: Path, named: int = 3) -> str:
+    """What to give instead of a folder without DICOM: its own image files by name when it holds some (a case
+    folder of NIfTI files, a folder of exported slices), so the reader need not go looking."""
+    images = sorted(path.name for path in folder.iterdir() if path.is_file() and _has_image_suffix(path))
+    if not images:
+        return "give an image file or a folder of DICOM files."
+    shown = ", ".join(images[:named]) + (f" and {len(images) - named} more" if len(images) > named else "")
+    return f"it holds {len(images)} image file{'s' * (len(images) > 1)} ({shown}): give one of them as the input."
 
 
 def _frame_count(path: str) -> int:
