@@ -233,6 +233,20 @@ def test_ct_stored_as_hu_plus_1024_or_mr_is_refused_by_every_ct_analysis(capsys,
         assert not (tmp_path / f"out-{name}").exists()
 
 
+@pytest.mark.parametrize("analysis", ["calcium", "bmd", "ffr"])
+def test_a_segmentation_given_as_the_scan_is_named_a_label_map_by_every_ct_analysis(capsys, tmp_path, analysis):
+    """A TotalSegmentator-like label map (organ numbers 0-117 in flat regions) given where the CT goes: the line
+    says it is a label map and that the scan is the input, not that the CT lacks its rescale intercept."""
+    labels = np.zeros((40, 64, 64), np.uint8)
+    labels[5:35, 10:40, 10:40] = 51  # a heart
+    labels[5:35, 42:54, 20:32] = 52  # an aorta
+    labels[:, 50:60, 28:36] = 32  # a vertebra
+    sitk.WriteImage(sitk.GetImageFromArray(labels), str(tmp_path / "segmentation.nii.gz"))
+    code, _, err = run(capsys, analysis, tmp_path / "segmentation.nii.gz", "-o", tmp_path / "out")
+    assert code == 2 and "label map" in _error_line(err) and "CT scan as its input" in _error_line(err), err
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_truncated_nifti_is_refused_not_read_with_zero_slices(capsys, tmp_path):
     """ITK reads a .nii.gz cut in half without a word, its missing slices as zeros: refused with one line."""
     ct, labels = write_block(tmp_path)

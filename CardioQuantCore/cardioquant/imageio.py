@@ -563,6 +563,10 @@ def check_hounsfield(image: sitk.Image, analysis: str, air_in_view: bool = True)
     step = max(1, int(round(max(array.shape[1:]) / 128)))
     low, high = np.percentile(array[:, ::step, ::step], [0.5, 99.9])
     not_hu = (low > -500 if air_in_view else low >= 0 and high >= 500) or high > 5000 or low < -3100
+    # A segmentation given where the scan goes (TotalSegmentator's): never negative, unlike any CT with air or fat.
+    if (not_hu or low >= 0) and looks_like_label_map(image):
+        raise InputError(f"this image is a label map (whole-number values in flat regions), not a CT: {analysis} "
+                         "needs the CT scan as its input; a segmentation goes with its own option (see --help).")
     if not_hu:
         raise InputError(f"intensities ({low:.0f} to {high:.0f}) do not look like CT in Hounsfield units (air near "
                          f"-1000 HU expected): an MR series, or a CT stored without its rescale intercept? {analysis} "
