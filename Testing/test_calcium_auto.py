@@ -418,6 +418,26 @@ def test_great_vessels_are_found_as_round_tubes_above_the_heart():
     assert great_vessels.cross_sections(solid, np.ones_like(solid, bool), (2.0, 2.0, 3.0)) == []
 
 
+def test_the_scan_range_warning_says_which_end_of_the_heart_may_be_cut():
+    """A gated calcium scan is planned from just below the carina to below the heart: the region reaches its top
+    slice with the ascending aorta above the heart, which is not a cut heart. The same thorax ending inside the
+    heart (no great vessel above it) may have lost the ostia and left main; one starting inside the heart, its
+    inferior wall."""
+    hu, image_of = _thorax_with_aorta()
+    abdomen = np.repeat(np.where(hu[:1] > -1000.0, 40.0, -1000.0).astype(np.float32), 4, axis=0)  # no lung
+    whole = np.concatenate([abdomen, hu])
+    cut = {name: anatomy.find_heart(image_of(np.ascontiguousarray(values))) for name, values in
+           (("whole", whole), ("top", whole[:26]), ("bottom", whole[16:]))}  # heart in slices 9-33 of `whole`
+    said = {name: [w for w in heart.warnings if "may be cut" in w] for name, heart in cut.items()}
+    assert cut["whole"].great_vessel_tubes and not cut["top"].great_vessel_tubes
+    assert said["whole"] == []
+    assert said["top"] == ["the heart region reaches the scan's highest slice with no great vessel seen above the "
+                           "heart: its base (the coronary ostia, the left main) may be cut by the scan range; calcium "
+                           "above it is not scored"]
+    assert said["bottom"] == ["the heart region reaches the scan's lowest slice: the heart's inferior wall may be cut "
+                              "by the scan range; calcium below it is not scored"]
+
+
 def test_calcium_in_the_aortic_wall_is_not_coronary_but_a_plaque_on_the_heart_is():
     """On a voxel-built thorax, wall calcium of the ascending aorta 25 mm above the heart (inside the searched
     region, in the middle of its cross-section) is 'aorta or valve'; a plaque in the fat on the heart's front-left

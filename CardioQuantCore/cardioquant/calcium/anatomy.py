@@ -27,8 +27,10 @@ Method, on a ~2 mm copy of the scan turned to LPS (so it does not depend on how 
    round tubes of blood in fat (great_vessels.py), so that calcium in their walls is not scored as coronary.
 5. Blood: voxels 8 mm or more inside the region that are not fat (> -30 HU), in the 5-slice band where they are
    brightest (the region may take in the liver dome below the heart); their median HU decides contrast.
-Where the lungs touch the first or last slice, or the region touches the first or last slice, the heart may
-be cut by the field of view and a warning says so.
+Where the region reaches the scan's lowest slice, the heart's inferior wall may be cut by the scan range (or only
+the liver dome under it: the region cannot tell) and a warning says so. Reaching the highest slice is what a
+calcium scan planned from just below the carina shows, the great vessels above the heart's base: only with no great
+vessel found there is the heart's top, with the coronary ostia and the left main, taken as possibly cut.
 """
 
 from __future__ import annotations
@@ -429,6 +431,7 @@ def _heart_with_bone(image, coarse, hu, lungs, spans, bodies, bone) -> HeartAnat
     if volume_ml < MIN_HEART_ML:
         raise InputError(NO_HEART_MESSAGE)
     anatomy = _anatomy_from(image, coarse, hu, region, lungs, spacing, volume_ml)
+    anatomy.warnings = scan_range_warnings(region, great_vessels_seen=bool(tubes)) + anatomy.warnings
     anatomy.great_vessels = _to_input_grid(vessels, coarse, image)
     anatomy.grid = image
     height_mm = lambda k: voxels_to_lps(coarse, np.array([[0.0, 0.0, float(k)]]))[0, 2]  # noqa: E731
@@ -437,11 +440,6 @@ def _heart_with_bone(image, coarse, hu, lungs, spans, bodies, bone) -> HeartAnat
 
 
 def _anatomy_from(image, coarse, hu, region, lungs, spacing, volume_ml) -> HeartAnatomy:
-    warnings = []
-    slices = np.nonzero(region.any(axis=(1, 2)))[0]
-    if slices[0] == 0 or slices[-1] == region.shape[0] - 1:
-        warnings.append("the heart region reaches the first or last slice: the heart may be cut by the scan range; "
-                        "calcium outside it is not scored")
     depth = ndimage.distance_transform_edt(np.pad(region, 1), sampling=spacing[::-1])[1:-1, 1:-1, 1:-1]
     deep = (depth >= BLOOD_DEPTH_MM) & (hu > -30.0)
     if deep.sum() < 20:
@@ -450,7 +448,25 @@ def _anatomy_from(image, coarse, hu, region, lungs, spacing, volume_ml) -> Heart
     # deep tissue is brightest (the chambers on CTA), as the median of that band.
     blood = _brightest_band(hu, deep)
     return HeartAnatomy(heart_region=_to_input_grid(region, coarse, image), lungs=_to_input_grid(lungs, coarse, image),
-                        volume_ml=volume_ml, warnings=warnings, **_measures(coarse, hu, region, blood))
+                        volume_ml=volume_ml, **_measures(coarse, hu, region, blood))
+
+
+def scan_range_warnings(region: np.ndarray, great_vessels_seen: bool) -> list[str]:
+    """Where the scan range may cut the heart, the region [k, j, i] being on an LPS grid (slice 0 the lowest).
+    The highest slice: a gated calcium scan is planned from just below the carina, so the region reaches it with
+    the ascending aorta and pulmonary trunk above the heart's base; that the top of the heart is in view shows in
+    the great vessels found there (`great_vessels_seen`: round tubes in fat, which end where they join the heart).
+    Without them the region's top is the heart itself, cut, and the ostia and left main may lie above the scan."""
+    slices = np.nonzero(region.any(axis=(1, 2)))[0]
+    warnings = []
+    if slices[-1] == region.shape[0] - 1 and not great_vessels_seen:
+        warnings.append("the heart region reaches the scan's highest slice with no great vessel seen above the "
+                        "heart: its base (the coronary ostia, the left main) may be cut by the scan range; calcium "
+                        "above it is not scored")
+    if slices[0] == 0:
+        warnings.append("the heart region reaches the scan's lowest slice: the heart's inferior wall may be cut by "
+                        "the scan range; calcium below it is not scored")
+    return warnings
 
 
 def _measures(grid: sitk.Image, hu, heart: np.ndarray, blood: np.ndarray) -> dict:
