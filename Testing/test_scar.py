@@ -840,3 +840,27 @@ def test_the_scans_orientation_puts_the_basal_ring_at_the_base_when_the_end_cavi
     segments = aha.segment_map(cavity, myocardium, apex_first=True)
     assert set(np.unique(segments[2][myocardium[2]])) == {1, 2, 3, 4, 5, 6}
     assert set(np.unique(segments[0][myocardium[0]])) == {13, 14, 15, 16}
+
+
+def test_the_report_bullseye_writes_each_figure_legibly_and_the_slice_shows_the_heart():
+    """A 0 % segment is drawn at the colour map's dark end: its figure in white (black text had vanished on it); a
+    100 % one and a not-imaged grey one in black. The slice panel shows the LV, not a whole field of view in which
+    it is a tenth of the width."""
+    import matplotlib as mpl
+
+    from cardioquant.scar import report
+
+    inferno = mpl.colormaps["inferno"]
+    assert report.legible_on(inferno(0.0)) == "white"
+    assert report.legible_on(inferno(1.0)) == "black"
+    assert report.legible_on(report.NOT_IMAGED) == "black"
+    labels = np.zeros((480, 480), np.uint8)
+    labels[200:240, 300:340] = 2  # a 40-pixel LV in a 480-pixel field of view
+    rows, cols = report.around_the_heart(labels)
+    assert rows.start <= 200 and rows.stop >= 240 and cols.start <= 300 and cols.stop >= 340
+    assert rows.stop - rows.start <= 100 and cols.stop - cols.start <= 100
+    near_edge = np.zeros((480, 480), np.uint8)
+    near_edge[0:30, 450:480] = 2
+    rows, cols = report.around_the_heart(near_edge)
+    assert (rows.start, cols.stop) == (0, 480) and rows.stop > 30 and cols.start < 450
+    assert report.around_the_heart(np.zeros((64, 80), np.uint8)) == (slice(0, 64), slice(0, 80))
