@@ -8,6 +8,7 @@ import numpy as np
 from matplotlib.colors import ListedColormap
 
 from .. import report as page
+from .pipeline import category_caveat
 
 
 def draw_report(path, hu, spacing, labels, summary, warnings=()) -> None:
@@ -46,14 +47,17 @@ def draw_report(path, hu, spacing, labels, summary, warnings=()) -> None:
         figure.text(0.52, 0.88, f"Patient BMD: {patient['bmd_mg_cm3']:.1f} mg/cm3", fontsize=13, weight="bold",
                     va="top")
         undetermined = "" if patient.get("level_determined", True) else " (level not determined)"
-        figure.text(0.52, 0.84, f"levels {', '.join(patient['levels'])}{undetermined} - ACR: {patient['acr_category']}",
-                    fontsize=11, va="top")
+        figure.text(0.52, 0.84, f"levels {', '.join(patient['levels'])}{undetermined}", fontsize=11, va="top")
+        figure.text(0.52, 0.815, f"ACR category: {patient['acr_category']}", fontsize=11, va="top")
+        if category_caveat(patient):  # not from named lumbar bodies (the warning says which)
+            figure.text(0.52, 0.792, "defined on L1-L2: read the category with care", fontsize=8, color="darkred",
+                        va="top")
     if "pickhardt" in patient:
         flags = patient["pickhardt"]
-        figure.text(0.52, 0.80, f"L1 {flags['l1_hu']:.0f} HU (Pickhardt: <=160 sensitive, <=110 specific for "
-                                "osteoporosis)", fontsize=8, va="top", wrap=True)
+        figure.text(0.52, 0.77, textwrap.fill(f"L1 {flags['l1_hu']:.0f} HU (Pickhardt: <=160 sensitive, <=110 specific "
+                                              "for osteoporosis)", 60), fontsize=8, va="top")
     if summary["contrast_enhanced"]:
-        figure.text(0.52, 0.76, "Contrast-enhanced scan: BMD biased upwards", fontsize=9, color="darkred", va="top")
+        figure.text(0.52, 0.745, "Contrast-enhanced scan: BMD biased upwards", fontsize=9, color="darkred", va="top")
     if rule:
         figure.text(0.52, 0.72, textwrap.fill(f"Levels: {rule}", 70), fontsize=7.5, va="top")
     table_ax = figure.add_axes([0.05, 0.12, 0.9, 0.3])
