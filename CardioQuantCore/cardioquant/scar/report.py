@@ -89,7 +89,7 @@ def draw_report(path, stack, labels, summary, warnings=()) -> None:
              {n: v["lge_percent"] for n, v in summary["aha_segments"].items()})
     lines = [f"LV myocardium: {summary['myocardium_ml']:.1f} mL ({summary['myocardium_mass_g']:.1f} g)",
              f"Scar: {summary['scar_ml']:.1f} mL, MVO: {summary['mvo_ml']:.1f} mL, scar mass {summary['scar_mass_g']:.1f} g",
-             f"LGE: {summary['lge_percent']:.1f}% of LV myocardium" + ("  -  >= 15% (HCM high-risk marker)"
+             f"LGE: {summary['lge_percent']:.1f}% of LV myocardium" + ("  -  >= 15%: in HCM, a sudden-death risk marker"
                                                                     if summary["hcm_high_risk"] else ""),
              f"Gray zone: {summary['gray_zone_ml']:.1f} mL ({summary['gray_zone_definition']})"]
     lines += [f"{name} territory: {'-' if t['lge_percent'] is None else f'{t['lge_percent']:.1f}%'}"
