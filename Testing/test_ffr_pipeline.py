@@ -9,7 +9,7 @@ import SimpleITK as sitk
 from cardioquant import cli
 from cardioquant.errors import InputError
 from cardioquant.ffr import centerlines as cl
-from cardioquant.ffr import model, phantom
+from cardioquant.ffr import model, phantom, tree
 from cardioquant.ffr.physics import BoundaryConditions
 
 
@@ -301,3 +301,39 @@ def test_much_more_lumen_joining_no_root_than_the_trees_hold_is_said():
     warning = _left_out_warning({"pieces": 835, "volume_ml": 24.7}, 0.76)
     assert len(warning) == 1 and "24.7 mL" in warning[0] and "835 pieces" in warning[0] and "32 times" in warning[0]
     assert _left_out_warning({"pieces": 10, "volume_ml": 0.14}, 2.0) == []
+
+
+def test_a_lumen_vmtk_can_trace_only_a_stub_along_is_refused_not_modelled():
+    """A lumen just past the 8 mm a branch needs: after its rounded end caps what vmtk traces is shorter than any
+    modelled vessel. On a real pulmonary CTA's 'right tree' vmtk stopped at a 0.5 mm stub, which was reported as a
+    vessel with an FFR of 0.99."""
+    stub = [tree.Path("stub", np.column_stack([np.zeros(19), np.zeros(19), np.linspace(0, 9, 19)]), np.full(19, 1.6))]
+    _, lumen = phantom.voxelise(stub, spacing=0.3)
+    with pytest.raises(InputError, match="no path of 8 mm or more"):
+        cl.from_lumen_mask(lumen)
+
+
+def test_a_tree_vmtk_cannot_trace_leaves_the_other_modelled_and_is_said(monkeypatch):
+    """Of two trees the network found, one vmtk cannot trace: the other is modelled and the warning names the one
+    left out (side, lumen volume, ostium); with neither traced, one error names both."""
+    from types import SimpleNamespace
+
+    from cardioquant.ffr import pipeline
+    from cardioquant.progress import Progress
+
+    left = SimpleNamespace(side="left", mask="left lumen", ostium_ras=(-20.0, 10.0, 100.0), volume_ml=1.9)
+    right = SimpleNamespace(side="right", mask="right lumen", ostium_ras=(25.0, 12.0, 95.0), volume_ml=0.8)
+    traced = tree.Path("rca", np.column_stack([np.zeros(5), np.zeros(5), np.arange(5.0) * 5]), np.full(5, 1.5))
+
+    def trace(mask, _ostium):
+        if mask == "right lumen":
+            raise InputError("vmtk could not trace any centerline from the ostium through this lumen")
+        return [traced]
+    monkeypatch.setattr(pipeline.cl, "from_lumen_mask", trace)
+    paths, untraced = pipeline.traced_trees([left, right], Progress())
+    assert list(paths) == ["left"] and [p.name for p in paths["left"]] == ["left_1"]
+    assert untraced == ["the right tree (0.8 mL of lumen from an ostium at RAS 25, 12, 95 mm): vmtk could not trace "
+                        "any centerline from the ostium through this lumen"]
+    right_only = SimpleNamespace(**{**vars(left), "mask": "right lumen"})
+    with pytest.raises(InputError, match=r"the left tree \(1.9 mL.*; the right tree \(0.8 mL.*give --lumen-mask"):
+        pipeline.traced_trees([right_only, right], Progress())

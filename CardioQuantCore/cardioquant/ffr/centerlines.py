@@ -23,6 +23,7 @@ from ..errors import InputError, ProcessingError
 from .tree import Path
 
 RADIUS_ARRAY = "MaximumInscribedSphereRadius"
+MIN_BRANCH_MM = 8.0  # shorter side branches are not modelled; a tree with no path this long has nothing to model
 PATH_NAMES = "PathNames"  # optional field data: one vessel name per polyline
 
 
@@ -171,7 +172,7 @@ def skeleton_graph(mask: np.ndarray, spacing_kji):
     return graph, coords
 
 
-def end_points(mask: np.ndarray, spacing_kji, min_branch_mm: float = 8.0) -> tuple[np.ndarray, list[np.ndarray]]:
+def end_points(mask: np.ndarray, spacing_kji, min_branch_mm: float = MIN_BRANCH_MM) -> tuple[np.ndarray, list[np.ndarray]]:
     """(inlet, outlets) voxel indices [k, j, i] of the lumen, TEASAR-style.
 
     One end is the voxel geodesically farthest from the widest point; then, repeatedly, the voxel farthest from
@@ -243,13 +244,13 @@ def from_lumen_mask(mask_image: sitk.Image, inlet_ras=None, outlets_ras=None) ->
     else:
         inlet, outlets = end_points(mask, spacing_kji)
         if not outlets:
-            raise InputError("the lumen has no branch longer than 10 mm: nothing to compute FFR along")
+            raise InputError(f"the lumen has no branch of {MIN_BRANCH_MM:g} mm or more: nothing to compute FFR along")
         targets = [ras(kji) for kji in outlets]
     source = np.asarray(inlet_ras, float) if inlet_ras is not None else ras(inlet)
     surface = lumen_surface(mask_image)
     # vmtk's scripts write their progress ("Cleaning surface...") to the stdout of the moment they are made; it
     # would mix with the summary and the PROGRESS lines the Slicer panel reads, so it is kept out of stdout.
-    with contextlib.redirect_stdout(io.StringIO()):
+    with contextlib.redirect_stdout(io.StringIO()), _vtk_messages_hidden():
         extractor = vmtkscripts.vmtkCenterlines()
         extractor.Surface = surface
         extractor.SeedSelectorName = "pointlist"
@@ -285,8 +286,28 @@ def from_lumen_mask(mask_image: sitk.Image, inlet_ras=None, outlets_ras=None) ->
     shared = next((k for k in range(shortest) if any(np.linalg.norm(p.points[k] - paths[0].points[k]) > 0.3
                                                      for p in paths)), shortest)
     first = min(max(a for a, _ in spans), max(shared - 1, 0))
-    return [Path(p.name, p.points[first:b + 1], p.radii[first:b + 1]) for p, (_, b) in zip(paths, spans, strict=True)
+    kept = [Path(p.name, p.points[first:b + 1], p.radii[first:b + 1]) for p, (_, b) in zip(paths, spans, strict=True)
             if b - first >= 2]
+    # vmtk can stop short of every target and return a stub at the inlet (0.5 mm on a pulmonary CTA's tree): an FFR
+    # along it is no vessel's.
+    if not any(p.arc_length()[-1] >= MIN_BRANCH_MM for p in kept):
+        raise InputError(f"vmtk traced no path of {MIN_BRANCH_MM:g} mm or more from the ostium through this lumen (check "
+                         "the lumen segmentation near the ostium, or give seed points)")
+    return kept
+
+
+@contextlib.contextmanager
+def _vtk_messages_hidden():
+    """vmtk's tracer reports a target it cannot reach as VTK errors on stderr ("Seed id invalid", "Target not
+    reached"), lines between the command's own; the outcome is judged from the paths it returns, and said once."""
+    import vtk
+
+    shown = vtk.vtkObject.GetGlobalWarningDisplay()
+    vtk.vtkObject.GlobalWarningDisplayOff()
+    try:
+        yield
+    finally:
+        vtk.vtkObject.SetGlobalWarningDisplay(shown)
 
 
 def end_cap_span(path: Path, ratio: float = 0.75, window: int = 8) -> tuple[int, int]:

@@ -166,19 +166,37 @@ def _trees_from_network(loaded: LoadedImage, options, progress: Progress) -> Tre
     _check_contrast(loaded, aorta)  # whatever the network calls aorta must hold iodine
     trees, left_out, aorta = lumen_network.split_trees(lumen, aorta, loaded.image)
     labels = aorta.astype(np.uint8) * 2
-    paths = {}
-    for n, tree in enumerate(trees):
-        progress.update(0.5 + 0.1 * n, f"centerlines ({tree.side} tree)")
+    for tree in trees:
         tree_lumen = sitk.GetArrayViewFromImage(tree.mask) > 0
         _check_contrast(loaded, tree_lumen)
         labels[tree_lumen] = 1
-        paths[tree.side] = _named(cl.from_lumen_mask(tree.mask, tree.ostium_ras), tree.side)
+    paths, untraced = traced_trees(trees, progress)
     details = {"trees": {t.side: {"ostium_ras": [round(float(v), 2) for v in t.ostium_ras],
                                   "lumen_ml": round(t.volume_ml, 3)} for t in trees},
                "lumen_left_out": left_out}
-    warnings = _left_out_warning(left_out, sum(tree.volume_ml for tree in trees))
+    warnings = [f"not modelled: {reason}" for reason in untraced]
+    warnings += _left_out_warning(left_out, sum(tree.volume_ml for tree in trees))
     labels = sitk.GetArrayFromImage(geometry.turned_back(geometry.image_from_array(labels, loaded.image), as_stored))
     return Trees(paths, labels, f"network {entry.name} {entry.version} + vmtk", details, warnings)
+
+
+def traced_trees(trees, progress: Progress) -> tuple[dict, list[str]]:
+    """(paths per side, why each tree that vmtk could not trace was left out). A tree that cannot be traced (vmtk
+    stopping short of every outlet, on a lumen that is no coronary's) leaves the other tree to be modelled, with a
+    warning; with none traced, InputError naming both."""
+    paths, untraced = {}, []
+    for n, tree in enumerate(trees):
+        progress.update(0.5 + 0.1 * n, f"centerlines ({tree.side} tree)")
+        try:
+            paths[tree.side] = _named(cl.from_lumen_mask(tree.mask, tree.ostium_ras), tree.side)
+        except InputError as exc:
+            where = ", ".join(f"{v:.0f}" for v in tree.ostium_ras)
+            untraced.append(f"the {tree.side} tree ({tree.volume_ml:.1f} mL of lumen from an ostium at RAS {where} "
+                            f"mm): {exc}")
+    if not paths:
+        raise InputError("; ".join(untraced) + ". This may not be a coronary CTA in the arterial phase; give "
+                                               "--lumen-mask, --seeds or --centerlines")
+    return paths, untraced
 
 
 # On the held-out generated CTAs the lumen the network finds beyond the trees is 0.01-0.14 mL, under a tenth of
