@@ -438,6 +438,18 @@ def test_the_scan_range_warning_says_which_end_of_the_heart_may_be_cut():
                               "by the scan range; calcium below it is not scored"]
 
 
+def test_a_field_of_view_that_cuts_the_spine_away_is_warned_of():
+    """With no spine behind the heart the search region runs back to the image's edge, over the descending aorta:
+    the same voxel-built thorax with its vertebral bodies and without them."""
+    hu, image_of = _thorax_with_aorta()
+    spineless = hu.copy()
+    spineless[spineless == 300.0] = 40.0
+    said = {name: [w for w in anatomy.find_heart(image_of(values)).warnings if "no spine found" in w]
+            for name, values in (("with spine", hu), ("spine cut away", spineless))}
+    assert said["with spine"] == []
+    assert len(said["spine cut away"]) == 1 and "descending aorta" in said["spine cut away"][0]
+
+
 def test_calcium_in_the_aortic_wall_is_not_coronary_but_a_plaque_on_the_heart_is():
     """On a voxel-built thorax, wall calcium of the ascending aorta 25 mm above the heart (inside the searched
     region, in the middle of its cross-section) is 'aorta or valve'; a plaque in the fat on the heart's front-left

