@@ -30,7 +30,9 @@ Method, on a ~2 mm copy of the scan turned to LPS (so it does not depend on how 
 Where the region reaches the scan's lowest slice, the heart's inferior wall may be cut by the scan range (or only
 the liver dome under it: the region cannot tell) and a warning says so. Reaching the highest slice is what a
 calcium scan planned from just below the carina shows, the great vessels above the heart's base: only with no great
-vessel found there is the heart's top, with the coronary ostia and the left main, taken as possibly cut.
+vessel found there is the heart's top, with the coronary ostia and the left main, taken as possibly cut. With no
+spine found behind the heart in most of its slices (a field of view cut around the heart), the region runs back to
+the image's edge over the descending aorta, and a warning says that too.
 """
 
 from __future__ import annotations
@@ -435,8 +437,8 @@ def _heart_with_bone(image, coarse, hu, lungs, spans, bodies, bone) -> HeartAnat
     if volume_ml < MIN_HEART_ML:
         raise InputError(NO_HEART_MESSAGE)
     anatomy = _anatomy_from(image, coarse, hu, region, lungs, spacing, volume_ml)
-    anatomy.warnings = scan_range_warnings(region, great_vessels_seen=bool(tubes)) + anatomy.warnings
-    anatomy.warnings += _spine_cut_away_warning(region, fronts)
+    anatomy.warnings = (_scan_range_warnings(region, great_vessels_seen=bool(tubes))
+                        + _spine_cut_away_warning(region, fronts))
     anatomy.great_vessels = _to_input_grid(vessels, coarse, image)
     anatomy.grid = image
     height_mm = lambda k: voxels_to_lps(coarse, np.array([[0.0, 0.0, float(k)]]))[0, 2]  # noqa: E731
@@ -468,7 +470,7 @@ def _spine_cut_away_warning(region: np.ndarray, fronts: np.ndarray) -> list[str]
             "calcium can be scored as coronary; review the lesions at the back of the heart"]
 
 
-def scan_range_warnings(region: np.ndarray, great_vessels_seen: bool) -> list[str]:
+def _scan_range_warnings(region: np.ndarray, great_vessels_seen: bool) -> list[str]:
     """Where the scan range may cut the heart, the region [k, j, i] being on an LPS grid (slice 0 the lowest).
     The highest slice: a gated calcium scan is planned from just below the carina, so the region reaches it with
     the ascending aorta and pulmonary trunk above the heart's base; that the top of the heart is in view shows in
