@@ -450,6 +450,22 @@ def test_a_field_of_view_that_cuts_the_spine_away_is_warned_of():
     assert len(said["spine cut away"]) == 1 and "descending aorta" in said["spine cut away"][0]
 
 
+def test_a_heart_masks_margin_stops_at_the_chest_wall_but_keeps_the_heart_surface():
+    """A heart mask (a TotalSegmentator heart, say) grown 10 mm for the coronaries reached the costal cartilage in
+    front of the lungs where the heart lies against the chest. On the voxel-built thorax, a mask reaching 2 mm
+    behind the lungs' front edge (y = -65 mm): its margin keeps the epicardial fat off the heart's front-left, where
+    a plaque lies, and not the chest wall 5 mm in front of the lungs' edge (calcified cartilage there)."""
+    hu, image_of = _thorax_with_aorta()
+    y, x = (np.mgrid[:160, :160] - 80.0) * 2.0
+    mask = np.zeros(hu.shape, bool)
+    mask[5:30] = ((x - 10) / 42) ** 2 + ((y + 8) / 55) ** 2 <= 1  # front at y = -63 mm
+    cartilage = (15, 80 - 70 // 2, 80 + 20 // 2)  # x = 20, y = -70 mm: 7 mm from the mask, in the chest wall
+    plaque = (15, 80 - 42 // 2, 80 + 32 // 2)     # x = 32, y = -42 mm: in the fat off the heart's front-left
+    region = anatomy.heart_from_mask(image_of(hu), mask).heart_region
+    assert not region[cartilage] and region[plaque]
+    assert region[mask].all()  # the heart itself is never cut
+
+
 def test_calcium_in_the_aortic_wall_is_not_coronary_but_a_plaque_on_the_heart_is():
     """On a voxel-built thorax, wall calcium of the ascending aorta 25 mm above the heart (inside the searched
     region, in the middle of its cross-section) is 'aorta or valve'; a plaque in the fat on the heart's front-left

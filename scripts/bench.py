@@ -181,6 +181,35 @@ def _bench_heart_coverage(shared: Path):
         # The crop is a pulmonary CTA cut tight around the heart, the spine cut away behind it: what the region then
         # takes in (the descending aorta's wall, vertebral fragments at the edge) can be called coronary.
         _bench_coronary_outside_heart(image, sitk.GetArrayFromImage(labels), heart, name)
+        _bench_coronary_with_heart_mask(image, heart, name)
+
+
+def _bench_coronary_with_heart_mask(image, heart, name):
+    """The same scan with its labelled heart given as --heart-mask (grown 10 mm, not beyond the lungs' hull where
+    that hull holds the heart): the lesions called coronary and how far each lies from the labelled heart."""
+    import tempfile
+
+    import SimpleITK as sitk
+    from scipy import ndimage
+
+    from cardioquant.calcium.pipeline import run
+    from cardioquant.imageio import LoadedImage
+    from cardioquant.pipelines import settings_for
+    from cardioquant.progress import Progress
+
+    with tempfile.TemporaryDirectory() as folder:
+        mask = sitk.GetImageFromArray(heart.astype(np.uint8))
+        mask.CopyInformation(image)
+        sitk.WriteImage(mask, f"{folder}/heart.nii.gz")
+        loaded = LoadedImage(image=image, path=name, format="nifti", dicom={"modality": "CT"})
+        result = run(loaded, settings_for("calcium", device="cpu", heart_mask=f"{folder}/heart.nii.gz"), Progress())
+    labels = sitk.GetArrayFromImage(result.label_image)
+    away = ndimage.distance_transform_edt(~heart, sampling=image.GetSpacing()[::-1])
+    pieces, count = ndimage.label((labels >= 1) & (labels <= 4), structure=np.ones((3, 3, 3), bool))
+    distances = sorted(float(away[pieces == n].min()) for n in range(1, count + 1))
+    print(f"calcium on {name} with its labelled heart as --heart-mask: Agatston {result.summary['total']['agatston']:.0f}, "
+          f"{count} lesions called coronary, {sum(d > 5.0 for d in distances)} of them over 5 mm from the heart "
+          f"(nearest mm: {', '.join(f'{d:.0f}' for d in distances) or 'none'})")
 
 
 def _bench_region_beyond_heart(image, region, label_map, heart, name):

@@ -66,6 +66,7 @@ POSTERIOR_MEDIASTINUM_MM = 15.0  # the descending aorta (20-30 mm) and oesophagu
 # around the heart). 0-12 % on the three gated COCA scans and 0 % on the chest CTs here, 70 % on TotalSegmentator's
 # crop of a CTA, where the region ran back over the descending aorta and its wall calcium was scored as coronary.
 SPINELESS_SHARE = 0.5
+HULL_HOLDS_HEART = 0.01  # a slice's lung hull holds the heart when at most this share of the heart mask lies outside
 CTA_BONE_HU = 180.0  # 6 mm mean: above iodine-enhanced myocardium (100-150 HU), below cortical and most trabecular bone
 SPINE_HU = 120.0  # 10 mm mean: patchy osteoporotic trabecular bone still reads >= 120; muscle, blood, liver <= 70
 CONTRAST_BLOOD_HU = 130.0  # non-contrast blood 20-60 HU; iodine-enhanced blood 200-600 HU
@@ -512,13 +513,36 @@ def heart_from_mask(image: sitk.Image, heart_mask: np.ndarray, margin_mm: float 
     radius = [max(1, int(round(margin_mm / s))) for s in spacing[::-1]]
     grid = np.mgrid[tuple(slice(-r, r + 1) for r in radius)]
     ball = sum((g / max(r, 1)) ** 2 for g, r in zip(grid, radius, strict=True)) <= 1.0
-    region = ndimage.binary_dilation(heart_mask, structure=ball)
+    region = heart_mask | (ndimage.binary_dilation(heart_mask, structure=ball) & _behind_the_chest_wall(image, heart_mask))
     hu = sitk.GetArrayViewFromImage(image)
     depth = ndimage.distance_transform_edt(heart_mask, sampling=spacing[::-1])
     blood = (depth >= min(BLOOD_DEPTH_MM, depth.max() / 2)) & (hu > -30.0)
     volume_ml = float(heart_mask.sum()) * float(np.prod(spacing)) / 1000.0
     return HeartAnatomy(heart_region=region, lungs=np.zeros_like(region), volume_ml=volume_ml, grid=image,
                         method=f"{source}, grown {margin_mm:g} mm", **_measures(image, hu, heart_mask, blood))
+
+
+def _behind_the_chest_wall(image: sitk.Image, heart_mask: np.ndarray) -> np.ndarray:
+    """Where a heart mask's margin may reach, on `image`'s grid: inside the convex hull of the lungs (less the lungs)
+    in each slice where that hull holds the heart, anywhere in the others. Where the heart lies against the front
+    of the chest, a margin grown from TotalSegmentator's heart reached the costal cartilage in front of the lungs'
+    anterior edges (six calcified pieces scored as LAD on its CTA crop); the coronaries lie inside the hull. At the
+    lung bases the hull can miss the heart's front (the lungs there lie behind it): those slices keep the margin."""
+    coarse = coarse_grid(image)
+    spacing = coarse.GetSpacing()
+    hu = sitk.GetArrayFromImage(coarse)
+    lungs = find_lungs(hu, spacing)
+    small = sitk.GetImageFromArray(heart_mask.astype(np.uint8))
+    small.CopyInformation(image)
+    heart = sitk.GetArrayFromImage(sitk.Resample(small, coarse, sitk.Transform(), sitk.sitkNearestNeighbor, 0)) > 0
+    allowed = np.ones(hu.shape, bool)
+    for k, span in enumerate(_lung_spans(lungs, spacing)):
+        if span is None:
+            continue
+        hull = _mediastinum_slice(hu[k], lungs[k], spacing, hu.shape[1], -1)  # no spine or sternum cut
+        if (heart[k] & ~hull).sum() <= HULL_HOLDS_HEART * heart[k].sum():
+            allowed[k] = hull
+    return _to_input_grid(allowed, coarse, image)
 
 
 def _brightest_band(hu: np.ndarray, deep: np.ndarray, band_slices: int = 5) -> np.ndarray:
