@@ -321,6 +321,66 @@ def on_the_spine(bodies: list[np.ndarray], hu: np.ndarray, spacing, posterior: i
     return kept, merged, dropped
 
 
+def fill_missed_bodies(bodies: list[np.ndarray], hu: np.ndarray, spacing, posterior: int,
+                       merged: Sequence[np.ndarray] = ()) -> tuple[list, list[str]]:
+    """(the bodies with each one the network missed between two found ones grown in, one line for each). The spine
+    is a column of bodies and discs: where the space between two found bodies' facing end plates is more than a
+    disc (MAX_DISC_MM) and less than ROOM_FOR_ONE times the taller one's height, one body is missing there, and it
+    is grown from the middle of that space (vertebrae.grow_from_seed, its body-sized ellipsoid) in the bone not
+    already taken; kept when it is a body by the same tests as the network's (on_the_spine) and at least
+    MIN_FILLED_ML. Not between bodies the field of view cuts. A larger space (two or more missing), or one holding
+    a piece of several vertebrae not split at their discs (`merged`), is left as it is, and the count stops there
+    (assign_levels). Measured between end plates, not centres: at a scan's ends bodies are cut, and their centres'
+    steps say nothing of a gap (comparing steps named two levels wrong on the short real slabs)."""
+    from .vertebrae import grow_from_seed
+
+    if len(bodies) < 2:
+        return bodies, []
+    taken = np.logical_or.reduce(bodies)
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    between = [np.nonzero(piece)[0].mean() for piece in merged]
+    filled, notes = list(bodies), []
+    for lower, upper in zip(bodies[:-1], bodies[1:], strict=True):
+        (low_first, low_last), (up_first, up_last) = (_slice_range(mask) for mask in (lower, upper))
+        space = (up_first - low_last - 1) * spacing[2]
+        height = max(low_last - low_first + 1, up_last - up_first + 1) * spacing[2]
+        if (not MAX_DISC_MM < space < ROOM_FOR_ONE * height or any(low_last < c < up_first for c in between)
+                or _at_the_edge(lower) or _at_the_edge(upper)):
+            continue
+        middle = [np.nonzero(mask) for mask in (lower, upper)]
+        j, i = (int(round((middle[0][axis].mean() + middle[1][axis].mean()) / 2)) for axis in (1, 2))
+        try:
+            grown = largest_component(grow_from_seed(hu, spacing, ((low_last + up_first) // 2, j, i)) & ~taken)
+        except InputError:  # the middle of the space is not bone
+            continue
+        if grown.sum() * voxel_ml < MIN_FILLED_ML or _not_a_body(grown, hu, spacing, posterior) is not None:
+            continue
+        filled.append(grown)
+        notes.append(f"a body the network missed, in {space:.0f} mm between two found bodies (a disc is at most "
+                     f"{MAX_DISC_MM:g} mm), was grown from the bone there ({grown.sum() * voxel_ml:.0f} mL)")
+    return sorted(filled, key=lambda mask: np.nonzero(mask)[0].mean()), notes
+
+
+def _at_the_edge(mask: np.ndarray) -> bool:
+    """Whether a body reaches the image's edge in plane: the field of view cuts it, and a body grown between two
+    such has no back wall to stop it nor its trabecular ROI the body's whole depth to sit in (on the chest CT cut
+    25 mm behind the bodies' front a grown L2 read 13 HU above its mask)."""
+    planes = mask.any(axis=0)
+    near = EDGE_VOXELS  # on the 2 mm grid a cut body's last voxel or two at the edge can read background
+    return bool(planes[:near].any() or planes[-near:].any() or planes[:, :near].any() or planes[:, -near:].any())
+
+
+def _slice_range(mask: np.ndarray) -> tuple[int, int]:
+    slices = np.nonzero(mask.any(axis=(1, 2)))[0]
+    return int(slices[0]), int(slices[-1])
+
+
+ROOM_FOR_ONE = 2.5  # one body and two discs fit in ~1.6 body heights, two bodies and three discs in ~3 (the
+                    # neighbours found short, as at 5 mm slices, widen the space by half a body at most)
+MIN_FILLED_ML = 5.0  # the smallest upper thoracic bodies are 5-8 mL
+EDGE_VOXELS = 3  # within this many voxels of the image's edge in plane: at the edge
+
+
 def _not_a_body(mask: np.ndarray, hu: np.ndarray, spacing, posterior: int) -> str | None:
     kk, jj, ii = np.nonzero(mask)
     mean_hu = float(hu[mask].mean())

@@ -174,6 +174,7 @@ def bodies_from_network(image: sitk.Image, options, hu: np.ndarray,
     coarse_hu = sitk.GetArrayFromImage(grid)
     found, grid_sign = len(bodies), posterior_sign(coarse)  # the grid's rows may run the other way from the scan's
     bodies, merged, dropped = network.on_the_spine(bodies, coarse_hu, coarse.GetSpacing(), grid_sign)
+    bodies, grown = network.fill_missed_bodies(bodies, coarse_hu, coarse.GetSpacing(), grid_sign, merged)
     if found and not bodies:
         raise InputError(f"no vertebral body found on the spine: the {found} bod{'y' if found == 1 else 'ies'} the "
                          "network proposed lie in front of or beside the spine or are not bone; give vertebra masks "
@@ -193,8 +194,8 @@ def bodies_from_network(image: sitk.Image, options, hu: np.ndarray,
     # Each body is redrawn on the scan's pixels, out to its cortical shell.
     levels = outline.to_cortical_shell(levels, hu, image.GetSpacing(), posterior_sign(image), barrier=native == not_a_body)
     described = {"rule": naming.rule, "determined": naming.determined, "notes": naming.warnings,
-                 "dropped": dropped}
-    warnings = dropped + naming.warnings
+                 "dropped": dropped, "grown_where_missed": grown}
+    warnings = dropped + grown + naming.warnings
     if not naming.determined:
         warnings.append("vertebral level not determined for " + ", ".join(n for n in naming.levels if not is_determined(n))
                         + f" ({naming.rule}); give --lowest-level or vertebra masks to name them")
