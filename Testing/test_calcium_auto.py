@@ -450,6 +450,27 @@ def test_a_field_of_view_that_cuts_the_spine_away_is_warned_of():
     assert len(said["spine cut away"]) == 1 and "descending aorta" in said["spine cut away"][0]
 
 
+def test_with_the_spine_cut_away_a_lesion_at_the_back_of_the_heart_is_flagged_for_review():
+    """No spine behind the heart: the region's back is the image's edge, where the descending aorta runs. A
+    calcification in fat at the back of the region is flagged (descending aorta's wall?); with the spine in view
+    the region stops in front of it."""
+    hu, image_of = _thorax_with_aorta()
+    spineless = hu.copy()
+    spineless[spineless == 300.0] = 40.0
+    back = (12, 80 + 50 // 2, 80 - 20 // 2)  # x = -20, y = 50 mm: in the fat between the heart and the lungs' back
+    spineless[back[0], back[1]:back[1] + 2, back[2]:back[2] + 2] = 600.0
+    heart = anatomy.find_heart(image_of(spineless))
+    assert heart.spine_cut_away and heart.heart_region[back]
+    assert not anatomy.find_heart(image_of(hu)).heart_region[back]  # with the spine: 15 mm in front of it
+    to_lps = lambda ijk: np.asarray(ijk, float) * (2.0, 2.0, 3.0) + (-160.0, -160.0, 0.0)  # noqa: E731
+    for unbounded in (True, False):
+        found = territories.assign(spineless >= 130, heart.heart_region, to_lps, (2.0, 2.0, 3.0), hu=spineless,
+                                   back_unbounded=unbounded)
+        entry = next(e for e in found.per_candidate if found.components[back] == e["candidate"])
+        assert entry["label"] in (territories.RCA, territories.LCX)
+        assert ("no spine bounds" in entry["reason"] and entry["review"]) == unbounded
+
+
 def test_a_heart_masks_margin_stops_at_the_chest_wall_but_keeps_the_heart_surface():
     """A heart mask (a TotalSegmentator heart, say) grown 10 mm for the coronaries reached the costal cartilage in
     front of the lungs where the heart lies against the chest. On the voxel-built thorax, a mask reaching 2 mm

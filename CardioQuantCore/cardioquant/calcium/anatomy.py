@@ -101,6 +101,7 @@ class HeartAnatomy:
     great_vessels: np.ndarray | None = None  # bool [k, j, i] on the input grid: aorta, pulmonary trunk, SVC disks
     great_vessel_tubes: list = field(default_factory=list)  # great_vessels.Tube.describe() of each
     grid: sitk.Image | None = None    # the grid the masks are on (the scan's, or the coarse one they were found on)
+    spine_cut_away: bool = False      # no spine behind the heart in most slices: the region's back is the image's edge
 
     @property
     def contrast(self) -> bool:
@@ -438,8 +439,14 @@ def _heart_with_bone(image, coarse, hu, lungs, spans, bodies, bone) -> HeartAnat
     if volume_ml < MIN_HEART_ML:
         raise InputError(NO_HEART_MESSAGE)
     anatomy = _anatomy_from(image, coarse, hu, region, lungs, spacing, volume_ml)
-    anatomy.warnings = (_scan_range_warnings(region, great_vessels_seen=bool(tubes))
-                        + _spine_cut_away_warning(region, fronts))
+    spineless = _spineless_share(region, fronts)
+    anatomy.spine_cut_away = spineless > SPINELESS_SHARE
+    anatomy.warnings = _scan_range_warnings(region, great_vessels_seen=bool(tubes))
+    if anatomy.spine_cut_away:
+        anatomy.warnings.append(f"no spine found behind the heart in {100 * spineless:.0f} % of its slices (a field of "
+                                "view cut around the heart?): the search region runs back to the image's edge, over "
+                                "the descending aorta, whose wall calcium can be scored as coronary; the lesions at "
+                                "the back of the heart are flagged for review")
     anatomy.great_vessels = _to_input_grid(vessels, coarse, image)
     anatomy.grid = image
     height_mm = lambda k: voxels_to_lps(coarse, np.array([[0.0, 0.0, float(k)]]))[0, 2]  # noqa: E731
@@ -459,16 +466,11 @@ def _anatomy_from(image, coarse, hu, region, lungs, spacing, volume_ml) -> Heart
                         volume_ml=volume_ml, **_measures(coarse, hu, region, blood))
 
 
-def _spine_cut_away_warning(region: np.ndarray, fronts: np.ndarray) -> list[str]:
-    """A warning when most of the region's slices found no spine behind the heart (`fronts` at the image's last
-    row): with nothing to stop it the region runs back to the image's edge, over the descending aorta."""
+def _spineless_share(region: np.ndarray, fronts: np.ndarray) -> float:
+    """The share of the region's slices that found no spine behind the heart (`fronts` at the image's last row):
+    with nothing to stop it there the region runs back to the image's edge, over the descending aorta."""
     slices = np.nonzero(region.any(axis=(1, 2)))[0]
-    spineless = float(np.mean(fronts[slices] >= region.shape[1]))
-    if spineless <= SPINELESS_SHARE:
-        return []
-    return [f"no spine found behind the heart in {100 * spineless:.0f} % of its slices (a field of view cut around "
-            "the heart?): the search region runs back to the image's edge, over the descending aorta, whose wall "
-            "calcium can be scored as coronary; review the lesions at the back of the heart"]
+    return float(np.mean(fronts[slices] >= region.shape[1]))
 
 
 def _scan_range_warnings(region: np.ndarray, great_vessels_seen: bool) -> list[str]:

@@ -281,7 +281,7 @@ def labels_from_anatomy(loaded: LoadedImage, candidates: np.ndarray, heart: anat
     return territories.assign(candidates, heart.heart_region, lambda ijk: geometry.voxels_to_lps(image, ijk),
                               image.GetSpacing(), hu=hu, contrast=mode == "cta", great_vessels=heart.great_vessels,
                               heart_base_s_mm=territories.heart_base_s_mm(heart.great_vessel_tubes),
-                              floor=floor)
+                              floor=floor, back_unbounded=heart.spine_cut_away)
 
 
 def _set_aside(found: territories.Assignment, spacing, why: str) -> int:

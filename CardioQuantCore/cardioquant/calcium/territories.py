@@ -72,6 +72,7 @@ IODINE_HU = 200.0                 # CTA: blood with iodine (non-contrast blood, 
 IODINE_SHELL_SHARE = 0.8
 LARGE_LUMEN_RADIUS_MM = 6.0       # CTA: the aorta (10-18 mm) and chambers; coronary lumina are 1-2.5 mm
 DEEP_REVIEW_FRACTION = 0.45
+BACK_REVIEW_SHARE = 0.25          # with no spine behind the heart, its back quarter may hold the descending aorta
 LEFT_SYSTEM_TOP_MM = 5.0          # within 5 mm of the left system's highest lesion: the left main's level
 # The ostia lie 10-20 mm above the aortic annulus, in the sinuses, at or below where the great vessels' round
 # sections in fat end; 20 mm above that end is above every normally placed ostium.
@@ -195,13 +196,15 @@ def _position(point_lps, extent) -> tuple[float, float]:
 def assign(candidate_mask: np.ndarray, heart_region: np.ndarray, voxel_to_lps, spacing,
            hu: np.ndarray | None = None, contrast: bool = False,
            great_vessels: np.ndarray | None = None, heart_base_s_mm: float | None = None,
-           floor: noise.NoiseFloor | None = None) -> Assignment:
+           floor: noise.NoiseFloor | None = None, back_unbounded: bool = False) -> Assignment:
     """Label every candidate voxel. `voxel_to_lps(ijk (n, 3)) -> (n, 3)` maps voxel indices to LPS mm. On CTA
     (`contrast`, with `hu`) a candidate wrapped in iodine is the bright tail of a chamber or the aorta. A candidate
     mostly inside `great_vessels` (the disks of the aorta, pulmonary trunk and SVC, great_vessels.py) is in a
     great vessel's wall. `heart_base_s_mm` (S, mm): where the great vessels join the heart (heart_base_s_mm());
     no coronary runs more than OSTIA_MARGIN_MM above it. A candidate whose brightest 1 mm2 mean (with `hu`) is under
-    the scan's noise `floor` (noise.py; higher where it touches the lung) could be noise and is not coronary."""
+    the scan's noise `floor` (noise.py; higher where it touches the lung) could be noise and is not coronary. With
+    `back_unbounded` (no spine found behind the heart: anatomy.HeartAnatomy.spine_cut_away) a coronary lesion in
+    the back BACK_REVIEW_SHARE of the section may be the descending aorta's wall and is flagged for review."""
     ostia_limit = np.inf if heart_base_s_mm is None else heart_base_s_mm + OSTIA_MARGIN_MM
     components, count = candidate_regions(candidate_mask)
     labels = np.zeros(candidate_mask.shape, np.uint8)
@@ -273,6 +276,9 @@ def assign(candidate_mask: np.ndarray, heart_region: np.ndarray, voxel_to_lps, s
                 review, reason = True, reason + "; touches a great vessel's wall: coronary ostium or aortic wall?"
             if point[2] > ostia_limit - OSTIA_REVIEW_MM:
                 review, reason = True, reason + "; near the top of the heart's base: coronary ostium or hilar node?"
+            if back_unbounded and t > 1.0 - BACK_REVIEW_SHARE:
+                review, reason = True, reason + ("; at the back of a region no spine bounds: the descending aorta's "
+                                                 "wall?")
         labels[box][inside_box] = label
         entries.append({"candidate": index, "label": label, "reason": reason, "review": bool(review),
                         "volume_mm3": volume, "point_lps_mm": point, "box": box})
