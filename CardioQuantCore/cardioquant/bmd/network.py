@@ -332,7 +332,7 @@ def fill_missed_bodies(bodies: list[np.ndarray], hu: np.ndarray, spacing, poster
     a piece of several vertebrae not split at their discs (`merged`), is left as it is, and the count stops there
     (assign_levels). Measured between end plates, not centres: at a scan's ends bodies are cut, and their centres'
     steps say nothing of a gap (comparing steps named two levels wrong on the short real slabs)."""
-    from .vertebrae import grow_from_seed
+    from .vertebrae import body_slices, grow_from_seed
 
     if len(bodies) < 2:
         return bodies, []
@@ -341,16 +341,16 @@ def fill_missed_bodies(bodies: list[np.ndarray], hu: np.ndarray, spacing, poster
     between = [np.nonzero(piece)[0].mean() for piece in merged]
     filled, notes = list(bodies), []
     for lower, upper in zip(bodies[:-1], bodies[1:], strict=True):
-        (low_first, low_last), (up_first, up_last) = (_slice_range(mask) for mask in (lower, upper))
-        space = (up_first - low_last - 1) * spacing[2]
-        height = max(low_last - low_first + 1, up_last - up_first + 1) * spacing[2]
-        if (not MAX_DISC_MM < space < ROOM_FOR_ONE * height or any(low_last < c < up_first for c in between)
+        below, above = body_slices(lower), body_slices(upper)
+        space = (above.start - below.stop) * spacing[2]
+        height = max(below.stop - below.start, above.stop - above.start) * spacing[2]
+        if (not MAX_DISC_MM < space < ROOM_FOR_ONE * height or any(below.stop - 1 < c < above.start for c in between)
                 or _at_the_edge(lower) or _at_the_edge(upper)):
             continue
         middle = [np.nonzero(mask) for mask in (lower, upper)]
         j, i = (int(round((middle[0][axis].mean() + middle[1][axis].mean()) / 2)) for axis in (1, 2))
         try:
-            grown = largest_component(grow_from_seed(hu, spacing, ((low_last + up_first) // 2, j, i)) & ~taken)
+            grown = largest_component(grow_from_seed(hu, spacing, ((below.stop - 1 + above.start) // 2, j, i)) & ~taken)
         except InputError:  # the middle of the space is not bone
             continue
         if grown.sum() * voxel_ml < MIN_FILLED_ML or _not_a_body(grown, hu, spacing, posterior) is not None:
@@ -368,11 +368,6 @@ def _at_the_edge(mask: np.ndarray) -> bool:
     planes = mask.any(axis=0)
     near = EDGE_VOXELS  # on the 2 mm grid a cut body's last voxel or two at the edge can read background
     return bool(planes[:near].any() or planes[-near:].any() or planes[:, :near].any() or planes[:, -near:].any())
-
-
-def _slice_range(mask: np.ndarray) -> tuple[int, int]:
-    slices = np.nonzero(mask.any(axis=(1, 2)))[0]
-    return int(slices[0]), int(slices[-1])
 
 
 ROOM_FOR_ONE = 2.5  # one body and two discs fit in ~1.6 body heights, two bodies and three discs in ~3 (the

@@ -240,7 +240,7 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
     per_vertebra, centres = {}, {}
     for level, mask in bodies.items():
         # Read on the slices the body spans (its ROI lies inside it), not over the whole scan once per vertebra.
-        span = body_slices(mask)
+        span = vertebrae.body_slices(mask)
         body, where = mask[span], np.nonzero(rois[level][span])
         values = hu[span][where]
         centres[level] = (np.array([float(np.mean(axis)) for axis in where]) + (span.start, 0, 0)) * spacing[::-1]
@@ -354,15 +354,9 @@ BODY_HEIGHT_MM = (10.0, 45.0)
 BODY_ML = (5.0, 90.0)
 
 
-def body_slices(body: np.ndarray) -> slice:
-    """The slices a (non-empty) body mask spans."""
-    spanned = np.flatnonzero(body.any(axis=(1, 2)))
-    return slice(int(spanned[0]), int(spanned[-1]) + 1)
-
-
 def body_height_mm(body: np.ndarray, spacing) -> float:
     """The body's extent along the slices (the scan turned to LPS: head to feet)."""
-    span = body_slices(body)
+    span = vertebrae.body_slices(body)
     return float((span.stop - span.start) * spacing[2])
 
 

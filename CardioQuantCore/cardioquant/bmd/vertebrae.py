@@ -41,6 +41,12 @@ def from_totalsegmentator(path: str | Path, reference: sitk.Image) -> dict[str, 
     return dict(sorted(masks.items(), key=lambda item: LEVELS.index(item[0])))
 
 
+def body_slices(body: np.ndarray) -> slice:
+    """The slices a (non-empty) body mask spans."""
+    spanned = np.flatnonzero(body.any(axis=(1, 2)))
+    return slice(int(spanned[0]), int(spanned[-1]) + 1)
+
+
 def vertebral_body(vertebra: np.ndarray, posterior_sign: int = +1, spacing=(1.0, 1.0, 1.0)) -> np.ndarray:
     """The body of a whole-vertebra mask: the part in front of the spinal canal.
 

@@ -111,10 +111,10 @@ class HeartAnatomy:
         """The same anatomy with its masks on `target`'s grid (e.g. the part of a large scan that is analysed)."""
         if self.grid is None:
             raise ValueError("this heart anatomy does not know the grid of its masks")
-        return replace(self, heart_region=_to_input_grid(self.heart_region, self.grid, target),
-                       lungs=_to_input_grid(self.lungs, self.grid, target),
+        return replace(self, heart_region=_regridded(self.heart_region, self.grid, target),
+                       lungs=_regridded(self.lungs, self.grid, target),
                        great_vessels=None if self.great_vessels is None else
-                       _to_input_grid(self.great_vessels, self.grid, target), grid=target)
+                       _regridded(self.great_vessels, self.grid, target), grid=target)
 
     def describe(self) -> dict:
         return {"volume_ml": round(self.volume_ml, 1), "centre_lps_mm": [round(float(v), 1) for v in self.centre_lps],
@@ -447,7 +447,7 @@ def _heart_with_bone(image, coarse, hu, lungs, spans, bodies, bone) -> HeartAnat
                                 "view cut around the heart?): the search region runs back to the image's edge, over "
                                 "the descending aorta, whose wall calcium can be scored as coronary; the lesions at "
                                 "the back of the heart are flagged for review")
-    anatomy.great_vessels = _to_input_grid(vessels, coarse, image)
+    anatomy.great_vessels = _regridded(vessels, coarse, image)
     anatomy.grid = image
     height_mm = lambda k: voxels_to_lps(coarse, np.array([[0.0, 0.0, float(k)]]))[0, 2]  # noqa: E731
     anatomy.great_vessel_tubes = [tube.describe(spacing, height_mm) for tube in tubes]
@@ -462,7 +462,7 @@ def _anatomy_from(image, coarse, hu, region, lungs, spacing, volume_ml) -> Heart
     # The region can take in the liver dome under the heart: the blood is measured in the slice band where the
     # deep tissue is brightest (the chambers on CTA), as the median of that band.
     blood = _brightest_band(hu, deep)
-    return HeartAnatomy(heart_region=_to_input_grid(region, coarse, image), lungs=_to_input_grid(lungs, coarse, image),
+    return HeartAnatomy(heart_region=_regridded(region, coarse, image), lungs=_regridded(lungs, coarse, image),
                         volume_ml=volume_ml, **_measures(coarse, hu, region, blood))
 
 
@@ -534,9 +534,7 @@ def _behind_the_chest_wall(image: sitk.Image, heart_mask: np.ndarray) -> np.ndar
     spacing = coarse.GetSpacing()
     hu = sitk.GetArrayFromImage(coarse)
     lungs = find_lungs(hu, spacing)
-    small = sitk.GetImageFromArray(heart_mask.astype(np.uint8))
-    small.CopyInformation(image)
-    heart = sitk.GetArrayFromImage(sitk.Resample(small, coarse, sitk.Transform(), sitk.sitkNearestNeighbor, 0)) > 0
+    heart = _regridded(heart_mask, image, coarse)
     allowed = np.ones(hu.shape, bool)
     for k, span in enumerate(_lung_spans(lungs, spacing)):
         if span is None:
@@ -544,7 +542,7 @@ def _behind_the_chest_wall(image: sitk.Image, heart_mask: np.ndarray) -> np.ndar
         hull = _mediastinum_slice(hu[k], lungs[k], spacing, hu.shape[1], -1)  # no spine or sternum cut
         if (heart[k] & ~hull).sum() <= HULL_HOLDS_HEART * heart[k].sum():
             allowed[k] = hull
-    return _to_input_grid(allowed, coarse, image)
+    return _regridded(allowed, coarse, image)
 
 
 def _brightest_band(hu: np.ndarray, deep: np.ndarray, band_slices: int = 5) -> np.ndarray:
@@ -560,10 +558,12 @@ def _brightest_band(hu: np.ndarray, deep: np.ndarray, band_slices: int = 5) -> n
     return band
 
 
-def _to_input_grid(mask: np.ndarray, coarse: sitk.Image, image: sitk.Image) -> np.ndarray:
-    if coarse is image:
+def _regridded(mask: np.ndarray, grid: sitk.Image, target: sitk.Image) -> np.ndarray:
+    """A mask on `grid` brought onto `target`'s grid (nearest voxel): the coarse masks onto the scan, or a given
+    heart mask onto the coarse grid."""
+    if grid is target:
         return mask
     small = sitk.GetImageFromArray(mask.astype(np.uint8))
-    small.CopyInformation(coarse)
-    resampled = sitk.Resample(small, image, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    small.CopyInformation(grid)
+    resampled = sitk.Resample(small, target, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
     return sitk.GetArrayFromImage(resampled).astype(bool)
