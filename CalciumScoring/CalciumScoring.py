@@ -9,6 +9,7 @@ import qt
 import slicer
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleTest
 
+from cardioquant import scene as scene_layer
 from CardioQuantCoreLib import selftests
 from CardioQuantCoreLib.logic import CalciumLogic
 from CardioQuantCoreLib.module_base import CardioQuantLogic, CardioQuantWidget
@@ -96,7 +97,8 @@ class CalciumScoringWidget(CardioQuantWidget):
     def onLesionSelected(self):
         lesion = self.selectedLesion()
         if lesion and lesion.get("centroid_ras"):
-            slicer.modules.markups.logic().JumpSlicesToLocation(*lesion["centroid_ras"], True)
+            where = scene_layer.point_in_world(self.runInputNode, lesion["centroid_ras"])  # through its transform
+            slicer.modules.markups.logic().JumpSlicesToLocation(*where, True)
 
     def assignSelected(self, artery):
         lesion = self.selectedLesion()

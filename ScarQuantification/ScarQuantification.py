@@ -7,6 +7,7 @@ Thin Slicer layer: the science is in `cardioquant.scar` (CardioQuantCore module)
 import slicer
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleTest
 
+from cardioquant import scene as scene_layer
 from CardioQuantCoreLib import selftests
 from CardioQuantCoreLib.logic import ScarLogic, firstPointText
 from CardioQuantCoreLib.module_base import CardioQuantLogic, CardioQuantWidget
@@ -45,7 +46,8 @@ class ScarQuantificationWidget(CardioQuantWidget):
         """The reader's anterior RV insertion (first control point of the chosen point list) as 'X,Y,Z' in RAS mm,
         or None."""
         node = self._parameterNode.rv_insertion_point if self._parameterNode else None
-        return firstPointText(node) if node is not None else None
+        volumeNode = self.runInputNode or (self._parameterNode.inputVolume if self._parameterNode else None)
+        return firstPointText(node, volumeNode) if node is not None and volumeNode is not None else None
 
     def onFinished(self, ok, outputDir, message):
         CardioQuantWidget.onFinished(self, ok, outputDir, message)
@@ -60,6 +62,7 @@ class ScarQuantificationWidget(CardioQuantWidget):
         r, a, s = insertion["marker_ras"]
         node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "RV insertion")
         node.AddControlPoint(r, a, s, f"RV insertion ({insertion['source']})")
+        scene_layer.place_with_volume(slicer.mrmlScene, self.runInputNode, node)  # under the volume's transform
         self._parameterNode.rv_insertion_point = node
 
     def exportOverrides(self):

@@ -154,6 +154,70 @@ def test_the_readers_nodes_become_files_in_the_runs_folder_only(tmp_path):
     assert result.options["heart_mask"].endswith("heart.nrrd") and not Path(result.options["heart_mask"]).exists()
 
 
+def _aligned(volume, degrees=30.0, shift_ras=(40.0, -25.0, 12.0)):
+    """The volume put under a linear transform, as a reader aligns a scan with another (a rotation about the
+    patient's long axis and a shift); returns the transform's local-to-world 4 x 4 matrix (RAS)."""
+    import vtk
+
+    angle = np.radians(degrees)
+    matrix = np.eye(4)
+    matrix[:2, :2] = [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
+    matrix[:3, 3] = shift_ras
+    transform = _mrml().AddNewNodeByClass("vtkMRMLLinearTransformNode", "alignment")
+    vtk_matrix = vtk.vtkMatrix4x4()
+    for row in range(4):
+        for column in range(4):
+            vtk_matrix.SetElement(row, column, matrix[row, column])
+    transform.SetMatrixTransformToParent(vtk_matrix)
+    volume.SetAndObserveTransformNodeID(transform.GetID())
+    return matrix
+
+
+def test_a_volume_under_a_transform_is_read_as_acquired_and_its_results_are_shown_where_it_is(tmp_path):
+    """A scan the reader has aligned with a transform: the analysis reads its voxels as acquired (the same scores
+    as without the transform), the results sit under the same transform (shown over the volume), and what the
+    reader places on the volume as shown (a heart segmentation drawn in world space, a point) is read at the
+    voxels it was placed on."""
+    from cardioquant.labels import TISSUE, LabelTable, SegmentSpec
+
+    ct_path, label_path = write_block_phantom(tmp_path)
+    plain = scene.load_volume(_mrml(), ct_path, "ct as acquired")
+    volume = scene.load_volume(_mrml(), ct_path, "ct aligned")
+    to_world = _aligned(volume)
+    calcium = logic.CalciumLogic()
+    settings = calcium.settings(labels=label_path, mode="noncontrast")
+    segmentation, _, aligned_result = calcium.process(volume, settings)
+    _, _, plain_result = calcium.process(plain, settings)
+    assert aligned_result.summary["total"]["agatston"] == pytest.approx(plain_result.summary["total"]["agatston"])
+    assert aligned_result.summary["total"]["agatston"] > 0
+    assert segmentation.GetTransformNodeID() == volume.GetTransformNodeID() is not None
+
+    # The heart drawn where the volume is shown: its geometry is the volume's, moved by the transform.
+    image = scene.image_from_volume_node(volume)
+    heart = np.zeros(sitk.GetArrayFromImage(image).shape, np.uint8)
+    heart[:, 4:12, 3:15] = 1
+    shown = scene.geometry.image_from_array(heart, image)
+    lps = np.diag([-1.0, -1.0, 1.0])  # the transform is in RAS; SimpleITK's geometry in LPS
+    rotation, shift = lps @ to_world[:3, :3] @ lps, lps @ to_world[:3, 3]
+    shown.SetDirection((rotation @ np.reshape(image.GetDirection(), (3, 3))).ravel().tolist())
+    shown.SetOrigin((rotation @ np.array(image.GetOrigin()) + shift).tolist())
+    heart_node = scene.segmentation_node_from_labelmap(
+        _mrml(), shown, None, LabelTable([SegmentSpec(1, "heart", (1, 0, 0), TISSUE, TISSUE)]), "drawn heart")
+    (tmp_path / "run").mkdir()
+    _, prepared = calcium.prepareRun(volume, calcium.settings(), {"heart_mask": heart_node}, tmp_path / "run")
+    assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(prepared.heart_mask)), heart)
+
+    # A point placed on voxel (i, j, k) as shown is read as that voxel's own RAS position.
+    voxel = (5, 7, 2)
+    own_ras = lps @ np.array(image.TransformIndexToPhysicalPoint(voxel))
+    placed = to_world[:3, :3] @ own_ras + to_world[:3, 3]
+    points = _mrml().AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "RV insertion")
+    points.AddControlPoint(*placed)
+    _, prepared = logic.ScarLogic().prepareRun(volume, logic.ScarLogic().settings(), {"rv_insertion_point": points})
+    assert [float(v) for v in prepared.rv_insertion_point.split(",")] == pytest.approx(own_ras, abs=1e-3)
+    assert scene.point_in_world(volume, own_ras) == pytest.approx(placed)
+
+
 def test_export_of_a_module_that_does_not_rescore_copies_the_run_and_adds_the_dicom_seg(tmp_path):
     """BoneDensity does not re-score edits. Unedited, Export copies the run's files and, for a DICOM input, adds a
     DICOM SEG of the segmentation (its vertebral bodies and ROIs) referencing the series. After the reader erases

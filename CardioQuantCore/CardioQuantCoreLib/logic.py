@@ -111,19 +111,21 @@ def writeSegmentationLabels(segmentationNode, referenceVolumeNode, table, folder
     return path
 
 
-def pointsText(markupsNode):
-    """A point list's control points as 'x,y,z;x,y,z' in RAS mm, the command line's form (None when empty)."""
-    points = []
+def pointsText(markupsNode, volumeNode):
+    """A point list's control points as 'x,y,z;x,y,z' in RAS mm, the command line's form (None when empty), in the
+    volume's own frame: placed where Slicer shows the volume, they are brought through its parent transform."""
+    placed = []
     for index in range(markupsNode.GetNumberOfControlPoints()):
         position = [0.0, 0.0, 0.0]
         markupsNode.GetNthControlPointPositionWorld(index, position)
-        points.append(",".join(f"{value:.3f}" for value in position))
-    return ";".join(points) or None
+        placed.append(position)
+    points = scene_layer.points_in_volume_frame(volumeNode, placed)
+    return ";".join(",".join(f"{value:.3f}" for value in point) for point in points) or None
 
 
-def firstPointText(markupsNode):
-    """The first control point of a point list as 'x,y,z' in RAS mm (None when it has none)."""
-    text = pointsText(markupsNode)
+def firstPointText(markupsNode, volumeNode):
+    """The first control point of a point list as 'x,y,z' in RAS mm of the volume's frame (None when it has none)."""
+    text = pointsText(markupsNode, volumeNode)
     return text.split(";")[0] if text else None
 
 
@@ -327,7 +329,7 @@ class ScarLogic(AnalysisLogic):
         if name == "myocardium_mask":  # the reader's corrected myocardium: recompute from it
             return writeSegmentationLabels(node, inputVolumeNode, self.pipeline().LABEL_TABLE, folder,
                                            "myocardium.nrrd")
-        return firstPointText(node)  # rv_insertion_point: the first control point of the reader's point list
+        return firstPointText(node, inputVolumeNode)  # rv_insertion_point: the first control point of the reader's point list
 
 
 class BMDLogic(AnalysisLogic):
@@ -358,7 +360,7 @@ class FFRLogic(AnalysisLogic):
             table = LabelTable([SegmentSpec(spec.value, segment, spec.color, spec.category, spec.type)])
             return writeSegmentationLabels(node, inputVolumeNode, table, folder, "lumen.nrrd")
         # seeds: the ostium first, then the distal end of each vessel
-        return pointsText(node) if node.GetNumberOfControlPoints() >= 2 else None
+        return pointsText(node, inputVolumeNode) if node.GetNumberOfControlPoints() >= 2 else None
 
     def loadOutputs(self, outputDir, inputVolumeNode):
         """Besides the lumen and the table: centerlines and vessel surface coloured by FFR, and FFR-distance plots."""
@@ -367,7 +369,8 @@ class FFRLogic(AnalysisLogic):
         for suffix, label in (("centerlines", "centerlines"), ("surface", "vessel surface")):
             path = os.path.join(outputDir, f"ffr_{suffix}.vtp")
             if os.path.exists(path):
-                scene_layer.load_model(slicer.mrmlScene, path, f"{name} {label}", scalars="FFR")
+                model = scene_layer.load_model(slicer.mrmlScene, path, f"{name} {label}", scalars="FFR")
+                scene_layer.place_with_volume(slicer.mrmlScene, inputVolumeNode, model)
         vessels = self.runDocument(outputDir)["vessels"]
         profiles = {vessel: ([p[0] for p in v["points"]], [p[1] for p in v["points"]]) for vessel, v in vessels.items()}
         chart = scene_layer.plot_profiles(slicer.mrmlScene, profiles, f"{name} FFR along vessels", "distance_mm", "FFR")

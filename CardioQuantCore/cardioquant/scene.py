@@ -123,7 +123,10 @@ def array_from_volume_node(node) -> np.ndarray:
 
 
 def image_from_volume_node(node) -> sitk.Image:
-    """SimpleITK image (LPS geometry) of a volume node; parent transforms are not applied (stated limit)."""
+    """SimpleITK image (LPS geometry) of a volume node in its own frame, as acquired: a parent transform (a
+    registration, a reader's alignment) moves where Slicer shows the volume, not the voxels the analyses read.
+    Results are placed under the same transform (place_with_volume), and the reader's points and segmentations
+    are brought into this frame (points_in_volume_frame; Slicer's labelmap export does it for segmentations)."""
     matrix = vtkMatrix4x4()
     node.GetIJKToRASMatrix(matrix)
     spacing, origin, direction = geometry.geometry_from_ijk_to_ras(_numpy_matrix(matrix))
@@ -132,6 +135,33 @@ def image_from_volume_node(node) -> sitk.Image:
     image.SetOrigin(origin)
     image.SetDirection(direction)
     return image
+
+
+def _transform_between(volume_node, from_world: bool):
+    """The general transform from world coordinates to the volume's own frame (or back), through whatever parent
+    transforms it sits under, linear or not; None when it sits under none."""
+    from vtkmodules.vtkCommonTransforms import vtkGeneralTransform
+
+    parent = volume_node.GetParentTransformNode()
+    if parent is None:
+        return None
+    transform = vtkGeneralTransform()
+    source, target = (None, parent) if from_world else (parent, None)
+    _slicer().vtkMRMLTransformNode.GetTransformBetweenNodes(source, target, transform)
+    return transform
+
+
+def points_in_volume_frame(volume_node, points_ras) -> list[list[float]]:
+    """Points placed where Slicer shows the volume (world RAS, as a point list gives them) in the volume's own
+    frame, where the analyses read it."""
+    transform = _transform_between(volume_node, from_world=True)
+    return [list(transform.TransformPoint(*map(float, p)) if transform else map(float, p)) for p in points_ras]
+
+
+def point_in_world(volume_node, point_ras) -> list[float]:
+    """A point of the volume's own frame (a result's RAS position) where Slicer shows it."""
+    transform = _transform_between(volume_node, from_world=False)
+    return list(transform.TransformPoint(*map(float, point_ras)) if transform else map(float, point_ras))
 
 
 # --- segmentations ---------------------------------------------------------------------------------------
@@ -281,13 +311,16 @@ def segment_names(segmentation_node) -> list[str]:
 
 def place_with_volume(scene, volume_node, *nodes) -> None:
     """Put result nodes beside their input volume in the subject hierarchy (under the volume's study or folder),
-    where the reader looks for them in the Data module."""
+    where the reader looks for them in the Data module, and under the volume's parent transform, if any: results
+    are in the volume's own frame and must be shown where the volume is shown."""
     hierarchy = _slicer().vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
     volume_item = hierarchy.GetItemByDataNode(volume_node)
     parent = hierarchy.GetItemParent(volume_item) if volume_item else hierarchy.GetSceneItemID()
     for node in nodes:
         if node is None:
             continue
+        if node.IsA("vtkMRMLTransformableNode"):
+            node.SetAndObserveTransformNodeID(volume_node.GetTransformNodeID())
         item = hierarchy.GetItemByDataNode(node)  # made by Slicer's subject hierarchy plugins; not in plain Python
         if item:
             hierarchy.SetItemParent(item, parent)
