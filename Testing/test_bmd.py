@@ -983,6 +983,39 @@ def test_a_scan_shorter_than_the_network_patch_reaches_it_with_its_end_slices_re
     assert torch.allclose(column[22:42], torch.arange(20, dtype=torch.float32) * 10.0)
 
 
+def test_a_field_of_view_narrower_than_the_patch_is_surrounded_by_soft_tissue():
+    """Beyond a cardiac reconstruction's field of view lies the patient: a 6 x 5-voxel field of view is brought up
+    to the 8 x 8 patch with soft tissue (0 HU, not the sliding window's 0, which reads as 200 HU: a bright frame
+    against the bodies the field of view cuts, which hid four of six on a real 172 mm calcium scan), and the
+    classes come back on the field of view's own voxels (a stand-in network calls bone every voxel over 150 HU)."""
+    import torch
+
+    from cardioquant.bmd import network
+
+    hu = np.full((64, 6, 5), -100.0, np.float32)
+    hu[:, 2:4, 1:3] = 400.0  # a bone column in view
+    hu[:, 5, 4] = 300.0      # bone at the field of view's corner, where it cuts
+    grid = sitk.GetImageFromArray(hu)
+    seen = []
+
+    class BoneAbove150(torch.nn.Module):
+        def forward(self, x):
+            seen.append(x[0, 0, 0].clone() * network.HU_SCALE + network.HU_OFFSET)  # one slice, back to HU
+            logits = torch.zeros(x.shape[0], len(network.CLASSES), *x.shape[2:])
+            logits[:, 1] = (x[:, 0] * network.HU_SCALE + network.HU_OFFSET > 150.0).float()
+            return logits
+
+    classes = sitk.GetArrayFromImage(network.predict_classes(grid, BoneAbove150(), torch.device("cpu"), (64, 8, 8)))
+    assert classes.shape == hu.shape
+    assert np.array_equal(classes == 1, hu > 150.0)
+    plane = seen[0]
+    assert plane.shape == (8, 8)
+    beyond = torch.ones(8, 8, dtype=torch.bool)
+    beyond[1:7, 1:6] = False  # the 6 x 5 field of view sits in the middle: 1 row before, 1 after; 1 column, 2
+    assert torch.allclose(plane[beyond], torch.zeros(int(beyond.sum())))
+    assert torch.allclose(plane[1:7, 1:6], torch.from_numpy(hu[0]))
+
+
 def _stored_front_to_back(image: sitk.Image) -> sitk.Image:
     """The same scan as a NIfTI file often stores it: rows running from the back to the front and columns from the
     patient's left to right (direction diag(-1, -1, 1)), every voxel at the same place in the patient."""

@@ -152,7 +152,7 @@ def test_vertebra_network_on_a_held_out_phantom_named_from_its_ribs():
         assert abs(result.summary["vertebrae"][level]["bmd_mg_cm3"] - case.bmd_mg_cm3[level]) < 3.0
 
 
-@pytest.mark.xfail(strict=True, reason="vertebra_segmenter 2.2.1 reads every scan turned to LAS, the orientation its "
+@pytest.mark.xfail(strict=True, reason="vertebra_segmenter 2.2.1 and later read every scan turned to LAS, the orientation its "
                    "real CTs were learnt in; the phantoms were learnt the other way up, and on this one S1 is read as "
                    "a body (the levels are left undetermined, the anchors disagreeing). README, BMD limits.")
 def test_vertebra_network_on_a_held_out_phantom_with_its_sacrum():

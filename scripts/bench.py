@@ -929,6 +929,74 @@ def bench_bmd_cut_field_of_view(shared: Path, cuts_mm=(15.0, 25.0)):
                       f"mg/cm3, ROI {values['roi_volume_ml']:.1f} mL{'' if values['plausible'] else ', doubtful'}")
 
 
+def bench_bmd_cardiac_field_of_view(shared: Path, sides_mm=(150.0, 172.0, 190.0), backs_mm=(20.0, 30.0, 40.0)):
+    """The automatic path on the labelled chest CT cut as a calcium-score or cardiac CTA reconstruction shows it: a
+    square of `sides_mm` (narrower than the network's 192 mm patch) centred on the labelled heart, its back edge
+    `backs_mm` behind the front of the bodies behind the heart, over the heart's slices. Per cut: the labelled bodies
+    with a quarter or more of their body in view, the bodies found and the labelled vertebra each lies in, non-vertebral
+    bones measured, levels named wrong. The bodies behind the heart (T5-T11) are mostly in the network's training
+    part of this scan (T10 and up): in-sample anatomy, but no field of view like these was in training."""
+    import SimpleITK as sitk
+
+    from cardioquant.bmd.levels import VALUE_TO_LEVEL, is_determined
+    from cardioquant.bmd.pipeline import posterior_sign, run
+    from cardioquant.errors import InputError
+    from cardioquant.imageio import LoadedImage
+    from cardioquant.pipelines import settings_for
+    from cardioquant.progress import Progress
+
+    heart_label = 51  # structures.csv: cardiac, heart
+    for name, image, truth, reference, expected in _labelled_bmd_scans(shared):
+        if "chest" not in name:
+            continue
+        kk, _, ii = np.nonzero(truth == heart_label)
+        sign = posterior_sign(image)  # +1: rows run front to back
+        bodies = np.logical_or.reduce([_body_of(expected[kk.min():kk.max() + 1], level)
+                                       for level in reference.summary["vertebrae"]])
+        body_rows = np.nonzero(bodies.any(axis=(0, 2)))[0]
+        front = body_rows.min() if sign > 0 else body_rows.max()
+        totals = [0, 0, 0, 0, 0]  # in view, found in a labelled body, not vertebral, named wrong, cuts
+        for side_mm in sides_mm:
+            for back_mm in backs_mm:
+                side, back = int(side_mm / image.GetSpacing()[0]), int(back_mm / image.GetSpacing()[1])
+                rows = (front + back - side, front + back) if sign > 0 else (front - back, front - back + side)
+                rows = (max(rows[0], 0), min(rows[1], image.GetSize()[1]))
+                columns = (max(int(ii.mean()) - side // 2, 0), min(int(ii.mean()) + side // 2, image.GetSize()[0]))
+                slices = (kk.min(), kk.max() + 1)
+                box = (slice(*slices), slice(*rows), slice(*columns))
+                cut = sitk.RegionOfInterest(image, [int(b.stop - b.start) for b in box[::-1]],
+                                            [int(b.start) for b in box[::-1]])
+                in_view = [level for level in reference.summary["vertebrae"]
+                           if _body_of(expected[box], level).sum() >= 0.25 * _body_of(expected, level).sum() > 0]
+                try:
+                    # A fixed asynchronous line: this contrast CT's fields of view hold no muscle and contrast blood,
+                    # too few references for the phantomless calibration; the bodies found are what is measured.
+                    auto = run(LoadedImage(image=cut, path="cut", format="nrrd", dicom={"modality": "CT"}),
+                               settings_for("bmd", device="cpu", kvp=120.0, phantom="0:0,240:200"), Progress())
+                except InputError as exc:
+                    print(f"bmd, {name} as a {side_mm:g} mm cardiac field of view {back_mm:g} mm behind the bodies' "
+                          f"front: refused: {exc}; {len(in_view)} labelled bodies a quarter or more in view")
+                    totals[0] += len(in_view)
+                    totals[4] += 1
+                    continue
+                found = sitk.GetArrayFromImage(auto.label_image)
+                lying_in, wrong = [], 0
+                for level in auto.summary["vertebrae"]:
+                    inside = [VALUE_TO_LEVEL.get(int(v)) for v in truth[box][_body_of(found, level)]]
+                    vertebral = [lv for lv in inside if lv]
+                    true = max(set(vertebral), key=vertebral.count) if len(vertebral) > len(inside) / 2 else None
+                    lying_in.append(true or "NOT A VERTEBRA")
+                    wrong += bool(true and is_determined(level) and level != true)
+                totals = [totals[0] + len(in_view), totals[1] + sum(lv in in_view for lv in set(lying_in)),
+                          totals[2] + lying_in.count("NOT A VERTEBRA"), totals[3] + wrong, totals[4] + 1]
+                print(f"bmd, {name} as a {side_mm:g} mm cardiac field of view {back_mm:g} mm behind the bodies' "
+                      f"front: {len(in_view)} labelled bodies a quarter or more in view ({', '.join(in_view)}); "
+                      f"{len(lying_in)} found, in {', '.join(lying_in) or 'none'}; {wrong} named wrong")
+        print(f"bmd, {name} as cardiac fields of view ({totals[4]} cuts): {totals[1]} of the {totals[0]} labelled "
+              f"bodies a quarter or more in view found; {totals[2]} non-vertebral bones measured; {totals[3]} levels "
+              "named wrong (the bodies' anatomy is mostly in-sample, the fields of view are not)")
+
+
 def bench_bmd_short_range(shared: Path, heights_mm=(50.0, 80.0, 110.0), step_mm: float = 40.0):
     """The automatic path on slabs of the labelled real CTs (`heights_mm` of their slices, every `step_mm`): scan
     ranges shorter than the vertebra network's 128 mm patch, as a limited or a calcium-score range gives. Against
@@ -1919,6 +1987,7 @@ def main():
         bench_bmd_storage_order(args.shared)
         bench_bmd_reconstructions(args.shared)
         bench_bmd_cut_field_of_view(args.shared)
+        bench_bmd_cardiac_field_of_view(args.shared)
         bench_bmd_short_range(args.shared)
     if args.only in (None, "scar"):
         bench_scar_both_centres(bench_scar(args.shared), bench_scar_myops(args.shared))

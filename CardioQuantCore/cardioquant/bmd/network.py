@@ -31,6 +31,7 @@ GRID_MM = float(_INPUT["spacing_mm"][0])
 HU_WINDOW = tuple(_INPUT["normalisation"]["clip_hu"])
 HU_OFFSET, HU_SCALE = _INPUT["normalisation"]["offset_hu"], _INPUT["normalisation"]["scale_hu"]
 REPLICATE_END_SLICES = _INPUT.get("padding", {}).get("slices") == "replicate"  # the manifest says why
+IN_PLANE_PADDING_HU = _INPUT.get("padding", {}).get("in_plane_hu")  # beyond a small field of view; the manifest says why
 ORIENTATION = _INPUT.get("orientation", {}).get("axes")  # "LAS": the axes the scan is turned to; the manifest says why
 CLASSES = ("background", "body", "posterior", "sacrum", "rib", "disc")
 DISC = CLASSES.index("disc")
@@ -91,9 +92,15 @@ def predict_classes(grid: sitk.Image, network, device, roi, progress=None) -> si
 
     hu = sitk.GetArrayFromImage(grid)
     below, above = end_slices_to_add(hu.shape[0], roi[0])
-    x = torch.from_numpy(normalise(np.pad(hu, ((below, above), (0, 0), (0, 0)), mode="edge")))[None, None]
+    padded = np.pad(hu, ((below, above), (0, 0), (0, 0)), mode="edge")
+    rows, columns = in_plane_padding(hu.shape[1:], roi[1:])
+    if rows != (0, 0) or columns != (0, 0):
+        padded = np.pad(padded, ((0, 0), rows, columns), constant_values=IN_PLANE_PADDING_HU)
+    x = torch.from_numpy(normalise(padded))[None, None]
     logits = sliding_window_predict(network, x, roi, device, sw_batch_size=1, overlap=0.25, progress=progress)
-    classes = sitk.GetImageFromArray(logits.argmax(1)[0, below:below + hu.shape[0]].cpu().numpy().astype(np.uint8))
+    inside = (0, slice(below, below + hu.shape[0]), slice(rows[0], rows[0] + hu.shape[1]),
+              slice(columns[0], columns[0] + hu.shape[2]))
+    classes = sitk.GetImageFromArray(logits.argmax(1)[inside].cpu().numpy().astype(np.uint8))
     classes.CopyInformation(grid)
     return classes
 
@@ -103,6 +110,15 @@ def end_slices_to_add(slices: int, patch_slices: int) -> tuple[int, int]:
     it (none when the manifest does not ask for them)."""
     short = max(0, patch_slices - slices) if REPLICATE_END_SLICES else 0
     return short // 2, short - short // 2
+
+
+def in_plane_padding(size: Sequence[int], patch: Sequence[int]) -> tuple[tuple[int, int], tuple[int, int]]:
+    """((before, after) rows, (before, after) columns) of IN_PLANE_PADDING_HU that bring a field of view smaller
+    than the patch up to it (none when the manifest gives no value: the sliding window then pads with 0, 200 HU)."""
+    if IN_PLANE_PADDING_HU is None:
+        return (0, 0), (0, 0)
+    short = [max(0, p - n) for n, p in zip(size, patch, strict=True)]
+    return (short[0] // 2, short[0] - short[0] // 2), (short[1] // 2, short[1] - short[1] // 2)
 
 
 def to_native(labels: sitk.Image, image: sitk.Image) -> np.ndarray:
