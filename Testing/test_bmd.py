@@ -1,6 +1,7 @@
 """BoneDensity: ROI geometry on known shapes (exact), calibration arithmetic, phantoms of known BMD, bad input."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ import SimpleITK as sitk
 
 from cardioquant import cli
 from cardioquant.bmd import calibration, phantom, pipeline, references, roi, vertebrae
+from cardioquant.bmd.levels import TOTALSEGMENTATOR_VALUES
 from cardioquant.bmd.pipeline import acr_category, patient_summary
 from cardioquant.errors import InputError
 from cardioquant.metrics import dice
@@ -488,6 +490,46 @@ def test_totalsegmentator_folder_and_seed_sources_agree(tmp_path):
     by_seed = run(loaded, settings_for("bmd", seed=[seed]), Progress()).summary
     assert abs(by_folder["vertebrae"]["L1"]["bmd_mg_cm3"] - 90) < 3
     assert abs(by_seed["vertebrae"]["L1"]["bmd_mg_cm3"] - 90) < 5
+
+
+def test_totalsegmentator_is_offered_as_the_vertebra_provider(tmp_path, monkeypatch, capsys):
+    """--vertebra-mask totalsegmentator runs TotalSegmentator's vertebra classes when it is installed (here a
+    stand-in with its API and file layout, writing the phantom's vertebrae as vertebrae_L1.nii.gz, ...): BMD within
+    3 mg/cm3 of the phantom's truth, levels as TotalSegmentator names them; not installed: exit 2 with how to get
+    it, before any work."""
+    import sys
+    import types
+
+    case = phantom.make_spine_phantom(seed=7, spacing=(0.9, 0.9, 2.0), levels=("T12", "L1", "L2"),
+                                      bmd={"T12": 95.0, "L1": 90.0, "L2": 85.0})
+    ct, ts = write_case(tmp_path, case)
+    monkeypatch.setitem(sys.modules, "totalsegmentator", None)  # not installed
+    code = cli.main(["bmd", str(ct), "-o", str(tmp_path / "a"), "--vertebra-mask", "totalsegmentator", "--quiet"])
+    assert code == 2 and "TotalSegmentator is not installed" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
+
+    asked = []
+
+    def totalsegmentator(input, output, roi_subset=None, **_):
+        asked.append(roi_subset)
+        labels = sitk.ReadImage(str(ts))  # what TotalSegmentator would find: the phantom's own vertebrae
+        labels.CopyInformation(sitk.ReadImage(input))
+        Path(output).mkdir(parents=True)
+        for level in ("T12", "L1", "L2"):
+            value = TOTALSEGMENTATOR_VALUES[level]
+            sitk.WriteImage(sitk.Cast(labels == value, sitk.sitkUInt8), str(Path(output) / f"vertebrae_{level}.nii.gz"))
+
+    package, api = types.ModuleType("totalsegmentator"), types.ModuleType("totalsegmentator.python_api")
+    api.totalsegmentator = totalsegmentator
+    monkeypatch.setitem(sys.modules, "totalsegmentator", package)
+    monkeypatch.setitem(sys.modules, "totalsegmentator.python_api", api)
+    code = cli.main(["bmd", str(ct), "-o", str(tmp_path / "b"), "--vertebra-mask", "totalsegmentator", "--quiet"])
+    result = json.loads((tmp_path / "b" / "bmd.json").read_text())
+    assert code == 0 and len(asked) == 1 and {"vertebrae_L1", "vertebrae_T12", "vertebrae_S1"} <= set(asked[0])
+    assert list(result["vertebrae"]) == ["T12", "L1", "L2"]
+    for level, true_bmd in (("T12", 95.0), ("L1", 90.0), ("L2", 85.0)):
+        assert abs(result["vertebrae"][level]["bmd_mg_cm3"] - true_bmd) < 3.0
+    assert "TotalSegmentator run on the scan" in result["source"]
 
 
 def test_no_vertebra_in_field_of_view(capsys, tmp_path):

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from .. import budget, geometry
+from .. import budget, geometry, totalsegmentator
 from ..errors import InputError
 from ..imageio import LoadedImage, check_hounsfield, read_image, read_mask, tube_voltage
 from ..labels import ANATOMICAL_STRUCTURE, TISSUE, LabelTable, SegmentSpec
@@ -130,13 +130,15 @@ def collect_bodies(loaded: LoadedImage, options, hu: np.ndarray, sign: int) -> t
     spacing = image.GetSpacing()
     naming, warnings = {"rule": "named by the source", "determined": True}, []
     if options.vertebra_mask:
-        whole = vertebrae.from_totalsegmentator(options.vertebra_mask, image)
+        run_here = options.vertebra_mask == totalsegmentator.OPTION_VALUE
+        whole = (totalsegmentator_vertebrae(image) if run_here
+                 else vertebrae.from_totalsegmentator(options.vertebra_mask, image))
         if options.vertebra_body_mask:
             body_mask = sitk.GetArrayFromImage(read_mask(options.vertebra_body_mask, image)) == 1
             bodies = {level: mask & body_mask for level, mask in whole.items()}
         else:
             bodies = {level: vertebrae.vertebral_body(mask, sign, spacing) for level, mask in whole.items()}
-        source = "TotalSegmentator masks"
+        source = "TotalSegmentator masks" + (" (TotalSegmentator run on the scan)" if run_here else "")
     elif options.seed:
         bodies = {}
         for text in options.seed:
@@ -156,6 +158,14 @@ def collect_bodies(loaded: LoadedImage, options, hu: np.ndarray, sign: int) -> t
     if not bodies:
         raise InputError("no vertebra in the field of view: nothing to measure.")
     return bodies, source, naming, warnings
+
+
+def totalsegmentator_vertebrae(image: sitk.Image) -> dict:
+    """level -> whole-vertebra mask from TotalSegmentator's `total` classes vertebrae_C1 ... vertebrae_S1, run on the
+    scan (its roi_subset: only the vertebrae are kept). Their bodies are cut in front of the canal as for any given
+    vertebra mask without a body mask: TotalSegmentator's own body model (its `vertebrae_body` task) needs a licence."""
+    return totalsegmentator.segment(image, "--vertebra-mask", lambda folder: vertebrae.from_totalsegmentator(folder, image),
+                                    roi_subset=[f"vertebrae_{level}" for level in LEVELS])
 
 
 def bodies_from_network(image: sitk.Image, options, hu: np.ndarray,
@@ -204,6 +214,8 @@ def bodies_from_network(image: sitk.Image, options, hu: np.ndarray,
 
 def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
     check_options(options)
+    if options.vertebra_mask == totalsegmentator.OPTION_VALUE:
+        totalsegmentator.api("--vertebra-mask")  # installed? before any work
     check_input(loaded)
     as_stored = loaded.image
     # Every step measures the scan turned to one orientation (the same voxels, no interpolation), so that a file whose

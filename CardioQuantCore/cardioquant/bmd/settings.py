@@ -21,7 +21,8 @@ class BoneDensitySettings(AnalysisSettings):
     """The bone density's options (`cardioquant bmd --help`; the BoneDensity panel)."""
 
     vertebra_mask: str | None = setting(None, "TotalSegmentator output folder (vertebrae_L1.nii.gz, ...) or a "
-                                              "multilabel file with TotalSegmentator `total` values")
+                                              "multilabel file with TotalSegmentator `total` values, or "
+                                              "'totalsegmentator' to run it when installed")
     vertebra_body_mask: str | None = setting(None, "TotalSegmentator vertebrae_body mask (label 1 = body), optional")
     seed: list[str] = setting([], "LEVEL:x,y,z (RAS mm) click inside a vertebral body; repeat for several")
     levels: str | None = setting(None, "comma-separated levels to report (default: all found)")

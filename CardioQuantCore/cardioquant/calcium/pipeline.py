@@ -13,7 +13,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from .. import budget, geometry
+from .. import budget, geometry, totalsegmentator
 from ..errors import InputError
 from ..imageio import LoadedImage, check_hounsfield, read_image, read_label_image, read_mask, tube_voltage
 from ..labels import MORPHOLOGICALLY_ALTERED, LabelTable, SegmentSpec
@@ -56,7 +56,7 @@ MIN_VOXELS_IN_PLANE, MIN_SLICES = 32, 3
 # masks, the label map): a 1024 x 1024 x 600 chest CT peaked at 13.8 GB before scans were cropped to the heart.
 BYTES_PER_VOXEL = 22.0
 HEART_MARGIN_MM = 10.0  # around the heart region and great vessels: candidates running out of them stay whole
-TOTALSEGMENTATOR = "totalsegmentator"  # --heart-mask value that runs TotalSegmentator instead of reading a file
+TOTALSEGMENTATOR = totalsegmentator.OPTION_VALUE  # --heart-mask value that runs TotalSegmentator, not a file
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -234,30 +234,17 @@ def _scan_indices(lesions: list[dict], box: budget.Box) -> None:
         lesion["centroid_ijk"] = tuple(c + o for c, o in zip(lesion["centroid_ijk"], box.index, strict=True))
 
 
-def _totalsegmentator_api():
-    """TotalSegmentator's Python API, or an InputError saying how to get it (checked before any work)."""
-    try:
-        from totalsegmentator.python_api import totalsegmentator
-    except ImportError as exc:
-        raise InputError("--heart-mask totalsegmentator: TotalSegmentator is not installed (pip install "
-                         "TotalSegmentator; it fetches its weights on first use); or give a heart mask file.") from exc
-    return totalsegmentator
-
-
 def totalsegmentator_heart(image: sitk.Image, grid: sitk.Image) -> np.ndarray:
     """TotalSegmentator's 'heart' class on `grid` (its roi_subset run on the scan: only the heart is predicted)."""
-    import tempfile
 
-    run_totalsegmentator = _totalsegmentator_api()
-    with tempfile.TemporaryDirectory(prefix="cardioquant-totalseg-") as folder:
-        scan = Path(folder) / "ct.nii.gz"
-        sitk.WriteImage(image, str(scan))
-        run_totalsegmentator(str(scan), str(Path(folder) / "segmentations"), roi_subset=["heart"])
-        heart_path = Path(folder) / "segmentations" / "heart.nii.gz"
+    def heart_of(folder: Path) -> np.ndarray:
+        heart_path = folder / "heart.nii.gz"
         if not heart_path.exists():
             raise InputError("TotalSegmentator wrote no heart.nii.gz: no heart in the field of view, or its run "
                              "failed; give a heart mask file instead.")
-        heart = sitk.GetArrayFromImage(read_mask(heart_path, grid)) > 0
+        return sitk.GetArrayFromImage(read_mask(heart_path, grid)) > 0
+
+    heart = totalsegmentator.segment(image, "--heart-mask", heart_of, roi_subset=["heart"])
     if not heart.any():
         raise InputError(anatomy.NO_HEART_MESSAGE + " (TotalSegmentator found none)")
     return heart
@@ -314,7 +301,7 @@ def _noise_warning(count: int, floor: noise.NoiseFloor) -> list[str]:
 def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
     check_options(options)
     if options.heart_mask == TOTALSEGMENTATOR:
-        _totalsegmentator_api()
+        totalsegmentator.api("--heart-mask")
     if options.weights:
         raise InputError("--weights does not apply to calcium scoring: it runs no network (the arteries come from "
                          "the heart's anatomy); leave --weights out.")

@@ -1,0 +1,40 @@
+"""TotalSegmentator (Wasserthal et al., 2023) as an optional provider of masks, when it is installed: the heart for
+calcium scoring (`--heart-mask totalsegmentator`) and the vertebrae for bone density (`--vertebra-mask
+totalsegmentator`). Its Python API is run on the scan in a temporary folder, and its output is read as the files a
+reader would give. CardioQuant never needs it: without it these options stop before any work with how to get it.
+TotalSegmentator fetches its weights on first use (internet), which CardioQuant itself never does.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import SimpleITK as sitk
+
+from .errors import InputError
+
+OPTION_VALUE = "totalsegmentator"  # the mask option's value that runs TotalSegmentator instead of reading a file
+
+
+def api(option: str) -> Callable:
+    """TotalSegmentator's Python API function, or an InputError naming `option` and how to get it (checked before
+    any work)."""
+    try:
+        from totalsegmentator.python_api import totalsegmentator
+    except ImportError as exc:
+        raise InputError(f"{option} {OPTION_VALUE}: TotalSegmentator is not installed (pip install TotalSegmentator; "
+                         "it fetches its weights on first use); or give a mask file.") from exc
+    return totalsegmentator
+
+
+def segment(image: sitk.Image, option: str, read: Callable[[Path], object], **task) -> object:
+    """`read(folder)` of TotalSegmentator's output folder for the scan, run with `task` (its API's keywords:
+    roi_subset, task, ...); the folder is removed afterwards."""
+    run = api(option)
+    with tempfile.TemporaryDirectory(prefix="cardioquant-totalseg-") as folder:
+        scan, output = Path(folder) / "ct.nii.gz", Path(folder) / "segmentations"
+        sitk.WriteImage(image, str(scan))
+        run(str(scan), str(output), **task)
+        return read(output)
