@@ -340,9 +340,10 @@ def test_depth_below_the_hearts_surface_is_measured_to_about_a_millimetre():
 
 
 def test_totalsegmentator_is_offered_as_the_heart_provider(tmp_path, monkeypatch, capsys):
-    """--heart-mask totalsegmentator runs TotalSegmentator's heart class when it is installed (here a stand-in
-    with its API and file layout, writing the phantom's soft tissue and coronaries as "heart") and says how to
-    install it when it is not."""
+    """--heart-mask totalsegmentator runs TotalSegmentator's heart and aorta classes when it is installed (here a
+    stand-in with its API and file layout, writing the phantom's soft tissue and coronaries as "heart", and as
+    "aorta" a box round one coronary calcification) and says how to install it when it is not. Calcium its aorta
+    holds is aortic (its own segment, not scored); the other coronary calcium is scored as before."""
     import json
     import sys
     import types
@@ -354,15 +355,22 @@ def test_totalsegmentator_is_offered_as_the_heart_provider(tmp_path, monkeypatch
                      "totalsegmentator", "--quiet"])
     assert code == 2 and "TotalSegmentator is not installed" in capsys.readouterr().err
 
+    coronary = ndimage.label((case.calcium_labels >= 1) & (case.calcium_labels <= 4))[0]
+    in_the_aorta = coronary == 1
+    k, j, i = (slice(max(a.min() - 1, 0), a.max() + 2) for a in np.nonzero(in_the_aorta))
     calls = []
 
     def totalsegmentator(input, output, roi_subset=None, **_):
         calls.append(roi_subset)
         scan = sitk.ReadImage(input)
-        heart = sitk.GetImageFromArray((case.vessel_labels > 0).astype(np.uint8) | (case.hu > 20) & (case.hu < 80))
-        heart.CopyInformation(scan)
         Path(output).mkdir(parents=True)
-        sitk.WriteImage(heart, str(Path(output) / "heart.nii.gz"))
+        heart = (case.vessel_labels > 0) | (case.hu > 20) & (case.hu < 80)
+        aorta = np.zeros(case.hu.shape, np.uint8)
+        aorta[k, j, i] = 1
+        for name, mask in (("heart", heart), ("aorta", aorta)):
+            written = sitk.GetImageFromArray(mask.astype(np.uint8))
+            written.CopyInformation(scan)
+            sitk.WriteImage(written, str(Path(output) / f"{name}.nii.gz"))
 
     package = types.ModuleType("totalsegmentator")
     api = types.ModuleType("totalsegmentator.python_api")
@@ -372,8 +380,13 @@ def test_totalsegmentator_is_offered_as_the_heart_provider(tmp_path, monkeypatch
     code = cli.main(["calcium", str(tmp_path / "ct.nrrd"), "-o", str(tmp_path / "b"), "--heart-mask",
                      "totalsegmentator", "--quiet"])
     result = json.loads((tmp_path / "b" / "calcium.json").read_text())
-    assert code == 0 and calls == [["heart"]]
-    assert result["heart"]["method"] == "TotalSegmentator heart, grown 10 mm"
+    assert code == 0 and calls == [["heart", "aorta"]]
+    assert result["heart"]["method"].startswith("TotalSegmentator heart, grown 10 mm")
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "b" / "calcium_labels.nrrd")))
+    calcium = in_the_aorta & (labels > 0) & (labels != HEART_REGION)  # its voxels over the threshold
+    assert calcium.any() and set(np.unique(labels[calcium])) == {territories.AORTA_OR_VALVE}
+    scored = (labels >= 1) & (labels <= 4)
+    assert scored.any() and not (scored & in_the_aorta).any()
 
 
 def _thorax_with_aorta():

