@@ -137,8 +137,21 @@ def test_the_readers_nodes_become_files_in_the_runs_folder_only(tmp_path):
     (tmp_path / "run").mkdir()
     _, prepared = calcium.prepareRun(volume, calcium.settings(), {"heart_mask": heart_node}, tmp_path / "run")
     assert prepared.heart_mask.startswith(str(tmp_path / "run"))
-    assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(prepared.heart_mask)), heart)
+    written = sorted(p.name for p in Path(prepared.heart_mask).iterdir())
+    assert written == ["heart.nii.gz"]  # the segmentation has no aorta segment
+    assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(f"{prepared.heart_mask}/heart.nii.gz")), heart)
     assert scene.segment_names(heart_node) == ["heart"]
+    # SlicerTotalSegmentator's segmentation holds the aorta too: written beside the heart, its calcium kept apart.
+    aorta = np.zeros_like(heart)
+    aorta[:, 12:15, 3:6] = 1
+    both = scene.segmentation_node_from_labelmap(
+        _mrml(), scene.geometry.image_from_array(heart + 2 * aorta, image), volume,
+        LabelTable([SegmentSpec(1, "heart", (1, 0, 0), TISSUE, TISSUE), SegmentSpec(2, "aorta", (1, 0, 0), TISSUE, TISSUE)]),
+        "TotalSegmentator heart and aorta")
+    (tmp_path / "run2").mkdir()
+    _, prepared = calcium.prepareRun(volume, calcium.settings(), {"heart_mask": both}, tmp_path / "run2")
+    assert sorted(p.name for p in Path(prepared.heart_mask).iterdir()) == ["aorta.nii.gz", "heart.nii.gz"]
+    assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(f"{prepared.heart_mask}/aorta.nii.gz")), aorta)
 
     points = _mrml().AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "RV insertion")
     points.AddControlPoint(-12.5, 30.25, 101.0)
@@ -151,7 +164,7 @@ def test_the_readers_nodes_become_files_in_the_runs_folder_only(tmp_path):
 
     _, _, result = calcium.process(volume, calcium.settings(labels=label_path, mode="noncontrast"),
                                    {"heart_mask": heart_node})
-    assert result.options["heart_mask"].endswith("heart.nrrd") and not Path(result.options["heart_mask"]).exists()
+    assert result.options["heart_mask"].endswith("heart_mask") and not Path(result.options["heart_mask"]).exists()
 
 
 def _aligned(volume, degrees=30.0, shift_ras=(40.0, -25.0, 12.0)):
@@ -205,7 +218,7 @@ def test_a_volume_under_a_transform_is_read_as_acquired_and_its_results_are_show
         _mrml(), shown, None, LabelTable([SegmentSpec(1, "heart", (1, 0, 0), TISSUE, TISSUE)]), "drawn heart")
     (tmp_path / "run").mkdir()
     _, prepared = calcium.prepareRun(volume, calcium.settings(), {"heart_mask": heart_node}, tmp_path / "run")
-    assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(prepared.heart_mask)), heart)
+    assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(f"{prepared.heart_mask}/heart.nii.gz")), heart)
 
     # A point placed on voxel (i, j, k) as shown is read as that voxel's own RAS position.
     voxel = (5, 7, 2)

@@ -297,11 +297,17 @@ class CalciumLogic(AnalysisLogic):
     NODE_INPUTS = {"heart_mask": "vtkMRMLSegmentationNode"}
 
     def nodeInputValue(self, _name, node, inputVolumeNode, folder):  # heart_mask, its one node input
+        """The segmentation's "heart" segment, and its "aorta" segment when it has one (TotalSegmentator's names),
+        written as TotalSegmentator writes them (heart.nii.gz, aorta.nii.gz) into a folder: the --heart-mask."""
         from cardioquant.labels import TISSUE, LabelTable, SegmentSpec
 
-        # TotalSegmentator names the segment "heart"; only that segment is written, as value 1.
-        table = LabelTable([SegmentSpec(1, "heart", (1, 0, 0), TISSUE, TISSUE)])
-        return writeSegmentationLabels(node, inputVolumeNode, table, folder, "heart.nrrd")
+        masks = os.path.join(folder, "heart_mask")
+        os.makedirs(masks, exist_ok=True)
+        for name in ("heart", "aorta"):
+            if name == "heart" or name in scene_layer.segment_names(node):
+                table = LabelTable([SegmentSpec(1, name, (1, 0, 0), TISSUE, TISSUE)])
+                writeSegmentationLabels(node, inputVolumeNode, table, masks, f"{name}.nii.gz")
+        return masks
 
     def rescore(self, inputVolumeNode, segmentationNode, runSettings=None):
         """Scores of the segmentation as it is now, with the settings the run scored with (its JSON "settings":

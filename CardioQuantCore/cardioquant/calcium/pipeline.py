@@ -174,12 +174,9 @@ def heart_anatomy(loaded: LoadedImage, options, required: bool, on_scan_grid: bo
     assignment) no heart is an InputError; otherwise None. With `on_scan_grid` False its masks stay on a ~2 mm grid
     (a scan too large to hold them whole)."""
     grid = loaded.image if on_scan_grid else anatomy.coarse_grid(loaded.image)
-    if options.heart_mask == TOTALSEGMENTATOR:
-        heart, aorta = totalsegmentator_heart(loaded.image, grid)
-        return anatomy.heart_from_mask(grid, heart, source="TotalSegmentator heart", great_vessels=aorta)
     if options.heart_mask:
-        mask = sitk.GetArrayFromImage(read_mask(options.heart_mask, grid)) > 0
-        return anatomy.heart_from_mask(grid, mask)
+        heart, aorta, source = given_heart(options.heart_mask, loaded.image, grid)
+        return anatomy.heart_from_mask(grid, heart, source=source, great_vessels=aorta)
     try:
         return anatomy.find_heart(loaded.image, on_scan_grid)
     except InputError:
@@ -237,26 +234,31 @@ def _scan_indices(lesions: list[dict], box: budget.Box) -> None:
 AORTA_WALL_MM = 2.0  # TotalSegmentator's aorta is its lumen and wall; calcium on the wall's outer edge is held too
 
 
-def totalsegmentator_heart(image: sitk.Image, grid: sitk.Image) -> tuple[np.ndarray, np.ndarray | None]:
-    """(heart, aorta or None) from TotalSegmentator's 'heart' and 'aorta' classes on `grid` (its roi_subset run on
-    the scan: only these are predicted). The aorta (root, ascending, arch, descending) is the great vessel whose wall
-    calcium is kept apart from the coronaries; grown AORTA_WALL_MM."""
+def heart_and_aorta(folder: Path, grid: sitk.Image) -> tuple[np.ndarray, np.ndarray | None]:
+    """(heart, aorta or None) on `grid` from a folder as TotalSegmentator writes it (heart.nii.gz, and aorta.nii.gz
+    when it is there). The aorta (root, ascending, arch, descending) is the great vessel whose wall calcium is kept
+    apart from the coronaries; grown AORTA_WALL_MM."""
+    masks = {name: sitk.GetArrayFromImage(read_mask(path, grid)) > 0
+             for name in ("heart", "aorta") if (path := folder / f"{name}.nii.gz").exists()}
+    if "heart" not in masks:
+        raise InputError(f"{folder} holds no heart.nii.gz (TotalSegmentator's heart class): no heart in the field of "
+                         "view, or its run failed; give a heart mask file instead.")
+    aorta = masks.get("aorta")
+    return masks["heart"], anatomy.grown(aorta, grid.GetSpacing(), AORTA_WALL_MM) if aorta is not None and aorta.any() else None
 
-    def masks_of(folder: Path) -> tuple[np.ndarray, np.ndarray | None]:
-        found = {name: sitk.GetArrayFromImage(read_mask(folder / f"{name}.nii.gz", grid)) > 0
-                 for name in ("heart", "aorta") if (folder / f"{name}.nii.gz").exists()}
-        if "heart" not in found:
-            raise InputError("TotalSegmentator wrote no heart.nii.gz: no heart in the field of view, or its run "
-                             "failed; give a heart mask file instead.")
-        aorta = found.get("aorta")
-        if aorta is not None and aorta.any():
-            aorta = anatomy.grown(aorta, grid.GetSpacing(), AORTA_WALL_MM)
-        return found["heart"], aorta if aorta is not None and aorta.any() else None
 
-    heart, aorta = totalsegmentator.segment(image, "--heart-mask", masks_of, roi_subset=["heart", "aorta"])
-    if not heart.any():
-        raise InputError(anatomy.NO_HEART_MESSAGE + " (TotalSegmentator found none)")
-    return heart, aorta
+def given_heart(option: str, image: sitk.Image, grid: sitk.Image) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """(heart, aorta or None, where they came from) on `grid` for --heart-mask: TotalSegmentator run on the scan
+    (its heart and aorta classes), a folder of its output, or one heart mask file."""
+    if option == TOTALSEGMENTATOR:
+        heart, aorta = totalsegmentator.segment(image, "--heart-mask", lambda folder: heart_and_aorta(folder, grid),
+                                                roi_subset=["heart", "aorta"])
+        if not heart.any():
+            raise InputError(anatomy.NO_HEART_MESSAGE + " (TotalSegmentator found none)")
+        return heart, aorta, "TotalSegmentator heart"
+    if Path(option).is_dir():
+        return heart_and_aorta(Path(option), grid) + ("given heart mask",)
+    return sitk.GetArrayFromImage(read_mask(option, grid)) > 0, None, "given heart mask"
 
 
 def scan_type(options, heart: anatomy.HeartAnatomy | None) -> tuple[str, dict]:

@@ -25,9 +25,11 @@ class CalciumSettings(AnalysisSettings):
                                 "non-contrast [auto]", choices=("auto", "noncontrast", "cta"), panel=True)
     labels: str | None = setting(None, "artery label map (1 LM, 2 LAD, 3 LCX, 4 RCA): semi-automatic scoring")
     roi: str | None = setting(None, "mask restricting where candidates are looked for")
-    heart_mask: str | None = setting(None, "heart mask file (e.g. TotalSegmentator's heart.nii.gz), or "
-                                           "'totalsegmentator' to run it when installed, instead of the automatic "
-                                           "heart search region; grown 10 mm for the coronaries on its surface")
+    heart_mask: str | None = setting(None, "heart mask file (e.g. TotalSegmentator's heart.nii.gz), a folder of "
+                                           "TotalSegmentator's output (heart.nii.gz; its aorta.nii.gz too when there), "
+                                           "or 'totalsegmentator' to run it when installed, instead of the automatic "
+                                           "heart search region; grown 10 mm for the coronaries on its surface, "
+                                           "calcium in the aorta kept apart")
     # clinical CT tube voltages; the published table covers 70-135
     kvp: float | None = setting(None, "tube voltage; default: DICOM KVP, else 120 with a warning",
                                 limits=(60.0, 150.0, True), panel=True)
