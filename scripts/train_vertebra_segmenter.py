@@ -240,7 +240,7 @@ FOV_BESIDE_MM = (0.0, 50.0)  # its centre, the heart, beside the spine (left or,
 def cardiac_field_of_view(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """The case as a cardiac reconstruction shows it, around one of its bodies: a square of FOV_SIDE_MM centred
     beside the spine, its back edge FOV_BACK_MM behind the front of the bodies near that one; what lies beyond it
-    is not in the image (the window pads it as it pads a small scan at inference). A calcium-score CT's field of view
+    is not in the image: a square narrower than the patch is framed with soft tissue, as inference frames it. A calcium-score CT's field of view
     cuts through or just behind the thoracic bodies; the network must find a body up to that edge. The front is
     told from the labels (posterior elements lie behind the bodies), whatever the scan's row direction. A case with
     no body is returned whole."""
@@ -257,7 +257,13 @@ def cardiac_field_of_view(x: np.ndarray, y: np.ndarray, rng: np.random.Generator
     middle = np.median(cols[near]) + rng.choice((-1, 1)) * rng.uniform(*FOV_BESIDE_MM) / vnet.GRID_MM
     box = (slice(max(0, centre - ROI[0]), centre + ROI[0]), slice(max(0, first_row), last_row + 1),
            slice(max(0, int(middle - side / 2)), max(1, int(middle + side / 2))))
-    return x[(slice(None),) + box], y[box]
+    x, y = x[(slice(None),) + box], y[box]
+    # Framed up to the patch as inference frames a narrow field of view (network.predict_classes: soft tissue).
+    rows, columns = vnet.in_plane_padding(y.shape[1:], ROI[1:])
+    if vnet.IN_PLANE_PADDING_HU is not None:
+        beyond = float(vnet.normalise(np.array(vnet.IN_PLANE_PADDING_HU)))
+        x, y = np.pad(x, ((0, 0), (0, 0), rows, columns), constant_values=beyond), np.pad(y, ((0, 0), rows, columns))
+    return x, y
 
 
 BONE_FACTORS = (0.45, 1.15)  # trabecular bone of 40-220 mg/cm3 against an average patient's
