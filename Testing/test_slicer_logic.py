@@ -231,6 +231,40 @@ def test_a_volume_under_a_transform_is_read_as_acquired_and_its_results_are_show
     assert scene.point_in_world(volume, own_ras) == pytest.approx(placed)
 
 
+def test_slicer_totalsegmentator_segments_are_found_by_their_ids_under_standard_names(tmp_path):
+    """Slicer's TotalSegmentator extension keeps TotalSegmentator's class names as segment IDs ("heart", "aorta",
+    "vertebrae_L1") and by default shows standard names ("Heart", "Aorta", "L1 vertebra"): the panels still find
+    the heart, the aorta and the vertebrae, voxel for voxel."""
+    from cardioquant.bmd.levels import TOTALSEGMENTATOR_VALUES
+    from cardioquant.labels import TISSUE, LabelTable, SegmentSpec
+
+    ct_path, _ = write_block_phantom(tmp_path)
+    volume = scene.load_volume(_mrml(), ct_path, "ct")
+    image = scene.image_from_volume_node(volume)
+    masks = np.zeros(sitk.GetArrayFromImage(image).shape, np.uint8)
+    masks[:, 4:12, 3:15], masks[:, 12:15, 3:6], masks[:, 1:3, 1:3] = 1, 2, 3
+    classes = ("heart", "aorta", "vertebrae_L1")
+    node = scene.segmentation_node_from_labelmap(
+        _mrml(), scene.geometry.image_from_array(masks, image), volume,
+        LabelTable([SegmentSpec(n + 1, name, (1, 0, 0), TISSUE, TISSUE) for n, name in enumerate(classes)]),
+        "TotalSegmentator")
+    segmentation = node.GetSegmentation()
+    for segment_id, shown in zip(classes, ("Heart", "Aorta", "L1 vertebra"), strict=True):
+        segmentation.GetSegment(segment_id).SetName(shown)
+
+    calcium = logic.CalciumLogic()
+    (tmp_path / "calcium").mkdir()
+    _, prepared = calcium.prepareRun(volume, calcium.settings(), {"heart_mask": node}, tmp_path / "calcium")
+    for name, value in (("heart", 1), ("aorta", 2)):
+        written = sitk.GetArrayFromImage(sitk.ReadImage(f"{prepared.heart_mask}/{name}.nii.gz"))
+        assert np.array_equal(written > 0, masks == value)
+    bmd = logic.BMDLogic()
+    (tmp_path / "bmd").mkdir()
+    _, prepared = bmd.prepareRun(volume, bmd.settings(), {"vertebra_mask": node}, tmp_path / "bmd")
+    written = sitk.GetArrayFromImage(sitk.ReadImage(prepared.vertebra_mask))
+    assert np.array_equal(written == TOTALSEGMENTATOR_VALUES["L1"], masks == 3)
+
+
 def test_export_of_a_module_that_does_not_rescore_copies_the_run_and_adds_the_dicom_seg(tmp_path):
     """BoneDensity does not re-score edits. Unedited, Export copies the run's files and, for a DICOM input, adds a
     DICOM SEG of the segmentation (its vertebral bodies and ROIs) referencing the series. After the reader erases

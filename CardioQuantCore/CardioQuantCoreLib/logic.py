@@ -304,7 +304,7 @@ class CalciumLogic(AnalysisLogic):
         masks = os.path.join(folder, "heart_mask")
         os.makedirs(masks, exist_ok=True)
         for name in ("heart", "aorta"):
-            if name == "heart" or name in scene_layer.segment_names(node):
+            if name == "heart" or scene_layer.segment_id_of(node, name):
                 table = LabelTable([SegmentSpec(1, name, (1, 0, 0), TISSUE, TISSUE)])
                 writeSegmentationLabels(node, inputVolumeNode, table, masks, f"{name}.nii.gz")
         return masks

@@ -255,16 +255,15 @@ def _new_segment(value: int, name: str, color, shared, representation: str):
 
 
 def labelmap_from_segmentation_node(segmentation_node, reference_node, table: LabelTable) -> np.ndarray:
-    """Label array [k, j, i] on the reference volume's grid, values from the table by segment name.
+    """Label array [k, j, i] on the reference volume's grid, values from the table by segment name (segment_id_of).
 
     Used to recompute scores after the user edits segments; where segments overlap the later table entry wins.
     """
     logic = _segmentations_logic()
     scene = segmentation_node.GetScene()
     out = np.zeros(array_from_volume_node(reference_node).shape, dtype=np.uint16)
-    segmentation = segmentation_node.GetSegmentation()
     for spec in table.segments:
-        segment_id = segmentation.GetSegmentIdBySegmentName(spec.name)
+        segment_id = segment_id_of(segmentation_node, spec.name)
         if not segment_id:
             continue
         ids = vtkStringArray()
@@ -284,11 +283,10 @@ def update_segments_from_labelmap(segmentation_node, labels: np.ndarray, referen
     """Replace, in place, the content of the segmentation's segments named in `table` by `labels` (values from the
     table, on the reference volume's grid): the reader's node keeps its segments, names, colours and terminology.
     Used when the panel reassigns a lesion (slicer.util's per-segment update needs Slicer's application)."""
-    segmentation = segmentation_node.GetSegmentation()
     ids = vtkStringArray()
     ordered = np.zeros(labels.shape, dtype=np.uint8)  # the import maps label n to the n-th segment ID
     for spec in table.segments:
-        segment_id = segmentation.GetSegmentIdBySegmentName(spec.name)
+        segment_id = segment_id_of(segmentation_node, spec.name)
         if segment_id:
             ids.InsertNextValue(segment_id)
             ordered[labels == spec.value] = ids.GetNumberOfValues()
@@ -300,6 +298,20 @@ def update_segments_from_labelmap(segmentation_node, labels: np.ndarray, referen
             raise RuntimeError("Slicer could not update the segmentation from the label map")
     finally:
         segmentation_node.GetScene().RemoveNode(temp)
+
+
+def segment_id_of(segmentation_node, name: str) -> str | None:
+    """The ID of the segment called `name`: by its name, else by its ID, else by its name in any case. Slicer's
+    TotalSegmentator extension keeps TotalSegmentator's class names as segment IDs ("heart", "vertebrae_L1") and,
+    by default, shows standard terminology names ("Heart", ...): either way the segment is found."""
+    segmentation = segmentation_node.GetSegmentation()
+    found = segmentation.GetSegmentIdBySegmentName(name)
+    if found:
+        return found
+    if segmentation.GetSegment(name) is not None:
+        return name
+    ids = [segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())]
+    return next((sid for sid in ids if segmentation.GetSegment(sid).GetName().lower() == name.lower()), None)
 
 
 def segment_names(segmentation_node) -> list[str]:
