@@ -510,8 +510,8 @@ def test_totalsegmentator_is_offered_as_the_vertebra_provider(tmp_path, monkeypa
 
     asked = []
 
-    def totalsegmentator(input, output, roi_subset=None, **_):
-        asked.append(roi_subset)
+    def totalsegmentator(input, output, roi_subset=None, device=None, **_):
+        asked.append((roi_subset, device))
         labels = sitk.ReadImage(str(ts))  # what TotalSegmentator would find: the phantom's own vertebrae
         labels.CopyInformation(sitk.ReadImage(input))
         Path(output).mkdir(parents=True)
@@ -523,9 +523,11 @@ def test_totalsegmentator_is_offered_as_the_vertebra_provider(tmp_path, monkeypa
     api.totalsegmentator = totalsegmentator
     monkeypatch.setitem(sys.modules, "totalsegmentator", package)
     monkeypatch.setitem(sys.modules, "totalsegmentator.python_api", api)
-    code = cli.main(["bmd", str(ct), "-o", str(tmp_path / "b"), "--vertebra-mask", "totalsegmentator", "--quiet"])
+    code = cli.main(["bmd", str(ct), "-o", str(tmp_path / "b"), "--vertebra-mask", "totalsegmentator", "--device",
+                     "cpu", "--quiet"])
     result = json.loads((tmp_path / "b" / "bmd.json").read_text())
-    assert code == 0 and len(asked) == 1 and {"vertebrae_L1", "vertebrae_T12", "vertebrae_S1"} <= set(asked[0])
+    assert code == 0 and len(asked) == 1 and {"vertebrae_L1", "vertebrae_T12", "vertebrae_S1"} <= set(asked[0][0])
+    assert asked[0][1] == "cpu"  # on the analysis's device
     assert list(result["vertebrae"]) == ["T12", "L1", "L2"]
     for level, true_bmd in (("T12", 95.0), ("L1", 90.0), ("L2", 85.0)):
         assert abs(result["vertebrae"][level]["bmd_mg_cm3"] - true_bmd) < 3.0

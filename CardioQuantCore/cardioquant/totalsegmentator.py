@@ -29,12 +29,17 @@ def api(option: str) -> Callable:
     return totalsegmentator
 
 
-def segment(image: sitk.Image, option: str, read: Callable[[Path], object], **task) -> object:
+def segment(image: sitk.Image, option: str, read: Callable[[Path], object], device: str = "auto", **task) -> object:
     """`read(folder)` of TotalSegmentator's output folder for the scan, run with `task` (its API's keywords:
-    roi_subset, task, ...); the folder is removed afterwards."""
+    roi_subset, task, ...) on the analysis's device (--device: TotalSegmentator names a GPU "gpu"); the folder is
+    removed afterwards."""
+    from .models.runtime import select_device
+
     run = api(option)
+    chosen = select_device(device)
+    where = "cpu" if chosen.type != "cuda" else "gpu" if chosen.index is None else f"gpu:{chosen.index}"
     with tempfile.TemporaryDirectory(prefix="cardioquant-totalseg-") as folder:
         scan, output = Path(folder) / "ct.nii.gz", Path(folder) / "segmentations"
         sitk.WriteImage(image, str(scan))
-        run(str(scan), str(output), **task)
+        run(str(scan), str(output), device=where, **task)
         return read(output)

@@ -131,7 +131,7 @@ def collect_bodies(loaded: LoadedImage, options, hu: np.ndarray, sign: int) -> t
     naming, warnings = {"rule": "named by the source", "determined": True}, []
     if options.vertebra_mask:
         run_here = options.vertebra_mask == totalsegmentator.OPTION_VALUE
-        whole = (totalsegmentator_vertebrae(image) if run_here
+        whole = (totalsegmentator_vertebrae(image, options.device) if run_here
                  else vertebrae.from_totalsegmentator(options.vertebra_mask, image))
         if options.vertebra_body_mask:
             body_mask = sitk.GetArrayFromImage(read_mask(options.vertebra_body_mask, image)) == 1
@@ -160,12 +160,12 @@ def collect_bodies(loaded: LoadedImage, options, hu: np.ndarray, sign: int) -> t
     return bodies, source, naming, warnings
 
 
-def totalsegmentator_vertebrae(image: sitk.Image) -> dict:
+def totalsegmentator_vertebrae(image: sitk.Image, device: str = "auto") -> dict:
     """level -> whole-vertebra mask from TotalSegmentator's `total` classes vertebrae_C1 ... vertebrae_S1, run on the
     scan (its roi_subset: only the vertebrae are kept). Their bodies are cut in front of the canal as for any given
     vertebra mask without a body mask: TotalSegmentator's own body model (its `vertebrae_body` task) needs a licence."""
     return totalsegmentator.segment(image, "--vertebra-mask", lambda folder: vertebrae.from_totalsegmentator(folder, image),
-                                    roi_subset=[f"vertebrae_{level}" for level in LEVELS])
+                                    device=device, roi_subset=[f"vertebrae_{level}" for level in LEVELS])
 
 
 def bodies_from_network(image: sitk.Image, options, hu: np.ndarray,

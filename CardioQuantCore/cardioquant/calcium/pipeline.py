@@ -175,7 +175,7 @@ def heart_anatomy(loaded: LoadedImage, options, required: bool, on_scan_grid: bo
     (a scan too large to hold them whole)."""
     grid = loaded.image if on_scan_grid else anatomy.coarse_grid(loaded.image)
     if options.heart_mask:
-        heart, aorta, source = given_heart(options.heart_mask, loaded.image, grid)
+        heart, aorta, source = given_heart(options, loaded.image, grid)
         return anatomy.heart_from_mask(grid, heart, source=source, great_vessels=aorta)
     try:
         return anatomy.find_heart(loaded.image, on_scan_grid)
@@ -247,12 +247,13 @@ def heart_and_aorta(folder: Path, grid: sitk.Image) -> tuple[np.ndarray, np.ndar
     return masks["heart"], anatomy.grown(aorta, grid.GetSpacing(), AORTA_WALL_MM) if aorta is not None and aorta.any() else None
 
 
-def given_heart(option: str, image: sitk.Image, grid: sitk.Image) -> tuple[np.ndarray, np.ndarray | None, str]:
+def given_heart(options, image: sitk.Image, grid: sitk.Image) -> tuple[np.ndarray, np.ndarray | None, str]:
     """(heart, aorta or None, where they came from) on `grid` for --heart-mask: TotalSegmentator run on the scan
     (its heart and aorta classes), a folder of its output, or one heart mask file."""
+    option = options.heart_mask
     if option == TOTALSEGMENTATOR:
         heart, aorta = totalsegmentator.segment(image, "--heart-mask", lambda folder: heart_and_aorta(folder, grid),
-                                                roi_subset=["heart", "aorta"])
+                                                device=options.device, roi_subset=["heart", "aorta"])
         if not heart.any():
             raise InputError(anatomy.NO_HEART_MESSAGE + " (TotalSegmentator found none)")
         return heart, aorta, "TotalSegmentator heart"
