@@ -533,6 +533,15 @@ def test_totalsegmentator_is_offered_as_the_vertebra_provider(tmp_path, monkeypa
         assert abs(result["vertebrae"][level]["bmd_mg_cm3"] - true_bmd) < 3.0
     assert "TotalSegmentator run on the scan" in result["source"]
 
+    def offline(*_, **__):
+        raise RuntimeError("could not download the weights")
+
+    api.totalsegmentator = offline  # installed, but its first run has no internet
+    code = cli.main(["bmd", str(ct), "-o", str(tmp_path / "c"), "--vertebra-mask", "totalsegmentator", "--quiet"])
+    said = capsys.readouterr().err
+    assert code == 2 and "TotalSegmentator failed (RuntimeError: could not download the weights)" in said
+    assert len(said.strip().splitlines()) == 1 and not (tmp_path / "c" / "bmd.json").exists()
+
 
 def test_no_vertebra_in_field_of_view(capsys, tmp_path):
     case = phantom.make_spine_phantom(seed=3, spacing=(1.0, 1.0, 3.0), levels=("L1",))

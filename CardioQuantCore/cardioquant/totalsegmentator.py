@@ -41,5 +41,10 @@ def segment(image: sitk.Image, option: str, read: Callable[[Path], object], devi
     with tempfile.TemporaryDirectory(prefix="cardioquant-totalseg-") as folder:
         scan, output = Path(folder) / "ct.nii.gz", Path(folder) / "segmentations"
         sitk.WriteImage(image, str(scan))
-        run(str(scan), str(output), device=where, **task)
+        try:
+            run(str(scan), str(output), device=where, **task)
+        except (Exception, SystemExit) as exc:  # its command-line code exits on some errors
+            raise InputError(f"{option} {OPTION_VALUE}: TotalSegmentator failed ({type(exc).__name__}: {exc}); on "
+                             "first use it fetches its weights from the internet. Run it once where it can, or give "
+                             "a mask file.") from exc
         return read(output)
