@@ -1,5 +1,5 @@
-"""TotalSegmentator (Wasserthal et al., 2023) as an optional provider of masks, when it is installed: the heart for
-calcium scoring (`--heart-mask totalsegmentator`) and the vertebrae for bone density (`--vertebra-mask
+"""TotalSegmentator (Wasserthal et al., 2023) as an optional provider of masks, when it is installed: the heart and
+aorta for calcium scoring (`--heart-mask totalsegmentator`) and the vertebrae for bone density (`--vertebra-mask
 totalsegmentator`). Its Python API is run on the scan in a temporary folder, and its output is read as the files a
 reader would give. CardioQuant never needs it: without it these options stop before any work with how to get it.
 TotalSegmentator fetches its weights on first use (internet), which CardioQuant itself never does.
