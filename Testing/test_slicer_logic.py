@@ -265,6 +265,35 @@ def test_slicer_totalsegmentator_segments_are_found_by_their_ids_under_standard_
     assert np.array_equal(written == TOTALSEGMENTATOR_VALUES["L1"], masks == 3)
 
 
+def test_the_lumen_is_never_taken_from_the_first_of_many_segments(tmp_path):
+    """CT-FFR's lumen segmentation: the segment called "coronary lumen", else TotalSegmentator's coronary_arteries,
+    else a segmentation's only segment; a segmentation of many structures is refused with what to do, rather than
+    its first segment (a whole-body TotalSegmentator result starts with the spleen) read as the lumen."""
+    from cardioquant.errors import InputError
+    from cardioquant.labels import TISSUE, LabelTable, SegmentSpec
+
+    ct_path, _ = write_block_phantom(tmp_path)
+    volume = scene.load_volume(_mrml(), ct_path, "cta")
+    image = scene.image_from_volume_node(volume)
+    masks = np.zeros(sitk.GetArrayFromImage(image).shape, np.uint8)
+    masks[:, 4:8, 3:9], masks[:, 9:12, 3:9] = 1, 2
+
+    def segmentation(*names):
+        table = LabelTable([SegmentSpec(n + 1, name, (1, 0, 0), TISSUE, TISSUE) for n, name in enumerate(names)])
+        labels = np.where(masks <= len(names), masks, 0)
+        return scene.segmentation_node_from_labelmap(_mrml(), scene.geometry.image_from_array(labels, image), volume,
+                                                     table, "+".join(names))
+
+    ffr = logic.FFRLogic()
+    for names, lumen_value in ((("spleen", "coronary_arteries"), 2), (("my lumen",), 1)):
+        folder = tmp_path / names[0]
+        folder.mkdir()
+        _, prepared = ffr.prepareRun(volume, ffr.settings(), {"lumen_mask": segmentation(*names)}, folder)
+        assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(prepared.lumen_mask)) > 0, masks == lumen_value)
+    with pytest.raises(InputError, match="has 2 segments and none is called 'coronary lumen'"):
+        ffr.prepareRun(volume, ffr.settings(), {"lumen_mask": segmentation("spleen", "kidney_right")}, tmp_path)
+
+
 def test_export_of_a_module_that_does_not_rescore_copies_the_run_and_adds_the_dicom_seg(tmp_path):
     """BoneDensity does not re-score edits. Unedited, Export copies the run's files and, for a DICOM input, adds a
     DICOM SEG of the segmentation (its vertebral bodies and ROIs) referencing the series. After the reader erases

@@ -357,16 +357,31 @@ class FFRLogic(AnalysisLogic):
     NODE_INPUTS = {"lumen_mask": "vtkMRMLSegmentationNode", "seeds": "vtkMRMLMarkupsFiducialNode"}
 
     def nodeInputValue(self, name, node, inputVolumeNode, folder):
-        if name == "lumen_mask":  # the segment named "coronary lumen", else the first one
+        if name == "lumen_mask":
             from cardioquant.labels import LabelTable, SegmentSpec
 
             spec = self.pipeline().LABEL_TABLE.segments[0]
-            names = scene_layer.segment_names(node)
-            segment = spec.name if spec.name in names else names[0]
+            segment = self.lumenSegment(node, spec.name)
             table = LabelTable([SegmentSpec(spec.value, segment, spec.color, spec.category, spec.type)])
             return writeSegmentationLabels(node, inputVolumeNode, table, folder, "lumen.nrrd")
         # seeds: the ostium first, then the distal end of each vessel
         return pointsText(node, inputVolumeNode) if node.GetNumberOfControlPoints() >= 2 else None
+
+    @staticmethod
+    def lumenSegment(node, lumenName):
+        """The lumen in the reader's segmentation: the segment called `lumenName` (this module's own), else
+        TotalSegmentator's coronary_arteries, else the segmentation's only segment. A segmentation of many
+        structures (TotalSegmentator's whole body) is refused rather than its first segment taken as the lumen."""
+        from cardioquant.errors import InputError
+
+        for name in (lumenName, "coronary_arteries"):
+            if scene_layer.segment_id_of(node, name):
+                return name
+        names = scene_layer.segment_names(node)
+        if len(names) == 1:
+            return names[0]
+        raise InputError(f"the lumen segmentation '{node.GetName()}' has {len(names)} segments and none is called "
+                         f"'{lumenName}': name the coronary lumen segment so, or pick a segmentation of the lumen alone.")
 
     def loadOutputs(self, outputDir, inputVolumeNode):
         """Besides the lumen and the table: centerlines and vessel surface coloured by FFR, and FFR-distance plots."""
