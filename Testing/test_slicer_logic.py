@@ -268,7 +268,8 @@ def test_slicer_totalsegmentator_segments_are_found_by_their_ids_under_standard_
 def test_the_lumen_is_never_taken_from_the_first_of_many_segments(tmp_path):
     """CT-FFR's lumen segmentation: the segment called "coronary lumen", else TotalSegmentator's coronary_arteries,
     else a segmentation's only segment; a segmentation of many structures is refused with what to do, rather than
-    its first segment (a whole-body TotalSegmentator result starts with the spleen) read as the lumen."""
+    its first segment (a whole-body TotalSegmentator result starts with the spleen) read as the lumen. A heart or
+    vertebra segmentation without the segments the analysis reads is refused the same way, before the run."""
     from cardioquant.errors import InputError
     from cardioquant.labels import TISSUE, LabelTable, SegmentSpec
 
@@ -292,6 +293,13 @@ def test_the_lumen_is_never_taken_from_the_first_of_many_segments(tmp_path):
         assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(prepared.lumen_mask)) > 0, masks == lumen_value)
     with pytest.raises(InputError, match="has 2 segments and none is called 'coronary lumen'"):
         ffr.prepareRun(volume, ffr.settings(), {"lumen_mask": segmentation("spleen", "kidney_right")}, tmp_path)
+    # The same for a heart or vertebra segmentation without the segment the analysis reads: said before the run.
+    with pytest.raises(InputError, match="has no segment called 'heart'"):
+        logic.CalciumLogic().prepareRun(volume, logic.CalciumLogic().settings(),
+                                        {"heart_mask": segmentation("spleen", "kidney_right")}, tmp_path)
+    with pytest.raises(InputError, match="no segment named as TotalSegmentator names vertebrae"):
+        logic.BMDLogic().prepareRun(volume, logic.BMDLogic().settings(),
+                                    {"vertebra_mask": segmentation("spleen", "kidney_right")}, tmp_path)
 
 
 def test_export_of_a_module_that_does_not_rescore_copies_the_run_and_adds_the_dicom_seg(tmp_path):

@@ -299,12 +299,16 @@ class CalciumLogic(AnalysisLogic):
     def nodeInputValue(self, _name, node, inputVolumeNode, folder):  # heart_mask, its one node input
         """The segmentation's "heart" segment, and its "aorta" segment when it has one (TotalSegmentator's names),
         written as TotalSegmentator writes them (heart.nii.gz, aorta.nii.gz) into a folder: the --heart-mask."""
+        from cardioquant.errors import InputError
         from cardioquant.labels import TISSUE, LabelTable, SegmentSpec
 
+        if not scene_layer.segment_id_of(node, "heart"):
+            raise InputError(f"the heart segmentation '{node.GetName()}' has no segment called 'heart' "
+                             "(TotalSegmentator's name): name its heart segment so.")
         masks = os.path.join(folder, "heart_mask")
         os.makedirs(masks, exist_ok=True)
         for name in ("heart", "aorta"):
-            if name == "heart" or scene_layer.segment_id_of(node, name):
+            if scene_layer.segment_id_of(node, name):
                 table = LabelTable([SegmentSpec(1, name, (1, 0, 0), TISSUE, TISSUE)])
                 writeSegmentationLabels(node, inputVolumeNode, table, masks, f"{name}.nii.gz")
         return masks
@@ -344,11 +348,16 @@ class BMDLogic(AnalysisLogic):
 
     def nodeInputValue(self, _name, node, inputVolumeNode, folder):  # vertebra_mask, its one node input
         from cardioquant.bmd.levels import TOTALSEGMENTATOR_VALUES
+        from cardioquant.errors import InputError
         from cardioquant.labels import TISSUE, LabelTable, SegmentSpec
 
         # Segments named as TotalSegmentator names them (vertebrae_L1, ...), written with its values.
         table = LabelTable([SegmentSpec(value, f"vertebrae_{level}", (1, 1, 1), TISSUE, TISSUE)
                             for level, value in TOTALSEGMENTATOR_VALUES.items()])
+        if not any(scene_layer.segment_id_of(node, spec.name) for spec in table.segments):
+            raise InputError(f"the vertebra segmentation '{node.GetName()}' has no segment named as TotalSegmentator "
+                             "names vertebrae (vertebrae_L1, vertebrae_T12, ...): name them so, or leave it empty "
+                             "for the network to find the vertebrae.")
         return writeSegmentationLabels(node, inputVolumeNode, table, folder, "vertebrae.nrrd")
 
 
