@@ -300,6 +300,14 @@ def test_the_lumen_is_never_taken_from_the_first_of_many_segments(tmp_path):
     with pytest.raises(InputError, match="no segment named as TotalSegmentator names vertebrae"):
         logic.BMDLogic().prepareRun(volume, logic.BMDLogic().settings(),
                                     {"vertebra_mask": segmentation("spleen", "kidney_right")}, tmp_path)
+    # A myocardium drawn in another tool, its one segment named otherwise, is the myocardium (value 2).
+    scar = logic.ScarLogic()
+    (tmp_path / "scar").mkdir()
+    _, prepared = scar.prepareRun(volume, scar.settings(), {"myocardium_mask": segmentation("Segment_1")},
+                                  tmp_path / "scar")
+    assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(prepared.myocardium_mask)), np.where(masks == 1, 2, 0))
+    with pytest.raises(InputError, match="has 2 segments and none is called 'myocardium'"):
+        scar.prepareRun(volume, scar.settings(), {"myocardium_mask": segmentation("spleen", "kidney_right")}, tmp_path)
 
 
 def test_export_of_a_module_that_does_not_rescore_copies_the_run_and_adds_the_dicom_seg(tmp_path):

@@ -337,9 +337,25 @@ class ScarLogic(AnalysisLogic):
 
     def nodeInputValue(self, name, node, inputVolumeNode, folder):
         if name == "myocardium_mask":  # the reader's corrected myocardium: recompute from it
-            return writeSegmentationLabels(node, inputVolumeNode, self.pipeline().LABEL_TABLE, folder,
-                                           "myocardium.nrrd")
+            return writeSegmentationLabels(node, inputVolumeNode, self.myocardiumTable(node), folder, "myocardium.nrrd")
         return firstPointText(node, inputVolumeNode)  # rv_insertion_point: the first control point of the reader's point list
+
+
+    def myocardiumTable(self, node):
+        """How the reader's myocardium segmentation is read: by this module's segment names (LV cavity, myocardium,
+        scar, MVO); a segmentation of one segment named otherwise (drawn in another tool) is the myocardium."""
+        from cardioquant.errors import InputError
+        from cardioquant.labels import LabelTable
+
+        table = self.pipeline().LABEL_TABLE
+        if any(scene_layer.segment_id_of(node, spec.name) for spec in table.segments):
+            return table
+        names = scene_layer.segment_names(node)
+        if len(names) != 1:
+            raise InputError(f"the myocardium segmentation '{node.GetName()}' has {len(names)} segments and none is "
+                             "called 'myocardium': name the myocardium segment so.")
+        myocardium = next(spec for spec in table.segments if spec.name == "myocardium")
+        return LabelTable([dataclasses.replace(myocardium, name=names[0])])
 
 
 class BMDLogic(AnalysisLogic):
