@@ -165,6 +165,32 @@ def test_a_pacemaker_lead_and_its_streaks_score_nothing():
     assert any(w.startswith("metal (3000 HU or more") for w in with_lead.warnings)
 
 
+@pytest.mark.parametrize("way_round", ["one way", "the other way"])
+def test_a_traced_lesion_is_the_calcified_voxels_whose_centres_lie_inside_its_polygon(way_round):
+    """COCA's truth (REFERENCE section 6): a lesion is the >= 130 HU voxels inside the expert's polygon, whichever
+    way round it was drawn. The square runs 0.2 pixel outside a 3 x 3 block of voxel centres (0.5 mm pixels, the
+    image's origin at (10, 20, 30) mm, the traced slice at z = 36 mm); one of the nine voxels reads 120 HU, and the
+    calcified column beside the block lies outside."""
+    from cardioquant.calcium import coca
+
+    hu = np.zeros((5, 12, 12), np.float32)
+    hu[2, 4:7, 3:6] = 300.0
+    hu[2, 5, 5] = 120.0
+    hu[2, 4:7, 6] = 300.0                      # calcified, its centres 0.8 pixel outside the polygon
+    image = sitk.GetImageFromArray(hu)
+    image.SetSpacing((0.5, 0.5, 3.0))
+    image.SetOrigin((10.0, 20.0, 30.0))
+    corners = [(2.8, 3.8), (5.2, 3.8), (5.2, 6.2), (2.8, 6.2)]                  # (i, j) around columns 3-5, rows 4-6
+    if way_round == "the other way":
+        corners = corners[::-1]
+    polygon = np.array([(10.0 + 0.5 * i, 20.0 + 0.5 * j, 36.0) for i, j in corners])
+    labels = coca.truth_labels(image, [(coca.LABEL_OF["LCX"], polygon)])
+    expected = np.zeros(hu.shape, np.uint8)
+    expected[2, 4:7, 3:6] = coca.LABEL_OF["LCX"]
+    expected[2, 5, 5] = 0
+    assert np.array_equal(labels, expected)
+
+
 @pytest.mark.skipif(not COCA.is_dir(), reason="real COCA scans not present (../shared/data/coca)")
 def test_real_gated_scans_keep_every_traced_lesion_in_the_heart_region():
     from cardioquant.calcium import coca

@@ -59,7 +59,9 @@ def read_polygons(xml_path: str | Path) -> list[tuple[int, np.ndarray]]:
 
 
 def truth_labels(image: sitk.Image, polygons, threshold_hu: float = 130.0) -> np.ndarray:
-    """Artery label [k, j, i] of every voxel >= threshold inside a traced polygon on its slice."""
+    """Artery label [k, j, i] of every voxel >= threshold whose centre lies inside a traced polygon on its slice.
+    No margin is given to the test: matplotlib's `radius` grows or shrinks a polygon by which way round it was drawn,
+    and every COCA trace runs the way that shrinks it."""
     hu = sitk.GetArrayViewFromImage(image)
     labels = np.zeros(hu.shape, np.uint8)
     for artery, points in polygons:
@@ -70,7 +72,7 @@ def truth_labels(image: sitk.Image, polygons, threshold_hu: float = 130.0) -> np
         lo = np.maximum(np.floor(index[:, :2].min(0)).astype(int) - 1, 0)
         hi = np.minimum(np.ceil(index[:, :2].max(0)).astype(int) + 2, [hu.shape[2], hu.shape[1]])
         jj, ii = np.mgrid[lo[1]:hi[1], lo[0]:hi[0]]
-        inside = Polygon(index[:, :2]).contains_points(np.column_stack([ii.ravel(), jj.ravel()]), radius=0.5)
+        inside = Polygon(index[:, :2]).contains_points(np.column_stack([ii.ravel(), jj.ravel()]))
         inside = inside.reshape(jj.shape) & (hu[k, lo[1]:hi[1], lo[0]:hi[0]] >= threshold_hu)
         labels[k, lo[1]:hi[1], lo[0]:hi[0]][inside] = artery
     return labels
