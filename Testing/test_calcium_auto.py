@@ -165,6 +165,13 @@ def test_a_pacemaker_lead_and_its_streaks_score_nothing():
     assert any(w.startswith("metal (3000 HU or more") for w in with_lead.warnings)
 
 
+def test_the_filled_hull_of_a_square_of_points_holds_its_edges():
+    """The lungs' hull (anatomy._hull_mask) of the corners of a 7 x 7 pixel square is the 49 pixels, edges included."""
+    points = np.array([[2, 2], [2, 8], [8, 8], [8, 2], [5, 5]])
+    hull = anatomy._hull_mask(points, (12, 12))
+    assert hull.sum() == 49 and hull[2:9, 2:9].all()
+
+
 @pytest.mark.parametrize("way_round", ["one way", "the other way"])
 def test_a_traced_lesion_is_the_calcified_voxels_whose_centres_lie_inside_its_polygon(way_round):
     """COCA's truth (REFERENCE section 6): a lesion is the >= 130 HU voxels inside the expert's polygon, whichever

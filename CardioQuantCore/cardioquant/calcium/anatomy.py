@@ -173,6 +173,8 @@ def _hull_mask(points: np.ndarray, shape) -> np.ndarray:
     lo = points.min(0).astype(int)
     hi = points.max(0).astype(int) + 1
     rows, cols = np.mgrid[lo[0]:hi[0], lo[1]:hi[1]]
+    # Qhull lists a 2D hull's vertices counter-clockwise, the way round for which matplotlib's radius margin grows
+    # the polygon (it shrinks one drawn the other way): the points on the hull's edges count as inside.
     inside = polygon.contains_points(np.column_stack([rows.ravel(), cols.ravel()]), radius=0.5).reshape(rows.shape)
     out = np.zeros(shape, bool)
     out[lo[0]:hi[0], lo[1]:hi[1]] = inside
