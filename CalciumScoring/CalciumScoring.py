@@ -87,8 +87,10 @@ class CalciumScoringWidget(CardioQuantWidget):
                 table.setItem(row, column, qt.QTableWidgetItem(str(value)))
         self.showTable(result.table_rows)
         total, risk = result.summary["total"], result.summary["risk"]
+        leftMain = result.summary["arteries"]["LM"].get("scored_with")
         self.ui.statusLabel.text = (f"Agatston {total['agatston']:.1f}, volume {total['volume_mm3']:.1f} mm3; "
-                                    f"risk {risk['classic']}, CAC-DRS {risk['cac_drs']}")
+                                    f"risk {risk['classic']}, CAC-DRS {risk['cac_drs']}"
+                                    + (f"; LM scored with the {leftMain} (reassign its lesions to LM)" if leftMain else ""))
 
     def selectedLesion(self):
         rows = {index.row() for index in self.ui.lesionTableWidget.selectedIndexes()}

@@ -270,3 +270,30 @@ def test_rescore_right_after_a_cta_run_equals_the_run():
     assert again["risk"] == result.summary["risk"]
     defaults = rescore(loaded.image, labels)
     assert defaults["total"]["agatston"] != pytest.approx(result.summary["total"]["agatston"])
+
+
+def test_the_automatic_path_says_the_left_main_is_scored_with_the_lad_until_the_reader_labels_it(tmp_path):
+    """Position cannot tell the left main from the proximal LAD, so the automatic path scores LM calcium with the
+    LAD: its LM row must say so ("with LAD"), not read as "no left-main calcium". Once the reader moves a lesion to
+    LM, the LM figures are the reader's and are scored as such; a reader's label map is never marked."""
+    from cardioquant.calcium import evaluation, phantom
+    from cardioquant.calcium.pipeline import edited_result, reassign_lesion, summary_line
+    from cardioquant.calcium.pipeline import run as run_calcium
+    from cardioquant.pipelines import settings_for
+    from cardioquant.progress import Progress
+
+    case = phantom.make_cardiac_phantom(30510, spacing=(0.8, 0.8, 3.0), n_calcifications=8)
+    loaded = evaluation.phantom_loaded(case)
+    result = run_calcium(loaded, settings_for("calcium"), Progress())
+    assert result.summary["arteries"]["LM"]["scored_with"] == "LAD"
+    assert "LM with LAD" in summary_line(result)
+
+    labels = sitk.GetArrayFromImage(result.label_image)
+    run_document = json.loads(json.dumps({**result.summary, "settings": result.settings, "warnings": []}))
+    edited = edited_result(loaded, reassign_lesion(labels, tuple(np.argwhere(labels == 2)[0]), 1), run_document)
+    left_main = edited.summary["arteries"]["LM"]
+    assert "scored_with" not in left_main and left_main["agatston"] > 0 and left_main["lesions"] >= 1
+
+    sitk.WriteImage(_like(case.truth_labels(), loaded.image), str(tmp_path / "labels.nrrd"))
+    by_reader = run_calcium(loaded, settings_for("calcium", labels=str(tmp_path / "labels.nrrd")), Progress())
+    assert "scored_with" not in by_reader.summary["arteries"]["LM"]

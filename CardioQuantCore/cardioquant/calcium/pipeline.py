@@ -427,7 +427,7 @@ def _module_result(loaded, result, artery_labels, mode, threshold_info, assignme
               "interchangeable with non-contrast Agatston")
     summary = {
         "total": {k: result.total[k] for k in ("agatston", "volume_mm3", "mass_mg")},
-        "arteries": result.arteries,
+        "arteries": _left_main_said(result.arteries, artery_labels, assignment),
         "risk": risk,
         "lesions": lesions,
         "mode": mode,
@@ -451,6 +451,15 @@ def _module_result(loaded, result, artery_labels, mode, threshold_info, assignme
 
     return ModuleResult(module="calcium", summary=summary, label_image=label_image, label_table=LABEL_TABLE,
                         table_rows=rows, settings=settings_json, models=models, warnings=warnings, report=report)
+
+
+def _left_main_said(arteries: dict, artery_labels: np.ndarray, assignment: str) -> dict:
+    """The automatic path scores the left main with the LAD (territories: its level cannot be told from the proximal
+    LAD's by position), so its LM figure of 0 would read as "no left-main calcium". Until the reader labels a lesion
+    LM, the JSON says where the left main's calcium went: `scored_with` "LAD"."""
+    if not assignment.startswith("automatic") or (artery_labels == territories.LM).any():
+        return arteries
+    return {**arteries, "LM": {**arteries["LM"], "scored_with": "LAD"}}
 
 
 def edited_result(loaded: LoadedImage, label_map: np.ndarray, run_document: dict) -> ModuleResult:
@@ -484,7 +493,8 @@ def sample_options() -> dict:
 
 def summary_line(result: ModuleResult) -> str:
     s = result.summary
-    per = ", ".join(f"{k} {v['agatston']:.0f}" for k, v in s["arteries"].items())
+    per = ", ".join(f"{k} with {v['scored_with']}" if v.get("scored_with") else f"{k} {v['agatston']:.0f}"
+                    for k, v in s["arteries"].items())
     return (f"Agatston {s['total']['agatston']:.1f} ({per}); risk {s['risk']['classic']}, CAC-DRS "
             f"{s['risk']['cac_drs']} [{s['mode']}, {s['assignment']}]")
 

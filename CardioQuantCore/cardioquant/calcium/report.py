@@ -26,6 +26,9 @@ def draw_report(path, loaded, artery_labels, result, summary, settings, models, 
     table_ax = figure.add_axes([0.05, 0.28, 0.9, 0.22])
     rows = []
     for name, values in summary["arteries"].items():
+        if values.get("scored_with"):  # the automatic path's left main: its calcium is in that artery's row
+            rows.append([name] + [f"with {values['scored_with']}"] * 4)
+            continue
         rows.append([name, f"{values['agatston']:.1f}", f"{values['volume_mm3']:.1f}",
                      "-" if values["mass_mg"] is None else f"{values['mass_mg']:.2f}", values["lesions"]])
     total = summary["total"]
