@@ -58,8 +58,21 @@ def test_a_multi_frame_object_with_several_images_per_position_is_refused(tmp_pa
     volume: one line says how many frames at how many positions and what to export."""
     files = write_ct_series(tmp_path / "ct", np.full((4, 8, 9), -1000.0), spacing=(0.5, 0.5, 3.0))
     write_enhanced_ct(tmp_path / "two", files, images_per_position=2)
-    with pytest.raises(InputError, match="8 frames at 4 slice positions"):
+    with pytest.raises(InputError, match="8 images at 4 slice positions: the object holds several images per"):
         read_image(tmp_path / "two")
+
+
+def test_a_series_of_cardiac_phases_at_the_same_positions_is_refused_with_what_to_export(tmp_path):
+    """A retrospectively gated cardiac CT exported as one series: the same 4 slice positions imaged in 3 phases.
+    Not one volume (nor a series with uneven steps): the line says how many images at how many positions and to
+    export one phase."""
+    (tmp_path / "phases").mkdir()
+    for phase in range(3):
+        for path in write_ct_series(tmp_path / f"phase{phase}", np.full((4, 8, 9), -1000.0), series_uid="1.2.3.4"):
+            path.rename(tmp_path / "phases" / f"phase{phase}_{path.name}")
+    with pytest.raises(InputError, match="12 images at 4 slice positions: the series holds several images per "
+                                         "position .* export one image per position"):
+        read_image(tmp_path / "phases")
 
 
 def test_missing_file_is_input_error(tmp_path):

@@ -436,12 +436,30 @@ def _series_uid_of_file(path: Path) -> str:
     return file_reader.GetMetaData("0020|000e").strip() if file_reader.HasMetaDataKey("0020|000e") else ""
 
 
+POSITION_TOLERANCE_MM = 0.01
+
+
+def positions_held(depths: np.ndarray) -> int:
+    """How many distinct slice positions the depths along the slice normal hold."""
+    return int(np.sum(np.diff(np.sort(depths)) > POSITION_TOLERANCE_MM)) + 1
+
+
+def several_images_per_position(name: str, what: str, images: int, positions: int) -> str:
+    """The one line for a series or object holding more than one image at each slice position."""
+    return (f"{name}: {images} images at {positions} slice positions: {what} holds several images per position "
+            "(cardiac phases, cine phases, inversion times, or magnitude and phase-sensitive images); export one "
+            "image per position (one phase, e.g. the diastolic one for a cardiac CT; one inversion time) and read that.")
+
+
 def _check_slice_spacing(loaded: LoadedImage, positions: list[str], allow_gaps: bool = False) -> None:
     """Refuse series with gaps or uneven slice steps: a single spacing would misplace slices silently. With
     `allow_gaps` such a series is placed on a regular grid where it can be (`_place_on_regular_grid`)."""
     points = np.array([[float(v) for v in p.split("\\")] for p in positions])
     normal = direction_matrix(loaded.image)[:, 2]
     depths = (points - points[0]) @ normal  # along the volume's slice axis, in file (= array) order
+    held = positions_held(depths)
+    if held * 2 <= len(depths):  # every position (or most) imaged again: phases, not a stray duplicate
+        raise InputError(several_images_per_position(loaded.path, "the series", len(depths), held))
     steps = np.diff(np.sort(depths))
     uneven = steps.min() <= 0 or (steps.max() - steps.min()) > 0.01 * steps.mean() + 1e-3
     if uneven and not (allow_gaps and _place_on_regular_grid(loaded, depths)):

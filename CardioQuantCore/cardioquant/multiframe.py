@@ -19,8 +19,7 @@ import pydicom
 import SimpleITK as sitk
 
 from .errors import InputError
-
-POSITION_TOLERANCE_MM = 0.01
+from .imageio import POSITION_TOLERANCE_MM, positions_held, several_images_per_position
 
 
 def read(path: str, tags: dict[str, str]) -> tuple[sitk.Image, dict[str, str]]:
@@ -53,11 +52,9 @@ def _read(path: str, dataset, tags: dict[str, str]) -> tuple[sitk.Image, dict[st
                          "object); export one stack and read that.")
     normal = np.cross(orientations[0][:3], orientations[0][3:])
     depths = np.sort(positions @ normal)
-    at = int(np.sum(np.diff(depths) > POSITION_TOLERANCE_MM)) + 1
+    at = positions_held(depths)
     if at != len(depths):
-        raise InputError(f"{name}: {len(depths)} frames at {at} slice positions: the object holds several images "
-                         "per position (cine phases, inversion times, or magnitude and phase-sensitive images); "
-                         "export one image per position (one phase, one inversion time) and read that.")
+        raise InputError(several_images_per_position(name, "the object", len(depths), at))
     image = sitk.ReadImage(str(path))
     if image.GetDimension() != 3 or image.GetSize()[2] != len(depths):
         raise InputError(f"{name}: a multi-frame file of {len(depths)} frames read as {image.GetSize()}; export the "
