@@ -106,6 +106,22 @@ def test_mixed_dicom_series_are_refused(tmp_path):
         read_image(tmp_path / "mixed")
 
 
+def test_a_study_with_a_localizer_and_a_dose_report_reads_its_one_volume_and_says_so(tmp_path):
+    """A calcium-score study as a PACS exports it: the 5-slice scan, a one-image topogram and a one-image dose report
+    (patient/study/series folders). The scan is the only volume: it is read, and the warning names it; two volumes
+    still need --series."""
+    study = tmp_path / "patient" / "study"
+    write_ct_series(study / "scan", np.full((5, 6, 7), 40.0), series_uid="1.2.3.10")
+    write_ct_series(study / "topogram", np.full((1, 9, 9), 0.0), series_uid="1.2.3.11", origin=(0, 0, 300))
+    write_ct_series(study / "dose", np.full((1, 4, 4), 0.0), series_uid="1.2.3.12", origin=(0, 0, 500))
+    loaded = read_image(tmp_path / "patient")
+    assert loaded.image.GetSize() == (7, 6, 5) and loaded.dicom["series_instance_uid"] == "1.2.3.10"
+    assert any("read series 2 (no description, 5 slices), the only volume" in w for w in loaded.warnings)  # dose, scan, topogram
+    write_ct_series(study / "second", np.full((3, 6, 7), 40.0), series_uid="1.2.3.13", origin=(0, 0, 100))
+    with pytest.raises(InputError, match="4 DICOM series"):
+        read_image(tmp_path / "patient")
+
+
 def test_uneven_slice_spacing_is_refused(tmp_path):
     write_ct_series(tmp_path / "gap", np.zeros((4, 4, 4)), z_positions=[0, 3, 6, 12])
     with pytest.raises(InputError, match="unevenly spaced"):

@@ -206,9 +206,12 @@ class DicomSeries:
 
     frames: int = 1  # frames of its first file (an enhanced DICOM series is one file of many frames)
 
+    @property
+    def slices(self) -> int:
+        return self.frames if len(self.files) == 1 else len(self.files)
+
     def line(self, number: int) -> str:
-        slices = self.frames if len(self.files) == 1 else len(self.files)
-        return (f"  {number}: {self.description or '(no description)'}, {slices} slices, "
+        return (f"  {number}: {self.description or '(no description)'}, {self.slices} slices, "
                 f"{self.thickness or '?'} mm, UID {self.uid}")
 
 
@@ -261,10 +264,24 @@ def _series_ids(directory: str) -> tuple[str, ...]:
         return sitk.ImageSeriesReader.GetGDCMSeriesIDs(directory)
 
 
+# A study as a PACS exports it holds, beside the scan, a localizer (scout, topogram) and a dose report: one or two
+# images each. Series this small are never the volume to analyse when another series is one.
+SINGLE_IMAGES = 2
+
+
 def _choose_series(folder: Path, found: list[DicomSeries], series: str | None,
-                   stacks: list[list[DicomSeries]] = ()) -> DicomSeries:
-    """The series `series` names (a UID or its number in the listing), or the folder's only one; else the listing,
-    which names the `stacks` (single-slice series that are one stack) and how to read each with --series."""
+                   stacks: list[list[DicomSeries]] = (), warnings: list[str] | None = None) -> DicomSeries:
+    """The series `series` names (a UID or its number in the listing), the folder's only one, or its only volume
+    beside series of one or two images (localizers, a dose report: said in `warnings`); else the listing, which
+    names the `stacks` (single-slice series that are one stack) and how to read each with --series."""
+    volumes = [candidate for candidate in found if candidate.slices > SINGLE_IMAGES]
+    if series is None and len(found) > 1 and len(volumes) == 1 and not stacks:
+        number = found.index(volumes[0]) + 1
+        if warnings is not None:
+            warnings.append(f"{folder} holds {len(found)} DICOM series: read series {number} ({volumes[0].description or 'no description'}, "
+                            f"{volumes[0].slices} slices), the only volume; the others hold one or two images each "
+                            "(such as a localizer or a dose report); --series chooses another")
+        return volumes[0]
     if series is not None:
         for number, candidate in enumerate(found, start=1):
             if series in (candidate.uid, str(number)):
@@ -302,7 +319,7 @@ def _read_dicom_folder(folder: Path, only_file: Path | None = None, series: str 
         stacks = single_slice_stacks(found) if stack_single_slices and series is None else []
         if len(stacks) == 1 and len(stacks[0]) == len(found):  # every series is a slice of the one stack
             stacked = [candidate.files[0] for candidate in stacks[0]]
-        files = stacked or _choose_series(folder, found, series, stacks).files
+        files = stacked or _choose_series(folder, found, series, stacks, warnings).files
         if stacked:
             warnings.append(f"{len(stacked)} single-slice series stacked into one volume (one orientation, frame of "
                             "reference and pixel grid; in slice order); give --series to read one of them alone")
