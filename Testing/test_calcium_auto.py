@@ -816,3 +816,21 @@ def test_the_artery_segments_hold_only_lesions_that_pass_the_area_rule(gated_pai
         for value in range(1, 5):
             pieces, count = ndimage.label(plane == value, np.ones((3, 3)))
             assert count == 0 or np.bincount(pieces.ravel())[1:].min() >= least_pixels
+
+
+def test_blood_brighter_than_unenhanced_blood_on_a_non_contrast_reading_is_warned_of():
+    """A late or weak contrast phase (blood 105 HU: under the 130 HU CTA call) is scored as non-contrast, and the
+    reader is told that the blood is brighter than unenhanced blood can be; a scan forced to non-contrast while its
+    blood carries iodine is told too. Unenhanced blood (40 HU) gets no such warning."""
+    def blood_warnings(case, mode="auto"):
+        result = evaluation.run_pipeline(case, mode=mode)
+        return result.summary["mode"], [w for w in result.warnings if "brighter than unenhanced blood" in w]
+
+    weak = phantom.make_cardiac_phantom(30520, spacing=(1.0, 1.0, 3.0), contrast=True, contrast_hu=105.0,
+                                        n_calcifications=4)
+    mode, said = blood_warnings(weak)
+    assert mode == "noncontrast" and len(said) == 1 and "contrast may be present" in said[0]
+    arterial = phantom.make_cardiac_phantom(30520, spacing=(1.0, 1.0, 3.0), contrast=True, n_calcifications=4)
+    assert blood_warnings(arterial, mode="noncontrast")[1]
+    unenhanced = phantom.make_cardiac_phantom(30520, spacing=(1.0, 1.0, 3.0), n_calcifications=4)
+    assert blood_warnings(unenhanced) == ("noncontrast", [])

@@ -169,15 +169,18 @@ def _resample_path(points: np.ndarray, step: float) -> np.ndarray:
 def make_cardiac_phantom(seed: int, spacing=(0.5, 0.5, 3.0), fov_mm: float = 220.0, z_extent_mm: float = 150.0,
                          kvp: float = 120.0, contrast: bool = False, noise_hu: float | None = None,
                          n_calcifications: int | None = None, calcium_scale: float = 1.0,
-                         blur_mm: float = 0.5, pacemaker_lead: bool = False) -> CardiacPhantom:
+                         blur_mm: float = 0.5, pacemaker_lead: bool = False,
+                         contrast_hu: float | None = None) -> CardiacPhantom:
     """A generated case (see the module's docstring); with `pacemaker_lead` a transvenous lead (SVC, right
-    atrium, right ventricle) with its streaks, on a scale that ends at 3071 HU as a 12-bit CT's does."""
+    atrium, right ventricle) with its streaks, on a scale that ends at 3071 HU as a 12-bit CT's does. With
+    `contrast`, the blood reads `contrast_hu` at 120 kV (drawn from 330-480 HU, an arterial phase, when None)."""
     rng = np.random.default_rng(seed)
     anatomy = _Anatomy(rng, n_calcifications, calcium_scale)
     noise_rng = np.random.default_rng(seed + 1_000_003)
     if noise_hu is None:
         noise_hu = float(rng.uniform(10, 28))
-    contrast_hu = float(rng.uniform(330, 480))
+    drawn_hu = float(rng.uniform(330, 480))  # drawn either way: the rest of the case stays the same
+    contrast_hu = drawn_hu if contrast_hu is None else float(contrast_hu)
     factor = kvp_boundaries(kvp)[0][0] / 130.0  # calcium, bone and iodine brighten at low kVp (published ratio)
 
     spacing = tuple(float(s) for s in spacing)

@@ -274,6 +274,16 @@ def scan_type(options, heart: anatomy.HeartAnatomy | None) -> tuple[str, dict]:
                   "blood_hu": heart.blood_hu, "blood_measured_at_lps_mm": list(heart.blood_centre_lps)}
 
 
+def _blood_warning(mode: str, heart: anatomy.HeartAnatomy | None) -> list[str]:
+    """Scored as non-contrast while the heart's blood reads brighter than unenhanced blood: iodine may be in it (a
+    late or weak phase), and Agatston, defined without contrast, would count enhanced blood and walls as calcium."""
+    if mode != "noncontrast" or heart is None or not heart.blood_hu >= anatomy.UNENHANCED_BLOOD_MAX_HU:
+        return []
+    return [f"the blood inside the heart reads {heart.blood_hu:.0f} HU, brighter than unenhanced blood (30-60 HU, "
+            f"up to about 70 with a high haematocrit): contrast may be present (a late or weak phase). Agatston is "
+            f"defined without contrast: check the scan's phase before reading the score"]
+
+
 def labels_from_anatomy(loaded: LoadedImage, candidates: np.ndarray, heart: anatomy.HeartAnatomy, hu: np.ndarray,
                         mode: str, floor: noise.NoiseFloor | None = None):
     image = loaded.image
@@ -335,6 +345,7 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
     if heart is not None:
         warnings += heart.warnings
     mode, scan_info = scan_type(options, heart)
+    warnings += _blood_warning(mode, heart)
     hu = geometry.float_array(image)
     lumen_mask = sitk.GetArrayFromImage(read_mask(options.lumen_mask, image)) > 0 if options.lumen_mask else None
     upper_third = _upper_third_over(whole_scan, box) if box is not None and mode == "cta" else None
