@@ -834,3 +834,17 @@ def test_blood_brighter_than_unenhanced_blood_on_a_non_contrast_reading_is_warne
     assert blood_warnings(arterial, mode="noncontrast")[1]
     unenhanced = phantom.make_cardiac_phantom(30520, spacing=(1.0, 1.0, 3.0), n_calcifications=4)
     assert blood_warnings(unenhanced) == ("noncontrast", [])
+
+
+def test_a_weakly_enhanced_scan_called_cta_takes_its_threshold_from_the_blood_that_called_it():
+    """A venous or late phase (blood 160 HU: a CTA by the blood inside the heart, but under the 180 HU the aortic
+    ROI looks for) was refused with 'this does not look like a contrast CTA'. Its adaptive threshold now comes from
+    that blood: its median plus k robust SD (about the phantom's noise, 15 HU, not the spread down to the
+    myocardium among it), and the JSON says so."""
+    case = phantom.make_cardiac_phantom(30520, spacing=(1.0, 1.0, 3.0), contrast=True, contrast_hu=160.0,
+                                        noise_hu=15.0, n_calcifications=4)
+    result = evaluation.run_pipeline(case, mode="auto")
+    lumen = result.summary["threshold"]["lumen"]
+    assert result.summary["mode"] == "cta" and lumen["source"].startswith("blood inside the heart")
+    assert lumen["mean_hu"] == pytest.approx(160.0, abs=15.0) and 15.0 <= lumen["sd_hu"] <= 22.5
+    assert result.summary["threshold"]["threshold_hu"] == pytest.approx(lumen["mean_hu"] + 3 * lumen["sd_hu"])

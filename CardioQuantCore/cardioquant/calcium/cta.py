@@ -39,13 +39,34 @@ class LumenStatistics:
 
 
 def lumen_statistics(hu: np.ndarray, spacing, lumen_mask: np.ndarray | None = None,
-                     upper_third: np.ndarray | None = None) -> LumenStatistics:
+                     upper_third: np.ndarray | None = None, blood_pool: np.ndarray | None = None) -> LumenStatistics:
     """From the user's lumen mask, else from the aorta in the upper third of the scan (`upper_third`: those
-    slices, given apart when `hu` is only part of the scan)."""
+    slices, given apart when `hu` is only part of the scan), else from `blood_pool`, the blood inside the heart whose
+    enhancement called the scan a CTA (a weak or late phase: blood under the aortic ROI's 180 HU)."""
     if lumen_mask is not None and lumen_mask.any():
         values = hu[lumen_mask.astype(bool)]
         return LumenStatistics(float(values.mean()), float(values.std()), int(values.size), "user lumen mask")
-    return _aortic_roi(upper_third_of(hu) if upper_third is None else upper_third, spacing)
+    try:
+        return _aortic_roi(upper_third_of(hu) if upper_third is None else upper_third, spacing)
+    except InputError:
+        if blood_pool is None or blood_pool.sum() < MIN_BLOOD_POOL_VOXELS:
+            raise
+    return _blood_pool_statistics(hu[blood_pool])
+
+
+MIN_BLOOD_POOL_VOXELS = 200
+
+
+def _blood_pool_statistics(values: np.ndarray) -> LumenStatistics:
+    """Median and a robust SD of the heart's blood pool. It was measured deep in the heart region, where the septum
+    and papillary muscles, darker than enhanced blood, sit among the blood: the SD is read from the voxels above the
+    median alone (1.4826 x their median distance from it, the SD of a normal distribution's upper half)."""
+    values = np.asarray(values, dtype=np.float32)
+    median = float(np.median(values))
+    spread = 1.4826 * float(np.median(values[values >= median] - median))
+    return LumenStatistics(median, spread, int(values.size),
+                           "blood inside the heart (no round aorta of 180-900 HU in the upper third: a weak or late "
+                           "contrast phase)")
 
 
 def upper_third_of(hu: np.ndarray) -> np.ndarray:

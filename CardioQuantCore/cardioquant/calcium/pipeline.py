@@ -118,9 +118,10 @@ def _check_spacing(spacing) -> list[str]:
 
 
 def candidate_threshold(hu: np.ndarray, spacing, mode: str, kvp: float, k: float,
-                        lumen_mask: np.ndarray | None = None, upper_third: np.ndarray | None = None) -> tuple[float, dict]:
+                        lumen_mask: np.ndarray | None = None, upper_third: np.ndarray | None = None,
+                        blood_pool: np.ndarray | None = None) -> tuple[float, dict]:
     if mode == "cta":
-        stats = cta.lumen_statistics(hu, spacing, lumen_mask, upper_third)
+        stats = cta.lumen_statistics(hu, spacing, lumen_mask, upper_third, blood_pool)
         threshold = max(stats.threshold(k), scoring.kvp_boundaries(kvp)[0][0])
         return threshold, {"method": "adaptive CTA threshold: lumen mean + k x SD", "k": k, "lumen": asdict(stats),
                            "threshold_hu": threshold}
@@ -349,7 +350,9 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
     hu = geometry.float_array(image)
     lumen_mask = sitk.GetArrayFromImage(read_mask(options.lumen_mask, image)) > 0 if options.lumen_mask else None
     upper_third = _upper_third_over(whole_scan, box) if box is not None and mode == "cta" else None
-    threshold, threshold_info = candidate_threshold(hu, spacing, mode, kvp, options.k, lumen_mask, upper_third)
+    blood_pool = heart.blood_pool if heart is not None and heart.contrast else None
+    threshold, threshold_info = candidate_threshold(hu, spacing, mode, kvp, options.k, lumen_mask, upper_third,
+                                                    blood_pool)
     progress.update(0.3, "finding candidates")
     candidates = hu >= threshold
     if options.roi:
