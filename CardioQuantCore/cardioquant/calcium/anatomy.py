@@ -103,7 +103,8 @@ class HeartAnatomy:
     great_vessel_tubes: list = field(default_factory=list)  # great_vessels.Tube.describe() of each
     grid: sitk.Image | None = None    # the grid the masks are on (the scan's, or the coarse one they were found on)
     spine_cut_away: bool = False      # no spine behind the heart in most slices: the region's back is the image's edge
-    blood_pool: np.ndarray | None = None  # bool [k, j, i] on the input grid: where `blood_hu` was measured
+    blood_pool: np.ndarray | None = None  # bool [k, j, i] on `blood_grid`: where `blood_hu` was measured
+    blood_grid: sitk.Image | None = None  # (the coarse grid it was found on: brought to a scan only when needed)
 
     @property
     def contrast(self) -> bool:
@@ -116,9 +117,13 @@ class HeartAnatomy:
         return replace(self, heart_region=_regridded(self.heart_region, self.grid, target),
                        lungs=_regridded(self.lungs, self.grid, target),
                        great_vessels=None if self.great_vessels is None else
-                       _regridded(self.great_vessels, self.grid, target),
-                       blood_pool=None if self.blood_pool is None else _regridded(self.blood_pool, self.grid, target),
-                       grid=target)
+                       _regridded(self.great_vessels, self.grid, target), grid=target)
+
+    def blood_pool_on(self, target: sitk.Image) -> np.ndarray | None:
+        """Where the blood was measured, on `target`'s grid (for the rare scan whose CTA threshold needs it)."""
+        if self.blood_pool is None or self.blood_grid is None:
+            return None
+        return _regridded(self.blood_pool, self.blood_grid, target)
 
     def describe(self) -> dict:
         return {"volume_ml": round(self.volume_ml, 1), "centre_lps_mm": [round(float(v), 1) for v in self.centre_lps],
@@ -469,7 +474,7 @@ def _anatomy_from(image, coarse, hu, region, lungs, spacing, volume_ml) -> Heart
     # deep tissue is brightest (the chambers on CTA), as the median of that band.
     blood = _brightest_band(hu, deep)
     return HeartAnatomy(heart_region=_regridded(region, coarse, image), lungs=_regridded(lungs, coarse, image),
-                        volume_ml=volume_ml, blood_pool=_regridded(blood, coarse, image),
+                        volume_ml=volume_ml, blood_pool=blood, blood_grid=coarse,
                         **_measures(coarse, hu, region, blood))
 
 
@@ -528,7 +533,7 @@ def heart_from_mask(image: sitk.Image, heart_mask: np.ndarray, margin_mm: float 
     vessels = "" if great_vessels is None else "; calcium in its aorta kept apart as aortic"
     return HeartAnatomy(heart_region=region, lungs=np.zeros_like(region), volume_ml=volume_ml, grid=image,
                         method=f"{source}, grown {margin_mm:g} mm{vessels}", great_vessels=great_vessels,
-                        blood_pool=blood, **_measures(image, hu, heart_mask, blood))
+                        blood_pool=blood, blood_grid=image, **_measures(image, hu, heart_mask, blood))
 
 
 def grown(mask: np.ndarray, spacing, margin_mm: float) -> np.ndarray:

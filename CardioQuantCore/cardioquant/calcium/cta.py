@@ -11,6 +11,7 @@ less with the paired non-contrast scores.)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,19 +40,22 @@ class LumenStatistics:
 
 
 def lumen_statistics(hu: np.ndarray, spacing, lumen_mask: np.ndarray | None = None,
-                     upper_third: np.ndarray | None = None, blood_pool: np.ndarray | None = None) -> LumenStatistics:
+                     upper_third: np.ndarray | None = None,
+                     blood_pool: Callable[[], np.ndarray | None] | None = None) -> LumenStatistics:
     """From the user's lumen mask, else from the aorta in the upper third of the scan (`upper_third`: those
-    slices, given apart when `hu` is only part of the scan), else from `blood_pool`, the blood inside the heart whose
-    enhancement called the scan a CTA (a weak or late phase: blood under the aortic ROI's 180 HU)."""
+    slices, given apart when `hu` is only part of the scan), else from `blood_pool()`, where the blood inside the heart
+    whose enhancement called the scan a CTA was measured (a weak or late phase: blood under the aortic ROI's 180 HU;
+    asked for only then)."""
     if lumen_mask is not None and lumen_mask.any():
         values = hu[lumen_mask.astype(bool)]
         return LumenStatistics(float(values.mean()), float(values.std()), int(values.size), "user lumen mask")
     try:
         return _aortic_roi(upper_third_of(hu) if upper_third is None else upper_third, spacing)
     except InputError:
-        if blood_pool is None or blood_pool.sum() < MIN_BLOOD_POOL_VOXELS:
+        pool = blood_pool() if blood_pool is not None else None
+        if pool is None or pool.sum() < MIN_BLOOD_POOL_VOXELS:
             raise
-    return _blood_pool_statistics(hu[blood_pool])
+    return _blood_pool_statistics(hu[pool])
 
 
 MIN_BLOOD_POOL_VOXELS = 200

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -119,7 +120,7 @@ def _check_spacing(spacing) -> list[str]:
 
 def candidate_threshold(hu: np.ndarray, spacing, mode: str, kvp: float, k: float,
                         lumen_mask: np.ndarray | None = None, upper_third: np.ndarray | None = None,
-                        blood_pool: np.ndarray | None = None) -> tuple[float, dict]:
+                        blood_pool: Callable[[], np.ndarray | None] | None = None) -> tuple[float, dict]:
     if mode == "cta":
         stats = cta.lumen_statistics(hu, spacing, lumen_mask, upper_third, blood_pool)
         threshold = max(stats.threshold(k), scoring.kvp_boundaries(kvp)[0][0])
@@ -350,7 +351,7 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
     hu = geometry.float_array(image)
     lumen_mask = sitk.GetArrayFromImage(read_mask(options.lumen_mask, image)) > 0 if options.lumen_mask else None
     upper_third = _upper_third_over(whole_scan, box) if box is not None and mode == "cta" else None
-    blood_pool = heart.blood_pool if heart is not None and heart.contrast else None
+    blood_pool = (lambda: heart.blood_pool_on(image)) if heart is not None and heart.contrast else None
     threshold, threshold_info = candidate_threshold(hu, spacing, mode, kvp, options.k, lumen_mask, upper_third,
                                                     blood_pool)
     progress.update(0.3, "finding candidates")
