@@ -269,19 +269,19 @@ def _series_ids(directory: str) -> tuple[str, ...]:
 SINGLE_IMAGES = 2
 
 
-def _choose_series(folder: Path, found: list[DicomSeries], series: str | None,
-                   stacks: list[list[DicomSeries]] = (), warnings: list[str] | None = None) -> DicomSeries:
+def _choose_series(folder: Path, found: list[DicomSeries], series: str | None, stacks: list[list[DicomSeries]],
+                   warnings: list[str]) -> DicomSeries:
     """The series `series` names (a UID or its number in the listing), the folder's only one, or its only volume
     beside series of one or two images (localizers, a dose report: said in `warnings`); else the listing, which
     names the `stacks` (single-slice series that are one stack) and how to read each with --series."""
     volumes = [candidate for candidate in found if candidate.slices > SINGLE_IMAGES]
     if series is None and len(found) > 1 and len(volumes) == 1 and not stacks:
-        number = found.index(volumes[0]) + 1
-        if warnings is not None:
-            warnings.append(f"{folder} holds {len(found)} DICOM series: read series {number} ({volumes[0].description or 'no description'}, "
-                            f"{volumes[0].slices} slices), the only volume; the others hold one or two images each "
-                            "(such as a localizer or a dose report); --series chooses another")
-        return volumes[0]
+        volume = volumes[0]
+        warnings.append(f"{folder} holds {len(found)} DICOM series: read series {found.index(volume) + 1} "
+                        f"({volume.description or 'no description'}, {volume.slices} slices), the only volume; the "
+                        "others hold one or two images each (such as a localizer or a dose report); --series chooses "
+                        "another")
+        return volume
     if series is not None:
         for number, candidate in enumerate(found, start=1):
             if series in (candidate.uid, str(number)):

@@ -282,8 +282,8 @@ def _blood_warning(mode: str, heart: anatomy.HeartAnatomy | None) -> list[str]:
     if mode != "noncontrast" or heart is None or not heart.blood_hu >= anatomy.UNENHANCED_BLOOD_MAX_HU:
         return []
     return [f"the blood inside the heart reads {heart.blood_hu:.0f} HU, brighter than unenhanced blood (30-60 HU, "
-            f"up to about 70 with a high haematocrit): contrast may be present (a late or weak phase). Agatston is "
-            f"defined without contrast: check the scan's phase before reading the score"]
+            "up to about 70 with a high haematocrit): contrast may be present (a late or weak phase). Agatston is "
+            "defined without contrast: check the scan's phase before reading the score"]
 
 
 def labels_from_anatomy(loaded: LoadedImage, candidates: np.ndarray, heart: anatomy.HeartAnatomy, hu: np.ndarray,
