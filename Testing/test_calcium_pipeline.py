@@ -287,6 +287,7 @@ def test_the_automatic_path_says_the_left_main_is_scored_with_the_lad_until_the_
     result = run_calcium(loaded, settings_for("calcium"), Progress())
     assert result.summary["arteries"]["LM"]["scored_with"] == "LAD"
     assert "LM with LAD" in summary_line(result)
+    assert [row.get("scored_with") for row in result.table_rows] == ["LAD", None, None, None, None]  # LM..RCA, total
 
     labels = sitk.GetArrayFromImage(result.label_image)
     run_document = json.loads(json.dumps({**result.summary, "settings": result.settings, "warnings": []}))

@@ -454,7 +454,7 @@ def _module_result(loaded, result, artery_labels, mode, threshold_info, assignme
         "mass_calibration": mass_info,
         "kvp": kvp,
     }
-    rows = [{"artery": name, **{k: v for k, v in values.items()}} for name, values in result.arteries.items()]
+    rows = [{"artery": name, **values} for name, values in summary["arteries"].items()]  # the LM's scored_with too
     rows.append({"artery": "total", **{k: result.total[k] for k in ("agatston", "volume_mm3", "mass_mg", "lesions")}})
     label_image = geometry.image_from_array(artery_labels.astype(np.uint8), loaded.image)
     settings_json = {**result.settings, "mode": mode, "assignment": assignment}
