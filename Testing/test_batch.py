@@ -150,10 +150,30 @@ def test_folder_tree_studies_are_every_image_and_dicom_series(tmp_path):
     assert len(studies.discover(tmp_path, output=tmp_path / "out")) == 3
 
 
+def test_a_calcium_study_exported_with_its_topogram_and_dose_report_is_one_study(tmp_path):
+    """Each patient's study as a PACS exports it: the scan, a one-image topogram and a one-image dose report. One
+    study per patient (the scan); the other two are left out and named. A patient folder with only a topogram
+    (no volume beside it) keeps it as a study: it is refused when run, with its reason."""
+    import numpy as np
+    from dicom_factory import write_ct_series
+
+    for patient in ("p1", "p2"):
+        study = tmp_path / patient / "study"
+        write_ct_series(study / "scan", np.zeros((5, 8, 8)))
+        write_ct_series(study / "topogram", np.zeros((1, 8, 8)), origin=(0, 0, 300))
+        write_ct_series(study / "dose", np.zeros((1, 8, 8)), origin=(0, 0, 500))
+    write_ct_series(tmp_path / "p3" / "study" / "topogram", np.zeros((1, 8, 8)))
+    left_out: list[str] = []
+    found = studies.discover(tmp_path, left_out=left_out)
+    assert sorted(Path(s.path).relative_to(tmp_path).as_posix() for s in found) == [
+        "p1/study/scan", "p2/study/scan", "p3/study/topogram"]
+    assert len(left_out) == 4
+
+
 def test_an_lge_stack_stored_one_series_per_slice_is_one_study_read_whole(tmp_path):
     """An exam folder with a short-axis LGE stack stored one series per breath-hold, a single slice of another grid
-    (a localizer) and a multi-slice series: three studies, the stack one of them, which the scar command reads
-    whole (its myocardium on every slice) from the UIDs the study names."""
+    (a localizer) and a multi-slice series: two studies, the stack one of them, which the scar command reads
+    whole (its myocardium on every slice) from the UIDs the study names; the localizer is left out and named."""
     import numpy as np
     import SimpleITK as sitk
     from dicom_factory import write_ct_series
@@ -172,8 +192,9 @@ def test_an_lge_stack_stored_one_series_per_slice_is_one_study_read_whole(tmp_pa
                     frame_uid=frame, study_uid=study)
     write_ct_series(exam / "cine", np.zeros((3, 16, 16)), kvp=None, modality="MR", rescale_intercept=0.0,
                     frame_uid=frame, study_uid=study)
-    found = studies.discover(tmp_path)
-    assert len(found) == 3
+    left_out: list[str] = []
+    found = studies.discover(tmp_path, left_out=left_out)
+    assert len(found) == 2 and len(left_out) == 1 and left_out[0].startswith(str(exam / "localizer"))
     stack = next(s for s in found if s.series and s.series.count(",") == 3)
     assert stack.path == str(exam) and "stack of 4 single-slice series" in stack.description
     stacked = sitk.GetArrayFromImage(read_input(stack.path, stack.series).image)

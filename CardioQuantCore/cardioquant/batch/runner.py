@@ -80,7 +80,8 @@ def prepare(options, passed_on: list[str]) -> dict:
         raise InputError(f"--timeout {options.timeout:g} is out of range: give a number of seconds above 0.")
     for analysis in analyses:
         _check_options(analysis, passed_on, "the batch command line")
-    found = cohort_studies.discover(options.inputs, options.output)
+    left_out: list[str] = []
+    found = cohort_studies.discover(options.inputs, options.output, left_out)
     options.output.mkdir(parents=True, exist_ok=True)
     probe = options.output / ".write-probe"
     try:
@@ -92,7 +93,7 @@ def prepare(options, passed_on: list[str]) -> dict:
     for study in found:
         fingerprint = study.fingerprint()  # once per study: it reads the whole file listing
         jobs += [_job(study, analysis, passed_on, options, fingerprint) for analysis in analyses]
-    return {"studies": found, "analyses": analyses, "jobs": jobs, "versions": versions()}
+    return {"studies": found, "analyses": analyses, "jobs": jobs, "versions": versions(), "left_out": left_out}
 
 
 def _check_options(analysis: str, arguments: list[str], where: str) -> None:
@@ -166,6 +167,9 @@ def execute(plan: dict, options) -> int:
         series = sum(1 for study in plan["studies"] if study.series)
         print(f"cardioquant batch: {len(plan['studies'])} studies ({series} DICOM series), "
               f"{len(plan['analyses'])} analyses: {len(todo)} runs to do, {skipped} already done", file=sys.stderr)
+        if plan.get("left_out"):
+            print(f"cardioquant batch: {len(plan['left_out'])} series of one or two images beside a volume in the "
+                  f"same exam folder left out (localizers, dose reports), e.g. {plan['left_out'][0]}", file=sys.stderr)
     counts = {"done": 0, "failed": 0}
     interrupted = False
     if todo:

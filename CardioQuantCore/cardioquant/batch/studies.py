@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
-from ..imageio import IMAGE_SUFFIXES, find_dicom_series, single_slice_stacks
+from ..imageio import IMAGE_SUFFIXES, SINGLE_IMAGES, find_dicom_series, single_slice_stacks
 
 
 @dataclass
@@ -43,13 +43,13 @@ def safe_id(text: str) -> str:
     return cleaned or "study"
 
 
-def discover(inputs: str | Path, output: Path | None = None) -> list[Study]:
+def discover(inputs: str | Path, output: Path | None = None, left_out: list[str] | None = None) -> list[Study]:
     """Studies of a folder tree (the batch's own output folder left out, when it lies inside) or a CSV manifest;
-    InputError when there is none."""
+    InputError when there is none. `left_out` gets the series of a folder tree that are not studies (`from_folder`)."""
     inputs = Path(inputs)
     if not inputs.exists():
         raise InputError(f"batch input not found: {inputs}. Give a folder tree of scans or a CSV manifest.")
-    studies = from_manifest(inputs) if inputs.is_file() else from_folder(inputs, output)
+    studies = from_manifest(inputs) if inputs.is_file() else from_folder(inputs, output, left_out)
     if not studies:
         raise InputError(f"no DICOM series or image file ({', '.join(IMAGE_SUFFIXES)}) found in {inputs}.")
     ids = [study.id for study in studies]
@@ -59,9 +59,11 @@ def discover(inputs: str | Path, output: Path | None = None) -> list[Study]:
     return studies
 
 
-def from_folder(root: Path, skip: Path | None = None) -> list[Study]:
+def from_folder(root: Path, skip: Path | None = None, left_out: list[str] | None = None) -> list[Study]:
     """Every image file and every DICOM series under `root` but not under `skip` (a series: its own folder and
-    UID)."""
+    UID), but for a series of one or two images beside a volume in the same exam folder: a localizer or a dose
+    report, as a PACS exports them with the scan (named in `left_out`; the single-scan commands read the volume
+    of such a folder and leave them out the same way)."""
     studies = []
     for directory, subdirectories, names in os.walk(root):
         subdirectories.sort()
@@ -76,8 +78,14 @@ def from_folder(root: Path, skip: Path | None = None) -> list[Study]:
     found = find_dicom_series(root, skip)
     stacks = _stacks_by_exam(found)
     stacked = {uid for stack in stacks.values() for uid in stack}
+    with_a_volume = {_folder_of(series).parent for series in found if series.slices > SINGLE_IMAGES}
     for series in found:
         if series.uid in stacked:
+            continue
+        if series.slices <= SINGLE_IMAGES and _folder_of(series).parent in with_a_volume:
+            if left_out is not None:
+                left_out.append(f"{_folder_of(series)} ({series.description or 'no description'}, {series.slices} "
+                                "image(s))")
             continue
         folder = _folder_of(series)
         relative = str(folder.relative_to(root)) if folder != root else root.name
