@@ -150,6 +150,23 @@ def test_folder_tree_studies_are_every_image_and_dicom_series(tmp_path):
     assert len(studies.discover(tmp_path, output=tmp_path / "out")) == 3
 
 
+def test_the_cohort_table_leaves_the_left_main_blank_where_the_automatic_path_scored_it_with_the_lad():
+    """An automatic run's LM is scored with the LAD (its JSON says so): the cohort row leaves agatston_LM empty and
+    names where it went, rather than a 0 that reads as no left-main calcium; a reader-labelled LM keeps its figure."""
+    from cardioquant.batch.runner import headline
+
+    def summary(left_main):
+        return {"total": {"agatston": 40.0, "volume_mm3": 30.0}, "risk": {"classic": "11-100", "cac_drs": "A1/N1"},
+                "mode": "noncontrast", "arteries": {"LM": left_main, "LAD": {"agatston": 40.0}, "LCX": {"agatston": 0.0},
+                                                    "RCA": {"agatston": 0.0}}}
+
+    automatic = headline("calcium", summary({"agatston": 0.0, "scored_with": "LAD"}))
+    assert automatic["agatston_LM"] is None and automatic["LM_scored_with"] == "LAD"
+    assert automatic["agatston_LAD"] == 40.0
+    labelled = headline("calcium", summary({"agatston": 12.0}))
+    assert labelled["agatston_LM"] == 12.0 and "LM_scored_with" not in labelled
+
+
 def test_a_calcium_study_exported_with_its_topogram_and_dose_report_is_one_study(tmp_path):
     """Each patient's study as a PACS exports it: the scan, a one-image topogram and a one-image dose report. One
     study per patient (the scan); the other two are left out and named. A patient folder with only a topogram

@@ -273,7 +273,11 @@ def headline(analysis: str, result: dict) -> dict:
         row = {"agatston_total": summary["total"]["agatston"], "volume_mm3_total": summary["total"]["volume_mm3"],
                "risk_category": summary["risk"]["classic"], "cac_drs": summary["risk"]["cac_drs"],
                "calcium_mode": summary.get("mode")}
-        row |= {f"agatston_{artery}": values["agatston"] for artery, values in summary["arteries"].items()}
+        for artery, values in summary["arteries"].items():
+            # The automatic path's left main is scored with the LAD: blank here, not 0, and where it went said.
+            row[f"agatston_{artery}"] = None if values.get("scored_with") else values["agatston"]
+            if values.get("scored_with"):
+                row[f"{artery}_scored_with"] = values["scored_with"]
         return row
     if analysis == "bmd":
         patient = summary["patient"]
