@@ -836,11 +836,16 @@ def test_blood_brighter_than_unenhanced_blood_on_a_non_contrast_reading_is_warne
     assert blood_warnings(unenhanced) == ("noncontrast", [])
 
 
-def test_a_weakly_enhanced_scan_called_cta_takes_its_threshold_from_the_blood_that_called_it():
+def test_a_weakly_enhanced_scan_called_cta_takes_its_threshold_from_the_blood_that_called_it(tmp_path, monkeypatch):
     """A venous or late phase (blood 160 HU: a CTA by the blood inside the heart, but under the 180 HU the aortic
     ROI looks for) was refused with 'this does not look like a contrast CTA'. Its adaptive threshold now comes from
     that blood: its median plus k robust SD (about the phantom's noise, 15 HU, not the spread down to the
-    myocardium among it), and the JSON says so."""
+    myocardium among it), and the JSON and the report say so; the report's LM row says it is scored with the LAD."""
+    from cardioquant import report
+
+    pages, save = [], report.save_page
+    monkeypatch.setattr(report, "save_page", lambda figure, path, warnings=(): save(figure, path, warnings)
+                        or pages.append(figure))
     case = phantom.make_cardiac_phantom(30520, spacing=(1.0, 1.0, 3.0), contrast=True, contrast_hu=160.0,
                                         noise_hu=15.0, n_calcifications=4)
     result = evaluation.run_pipeline(case, mode="auto")
@@ -848,3 +853,8 @@ def test_a_weakly_enhanced_scan_called_cta_takes_its_threshold_from_the_blood_th
     assert result.summary["mode"] == "cta" and lumen["source"].startswith("blood inside the heart")
     assert lumen["mean_hu"] == pytest.approx(160.0, abs=15.0) and 15.0 <= lumen["sd_hu"] <= 22.5
     assert result.summary["threshold"]["threshold_hu"] == pytest.approx(lumen["mean_hu"] + 3 * lumen["sd_hu"])
+    result.report(tmp_path / "report.png", result.warnings)
+    settings_line = next(t.get_text() for t in pages[0].texts if t.get_text().startswith("Settings:"))
+    assert f"lumen {lumen['mean_hu']:.0f} +- {lumen['sd_hu']:.0f} HU from the blood inside the heart" in settings_line
+    table = next(ax.tables[0] for ax in pages[0].axes if ax.tables).get_celld()
+    assert [table[(1, column)].get_text().get_text() for column in range(5)] == ["LM"] + ["with LAD"] * 4

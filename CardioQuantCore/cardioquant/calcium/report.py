@@ -42,6 +42,9 @@ def draw_report(path, loaded, artery_labels, result, summary, settings, models, 
                      f"{summary['kvp']:g}, min area {settings['min_area_pixels']} px, connectivity "
                      f"{settings['connectivity']}, increment factor {settings['increment_factor']:.3f}")
     figure.text(0.05, 0.22, "Method: " + summary["method"], fontsize=7.5, va="top", wrap=True)
+    lumen = summary["threshold"].get("lumen")
+    if lumen:  # CTA: what the threshold was measured on (an aortic ROI, the reader's mask, or the heart's blood)
+        settings_text += f"; lumen {lumen['mean_hu']:.0f} +- {lumen['sd_hu']:.0f} HU from the {lumen['source']}"
     figure.text(0.05, 0.19, "Settings: " + settings_text, fontsize=7.5, va="top", wrap=True)
     heart = summary.get("heart")
     scan = summary.get("scan_type") or {}
