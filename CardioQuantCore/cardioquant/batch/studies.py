@@ -78,16 +78,16 @@ def from_folder(root: Path, skip: Path | None = None, left_out: list[str] | None
     found = find_dicom_series(root, skip)
     stacks = _stacks_by_exam(found)
     stacked = {uid for stack in stacks.values() for uid in stack}
-    with_a_volume = {_folder_of(series).parent for series in found if series.slices > SINGLE_IMAGES}
+    folders = {series.uid: _folder_of(series) for series in found}  # a common path of every file: once each
+    with_a_volume = {folders[series.uid].parent for series in found if series.slices > SINGLE_IMAGES}
     for series in found:
+        folder = folders[series.uid]
         if series.uid in stacked:
             continue
-        if series.slices <= SINGLE_IMAGES and _folder_of(series).parent in with_a_volume:
+        if series.slices <= SINGLE_IMAGES and folder.parent in with_a_volume:
             if left_out is not None:
-                left_out.append(f"{_folder_of(series)} ({series.description or 'no description'}, {series.slices} "
-                                "image(s))")
+                left_out.append(f"{folder} ({series.description or 'no description'}, {series.slices} image(s))")
             continue
-        folder = _folder_of(series)
         relative = str(folder.relative_to(root)) if folder != root else root.name
         studies.append(Study(safe_id(f"{relative}_{series.uid[-8:]}"), str(folder), series.uid, series.description))
     for exam, uids in stacks.items():

@@ -57,7 +57,6 @@ MIN_VOXELS_IN_PLANE, MIN_SLICES = 32, 3
 # masks, the label map): a 1024 x 1024 x 600 chest CT peaked at 13.8 GB before scans were cropped to the heart.
 BYTES_PER_VOXEL = 22.0
 HEART_MARGIN_MM = 10.0  # around the heart region and great vessels: candidates running out of them stay whole
-TOTALSEGMENTATOR = totalsegmentator.OPTION_VALUE  # --heart-mask value that runs TotalSegmentator, not a file
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -253,7 +252,7 @@ def given_heart(options, image: sitk.Image, grid: sitk.Image) -> tuple[np.ndarra
     """(heart, aorta or None, where they came from) on `grid` for --heart-mask: TotalSegmentator run on the scan
     (its heart and aorta classes), a folder of its output, or one heart mask file."""
     option = options.heart_mask
-    if option == TOTALSEGMENTATOR:
+    if option == totalsegmentator.OPTION_VALUE:
         heart, aorta = totalsegmentator.segment(image, "--heart-mask", lambda folder: heart_and_aorta(folder, grid),
                                                 device=options.device, roi_subset=["heart", "aorta"])
         if not heart.any():
@@ -324,7 +323,7 @@ def _noise_warning(count: int, floor: noise.NoiseFloor) -> list[str]:
 
 def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
     check_options(options)
-    if options.heart_mask == TOTALSEGMENTATOR:
+    if options.heart_mask == totalsegmentator.OPTION_VALUE:
         totalsegmentator.api("--heart-mask")
     if options.weights:
         raise InputError("--weights does not apply to calcium scoring: it runs no network (the arteries come from "
