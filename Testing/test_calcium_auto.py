@@ -129,6 +129,24 @@ def test_calcium_deep_inside_the_heart_is_valve_not_coronary():
     assert found.labels[30, 12, 40] in (territories.LAD, territories.LCX, territories.RCA)
 
 
+def test_at_the_left_mains_level_calcium_by_the_aortic_root_is_scored_with_the_lad_and_the_circumflex_groove_keeps_lcx():
+    """In a 40 mm heart (1 mm voxels, 20 mm inscribed radius) two plaques at the top of the left system, both behind
+    the LAD/LCX boundary (t > 0.6): one 11 mm under the surface (0.55 of the radius), where the left main runs
+    from the aortic root, the other 3 mm under it, out in the left atrioventricular groove. Both are flagged; the
+    deep one is scored with the LAD (the LM folded into it), the groove's stays LCX, and so does an LCX plaque
+    lower down."""
+    candidates = np.zeros((60, 60, 60), bool)
+    candidates[38:40, 35:37, 37:39] = True   # u 0.70, t 0.64, 11 mm deep: the left main's place
+    candidates[38:40, 39:41, 46:48] = True   # u 0.92, t 0.74, 3 mm deep: the circumflex's groove
+    candidates[20:22, 40:42, 46:48] = True   # 18 mm lower in the same groove
+    found = _assign_in_a_heart(candidates)
+    at_left_main, in_groove, lower = found.labels[38, 35, 37], found.labels[38, 39, 46], found.labels[20, 40, 46]
+    assert (at_left_main, in_groove, lower) == (territories.LAD, territories.LCX, territories.LCX)
+    flagged = {entry["candidate"]: entry["review"] for entry in found.per_candidate}
+    assert flagged[found.components[38, 35, 37]] and flagged[found.components[38, 39, 46]]
+    assert not flagged[found.components[20, 40, 46]]
+
+
 def test_metal_and_what_lies_within_10_mm_of_it_is_not_coronary():
     """1 mm voxels, a heart in fat. A clip reaching the top of a 12-bit scale (3071 HU) is metal, not calcium; a
     400 HU speck 5 mm from it could be a streak or blooming (not scored); the same speck 20 mm away is coronary."""

@@ -35,7 +35,9 @@ Candidates are 3D-connected (26) regions of voxels at or above the calcium thres
   atrioventricular groove: u < 0.55 is RCA. On the left, the LAD runs in the anterior interventricular groove
   and the circumflex in the left atrioventricular groove behind it: t < 0.6 is LAD, t >= 0.6 LCX. The left main
   (about 1 cm long) cannot be told from the proximal LAD by position: left-system lesions within 5 mm of its
-  highest one are scored with the LAD (as orCaScore folds the LM) and flagged for review.
+  highest one are flagged for review, and those of them that lie deep, towards the aortic root the left main
+  leaves, are scored with the LAD (as orCaScore folds the LM); one at that level out in the circumflex's groove
+  keeps its LCX.
 A lesion within REVIEW_MARGIN of a boundary is flagged "review" in the JSON, the table and the report.
 
 The boundaries are anatomical halves, not fitted weights; they were checked (in-sample) on the three COCA scans
@@ -74,6 +76,14 @@ LARGE_LUMEN_RADIUS_MM = 6.0       # CTA: the aorta (10-18 mm) and chambers; coro
 DEEP_REVIEW_FRACTION = 0.45
 BACK_REVIEW_SHARE = 0.25          # with no spine behind the heart, its back quarter may hold the descending aorta
 LEFT_SYSTEM_TOP_MM = 5.0          # within 5 mm of the left system's highest lesion: the left main's level
+# The left main leaves the aortic root at the heart's centre and runs a centimetre out between the pulmonary trunk
+# and the left atrial appendage before it divides: its calcium lies deeper than the grooves' arteries (0.55-0.60 of
+# the heart's radius on COCA 1 and 4, whose traced LM/proximal LAD plaque sits at the LAD/LCX boundary), and a
+# proximal circumflex plaque at the same level lies out in the atrioventricular groove (under 0.45 on COCA 5).
+# Moving every left-system lesion at that level to the LAD made the one rule hang on the highest speck: at a chest
+# CT's 0.9 mm pixels COCA 5's highest speck fell under the area rule, its 301 mm3 proximal LCX plaque came within
+# 5 mm of the new highest lesion and 392 points went to the LAD.
+LEFT_MAIN_DEPTH_FRACTION = DEEP_REVIEW_FRACTION
 # The ostia lie 10-20 mm above the aortic annulus, in the sinuses, at or below where the great vessels' round
 # sections in fat end; 20 mm above that end is above every normally placed ostium.
 OSTIA_MARGIN_MM = 20.0
@@ -281,7 +291,8 @@ def assign(candidate_mask: np.ndarray, heart_region: np.ndarray, voxel_to_lps, s
                                                  "wall?")
         labels[box][inside_box] = label
         entries.append({"candidate": index, "label": label, "reason": reason, "review": bool(review),
-                        "volume_mm3": volume, "point_lps_mm": point, "box": box})
+                        "volume_mm3": volume, "point_lps_mm": point, "box": box,
+                        "depth_fraction": fraction if label in (LAD, LCX, RCA) else None})
     _flag_left_main(entries, labels, components, smallest_lesion_mm3=1.0 * float(spacing[2]))
     return Assignment(labels, entries, components)
 
@@ -389,8 +400,9 @@ def _wrapped_in_iodine(hu, components, index, box) -> bool:
 def _flag_left_main(entries, labels, components, smallest_lesion_mm3: float) -> None:
     """Left-system lesions within LEFT_SYSTEM_TOP_MM of its highest scorable lesion (>= 1 mm2 on one slice) lie
     at the level of the left main and its bifurcation, where the cross-section cannot tell LM, proximal LAD and
-    proximal LCX apart: they are scored with the LAD (with which orCaScore folds the LM, and the most often
-    calcified of the three) and flagged."""
+    proximal LCX apart: they are flagged. Those lying as deep as the left main (LEFT_MAIN_DEPTH_FRACTION) are
+    scored with the LAD (with which orCaScore folds the LM, and the most often calcified of the three); a
+    circumflex lesion out in its groove keeps its LCX."""
     left = [e for e in entries if e["label"] in (LAD, LCX)]
     scorable = [e for e in left if e["volume_mm3"] >= smallest_lesion_mm3]  # specks the area rule will drop
     if not scorable:
@@ -398,9 +410,10 @@ def _flag_left_main(entries, labels, components, smallest_lesion_mm3: float) -> 
     top = max(e["point_lps_mm"][2] for e in scorable)
     for entry in left:
         if entry["point_lps_mm"][2] >= top - LEFT_SYSTEM_TOP_MM:
-            if entry["label"] == LCX:
+            if entry["label"] == LCX and entry["depth_fraction"] >= LEFT_MAIN_DEPTH_FRACTION:
                 entry["label"] = LAD
                 box = entry["box"]
                 labels[box][components[box] == entry["candidate"]] = LAD
             entry["review"] = True
-            entry["reason"] += "; at the left main's level: LM, proximal LAD or LCX (scored as LAD)"
+            entry["reason"] += ("; at the left main's level: LM, proximal LAD or LCX (scored as "
+                                + ("LAD)" if entry["label"] == LAD else "LCX: out in its groove, not as deep as the LM)"))
