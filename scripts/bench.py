@@ -369,6 +369,8 @@ def bench_calcium_rule_sensitivity(shared: Path):
     for module, name, values in ((territories, "DEEP_FRACTION", (0.5, 0.6, 0.7)),
                                  (territories, "RCA_BELOW_U", (0.5, 0.55, 0.6)),
                                  (territories, "LCX_FROM_T", (0.55, 0.6, 0.65)),
+                                 (territories, "LEFT_SYSTEM_TOP_MM", (3.0, 5.0, 8.0)),
+                                 (territories, "LEFT_MAIN_DEPTH_FRACTION", (0.35, 0.45, 0.55)),
                                  (territories, "OSTIA_MARGIN_MM", (10.0, 20.0, 30.0, np.inf)),
                                  (noise, "LUNG_BORDER_HU", (130.0, 200.0, 300.0)),  # 130: no higher floor there
                                  (territories, "FAT_REACH_MM", (3.0, 6.0, 10.0))):
