@@ -119,6 +119,29 @@ def test_bone_running_out_of_the_heart_is_not_coronary():
     assert found.labels[30, 0, 0] == territories.OUTSIDE_HEART
 
 
+def test_a_plaque_poking_a_voxel_out_of_the_heart_region_over_the_lung_is_scored_and_flagged():
+    """The heart search region (a 40 mm cube of epicardial fat, 1 mm voxels) ends at the lung in front (-800 HU)
+    and at soft tissue on the right (40 HU). A 400 HU plaque on its front surface with one of its 33 voxels a layer
+    out over the lung is a coronary plaque on the heart's surface (flagged); the same plaque poking a voxel out into
+    the soft tissue, and a piece half outside over the lung, run out of the region (chest wall, lung)."""
+    hu = np.full((60, 60, 60), -80.0, np.float32)
+    hu[:, :10, :] = -800.0                     # the lung in front of the heart
+    hu[:, 10:, :10] = 40.0                     # soft tissue on its right
+    candidates = np.zeros(hu.shape, bool)
+    candidates[30:32, 10:14, 38:42] = True     # on the front surface, left of centre: LAD
+    candidates[30, 9, 39] = True               # ... one voxel of it over the lung
+    candidates[40:42, 20:24, 10:14] = True     # on the right surface ...
+    candidates[40, 21, 9] = True               # ... one voxel of it in the soft tissue
+    candidates[20:22, 8:12, 30:34] = True      # half of it outside, over the lung
+    hu[candidates] = 400.0
+    found = territories.assign(candidates, _heart_cube(), lambda ijk: np.asarray(ijk, float), (1.0, 1.0, 1.0), hu=hu)
+    assert found.labels[30, 9, 39] == found.labels[31, 12, 40] == territories.LAD
+    plaque = next(e for e in found.per_candidate if e["candidate"] == found.components[30, 12, 40])
+    assert plaque["review"] and "out of the heart search region over the lung" in plaque["reason"]
+    assert found.labels[40, 21, 9] == found.labels[41, 22, 12] == territories.NOT_CORONARY
+    assert found.labels[20, 10, 31] == territories.NOT_CORONARY
+
+
 def test_calcium_deep_inside_the_heart_is_valve_not_coronary():
     """The centre of the region (the aortic valve's place) is 1.0 of its inscribed radius deep."""
     candidates = np.zeros((60, 60, 60), bool)

@@ -6,7 +6,8 @@ Candidates are 3D-connected (26) regions of voxels at or above the calcium thres
 - Reaching METAL_HU (a pacemaker or ICD lead, a clip, a sternal wire, a valve frame): "not coronary", and so is
   any candidate within METAL_REACH_MM of it (streaks, blooming, or calcium of a stented segment).
 - Bone-sized (>= 3000 mm3) or running out of the region (ribs, sternum, costal cartilage, spine continue outside
-  it; a coronary plaque lies on the heart), or within BONE_GAP_MM of such a bone (a fragment of it cut off by
+  it; a coronary plaque lies on the heart; one EDGE_SHARE inside whose other voxels touch the region over the lung
+  lies at its edge and is scored, flagged), or within BONE_GAP_MM of such a bone (a fragment of it cut off by
   partial volume, where the region reaches the sternum's or spine's surface): "not coronary".
 - On CTA, wrapped in iodine-bright blood (>= 80 % of a 1 mm ring >= 200 HU: the bright tail of a chamber or the
   aorta) or touching a wide iodine lumen (>= 6 mm radius: the aortic or a chamber's wall): "aorta or valve".
@@ -59,6 +60,12 @@ from . import noise
 LM, LAD, LCX, RCA, NOT_CORONARY, OUTSIDE_HEART = 1, 2, 3, 4, 5, 6
 AORTA_OR_VALVE = 8  # 7 is the heart search region itself (pipeline.HEART_REGION)
 BONE_VOLUME_MM3 = 3000.0          # no coronary lesion is this large; spine, ribs and sternum are
+# A candidate at least this much inside the heart search region, whose other voxels touch it against the lung, lies
+# at the region's edge (scored, flagged): a traced 37 mm3 LAD plaque on COCA 5, on the heart's surface against the
+# lung, lay 95 % inside, five voxels one layer out over the lung, and was called chest wall. The untraced candidates
+# crossing the region on the three COCA scans, and the sternum's and ribs' pieces crossing it on the contrast chest
+# CT, lay at most 86 % inside it; a phantom's aortic-wall calcium 97 % inside pokes out into soft tissue.
+EDGE_SHARE = 0.9
 BONE_GAP_MM = 4.0                 # fragments of sternum, rib or vertebra sit on their bone; the coronaries run on
                                   # the heart, behind the pericardium and its fat: 10 mm or more from any bone
 RCA_BELOW_U = 0.55                # share of the cross-section from its right edge: the right half is the RCA's
@@ -233,6 +240,9 @@ def assign(candidate_mask: np.ndarray, heart_region: np.ndarray, voxel_to_lps, s
     for index, box in enumerate(boxes, start=1):
         inside_box = components[box] == index
         in_heart = heart_region[box][inside_box]
+        at_edge = not in_heart.all() and _at_the_regions_edge(heart_region, box, inside_box, in_heart, hu, spacing)
+        if at_edge:  # scored as if inside, flagged
+            in_heart = np.ones_like(in_heart)
         volume = float(inside_box.sum()) * voxel_mm3
         kk, jj, ii = np.nonzero(inside_box)
         centroid = np.array([ii.mean() + box[2].start, jj.mean() + box[1].start, kk.mean() + box[0].start])
@@ -286,6 +296,9 @@ def assign(candidate_mask: np.ndarray, heart_region: np.ndarray, voxel_to_lps, s
                 review, reason = True, reason + "; touches a great vessel's wall: coronary ostium or aortic wall?"
             if point[2] > ostia_limit - OSTIA_REVIEW_MM:
                 review, reason = True, reason + "; near the top of the heart's base: coronary ostium or hilar node?"
+            if at_edge:
+                review, reason = True, reason + ("; pokes a voxel out of the heart search region over the lung: "
+                                                 "coronary plaque on the heart's surface, or lung or pleural calcium?")
             if back_unbounded and t > 1.0 - BACK_REVIEW_SHARE:
                 review, reason = True, reason + ("; at the back of a region no spine bounds: the descending aorta's "
                                                  "wall?")
@@ -340,6 +353,26 @@ def heart_base_s_mm(tubes: list[dict]) -> float | None:
     """S (mm) where the great vessels join the heart: the highest lower end of their tubes (anatomy.HeartAnatomy.
     great_vessel_tubes); None without a tube (then no height limit applies)."""
     return max((tube["from_s_mm"] for tube in tubes), default=None)
+
+
+def _at_the_regions_edge(heart_region: np.ndarray, box, inside_box: np.ndarray, in_heart: np.ndarray,
+                         hu: np.ndarray | None, spacing) -> bool:
+    """A candidate partly outside the heart search region lies at its edge against the lung, rather than running
+    out of it, when at least EDGE_SHARE of it is inside, what is outside touches the region (26-connected) and lies
+    within noise.LUNG_BORDER_MM of the lung's air: a plaque on the heart's surface against the lung, blurred past the
+    region's lung border. Bone, cartilage and calcium of the chest wall or the mediastinum run out of the region
+    into soft tissue, never into the lung. Without HU, none."""
+    if hu is None or in_heart.mean() < EDGE_SHARE:
+        return False
+    grown = tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in box)
+    near_region = ndimage.binary_dilation(heart_region[grown], structure=np.ones((3, 3, 3), bool))
+    offset = tuple(b.start - g.start for b, g in zip(box, grown, strict=True))
+    kk, jj, ii = np.nonzero(inside_box)
+    outside = ~in_heart
+    if not near_region[kk[outside] + offset[0], jj[outside] + offset[1], ii[outside] + offset[2]].all():
+        return False
+    poking_out = inside_box & ~heart_region[box]
+    return _within_in_plane(hu, poking_out, box, spacing, noise.LUNG_BORDER_MM, lambda near: near < noise.LUNG_HU)
 
 
 def _bone_gap_lookup(components: np.ndarray, heart_region: np.ndarray, voxel_mm3: float, grid: _Subsample):
