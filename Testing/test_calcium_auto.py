@@ -749,6 +749,27 @@ def test_calcium_above_where_the_great_vessels_join_the_heart_is_not_coronary():
     assert found.labels[wall] == territories.AORTA_OR_VALVE and found.labels[node] == territories.NOT_CORONARY
 
 
+def test_the_descending_aorta_beside_the_spine_does_not_set_where_the_great_vessels_join_the_heart():
+    """On the voxel-built thorax (ascending aorta joining the heart at S 90 mm) a round 12 mm tube of blood in fat
+    runs down the top of the scan 8 mm in front of the spine and ends at S 120 mm, as a piece of the descending
+    aorta can: it is a great vessel (its wall calcium is aortic) but it does not join the heart, so the coronary
+    height limit stays at the ascending aorta's end and a calcified node at S 120 mm stays 'not coronary'."""
+    hu, image_of = _thorax_with_aorta()
+    y, x = (np.mgrid[:160, :160] - 80.0) * 2.0
+    hu[40:][:, (x - 20) ** 2 + (y - 40) ** 2 <= 12 ** 2] = 40.0   # its back 8 mm in front of the spine (y 60)
+    node = (40, 80 - 15 // 2, 80 + (-5 - 21) // 2)                  # in the fat right of the ascending aorta
+    hu[node[0], node[1]:node[1] + 2, node[2]:node[2] + 2] = 600.0
+    heart = anatomy.find_heart(image_of(hu))
+    descending = [tube for tube in heart.great_vessel_tubes if tube["posterior_mediastinum"]]
+    assert [tube["from_s_mm"] for tube in descending] == [pytest.approx(120.0, abs=6.0)]
+    base = territories.heart_base_s_mm(heart.great_vessel_tubes)
+    assert base == pytest.approx(90.0, abs=6.0)
+    found = territories.assign(hu >= 130, heart.heart_region,
+                               lambda ijk: np.asarray(ijk, float) * (2.0, 2.0, 3.0) + (-160.0, -160.0, 0.0),
+                               (2.0, 2.0, 3.0), heart_base_s_mm=base)
+    assert found.labels[node] == territories.NOT_CORONARY
+
+
 def test_the_noise_floor_is_the_blood_plus_seven_sd_of_1_mm2_means():
     """White noise of SD 20 HU on a 0.5 mm grid: the mean over the area rule's 1 mm2 (2 x 2 pixels) has SD
     20 / 2 = 10 HU, so a speck must reach 40 + 7 x 10 = 110 HU over 1 mm2 to be more than noise."""

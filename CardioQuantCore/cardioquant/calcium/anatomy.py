@@ -429,6 +429,8 @@ def _heart_with_bone(image, coarse, hu, lungs, spans, bodies, bone) -> HeartAnat
     smoothed = ndimage.median_filter(areas, size=5, mode="nearest")
     widest = int(np.argmax(smoothed))
     vessels, tubes = great_vessels.find_great_vessels(hu, mediastinum, spacing, np.arange(areas.size) > widest)
+    for tube in tubes:
+        tube.posterior = _reaches_posterior_mediastinum(tube, fronts, spacing, hu.shape[1])
     upper = np.arange(areas.size) > widest
     typical = float(np.median(smoothed[smoothed > 0]))
     mediastinum[upper & (smoothed < typical / 3.0)] = False
@@ -452,7 +454,7 @@ def _heart_with_bone(image, coarse, hu, lungs, spans, bodies, bone) -> HeartAnat
     anatomy = _anatomy_from(image, coarse, hu, region, lungs, spacing, volume_ml)
     spineless = _spineless_share(region, fronts)
     anatomy.spine_cut_away = spineless > SPINELESS_SHARE
-    anatomy.warnings = _scan_range_warnings(region, great_vessels_seen=bool(tubes))
+    anatomy.warnings = _scan_range_warnings(region, great_vessels_seen=any(not tube.posterior for tube in tubes))
     if anatomy.spine_cut_away:
         anatomy.warnings.append(f"no spine found behind the heart in {100 * spineless:.0f} % of its slices (a field of "
                                 "view cut around the heart?): the search region runs back to the image's edge, over "
@@ -463,6 +465,16 @@ def _heart_with_bone(image, coarse, hu, lungs, spans, bodies, bone) -> HeartAnat
     height_mm = lambda k: voxels_to_lps(coarse, np.array([[0.0, 0.0, float(k)]]))[0, 2]  # noqa: E731
     anatomy.great_vessel_tubes = [tube.describe(spacing, height_mm) for tube in tubes]
     return anatomy
+
+
+def _reaches_posterior_mediastinum(tube: great_vessels.Tube, fronts: np.ndarray, spacing, rows: int) -> bool:
+    """Whether the tube's disk comes within POSTERIOR_MEDIASTINUM_MM of the spine's front on any of its slices (the
+    descending aorta, beside the vertebral bodies: 3-4 mm from their front on a gated CT and the contrast chest CT
+    here; the aorta, pulmonary trunk and superior vena cava, which join the heart, 17-55 mm). On a gated CT read
+    with a chest CT's 0.9 mm pixels, a 12 mm piece of the descending aorta at the top of the scan was taken for a
+    vessel joining the heart, and the height limit for coronary calcium rose 33 mm: hilar calcium scored as RCA."""
+    ahead = [(fronts[k] - j - radius / spacing[1]) * spacing[1] for k, j, _, radius in tube.sections if fronts[k] < rows]
+    return bool(ahead) and bool(min(ahead) < POSTERIOR_MEDIASTINUM_MM)
 
 
 def _anatomy_from(image, coarse, hu, region, lungs, spacing, volume_ml) -> HeartAnatomy:

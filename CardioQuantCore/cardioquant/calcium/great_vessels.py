@@ -41,6 +41,9 @@ MIN_TUBE_MM = 12.0
 @dataclass
 class Tube:
     sections: list  # [(k, j, i, radius_mm)] on the coarse grid, top slice first
+    # Its disk reaches the posterior mediastinum, in front of the spine (anatomy.py marks it): the descending aorta,
+    # not a vessel that joins the heart. Its wall calcium is still aortic; where it ends says nothing of the heart.
+    posterior: bool = False
 
     @property
     def span_slices(self) -> int:
@@ -51,7 +54,8 @@ class Tube:
         return {"from_s_mm": round(float(height_mm(self.sections[-1][0])), 1),
                 "to_s_mm": round(float(height_mm(self.sections[0][0])), 1),
                 "length_mm": round(self.span_slices * float(spacing[2]), 1),
-                "radius_mm": round(float(np.mean([s[3] for s in self.sections])), 1)}
+                "radius_mm": round(float(np.mean([s[3] for s in self.sections])), 1),
+                "posterior_mediastinum": self.posterior}
 
 
 def cross_sections(hu_slice: np.ndarray, mediastinum_slice: np.ndarray, spacing) -> list[tuple[int, int, float]]:

@@ -351,8 +351,9 @@ def _epicardial_fat(hu: np.ndarray, spacing) -> np.ndarray:
 
 def heart_base_s_mm(tubes: list[dict]) -> float | None:
     """S (mm) where the great vessels join the heart: the highest lower end of their tubes (anatomy.HeartAnatomy.
-    great_vessel_tubes); None without a tube (then no height limit applies)."""
-    return max((tube["from_s_mm"] for tube in tubes), default=None)
+    great_vessel_tubes) but those in the posterior mediastinum (the descending aorta, which does not join the
+    heart); None without such a tube (then no height limit applies)."""
+    return max((tube["from_s_mm"] for tube in tubes if not tube.get("posterior_mediastinum")), default=None)
 
 
 def _at_the_regions_edge(heart_region: np.ndarray, box, inside_box: np.ndarray, in_heart: np.ndarray,
