@@ -19,6 +19,9 @@ look round):
    times, gaps up to 12 mm); a tube spanning at least MIN_TUBE_MM is a great vessel. Where the aorta enters the
    heart the disk stops being round and the tube ends: the valve and annulus below are the depth rule's
    (territories.DEEP_FRACTION).
+4. A tube whose disk comes within 15 mm of the spine's front (anatomy.POSTERIOR_MEDIASTINUM_MM) is the descending
+   aorta (anatomy.py marks it `posterior`): its disks hold its wall calcium apart like the others', but it does not
+   join the heart, so where it ends does not set the coronary height limit (territories.heart_base_s_mm).
 The disks of every tube, at their measured radius, are returned on the scan's grid.
 """
 
