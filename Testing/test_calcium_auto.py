@@ -123,7 +123,8 @@ def test_a_plaque_poking_a_voxel_out_of_the_heart_region_over_the_lung_is_scored
     """The heart search region (a 40 mm cube of epicardial fat, 1 mm voxels) ends at the lung in front (-800 HU)
     and at soft tissue on the right (40 HU). A 400 HU plaque on its front surface with one of its 33 voxels a layer
     out over the lung is a coronary plaque on the heart's surface (flagged); the same plaque poking a voxel out into
-    the soft tissue, and a piece half outside over the lung, run out of the region (chest wall, lung)."""
+    the soft tissue, and a piece half outside over the lung, run out of the region (chest wall, lung). The plaque
+    is scored on its voxels in the region: nothing outside the region is ever labelled coronary."""
     hu = np.full((60, 60, 60), -80.0, np.float32)
     hu[:, :10, :] = -800.0                     # the lung in front of the heart
     hu[:, 10:, :10] = 40.0                     # soft tissue on its right
@@ -135,7 +136,8 @@ def test_a_plaque_poking_a_voxel_out_of_the_heart_region_over_the_lung_is_scored
     candidates[20:22, 8:12, 30:34] = True      # half of it outside, over the lung
     hu[candidates] = 400.0
     found = territories.assign(candidates, _heart_cube(), lambda ijk: np.asarray(ijk, float), (1.0, 1.0, 1.0), hu=hu)
-    assert found.labels[30, 9, 39] == found.labels[31, 12, 40] == territories.LAD
+    assert found.labels[31, 12, 40] == territories.LAD
+    assert found.labels[30, 9, 39] == territories.OUTSIDE_HEART
     plaque = next(e for e in found.per_candidate if e["candidate"] == found.components[30, 12, 40])
     assert plaque["review"] and "out of the heart search region over the lung" in plaque["reason"]
     assert found.labels[40, 21, 9] == found.labels[41, 22, 12] == territories.NOT_CORONARY

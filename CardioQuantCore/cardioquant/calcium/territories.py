@@ -303,6 +303,8 @@ def assign(candidate_mask: np.ndarray, heart_region: np.ndarray, voxel_to_lps, s
                 review, reason = True, reason + ("; at the back of a region no spine bounds: the descending aorta's "
                                                  "wall?")
         labels[box][inside_box] = label
+        if at_edge and label in (LAD, LCX, RCA):  # scored on its voxels in the region: none outside it is coronary
+            labels[box][inside_box & ~heart_region[box]] = OUTSIDE_HEART
         entries.append({"candidate": index, "label": label, "reason": reason, "review": bool(review),
                         "volume_mm3": volume, "point_lps_mm": point, "box": box,
                         "depth_fraction": fraction if label in (LAD, LCX, RCA) else None})
@@ -447,7 +449,7 @@ def _flag_left_main(entries, labels, components, smallest_lesion_mm3: float) -> 
             if entry["label"] == LCX and entry["depth_fraction"] >= LEFT_MAIN_DEPTH_FRACTION:
                 entry["label"] = LAD
                 box = entry["box"]
-                labels[box][components[box] == entry["candidate"]] = LAD
+                labels[box][(components[box] == entry["candidate"]) & (labels[box] == LCX)] = LAD
             entry["review"] = True
             entry["reason"] += ("; at the left main's level: LM, proximal LAD or LCX (scored as "
                                 + ("LAD)" if entry["label"] == LAD else "LCX: out in its groove, not as deep as the LM)"))
