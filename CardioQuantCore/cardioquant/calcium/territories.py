@@ -240,14 +240,13 @@ def assign(candidate_mask: np.ndarray, heart_region: np.ndarray, voxel_to_lps, s
     for index, box in enumerate(boxes, start=1):
         inside_box = components[box] == index
         in_heart = heart_region[box][inside_box]
-        at_edge = not in_heart.all() and _at_the_regions_edge(heart_region, box, inside_box, in_heart, hu, spacing)
-        if at_edge:  # scored as if inside, flagged
-            in_heart = np.ones_like(in_heart)
+        at_edge = not in_heart.all() and _at_the_regions_edge(heart_region, box, inside_box, hu, spacing)
+        within = bool(in_heart.all()) or at_edge  # at the region's lung edge: judged as inside it, flagged
         volume = float(inside_box.sum()) * voxel_mm3
         kk, jj, ii = np.nonzero(inside_box)
         centroid = np.array([ii.mean() + box[2].start, jj.mean() + box[1].start, kk.mean() + box[0].start])
         point = voxel_to_lps(centroid[None])[0]
-        u, t = _position(point, extents[int(round(centroid[2]))]) if in_heart.all() else (np.nan, np.nan)
+        u, t = _position(point, extents[int(round(centroid[2]))]) if within else (np.nan, np.nan)
         voxels = (kk + box[0].start, jj + box[1].start, ii + box[2].start)
         if not in_heart.any():
             label, reason, review = OUTSIDE_HEART, "outside the heart search region", False
@@ -257,7 +256,7 @@ def assign(candidate_mask: np.ndarray, heart_region: np.ndarray, voxel_to_lps, s
                       f"valve prosthesis{UNDILUTED_CONTRAST if contrast else ''}, not calcium")
         elif volume >= BONE_VOLUME_MM3:
             label, reason, review = NOT_CORONARY, f"bone-sized ({volume:.0f} mm3)", False
-        elif not in_heart.all():
+        elif not within:
             label, reason, review = NOT_CORONARY, "runs out of the heart search region (chest wall, spine)", False
         elif (gap := bone_gap_at(*voxels)) <= BONE_GAP_MM:
             label, review = NOT_CORONARY, False
@@ -355,26 +354,25 @@ def heart_base_s_mm(tubes: list[dict]) -> float | None:
     """S (mm) where the great vessels join the heart: the highest lower end of their tubes (anatomy.HeartAnatomy.
     great_vessel_tubes) but those in the posterior mediastinum (the descending aorta, which does not join the
     heart); None without such a tube (then no height limit applies)."""
-    return max((tube["from_s_mm"] for tube in tubes if not tube.get("posterior_mediastinum")), default=None)
+    return max((tube["from_s_mm"] for tube in tubes if not tube["posterior_mediastinum"]), default=None)
 
 
-def _at_the_regions_edge(heart_region: np.ndarray, box, inside_box: np.ndarray, in_heart: np.ndarray,
-                         hu: np.ndarray | None, spacing) -> bool:
+def _at_the_regions_edge(heart_region: np.ndarray, box, inside_box: np.ndarray, hu: np.ndarray | None,
+                         spacing) -> bool:
     """A candidate partly outside the heart search region lies at its edge against the lung, rather than running
     out of it, when at least EDGE_SHARE of it is inside, what is outside touches the region (26-connected) and lies
     within noise.LUNG_BORDER_MM of the lung's air: a plaque on the heart's surface against the lung, blurred past the
     region's lung border. Bone, cartilage and calcium of the chest wall or the mediastinum run out of the region
     into soft tissue, never into the lung. Without HU, none."""
-    if hu is None or in_heart.mean() < EDGE_SHARE:
+    poking_out = inside_box & ~heart_region[box]
+    if hu is None or 1.0 - poking_out.sum() / inside_box.sum() < EDGE_SHARE:
         return False
     grown = tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in box)
     near_region = ndimage.binary_dilation(heart_region[grown], structure=np.ones((3, 3, 3), bool))
     offset = tuple(b.start - g.start for b, g in zip(box, grown, strict=True))
-    kk, jj, ii = np.nonzero(inside_box)
-    outside = ~in_heart
-    if not near_region[kk[outside] + offset[0], jj[outside] + offset[1], ii[outside] + offset[2]].all():
+    kk, jj, ii = np.nonzero(poking_out)
+    if not near_region[kk + offset[0], jj + offset[1], ii + offset[2]].all():
         return False
-    poking_out = inside_box & ~heart_region[box]
     return _within_in_plane(hu, poking_out, box, spacing, noise.LUNG_BORDER_MM, lambda near: near < noise.LUNG_HU)
 
 
