@@ -615,9 +615,9 @@ def test_a_bone_fragment_on_the_sternum_is_not_coronary():
 
 def test_the_spine_is_a_vertebra_sized_column_not_the_iodine_filled_heart():
     """A cardiac field of view can cut the spine away: in one slice an iodine-filled chamber (as bright as bone on
-    CTA, vertebra-sized) is the only bone in the middle, in another the whole bright heart joins in. The spine's
-    front stays where the column of vertebrae puts it (rows 80 on), or, where no bone is vertebra-like, there is no
-    cut (row 100, the image's end): the cut in front of the spine never takes the heart."""
+    CTA, vertebra-sized) is the only bone in the middle, in another the whole bright heart joins in, leaving no
+    vertebra-like bone. The spine's front stays where the column of vertebrae puts it (row 80) in both: the cut in
+    front of the spine never takes the heart, and the region does not run back over the spine."""
     slices, rows, cols = 9, 100, 120
     lungs = np.zeros((slices, rows, cols), bool)
     lungs[:, 10:90, 5:35] = lungs[:, 10:90, 85:115] = True
@@ -628,8 +628,31 @@ def test_the_spine_is_a_vertebra_sized_column_not_the_iodine_filled_heart():
     bone[6, 20:70, 35:85] = True                   # slice 6: the whole bright heart, 100 cm2, 100 mm deep
     bone[6, 70:80, 55:65] = True                   # ... touching the spine
     spacing = (2.0, 2.0, 2.0)
-    fronts = anatomy._spine_fronts(lungs, anatomy._lung_spans(lungs, spacing), bone, spacing, np.full(slices, -1))
-    assert list(fronts) == [80] * 6 + [100] + [80] * 2
+    fronts, _ = anatomy._spine_fronts(lungs, anatomy._lung_spans(lungs, spacing), bone, spacing, np.full(slices, -1))
+    assert list(fronts) == [80] * 9
+
+
+def test_the_spine_is_bridged_over_its_discs_and_where_the_field_of_view_cuts_it_to_a_sliver():
+    """On a gated CT (3 mm slices) the vertebral bodies run rows 60-75; a disc's slice (70-120 HU, not bone) holds only
+    the posterior elements (rows 78 on), and where a tight field of view cuts the body to a sliver the slice holds too
+    little bone to be a vertebra. The column bridges both: the spine's front is row 60 in every slice, so the heart
+    region never runs back over a disc or the descending aorta. Beyond a vertebra's height with no bone, nothing is
+    invented: the slices with no spine bone at all keep the image's end (row 100). The slices bridged over the
+    sliver still count as showing no spine, for the warning of a field of view cut around the heart."""
+    slices, rows, cols = 30, 100, 120
+    lungs = np.zeros((slices, rows, cols), bool)
+    lungs[:, 10:90, 5:35] = lungs[:, 10:90, 85:115] = True
+    bone = np.zeros_like(lungs)
+    bone[:18, 60:76, 50:70] = True                     # vertebral bodies: 32 x 40 mm
+    bone[:18, 76:95, 56:64] = True                     # pedicles and posterior elements, joined to the body
+    bone[5, 60:76] = False                             # a disc: the posterior elements alone
+    bone[10:12] = False                                # two slices cut to a sliver ...
+    bone[10:12, 60:63, 50:70] = True                   # ... 6 x 40 mm, under 3 cm2
+    spacing = (2.0, 2.0, 3.0)
+    fronts, seen = anatomy._spine_fronts(lungs, anatomy._lung_spans(lungs, spacing), bone, spacing, np.full(slices, -1))
+    assert list(fronts[:18]) == [60] * 18
+    assert list(np.nonzero(~seen)[0]) == [10, 11] + list(range(18, slices))  # what the field-of-view warning counts
+    assert list(fronts[18 + int(anatomy.SPINE_BRIDGE_MM / 2 / 3) + 1:]) == [100] * (slices - 18 - 6)
 
 
 def _vertebral_column(slices: int, body_hu: float, canal_hu: float = 20.0):
@@ -655,7 +678,7 @@ def test_an_osteoporotic_vertebral_body_is_found_in_front_of_the_spinal_canal():
     spans = anatomy._lung_spans(lungs, spacing)
     assert list(anatomy._body_fronts(hu, lungs, spans, spacing)) == [59] * 15
     bone = ndimage.uniform_filter(hu, size=(1, 3, 3)) >= anatomy.CTA_BONE_HU
-    fronts = anatomy._spine_fronts(lungs, spans, bone, spacing, anatomy._body_fronts(hu, lungs, spans, spacing))
+    fronts, _ = anatomy._spine_fronts(lungs, spans, bone, spacing, anatomy._body_fronts(hu, lungs, spans, spacing))
     assert list(fronts) == [59] * 15
 
 

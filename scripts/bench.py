@@ -711,10 +711,11 @@ def _in_plane_resampled(image, pixel_mm: float):
 
 
 def bench_calcium_off_centre(shared: Path, cuts_mm=(15.0, 22.0)):
-    """The COCA gated scans (172 mm field of view) with 15 and 22 mm cut off the patient's right or left: a
-    tighter field of view with the heart off its centre, as other sites frame calcium scans. The traces are the
-    truth (every traced lesion stays in view); the heart region, its depth and the great vessels move with the
-    lungs in view, so this shows how far the automatic figures depend on the framing."""
+    """The COCA gated scans (172 mm field of view) with 15 and 22 mm cut off the patient's right, left or back: a
+    tighter field of view with the heart off its centre, as other sites frame calcium scans (cut from the back, the
+    vertebral bodies go first: 24-60 mm of them are in view). The traces are the truth (every traced lesion stays in
+    view); the heart region, its depth and the great vessels move with the lungs and spine in view, so this shows
+    how far the automatic figures depend on the framing."""
     import SimpleITK as sitk
 
     from cardioquant.calcium import scoring
@@ -723,10 +724,13 @@ def bench_calcium_off_centre(shared: Path, cuts_mm=(15.0, 22.0)):
         reference = scoring.score(hu, truth, loaded.image.GetSpacing())
         figures = []
         for cut_mm in cuts_mm:
-            columns = int(round(cut_mm / loaded.image.GetSpacing()[0]))
-            size = [loaded.image.GetSize()[0] - columns, *loaded.image.GetSize()[1:]]
-            for side, start in (("right", columns), ("left", 0)):  # LPS: column 0 is the patient's right
-                found = _automatic_calcium(sitk.RegionOfInterest(loaded.image, size, [start, 0, 0]), loaded.dicom)
+            cut = int(round(cut_mm / loaded.image.GetSpacing()[0]))
+            columns, rows, slices = loaded.image.GetSize()
+            # LPS: column 0 is the patient's right, the last row the back
+            for side, size, start in (("right", [columns - cut, rows, slices], [cut, 0, 0]),
+                                      ("left", [columns - cut, rows, slices], [0, 0, 0]),
+                                      ("back", [columns, rows - cut, slices], [0, 0, 0])):
+                found = _automatic_calcium(sitk.RegionOfInterest(loaded.image, size, start), loaded.dicom)
                 error = _artery_error(reference.arteries, found["arteries"], reference.total["agatston"], False)
                 right = found["risk"]["classic"] == scoring.classic_category(reference.total["agatston"])
                 figures.append(f"{cut_mm:.0f} mm off the {side}: {found['total']['agatston']:.0f}, per-artery error "

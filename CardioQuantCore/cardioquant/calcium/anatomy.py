@@ -60,6 +60,8 @@ UPPER_MEDIASTINUM_RADIUS = 0.4  # heart slices 0.5-1.0 of the deepest slice's in
 MAX_SPINE_DEPTH_MM = 120.0  # a thoracic or lumbar vertebra, body to spinous process, is 70-100 mm deep
 SPINE_RUN_MM = 15.0  # a slice's spine front is checked against the median over this many mm of slices
 SPINE_JUMP_MM = 30.0  # the spine's front does not move this far forward between neighbouring slices
+SPINE_BACK_JUMP_MM = 10.0  # ... nor this far back (a disc's slice, where the posterior elements are the bone found)
+SPINE_BRIDGE_MM = 30.0  # a thoracic vertebra with its disc is 20-30 mm high: a gap no longer is bridged
 MAX_SPINE_AREA_MM2 = 5000.0  # its axial cross-section (body, arch, processes, rib heads) is under 35 cm2
 POSTERIOR_MEDIASTINUM_MM = 15.0  # the descending aorta (20-30 mm) and oesophagus lie between spine and heart
 # Over half of the region's slices with no spine found behind the heart: a field of view that cuts it away (a crop
@@ -211,8 +213,10 @@ def _lung_spans(lungs: np.ndarray, spacing) -> list[tuple[int, int] | None]:
     return [_lung_span(plane, spacing[0] * spacing[1], spacing[0]) for plane in lungs]
 
 
-def _spine_fronts(lungs: np.ndarray, spans, bone: np.ndarray, spacing, bodies: np.ndarray) -> np.ndarray:
-    """The spine's first row in each slice with a left and a right lung (-1 elsewhere). The spine is a column whose
+def _spine_fronts(lungs: np.ndarray, spans, bone: np.ndarray, spacing,
+                  bodies: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(fronts, seen): the spine's first row in each slice with a left and a right lung (-1 elsewhere), and whether
+    the slice itself showed vertebral bone (its front may be bridged from others, _bridged). The spine is a column whose
     front moves a few mm from slice to slice, while on a CTA an iodine-filled chamber, cut apart from the rest of
     the heart in one slice, can look like a vertebra there (its front taken for the spine's would cut the heart
     away and split the region in two): a front more than SPINE_JUMP_MM in front of the median over SPINE_RUN_MM of
@@ -223,10 +227,40 @@ def _spine_fronts(lungs: np.ndarray, spans, bone: np.ndarray, spacing, bodies: n
     for k, span in enumerate(spans):
         if span is not None:
             raw[k] = _spine_front(bone[k], span, np.nonzero(lungs[k])[0], spacing)
-    fronts = _kept_to_the_column(raw, spacing, SPINE_RUN_MM, -SPINE_JUMP_MM)
+    fronts = _bridged(_kept_to_the_column(raw, spacing, SPINE_RUN_MM, -SPINE_JUMP_MM), lungs.shape[1], spacing)
     forward = (bodies >= 0) & (fronts >= 0) & (bodies < fronts)
     fronts[forward] = bodies[forward]
-    return fronts
+    return fronts, ((raw >= 0) & (raw < lungs.shape[1])) | (bodies >= 0)
+
+
+def _bridged(fronts: np.ndarray, none: int, spacing) -> np.ndarray:
+    """The spine's fronts with the slices that found none (`none`: the image's last row) or one more than
+    SPINE_BACK_JUMP_MM behind the median over SPINE_RUN_MM of slices bridged from the column: interpolated between
+    the nearest good slices above and below when they are at most SPINE_BRIDGE_MM apart, else the nearest good one
+    within half that. The spine is a column, but a disc (70-120 HU, not bone) leaves a slice with only the posterior
+    elements or nothing, and a field of view cutting the body to a sliver leaves a few slices with too little bone
+    to be a vertebra. Unbridged, the heart region ran back to the image's edge there, over the descending aorta
+    and the disc: on a gated CT with 10 mm cut from its back, the region's depth, and with it the coronary
+    territories of the heart's cross-section, changed, and a 392-point circumflex plaque was scored as LAD."""
+    half = max(1, int(round(SPINE_RUN_MM / spacing[2] / 2)))
+    seen = (fronts >= 0) & (fronts < none)
+    good = seen.copy()
+    for k in map(int, np.nonzero(seen)[0]):
+        around = fronts[max(k - half, 0):k + half + 1]
+        good[k] = (fronts[k] - np.median(around[(around >= 0) & (around < none)])) * spacing[1] <= SPINE_BACK_JUMP_MM
+    anchors = np.nonzero(good)[0]
+    bridged = fronts.copy()
+    if anchors.size == 0:
+        return bridged
+    for k in map(int, np.nonzero((fronts >= 0) & ~good)[0]):
+        below, above = anchors[anchors < k], anchors[anchors > k]
+        if below.size and above.size and (above[0] - below[-1]) * spacing[2] <= SPINE_BRIDGE_MM:
+            share = (k - below[-1]) / (above[0] - below[-1])
+            bridged[k] = int(round((1 - share) * fronts[below[-1]] + share * fronts[above[0]]))
+            continue
+        nearest = min((a for a in (below[-1:], above[:1]) if a.size), key=lambda a: abs(int(a[0]) - k))[0]
+        bridged[k] = fronts[nearest] if abs(int(nearest) - k) * spacing[2] <= SPINE_BRIDGE_MM / 2 else fronts[k]
+    return bridged
 
 
 def _body_fronts(hu: np.ndarray, lungs: np.ndarray, spans, spacing) -> np.ndarray:
@@ -417,7 +451,7 @@ def find_heart(image: sitk.Image, on_scan_grid: bool = True) -> HeartAnatomy:
 def _heart_with_bone(image, coarse, hu, lungs, spans, bodies, bone) -> HeartAnatomy:
     spacing = coarse.GetSpacing()
     mediastinum = np.zeros(hu.shape, bool)
-    fronts = _spine_fronts(lungs, spans, bone, spacing, bodies)
+    fronts, spine_seen = _spine_fronts(lungs, spans, bone, spacing, bodies)
     sterna = _sternum_backs(lungs, spans, bone, spacing)
     for k, span in enumerate(spans):
         if span is not None:
@@ -452,14 +486,15 @@ def _heart_with_bone(image, coarse, hu, lungs, spans, bodies, bone) -> HeartAnat
     if volume_ml < MIN_HEART_ML:
         raise InputError(NO_HEART_MESSAGE)
     anatomy = _anatomy_from(image, coarse, hu, region, lungs, spacing, volume_ml)
-    spineless = _spineless_share(region, fronts)
+    spineless = _spineless_share(region, spine_seen)
     anatomy.spine_cut_away = spineless > SPINELESS_SHARE
     anatomy.warnings = _scan_range_warnings(region, great_vessels_seen=any(not tube.posterior for tube in tubes))
     if anatomy.spine_cut_away:
         anatomy.warnings.append(f"no spine found behind the heart in {100 * spineless:.0f} % of its slices (a field of "
-                                "view cut around the heart?): the search region runs back to the image's edge, over "
-                                "the descending aorta, whose wall calcium can be scored as coronary; the lesions at "
-                                "the back of the heart are flagged for review")
+                                "view cut around the heart?): there the search region's back is the image's edge, or "
+                                "the spine's front carried over from the slices that show it, and calcium in the "
+                                "descending aorta's wall can be scored as coronary; the lesions at the back of the "
+                                "heart are flagged for review")
     anatomy.great_vessels = _regridded(vessels, coarse, image)
     anatomy.grid = image
     height_mm = lambda k: voxels_to_lps(coarse, np.array([[0.0, 0.0, float(k)]]))[0, 2]  # noqa: E731
@@ -490,11 +525,12 @@ def _anatomy_from(image, coarse, hu, region, lungs, spacing, volume_ml) -> Heart
                         **_measures(coarse, hu, region, blood))
 
 
-def _spineless_share(region: np.ndarray, fronts: np.ndarray) -> float:
-    """The share of the region's slices that found no spine behind the heart (`fronts` at the image's last row):
-    with nothing to stop it there the region runs back to the image's edge, over the descending aorta."""
+def _spineless_share(region: np.ndarray, spine_seen: np.ndarray) -> float:
+    """The share of the region's slices that show no vertebral bone behind the heart (`spine_seen` false): a field of
+    view cut around the heart. The region's back there is the image's edge, or a front bridged from a few slivers
+    of vertebra, and the descending aorta's wall can lie inside it."""
     slices = np.nonzero(region.any(axis=(1, 2)))[0]
-    return float(np.mean(fronts[slices] >= region.shape[1]))
+    return float(np.mean(~spine_seen[slices]))
 
 
 def _scan_range_warnings(region: np.ndarray, great_vessels_seen: bool) -> list[str]:
