@@ -46,11 +46,12 @@ def test_roi_on_box_vertebra_is_exact(spacing, erosion):
 
 
 @pytest.mark.parametrize(("slices", "middle"), [
-    (2, [0, 1]), (3, [1]), (4, [1, 2]), (5, [2]), (6, [2, 3]), (7, [3]), (9, [3, 4, 5]), (28, list(range(10, 18)))])
-def test_roi_slices_are_the_body_middle_third_rounded_inward_and_centred(slices, middle):
-    """The ROI lies in the middle third of the body's slices, rounded inward (away from the endplates) and centred
-    on the body: a 4-slice body (20 mm at 5 mm slices) has no whole slice there and gets its two central slices, not
-    the one above or below its centre."""
+    (2, [0, 1]), (3, [1]), (4, [1, 2]), (5, [2]), (6, [2, 3]), (7, [2, 3, 4]), (9, [3, 4, 5]), (10, [3, 4, 5, 6]),
+    (28, list(range(9, 19)))])
+def test_roi_slices_are_those_centred_in_the_body_middle_third(slices, middle):
+    """The ROI lies in the slices whose centres fall in the middle third of the body (its slices filled whole),
+    centred on the body: a 4-slice body (20 mm at 5 mm slices) gets its two central slices, not the one above or
+    below its centre, and a 7-slice one (a 21 mm thoracic body at 3 mm) its three central ones, 9 of its 21 mm."""
     body = np.zeros((slices + 4, 40, 80), bool)
     body[2:2 + slices, 10:30, 20:60] = True
     found = np.nonzero(roi.trabecular_roi(body, (1.0, 1.0, 5.0)).any(axis=(1, 2)))[0]

@@ -1,6 +1,6 @@
 """Trabecular region of interest in a vertebral body (docs/REFERENCE.md section 2, Comp2Comp-style).
 
-In each axial slice of the middle third of the body (by slice count, rounded inward), an ellipse whose centre lies
+In each axial slice of the middle third of the body (the slices whose centres lie in it), an ellipse whose centre lies
 at 58 % of the antero-posterior extent measured from the posterior edge (so the ROI sits anterior of the
 basivertebral vein, which enters the body posteriorly), with semi-axes 25 % of the AP extent and 32.5 % of the
 left-right width, centred left-right; intersected with the body mask eroded in-plane by 2 voxels (1 when slices
@@ -34,16 +34,17 @@ def erosion_for(slice_thickness_mm: float, settings: RoiSettings) -> int:
 
 
 def middle_third(slices: np.ndarray) -> np.ndarray:
-    """The middle third of a sorted run of slice indices, rounded inward (away from the endplates); all of a run
-    under 3 slices. A 4-slice body (20 mm at 5 mm slices) has no whole slice in its middle third: its two central
-    slices, so that the ROI stays centred on the body rather than on the slice above or below its centre."""
+    """The slices of a sorted run whose centres lie in the body's middle third (the body filling its slices
+    whole): symmetric about the body's centre, so a 4-slice body (20 mm at 5 mm slices) gets its two central
+    slices and a 7-slice one (21 mm at 3 mm, a mid-thoracic body on a calcium scan) its three central ones; all of a
+    run under 3 slices. Until session 36 only the slices lying wholly inside the middle third were taken: one
+    slice of a 7-slice body, two of a 10-slice one, and whole thoracic bodies on 3 mm calcium scans got ROIs of
+    0.6 mL, under the plausibility rule's 1 mL, and were left out of the patient figure."""
     n = len(slices)
     if n < 3:
         return slices
-    start, stop = int(np.ceil(n / 3 - 1e-9)), int(np.floor(2 * n / 3 + 1e-9))
-    if stop <= start:
-        start, stop = n // 2 - 1, n // 2 + 1
-    return slices[start:stop]
+    centres = np.arange(n) + 0.5
+    return slices[(centres >= n / 3) & (centres <= 2 * n / 3)]
 
 
 def trabecular_roi(body: np.ndarray, spacing, posterior_sign: int = +1, settings: RoiSettings | None = None) -> np.ndarray:
