@@ -565,7 +565,7 @@ def test_small_scar_blobs_of_the_network_become_myocardium():
     """Blobs counted in 3D with face neighbours: at 0.1 mL per voxel, 3 voxels (0.3 mL) and two 12-voxel blobs that
     touch only at a corner (1.2 mL each) are under 2 mL; 25 voxels (2.5 mL, MVO inside) and the same two 12-voxel
     blobs joined by a face (2.4 mL) stay. The wall never changes."""
-    from cardioquant.scar.network import drop_small_scar
+    from cardioquant.scar.network import drop_small_scar, small_scar_blobs_ml
 
     labels = np.full((2, 20, 20), 2, np.uint8)
     labels[0, 0:1, 0:3] = 3                          # 3 voxels
@@ -576,8 +576,12 @@ def test_small_scar_blobs_of_the_network_become_myocardium():
     assert (out >= 2).all() and out is not labels
     assert (out == 3).sum() == 24 and out[0, 12, 12] == 4
     assert (out[0, 0, 0:3] == 2).all() and (out[1] == 2).all()
+    assert small_scar_blobs_ml(labels, 0.1, 2.0) == pytest.approx([1.5, 1.2])  # the 3 voxels lie on a 12: what the reader is told
     labels[1, 3, 3] = 3                              # now the two blobs share a face: 25 voxels
     assert (drop_small_scar(labels, 0.1, 2.0)[1] == 3).sum() == 25
+    assert small_scar_blobs_ml(labels, 0.1, 2.0) == []  # one blob of 28 voxels now
+    labels[1, 3, 3] = 2
+    assert small_scar_blobs_ml(labels, 0.1, 0.0) == []  # 0 keeps every blob: none is left out
     assert np.array_equal(drop_small_scar(labels, 0.1, 0.0), labels)
 
 
@@ -722,9 +726,37 @@ def test_the_network_reads_only_the_slices_that_were_imaged(monkeypatch):
 
     monkeypatch.setattr(network, "predict", network_reading)
     loaded = LoadedImage(image=sitk.GetImageFromArray(stack), path="lge.nrrd", format="nrrd", dicom={"modality": "MR"})
-    labels, _ = segment(loaded, stack, (1.5, 1.5, 10.0), settings_for("scar", device="cpu"), Progress())
+    labels, _, _ = segment(loaded, stack, (1.5, 1.5, 10.0), settings_for("scar", device="cpu"), Progress())
     assert np.array_equal(given[0], network.normalise_stack(case.signal))
     assert not labels[2].any() and labels[[0, 1, 3]].any()
+
+
+def test_the_reader_is_told_of_the_scar_blobs_the_clean_up_left_out(monkeypatch):
+    """The network's scar blobs under the smallest-blob setting become myocardium, and the run says so: a 3 x 3-pixel
+    blob on one 1.5 x 1.5 x 10 mm slice is 0.2 mL, under 2 mL; a 10 x 10 blob (2.25 mL) stays and is not mentioned.
+    With the setting at 0 both stay and nothing is said."""
+    from cardioquant.imageio import LoadedImage
+    from cardioquant.pipelines import settings_for
+    from cardioquant.scar import network
+    from cardioquant.scar.pipeline import segment
+
+    case = make_lge_phantom(noise=3.0)
+
+    def network_reading(_model, normalised, *_args, **_options):
+        labels = np.where(normalised > 0.5, 2, 0).astype(np.uint8)
+        labels[0, 5:8, 5:8] = 3
+        labels[1, 20:30, 20:30] = 3
+        return labels
+
+    monkeypatch.setattr(network, "predict", network_reading)
+    loaded = LoadedImage(image=sitk.GetImageFromArray(case.signal), path="lge.nrrd", format="nrrd",
+                         dicom={"modality": "MR"})
+    labels, _, told = segment(loaded, case.signal, (1.5, 1.5, 10.0), settings_for("scar", device="cpu"), Progress())
+    assert labels[0, 6, 6] == 2 and (labels[1, 20:30, 20:30] == 3).all()
+    assert len(told) == 1 and told[0].startswith("1 scar blob(s) the network found under 2 mL (0.2 mL in all")
+    labels, _, told = segment(loaded, case.signal, (1.5, 1.5, 10.0),
+                              settings_for("scar", device="cpu", min_scar_ml=0.0), Progress())
+    assert labels[0, 6, 6] == 3 and told == []
 
 
 def test_export_after_an_edit_writes_the_edited_scar_and_the_runs_insertion(tmp_path):

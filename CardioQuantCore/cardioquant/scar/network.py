@@ -151,17 +151,27 @@ MIN_SCAR_COMPONENT_ML = _REFINER_INPUT["cut_offs"]["min_scar_component_ml"]
 def drop_small_scar(labels: np.ndarray, voxel_ml: float, min_ml: float = MIN_SCAR_COMPONENT_ML) -> np.ndarray:
     """Labels [slices, rows, cols] with every face-connected scar + MVO blob smaller than `min_ml` turned into
     myocardium (2); the wall is unchanged. Returns a new array."""
+    blobs, volumes = _scar_blobs(labels, voxel_ml)
+    out = labels.copy()
+    if min_ml > 0:
+        out[(volumes < min_ml)[blobs] & (blobs > 0)] = 2
+    return out
+
+
+def small_scar_blobs_ml(labels: np.ndarray, voxel_ml: float, min_ml: float = MIN_SCAR_COMPONENT_ML) -> list[float]:
+    """The volumes (mL, largest first) of the blobs `drop_small_scar` turns into myocardium: the reader is told
+    what the clean-up left out (small true foci, or the network's specks in a normal heart)."""
+    _, volumes = _scar_blobs(labels, voxel_ml)
+    return sorted((float(v) for v in volumes[1:] if v < min_ml), reverse=True) if min_ml > 0 else []
+
+
+def _scar_blobs(labels: np.ndarray, voxel_ml: float) -> tuple[np.ndarray, np.ndarray]:
+    """(blob index per voxel, 0 outside scar; volume in mL per index, index 0 the rest) of the face-connected scar +
+    MVO blobs."""
     from scipy import ndimage
 
-    scar = labels >= 3
-    blobs, count = ndimage.label(scar)
-    if count == 0 or min_ml <= 0:
-        return labels.copy()
-    small = np.bincount(blobs.ravel()) * voxel_ml < min_ml
-    small[0] = False
-    out = labels.copy()
-    out[small[blobs]] = 2
-    return out
+    blobs, _ = ndimage.label(labels >= 3)
+    return blobs, np.bincount(blobs.ravel()) * voxel_ml
 
 
 def refine(probability: np.ndarray, refined: np.ndarray) -> np.ndarray:
