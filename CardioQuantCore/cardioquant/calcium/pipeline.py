@@ -296,7 +296,7 @@ def labels_from_anatomy(loaded: LoadedImage, candidates: np.ndarray, heart: anat
 
 def _set_aside(found: territories.Assignment, spacing, why: str) -> int:
     """How many candidates of scorable size (1 mm2 on one slice) were set aside for `why` (the start of their
-    reason: territories.POSSIBLE_NOISE, FAINT_AT_LUNG, METAL or BESIDE_METAL)."""
+    reason: territories.POSSIBLE_NOISE, FAINT_AT_LUNG, METAL, BESIDE_METAL or AT_VIEW_EDGE)."""
     smallest = 1.0 * float(spacing[2])
     return sum(1 for e in found.per_candidate if e["reason"].startswith(why) and e["volume_mm3"] >= smallest)
 
@@ -309,6 +309,14 @@ def _metal_warning(metal: int, beside: int, mode: str) -> list[str]:
             f"the heart search region and {beside} candidate(s) within "
             f"{territories.METAL_REACH_MM:g} mm of metal (streaks, blooming, a stented segment) were not scored; "
             "they are in the 'not coronary' segment for review"]
+
+
+def _view_edge_warning(count: int) -> list[str]:
+    if not count:
+        return []
+    return [f"{count} candidate(s) in the heart search region within {territories.BONE_GAP_MM:g} mm of the field of "
+            "view's edge were not scored (the sternum, costal cartilage or spine running out of view, or a lesion the "
+            "field of view cuts); they are in the 'not coronary' segment for review"]
 
 
 def _noise_warning(count: int, floor: noise.NoiseFloor) -> list[str]:
@@ -369,6 +377,7 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
             warnings += _noise_warning(count, floor)
         warnings += _metal_warning(_set_aside(found, spacing, territories.METAL),
                                    _set_aside(found, spacing, territories.BESIDE_METAL), mode)
+        warnings += _view_edge_warning(_set_aside(found, spacing, territories.AT_VIEW_EDGE))
         artery_labels = found.labels
         assignment = "automatic (heart anatomy)"
     else:

@@ -115,6 +115,7 @@ FAINT_AT_LUNG = "faint at the lung's border"  # ... and of one under the lung bo
 METAL = "metal"                                # ... of metal itself
 UNDILUTED_CONTRAST = ", or contrast arriving undiluted in a vein"  # on CTA, as bright as metal (and as streaky)
 BESIDE_METAL = "beside metal"                  # ... and of a candidate within METAL_REACH_MM of it
+AT_VIEW_EDGE = "at the field of view's edge"   # ... and of one within BONE_GAP_MM of the field of view's edge
 
 
 @dataclass
@@ -260,8 +261,8 @@ def assign(candidate_mask: np.ndarray, heart_region: np.ndarray, voxel_to_lps, s
             label, reason, review = NOT_CORONARY, "runs out of the heart search region (chest wall, spine)", False
         elif _near_the_field_of_views_rim(hu, candidate_mask.shape, spacing, box, inside_box):
             label, review = NOT_CORONARY, False
-            reason = ("cut by the field of view's edge where the heart search region meets it: the sternum, costal "
-                      "cartilage or spine running out of view")
+            reason = (f"{AT_VIEW_EDGE} (within {BONE_GAP_MM:g} mm) where the heart search region meets it: the sternum, "
+                      "costal cartilage or spine running out of view, or a lesion the field of view cuts")
         elif (gap := bone_gap_at(*voxels)) <= BONE_GAP_MM:
             label, review = NOT_CORONARY, False
             reason = f"a fragment of bone ({gap:.0f} mm from the sternum, a rib or the spine)"
