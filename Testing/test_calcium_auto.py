@@ -120,8 +120,8 @@ def test_bone_running_out_of_the_heart_is_not_coronary():
 
 
 def test_calcium_where_the_field_of_view_cuts_the_heart_region_is_bone_running_out_of_view():
-    """A field of view cut in front of the heart: the heart search region (a 40 mm cube, 1 mm voxels) runs to the
-    image's front edge (row 0), where the sternum runs on out of view. A bright piece 2 mm from that edge is not
+    """A field of view cut in front of the heart: the heart search region (a 40 mm cube, 1 mm voxels, rows running
+    front to back) runs to the image's front edge (row 0), where the sternum runs on out of view. A bright piece 2 mm from that edge is not
     coronary; the same piece 10 mm from it, and a plaque on the cube's surface, are. So is a piece 2 mm from the
     scanner's padding outside its reconstruction circle (-3024 HU) when the region meets that instead."""
     region = np.zeros((60, 60, 60), bool)
@@ -143,6 +143,18 @@ def test_calcium_where_the_field_of_view_cuts_the_heart_region_is_bone_running_o
     found = territories.assign(candidates, region, lambda ijk: np.asarray(ijk, float), (1.0, 1.0, 1.0), hu=hu)
     assert found.labels[30, 7, 40] == territories.NOT_CORONARY
     assert found.labels[30, 10, 20] in (territories.LAD, territories.RCA)
+
+
+def test_calcium_near_the_field_of_views_side_edge_is_judged_as_any_other():
+    """At the sides a tight field of view cuts the lungs, and the heart region reaches the edge there (a third of
+    the gated COCA scans' slices) with the heart's border and its coronaries near it: a plaque 2 mm from the
+    image's right edge (column 0, the patient's right in LPS) on the region's right border is the RCA's."""
+    region = np.zeros((60, 60, 60), bool)
+    region[10:50, 10:50, 0:40] = True
+    candidates = np.zeros_like(region)
+    candidates[30, 30:32, 2:4] = True
+    found = territories.assign(candidates, region, lambda ijk: np.asarray(ijk, float), (1.0, 1.0, 1.0))
+    assert found.labels[30, 30, 2] == territories.RCA
 
 
 def test_a_plaque_poking_a_voxel_out_of_the_heart_region_over_the_lung_is_scored_and_flagged():

@@ -259,7 +259,7 @@ def assign(candidate_mask: np.ndarray, heart_region: np.ndarray, voxel_to_lps, s
             label, reason, review = NOT_CORONARY, f"bone-sized ({volume:.0f} mm3)", False
         elif not within:
             label, reason, review = NOT_CORONARY, "runs out of the heart search region (chest wall, spine)", False
-        elif _near_the_field_of_views_rim(hu, candidate_mask.shape, spacing, box, inside_box):
+        elif _near_the_field_of_views_rim(hu, candidate_mask.shape, spacing, voxel_to_lps, box, inside_box):
             label, review = NOT_CORONARY, False
             reason = (f"{AT_VIEW_EDGE} (within {BONE_GAP_MM:g} mm) where the heart search region meets it: the sternum, "
                       "costal cartilage or spine running out of view, or a lesion the field of view cuts")
@@ -381,28 +381,61 @@ def _at_the_regions_edge(heart_region: np.ndarray, box, inside_box: np.ndarray, 
     return _within_in_plane(hu, poking_out, box, spacing, noise.LUNG_BORDER_MM, lambda near: near < noise.LUNG_HU)
 
 
-def _near_the_field_of_views_rim(hu: np.ndarray | None, shape, spacing, box, inside_box: np.ndarray) -> bool:
+def _near_the_field_of_views_rim(hu: np.ndarray | None, shape, spacing, voxel_to_lps, box,
+                                 inside_box: np.ndarray) -> bool:
     """Whether a candidate in the heart search region lies within BONE_GAP_MM in plane of the field of view's edge
     (the image's first or last row or column, or the scanner's padding outside its reconstruction circle, below
-    NO_DATA_HU). The region meets that edge only where the field of view cuts the chest in front of the heart or
-    behind it (at the sides the lungs bound it): what lies there is bone cut by the edge, the sternum, costal
-    cartilage or spine running on out of view, whose fragments sit on it as they do on a bone in view. On the
-    contrast chest CT framed as a 150 mm cardiac field of view whose front edge cut through the sternum, its cortex
-    was scored as LAD and RCA; the coronaries run on the heart, well inside a field of view centred on it."""
+    NO_DATA_HU) where that edge lies in front of it or behind it (the nearest edge point more front-to-back than
+    right-to-left from it, in patient axes). There the field of view cuts the chest in front of the heart or behind
+    it, and what lies at the edge is bone cut by it, the sternum, costal cartilage or spine running on out of view,
+    whose fragments sit on it as they do on a bone in view. On the contrast chest CT framed as a 150 mm cardiac
+    field of view whose front edge cut through the sternum, its cortex was scored as LAD and RCA. At the sides a
+    tight field of view cuts the lungs, and the region reaches the edge there on a third of the gated COCA scans'
+    slices, with the heart's borders and their coronaries near it: those edges are left alone."""
     reach = [max(1, int(np.ceil(BONE_GAP_MM / s))) for s in (spacing[1], spacing[0])]
-    _, jj, ii = np.nonzero(inside_box)
-    jj, ii = jj + box[1].start, ii + box[2].start
-    if (min(jj.min(), shape[1] - 1 - jj.max()) < reach[0]) or (min(ii.min(), shape[2] - 1 - ii.max()) < reach[1]):
-        return True
-    if hu is None:
-        return False
+    kk, jj, ii = np.nonzero(inside_box)
+    kk, jj, ii = kk + box[0].start, jj + box[1].start, ii + box[2].start
+    nearest = []  # (k, j, i) of the candidate voxel and of the edge point nearest to it, per edge within reach
+    for axis, (index, limit) in enumerate(((jj, shape[1] - 1), (ii, shape[2] - 1))):
+        for end in (0, limit):
+            gaps = np.abs(index - end)
+            if gaps.min() < reach[axis]:
+                at = int(np.argmin(gaps))
+                edge = [kk[at], jj[at], ii[at]]
+                edge[1 + axis] = end
+                nearest.append(((kk[at], jj[at], ii[at]), tuple(edge)))
+    if hu is not None and not nearest:
+        nearest = _nearest_padding(hu, spacing, box, inside_box, reach)
+    return any(_in_front_or_behind(voxel_to_lps, voxel, edge) for voxel, edge in nearest)
+
+
+def _nearest_padding(hu: np.ndarray, spacing, box, inside_box: np.ndarray, reach) -> list:
+    """[((k, j, i) of the candidate voxel nearest to the scanner's padding, (k, j, i) of that padding)] when the
+    padding lies within BONE_GAP_MM in plane of the candidate (in the box grown by `reach`), else []."""
     around = (box[0], slice(box[1].start - reach[0], box[1].stop + reach[0]),
               slice(box[2].start - reach[1], box[2].stop + reach[1]))
     padding = hu[around] <= NO_DATA_HU
     if not padding.any():
-        return False
+        return []
     inside = np.pad(inside_box, ((0, 0), (reach[0], reach[0]), (reach[1], reach[1])))
-    return bool((in_plane_distance(~padding, spacing)[inside] <= BONE_GAP_MM).any())
+    best = None
+    for k in np.nonzero(inside.any(axis=(1, 2)))[0]:
+        distance, (rows, cols) = ndimage.distance_transform_edt(~padding[k], sampling=spacing[1::-1],
+                                                                 return_indices=True)
+        distance = np.where(inside[k], distance, np.inf)
+        j, i = np.unravel_index(int(np.argmin(distance)), distance.shape)
+        if distance[j, i] <= BONE_GAP_MM and (best is None or distance[j, i] < best[0]):
+            best = (distance[j, i], (k, j, i), (k, rows[j, i], cols[j, i]))
+    if best is None:
+        return []
+    offset = np.array([around[0].start, around[1].start, around[2].start])
+    return [(tuple(np.array(best[1]) + offset), tuple(np.array(best[2]) + offset))]
+
+
+def _in_front_or_behind(voxel_to_lps, voxel, edge) -> bool:
+    """Whether `edge` lies more front-to-back than right-to-left from `voxel` (both (k, j, i)), in patient axes."""
+    a, b = voxel_to_lps(np.array([[voxel[2], voxel[1], voxel[0]], [edge[2], edge[1], edge[0]]], float))
+    return bool(abs(b[1] - a[1]) >= abs(b[0] - a[0]))
 
 
 def _bone_gap_lookup(components: np.ndarray, heart_region: np.ndarray, voxel_mm3: float, grid: _Subsample):
