@@ -938,6 +938,25 @@ def test_without_a_cortical_ring_the_network_piece_is_kept():
     assert np.array_equal(redrawn["T9"], piece)
 
 
+def test_a_cortex_dimmed_by_partial_volume_on_3_mm_pixels_still_closes_the_ring():
+    """Through 3 mm pixels a thin cortex is smeared over two pixels and reads only 50 HU above the trabecular bone
+    along the front of the body (as on the real abdominal CT's held-out L1), against 340 HU at the back: the dim
+    stretch joins the bright cortex and the ring still closes, so the body the network found in part is redrawn
+    whole."""
+    from cardioquant.bmd import outline
+
+    spacing = (3.0, 3.0, 3.0)
+    hu, body, _, back_j = _shelled_body(pixel_mm=3.0, slices=10, cortex_mm=6.0, aorta_gap_mm=30.0)
+    shell = body & (hu > 300)
+    front = np.arange(body.shape[1])[None, :, None] < back_j - 6
+    noise = hu - np.where(shell, 450.0, np.where(body, 110.0, 40.0))
+    hu[shell & front] = 160.0 + noise[shell & front]
+    piece = body & ~front
+    redrawn = outline.to_cortical_shell({"L1": piece.copy()}, hu, spacing, posterior=+1, barrier=np.zeros_like(body))
+    assert dice(piece, body) < 0.8
+    assert dice(redrawn["L1"], body) >= 0.9
+
+
 def test_bodies_the_network_finds_in_part_are_measured_whole(monkeypatch):
     """The network path on a spine phantom whose 'network' marks only the right 40 % of each body (as the held-out
     lumbar bodies of the real chest CT): redrawn to their cortical shell, the bodies match the phantom's

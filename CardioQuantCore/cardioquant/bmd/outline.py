@@ -24,7 +24,9 @@ from ..geometry import (
     parallel_map,
 )
 
-CORTEX_ABOVE_TRABECULAR_HU = 60.0  # cortical shell: at least this much above the body's own trabecular bone
+CORTEX_ABOVE_TRABECULAR_HU = 60.0  # cortical shell: at least this much above the body's own trabecular bone,
+DIM_CORTEX_ABOVE_TRABECULAR_HU = 30.0  # or this much where it continues such cortex on the slice and the ring
+                                       # is open without it (hysteresis)
 REACH_MM = 30.0                    # the shell lies at most this far from the network's piece (a body is 30-50 mm wide)
 MAX_GAP_MM = 4.0                   # gaps in the ring closed (basivertebral foramen, thin osteoporotic cortex)
 THICK_BRIGHT_MM = 8.0              # bright parts holding a disk this wide (radius) are not cortex: an iodinated
@@ -62,6 +64,7 @@ def _body_to_shell(piece: np.ndarray, hu: np.ndarray, spacing, posterior: int, b
     inner = ndimage.binary_erosion(piece, iterations=2)
     trabecular = float(np.median(hu[inner if inner.sum() > 50 else piece]))
     cortex = smooth >= trabecular + CORTEX_ABOVE_TRABECULAR_HU
+    with_dim_stretches = _with_dim_stretches(cortex, smooth, trabecular)
     rows = np.arange(piece.shape[1])[:, None]
     back = _back_row(piece, posterior)
     wall = rows == back
@@ -73,29 +76,44 @@ def _body_to_shell(piece: np.ndarray, hu: np.ndarray, spacing, posterior: int, b
         """The body's section on slice z inside its ring; None: keep the network's piece; END_PLATE: no ring."""
         near = ndimage.distance_transform_edt(~piece[z], sampling=spacing[1::-1]) <= REACH_MM
         # The canal's front closes the ring at the back, where the posterior wall is thin or open. The cortex is thin:
-        # a thick bright region (an iodinated aorta touching the body) is not part of the ring.
-        bright = cortex[z] & near & in_front
-        thick = open_in_plane(bright, THICK_BRIGHT_MM / pixel)
-        ring = (bright & ~thick) | (wall & near)
-        filled = _inside_ring(ring, piece[z], spacing)
-        if filled is None:
+        # a thick bright region (an iodinated aorta touching the body) is not part of the ring. Its dim stretches
+        # count only where the bright cortex leaves the ring open: elsewhere they are the cortex's blurred outer edge.
+        for bone in (cortex[z], with_dim_stretches[z]):
+            bright = bone & near & in_front
+            thick = open_in_plane(bright, THICK_BRIGHT_MM / pixel)
+            filled = _inside_ring((bright & ~thick) | (wall & near), piece[z], spacing)
+            if filled is not None:
+                break
+        else:
             return END_PLATE
         section = largest_component(ndimage.binary_opening(filled & may_take[z])) | piece[z]
         if piece[z].sum() >= PIECE_HOLDS_BODY * section.sum():
             return None  # the network found this slice's body: its split at tilted end plates beats a slice's ring
         return section if _plausible_section(section, pixel) else None
 
-    out, end_plates = piece.copy(), []
     slices = np.nonzero(piece.any(axis=(1, 2)))[0]
-    for z, section in zip(slices, parallel_map(section_at, slices), strict=True):
-        if section is END_PLATE:
-            end_plates.append(z)
-        elif section is not None:
+    sections = dict(zip(slices, parallel_map(section_at, slices), strict=True))
+    end_plates = [z for z, section in sections.items() if section is END_PLATE]
+    out = piece.copy()
+    for z, section in sections.items():
+        if section is not None and z not in end_plates:
             out[z] = section
     ringed = [z for z in range(out.shape[0]) if out[z].any() and z not in end_plates]
     if ringed and end_plates:
-        _fill_end_plates(out, piece, cortex, may_take, end_plates, ringed, spacing)
+        _fill_end_plates(out, piece, with_dim_stretches, may_take, end_plates, ringed, spacing)
     return out
+
+
+def _with_dim_stretches(cortex: np.ndarray, smooth: np.ndarray, trabecular: float) -> np.ndarray:
+    """The cortex with the pixels DIM_CORTEX_ABOVE_TRABECULAR_HU above the trabecular bone that join it on the slice
+    (hysteresis, as in edge detection). Through 3 mm pixels partial volume dims stretches of a thin cortex: they
+    close the ring, while isolated noise as bright does not (the real 3 mm abdominal CT's held-out L1: body Dice
+    0.80 -> 0.86; on the 0.7 mm chest CT and the 0.7 mm phantoms nothing changes)."""
+    in_plane = np.zeros((3, 3, 3), bool)
+    in_plane[1] = True  # 8-connected: a cortex one pixel thick steps diagonally
+    parts, _ = ndimage.label(smooth >= trabecular + DIM_CORTEX_ABOVE_TRABECULAR_HU, structure=in_plane)
+    joined = np.unique(parts[cortex])
+    return np.isin(parts, joined[joined > 0])
 
 
 def _box(body: np.ndarray, spacing) -> tuple[slice, slice, slice]:
@@ -132,8 +150,8 @@ def _inside_ring(ring: np.ndarray, piece: np.ndarray, spacing) -> np.ndarray | N
 
 
 def _fill_end_plates(out, piece, cortex, may_take, end_plates, ringed, spacing) -> None:
-    """End-plate slices are bone all through, with no ring to fill: there the bright bone at the network's piece,
-    within the ringed slices' outline and no larger than their largest."""
+    """End-plate slices are bone all through, with no ring to fill: there the bright bone at the network's piece
+    (`cortex`, its dim stretches included), within the ringed slices' outline and no larger than their largest."""
     footprint = ndimage.binary_dilation(out[ringed].any(axis=0), disk(max(1, int(round(2.0 / spacing[0])))))
     largest_ringed = max(int(out[z].sum()) for z in ringed)
     for z in end_plates:
