@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from scipy import ndimage
 
 from cardioquant import cli
 from cardioquant.bmd import calibration, phantom, pipeline, references, roi, vertebrae
@@ -80,6 +81,50 @@ def test_roi_on_cylinder_is_centred():
     j, i = np.nonzero(result[5])
     assert i.mean() == pytest.approx(30, abs=1e-9)
     assert j.mean() == pytest.approx(45.5 - 0.58 * 31, abs=0.3)
+
+
+def test_a_bone_island_in_the_roi_is_left_out_and_plain_trabecular_bone_keeps_every_voxel():
+    """Trabecular bone of 110 HU with a low-dose scan's noise (50 HU SD): no voxel is left out. A bone island
+    (compact bone, 900 HU, 5 x 5 x 3 voxels) in it is left out with its partial-volume rim (its face neighbours),
+    and the ROI reads the trabecular bone again."""
+    rng = np.random.default_rng(3)
+    hu = 110.0 + rng.normal(0.0, 50.0, (9, 40, 80))
+    body = box_body()
+    plain = roi.trabecular_roi(body, (1.0, 1.0, 1.0))
+    assert np.array_equal(roi.without_dense_foci(plain, hu), plain)
+    island = np.zeros(body.shape, bool)
+    island[3:6, 16:21, 37:42] = True
+    hu[island] = 900.0
+    kept = roi.without_dense_foci(plain, hu)
+    rim = ndimage.binary_dilation(island) & plain
+    assert np.array_equal(kept, plain & ~rim)
+    assert hu[plain].mean() > 125.0 and abs(hu[kept].mean() - 110.0) < 5.0
+
+
+def test_a_bone_island_is_left_out_of_the_vertebras_roi_and_named_for_review(tmp_path):
+    """On a spine phantom (its vertebra masks given) whose L1 holds a bone island in its ROI, the pipeline reads L1's
+    trabecular HU as without the island, says how much dense bone it left out and names L1 for review; L2 loses
+    nothing."""
+    from cardioquant.bmd.pipeline import ROI_VALUE, run
+    from cardioquant.imageio import read_image
+    from cardioquant.pipelines import settings_for
+    from cardioquant.progress import Progress
+
+    case = phantom.make_spine_phantom(seed=4, spacing=(1.0, 1.0, 2.0), levels=("L1", "L2"))
+    ct, ts = write_case(tmp_path, case)
+    plain = run(read_image(ct), settings_for("bmd", vertebra_mask=str(ts)), Progress())
+    in_roi = np.argwhere(sitk.GetArrayFromImage(plain.label_image) == ROI_VALUE["L1"])
+    k, j, i = np.round(in_roi.mean(axis=0)).astype(int)
+    case.hu[k - 1:k + 2, j - 3:j + 4, i - 3:i + 4] = 1000.0   # 3 slices of 7 x 7 mm
+    ct, ts = write_case(tmp_path, case, name="island")
+    result = run(read_image(ct), settings_for("bmd", vertebra_mask=str(ts)), Progress())
+    before, after = plain.summary["vertebrae"], result.summary["vertebrae"]
+    assert before["L1"]["dense_foci_left_out_ml"] == 0.0 and before["L2"]["dense_foci_left_out_ml"] == 0.0
+    assert after["L1"]["dense_foci_left_out_ml"] >= 3 * 7 * 7 * 2.0 / 1000.0
+    assert abs(after["L1"]["trabecular_hu"] - before["L1"]["trabecular_hu"]) < 3.0
+    assert after["L2"] == before["L2"]
+    assert any(w.startswith("L1: ") and "dense bone" in w for w in result.warnings)
+    assert not any(w.startswith("L2: ") for w in result.warnings)
 
 
 def test_vertebral_body_is_the_part_anterior_to_the_canal():

@@ -236,6 +236,8 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
     all_bodies = reduce(np.logical_or, bodies.values())  # not np.stack: one mask at a time, not one per vertebra
     bodies, rois, cut, roi_warnings = _trabecular_rois(hu, bodies, spacing, sign)
     warnings += roi_warnings
+    rois, dense_ml, dense_warnings = _without_dense_foci(hu, rois, spacing)
+    warnings += dense_warnings
     progress.update(0.5, "reference tissues")
     slices = references.measurement_slices(reduce(np.logical_or, rois.values()))
     left = left_sign(image)
@@ -263,6 +265,7 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
             "calibrated_hu": float(cal.calibrated_hu(mean_hu)) if cal.method != "asynchronous" else None,
             "bmd_mg_cm3": float(cal.bmd(mean_hu)),
             "roi_volume_ml": float(values.size * np.prod(spacing) / 1000.0),
+            "dense_foci_left_out_ml": dense_ml[level],
             "body_volume_ml": float(body.sum() * np.prod(spacing) / 1000.0),
             "body_height_mm": body_height_mm(body, spacing),
             "level_determined": is_determined(level),
@@ -480,6 +483,28 @@ def _trabecular_rois(hu, bodies: dict, spacing, sign: int) -> tuple[dict, dict, 
     if cut:
         warnings.append(f"{', '.join(cut)}: body cut by the field of view: measured in its visible part")
     return {level: bodies[level] for level in rois}, rois, set(cut), warnings
+
+
+DENSE_SHARE_TO_REVIEW = 0.05  # a reader is told when this share of an ROI was dense bone left out
+
+
+def _without_dense_foci(hu, rois: dict, spacing) -> tuple[dict, dict, list]:
+    """(the ROIs less their dense foci (roi.without_dense_foci; changed in place: a chest CT holds 15 full-size
+    masks), the volume left out of each in mL, warnings naming the vertebrae that lost DENSE_SHARE_TO_REVIEW or more
+    of their ROI)."""
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    left_out, warnings = {}, []
+    for level, mask in rois.items():
+        span = vertebrae.body_slices(mask)
+        before = int(mask[span].sum())
+        mask[span] = roi.without_dense_foci(mask[span], hu[span])
+        dropped = before - int(mask[span].sum())
+        left_out[level] = dropped * voxel_ml
+        if dropped >= DENSE_SHARE_TO_REVIEW * before:
+            warnings.append(f"{level}: {dropped / before:.0%} of its trabecular ROI ({left_out[level]:.1f} mL) is dense "
+                            f"bone, over {roi.DENSE_FOCUS_ABOVE_MEDIAN_HU:.0f} HU above the rest (a bone island, an end "
+                            "plate or cortex), and was left out: review the ROI")
+    return rois, left_out, warnings
 
 
 def patient_summary(per_vertebra: dict) -> dict:
