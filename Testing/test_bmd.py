@@ -1002,6 +1002,25 @@ def test_a_cortex_dimmed_by_partial_volume_on_3_mm_pixels_still_closes_the_ring(
     assert dice(redrawn["L1"], body) >= 0.9
 
 
+def test_a_6_mm_gap_in_a_ring_one_3_mm_pixel_thick_is_bridged():
+    """Through 3 mm pixels the cortex is a ring one pixel thick that steps diagonally; a 6 mm break in it (two
+    pixels, within the MAX_GAP_MM closing) is bridged and the body is redrawn whole."""
+    from cardioquant.bmd import outline
+
+    hu, body, _, back_j = _shelled_body(pixel_mm=3.0, slices=10, cortex_mm=3.0, aorta_gap_mm=30.0)
+    n = body.shape[1]
+    jj, ii = (np.mgrid[:n, :n] + 0.5) * 3.0
+    shell = body & (hu > 300)
+    broken = shell & ((np.abs(jj - 45.0) < 3.0) & (ii > 45.0))[None]   # the right side, 6 mm high
+    hu[broken] = 110.0
+    assert broken[0].sum() == 2
+    piece = body & (np.arange(n)[None, :, None] >= back_j - 6)
+    redrawn = outline.to_cortical_shell({"L1": piece.copy()}, hu, (3.0, 3.0, 3.0), posterior=+1,
+                                        barrier=np.zeros_like(body))["L1"]
+    assert dice(piece, body) < 0.8
+    assert dice(redrawn, body) >= 0.95
+
+
 def test_bodies_the_network_finds_in_part_are_measured_whole(monkeypatch):
     """The network path on a spine phantom whose 'network' marks only the right 40 % of each body (as the held-out
     lumbar bodies of the real chest CT): redrawn to their cortical shell, the bodies match the phantom's
@@ -1074,6 +1093,9 @@ def test_in_plane_closing_bridges_a_gap_up_to_its_disk_and_holes_fill_inside_a_c
     for disk_px, closed in zip((1, 3, 4, 5, 7), closings_in_plane(ring, (1, 3, 4, 5, 7)), strict=True):
         pad = disk_px + 1
         assert np.array_equal(closed, ndimage.binary_closing(np.pad(ring, pad), disk(disk_px))[pad:-pad, pad:-pad])
+    # A disk of 1.5 pixels is the 3 x 3 square.
+    square = ndimage.binary_closing(np.pad(ring, 3), np.ones((3, 3), bool))[3:-3, 3:-3]
+    assert np.array_equal(next(closings_in_plane(ring, [1.5])), square)
 
 
 def test_a_scan_shorter_than_the_network_patch_reaches_it_with_its_end_slices_repeated():

@@ -268,10 +268,11 @@ def close_in_plane(mask: np.ndarray, radius: int) -> np.ndarray:
 
 
 def closings_in_plane(mask: np.ndarray, radii):
-    """close_in_plane(mask, r) for each r in `radii` in turn, the distance map of the mask made once."""
+    """close_in_plane(mask, r) for each r in `radii` in turn, the distance map of the mask made once. A radius
+    need not be whole: 1.5 pixels is the 3 x 3 square."""
     from scipy import ndimage
 
-    pad = max(radii) + 1
+    pad = int(np.ceil(max(radii))) + 1
     outside = ndimage.distance_transform_edt(~np.pad(mask, pad)) if mask.any() else None
     for radius in radii:
         if outside is None:
