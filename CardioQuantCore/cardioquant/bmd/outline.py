@@ -140,7 +140,7 @@ def _back_row(piece: np.ndarray, posterior: int) -> int:
 def _inside_ring(ring: np.ndarray, piece: np.ndarray, spacing) -> np.ndarray | None:
     """The filled ring around the network's piece, closing ever larger gaps up to MAX_GAP_MM, once its inside holds
     RING_HOLDS_PIECE of the piece; None when no such ring appears."""
-    radii = list(range(1, max(1, int(round(MAX_GAP_MM / spacing[0]))) + 1))
+    radii: list[float] = list(range(1, max(1, int(round(MAX_GAP_MM / spacing[0]))) + 1))
     if MAX_GAP_MM / spacing[0] < 2:
         # Pixels over 2 mm: a disk of 1 pixel is a cross, which bridges no gap in a ring one pixel thick that steps
         # diagonally; 1.5 pixels (a 3 x 3 square) is nearer MAX_GAP_MM there.
