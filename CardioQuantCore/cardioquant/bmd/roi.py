@@ -85,8 +85,8 @@ def trabecular_roi(body: np.ndarray, spacing, posterior_sign: int = +1, settings
 def without_dense_foci(roi: np.ndarray, hu: np.ndarray, settings: RoiSettings | None = None) -> np.ndarray:
     """The ROI less its dense foci: voxels more than `dense_focus_above_median_hu` above the ROI's median, with their
     face neighbours (the focus's partial-volume rim). On the real abdominal CT a 3 mm bone island in L1 (500-770 HU)
-    raised the mean of the ROI on TotalSegmentator's body mask from 102 to 124 HU; the automatic body's ROI missed
-    it (108 HU)."""
+    raised the mean of the ROI on TotalSegmentator's body mask from 102 to 124 HU (the automatic body's ROI, on
+    other slices, did not reach it)."""
     settings = settings or RoiSettings()
     if settings.dense_focus_above_median_hu is None or not roi.any():
         return roi
