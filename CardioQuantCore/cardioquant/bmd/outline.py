@@ -91,12 +91,12 @@ def _body_to_shell(piece: np.ndarray, hu: np.ndarray, spacing, posterior: int, b
             return None  # the network found this slice's body: its split at tilted end plates beats a slice's ring
         return section if _plausible_section(section, pixel) else None
 
+    out, end_plates = piece.copy(), []
     slices = np.nonzero(piece.any(axis=(1, 2)))[0]
-    sections = dict(zip(slices, parallel_map(section_at, slices), strict=True))
-    end_plates = [z for z, section in sections.items() if section is END_PLATE]
-    out = piece.copy()
-    for z, section in sections.items():
-        if section is not None and z not in end_plates:
+    for z, section in zip(slices, parallel_map(section_at, slices), strict=True):
+        if section is END_PLATE:
+            end_plates.append(z)
+        elif section is not None:
             out[z] = section
     ringed = [z for z in range(out.shape[0]) if out[z].any() and z not in end_plates]
     if ringed and end_plates:

@@ -493,16 +493,17 @@ def _without_dense_foci(hu, rois: dict, spacing) -> tuple[dict, dict, list]:
     masks), the volume left out of each in mL, warnings naming the vertebrae that lost DENSE_SHARE_TO_REVIEW or more
     of their ROI)."""
     voxel_ml = float(np.prod(spacing)) / 1000.0
+    settings = roi.RoiSettings()
     left_out, warnings = {}, []
     for level, mask in rois.items():
         span = vertebrae.body_slices(mask)
         before = int(mask[span].sum())
-        mask[span] = roi.without_dense_foci(mask[span], hu[span])
+        mask[span] = roi.without_dense_foci(mask[span], hu[span], settings)
         dropped = before - int(mask[span].sum())
         left_out[level] = dropped * voxel_ml
         if dropped >= DENSE_SHARE_TO_REVIEW * before:
             warnings.append(f"{level}: {dropped / before:.0%} of its trabecular ROI ({left_out[level]:.1f} mL) is dense "
-                            f"bone, over {roi.DENSE_FOCUS_ABOVE_MEDIAN_HU:.0f} HU above the rest (a bone island, an end "
+                            f"bone, over {settings.dense_focus_above_median_hu:.0f} HU above the rest (a bone island, an end "
                             "plate or cortex), and was left out: review the ROI")
     return rois, left_out, warnings
 
