@@ -820,6 +820,30 @@ def test_xiphoid_rib_and_heart_are_never_vertebral_bodies():
     assert "several vertebrae" in dropped[3]
 
 
+def test_a_table_touching_the_skin_does_not_make_the_trunk_look_cut():
+    """The table's shell (2 mm thick) touching the patient's back and running to both edges of the image: the trunk
+    is still whole in the field of view, so bone about 50 mm beside its middle (an iliac wing) is dropped, and the body on
+    the midline kept. A trunk that the field of view does cut (a cardiac field of view) keeps its bodies."""
+    from cardioquant.bmd import network
+
+    hu = np.full((20, 150, 150), -1000.0, np.float32)
+    y, x = np.mgrid[:150, :150]
+    hu[:, ((x - 75) / 60.0) ** 2 + ((y - 70) / 45.0) ** 2 <= 1] = 40.0  # trunk, 2 mm voxels, j posterior
+    hu[:, 115, :] = 100.0  # the table, along the back (row 115 touches the trunk's back) to both edges
+    def block(i):
+        mask = np.zeros(hu.shape, bool)
+        mask[5:15, 85:95, i - 6:i + 6] = True
+        hu[mask] = 300.0
+        return mask
+    spine, iliac_wing = block(75), block(100)
+    kept, _, dropped = network.on_the_spine([spine, iliac_wing], hu, (2.0, 2.0, 2.0), posterior=+1)
+    assert len(kept) == 1 and kept[0] is spine
+    assert len(dropped) == 1 and "49 mm beside the trunk's middle" in dropped[0]  # block centre 24.5 voxels out
+    cut = hu[:, :, 50:]  # the field of view's edge through the trunk, 50 mm left of the spine
+    kept, _, dropped = network.on_the_spine([spine[:, :, 50:], iliac_wing[:, :, 50:]], cut, (2.0, 2.0, 2.0), posterior=+1)
+    assert len(kept) == 2 and not dropped
+
+
 def test_bodies_bridged_by_a_thin_layer_at_the_disc_are_split():
     """Two 12-slice bodies joined through the disc by a 4 x 4 voxel bridge (what the network sometimes paints
     on real CT) are two bodies, each with exactly its own voxels plus nothing of the bridge slices."""

@@ -20,7 +20,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from ..errors import InputError
-from ..geometry import disk, largest_component, resample_isotropic, turned_to
+from ..geometry import disk, largest_component, open_in_plane, resample_isotropic, turned_to
 from ..models.manifest import preprocessing
 from .levels import LEVELS, UNDETERMINED
 
@@ -400,7 +400,7 @@ def _not_a_body(mask: np.ndarray, hu: np.ndarray, spacing, posterior: int) -> st
     height = (kk.max() - kk.min() + 1) * spacing[2]
     if height > MAX_BODY_HEIGHT_MM:
         return f"{height:.0f} mm high, several vertebrae not split at their discs"
-    trunk = _trunk(hu[int(round(kk.mean()))])
+    trunk = _trunk(hu[int(round(kk.mean()))], spacing[0])
     rows, cols = np.nonzero(trunk)
     if not rows.size:
         return None
@@ -420,11 +420,16 @@ MAX_BODY_HEIGHT_MM = 45.0  # the tallest lumbar bodies are 30-35 mm
 MIN_BODY_HU = 60.0        # trabecular bone with its cortex; osteoporotic bodies still read 80 and more
 MAX_MIDLINE_MM = 40.0     # vertebral bodies sit on the midline (scoliosis moves them tens of mm at most)
 MIN_DEPTH_SHARE = 0.5     # thoracic and lumbar bodies' centres lie 55-80 % of the way from front to back
+THIN_ATTACHMENT_MM = 4.0  # opening radius: the table's shell or a blanket (1-4 mm thick) goes; the trunk, cut by a
+                          # field of view or not, is tens of mm thick wherever it meets the image's edge
 
 
-def _trunk(hu_slice: np.ndarray) -> np.ndarray:
-    """The largest piece of body (> -500 HU) in a slice: arms and the table are separate pieces."""
-    return largest_component(hu_slice > -500.0)
+def _trunk(hu_slice: np.ndarray, pixel_mm: float) -> np.ndarray:
+    """The largest piece of body (> -500 HU) in a slice, without what only a thin strand joins to it: arms are
+    separate pieces, and the table's shell, a blanket or a cable that touches the skin and runs to the image's edge
+    would otherwise make the trunk look cut by the field of view, and the midline and depth tests would not be made
+    (on a real abdominal CT's pelvis the table did, and an iliac wing was measured as a vertebral body)."""
+    return largest_component(open_in_plane(hu_slice > -500.0, THIN_ATTACHMENT_MM / pixel_mm))
 
 
 def _has_ribs(body: np.ndarray, classes: np.ndarray, spacing, posterior: int = 1) -> bool:
