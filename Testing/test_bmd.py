@@ -60,6 +60,19 @@ def test_roi_slices_are_those_centred_in_the_body_middle_third(slices, middle):
     assert (found - 2).mean() == pytest.approx((slices - 1) / 2)
 
 
+@pytest.mark.parametrize("slivers_below", [1, 2, 3])
+def test_end_plate_slivers_do_not_move_the_roi(slivers_below):
+    """A 9-slice body with slivers under it (a tenth of its cross-section each: an oblique end plate cut by the
+    slices, or a disc's partial volume) keeps the ROI in the slices of its own middle third, 3-5 of its 9, where
+    counting the slivers in its height would move it down towards the dense bone under the lower end plate."""
+    body = np.zeros((16, 40, 80), bool)
+    body[4:13, 10:30, 20:60] = True  # the body proper: slices 4-12
+    for k in range(4 - slivers_below, 4):
+        body[k, 18:22, 36:44] = True  # 32 of its 800 pixels per slice
+    found = np.nonzero(roi.trabecular_roi(body, (1.0, 1.0, 2.5)).any(axis=(1, 2)))[0]
+    assert found.tolist() == [7, 8, 9]
+
+
 def test_roi_erosion_cuts_into_a_thin_body():
     body = box_body(j=(10, 30), i=(36, 44))  # 8 voxels wide: the ellipse is wider than the eroded body
     result = roi.trabecular_roi(body, (1.0, 1.0, 1.0))

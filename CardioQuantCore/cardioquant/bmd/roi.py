@@ -1,6 +1,7 @@
 """Trabecular region of interest in a vertebral body (docs/REFERENCE.md section 2, Comp2Comp-style).
 
-In each axial slice of the middle third of the body (the slices whose centres lie in it), an ellipse whose centre lies
+In each axial slice of the middle third of the body (the slices whose centres lie in it, the body's end slivers
+left out of its height and centre: see middle_third), an ellipse whose centre lies
 at 58 % of the antero-posterior extent measured from the posterior edge (so the ROI sits anterior of the
 basivertebral vein, which enters the body posteriorly), with semi-axes 25 % of the AP extent and 32.5 % of the
 left-right width, centred left-right; intersected with the body mask eroded in-plane by 2 voxels (1 when slices
@@ -21,6 +22,11 @@ SEMI_AXIS_LR = 0.325
 # Trabecular bone varies by some tens of HU across a body, and a low-dose scan's noise is at most ~60 HU SD: 300 HU
 # above the ROI's median is 5 SD of that. Compact bone reads 600-1500 HU (500-770 HU through 3 mm voxels).
 DENSE_FOCUS_ABOVE_MEDIAN_HU = 300.0
+# A body's slices at either end whose cross-section is under this share of its largest are slivers of an oblique end
+# plate or of the disc's partial volume, not the body's height: labelled bodies (TotalSegmentator-style and the
+# network's alike) carry 0-3 of them at 2.5 mm slices, and counted in they moved the middle third towards the
+# dense subchondral bone under the end plate (a real chest CT's T8 read 113 HU against 87 on its label).
+FULL_SECTION_SHARE = 0.5
 
 
 @dataclass
@@ -38,18 +44,23 @@ def erosion_for(slice_thickness_mm: float, settings: RoiSettings) -> int:
     return 1 if slice_thickness_mm >= 3.0 else 2
 
 
-def middle_third(slices: np.ndarray) -> np.ndarray:
-    """The slices of a sorted run whose centres lie in the body's middle third (the body filling its slices
-    whole): symmetric about the body's centre, so a 4-slice body (20 mm at 5 mm slices) gets its two central
-    slices and a 7-slice one (21 mm at 3 mm, a mid-thoracic body on a calcium scan) its three central ones; all of a
-    run under 3 slices. Until session 36 only the slices lying wholly inside the middle third were taken: one
-    slice of a 7-slice body, two of a 10-slice one, and whole thoracic bodies on 3 mm calcium scans got ROIs of
-    0.6 mL, under the plausibility rule's 1 mL, and were left out of the patient figure."""
-    n = len(slices)
-    if n < 3:
-        return slices
-    centres = np.arange(n) + 0.5
-    return slices[(centres >= n / 3) & (centres <= 2 * n / 3)]
+def middle_third(body: np.ndarray) -> np.ndarray:
+    """The slices (sorted k) of the body's middle third: those whose centres lie within a sixth of its height of its
+    centre. Its centre is the cross-section-weighted mean slice, and its height the run from the first to the last
+    slice whose cross-section is at least FULL_SECTION_SHARE of the largest: slivers at either end (an oblique end
+    plate, a disc's partial volume) move neither. A body filling its slices whole gets the slices symmetric about its
+    middle: a 4-slice body (20 mm at 5 mm slices) its two central ones, a 7-slice one (21 mm at 3 mm, a mid-thoracic
+    body on a calcium scan) its three; a body under 3 slices high all of them. Until session 36 only the slices
+    lying wholly inside the middle third were taken, and whole thoracic bodies on 3 mm calcium scans got ROIs of
+    0.6 mL, under the plausibility rule's 1 mL; until session 38 the slivers counted in the height and the centre."""
+    areas = body.sum(axis=(1, 2)).astype(float)
+    slices = np.nonzero(areas)[0]
+    full = np.nonzero(areas >= FULL_SECTION_SHARE * areas.max())[0]
+    height = full[-1] - full[0] + 1
+    if height < 3:
+        return slices[(slices >= full[0]) & (slices <= full[-1])]
+    centre = float((slices * areas[slices]).sum() / areas[slices].sum())
+    return slices[np.abs(slices - centre) <= height / 6 + 1e-9]
 
 
 def trabecular_roi(body: np.ndarray, spacing, posterior_sign: int = +1, settings: RoiSettings | None = None) -> np.ndarray:
@@ -60,12 +71,11 @@ def trabecular_roi(body: np.ndarray, spacing, posterior_sign: int = +1, settings
     """
     settings = settings or RoiSettings()
     roi = np.zeros(body.shape, bool)
-    slices = np.nonzero(body.any(axis=(1, 2)))[0]
-    if slices.size == 0:
+    if not body.any():
         return roi
     erosion = erosion_for(spacing[2], settings)
     structure = ndimage.generate_binary_structure(2, 1)
-    for k in middle_third(slices):
+    for k in middle_third(body):
         plane = body[k]
         rows = np.nonzero(plane.any(axis=1))[0]
         cols = np.nonzero(plane.any(axis=0))[0]
