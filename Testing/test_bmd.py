@@ -857,6 +857,32 @@ def test_a_table_touching_the_skin_does_not_make_the_trunk_look_cut():
     assert len(kept) == 2 and not dropped
 
 
+def test_a_body_with_room_behind_it_and_no_vertebral_arch_is_not_a_vertebral_body():
+    """A field of view cropped around the heart cuts the trunk on every side, so neither the midline nor the depth
+    test can be made. Iodine-filled blood the network takes for a body (500 HU) with 40 mm of the field of view
+    behind it and no vertebral arch there is dropped; a body with its arch (pedicles) behind it is kept, and so is a
+    body whose back is the field of view's edge (a cardiac field of view cutting the arch away)."""
+    from cardioquant.bmd import network
+
+    hu = np.full((20, 100, 100), 40.0, np.float32)  # soft tissue to every edge, 2 mm voxels, j posterior
+    def block(j, i, value):
+        mask = np.zeros(hu.shape, bool)
+        mask[5:15, j - 6:j + 6, i - 8:i + 8] = True
+        hu[mask] = value
+        return mask
+    atrium, spine = block(40, 30, 500.0), block(40, 70, 250.0)
+    arch = np.zeros(hu.shape, bool)
+    arch[5:15, 46:56, 62:78] = True  # the pedicles and laminae behind the spine's body, as the network labels them
+    hu[arch] = 400.0
+    kept, _, dropped = network.on_the_spine([atrium, spine], hu, (2.0, 2.0, 2.0), posterior=+1, arch=arch)
+    assert len(kept) == 1 and kept[0] is spine
+    assert len(dropped) == 1 and "no vertebral arch within 10 mm of it, with 108 mm of the field of view behind" in dropped[0]
+    edge = slice(0, 50)  # the field of view ends 8 mm behind the blood's back (row 45)
+    kept, _, dropped = network.on_the_spine([atrium[:, edge]], hu[:, edge], (2.0, 2.0, 2.0), posterior=+1,
+                                            arch=arch[:, edge] & False)
+    assert len(kept) == 1 and not dropped
+
+
 def test_bodies_bridged_by_a_thin_layer_at_the_disc_are_split():
     """Two 12-slice bodies joined through the disc by a 4 x 4 voxel bridge (what the network sometimes paints
     on real CT) are two bodies, each with exactly its own voxels plus nothing of the bridge slices."""

@@ -6,8 +6,8 @@ lowest body that carries ribs is T12 when a rib-free body below it is in view (w
 be); with both, they must agree; without a decisive anchor the bodies are V1, V2, ... from the lowest and the
 level is "not determined" (or the user gives the lowest level, `--lowest-level`). A wrong count shifts every
 level, so a level is never guessed, and the rule is stated in every result. Before counting, bodies that cannot
-be vertebral bodies (not bone, off the midline, in the front of the trunk) are dropped with a warning
-(on_the_spine).
+be vertebral bodies (not bone, off the midline, in the front of the trunk, with no vertebral arch behind them where
+the field of view has room for one) are dropped with a warning (on_the_spine).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from ..errors import InputError
-from ..geometry import disk, largest_component, open_in_plane, resample_isotropic, turned_to
+from ..geometry import NO_DATA_HU, disk, largest_component, open_in_plane, resample_isotropic, turned_to
 from ..models.manifest import preprocessing
 from .levels import LEVELS, UNDETERMINED
 
@@ -316,17 +316,22 @@ def _unnamed(bodies, why: str, notes: list) -> Naming:
                   f"level not determined ({why}); bodies named V1, V2, ... from the lowest in view", False, notes)
 
 
-def on_the_spine(bodies: list[np.ndarray], hu: np.ndarray, spacing, posterior: int) -> tuple[list, list, list[str]]:
+def on_the_spine(bodies: list[np.ndarray], hu: np.ndarray, spacing, posterior: int,
+                 arch: np.ndarray | None = None) -> tuple[list, list, list[str]]:
     """(The bodies that can be vertebral bodies, those dropped as several vertebrae merged, one line for each
     dropped): a vertebral body is bone (mean
     >= MIN_BODY_HU), at most MAX_BODY_HEIGHT_MM high (taller is several vertebrae not split at their discs), near
     the trunk's left-right middle (<= MAX_MIDLINE_MM) and in its back half (centre beyond MIN_DEPTH_SHARE of the
     trunk's front-to-back depth). The xiphoid, sternum and costal cartilage lie in front, ribs, scapulae and
     humeri to the side, the heart in front of the spine. Where the field of view cuts the trunk on a side (a
-    cardiac field of view), the middle or the depth cannot be known and that test is not made."""
+    cardiac field of view), the middle or the depth cannot be known and that test is not made; there the
+    vertebral arch (`arch`: what the network calls posterior elements) decides where it is in view behind the body
+    (_without_arch)."""
     kept, merged, dropped = [], [], []
+    arch_distance = _distance_to(arch, spacing) if arch is not None else None
     for mask in bodies:
-        why = _not_a_body(mask, hu, spacing, posterior)
+        why = _not_a_body(mask, hu, spacing, posterior) or (
+            _without_arch(mask, hu, spacing, posterior, arch_distance) if arch_distance is not None else None)
         if why is None:
             kept.append(mask)
             continue
@@ -416,10 +421,37 @@ def _not_a_body(mask: np.ndarray, hu: np.ndarray, spacing, posterior: int) -> st
     return None
 
 
+def _distance_to(mask: np.ndarray, spacing) -> np.ndarray:
+    """Distance (mm) of every voxel to the nearest voxel of `mask` (infinite when it is empty)."""
+    if not mask.any():
+        return np.full(mask.shape, np.inf)
+    return ndimage.distance_transform_edt(~mask, sampling=spacing[::-1])
+
+
+def _without_arch(mask: np.ndarray, hu: np.ndarray, spacing, posterior: int, arch_distance: np.ndarray) -> str | None:
+    """Why a body is not a vertebral body when its vertebral arch should be in view and is not: the pedicles leave
+    the back of every vertebral body, so with ARCH_ROOM_MM of field of view behind it, some of the arch lies within
+    ARCH_GAP_MM of it. On a CTA cropped around the heart the network took the iodine-filled left atrium (500 HU) for a
+    body: the trunk is cut on every side there, so neither the midline nor the depth test could be made."""
+    if arch_distance[mask].min() <= ARCH_GAP_MM:
+        return None
+    kk, jj, ii = np.nonzero(mask)
+    column = hu[int(round(kk.mean())), :, int(round(ii.mean()))]
+    back = jj.max() if posterior > 0 else jj.min()
+    behind = column[back + 1:] if posterior > 0 else column[:back][::-1]
+    outside = np.flatnonzero(behind <= NO_DATA_HU)  # the reconstruction circle's padding: not in view
+    room = (outside[0] if outside.size else behind.size) * spacing[1]
+    if room < ARCH_ROOM_MM:
+        return None  # the field of view ends at the body's back (a cardiac field of view): the arch may be cut away
+    return f"no vertebral arch within {ARCH_GAP_MM:g} mm of it, with {room:.0f} mm of the field of view behind it"
+
+
 MAX_BODY_HEIGHT_MM = 45.0  # the tallest lumbar bodies are 30-35 mm
 MIN_BODY_HU = 60.0        # trabecular bone with its cortex; osteoporotic bodies still read 80 and more
 MAX_MIDLINE_MM = 40.0     # vertebral bodies sit on the midline (scoliosis moves them tens of mm at most)
 MIN_DEPTH_SHARE = 0.5     # thoracic and lumbar bodies' centres lie 55-80 % of the way from front to back
+ARCH_ROOM_MM = 20.0       # the pedicles run 10-20 mm back from the body before the laminae turn in
+ARCH_GAP_MM = 10.0        # every real body the network found on the CTs here has its arch within 2 mm of it
 THIN_ATTACHMENT_MM = 4.0  # opening radius: the table's shell or a blanket (1-4 mm thick) goes; the trunk, cut by a
                           # field of view or not, is tens of mm thick wherever it meets the image's edge
 

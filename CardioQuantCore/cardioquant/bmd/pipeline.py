@@ -183,12 +183,14 @@ def bodies_from_network(image: sitk.Image, options, hu: np.ndarray,
     bodies = network.split_bodies(classes == 1, coarse.GetSpacing(), disc=classes == network.DISC)
     coarse_hu = sitk.GetArrayFromImage(grid)
     found, grid_sign = len(bodies), posterior_sign(coarse)  # the grid's rows may run the other way from the scan's
-    bodies, merged, dropped = network.on_the_spine(bodies, coarse_hu, coarse.GetSpacing(), grid_sign)
+    bodies, merged, dropped = network.on_the_spine(bodies, coarse_hu, coarse.GetSpacing(), grid_sign,
+                                                   arch=classes == network.CLASSES.index("posterior"))
     bodies, grown = network.fill_missed_bodies(bodies, coarse_hu, coarse.GetSpacing(), grid_sign, merged)
     if found and not bodies:
         raise InputError(f"no vertebral body found on the spine: the {found} bod{'y' if found == 1 else 'ies'} the "
-                         "network proposed lie in front of or beside the spine or are not bone; give vertebra masks "
-                         "(--vertebra-mask, e.g. TotalSegmentator's) or click the bodies (--seed).")
+                         "network proposed lie in front of or beside the spine, are not bone or have no vertebral "
+                         "arch behind them; give vertebra masks (--vertebra-mask, e.g. TotalSegmentator's) or click "
+                         "the bodies (--seed).")
     naming = network.assign_levels(bodies, classes, coarse.GetSpacing(), getattr(options, "lowest_level", None),
                                    merged, grid_sign)
     # One label image brought to the scan's grid (one full-size resampling): the bodies numbered 1, 2, ..., and what
