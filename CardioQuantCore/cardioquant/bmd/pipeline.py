@@ -187,10 +187,10 @@ def bodies_from_network(image: sitk.Image, options, hu: np.ndarray,
                                                    arch=classes == network.CLASSES.index("posterior"))
     bodies, grown = network.fill_missed_bodies(bodies, coarse_hu, coarse.GetSpacing(), grid_sign, merged)
     if found and not bodies:
-        raise InputError(f"no vertebral body found on the spine: the {found} bod{'y' if found == 1 else 'ies'} the "
-                         "network proposed lie in front of or beside the spine, are not bone or have no vertebral "
-                         "arch behind them; give vertebra masks (--vertebra-mask, e.g. TotalSegmentator's) or click "
-                         "the bodies (--seed).")
+        proposed = "the body the network proposed is not" if found == 1 else f"none of the {found} bodies the network proposed is"
+        raise InputError(f"no vertebral body found on the spine: {proposed} a vertebral body (in front of or beside the "
+                         "spine, not bone, or with no vertebral arch behind it); give vertebra masks (--vertebra-mask, "
+                         "e.g. TotalSegmentator's) or click the bodies (--seed).")
     naming = network.assign_levels(bodies, classes, coarse.GetSpacing(), getattr(options, "lowest_level", None),
                                    merged, grid_sign)
     # One label image brought to the scan's grid (one full-size resampling): the bodies numbered 1, 2, ..., and what
