@@ -328,10 +328,9 @@ def on_the_spine(bodies: list[np.ndarray], hu: np.ndarray, spacing, posterior: i
     vertebral arch (`arch`: what the network calls posterior elements) decides where it is in view behind the body
     (_without_arch)."""
     kept, merged, dropped = [], [], []
-    arch_distance = _distance_to(arch, spacing) if arch is not None else None
     for mask in bodies:
         why = _not_a_body(mask, hu, spacing, posterior) or (
-            _without_arch(mask, hu, spacing, posterior, arch_distance) if arch_distance is not None else None)
+            _without_arch(mask, hu, spacing, posterior, arch) if arch is not None else None)
         if why is None:
             kept.append(mask)
             continue
@@ -421,19 +420,12 @@ def _not_a_body(mask: np.ndarray, hu: np.ndarray, spacing, posterior: int) -> st
     return None
 
 
-def _distance_to(mask: np.ndarray, spacing) -> np.ndarray:
-    """Distance (mm) of every voxel to the nearest voxel of `mask` (infinite when it is empty)."""
-    if not mask.any():
-        return np.full(mask.shape, np.inf)
-    return ndimage.distance_transform_edt(~mask, sampling=spacing[::-1])
-
-
-def _without_arch(mask: np.ndarray, hu: np.ndarray, spacing, posterior: int, arch_distance: np.ndarray) -> str | None:
+def _without_arch(mask: np.ndarray, hu: np.ndarray, spacing, posterior: int, arch: np.ndarray) -> str | None:
     """Why a body is not a vertebral body when its vertebral arch should be in view and is not: the pedicles leave
     the back of every vertebral body, so with ARCH_ROOM_MM of field of view behind it, some of the arch lies within
     ARCH_GAP_MM of it. On a CTA cropped around the heart the network took the iodine-filled left atrium (500 HU) for a
     body: the trunk is cut on every side there, so neither the midline nor the depth test could be made."""
-    if arch_distance[mask].min() <= ARCH_GAP_MM:
+    if _near(mask, arch, spacing, ARCH_GAP_MM):
         return None
     kk, jj, ii = np.nonzero(mask)
     column = hu[int(round(kk.mean())), :, int(round(ii.mean()))]
@@ -444,6 +436,16 @@ def _without_arch(mask: np.ndarray, hu: np.ndarray, spacing, posterior: int, arc
     if room < ARCH_ROOM_MM:
         return None  # the field of view ends at the body's back (a cardiac field of view): the arch may be cut away
     return f"no vertebral arch within {ARCH_GAP_MM:g} mm of it, with {room:.0f} mm of the field of view behind it"
+
+
+def _near(mask: np.ndarray, other: np.ndarray, spacing, within_mm: float) -> bool:
+    """Whether some voxel of `other` lies within `within_mm` of `mask` (looked for in the mask's box widened by that
+    much: a distance transform of a whole chest CT's grid per body would cost seconds and hundreds of MB)."""
+    pad = [int(np.ceil(within_mm / s)) for s in spacing[::-1]]
+    box = tuple(slice(max(int(ax.min()) - p, 0), int(ax.max()) + p + 1) for ax, p in zip(np.nonzero(mask), pad, strict=True))
+    if not other[box].any():
+        return False
+    return bool(ndimage.distance_transform_edt(~other[box], sampling=spacing[::-1])[mask[box]].min() <= within_mm)
 
 
 MAX_BODY_HEIGHT_MM = 45.0  # the tallest lumbar bodies are 30-35 mm
