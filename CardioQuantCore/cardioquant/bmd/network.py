@@ -324,13 +324,14 @@ def on_the_spine(bodies: list[np.ndarray], hu: np.ndarray, spacing, posterior: i
     the trunk's left-right middle (<= MAX_MIDLINE_MM) and in its back half (centre beyond MIN_DEPTH_SHARE of the
     trunk's front-to-back depth). The xiphoid, sternum and costal cartilage lie in front, ribs, scapulae and
     humeri to the side, the heart in front of the spine. Where the field of view cuts the trunk on a side (a
-    cardiac field of view), the middle or the depth cannot be known and that test is not made; there the
-    vertebral arch (`arch`: what the network calls posterior elements) decides where it is in view behind the body
-    (_without_arch)."""
+    cardiac field of view), the middle or the depth cannot be known and that test is not made. A body also needs
+    its vertebral arch (`arch`: what the network calls posterior elements) behind it wherever the field of view has
+    room for one (_without_arch); where the network sees no arch anywhere, that cannot be judged and is not."""
     kept, merged, dropped = [], [], []
+    judge_arch = arch is not None and bool(arch.any())
     for mask in bodies:
         why = _not_a_body(mask, hu, spacing, posterior) or (
-            _without_arch(mask, hu, spacing, posterior, arch) if arch is not None else None)
+            _without_arch(mask, hu, spacing, posterior, arch) if judge_arch else None)
         if why is None:
             kept.append(mask)
             continue

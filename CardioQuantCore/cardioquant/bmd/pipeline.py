@@ -187,7 +187,8 @@ def bodies_from_network(image: sitk.Image, options, hu: np.ndarray,
                                                    arch=classes == network.CLASSES.index("posterior"))
     bodies, grown = network.fill_missed_bodies(bodies, coarse_hu, coarse.GetSpacing(), grid_sign, merged)
     if found and not bodies:
-        proposed = "the body the network proposed is not" if found == 1 else f"none of the {found} bodies the network proposed is"
+        proposed = ("the body the network proposed is not" if found == 1
+                    else f"none of the {found} bodies the network proposed is")
         raise InputError(f"no vertebral body found on the spine: {proposed} a vertebral body (in front of or beside the "
                          "spine, not bone, or with no vertebral arch behind it); give vertebra masks (--vertebra-mask, "
                          "e.g. TotalSegmentator's) or click the bodies (--seed).")
