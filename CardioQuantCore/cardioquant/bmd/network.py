@@ -328,10 +328,10 @@ def on_the_spine(bodies: list[np.ndarray], hu: np.ndarray, spacing, posterior: i
     its vertebral arch (`arch`: what the network calls posterior elements) behind it wherever the field of view has
     room for one (_without_arch); where the network sees no arch anywhere, that cannot be judged and is not."""
     kept, merged, dropped = [], [], []
-    judge_arch = arch is not None and bool(arch.any())
+    seen_arch = arch if arch is not None and arch.any() else None
     for mask in bodies:
         why = _not_a_body(mask, hu, spacing, posterior) or (
-            _without_arch(mask, hu, spacing, posterior, arch) if judge_arch else None)
+            _without_arch(mask, hu, spacing, posterior, seen_arch) if seen_arch is not None else None)
         if why is None:
             kept.append(mask)
             continue
