@@ -35,7 +35,7 @@ class RoiSettings:
     semi_axis_ap: float = SEMI_AXIS_AP
     semi_axis_lr: float = SEMI_AXIS_LR
     erosion_voxels: int | None = None  # None: 2, or 1 when slices are >= 3 mm
-    dense_focus_above_median_hu: float | None = DENSE_FOCUS_ABOVE_MEDIAN_HU  # None: every voxel kept
+    dense_focus_above_median_hu: float = DENSE_FOCUS_ABOVE_MEDIAN_HU
 
 
 def erosion_for(slice_thickness_mm: float, settings: RoiSettings) -> int:
@@ -98,7 +98,7 @@ def without_dense_foci(roi: np.ndarray, hu: np.ndarray, settings: RoiSettings | 
     raised the mean of the ROI on TotalSegmentator's body mask from 102 to 124 HU (the automatic body's ROI, on
     other slices, did not reach it)."""
     settings = settings or RoiSettings()
-    if settings.dense_focus_above_median_hu is None or not roi.any():
+    if not roi.any():
         return roi
     dense = roi & (hu > np.median(hu[roi]) + settings.dense_focus_above_median_hu)
     return roi & ~ndimage.binary_dilation(dense)
