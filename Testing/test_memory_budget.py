@@ -33,6 +33,19 @@ def test_block_averages_are_the_means_of_the_blocks():
     assert np.allclose(averaged.GetOrigin(), (10.25, 20.25, 31.0))  # the centre of the first block
 
 
+def test_block_averages_leave_out_the_padding_outside_the_reconstruction_circle():
+    """A block half outside the reconstruction circle is the mean of its tissue, not of tissue and padding: averaged
+    in, -3024 HU padding beside 40 HU chest wall reads -1492 HU, "air". A block wholly outside stays padding."""
+    array = np.full((2, 2, 6), 40, np.int16)
+    array[:, :, 0:3] = -3024  # columns 0-2 outside the circle: block 0 all padding, block 1 half
+    array[:, :, 4:6] = [-900, -700]  # lung: averaged as ever
+    averaged = sitk.GetArrayFromImage(budget.block_average(_image(array), [2, 2, 2]))
+    assert averaged.shape == (1, 1, 3)
+    assert averaged[0, 0, 0] <= -1500.0
+    assert averaged[0, 0, 1] == 40.0
+    assert averaged[0, 0, 2] == -800.0
+
+
 def test_the_box_around_a_coarse_mask_holds_every_voxel_of_it_on_the_fine_grid():
     fine = _image(np.zeros((60, 80, 80), np.int16), (0.5, 0.5, 1.0))
     coarse_mask = np.zeros((15, 20, 20), np.uint8)

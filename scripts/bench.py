@@ -759,6 +759,51 @@ def _in_plane_resampled(image, pixel_mm: float):
                          image.GetDirection(), -1024.0, sitk.sitkFloat32)
 
 
+def bench_calcium_round_field_of_view_and_roll(shared: Path, rolls_deg=(-8.0, 8.0)):
+    """The COCA gated scans as a scanner that pads outside its reconstruction circle stores them (-3024 HU beyond
+    the circle inscribed in the image, as many do), and with the patient rolled about the long axis by `rolls_deg`
+    (the scan rotated in-plane about the image's centre, then given the same round field of view), each against the
+    traces read on the same grid: the per-artery error should stay that of the scan as stored."""
+    import SimpleITK as sitk
+
+    from cardioquant.calcium import coca, scoring
+
+    for case_id, loaded, _, _ in _coca_scans(shared):
+        polygons = coca.read_polygons(shared / "coca" / "calcium_xml" / f"{case_id}.xml")
+        figures = []
+        for roll in (0.0, *rolls_deg):
+            image, points = _rolled_in_a_round_field_of_view(loaded.image, roll, polygons)
+            truth = coca.truth_labels(image, points)
+            reference = scoring.score(sitk.GetArrayFromImage(image), truth, image.GetSpacing())
+            found = _automatic_calcium(image, loaded.dicom)
+            total = reference.total["agatston"]
+            error = _artery_error(reference.arteries, found["arteries"], total, False)
+            folded = _artery_error(reference.arteries, found["arteries"], total, True)
+            figures.append(f"{'round field of view' if roll == 0 else f'rolled {roll:+g} deg'}: truth {total:.0f} "
+                           f"found {found['total']['agatston']:.0f} ({' '.join(f'{a} {v['agatston']:.0f}' for a, v in found['arteries'].items())}), "
+                           f"per-artery error {100 * error:.0f}% ({100 * folded:.0f}% LM in LAD), risk "
+                           f"{found['risk']['classic']} vs {scoring.classic_category(total)}")
+        print(f"calcium COCA {case_id}, " + "; ".join(figures))
+
+
+def _rolled_in_a_round_field_of_view(image, roll_deg: float, polygons):
+    """(`image` rotated in-plane by `roll_deg` about its centre with -3024 HU outside the inscribed circle, the
+    trace polygons moved with it)."""
+    import SimpleITK as sitk
+
+    centre = image.TransformContinuousIndexToPhysicalPoint(tuple((np.array(image.GetSize()) - 1) / 2.0))
+    turn = sitk.Euler3DTransform(centre, 0.0, 0.0, float(np.radians(roll_deg)))
+    rolled = sitk.GetArrayFromImage(sitk.Resample(image, image, turn, sitk.sitkLinear, -3024.0, sitk.sitkFloat32))
+    rows, columns = np.indices(rolled.shape[1:])
+    radius = min(rolled.shape[1:]) / 2.0 - 1.0
+    rolled[:, np.hypot(rows - (rolled.shape[1] - 1) / 2, columns - (rolled.shape[2] - 1) / 2) > radius] = -3024.0
+    out = sitk.GetImageFromArray(rolled)
+    out.CopyInformation(image)
+    back = turn.GetInverse()
+    return out, [(artery, np.array([back.TransformPoint(tuple(float(c) for c in p)) for p in points]))
+                 for artery, points in polygons]
+
+
 def bench_calcium_off_centre(shared: Path, cuts_mm=(15.0, 22.0)):
     """The COCA gated scans (172 mm field of view) with 15 and 22 mm cut off the patient's right, left or back: a
     tighter field of view with the heart off its centre, as other sites frame calcium scans (cut from the back, the
@@ -2297,6 +2342,7 @@ def main():
         bench_calcium_pacemaker_lead()
         bench_calcium_low_dose(args.shared)
         bench_calcium_off_centre(args.shared)
+        bench_calcium_round_field_of_view_and_roll(args.shared)
         bench_calcium_cardiac_field_of_view(args.shared)
         bench_calcium_chest_ct_pixels(args.shared)
         bench_calcium_thick_slices(args.shared)

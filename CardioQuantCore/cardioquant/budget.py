@@ -15,6 +15,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import InputError
+from .geometry import NO_DATA_HU
 from .imageio import LoadedImage
 from .settings import setting
 
@@ -142,7 +143,11 @@ def shrink_to_fit(image: sitk.Image, bytes_per_voxel: float, limit: float, coars
 
 def block_average(image: sitk.Image, factors: list[int], start: tuple[int, ...] = (0, 0, 0)) -> sitk.Image:
     """Means over blocks of `factors` voxels (i, j, k) from `start` (leftover voxels at the far end are dropped), as
-    float32, averaged slab by slab so that no float copy of the whole scan is ever held."""
+    float32, averaged slab by slab so that no float copy of the whole scan is ever held. The scanner's padding outside
+    the reconstruction circle (NO_DATA_HU and below) is no tissue: a block's mean is that of its voxels in view, and a
+    block wholly outside stays padding. Averaged in, padding (-3024 HU) and the tissue at the circle's edge made a
+    ring of "air" (-900 to -1500 HU) around the field of view: on a gated CT given a round field of view, that ring
+    joined the lungs, and the heart region took in the chest wall inside it (COCA 1: 120 % per-artery error)."""
     size = np.array(image.GetSize()) - np.array(start)
     usable = [int(n - n % f) for n, f in zip(size, factors, strict=True)]
     step = factors[2] * max(1, 32 // factors[2])
@@ -150,7 +155,7 @@ def block_average(image: sitk.Image, factors: list[int], start: tuple[int, ...] 
     for k in range(0, usable[2], step):
         slab = sitk.RegionOfInterest(image, [usable[0], usable[1], min(step, usable[2] - k)],
                                      [start[0], start[1], start[2] + k])
-        shrunk = sitk.BinShrink(sitk.Cast(slab, sitk.sitkFloat32), factors)
+        shrunk = _mean_in_view(sitk.Cast(slab, sitk.sitkFloat32), factors)
         grids.append(shrunk[0:1, 0:1, 0:1])  # the geometry, without the voxels
         slabs.append(sitk.GetArrayFromImage(shrunk))
     first = grids[0]
@@ -159,6 +164,21 @@ def block_average(image: sitk.Image, factors: list[int], start: tuple[int, ...] 
     averaged.SetSpacing(first.GetSpacing())
     averaged.SetDirection(first.GetDirection())
     return _with_metadata(averaged, image)
+
+
+PADDING_HU = -3024.0  # what a block wholly outside the reconstruction circle reads (the usual scanner padding)
+
+
+def _mean_in_view(slab: sitk.Image, factors: list[int]) -> sitk.Image:
+    """BinShrink's block means of a float32 slab, over the voxels in view only (above NO_DATA_HU)."""
+    minimum = sitk.MinimumMaximumImageFilter()
+    minimum.Execute(slab)
+    if minimum.GetMinimum() > NO_DATA_HU:  # no padding in the slab: the plain means (most scans)
+        return sitk.BinShrink(slab, factors)
+    in_view = sitk.Cast(slab > NO_DATA_HU, sitk.sitkFloat32)
+    share = sitk.BinShrink(in_view, factors)
+    means = sitk.BinShrink(slab * in_view, factors) / sitk.Maximum(share, 1e-6)
+    return sitk.Mask(means, share > 0, outsideValue=PADDING_HU)
 
 
 def refusal(what: str, needed: float, limit: float, advice: str) -> InputError:
