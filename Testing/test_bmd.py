@@ -405,6 +405,31 @@ def test_bodies_cut_by_the_field_of_view_are_measured_in_their_visible_part(tmp_
     assert any("cut by the field of view: measured in its visible part" in w for w in result["warnings"])
 
 
+def test_the_fill_outside_the_reconstruction_circle_is_no_air_reference(tmp_path):
+    """A field of view whose circle cuts the body's sides, its corners filled by the scanner: with padding (-3024
+    HU), or stored as air (-1024 HU: a stored 0 rescaled by -1024, or a converter clipping at -1024). The body is cut,
+    so there is no outside air to calibrate with either way, and the two read the same BMD; read as air, the fill
+    had given an air reference of exactly -1024 HU and BMD 2 mg/cm3 lower."""
+    case, arguments = _cut_spine(tmp_path, 1.0)
+    image = sitk.ReadImage(arguments[0])
+    hu = sitk.GetArrayFromImage(image)
+    rows, columns = np.indices(hu.shape[1:])
+    outside = np.hypot(rows - (hu.shape[1] - 1) / 2, columns - (hu.shape[2] - 1) / 2) > min(hu.shape[1:]) / 2 - 20
+
+    def calibration_and_bmd(fill_hu):
+        filled = sitk.GetImageFromArray(np.where(outside, np.int16(fill_hu), hu))
+        filled.CopyInformation(image)
+        sitk.WriteImage(filled, arguments[0])
+        out = tmp_path / f"out{fill_hu:.0f}"
+        assert cli.main(["bmd", *arguments, "-o", str(out)]) == 0
+        result = json.loads((out / "bmd.json").read_text())
+        return set(result["calibration"]["references"]), {lv: v["bmd_mg_cm3"] for lv, v in result["vertebrae"].items()}
+
+    padded, filled = calibration_and_bmd(-3024.0), calibration_and_bmd(-1024.0)
+    assert "air" not in padded[0] and filled[0] == padded[0]
+    assert filled[1] == pytest.approx(padded[1], abs=0.05)
+
+
 def test_an_implausible_calibration_line_gives_no_patient_bmd(tmp_path, monkeypatch):
     """A line whose gain is outside what scanner drift does (here 1.5) comes from a reference ROI that caught
     another tissue: the vertebrae keep their trabecular HU, but no patient BMD or category is made, and the

@@ -417,6 +417,36 @@ def test_scores_do_not_depend_on_how_the_scan_is_stored_or_framed():
     assert arteries(sitk.ConstantPad(image, [40, 40, 0], [40, 40, 0], -3024.0)) == reference
 
 
+def test_a_round_field_of_view_filled_with_air_scores_as_the_square_one():
+    """A cardiac field of view (172 mm, the lungs running out of it) whose scanner filled the corners outside its
+    reconstruction circle with -1024 HU, as a stored 0 rescaled by -1024 or a converter clipping at -1024 leaves
+    them, or with -3024 HU padding: the per-artery scores of the square scan. Read as air, the fill joined the lungs
+    and the heart region took in the chest wall around them (RCA 828 for 32)."""
+    from cardioquant.calcium.pipeline import run
+    from cardioquant.imageio import LoadedImage
+    from cardioquant.pipelines import settings_for
+    from cardioquant.progress import Progress
+
+    image = _image(phantom.make_cardiac_phantom(30502, spacing=(0.5, 0.5, 3.0), n_calcifications=8, fov_mm=172.0))
+    hu = sitk.GetArrayFromImage(image)
+    rows, columns = np.indices(hu.shape[1:])
+    outside = np.hypot(rows - (hu.shape[1] - 1) / 2, columns - (hu.shape[2] - 1) / 2) > hu.shape[1] / 2
+
+    def arteries(fill=None):
+        stored = image
+        if fill is not None:
+            stored = sitk.GetImageFromArray(np.where(outside, np.float32(fill), hu))
+            stored.CopyInformation(image)
+        loaded = LoadedImage(image=stored, path="scan", format="nrrd", dicom={"modality": "CT", "kvp": "120"})
+        found = run(loaded, settings_for("calcium", device="cpu"), Progress()).summary["arteries"]
+        return {name: round(values["agatston"], 3) for name, values in found.items()}
+
+    square = arteries()
+    assert sum(square.values()) > 0
+    assert arteries(-1024.0) == square
+    assert arteries(-3024.0) == square
+
+
 def test_depth_below_the_hearts_surface_does_not_depend_on_how_the_scan_is_stored(monkeypatch):
     """The depth map behind the valve rule is made on a subsample of the scan's grid (here ~4.5 mm, by allowing it
     few samples). Stored mirrored (columns running right to left), the same patient must be sampled at the same

@@ -6,6 +6,7 @@ import SimpleITK as sitk
 from conftest import oblique_image
 from dicom_factory import write_ct_series, write_enhanced_ct
 
+from cardioquant import geometry
 from cardioquant.errors import InputError
 from cardioquant.imageio import find_dicom_series, fingerprint, read_image, read_mask
 
@@ -342,3 +343,31 @@ def test_how_an_input_was_read_travels_with_a_background_runs_volume_and_nothing
         image.SetMetaData(READING_KEY, other)
         sitk.WriteImage(image, str(tmp_path / "other.nrrd"))
         assert read_image(tmp_path / "other.nrrd").missing_slices == []
+
+
+def _scan_with_fill(fill, slices=5, air_hu=-1000.0, seed=3):
+    """A noisy 64 x 64 CT (air around a 40 HU body) with `fill` (None: none) outside its inscribed circle, and
+    that circle's outside."""
+    rng = np.random.default_rng(seed)
+    rows, columns = np.indices((64, 64))
+    radius = np.hypot(rows - 31.5, columns - 31.5)
+    hu = np.where(radius < 20, 40.0, air_hu) + rng.normal(0, 15, (slices, 64, 64))
+    hu = np.maximum(hu, -1024.0)  # stored clipped at -1024, as converters store it
+    outside = radius > 32
+    if fill is not None:
+        hu[:, outside] = fill
+    return sitk.GetImageFromArray(hu.astype(np.float32)), outside
+
+
+@pytest.mark.parametrize("fill", [-1024.0, -1000.0, 0.0])
+def test_the_fill_outside_the_reconstruction_circle_is_found_whatever_value_it_is_stored_as(fill):
+    image, outside = _scan_with_fill(fill)
+    assert np.array_equal(geometry.outside_the_reconstruction(image), outside)
+
+
+def test_air_clipped_at_minus_1024_is_not_taken_for_a_fill():
+    """Air that reads about -1030 HU is clipped to -1024 on most pixels of a slice, but not on the same pixels of
+    every slice; padding already below -1500 HU needs nothing; one or two slices cannot tell."""
+    assert geometry.outside_the_reconstruction(_scan_with_fill(None, air_hu=-1030.0)[0]) is None
+    assert geometry.outside_the_reconstruction(_scan_with_fill(-3024.0)[0]) is None
+    assert geometry.outside_the_reconstruction(_scan_with_fill(-1024.0, slices=2)[0]) is None

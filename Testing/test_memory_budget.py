@@ -165,3 +165,4 @@ def test_bmd_refused_when_even_its_coarsest_averages_do_not_fit(tmp_path, capsys
     error = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(error) == 1 and "would need about" in error[0] and "--memory-limit-gb 4" in error[0]
     assert not (tmp_path / "out").exists()
+

@@ -760,13 +760,14 @@ def _in_plane_resampled(image, pixel_mm: float):
 
 
 def bench_calcium_round_field_of_view_and_roll(shared: Path, rolls_deg=(-8.0, 8.0)):
-    """The COCA gated scans as a scanner that pads outside its reconstruction circle stores them (-3024 HU beyond
-    the circle inscribed in the image, as many do), and with the patient rolled about the long axis by `rolls_deg`
-    (the scan rotated in-plane about the image's centre, then given the same round field of view), each against the
-    traces read on the same grid. The round field of view should leave the per-artery error that of the scan as
-    stored. The roll shows how far the artery rules, drawn in the patient's axes, hold for a heart turned a few
-    degrees (as hearts lie differently from patient to patient): proximal LAD and circumflex plaques near the
-    bifurcation sit within a few hundredths of the front-back boundary (flagged for review) and change sides."""
+    """The COCA gated scans as a scanner that leaves out the corners outside its reconstruction circle stores them:
+    padded with -3024 HU, or filled with -1024 HU (a stored 0 rescaled by -1024, or a converter clipping at -1024:
+    air to the eye), and with the patient rolled about the long axis by `rolls_deg` (the scan rotated in-plane about
+    the image's centre, then given the same padded round field of view), each against the traces read on the same
+    grid. The round fields of view should leave the per-artery error that of the scan as stored. The roll shows how
+    far the artery rules, drawn in the patient's axes, hold for a heart turned a few degrees (as hearts lie
+    differently from patient to patient): proximal LAD and circumflex plaques near the bifurcation sit within a few
+    hundredths of the front-back boundary (flagged for review) and change sides."""
     import SimpleITK as sitk
 
     from cardioquant.calcium import coca, scoring
@@ -774,33 +775,39 @@ def bench_calcium_round_field_of_view_and_roll(shared: Path, rolls_deg=(-8.0, 8.
     for case_id, loaded, _, _ in _coca_scans(shared):
         polygons = coca.read_polygons(shared / "coca" / "calcium_xml" / f"{case_id}.xml")
         figures = []
-        for roll in (0.0, *rolls_deg):
-            image, points = _rolled_in_a_round_field_of_view(loaded.image, roll, polygons)
+        for roll, fill in ((0.0, -3024.0), (0.0, -1024.0), *((r, -3024.0) for r in rolls_deg)):
+            image, points = _rolled_in_a_round_field_of_view(loaded.image, roll, polygons, fill)
             truth = coca.truth_labels(image, points)
             reference = scoring.score(sitk.GetArrayFromImage(image), truth, image.GetSpacing())
             found = _automatic_calcium(image, loaded.dicom)
             total = reference.total["agatston"]
             error = _artery_error(reference.arteries, found["arteries"], total, False)
             folded = _artery_error(reference.arteries, found["arteries"], total, True)
-            figures.append(f"{'round field of view' if roll == 0 else f'rolled {roll:+g} deg'}: truth {total:.0f} "
-                           f"found {found['total']['agatston']:.0f} ({' '.join(f'{a} {v['agatston']:.0f}' for a, v in found['arteries'].items())}), "
-                           f"per-artery error {100 * error:.0f}% ({100 * folded:.0f}% LM in LAD), risk "
-                           f"{found['risk']['classic']} vs {scoring.classic_category(total)}")
-        print(f"calcium COCA {case_id}, " + "; ".join(figures))
+            what = f"round, {fill:.0f} HU outside" if roll == 0 else f"rolled {roll:+g} deg"
+            per = " ".join(f"{a} {v['agatston']:.0f}" for a, v in found["arteries"].items())
+            figures.append(f"{what}: truth {total:.0f} found {found['total']['agatston']:.0f} ({per}), per-artery error "
+                           f"{100 * error:.0f}% ({100 * folded:.0f}% LM in LAD), risk {found['risk']['classic']} vs "
+                           f"{scoring.classic_category(total)}")
+        print(f"calcium COCA {case_id} in a round field of view, " + "; ".join(figures))
 
 
-def _rolled_in_a_round_field_of_view(image, roll_deg: float, polygons):
-    """(`image` rotated in-plane by `roll_deg` about its centre with -3024 HU outside the inscribed circle, the
+def _round_field_of_view(array: np.ndarray, fill_hu: float) -> np.ndarray:
+    """[k, j, i] `array` with `fill_hu` outside the circle inscribed in its slices (changed in place)."""
+    rows, columns = np.indices(array.shape[1:])
+    radius = min(array.shape[1:]) / 2.0 - 1.0
+    array[:, np.hypot(rows - (array.shape[1] - 1) / 2, columns - (array.shape[2] - 1) / 2) > radius] = fill_hu
+    return array
+
+
+def _rolled_in_a_round_field_of_view(image, roll_deg: float, polygons, fill_hu: float = -3024.0):
+    """(`image` rotated in-plane by `roll_deg` about its centre with `fill_hu` outside the inscribed circle, the
     trace polygons moved with it)."""
     import SimpleITK as sitk
 
     centre = image.TransformContinuousIndexToPhysicalPoint(tuple((np.array(image.GetSize()) - 1) / 2.0))
     turn = sitk.Euler3DTransform(centre, 0.0, 0.0, float(np.radians(roll_deg)))
     rolled = sitk.GetArrayFromImage(sitk.Resample(image, image, turn, sitk.sitkLinear, -3024.0, sitk.sitkFloat32))
-    rows, columns = np.indices(rolled.shape[1:])
-    radius = min(rolled.shape[1:]) / 2.0 - 1.0
-    rolled[:, np.hypot(rows - (rolled.shape[1] - 1) / 2, columns - (rolled.shape[2] - 1) / 2) > radius] = -3024.0
-    out = sitk.GetImageFromArray(rolled)
+    out = sitk.GetImageFromArray(_round_field_of_view(rolled, fill_hu))
     out.CopyInformation(image)
     back = turn.GetInverse()
     return out, [(artery, np.array([back.TransformPoint(tuple(float(c) for c in p)) for p in points]))
@@ -1302,6 +1309,41 @@ def _cut(image, box):
     import SimpleITK as sitk
 
     return sitk.RegionOfInterest(image, [int(b.stop - b.start) for b in box[::-1]], [int(b.start) for b in box[::-1]])
+
+
+def bench_bmd_round_field_of_view(shared: Path):
+    """The real CTs as a scanner that leaves out the corners outside its reconstruction circle stores them (padded
+    with -3024 HU, or filled with -1024 HU, air to the eye): the automatic path's bodies, calibration references
+    and patient BMD against the scan as stored. The circle cuts the abdominal CT's sides and the gated CTs' spine
+    where it lies near a corner (COCA 5)."""
+    import SimpleITK as sitk
+
+    from cardioquant.bmd.pipeline import run
+    from cardioquant.errors import InputError
+    from cardioquant.imageio import LoadedImage, read_image
+    from cardioquant.pipelines import settings_for
+    from cardioquant.progress import Progress
+
+    for name, path, *_ in _real_bmd_scans(shared):
+        if "cropped" in name:
+            continue
+        stored = read_image(path).image
+        figures = []
+        for fill in (None, -3024.0, -1024.0):
+            image = stored
+            if fill is not None:
+                image = sitk.GetImageFromArray(_round_field_of_view(sitk.GetArrayFromImage(stored), fill))
+                image.CopyInformation(stored)
+            try:
+                summary = run(LoadedImage(image=image, path=name, format="nrrd", dicom={"modality": "CT"}),
+                              settings_for("bmd", device="cpu", kvp=120.0), Progress()).summary
+                figures.append(f"{'as stored' if fill is None else f'round, {fill:.0f} HU outside'}: "
+                               f"{len(summary['vertebrae'])} bodies, references "
+                               f"{', '.join(sorted(summary['calibration']['references']))}, patient BMD "
+                               f"{_bmd_text(summary['patient'])}")
+            except InputError as exc:
+                figures.append(f"{'as stored' if fill is None else f'round, {fill:.0f} HU outside'}: refused ({exc})")
+        print(f"bmd {name} in a round field of view: " + "; ".join(figures))
 
 
 def bench_bmd_cardiac_field_of_view(shared: Path, sides_mm=(150.0, 172.0, 190.0), backs_mm=(20.0, 30.0, 40.0)):
@@ -2361,6 +2403,7 @@ def main():
         bench_bmd_reconstructions(args.shared)
         bench_bmd_cut_field_of_view(args.shared)
         bench_bmd_cardiac_field_of_view(args.shared)
+        bench_bmd_round_field_of_view(args.shared)
         bench_bmd_short_range(args.shared)
     if args.only in (None, "scar"):
         bench_scar_both_centres(bench_scar(args.shared), bench_scar_myops(args.shared))

@@ -15,7 +15,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import InputError
-from .geometry import NO_DATA_HU
+from .geometry import NO_DATA_HU, PADDING_HU
 from .imageio import LoadedImage
 from .settings import setting
 
@@ -141,11 +141,13 @@ def shrink_to_fit(image: sitk.Image, bytes_per_voxel: float, limit: float, coars
     return factors, needed
 
 
-def block_average(image: sitk.Image, factors: list[int], start: tuple[int, ...] = (0, 0, 0)) -> sitk.Image:
+def block_average(image: sitk.Image, factors: list[int], start: tuple[int, ...] = (0, 0, 0),
+                  outside: np.ndarray | None = None) -> sitk.Image:
     """Means over blocks of `factors` voxels (i, j, k) from `start` (leftover voxels at the far end are dropped), as
     float32, averaged slab by slab so that no float copy of the whole scan is ever held. The scanner's padding outside
-    the reconstruction circle (NO_DATA_HU and below) is no tissue: a block's mean is that of its voxels in view, and a
-    block wholly outside stays padding. Averaged in, padding (-3024 HU) and the tissue at the circle's edge made a
+    the reconstruction circle (NO_DATA_HU and below, and the pixels [j, i] of `outside`: a fill stored as air,
+    geometry.outside_the_reconstruction) is no tissue: a block's mean is that of its voxels in view, and a block
+    wholly outside reads PADDING_HU. Averaged in, padding (-3024 HU) and the tissue at the circle's edge made a
     ring of "air" (-900 to -1500 HU) around the field of view: on a gated CT given a round field of view, that ring
     joined the lungs, and the heart region took in the chest wall inside it (COCA 1: 120 % per-artery error)."""
     size = np.array(image.GetSize()) - np.array(start)
@@ -155,7 +157,9 @@ def block_average(image: sitk.Image, factors: list[int], start: tuple[int, ...] 
     for k in range(0, usable[2], step):
         slab = sitk.RegionOfInterest(image, [usable[0], usable[1], min(step, usable[2] - k)],
                                      [start[0], start[1], start[2] + k])
-        shrunk = _mean_in_view(sitk.Cast(slab, sitk.sitkFloat32), factors)
+        rows_cols = (slice(start[1], start[1] + usable[1]), slice(start[0], start[0] + usable[0]))
+        shrunk = _mean_in_view(sitk.Cast(slab, sitk.sitkFloat32), factors,
+                               None if outside is None else outside[rows_cols])
         grids.append(shrunk[0:1, 0:1, 0:1])  # the geometry, without the voxels
         slabs.append(sitk.GetArrayFromImage(shrunk))
     first = grids[0]
@@ -166,16 +170,18 @@ def block_average(image: sitk.Image, factors: list[int], start: tuple[int, ...] 
     return _with_metadata(averaged, image)
 
 
-PADDING_HU = -3024.0  # what a block wholly outside the reconstruction circle reads (the usual scanner padding)
-
-
-def _mean_in_view(slab: sitk.Image, factors: list[int]) -> sitk.Image:
-    """BinShrink's block means of a float32 slab, over the voxels in view only (above NO_DATA_HU)."""
+def _mean_in_view(slab: sitk.Image, factors: list[int], outside: np.ndarray | None = None) -> sitk.Image:
+    """BinShrink's block means of a float32 slab, over the voxels in view only (above NO_DATA_HU, and not in the
+    [j, i] pixels of `outside`)."""
     minimum = sitk.MinimumMaximumImageFilter()
     minimum.Execute(slab)
-    if minimum.GetMinimum() > NO_DATA_HU:  # no padding in the slab: the plain means (most scans)
+    if minimum.GetMinimum() > NO_DATA_HU and outside is None:  # no padding in the slab: the plain means (most scans)
         return sitk.BinShrink(slab, factors)
     in_view = sitk.Cast(slab > NO_DATA_HU, sitk.sitkFloat32)
+    if outside is not None:
+        beyond = sitk.GetImageFromArray(np.broadcast_to(~outside, (slab.GetSize()[2],) + outside.shape).astype(np.float32))
+        beyond.CopyInformation(slab)
+        in_view = in_view * beyond
     share = sitk.BinShrink(in_view, factors)
     means = sitk.BinShrink(slab * in_view, factors) / sitk.Maximum(share, 1e-6)
     return sitk.Mask(means, share > 0, outsideValue=PADDING_HU)

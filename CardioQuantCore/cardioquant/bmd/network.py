@@ -20,7 +20,16 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from ..errors import InputError
-from ..geometry import NO_DATA_HU, disk, largest_component, open_in_plane, resample_isotropic, turned_to
+from ..geometry import (
+    NO_DATA_HU,
+    PADDING_HU,
+    disk,
+    largest_component,
+    open_in_plane,
+    outside_the_reconstruction,
+    resample_isotropic,
+    turned_to,
+)
 from ..models.manifest import preprocessing
 from .levels import LEVELS, UNDETERMINED
 
@@ -74,9 +83,39 @@ def _last_slice(mask: np.ndarray) -> np.ndarray:
 
 def to_grid(image: sitk.Image, is_label: bool = False) -> sitk.Image:
     """The scan on the network's grid: its axes turned to the manifest's orientation (the same anatomy the same way
-    up whatever order the file stores its rows in), then resampled to GRID_MM."""
+    up whatever order the file stores its rows in), then resampled to GRID_MM. A fill outside the reconstruction
+    circle stored as air is resampled as the padding it stands for (the same grid as with -3024 HU)."""
     oriented = turned_to(image, ORIENTATION) if ORIENTATION else image
+    if not is_label and (fill := outside_the_reconstruction(oriented)) is not None:
+        values = sitk.GetArrayFromImage(oriented)
+        values[:, fill] = PADDING_HU
+        padded = sitk.GetImageFromArray(values)
+        padded.CopyInformation(oriented)
+        oriented = padded
     return resample_isotropic(oriented, GRID_MM, is_label, default=0.0 if is_label else -1000.0)
+
+
+def _out_of_view_mask(image: sitk.Image) -> np.ndarray | None:
+    """Voxels [k, j, i] the scan does not show (padding at or below NO_DATA_HU, a fill stored as air); None: none."""
+    fill = outside_the_reconstruction(image)
+    if fill is None and sitk.GetArrayViewFromImage(image).min() > NO_DATA_HU:
+        return None
+    mask = sitk.GetArrayViewFromImage(image) <= NO_DATA_HU
+    if fill is not None:
+        mask[:, fill] = True
+    return mask
+
+
+def out_of_view(image: sitk.Image, grid: sitk.Image) -> np.ndarray:
+    """Where on the network's `grid` (to_grid(image)) the scan shows nothing, padding or a fill stored as air
+    (geometry.outside_the_reconstruction): the HU checks (the trunk, the room behind a body) must not read a fill
+    of -1024 HU as air in view."""
+    mask = _out_of_view_mask(image)
+    if mask is None:
+        return np.zeros(grid.GetSize()[::-1], bool)
+    labels = sitk.GetImageFromArray(mask.astype(np.uint8))
+    labels.CopyInformation(image)
+    return sitk.GetArrayFromImage(to_grid(labels, is_label=True)) > 0
 
 
 def normalise(array: np.ndarray) -> np.ndarray:

@@ -182,6 +182,7 @@ def bodies_from_network(image: sitk.Image, options, hu: np.ndarray,
     # Bodies are split, checked and counted on the 2 mm grid (cheap), then each is brought to the scan's grid.
     bodies = network.split_bodies(classes == 1, coarse.GetSpacing(), disc=classes == network.DISC)
     coarse_hu = sitk.GetArrayFromImage(grid)
+    coarse_hu[network.out_of_view(image, grid)] = geometry.PADDING_HU  # not tissue to the HU checks below
     found, grid_sign = len(bodies), posterior_sign(coarse)  # the grid's rows may run the other way from the scan's
     bodies, merged, dropped = network.on_the_spine(bodies, coarse_hu, coarse.GetSpacing(), grid_sign,
                                                    arch=classes == network.CLASSES.index("posterior"))
@@ -230,6 +231,8 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
     image = loaded.image
     spacing = image.GetSpacing()
     hu = geometry.float_array(image)
+    if (fill := geometry.outside_the_reconstruction(image)) is not None:  # stored as air: no data, not an air reference
+        hu[:, fill] = geometry.PADDING_HU
     kvp, warnings = tube_voltage(loaded, options.kvp, "calibration values")
     warnings += budget_warnings
     sign = posterior_sign(image)
@@ -326,7 +329,7 @@ def _within_budget(loaded: LoadedImage, options) -> tuple[LoadedImage, list[str]
                              "raise --memory-limit-gb, or give the scan cropped to the spine.")
     if factors == [1, 1, 1]:
         return loaded, []
-    averaged = budget.block_average(image, factors)
+    averaged = budget.block_average(image, factors, outside=geometry.outside_the_reconstruction(image))
     grid = " x ".join(f"{s:.2f}" for s in averaged.GetSpacing())
     return dataclasses.replace(loaded, image=averaged), [
         f"measured on {grid} mm block averages of the scan: the whole scan would need more than --memory-limit-gb "

@@ -46,7 +46,7 @@ from scipy.spatial import ConvexHull, QhullError
 
 from ..budget import block_average
 from ..errors import InputError
-from ..geometry import NO_DATA_HU, disk, fill_holes, turned_to, voxels_to_lps
+from ..geometry import NO_DATA_HU, disk, fill_holes, outside_the_reconstruction, turned_to, voxels_to_lps
 from . import great_vessels
 
 COARSE_MM = 2.0
@@ -140,15 +140,18 @@ def coarse_grid(image: sitk.Image) -> sitk.Image:
 
     Averaged slab by slab and turned to LPS afterwards, so that a 1024 x 1024 x 600 scan never needs a float copy
     of itself; an axis that LPS reverses drops its leftover voxels at its start, not its end, so that the blocks
-    are those of the scan turned first and averaged after."""
+    are those of the scan turned first and averaged after. What lies outside the reconstruction circle, padding or
+    a fill stored as air (geometry.outside_the_reconstruction), is no data on this grid, never air beside the
+    lungs."""
     factors = [max(1, int(round(COARSE_MM / s))) for s in image.GetSpacing()]
-    if factors == [1, 1, 1]:
+    outside = outside_the_reconstruction(image)
+    if factors == [1, 1, 1] and outside is None:
         return sitk.Cast(turned_to(image, "LPS"), sitk.sitkFloat32)
     direction = np.array(image.GetDirection()).reshape(3, 3)
     reversed_axes = [direction[np.argmax(np.abs(direction[:, a])), a] < 0 for a in range(3)]
     size = image.GetSize()
     start = tuple(int(size[a] % factors[a]) if reversed_axes[a] else 0 for a in range(3))
-    coarse = block_average(image, factors, start)
+    coarse = block_average(image, factors, start, outside)
     return turned_to(coarse, "LPS")
 
 

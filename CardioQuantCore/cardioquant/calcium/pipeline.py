@@ -356,6 +356,8 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
     mode, scan_info = scan_type(options, heart)
     warnings += _blood_warning(mode, heart)
     hu = geometry.float_array(image)
+    if (fill := geometry.outside_the_reconstruction(whole_scan)) is not None:  # stored as air: no data
+        hu[:, fill[box.slices_kji()[1:]] if box is not None else fill] = geometry.PADDING_HU
     lumen_mask = sitk.GetArrayFromImage(read_mask(options.lumen_mask, image)) > 0 if options.lumen_mask else None
     upper_third = _upper_third_over(whole_scan, box) if box is not None and mode == "cta" else None
     blood_pool = (lambda: heart.blood_pool_on(image)) if heart is not None and heart.contrast else None
