@@ -417,11 +417,12 @@ def test_scores_do_not_depend_on_how_the_scan_is_stored_or_framed():
     assert arteries(sitk.ConstantPad(image, [40, 40, 0], [40, 40, 0], -3024.0)) == reference
 
 
-def test_a_round_field_of_view_filled_with_air_scores_as_the_square_one():
-    """A cardiac field of view (172 mm, the lungs running out of it) whose scanner filled the corners outside its
-    reconstruction circle with -1024 HU, as a stored 0 rescaled by -1024 or a converter clipping at -1024 leaves
-    them, or with -3024 HU padding: the per-artery scores of the square scan. Read as air, the fill joined the lungs
-    and the heart region took in the chest wall around them (RCA 828 for 32)."""
+def test_a_round_field_of_view_scores_as_the_square_one_whatever_its_corners_hold():
+    """A cardiac field of view (172 mm, the lungs running out of it) whose scanner left out the corners outside its
+    reconstruction circle: filled with -1024 HU, as a stored 0 rescaled by -1024 or a converter clipping at -1024
+    leaves them, padded with -3024 HU, or with -32768 HU (a vendor's int16 floor): the per-artery scores of the
+    square scan. Read as air, the -1024 HU fill joined the lungs and the heart region took in the chest wall around
+    them (RCA 828 for 32); the -32768 HU padding was refused as not Hounsfield units."""
     from cardioquant.calcium.pipeline import run
     from cardioquant.imageio import LoadedImage
     from cardioquant.pipelines import settings_for
@@ -445,6 +446,7 @@ def test_a_round_field_of_view_filled_with_air_scores_as_the_square_one():
     assert sum(square.values()) > 0
     assert arteries(-1024.0) == square
     assert arteries(-3024.0) == square
+    assert arteries(-32768.0) == square
 
 
 def test_depth_below_the_hearts_surface_does_not_depend_on_how_the_scan_is_stored(monkeypatch):

@@ -371,3 +371,15 @@ def test_air_clipped_at_minus_1024_is_not_taken_for_a_fill():
     assert geometry.outside_the_reconstruction(_scan_with_fill(None, air_hu=-1030.0)[0]) is None
     assert geometry.outside_the_reconstruction(_scan_with_fill(-3024.0)[0]) is None
     assert geometry.outside_the_reconstruction(_scan_with_fill(-1024.0, slices=2)[0]) is None
+
+
+def test_padding_at_the_int16_floor_is_not_taken_for_the_patients_intensities():
+    """A CT whose corners outside the reconstruction circle hold -32768 (a vendor's padding at the int16 floor) is
+    CT in Hounsfield units: the check reads what is in view. A CT shifted 3000 HU down is still refused."""
+    from cardioquant.imageio import check_hounsfield
+
+    image, outside = _scan_with_fill(-32768.0)
+    check_hounsfield(image, "calcium scoring")
+    shifted = sitk.GetImageFromArray(sitk.GetArrayFromImage(image) - 3000.0)
+    with pytest.raises(InputError, match="Hounsfield"):
+        check_hounsfield(shifted, "calcium scoring")

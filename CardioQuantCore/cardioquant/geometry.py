@@ -253,6 +253,16 @@ def outside_the_reconstruction(image: sitk.Image) -> np.ndarray | None:
     return fill if fill.mean() >= MIN_FILL_SHARE else None
 
 
+def as_padding(hu: np.ndarray, fill: np.ndarray | None) -> np.ndarray:
+    """`hu` [k, j, i] (changed in place and returned) with what the scan does not show read one way: the pixels [j, i]
+    of a fill stored as air (outside_the_reconstruction) and padding below PADDING_HU (a vendor's -32768) become
+    PADDING_HU, so that smoothing near the reconstruction circle mixes in no more than the usual padding."""
+    np.maximum(hu, hu.dtype.type(PADDING_HU), out=hu)  # the scan's own type: int16 as stored, float32 as analysed
+    if fill is not None:
+        hu[:, fill] = PADDING_HU
+    return hu
+
+
 def field_of_view_rim(hu: np.ndarray, depth_voxels: int = 3) -> np.ndarray:
     """Per slice of a [k, j, i] CT, the field of view's rim: the pixels within `depth_voxels` of the image's edge
     or of the reconstruction circle where the scanner pads outside it (below NO_DATA_HU). A few pixels deep

@@ -18,7 +18,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import InputError
-from .geometry import direction_matrix
+from .geometry import NO_DATA_HU, direction_matrix
 
 IMAGE_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd")
 # A slice exported as a picture (EMIDEC's LGE slices are PNGs): read as a 2D image, its pixel size unknown (the file
@@ -588,6 +588,9 @@ def fingerprint(loaded: LoadedImage) -> dict:
     }
 
 
+MIN_IN_VIEW_SHARE = 0.3  # a round field of view inscribed in its square leaves 79 % of it in view
+
+
 def check_hounsfield(image: sitk.Image, analysis: str, air_in_view: bool = True) -> None:
     """Refuse, with one line, intensities that are not CT in Hounsfield units (air near -1000): an MR series, or a
     CT stored as HU + 1024 without its rescale intercept, looks the same (0 to a few thousand) and would be
@@ -596,8 +599,18 @@ def check_hounsfield(image: sitk.Image, analysis: str, air_in_view: bool = True)
     (no air and no fat, which no chest CT lacks) that reach 500 or more are refused."""
     array = sitk.GetArrayViewFromImage(image)
     step = max(1, int(round(max(array.shape[1:]) / 128)))
-    low, high = np.percentile(array[:, ::step, ::step], [0.5, 99.9])
-    not_hu = (low > -500 if air_in_view else low >= 0 and high >= 500) or high > 5000 or low < -3100
+    sample = array[:, ::step, ::step]
+    # The scanner's padding outside the reconstruction circle is no intensity of the patient: -3024 HU, or -32768
+    # where a vendor stores HU with its padding at the int16 floor (read with it, such a CT was refused as not HU).
+    in_view = sample[sample > NO_DATA_HU]
+    padded = in_view.size < sample.size
+    if in_view.size < MIN_IN_VIEW_SHARE * sample.size:  # mostly "padding": a CT under another offset (HU - 3000)
+        in_view, padded = sample.ravel(), False
+    low, high = np.percentile(in_view, [0.5, 99.9])
+    # Padding is a CT scanner's mark (an MR series has no negative values): a round field of view inside the body
+    # may show no air, as a CTA cropped to the heart may not.
+    needs_air = air_in_view and not padded
+    not_hu = (low > -500 if needs_air else low >= 0 and high >= 500) or high > 5000 or low < -3100
     # A segmentation given where the scan goes (TotalSegmentator's): never negative, unlike any CT with air or fat.
     if (not_hu or low >= 0) and looks_like_label_map(image):
         raise InputError(f"this image is a label map (whole-number values in flat regions), not a CT: {analysis} "

@@ -23,6 +23,7 @@ from ..errors import InputError
 from ..geometry import (
     NO_DATA_HU,
     PADDING_HU,
+    as_padding,
     disk,
     largest_component,
     open_in_plane,
@@ -84,14 +85,14 @@ def _last_slice(mask: np.ndarray) -> np.ndarray:
 def to_grid(image: sitk.Image, is_label: bool = False) -> sitk.Image:
     """The scan on the network's grid: its axes turned to the manifest's orientation (the same anatomy the same way
     up whatever order the file stores its rows in), then resampled to GRID_MM. A fill outside the reconstruction
-    circle stored as air is resampled as the padding it stands for (the same grid as with -3024 HU)."""
+    circle stored as air, or padding below -3024 HU, is resampled as -3024 HU padding (the same grid either way)."""
     oriented = turned_to(image, ORIENTATION) if ORIENTATION else image
-    if not is_label and (fill := outside_the_reconstruction(oriented)) is not None:
-        values = sitk.GetArrayFromImage(oriented)
-        values[:, fill] = PADDING_HU
-        padded = sitk.GetImageFromArray(values)
-        padded.CopyInformation(oriented)
-        oriented = padded
+    if not is_label:
+        fill = outside_the_reconstruction(oriented)
+        if fill is not None or sitk.GetArrayViewFromImage(oriented).min() < PADDING_HU:
+            padded = sitk.GetImageFromArray(as_padding(sitk.GetArrayFromImage(oriented), fill))
+            padded.CopyInformation(oriented)
+            oriented = padded
     return resample_isotropic(oriented, GRID_MM, is_label, default=0.0 if is_label else -1000.0)
 
 

@@ -230,9 +230,8 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
     loaded, budget_warnings = _within_budget(loaded, options)
     image = loaded.image
     spacing = image.GetSpacing()
-    hu = geometry.float_array(image)
-    if (fill := geometry.outside_the_reconstruction(image)) is not None:  # stored as air: no data, not an air reference
-        hu[:, fill] = geometry.PADDING_HU
+    # A fill stored as air is no data, and no air reference.
+    hu = geometry.as_padding(geometry.float_array(image), geometry.outside_the_reconstruction(image))
     kvp, warnings = tube_voltage(loaded, options.kvp, "calibration values")
     warnings += budget_warnings
     sign = posterior_sign(image)

@@ -355,9 +355,9 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
         warnings += heart.warnings
     mode, scan_info = scan_type(options, heart)
     warnings += _blood_warning(mode, heart)
-    hu = geometry.float_array(image)
-    if (fill := geometry.outside_the_reconstruction(whole_scan)) is not None:  # stored as air: no data
-        hu[:, fill[box.slices_kji()[1:]] if box is not None else fill] = geometry.PADDING_HU
+    fill = geometry.outside_the_reconstruction(whole_scan)  # stored as air: no data
+    hu = geometry.as_padding(geometry.float_array(image),
+                             fill[box.slices_kji()[1:]] if fill is not None and box is not None else fill)
     lumen_mask = sitk.GetArrayFromImage(read_mask(options.lumen_mask, image)) > 0 if options.lumen_mask else None
     upper_third = _upper_third_over(whole_scan, box) if box is not None and mode == "cta" else None
     blood_pool = (lambda: heart.blood_pool_on(image)) if heart is not None and heart.contrast else None
