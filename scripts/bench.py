@@ -1346,6 +1346,40 @@ def bench_bmd_round_field_of_view(shared: Path):
         print(f"bmd {name} in a round field of view: " + "; ".join(figures))
 
 
+def bench_bmd_rolled(shared: Path, rolls_deg=(-10.0, 10.0)):
+    """The labelled real CTs with the patient rolled about the long axis (rotated in-plane about the image's centre,
+    -3024 HU where the rotation leaves no data): the levels named and the patient BMD against the scan as stored.
+    The vertebra network learnt its real CTs unrolled, and no rotation was in its augmentation."""
+    import SimpleITK as sitk
+
+    from cardioquant.bmd.pipeline import run
+    from cardioquant.errors import InputError
+    from cardioquant.imageio import LoadedImage, read_image
+    from cardioquant.pipelines import settings_for
+    from cardioquant.progress import Progress
+
+    for name, path, label_path, *_ in _real_bmd_scans(shared):
+        if label_path is None:
+            continue
+        stored = read_image(path).image
+        centre = stored.TransformContinuousIndexToPhysicalPoint(tuple((np.array(stored.GetSize()) - 1) / 2.0))
+        figures = []
+        for roll in (0.0, *rolls_deg):
+            turn = sitk.Euler3DTransform(centre, 0.0, 0.0, float(np.radians(roll)))
+            image = stored if roll == 0 else sitk.Resample(stored, stored, turn, sitk.sitkLinear, -3024.0,
+                                                            sitk.sitkFloat32)
+            try:
+                summary = run(LoadedImage(image=image, path=name, format="nrrd", dicom={"modality": "CT"}),
+                              settings_for("bmd", device="cpu", kvp=120.0), Progress()).summary
+                levels = list(summary["vertebrae"])
+                figures.append(f"{'as stored' if roll == 0 else f'rolled {roll:+g} deg'}: {levels[0]}-{levels[-1]} "
+                               f"({len(levels)} bodies, levels {'named' if summary['level_naming']['determined'] else 'not determined'}), "
+                               f"patient BMD {_bmd_text(summary['patient'])}")
+            except InputError as exc:
+                figures.append(f"rolled {roll:+g} deg: refused ({exc})")
+        print(f"bmd {name} with the patient rolled: " + "; ".join(figures))
+
+
 def bench_bmd_cardiac_field_of_view(shared: Path, sides_mm=(150.0, 172.0, 190.0), backs_mm=(20.0, 30.0, 40.0)):
     """The automatic path on the labelled chest CT cut as a calcium-score or cardiac CTA reconstruction shows it: a
     square of `sides_mm` (narrower than the network's 192 mm patch) centred on the labelled heart, its back edge
@@ -2404,6 +2438,7 @@ def main():
         bench_bmd_cut_field_of_view(args.shared)
         bench_bmd_cardiac_field_of_view(args.shared)
         bench_bmd_round_field_of_view(args.shared)
+        bench_bmd_rolled(args.shared)
         bench_bmd_short_range(args.shared)
     if args.only in (None, "scar"):
         bench_scar_both_centres(bench_scar(args.shared), bench_scar_myops(args.shared))

@@ -411,7 +411,8 @@ def fill_missed_bodies(bodies: list[np.ndarray], hu: np.ndarray, spacing, poster
         middle = [np.nonzero(mask) for mask in (lower, upper)]
         j, i = (int(round((middle[0][axis].mean() + middle[1][axis].mean()) / 2)) for axis in (1, 2))
         try:
-            grown = largest_component(grow_from_seed(hu, spacing, ((below.stop - 1 + above.start) // 2, j, i)) & ~taken)
+            grown = grow_from_seed(hu, spacing, ((below.stop - 1 + above.start) // 2, j, i)) & ~taken
+            grown = largest_component(grown & _under_the_neighbours(lower, upper, spacing)[None])
         except InputError:  # the middle of the space is not bone
             continue
         if grown.sum() * voxel_ml < MIN_FILLED_ML or _not_a_body(grown, hu, spacing, posterior) is not None:
@@ -420,6 +421,15 @@ def fill_missed_bodies(bodies: list[np.ndarray], hu: np.ndarray, spacing, poster
         notes.append(f"a body the network missed, in {space:.0f} mm between two found bodies (a disc is at most "
                      f"{MAX_DISC_MM:g} mm), was grown from the bone there ({grown.sum() * voxel_ml:.0f} mL)")
     return sorted(filled, key=lambda mask: np.nonzero(mask)[0].mean()), notes
+
+
+def _under_the_neighbours(lower: np.ndarray, upper: np.ndarray, spacing) -> np.ndarray:
+    """The in-plane footprint [j, i] of the two bodies a missed one lies between, widened by FOOTPRINT_MARGIN_MM:
+    bodies stack, and the bone grown between two of them stays within their footprint, while the pedicles and
+    laminae round the canal lie behind it. Grown freely on a chest CT rolled 10 degrees, the missed L2 took its
+    arch, its ROI sat at the body's back and read 192 HU against 73 on its label."""
+    footprint = lower.any(axis=0) | upper.any(axis=0)
+    return ndimage.distance_transform_edt(~footprint, sampling=spacing[1::-1]) <= FOOTPRINT_MARGIN_MM
 
 
 def _at_the_edge(mask: np.ndarray) -> bool:
@@ -434,6 +444,7 @@ def _at_the_edge(mask: np.ndarray) -> bool:
 ROOM_FOR_ONE = 2.5  # one body and two discs fit in ~1.6 body heights, two bodies and three discs in ~3 (the
                     # neighbours found short, as at 5 mm slices, widen the space by half a body at most)
 MIN_FILLED_ML = 5.0  # the smallest upper thoracic bodies are 5-8 mL
+FOOTPRINT_MARGIN_MM = 5.0  # a body's outline differs from its neighbours' by a few mm (the network's pieces less)
 EDGE_VOXELS = 3  # within this many voxels of the image's edge in plane: at the edge
 
 
