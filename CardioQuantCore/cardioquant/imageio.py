@@ -589,6 +589,7 @@ def fingerprint(loaded: LoadedImage) -> dict:
 
 
 MIN_IN_VIEW_SHARE = 0.3  # a round field of view inscribed in its square leaves 79 % of it in view
+MIN_PADDING_SHARE = 0.01  # ... and pads 21 %; a circle wider than the square pads its corners' few %
 
 
 def check_hounsfield(image: sitk.Image, analysis: str, air_in_view: bool = True) -> None:
@@ -603,7 +604,7 @@ def check_hounsfield(image: sitk.Image, analysis: str, air_in_view: bool = True)
     # The scanner's padding outside the reconstruction circle is no intensity of the patient: -3024 HU, or -32768
     # where a vendor stores HU with its padding at the int16 floor (read with it, such a CT was refused as not HU).
     in_view = sample[sample > NO_DATA_HU]
-    padded = in_view.size < sample.size
+    padded = sample.size - in_view.size >= MIN_PADDING_SHARE * sample.size  # a stray voxel is no padding
     if in_view.size < MIN_IN_VIEW_SHARE * sample.size:  # mostly "padding": a CT under another offset (HU - 3000)
         in_view, padded = sample.ravel(), False
     low, high = np.percentile(in_view, [0.5, 99.9])
