@@ -383,3 +383,17 @@ def test_padding_at_the_int16_floor_is_not_taken_for_the_patients_intensities():
     shifted = sitk.GetImageFromArray(sitk.GetArrayFromImage(image) - 3000.0)
     with pytest.raises(InputError, match="Hounsfield"):
         check_hounsfield(shifted, "calcium scoring")
+
+
+def test_a_stray_voxel_below_minus_1500_is_no_padding():
+    """Padding (a CT scanner's mark) excuses a round field of view with no air in it; a volume with no air and no
+    padding is refused by the analyses that need air in view, and one voxel at -2000 is not padding."""
+    from cardioquant.imageio import check_hounsfield
+
+    values = np.random.default_rng(1).uniform(-100, 900, (6, 64, 64)).astype(np.float32)
+    values[0, 0, 0] = -2000.0
+    with pytest.raises(InputError, match="Hounsfield"):
+        check_hounsfield(sitk.GetImageFromArray(values), "bone density")
+    rows, columns = np.indices((64, 64))
+    values[:, np.hypot(rows - 31.5, columns - 31.5) > 32] = -3024.0  # padded outside the circle: a CT's image
+    check_hounsfield(sitk.GetImageFromArray(values), "bone density")
