@@ -799,15 +799,23 @@ def _round_field_of_view(array: np.ndarray, fill_hu: float) -> np.ndarray:
     return array
 
 
-def _rolled_in_a_round_field_of_view(image, roll_deg: float, polygons, fill_hu: float = -3024.0):
-    """(`image` rotated in-plane by `roll_deg` about its centre with `fill_hu` outside the inscribed circle, the
-    trace polygons moved with it)."""
+def _rolled(image, roll_deg: float):
+    """(`image` rotated in-plane by `roll_deg` about its centre, float32, -3024 HU where the rotation leaves no data;
+    the transform, which maps the rolled scan's points to the stored scan's)."""
     import SimpleITK as sitk
 
     centre = image.TransformContinuousIndexToPhysicalPoint(tuple((np.array(image.GetSize()) - 1) / 2.0))
     turn = sitk.Euler3DTransform(centre, 0.0, 0.0, float(np.radians(roll_deg)))
-    rolled = sitk.GetArrayFromImage(sitk.Resample(image, image, turn, sitk.sitkLinear, -3024.0, sitk.sitkFloat32))
-    out = sitk.GetImageFromArray(_round_field_of_view(rolled, fill_hu))
+    return sitk.Resample(image, image, turn, sitk.sitkLinear, -3024.0, sitk.sitkFloat32), turn
+
+
+def _rolled_in_a_round_field_of_view(image, roll_deg: float, polygons, fill_hu: float = -3024.0):
+    """(`image` rolled by `roll_deg` (_rolled) with `fill_hu` outside the inscribed circle, the trace polygons moved
+    with it)."""
+    import SimpleITK as sitk
+
+    rolled, turn = _rolled(image, roll_deg)
+    out = sitk.GetImageFromArray(_round_field_of_view(sitk.GetArrayFromImage(rolled), fill_hu))
     out.CopyInformation(image)
     back = turn.GetInverse()
     return out, [(artery, np.array([back.TransformPoint(tuple(float(c) for c in p)) for p in points]))
@@ -1350,8 +1358,6 @@ def bench_bmd_rolled(shared: Path, rolls_deg=(-10.0, 10.0)):
     """The labelled real CTs with the patient rolled about the long axis (rotated in-plane about the image's centre,
     -3024 HU where the rotation leaves no data): the levels named and the patient BMD against the scan as stored.
     The vertebra network learnt its real CTs unrolled, and no rotation was in its augmentation."""
-    import SimpleITK as sitk
-
     from cardioquant.bmd.pipeline import run
     from cardioquant.errors import InputError
     from cardioquant.imageio import LoadedImage, read_image
@@ -1362,12 +1368,9 @@ def bench_bmd_rolled(shared: Path, rolls_deg=(-10.0, 10.0)):
         if label_path is None:
             continue
         stored = read_image(path).image
-        centre = stored.TransformContinuousIndexToPhysicalPoint(tuple((np.array(stored.GetSize()) - 1) / 2.0))
         figures = []
         for roll in (0.0, *rolls_deg):
-            turn = sitk.Euler3DTransform(centre, 0.0, 0.0, float(np.radians(roll)))
-            image = stored if roll == 0 else sitk.Resample(stored, stored, turn, sitk.sitkLinear, -3024.0,
-                                                            sitk.sitkFloat32)
+            image = stored if roll == 0 else _rolled(stored, roll)[0]
             try:
                 summary = run(LoadedImage(image=image, path=name, format="nrrd", dicom={"modality": "CT"}),
                               settings_for("bmd", device="cpu", kvp=120.0), Progress()).summary

@@ -154,12 +154,12 @@ def block_average(image: sitk.Image, factors: list[int], start: tuple[int, ...] 
     usable = [int(n - n % f) for n, f in zip(size, factors, strict=True)]
     step = factors[2] * max(1, 32 // factors[2])
     slabs, grids = [], []
+    in_plane = (slice(start[1], start[1] + usable[1]), slice(start[0], start[0] + usable[0]))
+    outside_here = None if outside is None else outside[in_plane]
     for k in range(0, usable[2], step):
         slab = sitk.RegionOfInterest(image, [usable[0], usable[1], min(step, usable[2] - k)],
                                      [start[0], start[1], start[2] + k])
-        rows_cols = (slice(start[1], start[1] + usable[1]), slice(start[0], start[0] + usable[0]))
-        shrunk = _mean_in_view(sitk.Cast(slab, sitk.sitkFloat32), factors,
-                               None if outside is None else outside[rows_cols])
+        shrunk = _mean_in_view(sitk.Cast(slab, sitk.sitkFloat32), factors, outside_here)
         grids.append(shrunk[0:1, 0:1, 0:1])  # the geometry, without the voxels
         slabs.append(sitk.GetArrayFromImage(shrunk))
     first = grids[0]

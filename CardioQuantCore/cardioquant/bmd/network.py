@@ -96,29 +96,6 @@ def to_grid(image: sitk.Image, is_label: bool = False) -> sitk.Image:
     return resample_isotropic(oriented, GRID_MM, is_label, default=0.0 if is_label else -1000.0)
 
 
-def _out_of_view_mask(image: sitk.Image) -> np.ndarray | None:
-    """Voxels [k, j, i] the scan does not show (padding at or below NO_DATA_HU, a fill stored as air); None: none."""
-    fill = outside_the_reconstruction(image)
-    if fill is None and sitk.GetArrayViewFromImage(image).min() > NO_DATA_HU:
-        return None
-    mask = sitk.GetArrayViewFromImage(image) <= NO_DATA_HU
-    if fill is not None:
-        mask[:, fill] = True
-    return mask
-
-
-def out_of_view(image: sitk.Image, grid: sitk.Image) -> np.ndarray:
-    """Where on the network's `grid` (to_grid(image)) the scan shows nothing, padding or a fill stored as air
-    (geometry.outside_the_reconstruction): the HU checks (the trunk, the room behind a body) must not read a fill
-    of -1024 HU as air in view."""
-    mask = _out_of_view_mask(image)
-    if mask is None:
-        return np.zeros(grid.GetSize()[::-1], bool)
-    labels = sitk.GetImageFromArray(mask.astype(np.uint8))
-    labels.CopyInformation(image)
-    return sitk.GetArrayFromImage(to_grid(labels, is_label=True)) > 0
-
-
 def normalise(array: np.ndarray) -> np.ndarray:
     return ((np.clip(array, *HU_WINDOW) - HU_OFFSET) / HU_SCALE).astype(np.float32)
 

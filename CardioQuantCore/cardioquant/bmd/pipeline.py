@@ -182,7 +182,6 @@ def bodies_from_network(image: sitk.Image, options, hu: np.ndarray,
     # Bodies are split, checked and counted on the 2 mm grid (cheap), then each is brought to the scan's grid.
     bodies = network.split_bodies(classes == 1, coarse.GetSpacing(), disc=classes == network.DISC)
     coarse_hu = sitk.GetArrayFromImage(grid)
-    coarse_hu[network.out_of_view(image, grid)] = geometry.PADDING_HU  # not tissue to the HU checks below
     found, grid_sign = len(bodies), posterior_sign(coarse)  # the grid's rows may run the other way from the scan's
     bodies, merged, dropped = network.on_the_spine(bodies, coarse_hu, coarse.GetSpacing(), grid_sign,
                                                    arch=classes == network.CLASSES.index("posterior"))
