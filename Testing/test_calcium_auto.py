@@ -577,6 +577,23 @@ def test_great_vessels_are_found_as_round_tubes_above_the_heart():
     assert great_vessels.cross_sections(solid, np.ones_like(solid, bool), (2.0, 2.0, 3.0)) == []
 
 
+def test_a_great_vessel_found_on_alternate_slices_has_its_disk_on_every_slice_between():
+    """A vessel runs on where its cross-section was not found round on a slice (a cusp's calcium in the root's
+    wall, the pulmonary trunk touching it): wall calcium on that slice is the aorta's as on the slices either side.
+    A 14 mm aorta in fat, seen on every other 3 mm slice, is one tube, and its disk covers the slices between."""
+    from cardioquant.calcium import great_vessels
+
+    spacing = (2.0, 2.0, 3.0)
+    rows, cols = np.mgrid[:60, :60]
+    inside = ((rows - 30) * 2.0) ** 2 + ((cols - 30) * 2.0) ** 2 <= 14.0 ** 2
+    hu = np.where(inside, 40.0, -100.0).astype(np.float32)[None].repeat(10, axis=0)
+    mediastinum = np.zeros(hu.shape, bool)
+    mediastinum[::2] = True  # its centre is looked for on alternate slices only
+    disks, tubes = great_vessels.find_great_vessels(hu, mediastinum, spacing, np.ones(10, bool))
+    assert len(tubes) == 1 and [section[0] for section in tubes[0].sections] == [8, 6, 4, 2, 0]
+    assert disks[:9].all(axis=0)[30, 30] and disks[1:9].sum() == pytest.approx(8 * inside.sum(), rel=0.1)
+
+
 def test_the_scan_range_warning_says_which_end_of_the_heart_may_be_cut():
     """A gated calcium scan is planned from just below the carina to below the heart: the region reaches its top
     slice with the ascending aorta above the heart, which is not a cut heart. The same thorax ending inside the

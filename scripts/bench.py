@@ -791,6 +791,44 @@ def bench_calcium_round_field_of_view_and_roll(shared: Path, rolls_deg=(-8.0, 8.
         print(f"calcium COCA {case_id} in a round field of view, " + "; ".join(figures))
 
 
+def _scaled(image, scale: float):
+    """`image` with its anatomy `scale` times its size (spacing and origin scaled: the same voxels): a smaller or a
+    larger patient, heart and spine alike."""
+    import SimpleITK as sitk
+
+    out = sitk.Image(image)
+    out.SetSpacing(tuple(v * scale for v in image.GetSpacing()))
+    out.SetOrigin(tuple(v * scale for v in image.GetOrigin()))
+    return out
+
+
+def bench_calcium_patient_size(shared: Path, scales=(0.8, 0.9, 1.1)):
+    """The COCA gated scans as smaller and larger patients (`_scaled`: every length 0.8-1.1 times, a heart region
+    of 0.5-1.3 times the volume), each against its traces on the same grid: the heart region, the great vessels and
+    the artery and valve rules are drawn in mm and in shares of the heart's size, and this shows how far they hold
+    for patients unlike these three."""
+    import SimpleITK as sitk
+
+    from cardioquant.calcium import coca, scoring
+
+    for case_id, loaded, _, _ in _coca_scans(shared):
+        polygons = coca.read_polygons(shared / "coca" / "calcium_xml" / f"{case_id}.xml")
+        figures = []
+        for scale in scales:
+            image = _scaled(loaded.image, scale)
+            truth = coca.truth_labels(image, [(artery, np.asarray(points) * scale) for artery, points in polygons])
+            reference = scoring.score(sitk.GetArrayFromImage(image), truth, image.GetSpacing())
+            found = _automatic_calcium(image, loaded.dicom)
+            total = reference.total["agatston"]
+            error = _artery_error(reference.arteries, found["arteries"], total, False)
+            per = " ".join(f"{a} {v['agatston']:.0f}" for a, v in found["arteries"].items())
+            right = found["risk"]["classic"] == scoring.classic_category(total)
+            figures.append(f"x{scale:g} (heart region {found['heart']['volume_ml']:.0f} mL): truth {total:.0f} found "
+                           f"{found['total']['agatston']:.0f} ({per}), per-artery error {100 * error:.0f}%"
+                           f"{'' if right else ', risk WRONG'}")
+        print(f"calcium COCA {case_id} as a smaller or larger patient: " + "; ".join(figures))
+
+
 def _round_field_of_view(array: np.ndarray, fill_hu: float) -> np.ndarray:
     """[k, j, i] `array` with `fill_hu` outside the circle inscribed in its slices (changed in place)."""
     rows, columns = np.indices(array.shape[1:])
@@ -1381,6 +1419,49 @@ def bench_bmd_rolled(shared: Path, rolls_deg=(-10.0, 10.0)):
             except InputError as exc:
                 figures.append(f"rolled {roll:+g} deg: refused ({exc})")
         print(f"bmd {name} with the patient rolled: " + "; ".join(figures))
+
+
+def bench_bmd_patient_size(shared: Path, scales=(0.8, 0.9, 1.1)):
+    """The labelled real CTs and the gated CTs as smaller and larger patients (`_scaled`: every length 0.8-1.1
+    times; vertebral bodies of small and large adults differ by about that): the bodies found, their levels against
+    the labels (moved with the scan) and the patient BMD, against the scan as stored. The vertebra network saw its
+    real CTs zoomed 0.8-1.25 in-plane, never along the spine."""
+    import SimpleITK as sitk
+
+    from cardioquant.bmd.levels import VALUE_TO_LEVEL, is_determined
+    from cardioquant.bmd.pipeline import run
+    from cardioquant.errors import InputError
+    from cardioquant.imageio import LoadedImage, read_image
+    from cardioquant.pipelines import settings_for
+    from cardioquant.progress import Progress
+
+    for name, path, label_path, *_ in _real_bmd_scans(shared):
+        stored = read_image(path).image
+        truth = None if label_path is None else sitk.GetArrayFromImage(sitk.Resample(
+            sitk.ReadImage(str(label_path)), stored, sitk.Transform(), sitk.sitkNearestNeighbor, 0))
+        figures = []
+        for scale in (1.0, *scales):
+            try:
+                result = run(LoadedImage(image=_scaled(stored, scale), path=name, format="nrrd",
+                                         dicom={"modality": "CT"}), settings_for("bmd", device="cpu", kvp=120.0),
+                             Progress())
+            except InputError as exc:
+                figures.append(f"x{scale:g}: refused ({exc})")
+                continue
+            levels, wrong = list(result.summary["vertebrae"]), []
+            if truth is not None:
+                found = sitk.GetArrayFromImage(result.label_image)
+                for level in levels:
+                    inside = [VALUE_TO_LEVEL.get(int(v)) for v in truth[_body_of(found, level)]]
+                    named = [lv for lv in inside if lv]
+                    true = max(set(named), key=named.count) if len(named) > len(inside) / 2 else "not a vertebra"
+                    if is_determined(level) and level != true:
+                        wrong.append(f"{level} is {true}")
+            naming = "named" if result.summary["level_naming"]["determined"] else "not determined"
+            figures.append(f"x{scale:g}: {levels[0]}-{levels[-1]} ({len(levels)} bodies, levels {naming}"
+                           f"{', WRONG: ' + ', '.join(wrong) if wrong else ''}), patient BMD "
+                           f"{_bmd_text(result.summary['patient'])}" if levels else f"x{scale:g}: no body")
+        print(f"bmd {name} as a smaller or larger patient: " + "; ".join(figures))
 
 
 def bench_bmd_cardiac_field_of_view(shared: Path, sides_mm=(150.0, 172.0, 190.0), backs_mm=(20.0, 30.0, 40.0)):
@@ -2190,7 +2271,9 @@ def bench_scar_invariance(shared: Path, segmenter=None, refiner=None):
     against 0.0), pixels twice as large (1.5 mm), intensities in another range, the field of view cut
     to 60 % around the heart, the middle slice missing (a breath-hold skipped; figures on the other slices), 2 mm
     slices interpolated between the acquired ones (thin slices, as a 3D acquisition gives: the network reads
-    neighbours 2 mm away, not 12-23). The labels go with the image; the figures should not move."""
+    neighbours 2 mm away, not 12-23), and shaded as surface coils shade an image without intensity normalisation
+    (30 % brighter per 100 mm towards one side; one coil's signal falling with depth from the image's top edge). The
+    labels go with the image; the figures should not move."""
     from cardioquant.models.runtime import load_named_model
     from cardioquant.scar import myops, network
     from cardioquant.scar.pipeline import imaged_slices
@@ -2231,6 +2314,15 @@ def bench_scar_invariance(shared: Path, segmenter=None, refiner=None):
                 ndimage.zoom(labels, (factor, 1, 1), order=0, mode="nearest", grid_mode=True),
                 (spacing[0], spacing[1], 2.0))
 
+    def shaded(signal, labels, spacing):  # a surface coil's shading: 30 % brighter per 100 mm towards one side
+        _, rows, cols = np.nonzero(labels)
+        across = (np.arange(signal.shape[2]) - cols.mean()) * spacing[0] / 100.0
+        return signal * np.clip(1.0 + 0.3 * across, 0.5, 1.5)[None, None, :], labels, spacing
+
+    def coil_falloff(signal, labels, spacing):  # one coil at the image's top edge: the signal falls with depth
+        depth = np.arange(signal.shape[1]) * spacing[1]
+        return signal * (np.exp(-depth / 120.0) + 0.15)[None, :, None], labels, spacing
+
     variants = {
         "as read": lambda s, y, sp: (s, y, sp),
         "quarter turn": lambda s, y, sp: (np.rot90(s, 1, (1, 2)), np.rot90(y, 1, (1, 2)), (sp[1], sp[0], sp[2])),
@@ -2242,6 +2334,8 @@ def bench_scar_invariance(shared: Path, segmenter=None, refiner=None):
         "60 % field of view": cut,
         "middle slice missing (Dice on the others)": slice_missing,
         "2 mm slices interpolated": thin_slices,
+        "shaded 30 % per 100 mm left to right": shaded,
+        "a coil's falloff from the top edge": coil_falloff,
     }
     found: dict[str, list] = {name: [] for name in variants}
     for case in myops.split(list(myops.cases(folder)))[1]:
@@ -2425,6 +2519,7 @@ def main():
         bench_calcium_low_dose(args.shared)
         bench_calcium_off_centre(args.shared)
         bench_calcium_round_field_of_view_and_roll(args.shared)
+        bench_calcium_patient_size(args.shared)
         bench_calcium_cardiac_field_of_view(args.shared)
         bench_calcium_chest_ct_pixels(args.shared)
         bench_calcium_thick_slices(args.shared)
@@ -2442,6 +2537,7 @@ def main():
         bench_bmd_cardiac_field_of_view(args.shared)
         bench_bmd_round_field_of_view(args.shared)
         bench_bmd_rolled(args.shared)
+        bench_bmd_patient_size(args.shared)
         bench_bmd_short_range(args.shared)
     if args.only in (None, "scar"):
         bench_scar_both_centres(bench_scar(args.shared), bench_scar_myops(args.shared))

@@ -22,7 +22,8 @@ look round):
 4. A tube whose disk comes within 15 mm of the spine's front (anatomy.POSTERIOR_MEDIASTINUM_MM) is the descending
    aorta (anatomy.py marks it `posterior`): its disks hold its wall calcium apart like the others', but it does not
    join the heart, so where it ends does not set the coronary height limit (territories.heart_base_s_mm).
-The disks of every tube, at their measured radius, are returned on the scan's grid.
+The disks of every tube, at their measured radius, are returned on the scan's grid, on the slices between its
+linked cross-sections too (centre and radius interpolated: the vessel runs on where it was not found round).
 """
 
 from __future__ import annotations
@@ -115,6 +116,19 @@ def find_great_vessels(hu: np.ndarray, mediastinum: np.ndarray, spacing, top_sli
     disks = np.zeros(hu.shape, bool)
     rows, cols = np.ogrid[:hu.shape[1], :hu.shape[2]]
     for tube in tubes:
-        for k, j, i, r in tube.sections:
+        for k, j, i, r in _with_gaps_bridged(tube.sections):
             disks[k] |= ((rows - j) * spacing[1]) ** 2 + ((cols - i) * spacing[0]) ** 2 <= r ** 2
     return disks, tubes
+
+
+def _with_gaps_bridged(sections: list) -> list:
+    """A tube's sections (top first) with the slices between two linked ones filled in, centre and radius
+    interpolated: the vessel runs on where its disk was not found round (a valve cusp's or a coronary ostium's
+    calcium in the wall on that slice, the pulmonary trunk touching it). Its wall calcium there is as much the
+    aorta's as on the slices either side (a small patient's aortic root, found on alternate slices, left its wall
+    calcium out of every disk, and it was scored as RCA)."""
+    bridged = []
+    for (k0, j0, i0, r0), (k1, j1, i1, r1) in zip(sections[:-1], sections[1:], strict=True):
+        bridged += [(k, j0 + (j1 - j0) * f, i0 + (i1 - i0) * f, r0 + (r1 - r0) * f)
+                    for k in range(k0, k1, -1) for f in [(k0 - k) / (k0 - k1)]]
+    return bridged + sections[-1:]
