@@ -1352,6 +1352,38 @@ def _column_of_bodies(count: int = 8):
     return hu, bodies
 
 
+def test_two_vertebrae_found_as_one_are_set_apart_even_under_the_height_limit():
+    """Neighbouring bodies differ in height by a few mm; two with their disc are over twice one. A small patient's
+    thoracic pair found as one piece (38 mm, under the 45 mm a lumbar body may reach) is several vertebrae, and the
+    count does not run through it; the whole column, bodies 17 mm high, is kept as it is."""
+    from cardioquant.bmd import network
+
+    hu, bodies = _column_of_bodies()
+    spacing = (2.0, 2.0, 1.4)  # the column's 12-slice bodies 17 mm high, its discs 4 mm
+    pair = np.zeros_like(bodies[3])
+    pair[np.nonzero(bodies[3].any(axis=(1, 2)))[0][0]:np.nonzero(bodies[4].any(axis=(1, 2)))[0][-1] + 1] = \
+        bodies[3].any(axis=0)
+    kept, merged, dropped = network.on_the_spine(bodies[:3] + [pair] + bodies[5:], hu, spacing, posterior=1)
+    assert len(kept) == 6 and len(merged) == 1 and merged[0] is pair
+    assert len(dropped) == 1 and "38 mm high beside a 17 mm one, several vertebrae" in dropped[0]
+    kept, merged, dropped = network.on_the_spine(bodies, hu, spacing, posterior=1)
+    assert len(kept) == len(bodies) and merged == [] and dropped == []
+
+
+def test_a_gap_for_two_bodies_is_not_filled_with_one_beside_a_body_found_too_tall():
+    """Whether a gap holds one missed body or more is judged against the spine's usual body height, not against
+    the taller neighbour: a neighbour found over its disc into the next body (54 mm, two bodies) made a 66 mm gap
+    (two bodies and three discs) look like room for one (a chest CT read as a smaller patient: one body grown where
+    three were missed, its BMD 141 against 72-81 mg/cm3 on L2-L1)."""
+    from cardioquant.bmd import network
+
+    hu, bodies = _column_of_bodies()
+    too_tall = bodies[5] | bodies[6] | np.roll(bodies[5], 12, axis=0)  # bodies 5 and 6 and the disc between
+    found = bodies[:3] + [too_tall] + bodies[7:]
+    still, said = network.fill_missed_bodies(found, hu, (2.0, 2.0, 2.0), posterior=1)
+    assert said == [] and len(still) == len(found)
+
+
 def test_a_body_grown_where_the_network_missed_one_takes_no_vertebral_arch():
     """The missed body's pedicles join it to its arch, bone round the spinal canal behind it: what is grown stays
     under the bodies above and below (their footprint, a few mm wider) and leaves the arch out, so its trabecular ROI

@@ -323,8 +323,8 @@ def _named(bodies, start: int, anchored_run: int, rule: str, notes: list, run_of
     for n in unnamed:
         levels[UNDETERMINED[n]] = bodies[n]
     if unnamed:
-        notes = notes + [f"{len(unnamed)} bod{'y' if len(unnamed) == 1 else 'ies'} beyond a missed vertebra: level "
-                         "not determined"]
+        notes = notes + [f"{len(unnamed)} bod{'y' if len(unnamed) == 1 else 'ies'} beyond a missed vertebra (or several "
+                         "found as one): level not determined"]
     return Naming(levels, rule, not unnamed, notes)
 
 
@@ -337,7 +337,8 @@ def on_the_spine(bodies: list[np.ndarray], hu: np.ndarray, spacing, posterior: i
                  arch: np.ndarray | None = None) -> tuple[list, list, list[str]]:
     """(The bodies that can be vertebral bodies, those dropped as several vertebrae merged, one line for each
     dropped): a vertebral body is bone (mean
-    >= MIN_BODY_HU), at most MAX_BODY_HEIGHT_MM high (taller is several vertebrae not split at their discs), near
+    >= MIN_BODY_HU), at most MAX_BODY_HEIGHT_MM high and STACKED_HEIGHT_RATIO times its neighbours (taller is
+    several vertebrae not split at their discs: _several_stacked), near
     the trunk's left-right middle (<= MAX_MIDLINE_MM) and in its back half (centre beyond MIN_DEPTH_SHARE of the
     trunk's front-to-back depth). The xiphoid, sternum and costal cartilage lie in front, ribs, scapulae and
     humeri to the side, the heart in front of the spine. Where the field of view cuts the trunk on a side (a
@@ -356,14 +357,44 @@ def on_the_spine(bodies: list[np.ndarray], hu: np.ndarray, spacing, posterior: i
             merged.append(mask)  # on the spine: the count cannot run through it (assign_levels)
         k = int(round(np.nonzero(mask)[0].mean()))
         dropped.append(f"a body found at slice {k} of the 2 mm grid was dropped: {why}; not a vertebral body")
+    for n, height, beside in reversed(_several_stacked(kept, spacing)):
+        mask = kept.pop(n)
+        merged.append(mask)
+        dropped.append(f"a body found at slice {int(round(np.nonzero(mask)[0].mean()))} of the 2 mm grid was dropped: "
+                       f"{height:.0f} mm high beside a {beside:.0f} mm one, several vertebrae not split at their "
+                       "discs; not a vertebral body")
     return kept, merged, dropped
+
+
+def _several_stacked(bodies: list[np.ndarray], spacing) -> list[tuple[int, float, float]]:
+    """(index, height mm, the taller neighbour's height) of each body over STACKED_HEIGHT_RATIO times as high as
+    the taller of its two neighbours, bodies listed lowest first: two vertebrae and their disc not split.
+    Neighbouring bodies differ in height by a few mm, and two bodies with a disc are over twice one;
+    MAX_BODY_HEIGHT_MM, set by the tallest lumbar bodies, lets a small patient's merged thoracic pair through (a
+    chest CT read as a patient 0.9 times its size had T6 and T5 as one 38 mm body beside 20 mm ones, and the four
+    bodies above were named one level too low). Judged only between two neighbours the scan's ends do not cut: a
+    neighbour the scan range cuts is short without reaching the scan's last slice on the network's grid (on a 110
+    mm slab of the abdominal CT, L5 beside the cut L4 was taken for two)."""
+    from .vertebrae import body_slices
+
+    heights = [(span.stop - span.start) * spacing[2] for span in map(body_slices, bodies)]
+    whole = [not (mask[0].any() or mask[-1].any()) for mask in bodies]
+    found = []
+    for n, height in enumerate(heights):
+        beside = [heights[m] for m in (n - 1, n + 1) if 0 <= m < len(bodies) and whole[m]]
+        if len(beside) == 2 and height > STACKED_HEIGHT_RATIO * max(beside):
+            found.append((n, height, max(beside)))
+    return found
 
 
 def fill_missed_bodies(bodies: list[np.ndarray], hu: np.ndarray, spacing, posterior: int,
                        merged: Sequence[np.ndarray] = ()) -> tuple[list, list[str]]:
     """(the bodies with each one the network missed between two found ones grown in, one line for each). The spine
     is a column of bodies and discs: where the space between two found bodies' facing end plates is more than a
-    disc (MAX_DISC_MM) and less than ROOM_FOR_ONE times the taller one's height, one body is missing there, and it
+    disc (MAX_DISC_MM) and less than ROOM_FOR_ONE times the found bodies' median height, one body is missing there
+    (the median, not the neighbours: a neighbour found over its disc into the next body, on a chest CT read as a
+    patient 0.8 times its size, made a gap where three were missed room for one, and the body grown there read 141
+    against 72-81 mg/cm3 on L2-L1), and it
     is grown from the middle of that space (vertebrae.grow_from_seed, its body-sized ellipsoid) in the bone not
     already taken; kept when it is a body by the same tests as the network's (on_the_spine) and at least
     MIN_FILLED_ML. Not between bodies the field of view cuts. A larger space (two or more missing), or one holding
@@ -377,11 +408,12 @@ def fill_missed_bodies(bodies: list[np.ndarray], hu: np.ndarray, spacing, poster
     taken = np.logical_or.reduce(bodies)
     voxel_ml = float(np.prod(spacing)) / 1000.0
     between = [np.nonzero(piece)[0].mean() for piece in merged]
+    spans = [body_slices(mask) for mask in bodies]
+    height = float(np.median([span.stop - span.start for span in spans])) * spacing[2]
     filled, notes = list(bodies), []
-    for lower, upper in zip(bodies[:-1], bodies[1:], strict=True):
-        below, above = body_slices(lower), body_slices(upper)
+    for (lower, upper), (below, above) in zip(zip(bodies[:-1], bodies[1:], strict=True),
+                                              zip(spans[:-1], spans[1:], strict=True), strict=True):
         space = (above.start - below.stop) * spacing[2]
-        height = max(below.stop - below.start, above.stop - above.start) * spacing[2]
         if (not MAX_DISC_MM < space < ROOM_FOR_ONE * height or any(below.stop - 1 < c < above.start for c in between)
                 or _at_the_edge(lower) or _at_the_edge(upper)):
             continue
@@ -418,8 +450,8 @@ def _at_the_edge(mask: np.ndarray) -> bool:
     return bool(planes[:near].any() or planes[-near:].any() or planes[:, :near].any() or planes[:, -near:].any())
 
 
-ROOM_FOR_ONE = 2.5  # one body and two discs fit in ~1.6 body heights, two bodies and three discs in ~3 (the
-                    # neighbours found short, as at 5 mm slices, widen the space by half a body at most)
+ROOM_FOR_ONE = 2.5  # one body and two discs fit in ~1.6 body heights, two bodies and three discs in ~3 (bodies
+                    # found short, as at 5 mm slices, widen the space by half a body at most)
 MIN_FILLED_ML = 5.0  # the smallest upper thoracic bodies are 5-8 mL
 FOOTPRINT_MARGIN_MM = 5.0  # a body's outline differs from its neighbours' by a few mm (the network's pieces less)
 EDGE_VOXELS = 3  # within this many voxels of the image's edge in plane: at the edge
@@ -478,6 +510,7 @@ def _near(mask: np.ndarray, other: np.ndarray, spacing, within_mm: float) -> boo
 
 
 MAX_BODY_HEIGHT_MM = 45.0  # the tallest lumbar bodies are 30-35 mm
+STACKED_HEIGHT_RATIO = 1.6  # the real CTs' bodies are at most 1.4 times their taller neighbour (T1 beside T2)
 MIN_BODY_HU = 60.0        # trabecular bone with its cortex; osteoporotic bodies still read 80 and more
 MAX_MIDLINE_MM = 40.0     # vertebral bodies sit on the midline (scoliosis moves them tens of mm at most)
 MIN_DEPTH_SHARE = 0.5     # thoracic and lumbar bodies' centres lie 55-80 % of the way from front to back
