@@ -391,13 +391,12 @@ def fill_missed_bodies(bodies: list[np.ndarray], hu: np.ndarray, spacing, poster
                        merged: Sequence[np.ndarray] = ()) -> tuple[list, list[str]]:
     """(the bodies with each one the network missed between two found ones grown in, one line for each). The spine
     is a column of bodies and discs: where the space between two found bodies' facing end plates is more than a
-    disc (MAX_DISC_MM) and less than ROOM_FOR_ONE times the found bodies' median height, one body is missing there
-    (the median, not the neighbours: a neighbour found over its disc into the next body, on a chest CT read as a
-    patient 0.8 times its size, made a gap where three were missed room for one, and the body grown there read 141
-    against 72-81 mg/cm3 on L2-L1), and it
-    is grown from the middle of that space (vertebrae.grow_from_seed, its body-sized ellipsoid) in the bone not
-    already taken; kept when it is a body by the same tests as the network's (on_the_spine) and at least
-    MIN_FILLED_ML. Not between bodies the field of view cuts. A larger space (two or more missing), or one holding
+    disc (MAX_DISC_MM) and less than ROOM_FOR_ONE times the found bodies' median height, one body is missing there,
+    and it is grown from the middle of that space (vertebrae.grow_from_seed, its body-sized ellipsoid) in the bone
+    not already taken; kept when it is a body by the same tests as the network's (on_the_spine) and at least
+    MIN_FILLED_ML. The median, not the neighbours' height: a neighbour found over its disc into the next body (a
+    chest CT read as a patient 0.8 times its size) made a gap where three were missed look like room for one, and
+    the body grown there read 141 against 72-81 mg/cm3 on L2-L1. Not between bodies the field of view cuts. A larger space (two or more missing), or one holding
     a piece of several vertebrae not split at their discs (`merged`), is left as it is, and the count stops there
     (assign_levels). Measured between end plates, not centres: at a scan's ends bodies are cut, and their centres'
     steps say nothing of a gap (comparing steps named two levels wrong on the short real slabs)."""

@@ -129,6 +129,7 @@ def _with_gaps_bridged(sections: list) -> list:
     calcium out of every disk, and it was scored as RCA)."""
     bridged = []
     for (k0, j0, i0, r0), (k1, j1, i1, r1) in zip(sections[:-1], sections[1:], strict=True):
-        bridged += [(k, j0 + (j1 - j0) * f, i0 + (i1 - i0) * f, r0 + (r1 - r0) * f)
-                    for k in range(k0, k1, -1) for f in [(k0 - k) / (k0 - k1)]]
+        for k in range(k0, k1, -1):  # from this section down to the slice above the next
+            f = (k0 - k) / (k0 - k1)
+            bridged.append((k, j0 + (j1 - j0) * f, i0 + (i1 - i0) * f, r0 + (r1 - r0) * f))
     return bridged + sections[-1:]
