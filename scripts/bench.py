@@ -1168,9 +1168,8 @@ def bench_bmd_real_ct(shared: Path, weights: str | None = None):
         unseen = held_out[0](z)
         for level, values in auto.summary["vertebrae"].items():
             mask = _body_of(found, level)
-            levels_inside = [VALUE_TO_LEVEL.get(int(v)) for v in truth[mask]]
-            vertebral = [lv for lv in levels_inside if lv]
-            true = max(set(vertebral), key=vertebral.count) if len(vertebral) > mask.sum() / 2 else None
+            vertebral = [lv for lv in (VALUE_TO_LEVEL.get(int(v)) for v in truth[mask]) if lv]
+            true = _labelled_level(truth[mask])
             where = "held out" if unseen[int(round(np.nonzero(mask)[0].mean()))] else "in-sample"
             if true is None:
                 not_vertebra_total += 1
@@ -1428,7 +1427,7 @@ def bench_bmd_patient_size(shared: Path, scales=(0.8, 0.9, 1.1)):
     real CTs zoomed 0.8-1.25 in-plane, never along the spine."""
     import SimpleITK as sitk
 
-    from cardioquant.bmd.levels import VALUE_TO_LEVEL, is_determined
+    from cardioquant.bmd.levels import is_determined
     from cardioquant.bmd.pipeline import run
     from cardioquant.errors import InputError
     from cardioquant.imageio import LoadedImage, read_image
@@ -1452,11 +1451,9 @@ def bench_bmd_patient_size(shared: Path, scales=(0.8, 0.9, 1.1)):
             if truth is not None:
                 found = sitk.GetArrayFromImage(result.label_image)
                 for level in levels:
-                    inside = [VALUE_TO_LEVEL.get(int(v)) for v in truth[_body_of(found, level)]]
-                    named = [lv for lv in inside if lv]
-                    true = max(set(named), key=named.count) if len(named) > len(inside) / 2 else "not a vertebra"
+                    true = _labelled_level(truth[_body_of(found, level)])
                     if is_determined(level) and level != true:
-                        wrong.append(f"{level} is {true}")
+                        wrong.append(f"{level} is {true or 'not a vertebra'}")
             naming = "named" if result.summary["level_naming"]["determined"] else "not determined"
             figures.append(f"x{scale:g}: {levels[0]}-{levels[-1]} ({len(levels)} bodies, levels {naming}"
                            f"{', WRONG: ' + ', '.join(wrong) if wrong else ''}), patient BMD "
@@ -1473,7 +1470,7 @@ def bench_bmd_cardiac_field_of_view(shared: Path, sides_mm=(150.0, 172.0, 190.0)
     part of this scan (T10 and up): in-sample anatomy, but no field of view like these was in training."""
     import SimpleITK as sitk
 
-    from cardioquant.bmd.levels import VALUE_TO_LEVEL, is_determined
+    from cardioquant.bmd.levels import is_determined
     from cardioquant.bmd.pipeline import posterior_sign, run
     from cardioquant.errors import InputError
     from cardioquant.imageio import LoadedImage
@@ -1510,9 +1507,7 @@ def bench_bmd_cardiac_field_of_view(shared: Path, sides_mm=(150.0, 172.0, 190.0)
                 found = sitk.GetArrayFromImage(auto.label_image)
                 lying_in, wrong = [], 0
                 for level in auto.summary["vertebrae"]:
-                    inside = [VALUE_TO_LEVEL.get(int(v)) for v in truth[box][_body_of(found, level)]]
-                    vertebral = [lv for lv in inside if lv]
-                    true = max(set(vertebral), key=vertebral.count) if len(vertebral) > len(inside) / 2 else None
+                    true = _labelled_level(truth[box][_body_of(found, level)])
                     lying_in.append(true or "NOT A VERTEBRA")
                     wrong += bool(true and is_determined(level) and level != true)
                 totals = [totals[0] + len(in_view), totals[1] + sum(lv in in_view for lv in set(lying_in)),
@@ -1533,7 +1528,7 @@ def bench_bmd_short_range(shared: Path, heights_mm=(50.0, 80.0, 110.0), step_mm:
     in them."""
     import SimpleITK as sitk
 
-    from cardioquant.bmd.levels import VALUE_TO_LEVEL, is_determined
+    from cardioquant.bmd.levels import is_determined
     from cardioquant.bmd.pipeline import run
     from cardioquant.errors import InputError
     from cardioquant.imageio import LoadedImage
@@ -1558,9 +1553,7 @@ def bench_bmd_short_range(shared: Path, heights_mm=(50.0, 80.0, 110.0), step_mm:
                     continue
                 labels = sitk.GetArrayFromImage(auto.label_image)
                 for level in auto.summary["vertebrae"]:
-                    values = [VALUE_TO_LEVEL.get(int(v)) for v in truth[inside][_body_of(labels, level)]]
-                    vertebral = [v for v in values if v]
-                    true = max(set(vertebral), key=vertebral.count) if len(vertebral) > len(values) / 2 else None
+                    true = _labelled_level(truth[inside][_body_of(labels, level)])
                     not_vertebra += true is None
                     wrong += bool(true) and is_determined(level) and level != true
                     found += true in in_view
@@ -1570,6 +1563,14 @@ def bench_bmd_short_range(shared: Path, heights_mm=(50.0, 80.0, 110.0), step_mm:
           f"{wrong} level(s) named wrong, {not_vertebra} proposed bod{'y' if not_vertebra == 1 else 'ies'} not a "
           f"vertebra, {refused} slab(s) with a whole body refused")
 
+
+def _labelled_level(labels_in_body: np.ndarray) -> str | None:
+    """The level most of a found body's voxels carry in the label map, None when under half of them lie in a
+    vertebra label (not a vertebra)."""
+    from cardioquant.bmd.levels import VALUE_TO_LEVEL
+
+    named = [level for level in (VALUE_TO_LEVEL.get(int(v)) for v in labels_in_body) if level]
+    return max(set(named), key=named.count) if len(named) > labels_in_body.size / 2 else None
 
 def _bmd_text(patient: dict) -> str:
     if patient["bmd_mg_cm3"] is None:

@@ -355,15 +355,18 @@ def on_the_spine(bodies: list[np.ndarray], hu: np.ndarray, spacing, posterior: i
             continue
         if "several vertebrae" in why:
             merged.append(mask)  # on the spine: the count cannot run through it (assign_levels)
-        k = int(round(np.nonzero(mask)[0].mean()))
-        dropped.append(f"a body found at slice {k} of the 2 mm grid was dropped: {why}; not a vertebral body")
+        dropped.append(_dropped(mask, why))
     for n, height, beside in reversed(_several_stacked(kept, spacing)):
         mask = kept.pop(n)
         merged.append(mask)
-        dropped.append(f"a body found at slice {int(round(np.nonzero(mask)[0].mean()))} of the 2 mm grid was dropped: "
-                       f"{height:.0f} mm high beside a {beside:.0f} mm one, several vertebrae not split at their "
-                       "discs; not a vertebral body")
+        dropped.append(_dropped(mask, f"{height:.0f} mm high beside a {beside:.0f} mm one, several vertebrae not split "
+                                      "at their discs"))
     return kept, merged, dropped
+
+
+def _dropped(mask: np.ndarray, why: str) -> str:
+    k = int(round(np.nonzero(mask)[0].mean()))
+    return f"a body found at slice {k} of the 2 mm grid was dropped: {why}; not a vertebral body"
 
 
 def _several_stacked(bodies: list[np.ndarray], spacing) -> list[tuple[int, float, float]]:
