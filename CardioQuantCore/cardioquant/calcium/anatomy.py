@@ -25,8 +25,9 @@ Method, on a ~2 mm copy of the scan turned to LPS (so it does not depend on how 
    means there is no heart in the field of view.
 4. The great vessels above the mediastinum's widest slice (ascending aorta and root, pulmonary trunk, SVC) as
    round tubes of blood in fat (great_vessels.py), so that calcium in their walls is not scored as coronary.
-5. Blood: voxels 8 mm or more inside the region that are not fat (> -30 HU), in the 5-slice band where they are
-   brightest (the region may take in the liver dome below the heart); their median HU decides contrast.
+5. Blood: voxels 8 mm or more inside the region that are not fat (> -30 HU), in the slices where the region is
+   thickest (the ventricles; the region may take in the liver dome below the heart, brighter than unenhanced
+   blood), in the 5-slice band where they are brightest; their median HU decides contrast.
 Where the region reaches the scan's lowest slice, the heart's inferior wall may be cut by the scan range (or only
 the liver dome under it: the region cannot tell) and a warning says so. Reaching the highest slice is what a
 calcium scan planned from just below the carina shows, the great vessels above the heart's base: only with no great
@@ -56,6 +57,7 @@ MIN_LUNGS_TOTAL_ML = 300.0
 MIN_LUNG_ML = 40.0
 MIN_HEART_ML = 150.0
 BLOOD_DEPTH_MM = 8.0
+HEART_CORE_DEPTH = 0.75  # slices whose inscribed depth is at least this share of the deepest: the ventricles
 UPPER_MEDIASTINUM_RADIUS = 0.4  # heart slices 0.5-1.0 of the deepest slice's inscribed radius; aortic arch level < 0.4
 MAX_SPINE_DEPTH_MM = 120.0  # a thoracic or lumbar vertebra, body to spinous process, is 70-100 mm deep
 SPINE_RUN_MM = 15.0  # a slice's spine front is checked against the median over this many mm of slices
@@ -516,13 +518,7 @@ def _reaches_posterior_mediastinum(tube: great_vessels.Tube, fronts: np.ndarray,
 
 
 def _anatomy_from(image, coarse, hu, region, lungs, spacing, volume_ml) -> HeartAnatomy:
-    depth = ndimage.distance_transform_edt(np.pad(region, 1), sampling=spacing[::-1])[1:-1, 1:-1, 1:-1]
-    deep = (depth >= BLOOD_DEPTH_MM) & (hu > -30.0)
-    if deep.sum() < 20:
-        deep = (depth >= depth.max() / 2) & (hu > -30.0)
-    # The region can take in the liver dome under the heart: the blood is measured in the slice band where the
-    # deep tissue is brightest (the chambers on CTA), as the median of that band.
-    blood = _brightest_band(hu, deep)
+    blood = blood_pool(hu, region, spacing)
     return HeartAnatomy(heart_region=_regridded(region, coarse, image), lungs=_regridded(lungs, coarse, image),
                         volume_ml=volume_ml, blood_pool=blood, blood_grid=coarse,
                         **_measures(coarse, hu, region, blood))
@@ -614,6 +610,26 @@ def _behind_the_chest_wall(image: sitk.Image, heart_mask: np.ndarray) -> np.ndar
         if (heart[k] & ~hull).sum() <= HULL_HOLDS_HEART * heart[k].sum():
             allowed[k] = hull
     return _regridded(allowed, coarse, image)
+
+
+def blood_pool(hu: np.ndarray, region: np.ndarray, spacing) -> np.ndarray:
+    """Where the blood is measured: voxels BLOOD_DEPTH_MM or more inside the heart region that are not fat, in the
+    5-slice band where they are brightest among the slices where the region is thickest."""
+    depth = ndimage.distance_transform_edt(np.pad(region, 1), sampling=spacing[::-1])[1:-1, 1:-1, 1:-1]
+    deep = (depth >= BLOOD_DEPTH_MM) & (hu > -30.0)
+    if deep.sum() < 20:
+        deep = (depth >= depth.max() / 2) & (hu > -30.0)
+    return _brightest_band(hu, deep & _heart_core_slices(depth)[:, None, None])
+
+
+def _heart_core_slices(depth: np.ndarray) -> np.ndarray:
+    """The slices where the region is thickest (its inscribed depth at least HEART_CORE_DEPTH of the deepest): the
+    ventricles. The region can take in the liver dome under the heart, and on a scan without contrast the liver
+    (55-65 HU; 90-140 with amiodarone or iron overload) is brighter than the blood (30-60): the brightest band of
+    the whole region was the liver's. On the contrast chest CT made unenhanced (make bench) the blood was measured
+    in the labelled liver at 68 HU; the region is 21-23 mm deep there and 44 mm in the ventricles."""
+    per_slice = depth.max(axis=(1, 2))
+    return per_slice >= HEART_CORE_DEPTH * per_slice.max()
 
 
 def _brightest_band(hu: np.ndarray, deep: np.ndarray, band_slices: int = 5) -> np.ndarray:
