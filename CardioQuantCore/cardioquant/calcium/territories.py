@@ -325,6 +325,11 @@ def _under_noise_floor(hu, inside_box, box, spacing, floor: noise.NoiseFloor | N
     if bright < floor.floor_hu:
         return (f"{POSSIBLE_NOISE}: its brightest 1 mm2 mean, {bright:.0f} HU, is under the scan's noise floor "
                 f"({floor.floor_hu:.0f} HU)")
+    tissue = noise.surrounding_hu(hu, inside_box, box, spacing)
+    if bright < floor.floor_in(tissue):
+        return (f"{POSSIBLE_NOISE} in tissue brighter than blood: its brightest 1 mm2 mean, {bright:.0f} HU, is under "
+                f"{floor.floor_sd:g} noise SD above the {tissue:.0f} HU tissue around it ({floor.floor_in(tissue):.0f}"
+                " HU; the liver dome under the heart, dense with amiodarone or iron?)")
     if bright < floor.lung_border_hu and _within_in_plane(hu, inside_box, box, spacing, noise.LUNG_BORDER_MM,
                                                            lambda near: near < noise.LUNG_HU):
         return (f"{FAINT_AT_LUNG}, could be noise: its brightest 1 mm2 mean, {bright:.0f} HU, is under the "
