@@ -1428,3 +1428,18 @@ def test_a_body_the_network_missed_between_two_found_is_grown_back_but_not_two()
     # A piece of several vertebrae in the gap (dropped as not split at its discs): the gap is not one missed body.
     still, said = network.fill_missed_bodies(one_missed, hu, (2.0, 2.0, 2.0), posterior=1, merged=[bodies[3]])
     assert said == [] and len(still) == len(one_missed)
+
+
+def test_a_body_with_a_stub_of_rib_below_the_lowest_rib_bearing_one_does_not_fix_the_level():
+    """T12 is the lowest rib-bearing vertebra only when the body below it is clearly rib-free. A twelfth rib is
+    often short and the network may see only a stub of it: a body under the rib-bearing ones with 0.1 mL of rib
+    beside its back (under the 0.3 mL that makes a body rib-bearing) may be T12 itself, so the levels are not
+    determined and the note says why. With nothing there, the count stands (L2, L1, T12, T11)."""
+    from cardioquant.bmd import network
+
+    classes = column(4, ribs_on=(2, 3))
+    classes[13 + 13 + 4:13 + 13 + 6, 20:24, 15:20] = 4          # 2 x 4 x 5 x 2 sides = 80 mm3 on body 1
+    classes[13 + 13 + 4:13 + 13 + 6, 20:24, 60:65] = 4
+    naming = network.assign_levels(network.split_bodies(classes == 1, (1.0, 1.0, 1.0), min_volume_ml=1.0),
+                                   classes, (1.0, 1.0, 1.0))
+    assert not naming.determined and any("short twelfth rib" in note for note in naming.warnings)

@@ -1458,31 +1458,78 @@ def bench_bmd_round_field_of_view(shared: Path):
 
 def bench_bmd_rolled(shared: Path, rolls_deg=(-10.0, 10.0)):
     """The labelled real CTs with the patient rolled about the long axis (rotated in-plane about the image's centre,
-    -3024 HU where the rotation leaves no data): the levels named and the patient BMD against the scan as stored.
-    The vertebra network learnt its real CTs unrolled, and no rotation was in its augmentation."""
-    from cardioquant.bmd.pipeline import run
-    from cardioquant.errors import InputError
-    from cardioquant.imageio import LoadedImage, read_image
-    from cardioquant.pipelines import settings_for
-    from cardioquant.progress import Progress
+    -3024 HU where the rotation leaves no data; the labels rolled with it): the bodies found, their levels against
+    the labels and the patient BMD, against the scan as stored. The vertebra network learnt its real CTs unrolled,
+    and no rotation was in its augmentation."""
+    import SimpleITK as sitk
+
+    from cardioquant.imageio import read_image
 
     for name, path, label_path, *_ in _real_bmd_scans(shared):
         if label_path is None:
             continue
         stored = read_image(path).image
+        labels = sitk.Resample(sitk.ReadImage(str(label_path)), stored, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
         figures = []
         for roll in (0.0, *rolls_deg):
-            image = stored if roll == 0 else _rolled(stored, roll)[0]
-            try:
-                summary = run(LoadedImage(image=image, path=name, format="nrrd", dicom={"modality": "CT"}),
-                              settings_for("bmd", device="cpu", kvp=120.0), Progress()).summary
-                levels = list(summary["vertebrae"])
-                figures.append(f"{'as stored' if roll == 0 else f'rolled {roll:+g} deg'}: {levels[0]}-{levels[-1]} "
-                               f"({len(levels)} bodies, levels {'named' if summary['level_naming']['determined'] else 'not determined'}), "
-                               f"patient BMD {_bmd_text(summary['patient'])}")
-            except InputError as exc:
-                figures.append(f"rolled {roll:+g} deg: refused ({exc})")
+            image, turn = (stored, sitk.Transform()) if roll == 0 else _rolled(stored, roll)
+            truth = sitk.GetArrayFromImage(sitk.Resample(labels, stored, turn, sitk.sitkNearestNeighbor, 0))
+            figures.append(_bmd_variant(image, truth, "as stored" if roll == 0 else f"rolled {roll:+g} deg"))
         print(f"bmd {name} with the patient rolled: " + "; ".join(figures))
+
+
+def bench_bmd_wider_field_of_view(shared: Path, margins_mm=(10.0, 20.0, 30.0)):
+    """The labelled real CTs reconstructed with a wider field of view: `margins_mm` of air added on each side of
+    every slice (the same patient, the same pixels). Nothing about the spine changes, but the network's 2 mm grid
+    grows and its sliding window's tiles fall elsewhere on the patient: the bodies found, their levels against the
+    labels and the patient BMD should not move."""
+    import SimpleITK as sitk
+
+    from cardioquant.imageio import read_image
+
+    for name, path, label_path, *_ in _real_bmd_scans(shared):
+        if label_path is None:
+            continue
+        stored = read_image(path).image
+        labels = sitk.Resample(sitk.ReadImage(str(label_path)), stored, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+        figures = []
+        for margin in (0.0, *margins_mm):
+            pixels = [int(round(margin / s)) for s in stored.GetSpacing()[:2]] + [0]
+            image = sitk.ConstantPad(stored, pixels, pixels, -1000.0) if margin else stored
+            truth = sitk.GetArrayFromImage(sitk.ConstantPad(labels, pixels, pixels, 0) if margin else labels)
+            figures.append(_bmd_variant(image, truth, f"+{margin:g} mm" if margin else "as stored"))
+        print(f"bmd {name} with a wider field of view (air added on each side): " + "; ".join(figures))
+
+
+def _bmd_variant(image, truth: np.ndarray | None, what: str) -> str:
+    """The automatic BMD path on a changed copy of a real CT: the bodies found, their levels against the labels
+    carried with it (`truth`, TotalSegmentator values on the copy's grid; None: unlabelled) and the patient BMD."""
+    import SimpleITK as sitk
+
+    from cardioquant.bmd.levels import is_determined
+    from cardioquant.bmd.pipeline import run
+    from cardioquant.errors import InputError
+    from cardioquant.imageio import LoadedImage
+    from cardioquant.pipelines import settings_for
+    from cardioquant.progress import Progress
+
+    try:
+        result = run(LoadedImage(image=image, path=what, format="nrrd", dicom={"modality": "CT"}),
+                     settings_for("bmd", device="cpu", kvp=120.0), Progress())
+    except InputError as exc:
+        return f"{what}: refused ({exc})"
+    levels, wrong = list(result.summary["vertebrae"]), []
+    if not levels:
+        return f"{what}: no body"
+    if truth is not None:
+        found = sitk.GetArrayFromImage(result.label_image)
+        for level in levels:
+            true = _labelled_level(truth[_body_of(found, level)])
+            if is_determined(level) and level != true:
+                wrong.append(f"{level} is {true or 'not a vertebra'}")
+    naming = "named" if result.summary["level_naming"]["determined"] else "not determined"
+    return (f"{what}: {levels[0]}-{levels[-1]} ({len(levels)} bodies, levels {naming}"
+            f"{', WRONG: ' + ', '.join(wrong) if wrong else ''}), patient BMD {_bmd_text(result.summary['patient'])}")
 
 
 def bench_bmd_patient_size(shared: Path, scales=(0.8, 0.9, 1.1)):
@@ -1492,37 +1539,13 @@ def bench_bmd_patient_size(shared: Path, scales=(0.8, 0.9, 1.1)):
     real CTs zoomed 0.8-1.25 in-plane, never along the spine."""
     import SimpleITK as sitk
 
-    from cardioquant.bmd.levels import is_determined
-    from cardioquant.bmd.pipeline import run
-    from cardioquant.errors import InputError
-    from cardioquant.imageio import LoadedImage, read_image
-    from cardioquant.pipelines import settings_for
-    from cardioquant.progress import Progress
+    from cardioquant.imageio import read_image
 
     for name, path, label_path, *_ in _real_bmd_scans(shared):
         stored = read_image(path).image
         truth = None if label_path is None else sitk.GetArrayFromImage(sitk.Resample(
             sitk.ReadImage(str(label_path)), stored, sitk.Transform(), sitk.sitkNearestNeighbor, 0))
-        figures = []
-        for scale in (1.0, *scales):
-            try:
-                result = run(LoadedImage(image=_scaled(stored, scale), path=name, format="nrrd",
-                                         dicom={"modality": "CT"}), settings_for("bmd", device="cpu", kvp=120.0),
-                             Progress())
-            except InputError as exc:
-                figures.append(f"x{scale:g}: refused ({exc})")
-                continue
-            levels, wrong = list(result.summary["vertebrae"]), []
-            if truth is not None:
-                found = sitk.GetArrayFromImage(result.label_image)
-                for level in levels:
-                    true = _labelled_level(truth[_body_of(found, level)])
-                    if is_determined(level) and level != true:
-                        wrong.append(f"{level} is {true or 'not a vertebra'}")
-            naming = "named" if result.summary["level_naming"]["determined"] else "not determined"
-            figures.append(f"x{scale:g}: {levels[0]}-{levels[-1]} ({len(levels)} bodies, levels {naming}"
-                           f"{', WRONG: ' + ', '.join(wrong) if wrong else ''}), patient BMD "
-                           f"{_bmd_text(result.summary['patient'])}" if levels else f"x{scale:g}: no body")
+        figures = [_bmd_variant(_scaled(stored, scale), truth, f"x{scale:g}") for scale in (1.0, *scales)]
         print(f"bmd {name} as a smaller or larger patient: " + "; ".join(figures))
 
 
@@ -2603,6 +2626,7 @@ def main():
         bench_bmd_cardiac_field_of_view(args.shared)
         bench_bmd_round_field_of_view(args.shared)
         bench_bmd_rolled(args.shared)
+        bench_bmd_wider_field_of_view(args.shared)
         bench_bmd_patient_size(args.shared)
         bench_bmd_short_range(args.shared)
     if args.only in (None, "scar"):
