@@ -235,11 +235,12 @@ def _unenhanced(image, label_map: np.ndarray, liver_hu: float):
     return unenhanced
 
 
-def _bench_unenhanced_chest_ct(shared: Path, livers_hu=(60.0, 110.0, 135.0)):
+def _bench_unenhanced_chest_ct(shared: Path, livers_hu=(60.0, 110.0, 135.0), low_dose_sd_hu: float = 30.0):
     """The contrast chest CT made unenhanced (_unenhanced): a non-gated chest CT without contrast, the scan type
-    issue #15 found wrong on a real one. The scan type, where the blood was measured (the region takes in the liver
-    dome, brighter than unenhanced blood), the heart region against the labelled heart, and what is called coronary
-    (its calcium went with the iodine: every such call is false)."""
+    issue #15 found wrong on a real one; and with an ordinary liver and a low-dose screening CT's grain (+30 HU).
+    The scan type, where the blood was measured (the region takes in the liver dome, brighter than unenhanced
+    blood), the heart region against the labelled heart, and what is called coronary (its calcium went with the
+    iodine: every such call is false)."""
     import SimpleITK as sitk
     from scipy import ndimage
 
@@ -254,14 +255,18 @@ def _bench_unenhanced_chest_ct(shared: Path, livers_hu=(60.0, 110.0, 135.0)):
     heart = label_map == 51
     far = ndimage.distance_transform_edt(~heart, sampling=contrast.GetSpacing()[::-1]) > 10.0
     said = []
-    for liver_hu in livers_hu:
+    for liver_hu, grain_hu in [(liver, 0.0) for liver in livers_hu] + [(livers_hu[0], low_dose_sd_hu)]:
         image = _unenhanced(contrast, label_map, liver_hu)
+        if grain_hu:
+            grainy = sitk.GetImageFromArray(_with_grain(sitk.GetArrayFromImage(image).astype(np.float32), grain_hu))
+            grainy.CopyInformation(image)
+            image = grainy
         found = anatomy.find_heart(image)
         pool = found.blood_pool_on(image)
         in_heart = float((pool & heart).sum() / max(pool.sum(), 1))
         outcome = _automatic_calcium_outcome(image, {"modality": "CT"})
         summary, labels = outcome.summary, sitk.GetArrayFromImage(outcome.label_image)
-        said.append(f"liver {liver_hu:.0f} HU: {summary['mode']} (blood {found.blood_hu:.0f} HU, {100 * in_heart:.0f} % "
+        said.append(f"liver {liver_hu:.0f} HU{f' and +{grain_hu:g} HU grain' if grain_hu else ''}: {summary['mode']} (blood {found.blood_hu:.0f} HU, {100 * in_heart:.0f} % "
                     f"of its voxels in the labelled heart, {100 * (pool & (label_map == 5)).sum() / max(pool.sum(), 1):.0f}"
                     f" % in the liver), heart region covers {100 * (found.heart_region & heart).sum() / heart.sum():.0f}"
                     f" % of the labelled heart, Agatston {summary['total']['agatston']:.0f}, "
