@@ -47,10 +47,11 @@ CLASSES = ("background", "body", "posterior", "sacrum", "rib", "disc")
 DISC = CLASSES.index("disc")
 DISC_CUT_MM = 8.0  # a vertebral body is 30-50 mm across: a disc seen in part of it still separates the whole column
 MAX_DISC_MM = 20.0  # the tallest lumbar discs are 12-16 mm; a larger gap between labelled bodies is a missing body
-RIB_ML = 0.3  # rib beside a body's back half: it carries ribs (the twelfth's head and neck alone are 0.4-0.5 mL here)
-# ... and clearly none: L1 reads 0.00-0.02 mL. The twelfth rib is often short, and the network sees it in part: on
-# the contrast chest CT with 26 mm of air added to each side of the network's grid (the sliding window's tiles
-# shifted) T12 read 0.09 mL and T11 0.80, and every level was named one too low (T11 as T12).
+RIB_ML = 0.3  # rib beside a body's back half: it carries ribs (the chest CT's T12 reads 0.48 mL as stored)
+# ... and clearly none: L1 reads 0.00-0.03 mL on the two labelled CTs, 0.06-0.10 on the abdominal CT rolled 10
+# degrees (its sacrum names the levels there). The twelfth rib is often short, and the network sees it in part: the
+# contrast chest CT with 20 mm of air added on each side (make bench, "wider field of view": the sliding window's
+# tiles fall elsewhere) read 0.26 mL beside T12 and 0.60 beside T11, and every level was named one too low.
 RIB_FREE_ML = 0.05
 
 

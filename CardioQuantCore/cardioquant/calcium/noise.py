@@ -63,6 +63,7 @@ class NoiseFloor:
     def floor_in(self, tissue_hu: float) -> float:
         """The floor for a candidate lying in tissue that reads `tissue_hu` around it: `floor_sd` noise SD above
         that tissue where it is brighter than the blood (a dense liver), else the scan's floor."""
+        tissue_hu = tissue_hu if np.isfinite(tissue_hu) else self.blood_hu  # no tissue around it measured
         return max(self.blood_hu, tissue_hu) + self.floor_sd * self.noise_sd_hu
 
     @property
