@@ -1443,3 +1443,23 @@ def test_a_body_with_a_stub_of_rib_below_the_lowest_rib_bearing_one_does_not_fix
     naming = network.assign_levels(network.split_bodies(classes == 1, (1.0, 1.0, 1.0), min_volume_ml=1.0),
                                    classes, (1.0, 1.0, 1.0))
     assert not naming.determined and any("short twelfth rib" in note for note in naming.warnings)
+
+
+def test_the_two_lowest_bodies_of_a_spine_with_a_vertebra_missed_between_them_are_not_averaged():
+    """Levels not determined, bodies V1, V2, ...: the patient figure comes from the lowest body and its neighbour
+    above. With a vertebra missed between V1 and V2 (a gap of 26 mm where the others step 13) they are not
+    neighbours: the naming says V2 has a vertebra missed below it, and the figure is V1's alone."""
+    from cardioquant.bmd import network
+
+    classes = column(5)
+    classes[26:39] = 0                                   # the second body from the bottom missed
+    naming = network.assign_levels(network.split_bodies(classes == 1, (1.0, 1.0, 1.0), min_volume_ml=1.0), classes,
+                                   (1.0, 1.0, 1.0))
+    assert not naming.determined and list(naming.levels) == ["V1", "V2", "V3", "V4"]
+    assert naming.missed_below == ["V2"]
+    per_vertebra = {name: {"bmd_mg_cm3": bmd, "vertebra_missed_below": name in naming.missed_below}
+                    for name, bmd in zip(naming.levels, (60.0, 120.0, 115.0, 110.0), strict=True)}
+    patient = patient_summary(per_vertebra)
+    assert patient["levels"] == ["V1"] and patient["bmd_mg_cm3"] == 60.0 and not patient["level_determined"]
+    del per_vertebra["V1"]                               # V1 doubtful: the lowest pair is V2 and V3, neighbours
+    assert patient_summary(per_vertebra)["levels"] == ["V2", "V3"]

@@ -216,6 +216,7 @@ class Naming:
     rule: str
     determined: bool                 # every body has a level
     warnings: list = field(default_factory=list)
+    missed_below: list = field(default_factory=list)  # names of the bodies with a vertebra missed just below them
 
 
 def assign_levels(bodies: list[np.ndarray], classes: np.ndarray, spacing, lowest_level: str | None = None,
@@ -282,14 +283,18 @@ def assign_levels(bodies: list[np.ndarray], classes: np.ndarray, spacing, lowest
     starts = {rule: level + position for rule, (level, position) in anchors.items()}  # level index of body 0
     if len(set(starts.values())) > 1:
         said = "; ".join(f"{rule.split(':')[0]} gives the lowest body {LEVELS[start]}" for rule, start in starts.items())
-        return _unnamed(bodies, "anchors disagree: " + said, notes + [f"the sacrum and the ribs disagree ({said}): "
-                                                                      "levels not determined"])
-    if not anchors:
-        return _unnamed(bodies, "no sacrum or rib transition in view", notes)
-    rule, (level, position) = next(iter(anchors.items()))
-    if len(anchors) == 2:
-        rule = "sacrum and ribs agree: " + rule
-    return _named(bodies, level + position, run_of[position], rule, notes, run_of)
+        naming = _unnamed(bodies, "anchors disagree: " + said, notes + [f"the sacrum and the ribs disagree ({said}): "
+                                                                        "levels not determined"])
+    elif not anchors:
+        naming = _unnamed(bodies, "no sacrum or rib transition in view", notes)
+    else:
+        rule, (level, position) = next(iter(anchors.items()))
+        if len(anchors) == 2:
+            rule = "sacrum and ribs agree: " + rule
+        naming = _named(bodies, level + position, run_of[position], rule, notes, run_of)
+    first_of_a_run = [bodies[n] for n in range(1, len(bodies)) if run_of[n] != run_of[n - 1]]
+    naming.missed_below = [name for name, mask in naming.levels.items() if any(mask is b for b in first_of_a_run)]
+    return naming
 
 
 def _sacrum(classes: np.ndarray, spacing) -> np.ndarray | None:

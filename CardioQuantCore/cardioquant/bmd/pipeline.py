@@ -207,7 +207,7 @@ def bodies_from_network(image: sitk.Image, options, hu: np.ndarray,
     # Each body is redrawn on the scan's pixels, out to its cortical shell.
     levels = outline.to_cortical_shell(levels, hu, image.GetSpacing(), posterior_sign(image), barrier=native == not_a_body)
     described = {"rule": naming.rule, "determined": naming.determined, "notes": naming.warnings,
-                 "dropped": dropped, "grown_where_missed": grown}
+                 "dropped": dropped, "grown_where_missed": grown, "missed_below": naming.missed_below}
     warnings = dropped + grown + naming.warnings
     if not naming.determined:
         warnings.append("vertebral level not determined for " + ", ".join(n for n in naming.levels if not is_determined(n))
@@ -274,6 +274,7 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
             "body_height_mm": body_height_mm(body, spacing),
             "level_determined": is_determined(level),
             "cut_by_field_of_view": level in cut,
+            "vertebra_missed_below": level in naming.get("missed_below", ()),
         }
         doubts = plausibility(per_vertebra[level])
         per_vertebra[level]["plausible"] = not doubts
@@ -552,14 +553,17 @@ def no_patient_figure(reason: str) -> dict:
 
 
 def _lowest_pair(per_vertebra: dict) -> list[str]:
-    """Of bodies named V1, V2, ... from the lowest in view, the lowest plausible one and, when plausible too, the one
-    just above; none when two or more bodies below it are doubtful (density rises up the spine: a chest CT cut
-    behind the spine left only T1 plausible above eleven doubtful bodies, 257 against L1-L2's 82 mg/cm3)."""
+    """Of bodies named V1, V2, ... from the lowest in view, the lowest plausible one and, when plausible too and its
+    neighbour (no vertebra missed between them), the one just above; none when two or more bodies below it are
+    doubtful (density rises up the spine: a chest CT cut behind the spine left only T1 plausible above eleven
+    doubtful bodies, 257 against L1-L2's 82 mg/cm3). Across a missed vertebra the pair is not neighbours: the chest
+    CT made unenhanced, its L2 and L1 missed, averaged L3 with T12 (61 and 119: 90 against L1-L2's 77)."""
     lowest = min(per_vertebra, key=UNDETERMINED.index)
     if UNDETERMINED.index(lowest) > 1:
         return []
     above = UNDETERMINED[UNDETERMINED.index(lowest) + 1]
-    return [lowest, above] if above in per_vertebra else [lowest]
+    neighbour = above in per_vertebra and not per_vertebra[above].get("vertebra_missed_below", False)
+    return [lowest, above] if neighbour else [lowest]
 
 
 def _label_map(shape, bodies, rois, reference_masks) -> np.ndarray:
