@@ -292,8 +292,8 @@ def assign_levels(bodies: list[np.ndarray], classes: np.ndarray, spacing, lowest
         if len(anchors) == 2:
             rule = "sacrum and ribs agree: " + rule
         naming = _named(bodies, level + position, run_of[position], rule, notes, run_of)
-    first_of_a_run = [bodies[n] for n in range(1, len(bodies)) if run_of[n] != run_of[n - 1]]
-    naming.missed_below = [name for name, mask in naming.levels.items() if any(mask is b for b in first_of_a_run)]
+    name_of = {id(mask): name for name, mask in naming.levels.items()}
+    naming.missed_below = [name_of[id(bodies[n])] for n in range(1, len(bodies)) if run_of[n] != run_of[n - 1]]
     return naming
 
 

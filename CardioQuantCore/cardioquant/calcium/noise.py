@@ -119,11 +119,7 @@ def surrounding_hu(hu: np.ndarray, inside_box: np.ndarray, box, spacing) -> floa
     at the liver's surface has fat on one side (with the median, 7 of the 335 specks on the liver at 110 HU still
     scored). NaN where there are none."""
     reach = [int(np.ceil(SURROUNDING_MM[1] / s)) + 1 for s in (spacing[1], spacing[0])]
-    grown = (box[0], *(slice(max(b.start - r, 0), b.stop + r) for b, r in zip(box[1:], reach, strict=True)))
-    offset = [b.start - g.start for b, g in zip(box[1:], grown[1:], strict=True)]
-    candidate = np.zeros(hu[grown].shape, bool)
-    candidate[:, offset[0]:offset[0] + inside_box.shape[1], offset[1]:offset[1] + inside_box.shape[2]] = inside_box
-    around = hu[grown]
+    around, candidate = around_candidate(hu, inside_box, box, reach)
     distance = in_plane_distance(~candidate, spacing)
     ring = (distance > SURROUNDING_MM[0]) & (distance <= SURROUNDING_MM[1]) & (around < around[candidate].min())
     return float(np.percentile(around[ring], 75)) if ring.any() else float("nan")
@@ -131,10 +127,17 @@ def surrounding_hu(hu: np.ndarray, inside_box: np.ndarray, box, spacing) -> floa
 
 def brightest_footprint(hu: np.ndarray, inside: np.ndarray, box, spacing) -> float:
     """A candidate's brightest footprint mean (`inside`: its voxels within `box`, a tuple of slices of `hu`)."""
-    rows, cols = footprint_pixels(spacing)
-    grown = (box[0], slice(max(box[1].start - rows, 0), box[1].stop + rows),
-             slice(max(box[2].start - cols, 0), box[2].stop + cols))
-    means = footprint_mean(hu[grown], spacing)
-    offset = (0, box[1].start - grown[1].start, box[2].start - grown[2].start)
-    where = tuple(a + o for a, o in zip(np.nonzero(inside), offset, strict=True))
-    return float(means[where].max())
+    around, candidate = around_candidate(hu, inside, box, footprint_pixels(spacing))
+    return float(footprint_mean(around, spacing)[candidate].max())
+
+
+def around_candidate(hu: np.ndarray, inside_box: np.ndarray, box, reach: tuple | list) -> tuple[np.ndarray, np.ndarray]:
+    """(`hu` on a candidate's slices in its box grown in plane by `reach` (rows, columns) pixels, clipped at the
+    image's edges; the candidate's voxels there): a candidate (`inside_box`: its voxels within `box`, a tuple of
+    slices of `hu`) with the tissue around it."""
+    grown = (box[0], *(slice(max(b.start - r, 0), b.stop + r) for b, r in zip(box[1:], reach, strict=True)))
+    around = hu[grown]
+    rows, cols = (b.start - g.start for b, g in zip(box[1:], grown[1:], strict=True))
+    candidate = np.zeros(around.shape, bool)
+    candidate[:, rows:rows + inside_box.shape[1], cols:cols + inside_box.shape[2]] = inside_box
+    return around, candidate

@@ -326,10 +326,10 @@ def _under_noise_floor(hu, inside_box, box, spacing, floor: noise.NoiseFloor | N
         return (f"{POSSIBLE_NOISE}: its brightest 1 mm2 mean, {bright:.0f} HU, is under the scan's noise floor "
                 f"({floor.floor_hu:.0f} HU)")
     tissue = noise.surrounding_hu(hu, inside_box, box, spacing)
-    if bright < floor.floor_in(tissue):
+    if bright < (tissue_floor := floor.floor_in(tissue)):
         return (f"{POSSIBLE_NOISE} in tissue brighter than blood: its brightest 1 mm2 mean, {bright:.0f} HU, is under "
-                f"{floor.floor_sd:g} noise SD above the {tissue:.0f} HU tissue around it ({floor.floor_in(tissue):.0f}"
-                " HU; the liver dome under the heart, dense with amiodarone or iron?)")
+                f"{floor.floor_sd:g} noise SD above the {tissue:.0f} HU tissue around it ({tissue_floor:.0f} HU; the "
+                "liver dome under the heart, dense with amiodarone or iron?)")
     if bright < floor.lung_border_hu and _within_in_plane(hu, inside_box, box, spacing, noise.LUNG_BORDER_MM,
                                                            lambda near: near < noise.LUNG_HU):
         return (f"{FAINT_AT_LUNG}, could be noise: its brightest 1 mm2 mean, {bright:.0f} HU, is under the "
@@ -341,12 +341,9 @@ def _under_noise_floor(hu, inside_box, box, spacing, floor: noise.NoiseFloor | N
 def _within_in_plane(hu: np.ndarray, inside_box: np.ndarray, box, spacing, reach_mm: float, is_target) -> bool:
     """Whether a candidate (`inside_box`: its voxels within `box`) lies within `reach_mm`, in plane, of a voxel
     where `is_target(hu around it)` holds."""
-    reach = [int(np.ceil(reach_mm / s)) for s in (spacing[1], spacing[0])]
-    grown = (box[0], *(slice(max(b.start - r, 0), b.stop + r) for b, r in zip(box[1:], reach, strict=True)))
-    offset = [b.start - g.start for b, g in zip(box[1:], grown[1:], strict=True)]
-    candidate = np.zeros(hu[grown].shape, bool)
-    candidate[:, offset[0]:offset[0] + inside_box.shape[1], offset[1]:offset[1] + inside_box.shape[2]] = inside_box
-    target = is_target(hu[grown])
+    around, candidate = noise.around_candidate(hu, inside_box, box,
+                                               [int(np.ceil(reach_mm / s)) for s in (spacing[1], spacing[0])])
+    target = is_target(around)
     if not target.any():
         return False
     return bool((in_plane_distance(~candidate, spacing)[target] <= reach_mm).any())
