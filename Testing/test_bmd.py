@@ -721,6 +721,37 @@ def test_what_the_network_calls_sacrum_above_every_body_does_not_name_them():
     assert any("lies above every body found" in note for note in naming.warnings)
 
 
+def test_what_the_network_calls_sacrum_with_the_spine_going_on_below_it_does_not_name_the_levels():
+    """The spine does not go on below the sacrum. A crushed body can look like sacrum to the network (the real chest
+    CT with T12 crushed to half its height: a 10 mL 'sacrum' there, L3-L1 below it dropped as pelvis and T11-T7
+    named L5-L1). With bodies wholly below it, it is not the sacrum: every body is kept, the levels are not
+    determined, and the note says why."""
+    from cardioquant.bmd import network
+
+    classes = column(5)
+    classes[39:49][classes[39:49] == 1] = 3            # the middle body read as sacrum
+    bodies = network.split_bodies(classes == 1, MM3, min_volume_ml=1.0)
+    naming = network.assign_levels(bodies, classes, MM3)
+    assert not naming.determined and list(naming.levels) == ["V1", "V2", "V3", "V4"]
+    assert any("wholly below it" in note for note in naming.warnings)
+
+
+def test_more_rib_free_bodies_below_the_lowest_rib_bearing_one_than_the_lumbar_spine_has_do_not_name_the_levels():
+    """Five lumbar vertebrae, six in a few per cent of people: seven rib-free bodies below the lowest rib-bearing
+    one means the network missed ribs, and that body is not T12 (the real chest CT with T12 crushed read 0.33 mL
+    of rib beside T8 and under 0.1 mL beside T9-T11)."""
+    from cardioquant.bmd import network
+
+    classes = column(8, ribs_on=(7,))
+    naming = network.assign_levels(network.split_bodies(classes == 1, MM3, min_volume_ml=1.0), classes, MM3)
+    assert not naming.determined and any("more than the lumbar spine has" in note for note in naming.warnings)
+    for n in (7, 8):                                   # five rib-free bodies below T12, or six (a sixth lumbar)
+        classes = column(n, ribs_on=(n - 2, n - 1))
+        naming = network.assign_levels(network.split_bodies(classes == 1, MM3, min_volume_ml=1.0), classes, MM3)
+        assert [level for level in naming.levels if level[0] != "V"] == ["L5", "L4", "L3", "L2", "L1", "T12", "T11"]
+        assert not any("more than the lumbar spine has" in note for note in naming.warnings)
+
+
 def test_levels_from_the_lowest_rib_bearing_vertebra():
     from cardioquant.bmd import network
 

@@ -240,12 +240,17 @@ def assign_levels(bodies: list[np.ndarray], classes: np.ndarray, spacing, lowest
         # reaches up behind the tilted lumbosacral disc, above L5's centre.
         middle = np.nonzero(sacrum)[0].mean()
         resting = [mask for mask in bodies if centre(mask) > middle]
-        if resting:
-            bodies = resting
-        else:  # e.g. the top body of a short scan range, its end slices repeated up to the network's patch
+        if not resting:  # e.g. the top body of a short scan range, its end slices repeated up to the network's patch
             notes.append("what the network calls sacrum lies above every body found, and the spine rests on the "
                          "sacrum: it is not the sacrum and does not fix the levels")
             sacrum = None
+        elif under := _bodies_under(sacrum, bodies):
+            notes.append(f"what the network calls sacrum has {under} vertebral bod{'y' if under == 1 else 'ies'} wholly "
+                         "below it, and the spine does not go on below the sacrum: it is not the sacrum and does not "
+                         "fix the levels")
+            sacrum = None
+        else:
+            bodies = resting
     sacrum_top = None if sacrum is None else int(np.nonzero(sacrum)[0].max())
     merged_centres = [centre(mask) for mask in merged]
     run_of = _runs(bodies, spacing, merged_centres)
@@ -262,7 +267,11 @@ def assign_levels(bodies: list[np.ndarray], classes: np.ndarray, spacing, lowest
                          "between them was not found, so the sacrum does not fix the levels")
     with_ribs = [n for n, mask in enumerate(bodies) if _has_ribs(mask, classes, spacing, posterior)]
     below = with_ribs[0] - 1 if with_ribs else -1
-    if below >= 0 and run_of[below] == run_of[below + 1]:
+    if below >= MAX_LUMBAR:
+        notes.append(f"{below + 1} bodies without ribs lie below the lowest rib-bearing one, more than the lumbar "
+                     f"spine has ({MAX_LUMBAR} with a sixth lumbar vertebra): ribs were missed, so the ribs do not fix "
+                     "the levels")
+    elif below >= 0 and run_of[below] == run_of[below + 1]:
         if (stub := _rib_ml(bodies[below], classes, spacing, posterior)) >= RIB_FREE_ML:
             notes.append(f"the body below the lowest rib-bearing one shows {stub:.2f} mL of rib beside its back (a "
                          "short twelfth rib seen in part?): it is not clearly rib-free, so the ribs do not fix the "
@@ -309,7 +318,18 @@ def _sacrum(classes: np.ndarray, spacing) -> np.ndarray | None:
     return pieces == int(np.argmax(sizes)) + 1
 
 
+def _bodies_under(sacrum: np.ndarray, bodies: list[np.ndarray]) -> int:
+    """How many bodies lie wholly below what the network calls sacrum (k runs upwards). The bodies here passed
+    on_the_spine (bone on the midline with an arch behind it): the pelvis and femoral heads did not, and the
+    coccyx is too small. A body wholly below the sacrum means the spine goes on under it, so it is not the sacrum:
+    the real chest CT with T12 crushed by half its height had a 10 mL 'sacrum' at the crush, and L3-L1 under it
+    were dropped as pelvis and T11-T7 named L5-L1."""
+    bottom = int(np.nonzero(sacrum)[0].min())
+    return sum(int(np.nonzero(mask)[0].max()) < bottom for mask in bodies)
+
+
 MIN_SACRUM_ML = 10.0
+MAX_LUMBAR = 6  # five lumbar vertebrae, six in a few per cent of people (lumbarised S1, or L6)
 SACRUM_GAP_MM = 16.0   # the L5-S1 disc is 10-12 mm; a missed L5 leaves a gap of a whole vertebra (30 mm and more)
 
 
