@@ -370,6 +370,44 @@ def test_the_thoracic_gradient_low_density_noise_and_spine_ends_are_not_called_u
     assert _unlike(_spine(V1=100.0, V2=200.0, V3=104.0), missed_below=("V2",)) == {}  # V1 and V2: L3 and L1
 
 
+def _heights(slice_mm: float, cut_by_scan_range=(), **heights) -> dict:
+    spine = {level: {"body_height_mm": height, "cut_by_scan_range": level in cut_by_scan_range}
+             for level, height in heights.items()}
+    return pipeline.shorter_than_neighbours(spine, _centres(list(spine)), slice_mm)
+
+
+def test_a_body_a_quarter_lower_than_its_neighbours_is_a_possible_fracture_but_normal_height_steps_are_not():
+    """Genant: a vertebral body 25 % lower than expected (its neighbours) has a moderate (grade 2) fracture. Bodies
+    grow by about a millimetre a level down the spine, and heights are counted in slices (each end plate may gain or
+    lose one): a body one 5 mm slice lower than its neighbours (20 %) is not called fractured, two slices lower is.
+    The network's heights of normal bodies vary by up to 22 %, so a grade 1 loss (20-25 %) is not called. A body the
+    scan range cuts is short because the scan ends in it: it is not judged, nor used as a neighbour."""
+    assert _heights(2.0, L3=27.0, L2=26.0, L1=25.0, T12=24.0, T11=23.0) == {}
+    crushed = _heights(2.0, L3=27.0, L2=26.0, L1=17.0, T12=24.0, T11=23.0)
+    assert list(crushed) == ["L1"] and "L2 26 mm, T12 24 mm" in crushed["L1"] and "32 %" in crushed["L1"]
+    assert "18 mm high, 28 % lower" in _heights(2.0, L2=26.0, L1=18.0, T12=24.0)["L1"]
+    assert _heights(2.0, L2=26.0, L1=19.5, T12=24.0) == {}                      # 22 %
+    assert _heights(5.0, L2=25.0, L1=20.0, T12=25.0) == {}                      # one 5 mm slice lower
+    assert list(_heights(5.0, L2=25.0, L1=15.0, T12=25.0)) == ["L1"]            # two
+    assert _heights(2.0, ("L3",), L3=12.0, L2=26.0, L1=25.0) == {}              # the scan starts in L3
+    assert _heights(2.0, ("T12",), L2=26.0, L1=25.0, T12=12.0, T11=23.0) == {}  # no judging L1 by a cut T12
+
+
+def test_a_crushed_vertebra_is_named_as_a_possible_fracture_and_left_out_of_the_patient_figure(tmp_path):
+    """A crush fracture of L1 (a third of its height lost; the same density): fractured vertebrae are left out of QCT
+    BMD. L1 is named with its height and its neighbours', marked a possible fracture, and the patient figure comes
+    from L2 and L3; no other body is called fractured."""
+    case = phantom.make_spine_phantom(seed=3, spacing=(0.8, 0.8, 2.0), levels=("T12", "L1", "L2", "L3"),
+                                      bmd={"T12": 110.0, "L1": 110.0, "L2": 110.0, "L3": 110.0}, crushed={"L1": 0.35})
+    ct, ts = write_case(tmp_path, case)
+    assert cli.main(["bmd", str(ct), "--vertebra-mask", str(ts), "--kvp", "120", "--quiet", "-o",
+                     str(tmp_path / "out")]) == 0
+    result = json.loads((tmp_path / "out" / "bmd.json").read_text())
+    assert [level for level, v in result["vertebrae"].items() if v["possible_fracture"]] == ["L1"]
+    assert not result["vertebrae"]["L1"]["plausible"] and result["patient"]["levels"] == ["L2", "L3"]
+    assert any(w.startswith("L1: body") and "vertebral fracture" in w for w in result["warnings"])
+
+
 def _cut_spine(tmp_path, back_share: float):
     """A two-level spine phantom (true BMD 120) whose field of view ends `back_share` of the way back through the
     bodies, written with its vertebra and body masks: (case, CLI arguments)."""
@@ -1399,6 +1437,31 @@ def test_two_vertebrae_found_as_one_are_set_apart_even_under_the_height_limit():
     assert len(dropped) == 1 and "38 mm high beside a 17 mm one, several vertebrae" in dropped[0]
     kept, merged, dropped = network.on_the_spine(bodies, hu, spacing, posterior=1)
     assert len(kept) == len(bodies) and merged == [] and dropped == []
+
+
+def _slabs(heights_mm, disc_mm: float = 4.0, spacing=(1.0, 1.0, 2.0)) -> list[np.ndarray]:
+    """Bodies as slabs of the given heights, lowest first, with discs between (2 mm slices)."""
+    k, bodies = 0, []
+    shape = (int((sum(heights_mm) + disc_mm * (len(heights_mm) + 1)) / spacing[2]), 8, 8)
+    for height in heights_mm:
+        k += int(disc_mm / spacing[2])
+        body = np.zeros(shape, bool)
+        body[k:k + int(height / spacing[2]), 2:6, 2:6] = True
+        bodies.append(body)
+        k += int(height / spacing[2])
+    return bodies
+
+
+def test_a_crushed_body_joined_to_its_neighbour_is_set_apart_but_the_tallest_normal_body_is_not():
+    """The real CTs' bodies are at most 1.36 times their taller neighbour (T1, 30 mm beside 22 mm bodies): one
+    vertebra. The real chest CT with 8 mm taken out of T8 (a crush fracture) had T9 and T8 found as one 38 mm piece
+    beside 26 and 22 mm bodies (1.46 times): several vertebrae, so the count does not run through it (it had named T7
+    'T8', and every level above one too low)."""
+    from cardioquant.bmd import network
+
+    spacing = (1.0, 1.0, 2.0)
+    assert network._several_stacked(_slabs([22, 22, 30, 22, 22]), spacing) == []
+    assert network._several_stacked(_slabs([24, 26, 38, 22, 24]), spacing) == [(2, 38.0, 26.0)]
 
 
 def test_a_gap_for_two_bodies_is_not_filled_with_one_beside_a_body_found_too_tall():

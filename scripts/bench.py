@@ -1516,6 +1516,43 @@ def bench_bmd_wider_field_of_view(shared: Path, margins_mm=(10.0, 20.0, 30.0)):
         print(f"bmd {name} with a wider field of view (air added on each side): " + "; ".join(figures))
 
 
+def bench_bmd_crush_fracture(shared: Path, crushes=(("L1", "L3", "T12"), ("T12", "T11", "T8")), share: float = 0.3):
+    """The labelled real CTs with one vertebral body crushed (a crush fracture): `share` of the body's height taken
+    out of its middle slices (and of everything beside them; the rest of the spine moves down, as the labels do).
+    Whether the crushed body is named as a possible fracture (a quarter lower than its neighbours), whether any other
+    is, the levels against the labels and the patient BMD (fractured vertebrae are left out of it)."""
+    import SimpleITK as sitk
+
+    for (name, stored, labels), levels in zip(_labelled_real_cts(shared), crushes, strict=False):
+        figures = [_bmd_variant(stored, sitk.GetArrayFromImage(labels), "as stored")]
+        for level in levels:
+            image, truth, mm = _crushed(stored, sitk.GetArrayFromImage(labels), level, share)
+            figures.append(_bmd_variant(image, truth, f"{level} crushed by {mm:.0f} mm"))
+        print(f"bmd {name} with a crush fracture: " + "; ".join(figures))
+
+
+def _crushed(image, labels: np.ndarray, level: str, share: float):
+    """(the CT with `share` of `level`'s body height taken out of its middle slices, its labels, the mm taken out).
+    The body is the front 40 % of the vertebra's label (the arch and spinous process reach far below it)."""
+    import SimpleITK as sitk
+
+    from cardioquant.bmd.levels import VALUE_TO_LEVEL
+
+    value = next(v for v, name in VALUE_TO_LEVEL.items() if name == level)
+    k, j, _ = np.nonzero(labels == value)
+    to_front = image.GetDirection()[4] < 0  # rows run to the front (LPS y points to the back)
+    front = ((j.max() - j) if to_front else (j - j.min())) <= 0.4 * (j.max() - j.min())
+    low, high = int(k[front].min()), int(k[front].max())
+    n = int(round(share * (high - low + 1)))
+    start = (low + high) // 2 - n // 2
+    keep = np.setdiff1d(np.arange(labels.shape[0]), np.arange(start, start + n))
+    crushed = sitk.GetImageFromArray(sitk.GetArrayFromImage(image)[keep])
+    crushed.SetSpacing(image.GetSpacing())
+    crushed.SetOrigin(image.GetOrigin())
+    crushed.SetDirection(image.GetDirection())
+    return crushed, labels[keep], n * image.GetSpacing()[2]
+
+
 def bench_bmd_unenhanced(shared: Path):
     """The contrast chest CT made unenhanced (_unenhanced; its bone untouched): the contrast flag, read from the
     aorta's blood, should go from yes to no; the bodies found, their levels against the labels and the patient BMD.
@@ -1556,9 +1593,11 @@ def _bmd_variant(image, truth: np.ndarray | None, what: str, say_contrast: bool 
                 wrong.append(f"{level} is {true or 'not a vertebra'}")
     naming = "named" if result.summary["level_naming"]["determined"] else "not determined"
     contrast = f", contrast {'yes' if result.summary['contrast_enhanced'] else 'no'}" if say_contrast else ""
+    fractures = [level + ("" if truth is None else f" ({_labelled_level(truth[_body_of(found, level)])})")
+                 for level, v in result.summary["vertebrae"].items() if v["possible_fracture"]]
     return (f"{what}: {levels[0]}-{levels[-1]} ({len(levels)} bodies, levels {naming}"
             f"{', WRONG: ' + ', '.join(wrong) if wrong else ''}), patient BMD {_bmd_text(result.summary['patient'])}"
-            f"{contrast}")
+            f"{contrast}{', possible fracture: ' + ', '.join(fractures) if fractures else ''}")
 
 
 def bench_bmd_patient_size(shared: Path, scales=(0.8, 0.9, 1.1)):
@@ -2657,6 +2696,7 @@ def main():
         bench_bmd_rolled(args.shared)
         bench_bmd_wider_field_of_view(args.shared)
         bench_bmd_unenhanced(args.shared)
+        bench_bmd_crush_fracture(args.shared)
         bench_bmd_patient_size(args.shared)
         bench_bmd_short_range(args.shared)
     if args.only in (None, "scar"):

@@ -44,7 +44,8 @@ def _size(level: str) -> tuple[float, float, float, float]:
 
 def make_spine_phantom(seed: int = 0, spacing=(0.7, 0.7, 1.5), kvp: float = 120.0, levels=("T11", "T12", "L1", "L2", "L3"),
                        bmd=None, noise_hu: float = 12.0, drift=None, blur_mm: float = 0.6, fov_mm: float = 300.0,
-                       ribs: bool = True, curvature_mm: float | None = None) -> SpinePhantom:
+                       ribs: bool = True, curvature_mm: float | None = None, crushed=None) -> SpinePhantom:
+    """A spine phantom; `crushed`: {level: the share of its body's height lost} for crush fractures."""
     rng = np.random.default_rng(seed)
     levels = sorted(levels, key=LEVELS.index)
     if bmd is None:
@@ -54,6 +55,9 @@ def make_spine_phantom(seed: int = 0, spacing=(0.7, 0.7, 1.5), kvp: float = 120.
     curvature = rng.uniform(-8, 8) if curvature_mm is None else curvature_mm
     scale = rng.uniform(0.92, 1.08)
     sizes = {level: tuple(v * scale for v in _size(level)) for level in levels}
+    for level, share in (crushed or {}).items():
+        half_lr, half_ap, height, disc = sizes[level]
+        sizes[level] = (half_lr, half_ap, height * (1.0 - share), disc)
     order = levels[::-1]  # inferior first: k increases superiorly
     z_extent = sum(sizes[lv][2] + sizes[lv][3] for lv in order) + 12.0
     shape = (int(round(z_extent / spacing[2])), int(round(240 / spacing[1])), int(round(fov_mm / spacing[0])))
