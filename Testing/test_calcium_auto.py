@@ -119,6 +119,21 @@ def test_bone_running_out_of_the_heart_is_not_coronary():
     assert found.labels[30, 0, 0] == territories.OUTSIDE_HEART
 
 
+def test_calcium_behind_the_atria_on_the_right_is_not_the_rca_but_at_the_crux_it_is():
+    """The RCA runs in front of the right atrium and reaches the back of the heart only at its bottom, the crux.
+    On the right side at the back of the section (front-back 0.95) in the upper part of the heart (a quarter of the
+    way down) lie the pulmonary veins, the left atrium's wall and the subcarinal lymph nodes: not coronary. At the
+    same place near the bottom (0.9 of the way down) it is the RCA at the crux, and in front it is the RCA."""
+    candidates = np.zeros((60, 60, 60), bool)
+    candidates[40, 46:48, 12:14] = True    # right, back, upper: a subcarinal node
+    candidates[14, 46:48, 12:14] = True    # right, back, at the bottom: the crux
+    candidates[40, 12:14, 12:14] = True    # right, front, upper: the right atrioventricular groove
+    found = _assign_in_a_heart(candidates)
+    assert found.labels[40, 46, 12] == territories.NOT_CORONARY
+    assert "behind the atria" in next(e["reason"] for e in found.per_candidate if e["label"] == territories.NOT_CORONARY)
+    assert found.labels[14, 46, 12] == territories.RCA and found.labels[40, 12, 12] == territories.RCA
+
+
 def test_calcium_where_the_field_of_view_cuts_the_heart_region_is_bone_running_out_of_view():
     """A field of view cut in front of the heart: the heart search region (a 40 mm cube, 1 mm voxels, rows running
     front to back) runs to the image's front edge (row 0), where the sternum runs on out of view. A bright piece 2 mm from that edge is not
