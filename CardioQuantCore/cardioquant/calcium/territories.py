@@ -33,7 +33,8 @@ Candidates are 3D-connected (26) regions of voxels at or above the calcium thres
   own slice: u, the share of the way from the section's right edge to its left, and t, from its front to its
   back (2nd-98th percentile of the region's voxels in patient axes, so neither the field of view, the heart's
   position in it nor the region's reach above or below the heart moves them). The RCA runs in the right
-  atrioventricular groove: u < 0.55 is RCA. On the left, the LAD runs in the anterior interventricular groove
+  atrioventricular groove: u < 0.55 is RCA, but not in the back fifth of the section above the crux (the lowest
+  quarter of the region), which lies behind the atria (pulmonary veins, subcarinal and hilar lymph nodes). On the left, the LAD runs in the anterior interventricular groove
   and the circumflex in the left atrioventricular groove behind it: t < 0.6 is LAD, t >= 0.6 LCX. The left main
   (about 1 cm long) cannot be told from the proximal LAD by position: left-system lesions within 5 mm of its
   highest one are flagged for review, and those of them that lie deep, towards the aortic root the left main
@@ -101,13 +102,6 @@ OSTIA_REVIEW_MM = 10.0
 # untraced specks in the blood of the aortic root and a chamber lay 8.2 and 8.6 mm from it.
 FAT_REACH_MM = 6.0
 FAT_HU = (-190.0, -30.0)
-# Metal: pacemaker and ICD leads, surgical clips, sternal wires and valve frames reach the top of a 12-bit CT scale
-# (3071 HU) through their partial volume; calcium does not at 100-140 kVp (cortical bone reads 1500-2000 HU, the
-# densest traced plaque on the three COCA scans 1390 HU). Near metal, streaks and blooming make bright specks in
-# fat and blood, and a stented segment's calcium is not scored (it is reported as a stent). Thin-strut coronary
-# stents can read under this, as calcium does: the reader must set those aside. On CTA the contrast arriving
-# undiluted in the subclavian and brachiocephalic veins and the SVC reads as high (3071 HU on the contrast chest CT
-# here), with the same streaks.
 # The RCA runs down the right atrioventricular groove in front of the right atrium, and reaches the back of the
 # heart only at its bottom, at the crux (the posterior descending artery). Behind the atria, on the right side above
 # the crux, lie the right pulmonary veins, the left atrium's wall, the oesophagus and the subcarinal and hilar lymph
@@ -117,6 +111,13 @@ FAT_HU = (-190.0, -30.0)
 # of the region (0.82-0.96 of the way down); above that every RCA lesion has t <= 0.33.
 BEHIND_THE_ATRIA_T = 0.8
 CRUX_DOWN = 0.75  # the lowest quarter of the region's height: the crux and the posterior descending artery
+# Metal: pacemaker and ICD leads, surgical clips, sternal wires and valve frames reach the top of a 12-bit CT scale
+# (3071 HU) through their partial volume; calcium does not at 100-140 kVp (cortical bone reads 1500-2000 HU, the
+# densest traced plaque on the three COCA scans 1390 HU). Near metal, streaks and blooming make bright specks in
+# fat and blood, and a stented segment's calcium is not scored (it is reported as a stent). Thin-strut coronary
+# stents can read under this, as calcium does: the reader must set those aside. On CTA the contrast arriving
+# undiluted in the subclavian and brachiocephalic veins and the SVC reads as high (3071 HU on the contrast chest CT
+# here), with the same streaks.
 METAL_HU = 3000.0
 METAL_REACH_MM = 10.0
 POSSIBLE_NOISE = "could be noise"  # the reason of a candidate under the noise floor starts with this
