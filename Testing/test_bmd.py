@@ -309,8 +309,9 @@ def test_acr_boundaries(value, category):
 
 
 def test_a_doubtful_vertebra_is_named_and_left_out_of_the_patient_figure():
-    """A 0.3 mL ROI (a body cut by the scan range) and a 600 HU ROI (cement, sclerosis) are each named with why;
-    the patient figure comes from the plausible vertebrae."""
+    """A 0.3 mL ROI (a body cut by the scan range), a 600 HU ROI (cement, sclerosis) and a body a fifth of which reads
+    1000 HU or more (cement: bone's thin cortex stays under it) are each named with why; the patient figure comes
+    from the plausible vertebrae."""
     body = np.zeros((12, 40, 40), bool)
     body[:9, 5:35, 5:35] = True                                   # 9 slices x 3 mm = 27 mm, 24 mL at 1 mm pixels
     good = {"roi_volume_ml": 4.0, "trabecular_hu": 150.0, "body_volume_ml": 24.3,
@@ -320,6 +321,9 @@ def test_a_doubtful_vertebra_is_named_and_left_out_of_the_patient_figure():
     dense = pipeline.plausibility({**good, "trabecular_hu": 600.0})
     assert len(cut) == 1 and "0.3 mL" in cut[0] and len(dense) == 1 and "600 HU" in dense[0]
     assert "mm high" in pipeline.plausibility({**good, "body_height_mm": 54.0})[0]  # several vertebrae
+    cement = pipeline.plausibility({**good, "body_share_denser_than_bone": 0.2})    # vertebroplasty
+    assert len(cement) == 1 and "20 % of the body reads 1000 HU" in cement[0] and "cement" in cement[0]
+    assert pipeline.plausibility({**good, "body_share_denser_than_bone": 0.003}) == []  # end plates' partial volume
     per = {"L1": {"bmd_mg_cm3": 300.0, "trabecular_hu": 600.0, "plausible": False},
            "L2": {"bmd_mg_cm3": 110.0, "trabecular_hu": 140.0, "plausible": True},
            "L3": {"bmd_mg_cm3": 100.0, "trabecular_hu": 130.0, "plausible": True}}
@@ -874,6 +878,22 @@ def test_a_missed_body_above_the_sacrum_leaves_the_levels_undetermined():
     bodies = network.split_bodies(classes == 1, MM3, min_volume_ml=1.0)
     naming = network.assign_levels(bodies[2:], classes, MM3, merged=[bodies[0] | bodies[1]])
     assert list(naming.levels) == ["V1", "V2", "V3"] and not naming.determined
+
+
+def test_cement_in_the_body_below_the_lowest_rib_bearing_one_does_not_fix_the_level():
+    """Vertebroplasty cement (1000-3000 HU) hides a body's ribs from the network: the real chest CT with cement in
+    T12 lost T12's ribs, and T11, the lowest rib-bearing body left, was taken for T12. The rib-free body under the
+    lowest rib-bearing one must be no denser than bone for the ribs to name the levels; the same column without
+    cement is named."""
+    from cardioquant.bmd import network
+
+    classes = column(5, ribs_on=(3, 4))
+    hu = np.where(classes == 1, 200.0, 0.0)
+    bodies = network.split_bodies(classes == 1, MM3, min_volume_ml=1.0)
+    assert network.assign_levels(bodies, classes, MM3, hu=hu).determined
+    hu[bodies[2] & (np.indices(hu.shape)[2] < 40)] = 1500.0          # cement in half of the body under them
+    naming = network.assign_levels(bodies, classes, MM3, hu=hu)
+    assert not naming.determined and any("denser than bone" in note for note in naming.warnings)
 
 
 def test_a_missed_body_below_the_lowest_rib_bearing_one_leaves_the_levels_undetermined():

@@ -33,6 +33,7 @@ from ..geometry import (
 )
 from ..models.manifest import preprocessing
 from .levels import LEVELS, UNDETERMINED
+from .vertebrae import DENSE_BODY_SHARE, share_denser_than_bone
 
 MODEL_NAME = "vertebra_segmenter"
 # The network's preprocessing, read from its manifest entry (the one source; training uses the same values).
@@ -220,10 +221,11 @@ class Naming:
 
 
 def assign_levels(bodies: list[np.ndarray], classes: np.ndarray, spacing, lowest_level: str | None = None,
-                  merged: Sequence[np.ndarray] = (), posterior: int = 1) -> Naming:
+                  merged: Sequence[np.ndarray] = (), posterior: int = 1, hu: np.ndarray | None = None) -> Naming:
     """Levels from the anchors in view: the sacrum (the body resting on it is L5) and the ribs (T12 is the lowest
     rib-bearing vertebra: decisive only when a rib-free body below it is in view, with the place beside and
-    behind it where rib heads would be; `posterior`: +1 when j runs towards the back). With both, they must agree.
+    behind it where rib heads would be, and is no denser than bone (`hu`, on the classes' grid: cement hides its
+    ribs from the network); `posterior`: +1 when j runs towards the back). With both, they must agree.
     A body missed between an anchor and the others (a gap of more than a vertebra's height) stops the count
     there, and so does a piece of several vertebrae not split at their discs (`merged`, dropped by
     on_the_spine). Where no anchor decides, the bodies are named V1, V2, ... from the lowest and the levels are not
@@ -272,7 +274,11 @@ def assign_levels(bodies: list[np.ndarray], classes: np.ndarray, spacing, lowest
                      f"spine has ({MAX_LUMBAR} with a sixth lumbar vertebra): ribs were missed, so the ribs do not fix "
                      "the levels")
     elif below >= 0 and run_of[below] == run_of[below + 1]:
-        if (stub := _rib_ml(bodies[below], classes, spacing, posterior)) >= RIB_FREE_ML:
+        if hu is not None and (dense := share_denser_than_bone(bodies[below], hu)) >= DENSE_BODY_SHARE:
+            notes.append(f"{100 * dense:.0f} % of the body below the lowest rib-bearing one is denser than bone (cement or a "
+                         "sclerotic lesion): the network may not see the ribs beside it, so the ribs do not fix the "
+                         "levels (the chest CT with cement in T12 lost T12's ribs, and T11 was taken for T12)")
+        elif (stub := _rib_ml(bodies[below], classes, spacing, posterior)) >= RIB_FREE_ML:
             notes.append(f"the body below the lowest rib-bearing one shows {stub:.2f} mL of rib beside its back (a "
                          "short twelfth rib seen in part?): it is not clearly rib-free, so the ribs do not fix the "
                          "levels")

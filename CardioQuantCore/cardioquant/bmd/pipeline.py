@@ -193,7 +193,7 @@ def bodies_from_network(image: sitk.Image, options, hu: np.ndarray,
                          "spine, not bone, or with no vertebral arch behind it); give vertebra masks (--vertebra-mask, "
                          "e.g. TotalSegmentator's) or click the bodies (--seed).")
     naming = network.assign_levels(bodies, classes, coarse.GetSpacing(), getattr(options, "lowest_level", None),
-                                   merged, grid_sign)
+                                   merged, grid_sign, hu=coarse_hu)
     # One label image brought to the scan's grid (one full-size resampling): the bodies numbered 1, 2, ..., and what
     # the network sees as bone or disc that is not a body, which the redrawing below must not take.
     not_a_body = np.iinfo(np.uint8).max
@@ -272,6 +272,7 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
             "dense_foci_left_out_ml": dense_ml[level],
             "body_volume_ml": float(body.sum() * np.prod(spacing) / 1000.0),
             "body_height_mm": body_height_mm(body, spacing),
+            "body_share_denser_than_bone": vertebrae.share_denser_than_bone(body, hu[span]),
             "cut_by_scan_range": bool(mask[0].any() or mask[-1].any()),
             "level_determined": is_determined(level),
             "cut_by_field_of_view": level in cut,
@@ -400,6 +401,9 @@ def plausibility(measured: dict) -> list[str]:
                       "scan range, or several vertebrae)")
     if not BODY_ML[0] <= measured["body_volume_ml"] <= BODY_ML[1]:
         doubts.append(f"body {measured['body_volume_ml']:.0f} mL, outside {BODY_ML[0]:g}-{BODY_ML[1]:g} mL")
+    if (dense := measured.get("body_share_denser_than_bone", 0.0)) >= vertebrae.DENSE_BODY_SHARE:
+        doubts.append(f"{100 * dense:.0f} % of the body reads {vertebrae.DENSER_THAN_BONE_HU:g} HU or more (vertebroplasty "
+                      "cement or a sclerotic lesion): not trabecular bone")
     return doubts
 
 

@@ -18,6 +18,18 @@ from ..geometry import close_in_plane, fill_holes, largest_component
 from ..imageio import read_mask
 from .levels import LEVELS, VALUE_TO_LEVEL, level_from_name
 
+# Vertebroplasty and kyphoplasty cement (PMMA with barium sulphate) reads 1000-3000 HU. A vertebral body's thin
+# cortex and its trabecular bone stay under that: on the real CTs here at most 0.3 % of a body's voxels reach 1000
+# HU (partial volume at the end plates). A body with DENSE_BODY_SHARE of its voxels there holds cement or a
+# sclerotic lesion: its trabecular figure is not bone's, and the network's view of it and its ribs is unsure.
+DENSER_THAN_BONE_HU = 1000.0
+DENSE_BODY_SHARE = 0.05
+
+
+def share_denser_than_bone(body: np.ndarray, hu: np.ndarray) -> float:
+    """The share of a body's voxels at DENSER_THAN_BONE_HU or more."""
+    return float((hu[body] >= DENSER_THAN_BONE_HU).mean()) if body.any() else 0.0
+
 
 def from_totalsegmentator(path: str | Path, reference: sitk.Image) -> dict[str, np.ndarray]:
     """level -> whole-vertebra mask on the reference grid, from a TotalSegmentator folder or multilabel file."""
