@@ -782,8 +782,8 @@ def test_what_the_network_calls_sacrum_with_the_spine_going_on_below_it_does_not
 
 def test_more_rib_free_bodies_below_the_lowest_rib_bearing_one_than_the_lumbar_spine_has_do_not_name_the_levels():
     """Five lumbar vertebrae, six in a few per cent of people: seven rib-free bodies below the lowest rib-bearing
-    one means the network missed ribs, and that body is not T12 (the real chest CT with T12 crushed read 0.33 mL
-    of rib beside T8 and under 0.1 mL beside T9-T11)."""
+    one means the network missed ribs (as it misses them beside an unusual body: cement hid T12's on the real
+    chest CT), and that body is not T12."""
     from cardioquant.bmd import network
 
     classes = column(8, ribs_on=(7,))
