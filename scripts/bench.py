@@ -294,7 +294,7 @@ LYMPH_NODES = (("subcarinal", 15.0, 8.0, 0.0), ("subcarinal, low on the left atr
 def _bench_calcified_lymph_nodes(shared: Path, radius_mm: float = 4.0, node_hu: float = 600.0):
     """Calcified lymph nodes (8 mm balls of 600 HU) put one at a time into the chest CT made unenhanced (liver 60
     HU), each at the nearest unlabelled soft tissue (-150 to 90 HU, 2 voxels from anything else) within 15 mm of its
-    station: what the automatic path calls it (none is coronary), and the Agatston it adds."""
+    station: what the automatic path calls it (none is coronary calcium), and the Agatston it adds."""
     import SimpleITK as sitk
     from scipy import ndimage
 
@@ -1619,8 +1619,8 @@ def _body_voxels(image, labels: np.ndarray, level: str) -> np.ndarray:
 
 
 def _crushed(image, labels: np.ndarray, level: str, share: float):
-    """(the CT with `share` of `level`'s body height taken out of its middle slices, its labels, the mm taken out).
-    The body is the front 40 % of the vertebra's label (the arch and spinous process reach far below it)."""
+    """(the CT with `share` of `level`'s body height (its slices in _body_voxels) taken out of its middle slices, its
+    labels, the mm taken out)."""
     import SimpleITK as sitk
 
     k = np.nonzero(_body_voxels(image, labels, level))[0]
