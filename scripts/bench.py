@@ -302,7 +302,7 @@ def _bench_calcified_lymph_nodes(shared: Path, radius_mm: float = 4.0, node_hu: 
         return
     contrast, label_map = chest
     spacing = np.array(contrast.GetSpacing())[::-1]
-    to_front, to_left = np.sign(contrast.GetDirection()[4]) < 0, np.sign(contrast.GetDirection()[0]) > 0
+    to_front, to_left = contrast.GetDirection()[4] < 0, contrast.GetDirection()[0] > 0
     trachea = np.argwhere(label_map == 16)
     carina = trachea[:, 0].min()  # slices run upwards (the CT's z points to the head)
     centre = trachea[trachea[:, 0] <= carina + 2][:, 1:].mean(axis=0)
@@ -315,12 +315,12 @@ def _bench_calcified_lymph_nodes(shared: Path, radius_mm: float = 4.0, node_hu: 
     for name, below, back, left in LYMPH_NODES:
         aim = np.array([carina - below / spacing[0], centre[0] + (-back if to_front else back) / spacing[1],
                         centre[1] + (left if to_left else -left) / spacing[2]])
-        near = np.argwhere(soft[tuple(slice(max(int(a - 15 / d), 0), int(a + 15 / d) + 1)
-                                      for a, d in zip(aim, spacing, strict=True))])
+        low = [max(int(a - 15 / d), 0) for a, d in zip(aim, spacing, strict=True)]
+        near = np.argwhere(soft[tuple(slice(lo, int(a + 15 / d) + 1) for lo, a, d in zip(low, aim, spacing, strict=True))])
         if not len(near):
             said.append(f"{name}: no soft tissue within 15 mm")
             continue
-        near = near + [max(int(a - 15 / d), 0) for a, d in zip(aim, spacing, strict=True)]
+        near = near + low
         k, j, i = near[np.argmin((((near - aim) * spacing) ** 2).sum(axis=1))]
         ball = ((kk - k) * spacing[0]) ** 2 + ((jj - j) * spacing[1]) ** 2 + ((ii - i) * spacing[2]) ** 2 <= radius_mm ** 2
         with_node = sitk.GetImageFromArray(np.where(ball, node_hu, hu).astype(np.int16))

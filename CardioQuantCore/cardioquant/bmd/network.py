@@ -33,7 +33,7 @@ from ..geometry import (
 )
 from ..models.manifest import preprocessing
 from .levels import LEVELS, UNDETERMINED
-from .vertebrae import DENSE_BODY_SHARE, share_denser_than_bone
+from .vertebrae import DENSE_BODY_SHARE, cut_by_scan_range, share_denser_than_bone
 
 MODEL_NAME = "vertebra_segmenter"
 # The network's preprocessing, read from its manifest entry (the one source; training uses the same values).
@@ -422,7 +422,7 @@ def _several_stacked(bodies: list[np.ndarray], spacing) -> list[tuple[int, float
     from .vertebrae import body_slices
 
     heights = [(span.stop - span.start) * spacing[2] for span in map(body_slices, bodies)]
-    whole = [not (mask[0].any() or mask[-1].any()) for mask in bodies]
+    whole = [not cut_by_scan_range(mask) for mask in bodies]
     found = []
     for n, height in enumerate(heights):
         beside = [heights[m] for m in (n - 1, n + 1) if 0 <= m < len(bodies) and whole[m]]

@@ -273,7 +273,7 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
             "body_volume_ml": float(body.sum() * np.prod(spacing) / 1000.0),
             "body_height_mm": body_height_mm(body, spacing),
             "body_share_denser_than_bone": vertebrae.share_denser_than_bone(body, hu[span]),
-            "cut_by_scan_range": bool(mask[0].any() or mask[-1].any()),
+            "cut_by_scan_range": vertebrae.cut_by_scan_range(mask),
             "level_determined": is_determined(level),
             "cut_by_field_of_view": level in cut,
             "vertebra_missed_below": level in naming.get("missed_below", ()),

@@ -26,6 +26,11 @@ DENSER_THAN_BONE_HU = 1000.0
 DENSE_BODY_SHARE = 0.05
 
 
+def cut_by_scan_range(body: np.ndarray) -> bool:
+    """Whether the scan's first or last slice cuts the body (its height there is not its own)."""
+    return bool(body[0].any() or body[-1].any())
+
+
 def share_denser_than_bone(body: np.ndarray, hu: np.ndarray) -> float:
     """The share of a body's voxels at DENSER_THAN_BONE_HU or more."""
     return float((hu[body] >= DENSER_THAN_BONE_HU).mean()) if body.any() else 0.0
