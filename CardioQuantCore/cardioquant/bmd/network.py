@@ -599,9 +599,9 @@ def _rib_heads_in_view(body: np.ndarray, shape, spacing, posterior: int) -> bool
     """Whether a rib-free body could have shown ribs: the body is whole in z (not cut by the scan's end) and the
     field of view holds the place where rib heads articulate, 15 mm out from its sides and 10 mm behind its back.
     A cardiac field of view centred on the heart often cuts there, and ribs it cannot see are not absent."""
-    ks, js, is_ = np.nonzero(body)
-    if ks.min() == 0 or ks.max() == shape[0] - 1:
+    if cut_by_scan_range(body):
         return False
+    _, js, is_ = np.nonzero(body)
     reach_i, reach_j = 15.0 / spacing[0], 10.0 / spacing[1]
     back = js.max() + reach_j if posterior > 0 else js.min() - reach_j
     return is_.min() - reach_i >= 0 and is_.max() + reach_i <= shape[2] - 1 and 0 <= back <= shape[1] - 1
