@@ -609,6 +609,26 @@ def test_a_great_vessel_found_on_alternate_slices_has_its_disk_on_every_slice_be
     assert disks[:9].all(axis=0)[30, 30] and disks[1:9].sum() == pytest.approx(8 * inside.sum(), rel=0.1)
 
 
+def test_two_round_sections_a_gap_apart_are_no_great_vessel_but_three_in_line_are():
+    """Any two round disks within reach of each other link (the demo phantom's heart cap, round in its fat, and the
+    soft tissue above it, 12 mm higher, made a "tube" whose disk took its left main and LAD plaques for aortic
+    wall). A vessel is seen round on most of its slices: on a 3 mm grid, disks on slices 0 and 4 with nothing between
+    are no tube; a third on slice 2, in line, makes one, and its disk spans slices 0-4."""
+    from cardioquant.calcium import great_vessels
+
+    spacing = (2.0, 2.0, 3.0)
+    rows, cols = np.mgrid[:60, :60]
+    inside = ((rows - 30) * 2.0) ** 2 + ((cols - 30) * 2.0) ** 2 <= 14.0 ** 2
+    hu = np.where(inside, 40.0, -100.0).astype(np.float32)[None].repeat(5, axis=0)
+    mediastinum = np.zeros(hu.shape, bool)
+    mediastinum[[0, 4]] = True  # looked for on the ends only: 12 mm apart, the shortest tube
+    disks, tubes = great_vessels.find_great_vessels(hu, mediastinum, spacing, np.ones(5, bool))
+    assert tubes == [] and not disks.any()
+    mediastinum[2] = True
+    disks, tubes = great_vessels.find_great_vessels(hu, mediastinum, spacing, np.ones(5, bool))
+    assert len(tubes) == 1 and disks[:, 30, 30].all()
+
+
 def test_the_scan_range_warning_says_which_end_of_the_heart_may_be_cut():
     """A gated calcium scan is planned from just below the carina to below the heart: the region reaches its top
     slice with the ascending aorta above the heart, which is not a cut heart. The same thorax ending inside the

@@ -16,7 +16,9 @@ look round):
    pulmonary trunk 12-16, SVC 10-12; coronary lumina are 1-3 mm) and at least GAP_SHARE of a circle 3 mm outside
    it is fat or lung (a vessel in its fat; a chamber cut through is bordered by other chambers and myocardium).
 3. Cross-sections are linked from the top slice down into tubes (centre moving <= 6 mm, radius within 0.7-1.4
-   times, gaps up to 12 mm); a tube spanning at least MIN_TUBE_MM is a great vessel. Where the aorta enters the
+   times, gaps up to 12 mm); a tube spanning at least MIN_TUBE_MM, seen round on at least MIN_SECTIONS slices,
+   is a great vessel (any two round disks within reach link: the demo phantom's heart cap, round in its fat, and
+   the soft tissue 12 mm above it made a "tube" that took its left main plaque for aortic wall). Where the aorta enters the
    heart the disk stops being round and the tube ends: the valve and annulus below are the depth rule's
    (territories.DEEP_FRACTION).
 4. A tube whose disk comes within 15 mm of the spine's front (anatomy.POSTERIOR_MEDIASTINUM_MM) is the descending
@@ -40,6 +42,7 @@ RING_OFFSET_MM = 3.0
 MAX_SHIFT_MM = 6.0          # the ascending aorta leans a few mm per slice at most
 MAX_GAP_MM = 12.0
 MIN_TUBE_MM = 12.0
+MIN_SECTIONS = 3            # two round disks within reach of each other always link: a tube is three in line
 
 
 @dataclass
@@ -106,7 +109,8 @@ def link_tubes(sections_by_slice: dict[int, list], spacing) -> list[Tube]:
                 best.sections.append((k, j, i, r))
             else:
                 open_tubes.append(Tube([(k, j, i, r)]))
-    return [tube for tube in open_tubes if tube.span_slices * spacing[2] >= MIN_TUBE_MM]
+    return [tube for tube in open_tubes
+            if tube.span_slices * spacing[2] >= MIN_TUBE_MM and len(tube.sections) >= MIN_SECTIONS]
 
 
 def find_great_vessels(hu: np.ndarray, mediastinum: np.ndarray, spacing, top_slices: np.ndarray):
