@@ -652,6 +652,47 @@ def _write_mr_series(image, folder: Path) -> Path:
     return folder
 
 
+def bench_calcium_mitral_annulus(shared: Path, depth_mm: float = 9.0, radius_mm: float = 2.0, mac_hu: float = 700.0):
+    """Mitral annular calcification (MAC: in about a tenth of people over 60, more with kidney disease), not coronary
+    calcium: a band under the left atrioventricular groove, on the ventricular side of the circumflex. Made on each
+    COCA scan with traced circumflex calcium by moving every traced LCX voxel `depth_mm` towards the heart region's
+    centre on its slice, `radius_mm` thick, `mac_hu` with 40 HU of grain (kept 2 voxels off the traced lesions).
+    Whether it is scored (as LCX), and the per-artery Agatston against the scan as stored."""
+    import SimpleITK as sitk
+    from scipy import ndimage
+
+    from cardioquant.calcium import anatomy
+
+    for case_id, loaded, truth, hu in _coca_scans(shared):
+        if (truth == 3).sum() < 50:  # a band as long as a few voxels of circumflex calcium is no annulus
+            continue
+        spacing = np.array(loaded.image.GetSpacing())[::-1]
+        region = anatomy.find_heart(loaded.image).heart_region
+        band = np.zeros(hu.shape, bool)
+        for k in np.nonzero((truth == 3).any(axis=(1, 2)))[0]:
+            centre = np.array(ndimage.center_of_mass(region[k]))
+            for j, i in zip(*np.nonzero(truth[k] == 3), strict=True):
+                inwards = (centre - (j, i)) * spacing[1:]
+                step = inwards / np.linalg.norm(inwards) * depth_mm / spacing[1:]
+                band[k, int(round(j + step[0])), int(round(i + step[1]))] = True
+        band = ndimage.binary_dilation(band, structure=np.ones((1, 3, 3)), iterations=int(round(radius_mm / spacing[2])))
+        band &= ~ndimage.binary_dilation(truth > 0, iterations=2)
+        with_mac = hu.copy()
+        with_mac[band] = np.maximum(hu[band], mac_hu + np.random.default_rng(0).normal(0.0, 40.0, int(band.sum())))
+        image = sitk.GetImageFromArray(with_mac.astype(np.int16))
+        image.CopyInformation(loaded.image)
+        figures = []
+        for what, scan in (("as stored", loaded.image), ("with MAC", image)):
+            outcome = _automatic_calcium_outcome(scan, loaded.dicom)
+            found = sitk.GetArrayFromImage(outcome.label_image)[band]
+            arteries = ", ".join(f"{a} {v.get('agatston', 0):.0f}" for a, v in outcome.summary["arteries"].items())
+            scored = float(np.isin(found, (1, 2, 3, 4)).mean()) if what == "with MAC" else None
+            figures.append(f"{what}: {arteries}, risk {outcome.summary['risk']['classic']}"
+                           + ("" if scored is None else f"; {100 * scored:.0f} % of the band scored as coronary"))
+        print(f"calcium COCA {case_id} with mitral annular calcification ({band.sum() * np.prod(spacing):.0f} mm3, "
+              f"{depth_mm:g} mm under the traced circumflex; expected: not coronary): " + "; ".join(figures))
+
+
 def bench_calcium_pacemaker_lead(cases: int = 10):
     """Generated patients scanned without and with a transvenous pacemaker lead (metal to the top of a 12-bit scale,
     streaks around it): the error of the total Agatston score against the phantom's calcifications, without the
@@ -1604,13 +1645,67 @@ def bench_bmd_cement(shared: Path, cemented=(("L1", "L3"), ("T12", "L1", "T8")),
         print(f"bmd {name} with vertebroplasty cement ({cement_hu:.0f} HU): " + "; ".join(figures))
 
 
+def bench_bmd_dish(shared: Path, spans=(("T12", "L1", "L2", "L3"), ("T8", "T9", "T10", "T11"),
+                                         ("T6", "T7", "T8", "T9", "T10", "T11", "T12")), thick_mm: float = 4.0,
+                   bone_hu: float = 700.0):
+    """The labelled real CTs with DISH (diffuse idiopathic skeletal hyperostosis, in a tenth to a quarter of men over
+    50): flowing ossification `thick_mm` thick, `bone_hu` with 60 HU of grain, along the front and right of four to
+    seven contiguous vertebral bodies (_body_voxels) and bridging the discs between them. The bodies must still be
+    split at the discs, named, and measured (the ossification lies outside the trabecular ROIs)."""
+    import SimpleITK as sitk
+
+    for name, stored, labels in _labelled_real_cts(shared):
+        label_map = sitk.GetArrayFromImage(labels)
+        figures = []
+        for levels in spans:
+            if all((label_map == _label_value(level)).any() for level in levels):
+                image = _with_dish(stored, label_map, levels, thick_mm, bone_hu)
+                figures.append(_bmd_variant(image, label_map, f"DISH {levels[0]}-{levels[-1]}"))
+        print(f"bmd {name} with DISH ({thick_mm:g} mm of {bone_hu:.0f} HU bone bridging the bodies' front and right): "
+              + "; ".join(figures))
+
+
+def _label_value(level: str) -> int:
+    from cardioquant.bmd.levels import VALUE_TO_LEVEL
+
+    return next(v for v, name in VALUE_TO_LEVEL.items() if name == level)
+
+
+def _with_dish(image, labels: np.ndarray, levels, thick_mm: float, bone_hu: float):
+    """`image` with a shell `thick_mm` thick around the bodies of `levels` on their front-right (10-110 degrees from
+    the patient's right towards the front), every slice from the lowest body's bottom to the highest's top: a disc's
+    slices take the shell of the nearer bodies above and below (the ossification bridges it)."""
+    import SimpleITK as sitk
+    from scipy import ndimage
+
+    hu = sitk.GetArrayFromImage(image).astype(np.float32)
+    bodies = np.zeros(hu.shape, bool)
+    for level in levels:
+        bodies |= _body_voxels(image, labels, level)
+    with_body = np.nonzero(bodies.any(axis=(1, 2)))[0]
+    direction = image.GetDirection()
+    to_left, to_back = np.sign(direction[0]), np.sign(direction[4])  # LPS: x to the patient's left, y to the back
+    grain = np.random.default_rng(0)
+    reach = max(1, int(round(thick_mm / image.GetSpacing()[0])))
+    for k in range(int(with_body.min()), int(with_body.max()) + 1):
+        section = bodies[k] if bodies[k].any() else (bodies[with_body[with_body < k].max()]
+                                                      | bodies[with_body[with_body > k].min()])
+        jj, ii = np.nonzero(section)
+        shell = ndimage.binary_dilation(section, iterations=reach) & ~section
+        rows, cols = np.nonzero(shell)
+        angle = np.degrees(np.arctan2(-(rows - jj.mean()) * to_back, -(cols - ii.mean()) * to_left))  # 0 right, 90 front
+        front_right = (angle > 10.0) & (angle < 110.0)
+        rows, cols = rows[front_right], cols[front_right]
+        hu[k, rows, cols] = np.maximum(hu[k, rows, cols], bone_hu + grain.normal(0.0, 60.0, rows.size))
+    out = sitk.GetImageFromArray(hu.astype(np.int16))
+    out.CopyInformation(image)
+    return out
+
+
 def _body_voxels(image, labels: np.ndarray, level: str) -> np.ndarray:
     """The voxels of `level`'s vertebral body in a vertebra label map: the front 40 % of the vertebra's label (the
     arch and spinous process reach far behind and below it)."""
-    from cardioquant.bmd.levels import VALUE_TO_LEVEL
-
-    value = next(v for v, name in VALUE_TO_LEVEL.items() if name == level)
-    k, j, i = np.nonzero(labels == value)
+    k, j, i = np.nonzero(labels == _label_value(level))
     to_front = image.GetDirection()[4] < 0  # rows run to the front (LPS y points to the back)
     front = ((j.max() - j) if to_front else (j - j.min())) <= 0.4 * (j.max() - j.min())
     body = np.zeros(labels.shape, bool)
@@ -2755,6 +2850,7 @@ def main():
         bench_calcium_invariance(args.shared)
         bench_enhanced_dicom(args.shared)
         bench_calcium_pacemaker_lead()
+        bench_calcium_mitral_annulus(args.shared)
         bench_calcium_low_dose(args.shared)
         bench_calcium_off_centre(args.shared)
         bench_calcium_round_field_of_view_and_roll(args.shared)
@@ -2780,6 +2876,7 @@ def main():
         bench_bmd_unenhanced(args.shared)
         bench_bmd_crush_fracture(args.shared)
         bench_bmd_cement(args.shared)
+        bench_bmd_dish(args.shared)
         bench_bmd_patient_size(args.shared)
         bench_bmd_short_range(args.shared)
     if args.only in (None, "scar"):
