@@ -1483,7 +1483,51 @@ def test_a_crushed_body_joined_to_its_neighbour_is_set_apart_but_the_tallest_nor
 
     spacing = (1.0, 1.0, 2.0)
     assert network._several_stacked(_slabs([22, 22, 30, 22, 22]), spacing) == []
-    assert network._several_stacked(_slabs([24, 26, 38, 22, 24]), spacing) == [(2, 38.0, 26.0)]
+    assert network._several_stacked(_slabs([24, 26, 38, 22, 24]), spacing) == [(2, "38 mm high beside a 26 mm one")]
+
+
+def test_a_crushed_bodys_rest_joined_to_its_neighbour_is_set_apart_by_its_bone_not_its_height():
+    """A crushed body's rest, joined to the body below it, adds little height but much bone: the real chest CT with
+    12 mm taken out of T10 had T11 and T10's rest as one 30 mm, 24 mL piece beside a 32 mm, 16 mL T12, and every
+    level above was named one too low. Neighbouring bodies differ in volume by a tenth or so (a spine growing 10 % a
+    level is one vertebra each); a piece with half as much bone again as the larger neighbour is several."""
+    from cardioquant.bmd import network
+
+    spacing = (1.0, 1.0, 2.0)
+    growing = _slabs([24, 24, 24, 24, 24], spacing=spacing)
+    for n, body in enumerate(growing):  # each level 10 % more bone than the one above: wider
+        rows = np.nonzero(body.any(axis=(0, 2)))[0]
+        body[:, rows.max() + 1:rows.max() + 1 + n % 2] = body[:, rows.min():rows.min() + n % 2]
+    assert network._several_stacked(growing, spacing) == []
+    bodies = _slabs([24, 24, 26, 24, 24], spacing=spacing)
+    bodies[2][:, 6:8] = bodies[2][:, 2:4]  # the same height, half as much bone again
+    bodies[2][:, 1] = bodies[2][:, 2]
+    assert [n for n, _ in network._several_stacked(bodies, spacing)] == [2]
+    assert "beside a" in network._several_stacked(bodies, spacing)[0][1]
+
+
+def test_a_body_holding_a_disc_inside_it_is_several_vertebrae_but_a_tilted_end_plate_is_not():
+    """The network's disc with the same piece's bone above and below it is a disc inside one piece, two vertebrae
+    not split (the chest CT with 12 mm taken out of T9 had T10 and T9's lower rest as one piece holding T9's lower
+    disc). A tilted end plate leaves a slice of bone on the far side of its disc, never 4 mm."""
+    from cardioquant.bmd import network
+
+    spacing = (1.0, 1.0, 2.0)
+    body = np.zeros((30, 20, 20), bool)
+    body[5:25, 3:17, 3:17] = True               # 40 mm of bone, 196 mm2 across
+    disc = np.zeros_like(body)
+    disc[15, 3:17, 3:17] = True                 # a disc in its middle
+    body[15] = False
+    assert network._disc_held_inside(body, disc, spacing) == pytest.approx(196.0)
+    end_plate = np.zeros_like(body)
+    end_plate[5:25, 3:17, 3:17] = True
+    end_plate[3, 3:17, 3:8] = True              # one slice of bone below its lower disc, at one edge (tilt)
+    disc = np.zeros_like(body)
+    disc[4, 3:17, 3:17] = True
+    assert network._disc_held_inside(end_plate, disc, spacing) == 0.0
+    disc[4], disc[15] = False, body.any(axis=0)
+    assert network._several_stacked([body], spacing, disc) == [(0, "196 mm2 of disc inside it, its bone above and below")]
+    assert network._several_stacked([end_plate], spacing, disc) == []  # the disc lies below it
 
 
 def test_a_gap_for_two_bodies_is_not_filled_with_one_beside_a_body_found_too_tall():

@@ -375,11 +375,11 @@ def _unnamed(bodies, why: str, notes: list) -> Naming:
 
 
 def on_the_spine(bodies: list[np.ndarray], hu: np.ndarray, spacing, posterior: int,
-                 arch: np.ndarray | None = None) -> tuple[list, list, list[str]]:
+                 arch: np.ndarray | None = None, disc: np.ndarray | None = None) -> tuple[list, list, list[str]]:
     """(The bodies that can be vertebral bodies, those dropped as several vertebrae merged, one line for each
     dropped): a vertebral body is bone (mean
-    >= MIN_BODY_HU), at most MAX_BODY_HEIGHT_MM high and STACKED_HEIGHT_RATIO times its neighbours (taller is
-    several vertebrae not split at their discs: _several_stacked), near
+    >= MIN_BODY_HU), at most MAX_BODY_HEIGHT_MM high, and one vertebra, not several left joined at their discs
+    (_several_stacked: taller or larger than its neighbours allow, or holding a disc the network saw, `disc`), near
     the trunk's left-right middle (<= MAX_MIDLINE_MM) and in its back half (centre beyond MIN_DEPTH_SHARE of the
     trunk's front-to-back depth). The xiphoid, sternum and costal cartilage lie in front, ribs, scapulae and
     humeri to the side, the heart in front of the spine. Where the field of view cuts the trunk on a side (a
@@ -397,11 +397,10 @@ def on_the_spine(bodies: list[np.ndarray], hu: np.ndarray, spacing, posterior: i
         if "several vertebrae" in why:
             merged.append(mask)  # on the spine: the count cannot run through it (assign_levels)
         dropped.append(_dropped(mask, why))
-    for n, height, beside in reversed(_several_stacked(kept, spacing)):
+    for n, why in reversed(_several_stacked(kept, spacing, disc)):
         mask = kept.pop(n)
         merged.append(mask)
-        dropped.append(_dropped(mask, f"{height:.0f} mm high beside a {beside:.0f} mm one, several vertebrae not split "
-                                      "at their discs"))
+        dropped.append(_dropped(mask, f"{why}, several vertebrae not split at their discs"))
     return kept, merged, dropped
 
 
@@ -410,25 +409,56 @@ def _dropped(mask: np.ndarray, why: str) -> str:
     return f"a body found at slice {k} of the 2 mm grid was dropped: {why}; not a vertebral body"
 
 
-def _several_stacked(bodies: list[np.ndarray], spacing) -> list[tuple[int, float, float]]:
-    """(index, height mm, the taller neighbour's height) of each body over STACKED_HEIGHT_RATIO times as high as
-    the taller of its two neighbours, bodies listed lowest first: two vertebrae and their disc not split.
-    Neighbouring bodies differ in height by a few mm, and two bodies with a disc are over twice one;
-    MAX_BODY_HEIGHT_MM, set by the tallest lumbar bodies, lets a small patient's merged thoracic pair through (a
-    chest CT read as a patient 0.9 times its size had T6 and T5 as one 38 mm body beside 20 mm ones, and the four
-    bodies above were named one level too low). Judged only between two neighbours the scan's ends do not cut: a
-    neighbour the scan range cuts is short without reaching the scan's last slice on the network's grid (on a 110
-    mm slab of the abdominal CT, L5 beside the cut L4 was taken for two)."""
+def _several_stacked(bodies: list[np.ndarray], spacing, disc: np.ndarray | None = None) -> list[tuple[int, str]]:
+    """(index, why) of each body, listed lowest first, that is several vertebrae and their discs not split:
+    - over STACKED_HEIGHT_RATIO times as high as the taller of its two neighbours, or STACKED_VOLUME_RATIO times
+      the larger one's volume. Neighbouring bodies differ in height by a few mm and in volume by a tenth or so, and
+      two bodies with a disc are over twice one; MAX_BODY_HEIGHT_MM, set by the tallest lumbar bodies, lets a small
+      patient's merged thoracic pair through (a chest CT read as a patient 0.9 times its size had T6 and T5 as one
+      38 mm body beside 20 mm ones, and the four bodies above were named one level too low). A crushed body's rest
+      joined to its neighbour may add little height but much bone (the chest CT with 12 mm taken out of T10: T11
+      and T10's rest one 30 mm, 24 mL piece beside 32 mm and 16 mL T12, every level above named one too low). Judged
+      only between two neighbours the scan's ends do not cut: a neighbour the scan range cuts is short without
+      reaching the scan's last slice on the network's grid (on a 110 mm slab of the abdominal CT, L5 beside the cut
+      L4 was taken for two).
+    - holding DISC_INSIDE_MM2 of what the network calls disc with its own bone above and below it
+      (_disc_held_inside): the chest CT with 12 mm taken out of T9 had T10 and T9's lower rest one piece, with T9's
+      lower disc inside it, and every level above was named one too low.
+    Set apart, such a piece stops the count (assign_levels): the levels beyond it are not determined. On the real CTs
+    as stored no body comes near either limit (1.11 times the larger neighbour's volume, 8 mm2 of disc); beside a
+    crushed body the volume rule can set apart a whole neighbour (the chest CT with T11 crushed: T12 1.45 times L1,
+    which the network finds only in part), and the levels there are then not determined rather than named."""
     from .vertebrae import body_slices
 
     heights = [(span.stop - span.start) * spacing[2] for span in map(body_slices, bodies)]
+    volumes = [float(mask.sum()) * float(np.prod(spacing)) / 1000.0 for mask in bodies]
     whole = [not cut_by_scan_range(mask) for mask in bodies]
     found = []
-    for n, height in enumerate(heights):
-        beside = [heights[m] for m in (n - 1, n + 1) if 0 <= m < len(bodies) and whole[m]]
-        if len(beside) == 2 and height > STACKED_HEIGHT_RATIO * max(beside):
-            found.append((n, height, max(beside)))
+    for n, (height, volume) in enumerate(zip(heights, volumes, strict=True)):
+        beside = [m for m in (n - 1, n + 1) if 0 <= m < len(bodies) and whole[m]]
+        taller = max((heights[m] for m in beside), default=np.inf)
+        larger = max((volumes[m] for m in beside), default=np.inf)
+        if len(beside) == 2 and height > STACKED_HEIGHT_RATIO * taller:
+            found.append((n, f"{height:.0f} mm high beside a {taller:.0f} mm one"))
+        elif len(beside) == 2 and volume > STACKED_VOLUME_RATIO * larger:
+            found.append((n, f"{volume:.1f} mL beside a {larger:.1f} mL one"))
+        elif disc is not None and (held := _disc_held_inside(bodies[n], disc, spacing)) >= DISC_INSIDE_MM2:
+            found.append((n, f"{held:.0f} mm2 of disc inside it, its bone above and below"))
     return found
+
+
+def _disc_held_inside(body: np.ndarray, disc: np.ndarray, spacing) -> float:
+    """mm2 of the network's disc voxels with at least 4 mm of the body's own bone in the 6 mm above them and in the
+    6 mm below, in their column: a disc inside one piece. A tilted end plate puts a voxel or two of bone on the far
+    side of its disc in a column, not 4 mm."""
+    need = max(1, int(round(4.0 / spacing[2])))
+    reach = need + 1
+    bone = np.concatenate([np.zeros((1, *body.shape[1:]), np.int32), np.cumsum(body, axis=0, dtype=np.int32)])
+    k = np.arange(body.shape[0])
+    above = bone[np.minimum(k + 1 + reach, body.shape[0])] - bone[k + 1]
+    below = bone[k] - bone[np.maximum(k - reach, 0)]
+    held = disc & ~body & (above >= need) & (below >= need)
+    return float(held.sum()) * spacing[0] * spacing[1]
 
 
 def fill_missed_bodies(bodies: list[np.ndarray], hu: np.ndarray, spacing, posterior: int,
@@ -559,6 +589,14 @@ MAX_BODY_HEIGHT_MM = 45.0  # the tallest lumbar bodies are 30-35 mm
 # names every level above it wrong; taken for several, the count stops there and the levels above are not
 # determined, so the limit leans to the second.
 STACKED_HEIGHT_RATIO = 1.4
+# Two vertebrae are twice one's bone; neighbours differ by a tenth or so (the real CTs' bodies, crushed or not: at
+# most 1.2 times the larger neighbour's volume). A crushed body's rest on its neighbour adds a third to a half (T11
+# with T10's rest: 1.5 times T12).
+STACKED_VOLUME_RATIO = 1.4
+# A disc inside one piece: T10 with T9's lower rest held 168 and 300 mm2 of it (T9 crushed by 12 mm). The bodies of
+# the real CTs as stored hold at most 8 mm2 (a tilted end plate's sliver of bone beyond its disc), and crushed ones
+# elsewhere up to 96: a sixth of a thoracic disc's area or more is a disc.
+DISC_INSIDE_MM2 = 150.0
 MIN_BODY_HU = 60.0        # trabecular bone with its cortex; osteoporotic bodies still read 80 and more
 MAX_MIDLINE_MM = 40.0     # vertebral bodies sit on the midline (scoliosis moves them tens of mm at most)
 MIN_DEPTH_SHARE = 0.5     # thoracic and lumbar bodies' centres lie 55-80 % of the way from front to back

@@ -184,7 +184,8 @@ def bodies_from_network(image: sitk.Image, options, hu: np.ndarray,
     coarse_hu = sitk.GetArrayFromImage(grid)
     found, grid_sign = len(bodies), posterior_sign(coarse)  # the grid's rows may run the other way from the scan's
     bodies, merged, dropped = network.on_the_spine(bodies, coarse_hu, coarse.GetSpacing(), grid_sign,
-                                                   arch=classes == network.CLASSES.index("posterior"))
+                                                   arch=classes == network.CLASSES.index("posterior"),
+                                                   disc=classes == network.DISC)
     bodies, grown = network.fill_missed_bodies(bodies, coarse_hu, coarse.GetSpacing(), grid_sign, merged)
     if found and not bodies:
         proposed = ("the body the network proposed is not" if found == 1
