@@ -423,7 +423,9 @@ def _several_stacked(bodies: list[np.ndarray], spacing, disc: np.ndarray | None 
       L4 was taken for two).
     - holding DISC_INSIDE_MM2 of what the network calls disc with its own bone above and below it
       (_disc_held_inside): the chest CT with 12 mm taken out of T9 had T10 and T9's lower rest one piece, with T9's
-      lower disc inside it, and every level above was named one too low.
+      lower disc inside it, and every level above was named one too low. Not judged on a piece the scan's end
+      cuts: there the network may join a whole body to its cut neighbour's sliver across their disc (COCA 4 in a
+      round field of view, and 3 of 42 short scan ranges, lost a body to it).
     Set apart, such a piece stops the count (assign_levels): the levels beyond it are not determined. On the real CTs
     as stored no body comes near either limit (1.11 times the larger neighbour's volume, 8 mm2 of disc); beside a
     crushed body the volume rule can set apart a whole neighbour (the chest CT with T11 crushed: T12 1.45 times L1,
@@ -442,7 +444,7 @@ def _several_stacked(bodies: list[np.ndarray], spacing, disc: np.ndarray | None 
             found.append((n, f"{height:.0f} mm high beside a {taller:.0f} mm one"))
         elif len(beside) == 2 and volume > STACKED_VOLUME_RATIO * larger:
             found.append((n, f"{volume:.1f} mL beside a {larger:.1f} mL one"))
-        elif disc is not None and (held := _disc_held_inside(bodies[n], disc, spacing)) >= DISC_INSIDE_MM2:
+        elif disc is not None and whole[n] and (held := _disc_held_inside(bodies[n], disc, spacing)) >= DISC_INSIDE_MM2:
             found.append((n, f"{held:.0f} mm2 of disc inside it, its bone above and below"))
     return found
 
@@ -589,9 +591,10 @@ MAX_BODY_HEIGHT_MM = 45.0  # the tallest lumbar bodies are 30-35 mm
 # names every level above it wrong; taken for several, the count stops there and the levels above are not
 # determined, so the limit leans to the second.
 STACKED_HEIGHT_RATIO = 1.4
-# Two vertebrae are twice one's bone; neighbours differ by a tenth or so (the real CTs' bodies, crushed or not: at
-# most 1.2 times the larger neighbour's volume). A crushed body's rest on its neighbour adds a third to a half (T11
-# with T10's rest: 1.5 times T12).
+# Two vertebrae are twice one's bone; neighbours differ by a tenth or so (the real CTs' bodies as stored: at most
+# 1.11 times the larger neighbour's volume). A crushed body's rest on its neighbour adds a third to a half (T11 with
+# T10's rest: 1.5 times T12); a body beside a crushed one and one the network finds in part can reach as much (T12
+# beside a crushed T11: 1.45 times L1), and its levels are then not determined.
 STACKED_VOLUME_RATIO = 1.4
 # A disc inside one piece: T10 with T9's lower rest held 168 and 300 mm2 of it (T9 crushed by 12 mm). The bodies of
 # the real CTs as stored hold at most 8 mm2 (a tilted end plate's sliver of bone beyond its disc), and crushed ones
