@@ -18,8 +18,8 @@ look round):
 3. Cross-sections are linked from the top slice down into tubes (centre moving <= 6 mm, radius within 0.7-1.4
    times, gaps up to 12 mm); a tube spanning at least MIN_TUBE_MM, seen round on at least MIN_SECTIONS slices,
    is a great vessel (any two round disks within reach link: the demo phantom's heart cap, round in its fat, and
-   the soft tissue 12 mm above it made a "tube" that took its left main plaque for aortic wall). Where the aorta enters the
-   heart the disk stops being round and the tube ends: the valve and annulus below are the depth rule's
+   the soft tissue 12 mm above it made a "tube" that took its left main plaque for aortic wall). Where the aorta
+   enters the heart the disk stops being round and the tube ends: the valve and annulus below are the depth rule's
    (territories.DEEP_FRACTION).
 4. A tube whose disk comes within 15 mm of the spine's front (anatomy.POSTERIOR_MEDIASTINUM_MM) is the descending
    aorta (anatomy.py marks it `posterior`): its disks hold its wall calcium apart like the others', but it does not
