@@ -374,9 +374,9 @@ def test_the_thoracic_gradient_low_density_noise_and_spine_ends_are_not_called_u
     assert _unlike(_spine(V1=100.0, V2=200.0, V3=104.0), missed_below=("V2",)) == {}  # V1 and V2: L3 and L1
 
 
-def _heights(slice_mm: float, cut_by_scan_range=(), **heights) -> dict:
-    spine = {level: {"body_height_mm": height, "cut_by_scan_range": level in cut_by_scan_range}
-             for level, height in heights.items()}
+def _heights(slice_mm: float, cut_by_scan_range=(), grown=(), **heights) -> dict:
+    spine = {level: {"body_height_mm": height, "cut_by_scan_range": level in cut_by_scan_range,
+                     "grown_where_network_missed": level in grown} for level, height in heights.items()}
     return pipeline.shorter_than_neighbours(spine, _centres(list(spine)), slice_mm)
 
 
@@ -397,6 +397,15 @@ def test_a_body_a_quarter_lower_than_its_neighbours_is_a_possible_fracture_but_n
     assert list(_heights(5.0, L2=25.0, L1=15.0, T12=25.0)) == ["L1"]            # two
     assert _heights(2.0, ("L3",), L3=12.0, L2=26.0, L1=25.0) == {}              # the scan starts in L3
     assert _heights(2.0, ("T12",), L2=26.0, L1=25.0, T12=12.0, T11=23.0) == {}  # no judging L1 by a cut T12
+
+
+def test_a_body_grown_where_the_network_missed_one_is_not_judged_for_fracture_by_its_height():
+    """A body grown back where the network missed one has the grower's height, not its own: the chest CT's L1,
+    missed beside a cemented T12 and again with gas in its discs, was grown 18 mm high beside 25-28 mm neighbours and
+    named a possible fracture. It is not judged, nor used as a neighbour; a body the network found, as low, is."""
+    assert _heights(2.0, grown=("L1",), L2=28.0, L1=18.0, T12=25.0) == {}
+    assert list(_heights(2.0, L2=28.0, L1=18.0, T12=25.0)) == ["L1"]
+    assert _heights(2.0, grown=("L1",), L3=28.0, L2=18.0, L1=12.0, T12=25.0) == {}  # L2 not judged against L1
 
 
 def test_a_crushed_vertebra_is_named_as_a_possible_fracture_and_left_out_of_the_patient_figure(tmp_path):

@@ -186,6 +186,7 @@ def bodies_from_network(image: sitk.Image, options, hu: np.ndarray,
     bodies, merged, dropped = network.on_the_spine(bodies, coarse_hu, coarse.GetSpacing(), grid_sign,
                                                    arch=classes == network.CLASSES.index("posterior"),
                                                    disc=classes == network.DISC)
+    from_network = {id(mask) for mask in bodies}
     bodies, grown = network.fill_missed_bodies(bodies, coarse_hu, coarse.GetSpacing(), grid_sign, merged)
     if found and not bodies:
         proposed = ("the body the network proposed is not" if found == 1
@@ -208,7 +209,8 @@ def bodies_from_network(image: sitk.Image, options, hu: np.ndarray,
     # Each body is redrawn on the scan's pixels, out to its cortical shell.
     levels = outline.to_cortical_shell(levels, hu, image.GetSpacing(), posterior_sign(image), barrier=native == not_a_body)
     described = {"rule": naming.rule, "determined": naming.determined, "notes": naming.warnings,
-                 "dropped": dropped, "grown_where_missed": grown, "missed_below": naming.missed_below}
+                 "dropped": dropped, "grown_where_missed": grown, "missed_below": naming.missed_below,
+                 "grown_levels": [name for name, mask in naming.levels.items() if id(mask) not in from_network]}
     warnings = dropped + grown + naming.warnings
     if not naming.determined:
         warnings.append("vertebral level not determined for " + ", ".join(n for n in naming.levels if not is_determined(n))
@@ -278,6 +280,7 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
             "level_determined": is_determined(level),
             "cut_by_field_of_view": level in cut,
             "vertebra_missed_below": level in naming.get("missed_below", ()),
+            "grown_where_network_missed": level in naming.get("grown_levels", ()),
             "possible_fracture": False,
         }
         doubts = plausibility(per_vertebra[level])
@@ -465,8 +468,11 @@ def shorter_than_neighbours(per_vertebra: dict, centres: dict, slice_mm: float) 
     """level -> why, for bodies FRACTURE_HEIGHT_LOSS (and FRACTURE_SLICES slices) lower than each of their two
     neighbours (than the lower of them: a neighbour found over its disc, as the network's top body often is, made a
     normal T2 look 33 % low against the two's mean). Bodies the scan range cuts are not judged, nor used as
-    neighbours: their height is not theirs."""
-    whole = [level for level, v in per_vertebra.items() if not v["cut_by_scan_range"]]
+    neighbours: their height is not theirs. Nor are bodies grown where the network missed one: their height is the
+    grower's (the chest CT's L1, missed beside a cemented T12 and again with gas in its discs, was grown back 18 mm
+    high and named a possible fracture; no crushed body of the 25 crushes tried was grown)."""
+    whole = [level for level, v in per_vertebra.items()
+             if not v["cut_by_scan_range"] and not v.get("grown_where_network_missed", False)]
     next_to = _next_to(whole, per_vertebra, centres)
     height = {level: per_vertebra[level]["body_height_mm"] for level in whole}
     found = {}
