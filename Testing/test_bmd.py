@@ -399,13 +399,14 @@ def test_a_body_a_quarter_lower_than_its_neighbours_is_a_possible_fracture_but_n
     assert _heights(2.0, ("T12",), L2=26.0, L1=25.0, T12=12.0, T11=23.0) == {}  # no judging L1 by a cut T12
 
 
-def test_a_body_grown_where_the_network_missed_one_is_not_judged_for_fracture_by_its_height():
-    """A body grown back where the network missed one has the grower's height, not its own: the chest CT's L1,
-    missed beside a cemented T12 and again with gas in its discs, was grown 18 mm high beside 25-28 mm neighbours and
-    named a possible fracture. It is not judged, nor used as a neighbour; a body the network found, as low, is."""
-    assert _heights(2.0, grown=("L1",), L2=28.0, L1=18.0, T12=25.0) == {}
-    assert list(_heights(2.0, L2=28.0, L1=18.0, T12=25.0)) == ["L1"]
-    assert _heights(2.0, grown=("L1",), L3=28.0, L2=18.0, L1=12.0, T12=25.0) == {}  # L2 not judged against L1
+def test_a_body_grown_where_the_network_missed_one_has_no_height_of_its_own_to_judge_by():
+    """A body grown back where the network missed one has the grower's height, not its own: it is not judged, nor
+    used as a neighbour. The chest CT with gas in its discs lost L2 to the network; grown back, it read 27.5 mm, and
+    L1, found 17.5 mm high at the network's held-out lower end, was named a possible fracture against it (T12 25 mm);
+    the same with cement in T12. A body the network found, as low between two found ones, is judged."""
+    assert _heights(2.0, grown=("L2",), L2=27.5, L1=17.5, T12=25.0, T11=25.0) == {}
+    assert list(_heights(2.0, L2=27.5, L1=17.5, T12=25.0, T11=25.0)) == ["L1"]
+    assert _heights(2.0, grown=("L1",), L2=28.0, L1=18.0, T12=25.0) == {}  # a grown body, however low
 
 
 def test_a_crushed_vertebra_is_named_as_a_possible_fracture_and_left_out_of_the_patient_figure(tmp_path):
