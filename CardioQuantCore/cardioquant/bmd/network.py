@@ -452,7 +452,10 @@ def _several_stacked(bodies: list[np.ndarray], spacing, disc: np.ndarray | None 
 def _disc_held_inside(body: np.ndarray, disc: np.ndarray, spacing) -> float:
     """mm2 of the network's disc voxels with at least 4 mm of the body's own bone in the 6 mm above them and in the
     6 mm below, in their column: a disc inside one piece. A tilted end plate puts a voxel or two of bone on the far
-    side of its disc in a column, not 4 mm."""
+    side of its disc in a column, not 4 mm. Read in the body's box: a disc voxel outside it has none of the body's
+    bone above and below it."""
+    box = ndimage.find_objects(body.astype(np.uint8))[0]
+    body, disc = body[box], disc[box]
     need = max(1, int(round(4.0 / spacing[2])))
     reach = need + 1
     bone = np.concatenate([np.zeros((1, *body.shape[1:]), np.int32), np.cumsum(body, axis=0, dtype=np.int32)])
