@@ -409,6 +409,93 @@ def test_a_body_grown_where_the_network_missed_one_has_no_height_of_its_own_to_j
     assert _heights(2.0, grown=("L1",), L2=28.0, L1=18.0, T12=25.0) == {}  # a grown body, however low
 
 
+def _stepped_body(front_mm: float, middle_mm: float, back_mm: float, tilt_deg: float = 0.0,
+                  spacing=(0.7, 0.7, 2.0)) -> tuple[np.ndarray, np.ndarray]:
+    """(mask on an LPS grid, the spine's axis x, y, z) of a vertebral body 36 mm deep and 40 mm wide (an elliptic
+    cross-section) standing on a flat lower end plate, `front_mm` high over its front third, `middle_mm` over its
+    middle third and `back_mm` over its back third, leaning forward by `tilt_deg` (the spine's curve)."""
+    tilt = np.radians(tilt_deg)
+    axis = np.array([0.0, -np.sin(tilt), np.cos(tilt)])  # leaning to the front (LPS y points to the back)
+    front = np.array([0.0, -np.cos(tilt), -np.sin(tilt)])
+    shape = (40, 110, 90)
+    k, j, i = np.indices(shape)
+    points = np.stack([i * spacing[0], j * spacing[1], k * spacing[2]], -1) - np.array([31.5, 38.5, 30.0])
+    along, depth, across = points @ axis, points @ front, points[..., 0]
+    height = np.where(depth > 6.0, front_mm, np.where(depth >= -6.0, middle_mm, back_mm))
+    inside = ((depth / 18.0) ** 2 + (across / 20.0) ** 2 <= 1.0) & (along >= 0.0) & (along < height)
+    return inside, axis
+
+
+@pytest.mark.parametrize("tilt_deg", [0.0, 25.0])
+def test_body_heights_are_read_at_the_front_middle_and_back_along_the_spine(tilt_deg):
+    """Genant's heights of a body whose front third is 14 mm high, its middle 20 mm and its back 24 mm (a wedge with
+    a biconcave dip), upright and leaning 25 degrees as the thoracic spine does against the slices: within a
+    millimetre (the resampling grid) at the front and back, within 1.5 mm in the middle third's narrower band."""
+    from cardioquant.bmd import morphometry
+
+    body, axis = _stepped_body(14.0, 20.0, 24.0, tilt_deg)
+    heights = morphometry.body_heights(body, (0.7, 0.7, 2.0), axis)
+    assert heights.anterior == pytest.approx(14.0, abs=1.0)
+    assert heights.middle == pytest.approx(20.0, abs=1.5)
+    assert heights.posterior == pytest.approx(24.0, abs=1.0)
+    # Read along the slices instead of the spine's axis, the leaning body's front would not read as its front.
+    if tilt_deg:
+        upright = morphometry.body_heights(body, (0.7, 0.7, 2.0), np.array([0.0, 0.0, 1.0]))
+        assert abs(upright.anterior - 14.0) > 5.0
+
+
+def test_the_spine_axis_runs_from_the_body_below_to_the_body_above():
+    from cardioquant.bmd import morphometry
+
+    axis = morphometry.spine_axis(np.array([0.0, 0.0, 30.0]), above=np.array([0.0, -10.0, 60.0]),
+                                  below=np.array([0.0, 10.0, 0.0]))
+    assert np.allclose(axis, np.array([0.0, -20.0, 60.0]) / np.hypot(20.0, 60.0))
+    assert np.allclose(morphometry.spine_axis(np.zeros(3)), [0.0, 0.0, 1.0])
+
+
+def _shapes(slice_mm: float = 2.0, cut_by_scan_range=(), **heights) -> dict:
+    """Genant's rule on a spine whose bodies have (anterior, middle, posterior) `heights` (listed from the lowest)."""
+    spine = {level: {"body_heights_mm": dict(zip(("anterior", "middle", "posterior"), h, strict=True)),
+                     "body_height_mm": max(h), "cut_by_scan_range": level in cut_by_scan_range}
+             for level, h in heights.items()}
+    return pipeline.deformed_bodies(spine, _centres(list(spine)), slice_mm)
+
+
+def test_a_body_whose_front_or_middle_is_a_quarter_lower_than_its_back_and_its_neighbours_is_a_possible_fracture():
+    """Genant: the front (wedge) or the middle (biconcave) 25 % lower than the back is a moderate (grade 2) fracture.
+    The normal mid-thoracic spine is wedged a little (front 0.87 of the back), and the real CTs' normal bodies read
+    down to 0.62 where the network's front was low over several bodies (the chest CT's T1-T3, read 40 degrees off the
+    slices): a body's front must also be a quarter lower than its neighbours' fronts. Two slices at least (one at
+    each end plate); a body the scan range cuts is not judged."""
+    normal = dict(L2=(26.0, 25.0, 27.0), L1=(24.0, 23.0, 26.0), T12=(22.0, 22.0, 24.0))
+    assert _shapes(**normal) == {}
+    wedge = _shapes(**{**normal, "L1": (16.0, 21.0, 26.0)})
+    assert list(wedge) == ["L1"] and wedge["L1"][0] == "wedge" and "38 % lower" in wedge["L1"][1]
+    biconcave = _shapes(**{**normal, "L1": (24.0, 16.0, 26.0)})
+    assert list(biconcave) == ["L1"] and biconcave["L1"][0] == "biconcave"
+    assert _shapes(**{**normal, "L1": (21.0, 23.0, 26.0)}) == {}               # grade 1 (19 %): not called
+    # The front low over three bodies (the upper thoracic spine read off-axis): not one fracture.
+    assert _shapes(T4=(16.0, 17.0, 17.0), T3=(13.0, 17.0, 21.0), T2=(15.5, 16.0, 16.0)) == {}
+    assert _shapes(5.0, **{**normal, "L1": (18.0, 23.0, 26.0)}) == {}           # 8 mm: under two 5 mm slices
+    assert _shapes(cut_by_scan_range=("L1",), **{**normal, "L1": (16.0, 21.0, 26.0)}) == {}
+
+
+def test_a_wedge_fractured_vertebra_is_named_as_a_possible_fracture_and_left_out_of_the_patient_figure(tmp_path):
+    """A wedge fracture of L1 (its front 40 % lower than its back, Genant grade 3; the same density): its overall
+    height is its back's, so only its shape shows it. L1 is named a possible wedge fracture, and the patient figure
+    comes from the other bodies; no other body is called fractured."""
+    case = phantom.make_spine_phantom(seed=3, spacing=(0.8, 0.8, 2.0), levels=("T12", "L1", "L2", "L3"),
+                                      bmd={"T12": 110.0, "L1": 110.0, "L2": 110.0, "L3": 110.0}, wedged={"L1": 0.4})
+    ct, ts = write_case(tmp_path, case)
+    assert cli.main(["bmd", str(ct), "--vertebra-mask", str(ts), "--kvp", "120", "--quiet", "-o",
+                     str(tmp_path / "out")]) == 0
+    result = json.loads((tmp_path / "out" / "bmd.json").read_text())
+    fractured = {level: v["possible_fracture_kind"] for level, v in result["vertebrae"].items() if v["possible_fracture"]}
+    assert fractured == {"L1": "wedge"}
+    assert result["patient"]["levels"] == ["L2", "L3"]
+    assert any(w.startswith("L1: anterior height") and "wedge fracture" in w for w in result["warnings"])
+
+
 def test_a_crushed_vertebra_is_named_as_a_possible_fracture_and_left_out_of_the_patient_figure(tmp_path):
     """A crush fracture of L1 (a third of its height lost; the same density): fractured vertebrae are left out of QCT
     BMD. L1 is named with its height and its neighbours', marked a possible fracture, and the patient figure comes
@@ -420,6 +507,7 @@ def test_a_crushed_vertebra_is_named_as_a_possible_fracture_and_left_out_of_the_
                      str(tmp_path / "out")]) == 0
     result = json.loads((tmp_path / "out" / "bmd.json").read_text())
     assert [level for level, v in result["vertebrae"].items() if v["possible_fracture"]] == ["L1"]
+    assert result["vertebrae"]["L1"]["possible_fracture_kind"] == "crush"
     assert not result["vertebrae"]["L1"]["plausible"] and result["patient"]["levels"] == ["L2", "L3"]
     assert any(w.startswith("L1: body") and "vertebral fracture" in w for w in result["warnings"])
 

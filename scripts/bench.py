@@ -1622,6 +1622,119 @@ def bench_bmd_crush_fracture(shared: Path, crushes=(("L1", "L3", "T12"), ("T12",
         print(f"bmd {name} with a crush fracture: " + "; ".join(figures))
 
 
+def bench_bmd_wedge_fracture(shared: Path, levels=(("L1", "L3"), ("T12", "T11", "T8", "T6")), shares=(0.4,)):
+    """The labelled real CTs with one vertebral body given a wedge fracture (the front of the body `share` of its
+    height lower than its back, the back kept: half of all osteoporotic fractures) or a biconcave one (the middle
+    lowered, front and back kept): _deformed. Per fracture, on the network's bodies (the automatic path) and on the
+    deformed labels given as vertebra masks (TotalSegmentator's output, a user's masks): whether the body is named a
+    possible fracture of that kind, its front (middle) and back heights as read, and any other body named; on the
+    automatic path the levels against the labels and the patient BMD. Genant's grade 2 (moderate) starts at a 25 %
+    loss, grade 3 (severe) at 40 %."""
+    import tempfile
+
+    import SimpleITK as sitk
+
+    from cardioquant import geometry
+    from cardioquant.bmd.levels import VALUE_TO_LEVEL
+    from cardioquant.bmd.pipeline import run
+    from cardioquant.imageio import LoadedImage
+    from cardioquant.pipelines import settings_for
+    from cardioquant.progress import Progress
+
+    folder = Path(tempfile.mkdtemp(prefix="cq-wedge-bench-"))
+    for (name, stored, labels), chosen in zip(_labelled_real_cts(shared), levels, strict=False):
+        stored, labels = geometry.turned_to(stored, "LPS"), geometry.turned_to(labels, "LPS")
+        label_map = sitk.GetArrayFromImage(labels)
+        for kind in ("wedge", "biconcave"):
+            part = "anterior" if kind == "wedge" else "middle"
+            figures = []
+            for level in chosen:
+                for share in shares:
+                    image, moved = _deformed(stored, label_map, level, share, kind)
+                    masks = sitk.GetImageFromArray(moved)
+                    masks.CopyInformation(image)
+                    sitk.WriteImage(masks, str(folder / "vertebrae.nii.gz"))
+                    whole = ",".join(lv for value, lv in VALUE_TO_LEVEL.items()
+                                     if (moved == value).sum() * np.prod(image.GetSpacing()) / 1000 >= MIN_VERTEBRA_ML)
+                    loaded = LoadedImage(image=image, path=f"{level} {kind}", format="nrrd", dicom={"modality": "CT"})
+                    with_masks = run(loaded, settings_for("bmd", kvp=120.0, vertebra_mask=str(folder / "vertebrae.nii.gz"),
+                                                          levels=whole), Progress())
+                    figures.append(f"{level} {100 * share:.0f} %: masks " + _fracture_reading(with_masks, level, part)
+                                   + "; network " + _bmd_variant(image, moved, "", fractures_of=(level, part)))
+            print(f"bmd {name} with a {kind} fracture (the {'front' if kind == 'wedge' else 'middle'} of one body "
+                  "lowered by a share of its height; vertebra masks: the deformed labels; network: the automatic "
+                  "path): " + " | ".join(figures))
+
+
+def _fracture_reading(result, level: str, part: str) -> str:
+    """How a BMD result reads one fractured body: the kind named (or 'not found'), its `part` and posterior heights,
+    and any other body named a possible fracture."""
+    vertebrae = result.summary["vertebrae"]
+    own = vertebrae.get(level, {})
+    heights = own.get("body_heights_mm") or {}
+    found = own.get("possible_fracture_kind") or "not found"
+    others = [lv for lv, v in vertebrae.items() if v["possible_fracture"] and lv != level]
+    return (f"{found} ({part} {heights.get(part, float('nan')):.0f} / back {heights.get('posterior', float('nan')):.0f} mm)"
+            + (f", also named: {', '.join(others)}" if others else ""))
+
+
+def _deformed(image, labels: np.ndarray, level: str, share: float, kind: str, disc_hu: float = 80.0):
+    """(the CT, turned to LPS, with `level`'s body (_body_voxels) compressed along the spine's axis towards its lower
+    end plate, by a share of its height that falls from `share` at the front to none at the back (a wedge) or from
+    `share` in the middle to none at the front and back (biconcave); its labels). Each point of the body's prism (its
+    extent along the axis, its depth and width) takes the scan's value from its stretched place in the body (the
+    body's bone squeezed, its upper end plate lowered and tilted); the space the body leaves becomes disc (`disc_hu`
+    with 20 HU of grain: on 2.5-3 mm slices the voxel above a body is often the next one's end plate)."""
+    import SimpleITK as sitk
+    from scipy import ndimage
+
+    from cardioquant.bmd import morphometry
+
+    hu = sitk.GetArrayFromImage(image).astype(np.float32)
+    spacing = np.asarray(image.GetSpacing(), float)
+
+    def centre(name):
+        voxels = np.argwhere(_body_voxels(image, labels, name)) if (labels == _label_value(name)).any() else None
+        return None if voxels is None else (voxels[:, ::-1] * spacing).mean(0)
+
+    from cardioquant.bmd.levels import LEVELS
+
+    index = LEVELS.index(level)
+    axis = morphometry.spine_axis(centre(level), centre(LEVELS[index - 1]) if index else None,
+                                  centre(LEVELS[index + 1]) if index + 1 < len(LEVELS) else None)
+    front = np.array([0.0, -1.0, 0.0]) + axis * axis[1]
+    front /= np.linalg.norm(front)
+    side = np.cross(axis, front)
+    body = np.argwhere(_body_voxels(image, labels, level))[:, ::-1] * spacing  # x, y, z in mm
+    u, v, w = body @ axis, body @ front, body @ side
+    (u0, u1), (v0, v1), (w0, w1) = (np.percentile(a, (0.5, 99.5)) for a in (u, v, w))
+    height = u1 - u0
+    # Every voxel of the body's box, in the body's frame.
+    low, high = (body.min(0) / spacing).astype(int) - 2, (body.max(0) / spacing).astype(int) + 3
+    low, high = np.maximum(low, 0), np.minimum(high, hu.shape[::-1])
+    i, j, k = np.meshgrid(*(np.arange(a, b) for a, b in zip(low, high, strict=True)), indexing="ij")
+    points = np.stack([i, j, k], -1) * spacing
+    pu, pv, pw = points @ axis, points @ front, points @ side
+    prism = (pu >= u0) & (pu <= u1) & (pv >= v0) & (pv <= v1) & (pw >= w0) & (pw <= w1)
+    t = (pv - v0) / (v1 - v0)  # 0 at the back, 1 at the front
+    loss = share * height * (t if kind == "wedge" else 1 - np.abs(2 * t - 1))
+    kept = height - loss
+    squeezed = prism & (pu - u0 <= kept)
+    source = points + ((u0 + (pu - u0) * height / kept) - pu)[..., None] * axis  # where a squeezed point comes from
+    index_of = (source / spacing)[..., ::-1]  # slice, row, column
+    deformed, moved = hu.copy(), labels.copy()
+    where = tuple(a[squeezed] for a in (k, j, i))
+    deformed[where] = ndimage.map_coordinates(hu, index_of[squeezed].T, order=1, mode="nearest")
+    moved[where] = ndimage.map_coordinates(labels, index_of[squeezed].T, order=0, mode="nearest")
+    vacated = prism & ~squeezed
+    where = tuple(a[vacated] for a in (k, j, i))
+    deformed[where] = disc_hu + np.random.default_rng(0).normal(0.0, 20.0, int(vacated.sum()))
+    moved[where] = 0
+    result = sitk.GetImageFromArray(deformed.astype(np.int16))
+    result.CopyInformation(image)
+    return result, moved
+
+
 def bench_bmd_cement(shared: Path, cemented=(("L1", "L3"), ("T12", "L1", "T8")), cement_hu: float = 1500.0):
     """The labelled real CTs with vertebroplasty cement (PMMA with barium: 1000-3000 HU) in one vertebral body: its
     body's core (_body_voxels, eroded 3 voxels) read `cement_hu` with 60 HU of grain. The levels against the labels,
@@ -1797,7 +1910,8 @@ def bench_bmd_unenhanced(shared: Path):
     print("bmd on the contrast chest CT made unenhanced: " + "; ".join(figures))
 
 
-def _bmd_variant(image, truth: np.ndarray | None, what: str, say_contrast: bool = False) -> str:
+def _bmd_variant(image, truth: np.ndarray | None, what: str, say_contrast: bool = False,
+                 fractures_of: tuple[str, str] | None = None) -> str:
     """The automatic BMD path on a changed copy of a real CT: the bodies found, their levels against the labels
     carried with it (`truth`, TotalSegmentator values on the copy's grid; None: unlabelled) and the patient BMD."""
     import SimpleITK as sitk
@@ -1827,7 +1941,14 @@ def _bmd_variant(image, truth: np.ndarray | None, what: str, say_contrast: bool 
     contrast = f", contrast {'yes' if result.summary['contrast_enhanced'] else 'no'}" if say_contrast else ""
     fractures = [level + ("" if truth is None else f" ({_labelled_level(truth[_body_of(found, level)])})")
                  for level, v in result.summary["vertebrae"].items() if v["possible_fracture"]]
-    return (f"{what}: {levels[0]}-{levels[-1]} ({len(levels)} bodies, levels {naming}"
+    fractured = ""
+    if fractures_of is not None and truth is not None:  # the body labelled as the fractured one, however named
+        labelled, part = fractures_of
+        named = [level for level in levels if _labelled_level(truth[_body_of(found, level)]) == labelled]
+        fractured = (f"{labelled} " + (_fracture_reading(result, named[0], part) if named else "not found as a body")
+                     + ", ")
+        fractures = []
+    return (f"{what + ': ' if what else ''}{fractured}{levels[0]}-{levels[-1]} ({len(levels)} bodies, levels {naming}"
             f"{', WRONG: ' + ', '.join(wrong) if wrong else ''}), patient BMD {_bmd_text(result.summary['patient'])}"
             f"{contrast}{', possible fracture: ' + ', '.join(fractures) if fractures else ''}")
 
@@ -2930,6 +3051,7 @@ def main():
         bench_bmd_wider_field_of_view(args.shared)
         bench_bmd_unenhanced(args.shared)
         bench_bmd_crush_fracture(args.shared)
+        bench_bmd_wedge_fracture(args.shared)
         bench_bmd_cement(args.shared)
         bench_bmd_dish(args.shared)
         bench_bmd_scoliotic_curve(args.shared)

@@ -44,8 +44,11 @@ def _size(level: str) -> tuple[float, float, float, float]:
 
 def make_spine_phantom(seed: int = 0, spacing=(0.7, 0.7, 1.5), kvp: float = 120.0, levels=("T11", "T12", "L1", "L2", "L3"),
                        bmd=None, noise_hu: float = 12.0, drift=None, blur_mm: float = 0.6, fov_mm: float = 300.0,
-                       ribs: bool = True, curvature_mm: float | None = None, crushed=None) -> SpinePhantom:
-    """A spine phantom; `crushed`: {level: the share of its body's height lost} for crush fractures."""
+                       ribs: bool = True, curvature_mm: float | None = None, crushed=None,
+                       wedged=None) -> SpinePhantom:
+    """A spine phantom; `crushed`: {level: the share of its body's height lost} for crush fractures; `wedged`:
+    {level: the share of its body's height lost at the front}, none at the back, for wedge fractures (the upper end
+    plate tilted down to the front; soft tissue above it)."""
     rng = np.random.default_rng(seed)
     levels = sorted(levels, key=LEVELS.index)
     if bmd is None:
@@ -88,9 +91,13 @@ def make_spine_phantom(seed: int = 0, spacing=(0.7, 0.7, 1.5), kvp: float = 120.
         z0 += disc / 2
         in_z = (z0 <= Z) & (z0 + height > Z)
         dy = Y - spine_y
-        body_mask = in_z & ((X / half_lr) ** 2 + (dy / half_ap) ** 2 <= 1)
-        core = in_z & ((X / (half_lr - 1.5)) ** 2 + (dy / (half_ap - 1.5)) ** 2 <= 1) & (z0 + 1.5 <= Z) & (
-            z0 + height - 1.5 > Z)
+        # The body's top: level, or for a wedge fracture lower by `wedged` of its height at the front (dy = -half_ap)
+        # and not at the back (dy = +half_ap).
+        top = z0 + height - (wedged or {}).get(level, 0.0) * height * np.clip((half_ap - dy) / (2 * half_ap), 0, 1)
+        in_body = (z0 <= Z) & (top > Z)
+        body_mask = in_body & ((X / half_lr) ** 2 + (dy / half_ap) ** 2 <= 1)
+        core = in_body & ((X / (half_lr - 1.5)) ** 2 + (dy / (half_ap - 1.5)) ** 2 <= 1) & (z0 + 1.5 <= Z) & (
+            top - 1.5 > Z)
         canal_dy = half_ap + 9
         if level == "S1":  # sacrum: wide alae, no disc below, no spinous process
             alae = in_z & ((X / (half_lr + 30)) ** 2 + ((dy - 8) / (half_ap + 2)) ** 2 <= 1)

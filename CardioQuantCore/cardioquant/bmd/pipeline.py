@@ -20,7 +20,7 @@ from ..imageio import LoadedImage, check_hounsfield, read_image, read_mask, tube
 from ..labels import ANATOMICAL_STRUCTURE, TISSUE, LabelTable, SegmentSpec
 from ..progress import Progress
 from ..results import ModuleResult
-from . import calibration, references, roi, vertebrae
+from . import calibration, morphometry, references, roi, vertebrae
 from .levels import LEVELS, PREFERRED, UNDETERMINED, is_determined
 from .settings import COARSEST_MM, SETTINGS, BoneDensitySettings  # noqa: F401  (SETTINGS: the Pipeline contract)
 
@@ -282,13 +282,16 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
             "vertebra_missed_below": level in naming.get("missed_below", ()),
             "grown_where_network_missed": level in naming.get("grown_levels", ()),
             "possible_fracture": False,
+            "possible_fracture_kind": None,
         }
         doubts = plausibility(per_vertebra[level])
         per_vertebra[level]["plausible"] = not doubts
         if doubts:
             warnings.append(f"{level}: {'; '.join(doubts)}: its BMD is not used for the patient figure")
-    for level, doubt in shorter_than_neighbours(per_vertebra, centres, spacing[2]).items():
-        per_vertebra[level].update({"plausible": False, "possible_fracture": True})
+    for level, heights in body_heights(bodies, centres, per_vertebra, spacing).items():
+        per_vertebra[level]["body_heights_mm"] = heights.to_json() if heights else None
+    for level, (kind, doubt) in possible_fractures(per_vertebra, centres, spacing[2]).items():
+        per_vertebra[level].update({"plausible": False, "possible_fracture": True, "possible_fracture_kind": kind})
         warnings.append(f"{level}: {doubt}: its BMD is not used for the patient figure")
     for level, doubt in unlike_neighbours(per_vertebra, centres).items():
         per_vertebra[level]["plausible"] = False
@@ -459,7 +462,8 @@ def _next_to(levels: list[str], per_vertebra: dict, centres: dict) -> set[tuple[
 # slice, so the loss must also be FRACTURE_SLICES slices. Normal bodies of the real chest CT read up to 22 % lower than
 # their neighbours on some runs (T8, 18 against 22 mm, with a crush three levels away): the rule starts at grade 2.
 # The abdominal CT with 9 mm taken out of L3 (a crush fracture) read 27 % lower. A wedge fracture, which keeps the
-# back of the body, keeps this height, and a mild one is within the network's noise: neither is found by this.
+# back of the body, keeps this height: deformed_bodies reads the body's shape. A mild one is within the network's
+# noise.
 FRACTURE_HEIGHT_LOSS = 0.25
 FRACTURE_SLICES = 2
 
@@ -490,6 +494,64 @@ def shorter_than_neighbours(per_vertebra: dict, centres: dict, slice_mm: float) 
                             + f"; {100 * FRACTURE_HEIGHT_LOSS:.0f} % or more: a vertebral fracture, or a body only "
                             "partly found? Review it on a sagittal view: a fractured vertebra is left out of BMD, and "
                             "a fragility fracture is a sign of osteoporosis whatever the BMD)")
+    return found
+
+
+def body_heights(bodies: dict, centres: dict, per_vertebra: dict, spacing) -> dict:
+    """level -> its body's anterior, middle and posterior heights (morphometry.BodyHeights, or None), read along the
+    spine's axis between the centres of its neighbours on the spine."""
+    next_to = _next_to(list(per_vertebra), per_vertebra, centres)
+    heights = {}
+    for level in per_vertebra:
+        neighbours = [other for other in per_vertebra if (level, other) in next_to]
+        above = [centres[o][::-1] for o in neighbours if centres[o][0] > centres[level][0]]
+        below = [centres[o][::-1] for o in neighbours if centres[o][0] < centres[level][0]]
+        axis = morphometry.spine_axis(centres[level][::-1], above[0] if above else None, below[0] if below else None)
+        heights[level] = morphometry.body_heights(bodies[level], spacing, axis)
+    return heights
+
+
+def possible_fractures(per_vertebra: dict, centres: dict, slice_mm: float) -> dict[str, tuple[str, str]]:
+    """level -> (kind, why): crushed bodies (shorter_than_neighbours), then wedge and biconcave ones
+    (deformed_bodies)."""
+    found = {level: ("crush", why) for level, why in shorter_than_neighbours(per_vertebra, centres, slice_mm).items()}
+    return found | {level: kind_why for level, kind_why in deformed_bodies(per_vertebra, centres, slice_mm).items()
+                    if level not in found}
+
+
+# Genant's wedge and biconcave fractures: the front (wedge) or the middle (biconcave) of the body lower than its
+# back, by FRACTURE_HEIGHT_LOSS (grade 2, moderate, or more) and FRACTURE_SLICES slices. The normal mid-thoracic
+# spine is wedged a little (anterior against posterior height 0.87 +- 0.05 in normal T6-T9), and the network's
+# bodies add their own noise: on the real CTs here normal bodies read 0.65-0.78 at worst (T1 and T3 on the chest CT,
+# read 40 degrees off the slices; L1 of the abdominal CT, 3 mm voxels, 0.83 on TotalSegmentator's body mask). So the
+# front (middle) must also be that much lower than the front (middle) of each whole neighbour: a fracture deforms
+# one body, the spine's curve and a network's habits several.
+def deformed_bodies(per_vertebra: dict, centres: dict, slice_mm: float) -> dict[str, tuple[str, str]]:
+    """level -> (kind, why) for bodies whose anterior ("wedge") or middle ("biconcave") height is lower than their
+    posterior height and than the same height of each whole neighbour (at least one) by FRACTURE_HEIGHT_LOSS and
+    FRACTURE_SLICES slices. Bodies cut by the scan range or grown where the network missed one are not judged, nor
+    used as neighbours (as in shorter_than_neighbours)."""
+    whole = [level for level, v in per_vertebra.items() if v.get("body_heights_mm") and not v["cut_by_scan_range"]
+             and not v.get("grown_where_network_missed", False)]
+    next_to = _next_to(whole, per_vertebra, centres)
+    heights = {level: per_vertebra[level]["body_heights_mm"] for level in whole}
+    found = {}
+    for level in whole:
+        neighbours = [other for other in whole if (level, other) in next_to]
+        if not neighbours:
+            continue
+        for kind, part in (("wedge", "anterior"), ("biconcave", "middle")):
+            own, back = heights[level][part], heights[level]["posterior"]
+            expected = min(heights[other][part] for other in neighbours)
+            if all(reference - own >= max(FRACTURE_HEIGHT_LOSS * reference, FRACTURE_SLICES * slice_mm)
+                   for reference in (back, expected)):
+                found[level] = (kind, f"{part} height {own:.0f} mm against its posterior {back:.0f} mm and its "
+                                f"neighbours' {part} ("
+                                + ", ".join(f"{other} {heights[other][part]:.0f} mm" for other in neighbours)
+                                + f"): {100 * (1 - own / back):.0f} % lower, a possible {kind} fracture (Genant grade "
+                                "2 or more); review it on a sagittal view: a fractured vertebra is left out of BMD, and a "
+                                "fragility fracture is a sign of osteoporosis whatever the BMD")
+                break
     return found
 
 
