@@ -1197,6 +1197,16 @@ def bench_bmd_totalsegmentator(shared: Path):
             print(f"  {level}: ours {values['trabecular_hu']:.1f} HU (median {values['trabecular_hu_median']:.0f}), "
                   f"report {theirs:.1f} (median {report[f'vertebrae_{level}_intensity_median']:.0f}), "
                   f"difference {values['trabecular_hu'] - theirs:+.1f} HU; BMD {values['bmd_mg_cm3']:.0f} mg/cm3")
+    differences = {part: [] for part in ("anterior", "middle", "posterior")}
+    for level, values in result.summary["vertebrae"].items():
+        for part, found in differences.items():
+            theirs = report.get(f"vertebrae_{level}_height_{part}_mm")
+            if theirs is not None and values.get("body_heights_mm"):
+                found.append(values["body_heights_mm"][part] - theirs)
+    print("bmd on TotalSegmentator example CT, Genant's body heights (body_heights_mm, on TotalSegmentator's body "
+          "masks) against its spine report's, ours minus theirs: " + "; ".join(
+              f"{part} mean {np.mean(d):+.1f} mm (range {min(d):+.1f} to {max(d):+.1f}, {len(d)} bodies)"
+              for part, d in differences.items() if d))
     without = run(loaded, settings_for("bmd", kvp=120.0, vertebra_mask=str(
         folder / "spine_report__example_ct_report__totalseg.nii.gz")), Progress()).summary
     shifts = ", ".join(f"{level} {without['vertebrae'][level]['trabecular_hu'] - values['trabecular_hu']:+.0f}"
