@@ -1,5 +1,6 @@
 """BoneDensity: ROI geometry on known shapes (exact), calibration arithmetic, phantoms of known BMD, bad input."""
 
+import csv
 import json
 from pathlib import Path
 
@@ -493,6 +494,12 @@ def test_a_wedge_fractured_vertebra_is_named_as_a_possible_fracture_and_left_out
     fractured = {level: v["possible_fracture_kind"] for level, v in result["vertebrae"].items() if v["possible_fracture"]}
     assert fractured == {"L1": "wedge"}
     assert result["patient"]["levels"] == ["L2", "L3"]
+    heights = result["vertebrae"]["L1"]["body_heights_mm"]
+    assert heights["anterior"] < 0.75 * heights["posterior"]
+    # The table carries the three heights as numbers, a column each.
+    with open(tmp_path / "out" / "bmd.csv", newline="") as table:
+        l1 = next(row for row in csv.DictReader(table) if row["level"] == "L1")
+    assert float(l1["body_height_anterior_mm"]) == heights["anterior"]
     assert any(w.startswith("L1: anterior height") and "wedge fracture" in w for w in result["warnings"])
 
 

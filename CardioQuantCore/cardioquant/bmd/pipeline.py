@@ -315,7 +315,7 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
     settings = {"roi": vars(roi.RoiSettings()), "calibration": options.calibration, "kvp": kvp,
                 "nominal_hu": calibration.NOMINAL_HU, "ha_slope_hu_per_mg_cm3": calibration.HA_SLOPE_HU_PER_MG,
                 "source": source}
-    rows = [{"level": level, **{k: v for k, v in values.items()}} for level, values in per_vertebra.items()]
+    rows = [{"level": level, **_table_columns(values)} for level, values in per_vertebra.items()]
 
     def report(path, warnings):
         from .report import draw_report
@@ -385,6 +385,13 @@ MIN_ROI_ML = 1.0
 TRABECULAR_HU = (-50.0, 400.0)
 BODY_HEIGHT_MM = (10.0, 45.0)
 BODY_ML = (5.0, 90.0)
+
+
+def _table_columns(values: dict) -> dict:
+    """A vertebra's figures as table columns: Genant's three heights each a numeric column of its own."""
+    heights = values.get("body_heights_mm") or {}
+    columns = {k: v for k, v in values.items() if k != "body_heights_mm"}
+    return columns | {f"body_height_{part}_mm": heights.get(part) for part in ("anterior", "middle", "posterior")}
 
 
 def body_height_mm(body: np.ndarray, spacing) -> float:
