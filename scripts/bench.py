@@ -1206,7 +1206,10 @@ def bench_bmd_totalsegmentator(shared: Path):
     print("bmd on TotalSegmentator example CT, Genant's body heights (body_heights_mm, on TotalSegmentator's body "
           "masks) against its spine report's, ours minus theirs: " + "; ".join(
               f"{part} mean {np.mean(d):+.1f} mm (range {min(d):+.1f} to {max(d):+.1f}, {len(d)} bodies)"
-              for part, d in differences.items() if d))
+              for part, d in differences.items() if d)
+          + "; named possible fractures (none expected): " + (", ".join(
+              f"{level} ({v['possible_fracture_kind']})" for level, v in result.summary["vertebrae"].items()
+              if v["possible_fracture"]) or "none"))
     without = run(loaded, settings_for("bmd", kvp=120.0, vertebra_mask=str(
         folder / "spine_report__example_ct_report__totalseg.nii.gz")), Progress()).summary
     shifts = ", ".join(f"{level} {without['vertebrae'][level]['trabecular_hu'] - values['trabecular_hu']:+.0f}"
@@ -1689,7 +1692,8 @@ def _fracture_reading(result, level: str, part: str) -> str:
 
 
 def _deformed(image, labels: np.ndarray, level: str, share: float, kind: str, disc_hu: float = 80.0):
-    """(the CT, turned to LPS, with `level`'s body (_body_voxels) compressed along the spine's axis towards its lower
+    """(the CT, turned to LPS, with `level`'s body (vertebrae.vertebral_body of its label) compressed along the spine's
+    axis towards its lower
     end plate, by a share of its height that falls from `share` at the front to none at the back (a wedge) or from
     `share` in the middle to none at the front and back (biconcave); its labels). Each point of the body's prism (its
     extent along the axis, its depth and width) takes the scan's value from its stretched place in the body (the
@@ -1700,14 +1704,18 @@ def _deformed(image, labels: np.ndarray, level: str, share: float, kind: str, di
 
     from cardioquant.bmd import morphometry
 
+    from cardioquant.bmd import vertebrae
+    from cardioquant.bmd.levels import LEVELS
+    from cardioquant.bmd.pipeline import posterior_sign
+
     hu = sitk.GetArrayFromImage(image).astype(np.float32)
     spacing = np.asarray(image.GetSpacing(), float)
 
-    def centre(name):
-        voxels = np.argwhere(_body_voxels(image, labels, name)) if (labels == _label_value(name)).any() else None
-        return None if voxels is None else (voxels[:, ::-1] * spacing).mean(0)
+    def body_of(name):  # the labelled vertebra's part in front of its canal, as the pipeline reads a vertebra mask
+        return vertebrae.vertebral_body(labels == _label_value(name), posterior_sign(image), image.GetSpacing())
 
-    from cardioquant.bmd.levels import LEVELS
+    def centre(name):
+        return (np.argwhere(body_of(name))[:, ::-1] * spacing).mean(0) if (labels == _label_value(name)).any() else None
 
     index = LEVELS.index(level)
     axis = morphometry.spine_axis(centre(level), centre(LEVELS[index - 1]) if index else None,
@@ -1715,7 +1723,7 @@ def _deformed(image, labels: np.ndarray, level: str, share: float, kind: str, di
     front = np.array([0.0, -1.0, 0.0]) + axis * axis[1]
     front /= np.linalg.norm(front)
     side = np.cross(axis, front)
-    body = np.argwhere(_body_voxels(image, labels, level))[:, ::-1] * spacing  # x, y, z in mm
+    body = np.argwhere(body_of(level))[:, ::-1] * spacing  # x, y, z in mm
     u, v, w = body @ axis, body @ front, body @ side
     (u0, u1), (v0, v1), (w0, w1) = (np.percentile(a, (0.5, 99.5)) for a in (u, v, w))
     height = u1 - u0

@@ -532,18 +532,25 @@ def possible_fractures(per_vertebra: dict, centres: dict, slice_mm: float) -> di
 # bodies add their own noise: on the real CTs here normal bodies read 0.65-0.78 at worst (T1 and T3 on the chest CT,
 # read 40 degrees off the slices; L1 of the abdominal CT, 3 mm voxels, 0.83 on TotalSegmentator's body mask). So the
 # front (middle) must also be that much lower than the front (middle) of each whole neighbour: a fracture deforms
-# one body, the spine's curve and a network's habits several.
+# one body, the spine's curve and a network's habits several. Genant's method reads T4-L4 (GENANT_LEVELS): the upper
+# thoracic bodies are read far off the slices (the chest CT's T1 and T3 read 0.62-0.68), L5 is wedged the other way,
+# and the sacrum's S1 is no box (on TotalSegmentator's masks of the abdominal CT, front 16 against back 24 mm).
+# Bodies whose level is not determined (V1, V2, ...: the network's, which calls the sacrum sacrum) are judged.
+GENANT_LEVELS = LEVELS[LEVELS.index("T4"):LEVELS.index("L4") + 1]
+
+
 def deformed_bodies(per_vertebra: dict, centres: dict, slice_mm: float) -> dict[str, tuple[str, str]]:
     """level -> (kind, why) for bodies whose anterior ("wedge") or middle ("biconcave") height is lower than their
     posterior height and than the same height of each whole neighbour (at least one) by FRACTURE_HEIGHT_LOSS and
-    FRACTURE_SLICES slices. Bodies cut by the scan range or grown where the network missed one are not judged, nor
-    used as neighbours (as in shorter_than_neighbours)."""
+    FRACTURE_SLICES slices. Only GENANT_LEVELS and bodies whose level is not determined are judged. Bodies cut by the
+    scan range or grown where the network missed one are not judged, nor used as neighbours (as in
+    shorter_than_neighbours)."""
     whole = [level for level, v in per_vertebra.items() if v.get("body_heights_mm") and not v["cut_by_scan_range"]
              and not v.get("grown_where_network_missed", False)]
     next_to = _next_to(whole, per_vertebra, centres)
     heights = {level: per_vertebra[level]["body_heights_mm"] for level in whole}
     found = {}
-    for level in whole:
+    for level in (level for level in whole if level in GENANT_LEVELS or not is_determined(level)):
         neighbours = [other for other in whole if (level, other) in next_to]
         if not neighbours:
             continue
