@@ -1702,9 +1702,7 @@ def _deformed(image, labels: np.ndarray, level: str, share: float, kind: str, di
     import SimpleITK as sitk
     from scipy import ndimage
 
-    from cardioquant.bmd import morphometry
-
-    from cardioquant.bmd import vertebrae
+    from cardioquant.bmd import morphometry, vertebrae
     from cardioquant.bmd.levels import LEVELS
     from cardioquant.bmd.pipeline import posterior_sign
 
