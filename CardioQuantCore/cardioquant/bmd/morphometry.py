@@ -1,4 +1,5 @@
-"""Vertebral body heights as Genant's semiquantitative method reads them, and the fracture shapes they show.
+"""Vertebral body heights as Genant's semiquantitative method reads them (pipeline.deformed_bodies names the
+fractures they show).
 
 Genant et al. (J Bone Miner Res 1993) grade a vertebral fracture by the loss of its anterior, middle or posterior
 height: a wedge fracture loses the front (anterior against posterior height), a biconcave one the middle (the end
@@ -54,14 +55,51 @@ def spine_axis(centre, above=None, below=None) -> np.ndarray:
 def body_heights(body: np.ndarray, spacing, axis: np.ndarray) -> BodyHeights | None:
     """Anterior, middle and posterior heights of a body mask ([slices, rows, columns] of a scan turned to LPS:
     columns to the left, rows to the back, slices to the head; `spacing` x, y, z in mm) along `axis` (x, y, z).
-
-    The mask is resampled (linearly) onto a COLUMN_MM grid square to the axis (the end plates placed between
-    slices, not rounded to them), and each column's height read on it. None when the body's
-    mid-sagittal slab holds no column at the front, middle or back (a sliver)."""
-    from scipy import ndimage
-
+    None when the body's mid-sagittal slab holds no column at the front, middle or back (a sliver)."""
     if not body.any():
         return None
+    inside, depth, width = _along_the_spine(body, spacing, axis)
+    # A column's height runs from its lowest to its highest sample inside the body: a gap the network left in the
+    # trabecular bone (a vein, a lesion) does not shorten it.
+    present = inside >= 0.5
+    lowest = np.argmax(present, axis=0)
+    highest = present.shape[0] - 1 - np.argmax(present[::-1], axis=0)
+    heights = np.where(present.any(0), (highest - lowest + 1) * COLUMN_MM, 0.0)  # [depth (to the front), width]
+    # The body's outline is read at its mid-height: end-plate rims and osteophytes reach beyond it in the slices by
+    # the discs, and the front and back bands would land on them.
+    spans = np.nonzero(inside.max((1, 2)) >= 0.5)[0]
+    if spans.size == 0:
+        return None
+    quarter = max(1, (spans[-1] - spans[0]) // 4)
+    footprint = inside[spans[0] + quarter:spans[-1] - quarter + 1].mean(0) >= 0.5
+    if not footprint.any():
+        return None
+    across = np.nonzero(footprint.any(0))[0]
+    middle_w = 0.5 * (width[across[0]] + width[across[-1]])
+    slab = np.abs(width - middle_w) <= MID_SAGITTAL_HALF_WIDTH * (width[across[-1]] - width[across[0]])
+    rows = np.nonzero(footprint[:, slab].any(1))[0]
+    back, ahead = depth[rows[0]], depth[rows[-1]]
+    extent = ahead - back
+
+    def median_height(nearest: float, furthest: float) -> float | None:
+        band = (depth >= nearest) & (depth <= furthest)
+        chosen = heights[np.ix_(band, slab)][footprint[np.ix_(band, slab)]]
+        return float(np.median(chosen)) if chosen.size else None
+
+    middle_at = back + 0.5 * extent
+    anterior = median_height(ahead - EDGE_BAND[1] * extent, ahead - EDGE_BAND[0] * extent)
+    middle = median_height(middle_at - MIDDLE_BAND * extent, middle_at + MIDDLE_BAND * extent)
+    posterior = median_height(back + EDGE_BAND[0] * extent, back + EDGE_BAND[1] * extent)
+    if anterior is None or middle is None or posterior is None:
+        return None
+    return BodyHeights(anterior, middle, posterior)
+
+
+def _along_the_spine(body: np.ndarray, spacing, axis: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(the mask resampled linearly onto a COLUMN_MM grid [along the axis, to the front, to the side], the grid's
+    positions to the front and to the side in mm): the end plates placed between slices, not rounded to them."""
+    from scipy import ndimage
+
     # Read on the body's box (with a voxel of margin for the interpolation), not on the whole scan.
     box = tuple(slice(max(int(a.min()) - 1, 0), int(a.max()) + 2) for a in np.nonzero(body))
     body = body[box]
@@ -75,42 +113,8 @@ def body_heights(body: np.ndarray, spacing, axis: np.ndarray) -> BodyHeights | N
     centre = points.mean(0)
     local = (points - centre) @ frame.T
     low, high = local.min(0) - 2 * spacing.max(), local.max(0) + 2 * spacing.max()
-    u, v, w = (np.arange(a, b + COLUMN_MM, COLUMN_MM) for a, b in zip(low, high, strict=True))
-    grid = np.stack(np.meshgrid(u, v, w, indexing="ij"), -1) @ frame + centre  # x, y, z in mm
+    along, depth, width = (np.arange(a, b + COLUMN_MM, COLUMN_MM) for a, b in zip(low, high, strict=True))
+    grid = np.stack(np.meshgrid(along, depth, width, indexing="ij"), -1) @ frame + centre  # x, y, z in mm
     voxel = (grid / spacing)[..., ::-1].transpose(3, 0, 1, 2)  # slice, row, column indices
     inside = ndimage.map_coordinates(body.astype(np.float32), voxel, order=1, mode="constant", cval=0.0)
-    # A column's height runs from its lowest to its highest sample inside the body: a gap the network left in the
-    # trabecular bone (a vein, a lesion) does not shorten it.
-    present = inside >= 0.5
-    first = np.argmax(present, axis=0)
-    last = present.shape[0] - 1 - np.argmax(present[::-1], axis=0)
-    heights = np.where(present.any(0), (last - first + 1) * COLUMN_MM, 0.0)  # [depth (to the front), width]
-    # The body's outline is read at its mid-height: end-plate rims and osteophytes reach beyond it in the slices by
-    # the discs, and the front and back bands would land on them.
-    spans = np.nonzero(inside.max((1, 2)) >= 0.5)[0]
-    if spans.size == 0:
-        return None
-    quarter = max(1, (spans[-1] - spans[0]) // 4)
-    middle_third = slice(spans[0] + quarter, spans[-1] - quarter + 1)
-    footprint = inside[middle_third].mean(0) >= 0.5
-    if not footprint.any():
-        return None
-    across = np.nonzero(footprint.any(0))[0]
-    middle_w = 0.5 * (w[across[0]] + w[across[-1]])
-    slab = np.abs(w - middle_w) <= MID_SAGITTAL_HALF_WIDTH * (w[across[-1]] - w[across[0]])
-    rows = np.nonzero(footprint[:, slab].any(1))[0]
-    back, ahead = v[rows[0]], v[rows[-1]]
-    extent = ahead - back
-
-    def height(first: float, last: float) -> float | None:
-        band = (v >= first) & (v <= last)
-        chosen = heights[np.ix_(band, slab)][footprint[np.ix_(band, slab)]]
-        return float(np.median(chosen)) if chosen.size else None
-
-    middle_at = back + 0.5 * extent
-    anterior = height(ahead - EDGE_BAND[1] * extent, ahead - EDGE_BAND[0] * extent)
-    middle = height(middle_at - MIDDLE_BAND * extent, middle_at + MIDDLE_BAND * extent)
-    posterior = height(back + EDGE_BAND[0] * extent, back + EDGE_BAND[1] * extent)
-    if anterior is None or middle is None or posterior is None:
-        return None
-    return BodyHeights(anterior, middle, posterior)
+    return inside, depth, width
