@@ -62,14 +62,28 @@ def draw_report(path, hu, spacing, labels, summary, warnings=()) -> None:
         figure.text(0.52, 0.72, textwrap.fill(f"Levels: {rule}", 70), fontsize=7.5, va="top")
     table_ax = figure.add_axes([0.05, 0.12, 0.9, 0.3])
     rows = [[level, f"{v['trabecular_hu']:.1f}", f"{v['bmd_mg_cm3']:.1f}", f"{v['roi_volume_ml']:.2f}",
-             "part (cut)" if v.get("cut_by_field_of_view") else "whole", "yes" if v.get("plausible", True) else "doubtful"]
+             "part (cut)" if v.get("cut_by_field_of_view") else "whole", _genant_heights(v), _plausible(v)]
             for level, v in summary["vertebrae"].items()]
-    page.draw_table(table_ax, rows, ["Level", "Trabecular HU", "BMD (mg/cm3)", "ROI (mL)", "Body in view", "Plausible"])
+    page.draw_table(table_ax, rows, ["Level", "Trabecular HU", "BMD (mg/cm3)", "ROI (mL)", "Body in view",
+                                     "A/M/P (mm)", "Plausible"])
     refs = ", ".join(f"{t} {r['measured_hu']:.0f} HU{_counted(r)}" for t, r in summary["calibration"]["references"].items())
     page.footer(figure, [f"References: {refs or 'phantom'}; kVp {summary['kvp']:g}",
                          "ACR QCT: >120 normal, 80-120 osteopenia, <80 osteoporosis (mg/cm3). Nominal tissue HU and "
                          "HA slopes are literature-typical, unverified settings."])
     page.save_page(figure, path, warnings)
+
+
+def _genant_heights(vertebra: dict) -> str:
+    """Genant's anterior / middle / posterior heights of a body, or a dash when they could not be read."""
+    heights = vertebra.get("body_heights_mm")
+    return "/".join(f"{heights[part]:.0f}" for part in ("anterior", "middle", "posterior")) if heights else "-"
+
+
+def _plausible(vertebra: dict) -> str:
+    """The table's verdict on a vertebra: a possible fracture by its kind, so that the reader reviews it."""
+    if vertebra.get("possible_fracture"):
+        return f"{vertebra.get('possible_fracture_kind') or 'possible'} fracture?"
+    return "yes" if vertebra.get("plausible", True) else "doubtful"
 
 
 def _counted(reference: dict) -> str:
