@@ -467,7 +467,8 @@ def test_a_body_whose_front_or_middle_is_a_quarter_lower_than_its_back_and_its_n
     The normal mid-thoracic spine is wedged a little (front 0.87 of the back), and the real CTs' normal bodies read
     down to 0.62 where the network's front was low over several bodies (the chest CT's T1-T3, read 40 degrees off the
     slices): a body's front must also be a quarter lower than its neighbours' fronts. Two slices at least (one at
-    each end plate); a body the scan range cuts is not judged; nor are T1-T3, L5 and S1 (Genant reads T4-L4)."""
+    each end plate); a body the scan range cuts is not judged; nor are T1-T3, L5 and S1 (Genant reads T4-L4), nor a
+    body whose level is not determined."""
     normal = dict(L2=(26.0, 25.0, 27.0), L1=(24.0, 23.0, 26.0), T12=(22.0, 22.0, 24.0))
     assert _shapes(**normal) == {}
     wedge = _shapes(**{**normal, "L1": (16.0, 21.0, 26.0)})
@@ -481,6 +482,8 @@ def test_a_body_whose_front_or_middle_is_a_quarter_lower_than_its_back_and_its_n
     assert _shapes(T4=(20.0, 20.0, 21.0), T3=(12.0, 17.0, 21.0), T2=(19.0, 19.0, 19.0)) == {}
     assert _shapes(S1=(16.0, 28.0, 24.0), L5=(30.0, 26.0, 26.0), L4=(30.0, 24.0, 27.0)) == {}
     assert list(_shapes(L5=(30.0, 26.0, 26.0), L4=(18.0, 24.0, 27.0), L3=(28.0, 26.0, 28.0))) == ["L4"]
+    # A body whose level is not determined may be any of them.
+    assert _shapes(V1=(26.0, 25.0, 27.0), V2=(16.0, 21.0, 26.0), V3=(22.0, 22.0, 24.0)) == {}
     assert _shapes(5.0, **{**normal, "L1": (18.0, 23.0, 26.0)}) == {}           # 8 mm: under two 5 mm slices
     assert _shapes(cut_by_scan_range=("L1",), **{**normal, "L1": (16.0, 21.0, 26.0)}) == {}
 

@@ -535,22 +535,22 @@ def possible_fractures(per_vertebra: dict, centres: dict, slice_mm: float) -> di
 # one body, the spine's curve and a network's habits several. Genant's method reads T4-L4 (GENANT_LEVELS): the upper
 # thoracic bodies are read far off the slices (the chest CT's T1 and T3 read 0.62-0.68), L5 is wedged the other way,
 # and the sacrum's S1 is no box (on TotalSegmentator's masks of the abdominal CT, front 16 against back 24 mm).
-# Bodies whose level is not determined (V1, V2, ...: the network's, which calls the sacrum sacrum) are judged.
+# Bodies whose level is not determined (V1, V2, ...) are not judged: any of them may be T1-T3 (the chest CT made
+# unenhanced, its levels not determined: its top body, T1, read as a wedge).
 GENANT_LEVELS = LEVELS[LEVELS.index("T4"):LEVELS.index("L4") + 1]
 
 
 def deformed_bodies(per_vertebra: dict, centres: dict, slice_mm: float) -> dict[str, tuple[str, str]]:
     """level -> (kind, why) for bodies whose anterior ("wedge") or middle ("biconcave") height is lower than their
     posterior height and than the same height of each whole neighbour (at least one) by FRACTURE_HEIGHT_LOSS and
-    FRACTURE_SLICES slices. Only GENANT_LEVELS and bodies whose level is not determined are judged. Bodies cut by the
-    scan range or grown where the network missed one are not judged, nor used as neighbours (as in
-    shorter_than_neighbours)."""
+    FRACTURE_SLICES slices. Only bodies named GENANT_LEVELS are judged. Bodies cut by the scan range or grown where
+    the network missed one are not judged, nor used as neighbours (as in shorter_than_neighbours)."""
     whole = [level for level, v in per_vertebra.items() if v.get("body_heights_mm") and not v["cut_by_scan_range"]
              and not v.get("grown_where_network_missed", False)]
     next_to = _next_to(whole, per_vertebra, centres)
     heights = {level: per_vertebra[level]["body_heights_mm"] for level in whole}
     found = {}
-    for level in (level for level in whole if level in GENANT_LEVELS or not is_determined(level)):
+    for level in (level for level in whole if level in GENANT_LEVELS):
         neighbours = [other for other in whole if (level, other) in next_to]
         if not neighbours:
             continue
