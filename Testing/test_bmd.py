@@ -488,16 +488,22 @@ def test_a_body_whose_front_or_middle_is_a_quarter_lower_than_its_back_and_its_n
     assert _shapes(cut_by_scan_range=("L1",), **{**normal, "L1": (16.0, 21.0, 26.0)}) == {}
 
 
+def _fractured_spine_result(tmp_path, **fracture) -> dict:
+    """bmd.json of a T12-L3 spine phantom (true BMD 110 in each body) with `fracture` (crushed= or wedged=), run
+    through the CLI with its vertebra masks."""
+    case = phantom.make_spine_phantom(seed=3, spacing=(0.8, 0.8, 2.0), levels=("T12", "L1", "L2", "L3"),
+                                      bmd={"T12": 110.0, "L1": 110.0, "L2": 110.0, "L3": 110.0}, **fracture)
+    ct, ts = write_case(tmp_path, case)
+    assert cli.main(["bmd", str(ct), "--vertebra-mask", str(ts), "--kvp", "120", "--quiet", "-o",
+                     str(tmp_path / "out")]) == 0
+    return json.loads((tmp_path / "out" / "bmd.json").read_text())
+
+
 def test_a_wedge_fractured_vertebra_is_named_as_a_possible_fracture_and_left_out_of_the_patient_figure(tmp_path):
     """A wedge fracture of L1 (its front 40 % lower than its back, Genant grade 3; the same density): its overall
     height is its back's, so only its shape shows it. L1 is named a possible wedge fracture, and the patient figure
     comes from the other bodies; no other body is called fractured."""
-    case = phantom.make_spine_phantom(seed=3, spacing=(0.8, 0.8, 2.0), levels=("T12", "L1", "L2", "L3"),
-                                      bmd={"T12": 110.0, "L1": 110.0, "L2": 110.0, "L3": 110.0}, wedged={"L1": 0.4})
-    ct, ts = write_case(tmp_path, case)
-    assert cli.main(["bmd", str(ct), "--vertebra-mask", str(ts), "--kvp", "120", "--quiet", "-o",
-                     str(tmp_path / "out")]) == 0
-    result = json.loads((tmp_path / "out" / "bmd.json").read_text())
+    result = _fractured_spine_result(tmp_path, wedged={"L1": 0.4})
     fractured = {level: v["possible_fracture_kind"] for level, v in result["vertebrae"].items() if v["possible_fracture"]}
     assert fractured == {"L1": "wedge"}
     assert result["patient"]["levels"] == ["L2", "L3"]
@@ -514,12 +520,7 @@ def test_a_crushed_vertebra_is_named_as_a_possible_fracture_and_left_out_of_the_
     """A crush fracture of L1 (a third of its height lost; the same density): fractured vertebrae are left out of QCT
     BMD. L1 is named with its height and its neighbours', marked a possible fracture, and the patient figure comes
     from L2 and L3; no other body is called fractured."""
-    case = phantom.make_spine_phantom(seed=3, spacing=(0.8, 0.8, 2.0), levels=("T12", "L1", "L2", "L3"),
-                                      bmd={"T12": 110.0, "L1": 110.0, "L2": 110.0, "L3": 110.0}, crushed={"L1": 0.35})
-    ct, ts = write_case(tmp_path, case)
-    assert cli.main(["bmd", str(ct), "--vertebra-mask", str(ts), "--kvp", "120", "--quiet", "-o",
-                     str(tmp_path / "out")]) == 0
-    result = json.loads((tmp_path / "out" / "bmd.json").read_text())
+    result = _fractured_spine_result(tmp_path, crushed={"L1": 0.35})
     assert [level for level, v in result["vertebrae"].items() if v["possible_fracture"]] == ["L1"]
     assert result["vertebrae"]["L1"]["possible_fracture_kind"] == "crush"
     assert not result["vertebrae"]["L1"]["plausible"] and result["patient"]["levels"] == ["L2", "L3"]
