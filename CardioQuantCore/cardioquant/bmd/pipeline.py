@@ -529,11 +529,12 @@ def possible_fractures(per_vertebra: dict, centres: dict, slice_mm: float) -> di
 # Genant's wedge and biconcave fractures: the front (wedge) or the middle (biconcave) of the body lower than its
 # back, by FRACTURE_HEIGHT_LOSS (grade 2, moderate, or more) and FRACTURE_SLICES slices. The normal mid-thoracic
 # spine is wedged a little (anterior against posterior height 0.87 +- 0.05 in normal T6-T9), and the network's
-# bodies add their own noise: on the real CTs here normal bodies read 0.65-0.78 at worst (T1 and T3 on the chest CT,
-# read 40 degrees off the slices; L1 of the abdominal CT, 3 mm voxels, 0.83 on TotalSegmentator's body mask). So the
+# bodies add their own noise: on the real CTs here normal bodies read 0.62-0.75 at worst (T1 and T3 on the chest CT,
+# read 40 degrees off the slices; L1 of the abdominal CT, 3 mm voxels, 0.71 against 0.83 on TotalSegmentator's body
+# mask; COCA 1's V5), at most 16 % under their neighbours' fronts. So the
 # front (middle) must also be that much lower than the front (middle) of each whole neighbour: a fracture deforms
 # one body, the spine's curve and a network's habits several. Genant's method reads T4-L4 (GENANT_LEVELS): the upper
-# thoracic bodies are read far off the slices (the chest CT's T1 and T3 read 0.62-0.68), L5 is wedged the other way,
+# thoracic bodies are read far off the slices, L5 is wedged the other way,
 # and the sacrum's S1 is no box (on TotalSegmentator's masks of the abdominal CT, front 16 against back 24 mm).
 # Bodies whose level is not determined (V1, V2, ...) are not judged: any of them may be T1-T3 (the chest CT made
 # unenhanced, its levels not determined: its top body, T1, read as a wedge).
