@@ -391,3 +391,13 @@ def round_cross_section(in_range: np.ndarray, depth: np.ndarray, region: np.ndar
     plane, _ = ndimage.label(in_range[k])
     area = np.count_nonzero(plane == plane[j, i]) * spacing[0] * spacing[1]
     return bool(area <= 2.0 * np.pi * depth[k, j, i] ** 2)
+
+
+def bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
+    """Smallest box holding every True voxel (an empty box when there is none), found from the mask's projections:
+    np.nonzero over a whole scan costs a tenth of a second a mask."""
+    box = []
+    for axis in range(mask.ndim):
+        hits = np.flatnonzero(np.any(mask, axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        box.append(slice(int(hits[0]), int(hits[-1]) + 1) if hits.size else slice(0, 0))
+    return tuple(box)

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import geometry
+
 # Where the heights are read, as shares of the body's depth (front to back) and width on its mid-sagittal slab:
 # inside the cortex's rounded edge at the front and back, and the middle fifth.
 EDGE_BAND = (0.05, 0.20)
@@ -56,9 +58,11 @@ def body_heights(body: np.ndarray, spacing, axis: np.ndarray) -> BodyHeights | N
     """Anterior, middle and posterior heights of a body mask ([slices, rows, columns] of a scan turned to LPS:
     columns to the left, rows to the back, slices to the head; `spacing` x, y, z in mm) along `axis` (x, y, z).
     None when the body's mid-sagittal slab holds no column at the front, middle or back (a sliver)."""
-    box = _bounding_box(body)
-    if box is None:
+    whole = geometry.bounding_box(body)
+    if whole[0].stop == whole[0].start:
         return None
+    # Read on the body's box (with a voxel of margin for the interpolation), not on the whole scan.
+    box = tuple(slice(max(side.start - 1, 0), side.stop + 1) for side in whole)
     inside, depth, width = _along_the_spine(body[box], spacing, axis)
     # A column's height runs from its lowest to its highest sample inside the body: a gap the network left in the
     # trabecular bone (a vein, a lesion) does not shorten it.
@@ -94,17 +98,6 @@ def body_heights(body: np.ndarray, spacing, axis: np.ndarray) -> BodyHeights | N
     if anterior is None or middle is None or posterior is None:
         return None
     return BodyHeights(anterior, middle, posterior)
-
-
-def _bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
-    """The mask's box with a voxel of margin (for the interpolation), found from its projections: the body is read
-    there, not on the whole scan (np.nonzero over a whole chest CT takes a tenth of a second a body)."""
-    slices = np.flatnonzero(mask.reshape(mask.shape[0], -1).any(1))
-    if slices.size == 0:
-        return None
-    slab = mask[slices[0]:slices[-1] + 1]
-    rows, columns = np.flatnonzero(slab.any((0, 2))), np.flatnonzero(slab.any((0, 1)))
-    return tuple(slice(max(int(a[0]) - 1, 0), int(a[-1]) + 2) for a in (slices, rows, columns))
 
 
 def _along_the_spine(body: np.ndarray, spacing, axis: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

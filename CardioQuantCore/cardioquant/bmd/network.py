@@ -24,6 +24,7 @@ from ..geometry import (
     NO_DATA_HU,
     PADDING_HU,
     as_padding,
+    bounding_box,
     disk,
     largest_component,
     open_in_plane,
@@ -454,7 +455,7 @@ def _disc_held_inside(body: np.ndarray, disc: np.ndarray, spacing) -> float:
     6 mm below, in their column: a disc inside one piece. A tilted end plate puts a voxel or two of bone on the far
     side of its disc in a column, not 4 mm. Read in the body's box: a disc voxel outside it has none of the body's
     bone above and below it."""
-    box = ndimage.find_objects(body.astype(np.uint8))[0]
+    box = bounding_box(body)
     body, disc = body[box], disc[box]
     need = max(1, int(round(4.0 / spacing[2])))
     reach = need + 1

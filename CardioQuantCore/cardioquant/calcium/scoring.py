@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field, fields
 import numpy as np
 from scipy import ndimage
 
+from .. import geometry
 from .settings import CONNECTIVITY  # declared with the options
 
 ARTERIES = {1: "LM", 2: "LAD", 3: "LCX", 4: "RCA"}
@@ -144,7 +145,7 @@ def score(hu: np.ndarray, artery_labels: np.ndarray, spacing_ijk: tuple[float, f
     coronary = hu >= boundaries[0]
     coronary &= (artery_labels >= 1) & (artery_labels <= 4)
     # Work inside the candidates' bounding box: labelling is the cost, and calcium is a tiny part of a scan.
-    box = _bounding_box(coronary)
+    box = geometry.bounding_box(coronary)
     hu_box, labels_box, coronary_box = hu[box], artery_labels[box], coronary[box]
     regions = _regions(coronary_box, labels_box, settings.connectivity)
     n = int(regions.max()) if regions.size else 0
@@ -196,15 +197,6 @@ def score(hu: np.ndarray, artery_labels: np.ndarray, spacing_ijk: tuple[float, f
                        settings={**settings.to_json(), "boundaries_hu": list(boundaries),
                                  "min_area_pixels": min_px, "increment_mm": increment, "increment_factor": scale},
                        notes=notes)
-
-
-def _bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
-    """Smallest box holding every True voxel (an empty 1-voxel box when there is none)."""
-    box = []
-    for axis in range(mask.ndim):
-        hits = np.nonzero(np.any(mask, axis=tuple(a for a in range(mask.ndim) if a != axis)))[0]
-        box.append(slice(int(hits[0]), int(hits[-1]) + 1) if hits.size else slice(0, 0))
-    return tuple(box)
 
 
 def _regions(candidates: np.ndarray, artery_labels: np.ndarray, connectivity: str):
