@@ -1009,18 +1009,43 @@ def test_cement_in_the_body_below_the_lowest_rib_bearing_one_does_not_fix_the_le
     assert not naming.determined and any("denser than bone" in note for note in naming.warnings)
 
 
-def test_a_missed_body_below_the_lowest_rib_bearing_one_leaves_the_levels_undetermined():
-    """A vertebra missed between the lowest rib-bearing body and the rib-free one below it: the rib-free body is
-    not L1, so the ribs do not name the levels, and the warning says a vertebra was missed there (not that the
-    lowest body carries ribs)."""
+def test_a_missed_body_below_the_lowest_rib_bearing_one_names_only_the_bodies_above_the_space_it_left():
+    """A vertebra missed between the lowest rib-bearing body and the rib-free one below it: the bodies below the
+    space cannot be counted, and stay V-named. Whether the lowest rib-bearing body is T12 is read from the space:
+    with no rib in it, no rib-bearing vertebra was missed there, and the bodies above are named from T12. When the
+    missed vertebra carried ribs (it was T12 and the body above it T11), the space shows them and nothing is
+    named."""
     from cardioquant.bmd import network
 
     classes = column(5, ribs_on=(3, 4))
-    classes[39:49][classes[39:49] == 1] = 0            # the third body (true L1 under T12) is missed
+    classes[39:49][classes[39:49] == 1] = 0            # the third body (L1 under T12) is missed, and it has no ribs
+    naming = network.assign_levels(network.split_bodies(classes == 1, MM3, min_volume_ml=1.0), classes, MM3)
+    assert list(naming.levels) == ["V1", "V2", "T12", "T11"] and not naming.determined
+    assert "no rib in the space below it" in naming.rule and naming.missed_below == ["T12"]
+    classes = column(5, ribs_on=(2, 3, 4))
+    classes[39:49][classes[39:49] == 1] = 0            # the missed third body carried ribs: the body above is T11
     naming = network.assign_levels(network.split_bodies(classes == 1, MM3, min_volume_ml=1.0), classes, MM3)
     assert list(naming.levels) == ["V1", "V2", "V3", "V4"] and not naming.determined
-    assert any("was not found" in note for note in naming.warnings)
+    assert any("shows rib" in note for note in naming.warnings)
     assert not any("lowest body found carries ribs" in note for note in naming.warnings)
+
+
+def test_sacrum_and_ribs_across_a_missed_vertebra_must_leave_room_for_it():
+    """The sacrum names the bodies below a missed vertebra, the ribs those above it. They agree when the levels
+    between them leave the missed one (L5, L4, L3 found, L2 missed, L1 with no rib under T12); they disagree when
+    the count leaves no vertebra for the space (ribs already on the fourth body above the sacrum's)."""
+    from cardioquant.bmd import network
+
+    classes = column(7, with_sacrum=True, ribs_on=(5, 6))
+    classes[52:62][classes[52:62] == 1] = 0            # L2 missed
+    naming = network.assign_levels(network.split_bodies(classes == 1, MM3, min_volume_ml=1.0), classes, MM3)
+    assert list(naming.levels) == ["L5", "L4", "L3", "L1", "T12", "T11"] and naming.determined
+    assert "agree" in naming.rule
+    classes = column(7, with_sacrum=True, ribs_on=(4, 5, 6))
+    classes[39:49][classes[39:49] == 1] = 0            # L3 missed, and ribs on the L1 place: no L1 left for the space
+    classes[52:62][classes[52:62] == 4] = 0
+    naming = network.assign_levels(network.split_bodies(classes == 1, MM3, min_volume_ml=1.0), classes, MM3)
+    assert not naming.determined and any("disagree" in note for note in naming.warnings)
 
 
 def test_sacrum_and_ribs_must_agree():

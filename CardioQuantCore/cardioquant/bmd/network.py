@@ -3,7 +3,8 @@ a 2 mm grid, then bodies split at the discs and levels assigned by anatomy.
 
 Level rules (assign_levels): with a sacrum in view the body resting on it is L5 and levels count upwards; the
 lowest body that carries ribs is T12 when a rib-free body below it is in view (with the place its rib heads would
-be); with both, they must agree; without a decisive anchor the bodies are V1, V2, ... from the lowest and the
+be), or when a vertebra was missed below it and the space it left shows no rib; with both, they must agree (across
+a missed vertebra, with room for it); without a decisive anchor the bodies are V1, V2, ... from the lowest and the
 level is "not determined" (or the user gives the lowest level, `--lowest-level`). A wrong count shifts every
 level, so a level is never guessed, and the rule is stated in every result. Before counting, bodies that cannot
 be vertebral bodies (not bone, off the midline, in the front of the trunk, with no vertebral arch behind them where
@@ -226,15 +227,16 @@ def assign_levels(bodies: list[np.ndarray], classes: np.ndarray, spacing, lowest
     """Levels from the anchors in view: the sacrum (the body resting on it is L5) and the ribs (T12 is the lowest
     rib-bearing vertebra: decisive only when a rib-free body below it is in view, with the place beside and
     behind it where rib heads would be, and is no denser than bone (`hu`, on the classes' grid: cement hides its
-    ribs from the network); `posterior`: +1 when j runs towards the back). With both, they must agree.
-    A body missed between an anchor and the others (a gap of more than a vertebra's height) stops the count
-    there, and so does a piece of several vertebrae not split at their discs (`merged`, dropped by
-    on_the_spine). Where no anchor decides, the bodies are named V1, V2, ... from the lowest and the levels are not
+    ribs from the network); `posterior`: +1 when j runs towards the back; or, where a vertebra was missed below the
+    lowest rib-bearing body, when the space it left is clearly rib-free: _rib_free_between). With both, they must
+    agree (_anchors_agree). A body missed between an anchor and the others (a gap of more than a vertebra's height)
+    stops the count there, and so does a piece of several vertebrae not split at their discs (`merged`, dropped by
+    on_the_spine): the bodies beyond stay V-named. Where no anchor decides, the bodies are named V1, V2, ... from the lowest and the levels are not
     determined: a level is never guessed."""
     if not bodies:
         raise InputError("no vertebral body found in the field of view.")
     if lowest_level:
-        return _named(bodies, LEVELS.index(lowest_level), 0, f"user: lowest vertebra is {lowest_level}", [])
+        return _named(bodies, {0: LEVELS.index(lowest_level)}, f"user: lowest vertebra is {lowest_level}", [])
     centre = lambda mask: np.nonzero(mask)[0].mean()  # noqa: E731
     notes: list[str] = []
     sacrum = _sacrum(classes, spacing)
@@ -289,25 +291,30 @@ def assign_levels(bodies: list[np.ndarray], classes: np.ndarray, spacing, lowest
             notes.append("the body below the lowest rib-bearing one is cut by the field of view (beside or behind "
                          "it, or at the scan's end): whether it carries ribs cannot be seen, so the ribs do not fix "
                          "the levels")
+    elif below >= 0 and not any(centre(bodies[below]) < c < centre(bodies[below + 1]) for c in merged_centres) \
+            and _rib_free_between(bodies[below], bodies[below + 1], classes, spacing, posterior):
+        anchors["lowest rib-bearing vertebra is T12 (no rib in the space below it, where a vertebra was missed)"] = (
+            LEVELS.index("T12"), with_ribs[0])
     elif below >= 0:
         notes.append("a vertebra between the lowest rib-bearing body and the rib-free one below it was not found "
-                     "(or several are merged there): the rib-free body's level cannot be counted, so the ribs do "
-                     "not fix the levels")
+                     "(or several are merged there), and the space it left shows rib or is cut by the field of view: "
+                     "the lowest rib-bearing body may not be T12, so the ribs do not fix the levels")
     elif with_ribs:
         notes.append("the lowest body found carries ribs: the lowest rib-bearing vertebra (T12) cannot be told "
                      "(it may lie below the field of view), so the ribs do not fix the levels")
-    starts = {rule: level + position for rule, (level, position) in anchors.items()}  # level index of body 0
-    if len(set(starts.values())) > 1:
-        said = "; ".join(f"{rule.split(':')[0]} gives the lowest body {LEVELS[start]}" for rule, start in starts.items())
+    if not _anchors_agree(list(anchors.values()), bodies, run_of):
+        said = "; ".join(f"{rule.split(':')[0].split(' (')[0]} gives the lowest body {LEVELS[level + position]}"
+                         for rule, (level, position) in anchors.items())
         naming = _unnamed(bodies, "anchors disagree: " + said, notes + [f"the sacrum and the ribs disagree ({said}): "
                                                                         "levels not determined"])
     elif not anchors:
         naming = _unnamed(bodies, "no sacrum or rib transition in view", notes)
     else:
-        rule, (level, position) = next(iter(anchors.items()))
+        rule = next(iter(anchors))
         if len(anchors) == 2:
             rule = "sacrum and ribs agree: " + rule
-        naming = _named(bodies, level + position, run_of[position], rule, notes, run_of)
+        starts = {run_of[position]: level + position for level, position in anchors.values()}
+        naming = _named(bodies, starts, rule, notes, run_of)
     name_of = {id(mask): name for name, mask in naming.levels.items()}
     naming.missed_below = [name_of[id(bodies[n])] for n in range(1, len(bodies)) if run_of[n] != run_of[n - 1]]
     return naming
@@ -352,18 +359,60 @@ def _runs(bodies: list[np.ndarray], spacing, merged_centres=()) -> list[int]:
     return [0] + np.cumsum(gaps).tolist()
 
 
-def _named(bodies, start: int, anchored_run: int, rule: str, notes: list, run_of: list | None = None) -> Naming:
-    """Levels counted up from LEVELS[start] for body 0, in the anchored run; the others V-named."""
-    run_of = run_of or [anchored_run] * len(bodies)
-    levels, unnamed = {}, []
+def _anchors_agree(anchors: list[tuple[int, int]], bodies: list[np.ndarray], run_of: list[int]) -> bool:
+    """Whether the anchors, (LEVELS index, position among the bodies) each, agree: the levels between the two
+    anchored bodies must be the bodies found between them and the vertebrae the spaces between them left room for
+    (_missed_in; none in one run)."""
+    if len(anchors) < 2:
+        return True
+    (lower_level, lower), (upper_level, upper) = sorted(anchors, key=lambda anchor: anchor[1])
+    return (lower_level - upper_level) - (upper - lower) == _missed_in(bodies, run_of, lower, upper)
+
+
+DISC_SHARE = 0.3  # a disc is about 0.2-0.4 of a body's height (thoracic to lumbar)
+
+
+def _missed_in(bodies: list[np.ndarray], run_of: list[int], lower: int, upper: int) -> int:
+    """How many vertebrae were missed between bodies `lower` and `upper` (positions): at each break between runs,
+    the count of bodies and discs that fill the space between the facing end plates (at least one)."""
+    from .vertebrae import body_slices
+
+    spans = [body_slices(mask) for mask in bodies]
+    height = float(np.median([span.stop - span.start for span in spans]))
+    missed = 0
+    for n in range(lower, upper):
+        if run_of[n + 1] != run_of[n]:
+            space = spans[n + 1].start - spans[n].stop
+            missed += max(1, int(round((space / height - DISC_SHARE) / (1 + DISC_SHARE))))
+    return missed
+
+
+def _rib_free_between(lower: np.ndarray, upper: np.ndarray, classes: np.ndarray, spacing, posterior: int) -> bool:
+    """Whether the space between two found bodies, where a vertebra was missed, is clearly rib-free: within the
+    bodies' footprint over the slices between them no more rib beside and behind it than a rib-free body shows
+    (RIB_FREE_ML), and the place of rib heads in view. Then no rib-bearing vertebra hides there, and the body above
+    it, the lowest rib-bearing one, is T12. A missed T12 with its short twelfth rib reads rib there (the network
+    sees that rib in part: 0.26 mL beside a found T12) and leaves the levels undetermined."""
+    first, last = (int(np.nonzero(mask.any(axis=(1, 2)))[0][end]) for mask, end in ((lower, -1), (upper, 0)))
+    if last - first < 2:
+        return False
+    space = np.zeros_like(lower)
+    space[first + 1:last] = lower.any(axis=0) | upper.any(axis=0)
+    return (_rib_ml(space, classes, spacing, posterior) < RIB_FREE_ML
+            and _rib_heads_in_view(space, classes.shape, spacing, posterior))
+
+
+def _named(bodies, starts: dict[int, int], rule: str, notes: list, run_of: list | None = None) -> Naming:
+    """Levels counted up from LEVELS[start] for body 0 in each anchored run (run -> start); the others V-named."""
+    run_of = run_of or [0] * len(bodies)
+    levels, unnamed = {}, []  # inferior first, as the bodies
     for n, mask in enumerate(bodies):
-        index = start - n
-        if run_of[n] == anchored_run and 0 <= index < len(LEVELS) and LEVELS[index] != "S1":
+        index = starts.get(run_of[n], -1) - n
+        if run_of[n] in starts and 0 <= index < len(LEVELS) and LEVELS[index] != "S1":
             levels[LEVELS[index]] = mask
         else:
+            levels[UNDETERMINED[n]] = mask
             unnamed.append(n)
-    for n in unnamed:
-        levels[UNDETERMINED[n]] = bodies[n]
     if unnamed:
         notes = notes + [f"{len(unnamed)} bod{'y' if len(unnamed) == 1 else 'ies'} beyond a missed vertebra (or several "
                          "found as one): level not determined"]
