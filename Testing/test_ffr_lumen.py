@@ -182,3 +182,19 @@ def test_network_on_a_non_contrast_scan_is_clear(capsys, network_case, tmp_path)
     sitk.WriteImage(plain, str(tmp_path / "plain.nrrd"), True)
     code, captured = run(capsys, "ffr", tmp_path / "plain.nrrd", "-o", tmp_path / "o", "--device", "cpu")
     assert code == 2 and "contrast" in captured.err
+
+
+def test_a_chest_ct_without_contrast_is_refused_from_its_hearts_blood_before_the_network_runs(capsys, tmp_path):
+    """A thin-slice chest CT with no iodine (a generated thorax: lungs, spine, a heart whose blood reads 40 HU):
+    the heart is found between the lungs and its blood read before the coronary network's minutes of work, and one
+    line says what was read and what CT-FFR needs; nothing is written."""
+    from cardioquant.calcium import evaluation
+    from cardioquant.calcium import phantom as chest_phantom
+
+    case = chest_phantom.make_cardiac_phantom(30500, spacing=(0.8, 0.8, 1.0), z_extent_mm=100.0, contrast=False)
+    sitk.WriteImage(evaluation.phantom_loaded(case).image, str(tmp_path / "chest.nrrd"), True)
+    code, captured = run(capsys, "ffr", tmp_path / "chest.nrrd", "-o", tmp_path / "o", "--device", "cpu")
+    assert code == 2 and len(captured.err.strip().splitlines()) == 1
+    blood_hu = float(captured.err.split("the blood in the heart reads ")[1].split(" HU")[0])
+    assert 20.0 <= blood_hu <= 60.0 and "not a contrast CTA" in captured.err  # unenhanced blood: 20-60 HU
+    assert not (tmp_path / "o").exists()
