@@ -1953,7 +1953,9 @@ def _bmd_variant(image, truth: np.ndarray | None, what: str, say_contrast: bool 
             true = _labelled_level(truth[_body_of(found, level)])
             if is_determined(level) and level != true:
                 wrong.append(f"{level} is {true or 'not a vertebra'}")
-    naming = "named" if result.summary["level_naming"]["determined"] else "not determined"
+    named_levels = [level for level in levels if is_determined(level)]
+    naming = ("named" if result.summary["level_naming"]["determined"] else
+              f"named {named_levels[0]}-{named_levels[-1]}, the rest not determined" if named_levels else "not determined")
     contrast = f", contrast {'yes' if result.summary['contrast_enhanced'] else 'no'}" if say_contrast else ""
     fractures = [level + ("" if truth is None else f" ({_labelled_level(truth[_body_of(found, level)])})")
                  for level, v in result.summary["vertebrae"].items() if v["possible_fracture"]]
