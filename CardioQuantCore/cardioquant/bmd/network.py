@@ -3,8 +3,9 @@ a 2 mm grid, then bodies split at the discs and levels assigned by anatomy.
 
 Level rules (assign_levels): with a sacrum in view the body resting on it is L5 and levels count upwards; the
 lowest body that carries ribs is T12 when a rib-free body below it is in view (with the place its rib heads would
-be); with both, they must agree (across a missed vertebra, with room for it); without a decisive anchor the bodies are V1, V2, ... from the lowest and the
-level is "not determined" (or the user gives the lowest level, `--lowest-level`). A wrong count shifts every
+be); with both, they must agree (across a missed vertebra, with room for it); without a decisive anchor the bodies
+are V1, V2, ... from the lowest and the level is "not determined" (or the user gives the lowest level,
+`--lowest-level`). A wrong count shifts every
 level, so a level is never guessed, and the rule is stated in every result. Before counting, bodies that cannot
 be vertebral bodies (not bone, off the midline, in the front of the trunk, with no vertebral arch behind them where
 the field of view has room for one) are dropped with a warning (on_the_spine).
@@ -227,9 +228,10 @@ def assign_levels(bodies: list[np.ndarray], classes: np.ndarray, spacing, lowest
     rib-bearing vertebra: decisive only when a rib-free body below it is in view, with the place beside and
     behind it where rib heads would be, and is no denser than bone (`hu`, on the classes' grid: cement hides its
     ribs from the network); `posterior`: +1 when j runs towards the back). With both, they must agree
-    (_anchors_agree: across a missed vertebra, the levels between them must fit the room it left). A body missed between an anchor and the others (a gap of more than a vertebra's height)
-    stops the count there, and so does a piece of several vertebrae not split at their discs (`merged`, dropped by
-    on_the_spine): the bodies beyond stay V-named. Where no anchor decides, the bodies are named V1, V2, ... from the lowest and the levels are not
+    (_anchors_agree: across a missed vertebra, the levels between them must fit the room it left). A body missed
+    between an anchor and the others (a gap of more than a vertebra's height) stops the count there, and so does a
+    piece of several vertebrae not split at their discs (`merged`, dropped by on_the_spine): the bodies beyond stay
+    V-named. Where no anchor decides, the bodies are named V1, V2, ... from the lowest and the levels are not
     determined: a level is never guessed."""
     if not bodies:
         raise InputError("no vertebral body found in the field of view.")
@@ -300,8 +302,10 @@ def assign_levels(bodies: list[np.ndarray], classes: np.ndarray, spacing, lowest
         notes.append("the lowest body found carries ribs: the lowest rib-bearing vertebra (T12) cannot be told "
                      "(it may lie below the field of view), so the ribs do not fix the levels")
     if not _anchors_agree(list(anchors.values()), bodies, run_of):
-        said = "; ".join(f"{rule.split(':')[0].split(' (')[0]} gives the lowest body {LEVELS[level + position]}"
+        said = "; ".join(f"{rule.split(':')[0]} gives the lowest body {LEVELS[level + position]}"
                          for rule, (level, position) in anchors.items())
+        if len(set(run_of)) > 1:
+            said += ", counting no vertebra missed between the bodies found"
         naming = _unnamed(bodies, "anchors disagree: " + said, notes + [f"the sacrum and the ribs disagree ({said}): "
                                                                         "levels not determined"])
     elif not anchors:
