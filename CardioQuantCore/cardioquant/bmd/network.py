@@ -379,13 +379,19 @@ def _missed_in(bodies: list[np.ndarray], run_of: list[int], lower: int, upper: i
     from .vertebrae import body_slices
 
     spans = [body_slices(mask) for mask in bodies]
-    height = float(np.median([span.stop - span.start for span in spans]))
+    height = _median_height(spans)
     missed = 0
     for n in range(lower, upper):
         if run_of[n + 1] != run_of[n]:
             space = spans[n + 1].start - spans[n].stop
             missed += max(1, int(round((space / height - DISC_SHARE) / (1 + DISC_SHARE))))
     return missed
+
+
+def _median_height(spans: list[slice]) -> float:
+    """The median height of the bodies found, in slices: the spine's own body height (a neighbour found over its
+    disc into the next body does not set it)."""
+    return float(np.median([span.stop - span.start for span in spans]))
 
 
 def _named(bodies, starts: dict[int, int], rule: str, notes: list, run_of: list | None = None) -> Naming:
@@ -523,7 +529,7 @@ def fill_missed_bodies(bodies: list[np.ndarray], hu: np.ndarray, spacing, poster
     voxel_ml = float(np.prod(spacing)) / 1000.0
     between = [np.nonzero(piece)[0].mean() for piece in merged]
     spans = [body_slices(mask) for mask in bodies]
-    height = float(np.median([span.stop - span.start for span in spans])) * spacing[2]
+    height = _median_height(spans) * spacing[2]
     filled, notes = list(bodies), []
     for (lower, upper), (below, above) in zip(zip(bodies[:-1], bodies[1:], strict=True),
                                               zip(spans[:-1], spans[1:], strict=True), strict=True):
