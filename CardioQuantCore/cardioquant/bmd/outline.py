@@ -15,6 +15,7 @@ from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
 from ..geometry import (
+    bounding_box,
     close_in_plane,
     closings_in_plane,
     disk,
@@ -145,11 +146,20 @@ def _inside_ring(ring: np.ndarray, piece: np.ndarray, spacing) -> np.ndarray | N
         # Pixels over 2 mm: a disk of 1 pixel is a cross, which bridges no gap in a ring one pixel thick that steps
         # diagonally; 1.5 pixels (a 3 x 3 square) is nearer MAX_GAP_MM there.
         radii.append(1.5)
-    for closed in closings_in_plane(ring, radii):
-        filled = _parts_holding(fill_holes(closed), piece)
+    if not ring.any():
+        return None
+    # A closing and the holes it leaves lie inside the ring's bounding box: the work is done there, with a margin
+    # that keeps every distance the same (the same result in half the pixels; the redrawing was a fifth of a chest
+    # CT's analysis).
+    crop = bounding_box(ring, margin=int(np.ceil(max(radii))) + 2)
+    needed = RING_HOLDS_PIECE * piece.sum()
+    for closed in closings_in_plane(ring[crop], radii):
+        filled = _parts_holding(fill_holes(closed), piece[crop])
         inside = filled & ~closed
-        if (inside & piece).sum() >= RING_HOLDS_PIECE * piece.sum():
-            return filled
+        if (inside & piece[crop]).sum() >= needed:
+            whole = np.zeros_like(ring)
+            whole[crop] = filled
+            return whole
     return None
 
 

@@ -204,14 +204,6 @@ def load_named_model(name: str, user_path: str | Path | None, device):
     return _LOADED[key], entry, provenance
 
 
-def _window_count(shape, roi_size, overlap: float) -> int:
-    count = 1
-    for size, roi in zip(shape, roi_size, strict=True):
-        step = max(int(roi * (1 - overlap)), 1)
-        count *= 1 if size <= roi else math.ceil((size - roi) / step) + 1
-    return count
-
-
 def sliding_window_predict(network, image, roi_size, device, sw_batch_size: int = 4, overlap: float = 0.25,
                            progress: Progress | None = None, max_gpu_output_gb: float = 2.0):
     """Sliding-window logits for a (1, C, *spatial) tensor, with progress, cancel and a GPU memory guard.
@@ -221,9 +213,10 @@ def sliding_window_predict(network, image, roi_size, device, sw_batch_size: int 
     full CPU run with a warning rather than failing.
     """
     import torch
-    from monai.inferers import sliding_window_inference
 
-    n_calls = max(1, math.ceil(_window_count(image.shape[2:], roi_size, overlap) / sw_batch_size))
+    from .sliding_window import sliding_window, window_count
+
+    n_calls = max(1, math.ceil(window_count(image.shape[2:], roi_size, overlap) / sw_batch_size))
     calls = [0]
 
     def predictor(batch):
@@ -239,16 +232,15 @@ def sliding_window_predict(network, image, roi_size, device, sw_batch_size: int 
     stitch_device = device if device.type == "cpu" or output_gb <= max_gpu_output_gb else torch.device("cpu")
     try:
         with torch.inference_mode():
-            logits = sliding_window_inference(image.to(stitch_device), roi_size, sw_batch_size, predictor,
-                                              overlap=overlap, mode="gaussian", sw_device=device, device=stitch_device)
+            logits = sliding_window(image.to(stitch_device), roi_size, predictor, sw_batch_size, overlap,
+                                    window_device=device, output_device=stitch_device)
     except torch.cuda.OutOfMemoryError:
         log.warning("GPU out of memory; running this volume on the CPU instead")
         torch.cuda.empty_cache()
         network.to("cpu")
         calls[0] = 0
         with torch.inference_mode():
-            logits = sliding_window_inference(image.cpu(), roi_size, sw_batch_size, predictor, overlap=overlap,
-                                              mode="gaussian")
+            logits = sliding_window(image.cpu(), roi_size, predictor, sw_batch_size, overlap)
     except RuntimeError as exc:
         raise ProcessingError(f"inference failed: {str(exc).splitlines()[0]}") from exc
     if progress:

@@ -5,8 +5,8 @@ MONAI's outputs (Testing/test_unet.py checks both, for every architecture in the
 Why not MONAI's class itself: `import monai` imports every MONAI submodule (data, transforms, apps, with scipy.signal,
 pandas and TorchScript compilation among them), about 2 s of a fresh process on 2 cores, while this network is
 nothing but convolutions. A scar case's whole command took 6-7 s of which MONAI's import was 2 s; the analysis
-itself is 0.2 s. MONAI is still what trains the networks (its losses) and what tiles 3D volumes
-(sliding_window_inference), where a run is long enough that its import does not count.
+itself is 0.2 s. MONAI is still what trains the networks (its losses); 3D volumes are tiled by
+cardioquant.models.sliding_window, MONAI's Gaussian-blended windows rewritten for the same reason.
 
 The layout (MONAI 1.6.1): each level is Sequential(down, SkipConnection(deeper levels), up), the bottom a down unit
 of stride 1. A down unit is a ResidualUnit (`num_res_units` convolutions, each followed by instance norm, dropout
