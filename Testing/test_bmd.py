@@ -1668,6 +1668,25 @@ def test_a_body_holding_a_disc_inside_it_is_several_vertebrae_but_a_tilted_end_p
     assert network._several_stacked([at_the_end], spacing, disc) == []
 
 
+def test_the_room_a_space_leaves_is_counted_in_bodies_and_their_discs():
+    """n missed vertebrae leave n bodies and n + 1 discs between the facing end plates: with discs 0.3 of a body's
+    height, 1.6 heights for one, 2.9 for two, 4.2 for three; bodies found half a body short still leave one. The
+    filler grows a body where the anchors' cross-check counts one, never where it counts two."""
+    from cardioquant.bmd import network
+
+    body = 20.0  # mm
+    disc = 0.3 * body
+    for missed in (1, 2, 3):
+        assert network.vertebrae_with_room(missed * body + (missed + 1) * disc, body) == missed
+    assert network.vertebrae_with_room(1 * body + 2 * disc + 0.5 * body, body) == 1  # found short by half a body
+    assert network.vertebrae_with_room(2 * body + 3 * disc - 0.5 * body, body) == 2  # two, found half a body long
+    hu, bodies = _column_of_bodies()
+    for kept in (bodies[:3] + bodies[4:], bodies[:3] + bodies[5:]):  # one missed, two missed
+        counted = network._missed_in(kept, [0, 0, 0] + [1] * (len(kept) - 3), 2, 3)
+        _, grown = network.fill_missed_bodies(kept, hu, (2.0, 2.0, 2.0), posterior=1)
+        assert counted == len(bodies) - len(kept) and len(grown) == (counted == 1)
+
+
 def test_a_gap_for_two_bodies_is_not_filled_with_one_beside_a_body_found_too_tall():
     """Whether a gap holds one missed body or more is judged against the spine's usual body height, not against
     the taller neighbour: a neighbour found over its disc into the next body (54 mm, two bodies) made a 66 mm gap

@@ -373,9 +373,18 @@ def _anchors_agree(anchors: list[tuple[int, int]], bodies: list[np.ndarray], run
 DISC_SHARE = 0.3  # a disc is about 0.2-0.4 of a body's height (thoracic to lumbar)
 
 
+def vertebrae_with_room(space: float, height: float) -> int:
+    """How many vertebrae fill `space` between two found bodies' facing end plates, for bodies `height` high (the
+    same unit): n bodies and the n + 1 discs round them take n + (n + 1) DISC_SHARE heights (1.6 for one, 2.9 for
+    two), and the nearest n is taken: one up to 2.25 heights. Bodies the network finds short widen a space by half
+    a body at most, which leaves one missed vertebra counted as one. The one room model of the missed-body filler
+    and of the anchors' count across a gap."""
+    return int(round((space / height - DISC_SHARE) / (1 + DISC_SHARE)))
+
+
 def _missed_in(bodies: list[np.ndarray], run_of: list[int], lower: int, upper: int) -> int:
     """How many vertebrae were missed between bodies `lower` and `upper` (positions): at each break between runs,
-    the count of bodies and discs that fill the space between the facing end plates (at least one)."""
+    the vertebrae with room between the facing end plates (at least one)."""
     from .vertebrae import body_slices
 
     spans = [body_slices(mask) for mask in bodies]
@@ -383,8 +392,7 @@ def _missed_in(bodies: list[np.ndarray], run_of: list[int], lower: int, upper: i
     missed = 0
     for n in range(lower, upper):
         if run_of[n + 1] != run_of[n]:
-            space = spans[n + 1].start - spans[n].stop
-            missed += max(1, int(round((space / height - DISC_SHARE) / (1 + DISC_SHARE))))
+            missed += max(1, vertebrae_with_room(spans[n + 1].start - spans[n].stop, height))
     return missed
 
 
@@ -512,15 +520,16 @@ def fill_missed_bodies(bodies: list[np.ndarray], hu: np.ndarray, spacing, poster
                        merged: Sequence[np.ndarray] = ()) -> tuple[list, list[str]]:
     """(the bodies with each one the network missed between two found ones grown in, one line for each). The spine
     is a column of bodies and discs: where the space between two found bodies' facing end plates is more than a
-    disc (MAX_DISC_MM) and less than ROOM_FOR_ONE times the found bodies' median height, one body is missing there,
-    and it is grown from the middle of that space (vertebrae.grow_from_seed, its body-sized ellipsoid) in the bone
-    not already taken; kept when it is a body by the same tests as the network's (on_the_spine) and at least
-    MIN_FILLED_ML. The median, not the neighbours' height: a neighbour found over its disc into the next body (a
-    chest CT read as a patient 0.8 times its size) made a gap where three were missed look like room for one, and
-    the body grown there read 141 against 72-81 mg/cm3 on L2-L1. Not between bodies the field of view cuts. A larger space (two or more missing), or one holding
-    a piece of several vertebrae not split at their discs (`merged`), is left as it is, and the count stops there
-    (assign_levels). Measured between end plates, not centres: at a scan's ends bodies are cut, and their centres'
-    steps say nothing of a gap (comparing steps named two levels wrong on the short real slabs)."""
+    disc (MAX_DISC_MM) and has room for one body at most (vertebrae_with_room, in the found bodies' median height),
+    one body is missing there, and it is grown from the middle of that space (vertebrae.grow_from_seed, its
+    body-sized ellipsoid) in the bone not already taken; kept when it is a body by the same tests as the network's
+    (on_the_spine) and at least MIN_FILLED_ML. The median, not the neighbours' height: a neighbour found over its
+    disc into the next body (a chest CT read as a patient 0.8 times its size) made a gap where three were missed
+    look like room for one, and the body grown there read 141 against 72-81 mg/cm3 on L2-L1. Not between bodies
+    the field of view cuts. A larger space (two or more missing), or one holding a piece of several vertebrae not
+    split at their discs (`merged`), is left as it is, and the count stops there (assign_levels). Measured between
+    end plates, not centres: at a scan's ends bodies are cut, and their centres' steps say nothing of a gap
+    (comparing steps named two levels wrong on the short real slabs)."""
     from .vertebrae import body_slices, grow_from_seed
 
     if len(bodies) < 2:
@@ -534,7 +543,7 @@ def fill_missed_bodies(bodies: list[np.ndarray], hu: np.ndarray, spacing, poster
     for (lower, upper), (below, above) in zip(zip(bodies[:-1], bodies[1:], strict=True),
                                               zip(spans[:-1], spans[1:], strict=True), strict=True):
         space = (above.start - below.stop) * spacing[2]
-        if (not MAX_DISC_MM < space < ROOM_FOR_ONE * height or any(below.stop - 1 < c < above.start for c in between)
+        if (space <= MAX_DISC_MM or vertebrae_with_room(space, height) > 1 or any(below.stop - 1 < c < above.start for c in between)
                 or _at_the_edge(lower) or _at_the_edge(upper)):
             continue
         middle = [np.nonzero(mask) for mask in (lower, upper)]
@@ -570,8 +579,6 @@ def _at_the_edge(mask: np.ndarray) -> bool:
     return bool(planes[:near].any() or planes[-near:].any() or planes[:, :near].any() or planes[:, -near:].any())
 
 
-ROOM_FOR_ONE = 2.5  # one body and two discs fit in ~1.6 body heights, two bodies and three discs in ~3 (bodies
-                    # found short, as at 5 mm slices, widen the space by half a body at most)
 MIN_FILLED_ML = 5.0  # the smallest upper thoracic bodies are 5-8 mL
 FOOTPRINT_MARGIN_MM = 5.0  # a body's outline differs from its neighbours' by a few mm (the network's pieces less)
 EDGE_VOXELS = 3  # within this many voxels of the image's edge in plane: at the edge
