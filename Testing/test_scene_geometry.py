@@ -269,6 +269,13 @@ def test_masks_of_labels_are_each_label_exactly_and_ignore_values_above_the_coun
         assert np.array_equal(mask, labels == value)
 
 
+def test_the_values_a_label_map_holds_are_its_labels_without_the_background():
+    labels = np.zeros((9, 10, 11), np.uint8)
+    labels[1:4, 2:5, 3:7], labels[6, 8, 10], labels[0, 0, 0] = 21, 3, 255
+    assert geometry.label_values(labels) == {3, 21, 255}
+    assert geometry.label_values(np.zeros((2, 3, 4), np.int16)) == set()
+
+
 @pytest.mark.parametrize("threads", ["1", "2", "3"])
 def test_per_slice_work_gives_the_same_answer_on_any_number_of_threads(threads, monkeypatch):
     from scipy import ndimage

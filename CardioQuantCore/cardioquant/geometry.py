@@ -364,6 +364,12 @@ def open_in_plane(mask: np.ndarray, radius: float) -> np.ndarray:
     return opened
 
 
+def label_values(labels: np.ndarray) -> set[int]:
+    """The values other than 0 that a label map holds. Its background is most of it, so only the labelled voxels
+    are sorted: np.unique over a chest CT's whole label map took 1.4-1.6 s, over its labelled voxels 0.2 s."""
+    return set(np.unique(labels[labels != 0]).tolist())
+
+
 def masks_of_labels(labels: np.ndarray, count: int) -> list[np.ndarray]:
     """[labels == 1, ..., labels == count], each written only in its label's box (found in one pass over the
     array): fourteen comparisons over a whole chest CT took 1.3 s, and the rest of each mask is never touched."""

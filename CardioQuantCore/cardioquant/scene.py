@@ -185,7 +185,7 @@ def segmentation_node_from_labelmap(scene, label_image: sitk.Image, reference_no
     extent = _labelled_extent(labels)
     i0, i1, j0, j1, k0, k1 = extent
     box = labels[k0:k1 + 1, j0:j1 + 1, i0:i1 + 1]  # every labelled voxel, read once more instead of the whole scan
-    present = set(np.unique(box).tolist()) - {0}
+    present = geometry.label_values(box)
     shared = _labelmap_on_extent(box, extent, geometry.ijk_to_ras(label_image))
     segmentation_node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
     segmentation_node.CreateDefaultDisplayNodes()

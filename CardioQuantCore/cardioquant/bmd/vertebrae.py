@@ -14,7 +14,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from ..errors import InputError
-from ..geometry import close_in_plane, fill_holes, largest_component
+from ..geometry import close_in_plane, fill_holes, label_values, largest_component
 from ..imageio import read_mask
 from .levels import LEVELS, VALUE_TO_LEVEL, level_from_name
 
@@ -52,7 +52,7 @@ def from_totalsegmentator(path: str | Path, reference: sitk.Image) -> dict[str, 
             raise InputError(f"{path} holds no vertebrae_<LEVEL>.nii.gz files (TotalSegmentator output expected)")
     else:
         labels = sitk.GetArrayFromImage(read_mask(path, reference))
-        masks = {VALUE_TO_LEVEL[v]: labels == v for v in np.unique(labels) if v in VALUE_TO_LEVEL}
+        masks = {VALUE_TO_LEVEL[v]: labels == v for v in sorted(label_values(labels)) if v in VALUE_TO_LEVEL}
     if not masks:
         raise InputError(f"no vertebra found in {path}: the field of view holds no labelled vertebra")
     return dict(sorted(masks.items(), key=lambda item: LEVELS.index(item[0])))
