@@ -224,17 +224,46 @@ def test_a_training_run_killed_midway_resumes_from_its_checkpoint_to_the_same_we
 def test_a_zoomed_training_crop_draws_the_anatomy_larger_or_smaller_in_plane():
     """Zoom augmentation: a disk of radius 20 voxels in every slice comes out with its area scaled by the factor
     squared (radius x 1.25 and x 0.8), its slices unchanged in number, image and labels on the same grid."""
-    from cardioquant.models.training import zoomed_crop
+    from cardioquant.models.training import augmented_crop
 
     rows, cols = np.mgrid[:96, :96]
     disk = ((rows - 48) ** 2 + (cols - 48) ** 2 <= 20 ** 2).astype(np.uint8)
     labels = np.repeat(disk[None], 16, axis=0)
     image = labels[None].astype(np.float32)
     for factor in (1.25, 0.8):
-        x, y = zoomed_crop(image, labels, (16, 96, 96), np.random.default_rng(3), (factor, factor))
+        x, y = augmented_crop(image, labels, (16, 96, 96), np.random.default_rng(3), zoom_range=(factor, factor))
         assert x.shape == (1, 16, 96, 96) and y.shape == (16, 96, 96)
         assert y[8].sum() / disk.sum() == pytest.approx(factor ** 2, rel=0.04)
         assert np.mean((x[0, 8] > 0.5) != (y[8] == 1)) < 0.005  # the image zoomed with its labels
+
+
+def test_a_training_crop_turns_the_patient_in_plane_and_stretches_the_spine_along_it():
+    """Roll augmentation: a bar through the middle of every slice comes out turned by the angle drawn (the axis of
+    its second moments); axial zoom: a slab 10 slices thick comes out 10 x the factor thick, its in-plane area
+    unchanged. Image and labels stay on one grid."""
+    from cardioquant.models.training import augmented_crop
+
+    rows, cols = np.mgrid[:96, :96]
+    bar = ((np.abs(rows - 48) <= 3) & (np.abs(cols - 48) <= 30)).astype(np.uint8)  # along the columns
+    labels = np.repeat(bar[None], 16, axis=0)
+    for degrees in (-20.0, 15.0):
+        x, y = augmented_crop(labels[None].astype(np.float32), labels, (16, 96, 96), np.random.default_rng(4),
+                              roll_range_deg=(degrees, degrees))
+        j, i = np.nonzero(y[8])
+        covariance = np.cov(np.stack([j - j.mean(), i - i.mean()]))
+        major = np.linalg.eigh(covariance)[1][:, -1]  # (rows, columns) of the bar's long axis
+        turned = np.degrees(np.arctan2(major[0], major[1]))
+        assert (turned - degrees + 90) % 180 - 90 == pytest.approx(0, abs=1.5)
+        assert int(y[8].sum()) == pytest.approx(int(bar.sum()), rel=0.05)
+        assert np.mean((x[0, 8] > 0.5) != (y[8] == 1)) < 0.01
+    slab = np.zeros((40, 48, 48), np.uint8)  # wider than the patch: no padding in view
+    slab[15:25] = 1
+    for factor in (0.8, 1.25):
+        _, y = augmented_crop(slab[None].astype(np.float32), slab, (40, 32, 32), np.random.default_rng(5),
+                              axial_zoom_range=(factor, factor))
+        held = np.flatnonzero(y.any(axis=(1, 2)))
+        assert held.size == pytest.approx(10 * factor, abs=1)
+        assert int(y[held[held.size // 2]].sum()) == 32 * 32
 
 
 def test_a_training_run_given_a_time_budget_stops_when_it_is_spent_whatever_its_iteration_cap():

@@ -170,11 +170,11 @@ def load_pack(path: Path) -> dict:
     return groups
 
 
-def pad_to(array: np.ndarray, shape) -> np.ndarray:
-    """Zero-pad the trailing axes of `array` up to `shape`."""
+def pad_to(array: np.ndarray, shape, value: float = 0.0) -> np.ndarray:
+    """Pad the trailing axes of `array` up to `shape` with `value`."""
     lead = array.ndim - len(shape)
     pads = [(0, 0)] * lead + [(0, max(0, s - n)) for n, s in zip(array.shape[lead:], shape, strict=True)]
-    return np.pad(array, pads)
+    return np.pad(array, pads, constant_values=value)
 
 
 def random_crop(x: np.ndarray, y: np.ndarray, roi, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -185,20 +185,31 @@ def random_crop(x: np.ndarray, y: np.ndarray, roi, rng: np.random.Generator) -> 
     return x[(slice(None),) + box], y[box]
 
 
-def zoomed_crop(x: np.ndarray, y: np.ndarray, roi, rng: np.random.Generator, zoom_range) -> tuple[np.ndarray, np.ndarray]:
-    """A random window like random_crop, with its in-plane axes (the last two) scaled by one factor drawn from
-    `zoom_range`: anatomy drawn larger or smaller than the cases hold (linear for the image, nearest for the
-    labels). A network on a fixed mm grid otherwise learns the sizes of its few training patients."""
+def augmented_crop(x: np.ndarray, y: np.ndarray, roi, rng: np.random.Generator, zoom_range=(1.0, 1.0),
+                   axial_zoom_range=(1.0, 1.0), roll_range_deg=(0.0, 0.0),
+                   fill: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """A random window like random_crop, with the anatomy in it drawn larger or smaller in plane (the last two axes,
+    one factor from `zoom_range`), along the slices (the first spatial axis, a factor from `axial_zoom_range`) and
+    turned in plane by an angle from `roll_range_deg` (a patient rolled on the table, a scoliotic spine's
+    rotation); linear for the image, nearest for the labels. A network on a fixed mm grid otherwise learns the
+    sizes, heights and the upright posture of its few training patients. The window is cut large enough that the
+    turned and scaled patch holds no corner from outside it; where the case is smaller, the image is padded with
+    `fill` (what inference frames a small field of view with) and the labels with background."""
     from scipy import ndimage
 
-    factor = float(rng.uniform(*zoom_range))
-    window = tuple(roi[:-2]) + tuple(max(8, int(round(r / factor))) for r in roi[-2:])
-    x, y = random_crop(x, y, window, rng)
-    scale = [r / w for r, w in zip(roi, window, strict=True)]
-    zoomed_x = np.stack([ndimage.zoom(c, scale, order=1, grid_mode=True, mode="nearest") for c in x])
-    zoomed_y = ndimage.zoom(y, scale, order=0, grid_mode=True, mode="nearest")
-    box = tuple(slice(0, r) for r in roi)
-    return pad_to(zoomed_x, roi)[(slice(None),) + box], pad_to(zoomed_y, roi)[box]
+    in_plane, axial = float(rng.uniform(*zoom_range)), float(rng.uniform(*axial_zoom_range))
+    angle = np.deg2rad(float(rng.uniform(*roll_range_deg)))
+    cos, sin = np.cos(angle), np.sin(angle)
+    # Output voxel -> input voxel, about the patch's centre: scaled by 1 / factor, turned by the angle in plane.
+    matrix = np.array([[1 / axial, 0, 0], [0, cos / in_plane, -sin / in_plane], [0, sin / in_plane, cos / in_plane]])
+    half = np.abs(matrix) @ ((np.asarray(roi[-3:], float) - 1) / 2)
+    window = tuple(roi[:-3]) + tuple(int(np.ceil(2 * h)) + 2 for h in half)
+    x, y = random_crop(pad_to(x, window, fill), y, window, rng)
+    offset = (np.asarray(window[-3:], float) - 1) / 2 - matrix @ ((np.asarray(roi[-3:], float) - 1) / 2)
+    shape = tuple(roi[-3:])
+    turned_x = np.stack([ndimage.affine_transform(c, matrix, offset, shape, order=1, mode="nearest") for c in x])
+    turned_y = ndimage.affine_transform(y, matrix, offset, shape, order=0, mode="nearest")
+    return turned_x.astype(x.dtype), turned_y.astype(y.dtype)
 
 
 def save_weights(network, path, **info) -> None:
