@@ -264,6 +264,11 @@ def test_a_training_crop_turns_the_patient_in_plane_and_stretches_the_spine_alon
         held = np.flatnonzero(y.any(axis=(1, 2)))
         assert held.size == pytest.approx(10 * factor, abs=1)
         assert int(y[held[held.size // 2]].sum()) == 32 * 32
+    # Neither scaled nor turned, the patch is a window of the case itself, voxel for voxel.
+    case = np.random.default_rng(6).normal(size=(1, 20, 40, 40)).astype(np.float32)
+    x, _ = augmented_crop(case, np.zeros(case.shape[1:], np.uint8), (16, 32, 32), np.random.default_rng(7))
+    assert any(np.array_equal(x[0], case[0, k:k + 16, j:j + 32, i:i + 32])
+               for k in range(5) for j in range(9) for i in range(9))
 
 
 def test_a_training_run_given_a_time_budget_stops_when_it_is_spent_whatever_its_iteration_cap():

@@ -202,8 +202,11 @@ def augmented_crop(x: np.ndarray, y: np.ndarray, roi, rng: np.random.Generator, 
     cos, sin = np.cos(angle), np.sin(angle)
     # Output voxel -> input voxel, about the patch's centre: scaled by 1 / factor, turned by the angle in plane.
     matrix = np.array([[1 / axial, 0, 0], [0, cos / in_plane, -sin / in_plane], [0, sin / in_plane, cos / in_plane]])
-    half = np.abs(matrix) @ ((np.asarray(roi[-3:], float) - 1) / 2)
-    window = tuple(roi[:-3]) + tuple(int(np.ceil(2 * h)) + 2 for h in half)
+    # The window spans the turned patch's extent, widened by an even count so that an untouched patch is a plain
+    # window of the case (no half-voxel shift, no interpolation).
+    span = 2 * np.abs(matrix) @ ((np.asarray(roi[-3:], float) - 1) / 2) + 1
+    window = tuple(roi[:-3]) + tuple(r + 2 * int(np.ceil(max(0.0, n - r - 1e-6) / 2))
+                                     for n, r in zip(span, roi[-3:], strict=True))
     x, y = random_crop(pad_to(x, window, fill), y, window, rng)
     offset = (np.asarray(window[-3:], float) - 1) / 2 - matrix @ ((np.asarray(roi[-3:], float) - 1) / 2)
     shape = tuple(roi[-3:])
