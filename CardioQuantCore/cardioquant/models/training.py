@@ -171,10 +171,11 @@ def load_pack(path: Path) -> dict:
 
 
 def pad_to(array: np.ndarray, shape, value: float = 0.0) -> np.ndarray:
-    """Pad the trailing axes of `array` up to `shape` with `value`."""
+    """Pad the trailing axes of `array` up to `shape` with `value`; the array itself when it is that large already
+    (a crop is cut from it next: copying a whole case for every crop took longer than the crop)."""
     lead = array.ndim - len(shape)
     pads = [(0, 0)] * lead + [(0, max(0, s - n)) for n, s in zip(array.shape[lead:], shape, strict=True)]
-    return np.pad(array, pads, constant_values=value)
+    return np.pad(array, pads, constant_values=value) if any(after for _, after in pads) else array
 
 
 def random_crop(x: np.ndarray, y: np.ndarray, roi, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -202,8 +203,9 @@ def augmented_crop(x: np.ndarray, y: np.ndarray, roi, rng: np.random.Generator, 
     cos, sin = np.cos(angle), np.sin(angle)
     # Output voxel -> input voxel, about the patch's centre: scaled by 1 / factor, turned by the angle in plane.
     matrix = np.array([[1 / axial, 0, 0], [0, cos / in_plane, -sin / in_plane], [0, sin / in_plane, cos / in_plane]])
-    # The window spans the turned patch's extent, widened by an even count so that an untouched patch is a plain
-    # window of the case (no half-voxel shift, no interpolation).
+    if np.array_equal(matrix, np.eye(3)):
+        return random_crop(pad_to(x, roi, fill), y, roi, rng)  # nothing to scale or turn
+    # The window spans the turned patch's extent, widened by an even count: the patch's centre falls on a voxel.
     span = 2 * np.abs(matrix) @ ((np.asarray(roi[-3:], float) - 1) / 2) + 1
     window = tuple(roi[:-3]) + tuple(r + 2 * int(np.ceil(max(0.0, n - r - 1e-6) / 2))
                                      for n, r in zip(span, roi[-3:], strict=True))
