@@ -81,3 +81,20 @@ def write_enhanced_ct(folder: Path, single_frame_files: list[Path], images_per_p
     folder.mkdir(parents=True, exist_ok=True)
     enhanced.save_as(folder / "enhanced.dcm")
     return folder / "enhanced.dcm"
+
+
+RT_DOSE_STORAGE = "1.2.840.10008.5.1.4.1.1.481.2"
+
+
+def write_one_frame_rt_dose(path: Path) -> Path:
+    """An RT Dose object of one frame, with its Grid Frame Offset Vector and no Number of Frames, as planning
+    systems export one beside the scans: GDCM's folder scan fails on it (for every file of the folder)."""
+    folder = path.parent / f".{path.name}.tmp"
+    written = write_ct_series(folder, np.zeros((1, 4, 4)), origin=(0.0, 0.0, 500.0), kvp=None, modality="RTDOSE")[0]
+    ds = pydicom.dcmread(written)
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = RT_DOSE_STORAGE
+    ds.GridFrameOffsetVector = [0.0]
+    ds.save_as(path, enforce_file_format=True)
+    written.unlink()
+    folder.rmdir()
+    return path

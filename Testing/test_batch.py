@@ -218,6 +218,21 @@ def test_an_lge_stack_stored_one_series_per_slice_is_one_study_read_whole(tmp_pa
     assert np.array_equal(stacked, np.clip(case.signal, 0, None).astype(np.uint16))  # every slice, in slice order
 
 
+def test_a_dicom_file_gdcm_cannot_parse_does_not_stop_a_cohort_search_and_is_named(tmp_path):
+    """A cohort tree in which one exam folder holds an RT Dose object GDCM cannot parse beside its scan: every
+    scan is still a study (that exam's too), and the object is named as left out."""
+    import numpy as np
+    from dicom_factory import write_ct_series, write_one_frame_rt_dose
+
+    for patient in ("p1", "p2"):
+        write_ct_series(tmp_path / patient / "study" / "scan", np.zeros((3, 8, 8)))
+    dose = write_one_frame_rt_dose(tmp_path / "p2" / "study" / "scan" / "RD.dcm")
+    unreadable: list[str] = []
+    found = studies.discover(tmp_path, unreadable=unreadable)
+    assert sorted(Path(s.path).relative_to(tmp_path).as_posix() for s in found) == ["p1/study/scan", "p2/study/scan"]
+    assert unreadable == [str(dose)]
+
+
 def test_bad_batch_options_are_refused_before_any_work(tmp_path, capsys):
     write_block_phantom(tmp_path)
     code = cli.main(["batch", str(tmp_path), "-o", str(tmp_path / "out"), "--analyses", "calcium,bones"])

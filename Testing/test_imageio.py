@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from conftest import oblique_image
-from dicom_factory import write_ct_series, write_enhanced_ct
+from dicom_factory import write_ct_series, write_enhanced_ct, write_one_frame_rt_dose
 
 from cardioquant import geometry
 from cardioquant.errors import InputError
@@ -245,6 +245,50 @@ def test_dicom_series_in_subfolders_is_found(tmp_path):
     _pacs_export(tmp_path, [("Ca score 3.0", 4, 3.0)])
     loaded = read_image(tmp_path)  # two levels above the series folder
     assert loaded.array().shape == (4, 8, 8) and loaded.array()[0, 4, 4] == 100
+
+
+def _scan_with_an_rt_dose_beside_it(folder, z_positions):
+    """A 5-slice scan whose voxels tell its slices apart (slice k reads 100 k HU), stored top slice first, and an
+    RT Dose object of one frame in the same folder, on which GDCM's scan of the folder fails."""
+    volume = np.arange(5, dtype=float)[:, None, None] * 100.0 + np.zeros((5, 6, 7))
+    write_ct_series(folder, volume, z_positions=z_positions)
+    write_one_frame_rt_dose(folder / "RD.dose.dcm")
+    with pytest.raises(RuntimeError):  # what the reader must get past: GDCM refuses the whole folder
+        sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+
+
+def test_a_dicom_file_gdcm_cannot_parse_is_left_out_and_named_and_the_scan_beside_it_is_read(tmp_path):
+    """A PACS or planning export holds RT Dose objects beside the scans; one that GDCM cannot parse made every
+    series in its folder (and the whole search of a study tree) fail. The scan is read as it is without the object
+    (the same voxels, in slice order, on the same grid) and the object is named in a warning."""
+    _scan_with_an_rt_dose_beside_it(tmp_path / "study" / "series", z_positions=[12.0, 9.0, 6.0, 3.0, 0.0])
+    loaded = read_image(tmp_path)
+    (tmp_path / "study" / "series" / "RD.dose.dcm").unlink()
+    alone = read_image(tmp_path)
+    assert np.array_equal(loaded.array(), alone.array()) and loaded.image.GetOrigin() == alone.image.GetOrigin()
+    assert loaded.image.GetDirection() == alone.image.GetDirection()
+    assert sorted(np.unique(loaded.array())) == [0, 100, 200, 300, 400]
+    assert any("1 DICOM file" in w and "RD.dose.dcm" in w and "left out" in w for w in loaded.warnings)
+    assert not any("RD.dose.dcm" in w for w in alone.warnings)
+
+
+def test_a_series_split_over_folders_beside_a_file_gdcm_cannot_parse_is_read_in_slice_order(tmp_path):
+    """A series spread over two folders (as media exports split them) with the unparsable object in one: the
+    slices are put in order by their positions along the slice normal, as GDCM orders them."""
+    series = tmp_path / "export"
+    _scan_with_an_rt_dose_beside_it(series / "A", z_positions=[0.0, 3.0, 6.0, 9.0, 12.0])
+    for name in ("slice0001.dcm", "slice0003.dcm"):
+        (series / "B").mkdir(exist_ok=True)
+        (series / "A" / name).rename(series / "B" / name)
+    loaded = read_image(series)
+    assert loaded.array()[:, 0, 0].tolist() == [0, 100, 200, 300, 400]  # z upwards, as each slice was written
+    assert loaded.image.GetSpacing()[2] == pytest.approx(3.0)
+
+
+def test_a_folder_holding_only_files_gdcm_cannot_parse_says_so(tmp_path):
+    write_one_frame_rt_dose(tmp_path / "RD.dose.dcm")
+    with pytest.raises(InputError, match=r"no DICOM series found .*1 DICOM file .*RD\.dose\.dcm.* could not be read"):
+        read_image(tmp_path)
 
 
 def test_several_series_are_listed_and_chosen_by_number_or_uid(tmp_path):

@@ -215,10 +215,9 @@ class DicomSeries:
                 f"{self.thickness or '?'} mm, UID {self.uid}")
 
 
-def find_dicom_series(folder: Path, skip: Path | None = None) -> list[DicomSeries]:
+def find_dicom_series(folder: Path, skip: Path | None = None, unreadable: list[str] | None = None) -> list[DicomSeries]:
     """Every DICOM series in `folder` and its subfolders (but not under `skip`), in folder order (a series split
-    over folders is one)."""
-    reader = sitk.ImageSeriesReader
+    over folders is one). `unreadable` gets the DICOM files that could not be read and were left out (_series_in)."""
     by_uid: dict[str, list[str]] = {}
     split: set[str] = set()
     for directory, subdirectories, names in os.walk(folder):
@@ -227,14 +226,17 @@ def find_dicom_series(folder: Path, skip: Path | None = None) -> list[DicomSerie
             subdirectories[:] = [d for d in subdirectories if Path(directory, d).resolve() != skip.resolve()]
         if not names:
             continue
-        for uid in _series_ids(directory):
+        in_folder, left_out = _series_in(directory, names)
+        if unreadable is not None:
+            unreadable.extend(left_out)
+        for uid, files in in_folder.items():
             if uid in by_uid:
                 split.add(uid)
-            by_uid.setdefault(uid, []).extend(reader.GetGDCMSeriesFileNames(directory, uid))
+            by_uid.setdefault(uid, []).extend(files)
     found = []
     for uid, files in by_uid.items():
         if uid in split:  # GDCM orders each folder's slices; a series split over folders is ordered again whole
-            files = list(reader.GetGDCMSeriesFileNames(str(folder), uid, False, True))
+            files = _across_folders(folder, uid, files)
         header = sitk.ImageFileReader()
         header.SetFileName(files[0])
         header.ReadImageInformation()
@@ -244,6 +246,70 @@ def find_dicom_series(folder: Path, skip: Path | None = None) -> list[DicomSerie
 
         found.append(DicomSeries(uid, files, tag("0008|103e"), tag("0018|0050"), _frames(header)))
     return found
+
+
+def _series_in(directory: str, names: list[str]) -> tuple[dict[str, list[str]], list[str]]:
+    """The DICOM series in one folder (series UID -> its files in slice order, as GDCM orders them) and the DICOM
+    files there that could not be read. GDCM scans a folder whole, and one object it cannot parse makes it fail for
+    every file there (an RT Dose object of one frame: a PACS or planning export holds such objects beside the
+    scans): then each file is read on its own, those that cannot be read are left out, and the others are grouped
+    by series and put in slice order."""
+    reader = sitk.ImageSeriesReader
+    with _itk_warnings_hidden():
+        try:
+            return {uid: list(reader.GetGDCMSeriesFileNames(directory, uid))
+                    for uid in reader.GetGDCMSeriesIDs(directory)}, []
+        except RuntimeError:
+            pass
+        by_uid: dict[str, list[str]] = {}
+        left_out = []
+        for name in sorted(names):
+            path = os.path.join(directory, name)
+            if name.upper() == "DICOMDIR" or not _is_dicom_file(path):  # DICOMDIR: a media index, not an image
+                continue
+            try:
+                by_uid.setdefault(_series_uid_of_file(Path(path)), []).append(path)
+            except InputError:
+                left_out.append(path)
+    return {uid: _in_position_order(files) for uid, files in by_uid.items()}, left_out
+
+
+def _across_folders(folder: Path, uid: str, files: list[str]) -> list[str]:
+    """A series' files gathered from several folders, in slice order: GDCM's order over the whole tree, or, where
+    GDCM cannot scan the tree (_series_in), the files' own positions."""
+    try:
+        with _itk_warnings_hidden():
+            return list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid, False, True))
+    except RuntimeError:
+        return _in_position_order(files)
+
+
+def _is_dicom_file(path: str) -> bool:
+    """A DICOM file as stored (DICOM part 10: "DICM" after a 128-byte preamble)."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
+
+
+def _in_position_order(files: list[str]) -> list[str]:
+    """One series' files in slice order, as GDCM orders them: by position along the slice normal (Image Position
+    and Image Orientation Patient), then by instance number, then by name."""
+    def place(path: str) -> tuple[float, int, str]:
+        header = sitk.ImageFileReader()
+        header.SetFileName(path)
+        header.ReadImageInformation()
+        value = lambda key: header.GetMetaData(key).strip() if header.HasMetaDataKey(key) else ""  # noqa: E731
+        depth = 0.0
+        if value("0020|0032") and value("0020|0037"):
+            position = np.array([float(v) for v in value("0020|0032").split("\\")])
+            orientation = np.array([float(v) for v in value("0020|0037").split("\\")])
+            depth = float(position @ np.cross(orientation[:3], orientation[3:]))
+        number = value("0020|0013")
+        return depth, int(number) if number.lstrip("-").isdigit() else 0, path
+
+    return sorted(files, key=place)
 
 
 @contextlib.contextmanager
@@ -256,12 +322,6 @@ def _itk_warnings_hidden():
         yield
     finally:
         sitk.ProcessObject.SetGlobalWarningDisplay(shown)
-
-
-def _series_ids(directory: str) -> tuple[str, ...]:
-    """GDCM's series in one folder."""
-    with _itk_warnings_hidden():
-        return sitk.ImageSeriesReader.GetGDCMSeriesIDs(directory)
 
 
 # A study as a PACS exports it holds, beside the scan, a localizer (scout, topogram) and a dose report: one or two
@@ -306,14 +366,20 @@ def _read_dicom_folder(folder: Path, only_file: Path | None = None, series: str 
     warnings, stacked = [], None
     if only_file is not None:
         uid = _series_uid_of_file(only_file)
-        if uid not in _series_ids(str(folder)):
+        in_folder, _ = _series_in(str(folder), os.listdir(folder))
+        if uid not in in_folder:
             raise InputError(f"cannot read {only_file}: neither a DICOM file nor an image file of a kind this reads "
                              f"({', '.join(IMAGE_SUFFIXES + SLICE_SUFFIXES)})")
-        files = list(reader.GetGDCMSeriesFileNames(str(folder), uid))
+        files = in_folder[uid]
     else:
-        found = find_dicom_series(folder)
+        unreadable: list[str] = []
+        found = find_dicom_series(folder, unreadable=unreadable)
         if not found:
-            raise InputError(f"no DICOM series found in {folder} or its subfolders; {_image_files_hint(folder)}")
+            raise InputError(f"no DICOM series found in {folder} or its subfolders; " + (
+                f"{_unreadable(unreadable)} could not be read: give a folder holding a DICOM series of images."
+                if unreadable else _image_files_hint(folder)))
+        if unreadable:
+            warnings.append(f"{_unreadable(unreadable)} under {folder} could not be read and were left out")
         if series is not None and "," in series:  # several series: single slices to read as one stack
             stacked = _chosen_stack(folder, found, series.split(","), stack_single_slices)
         stacks = single_slice_stacks(found) if stack_single_slices and series is None else []
@@ -347,6 +413,12 @@ def _read_dicom_folder(folder: Path, only_file: Path | None = None, series: str 
     if len(positions) == len(files) and len(files) > 2:
         _check_slice_spacing(loaded, positions, allow_slice_gaps)
     return loaded
+
+
+def _unreadable(files: list[str]) -> str:
+    """The DICOM files that could not be read (_series_in), in words: how many, of what kind, the first."""
+    return (f"{len(files)} DICOM file{'s' * (len(files) > 1)} (image objects GDCM cannot parse, such as an RT Dose "
+            f"object of one frame, or damaged files; the first {files[0]})")
 
 
 def _image_files_hint(folder: Path, named: int = 3) -> str:

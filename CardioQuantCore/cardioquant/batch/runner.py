@@ -81,7 +81,8 @@ def prepare(options, passed_on: list[str]) -> dict:
     for analysis in analyses:
         _check_options(analysis, passed_on, "the batch command line")
     left_out: list[str] = []
-    found = cohort_studies.discover(options.inputs, options.output, left_out)
+    unreadable: list[str] = []
+    found = cohort_studies.discover(options.inputs, options.output, left_out, unreadable)
     options.output.mkdir(parents=True, exist_ok=True)
     probe = options.output / ".write-probe"
     try:
@@ -93,7 +94,8 @@ def prepare(options, passed_on: list[str]) -> dict:
     for study in found:
         fingerprint = study.fingerprint()  # once per study: it reads the whole file listing
         jobs += [_job(study, analysis, passed_on, options, fingerprint) for analysis in analyses]
-    return {"studies": found, "analyses": analyses, "jobs": jobs, "versions": versions(), "left_out": left_out}
+    return {"studies": found, "analyses": analyses, "jobs": jobs, "versions": versions(), "left_out": left_out,
+            "unreadable": unreadable}
 
 
 def _check_options(analysis: str, arguments: list[str], where: str) -> None:
@@ -170,6 +172,9 @@ def execute(plan: dict, options) -> int:
         if plan.get("left_out"):
             print(f"cardioquant batch: {len(plan['left_out'])} series of one or two images beside a volume in the "
                   f"same exam folder left out (localizers, dose reports), e.g. {plan['left_out'][0]}", file=sys.stderr)
+        if plan.get("unreadable"):
+            print(f"cardioquant batch: {len(plan['unreadable'])} DICOM files that could not be read as images left out "
+                  f"(RT Dose objects of one frame, damaged files), e.g. {plan['unreadable'][0]}", file=sys.stderr)
     counts = {"done": 0, "failed": 0}
     interrupted = False
     if todo:

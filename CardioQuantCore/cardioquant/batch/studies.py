@@ -43,13 +43,15 @@ def safe_id(text: str) -> str:
     return cleaned or "study"
 
 
-def discover(inputs: str | Path, output: Path | None = None, left_out: list[str] | None = None) -> list[Study]:
+def discover(inputs: str | Path, output: Path | None = None, left_out: list[str] | None = None,
+             unreadable: list[str] | None = None) -> list[Study]:
     """Studies of a folder tree (the batch's own output folder left out, when it lies inside) or a CSV manifest;
-    InputError when there is none. `left_out` gets the series of a folder tree that are not studies (`from_folder`)."""
+    InputError when there is none. `left_out` gets the series of a folder tree that are not studies, `unreadable`
+    its DICOM files that could not be read (`from_folder`)."""
     inputs = Path(inputs)
     if not inputs.exists():
         raise InputError(f"batch input not found: {inputs}. Give a folder tree of scans or a CSV manifest.")
-    studies = from_manifest(inputs) if inputs.is_file() else from_folder(inputs, output, left_out)
+    studies = from_manifest(inputs) if inputs.is_file() else from_folder(inputs, output, left_out, unreadable)
     if not studies:
         raise InputError(f"no DICOM series or image file ({', '.join(IMAGE_SUFFIXES)}) found in {inputs}.")
     ids = [study.id for study in studies]
@@ -59,11 +61,13 @@ def discover(inputs: str | Path, output: Path | None = None, left_out: list[str]
     return studies
 
 
-def from_folder(root: Path, skip: Path | None = None, left_out: list[str] | None = None) -> list[Study]:
+def from_folder(root: Path, skip: Path | None = None, left_out: list[str] | None = None,
+                unreadable: list[str] | None = None) -> list[Study]:
     """Every image file and every DICOM series under `root` but not under `skip` (a series: its own folder and
     UID), but for a series of one or two images beside a volume in the same exam folder: a localizer or a dose
     report, as a PACS exports them with the scan (named in `left_out`; the single-scan commands read the volume
-    of such a folder and leave them out the same way)."""
+    of such a folder and leave them out the same way). DICOM files that cannot be read (an RT Dose object of one
+    frame, a damaged file) do not stop the search: they are named in `unreadable`."""
     studies = []
     for directory, subdirectories, names in os.walk(root):
         subdirectories.sort()
@@ -75,7 +79,7 @@ def from_folder(root: Path, skip: Path | None = None, left_out: list[str] | None
                 stem = next(str(path.relative_to(root))[:-len(s)] for s in IMAGE_SUFFIXES
                             if name.lower().endswith(s))
                 studies.append(Study(safe_id(stem), str(path)))
-    found = find_dicom_series(root, skip)
+    found = find_dicom_series(root, skip, unreadable)
     stacks = _stacks_by_exam(found)
     stacked = {uid for stack in stacks.values() for uid in stack}
     folders = {series.uid: _folder_of(series) for series in found}  # a common path of every file: once each
