@@ -417,8 +417,9 @@ def _read_dicom_folder(folder: Path, only_file: Path | None = None, series: str 
 
 def _unreadable(files: list[str]) -> str:
     """The DICOM files that could not be read (_series_in), in words: how many, of what kind, the first."""
-    return (f"{len(files)} DICOM file{'s' * (len(files) > 1)} (image objects GDCM cannot parse, such as an RT Dose "
-            f"object of one frame, or damaged files; the first {files[0]})")
+    return (f"{len(files)} DICOM file{'s' * (len(files) > 1)} that are not images GDCM can read (an RT Dose object "
+            f"of one frame that it cannot parse, non-image objects such as RT plans, or damaged files; the first "
+            f"{files[0]})")
 
 
 def _image_files_hint(folder: Path, named: int = 3) -> str:
