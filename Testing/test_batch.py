@@ -227,10 +227,14 @@ def test_a_dicom_file_gdcm_cannot_parse_does_not_stop_a_cohort_search_and_is_nam
     for patient in ("p1", "p2"):
         write_ct_series(tmp_path / patient / "study" / "scan", np.zeros((3, 8, 8)))
     dose = write_one_frame_rt_dose(tmp_path / "p2" / "study" / "scan" / "RD.dcm")
-    unreadable: list[str] = []
-    found = studies.discover(tmp_path, unreadable=unreadable)
-    assert sorted(Path(s.path).relative_to(tmp_path).as_posix() for s in found) == ["p1/study/scan", "p2/study/scan"]
-    assert unreadable == [str(dose)]
+    from cardioquant.batch.runner import build_parser, prepare
+
+    options, passed_on = build_parser().parse_known_args([str(tmp_path), "-o", str(tmp_path / "out"),
+                                                          "--analyses", "calcium"])
+    plan = prepare(options, passed_on)
+    assert sorted(Path(s.path).relative_to(tmp_path).as_posix() for s in plan["studies"]) == [
+        "p1/study/scan", "p2/study/scan"]
+    assert plan["unreadable"] == [str(dose)] and plan["left_out"] == []
 
 
 def test_bad_batch_options_are_refused_before_any_work(tmp_path, capsys):
