@@ -268,7 +268,7 @@ def test_a_dicom_file_gdcm_cannot_parse_is_left_out_and_named_and_the_scan_besid
     assert np.array_equal(loaded.array(), alone.array()) and loaded.image.GetOrigin() == alone.image.GetOrigin()
     assert loaded.image.GetDirection() == alone.image.GetDirection()
     assert sorted(np.unique(loaded.array())) == [0, 100, 200, 300, 400]
-    assert any("1 DICOM file" in w and "RD.dose.dcm" in w and "left out" in w for w in loaded.warnings)
+    assert any("1 DICOM image file" in w and "RD.dose.dcm" in w and "left out" in w for w in loaded.warnings)
     assert not any("RD.dose.dcm" in w for w in alone.warnings)
 
 
@@ -287,8 +287,48 @@ def test_a_series_split_over_folders_beside_a_file_gdcm_cannot_parse_is_read_in_
 
 def test_a_folder_holding_only_files_gdcm_cannot_parse_says_so(tmp_path):
     write_one_frame_rt_dose(tmp_path / "RD.dose.dcm")
-    with pytest.raises(InputError, match=r"no DICOM series found .*1 DICOM file .*RD\.dose\.dcm.* could not be read"):
+    with pytest.raises(InputError, match=r"no DICOM series found .*1 DICOM image file .*RD\.dose\.dcm.* could not be read"):
         read_image(tmp_path)
+
+
+def _cut_short(path):
+    """A slice file cut short, as an interrupted transfer leaves it: its header whole, its pixels partly there."""
+    path.write_bytes(path.read_bytes()[:-40])
+
+
+def test_a_slice_cut_short_is_named_not_taken_for_uneven_slices_or_lost_unsaid(tmp_path):
+    """GDCM passes over a slice file it cannot read. In the middle of a series the gap it leaves was refused as
+    'unevenly spaced' with no word of the damaged file; at an end the scan was read one slice short, unsaid."""
+    volume = np.arange(5, dtype=float)[:, None, None] * 100.0 + np.zeros((5, 6, 7))
+    middle = write_ct_series(tmp_path / "middle", volume)[2]
+    _cut_short(middle)
+    with pytest.raises(InputError, match=r"unevenly spaced.*1 DICOM image file .*slice0002\.dcm.*leaves a gap"):
+        read_image(tmp_path / "middle")
+    end = write_ct_series(tmp_path / "end", volume)[4]
+    _cut_short(end)
+    loaded = read_image(tmp_path / "end")
+    assert loaded.array().shape[0] == 4
+    assert any("1 DICOM image file" in w and "slice0004.dcm" in w and "left out" in w for w in loaded.warnings)
+
+
+def test_dicom_objects_without_an_image_beside_the_scan_are_passed_over_unsaid(tmp_path):
+    """A structured report (the CT's radiation dose report) or a plan exported with the scan is not an image: GDCM
+    passes over it, and so does the reader, without a warning."""
+    import pydicom
+
+    write_ct_series(tmp_path, np.zeros((3, 6, 7)))
+    report = pydicom.dcmread(write_ct_series(tmp_path / "sr", np.zeros((1, 2, 2)))[0])
+    for keyword in ("PixelData", "Rows", "Columns", "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation",
+                    "SamplesPerPixel", "PhotometricInterpretation", "RescaleIntercept", "RescaleSlope", "RescaleType"):
+        delattr(report, keyword)
+    report.SOPClassUID = report.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.88.67"  # X-Ray dose SR
+    report.Modality = "SR"
+    report.save_as(tmp_path / "dose_report.dcm", enforce_file_format=True)
+    for path in (tmp_path / "sr").iterdir():
+        path.unlink()
+    (tmp_path / "sr").rmdir()
+    loaded = read_image(tmp_path)
+    assert loaded.array().shape == (3, 6, 7) and not any("DICOM image file" in w for w in loaded.warnings)
 
 
 def test_several_series_are_listed_and_chosen_by_number_or_uid(tmp_path):

@@ -250,28 +250,53 @@ def find_dicom_series(folder: Path, skip: Path | None = None, unreadable: list[s
 
 def _series_in(directory: str, names: list[str]) -> tuple[dict[str, list[str]], list[str]]:
     """The DICOM series in one folder (series UID -> its files in slice order, as GDCM orders them) and the DICOM
-    files there that could not be read. GDCM scans a folder whole, and one object it cannot parse makes it fail for
-    every file there (an RT Dose object of one frame: a PACS or planning export holds such objects beside the
-    scans): then each file is read on its own, those that cannot be read are left out, and the others are grouped
-    by series and put in slice order."""
+    images there that could not be read (_not_read_images). GDCM passes over a file it cannot read (a slice cut
+    short by an interrupted transfer: the series then has a gap, or silently one slice fewer at an end), and one
+    object it cannot parse makes it fail for every file of the folder (an RT Dose object of one frame, as planning
+    exports hold beside the scans): then each file is read on its own, and the others are grouped by series and
+    put in slice order."""
     reader = sitk.ImageSeriesReader
+    dicom_files = [os.path.join(directory, name) for name in sorted(names)
+                   if name.upper() != "DICOMDIR" and _is_dicom_file(os.path.join(directory, name))]  # DICOMDIR: an index
     with _itk_warnings_hidden():
         try:
-            return {uid: list(reader.GetGDCMSeriesFileNames(directory, uid))
-                    for uid in reader.GetGDCMSeriesIDs(directory)}, []
+            in_folder = {uid: list(reader.GetGDCMSeriesFileNames(directory, uid))
+                         for uid in reader.GetGDCMSeriesIDs(directory)}
+            held = {os.path.normpath(path) for files in in_folder.values() for path in files}
+            return in_folder, _not_read_images([path for path in dicom_files if os.path.normpath(path) not in held])
         except RuntimeError:
             pass
         by_uid: dict[str, list[str]] = {}
-        left_out = []
-        for name in sorted(names):
-            path = os.path.join(directory, name)
-            if name.upper() == "DICOMDIR" or not _is_dicom_file(path):  # DICOMDIR: a media index, not an image
-                continue
+        not_read = []
+        for path in dicom_files:
             try:
                 by_uid.setdefault(_series_uid_of_file(Path(path)), []).append(path)
             except InputError:
-                left_out.append(path)
-    return {uid: _in_position_order(files) for uid, files in by_uid.items()}, left_out
+                not_read.append(path)
+    return {uid: _in_position_order(files) for uid, files in by_uid.items()}, _not_read_images(not_read)
+
+
+def _not_read_images(paths: list[str]) -> list[str]:
+    """Of DICOM files that GDCM did not read, those a reader must hear of: images (pixel data) and files that cannot
+    be parsed at all (damaged). Reports, plans, waveforms and other objects without pixel data are passed over,
+    as GDCM passes over them."""
+    if not paths:
+        return []
+    import pydicom  # only when a file was not read
+
+    images = []
+    for path in paths:
+        try:
+            dataset = pydicom.dcmread(path, defer_size=1024)
+        except Exception:  # noqa: BLE001 - whatever pydicom raises, the file cannot be parsed: damaged
+            images.append(path)
+            continue
+        if any(tag in dataset for tag in PIXEL_DATA_TAGS):
+            images.append(path)
+    return images
+
+
+PIXEL_DATA_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # Pixel Data, Float and Double Float Pixel Data
 
 
 def _across_folders(folder: Path, uid: str, files: list[str]) -> list[str]:
@@ -364,22 +389,20 @@ def _read_dicom_folder(folder: Path, only_file: Path | None = None, series: str 
     if only_file is None and not any(folder.iterdir()):
         raise InputError(f"folder is empty: {folder}. Point to a folder holding one DICOM series.")
     warnings, stacked = [], None
+    unreadable: list[str] = []  # DICOM images in the folders searched that GDCM cannot read
     if only_file is not None:
         uid = _series_uid_of_file(only_file)
-        in_folder, _ = _series_in(str(folder), os.listdir(folder))
+        in_folder, unreadable = _series_in(str(folder), os.listdir(folder))
         if uid not in in_folder:
             raise InputError(f"cannot read {only_file}: neither a DICOM file nor an image file of a kind this reads "
                              f"({', '.join(IMAGE_SUFFIXES + SLICE_SUFFIXES)})")
         files = in_folder[uid]
     else:
-        unreadable: list[str] = []
         found = find_dicom_series(folder, unreadable=unreadable)
         if not found:
             raise InputError(f"no DICOM series found in {folder} or its subfolders; " + (
                 f"{_unreadable(unreadable)} could not be read: give a folder holding a DICOM series of images."
                 if unreadable else _image_files_hint(folder)))
-        if unreadable:
-            warnings.append(f"{_unreadable(unreadable)} under {folder} could not be read and were left out")
         if series is not None and "," in series:  # several series: single slices to read as one stack
             stacked = _chosen_stack(folder, found, series.split(","), stack_single_slices)
         stacks = single_slice_stacks(found) if stack_single_slices and series is None else []
@@ -389,6 +412,8 @@ def _read_dicom_folder(folder: Path, only_file: Path | None = None, series: str 
         if stacked:
             warnings.append(f"{len(stacked)} single-slice series stacked into one volume (one orientation, frame of "
                             "reference and pixel grid; in slice order); give --series to read one of them alone")
+    if unreadable:
+        warnings.append(f"{_unreadable(unreadable)} under {folder} could not be read and were left out")
     if len(files) == 1 and _frame_count(files[0]) > 1:
         # pydicom is installed on first use in Slicer, whose panels import this module: imported here.
         from . import multiframe
@@ -411,14 +436,20 @@ def _read_dicom_folder(folder: Path, only_file: Path | None = None, series: str 
                          warnings=warnings, stacked_series=len(stacked or []))
     positions = [slices.GetMetaData(i, "0020|0032") for i in range(len(files)) if slices.HasMetaDataKey(i, "0020|0032")]
     if len(positions) == len(files) and len(files) > 2:
-        _check_slice_spacing(loaded, positions, allow_slice_gaps)
+        try:
+            _check_slice_spacing(loaded, positions, allow_slice_gaps)
+        except InputError as exc:
+            if not unreadable:
+                raise
+            raise InputError(f"{exc} {_unreadable(unreadable)} could not be read: a damaged slice leaves a gap; export "
+                             "the series again.") from exc
     return loaded
 
 
 def _unreadable(files: list[str]) -> str:
     """The DICOM files that could not be read (_series_in), in words: how many, of what kind, the first."""
-    return (f"{len(files)} DICOM file{'s' * (len(files) > 1)} that are not images GDCM can read (an RT Dose object "
-            f"of one frame that it cannot parse, non-image objects such as RT plans, or damaged files; the first "
+    return (f"{len(files)} DICOM image file{'s' * (len(files) > 1)} that GDCM cannot read (damaged, e.g. cut short by "
+            f"an interrupted transfer, or an object it cannot parse such as an RT Dose of one frame; the first "
             f"{files[0]})")
 
 
