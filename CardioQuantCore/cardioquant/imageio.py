@@ -284,10 +284,13 @@ def _not_read_images(paths: list[str]) -> list[str]:
         return []
     import pydicom  # only when a file was not read
 
+    from .multiframe import values_as_stored
+
     images = []
     for path in paths:
         try:
-            dataset = pydicom.dcmread(path, defer_size=1024)
+            with values_as_stored():
+                dataset = pydicom.dcmread(path, defer_size=1024)
         except Exception:  # noqa: BLE001 - whatever pydicom raises, the file cannot be parsed: damaged
             images.append(path)
             continue

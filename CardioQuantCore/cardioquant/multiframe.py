@@ -25,13 +25,13 @@ from .imageio import POSITION_TOLERANCE_MM, positions_held, several_images_per_p
 def read(path: str, tags: dict[str, str]) -> tuple[sitk.Image, dict[str, str]]:
     """(the 3D volume, its attributes: `tags`' keys (name -> "group|element") -> value as a DICOM string) of one
     multi-frame file, or InputError when its frames are not one image per slice position of one orientation."""
-    with _values_as_stored():
+    with values_as_stored():
         dataset = pydicom.dcmread(str(path), stop_before_pixels=True)
         return _read(path, dataset, tags)
 
 
 @contextlib.contextmanager
-def _values_as_stored():
+def values_as_stored():
     """pydicom quiet about values outside their VR's rules (anonymised UIDs, as the real gated CTs here carry): the
     series reader takes them as they are, and a reader needs no warning about them."""
     mode = pydicom.config.settings.reading_validation_mode
