@@ -276,6 +276,9 @@ def _series_in(directory: str, names: list[str]) -> tuple[dict[str, list[str]], 
     return {uid: _in_position_order(files) for uid, files in by_uid.items()}, _not_read_images(not_read)
 
 
+PIXEL_DATA_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # Pixel Data, Float and Double Float Pixel Data
+
+
 def _not_read_images(paths: list[str]) -> list[str]:
     """Of DICOM files that GDCM did not read, those a reader must hear of: images (pixel data) and files that cannot
     be parsed at all (damaged). Reports, plans, waveforms and other objects without pixel data are passed over,
@@ -297,9 +300,6 @@ def _not_read_images(paths: list[str]) -> list[str]:
         if any(tag in dataset for tag in PIXEL_DATA_TAGS):
             images.append(path)
     return images
-
-
-PIXEL_DATA_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # Pixel Data, Float and Double Float Pixel Data
 
 
 def _across_folders(folder: Path, uid: str, files: list[str]) -> list[str]:
