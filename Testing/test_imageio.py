@@ -247,11 +247,32 @@ def test_dicom_series_in_subfolders_is_found(tmp_path):
     assert loaded.array().shape == (4, 8, 8) and loaded.array()[0, 4, 4] == 100
 
 
+def _without_preamble(path):
+    """A DICOM file rewritten without the part 10 preamble and "DICM" prefix, as some older systems export."""
+    import pydicom
+
+    dataset = pydicom.dcmread(path)
+    dataset.preamble = None
+    dataset.save_as(path, enforce_file_format=False)
+    assert path.read_bytes()[128:132] != b"DICM"
+
+
+def test_a_series_stored_without_the_dicom_preamble_is_read(tmp_path):
+    """GDCM reads such files, but SimpleITK, choosing a reader by the file's first bytes, did not recognise them:
+    the command stopped with an internal error."""
+    volume = np.arange(3, dtype=float)[:, None, None] * 100.0 + np.zeros((3, 6, 7))
+    for path in write_ct_series(tmp_path, volume):
+        _without_preamble(path)
+    loaded = read_image(tmp_path)
+    assert loaded.array()[:, 0, 0].tolist() == [0, 100, 200] and loaded.image.GetSpacing()[2] == pytest.approx(3.0)
+
+
 def _scan_with_an_rt_dose_beside_it(folder, z_positions):
-    """A 5-slice scan whose voxels tell its slices apart (slice k reads 100 k HU), stored top slice first, and an
-    RT Dose object of one frame in the same folder, on which GDCM's scan of the folder fails."""
+    """A 5-slice scan whose voxels tell its slices apart (slice k reads 100 k HU), one slice stored without the DICOM
+    file preamble (as some older systems export), and an RT Dose object of one frame in the same folder, on which
+    GDCM's scan of the folder fails."""
     volume = np.arange(5, dtype=float)[:, None, None] * 100.0 + np.zeros((5, 6, 7))
-    write_ct_series(folder, volume, z_positions=z_positions)
+    _without_preamble(write_ct_series(folder, volume, z_positions=z_positions)[2])
     write_one_frame_rt_dose(folder / "RD.dose.dcm")
     with pytest.raises(RuntimeError):  # what the reader must get past: GDCM refuses the whole folder
         sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))

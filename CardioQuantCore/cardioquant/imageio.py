@@ -237,9 +237,7 @@ def find_dicom_series(folder: Path, skip: Path | None = None, unreadable: list[s
     for uid, files in by_uid.items():
         if uid in split:  # GDCM orders each folder's slices; a series split over folders is ordered again whole
             files = _across_folders(folder, uid, files)
-        header = sitk.ImageFileReader()
-        header.SetFileName(files[0])
-        header.ReadImageInformation()
+        header = dicom_header(files[0])
 
         def tag(key, reader=header):
             return reader.GetMetaData(key).strip() if reader.HasMetaDataKey(key) else ""
@@ -256,23 +254,24 @@ def _series_in(directory: str, names: list[str]) -> tuple[dict[str, list[str]], 
     exports hold beside the scans): then each file is read on its own, and the others are grouped by series and
     put in slice order."""
     reader = sitk.ImageSeriesReader
-    dicom_files = [os.path.join(directory, name) for name in sorted(names)
-                   if name.upper() != "DICOMDIR" and _is_dicom_file(os.path.join(directory, name))]  # DICOMDIR: an index
+    paths = [os.path.join(directory, name) for name in sorted(names) if name.upper() != "DICOMDIR"]  # an index
     with _itk_warnings_hidden():
         try:
             in_folder = {uid: list(reader.GetGDCMSeriesFileNames(directory, uid))
                          for uid in reader.GetGDCMSeriesIDs(directory)}
             held = {os.path.normpath(path) for files in in_folder.values() for path in files}
-            return in_folder, _not_read_images([path for path in dicom_files if os.path.normpath(path) not in held])
+            return in_folder, _not_read_images([path for path in paths
+                                                if os.path.normpath(path) not in held and _is_dicom_file(path)])
         except RuntimeError:
             pass
         by_uid: dict[str, list[str]] = {}
         not_read = []
-        for path in dicom_files:
+        for path in paths:
             try:
                 by_uid.setdefault(_series_uid_of_file(Path(path)), []).append(path)
             except InputError:
-                not_read.append(path)
+                if _is_dicom_file(path):  # not other files: notes, image files of other kinds, folders
+                    not_read.append(path)
     return {uid: _in_position_order(files) for uid, files in by_uid.items()}, _not_read_images(not_read)
 
 
@@ -325,9 +324,7 @@ def _in_position_order(files: list[str]) -> list[str]:
     """One series' files in slice order, as GDCM orders them: by position along the slice normal (Image Position
     and Image Orientation Patient), then by instance number, then by name."""
     def place(path: str) -> tuple[float, int, str]:
-        header = sitk.ImageFileReader()
-        header.SetFileName(path)
-        header.ReadImageInformation()
+        header = dicom_header(path)
         value = lambda key: header.GetMetaData(key).strip() if header.HasMetaDataKey(key) else ""  # noqa: E731
         depth = 0.0
         if value("0020|0032") and value("0020|0037"):
@@ -426,6 +423,7 @@ def _read_dicom_folder(folder: Path, only_file: Path | None = None, series: str 
         return LoadedImage(image=image, path=str(folder), format="dicom", dicom=dicom, source_files=files,
                            warnings=warnings, multiframe=True)
     slices = reader()
+    slices.SetImageIO("GDCMImageIO")  # as dicom_header
     slices.SetFileNames(files)
     slices.MetaDataDictionaryArrayUpdateOn()
     slices.LoadPrivateTagsOff()
@@ -468,10 +466,7 @@ def _image_files_hint(folder: Path, named: int = 3) -> str:
 
 def _frame_count(path: str) -> int:
     """Frames in one DICOM file (1 for a single-frame file)."""
-    header = sitk.ImageFileReader()
-    header.SetFileName(str(path))
-    header.ReadImageInformation()
-    return _frames(header)
+    return _frames(dicom_header(str(path)))
 
 
 def _frames(header: sitk.ImageFileReader) -> int:
@@ -541,9 +536,7 @@ def _in_slice_order(found: list[DicomSeries], described: list[tuple]) -> list[Di
 def slice_geometry(path: str) -> tuple[tuple, np.ndarray]:
     """(what the slices of one stack share: STACKED_GEOMETRY's values, () when one is missing; the slice's position)
     of a DICOM file."""
-    header = sitk.ImageFileReader()
-    header.SetFileName(path)
-    header.ReadImageInformation()
+    header = dicom_header(path)
     if not all(header.HasMetaDataKey(key) for key in STACKED_GEOMETRY + ("0020|0032",)):
         return (), np.zeros(3)
     position = np.array([float(v) for v in header.GetMetaData("0020|0032").split("\\")])
@@ -551,13 +544,23 @@ def slice_geometry(path: str) -> tuple[tuple, np.ndarray]:
 
 
 def _series_uid_of_file(path: Path) -> str:
-    file_reader = sitk.ImageFileReader()
-    file_reader.SetFileName(str(path))
     try:
-        file_reader.ReadImageInformation()
+        header = dicom_header(str(path))
     except RuntimeError as exc:
-        raise InputError(f"cannot read {path}: not an image file or DICOM file") from exc
-    return file_reader.GetMetaData("0020|000e").strip() if file_reader.HasMetaDataKey("0020|000e") else ""
+        raise InputError(f"cannot read {path}: neither a DICOM file nor an image file of a kind this reads "
+                         f"({', '.join(IMAGE_SUFFIXES + SLICE_SUFFIXES)})") from exc
+    return header.GetMetaData("0020|000e").strip() if header.HasMetaDataKey("0020|000e") else ""
+
+
+def dicom_header(path: str) -> sitk.ImageFileReader:
+    """A DICOM file's header, read by GDCM (RuntimeError when it cannot). GDCM is named rather than left for
+    SimpleITK to choose by the file's first bytes: a file without the part 10 preamble, as some older systems
+    export, is DICOM that only GDCM recognises."""
+    header = sitk.ImageFileReader()
+    header.SetImageIO("GDCMImageIO")
+    header.SetFileName(path)
+    header.ReadImageInformation()
+    return header
 
 
 POSITION_TOLERANCE_MM = 0.01
