@@ -161,6 +161,22 @@ def test_slices_shifted_by_breath_holds_are_placed_on_the_nearest_grid_position_
         read_image(tmp_path / "irregular", allow_slice_gaps=True)
 
 
+def test_a_volume_stored_with_a_fourth_axis_of_one_time_point_is_read_as_that_volume(tmp_path):
+    """NRRD keeps a fourth axis of size 1 (one time point, as some converters write a 3D scan); it is the volume, on
+    its own grid. A fourth axis of several time points is still refused."""
+    volume = np.arange(2 * 3 * 4, dtype=np.int16).reshape(2, 3, 4)
+    stored = sitk.JoinSeries([sitk.GetImageFromArray(volume)])
+    stored.SetSpacing((0.5, 0.6, 3.0, 1.0))
+    stored.SetOrigin((10.0, -20.0, 30.0, 0.0))
+    sitk.WriteImage(stored, str(tmp_path / "one_time_point.nrrd"))
+    loaded = read_image(tmp_path / "one_time_point.nrrd")
+    assert loaded.image.GetDimension() == 3 and np.array_equal(loaded.array(), volume)
+    assert loaded.image.GetSpacing() == (0.5, 0.6, 3.0) and loaded.image.GetOrigin() == (10.0, -20.0, 30.0)
+    sitk.WriteImage(sitk.JoinSeries([sitk.GetImageFromArray(volume)] * 2), str(tmp_path / "two.nrrd"))
+    with pytest.raises(InputError, match="4D images are not supported"):
+        read_image(tmp_path / "two.nrrd")
+
+
 def test_2d_image_is_refused_unless_allowed(tmp_path):
     sitk.WriteImage(sitk.GetImageFromArray(np.zeros((8, 8), np.int16)), str(tmp_path / "slice.nrrd"))
     with pytest.raises(InputError, match="2D image"):

@@ -139,9 +139,12 @@ def _read_file(path: Path) -> LoadedImage:
     # NRRD key/value fields written by the panels' background runs and this project's sample data (and by users
     # who want them honoured).
     dicom = {key: image.GetMetaData(key).strip() for key in RUN_ATTRIBUTES if image.HasMetaDataKey(key)}
+    reading = image.GetMetaData(READING_KEY) if image.HasMetaDataKey(READING_KEY) else None
+    if image.GetDimension() == 4 and image.GetSize()[3] == 1:  # one time point stored on a fourth axis: a volume
+        image = sitk.Extract(image, [*image.GetSize()[:3], 0], [0, 0, 0, 0])
     loaded = LoadedImage(image=image, path=str(path), format=fmt, dicom=dicom)
-    if image.HasMetaDataKey(READING_KEY):  # a background run's input (scene.write_run_input)
-        apply_reading_record(loaded, image.GetMetaData(READING_KEY))
+    if reading is not None:  # a background run's input (scene.write_run_input)
+        apply_reading_record(loaded, reading)
     return loaded
 
 
