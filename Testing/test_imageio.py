@@ -233,6 +233,24 @@ def test_mask_on_other_grid_is_resampled_nearest(tmp_path):
     assert on_reference[0:2, 2:4, 2:4].min() == 3 and on_reference[3].max() == 0
 
 
+def test_a_mask_that_is_not_a_label_map_is_refused_in_one_line(tmp_path):
+    """A colour (vector) image stopped the command with SimpleITK's cast error; a probability map became an empty
+    mask (0.7 cast to 0) and the refusal spoke of an empty mask. A float label map of whole numbers is read."""
+    reference = sitk.GetImageFromArray(np.zeros((3, 4, 5), np.int16))
+    colour = sitk.Image(reference.GetSize(), sitk.sitkVectorUInt8, 3)
+    sitk.WriteImage(colour, str(tmp_path / "colour.nrrd"))
+    with pytest.raises(InputError, match="3 values per voxel"):
+        read_mask(tmp_path / "colour.nrrd", reference)
+    probability = sitk.GetImageFromArray(np.full((3, 4, 5), 0.7, np.float32))
+    sitk.WriteImage(probability, str(tmp_path / "probability.nrrd"))
+    with pytest.raises(InputError, match="fractional values .*0.7.*probability map"):
+        read_mask(tmp_path / "probability.nrrd", reference)
+    labels = np.zeros((3, 4, 5), np.float32)
+    labels[1, 1:3, 1:4] = 2.0
+    sitk.WriteImage(sitk.GetImageFromArray(labels), str(tmp_path / "float_labels.nii.gz"))
+    assert np.array_equal(sitk.GetArrayFromImage(read_mask(tmp_path / "float_labels.nii.gz", reference)), labels)
+
+
 def test_fingerprint_has_no_patient_data(tmp_path):
     write_ct_series(tmp_path / "ct", np.zeros((3, 4, 4)))
     text = str(fingerprint(read_image(tmp_path / "ct")))

@@ -658,11 +658,21 @@ def validate_image(loaded: LoadedImage, allow_2d: bool = False) -> None:
 
 
 def read_label_image(path: str | os.PathLike) -> sitk.Image:
-    """A label/mask image on its own grid."""
+    """A label/mask image on its own grid: one whole number per voxel."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"mask not found: {path}")
-    return (_read_file(path) if path.is_file() else _read_dicom_folder(path)).image
+    image = (_read_file(path) if path.is_file() else _read_dicom_folder(path)).image
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(f"{path}: the mask has {image.GetNumberOfComponentsPerPixel()} values per voxel (a colour or "
+                         "vector image); give a label map, one value per voxel.")
+    values = sitk.GetArrayViewFromImage(image)
+    if np.issubdtype(values.dtype, np.floating):
+        fractional = values[values != np.round(values)]
+        if fractional.size:  # cast to whole numbers it would lose these voxels, or the whole mask
+            raise InputError(f"{path}: the mask holds fractional values (such as {float(fractional[0]):.3g}): a "
+                             "probability map? give a label map (threshold it first, e.g. at 0.5).")
+    return image
 
 
 def read_mask(path: str | os.PathLike, reference: sitk.Image) -> sitk.Image:
