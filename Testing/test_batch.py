@@ -237,6 +237,26 @@ def test_a_dicom_file_gdcm_cannot_parse_does_not_stop_a_cohort_search_and_is_nam
     assert plan["unreadable"] == [str(dose)] and plan["left_out"] == []
 
 
+def test_a_segmentation_exported_with_a_study_is_no_study_of_its_own(tmp_path):
+    import numpy as np
+    from dicom_factory import write_ct_series
+    from test_scene_geometry import TABLE
+
+    from cardioquant.dicomseg import export_dicom_seg
+    from cardioquant.imageio import read_image
+
+    write_ct_series(tmp_path / "p1" / "study" / "ct", np.full((6, 10, 12), -1000.0))
+    label = np.zeros((6, 10, 12), np.uint8)
+    label[1:5, 2:5, 3:7] = 2
+    (tmp_path / "p1" / "study" / "seg").mkdir()
+    export_dicom_seg(label, TABLE, read_image(tmp_path / "p1").source_files, tmp_path / "p1" / "study" / "seg" / "s.dcm",
+                     "CalciumScoring")
+    left_out: list[str] = []
+    found = studies.discover(tmp_path, left_out=left_out)
+    assert [Path(s.path).relative_to(tmp_path).as_posix() for s in found] == ["p1/study/ct"]
+    assert len(left_out) == 1 and "SEG" in left_out[0] and "not a scan" in left_out[0]
+
+
 def test_bad_batch_options_are_refused_before_any_work(tmp_path, capsys):
     write_block_phantom(tmp_path)
     code = cli.main(["batch", str(tmp_path), "-o", str(tmp_path / "out"), "--analyses", "calcium,bones"])

@@ -386,6 +386,27 @@ def test_dicom_objects_without_an_image_beside_the_scan_are_passed_over_unsaid(t
     assert loaded.array().shape == (3, 6, 7) and not any("DICOM image file" in w for w in loaded.warnings)
 
 
+def test_a_segmentation_exported_beside_the_scan_is_not_taken_for_a_second_scan(tmp_path):
+    """A DICOM SEG (this project's --dicom-seg, or a segmentation a PACS exports with the study) is not a scan: the
+    study folder is read as its one scan, where the SEG's frames made it a second 'volume' to choose; a folder
+    holding only the SEG says it holds no scan."""
+    from test_scene_geometry import TABLE
+
+    from cardioquant.dicomseg import export_dicom_seg
+
+    write_ct_series(tmp_path / "study" / "ct", np.full((6, 10, 12), -1000.0), spacing=(0.5, 0.5, 3.0))
+    scan = read_image(tmp_path / "study")
+    label = np.zeros((6, 10, 12), np.uint8)
+    label[1:5, 2:5, 3:7] = 2
+    (tmp_path / "study" / "seg").mkdir()
+    export_dicom_seg(label, TABLE, scan.source_files, tmp_path / "study" / "seg" / "calcium_seg.dcm", "CalciumScoring")
+    again = read_image(tmp_path / "study")
+    assert again.source_files == scan.source_files
+    assert any("1 DICOM series that is not a scan (SEG" in w for w in again.warnings)
+    with pytest.raises(InputError, match="not a scan .*SEG.*give the scan's series"):
+        read_image(tmp_path / "study" / "seg")
+
+
 def test_several_series_are_listed_and_chosen_by_number_or_uid(tmp_path):
     uids = _pacs_export(tmp_path, [("Ca score 3.0", 4, 3.0), ("Lung 1.0", 6, 1.0)])
     with pytest.raises(InputError) as refused:

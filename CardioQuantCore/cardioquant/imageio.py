@@ -208,6 +208,7 @@ class DicomSeries:
     thickness: str
 
     frames: int = 1  # frames of its first file (an enhanced DICOM series is one file of many frames)
+    modality: str = ""
 
     @property
     def slices(self) -> int:
@@ -245,8 +246,26 @@ def find_dicom_series(folder: Path, skip: Path | None = None, unreadable: list[s
         def tag(key, reader=header):
             return reader.GetMetaData(key).strip() if reader.HasMetaDataKey(key) else ""
 
-        found.append(DicomSeries(uid, files, tag("0008|103e"), tag("0018|0050"), _frames(header)))
+        found.append(DicomSeries(uid, files, tag("0008|103e"), tag("0018|0050"), _frames(header), tag("0008|0060")))
     return found
+
+
+# Objects a study holds beside its scans that are not scans: segmentations (this project's --dicom-seg among them),
+# structure sets, dose grids, plans, presentation states, key-object selections, reports, registrations.
+NOT_SCANS = ("SEG", "RTSTRUCT", "RTDOSE", "RTPLAN", "PR", "KO", "SR", "REG")
+
+
+def scans_of(found: list[DicomSeries]) -> tuple[list[DicomSeries], list[DicomSeries]]:
+    """(the series that are scans, the others: NOT_SCANS by their modality)."""
+    return ([series for series in found if series.modality not in NOT_SCANS],
+            [series for series in found if series.modality in NOT_SCANS])
+
+
+def not_scans_line(derived: list[DicomSeries]) -> str:
+    """The DICOM objects that are not scans, in words: how many, each one's modality and description."""
+    named = ", ".join(f"{series.modality} {series.description or '(no description)'}" for series in derived[:3])
+    return (f"{len(derived)} DICOM series {'that is' if len(derived) == 1 else 'that are'} not a scan ({named}"
+            f"{', ...' if len(derived) > 3 else ''})")
 
 
 def _series_in(directory: str, names: list[str]) -> tuple[dict[str, list[str]], list[str]]:
@@ -401,11 +420,14 @@ def _read_dicom_folder(folder: Path, only_file: Path | None = None, series: str 
                              f"({', '.join(IMAGE_SUFFIXES + SLICE_SUFFIXES)})")
         files = in_folder[uid]
     else:
-        found = find_dicom_series(folder, unreadable=unreadable)
+        found, derived = scans_of(find_dicom_series(folder, unreadable=unreadable))
         if not found:
             raise InputError(f"no DICOM series found in {folder} or its subfolders; " + (
+                f"it holds {not_scans_line(derived)}: give the scan's series." if derived else
                 f"{_unreadable(unreadable)} could not be read: give a folder holding a DICOM series of images."
                 if unreadable else _image_files_hint(folder)))
+        if derived:
+            warnings.append(f"{folder} holds {not_scans_line(derived)}: left out")
         if series is not None and "," in series:  # several series: single slices to read as one stack
             stacked = _chosen_stack(folder, found, series.split(","), stack_single_slices)
         stacks = single_slice_stacks(found) if stack_single_slices and series is None else []

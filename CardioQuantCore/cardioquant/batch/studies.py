@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
-from ..imageio import IMAGE_SUFFIXES, SINGLE_IMAGES, find_dicom_series, single_slice_stacks
+from ..imageio import IMAGE_SUFFIXES, SINGLE_IMAGES, find_dicom_series, scans_of, single_slice_stacks
 
 
 @dataclass
@@ -79,7 +79,10 @@ def from_folder(root: Path, skip: Path | None = None, left_out: list[str] | None
                 stem = next(str(path.relative_to(root))[:-len(s)] for s in IMAGE_SUFFIXES
                             if name.lower().endswith(s))
                 studies.append(Study(safe_id(stem), str(path)))
-    found = find_dicom_series(root, skip, unreadable)
+    found, derived = scans_of(find_dicom_series(root, skip, unreadable))
+    if left_out is not None:
+        left_out += [f"{_folder_of(series)} ({series.modality}: {series.description or 'no description'}, not a scan)"
+                     for series in derived]
     stacks = _stacks_by_exam(found)
     stacked = {uid for stack in stacks.values() for uid in stack}
     folders = {series.uid: _folder_of(series) for series in found}  # a common path of every file: once each
