@@ -66,8 +66,9 @@ def from_folder(root: Path, skip: Path | None = None, left_out: list[str] | None
     """Every image file and every DICOM series under `root` but not under `skip` (a series: its own folder and
     UID), but for a series of one or two images beside a volume in the same exam folder: a localizer or a dose
     report, as a PACS exports them with the scan (named in `left_out`; the single-scan commands read the volume
-    of such a folder and leave them out the same way). DICOM files that cannot be read (an RT Dose object of one
-    frame, a damaged file) do not stop the search: they are named in `unreadable`."""
+    of such a folder and leave them out the same way), and for series that are not scans (segmentations,
+    structure sets: imageio.NOT_SCANS), also named in `left_out`. DICOM files that cannot be read (an RT Dose
+    object of one frame, a damaged file) do not stop the search: they are named in `unreadable`."""
     studies = []
     for directory, subdirectories, names in os.walk(root):
         subdirectories.sort()
