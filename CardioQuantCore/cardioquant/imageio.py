@@ -242,11 +242,8 @@ def find_dicom_series(folder: Path, skip: Path | None = None, unreadable: list[s
         if uid in split:  # GDCM orders each folder's slices; a series split over folders is ordered again whole
             files = _across_folders(folder, uid, files)
         header = dicom_header(files[0])
-
-        def tag(key, reader=header):
-            return reader.GetMetaData(key).strip() if reader.HasMetaDataKey(key) else ""
-
-        found.append(DicomSeries(uid, files, tag("0008|103e"), tag("0018|0050"), _frames(header), tag("0008|0060")))
+        found.append(DicomSeries(uid, files, _tag(header, "0008|103e"), _tag(header, "0018|0050"), _frames(header),
+                                 _tag(header, "0008|0060")))
     return found
 
 
@@ -286,15 +283,18 @@ def _series_in(directory: str, names: list[str]) -> tuple[dict[str, list[str]], 
                                                 if os.path.normpath(path) not in held and _is_dicom_file(path)])
         except RuntimeError:
             pass
-        by_uid: dict[str, list[str]] = {}
+        by_uid: dict[str, list[tuple]] = {}  # series UID -> (place in the series, path) of each file
         not_read = []
         for path in paths:
             try:
-                by_uid.setdefault(_series_uid_of_file(Path(path)), []).append(path)
-            except InputError:
+                header = dicom_header(path)
+            except RuntimeError:
                 if _is_dicom_file(path):  # not other files: notes, image files of other kinds, folders
                     not_read.append(path)
-    return {uid: _in_position_order(files) for uid, files in by_uid.items()}, _not_read_images(not_read)
+                continue
+            by_uid.setdefault(_tag(header, "0020|000e"), []).append((_place(header), path))
+    return ({uid: [path for _, path in sorted(placed)] for uid, placed in by_uid.items()},
+            _not_read_images(not_read))
 
 
 PIXEL_DATA_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # Pixel Data, Float and Double Float Pixel Data
@@ -343,20 +343,33 @@ def _is_dicom_file(path: str) -> bool:
 
 
 def _in_position_order(files: list[str]) -> list[str]:
-    """One series' files in slice order, as GDCM orders them: by position along the slice normal (Image Position
-    and Image Orientation Patient), then by instance number, then by name."""
-    def place(path: str) -> tuple[float, int, str]:
-        header = dicom_header(path)
-        value = lambda key: header.GetMetaData(key).strip() if header.HasMetaDataKey(key) else ""  # noqa: E731
-        depth = 0.0
-        if value("0020|0032") and value("0020|0037"):
-            position = np.array([float(v) for v in value("0020|0032").split("\\")])
-            orientation = np.array([float(v) for v in value("0020|0037").split("\\")])
-            depth = float(position @ np.cross(orientation[:3], orientation[3:]))
-        number = value("0020|0013")
-        return depth, int(number) if number.lstrip("-").isdigit() else 0, path
+    """One series' files in slice order, as GDCM orders them (_place)."""
+    return sorted(files, key=lambda path: (_place(dicom_header(path)), path))
 
-    return sorted(files, key=place)
+
+def _place(header: sitk.ImageFileReader) -> tuple[float, int]:
+    """Where a file's slice lies in its series, as GDCM orders them: its position along the slice normal (Image
+    Position and Image Orientation Patient), then its instance number (the file name breaks ties)."""
+    depth = 0.0
+    if _tag(header, "0020|0032") and _tag(header, "0020|0037"):
+        depth = float(_numbers(_tag(header, "0020|0032")) @ slice_normal(_tag(header, "0020|0037")))
+    number = _tag(header, "0020|0013")
+    return depth, int(number) if number.lstrip("-").isdigit() else 0
+
+
+def _tag(header: sitk.ImageFileReader, key: str) -> str:
+    return header.GetMetaData(key).strip() if header.HasMetaDataKey(key) else ""
+
+
+def _numbers(text: str) -> np.ndarray:
+    """A DICOM multi-valued decimal string ("a\\b\\c") as numbers."""
+    return np.array([float(v) for v in text.split("\\")])
+
+
+def slice_normal(orientation: str) -> np.ndarray:
+    """The slice normal of an Image Orientation (Patient) value: its row and column directions crossed."""
+    directions = _numbers(orientation)
+    return np.cross(directions[:3], directions[3:])
 
 
 @contextlib.contextmanager
@@ -551,8 +564,8 @@ def _in_slice_order(found: list[DicomSeries], described: list[tuple]) -> list[Di
     shared = {geometry for geometry, _ in described}
     if len(shared) != 1 or () in shared:
         return None
-    orientation = np.array([float(v) for v in described[0][0][STACKED_GEOMETRY.index("0020|0037")].split("\\")])
-    depth = np.array([position for _, position in described]) @ np.cross(orientation[:3], orientation[3:])
+    normal = slice_normal(described[0][0][STACKED_GEOMETRY.index("0020|0037")])
+    depth = np.array([position for _, position in described]) @ normal
     if np.min(np.diff(np.sort(depth))) <= 1e-3:
         return None
     return [found[k] for k in np.argsort(depth)]
@@ -564,7 +577,7 @@ def slice_geometry(path: str) -> tuple[tuple, np.ndarray]:
     header = dicom_header(path)
     if not all(header.HasMetaDataKey(key) for key in STACKED_GEOMETRY + ("0020|0032",)):
         return (), np.zeros(3)
-    position = np.array([float(v) for v in header.GetMetaData("0020|0032").split("\\")])
+    position = _numbers(header.GetMetaData("0020|0032"))
     return tuple(header.GetMetaData(key).strip() for key in STACKED_GEOMETRY), position
 
 
@@ -690,10 +703,11 @@ def read_label_image(path: str | os.PathLike) -> sitk.Image:
                          "vector image); give a label map, one value per voxel.")
     values = sitk.GetArrayViewFromImage(image)
     if np.issubdtype(values.dtype, np.floating):
-        fractional = values[values != np.round(values)]
-        if fractional.size:  # cast to whole numbers it would lose these voxels, or the whole mask
-            raise InputError(f"{path}: the mask holds fractional values (such as {float(fractional[0]):.3g}): a "
-                             "probability map? give a label map (threshold it first, e.g. at 0.5).")
+        for plane in values:  # a slice at a time: no whole-volume copies of a large float mask
+            fractional = plane[plane != np.round(plane)]
+            if fractional.size:  # cast to whole numbers it would lose these voxels, or the whole mask
+                raise InputError(f"{path}: the mask holds fractional values (such as {float(fractional[0]):.3g}): a "
+                                 "probability map? give a label map (threshold it first, e.g. at 0.5).")
     return image
 
 
