@@ -557,3 +557,36 @@ def test_a_stray_voxel_below_minus_1500_is_no_padding():
     rows, columns = np.indices((64, 64))
     values[:, np.hypot(rows - 31.5, columns - 31.5) > 32] = -3024.0  # padded outside the circle: a CT's image
     check_hounsfield(sitk.GetImageFromArray(values), "bone density")
+
+
+@pytest.mark.parametrize("enhanced", [False, True], ids=["single-frame files", "one enhanced file"])
+def test_a_ct_acquired_with_the_gantry_tilted_is_read_unsheared_with_its_true_volume(tmp_path, enhanced):
+    """A sphere of radius 10 mm (4189 mm3) scanned on slices tilted 20 degrees, stepping 1.5 mm along the table:
+    read as stored, the stack is sheared (its centre mm away) and, as single-frame files, 1 / cos(20) = 6 % too
+    large."""
+    tilt, step, pixel, radius, centre = np.radians(20.0), 1.5, 0.5, 10.0, np.array([24.0, 20.0, 25.0])
+    rows = np.arange(96) * pixel
+    slices = []
+    for k in range(30):  # each slice's pixels where they lie: position + column offset along (0, cos, sin)
+        x, along = np.meshgrid(rows, rows)  # [j, i]
+        points = np.stack([x, along * np.cos(tilt), k * step + along * np.sin(tilt)], axis=-1)
+        slices.append(np.where(np.linalg.norm(points - centre, axis=-1) <= radius, 1000.0, -1000.0))
+    files = write_ct_series(tmp_path / "tilted", np.array(slices), spacing=(pixel, pixel, step), gantry_tilt_deg=20.0)
+
+    loaded = read_image(write_enhanced_ct(tmp_path / "enhanced", files) if enhanced else tmp_path / "tilted")
+
+    image = loaded.image
+    inside = np.argwhere(sitk.GetArrayFromImage(image) > 0)[:, ::-1]  # (i, j, k)
+    assert len(inside) * np.prod(image.GetSpacing()) == pytest.approx(4 / 3 * np.pi * radius ** 3, rel=0.02)
+    found = np.mean([image.TransformContinuousIndexToPhysicalPoint(v.tolist()) for v in inside.astype(float)], axis=0)
+    assert np.linalg.norm(found - centre) < 0.3
+    assert image.GetSpacing()[2] == pytest.approx(step * np.cos(tilt))  # between the slices, along their normal
+    assert loaded.gantry_tilt_deg == pytest.approx(20.0, abs=0.1)
+    assert any("gantry tilt 20.0 degrees" in w for w in loaded.warnings)
+    assert "gantry tilt" in loaded.not_one_series  # a DICOM SEG cannot reference the files' grid
+
+
+def test_an_untilted_series_is_read_on_its_own_grid_unwarned(tmp_path):
+    write_ct_series(tmp_path / "s", np.zeros((4, 8, 8)), spacing=(0.5, 0.5, 1.5))
+    loaded = read_image(tmp_path / "s")
+    assert loaded.gantry_tilt_deg == 0.0 and not loaded.warnings and loaded.image.GetSize() == (8, 8, 4)

@@ -231,6 +231,39 @@ def test_a_volume_under_a_transform_is_read_as_acquired_and_its_results_are_show
     assert scene.point_in_world(volume, own_ras) == pytest.approx(placed)
 
 
+def test_a_volume_under_a_non_linear_transform_is_analysed_with_a_warning_to_harden_it(tmp_path):
+    """Slicer's DICOM reader leaves a gantry-tilted series under a grid transform (its acquisition transform): the
+    voxels as stored are sheared, and the run says so and what to do; a linear transform (an alignment) does not."""
+    import slicer
+    import vtk
+    from vtk.util import numpy_support
+
+    ct_path, label_path = write_block_phantom(tmp_path)
+    aligned = scene.load_volume(_mrml(), ct_path, "ct aligned")
+    _aligned(aligned)
+    tilted = scene.load_volume(_mrml(), ct_path, "ct tilted")
+    grid = vtk.vtkImageData()
+    grid.SetDimensions(4, 4, 4)
+    grid.AllocateScalars(vtk.VTK_DOUBLE, 3)
+    shear = numpy_support.vtk_to_numpy(grid.GetPointData().GetScalars())
+    shear[:] = 0.0
+    shear[:, 1] = np.repeat(np.arange(4.0), 16)  # each slab moved further along y: a shear
+    displacement = slicer.vtkOrientedGridTransform()
+    displacement.SetDisplacementGridData(grid)
+    acquisition = _mrml().AddNewNodeByClass("vtkMRMLGridTransformNode", "ct tilted acquisition transform")
+    acquisition.SetAndObserveTransformFromParent(displacement)
+    tilted.SetAndObserveTransformNodeID(acquisition.GetID())
+    calcium = logic.CalciumLogic()
+    settings = calcium.settings(labels=label_path, mode="noncontrast")
+
+    _, _, tilted_result = calcium.process(tilted, settings)
+    _, _, aligned_result = calcium.process(aligned, settings)
+
+    assert any("non-linear transform (ct tilted acquisition transform)" in w and "harden" in w
+               for w in tilted_result.warnings)
+    assert not any("non-linear" in w for w in aligned_result.warnings)
+
+
 def test_slicer_totalsegmentator_segments_are_found_by_their_ids_under_standard_names(tmp_path):
     """Slicer's TotalSegmentator extension keeps TotalSegmentator's class names as segment IDs ("heart", "aorta",
     "vertebrae_L1") and by default shows standard names ("Heart", "Aorta", "L1 vertebra"): the panels still find

@@ -76,6 +76,9 @@ def loadedInput(volumeNode):
     """The pipelines' input for a volume node: its image with its DICOM attributes and how it was read."""
     loaded = scene_layer.loaded_from_volume_node(volumeNode, dicomAttributes(volumeNode))
     apply_reading_record(loaded, volumeNode.GetAttribute(READING))
+    transformed = scene_layer.non_linear_transform_warning(volumeNode)
+    if transformed:
+        loaded.warnings.append(transformed)
     return loaded
 
 

@@ -55,6 +55,7 @@ class LoadedImage:
     warnings: list[str] = field(default_factory=list)  # about how the input was read; every result repeats them
     stacked_series: int = 0  # DICOM read as one stack of this many single-slice series (0: one series)
     missing_slices: list[int] = field(default_factory=list)  # grid positions no file fills (`allow_slice_gaps`)
+    gantry_tilt_deg: float = 0.0  # slices shifted in plane onto a regular grid (`_undo_gantry_tilt`)
     multiframe: bool = False  # read from one enhanced (multi-frame) DICOM file
 
     @property
@@ -65,6 +66,8 @@ class LoadedImage:
             return f"this stack was read from {self.stacked_series} single-slice series"
         if self.missing_slices:
             return f"{len(self.missing_slices)} missing slice(s) were added to put it on a regular grid"
+        if self.gantry_tilt_deg:
+            return f"its slices were shifted in plane onto a regular grid (gantry tilt {self.gantry_tilt_deg:.1f} degrees)"
         if self.multiframe:
             return "it was read from one multi-frame (enhanced) DICOM file, whose frames a slice-by-slice SEG does not reference"
         return None
@@ -153,10 +156,10 @@ def reading_record(loaded: LoadedImage) -> str | None:
     single-slice series stacked into it, the slices of its grid no file holds. It travels with a volume read in
     the panel (a node attribute) and into a background run (an NRRD key), so every run reports it as the command
     line does."""
-    if not (loaded.warnings or loaded.stacked_series or loaded.missing_slices):
+    if not (loaded.warnings or loaded.stacked_series or loaded.missing_slices or loaded.gantry_tilt_deg):
         return None
     return json.dumps({"warnings": loaded.warnings, "stacked_series": loaded.stacked_series,
-                       "missing_slices": loaded.missing_slices})
+                       "missing_slices": loaded.missing_slices, "gantry_tilt_deg": loaded.gantry_tilt_deg})
 
 
 def apply_reading_record(loaded: LoadedImage, record: str | None) -> None:
@@ -169,10 +172,10 @@ def apply_reading_record(loaded: LoadedImage, record: str | None) -> None:
         return
     try:
         told = ([str(w) for w in read.get("warnings", [])], int(read.get("stacked_series", 0)),
-                [int(k) for k in read.get("missing_slices", [])])
+                [int(k) for k in read.get("missing_slices", [])], float(read.get("gantry_tilt_deg", 0.0)))
     except (TypeError, ValueError):
         return
-    loaded.warnings, loaded.stacked_series, loaded.missing_slices = told
+    loaded.warnings, loaded.stacked_series, loaded.missing_slices, loaded.gantry_tilt_deg = told
 
 
 def _grey(picture: sitk.Image) -> sitk.Image:
@@ -456,10 +459,12 @@ def _read_dicom_folder(folder: Path, only_file: Path | None = None, series: str 
         # pydicom is installed on first use in Slicer, whose panels import this module: imported here.
         from . import multiframe
 
-        image, dicom = multiframe.read(files[0], DICOM_TAGS)
+        image, dicom, positions = multiframe.read(files[0], DICOM_TAGS)
         dicom["slice_increment"] = f"{image.GetSpacing()[2]:.6g}"  # its frames checked evenly spaced
-        return LoadedImage(image=image, path=str(folder), format="dicom", dicom=dicom, source_files=files,
-                           warnings=warnings, multiframe=True)
+        loaded = LoadedImage(image=image, path=str(folder), format="dicom", dicom=dicom, source_files=files,
+                             warnings=warnings, multiframe=True)
+        _undo_gantry_tilt(loaded, positions)
+        return loaded
     slices = reader()
     slices.SetImageIO("GDCMImageIO")  # as dicom_header
     slices.SetFileNames(files)
@@ -474,6 +479,8 @@ def _read_dicom_folder(folder: Path, only_file: Path | None = None, series: str 
     loaded = LoadedImage(image=image, path=str(folder), format="dicom", dicom=dicom, source_files=files,
                          warnings=warnings, stacked_series=len(stacked or []))
     positions = [slices.GetMetaData(i, "0020|0032") for i in range(len(files)) if slices.HasMetaDataKey(i, "0020|0032")]
+    if len(positions) == len(files) and len(files) > 1:
+        _undo_gantry_tilt(loaded, np.array([_numbers(p) for p in positions]))
     if len(positions) == len(files) and len(files) > 2:
         try:
             _check_slice_spacing(loaded, positions, allow_slice_gaps)
@@ -631,6 +638,55 @@ def _check_slice_spacing(loaded: LoadedImage, positions: list[str], allow_gaps: 
         raise InputError(f"{loaded.path}: slice positions are unevenly spaced (steps {steps.min():.3f}-{steps.max():.3f} mm) "
                          "or duplicated; export a series with a constant slice increment.")
     loaded.dicom["slice_increment"] = f"{loaded.image.GetSpacing()[2] if uneven else float(np.median(steps)):.6g}"
+
+
+# Slices whose in-plane offsets from the first slice's stay under this share of a pixel are read as stored.
+MAX_IN_PLANE_OFFSET_PIXELS = 0.1
+
+
+def _undo_gantry_tilt(loaded: LoadedImage, points: np.ndarray) -> None:
+    """A CT acquired with the gantry tilted (head and neck, some older chest and abdominal protocols) has its
+    slices stepping along the table, not along their normal: each slice's position is shifted in plane from the
+    last. ITK stacks the slices along the normal at the distance between positions, so the volume is sheared and
+    every volume and mass reads 1 / cos(tilt) too large. Each slice is shifted back in plane (linear
+    interpolation) onto a grid that holds them all, on the slices' own axes, at their spacing along the normal, as
+    Slicer's acquisition geometry regularization does; the grid grows by the shift and is filled as no data.
+    `points`: the slices' Image Position (Patient), in the array's slice order."""
+    direction = direction_matrix(loaded.image)
+    spacing = np.array(loaded.image.GetSpacing())
+    offsets = (points - points[0]) @ direction[:, :2] / spacing[:2]  # each slice's shift in pixels (columns, rows)
+    if np.abs(offsets).max() <= MAX_IN_PLANE_OFFSET_PIXELS:
+        return
+    depths = (points - points[0]) @ direction[:, 2]
+    steps = np.diff(depths)
+    step = float(np.median(steps)) if steps.size else float(spacing[2])
+    low = offsets.min(axis=0)
+    grown = np.ceil(offsets.max(axis=0) - low).astype(int)  # extra (columns, rows)
+    array = sitk.GetArrayViewFromImage(loaded.image)
+    fill = min(float(array.min()), -3024.0) if loaded.modality == "CT" else float(array.min())
+    from scipy import ndimage
+
+    out = np.full((array.shape[0], array.shape[1] + grown[1], array.shape[2] + grown[0]), fill, np.float32)
+    for k, plane in enumerate(array):  # slice by slice: no whole-volume float copy of the input
+        padded = np.full(out.shape[1:], fill, np.float32)
+        padded[:plane.shape[0], :plane.shape[1]] = plane
+        shift = offsets[k] - low
+        out[k] = ndimage.shift(padded, (shift[1], shift[0]), order=1, mode="constant", cval=fill)
+    if np.issubdtype(array.dtype, np.integer):
+        out = np.round(out).astype(array.dtype)
+    image = sitk.GetImageFromArray(out)
+    image.SetDirection(loaded.image.GetDirection())
+    image.SetSpacing((*spacing[:2], abs(step)))
+    image.SetOrigin(tuple(points[0] + direction[:, :2] @ (low * spacing[:2])))
+    for key in loaded.image.GetMetaDataKeys():
+        image.SetMetaData(key, loaded.image.GetMetaData(key))
+    drift_per_mm = np.linalg.norm((points[-1] - points[0]) @ direction[:, :2]) / max(abs(depths[-1]), 1e-6)
+    loaded.gantry_tilt_deg = float(np.degrees(np.arctan(drift_per_mm)))
+    loaded.image = image
+    loaded.warnings.append(
+        f"the slices are shifted in plane from one to the next (gantry tilt {loaded.gantry_tilt_deg:.1f} degrees): "
+        f"they were shifted back onto a regular grid, {grown[0]} column(s) and {grown[1]} row(s) wider, so that "
+        "the anatomy is not sheared and volumes are not overstated (results are on that grid)")
 
 
 # A slice further than this share of the step from its grid position is not placed on the grid: the series is refused.

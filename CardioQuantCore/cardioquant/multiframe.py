@@ -22,9 +22,10 @@ from .errors import InputError
 from .imageio import POSITION_TOLERANCE_MM, positions_held, several_images_per_position
 
 
-def read(path: str, tags: dict[str, str]) -> tuple[sitk.Image, dict[str, str]]:
-    """(the 3D volume, its attributes: `tags`' keys (name -> "group|element") -> value as a DICOM string) of one
-    multi-frame file, or InputError when its frames are not one image per slice position of one orientation."""
+def read(path: str, tags: dict[str, str]) -> tuple[sitk.Image, dict[str, str], np.ndarray]:
+    """(the 3D volume, its attributes: `tags`' keys (name -> "group|element") -> value as a DICOM string, the
+    frames' positions in the volume's slice order) of one multi-frame file, or InputError when its frames are not
+    one image per slice position of one orientation."""
     with values_as_stored():
         dataset = pydicom.dcmread(str(path), stop_before_pixels=True)
         return _read(path, dataset, tags)
@@ -42,7 +43,7 @@ def values_as_stored():
         pydicom.config.settings.reading_validation_mode = mode
 
 
-def _read(path: str, dataset, tags: dict[str, str]) -> tuple[sitk.Image, dict[str, str]]:
+def _read(path: str, dataset, tags: dict[str, str]) -> tuple[sitk.Image, dict[str, str], np.ndarray]:
     """`read`, the header already read."""
     positions, orientations = _frame_geometry(dataset)
     name = Path(path).name
@@ -59,8 +60,9 @@ def _read(path: str, dataset, tags: dict[str, str]) -> tuple[sitk.Image, dict[st
     if image.GetDimension() != 3 or image.GetSize()[2] != len(depths):
         raise InputError(f"{name}: a multi-frame file of {len(depths)} frames read as {image.GetSize()}; export the "
                          "series as single-frame files.")
-    _check_read_geometry(image, depths, normal, name)
-    return image, _attributes(dataset, tags)
+    placed = _check_read_geometry(image, depths, normal, name)
+    in_slice_order = np.argmin(np.abs(placed[:, None] - (positions @ normal)[None, :]), axis=1)
+    return image, _attributes(dataset, tags), positions[in_slice_order]
 
 
 def _frame_geometry(dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -100,16 +102,18 @@ def _in_functional_groups(frame, shared, keyword: str):
     return None
 
 
-def _check_read_geometry(image: sitk.Image, depths: np.ndarray, normal: np.ndarray, name: str) -> None:
+def _check_read_geometry(image: sitk.Image, depths: np.ndarray, normal: np.ndarray, name: str) -> np.ndarray:
     """GDCM's volume must put its slices where the frames say they are (frames stored out of order, or unevenly
-    spaced, would otherwise be read onto a wrong grid without a word)."""
+    spaced, would otherwise be read onto a wrong grid without a word). Returns each slice's depth along `normal`,
+    in the volume's slice order."""
     direction = np.array(image.GetDirection()).reshape(3, 3)
     slice_axis = direction[:, 2] * image.GetSpacing()[2]
     origin = np.array(image.GetOrigin())
-    placed = np.sort([(origin + k * slice_axis) @ normal for k in range(image.GetSize()[2])])
-    if np.max(np.abs(placed - depths)) > max(POSITION_TOLERANCE_MM, 0.1 * abs(slice_axis @ normal)):
+    placed = np.array([(origin + k * slice_axis) @ normal for k in range(image.GetSize()[2])])
+    if np.max(np.abs(np.sort(placed) - depths)) > max(POSITION_TOLERANCE_MM, 0.1 * abs(slice_axis @ normal)):
         raise InputError(f"{name}: its frames are not evenly spaced in slice order (read, they would land on a wrong "
                          "grid); export the series as single-frame files.")
+    return placed
 
 
 def _attributes(dataset, tags: dict[str, str]) -> dict[str, str]:

@@ -151,6 +151,20 @@ def _transform_between(volume_node, from_world: bool):
     return transform
 
 
+def non_linear_transform_warning(volume_node) -> str | None:
+    """The warning for a volume under a non-linear transform; None under none or a linear one. Slicer's DICOM
+    reader puts a series whose slices are not a regular grid (a CT acquired with the gantry tilted, uneven slice
+    steps) under such a transform, its acquisition transform, unless told to harden it: the voxels as stored are
+    then sheared or misplaced, and the analyses, which read them as stored, would measure them so."""
+    parent = volume_node.GetParentTransformNode()
+    if parent is None or parent.IsTransformToWorldLinear():
+        return None
+    return (f"{volume_node.GetName()} sits under a non-linear transform ({parent.GetName()}); the analysis reads the "
+            "voxels as stored, without it. If it is the acquisition transform Slicer's DICOM reader adds to a "
+            "gantry-tilted or unevenly spaced series, harden it (Data module: right-click the transform, Harden "
+            "transform) and run again, or load the DICOM folder with this module's reader, which regularizes it.")
+
+
 def points_in_volume_frame(volume_node, points_ras) -> list[list[float]]:
     """Points placed where Slicer shows the volume (world RAS, as a point list gives them) in the volume's own
     frame, where the analyses read it."""
