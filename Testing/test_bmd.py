@@ -803,6 +803,24 @@ def test_mr_refused(capsys, tmp_path):
     assert "needs CT" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("stored_as", ["axial", "sagittal"])
+def test_slices_thicker_than_5_mm_along_the_spine_are_refused_before_any_work(capsys, tmp_path, stored_as):
+    """On 7.5 mm axial slices a body's middle third is one slice averaging its end plates: refused. Sagittal
+    slices 7.5 mm apart lie across the patient, and the spine is read on their 1 mm pixels: not refused for it."""
+    image = sitk.GetImageFromArray(np.full((12, 40, 40), -1000, np.int16))
+    image.SetSpacing((1.0, 1.0, 7.5))
+    if stored_as == "sagittal":  # i runs up the spine, j to the back, k (7.5 mm) across to the left
+        image.SetDirection((0, 0, 1, 0, 1, 0, 1, 0, 0))
+    image.SetMetaData("modality", "CT")
+    sitk.WriteImage(image, str(tmp_path / "ct.nrrd"))
+    code = cli.main(["bmd", str(tmp_path / "ct.nrrd"), "-o", str(tmp_path / "out"), "--quiet"])
+    message = capsys.readouterr().err
+    if stored_as == "axial":
+        assert code == 2 and "slices 7.5 mm apart along the spine" in message and "at most 5 mm" in message
+    else:
+        assert "apart along the spine" not in message
+
+
 def test_contrast_enhanced_scan_is_flagged(tmp_path):
     case = phantom.make_spine_phantom(seed=4, spacing=(1.0, 1.0, 2.0), levels=("L1",))
     aorta = np.zeros(case.hu.shape, bool)
