@@ -618,10 +618,10 @@ def _trabecular_rois(hu, bodies: dict, spacing, sign: int) -> tuple[dict, dict, 
     rois, cut, too_little = {}, [], []
     for level, mask in bodies.items():
         if not geometry.reaches_field_of_view_rim(mask, hu):
-            rois[level] = roi.trabecular_roi(mask, spacing, sign)
+            rois[level] = roi.trabecular_roi(mask, spacing, sign, hu=hu)
             if not rois[level].any():
                 raise InputError(f"vertebral body of {level} is too small for a trabecular ROI")
-        elif (visible := roi.trabecular_roi(mask, spacing, sign, CUT_BODY_ROI)).any():
+        elif (visible := roi.trabecular_roi(mask, spacing, sign, CUT_BODY_ROI, hu)).any():
             rois[level] = visible
             cut.append(level)
         else:
