@@ -1798,3 +1798,53 @@ def test_the_two_lowest_bodies_of_a_spine_with_a_vertebra_missed_between_them_ar
     assert patient["levels"] == ["V1"] and patient["bmd_mg_cm3"] == 60.0 and not patient["level_determined"]
     del per_vertebra["V1"]                               # V1 doubtful: the lowest pair is V2 and V3, neighbours
     assert patient_summary(per_vertebra)["levels"] == ["V2", "V3"]
+
+
+def _body_of_slices(slice_hu):
+    """A 40 x 40-voxel square body on every slice, each slice of one HU (`slice_hu`, bottom to top), in air."""
+    hu = np.full((len(slice_hu), 60, 60), -1000.0)
+    body = np.zeros(hu.shape, bool)
+    body[:, 10:50, 10:50] = True
+    for k, value in enumerate(slice_hu):
+        hu[k][body[k]] = value
+    return body, hu
+
+
+def test_the_trabecular_roi_moves_a_slice_off_an_end_plate_its_thick_slice_reaches():
+    """A body found a slice too tall on 5 mm slices: its middle third, slices 2 and 3, reaches the rise to the upper
+    end plate (230 HU, then 600). The ROI moves down a slice, onto trabecular bone (130-135 HU), as a reader would
+    place it; without the scan's HU it stays where the body's height puts it."""
+    body, hu = _body_of_slices([130, 130, 135, 230, 600, 200])
+    spacing = (0.7, 0.7, 5.0)
+    assert roi.trabecular_roi(body, spacing).any(axis=(1, 2)).nonzero()[0].tolist() == [2, 3]
+    moved = roi.trabecular_roi(body, spacing, hu=hu)
+    assert moved.any(axis=(1, 2)).nonzero()[0].tolist() == [1, 2]
+    assert hu[moved].mean() == pytest.approx(132.5, abs=0.5)
+
+
+def test_density_that_varies_up_a_bodys_middle_does_not_move_the_roi():
+    """Trabecular bone a third less dense in the upper half (130-135 HU, then 80-85; a gated CT's body read 131,
+    135, 81, 87 HU up its middle): no end plate rises beside the middle third, so it stays on the body's middle,
+    not on its least dense slices."""
+    body, hu = _body_of_slices([600, 130, 135, 80, 85, 600])
+    assert roi.trabecular_roi(body, (0.7, 0.7, 5.0), hu=hu).any(axis=(1, 2)).nonzero()[0].tolist() == [2, 3]
+
+
+def test_a_missed_vertebra_is_a_step_far_longer_than_its_neighbours_not_a_lumbar_step_on_a_thoracic_spine():
+    """Centres 21 mm apart up a thoracic spine and 30-35 mm apart at its lumbar end (vertebrae grow taller down the
+    spine): one run, though the lumbar steps are 1.6 times the spine's median. A lumbar vertebra left out (a 65 mm
+    step) breaks the run there."""
+    from cardioquant.bmd import network
+
+    def bodies(centres_mm):
+        masks = []
+        for centre in centres_mm:
+            mask = np.zeros((400, 4, 4), bool)
+            mask[int(centre) - 5:int(centre) + 5] = True
+            masks.append(mask)
+        return masks
+
+    lumbar_then_thoracic = [20, 55, 88] + [88 + 25 + 21 * n for n in range(9)]  # L3, L2, L1, T12 ... T4
+    assert network._runs(bodies(lumbar_then_thoracic), (1.0, 1.0, 1.0)) == [0] * 12
+    one_missed = [20, 85] + lumbar_then_thoracic[3:]  # L2 missed: L3 to L1 is 65 mm
+    assert network._runs(bodies(one_missed), (1.0, 1.0, 1.0)) == [0] + [1] * 10
