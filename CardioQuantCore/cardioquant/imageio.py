@@ -659,24 +659,11 @@ def _undo_gantry_tilt(loaded: LoadedImage, points: np.ndarray) -> None:
         return
     depths = (points - points[0]) @ direction[:, 2]
     steps = np.diff(depths)
-    step = float(np.median(steps)) if steps.size else float(spacing[2])
     low = offsets.min(axis=0)
     grown = np.ceil(offsets.max(axis=0) - low).astype(int)  # extra (columns, rows)
-    array = sitk.GetArrayViewFromImage(loaded.image)
-    fill = min(float(array.min()), -3024.0) if loaded.modality == "CT" else float(array.min())
-    from scipy import ndimage
-
-    out = np.full((array.shape[0], array.shape[1] + grown[1], array.shape[2] + grown[0]), fill, np.float32)
-    for k, plane in enumerate(array):  # slice by slice: no whole-volume float copy of the input
-        padded = np.full(out.shape[1:], fill, np.float32)
-        padded[:plane.shape[0], :plane.shape[1]] = plane
-        shift = offsets[k] - low
-        out[k] = ndimage.shift(padded, (shift[1], shift[0]), order=1, mode="constant", cval=fill)
-    if np.issubdtype(array.dtype, np.integer):
-        out = np.round(out).astype(array.dtype)
-    image = sitk.GetImageFromArray(out)
+    image = sitk.GetImageFromArray(_shifted_onto_one_grid(loaded, offsets - low, grown))
     image.SetDirection(loaded.image.GetDirection())
-    image.SetSpacing((*spacing[:2], abs(step)))
+    image.SetSpacing((*spacing[:2], abs(float(np.median(steps))) if steps.size else float(spacing[2])))
     image.SetOrigin(tuple(points[0] + direction[:, :2] @ (low * spacing[:2])))
     for key in loaded.image.GetMetaDataKeys():
         image.SetMetaData(key, loaded.image.GetMetaData(key))
@@ -687,6 +674,21 @@ def _undo_gantry_tilt(loaded: LoadedImage, points: np.ndarray) -> None:
         f"the slices are shifted in plane from one to the next (gantry tilt {loaded.gantry_tilt_deg:.1f} degrees): "
         f"they were shifted back onto a regular grid, {grown[0]} column(s) and {grown[1]} row(s) wider, so that "
         "the anatomy is not sheared and volumes are not overstated (results are on that grid)")
+
+
+def _shifted_onto_one_grid(loaded: LoadedImage, shifts: np.ndarray, grown: np.ndarray) -> np.ndarray:
+    """The volume's slices, each shifted by its (columns, rows) in `shifts` (linear interpolation) into a grid
+    `grown` (columns, rows) larger, the rest filled as no data (a CT's padding, else the scan's lowest value)."""
+    from scipy import ndimage
+
+    array = sitk.GetArrayViewFromImage(loaded.image)
+    fill = min(float(array.min()), -3024.0) if loaded.modality == "CT" else float(array.min())
+    out = np.full((array.shape[0], array.shape[1] + grown[1], array.shape[2] + grown[0]), fill, np.float32)
+    for k, plane in enumerate(array):  # slice by slice: no whole-volume float copy of the input
+        padded = np.full(out.shape[1:], fill, np.float32)
+        padded[:plane.shape[0], :plane.shape[1]] = plane
+        out[k] = ndimage.shift(padded, (shifts[k][1], shifts[k][0]), order=1, mode="constant", cval=fill)
+    return np.round(out).astype(array.dtype) if np.issubdtype(array.dtype, np.integer) else out
 
 
 # A slice further than this share of the step from its grid position is not placed on the grid: the series is refused.
