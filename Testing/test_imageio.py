@@ -582,6 +582,7 @@ def test_a_ct_acquired_with_the_gantry_tilted_is_read_unsheared_with_its_true_vo
     assert np.linalg.norm(found - centre) < 0.3
     assert image.GetSpacing()[2] == pytest.approx(step * np.cos(tilt))  # between the slices, along their normal
     assert loaded.gantry_tilt_deg == pytest.approx(20.0, abs=0.1)
+    assert fingerprint(loaded)["gantry_tilt_deg"] == pytest.approx(20.0, abs=0.1)  # the JSON says how it was read
     assert any("gantry tilt 20.0 degrees" in w for w in loaded.warnings)
     assert "gantry tilt" in loaded.not_one_series  # a DICOM SEG cannot reference the files' grid
 

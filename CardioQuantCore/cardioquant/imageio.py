@@ -802,6 +802,7 @@ def fingerprint(loaded: LoadedImage) -> dict:
         "stacked_series": loaded.stacked_series,
         "missing_slices": list(loaded.missing_slices),
         "multiframe": loaded.multiframe,  # read from one enhanced (multi-frame) DICOM file
+        "gantry_tilt_deg": round(loaded.gantry_tilt_deg, 2),  # its slices shifted in plane onto a regular grid
     }
 
 
