@@ -479,11 +479,12 @@ def _read_dicom_folder(folder: Path, only_file: Path | None = None, series: str 
     loaded = LoadedImage(image=image, path=str(folder), format="dicom", dicom=dicom, source_files=files,
                          warnings=warnings, stacked_series=len(stacked or []))
     positions = [slices.GetMetaData(i, "0020|0032") for i in range(len(files)) if slices.HasMetaDataKey(i, "0020|0032")]
+    points = np.array([_numbers(position) for position in positions])  # each slice's, in file (= array) order
     if len(positions) == len(files) and len(files) > 1:
-        _undo_gantry_tilt(loaded, np.array([_numbers(p) for p in positions]))
+        _undo_gantry_tilt(loaded, points)
     if len(positions) == len(files) and len(files) > 2:
         try:
-            _check_slice_spacing(loaded, positions, allow_slice_gaps)
+            _check_slice_spacing(loaded, points, allow_slice_gaps)
         except InputError as exc:
             if not unreadable:
                 raise
@@ -623,10 +624,10 @@ def several_images_per_position(name: str, what: str, images: int, positions: in
             "image per position (one phase, e.g. the diastolic one for a cardiac CT; one inversion time) and read that.")
 
 
-def _check_slice_spacing(loaded: LoadedImage, positions: list[str], allow_gaps: bool = False) -> None:
+def _check_slice_spacing(loaded: LoadedImage, points: np.ndarray, allow_gaps: bool = False) -> None:
     """Refuse series with gaps or uneven slice steps: a single spacing would misplace slices silently. With
-    `allow_gaps` such a series is placed on a regular grid where it can be (`_place_on_regular_grid`)."""
-    points = np.array([[float(v) for v in p.split("\\")] for p in positions])
+    `allow_gaps` such a series is placed on a regular grid where it can be (`_place_on_regular_grid`). `points`: the
+    slices' Image Position (Patient), in file (= array) order."""
     normal = direction_matrix(loaded.image)[:, 2]
     depths = (points - points[0]) @ normal  # along the volume's slice axis, in file (= array) order
     held = positions_held(depths)

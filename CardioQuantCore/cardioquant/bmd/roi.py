@@ -78,9 +78,9 @@ def trabecular_roi(body: np.ndarray, spacing, posterior_sign: int = +1, settings
     erosion = erosion_for(spacing[2], settings)
     chosen = middle_third(body)
     areas = body.sum(axis=(1, 2))
-    # the window's slices, and the two beyond each end of it on the body's full sections, where a move may look
-    nearby = [k for k in range(chosen[0] - 2, chosen[-1] + 3)
-              if 0 <= k < body.shape[0] and (k in chosen or areas[k] >= FULL_SECTION_SHARE * areas.max())]
+    # the window's slices and, where a move may look (with `hu`), the two beyond each end on the body's full sections
+    nearby = chosen if hu is None else [k for k in range(chosen[0] - 2, chosen[-1] + 3) if 0 <= k < body.shape[0] and (
+        k in chosen or areas[k] >= FULL_SECTION_SHARE * areas.max())]
     ellipses = {k: _ellipse_in(body[k], spacing, posterior_sign, settings, erosion) for k in nearby}
     if hu is not None:
         chosen = off_the_end_plate(chosen, ellipses, hu)
