@@ -13,11 +13,13 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 def write_ct_series(folder: Path, volume_kji: np.ndarray, spacing=(0.5, 0.5, 3.0), origin=(0.0, 0.0, 0.0),
                     kvp: float | None = 120, modality: str = "CT", series_uid: str | None = None,
                     study_uid: str | None = None, rescale_intercept: float = -1024.0, z_positions=None,
-                    pixel_spacing: bool = True, frame_uid: str | None = None, gantry_tilt_deg: float = 0.0) -> list[Path]:
+                    pixel_spacing: bool = True, frame_uid: str | None = None, gantry_tilt_deg: float = 0.0,
+                    slice_thickness: float | None = None) -> list[Path]:
     """One file per slice, axial orientation, HU stored with a rescale intercept like a scanner does.
     `pixel_spacing=False` leaves out Pixel Spacing, as some secondary-capture exports do. `gantry_tilt_deg` tilts
     the slices about the left-right axis (their columns run (0, cos, sin)) while their positions still step
-    along the table (z), as a CT acquired with a tilted gantry stores them."""
+    along the table (z), as a CT acquired with a tilted gantry stores them. `slice_thickness` (default: the spacing)
+    over the spacing makes overlapping slices."""
     folder.mkdir(parents=True, exist_ok=True)
     series_uid = series_uid or generate_uid()
     study_uid = study_uid or generate_uid()
@@ -48,7 +50,7 @@ def write_ct_series(folder: Path, volume_kji: np.ndarray, spacing=(0.5, 0.5, 3.0
         ds.GantryDetectorTilt = gantry_tilt_deg
         if pixel_spacing:
             ds.PixelSpacing = [spacing[1], spacing[0]]
-        ds.SliceThickness = spacing[2]
+        ds.SliceThickness = spacing[2] if slice_thickness is None else slice_thickness
         ds.Rows, ds.Columns = plane.shape
         ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0

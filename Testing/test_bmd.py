@@ -816,9 +816,25 @@ def test_slices_thicker_than_5_mm_along_the_spine_are_refused_before_any_work(ca
     code = cli.main(["bmd", str(tmp_path / "ct.nrrd"), "-o", str(tmp_path / "out"), "--quiet"])
     message = capsys.readouterr().err
     if stored_as == "axial":
-        assert code == 2 and "slices 7.5 mm apart along the spine" in message and "at most 5 mm" in message
+        assert code == 2 and "slices 7.5 mm thick along the spine" in message and "at most 5 mm" in message
     else:
-        assert "apart along the spine" not in message
+        assert "thick along the spine" not in message
+
+
+@pytest.mark.parametrize(("thickness_mm", "refused"), [(7.5, True), (5.0, False)])
+def test_overlapping_slices_count_as_thick_as_the_dicom_says(capsys, tmp_path, thickness_mm, refused):
+    """Slices 2.5 mm apart but 7.5 mm thick (DICOM Slice Thickness: an overlapping thick reconstruction) each
+    average 7.5 mm of spine, end plates with the middle third: refused as 7.5 mm slices. 5 mm thick ones are read."""
+    from dicom_factory import write_ct_series
+
+    write_ct_series(tmp_path / "ct", np.full((12, 40, 40), -1000, np.int16), spacing=(1.0, 1.0, 2.5),
+                    slice_thickness=thickness_mm)
+    code = cli.main(["bmd", str(tmp_path / "ct"), "-o", str(tmp_path / "out"), "--quiet"])
+    message = capsys.readouterr().err
+    if refused:
+        assert code == 2 and "slices 7.5 mm thick along the spine" in message
+    else:  # read, and refused later for what the scan holds (air only)
+        assert "thick along the spine" not in message and "no vertebra" in message
 
 
 def test_contrast_enhanced_scan_is_flagged(tmp_path):

@@ -83,6 +83,16 @@ class LoadedImage:
         except (KeyError, ValueError, TypeError):
             return None
 
+    @property
+    def slice_thickness_mm(self) -> float:
+        """How thick the slices are along their normal: the DICOM Slice Thickness where it says more than the spacing
+        (overlapping slices: 5 mm slices every 2.5 mm average over 5 mm), else the spacing."""
+        try:
+            stated = float(self.dicom.get("slice_thickness") or 0.0)
+        except (TypeError, ValueError):
+            stated = 0.0
+        return max(float(self.image.GetSpacing()[2]), stated)
+
     def array(self, dtype=np.float32) -> np.ndarray:
         return sitk.GetArrayFromImage(self.image).astype(dtype, copy=False)
 

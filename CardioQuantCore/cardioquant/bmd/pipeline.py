@@ -104,9 +104,11 @@ def check_input(loaded: LoadedImage) -> list[str]:
     if not geometry.is_axis_aligned(image):
         raise InputError("the scan is tilted against the patient's axes (oblique slices); reformat it to axial "
                          "slices and rerun.")
-    along_spine = image.GetSpacing()[int(np.argmax(np.abs(geometry.direction_matrix(image))[2]))]
+    spine_axis = int(np.argmax(np.abs(geometry.direction_matrix(image))[2]))
+    # Axial slices are as thick as the DICOM says where it says more than their spacing (overlapping slices).
+    along_spine = loaded.slice_thickness_mm if spine_axis == 2 else image.GetSpacing()[spine_axis]
     if along_spine > MAX_SLICE_MM * 1.01:
-        raise InputError(f"slices {along_spine:.3g} mm apart along the spine: vertebral BMD needs slices of at most "
+        raise InputError(f"slices {along_spine:.3g} mm thick along the spine: vertebral BMD needs slices of at most "
                          f"{MAX_SLICE_MM:g} mm (the trabecular ROI in a body's middle third would average its end "
                          "plates and discs); give a thinner reconstruction of the scan.")
     return []

@@ -237,15 +237,6 @@ MAX_SLICE_MM = 1.5
 THIN_SLICE_MM = 1.0
 
 
-def slice_thickness_mm(loaded: LoadedImage) -> float:
-    """The slices' thickness: the DICOM Slice Thickness where it says more than the spacing, else the spacing."""
-    try:
-        stated = float(loaded.dicom.get("slice_thickness", 0.0))
-    except (TypeError, ValueError):
-        stated = 0.0
-    return max(float(loaded.image.GetSpacing()[2]), stated)
-
-
 def check_input(loaded: LoadedImage) -> list[str]:
     """A coronary CT angiogram in Hounsfield units with thin slices (a centerline file has no image to check); the
     warning for slices between THIN_SLICE_MM and MAX_SLICE_MM."""
@@ -259,7 +250,7 @@ def check_input(loaded: LoadedImage) -> list[str]:
 
 def _check_slice_thickness(loaded: LoadedImage) -> list[str]:
     """InputError for slices over MAX_SLICE_MM; a warning for slices over THIN_SLICE_MM."""
-    thickness = slice_thickness_mm(loaded)
+    thickness = loaded.slice_thickness_mm
     if thickness > MAX_SLICE_MM:
         raise InputError(f"slices {thickness:.3g} mm thick: CT-FFR needs a coronary CTA reconstructed with thin slices "
                          f"(1 mm or less; 0.5-0.75 mm is usual), as the coronary lumen, 1.5-4 mm across, is not "
