@@ -1,7 +1,18 @@
 """Automatic reference ROIs for phantomless calibration: air, subcutaneous fat, paraspinal muscle, aortic blood.
 
 Placed relative to the body outline and the vertebrae, in the slices of the vertebrae being measured. Each ROI is
-returned as a mask (shown to the user as a segment) and summarised with robust statistics (median, MAD).
+returned as a mask (shown to the user as a segment) and summarised with robust statistics (median, MAD) of the
+scan smoothed in plane (SMOOTHING_MM; muscle MUSCLE_SMOOTHING_MM).
+
+Why smoothed, for both placing and reading: a low-dose chest CT, the seed study's scan, has noise of 30-60 HU. A
+tissue chosen by an HU window on a lightly smoothed copy and read on its own voxels is chosen with its noise: the
+window cuts the noise's tails, and where a tissue is mixed (paraspinal muscle marbled with fat) the voxels it keeps
+change with the noise. With grain of 40 HU added, the paraspinal muscle of the real abdominal CT read 22 -> 38 HU,
+that of a gated calcium scan 19 -> 42, and the patient BMD moved 6-10 mg/cm3. Local means over a few millimetres
+carry 1-3 HU of that noise, so the ROIs and their medians stay where they are (make bench, "low-dose noise").
+Muscle is placed and read on a coarser scale, at least MUSCLE_CORE_MM inside itself: read as before, the median
+of a paraspinal window marbled with fat was 19-22 HU on the abdominal CT and the calcium scans (nominal 50) and
+left the line through the other tissues; its core reads 46-54 there.
 A reference smaller than 10 mm^2 in total is left out rather than trusted. Air is taken only on slices that hold
 the whole body outline: where the field of view cuts the body (a calcium scan's 150-200 mm), what lies beyond the
 body's edge is lung (-850 to -950 HU), not air.
@@ -13,6 +24,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..geometry import (
+    NO_DATA_HU,
     field_of_view_rim,
     fill_holes,
     in_plane_distance,
@@ -22,6 +34,13 @@ from ..geometry import (
 from .calibration import robust_stats
 
 MIN_AREA_MM2 = 10.0
+SMOOTHING_MM = 1.5         # in-plane Gaussian sigma (at least 1 pixel) the references are placed and read on,
+MUSCLE_SMOOTHING_MM = 3.0  # and muscle's
+# The erector spinae is 5-30 cm2 a side; under MIN_MUSCLE_MM2 of it on a slice is a sliver at the edge of a calcium
+# scan's field of view (on the COCA scans 0.2-0.4 cm2 a slice, reading -20 to 140 HU between its 10th and 90th
+# centiles), not the muscle (the labelled CTs: 6-20 cm2 a slice).
+MIN_MUSCLE_MM2 = 200.0
+MUSCLE_CORE_MM = 2.0  # muscle this far inside the coarse muscle window (its smoothing has blurred the fat into it)
 FAT_CORE_MM = 2.0  # COCA calcium scans' fat ROI median: -71 / -90 / -96 HU at the edges, -86 / -101 / -104 HU 2 mm in
 # The share of the field of view's rim the body may cover and the slice still hold the whole body outline (an arm
 # or the table at the edge of a tight field of view); a calcium scan's cut chest covers 20-99 %.
@@ -49,22 +68,26 @@ def reference_rois(hu: np.ndarray, spacing, vertebra_mask: np.ndarray, posterior
     """Masks of the reference tissues near the given vertebrae (slices they span). `posterior_sign` / `left_sign`:
     +1 when the rows / columns run to the patient's back / left (LPS, as a DICOM series stores them), else -1.
 
-    ROIs are placed on a lightly smoothed copy (noise would punch holes into the tissue masks); the
-    statistics are then taken on the original voxels.
+    Each ROI is placed on the scan smoothed as `statistics` reads it (module docstring).
     """
     if slices is None:
         slices = np.nonzero(vertebra_mask.any(axis=(1, 2)))[0]
     full_shape = hu.shape
-    hu = ndimage.gaussian_filter(hu[slices], sigma=(0, 1.0, 1.0))  # only the measurement slices
+    measured = hu[slices]  # only the measurement slices
+    hu = smoothed(measured, spacing, SMOOTHING_MM)
     vertebra_mask = vertebra_mask[slices]
     band = np.ones(hu.shape, bool)
     body = body_mask(hu)
+    # Smoothing reads past the field of view's edge (the image's edge reflected, the scanner's padding circle), and
+    # tissue cut by it is not known to be what it seems: on a calcium scan's 172 mm field of view, cut just behind
+    # the spine, the "muscle" was a sliver of fat, muscle and lamina at the image's edge, read 19-75 HU.
+    from_edge = _from_field_of_view_edge(measured, spacing)
     pixel = spacing[0] * spacing[1]
     rois = {}
     # Air: outside the body, at least 10 mm from it, inside the field of view (not padding), on slices that hold
     # the whole body outline.
     outside = in_plane_distance(~body, spacing) >= 10.0
-    rois["air"] = band & outside & _in_range(hu, "air") & _whole_body_in_view(hu, body)[:, None, None]
+    rois["air"] = band & outside & _in_range(hu, "air") & _whole_body_in_view(measured, body)[:, None, None]
     # Subcutaneous fat: 2-15 mm under the skin, at least FAT_CORE_MM inside the fat (on a calcium scan's field of
     # view the "skin" is mostly the lungs' edge, and the fat there is thin epicardial and mediastinal fat whose
     # edges, mixed with lung, muscle and bone, read -70 instead of -100 HU).
@@ -79,12 +102,14 @@ def reference_rois(hu: np.ndarray, spacing, vertebra_mask: np.ndarray, posterior
     dj = (jj - body_j) * spacing[1] * posterior_sign
     di = np.abs(ii - centre_i) * spacing[0]
     paraspinal = (dj >= 25) & (dj <= 70) & (di >= 20) & (di <= 50)
-    muscle = band & paraspinal[None] & _in_range(hu, "muscle")
-    rois["muscle"] = ndimage.binary_erosion(muscle, iterations=1)
+    muscle = band & paraspinal[None] & _in_range(smoothed(measured, spacing, MUSCLE_SMOOTHING_MM), "muscle")
+    core = (in_plane_distance(muscle, spacing) >= MUSCLE_CORE_MM) & (from_edge >= 2.0 * MUSCLE_SMOOTHING_MM)
+    rois["muscle"] = core & (core.sum(axis=(1, 2)) * pixel >= MIN_MUSCLE_MM2)[:, None, None]
     # Aortic blood: a round soft-tissue region anterior-left of the vertebral body.
     rois["blood"] = _aorta(hu, spacing, band, body_j, centre_i, posterior_sign, left_sign)
     out = {}
     for tissue, mask in rois.items():
+        mask &= from_edge >= 2.0 * SMOOTHING_MM
         if mask.sum() * pixel >= MIN_AREA_MM2:
             full = np.zeros(full_shape, bool)
             full[slices] = mask
@@ -92,10 +117,24 @@ def reference_rois(hu: np.ndarray, spacing, vertebra_mask: np.ndarray, posterior
     return out
 
 
+def smoothed(hu: np.ndarray, spacing, sigma_mm: float) -> np.ndarray:
+    """The slices smoothed in plane by a Gaussian of `sigma_mm`, at least one pixel."""
+    sigma = [max(1.0, sigma_mm / s) for s in (spacing[1], spacing[0])]
+    return ndimage.gaussian_filter(hu.astype(np.float32, copy=False), sigma=(0, *sigma))
+
+
+def _from_field_of_view_edge(hu: np.ndarray, spacing) -> np.ndarray:
+    """Each voxel's in-plane distance (mm) to the field of view's edge: the image's edge or the scanner's padding."""
+    in_view = hu > NO_DATA_HU
+    in_view[:, [0, -1], :] = False
+    in_view[:, :, [0, -1]] = False
+    return in_plane_distance(in_view, spacing)
+
+
 def _whole_body_in_view(hu: np.ndarray, body: np.ndarray) -> np.ndarray:
-    """Per slice: whether the body covers at most MAX_BODY_ON_RIM of the field of view's rim (the image's edge, or
-    the edge of the reconstruction circle where the scanner pads outside it), the rim 3 pixels deep because the
-    smoothing blurs the step from padding to tissue."""
+    """Per slice: whether the body (found on the smoothed scan) covers at most MAX_BODY_ON_RIM of the field of
+    view's rim (the image's edge, or the edge of the reconstruction circle where the scanner pads outside it) on the
+    scan as stored, the rim 3 pixels deep because the smoothing blurs the body's step from padding to tissue."""
     out = np.zeros(len(hu), bool)
     for n, (rim, patient) in enumerate(zip(field_of_view_rim(hu), body, strict=True)):
         out[n] = rim.any() and (rim & patient).sum() <= MAX_BODY_ON_RIM * rim.sum()
@@ -128,8 +167,14 @@ def _aorta(hu, spacing, band, body_j, centre_i, posterior_sign, left_sign):
     return out
 
 
-def statistics(hu: np.ndarray, rois: dict) -> dict:
-    return {tissue: robust_stats(hu[mask]) for tissue, mask in rois.items()}
+def statistics(hu: np.ndarray, rois: dict, spacing) -> dict:
+    """Robust statistics of each reference on the scan smoothed as it was placed (module docstring), over the
+    slices its ROI lies in."""
+    out = {}
+    for tissue, mask in rois.items():
+        slices = np.flatnonzero(mask.any(axis=(1, 2)))
+        out[tissue] = robust_stats(smoothed(hu[slices], spacing, SMOOTHING_MM)[mask[slices]])
+    return out
 
 
 def contrast_enhanced(hu: np.ndarray, spacing, slices: np.ndarray, vertebra_mask: np.ndarray,
