@@ -104,3 +104,25 @@ def write_one_frame_rt_dose(path: Path) -> Path:
     written.unlink()
     folder.rmdir()
     return path
+
+
+def write_seg(path: Path, ct_files: list[Path], labels_kji: np.ndarray, names: dict[int, str]) -> Path:
+    """A binary DICOM SEG over the CT series `ct_files` (slice k = ct_files[k]) as another program writes one
+    (highdicom, as TotalSegmentator's `--output_type dicom` and PACS AI tools do): segment n holds the voxels
+    `labels_kji == n` and is labelled names[n]; slices without a segment are left out of the file."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    sources = [pydicom.dcmread(p) for p in ct_files]
+    algorithm = hd.AlgorithmIdentificationSequence(name="test", version="1", family=codes.cid7162.ArtificialIntelligence)
+    descriptions = [hd.seg.SegmentDescription(
+        segment_number=number, segment_label=name, segmented_property_category=codes.SCT.Tissue,
+        segmented_property_type=codes.SCT.Bone, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+        algorithm_identification=algorithm) for number, name in sorted(names.items())]
+    seg = hd.seg.Segmentation(source_images=sources, pixel_array=labels_kji.astype(np.uint8),
+                              segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+                              segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=99,
+                              sop_instance_uid=hd.UID(), instance_number=1, manufacturer="another program",
+                              manufacturer_model_name="test", software_versions="1", device_serial_number="1")
+    seg.save_as(path)
+    return path

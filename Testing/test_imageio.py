@@ -233,6 +233,28 @@ def test_mask_on_other_grid_is_resampled_nearest(tmp_path):
     assert on_reference[0:2, 2:4, 2:4].min() == 3 and on_reference[3].max() == 0
 
 
+def test_a_dicom_seg_mask_lands_on_the_voxels_it_segments(tmp_path):
+    """A mask stored as a DICOM SEG (as a PACS or TotalSegmentator's DICOM output keeps it) holds only the frames
+    with a segment, each placed by its position: read through its positions, every voxel of each segment lands
+    where it was drawn on the CT, its value the segment's number, its name the segment's label. ITK reads the
+    same file as a plain stack of those frames, 1 mm apart from the first frame's position."""
+    from dicom_factory import write_seg
+
+    from cardioquant.imageio import read_labelled_mask
+
+    files = write_ct_series(tmp_path / "ct", np.zeros((12, 24, 30), np.int16), spacing=(0.7, 0.8, 2.5),
+                            origin=(-10.0, 20.0, 55.0))
+    truth = np.zeros((12, 24, 30), np.uint8)
+    truth[3:6, 4:10, 5:12] = 1
+    truth[8:11, 12:20, 15:25] = 2
+    seg = write_seg(tmp_path / "mask.dcm", files, truth, {1: "vertebrae_L2", 2: "vertebrae_L1"})
+    ct = read_image(tmp_path / "ct").image
+    mask, names = read_labelled_mask(seg, ct)
+    assert np.array_equal(sitk.GetArrayFromImage(mask), truth)
+    assert names == {1: "vertebrae_L2", 2: "vertebrae_L1"}
+    assert np.array_equal(sitk.GetArrayFromImage(read_mask(seg, ct)) > 0, truth > 0)  # as --heart-mask reads it
+
+
 def test_a_mask_that_is_not_a_label_map_is_refused_in_one_line(tmp_path):
     """A colour (vector) image stopped the command with SimpleITK's cast error; a probability map became an empty
     mask (0.7 cast to 0) and the refusal spoke of an empty mask. A float label map of whole numbers is read."""

@@ -78,3 +78,40 @@ def seg_writer(label_array_kji: np.ndarray, table: LabelTable, source_files: lis
     """`<module>_seg.dcm` as one of a result's extra outputs (ModuleResult.extra_outputs): written into the staging
     folder and swapped in with the other files, so a failed run or export leaves the output folder as it was."""
     return lambda path: export_dicom_seg(label_array_kji, table, source_files, path, algorithm_name)
+
+
+SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
+
+
+def is_dicom_seg(path: str | Path) -> bool:
+    """Whether `path` is a DICOM Segmentation object (read from its header alone)."""
+    import pydicom
+
+    try:
+        header = pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=["SOPClassUID"])
+    except Exception:  # noqa: BLE001  (not DICOM, or unreadable: not a SEG)
+        return False
+    return str(getattr(header, "SOPClassUID", "")) == SEGMENTATION_STORAGE
+
+
+def read_dicom_seg(path: str | Path):
+    """(a label image on the SEG's own grid, each voxel its segment's number; segment number -> segment label) of a
+    DICOM Segmentation, as a PACS or TotalSegmentator (`--output_type dicom`) stores a mask. Read through its frames'
+    positions (highdicom): ITK reads a SEG's frames as a plain stack and loses where they lie."""
+    import highdicom as hd
+    import SimpleITK as sitk
+
+    try:
+        seg = hd.seg.segread(str(path))
+        volume = seg.get_volume(combine_segments=True, relabel=False)
+    except Exception as exc:  # noqa: BLE001  (highdicom raises ValueError, RuntimeError, AttributeError...)
+        raise InputError(f"{path}: this DICOM SEG cannot be read as one label volume ({str(exc).splitlines()[0]}); "
+                         "give the mask as a label map (NIfTI or NRRD) instead.") from exc
+    names = {int(item.SegmentNumber): str(item.SegmentLabel) for item in seg.SegmentSequence}
+    axes = np.asarray(volume.affine, float)[:3, :3]  # columns: the slice, row and column steps in LPS mm
+    spacing = np.linalg.norm(axes, axis=0)
+    image = sitk.GetImageFromArray(np.asarray(volume.array).astype(np.uint16))  # index (i, j, k) = (column, row, slice)
+    image.SetSpacing([float(s) for s in spacing[::-1]])
+    image.SetOrigin([float(v) for v in np.asarray(volume.affine, float)[:3, 3]])
+    image.SetDirection([float(v) for v in (axes / spacing)[:, ::-1].ravel()])
+    return image, names

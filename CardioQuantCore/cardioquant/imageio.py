@@ -762,10 +762,20 @@ def validate_image(loaded: LoadedImage, allow_2d: bool = False) -> None:
 
 
 def read_label_image(path: str | os.PathLike) -> sitk.Image:
-    """A label/mask image on its own grid: one whole number per voxel."""
+    """A label/mask image on its own grid: one whole number per voxel (a DICOM SEG's: its segment numbers)."""
+    return read_labelled_image(path)[0]
+
+
+def read_labelled_image(path: str | os.PathLike) -> tuple[sitk.Image, dict[int, str]]:
+    """(a label/mask image on its own grid, one whole number per voxel; label value -> name where the file names
+    them: a DICOM SEG's segment numbers and labels, else empty)."""
+    from .dicomseg import is_dicom_seg, read_dicom_seg
+
     path = Path(path)
     if not path.exists():
         raise InputError(f"mask not found: {path}")
+    if path.is_file() and is_dicom_seg(path):
+        return read_dicom_seg(path)
     image = (_read_file(path) if path.is_file() else _read_dicom_folder(path)).image
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise InputError(f"{path}: the mask has {image.GetNumberOfComponentsPerPixel()} values per voxel (a colour or "
@@ -777,17 +787,22 @@ def read_label_image(path: str | os.PathLike) -> sitk.Image:
             if fractional.size:  # cast to whole numbers it would lose these voxels, or the whole mask
                 raise InputError(f"{path}: the mask holds fractional values (such as {float(fractional[0]):.3g}): a "
                                  "probability map? give a label map (threshold it first, e.g. at 0.5).")
-    return image
+    return image, {}
 
 
 def read_mask(path: str | os.PathLike, reference: sitk.Image) -> sitk.Image:
     """Read a label/mask image and put it on the reference grid (nearest neighbour when grids differ)."""
+    return read_labelled_mask(path, reference)[0]
+
+
+def read_labelled_mask(path: str | os.PathLike, reference: sitk.Image) -> tuple[sitk.Image, dict[int, str]]:
+    """`read_mask`, with the names of its label values where the file gives them (read_labelled_image)."""
     from .geometry import resample_to
 
-    image = read_label_image(path)
+    image, names = read_labelled_image(path)
     if image.GetDimension() != reference.GetDimension():
         raise InputError(f"{path}: mask is {image.GetDimension()}D but the scan is {reference.GetDimension()}D")
-    return resample_to(sitk.Cast(image, sitk.sitkUInt16), reference, is_label=True)
+    return resample_to(sitk.Cast(image, sitk.sitkUInt16), reference, is_label=True), names
 
 
 def fingerprint(loaded: LoadedImage) -> dict:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 LEVELS = [f"C{i}" for i in range(1, 8)] + [f"T{i}" for i in range(1, 13)] + [f"L{i}" for i in range(1, 6)] + ["S1"]
 
 # Bodies whose level could not be determined are named from the lowest in view up: V1, V2, ... (never a level).
@@ -22,6 +24,20 @@ def level_from_name(name: str) -> str | None:
     stem = name.split("/")[-1].replace(".nii.gz", "").replace(".nii", "").replace(".nrrd", "")
     stem = stem.removeprefix("vertebrae_")
     return stem if stem in LEVELS else None
+
+
+def level_from_segment_label(label: str) -> str | None:
+    """A DICOM SEG segment's label -> its level: TotalSegmentator's ('vertebrae_L1'), a level alone ('L1'), or a
+    level beside a word for vertebra ('L1 vertebra', 'Vertebra L1', 'vertebral body L1'); 'sacrum' -> 'S1'.
+    Anything else (ribs, discs, other organs) names no level."""
+    words = [word for word in re.split(r"[\s_\-]+", label.strip()) if word]
+    levels = [word.upper() for word in words if word.upper() in LEVELS]
+    if [word.lower() for word in words] == ["sacrum"]:
+        return "S1"
+    others = [word.lower() for word in words if word.upper() not in LEVELS]
+    if len(levels) == 1 and all(word.startswith("vertebr") or word == "body" for word in others):
+        return levels[0]
+    return None
 
 
 def is_determined(name: str) -> bool:

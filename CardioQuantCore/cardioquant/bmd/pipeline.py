@@ -267,7 +267,7 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
         warnings.append("contrast-enhanced scan (bright aorta): trabecular HU and BMD are biased upwards by iodine; "
                         "the aortic blood reference was not used")
         reference_masks.pop("blood", None)
-    reference_stats = references.statistics(hu, reference_masks, spacing)
+    reference_stats = references.statistics(hu, reference_masks)
     cal = _calibrate(options, reference_stats, kvp)
     warnings += cal.notes
     progress.update(0.8, "BMD")

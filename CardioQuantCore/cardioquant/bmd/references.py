@@ -1,18 +1,17 @@
 """Automatic reference ROIs for phantomless calibration: air, subcutaneous fat, paraspinal muscle, aortic blood.
 
-Placed relative to the body outline and the vertebrae, in the slices of the vertebrae being measured. Each ROI is
-returned as a mask (shown to the user as a segment) and summarised with robust statistics (median, MAD) of the
-scan smoothed in plane (SMOOTHING_MM; muscle MUSCLE_SMOOTHING_MM).
+Placed relative to the body outline and the vertebrae, in the slices of the vertebrae being measured, on the scan
+smoothed in plane (SMOOTHING_MM; muscle MUSCLE_SMOOTHING_MM). Each ROI is returned as a mask (shown to the user as
+a segment) and summarised with robust statistics (median, MAD) of its voxels as stored.
 
-Why smoothed, for both placing and reading: a low-dose chest CT, the seed study's scan, has noise of 30-60 HU. A
-tissue chosen by an HU window on a lightly smoothed copy and read on its own voxels is chosen with its noise: the
-window cuts the noise's tails, and where a tissue is mixed (paraspinal muscle marbled with fat) the voxels it keeps
-change with the noise. With grain of 40 HU added, the paraspinal muscle of the real abdominal CT read 22 -> 38 HU,
-that of a gated calcium scan 19 -> 42, and the patient BMD moved 6-10 mg/cm3. Local means over a few millimetres
-carry 1-3 HU of that noise, so the ROIs and their medians stay where they are (make bench, "low-dose noise").
-Muscle is placed and read on a coarser scale, at least MUSCLE_CORE_MM inside itself: read as before, the median
-of a paraspinal window marbled with fat was 19-22 HU on the abdominal CT and the calcium scans (nominal 50) and
-left the line through the other tissues; its core reads 46-54 there.
+Why placed on a smoothed scan: a low-dose chest CT, the seed study's scan, has noise of 30-60 HU. A tissue chosen by
+an HU window on a lightly smoothed copy (a pixel, until session 49) is chosen with its noise: where a tissue is
+mixed (paraspinal muscle marbled with fat) the voxels the window keeps change with the noise, and the window cuts
+the noise's tails. With grain of 40 HU added, the paraspinal muscle of the real abdominal CT read 22 -> 32 HU, that
+of a gated calcium scan 19 -> 42, the fat of another -103 -> -110, and patient BMDs moved by 6-10 mg/cm3. Local
+means over millimetres carry a few HU of that noise, so the ROIs stay where they are and their medians with them
+(`make bench`, "low-dose noise"). Muscle is placed on a coarser scale, at least MUSCLE_CORE_MM inside itself, and
+only where a slice holds MIN_MUSCLE_MM2 of it. Every ROI keeps twice its smoothing clear of the field of view's edge.
 A reference smaller than 10 mm^2 in total is left out rather than trusted. Air is taken only on slices that hold
 the whole body outline: where the field of view cuts the body (a calcium scan's 150-200 mm), what lies beyond the
 body's edge is lung (-850 to -950 HU), not air.
@@ -167,14 +166,9 @@ def _aorta(hu, spacing, band, body_j, centre_i, posterior_sign, left_sign):
     return out
 
 
-def statistics(hu: np.ndarray, rois: dict, spacing) -> dict:
-    """Robust statistics of each reference on the scan smoothed as it was placed (module docstring), over the
-    slices its ROI lies in."""
-    out = {}
-    for tissue, mask in rois.items():
-        slices = np.flatnonzero(mask.any(axis=(1, 2)))
-        out[tissue] = robust_stats(smoothed(hu[slices], spacing, SMOOTHING_MM)[mask[slices]])
-    return out
+def statistics(hu: np.ndarray, rois: dict) -> dict:
+    """Robust statistics of each reference's voxels as stored (placed on the smoothed scan: module docstring)."""
+    return {tissue: robust_stats(hu[mask]) for tissue, mask in rois.items()}
 
 
 def contrast_enhanced(hu: np.ndarray, spacing, slices: np.ndarray, vertebra_mask: np.ndarray,

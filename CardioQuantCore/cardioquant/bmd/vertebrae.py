@@ -15,8 +15,8 @@ from scipy import ndimage
 
 from ..errors import InputError
 from ..geometry import close_in_plane, fill_holes, label_values, largest_component
-from ..imageio import read_mask
-from .levels import LEVELS, VALUE_TO_LEVEL, level_from_name
+from ..imageio import read_labelled_mask, read_mask
+from .levels import LEVELS, VALUE_TO_LEVEL, level_from_name, level_from_segment_label
 
 # Vertebroplasty and kyphoplasty cement (PMMA with barium sulphate) reads 1000-3000 HU. A vertebral body's thin
 # cortex and its trabecular bone stay under that: on the real CTs here at most 0.3 % of a body's voxels reach 1000
@@ -37,7 +37,8 @@ def share_denser_than_bone(body: np.ndarray, hu: np.ndarray) -> float:
 
 
 def from_totalsegmentator(path: str | Path, reference: sitk.Image) -> dict[str, np.ndarray]:
-    """level -> whole-vertebra mask on the reference grid, from a TotalSegmentator folder or multilabel file."""
+    """level -> whole-vertebra mask on the reference grid, from a TotalSegmentator folder or multilabel file, or a
+    DICOM SEG whose segments name their levels."""
     path = Path(path)
     if path.is_dir():
         files = sorted(path.glob("vertebrae_*.nii*")) + sorted(path.glob("vertebrae_*.nrrd"))
@@ -51,8 +52,15 @@ def from_totalsegmentator(path: str | Path, reference: sitk.Image) -> dict[str, 
         if not files:
             raise InputError(f"{path} holds no vertebrae_<LEVEL>.nii.gz files (TotalSegmentator output expected)")
     else:
-        labels = sitk.GetArrayFromImage(read_mask(path, reference))
-        masks = {VALUE_TO_LEVEL[v]: labels == v for v in sorted(label_values(labels)) if v in VALUE_TO_LEVEL}
+        image, names = read_labelled_mask(path, reference)
+        labels = sitk.GetArrayFromImage(image)
+        # A DICOM SEG names its segments (their numbers are only an order); a label map uses TotalSegmentator's values.
+        level_of = ({number: level for number, name in names.items() if (level := level_from_segment_label(name))}
+                    if names else VALUE_TO_LEVEL)
+        masks = {level_of[v]: labels == v for v in sorted(label_values(labels)) if v in level_of}
+        if names and not level_of:
+            raise InputError(f"{path}: none of this DICOM SEG's segments ({', '.join(names.values())}) names a vertebral "
+                             "level; name them as TotalSegmentator does (vertebrae_L1) or as 'L1 vertebra'.")
     if not masks:
         raise InputError(f"no vertebra found in {path}: the field of view holds no labelled vertebra")
     return dict(sorted(masks.items(), key=lambda item: LEVELS.index(item[0])))
