@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import __version__
 from .errors import InputError
 from .labels import LabelTable
+
+if TYPE_CHECKING:
+    import SimpleITK as sitk
 
 
 def _code(triplet):
@@ -94,7 +98,7 @@ def is_dicom_seg(path: str | Path) -> bool:
     return str(getattr(header, "SOPClassUID", "")) == SEGMENTATION_STORAGE
 
 
-def read_dicom_seg(path: str | Path):
+def read_dicom_seg(path: str | Path) -> tuple[sitk.Image, dict[int, str]]:
     """(a label image on the SEG's own grid, each voxel its segment's number; segment number -> segment label) of a
     DICOM Segmentation, as a PACS or TotalSegmentator (`--output_type dicom`) stores a mask. Read through its frames'
     positions (highdicom): ITK reads a SEG's frames as a plain stack and loses where they lie."""

@@ -33,7 +33,7 @@ from ..geometry import (
 from .calibration import robust_stats
 
 MIN_AREA_MM2 = 10.0
-SMOOTHING_MM = 1.5         # in-plane Gaussian sigma (at least 1 pixel) the references are placed and read on,
+SMOOTHING_MM = 1.5         # in-plane Gaussian sigma (at least 1 pixel) the references are placed on,
 MUSCLE_SMOOTHING_MM = 3.0  # and muscle's
 # The erector spinae is 5-30 cm2 a side; under MIN_MUSCLE_MM2 of it on a slice is a sliver at the edge of a calcium
 # scan's field of view (on the COCA scans 0.2-0.4 cm2 a slice, reading -20 to 140 HU between its 10th and 90th
@@ -67,7 +67,7 @@ def reference_rois(hu: np.ndarray, spacing, vertebra_mask: np.ndarray, posterior
     """Masks of the reference tissues near the given vertebrae (slices they span). `posterior_sign` / `left_sign`:
     +1 when the rows / columns run to the patient's back / left (LPS, as a DICOM series stores them), else -1.
 
-    Each ROI is placed on the scan smoothed as `statistics` reads it (module docstring).
+    Each ROI is placed on the scan smoothed in plane (module docstring); `statistics` reads its voxels as stored.
     """
     if slices is None:
         slices = np.nonzero(vertebra_mask.any(axis=(1, 2)))[0]
