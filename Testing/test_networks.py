@@ -161,3 +161,23 @@ def test_vertebra_network_on_a_held_out_phantom_with_its_sacrum():
     assert result.summary["level_naming"]["determined"]
     for level in ("L1", "L2", "L5"):
         assert abs(result.summary["vertebrae"][level]["bmd_mg_cm3"] - case.bmd_mg_cm3[level]) < 3.0
+
+
+def test_the_vertebra_training_grain_is_a_low_dose_scans_noise_in_hu():
+    """--grain-augmentation adds zero-mean noise whose SD, read back in HU, is drawn from 0 to the most asked for:
+    ordinary and low-dose crops both."""
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from train_vertebra_segmenter import grain_augmented
+
+    from cardioquant.bmd import network
+
+    crop = network.normalise(np.full((1, 32, 32, 32), 40.0))
+    added = [(grain_augmented(crop, np.random.default_rng(seed), 25.0) - crop) * network.HU_SCALE for seed in range(20)]
+    sds = [float(grain.std()) for grain in added]
+    assert min(sds) < 10.0 and 15.0 < max(sds) <= 25.0 * 1.02
+    assert all(abs(float(grain.mean())) < 1.0 for grain in added)
