@@ -326,15 +326,18 @@ def test_no_muscle_reference_from_a_sliver_at_the_field_of_views_edge():
 
 
 @pytest.mark.parametrize("padding_hu", [None, -3024.0])
-def test_air_is_taken_only_where_the_whole_body_is_in_view(padding_hu):
+@pytest.mark.parametrize("pixel_mm", [1.0, 0.4])
+def test_air_is_taken_only_where_the_whole_body_is_in_view(padding_hu, pixel_mm):
     """Outside air is the calibration's -1000 HU point. Where the field of view cuts the chest (a calcium scan),
-    what lies beyond the body's edge is lung, read as air it would pull the line: no air reference there. A chest
-    wholly in view keeps its air, also inside a scanner's padding circle."""
+    what lies beyond the body's edge is lung, read as air it would pull the line: no air reference there, also on
+    a calcium scan's fine pixels, where the references' smoothing spans several. A chest wholly in view keeps its
+    air, also inside a scanner's padding circle."""
+    spacing = (pixel_mm, pixel_mm, 1.0)
     vertebra = np.zeros((6, 200, 200), bool)
     vertebra[:, 125:145, 90:110] = True
-    cut = references.reference_rois(_chest_slices(-920.0, whole_body=False, padding_hu=padding_hu), (1.0, 1.0, 1.0), vertebra)
+    cut = references.reference_rois(_chest_slices(-920.0, whole_body=False, padding_hu=padding_hu), spacing, vertebra)
     assert "air" not in cut
-    whole = references.reference_rois(_chest_slices(-860.0, whole_body=True, padding_hu=padding_hu), (1.0, 1.0, 1.0), vertebra)
+    whole = references.reference_rois(_chest_slices(-860.0, whole_body=True, padding_hu=padding_hu), spacing, vertebra)
     air = references.statistics(_chest_slices(-860.0, whole_body=True, padding_hu=padding_hu), whole)["air"]
     assert air["measured_hu"] == pytest.approx(-1000.0)
 
