@@ -138,7 +138,7 @@ def _whole_body_in_view(hu: np.ndarray, body: np.ndarray, rim_voxels: int) -> np
     view's rim (the image's edge, or the edge of the reconstruction circle where the scanner pads outside it) on the
     scan as stored, the rim `rim_voxels` deep because the smoothing blurs the body's step from padding to tissue (on
     a gated CT's round field of view, a rim 3 pixels deep under a 4-pixel smoothing let the lungs, cut by the circle,
-    count as air outside a whole body: COCA 1 read 126 against 118 mg/cm3)."""
+    count as air outside a whole body: COCA 1 got an "air" reference from its lungs)."""
     out = np.zeros(len(hu), bool)
     for n, (rim, patient) in enumerate(zip(field_of_view_rim(hu, rim_voxels), body, strict=True)):
         out[n] = rim.any() and (rim & patient).sum() <= MAX_BODY_ON_RIM * rim.sum()
