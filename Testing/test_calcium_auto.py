@@ -1106,3 +1106,35 @@ def test_a_speck_in_a_dense_liver_is_noise_but_the_same_speck_in_epicardial_fat_
     assert found.labels[specks["in the liver"]] == territories.NOT_CORONARY
     reasons = [e["reason"] for e in found.per_candidate if e["label"] == territories.NOT_CORONARY]
     assert len(reasons) == 1 and reasons[0].startswith(territories.POSSIBLE_NOISE) and "110 HU tissue" in reasons[0]
+
+
+def test_a_heart_mask_seg_of_many_structures_gives_its_heart_and_aorta_not_the_rest(tmp_path):
+    """TotalSegmentator's DICOM output (--output_type dicom) is one SEG holding every structure it found. Given as
+    --heart-mask, its "heart" segment is the heart and its "aorta" segment the aorta (grown by the wall); its lungs and
+    vertebrae are neither. A SEG of several structures with no heart is refused in one line naming its segments."""
+    from dicom_factory import write_ct_series, write_seg
+
+    from cardioquant.calcium.pipeline import AORTA_WALL_MM, given_heart
+    from cardioquant.imageio import read_image
+
+    files = write_ct_series(tmp_path / "ct", np.zeros((10, 40, 40), np.int16), spacing=(1.0, 1.0, 3.0))
+    labels = np.zeros((10, 40, 40), np.uint8)
+    labels[2:8, 10:25, 10:25] = 2   # heart
+    labels[2:8, 26:32, 14:20] = 4   # aorta
+    labels[:, :, 30:] = 1           # lung_upper_lobe_left
+    labels[4:7, 34:39, 2:8] = 3     # vertebrae_T8
+    seg = write_seg(tmp_path / "total.dcm", files, labels,
+                    {1: "lung_upper_lobe_left", 2: "heart", 3: "vertebrae_T8", 4: "aorta"})
+    grid = read_image(tmp_path / "ct").image
+    options = type("Options", (), {"heart_mask": str(seg), "device": "cpu"})()
+    heart, aorta, _ = given_heart(options, grid, grid)
+    assert np.array_equal(heart, labels == 2)
+    assert aorta is not None and (aorta >= (labels == 4)).all() and not aorta[labels == 1].any()
+    grown = int(round(AORTA_WALL_MM))
+    assert aorta[5, 26 - grown, 16] and not aorta[5, 26 - grown - 2, 16]
+    without_heart = np.select([labels == 1, labels == 3, labels == 4], [1, 2, 3], 0).astype(np.uint8)
+    no_heart = write_seg(tmp_path / "no_heart.dcm", files, without_heart,
+                         {1: "lung_upper_lobe_left", 2: "vertebrae_T8", 3: "aorta"})
+    options.heart_mask = str(no_heart)
+    with pytest.raises(InputError, match="none of this DICOM SEG's 3 segments is the heart"):
+        given_heart(options, grid, grid)

@@ -16,7 +16,15 @@ from scipy import ndimage
 
 from .. import budget, geometry, totalsegmentator
 from ..errors import InputError
-from ..imageio import LoadedImage, check_hounsfield, read_image, read_label_image, read_mask, tube_voltage
+from ..imageio import (
+    LoadedImage,
+    check_hounsfield,
+    read_image,
+    read_label_image,
+    read_labelled_mask,
+    read_mask,
+    tube_voltage,
+)
 from ..labels import MORPHOLOGICALLY_ALTERED, LabelTable, SegmentSpec
 from ..progress import Progress
 from ..results import ModuleResult
@@ -260,7 +268,30 @@ def given_heart(options, image: sitk.Image, grid: sitk.Image) -> tuple[np.ndarra
         return heart, aorta, "TotalSegmentator heart"
     if Path(option).is_dir():
         return heart_and_aorta(Path(option), grid) + ("given heart mask",)
-    return sitk.GetArrayFromImage(read_mask(option, grid)) > 0, None, "given heart mask"
+    mask, names = read_labelled_mask(option, grid)
+    labels = sitk.GetArrayFromImage(mask)
+    if len(names) > 1:  # a DICOM SEG of several structures (TotalSegmentator's --output_type dicom holds them all)
+        return heart_and_aorta_segments(labels, names, grid, option) + ("given heart mask",)
+    return labels > 0, None, "given heart mask"
+
+
+def heart_and_aorta_segments(labels: np.ndarray, names: dict[int, str], grid: sitk.Image,
+                             path: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """(heart, aorta or None) from a DICOM SEG's segments named as TotalSegmentator names them: the heart ("heart",
+    or its chambers and myocardium "heart_..."), the aorta ("aorta"), grown AORTA_WALL_MM. Its other segments (lungs,
+    bones, vessels) are not the heart."""
+    def numbers(*wanted: str) -> list[int]:
+        keys = {number: name.strip().lower().replace(" ", "_") for number, name in names.items()}
+        return [number for number, key in keys.items() if key in wanted or any(key.startswith(w + "_") for w in wanted)]
+
+    heart_numbers = numbers("heart")
+    if not heart_numbers:
+        raise InputError(f"{path}: none of this DICOM SEG's {len(names)} segments is the heart (labels "
+                         f"{', '.join(sorted(names.values())[:8])}{', ...' if len(names) > 8 else ''}); give a SEG with "
+                         "a 'heart' segment, or a heart mask of one segment.")
+    heart = np.isin(labels, heart_numbers)
+    aorta = np.isin(labels, numbers("aorta"))
+    return heart, anatomy.grown(aorta, grid.GetSpacing(), AORTA_WALL_MM) if aorta.any() else None
 
 
 def scan_type(options, heart: anatomy.HeartAnatomy | None) -> tuple[str, dict]:
