@@ -255,6 +255,26 @@ def test_a_dicom_seg_mask_lands_on_the_voxels_it_segments(tmp_path):
     assert np.array_equal(sitk.GetArrayFromImage(read_mask(seg, ct)) > 0, truth > 0)  # as --heart-mask reads it
 
 
+def test_a_mask_of_one_structure_takes_a_seg_of_one_segment_and_refuses_a_seg_of_several(tmp_path):
+    """--lumen-mask, --roi, --remote-mask and the calibration rod ask for one structure: a SEG of one segment gives
+    its voxels; a SEG of several (TotalSegmentator's DICOM output holds every structure it found) is refused in one
+    line naming them, where merged they would have been one "lumen"."""
+    from dicom_factory import write_seg
+
+    from cardioquant.imageio import read_one_structure
+
+    files = write_ct_series(tmp_path / "ct", np.zeros((8, 20, 20), np.int16), spacing=(0.5, 0.5, 1.0))
+    ct = read_image(tmp_path / "ct").image
+    truth = np.zeros((8, 20, 20), np.uint8)
+    truth[2:6, 5:9, 5:9] = 1
+    one = write_seg(tmp_path / "lumen.dcm", files, truth, {1: "coronary lumen"})
+    assert np.array_equal(read_one_structure(one, ct), truth > 0)
+    truth[2:6, 12:16, 12:16] = 2
+    several = write_seg(tmp_path / "total.dcm", files, truth, {1: "aorta", 2: "heart"})
+    with pytest.raises(InputError, match=r"holds 2 segments \(aorta, heart\)"):
+        read_one_structure(several, ct)
+
+
 def test_a_mask_that_is_not_a_label_map_is_refused_in_one_line(tmp_path):
     """A colour (vector) image stopped the command with SimpleITK's cast error; a probability map became an empty
     mask (0.7 cast to 0) and the refusal spoke of an empty mask. A float label map of whole numbers is read."""

@@ -23,6 +23,7 @@ from ..imageio import (
     read_label_image,
     read_labelled_mask,
     read_mask,
+    read_one_structure,
     tube_voltage,
 )
 from ..labels import MORPHOLOGICALLY_ALTERED, LabelTable, SegmentSpec
@@ -163,7 +164,7 @@ def settings_from(options, kvp: float) -> scoring.ScoringSettings:
 
 def region_mask(loaded: LoadedImage, options) -> np.ndarray:
     """--roi: where candidates may be looked for at all."""
-    region = sitk.GetArrayFromImage(read_mask(options.roi, loaded.image)) > 0
+    region = read_one_structure(options.roi, loaded.image)
     if not region.any():
         raise InputError("the region of interest mask is empty on this scan's grid")
     return region
@@ -389,7 +390,7 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
     fill = geometry.outside_the_reconstruction(whole_scan)  # stored as air: no data
     hu = geometry.as_padding(geometry.float_array(image),
                              fill[box.slices_kji()[1:]] if fill is not None and box is not None else fill)
-    lumen_mask = sitk.GetArrayFromImage(read_mask(options.lumen_mask, image)) > 0 if options.lumen_mask else None
+    lumen_mask = read_one_structure(options.lumen_mask, image) if options.lumen_mask else None
     upper_third = _upper_third_over(whole_scan, box) if box is not None and mode == "cta" else None
     blood_pool = (lambda: heart.blood_pool_on(image)) if heart is not None and heart.contrast else None
     threshold, threshold_info = candidate_threshold(hu, spacing, mode, kvp, options.k, lumen_mask, upper_third,
@@ -461,8 +462,8 @@ def _lesions_to_review(result, found: territories.Assignment) -> list[int]:
 
 def _mass_calibration(hu, image, options, settings) -> dict | None:
     if options.calibration_rod_mask and options.water_mask:
-        rod = sitk.GetArrayFromImage(read_mask(options.calibration_rod_mask, image)) > 0
-        water = sitk.GetArrayFromImage(read_mask(options.water_mask, image)) > 0
+        rod = read_one_structure(options.calibration_rod_mask, image)
+        water = read_one_structure(options.water_mask, image)
         if not rod.any() or not water.any():
             raise InputError("the calibration rod or water mask is empty on this scan's grid")
         settings.mass_calibration = scoring.calibration_factor_from_rois(hu, rod, water, options.rod_density)

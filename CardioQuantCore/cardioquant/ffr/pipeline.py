@@ -18,7 +18,7 @@ import SimpleITK as sitk
 
 from .. import budget, geometry
 from ..errors import InputError
-from ..imageio import LoadedImage, check_hounsfield, read_image, read_mask
+from ..imageio import LoadedImage, check_hounsfield, read_image, read_one_structure
 from ..labels import ANATOMICAL_STRUCTURE, LabelTable, SegmentSpec
 from ..markups import parse_points
 from ..progress import Progress
@@ -81,12 +81,12 @@ def get_trees(loaded: LoadedImage, options, progress: Progress) -> Trees:
         return Trees({options.side: cl.read_vtp(options.centerlines)}, None, "centerlines file (--centerlines)")
     checked = check_input(loaded)  # once, before any imaging work: its warnings go with the trees
     if options.lumen_mask:
-        mask_image = read_mask(options.lumen_mask, loaded.image)
-        lumen = sitk.GetArrayFromImage(mask_image) > 0
+        lumen = read_one_structure(options.lumen_mask, loaded.image)
+        mask_image = geometry.image_from_array(lumen.astype(np.uint8), loaded.image)
         _check_contrast(loaded, lumen)
         ostium = list(parse_points(options.ostium, "--ostium")[0]) if options.ostium else None
         progress.update(0.2, "centerlines")
-        paths = cl.from_lumen_mask(sitk.Cast(mask_image > 0, sitk.sitkUInt8), ostium)
+        paths = cl.from_lumen_mask(mask_image, ostium)
         return Trees({options.side: _named(paths, options.side)}, lumen.astype(np.uint8), "lumen mask + vmtk",
                      warnings=checked)
     if options.seeds:

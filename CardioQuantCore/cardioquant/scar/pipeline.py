@@ -16,7 +16,7 @@ import SimpleITK as sitk
 
 from .. import geometry, markups
 from ..errors import InputError
-from ..imageio import LoadedImage, looks_like_label_map, read_image, read_mask
+from ..imageio import LoadedImage, looks_like_label_map, read_image, read_mask, read_one_structure
 from ..labels import ANATOMICAL_STRUCTURE, MORPHOLOGICALLY_ALTERED, LabelTable, SegmentSpec
 from ..progress import Progress
 from ..results import ModuleResult
@@ -341,7 +341,7 @@ def quantify_labels(loaded, stack, spacing, assumed, labels, models, options, wa
     progress.update(0.7, "thresholds")
     remote = None
     if options.remote_mask:
-        remote_mask = sitk.GetArrayFromImage(read_mask(options.remote_mask, loaded.image)).reshape(stack.shape) > 0
+        remote_mask = read_one_structure(options.remote_mask, loaded.image).reshape(stack.shape)
         remote = quantify.remote_from_mask(stack, remote_mask & myocardium)
     else:  # remote statistics also define the gray zone, whatever the method
         remote = quantify.automatic_remote(stack, myocardium, cavity)
