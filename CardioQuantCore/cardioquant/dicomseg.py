@@ -98,6 +98,12 @@ def is_dicom_seg(path: str | Path) -> bool:
     return str(getattr(header, "SOPClassUID", "")) == SEGMENTATION_STORAGE
 
 
+def segment_labels(names: dict[int, str], at_most: int = 8) -> str:
+    """A SEG's segment labels for a message: sorted, the first `at_most`, then '...'."""
+    labels = sorted(names.values())
+    return ", ".join(labels[:at_most]) + (", ..." if len(labels) > at_most else "")
+
+
 def read_dicom_seg(path: str | Path) -> tuple[sitk.Image, dict[int, str]]:
     """(a label image on the SEG's own grid, each voxel its segment's number; segment number -> segment label) of a
     DICOM Segmentation, as a PACS or TotalSegmentator (`--output_type dicom`) stores a mask. Read through its frames'

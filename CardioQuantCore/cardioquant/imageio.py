@@ -798,11 +798,12 @@ def read_mask(path: str | os.PathLike, reference: sitk.Image) -> sitk.Image:
 def read_one_structure(path: str | os.PathLike, reference: sitk.Image) -> np.ndarray:
     """A mask of one structure (a lumen, a region, a rod) on the reference grid: its non-zero voxels. A DICOM SEG of
     several segments is refused, as merged they would be one structure that none of them is."""
+    from .dicomseg import segment_labels
+
     image, names = read_labelled_mask(path, reference)
     if len(names) > 1:
-        listed = ", ".join(sorted(names.values())[:8]) + (", ..." if len(names) > 8 else "")
-        raise InputError(f"{path}: this DICOM SEG holds {len(names)} segments ({listed}) where one structure is asked "
-                         "for; give a SEG of that one segment, or a label map of it.")
+        raise InputError(f"{path}: this DICOM SEG holds {len(names)} segments ({segment_labels(names)}) where one "
+                         "structure is asked for; give a SEG of that one segment, or a label map of it.")
     return sitk.GetArrayFromImage(image) > 0
 
 

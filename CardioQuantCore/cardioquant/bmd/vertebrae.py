@@ -13,6 +13,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from ..dicomseg import segment_labels
 from ..errors import InputError
 from ..geometry import close_in_plane, fill_holes, label_values, largest_component
 from ..imageio import read_labelled_mask, read_mask
@@ -59,7 +60,7 @@ def from_totalsegmentator(path: str | Path, reference: sitk.Image) -> dict[str, 
                     if names else VALUE_TO_LEVEL)
         masks = {level_of[v]: labels == v for v in sorted(label_values(labels)) if v in level_of}
         if names and not level_of:
-            raise InputError(f"{path}: none of this DICOM SEG's segments ({', '.join(names.values())}) names a vertebral "
+            raise InputError(f"{path}: none of this DICOM SEG's segments ({segment_labels(names)}) names a vertebral "
                              "level; name them as TotalSegmentator does (vertebrae_L1) or as 'L1 vertebra'.")
     if not masks:
         raise InputError(f"no vertebra found in {path}: the field of view holds no labelled vertebra")

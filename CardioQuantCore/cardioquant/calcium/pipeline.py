@@ -15,6 +15,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from .. import budget, geometry, totalsegmentator
+from ..dicomseg import segment_labels
 from ..errors import InputError
 from ..imageio import (
     LoadedImage,
@@ -281,15 +282,15 @@ def heart_and_aorta_segments(labels: np.ndarray, names: dict[int, str], grid: si
     """(heart, aorta or None) from a DICOM SEG's segments named as TotalSegmentator names them: the heart ("heart",
     or its chambers and myocardium "heart_..."), the aorta ("aorta"), grown AORTA_WALL_MM. Its other segments (lungs,
     bones, vessels) are not the heart."""
-    def numbers(*wanted: str) -> list[int]:
-        keys = {number: name.strip().lower().replace(" ", "_") for number, name in names.items()}
-        return [number for number, key in keys.items() if key in wanted or any(key.startswith(w + "_") for w in wanted)]
+    keys = {number: name.strip().lower().replace(" ", "_") for number, name in names.items()}
+
+    def numbers(wanted: str) -> list[int]:
+        return [number for number, key in keys.items() if key == wanted or key.startswith(wanted + "_")]
 
     heart_numbers = numbers("heart")
     if not heart_numbers:
         raise InputError(f"{path}: none of this DICOM SEG's {len(names)} segments is the heart (labels "
-                         f"{', '.join(sorted(names.values())[:8])}{', ...' if len(names) > 8 else ''}); give a SEG with "
-                         "a 'heart' segment, or a heart mask of one segment.")
+                         f"{segment_labels(names)}); give a SEG with a 'heart' segment, or a heart mask of one segment.")
     heart = np.isin(labels, heart_numbers)
     aorta = np.isin(labels, numbers("aorta"))
     return heart, anatomy.grown(aorta, grid.GetSpacing(), AORTA_WALL_MM) if aorta.any() else None
