@@ -9,7 +9,7 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-from cardioquant import cli
+from cardioquant import cli, geometry
 from cardioquant.bmd import calibration, phantom, pipeline, references, roi, vertebrae
 from cardioquant.bmd.levels import TOTALSEGMENTATOR_VALUES
 from cardioquant.bmd.pipeline import acr_category, patient_summary
@@ -216,12 +216,35 @@ def test_soft_tissue_references_alone_do_not_tilt_the_line_with_their_errors():
     assert abs(float(cal.calibrated_hu(150.0)) - 150.0) < 3.0 and cal.plausible
 
 
-def test_one_reference_tissue_is_refused_with_what_was_found_and_what_to_give():
-    """A field of view holding muscle alone (a tight cardiac crop of a contrast scan: no air outside the body, no
-    fat, the aorta iodinated): no line can be drawn through one point; the message names what was found and the
-    phantom line that would calibrate the scan instead."""
-    with pytest.raises(InputError, match=r"found: muscle\); give the scanner's phantom line with --phantom"):
-        calibration.multi_material({"muscle": {"measured_hu": 50.0}}, 120)
+@pytest.mark.parametrize("found", [{"muscle": {"measured_hu": 50.0}}, {}])
+def test_one_reference_tissue_or_none_gives_no_calibration_and_says_what_to_give(found):
+    """A field of view holding muscle alone, or no reference tissue (a tight cardiac crop of a contrast scan: no air
+    outside the body, no fat, the aorta iodinated): no line can be drawn through one point. The calibration is not
+    plausible (so no patient BMD), and its note names what was found and the phantom line that would calibrate the
+    scan instead."""
+    cal = calibration.multi_material(found, 120)
+    assert not cal.plausible and cal.doubt == "too few reference tissues for a phantomless calibration"
+    assert f"found: {', '.join(found) or 'none'}): give the scanner's phantom line with --phantom" in cal.notes[0]
+
+
+def test_a_scan_with_too_few_reference_tissues_keeps_its_vertebrae_and_gives_no_patient_bmd(tmp_path, monkeypatch):
+    """The vertebrae found and their trabecular HU stand when the field of view holds too few reference tissues for
+    a phantomless calibration; the run says why there is no patient BMD and what to give, and exits 0."""
+    case = phantom.make_spine_phantom(seed=3, spacing=(1.0, 1.0, 2.0), levels=("L1", "L2"), noise_hu=0.0)
+    ct, ts = write_case(tmp_path, case)
+    real_reference_rois = references.reference_rois
+    monkeypatch.setattr(references, "reference_rois",  # a field of view with fat alone beside the spine
+                        lambda *a, **k: {t: m for t, m in real_reference_rois(*a, **k).items() if t == "fat"})
+    assert cli.main(["bmd", str(ct), "--vertebra-mask", str(ts), "--kvp", "120", "--quiet",
+                     "-o", str(tmp_path / "out")]) == 0
+    result = json.loads((tmp_path / "out" / "bmd.json").read_text())
+    assert result["patient"]["bmd_mg_cm3"] is None
+    assert result["patient"]["reason"] == ("too few reference tissues for a phantomless calibration: calibrate with a "
+                                           "phantom (--phantom)")
+    gain, offset = case.drift
+    true_hu = {level: gain * calibration.ha_slope(case.kvp) * bmd + offset for level, bmd in case.bmd_mg_cm3.items()}
+    assert sorted(result["vertebrae"]) == ["L1", "L2"]
+    assert all(abs(v["trabecular_hu"] - true_hu[level]) < 5.0 for level, v in result["vertebrae"].items())
 
 
 def test_a_line_of_two_references_outside_scanner_drift_is_implausible():
@@ -666,6 +689,36 @@ def test_a_body_at_the_reconstruction_circle_is_cut_by_the_field_of_view():
     assert reaches_field_of_view_rim(body(77), hu) and not reaches_field_of_view_rim(body(73), hu)
 
 
+def test_a_body_the_reconstruction_circle_only_grazes_keeps_its_usual_roi():
+    """A round field of view's circle that touches a body only at its back corner, beside the ellipse, leaves the
+    body's front-back and left-right extents whole: its ROI is the one the same body gets with nothing out of view
+    (58 % from its back), and it is marked cut. A body whose back the circle cuts across is measured in its visible
+    part, the ellipse centred in it."""
+    spacing = (1.0, 1.0, 3.0)
+    rows, cols = np.mgrid[:80, :80]
+    outside = (rows - 40) ** 2 + (cols - 40) ** 2 > 35 ** 2                # a circle of radius 35 pixels
+    whole_view = np.full((12, 80, 80), 40.0, np.float32)
+    round_view = whole_view.copy()
+    round_view[:, outside] = -3024.0
+    def body(first_row, last_row, first_col, last_col):
+        mask = np.zeros(whole_view.shape, bool)
+        mask[:, first_row:last_row + 1, first_col:last_col + 1] = True
+        return mask
+    grazed = body(42, 67, 20, 50)                     # its back-left corner 1.4 pixels inside the circle
+    assert geometry.reaches_field_of_view_rim(grazed, round_view)
+    _, rois, cut, _ = pipeline._trabecular_rois(round_view, {"T8": grazed}, spacing, +1)
+    _, whole_rois, whole_cut, _ = pipeline._trabecular_rois(whole_view, {"T8": grazed}, spacing, +1)
+    assert cut == {"T8"} and whole_cut == set()
+    assert np.array_equal(rois["T8"], whole_rois["T8"])
+    across = body(50, 75, 25, 55)                     # the circle crosses its back, rows 71-75
+    _, rois, cut, _ = pipeline._trabecular_rois(round_view, {"T8": across}, spacing, +1)
+    in_view = across & ~outside
+    visible_rows = np.nonzero(in_view.any(axis=(0, 2)))[0]
+    roi_rows = np.nonzero(rois["T8"].any(axis=(0, 2)))[0]
+    assert cut == {"T8"}
+    assert abs((roi_rows[0] + roi_rows[-1]) / 2 - (visible_rows[0] + visible_rows[-1]) / 2) <= 1.0
+
+
 def test_a_body_with_too_little_of_it_in_view_is_left_out_and_said():
     """A body the field of view keeps only 2 mm of (no ROI inside its cortex) is left out with a warning
     that names it; the whole body is measured; with only the cut one, the run stops (exit 2) and says why."""
@@ -919,7 +972,11 @@ def test_overlapping_slices_count_as_thick_as_the_dicom_says(capsys, tmp_path, t
         assert "thick along the spine" not in message and "no vertebra" in message
 
 
-def test_contrast_enhanced_scan_is_flagged(tmp_path):
+@pytest.mark.parametrize(("aorta_hu", "enhanced"), [(350.0, True), (110.0, True), (55.0, False)])
+def test_contrast_enhanced_scan_is_flagged(tmp_path, aorta_hu, enhanced):
+    """Iodine in the aorta flags the scan and its blood is no reference: an arterial phase (350 HU) and a late or
+    portal-venous one (110 HU: under the bright-core rule's 150, over the 30-65 HU of unenhanced blood). Unenhanced
+    blood of a high haematocrit (55 HU) is a reference."""
     case = phantom.make_spine_phantom(seed=4, spacing=(1.0, 1.0, 2.0), levels=("L1",))
     aorta = np.zeros(case.hu.shape, bool)
     zz, yy, xx = np.indices(case.hu.shape)
@@ -927,7 +984,7 @@ def test_contrast_enhanced_scan_is_flagged(tmp_path):
     y = case.origin[1] + yy * case.spacing[1]
     spine_y = np.median(y[case.bodies > 0])
     aorta = (x - 22) ** 2 + (y - (spine_y - 32)) ** 2 <= 9 ** 2
-    case.hu[aorta] = 350.0
+    case.hu[aorta] = aorta_hu
     ct, ts = write_case(tmp_path, case)
     from cardioquant.bmd.pipeline import run
     from cardioquant.imageio import read_image
@@ -935,8 +992,9 @@ def test_contrast_enhanced_scan_is_flagged(tmp_path):
     from cardioquant.progress import Progress
 
     result = run(read_image(ct), settings_for("bmd", vertebra_mask=str(ts)), Progress())
-    assert result.summary["contrast_enhanced"] and any("contrast" in w for w in result.warnings)
-    assert "blood" not in result.summary["calibration"]["references"]
+    assert result.summary["contrast_enhanced"] is enhanced
+    assert any("contrast-enhanced" in w for w in result.warnings) is enhanced
+    assert ("blood" in result.summary["calibration"]["references"]) is not enhanced
 
 
 def test_seed_outside_image_is_clear():

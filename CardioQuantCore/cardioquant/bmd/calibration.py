@@ -56,6 +56,7 @@ class Calibration:
     phantom_points: list | None = None
     notes: list = field(default_factory=list)         # references left out, doubts about the line
     plausible: bool = True                            # False: the line is outside what drift does; BMD not trusted
+    doubt: str = "the calibration line is implausible"  # why, when not plausible
 
     def calibrated_hu(self, hu):
         return self.scale * np.asarray(hu, dtype=float) + self.offset
@@ -116,10 +117,7 @@ def multi_material(references: dict, kvp: float) -> Calibration:
     kept in `references` with its `weight` (`used` false when 0). Least squares alone would spread a wrong
     reference's error over every tissue and every vertebra."""
     if len(references) < 2:
-        found = ", ".join(references) or "none"
-        raise InputError(f"phantomless calibration needs two reference tissues beside the vertebrae (air outside the "
-                         f"body, fat, muscle, blood without contrast) and this field of view holds too few (found: "
-                         f"{found}); give the scanner's phantom line with --phantom HU:density pairs")
+        return _too_few_references(references, kvp)
     weights, scale, offset = robust_line(references, kvp)
     notes = _weight_notes(references, weights, scale, offset, kvp)
     # Plausibility is judged on what the references alone say (their weighted line without the gain prior).
@@ -138,6 +136,23 @@ def multi_material(references: dict, kvp: float) -> Calibration:
     used = [t for t in references if weights[t] > 0]
     return Calibration(f"multi-material ({', '.join(used)})", scale, offset, kvp, described, ha_slope(kvp),
                        notes=notes, plausible=plausible)
+
+
+def _too_few_references(references: dict, kvp: float) -> Calibration:
+    """A line no patient figure is drawn from: a field of view with fewer than two reference tissues (a cardiac crop
+    of a contrast scan: no air outside the body, no back muscle, the aorta iodinated). The vertebrae keep their
+    trabecular HU (and the opportunistic L1 thresholds, which are read on HU as measured); the line is drawn through
+    the one reference at the prior's gain of 1 (the identity with none), and said to be no calibration. Until
+    session 50 such a scan was refused after the network had found and measured its vertebrae."""
+    found = ", ".join(references) or "none"
+    _, scale, offset = robust_line(references, kvp) if references else ({}, 1.0, 0.0)
+    note = (f"too few reference tissues beside the vertebrae for a phantomless calibration (air outside the body, fat, "
+            f"muscle, blood without contrast; found: {found}): give the scanner's phantom line with --phantom "
+            f"HU:density pairs")
+    return Calibration(f"none (too few reference tissues: {found})", scale, offset, kvp,
+                       {t: {**r, "used": True, "weight": 1.0} for t, r in _with_nominal(references, kvp).items()},
+                       ha_slope(kvp), notes=[note], plausible=False,
+                       doubt="too few reference tissues for a phantomless calibration")
 
 
 def robust_line(references: dict, kvp: float) -> tuple[dict, float, float]:

@@ -262,7 +262,7 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
     slices = references.measurement_slices(reduce(np.logical_or, rois.values()))
     left = left_sign(image)
     reference_masks = references.reference_rois(hu, spacing, all_bodies, sign, slices, left)
-    contrast = references.contrast_enhanced(hu, spacing, slices, all_bodies, sign, left)
+    contrast = references.contrast_enhanced(hu, spacing, slices, all_bodies, sign, left, reference_masks.get("blood"))
     if contrast:
         warnings.append("contrast-enhanced scan (bright aorta): trabecular HU and BMD are biased upwards by iodine; "
                         "the aortic blood reference was not used")
@@ -312,12 +312,12 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
     # A line outside what scanner drift does comes from a reference ROI that caught another tissue (a field of view
     # that cuts the back muscles and leaves no outside air): its BMDs make no patient category.
     patient = (patient_summary(per_vertebra) if cal.plausible
-               else no_patient_figure("the calibration line is implausible: calibrate with a phantom (--phantom)"))
+               else no_patient_figure(f"{cal.doubt}: calibrate with a phantom (--phantom)"))
     labels = _label_map(hu.shape, bodies, rois, reference_masks)
     progress.update(1.0, "done")
     if not cal.plausible:
-        warnings.append("no patient BMD: the calibration line is implausible (see above), so no BMD is trusted; the "
-                        "trabecular HU per vertebra stand; calibrate with a phantom (--phantom)")
+        warnings.append(f"no patient BMD: {cal.doubt} (see above), so no BMD is trusted; the trabecular HU per "
+                        "vertebra stand; calibrate with a phantom (--phantom)")
     elif patient["bmd_mg_cm3"] is None:
         warnings.append(f"no patient BMD: {patient['reason']} (see above); check the bodies, or give vertebra masks "
                         "(--vertebra-mask) or seeds (--seed)")
@@ -616,18 +616,21 @@ def _trabecular_rois(hu, bodies: dict, spacing, sign: int) -> tuple[dict, dict, 
     front cortex. On the real abdominal CT cut 15 or 25 mm behind the bodies' front (30-89 % of each body in view)
     the ellipse read each of 7 cut bodies within 5 HU of the whole scan's mask-based ROI; an ROI 3 mm inside the
     visible part's edge read 4-37 HU high (the front of a lumbar body is denser). A cut body with no ROI left is
-    named and left out; a whole body too small for an ROI stops the run."""
+    named and left out; a whole body too small for an ROI stops the run. A body the rim only grazes behind or
+    beside its ellipse (a round field of view's circle at a corner) keeps its extents, and the usual ellipse
+    (roi.cut_across_the_ellipse); it is still marked cut."""
     rois, cut, too_little = {}, [], []
     for level, mask in bodies.items():
-        if not geometry.reaches_field_of_view_rim(mask, hu):
-            rois[level] = roi.trabecular_roi(mask, spacing, sign, hu=hu)
-            if not rois[level].any():
-                raise InputError(f"vertebral body of {level} is too small for a trabecular ROI")
-        elif (visible := roi.trabecular_roi(mask, spacing, sign, CUT_BODY_ROI, hu)).any():
-            rois[level] = visible
-            cut.append(level)
-        else:
+        on_rim = geometry.voxels_on_field_of_view_rim(mask, hu)
+        placed = CUT_BODY_ROI if roi.cut_across_the_ellipse(mask, on_rim, spacing, sign) else None
+        if (measured := roi.trabecular_roi(mask, spacing, sign, placed, hu)).any():
+            rois[level] = measured
+            if on_rim[0].size:
+                cut.append(level)
+        elif on_rim[0].size:
             too_little.append(level)
+        else:
+            raise InputError(f"vertebral body of {level} is too small for a trabecular ROI")
     if not rois:
         raise InputError("every vertebral body is cut by the field of view, with too little of it in view to measure: "
                          "give a scan whose field of view holds the spine")
