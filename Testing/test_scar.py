@@ -896,3 +896,44 @@ def test_the_report_bullseye_writes_each_figure_legibly_and_the_slice_shows_the_
     rows, cols = report.around_the_heart(near_edge)
     assert (rows.start, cols.stop) == (0, 480) and rows.stop > 30 and cols.start < 450
     assert report.around_the_heart(np.zeros((64, 80), np.uint8)) == (slice(0, 64), slice(0, 80))
+
+
+def test_a_readers_myocardium_given_as_a_dicom_seg_is_read_by_its_segments_names(tmp_path, capsys):
+    """A DICOM SEG numbers its segments in the order its writer chose: here 1 'myocardium', 2 'LV cavity' (EMIDEC's
+    values are the other way round). Read by name, the myocardium is the myocardium; one segment named otherwise
+    (drawn in another tool) is the myocardium, its cavity what it encloses; several with none of this module's
+    names are refused in one line that lists them."""
+    from dicom_factory import write_ct_series, write_seg
+
+    case = make_lge_phantom(noise=3.0, spacing=(1.5, 1.5, 8.0))
+    files = write_ct_series(tmp_path / "lge", case.signal, spacing=(1.5, 1.5, 8.0), kvp=None, modality="MR",
+                            rescale_intercept=0.0)
+    wall, cavity = case.labels >= 2, case.labels == 1
+    voxel_ml = 1.5 * 1.5 * 8.0 / 1000
+    swapped = write_seg(tmp_path / "swapped.dcm", files, np.where(wall, 1, np.where(cavity, 2, 0)),
+                        {1: "myocardium", 2: "LV cavity"})
+    alone = write_seg(tmp_path / "alone.dcm", files, wall.astype(np.uint8), {1: "Segment_1"})
+    for seg, name in ((swapped, "swapped"), (alone, "alone")):
+        assert cli.main(["scar", str(tmp_path / "lge"), "--myocardium-mask", str(seg), "-o", str(tmp_path / name),
+                         "--quiet"]) == 0
+        result = json.loads((tmp_path / name / "scar.json").read_text())
+        assert result["myocardium_ml"] == pytest.approx(wall.sum() * voxel_ml)
+        labels = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / name / "scar_labels.nrrd")))
+        assert np.array_equal(labels == 1, cavity)
+    organs = write_seg(tmp_path / "organs.dcm", files, np.where(wall, 1, np.where(cavity, 2, 0)),
+                       {1: "spleen", 2: "kidney_right"})
+    assert cli.main(["scar", str(tmp_path / "lge"), "--myocardium-mask", str(organs), "-o", str(tmp_path / "o"),
+                     "--quiet"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "2 segments (kidney_right, spleen)" in lines[0] and "none is called" in lines[0]
+
+
+def test_a_readers_myocardium_drawn_without_its_cavity_gets_the_cavity_it_encloses(tmp_path):
+    """The panel writes a myocardium drawn in another tool as the myocardium alone (value 2, no cavity): the cavity
+    the RV insertion, the AHA segments and the remote myocardium are found from is what the wall encloses."""
+    case = make_lge_phantom(noise=3.0)
+    scan = write(tmp_path, case.signal, "lge.nrrd", {"modality": "MR"})
+    mask = write(tmp_path, np.where(case.labels >= 2, 2, 0).astype(np.uint8), "wall.nrrd")
+    assert cli.main(["scar", str(scan), "--myocardium-mask", str(mask), "-o", str(tmp_path / "out"), "--quiet"]) == 0
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "out" / "scar_labels.nrrd")))
+    assert np.array_equal(labels == 1, case.labels == 1)

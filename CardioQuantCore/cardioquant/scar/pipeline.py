@@ -15,8 +15,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from .. import geometry, markups
+from ..dicomseg import segment_labels
 from ..errors import InputError
-from ..imageio import LoadedImage, looks_like_label_map, read_image, read_mask, read_one_structure
+from ..imageio import LoadedImage, looks_like_label_map, read_image, read_labelled_mask, read_one_structure
 from ..labels import ANATOMICAL_STRUCTURE, MORPHOLOGICALLY_ALTERED, LabelTable, SegmentSpec
 from ..progress import Progress
 from ..results import ModuleResult
@@ -111,18 +112,52 @@ def check_field_of_view(stack: np.ndarray, spacing: tuple) -> None:
                          "--myocardium-mask.")
 
 
+def readers_labels(path: str, reference: sitk.Image) -> np.ndarray:
+    """The reader's LV labels (EMIDEC values: 1 cavity, 2 myocardium, 3 scar, 4 MVO) on the scan's grid [k, j, i].
+    A binary mask is the myocardium. A DICOM SEG is read by its segments' labels (values_of_segments). Where no
+    cavity is drawn, the cavity is what the wall encloses: the RV insertion, the AHA segments and the remote
+    myocardium are found from it."""
+    image, names = read_labelled_mask(path, reference)
+    drawn = sitk.GetArrayFromImage(image)
+    if drawn.ndim == 2:
+        drawn = drawn[None]
+    if names:
+        values = values_of_segments(names, path)
+        mask = np.zeros(drawn.shape, np.uint8)
+        for number, value in values.items():
+            mask[drawn == number] = value
+    else:
+        mask = np.where(drawn > 0, 2, 0) if drawn.max() <= 1 else drawn
+    mask = mask.astype(np.uint8)
+    if not (mask == 1).any():
+        wall = mask >= 2
+        mask[np.stack([geometry.fill_holes(plane) for plane in wall]) & ~wall] = 1
+    return mask
+
+
+def values_of_segments(names: dict[int, str], path: str) -> dict[int, int]:
+    """Segment number -> EMIDEC value of a DICOM SEG's segments, by this module's segment names (LV cavity,
+    myocardium, scar, MVO; in any case), as the panel reads a segmentation; other segments (an RV) are not read.
+    One segment named otherwise is the myocardium (drawn in another tool). The numbers are the SEG writer's: a SEG
+    whose first segment was the myocardium and second the cavity had been read with them swapped."""
+    ours = {spec.name.lower(): spec.value for spec in LABEL_TABLE.segments}
+    known = {number: ours[label.strip().lower()] for number, label in names.items() if label.strip().lower() in ours}
+    if known:
+        return known
+    if len(names) == 1:
+        return {next(iter(names)): 2}
+    raise InputError(f"--myocardium-mask {path}: a DICOM SEG of {len(names)} segments ({segment_labels(names)}) "
+                     f"and none is called {', '.join(repr(spec.name) for spec in LABEL_TABLE.segments)}: name the "
+                     "myocardium segment 'myocardium', or give a label map with EMIDEC values (1 cavity, 2 "
+                     "myocardium, 3 scar, 4 MVO)")
+
+
 def segment(loaded: LoadedImage, stack: np.ndarray, spacing: tuple, options,
             progress: Progress) -> tuple[np.ndarray, list, list[str]]:
     """Labels, the provenance of the networks that made them (none for the reader's mask) and what to tell the
     reader of them (the scar blobs the clean-up left out)."""
     if options.myocardium_mask:
-        mask = sitk.GetArrayFromImage(read_mask(options.myocardium_mask, loaded.image))
-        if mask.ndim == 2:
-            mask = mask[None]
-        if mask.max() <= 1:  # binary myocardium: cavity = what the myocardium encloses
-            cavity = np.stack([geometry.fill_holes(p) for p in mask > 0]) & ~(mask > 0)
-            mask = np.where(mask > 0, 2, np.where(cavity, 1, 0)).astype(np.uint8)
-        return mask.astype(np.uint8), [], []
+        return readers_labels(options.myocardium_mask, loaded.image), [], []
     check_field_of_view(stack, spacing)
     from ..models.runtime import load_named_model, select_device
 
