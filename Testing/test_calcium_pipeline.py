@@ -298,3 +298,26 @@ def test_the_automatic_path_says_the_left_main_is_scored_with_the_lad_until_the_
     sitk.WriteImage(_like(case.truth_labels(), loaded.image), str(tmp_path / "labels.nrrd"))
     by_reader = run_calcium(loaded, settings_for("calcium", labels=str(tmp_path / "labels.nrrd")), Progress())
     assert "scored_with" not in by_reader.summary["arteries"]["LM"]
+
+
+def test_a_dicom_seg_made_on_another_scan_is_refused_before_any_work(capsys, tmp_path):
+    """A mask given as a DICOM SEG carries its Frame of Reference: made on another scan (another study of the
+    patient, or another patient), its positions are not this series', even where the grids coincide. It is refused
+    in one line that names the option, before the output folder is made; the same SEG on its own series is read."""
+    from dicom_factory import write_seg
+
+    image, labels = block_phantom()
+    voxels, traced = sitk.GetArrayFromImage(image), (sitk.GetArrayFromImage(labels) > 0).astype(np.uint8)
+    names = {1: LABEL_TABLE.by_value(1).name}  # every lesion traced as one artery
+    this_scan = write_ct_series(tmp_path / "this", voxels, spacing=(0.5, 0.5, 3.0), kvp=120)
+    other_scan = write_ct_series(tmp_path / "other", voxels, spacing=(0.5, 0.5, 3.0), kvp=120)
+    own = write_seg(tmp_path / "own.dcm", this_scan, traced, names)
+    other = write_seg(tmp_path / "other.dcm", other_scan, traced, names)
+    code, captured = run(capsys, "calcium", tmp_path / "this", "--labels", other, "-o", tmp_path / "refused",
+                         "--mode", "noncontrast")
+    lines = captured.err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith(f"cardioquant: error: --labels {other}: this DICOM "
+                                                                  "SEG was made on another scan")
+    assert not (tmp_path / "refused").exists()
+    code, _ = run(capsys, "calcium", tmp_path / "this", "--labels", own, "-o", tmp_path / "out", "--mode", "noncontrast")
+    assert code == 0

@@ -98,6 +98,14 @@ def is_dicom_seg(path: str | Path) -> bool:
     return str(getattr(header, "SOPClassUID", "")) == SEGMENTATION_STORAGE
 
 
+def frame_of_reference_uid(path: str | Path) -> str | None:
+    """The Frame of Reference UID a DICOM object's positions are in (read from its header alone), or None."""
+    import pydicom
+
+    header = pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=["FrameOfReferenceUID"])
+    return str(header.FrameOfReferenceUID) if "FrameOfReferenceUID" in header else None
+
+
 def segment_labels(names: dict[int, str], at_most: int = 8) -> str:
     """A SEG's segment labels for a message: sorted, the first `at_most`, then '...'."""
     labels = sorted(names.values())

@@ -89,10 +89,32 @@ def run_analysis(name: str, loaded: LoadedImage, settings: AnalysisSettings, pro
     """The one run path of an analysis, for the command line, the batch workers, the demo and the Slicer panels
     (the background run goes through the command line; Logic.process comes here directly). The result records
     the settings it ran with (the JSON's "options"), which a re-run or re-scoring reads back."""
+    check_segs_drawn_on(loaded, settings)
     result = get(name).run(loaded, settings, progress)
     result.warnings[:0] = loaded.warnings  # how the input was read (e.g. single-slice series stacked) comes first
     result.options = settings.to_json()
     return result
+
+
+def check_segs_drawn_on(loaded: LoadedImage, settings: AnalysisSettings) -> None:
+    """Refuse, before any work, a mask given as a DICOM SEG that was made on another scan: its Frame of Reference
+    UID is not the DICOM series'. Positions in another frame (another study of the patient, or another patient) are
+    not this scan's: the mask would land elsewhere, unsaid. Masks in other formats carry no frame to check."""
+    from .dicomseg import frame_of_reference_uid, is_dicom_seg
+    from .errors import InputError
+
+    scan_frame = loaded.dicom.get("frame_of_reference_uid")
+    if not scan_frame:
+        return
+    for field, _, _ in settings.fields():
+        path = getattr(settings, field.name)
+        if not isinstance(path, str) or not Path(path).is_file() or not is_dicom_seg(path):
+            continue
+        seg_frame = frame_of_reference_uid(path)
+        if seg_frame and seg_frame != scan_frame:
+            raise InputError(f"{settings.flag(field.name)} {path}: this DICOM SEG was made on another scan (its Frame "
+                             f"of Reference UID {seg_frame} is not this series' {scan_frame}): give the mask made on "
+                             "this scan")
 
 
 if TYPE_CHECKING:  # the type checker proves that every analysis implements the contract
