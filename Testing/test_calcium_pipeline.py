@@ -321,3 +321,19 @@ def test_a_dicom_seg_made_on_another_scan_is_refused_before_any_work(capsys, tmp
     assert not (tmp_path / "refused").exists()
     code, _ = run(capsys, "calcium", tmp_path / "this", "--labels", own, "-o", tmp_path / "out", "--mode", "noncontrast")
     assert code == 0
+
+
+def test_the_dicom_seg_cardioquant_writes_scores_the_same_when_read_back_as_labels(capsys, tmp_path):
+    """A reader edits CardioQuant's DICOM SEG in a PACS and scores it again: its segments are numbered 1..N as
+    present (LAD 1, RCA 2, not coronary 3), not by the module's values (LM 1, LAD 2, ...). Read by their labels, the
+    same per-artery Agatston comes back; read by their numbers the LAD had been scored as the LM and the RCA as the
+    LAD."""
+    image, labels = block_phantom()
+    write_ct_series(tmp_path / "dicom", sitk.GetArrayFromImage(image), spacing=(0.5, 0.5, 3.0), kvp=120)
+    sitk.WriteImage(labels, str(tmp_path / "labels.nrrd"))
+    assert run(capsys, "calcium", tmp_path / "dicom", "--labels", tmp_path / "labels.nrrd", "-o", tmp_path / "first",
+               "--mode", "noncontrast", "--dicom-seg")[0] == 0
+    assert run(capsys, "calcium", tmp_path / "dicom", "--labels", tmp_path / "first" / "calcium_seg.dcm", "-o",
+               tmp_path / "again", "--mode", "noncontrast")[0] == 0
+    first, again = (json.loads((tmp_path / name / "calcium.json").read_text()) for name in ("first", "again"))
+    assert first["arteries"] == again["arteries"] and first["arteries"]["LAD"]["agatston"] > 0

@@ -66,5 +66,13 @@ class LabelTable:
     def by_value(self, value: int) -> SegmentSpec:
         return next(s for s in self.segments if s.value == value)
 
+    def values_of_labels(self, labels: dict[int, str]) -> dict[int, int]:
+        """Segment number -> this table's value, for the segments (a DICOM SEG's: number -> label) whose label is one
+        of this table's names, in any case. A SEG numbers its segments 1..N in its writer's order (CardioQuant's own
+        export numbers the segments present), so its numbers are not the table's values."""
+        values = {spec.name.lower(): spec.value for spec in self.segments}
+        return {number: values[label.strip().lower()] for number, label in labels.items()
+                if label.strip().lower() in values}
+
     def to_json(self) -> list[dict]:
         return [s.to_json() for s in self.segments]

@@ -140,9 +140,7 @@ def values_of_segments(names: dict[int, str], path: str) -> dict[int, int]:
     myocardium, scar, MVO; in any case), as the panel reads a segmentation; other segments (an RV) are not read.
     One segment named otherwise is the myocardium (drawn in another tool). The numbers are the SEG writer's: a SEG
     whose first segment was the myocardium and second the cavity had been read with them swapped."""
-    ours = {spec.name.lower(): spec.value for spec in LABEL_TABLE.segments}
-    known = {number: ours[label.strip().lower()] for number, label in names.items() if label.strip().lower() in ours}
-    if known:
+    if known := LABEL_TABLE.values_of_labels(names):
         return known
     if len(names) == 1:
         return {next(iter(names)): 2}
