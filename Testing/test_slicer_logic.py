@@ -424,3 +424,36 @@ def test_the_scar_panel_loads_a_stack_with_a_missing_slice_as_the_command_line_r
         assert any("1 missing slice(s)" in w for w in document["warnings"])
         assert document["input"]["stacked_series"] == len(case.signal) and document["input"]["missing_slices"] == [3]
     assert background["myocardium_ml"] == pytest.approx((case.labels >= 2).sum() * 1.5 * 1.5 * 8.0 / 1000)
+
+
+def test_bodies_from_a_bmd_result_read_back_as_vertebrae_measure_as_they_did(tmp_path):
+    """The reader corrects BoneDensity's bodies and applies again with them as the vertebrae (the panel), or scores
+    its DICOM SEG again (the command line). They are bodies, typed so, and each holds its ROI as another segment:
+    read as whole vertebrae they had no canal to be cut at and their front 45 % was measured. Read back unedited,
+    every vertebra's ROI and trabecular HU are the run's."""
+    from cardioquant import cli, pipelines
+    from cardioquant.bmd.phantom import write_spine_phantom
+    from cardioquant.imageio import read_image
+    from cardioquant.progress import Progress
+
+    scan_path, labels_path, _ = write_spine_phantom(tmp_path)
+    scan = sitk.ReadImage(scan_path)
+    write_ct_series(tmp_path / "dicom", sitk.GetArrayFromImage(scan).astype(float), spacing=scan.GetSpacing(),
+                    origin=scan.GetOrigin(), kvp=120)
+    assert cli.main(["bmd", str(tmp_path / "dicom"), "--vertebra-mask", labels_path, "-o", str(tmp_path / "run"),
+                     "--dicom-seg", "--quiet"]) == 0
+    first = json.loads((tmp_path / "run" / "bmd.json").read_text())["vertebrae"]
+    volume = logic.volumeNodeFromLoaded(read_image(tmp_path / "dicom"), "spine")
+    segmentation = scene.load_segmentation(_mrml(), tmp_path / "run" / "bmd.seg.nrrd")
+    bmd = logic.BMDLogic()
+    (tmp_path / "panel").mkdir()
+    loaded, settings = bmd.prepareRun(volume, bmd.settings(), {"vertebra_mask": segmentation}, str(tmp_path / "panel"))
+    panel = pipelines.run_analysis("bmd", loaded, settings, Progress()).summary["vertebrae"]
+    assert cli.main(["bmd", str(tmp_path / "dicom"), "--vertebra-mask", str(tmp_path / "run" / "bmd_seg.dcm"), "-o",
+                     str(tmp_path / "seg"), "--quiet"]) == 0
+    seg = json.loads((tmp_path / "seg" / "bmd.json").read_text())["vertebrae"]
+    for again in (panel, seg):
+        assert list(again) == list(first)
+        for level, vertebra in first.items():
+            assert again[level]["roi_volume_ml"] == pytest.approx(vertebra["roi_volume_ml"])
+            assert again[level]["trabecular_hu"] == pytest.approx(vertebra["trabecular_hu"], abs=0.01)

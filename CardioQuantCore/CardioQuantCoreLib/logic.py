@@ -366,6 +366,8 @@ class BMDLogic(AnalysisLogic):
     NODE_INPUTS = {"vertebra_mask": "vtkMRMLSegmentationNode"}
 
     def nodeInputValue(self, _name, node, inputVolumeNode, folder):  # vertebra_mask, its one node input
+        import SimpleITK as sitk
+
         from cardioquant.bmd.levels import TOTALSEGMENTATOR_VALUES
         from cardioquant.errors import InputError
         from cardioquant.labels import TISSUE, LabelTable, SegmentSpec
@@ -377,7 +379,45 @@ class BMDLogic(AnalysisLogic):
             raise InputError(f"the vertebra segmentation '{node.GetName()}' has no segment named as TotalSegmentator "
                              "names vertebrae (vertebrae_L1, vertebrae_T12, ...): name them so, or leave it empty "
                              "for the network to find the vertebrae.")
-        return writeSegmentationLabels(node, inputVolumeNode, table, folder, "vertebrae.nrrd")
+        path = writeSegmentationLabels(node, inputVolumeNode, table, folder, "vertebrae.nrrd")
+        if self.holdsBodies(node):  # this module's own result: each body's ROI (another segment) lies inside it
+            import numpy as np
+
+            from cardioquant import geometry
+
+            image = sitk.ReadImage(path)
+            labels = sitk.GetArrayFromImage(image)
+            for value in geometry.label_values(labels):
+                body = np.stack([geometry.fill_holes(plane) for plane in labels == value])
+                labels[body & (labels == 0)] = value
+            bodies = sitk.GetImageFromArray(labels)
+            bodies.CopyInformation(image)
+            sitk.WriteImage(bodies, path, True)
+        return path
+
+    def prepareRun(self, inputVolumeNode, settings, nodeInputs=None, folder=None):
+        """As for every module; a vertebra segmentation of vertebral bodies (this module's own result, edited) is
+        also the body mask: taken for whole vertebrae, bodies have no canal to be cut at, and the front 45 % of each
+        was measured (40-55 HU high on a phantom)."""
+        import SimpleITK as sitk
+
+        loaded, settings = AnalysisLogic.prepareRun(self, inputVolumeNode, settings, nodeInputs, folder)
+        node = (nodeInputs or {}).get("vertebra_mask")
+        if node is not None and self.holdsBodies(node):
+            bodies = sitk.ReadImage(settings.vertebra_mask) > 0
+            path = os.path.join(folder, "bodies.nrrd")
+            sitk.WriteImage(bodies, path, True)
+            settings = dataclasses.replace(settings, vertebra_body_mask=path)
+        return loaded, settings
+
+    @staticmethod
+    def holdsBodies(node):
+        """Whether the segmentation's vertebrae_* segments are typed as vertebral bodies (SNOMED CT 51282000), as
+        this module's results are."""
+        from cardioquant.bmd.vertebrae import VERTEBRAL_BODY_CODE
+
+        return any(name.startswith("vertebrae_") and VERTEBRAL_BODY_CODE in scene_layer.segment_terminology(node, name)
+                   for name in scene_layer.segment_names(node))
 
 
 class FFRLogic(AnalysisLogic):

@@ -106,6 +106,15 @@ def frame_of_reference_uid(path: str | Path) -> str | None:
     return str(header.FrameOfReferenceUID) if "FrameOfReferenceUID" in header else None
 
 
+def segment_types(path: str | Path) -> dict[int, str]:
+    """Segment number -> the code value of its Segmented Property Type (read from the header alone)."""
+    import pydicom
+
+    header = pydicom.dcmread(str(path), stop_before_pixels=True)
+    return {int(item.SegmentNumber): str(item.SegmentedPropertyTypeCodeSequence[0].CodeValue)
+            for item in header.SegmentSequence if "SegmentedPropertyTypeCodeSequence" in item}
+
+
 def segment_labels(names: dict[int, str], at_most: int = 8) -> str:
     """A SEG's segment labels for a message: sorted, the first `at_most`, then '...'."""
     labels = sorted(names.values())

@@ -328,6 +328,14 @@ def segment_id_of(segmentation_node, name: str) -> str | None:
     return next((sid for sid in ids if segmentation.GetSegment(sid).GetName().lower() == name.lower()), None)
 
 
+def segment_terminology(segmentation_node, name: str) -> str:
+    """The serialised terminology entry of the segment called `name` ('' when it has none or is not there)."""
+    segment_id = segment_id_of(segmentation_node, name)
+    if not segment_id:
+        return ""
+    return segmentation_node.GetSegmentation().GetSegment(segment_id).GetTerminology() or ""
+
+
 def segment_names(segmentation_node) -> list[str]:
     segmentation = segmentation_node.GetSegmentation()
     return [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]

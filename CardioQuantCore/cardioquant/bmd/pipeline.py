@@ -149,6 +149,9 @@ def collect_bodies(loaded: LoadedImage, options, hu: np.ndarray, sign: int) -> t
         if options.vertebra_body_mask:
             body_mask = sitk.GetArrayFromImage(read_mask(options.vertebra_body_mask, image)) == 1
             bodies = {level: mask & body_mask for level, mask in whole.items()}
+        elif not run_here and vertebrae.given_as_bodies(options.vertebra_mask):
+            # CardioQuant's own bodies carry their ROI as another segment: the body is what its segment encloses.
+            bodies = {level: np.stack([geometry.fill_holes(plane) for plane in mask]) for level, mask in whole.items()}
         else:
             bodies = {level: vertebrae.vertebral_body(mask, sign, spacing) for level, mask in whole.items()}
         source = "TotalSegmentator masks" + (" (TotalSegmentator run on the scan)" if run_here else "")
