@@ -273,6 +273,9 @@ def test_a_mask_of_one_structure_takes_a_seg_of_one_segment_and_refuses_a_seg_of
     several = write_seg(tmp_path / "total.dcm", files, truth, {1: "aorta", 2: "heart"})
     with pytest.raises(InputError, match=r"holds 2 segments \(aorta, heart\)"):
         read_one_structure(several, ct)
+    # The one asked for by its label (CT-FFR's own SEG holds its coronary lumen and the aorta): that one alone.
+    own = write_seg(tmp_path / "ffr.dcm", files, truth, {1: "Coronary lumen", 2: "aorta"})
+    assert np.array_equal(read_one_structure(own, ct, called=("coronary lumen",)), truth == 1)
 
 
 def test_a_mask_that_is_not_a_label_map_is_refused_in_one_line(tmp_path):

@@ -795,12 +795,16 @@ def read_mask(path: str | os.PathLike, reference: sitk.Image) -> sitk.Image:
     return read_labelled_mask(path, reference)[0]
 
 
-def read_one_structure(path: str | os.PathLike, reference: sitk.Image) -> np.ndarray:
-    """A mask of one structure (a lumen, a region, a rod) on the reference grid: its non-zero voxels. A DICOM SEG of
-    several segments is refused, as merged they would be one structure that none of them is."""
+def read_one_structure(path: str | os.PathLike, reference: sitk.Image, called: tuple[str, ...] = ()) -> np.ndarray:
+    """A mask of one structure (a lumen, a region, a rod) on the reference grid: its non-zero voxels. From a DICOM SEG
+    of several segments, the one labelled as one of `called` (any case: the module's own SEG, or TotalSegmentator's
+    class); with none so labelled it is refused, as merged they would be one structure that none of them is."""
     from .dicomseg import segment_labels
 
     image, names = read_labelled_mask(path, reference)
+    wanted = [number for number, label in names.items() if label.strip().lower() in {c.lower() for c in called}]
+    if len(names) > 1 and len(wanted) == 1:
+        return sitk.GetArrayFromImage(image) == wanted[0]
     if len(names) > 1:
         raise InputError(f"{path}: this DICOM SEG holds {len(names)} segments ({segment_labels(names)}) where one "
                          "structure is asked for; give a SEG of that one segment, or a label map of it.")

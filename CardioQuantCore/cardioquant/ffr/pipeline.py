@@ -81,7 +81,8 @@ def get_trees(loaded: LoadedImage, options, progress: Progress) -> Trees:
         return Trees({options.side: cl.read_vtp(options.centerlines)}, None, "centerlines file (--centerlines)")
     checked = check_input(loaded)  # once, before any imaging work: its warnings go with the trees
     if options.lumen_mask:
-        lumen = read_one_structure(options.lumen_mask, loaded.image)
+        lumen = read_one_structure(options.lumen_mask, loaded.image, called=(LABEL_TABLE.by_value(1).name,
+                                                                             "coronary_arteries"))
         mask_image = geometry.image_from_array(lumen.astype(np.uint8), loaded.image)
         _check_contrast(loaded, lumen)
         ostium = list(parse_points(options.ostium, "--ostium")[0]) if options.ostium else None
