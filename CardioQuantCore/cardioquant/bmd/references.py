@@ -30,6 +30,7 @@ from ..geometry import (
     largest_component,
     round_cross_section,
 )
+from ..tissue import UNENHANCED_BLOOD_MAX_HU
 from .calibration import robust_stats
 
 MIN_AREA_MM2 = 10.0
@@ -176,23 +177,22 @@ def statistics(hu: np.ndarray, rois: dict) -> dict:
     return {tissue: robust_stats(hu[mask]) for tissue, mask in rois.items()}
 
 
-# Unenhanced blood reads 30-60 HU (its haematocrit; 40 at a haematocrit of 45 %, about 65 at 70 %); more is iodine. A
-# late or portal-venous phase leaves the aorta at 80-150 HU, under the bright-core rule's 150: the real contrast chest
-# CT cut 15 mm behind its bodies' front, its thoracic aorta out of view, showed its lumbar aorta only, 95 HU, which was
-# taken as the blood reference and made the line implausible (gain 0.65); the abdominal CT's unenhanced aorta: 57 HU.
-IODINE_BLOOD_HU = 75.0
+# The aortic blood reference over UNENHANCED_BLOOD_MAX_HU is iodine, below the bright-core rule's 150 HU: the
+# real contrast chest CT cut 15 mm behind its bodies' front, its thoracic aorta out of view, showed its lumbar aorta
+# only, 95 HU, which was taken as the blood reference and made the line implausible (gain 0.65); the abdominal CT's
+# unenhanced aorta reads 57 HU.
 
 
 def contrast_enhanced(hu: np.ndarray, spacing, slices: np.ndarray, vertebra_mask: np.ndarray,
                       posterior_sign: int = +1, left_sign: int = +1, blood: np.ndarray | None = None) -> bool:
     """True when the aorta beside the spine is iodine-bright (> 150 HU), or the aortic blood reference (`blood`, its
-    mask) reads over IODINE_BLOOD_HU as stored: BMD would be biased, so it is flagged.
+    mask) reads over UNENHANCED_BLOOD_MAX_HU as stored: BMD would be biased, so it is flagged.
 
     The aorta is looked for in front of the vertebra's front edge and never within 5 mm of the vertebra: bone is
     as bright as iodine, and a body mask that is too large (derived from a whole-vertebra mask) must not turn the
     vertebra itself into "contrast" (on the TotalSegmentator abdominal CT it did, and L1-L3 lost their blood
     reference)."""
-    if blood is not None and blood.any() and float(np.median(hu[blood])) > IODINE_BLOOD_HU:
+    if blood is not None and blood.any() and float(np.median(hu[blood])) > UNENHANCED_BLOOD_MAX_HU:
         return True
     hu, vertebra_mask = hu[slices], vertebra_mask[slices]
     k, j, i = np.nonzero(vertebra_mask)

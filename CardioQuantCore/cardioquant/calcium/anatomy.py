@@ -74,7 +74,6 @@ HULL_HOLDS_HEART = 0.01  # a slice's lung hull holds the heart when at most this
 CTA_BONE_HU = 180.0  # 6 mm mean: above iodine-enhanced myocardium (100-150 HU), below cortical and most trabecular bone
 SPINE_HU = 120.0  # 10 mm mean: patchy osteoporotic trabecular bone still reads >= 120; muscle, blood, liver <= 70
 CONTRAST_BLOOD_HU = 130.0  # non-contrast blood 20-60 HU; iodine-enhanced blood 200-600 HU
-UNENHANCED_BLOOD_MAX_HU = 80.0  # unenhanced blood reads 30-60 HU, up to about 70 with a high haematocrit
 CANAL_AREA_MM2 = (60.0, 700.0)  # the spinal canal's cross-section (adults 150-300 mm2) within its bony ring
 CANAL_SLAB_MM = 10.0  # the bone of the slices within this distance, seen from above, closes the canal's ring
 CANAL_WALL_HU = 200.0  # cortical bone of the ring (pedicles, laminae, the body's back)

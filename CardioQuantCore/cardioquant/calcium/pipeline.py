@@ -14,7 +14,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from .. import budget, geometry, totalsegmentator
+from .. import budget, geometry, tissue, totalsegmentator
 from ..dicomseg import segment_labels
 from ..errors import InputError
 from ..imageio import (
@@ -319,7 +319,7 @@ def scan_type(options, heart: anatomy.HeartAnatomy | None) -> tuple[str, dict]:
 def _blood_warning(mode: str, heart: anatomy.HeartAnatomy | None) -> list[str]:
     """Scored as non-contrast while the heart's blood reads brighter than unenhanced blood: iodine may be in it (a
     late or weak phase), and Agatston, defined without contrast, would count enhanced blood and walls as calcium."""
-    if mode != "noncontrast" or heart is None or not heart.blood_hu >= anatomy.UNENHANCED_BLOOD_MAX_HU:
+    if mode != "noncontrast" or heart is None or not heart.blood_hu >= tissue.UNENHANCED_BLOOD_MAX_HU:
         return []
     return [f"the blood inside the heart reads {heart.blood_hu:.0f} HU, brighter than unenhanced blood (30-60 HU, "
             "up to about 70 with a high haematocrit): contrast may be present (a late or weak phase). Agatston is "

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from .. import budget, geometry
+from .. import budget, geometry, tissue
 from ..errors import InputError
 from ..imageio import LoadedImage, check_hounsfield, read_image, read_one_structure
 from ..labels import ANATOMICAL_STRUCTURE, LabelTable, SegmentSpec
@@ -119,7 +119,7 @@ def network_region(image: sitk.Image, memory_limit_gb: float) -> tuple[sitk.Imag
     """The part of the CTA the lumen network reads, and where it lies in the scan (k, j, i slices): the heart
     region found as for calcium scoring (lungs, spine, sternum) grown by HEART_MARGIN_MM, so that a chest CT is not
     segmented whole; the whole scan where no heart is told apart (a heart-only reconstruction). InputError, before
-    the network runs, when the heart's blood reads unenhanced (at most anatomy.UNENHANCED_BLOOD_MAX_HU), when no
+    the network runs, when the heart's blood reads unenhanced (at most tissue.UNENHANCED_BLOOD_MAX_HU), when no
     heart is found in a field of view wider than a heart-only reconstruction, or when the
     region's 0.5 mm grid would need more than `memory_limit_gb`."""
     from ..calcium import anatomy
@@ -130,7 +130,7 @@ def network_region(image: sitk.Image, memory_limit_gb: float) -> tuple[sitk.Imag
     except InputError:  # no lungs around it: a heart-only field of view, read whole
         box = None
     else:
-        if heart.blood_hu <= anatomy.UNENHANCED_BLOOD_MAX_HU:  # refused before the network's minutes, not after
+        if heart.blood_hu <= tissue.UNENHANCED_BLOOD_MAX_HU:  # refused before the network's minutes, not after
             raise InputError(f"the blood in the heart reads {heart.blood_hu:.0f} HU: this is not a contrast CTA (iodine-"
                              "enhanced blood reads 200-600 HU). CT-FFR needs a coronary CTA; or give --lumen-mask, "
                              "--seeds or --centerlines.")
