@@ -1748,20 +1748,37 @@ def _column_of_bodies(count: int = 8):
     return hu, bodies
 
 
-def test_two_vertebrae_found_as_one_are_set_apart_even_under_the_height_limit():
+@pytest.mark.parametrize("between", ["disc", "end plates", "nothing"])
+def test_two_vertebrae_found_as_one_are_split_where_their_bone_shows_them_meeting(between):
     """Neighbouring bodies differ in height by a few mm; two with their disc are over twice one. A small patient's
-    thoracic pair found as one piece (38 mm, under the 45 mm a lumbar body may reach) is several vertebrae, and the
-    count does not run through it; the whole column, bodies 17 mm high, is kept as it is."""
+    thoracic pair found as one piece (38 mm, under the 45 mm a lumbar body may reach) is several vertebrae. Where
+    its bone shows where the two meet (a disc darker than the bone, or, where the disc is thinner than a slice, two
+    end plates brighter than the trabecular bone either side), it is split there into the two bodies and the count
+    runs on; where nothing shows it, it is set apart and the count stops at it. The whole column, bodies 17 mm
+    high, is kept as it is."""
     from cardioquant.bmd import network
+    from cardioquant.metrics import dice
 
     hu, bodies = _column_of_bodies()
     spacing = (2.0, 2.0, 1.4)  # the column's 12-slice bodies 17 mm high, its discs 4 mm
+    lower, upper = (np.nonzero(bodies[n].any(axis=(1, 2)))[0] for n in (3, 4))
+    section = bodies[3].any(axis=0)
+    if between == "end plates":  # trabecular 150 HU, 2 slices of end plate at 400 HU, the disc a slice of 250
+        for rows in (lower, upper):
+            hu[rows[0]:rows[-1] + 1][:, section] = 150.0
+        hu[lower[-2]:upper[1] + 1][:, section] = 400.0
+        hu[lower[-1] + 2][section] = 250.0
+    elif between == "nothing":
+        hu[lower[0]:upper[-1] + 1][:, section] = 250.0
     pair = np.zeros_like(bodies[3])
-    pair[np.nonzero(bodies[3].any(axis=(1, 2)))[0][0]:np.nonzero(bodies[4].any(axis=(1, 2)))[0][-1] + 1] = \
-        bodies[3].any(axis=0)
+    pair[lower[0]:upper[-1] + 1] = section
     kept, merged, dropped = network.on_the_spine(bodies[:3] + [pair] + bodies[5:], hu, spacing, posterior=1)
-    assert len(kept) == 6 and len(merged) == 1 and merged[0] is pair
-    assert len(dropped) == 1 and "38 mm high beside a 17 mm one, several vertebrae" in dropped[0]
+    if between == "nothing":
+        assert len(kept) == 6 and len(merged) == 1 and merged[0] is pair
+        assert len(dropped) == 1 and "38 mm high beside a 17 mm one, several vertebrae" in dropped[0]
+    else:
+        assert len(kept) == 8 and merged == [] and len(dropped) == 1 and "split where its bone shows 2" in dropped[0]
+        assert dice(kept[3], bodies[3]) >= 0.9 and dice(kept[4], bodies[4]) >= 0.9
     kept, merged, dropped = network.on_the_spine(bodies, hu, spacing, posterior=1)
     assert len(kept) == len(bodies) and merged == [] and dropped == []
 
