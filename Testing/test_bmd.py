@@ -2021,3 +2021,19 @@ def test_a_missed_vertebra_is_a_step_far_longer_than_its_neighbours_not_a_lumbar
     assert network._runs(bodies(lumbar_then_thoracic), (1.0, 1.0, 1.0)) == [0] * 12
     one_missed = [20, 85] + lumbar_then_thoracic[3:]  # L2 missed: L3 to L1 is 65 mm
     assert network._runs(bodies(one_missed), (1.0, 1.0, 1.0)) == [0] + [1] * 10
+
+
+def test_a_vertebra_seg_says_whether_it_holds_bodies_or_whole_vertebrae(tmp_path):
+    """A DICOM SEG's level segments labelled as bodies ('vertebral body L1') hold bodies; TotalSegmentator's
+    'vertebrae_L1', typed as bone, holds whole vertebrae, whose bodies are cut from them in front of the canal. A
+    label map says nothing of it."""
+    from dicom_factory import write_ct_series, write_seg
+
+    files = write_ct_series(tmp_path / "ct", np.zeros((6, 16, 16), np.int16), spacing=(1.0, 1.0, 2.0))
+    labels = np.zeros((6, 16, 16), np.uint8)
+    labels[1:5, 4:12, 4:12] = 1
+    bodies = write_seg(tmp_path / "bodies.dcm", files, labels, {1: "vertebral body L1"})
+    whole = write_seg(tmp_path / "whole.dcm", files, labels, {1: "vertebrae_L1"})
+    sitk.WriteImage(sitk.GetImageFromArray(labels), str(tmp_path / "labels.nrrd"))
+    assert vertebrae.given_as_bodies(bodies)
+    assert not vertebrae.given_as_bodies(whole) and not vertebrae.given_as_bodies(tmp_path / "labels.nrrd")

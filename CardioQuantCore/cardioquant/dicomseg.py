@@ -106,13 +106,14 @@ def frame_of_reference_uid(path: str | Path) -> str | None:
     return str(header.FrameOfReferenceUID) if "FrameOfReferenceUID" in header else None
 
 
-def segment_types(path: str | Path) -> dict[int, str]:
-    """Segment number -> the code value of its Segmented Property Type (read from the header alone)."""
+def segment_descriptions(path: str | Path) -> dict[int, tuple[str, str]]:
+    """Segment number -> (its label, the code value of its Segmented Property Type), read from the header alone."""
     import pydicom
 
     header = pydicom.dcmread(str(path), stop_before_pixels=True)
-    return {int(item.SegmentNumber): str(item.SegmentedPropertyTypeCodeSequence[0].CodeValue)
-            for item in header.SegmentSequence if "SegmentedPropertyTypeCodeSequence" in item}
+    return {int(item.SegmentNumber): (str(item.SegmentLabel), str(item.SegmentedPropertyTypeCodeSequence[0].CodeValue)
+                                      if "SegmentedPropertyTypeCodeSequence" in item else "")
+            for item in header.SegmentSequence}
 
 
 def segment_labels(names: dict[int, str], at_most: int = 8) -> str:

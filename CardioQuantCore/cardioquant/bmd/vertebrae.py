@@ -75,16 +75,13 @@ def given_as_bodies(path: str | Path) -> bool:
     typed as vertebral bodies (SNOMED CT 51282000, as CardioQuant's own SEG types them) or labelled so ('vertebral
     body L1', 'L1 body'). A body taken for a whole vertebra has no canal to cut it at, and its front 45 % was
     measured: CardioQuant's own SEG read back read 40-55 HU high on a phantom. A label map says nothing of it."""
-    from ..dicomseg import is_dicom_seg, read_dicom_seg, segment_types
+    from ..dicomseg import is_dicom_seg, segment_descriptions
 
     path = Path(path)
     if not path.is_file() or not is_dicom_seg(path):
         return False
-    _, names = read_dicom_seg(path)
-    types = segment_types(path)
-    levels = [number for number, label in names.items() if level_from_segment_label(label)]
-    return bool(levels) and all(types.get(number) == VERTEBRAL_BODY_CODE or "body" in names[number].lower()
-                                for number in levels)
+    levels = [(label, kind) for label, kind in segment_descriptions(path).values() if level_from_segment_label(label)]
+    return bool(levels) and all(kind == VERTEBRAL_BODY_CODE or "body" in label.lower() for label, kind in levels)
 
 
 def body_slices(body: np.ndarray) -> slice:
