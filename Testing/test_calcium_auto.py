@@ -1138,3 +1138,22 @@ def test_a_heart_mask_seg_of_many_structures_gives_its_heart_and_aorta_not_the_r
     options.heart_mask = str(no_heart)
     with pytest.raises(InputError, match="none of this DICOM SEG's 3 segments is the heart"):
         given_heart(options, grid, grid)
+
+
+def test_a_circumflex_lesion_as_large_as_mitral_annular_calcification_is_flagged_for_review():
+    """Mitral annular calcification lies a few millimetres from the circumflex, in the same place on the heart: a band
+    along the back of the mitral ring, far larger than a coronary plaque. A calcification called LCX of 860 mm3 is
+    scored and flagged (circumflex, or the mitral annulus?); a 48 mm3 plaque beside it is not flagged for that."""
+    hu, image_of = _thorax_with_aorta()
+    band = (slice(10, 22), slice(80 + 28 // 2, 80 + 28 // 2 + 3), slice(80 + 42 // 2, 80 + 42 // 2 + 2))  # x 42, y 28 mm
+    plaque = (slice(25, 26), slice(80 + 14 // 2, 80 + 14 // 2 + 2), slice(80 + 48 // 2, 80 + 48 // 2 + 2))
+    hu[band] = hu[plaque] = 600.0
+    heart = anatomy.find_heart(image_of(hu))
+    to_lps = lambda ijk: np.asarray(ijk, float) * (2.0, 2.0, 3.0) + (-160.0, -160.0, 0.0)  # noqa: E731
+    found = territories.assign(hu >= 130, heart.heart_region, to_lps, (2.0, 2.0, 3.0), hu=hu)
+    band_entry, plaque_entry = (next(e for e in found.per_candidate if e["candidate"] == found.components[where][0, 0, 0])
+                                for where in (band, plaque))
+    assert band_entry["label"] == plaque_entry["label"] == territories.LCX
+    assert band_entry["volume_mm3"] == pytest.approx(864.0)
+    assert band_entry["review"] and "mitral annular calcification" in band_entry["reason"]
+    assert "mitral annular calcification" not in plaque_entry["reason"]

@@ -687,8 +687,12 @@ def bench_calcium_mitral_annulus(shared: Path, depth_mm: float = 9.0, radius_mm:
             found = sitk.GetArrayFromImage(outcome.label_image)[band]
             arteries = ", ".join(f"{a} {v.get('agatston', 0):.0f}" for a, v in outcome.summary["arteries"].items())
             scored = float(np.isin(found, (1, 2, 3, 4)).mean()) if what == "with MAC" else None
+            mac_flags = [lesion for lesion in outcome.summary["lesions"]
+                         if "mitral annular" in (lesion.get("review") or "")]
+            flags = "; flagged as possible mitral annular calcification: " + (", ".join(
+                f"{lesion['artery']} {lesion['volume_mm3']:.0f} mm3" for lesion in mac_flags) or "none")
             figures.append(f"{what}: {arteries}, risk {outcome.summary['risk']['classic']}"
-                           + ("" if scored is None else f"; {100 * scored:.0f} % of the band scored as coronary"))
+                           + ("" if scored is None else f"; {100 * scored:.0f} % of the band scored as coronary") + flags)
         print(f"calcium COCA {case_id} with mitral annular calcification ({band.sum() * np.prod(spacing):.0f} mm3, "
               f"{depth_mm:g} mm under the traced circumflex; expected: not coronary): " + "; ".join(figures))
 

@@ -120,6 +120,12 @@ CRUX_DOWN = 0.75  # the lowest quarter of the region's height: the crux and the 
 # here), with the same streaks.
 METAL_HU = 3000.0
 METAL_REACH_MM = 10.0
+# Mitral annular calcification (MAC) lies under the left atrioventricular groove, a few millimetres from the
+# circumflex, and neither its position, its depth nor the fat around it tells it apart on a scan without contrast
+# (README, Limits). What does is its size: it is a band along the back of the mitral ring, often of 500-3000 mm3,
+# where the largest traced circumflex lesion on the COCA scans here is 301 mm3 (COCA 5's proximal plaque). A lesion
+# called circumflex and larger than this is scored, and flagged for the reader to look at.
+MAC_REVIEW_MM3 = 800.0
 POSSIBLE_NOISE = "could be noise"  # the reason of a candidate under the noise floor starts with this
 FAINT_AT_LUNG = "faint at the lung's border"  # ... and of one under the lung border's floor with this
 METAL = "metal"                                # ... of metal itself
@@ -326,6 +332,9 @@ def assign(candidate_mask: np.ndarray, heart_region: np.ndarray, voxel_to_lps, s
                 review, reason = True, reason + "; touches a great vessel's wall: coronary ostium or aortic wall?"
             if point[2] > ostia_limit - OSTIA_REVIEW_MM:
                 review, reason = True, reason + "; near the top of the heart's base: coronary ostium or hilar node?"
+            if label == LCX and volume >= MAC_REVIEW_MM3:
+                review, reason = True, reason + (f"; large ({volume:.0f} mm3) in the left atrioventricular groove: "
+                                                 "circumflex calcium, or mitral annular calcification (not coronary)?")
             if at_edge:
                 review, reason = True, reason + ("; pokes a voxel out of the heart search region over the lung: "
                                                  "coronary plaque on the heart's surface, or lung or pleural calcium?")
