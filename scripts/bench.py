@@ -1569,10 +1569,12 @@ def bench_bmd_round_field_of_view(shared: Path):
             try:
                 summary = run(LoadedImage(image=image, path=name, format="nrrd", dicom={"modality": "CT"}),
                               settings_for("bmd", device="cpu", kvp=120.0), Progress()).summary
+                fractures = [level for level, v in summary["vertebrae"].items() if v["possible_fracture"]]
                 figures.append(f"{'as stored' if fill is None else f'round, {fill:.0f} HU outside'}: "
                                f"{len(summary['vertebrae'])} bodies, references "
                                f"{', '.join(sorted(summary['calibration']['references']))}, patient BMD "
-                               f"{_bmd_text(summary['patient'])}")
+                               f"{_bmd_text(summary['patient'])}"
+                               + (f", possible fracture: {', '.join(fractures)}" if fractures else ""))
             except InputError as exc:
                 figures.append(f"{'as stored' if fill is None else f'round, {fill:.0f} HU outside'}: refused ({exc})")
         print(f"bmd {name} in a round field of view: " + "; ".join(figures))
