@@ -857,6 +857,30 @@ def test_vertebra_masks_as_a_dicom_seg_measure_the_levels_its_segments_name(tmp_
     assert code == 2 and len(error) == 1 and "(spine)" in error[0] and "vertebrae_L1" in error[0]
 
 
+def test_a_body_mask_as_a_dicom_seg_gives_the_segment_labelled_as_the_bodies(tmp_path):
+    """TotalSegmentator's vertebrae_body task marks the bodies and the discs; its DICOM SEG numbers them in its own
+    order (here the discs 1, the bodies 2). The segment labelled as the bodies is the body mask, and each vertebra
+    reads its known BMD within 3 mg/cm3; read by number, the discs (no bone) had been the bodies."""
+    from dicom_factory import write_ct_series, write_seg
+
+    case = phantom.make_spine_phantom(seed=7, spacing=(0.9, 0.9, 2.0), levels=("L1", "L2"), bmd={"L1": 90.0, "L2": 85.0})
+    files = write_ct_series(tmp_path / "ct", np.round(case.hu).astype(np.int16), spacing=case.spacing,
+                            origin=tuple(float(v) for v in case.origin))
+    whole = write_seg(tmp_path / "vertebrae.dcm", files, case.vertebrae,
+                      {number: f"vertebrae_{level}" for number, level in enumerate(case.levels, start=1)})
+    between = np.zeros(case.bodies.shape, bool)
+    for k in range(1, case.bodies.shape[0] - 1):  # disc slices: the body mask's gap between two bodies
+        between[k] = ~case.bodies[k].any() & case.bodies[:k].any() & case.bodies[k + 1:].any()
+    discs = between & case.bodies.any(axis=0)[None]
+    task = write_seg(tmp_path / "bodies.dcm", files, np.where(discs, 1, np.where(case.bodies > 0, 2, 0)),
+                     {1: "intervertebral_discs", 2: "vertebrae_body"})
+    assert cli.main(["bmd", str(tmp_path / "ct"), "-o", str(tmp_path / "out"), "--vertebra-mask", str(whole),
+                     "--vertebra-body-mask", str(task), "--kvp", "120", "--quiet"]) == 0
+    result = json.loads((tmp_path / "out" / "bmd.json").read_text())
+    for level, true_bmd in (("L1", 90.0), ("L2", 85.0)):
+        assert abs(result["vertebrae"][level]["bmd_mg_cm3"] - true_bmd) < 3.0
+
+
 def test_a_segment_label_names_a_level_only_beside_a_word_for_vertebra():
     from cardioquant.bmd.levels import level_from_segment_label
 

@@ -16,7 +16,7 @@ import SimpleITK as sitk
 
 from .. import budget, geometry, totalsegmentator
 from ..errors import InputError
-from ..imageio import LoadedImage, check_hounsfield, read_image, read_mask, tube_voltage
+from ..imageio import LoadedImage, check_hounsfield, read_image, read_mask, read_one_structure, tube_voltage
 from ..labels import ANATOMICAL_STRUCTURE, TISSUE, LabelTable, SegmentSpec
 from ..progress import Progress
 from ..results import ModuleResult
@@ -137,6 +137,17 @@ def _seed_to_kji(image: sitk.Image, text: str) -> tuple[str, tuple[int, int, int
     return level, tuple(int(v) for v in index[::-1])
 
 
+def vertebral_body_mask(path: str, image: sitk.Image) -> np.ndarray:
+    """--vertebra-body-mask on the scan's grid: TotalSegmentator's vertebrae_body task labels the bodies 1 and the
+    discs 2 in its label map; in a DICOM SEG, whose numbers are only an order, the segment labelled as the bodies
+    (`vertebrae_body`), or its only segment."""
+    from ..dicomseg import is_dicom_seg
+
+    if is_dicom_seg(path):
+        return read_one_structure(path, image, called=("vertebrae_body", "vertebral body", "vertebral bodies"))
+    return sitk.GetArrayFromImage(read_mask(path, image)) == 1
+
+
 def collect_bodies(loaded: LoadedImage, options, hu: np.ndarray, sign: int) -> tuple[dict, str, dict, list]:
     """(level -> body mask, source, how the levels were named, warnings)."""
     image = loaded.image
@@ -147,7 +158,7 @@ def collect_bodies(loaded: LoadedImage, options, hu: np.ndarray, sign: int) -> t
         whole = (totalsegmentator_vertebrae(image, options.device) if run_here
                  else vertebrae.from_totalsegmentator(options.vertebra_mask, image))
         if options.vertebra_body_mask:
-            body_mask = sitk.GetArrayFromImage(read_mask(options.vertebra_body_mask, image)) == 1
+            body_mask = vertebral_body_mask(options.vertebra_body_mask, image)
             bodies = {level: mask & body_mask for level, mask in whole.items()}
         elif not run_here and vertebrae.given_as_bodies(options.vertebra_mask):
             # CardioQuant's own bodies carry their ROI as another segment: the body is what its segment encloses.
