@@ -366,8 +366,6 @@ class BMDLogic(AnalysisLogic):
     NODE_INPUTS = {"vertebra_mask": "vtkMRMLSegmentationNode"}
 
     def nodeInputValue(self, _name, node, inputVolumeNode, folder):  # vertebra_mask, its one node input
-        import SimpleITK as sitk
-
         from cardioquant.bmd.levels import TOTALSEGMENTATOR_VALUES
         from cardioquant.errors import InputError
         from cardioquant.labels import TISSUE, LabelTable, SegmentSpec
@@ -379,36 +377,31 @@ class BMDLogic(AnalysisLogic):
             raise InputError(f"the vertebra segmentation '{node.GetName()}' has no segment named as TotalSegmentator "
                              "names vertebrae (vertebrae_L1, vertebrae_T12, ...): name them so, or leave it empty "
                              "for the network to find the vertebrae.")
-        path = writeSegmentationLabels(node, inputVolumeNode, table, folder, "vertebrae.nrrd")
-        if self.holdsBodies(node):  # this module's own result: each body's ROI (another segment) lies inside it
-            import numpy as np
-
-            from cardioquant import geometry
-
-            image = sitk.ReadImage(path)
-            labels = sitk.GetArrayFromImage(image)
-            for value in geometry.label_values(labels):
-                body = np.stack([geometry.fill_holes(plane) for plane in labels == value])
-                labels[body & (labels == 0)] = value
-            bodies = sitk.GetImageFromArray(labels)
-            bodies.CopyInformation(image)
-            sitk.WriteImage(bodies, path, True)
-        return path
+        return writeSegmentationLabels(node, inputVolumeNode, table, folder, "vertebrae.nrrd")
 
     def prepareRun(self, inputVolumeNode, settings, nodeInputs=None, folder=None):
         """As for every module; a vertebra segmentation of vertebral bodies (this module's own result, edited) is
         also the body mask: taken for whole vertebrae, bodies have no canal to be cut at, and the front 45 % of each
-        was measured (40-55 HU high on a phantom)."""
+        was measured (40-55 HU high on a phantom). Each body is written with what its segment encloses, its ROI
+        (another segment)."""
         import SimpleITK as sitk
+
+        from cardioquant import geometry
 
         loaded, settings = AnalysisLogic.prepareRun(self, inputVolumeNode, settings, nodeInputs, folder)
         node = (nodeInputs or {}).get("vertebra_mask")
-        if node is not None and self.holdsBodies(node):
-            bodies = sitk.ReadImage(settings.vertebra_mask) > 0
-            path = os.path.join(folder, "bodies.nrrd")
-            sitk.WriteImage(bodies, path, True)
-            settings = dataclasses.replace(settings, vertebra_body_mask=path)
-        return loaded, settings
+        if node is None or not self.holdsBodies(node):
+            return loaded, settings
+        image = sitk.ReadImage(settings.vertebra_mask)
+        labels = sitk.GetArrayFromImage(image)
+        for value in geometry.label_values(labels):
+            labels[geometry.fill_holes_in_plane(labels == value) & (labels == 0)] = value
+        path = os.path.join(folder, "bodies.nrrd")
+        for written, values in ((settings.vertebra_mask, labels), (path, labels > 0)):
+            bodies = sitk.GetImageFromArray(values.astype(labels.dtype))
+            bodies.CopyInformation(image)
+            sitk.WriteImage(bodies, written, True)
+        return loaded, dataclasses.replace(settings, vertebra_body_mask=path)
 
     @staticmethod
     def holdsBodies(node):

@@ -98,11 +98,17 @@ def is_dicom_seg(path: str | Path) -> bool:
     return str(getattr(header, "SOPClassUID", "")) == SEGMENTATION_STORAGE
 
 
-def frame_of_reference_uid(path: str | Path) -> str | None:
-    """The Frame of Reference UID a DICOM object's positions are in (read from its header alone), or None."""
+def seg_frame_of_reference(path: str | Path) -> str | None:
+    """The Frame of Reference UID a DICOM SEG's positions are in (read from its header alone); None for a file that
+    is not a SEG, or a SEG that does not say."""
     import pydicom
 
-    header = pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=["FrameOfReferenceUID"])
+    try:
+        header = pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=["SOPClassUID", "FrameOfReferenceUID"])
+    except Exception:  # noqa: BLE001  (not DICOM, or unreadable: not a SEG)
+        return None
+    if str(getattr(header, "SOPClassUID", "")) != SEGMENTATION_STORAGE:
+        return None
     return str(header.FrameOfReferenceUID) if "FrameOfReferenceUID" in header else None
 
 

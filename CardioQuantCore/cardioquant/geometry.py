@@ -345,6 +345,11 @@ def closings_in_plane(mask: np.ndarray, radii):
         yield closed
 
 
+def fill_holes_in_plane(mask: np.ndarray) -> np.ndarray:
+    """A [k, j, i] mask with each slice's holes filled (fill_holes slice by slice: what a ring encloses in plane)."""
+    return np.stack([fill_holes(plane) for plane in mask])
+
+
 def fill_holes(mask: np.ndarray) -> np.ndarray:
     """The mask with its holes filled (as ndimage.binary_fill_holes: background not face-connected to the array's
     edge), by one labelling of the background instead of an iterative dilation."""

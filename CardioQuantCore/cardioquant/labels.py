@@ -66,6 +66,15 @@ class LabelTable:
     def by_value(self, value: int) -> SegmentSpec:
         return next(s for s in self.segments if s.value == value)
 
+    def renumbered(self, drawn, values: dict[int, int]):
+        """`drawn`'s segment numbers (an integer array) turned into this table's values (`values`: number -> value,
+        values_of_labels); voxels of other numbers are 0."""
+        import numpy as np
+
+        lookup = np.zeros(max(int(drawn.max()), *values) + 1, np.uint8)
+        lookup[list(values)] = list(values.values())
+        return lookup[drawn]
+
     def values_of_labels(self, labels: dict[int, str]) -> dict[int, int]:
         """Segment number -> this table's value, for the segments (a DICOM SEG's: number -> label) whose label is one
         of this table's names, in any case. A SEG numbers its segments 1..N in its writer's order (CardioQuant's own

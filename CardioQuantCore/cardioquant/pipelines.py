@@ -100,7 +100,7 @@ def check_segs_drawn_on(loaded: LoadedImage, settings: AnalysisSettings) -> None
     """Refuse, before any work, a mask given as a DICOM SEG that was made on another scan: its Frame of Reference
     UID is not the DICOM series'. Positions in another frame (another study of the patient, or another patient) are
     not this scan's: the mask would land elsewhere, unsaid. Masks in other formats carry no frame to check."""
-    from .dicomseg import frame_of_reference_uid, is_dicom_seg
+    from .dicomseg import seg_frame_of_reference
     from .errors import InputError
 
     scan_frame = loaded.dicom.get("frame_of_reference_uid")
@@ -108,10 +108,9 @@ def check_segs_drawn_on(loaded: LoadedImage, settings: AnalysisSettings) -> None
         return
     for field, _, _ in settings.fields():
         path = getattr(settings, field.name)
-        if not isinstance(path, str) or not Path(path).is_file() or not is_dicom_seg(path):
+        if not isinstance(path, str) or not Path(path).is_file():
             continue
-        seg_frame = frame_of_reference_uid(path)
-        if seg_frame and seg_frame != scan_frame:
+        if (seg_frame := seg_frame_of_reference(path)) and seg_frame != scan_frame:
             raise InputError(f"{settings.flag(field.name)} {path}: this DICOM SEG was made on another scan (its Frame "
                              f"of Reference UID {seg_frame} is not this series' {scan_frame}): give the mask made on "
                              "this scan")

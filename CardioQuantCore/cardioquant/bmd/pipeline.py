@@ -162,7 +162,7 @@ def collect_bodies(loaded: LoadedImage, options, hu: np.ndarray, sign: int) -> t
             bodies = {level: mask & body_mask for level, mask in whole.items()}
         elif not run_here and vertebrae.given_as_bodies(options.vertebra_mask):
             # CardioQuant's own bodies carry their ROI as another segment: the body is what its segment encloses.
-            bodies = {level: np.stack([geometry.fill_holes(plane) for plane in mask]) for level, mask in whole.items()}
+            bodies = {level: geometry.fill_holes_in_plane(mask) for level, mask in whole.items()}
         else:
             bodies = {level: vertebrae.vertebral_body(mask, sign, spacing) for level, mask in whole.items()}
         source = "TotalSegmentator masks" + (" (TotalSegmentator run on the scan)" if run_here else "")
@@ -276,12 +276,14 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
     slices = references.measurement_slices(reduce(np.logical_or, rois.values()))
     left = left_sign(image)
     reference_masks = references.reference_rois(hu, spacing, all_bodies, sign, slices, left)
-    contrast = references.contrast_enhanced(hu, spacing, slices, all_bodies, sign, left, reference_masks.get("blood"))
+    reference_stats = references.statistics(hu, reference_masks)
+    contrast = references.contrast_enhanced(hu, spacing, slices, all_bodies, sign, left,
+                                            reference_stats.get("blood", {}).get("measured_hu"))
     if contrast:
         warnings.append("contrast-enhanced scan (bright aorta): trabecular HU and BMD are biased upwards by iodine; "
                         "the aortic blood reference was not used")
         reference_masks.pop("blood", None)
-    reference_stats = references.statistics(hu, reference_masks)
+        reference_stats.pop("blood", None)
     cal = _calibrate(options, reference_stats, kvp)
     warnings += cal.notes
     progress.update(0.8, "BMD")

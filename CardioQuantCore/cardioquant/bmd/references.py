@@ -25,7 +25,7 @@ from scipy import ndimage
 from ..geometry import (
     NO_DATA_HU,
     field_of_view_rim,
-    fill_holes,
+    fill_holes_in_plane,
     in_plane_distance,
     largest_component,
     round_cross_section,
@@ -51,7 +51,7 @@ TISSUE_RANGES = {"air": (-1100.0, -900.0), "fat": (-200.0, -40.0), "muscle": (-2
 def body_mask(hu: np.ndarray) -> np.ndarray:
     """Largest connected region above -500 HU with holes filled slice by slice (the patient, not the table)."""
     largest = largest_component(hu > -500)
-    return np.stack([fill_holes(plane) for plane in largest])
+    return fill_holes_in_plane(largest)
 
 
 def measurement_slices(roi_mask: np.ndarray, at_most: int = 24) -> np.ndarray:
@@ -184,15 +184,15 @@ def statistics(hu: np.ndarray, rois: dict) -> dict:
 
 
 def contrast_enhanced(hu: np.ndarray, spacing, slices: np.ndarray, vertebra_mask: np.ndarray,
-                      posterior_sign: int = +1, left_sign: int = +1, blood: np.ndarray | None = None) -> bool:
-    """True when the aorta beside the spine is iodine-bright (> 150 HU), or the aortic blood reference (`blood`, its
-    mask) reads over UNENHANCED_BLOOD_MAX_HU as stored: BMD would be biased, so it is flagged.
+                      posterior_sign: int = +1, left_sign: int = +1, blood_hu: float | None = None) -> bool:
+    """True when the aorta beside the spine is iodine-bright (> 150 HU), or the aortic blood reference reads over
+    UNENHANCED_BLOOD_MAX_HU as stored (`blood_hu`, its median): BMD would be biased, so it is flagged.
 
     The aorta is looked for in front of the vertebra's front edge and never within 5 mm of the vertebra: bone is
     as bright as iodine, and a body mask that is too large (derived from a whole-vertebra mask) must not turn the
     vertebra itself into "contrast" (on the TotalSegmentator abdominal CT it did, and L1-L3 lost their blood
     reference)."""
-    if blood is not None and blood.any() and float(np.median(hu[blood])) > UNENHANCED_BLOOD_MAX_HU:
+    if blood_hu is not None and blood_hu > UNENHANCED_BLOOD_MAX_HU:
         return True
     hu, vertebra_mask = hu[slices], vertebra_mask[slices]
     k, j, i = np.nonzero(vertebra_mask)

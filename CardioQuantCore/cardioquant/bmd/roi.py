@@ -158,6 +158,8 @@ def cut_across_the_ellipse(body: np.ndarray, on_rim: tuple, spacing, posterior_s
     centred in them, and read 1-14 HU higher (patient 126 against 118 mg/cm3 in the square field of view)."""
     settings = settings or RoiSettings()
     k_on, j_on, i_on = on_rim
+    if not k_on.size:
+        return False
     chosen = middle_third(body)
     for k in range(chosen[0] - 2, chosen[-1] + 3):
         here = k_on == k

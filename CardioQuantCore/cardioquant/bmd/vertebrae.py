@@ -15,7 +15,7 @@ from scipy import ndimage
 
 from ..dicomseg import segment_labels
 from ..errors import InputError
-from ..geometry import close_in_plane, fill_holes, label_values, largest_component
+from ..geometry import close_in_plane, fill_holes, fill_holes_in_plane, label_values, largest_component
 from ..imageio import read_labelled_mask, read_mask
 from .levels import LEVELS, VALUE_TO_LEVEL, level_from_name, level_from_segment_label
 
@@ -170,4 +170,4 @@ def grow_from_seed(hu: np.ndarray, spacing, seed_kji: tuple[int, int, int], radi
         raise InputError("region growing found nothing at the seed point; click inside a vertebral body")
     grown = labels == labels[seed_kji]
     grown = ndimage.binary_closing(grown, iterations=2) & sphere
-    return np.stack([fill_holes(plane) for plane in grown])
+    return fill_holes_in_plane(grown)

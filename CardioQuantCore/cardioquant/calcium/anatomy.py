@@ -47,7 +47,15 @@ from scipy.spatial import ConvexHull, QhullError
 
 from ..budget import block_average
 from ..errors import InputError
-from ..geometry import NO_DATA_HU, disk, fill_holes, outside_the_reconstruction, turned_to, voxels_to_lps
+from ..geometry import (
+    NO_DATA_HU,
+    disk,
+    fill_holes,
+    fill_holes_in_plane,
+    outside_the_reconstruction,
+    turned_to,
+    voxels_to_lps,
+)
 from . import great_vessels
 
 COARSE_MM = 2.0
@@ -485,7 +493,7 @@ def _heart_with_bone(image, coarse, hu, lungs, spans, bodies, bone) -> HeartAnat
         raise InputError(NO_HEART_MESSAGE)
     sizes = np.bincount(components.ravel())[1:]
     region = components == (int(np.argmax(sizes)) + 1)
-    region = np.stack([fill_holes(plane) for plane in region])
+    region = fill_holes_in_plane(region)
     volume_ml = float(region.sum()) * voxel_ml
     if volume_ml < MIN_HEART_ML:
         raise InputError(NO_HEART_MESSAGE)

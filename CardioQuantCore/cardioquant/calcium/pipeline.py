@@ -176,12 +176,9 @@ def labels_from_user(loaded: LoadedImage, path: str, candidates: np.ndarray) -> 
     DICOM SEG's segments are read by their labels where they are this module's segment names (LAD, ...: its own
     export, edited in a PACS), else by their numbers."""
     image, names = read_labelled_mask(path, loaded.image)
-    drawn = sitk.GetArrayFromImage(image)
-    user = drawn
+    user = sitk.GetArrayFromImage(image)
     if values := LABEL_TABLE.values_of_labels(names):
-        user = np.zeros(drawn.shape, np.uint8)
-        for number, value in values.items():
-            user[drawn == number] = value
+        user = LABEL_TABLE.renumbered(user, values)
     labels = np.where(candidates, scoring.NOT_CORONARY, 0).astype(np.uint8)
     coronary = candidates & (user >= 1) & (user <= 4)
     labels[coronary] = user[coronary]

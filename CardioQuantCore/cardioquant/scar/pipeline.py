@@ -122,16 +122,13 @@ def readers_labels(path: str, reference: sitk.Image) -> np.ndarray:
     if drawn.ndim == 2:
         drawn = drawn[None]
     if names:
-        values = values_of_segments(names, path)
-        mask = np.zeros(drawn.shape, np.uint8)
-        for number, value in values.items():
-            mask[drawn == number] = value
+        mask = LABEL_TABLE.renumbered(drawn, values_of_segments(names, path))
     else:
         mask = np.where(drawn > 0, 2, 0) if drawn.max() <= 1 else drawn
     mask = mask.astype(np.uint8)
     if not (mask == 1).any():
         wall = mask >= 2
-        mask[np.stack([geometry.fill_holes(plane) for plane in wall]) & ~wall] = 1
+        mask[geometry.fill_holes_in_plane(wall) & ~wall] = 1
     return mask
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InputError
-from ..geometry import fill_holes
+from ..geometry import fill_holes_in_plane
 
 MYOCARDIUM_DENSITY_G_ML = 1.05
 GRAY_ZONE = (2.0, 3.0)
@@ -97,7 +97,7 @@ def remote_from_mask(signal: np.ndarray, remote_mask: np.ndarray) -> RemoteStats
 
 
 def _mvo(scar: np.ndarray, myocardium: np.ndarray) -> np.ndarray:
-    enclosed = np.stack([fill_holes(plane) for plane in scar])
+    enclosed = fill_holes_in_plane(scar)
     return enclosed & myocardium & ~scar
 
 
