@@ -478,20 +478,32 @@ def test_a_body_grown_where_the_network_missed_one_has_no_height_of_its_own_to_j
 
 
 def _stepped_body(front_mm: float, middle_mm: float, back_mm: float, tilt_deg: float = 0.0,
-                  spacing=(0.7, 0.7, 2.0)) -> tuple[np.ndarray, np.ndarray]:
+                  spacing=(0.7, 0.7, 2.0), plate_hu: float | None = None, slices: int = 40) -> tuple[np.ndarray, np.ndarray]:
     """(mask on an LPS grid, the spine's axis x, y, z) of a vertebral body 36 mm deep and 40 mm wide (an elliptic
     cross-section) standing on a flat lower end plate, `front_mm` high over its front third, `middle_mm` over its
-    middle third and `back_mm` over its back third, leaning forward by `tilt_deg` (the spine's curve)."""
+    middle third and `back_mm` over its back third, leaning forward by `tilt_deg` (the spine's curve). With
+    `plate_hu`, (its CT, the axis) instead: a trabecular core of 130 HU between end plates 1.5 mm thick of
+    `plate_hu`, in discs of 70 HU, sampled on the grid's 2 mm slices (each voxel the mean over its slice's
+    thickness)."""
     tilt = np.radians(tilt_deg)
     axis = np.array([0.0, -np.sin(tilt), np.cos(tilt)])  # leaning to the front (LPS y points to the back)
     front = np.array([0.0, -np.cos(tilt), -np.sin(tilt)])
-    shape = (40, 110, 90)
+    shape = (slices, 110, 90)
     k, j, i = np.indices(shape)
     points = np.stack([i * spacing[0], j * spacing[1], k * spacing[2]], -1) - np.array([31.5, 38.5, 30.0])
-    along, depth, across = points @ axis, points @ front, points[..., 0]
+    depth, across = points @ front, points[..., 0]
     height = np.where(depth > 6.0, front_mm, np.where(depth >= -6.0, middle_mm, back_mm))
-    inside = ((depth / 18.0) ** 2 + (across / 20.0) ** 2 <= 1.0) & (along >= 0.0) & (along < height)
-    return inside, axis
+    in_section = (depth / 18.0) ** 2 + (across / 20.0) ** 2 <= 1.0
+    if plate_hu is None:
+        along = points @ axis
+        return in_section & (along >= 0.0) & (along < height), axis
+    hu = np.zeros(shape)
+    for offset in np.linspace(-0.45, 0.45, 10) * spacing[2]:  # the slice's profile: ten samples through it
+        along = (points + np.array([0.0, 0.0, offset])) @ axis
+        body = in_section & (along >= 0.0) & (along < height)
+        plate = body & ((along < 1.5) | (along >= height - 1.5))
+        hu += np.where(plate, plate_hu, np.where(body, 130.0, 70.0)) / 10
+    return hu, axis
 
 
 @pytest.mark.parametrize("tilt_deg", [0.0, 25.0])
@@ -510,6 +522,62 @@ def test_body_heights_are_read_at_the_front_middle_and_back_along_the_spine(tilt
     if tilt_deg:
         upright = morphometry.body_heights(body, (0.7, 0.7, 2.0), np.array([0.0, 0.0, 1.0]))
         assert abs(upright.anterior - 14.0) > 5.0
+
+
+@pytest.mark.parametrize("tilt_deg", [0.0, 25.0])
+def test_the_end_plates_are_found_on_the_scan_where_the_outline_is_wrong(tilt_deg):
+    """A network draws a squeezed body at about its old height (its training spines held no fracture), and may leave a
+    body's corner out: either way its outline's heights are not the body's. An outline's end that lies more than 3 mm
+    from the end plate the scan shows (where the scan falls halfway from the plate to the disc beyond it; a 2 mm
+    slice blurs a plate by about a millimetre) is moved to it. A wedge (front 14 mm, middle 18, back 24) outlined as
+    a 24 mm box reads as the wedge it is, within 3 mm; a whole 24 mm body outlined with its front 10 mm short reads
+    24 mm at the front. Where the scan shows no end plate (one as dark as the core), the outline's heights stand."""
+    from cardioquant.bmd import morphometry
+
+    spacing = (0.7, 0.7, 2.0)
+    box, axis = _stepped_body(24.0, 24.0, 24.0, tilt_deg, spacing)
+    every_body = box.copy()  # no neighbour in view
+    wedge_scan, _ = _stepped_body(14.0, 18.0, 24.0, tilt_deg, spacing, plate_hu=350.0)
+    wedge = morphometry.body_heights(box, spacing, axis, wedge_scan, every_body)
+    assert (wedge.anterior, wedge.middle, wedge.posterior) == pytest.approx((14.0, 18.0, 24.0), abs=3.0)
+    assert wedge.anterior < 0.75 * wedge.posterior  # Genant grade 2 or more: named a wedge
+    short_front, _ = _stepped_body(14.0, 24.0, 24.0, tilt_deg, spacing)
+    whole_scan, _ = _stepped_body(24.0, 24.0, 24.0, tilt_deg, spacing, plate_hu=350.0)
+    whole = morphometry.body_heights(short_front, spacing, axis, whole_scan, short_front)
+    assert (whole.anterior, whole.middle, whole.posterior) == pytest.approx((24.0, 24.0, 24.0), abs=3.0)
+    assert whole.anterior > 0.9 * whole.posterior
+    # On the outline alone, the first reads as a box and the second as a wedge.
+    assert morphometry.body_heights(box, spacing, axis).anterior == pytest.approx(24.0, abs=1.0)
+    assert morphometry.body_heights(short_front, spacing, axis).anterior == pytest.approx(14.0, abs=1.0)
+    no_plates, _ = _stepped_body(14.0, 18.0, 24.0, tilt_deg, spacing, plate_hu=130.0)
+    unseen = morphometry.body_heights(box, spacing, axis, no_plates, every_body)
+    assert (unseen.anterior, unseen.middle, unseen.posterior) == pytest.approx((24.0, 24.0, 24.0), abs=1.0)
+
+
+def test_no_end_plate_is_looked_for_inside_a_neighbour():
+    """Two bodies 24 mm high with a 4 mm disc between them, the lower one outlined 6 mm too short at the top of its
+    front: its front reads 24 mm from the scan (within 3 mm), the end plate found through its bone and the disc beyond. The upper
+    body's outline is whole, and its lower end plate is its own. With no disc to be seen between them (their end
+    plates touching, as on 2-3 mm slices through a thin thoracic disc), the search beyond an end stops at the
+    neighbour's outline, and each keeps its outline's height rather than reaching into the other."""
+    from cardioquant.bmd import morphometry
+
+    spacing, shift = (0.7, 0.7, 2.0), 14  # slices up to the upper body: 24 mm of body and 4 mm of disc
+    lower_scan, axis = _stepped_body(24.0, 24.0, 24.0, 0.0, spacing, plate_hu=350.0, slices=60)
+    lower, _ = _stepped_body(24.0, 24.0, 24.0, 0.0, spacing, slices=60)
+    scan = np.where(np.roll(lower, shift, axis=0), np.roll(lower_scan, shift, axis=0), lower_scan)
+    upper = np.roll(lower, shift, axis=0)
+    lower_short, _ = _stepped_body(18.0, 24.0, 24.0, 0.0, spacing, slices=60)
+    read_lower = morphometry.body_heights(lower_short, spacing, axis, scan, lower_short | upper)
+    assert (read_lower.anterior, read_lower.posterior) == pytest.approx((24.0, 24.0), abs=3.0)
+    read_upper = morphometry.body_heights(upper, spacing, axis, scan, lower_short | upper)
+    assert (read_upper.anterior, read_upper.posterior) == pytest.approx((24.0, 24.0), abs=1.0)
+    assert morphometry.body_heights(lower_short, spacing, axis).anterior == pytest.approx(18.0, abs=1.0)
+    touching = np.roll(lower, 12, axis=0)
+    scan = np.where(touching, np.roll(lower_scan, 12, axis=0), lower_scan)
+    for body in (lower, touching):
+        read = morphometry.body_heights(body, spacing, axis, scan, lower | touching)
+        assert (read.anterior, read.middle, read.posterior) == pytest.approx((24.0, 24.0, 24.0), abs=1.0)
 
 
 def test_the_spine_axis_runs_from_the_body_below_to_the_body_above():
@@ -581,6 +649,46 @@ def test_a_wedge_fractured_vertebra_is_named_as_a_possible_fracture_and_left_out
         l1 = next(row for row in csv.DictReader(table) if row["level"] == "L1")
     assert float(l1["body_height_anterior_mm"]) == heights["anterior"]
     assert any(w.startswith("L1: anterior height") and "wedge fracture" in w for w in result["warnings"])
+
+
+_SPINE = dict(seed=3, spacing=(0.8, 0.8, 2.0), levels=("T12", "L1", "L2", "L3"),
+              bmd={"T12": 110.0, "L1": 110.0, "L2": 110.0, "L3": 110.0})
+
+
+def _possible_fractures(tmp_path, ct, masks) -> dict:
+    """level -> kind of the bodies bmd.json names possible fractures, run through the CLI with vertebra `masks`."""
+    out = tmp_path / f"out_{Path(masks).stem}"
+    assert cli.main(["bmd", str(ct), "--vertebra-mask", str(masks), "--kvp", "120", "--quiet", "-o", str(out)]) == 0
+    result = json.loads((out / "bmd.json").read_text())
+    return {level: v["possible_fracture_kind"] for level, v in result["vertebrae"].items() if v["possible_fracture"]}
+
+
+def test_a_wedge_whose_masks_keep_its_old_height_is_named_from_its_end_plates_on_the_scan(tmp_path):
+    """Vertebra masks drawn at a wedged body's old height (as the project's network draws a squeezed body: its
+    training spines held no fracture) still give the wedge: its end plates are read on the scan. The phantom's L1
+    front is 40 % lower than its back (Genant grade 3); the masks are those of the same spine unbroken."""
+    ct, _ = write_case(tmp_path, phantom.make_spine_phantom(**_SPINE, wedged={"L1": 0.4}), "wedged")
+    _, old_height_masks = write_case(tmp_path, phantom.make_spine_phantom(**_SPINE), "whole")
+    assert _possible_fractures(tmp_path, ct, old_height_masks) == {"L1": "wedge"}
+
+
+def test_a_body_whose_mask_leaves_its_lower_front_out_is_no_wedge(tmp_path):
+    """A whole spine whose L2 mask lacks the lower 10 mm of its front third (as the network's L2 did on the abdominal
+    CT in a round field of view, read as a wedge fracture): the scan shows L2's bone going on to its end plate, so no
+    fracture is named."""
+    whole = phantom.make_spine_phantom(**_SPINE)
+    ct, _ = write_case(tmp_path, whole, "whole")
+    labels = phantom.totalsegmentator_labels(whole)
+    k, j, _ = np.nonzero((labels == TOTALSEGMENTATOR_VALUES["L2"]) & (whole.bodies > 0))
+    front_third = j.min() + (j.max() - j.min()) / 3
+    cut = labels == TOTALSEGMENTATOR_VALUES["L2"]
+    cut[k.min() + int(round(10.0 / _SPINE["spacing"][2])):] = False
+    cut[:, int(front_third):] = False
+    labels[cut] = 0
+    masks = sitk.GetImageFromArray(labels)
+    masks.CopyInformation(sitk.ReadImage(str(ct)))
+    sitk.WriteImage(masks, str(tmp_path / "short_front.nrrd"))
+    assert _possible_fractures(tmp_path, ct, tmp_path / "short_front.nrrd") == {}
 
 
 def test_a_crushed_vertebra_is_named_as_a_possible_fracture_and_left_out_of_the_patient_figure(tmp_path):

@@ -9,7 +9,11 @@ wedges, and a wedge keeps the back of the body, so the body's overall height doe
 
 The heights are read along the spine's own axis at the body (from its neighbours' centres; the spine is tilted
 against the slices by its kyphosis and lordosis), on the body's mid-sagittal slab, at the front, the middle and the
-back of the body: each the median over the columns there of the body's extent along the axis.
+back of the body: each between the end plates the scan shows in the columns there, found from the ends of the body's
+outline (a network's or a given mask's), or where the scan shows none, the median over those columns of the
+outline's extent along the axis. A network that learnt no fractured spine draws a squeezed body at about its old
+height, and one that leaves a body's corner out draws a wedge: the outline alone names fractures that are not there
+and misses those that are.
 """
 
 from __future__ import annotations
@@ -54,16 +58,23 @@ def spine_axis(centre, above=None, below=None) -> np.ndarray:
     return axis if axis[2] >= 0 else -axis
 
 
-def body_heights(body: np.ndarray, spacing, axis: np.ndarray) -> BodyHeights | None:
+def body_heights(body: np.ndarray, spacing, axis: np.ndarray, hu: np.ndarray | None = None,
+                 every_body: np.ndarray | None = None) -> BodyHeights | None:
     """Anterior, middle and posterior heights of a body mask ([slices, rows, columns] of a scan turned to LPS:
     columns to the left, rows to the back, slices to the head; `spacing` x, y, z in mm) along `axis` (x, y, z).
-    None when the body's mid-sagittal slab holds no column at the front, middle or back (a sliver)."""
+    With the scan's HU (`hu`, and `every_body`: the bodies found, this one among them), each height's end plates are
+    then found on the scan itself (_end_plates_on_the_scan). None when the body's mid-sagittal slab holds no column at the front,
+    middle or back (a sliver)."""
     whole = geometry.bounding_box(body)
     if whole[0].stop == whole[0].start:
         return None
-    # Read on the body's box (with a voxel of margin for the interpolation), not on the whole scan.
-    box = tuple(slice(max(side.start - 1, 0), side.stop + 1) for side in whole)
-    inside, depth, width = _along_the_spine(body[box], spacing, axis)
+    # Read on the body's box (with a voxel of margin for the interpolation; along the spine, room for the discs when
+    # the scan is read too), not on the whole scan.
+    reach = np.ones(3, int) if hu is None else 1 + np.ceil(SCAN_MARGIN_MM / np.asarray(spacing[::-1])).astype(int)
+    box = tuple(slice(max(side.start - r, 0), side.stop + r) for side, r in zip(whole, reach, strict=True))
+    others = None if every_body is None else every_body[box] & ~body[box]
+    sampled = [body[box]] + ([] if hu is None else [hu[box], others])
+    inside, depth, width, *scan = _along_the_spine(sampled, spacing, axis, 0.0 if hu is None else SCAN_MARGIN_MM)
     # A column's height runs from its lowest to its highest sample inside the body: a gap the network left in the
     # trabecular bone (a vein, a lesion) does not shorten it.
     present = inside >= 0.5
@@ -85,27 +96,119 @@ def body_heights(body: np.ndarray, spacing, axis: np.ndarray) -> BodyHeights | N
     rows = np.nonzero(footprint[:, slab].any(1))[0]
     back, ahead = depth[rows[0]], depth[rows[-1]]
     extent = ahead - back
-
-    def median_height(nearest: float, furthest: float) -> float | None:
-        band = (depth >= nearest) & (depth <= furthest)
-        chosen = heights[np.ix_(band, slab)][footprint[np.ix_(band, slab)]]
-        return float(np.median(chosen)) if chosen.size else None
-
     middle_at = back + 0.5 * extent
-    anterior = median_height(ahead - EDGE_BAND[1] * extent, ahead - EDGE_BAND[0] * extent)
-    middle = median_height(middle_at - MIDDLE_BAND * extent, middle_at + MIDDLE_BAND * extent)
-    posterior = median_height(back + EDGE_BAND[0] * extent, back + EDGE_BAND[1] * extent)
-    if anterior is None or middle is None or posterior is None:
+    bands = {"anterior": (ahead - EDGE_BAND[1] * extent, ahead - EDGE_BAND[0] * extent),
+             "middle": (middle_at - MIDDLE_BAND * extent, middle_at + MIDDLE_BAND * extent),
+             "posterior": (back + EDGE_BAND[0] * extent, back + EDGE_BAND[1] * extent)}
+    columns = {part: np.outer((depth >= nearest) & (depth <= furthest), slab) & footprint
+               for part, (nearest, furthest) in bands.items()}
+    if not all(chosen.any() for chosen in columns.values()):
         return None
-    return BodyHeights(anterior, middle, posterior)
+    read = {part: float(np.median(heights[chosen])) for part, chosen in columns.items()}
+    if scan:
+        ends = {part: (float(np.median(lowest[chosen])), float(np.median(highest[chosen])))
+                for part, chosen in columns.items()}
+        read = _end_plates_on_the_scan(scan[0], scan[1], columns, ends, read)
+    return BodyHeights(read["anterior"], read["middle"], read["posterior"])
 
 
-def _along_the_spine(body: np.ndarray, spacing, axis: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(the mask (its box) resampled linearly onto a COLUMN_MM grid [along the axis, to the front, to the side], the
-    grid's positions to the front and to the side in mm): the end plates placed between slices, not rounded to
-    them."""
+# Where the end plates are looked for on the scan, along each band's median HU profile: beyond each end of the
+# network's outline as far as a grade 3 fracture's lost height (40 % of a 30-35 mm lumbar body) and the disc beyond
+# it, and never further inside the outline than INWARD_SHARE of its height (the basivertebral vein, dark on a scan
+# without contrast, enters at mid-height). An end plate is cortical bone, PLATE_OVER_CORE_HU or more over the body's
+# core: the real CTs' end plates read 170-390 HU, their cores 95-140 and their discs 60-145 (a thin disc between two
+# plates on 2 mm slices); trabecular bone reads within BONE_UNDER_CORE_HU under the core, a disc below that.
+DISC_SEARCH_MM = 20.0
+INWARD_SHARE = 0.4
+SCAN_MARGIN_MM = DISC_SEARCH_MM + 5.0  # the scan read around the body: the disc search and the spine's tilt
+PLATE_OVER_CORE_HU = 40.0
+BONE_UNDER_CORE_HU = 15.0
+PLATE_PEAK_MM = 3.0  # the plate's brightest sample is looked for this far either side of where it is reached
+END_PLATE_CONTRAST_HU = 50.0  # less between end plate and disc (a scan too smooth or too noisy): the outline's height
+# An outline's end stands within this of the end plate the scan shows: a 2-3 mm slice blurs a plate by a millimetre
+# or more each way, and the network's outlines, redrawn to the cortex, end within a sample or two of it.
+OUTLINE_TOLERANCE_MM = 3.0
+# A grade 3 fracture loses 40 % or more of its height, and the network may draw the squeezed body taller than it was
+# (the chest CT's T12 squeezed to 15 mm at its front: outlined 30 mm): down to this share of the outline's height.
+MIN_SHARE_OF_OUTLINE = 0.4
+
+
+def _end_plates_on_the_scan(hu: np.ndarray, others: np.ndarray | None, columns: dict, ends: dict,
+                            outline_heights: dict) -> dict:
+    """part -> height (mm) in that band's columns: the outline's (`outline_heights`; `ends`: the band's median lowest
+    and highest samples of the outline), with each end moved to the end plate the scan shows (along the band's
+    median HU profile) where that lies more than OUTLINE_TOLERANCE_MM from it. So a body's corner a network left out
+    does not read as a wedge, nor does a squeezed body a network drew at its old height keep it; within the
+    tolerance the outline stands, and bodies whose plates the scan does not show (`others`: the other bodies, which
+    no disc search enters) are read as the bodies beside them are."""
+    read = {}
+    for part, chosen in columns.items():
+        profile = np.median(hu[:, chosen], axis=1)
+        elsewhere = np.zeros(len(profile), bool) if others is None else np.median(others[:, chosen], axis=1) >= 0.5
+        low, high = (int(round(end)) for end in ends[part])
+        core = float(np.nanmedian(profile[low + (high - low) // 4:high - (high - low) // 4 + 1]))
+        inward = INWARD_SHARE * (high - low + 1)
+        # How far the scan's end plate lies beyond the outline's end (a sample's half beyond its last sample).
+        moves = [None if edge is None else outwards * (edge - end) - 0.5 for edge, end, outwards in
+                 ((_end_plate(profile, elsewhere, low, -1, core, inward), low, -1),
+                  (_end_plate(profile, elsewhere, high, +1, core, inward), high, +1))]
+        height = outline_heights[part] + sum(move * COLUMN_MM for move in moves
+                                             if move is not None and abs(move) * COLUMN_MM > OUTLINE_TOLERANCE_MM)
+        # A height under MIN_SHARE_OF_OUTLINE of the outline's is no body's (the chest CT's T1, read 40 degrees off
+        # its slices, whose posterior band runs through pedicles and ribs: 3 mm against 9.5).
+        read[part] = float(height) if height >= MIN_SHARE_OF_OUTLINE * outline_heights[part] else outline_heights[part]
+    return read
+
+
+def _end_plate(profile: np.ndarray, elsewhere: np.ndarray, end: int, outwards: int, core: float,
+               inward: float) -> float | None:
+    """The outer edge of the body's end plate at one end of a band, in samples along the profile: where the profile
+    falls halfway from the plate's brightest to the disc beyond it. None where the scan does not show it (the scan's
+    end, no plate bright enough over the core and the disc). From the outline's end (`end`; `outwards` +1 at the top, -1 at the
+    bottom) the plate is looked for outwards through bone (a corner the network left out), else inwards (an outline
+    that ends in disc: a squeezed body drawn at its old height), never into another body (`elsewhere`)."""
+    n = len(profile)
+    plate_hu, bone_hu = core + PLATE_OVER_CORE_HU, core - BONE_UNDER_CORE_HU
+
+    def on_scan(u: int) -> bool:
+        return 0 <= u < n and not elsewhere[u] and not np.isnan(profile[u])
+
+    u = end
+    while on_scan(u) and bone_hu <= profile[u] < plate_hu and abs(u - end) <= DISC_SEARCH_MM / COLUMN_MM:
+        u += outwards  # through bone towards a plate beyond the outline
+    if not (on_scan(u) and profile[u] >= plate_hu):
+        u = end
+        while on_scan(u) and profile[u] < plate_hu and (end - u) * outwards <= inward:
+            u -= outwards  # back into the outline
+        if not (on_scan(u) and profile[u] >= plate_hu):
+            return None
+    around = [v for v in range(u - int(PLATE_PEAK_MM), u + int(PLATE_PEAK_MM) + 1) if on_scan(v)]
+    brightest = max(around, key=lambda v: profile[v])
+    # The disc: the darkest sample beyond the plate, before the next plate (the neighbour's) or the search's end.
+    disc, dipped, v = np.inf, False, brightest + outwards
+    while on_scan(v) and abs(v - end) <= DISC_SEARCH_MM / COLUMN_MM and not (dipped and profile[v] >= plate_hu):
+        disc, dipped = min(disc, float(profile[v])), dipped or profile[v] < plate_hu
+        v += outwards
+    if not np.isfinite(disc) or profile[brightest] - disc < END_PLATE_CONTRAST_HU:
+        return None
+    edge_hu = 0.5 * (float(profile[brightest]) + disc)
+    edge = brightest
+    while on_scan(edge + outwards) and profile[edge + outwards] >= edge_hu:
+        edge += outwards
+    if not on_scan(edge + outwards):
+        return float(edge)
+    # Between the samples (1 mm apart): where the profile crosses the edge's level.
+    return edge + outwards * float((profile[edge] - edge_hu) / (profile[edge] - profile[edge + outwards]))
+
+
+def _along_the_spine(arrays: list, spacing, axis: np.ndarray, along_margin_mm: float = 0.0) -> tuple:
+    """(the body mask (`arrays[0]`, its box) resampled linearly onto a COLUMN_MM grid [along the axis, to the front,
+    to the side], the grid's positions to the front and to the side in mm, then each further array of the same box
+    on that grid: the scan's HU, NaN off the box, and other masks, None staying None): the end plates placed between
+    slices, not rounded to them. The grid reaches `along_margin_mm` beyond the body along the axis."""
     from scipy import ndimage
 
+    body = arrays[0]
     k, j, i = np.nonzero(body)
     spacing = np.asarray(spacing, float)
     axis = np.asarray(axis, float) / np.linalg.norm(axis)
@@ -115,9 +218,14 @@ def _along_the_spine(body: np.ndarray, spacing, axis: np.ndarray) -> tuple[np.nd
     points = np.stack([i, j, k], 1) * spacing
     centre = points.mean(0)
     local = (points - centre) @ frame.T
-    low, high = local.min(0) - 2 * spacing.max(), local.max(0) + 2 * spacing.max()
+    margin = 2 * spacing.max() + np.array([along_margin_mm, 0.0, 0.0])
+    low, high = local.min(0) - margin, local.max(0) + margin
     along, depth, width = (np.arange(a, b + COLUMN_MM, COLUMN_MM) for a, b in zip(low, high, strict=True))
     grid = np.stack(np.meshgrid(along, depth, width, indexing="ij"), -1) @ frame + centre  # x, y, z in mm
     voxel = (grid / spacing)[..., ::-1].transpose(3, 0, 1, 2)  # slice, row, column indices
     inside = ndimage.map_coordinates(body.astype(np.float32), voxel, order=1, mode="constant", cval=0.0)
-    return inside, depth, width
+    rest = [None if array is None else
+            ndimage.map_coordinates(array.astype(np.float32), voxel, order=1, mode="constant",
+                                    cval=np.nan if array.dtype != bool else 0.0)
+            for array in arrays[1:]]
+    return (inside, depth, width, *rest)

@@ -317,7 +317,7 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
         per_vertebra[level]["plausible"] = not doubts
         if doubts:
             warnings.append(f"{level}: {'; '.join(doubts)}: its BMD is not used for the patient figure")
-    for level, heights in body_heights(bodies, centres, per_vertebra, spacing).items():
+    for level, heights in body_heights(bodies, centres, per_vertebra, spacing, hu, all_bodies).items():
         per_vertebra[level]["body_heights_mm"] = heights.to_json() if heights else None
     for level, (kind, doubt) in possible_fractures(per_vertebra, centres, spacing[2]).items():
         per_vertebra[level].update({"plausible": False, "possible_fracture": True, "possible_fracture_kind": kind})
@@ -533,9 +533,11 @@ def shorter_than_neighbours(per_vertebra: dict, centres: dict, slice_mm: float) 
     return found
 
 
-def body_heights(bodies: dict, centres: dict, per_vertebra: dict, spacing) -> dict:
+def body_heights(bodies: dict, centres: dict, per_vertebra: dict, spacing, hu: np.ndarray | None = None,
+                 every_body: np.ndarray | None = None) -> dict:
     """level -> its body's anterior, middle and posterior heights (morphometry.BodyHeights, or None), read along the
-    spine's axis between the centres of its neighbours on the spine."""
+    spine's axis between the centres of its neighbours on the spine, with its end plates found on the scan (`hu`;
+    `every_body`: the bodies found, which no end plate is looked for in)."""
     next_to = _next_to(list(per_vertebra), per_vertebra, centres)
     heights = {}
     for level in per_vertebra:
@@ -543,7 +545,7 @@ def body_heights(bodies: dict, centres: dict, per_vertebra: dict, spacing) -> di
         above = [centres[o][::-1] for o in neighbours if centres[o][0] > centres[level][0]]
         below = [centres[o][::-1] for o in neighbours if centres[o][0] < centres[level][0]]
         axis = morphometry.spine_axis(centres[level][::-1], above[0] if above else None, below[0] if below else None)
-        heights[level] = morphometry.body_heights(bodies[level], spacing, axis)
+        heights[level] = morphometry.body_heights(bodies[level], spacing, axis, hu, every_body)
     return heights
 
 
