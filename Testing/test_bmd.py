@@ -1224,6 +1224,45 @@ def test_levels_from_the_lowest_rib_bearing_vertebra():
     assert list(naming.levels) == ["L2", "L1", "T12", "T11"] and "T12" in naming.rule and naming.determined
 
 
+def test_the_highest_rib_bearing_vertebra_checks_the_count_but_names_no_level_alone():
+    """The first rib articulates with T1 alone, so with a rib-free body (C7) above the highest rib-bearing one that
+    one is T1; but a cervical rib (or the network's rib class on C7's long transverse process) makes C7 the highest
+    rib-bearing body. Alone, the highest ribs do not name the levels (an upper chest CT whose range stops above
+    T12); they check the count from T12 (test_the_lowest_and_the_highest_ribs_must_agree)."""
+    from cardioquant.bmd import network
+
+    classes = column(5, ribs_on=(0, 1, 2))
+    naming = network.assign_levels(network.split_bodies(classes == 1, MM3, min_volume_ml=1.0), classes, MM3)
+    assert list(naming.levels) == ["V1", "V2", "V3", "V4", "V5"] and not naming.determined
+    assert any("highest ribs alone do not fix the levels" in note for note in naming.warnings)
+
+
+def test_the_lowest_and_the_highest_ribs_must_agree():
+    """A chest CT's range holds both ends of the ribs: twelve rib-bearing bodies between the rib-free L1 and C7 name
+    the levels (both anchors agree). With eleven, a vertebra was lost without a gap (a crushed body the network
+    splits between its neighbours, or two found as one): counted from T12 every level above it would be one too
+    low. With thirteen, C7 carries a cervical rib. Either way the levels are not determined, with a warning; and a
+    rib beside the body above the highest rib-bearing one's place (C7's, seen in part) leaves T12's count alone."""
+    from cardioquant.bmd import network
+
+    def naming_of(classes):
+        return network.assign_levels(network.split_bodies(classes == 1, MM3, min_volume_ml=1.0), classes, MM3)
+
+    naming = naming_of(column(15, ribs_on=range(2, 14)))  # L2, L1, T12 ... T1, C7
+    assert list(naming.levels)[:3] == ["L2", "L1", "T12"] and list(naming.levels)[-2:] == ["T1", "C7"]
+    assert naming.determined and naming.rule.startswith("the lowest ribs and the highest ribs agree")
+    for classes in (column(14, ribs_on=range(2, 13)),     # one thoracic vertebra fewer, no gap left
+                    column(16, ribs_on=range(2, 15))):    # a cervical rib on C7, C6 above it
+        naming = naming_of(classes)
+        assert not naming.determined
+        assert any("the lowest ribs and the highest ribs disagree" in note for note in naming.warnings)
+    classes = column(15, ribs_on=range(2, 14))
+    classes[13 + 14 * 13 + 5, 21, 58:61] = 4              # a stub of rib beside C7 (0.08 mL)
+    naming = naming_of(classes)
+    assert naming.determined and list(naming.levels)[-2:] == ["T1", "C7"] and "T12" in naming.rule
+    assert any("cervical rib, or C7's transverse process" in note for note in naming.warnings)
+
+
 def test_costal_cartilage_in_front_of_the_spine_is_not_a_rib_head():
     """Rib heads articulate beside the back of the body; the costal cartilages (which the network may call rib)
     lie at the front of the chest. Cartilage in front of the two lowest bodies does not make them rib-bearing:

@@ -3,7 +3,9 @@ a 2 mm grid, then bodies split at the discs and levels assigned by anatomy.
 
 Level rules (assign_levels): with a sacrum in view the body resting on it is L5 and levels count upwards; the
 lowest body that carries ribs is T12 when a rib-free body below it is in view (with the place its rib heads would
-be); with both, they must agree (across a missed vertebra, with room for it); without a decisive anchor the bodies
+be); with both, they must agree (across a missed vertebra, with room for it), and where a rib-free body (C7) lies
+above the highest rib-bearing one, that one is T1 and must agree with them too (never an anchor alone: a cervical
+rib makes C7 look like T1); without a decisive anchor the bodies
 are V1, V2, ... from the lowest and the level is "not determined" (or the user gives the lowest level,
 `--lowest-level`). A wrong count shifts every
 level, so a level is never guessed, and the rule is stated in every result. Before counting, bodies that cannot
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 import numpy as np
 import SimpleITK as sitk
@@ -301,19 +304,27 @@ def assign_levels(bodies: list[np.ndarray], classes: np.ndarray, spacing, lowest
     elif with_ribs:
         notes.append("the lowest body found carries ribs: the lowest rib-bearing vertebra (T12) cannot be told "
                      "(it may lie below the field of view), so the ribs do not fix the levels")
+    if with_ribs and (first := _first_thoracic(bodies, with_ribs[-1], classes, spacing, posterior, run_of, hu,
+                                               notes)) is not None:
+        if anchors:
+            anchors["highest rib-bearing vertebra is T1"] = (LEVELS.index("T1"), first)
+        else:
+            notes.append("the highest rib-bearing body may be T1, but the highest ribs alone do not fix the levels: a "
+                         "cervical rib, or the network's rib class on C7's long transverse process, would make C7 look "
+                         "like T1")
     if not _anchors_agree(list(anchors.values()), bodies, run_of):
         said = "; ".join(f"{rule.split(':')[0]} gives the lowest body {LEVELS[level + position]}"
                          for rule, (level, position) in anchors.items())
         if len(set(run_of)) > 1:
             said += ", counting no vertebra missed between the bodies found"
-        naming = _unnamed(bodies, "anchors disagree: " + said, notes + [f"the sacrum and the ribs disagree ({said}): "
+        naming = _unnamed(bodies, "anchors disagree: " + said, notes + [f"{_anchor_names(anchors)} disagree ({said}): "
                                                                         "levels not determined"])
     elif not anchors:
         naming = _unnamed(bodies, "no sacrum or rib transition in view", notes)
     else:
         rule = next(iter(anchors))
-        if len(anchors) == 2:
-            rule = "sacrum and ribs agree: " + rule
+        if len(anchors) >= 2:
+            rule = f"{_anchor_names(anchors)} agree: {rule}"
         starts = {run_of[position]: level + position for level, position in anchors.values()}
         naming = _named(bodies, starts, rule, notes, run_of)
     name_of = {id(mask): name for name, mask in naming.levels.items()}
@@ -371,13 +382,57 @@ def _nearest_others(steps: np.ndarray, n: int, count: int = 4) -> np.ndarray:
 
 
 def _anchors_agree(anchors: list[tuple[int, int]], bodies: list[np.ndarray], run_of: list[int]) -> bool:
-    """Whether the anchors, (LEVELS index, position among the bodies) each, agree: the levels between the two
-    anchored bodies must be the bodies found between them and the vertebrae the spaces between them left room for
+    """Whether the anchors, (LEVELS index, position among the bodies) each, agree: between each two anchored bodies
+    the levels must be the bodies found between them and the vertebrae the spaces between them left room for
     (_missed_in; none in one run)."""
-    if len(anchors) < 2:
-        return True
-    (lower_level, lower), (upper_level, upper) = sorted(anchors, key=lambda anchor: anchor[1])
-    return (lower_level - upper_level) - (upper - lower) == _missed_in(bodies, run_of, lower, upper)
+    ordered = sorted(anchors, key=lambda anchor: anchor[1])
+    return all((lower_level - upper_level) - (upper - lower) == _missed_in(bodies, run_of, lower, upper)
+               for (lower_level, lower), (upper_level, upper) in pairwise(ordered))
+
+
+def _anchor_names(anchors: dict) -> str:
+    """'the sacrum and the lowest ribs', ... for the anchors' rules (assign_levels)."""
+    names = {"sacrum": "the sacrum", "lowest rib": "the lowest ribs", "highest rib": "the highest ribs"}
+    said = [next(name for key, name in names.items() if rule.startswith(key)) for rule in anchors]
+    return ", ".join(said[:-1]) + " and " + said[-1] if len(said) > 1 else said[0]
+
+
+MAX_CERVICAL = 7
+
+
+def _first_thoracic(bodies: list[np.ndarray], highest: int, classes: np.ndarray, spacing, posterior: int,
+                    run_of: list[int], hu: np.ndarray | None, notes: list[str]) -> int | None:
+    """The position of T1 among the bodies, or None (with a note where the ribs' upper end is in view but not
+    decisive): T1 is the highest rib-bearing vertebra (the first rib articulates with T1 alone) when the body above
+    it is in view, found with no vertebra missed between them, clearly rib-free (C7), with the place beside and
+    behind it where rib heads would be in view, and no denser than bone (cement hides ribs from the network). The
+    mirror of the lowest rib-bearing vertebra's rule (T12), but a check only (assign_levels): a cervical rib (under
+    1 % of people) or the network's rib class on C7's long transverse process makes C7 the highest rib-bearing body.
+    On a chest CT whose range holds both ends of the ribs, a vertebra lost between them without a gap (a crushed
+    body the network splits between its neighbours, or two found as one) leaves the levels undetermined instead of
+    naming every level above it one too low."""
+    above = highest + 1
+    if above >= len(bodies):
+        return None  # nothing above the highest ribs in view: the usual abdominal, cardiac or chest range
+    if len(bodies) - above > MAX_CERVICAL:
+        notes.append(f"{len(bodies) - above} bodies without ribs lie above the highest rib-bearing one, more than the "
+                     "cervical spine has: ribs were missed, so the highest ribs do not fix the levels")
+    elif run_of[above] != run_of[highest]:
+        notes.append("a vertebra between the highest rib-bearing body and the rib-free one above it was not found: "
+                     "the highest ribs do not fix the levels")
+    elif hu is not None and share_denser_than_bone(bodies[above], hu) >= DENSE_BODY_SHARE:
+        notes.append("the body above the highest rib-bearing one is denser than bone (cement or a sclerotic "
+                     "lesion): the network may not see ribs beside it, so the highest ribs do not fix the levels")
+    elif (stub := _rib_ml(bodies[above], classes, spacing, posterior)) >= RIB_FREE_ML:
+        notes.append(f"the body above the highest rib-bearing one shows {stub:.2f} mL of rib beside its back (a "
+                     "cervical rib, or C7's transverse process?): the highest ribs do not fix the levels")
+    elif not _rib_heads_in_view(bodies[above], classes.shape, spacing, posterior):
+        notes.append("the body above the highest rib-bearing one is cut by the field of view (beside or behind it, "
+                     "or at the scan's end): whether it carries ribs cannot be seen, so the highest ribs do not fix "
+                     "the levels")
+    else:
+        return highest
+    return None
 
 
 DISC_SHARE = 0.3  # a disc is about 0.2-0.4 of a body's height (thoracic to lumbar)
