@@ -125,8 +125,9 @@ PLATE_OVER_CORE_HU = 40.0
 BONE_UNDER_CORE_HU = 15.0
 PLATE_PEAK_MM = 3.0  # the plate's brightest sample is looked for this far either side of where it is reached
 END_PLATE_CONTRAST_HU = 50.0  # less between end plate and disc (a scan too smooth or too noisy): the outline's height
-# An outline's end stands within this of the end plate the scan shows: a 2-3 mm slice blurs a plate by a millimetre
-# or more each way, and the network's outlines, redrawn to the cortex, end within a sample or two of it.
+# An outline's height stands within this of the height between the end plates the scan shows: a 2-3 mm slice blurs
+# a plate by a millimetre or more each way, and the network's outlines, redrawn to the cortex, end within a sample
+# or two of it.
 OUTLINE_TOLERANCE_MM = 3.0
 # A grade 3 fracture loses 40 % or more of its height, and the network may draw the squeezed body taller than it was
 # (the chest CT's T12 squeezed to 15 mm at its front: outlined 30 mm): down to this share of the outline's height.
@@ -136,27 +137,26 @@ MIN_SHARE_OF_OUTLINE = 0.4
 def _end_plates_on_the_scan(hu: np.ndarray, others: np.ndarray | None, columns: dict, ends: dict,
                             outline_heights: dict) -> dict:
     """part -> height (mm) in that band's columns: the outline's (`outline_heights`; `ends`: the band's median lowest
-    and highest samples of the outline), with each end moved to the end plate the scan shows (along the band's
-    median HU profile) where that lies more than OUTLINE_TOLERANCE_MM from it. So a body's corner a network left out
-    does not read as a wedge, nor does a squeezed body a network drew at its old height keep it; within the
-    tolerance the outline stands, and bodies whose plates the scan does not show (`others`: the other bodies, which
-    no disc search enters) are read as the bodies beside them are."""
+    and highest samples of the outline), or the height between the two end plates the scan shows there (along the
+    band's median HU profile) where that differs from it by more than OUTLINE_TOLERANCE_MM. So a body's corner a
+    network left out does not read as a wedge, nor does a squeezed body a network drew at its old height keep it;
+    within the tolerance the outline stands, and bodies whose plates the scan does not show (a thin disc, `others`:
+    the other bodies, which no disc search enters) are read as the bodies beside them are."""
     read = {}
     for part, chosen in columns.items():
+        outline = outline_heights[part]
         profile = np.median(hu[:, chosen], axis=1)
         elsewhere = np.zeros(len(profile), bool) if others is None else np.median(others[:, chosen], axis=1) >= 0.5
         low, high = (int(round(end)) for end in ends[part])
         core = float(np.nanmedian(profile[low + (high - low) // 4:high - (high - low) // 4 + 1]))
         inward = INWARD_SHARE * (high - low + 1)
-        # How far the scan's end plate lies beyond the outline's end (a sample's half beyond its last sample).
-        moves = [None if edge is None else outwards * (edge - end) - 0.5 for edge, end, outwards in
-                 ((_end_plate(profile, elsewhere, low, -1, core, inward), low, -1),
-                  (_end_plate(profile, elsewhere, high, +1, core, inward), high, +1))]
-        height = outline_heights[part] + sum(move * COLUMN_MM for move in moves
-                                             if move is not None and abs(move) * COLUMN_MM > OUTLINE_TOLERANCE_MM)
+        bottom = _end_plate(profile, elsewhere, low, -1, core, inward)
+        top = _end_plate(profile, elsewhere, high, +1, core, inward)
+        scanned = None if bottom is None or top is None else float(top - bottom) * COLUMN_MM
         # A height under MIN_SHARE_OF_OUTLINE of the outline's is no body's (the chest CT's T1, read 40 degrees off
         # its slices, whose posterior band runs through pedicles and ribs: 3 mm against 9.5).
-        read[part] = float(height) if height >= MIN_SHARE_OF_OUTLINE * outline_heights[part] else outline_heights[part]
+        read[part] = (scanned if scanned is not None and abs(scanned - outline) > OUTLINE_TOLERANCE_MM
+                      and scanned >= MIN_SHARE_OF_OUTLINE * outline else outline)
     return read
 
 
