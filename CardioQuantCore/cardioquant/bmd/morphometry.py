@@ -63,8 +63,8 @@ def body_heights(body: np.ndarray, spacing, axis: np.ndarray, hu: np.ndarray | N
     """Anterior, middle and posterior heights of a body mask ([slices, rows, columns] of a scan turned to LPS:
     columns to the left, rows to the back, slices to the head; `spacing` x, y, z in mm) along `axis` (x, y, z).
     With the scan's HU (`hu`, and `every_body`: the bodies found, this one among them), each height's end plates are
-    then found on the scan itself (_end_plates_on_the_scan). None when the body's mid-sagittal slab holds no column at the front,
-    middle or back (a sliver)."""
+    then found on the scan itself (_end_plates_on_the_scan). None when the body's mid-sagittal slab holds no column
+    at the front, middle or back (a sliver)."""
     whole = geometry.bounding_box(body)
     if whole[0].stop == whole[0].start:
         return None
@@ -72,9 +72,7 @@ def body_heights(body: np.ndarray, spacing, axis: np.ndarray, hu: np.ndarray | N
     # the scan is read too), not on the whole scan.
     reach = np.ones(3, int) if hu is None else 1 + np.ceil(SCAN_MARGIN_MM / np.asarray(spacing[::-1])).astype(int)
     box = tuple(slice(max(side.start - r, 0), side.stop + r) for side, r in zip(whole, reach, strict=True))
-    others = None if every_body is None else every_body[box] & ~body[box]
-    sampled = [body[box]] + ([] if hu is None else [hu[box], others])
-    inside, depth, width, *scan = _along_the_spine(sampled, spacing, axis, 0.0 if hu is None else SCAN_MARGIN_MM)
+    inside, depth, width, sample = _along_the_spine(body[box], spacing, axis, 0.0 if hu is None else SCAN_MARGIN_MM)
     # A column's height runs from its lowest to its highest sample inside the body: a gap the network left in the
     # trabecular bone (a vein, a lesion) does not shorten it.
     present = inside >= 0.5
@@ -105,10 +103,15 @@ def body_heights(body: np.ndarray, spacing, axis: np.ndarray, hu: np.ndarray | N
     if not all(chosen.any() for chosen in columns.values()):
         return None
     read = {part: float(np.median(heights[chosen])) for part, chosen in columns.items()}
-    if scan:
+    if hu is not None:
+        others = None if every_body is None else every_body[box] & ~body[box]
         ends = {part: (float(np.median(lowest[chosen])), float(np.median(highest[chosen])))
                 for part, chosen in columns.items()}
-        read = _end_plates_on_the_scan(scan[0], scan[1], columns, ends, read)
+        # Each band's median HU profile along the spine, and where another body's outline holds it.
+        profiles = {part: (np.median(sample(hu[box], chosen), axis=1),
+                           None if others is None else np.median(sample(others, chosen), axis=1) >= 0.5)
+                    for part, chosen in columns.items()}
+        read = _end_plates_on_the_scan(profiles, ends, read)
     return BodyHeights(read["anterior"], read["middle"], read["posterior"])
 
 
@@ -134,19 +137,18 @@ OUTLINE_TOLERANCE_MM = 3.0
 MIN_SHARE_OF_OUTLINE = 0.4
 
 
-def _end_plates_on_the_scan(hu: np.ndarray, others: np.ndarray | None, columns: dict, ends: dict,
-                            outline_heights: dict) -> dict:
+def _end_plates_on_the_scan(profiles: dict, ends: dict, outline_heights: dict) -> dict:
     """part -> height (mm) in that band's columns: the outline's (`outline_heights`; `ends`: the band's median lowest
-    and highest samples of the outline), or the height between the two end plates the scan shows there (along the
-    band's median HU profile) where that differs from it by more than OUTLINE_TOLERANCE_MM. So a body's corner a
-    network left out does not read as a wedge, nor does a squeezed body a network drew at its old height keep it;
-    within the tolerance the outline stands, and bodies whose plates the scan does not show (a thin disc, `others`:
-    the other bodies, which no disc search enters) are read as the bodies beside them are."""
+    and highest samples of the outline), or the height between the two end plates the scan shows there (`profiles`:
+    part -> (the band's median HU profile along the spine, where another body's outline holds it or None)) where
+    that differs from it by more than OUTLINE_TOLERANCE_MM. So a body's corner a network left out does not read as a
+    wedge, nor does a squeezed body a network drew at its old height keep it; within the tolerance the outline
+    stands, and bodies whose plates the scan does not show (a thin disc; no disc search enters another body) are
+    read as the bodies beside them are."""
     read = {}
-    for part, chosen in columns.items():
+    for part, (profile, elsewhere) in profiles.items():
         outline = outline_heights[part]
-        profile = np.median(hu[:, chosen], axis=1)
-        elsewhere = np.zeros(len(profile), bool) if others is None else np.median(others[:, chosen], axis=1) >= 0.5
+        elsewhere = np.zeros(len(profile), bool) if elsewhere is None else elsewhere
         low, high = (int(round(end)) for end in ends[part])
         core = float(np.nanmedian(profile[low + (high - low) // 4:high - (high - low) // 4 + 1]))
         inward = INWARD_SHARE * (high - low + 1)
@@ -201,14 +203,14 @@ def _end_plate(profile: np.ndarray, elsewhere: np.ndarray, end: int, outwards: i
     return edge + outwards * float((profile[edge] - edge_hu) / (profile[edge] - profile[edge + outwards]))
 
 
-def _along_the_spine(arrays: list, spacing, axis: np.ndarray, along_margin_mm: float = 0.0) -> tuple:
-    """(the body mask (`arrays[0]`, its box) resampled linearly onto a COLUMN_MM grid [along the axis, to the front,
-    to the side], the grid's positions to the front and to the side in mm, then each further array of the same box
-    on that grid: the scan's HU, NaN off the box, and other masks, None staying None): the end plates placed between
-    slices, not rounded to them. The grid reaches `along_margin_mm` beyond the body along the axis."""
+def _along_the_spine(body: np.ndarray, spacing, axis: np.ndarray, along_margin_mm: float = 0.0) -> tuple:
+    """(the body mask (its box) resampled linearly onto a COLUMN_MM grid [along the axis, to the front, to the side],
+    the grid's positions to the front and to the side in mm, sample(array, columns): another array of the same box
+    along the grid's `columns` (a [front, side] mask), [along, column], NaN off the box (0 for a mask)): the end
+    plates placed between slices, not rounded to them. The grid reaches `along_margin_mm` beyond the body along the
+    axis."""
     from scipy import ndimage
 
-    body = arrays[0]
     k, j, i = np.nonzero(body)
     spacing = np.asarray(spacing, float)
     axis = np.asarray(axis, float) / np.linalg.norm(axis)
@@ -221,11 +223,17 @@ def _along_the_spine(arrays: list, spacing, axis: np.ndarray, along_margin_mm: f
     margin = 2 * spacing.max() + np.array([along_margin_mm, 0.0, 0.0])
     low, high = local.min(0) - margin, local.max(0) + margin
     along, depth, width = (np.arange(a, b + COLUMN_MM, COLUMN_MM) for a, b in zip(low, high, strict=True))
-    grid = np.stack(np.meshgrid(along, depth, width, indexing="ij"), -1) @ frame + centre  # x, y, z in mm
-    voxel = (grid / spacing)[..., ::-1].transpose(3, 0, 1, 2)  # slice, row, column indices
-    inside = ndimage.map_coordinates(body.astype(np.float32), voxel, order=1, mode="constant", cval=0.0)
-    rest = [None if array is None else
-            ndimage.map_coordinates(array.astype(np.float32), voxel, order=1, mode="constant",
-                                    cval=np.nan if array.dtype != bool else 0.0)
-            for array in arrays[1:]]
-    return (inside, depth, width, *rest)
+
+    def voxels(grid_mm: np.ndarray) -> np.ndarray:  # (..., 3) positions in the frame -> slice, row, column indices
+        return ((grid_mm @ frame + centre) / spacing)[..., ::-1].transpose(-1, *range(grid_mm.ndim - 1))
+
+    grid = np.stack(np.meshgrid(along, depth, width, indexing="ij"), -1)
+    inside = ndimage.map_coordinates(body.astype(np.float32), voxels(grid), order=1, mode="constant", cval=0.0)
+
+    def sample(array: np.ndarray, columns: np.ndarray) -> np.ndarray:
+        d, w = np.nonzero(columns)
+        at = np.stack(np.broadcast_arrays(along[:, None], depth[d][None, :], width[w][None, :]), -1)
+        return ndimage.map_coordinates(array.astype(np.float32), voxels(at), order=1, mode="constant",
+                                       cval=0.0 if array.dtype == bool else np.nan)
+
+    return inside, depth, width, sample
