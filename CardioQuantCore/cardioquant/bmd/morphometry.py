@@ -9,11 +9,11 @@ wedges, and a wedge keeps the back of the body, so the body's overall height doe
 
 The heights are read along the spine's own axis at the body (from its neighbours' centres; the spine is tilted
 against the slices by its kyphosis and lordosis), on the body's mid-sagittal slab, at the front, the middle and the
-back of the body: each between the end plates the scan shows in the columns there, found from the ends of the body's
-outline (a network's or a given mask's), or where the scan shows none, the median over those columns of the
-outline's extent along the axis. A network that learnt no fractured spine draws a squeezed body at about its old
-height, and one that leaves a body's corner out draws a wedge: the outline alone names fractures that are not there
-and misses those that are.
+back of the body: each the median over the columns there of the body outline's extent along the axis (a network's
+or a given mask's), or, where it differs from that by more than OUTLINE_TOLERANCE_MM, the height between the end
+plates the scan shows in those columns. A network that learnt no fractured spine draws a squeezed body at about its
+old height, and one that leaves a body's corner out draws a wedge: the outline alone names fractures that are not
+there and misses those that are.
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ def _end_plates_on_the_scan(profiles: dict, ends: dict, outline_heights: dict) -
         elsewhere = np.zeros(len(profile), bool) if elsewhere is None else elsewhere
         low, high = (int(round(end)) for end in ends[part])
         core = float(np.nanmedian(profile[low + (high - low) // 4:high - (high - low) // 4 + 1]))
-        inward = INWARD_SHARE * (high - low + 1)
+        inward = INWARD_SHARE * (high - low + 1)  # in samples
         bottom = _end_plate(profile, elsewhere, low, -1, core, inward)
         top = _end_plate(profile, elsewhere, high, +1, core, inward)
         scanned = None if bottom is None or top is None else float(top - bottom) * COLUMN_MM
@@ -166,17 +166,18 @@ def _end_plate(profile: np.ndarray, elsewhere: np.ndarray, end: int, outwards: i
                inward: float) -> float | None:
     """The outer edge of the body's end plate at one end of a band, in samples along the profile: where the profile
     falls halfway from the plate's brightest to the disc beyond it. None where the scan does not show it (the scan's
-    end, no plate bright enough over the core and the disc). From the outline's end (`end`; `outwards` +1 at the top, -1 at the
-    bottom) the plate is looked for outwards through bone (a corner the network left out), else inwards (an outline
-    that ends in disc: a squeezed body drawn at its old height), never into another body (`elsewhere`)."""
-    n = len(profile)
+    end, no plate bright enough over the core and the disc). From the outline's end (`end`; `outwards` +1 at the
+    top, -1 at the bottom) the plate is looked for outwards through bone (a corner the network left out), else
+    inwards (an outline that ends in disc: a squeezed body drawn at its old height), never into another body
+    (`elsewhere`)."""
+    n, search, peak_reach = len(profile), DISC_SEARCH_MM / COLUMN_MM, int(round(PLATE_PEAK_MM / COLUMN_MM))
     plate_hu, bone_hu = core + PLATE_OVER_CORE_HU, core - BONE_UNDER_CORE_HU
 
     def on_scan(u: int) -> bool:
         return 0 <= u < n and not elsewhere[u] and not np.isnan(profile[u])
 
     u = end
-    while on_scan(u) and bone_hu <= profile[u] < plate_hu and abs(u - end) <= DISC_SEARCH_MM / COLUMN_MM:
+    while on_scan(u) and bone_hu <= profile[u] < plate_hu and abs(u - end) <= search:
         u += outwards  # through bone towards a plate beyond the outline
     if not (on_scan(u) and profile[u] >= plate_hu):
         u = end
@@ -184,11 +185,11 @@ def _end_plate(profile: np.ndarray, elsewhere: np.ndarray, end: int, outwards: i
             u -= outwards  # back into the outline
         if not (on_scan(u) and profile[u] >= plate_hu):
             return None
-    around = [v for v in range(u - int(PLATE_PEAK_MM), u + int(PLATE_PEAK_MM) + 1) if on_scan(v)]
+    around = [v for v in range(u - peak_reach, u + peak_reach + 1) if on_scan(v)]
     brightest = max(around, key=lambda v: profile[v])
     # The disc: the darkest sample beyond the plate, before the next plate (the neighbour's) or the search's end.
     disc, dipped, v = np.inf, False, brightest + outwards
-    while on_scan(v) and abs(v - end) <= DISC_SEARCH_MM / COLUMN_MM and not (dipped and profile[v] >= plate_hu):
+    while on_scan(v) and abs(v - end) <= search and not (dipped and profile[v] >= plate_hu):
         disc, dipped = min(disc, float(profile[v])), dipped or profile[v] < plate_hu
         v += outwards
     if not np.isfinite(disc) or profile[brightest] - disc < END_PLATE_CONTRAST_HU:

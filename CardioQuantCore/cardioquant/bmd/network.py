@@ -397,7 +397,7 @@ def _anchor_names(anchors: dict) -> str:
     return ", ".join(said[:-1]) + " and " + said[-1] if len(said) > 1 else said[0]
 
 
-MAX_CERVICAL = 7
+MAX_CERVICAL = 7  # more rib-free bodies above the highest rib-bearing one: ribs were missed higher up
 
 
 def _first_thoracic(bodies: list[np.ndarray], highest: int, classes: np.ndarray, spacing, posterior: int,
