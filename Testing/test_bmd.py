@@ -655,12 +655,14 @@ _SPINE = dict(seed=3, spacing=(0.8, 0.8, 2.0), levels=("T12", "L1", "L2", "L3"),
               bmd={"T12": 110.0, "L1": 110.0, "L2": 110.0, "L3": 110.0})
 
 
-def _possible_fractures(tmp_path, ct, masks) -> dict:
-    """level -> kind of the bodies bmd.json names possible fractures, run through the CLI with vertebra `masks`."""
+def _possible_fractures(tmp_path, ct, masks) -> tuple[dict, dict]:
+    """(level -> kind of the bodies bmd.json names possible fractures, level -> the heights it read between the end
+    plates on the scan), run through the CLI with vertebra `masks`."""
     out = tmp_path / f"out_{Path(masks).stem}"
     assert cli.main(["bmd", str(ct), "--vertebra-mask", str(masks), "--kvp", "120", "--quiet", "-o", str(out)]) == 0
     result = json.loads((out / "bmd.json").read_text())
-    return {level: v["possible_fracture_kind"] for level, v in result["vertebrae"].items() if v["possible_fracture"]}
+    return ({level: v["possible_fracture_kind"] for level, v in result["vertebrae"].items() if v["possible_fracture"]},
+            {level: v["body_heights_read_on_scan"] for level, v in result["vertebrae"].items()})
 
 
 def test_a_wedge_whose_masks_keep_its_old_height_is_named_from_its_end_plates_on_the_scan(tmp_path):
@@ -669,7 +671,9 @@ def test_a_wedge_whose_masks_keep_its_old_height_is_named_from_its_end_plates_on
     front is 40 % lower than its back (Genant grade 3); the masks are those of the same spine unbroken."""
     ct, _ = write_case(tmp_path, phantom.make_spine_phantom(**_SPINE, wedged={"L1": 0.4}), "wedged")
     _, old_height_masks = write_case(tmp_path, phantom.make_spine_phantom(**_SPINE), "whole")
-    assert _possible_fractures(tmp_path, ct, old_height_masks) == {"L1": "wedge"}
+    fractures, read_on_scan = _possible_fractures(tmp_path, ct, old_height_masks)
+    assert fractures == {"L1": "wedge"} and "anterior" in read_on_scan["L1"]
+    assert read_on_scan["L3"] == []  # an unbroken body's masks hold its height
 
 
 def test_a_body_whose_mask_leaves_its_lower_front_out_is_no_wedge(tmp_path):
@@ -688,7 +692,8 @@ def test_a_body_whose_mask_leaves_its_lower_front_out_is_no_wedge(tmp_path):
     masks = sitk.GetImageFromArray(labels)
     masks.CopyInformation(sitk.ReadImage(str(ct)))
     sitk.WriteImage(masks, str(tmp_path / "short_front.nrrd"))
-    assert _possible_fractures(tmp_path, ct, tmp_path / "short_front.nrrd") == {}
+    fractures, read_on_scan = _possible_fractures(tmp_path, ct, tmp_path / "short_front.nrrd")
+    assert fractures == {} and "anterior" in read_on_scan["L2"]
 
 
 def test_a_crushed_vertebra_is_named_as_a_possible_fracture_and_left_out_of_the_patient_figure(tmp_path):

@@ -34,11 +34,13 @@ COLUMN_MM = 1.0  # the columns' cross-section: the in-plane pixel size of most C
 
 @dataclass(frozen=True)
 class BodyHeights:
-    """Anterior, middle and posterior heights of one vertebral body (mm), along the spine's axis there."""
+    """Anterior, middle and posterior heights of one vertebral body (mm), along the spine's axis there, and which
+    of them were read between the end plates the scan shows (the others are the outline's)."""
 
     anterior: float
     middle: float
     posterior: float
+    read_on_scan: tuple[str, ...] = ()
 
     def to_json(self) -> dict:
         return {"anterior": round(self.anterior, 1), "middle": round(self.middle, 1),
@@ -111,7 +113,9 @@ def body_heights(body: np.ndarray, spacing, axis: np.ndarray, hu: np.ndarray | N
         profiles = {part: (np.median(sample(hu[box], chosen), axis=1),
                            None if others is None else np.median(sample(others, chosen), axis=1) >= 0.5)
                     for part, chosen in columns.items()}
-        read = _end_plates_on_the_scan(profiles, ends, read)
+        on_scan = _end_plates_on_the_scan(profiles, ends, read)
+        return BodyHeights(on_scan["anterior"], on_scan["middle"], on_scan["posterior"],
+                           tuple(part for part in on_scan if on_scan[part] != read[part]))
     return BodyHeights(read["anterior"], read["middle"], read["posterior"])
 
 

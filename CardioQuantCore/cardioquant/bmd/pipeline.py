@@ -319,6 +319,7 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
             warnings.append(f"{level}: {'; '.join(doubts)}: its BMD is not used for the patient figure")
     for level, heights in body_heights(bodies, centres, per_vertebra, spacing, hu, all_bodies).items():
         per_vertebra[level]["body_heights_mm"] = heights.to_json() if heights else None
+        per_vertebra[level]["body_heights_read_on_scan"] = list(heights.read_on_scan) if heights else []
     for level, (kind, doubt) in possible_fractures(per_vertebra, centres, spacing[2]).items():
         per_vertebra[level].update({"plausible": False, "possible_fracture": True, "possible_fracture_kind": kind})
         warnings.append(f"{level}: {doubt}: its BMD is not used for the patient figure")
@@ -417,10 +418,12 @@ BODY_ML = (5.0, 90.0)
 
 
 def _table_columns(values: dict) -> dict:
-    """A vertebra's figures as table columns: Genant's three heights each a numeric column of its own."""
+    """A vertebra's figures as table columns: Genant's three heights each a numeric column of its own, and those
+    read between the end plates on the scan named in one."""
     heights = values.get("body_heights_mm") or {}
-    columns = {k: v for k, v in values.items() if k != "body_heights_mm"}
-    return columns | {f"body_height_{part}_mm": heights.get(part) for part in ("anterior", "middle", "posterior")}
+    columns = {k: v for k, v in values.items() if k not in ("body_heights_mm", "body_heights_read_on_scan")}
+    return columns | {f"body_height_{part}_mm": heights.get(part) for part in ("anterior", "middle", "posterior")} | {
+        "body_heights_read_on_scan": " ".join(values.get("body_heights_read_on_scan") or [])}
 
 
 def body_height_mm(body: np.ndarray, spacing) -> float:
@@ -591,7 +594,9 @@ def deformed_bodies(per_vertebra: dict, centres: dict, slice_mm: float) -> dict[
             expected = min(heights[other][part] for other in neighbours)
             if all(reference - own >= max(FRACTURE_HEIGHT_LOSS * reference, FRACTURE_SLICES * slice_mm)
                    for reference in (back, expected)):
-                found[level] = (kind, f"{part} height {own:.0f} mm against its posterior {back:.0f} mm and its "
+                on_scan = " (between the end plates the scan shows)" if part in per_vertebra[level].get(
+                    "body_heights_read_on_scan", ()) else ""
+                found[level] = (kind, f"{part} height {own:.0f} mm{on_scan} against its posterior {back:.0f} mm and its "
                                 f"neighbours' {part} ("
                                 + ", ".join(f"{other} {heights[other][part]:.0f} mm" for other in neighbours)
                                 + f"): {100 * (1 - own / back):.0f} % lower, a possible {kind} fracture (Genant grade "

@@ -69,14 +69,19 @@ def draw_report(path, hu, spacing, labels, summary, warnings=()) -> None:
     refs = ", ".join(f"{t} {r['measured_hu']:.0f} HU{_counted(r)}" for t, r in summary["calibration"]["references"].items())
     page.footer(figure, [f"References: {refs or 'phantom'}; kVp {summary['kvp']:g}",
                          "ACR QCT: >120 normal, 80-120 osteopenia, <80 osteoporosis (mg/cm3). Nominal tissue HU and "
-                         "HA slopes are literature-typical, unverified settings."])
+                         "HA slopes are literature-typical, unverified settings.",
+                         "A/M/P: Genant's body heights along the spine; * read between the end plates the scan shows, "
+                         "where the body's outline was more than 3 mm off them."])
     page.save_page(figure, path, warnings)
 
 
 def _genant_heights(vertebra: dict) -> str:
-    """Genant's anterior / middle / posterior heights of a body, or a dash when they could not be read."""
+    """Genant's anterior / middle / posterior heights of a body, each read between the end plates on the scan marked
+    '*' (the others are the outline's), or a dash when they could not be read."""
     heights = vertebra.get("body_heights_mm")
-    return "/".join(f"{heights[part]:.0f}" for part in ("anterior", "middle", "posterior")) if heights else "-"
+    on_scan = vertebra.get("body_heights_read_on_scan") or ()
+    return "/".join(f"{heights[part]:.0f}" + ("*" if part in on_scan else "")
+                    for part in ("anterior", "middle", "posterior")) if heights else "-"
 
 
 def _plausible(vertebra: dict) -> str:
