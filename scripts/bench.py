@@ -1221,6 +1221,20 @@ def bench_bmd_totalsegmentator(shared: Path):
     print(f"bmd on TotalSegmentator example CT, vertebra mask without its body mask: contrast flag "
           f"{without['contrast_enhanced']} (with the body mask: {result.summary['contrast_enhanced']}; the scan is "
           f"not contrast-enhanced); trabecular HU shift against the body-mask run: {shifts}")
+    automatic = run(loaded, settings_for("bmd", kvp=120.0, device="cpu"), Progress()).summary
+    ratios = []
+    for level, values in automatic["vertebrae"].items():
+        theirs = [report.get(f"vertebrae_{level}_height_{part}_mm") for part in ("anterior", "posterior")]
+        if None not in theirs and values.get("body_heights_mm"):
+            ours = values["body_heights_mm"]["anterior"] / values["body_heights_mm"]["posterior"]
+            on_scan = ",".join(values.get("body_heights_read_on_scan") or []) or "outline"
+            ratios.append((level, ours, theirs[0] / theirs[1], on_scan))
+    if ratios:
+        print("bmd on TotalSegmentator example CT, the automatic path's front-to-back height ratios (Genant's wedge "
+              "index) against the spine report's: " + ", ".join(
+                  f"{level} {ours:.2f} vs {theirs:.2f} ({on_scan})" for level, ours, theirs, on_scan in ratios)
+              + f"; mean absolute difference {np.mean([abs(o - t) for _, o, t, _ in ratios]):.2f} (the report is "
+              "TotalSegmentator's own measurement on its masks, not a truth)")
 
 
 def _real_bmd_scans(shared: Path) -> list[tuple]:
