@@ -71,7 +71,7 @@ class LabelTable:
         values_of_labels); voxels of other numbers are 0."""
         import numpy as np
 
-        lookup = np.zeros(max(int(drawn.max()), *values) + 1, np.uint8)
+        lookup = np.zeros(max([int(drawn.max()), *values]) + 1, np.uint8)
         lookup[list(values)] = list(values.values())
         return lookup[drawn]
 

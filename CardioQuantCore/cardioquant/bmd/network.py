@@ -280,20 +280,13 @@ def assign_levels(bodies: list[np.ndarray], classes: np.ndarray, spacing, lowest
                      f"spine has ({MAX_LUMBAR} with a sixth lumbar vertebra): ribs were missed, so the ribs do not fix "
                      "the levels")
     elif below >= 0 and run_of[below] == run_of[below + 1]:
-        if hu is not None and (dense := share_denser_than_bone(bodies[below], hu)) >= DENSE_BODY_SHARE:
-            notes.append(f"{100 * dense:.0f} % of the body below the lowest rib-bearing one is denser than bone (cement or a "
-                         "sclerotic lesion): the network may not see the ribs beside it, so the ribs do not fix the "
-                         "levels (the chest CT with cement in T12 lost T12's ribs, and T11 was taken for T12)")
-        elif (stub := _rib_ml(bodies[below], classes, spacing, posterior)) >= RIB_FREE_ML:
-            notes.append(f"the body below the lowest rib-bearing one shows {stub:.2f} mL of rib beside its back (a "
-                         "short twelfth rib seen in part?): it is not clearly rib-free, so the ribs do not fix the "
-                         "levels")
-        elif _rib_heads_in_view(bodies[below], classes.shape, spacing, posterior):
+        doubt = _not_clearly_rib_free(bodies[below], classes, spacing, posterior, hu, "below the lowest", "the ribs",
+                                      "a short twelfth rib seen in part?", " (the chest CT with cement in T12 lost "
+                                      "T12's ribs, and T11 was taken for T12)")
+        if doubt is None:
             anchors["lowest rib-bearing vertebra is T12"] = (LEVELS.index("T12"), with_ribs[0])
         else:
-            notes.append("the body below the lowest rib-bearing one is cut by the field of view (beside or behind "
-                         "it, or at the scan's end): whether it carries ribs cannot be seen, so the ribs do not fix "
-                         "the levels")
+            notes.append(doubt)
     elif below >= 0:
         # Not even when the space the missed vertebra left shows no rib: the network can miss T12 with its short
         # twelfth rib (the chest CT read 0.8 times its size lost L2-T12, its space was rib-free, and T11-T2 were
@@ -397,6 +390,24 @@ def _anchor_names(anchors: dict) -> str:
     return ", ".join(said[:-1]) + " and " + said[-1] if len(said) > 1 else said[0]
 
 
+def _not_clearly_rib_free(body: np.ndarray, classes: np.ndarray, spacing, posterior: int, hu: np.ndarray | None,
+                          where: str, anchor: str, stub_hint: str, dense_example: str = "") -> str | None:
+    """Why the rib-free body next to the rib-bearing ones (`where`: "below the lowest", "above the highest") does
+    not make `anchor` decisive, or None: denser than bone (cement hides a body's ribs from the network), a stub of
+    rib beside it (`stub_hint` says what it may be), or the place of its rib heads out of view (_rib_heads_in_view).
+    The one check of the T12 and the T1 rules."""
+    if hu is not None and (dense := share_denser_than_bone(body, hu)) >= DENSE_BODY_SHARE:
+        return (f"{100 * dense:.0f} % of the body {where} rib-bearing one is denser than bone (cement or a sclerotic "
+                f"lesion): the network may not see the ribs beside it, so {anchor} do not fix the levels{dense_example}")
+    if (stub := _rib_ml(body, classes, spacing, posterior)) >= RIB_FREE_ML:
+        return (f"the body {where} rib-bearing one shows {stub:.2f} mL of rib beside its back ({stub_hint}): it is "
+                f"not clearly rib-free, so {anchor} do not fix the levels")
+    if not _rib_heads_in_view(body, classes.shape, spacing, posterior):
+        return (f"the body {where} rib-bearing one is cut by the field of view (beside or behind it, or at the "
+                f"scan's end): whether it carries ribs cannot be seen, so {anchor} do not fix the levels")
+    return None
+
+
 MAX_CERVICAL = 7  # more rib-free bodies above the highest rib-bearing one: ribs were missed higher up
 
 
@@ -420,16 +431,9 @@ def _first_thoracic(bodies: list[np.ndarray], highest: int, classes: np.ndarray,
     elif run_of[above] != run_of[highest]:
         notes.append("a vertebra between the highest rib-bearing body and the rib-free one above it was not found: "
                      "the highest ribs do not fix the levels")
-    elif hu is not None and share_denser_than_bone(bodies[above], hu) >= DENSE_BODY_SHARE:
-        notes.append("the body above the highest rib-bearing one is denser than bone (cement or a sclerotic "
-                     "lesion): the network may not see ribs beside it, so the highest ribs do not fix the levels")
-    elif (stub := _rib_ml(bodies[above], classes, spacing, posterior)) >= RIB_FREE_ML:
-        notes.append(f"the body above the highest rib-bearing one shows {stub:.2f} mL of rib beside its back (a "
-                     "cervical rib, or C7's transverse process?): the highest ribs do not fix the levels")
-    elif not _rib_heads_in_view(bodies[above], classes.shape, spacing, posterior):
-        notes.append("the body above the highest rib-bearing one is cut by the field of view (beside or behind it, "
-                     "or at the scan's end): whether it carries ribs cannot be seen, so the highest ribs do not fix "
-                     "the levels")
+    elif (doubt := _not_clearly_rib_free(bodies[above], classes, spacing, posterior, hu, "above the highest",
+                                         "the highest ribs", "a cervical rib, or C7's transverse process?")):
+        notes.append(doubt)
     else:
         return highest
     return None
