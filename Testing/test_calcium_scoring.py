@@ -133,6 +133,16 @@ def test_touching_lesions_of_two_arteries_stay_separate():
     assert result.arteries["LAD"]["agatston"] == 16 and result.arteries["LCX"]["agatston"] == 16
 
 
+@pytest.mark.parametrize("connectivity", ["2d8", "3d26"])
+def test_one_arterys_calcium_joined_only_through_anothers_is_two_lesions(connectivity):
+    # LAD | LCX | LAD in a row, 2 x 2 mm each at 450 HU (weight 4): the LAD's two pieces touch only the LCX's.
+    hu, labels = volume_with([(slice(2, 3), slice(5, 7), slice(5, 11), 450, 2)])
+    labels[2, 5:7, 7:9] = 3
+    result = score(hu, labels, (1, 1, 3), ScoringSettings(connectivity=connectivity, **RAW))
+    assert result.arteries["LAD"] == {"agatston": 32.0, "volume_mm3": 24.0, "mass_mg": None, "lesions": 2}
+    assert result.arteries["LCX"]["agatston"] == 16.0 and result.arteries["LCX"]["lesions"] == 1
+
+
 def test_the_report_outlines_each_lesion_alone():
     """Three LAD plaques beside each other (a calcified bifurcation) share a thumbnail's field of view: each
     thumbnail outlines its own plaque, every voxel of it and none of its neighbours'."""
