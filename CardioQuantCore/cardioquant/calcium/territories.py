@@ -29,6 +29,9 @@ Candidates are 3D-connected (26) regions of voxels at or above the calcium thres
   veins, never traced by the experts.
 - With no epicardial fat within FAT_REACH_MM in plane: "not coronary" (inside the myocardium, a chamber or the
   aortic root; the coronaries run in the epicardial fat).
+- Thicker in plane than a coronary artery can be (NODE_ACROSS_MM or more across its narrowest way, on its thickest
+  slice): "not coronary", a calcified lymph node or valve or annulus calcium; THICK_REVIEW_ACROSS_MM or more is
+  scored and flagged (a coronary, or a small node?).
 - Otherwise the artery follows coronary anatomy, from where the lesion lies in the heart's cross-section on its
   own slice: u, the share of the way from the section's right edge to its left, and t, from its front to its
   back (2nd-98th percentile of the region's voxels in patient axes, so neither the field of view, the heart's
@@ -126,6 +129,15 @@ METAL_REACH_MM = 10.0
 # where the largest traced circumflex lesion on the COCA scans here is 301 mm3 (COCA 5's proximal plaque). A lesion
 # called circumflex and larger than this is scored, and flagged for the reader to look at.
 MAC_REVIEW_MM3 = 800.0
+# A coronary artery is at most about 5 mm across with its wall (the left main 4-5 mm, proximal RCA and LAD 3-4), and
+# its calcium, however much of the wall it takes, stays within that, plus a millimetre or so of blooming on each
+# side at the 130 HU threshold: the thickest traced lesion on the three COCA scans (COCA 5's 482 mm3 RCA plaque,
+# Agatston 2230 in all) is 5.1 mm across its narrowest way on its thickest slice. Calcified lymph nodes (old
+# tuberculosis or histoplasmosis) are balls of 5-20 mm; the hilar, prevascular and aortic-root stations lie beside
+# the heart's base inside the search region, and an 8 mm one there scored 367 points as LCX or RCA (make bench,
+# "calcified lymph node"). 10 mm across every way is no coronary; 7-10 mm is scored and flagged for the reader.
+NODE_ACROSS_MM = 10.0
+THICK_REVIEW_ACROSS_MM = 7.0
 POSSIBLE_NOISE = "could be noise"  # the reason of a candidate under the noise floor starts with this
 FAINT_AT_LUNG = "faint at the lung's border"  # ... and of one under the lung border's floor with this
 METAL = "metal"                                # ... of metal itself
@@ -316,6 +328,10 @@ def assign(candidate_mask: np.ndarray, heart_region: np.ndarray, voxel_to_lps, s
             label, review = NOT_CORONARY, False
             reason = (f"no epicardial fat within {FAT_REACH_MM:g} mm: inside the myocardium, a chamber or the aortic "
                       "root (the coronaries run in the epicardial fat)")
+        elif (across := across_mm(inside_box, spacing)) >= NODE_ACROSS_MM:
+            label, review = NOT_CORONARY, False
+            reason = (f"{across:.0f} mm across its narrowest way: thicker than any coronary artery (at most about 5 mm "
+                      "with its wall): a calcified lymph node, or valve or annulus calcium")
         elif u < RCA_BELOW_U and t >= BEHIND_THE_ATRIA_T and down < CRUX_DOWN:
             label, review = NOT_CORONARY, False
             reason = (f"behind the atria on the heart's right side (right-left {u:.2f}, front-back {t:.2f}), above the "
@@ -332,6 +348,9 @@ def assign(candidate_mask: np.ndarray, heart_region: np.ndarray, voxel_to_lps, s
                 review, reason = True, reason + "; touches a great vessel's wall: coronary ostium or aortic wall?"
             if point[2] > ostia_limit - OSTIA_REVIEW_MM:
                 review, reason = True, reason + "; near the top of the heart's base: coronary ostium or hilar node?"
+            if across >= THICK_REVIEW_ACROSS_MM:
+                review, reason = True, reason + (f"; {across:.0f} mm across: thicker than a coronary's calcium usually "
+                                                 "is: a calcified lymph node?")
             if label == LCX and volume >= MAC_REVIEW_MM3:
                 review, reason = True, reason + (f"; large ({volume:.0f} mm3) in the left atrioventricular groove: "
                                                  "circumflex calcium, or mitral annular calcification (not coronary)?")
@@ -349,6 +368,17 @@ def assign(candidate_mask: np.ndarray, heart_region: np.ndarray, voxel_to_lps, s
                         "depth_fraction": fraction if label in (LAD, LCX, RCA) else None})
     _flag_left_main(entries, labels, components, smallest_lesion_mm3=1.0 * float(spacing[2]))
     return Assignment(labels, entries, components)
+
+
+def across_mm(inside_box: np.ndarray, spacing) -> float:
+    """How thick a candidate (`inside_box`, [k, j, i]) is in plane, in mm: across its narrowest way on the slice
+    where it is thickest, as twice the distance from its innermost pixel to the nearest pixel outside it, less a
+    pixel. Exact for a bar (3 pixels wide: 3); a disk reads 1-2 pixels under its diameter (9 pixels: 7.2), so the
+    rules err towards calling a calcification coronary."""
+    pixel = (float(spacing[1]), float(spacing[0]))
+    deepest = max(float(ndimage.distance_transform_edt(np.pad(plane, 1), sampling=pixel).max())
+                  for plane in inside_box if plane.any())
+    return 2.0 * deepest - min(pixel)
 
 
 def _under_noise_floor(hu, inside_box, box, spacing, floor: noise.NoiseFloor | None) -> str | None:
