@@ -181,3 +181,22 @@ def test_the_vertebra_training_grain_is_a_low_dose_scans_noise_in_hu():
     sds = [float(grain.std()) for grain in added]
     assert min(sds) < 10.0 and 15.0 < max(sds) <= 25.0 * 1.02
     assert all(abs(float(grain.mean())) < 1.0 for grain in added)
+
+
+def test_keeping_part_of_the_start_averages_each_weight_with_the_one_training_began_from(tmp_path):
+    """--keep-init 0.3 (WiSE-FT): every weight written is 0.3 x where training started + 0.7 x where it ended."""
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from train_vertebra_segmenter import keep_part_of_the_start
+
+    network = torch.nn.Linear(3, 2)
+    start = {key: torch.full_like(value, 1.0) for key, value in network.state_dict().items()}
+    torch.save(start, tmp_path / "start.pt")
+    network.load_state_dict({key: torch.full_like(value, 2.0) for key, value in start.items()})
+    keep_part_of_the_start(network, tmp_path / "start.pt", 0.3)
+    for value in network.state_dict().values():
+        assert torch.allclose(value, torch.full_like(value, 0.3 * 1.0 + 0.7 * 2.0))

