@@ -339,6 +339,30 @@ def test_reference_tissues_read_the_same_on_a_low_dose_scan():
         assert abs(grainy[tissue]["measured_hu"] - ordinary[tissue]["measured_hu"]) < 4.0, tissue
 
 
+def test_the_blood_reference_is_the_aorta_running_beside_the_spine_not_a_bowel_loop():
+    """The aortic blood reference is the aorta, which runs beside every vertebra measured, even where the diaphragm's
+    crus touches it on its widest slice; not a round bowel loop of 20 HU that crosses a quarter of the slices (the
+    abdominal CT's blood reference read 20 HU against its aorta's 45 when air was added beside the patient)."""
+    shape = (12, 200, 200)
+    jj, ii = np.indices(shape[1:])
+    hu = np.full(shape, -1000.0)
+    hu[:, ((jj - 100) / 90) ** 2 + ((ii - 100) / 95) ** 2 <= 1] = -100.0  # the abdomen's fat
+    hu[:, 120:146, 88:113] = 250.0                                          # a vertebral body (rows run to the back)
+    for k in range(shape[0]):
+        radius = 11.0 if k == 6 else 10.0                                   # the aorta, widest on slice 6 ...
+        hu[k][np.hypot(jj - 100, ii - 112) <= radius] = 45.0
+    hu[6, 94:106, 112:150] = hu[6, 60:116, 138:150] = 45.0                 # ... where the crus touches it
+    for k in range(3):                                                      # a bowel loop on 3 slices
+        hu[k][np.hypot(jj - 60, ii - 135) <= 9.0] = 20.0
+    vertebra = np.zeros(shape, bool)
+    vertebra[:, 120:146, 88:113] = True
+    hu = ndimage.gaussian_filter(hu, (0, 0.7, 0.7)).astype(np.float32)
+    rois = references.reference_rois(hu, (1.0, 1.0, 3.0), vertebra, +1)
+    blood = rois["blood"]
+    assert blood.any(axis=(1, 2)).sum() == shape[0]  # on every slice: the aorta's tube
+    assert references.statistics(hu, {"blood": blood})["blood"]["measured_hu"] == pytest.approx(45.0, abs=2.0)
+
+
 def test_no_muscle_reference_from_a_sliver_at_the_field_of_views_edge():
     """A calcium scan's field of view may end a centimetre behind the spine: the paraspinal muscle is cut away, and
     what lies at the image's edge behind the spine is no muscle reference."""
