@@ -722,6 +722,26 @@ def test_calcium_in_the_aortic_wall_is_not_coronary_but_a_plaque_on_the_heart_is
     assert without.labels[wall] in (territories.LAD, territories.LCX, territories.RCA)  # what it was before
 
 
+def test_calcium_in_front_of_the_hearts_section_is_the_chest_wall_not_a_coronary():
+    """The coronaries lie on the heart's surface. Where a thin piece of the heart region runs forward along the chest
+    wall, a speck in it a tenth or more of the section's depth in front of the section's front (here 0.31) is the
+    sternum or costal cartilage, not coronary; one in front by less (0.06) is scored and flagged for review."""
+    heart = np.zeros((70, 70, 70), bool)
+    heart[20:60, 20:60, 20:60] = True        # a 40 mm cube
+    heart[40, 6:20, 39:41] = True            # a thin strip of the region (2 % of the slice) along the chest wall
+    candidates = np.zeros((70, 70, 70), bool)
+    candidates[40, 7:9, 39:41] = True        # 12 mm in front of the section's front (depth 40 mm)
+    candidates[40, 17:19, 39:41] = True      # 2 mm in front of it
+    candidates[40, 22:24, 50:52] = True      # on the surface, left and front: a coronary (LAD)
+    found = territories.assign(candidates, heart, lambda ijk: np.asarray(ijk, float), (1.0, 1.0, 1.0))
+    by_voxel = {e["candidate"]: e for e in found.per_candidate}
+    assert found.labels[40, 7, 39] == territories.NOT_CORONARY
+    assert "in front of the heart" in by_voxel[found.components[40, 7, 39]]["reason"]
+    assert found.labels[40, 17, 39] in (territories.LAD, territories.RCA) and by_voxel[found.components[40, 17, 39]]["review"]
+    assert found.labels[40, 22, 50] == territories.LAD
+    assert "in front of the heart" not in by_voxel[found.components[40, 22, 50]]["reason"]
+
+
 def test_a_bone_fragment_on_the_sternum_is_not_coronary():
     """Partial volume cuts a fragment off a bone where the region reaches it: a speck 2 mm from a sternum-like
     bone that runs out of the region is 'not coronary'; a plaque 10 mm from it stays coronary."""

@@ -32,6 +32,8 @@ Candidates are 3D-connected (26) regions of voxels at or above the calcium thres
 - Thicker in plane than a coronary artery can be (NODE_ACROSS_MM or more across its narrowest way, on its thickest
   slice): "not coronary", a calcified lymph node or valve or annulus calcium; THICK_REVIEW_ACROSS_MM or more is
   scored and flagged (a coronary, or a small node?).
+- In front of the heart's cross-section on its slice by IN_FRONT_T of its depth or more (t below, see next): "not
+  coronary", the sternum, costal cartilage or chest wall; in front of it by less is scored and flagged.
 - Otherwise the artery follows coronary anatomy, from where the lesion lies in the heart's cross-section on its
   own slice: u, the share of the way from the section's right edge to its left, and t, from its front to its
   back (2nd-98th percentile of the region's voxels in patient axes, so neither the field of view, the heart's
@@ -138,6 +140,12 @@ MAC_REVIEW_MM3 = 800.0
 # "calcified lymph node"). 10 mm across every way is no coronary; 7-10 mm is scored and flagged for the reader.
 NODE_ACROSS_MM = 10.0
 THICK_REVIEW_ACROSS_MM = 7.0
+# The coronaries lie on the heart's surface, inside the front-back extent of its section (t from 0 at its front): on
+# the three COCA scans every traced lesion has t >= 0.08. The region reaches forward only where a thin piece of it
+# runs along the chest wall, and what lies there, a tenth of the section's depth or more in front of its front, is
+# the sternum or costal cartilage: fragments of the contrast chest CT's sternum, framed as 150-200 mm cardiac fields
+# of view, lay at t -0.14, -0.13 and -0.05, and scored as LAD or RCA. In front of the section by less is flagged.
+IN_FRONT_T = -0.1
 POSSIBLE_NOISE = "could be noise"  # the reason of a candidate under the noise floor starts with this
 FAINT_AT_LUNG = "faint at the lung's border"  # ... and of one under the lung border's floor with this
 METAL = "metal"                                # ... of metal itself
@@ -337,6 +345,10 @@ def assign(candidate_mask: np.ndarray, heart_region: np.ndarray, voxel_to_lps, s
             reason = (f"behind the atria on the heart's right side (right-left {u:.2f}, front-back {t:.2f}), above the "
                       f"crux ({down:.2f} of the way down): a pulmonary vein, the left atrium's wall, the oesophagus or "
                       "a subcarinal or hilar lymph node; the RCA runs in front of the right atrium at this level")
+        elif t < IN_FRONT_T:
+            label, review = NOT_CORONARY, False
+            reason = (f"in front of the heart's cross-section (front-back {t:.2f}): the sternum, costal cartilage or "
+                      "chest wall; the coronaries lie on the heart's surface")
         else:
             label, review = artery_from_position(u, t)
             reason = f"position in the heart's cross-section (right-left {u:.2f}, front-back {t:.2f})"
@@ -344,6 +356,8 @@ def assign(candidate_mask: np.ndarray, heart_region: np.ndarray, voxel_to_lps, s
                 review, reason = True, reason + "; towards the back above the crux: a subcarinal or hilar node?"
             if fraction > DEEP_REVIEW_FRACTION:
                 review, reason = True, reason + f"; deep ({fraction:.2f} of the heart's radius): valve or annulus?"
+            if t < 0.0:
+                review, reason = True, reason + "; in front of the heart's section: a fragment of the sternum or cartilage?"
             if vessel_share > 0:
                 review, reason = True, reason + "; touches a great vessel's wall: coronary ostium or aortic wall?"
             if point[2] > ostia_limit - OSTIA_REVIEW_MM:
