@@ -342,7 +342,7 @@ def test_reference_tissues_read_the_same_on_a_low_dose_scan():
 def test_the_blood_reference_is_the_aorta_running_beside_the_spine_not_a_bowel_loop():
     """The aortic blood reference is the aorta, which runs beside every vertebra measured, even where the diaphragm's
     crus touches it on its widest slice; not a round bowel loop of 20 HU that crosses a quarter of the slices (the
-    abdominal CT's blood reference read 20 HU against its aorta's 45 when air was added beside the patient)."""
+    abdominal CT's blood reference read 20 HU against its aorta's 45 with air added beside the patient)."""
     shape = (12, 200, 200)
     jj, ii = np.indices(shape[1:])
     hu = np.full(shape, -1000.0)

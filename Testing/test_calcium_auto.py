@@ -724,11 +724,11 @@ def test_calcium_in_the_aortic_wall_is_not_coronary_but_a_plaque_on_the_heart_is
 
 def test_calcium_in_front_of_the_hearts_section_is_the_chest_wall_not_a_coronary():
     """The coronaries lie on the heart's surface. Where a thin piece of the heart region runs forward along the chest
-    wall, a speck in it a tenth or more of the section's depth in front of the section's front (here 0.31) is the
+    wall, a speck in it a tenth or more of the section's depth in front of the section's front (here 0.3) is the
     sternum or costal cartilage, not coronary; one in front by less (0.06) is scored and flagged for review."""
     heart = np.zeros((70, 70, 70), bool)
     heart[20:60, 20:60, 20:60] = True        # a 40 mm cube
-    heart[40, 6:20, 39:41] = True            # a thin strip of the region (2 % of the slice) along the chest wall
+    heart[40, 6:20, 39:41] = True            # a thin strip of the region (under 2 % of the slice) along the chest wall
     candidates = np.zeros((70, 70, 70), bool)
     candidates[40, 7:9, 39:41] = True        # 12 mm in front of the section's front (depth 40 mm)
     candidates[40, 17:19, 39:41] = True      # 2 mm in front of it

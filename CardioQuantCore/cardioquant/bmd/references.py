@@ -47,8 +47,9 @@ FAT_CORE_MM = 2.0  # COCA calcium scans' fat ROI median: -71 / -90 / -96 HU at t
 MAX_BODY_ON_RIM = 0.10
 # The aorta runs beside the whole spine measured. Roundness is judged on one slice, the tube's widest, where the
 # diaphragm's crus or the psoas can touch it: on the abdominal CT the aorta (all 17 slices measured, 45 HU) was
-# round or not as that slice changed with the bodies found, and when it was not a bowel loop crossing 3 slices, or a
-# speck of 20 HU, became the blood reference (with air added beside the patient: patient BMD 130 against 117).
+# round or not as that slice changed with the bodies found, and when it was not, a bowel loop crossing 3 slices or a
+# speck of 20 HU became the blood reference (with air added beside the patient and the network's tiles read mirrored
+# as well: patient BMD 130 against 117).
 AORTA_SPAN_SHARE = 0.5
 TISSUE_RANGES = {"air": (-1100.0, -900.0), "fat": (-200.0, -40.0), "muscle": (-20.0, 150.0), "blood": (-20.0, 150.0)}
 
