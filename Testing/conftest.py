@@ -8,6 +8,8 @@ import SimpleITK as sitk
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # test helpers (dicom_factory)
 # CardioQuantCoreLib (the modules' logic on MRML, their self-test bodies), as Slicer puts it on the path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CardioQuantCore"))
+# The training scripts, for the tests of their augmentations (last: a script never shadows a package)
+sys.path.append(str(Path(__file__).resolve().parents[1] / "scripts"))
 
 
 @pytest.fixture(autouse=True)

@@ -166,12 +166,7 @@ def test_vertebra_network_on_a_held_out_phantom_with_its_sacrum():
 def test_the_vertebra_training_grain_is_a_low_dose_scans_noise_in_hu():
     """--grain-augmentation adds zero-mean noise whose SD, read back in HU, is drawn from 0 to the most asked for:
     ordinary and low-dose crops both."""
-    import sys
-    from pathlib import Path
-
     import numpy as np
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
     from train_vertebra_segmenter import grain_augmented
 
     from cardioquant.bmd import network
@@ -185,12 +180,7 @@ def test_the_vertebra_training_grain_is_a_low_dose_scans_noise_in_hu():
 
 def test_keeping_part_of_the_start_averages_each_weight_with_the_one_training_began_from(tmp_path):
     """--keep-init 0.3 (WiSE-FT): every weight written is 0.3 x where training started + 0.7 x where it ended."""
-    import sys
-    from pathlib import Path
-
     import torch
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
     from train_vertebra_segmenter import keep_part_of_the_start
 
     network = torch.nn.Linear(3, 2)
