@@ -190,3 +190,19 @@ def test_keeping_part_of_the_start_averages_each_weight_with_the_one_training_be
     keep_part_of_the_start(network, tmp_path / "start.pt", 0.3)
     for value in network.state_dict().values():
         assert torch.allclose(value, torch.full_like(value, 0.3 * 1.0 + 0.7 * 2.0))
+
+
+def test_training_only_the_first_encoder_levels_leaves_every_other_weight_where_it_started():
+    """--train-only model.0.: one optimiser step moves the first level's weights and no other."""
+    import torch
+    from train_vertebra_segmenter import train_only
+
+    network = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 2))
+    before = {key: value.clone() for key, value in network.state_dict().items()}
+    train_only(network, ["0."])
+    optimiser = torch.optim.AdamW(network.parameters(), lr=0.1, weight_decay=1e-4)
+    network(torch.ones(4, 3)).square().sum().backward()
+    optimiser.step()
+    after = network.state_dict()
+    assert not torch.equal(after["0.weight"], before["0.weight"])
+    assert torch.equal(after["1.weight"], before["1.weight"]) and torch.equal(after["1.bias"], before["1.bias"])
