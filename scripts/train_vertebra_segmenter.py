@@ -130,8 +130,10 @@ against v2.2.2 in the same session (the real CTs' variants, so in-sample as a ch
   round field of view 122 against 130. Not shipped: the same mixed picture as session 52's. Trained alone (no
   --keep-init) the early levels read the unenhanced copy's L1 as missed and grown back through its arch (92 mg/cm3)
   and showed a 494 HU piece on the CTA crop as a doubtful body.
-A GPU run should keep the deeper layers of v2.2.x fixed at first (the rib transition lives there) and add
---grain-augmentation.
+The same run with --grain-augmentation (35 minutes, beside the bench) read the same: the noisy reconstructions 72
+and 107, rolled +10 degrees 67 from L2 and L3, the 20 mm scoliosis and 1.1 times the size undetermined; unenhanced
+79. A GPU run should keep the deeper layers of v2.2.x fixed at first (the rib transition lives there) and check
+the abdominal CT's L1 outline and the chest CT's variants above before shipping.
 
 --init continues from earlier weights; --checkpoint makes a run resumable.
 """
