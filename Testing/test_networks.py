@@ -206,3 +206,13 @@ def test_training_only_the_first_encoder_levels_leaves_every_other_weight_where_
     after = network.state_dict()
     assert not torch.equal(after["0.weight"], before["0.weight"])
     assert torch.equal(after["1.weight"], before["1.weight"]) and torch.equal(after["1.bias"], before["1.bias"])
+
+
+def test_training_only_layers_that_the_network_does_not_have_is_refused():
+    """A --train-only prefix matching no parameter (a typo) stops the run rather than training nothing."""
+    import pytest
+    import torch
+    from train_vertebra_segmenter import train_only
+
+    with pytest.raises(SystemExit, match="no parameter name starts with"):
+        train_only(torch.nn.Sequential(torch.nn.Linear(3, 2)), ["model.0."])

@@ -467,7 +467,7 @@ def train_only(network, prefixes) -> None:
     """Freeze every parameter but those whose names start with one of `prefixes`. Training the first encoder
     levels alone adapts how the network reads intensities (a scan without contrast, another scanner) while the
     deeper layers, which tell a rib from a transverse process and count on the spine's context, keep what the
-    start learnt: every full fine-tune so far lost the chest CT's rib transition."""
+    start learnt: the full fine-tunes of sessions 46, 47 and 52 lost the chest CT's rib transition."""
     trained = 0
     for name, parameter in network.named_parameters():
         parameter.requires_grad_(name.startswith(tuple(prefixes)))
