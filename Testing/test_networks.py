@@ -166,7 +166,6 @@ def test_vertebra_network_on_a_held_out_phantom_with_its_sacrum():
 def test_the_vertebra_training_grain_is_a_low_dose_scans_noise_in_hu():
     """--grain-augmentation adds zero-mean noise whose SD, read back in HU, is drawn from 0 to the most asked for:
     ordinary and low-dose crops both."""
-    import numpy as np
     from train_vertebra_segmenter import grain_augmented
 
     from cardioquant.bmd import network
@@ -180,7 +179,6 @@ def test_the_vertebra_training_grain_is_a_low_dose_scans_noise_in_hu():
 
 def test_keeping_part_of_the_start_averages_each_weight_with_the_one_training_began_from(tmp_path):
     """--keep-init 0.3 (WiSE-FT): every weight written is 0.3 x where training started + 0.7 x where it ended."""
-    import torch
     from train_vertebra_segmenter import keep_part_of_the_start
 
     network = torch.nn.Linear(3, 2)
@@ -194,7 +192,6 @@ def test_keeping_part_of_the_start_averages_each_weight_with_the_one_training_be
 
 def test_training_only_the_first_encoder_levels_leaves_every_other_weight_where_it_started():
     """--train-only model.0.: one optimiser step moves the first level's weights and no other."""
-    import torch
     from train_vertebra_segmenter import train_only
 
     network = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 2))
@@ -210,8 +207,6 @@ def test_training_only_the_first_encoder_levels_leaves_every_other_weight_where_
 
 def test_training_only_layers_that_the_network_does_not_have_is_refused():
     """A --train-only prefix matching no parameter (a typo) stops the run rather than training nothing."""
-    import pytest
-    import torch
     from train_vertebra_segmenter import train_only
 
     with pytest.raises(SystemExit, match="no parameter name starts with"):
