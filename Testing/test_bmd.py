@@ -2138,6 +2138,57 @@ def test_a_body_the_network_missed_between_two_found_is_grown_back_but_not_two()
     assert said == [] and len(still) == len(one_missed)
 
 
+def _leaning_column(count: int = 7, lean_deg: float = 35.0, height_mm: float = 20.0, disc_mm: float = 4.0):
+    """A thoracic column on a 2 mm grid leaning `lean_deg` from the slices' axis towards the back, as the thoracic
+    spine does in its kyphosis: `count` bodies (250 HU cylinders 15 mm in radius, `height_mm` high along the spine)
+    with `disc_mm` discs (80 HU) between them, in soft tissue (40 HU). Returns (hu, the bodies' masks, lowest first)."""
+    shape = (90, 110, 40)
+    k, j, i = (axis * 2.0 for axis in np.indices(shape))
+    lean = np.radians(lean_deg)
+    along = (k - 10.0) * np.cos(lean) + (j - 20.0) * np.sin(lean)  # from the lowest body's lower end plate
+    off = np.sqrt(((j - 20.0) * np.cos(lean) - (k - 10.0) * np.sin(lean)) ** 2 + (i - 40.0) ** 2)
+    hu = np.full(shape, 40.0, np.float32)
+    bodies = []
+    for n in range(count):
+        start = n * (height_mm + disc_mm)
+        body = (off <= 15.0) & (along >= start) & (along < start + height_mm)
+        hu[body] = 250.0
+        hu[(off <= 15.0) & (along >= start + height_mm) & (along < start + height_mm + disc_mm)] = 80.0
+        bodies.append(body)
+    return hu, bodies
+
+
+def test_a_body_missed_in_the_leaning_thoracic_spine_is_found_along_the_spine_not_the_slices():
+    """The thoracic spine leans 20-40 degrees in its kyphosis: with one body missed, the slices between its
+    neighbours' facing end plates span a disc's worth (on the real chest CT 6 mm between T6 and T4), while along the
+    spine they hold a whole body. Measured along the spine, the body is found missing and grown back in its
+    neighbours' shape; the levels above are not cut off from the count."""
+    from cardioquant.bmd import network
+    from cardioquant.bmd.vertebrae import body_slices
+
+    hu, bodies = _leaning_column()
+    one_missed = bodies[:3] + bodies[4:]
+    below, above = body_slices(bodies[2]), body_slices(bodies[4])
+    assert (above.start - below.stop) * 2.0 <= network.MAX_DISC_MM  # along the slices: a disc's worth
+    filled, notes = network.fill_missed_bodies(one_missed, hu, (2.0, 2.0, 2.0), posterior=1)
+    assert len(notes) == 1 and len(filled) == len(bodies)
+    assert dice(filled[3], bodies[3]) >= 0.8
+
+
+def test_a_body_the_network_found_in_part_is_not_taken_for_a_missed_one():
+    """A body the network finds in part (its lower half) leaves a space beside it that holds bone, but no body is
+    missing there: its neighbours' centres step as usual and it is not whole, so nothing is grown and the count is
+    not moved by one."""
+    from cardioquant.bmd import network
+
+    hu, bodies = _column_of_bodies()
+    in_part = bodies[3].copy()
+    levels = np.flatnonzero(in_part.any(axis=(1, 2)))
+    in_part[levels[len(levels) // 2]:] = False
+    still, said = network.fill_missed_bodies(bodies[:3] + [in_part] + bodies[4:], hu, (2.0, 2.0, 2.0), posterior=1)
+    assert said == [] and len(still) == len(bodies)
+
+
 def test_a_body_with_a_stub_of_rib_below_the_lowest_rib_bearing_one_does_not_fix_the_level():
     """T12 is the lowest rib-bearing vertebra only when the body below it is clearly rib-free. A twelfth rib is
     often short and the network may see only a stub of it: a body under the rib-bearing ones with 0.1 mL of rib
@@ -2205,15 +2256,16 @@ def test_density_that_varies_up_a_bodys_middle_does_not_move_the_roi():
 
 def test_a_missed_vertebra_is_a_step_far_longer_than_its_neighbours_not_a_lumbar_step_on_a_thoracic_spine():
     """Centres 21 mm apart up a thoracic spine and 30-35 mm apart at its lumbar end (vertebrae grow taller down the
-    spine): one run, though the lumbar steps are 1.6 times the spine's median. A lumbar vertebra left out (a 65 mm
-    step) breaks the run there."""
+    spine; bodies 18 and 28 mm high): one run, though the lumbar steps are 1.6 times the spine's median. A lumbar
+    vertebra left out (a 65 mm step) breaks the run there."""
     from cardioquant.bmd import network
 
     def bodies(centres_mm):
         masks = []
         for centre in centres_mm:
+            half = 14 if centre < 100 else 9  # lumbar, thoracic
             mask = np.zeros((400, 4, 4), bool)
-            mask[int(centre) - 5:int(centre) + 5] = True
+            mask[int(centre) - half:int(centre) + half] = True
             masks.append(mask)
         return masks
 
@@ -2222,6 +2274,25 @@ def test_a_missed_vertebra_is_a_step_far_longer_than_its_neighbours_not_a_lumbar
     one_missed = [20, 85] + lumbar_then_thoracic[3:]  # L2 missed: L3 to L1 is 65 mm
     assert network._runs(bodies(one_missed), (1.0, 1.0, 1.0)) == [0] + [1] * 10
 
+
+
+def test_a_missed_vertebra_is_also_a_space_that_holds_a_body_where_the_steps_vary():
+    """Where the steps between centres vary (the upper thoracic spine, its curve and its cut end bodies), a
+    vertebra left out may make a step no longer than 1.6 times those nearby: on the real chest CT with T3 left out,
+    T2 and T1 were named T3 and T2. The space between two whole bodies' facing end plates then holds a body's
+    worth (22 mm between 18 mm bodies), and that is a gap too; 8 mm spaces (under half a body) are not."""
+    from cardioquant.bmd import network
+
+    steps = [21, 26, 26, 40, 26, 21, 21]  # the 40 mm step: one 18 mm body and its discs left out
+    centres = 20 + np.concatenate([[0], np.cumsum(steps)])
+    masks = []
+    for centre in centres:
+        mask = np.zeros((300, 4, 4), bool)
+        mask[centre - 9:centre + 9] = True
+        masks.append(mask)
+    found = np.diff([np.nonzero(mask)[0].mean() for mask in masks])
+    assert found[3] < 1.6 * np.median(network._nearest_others(found, 3))  # no gap by the steps alone
+    assert network._runs(masks, (1.0, 1.0, 1.0)) == [0, 0, 0, 0, 1, 1, 1, 1]
 
 def test_a_vertebra_seg_says_whether_it_holds_bodies_or_whole_vertebrae(tmp_path):
     """A DICOM SEG's level segments labelled as bodies ('vertebral body L1') hold bodies; TotalSegmentator's

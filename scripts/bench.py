@@ -1382,6 +1382,87 @@ def bench_bmd_real_ct(shared: Path, weights: str | None = None):
           f"non-vertebral bone(s) measured (target 0), held-out body Dice median {dices} (target >= 0.85)")
 
 
+def bench_bmd_missed_body(shared: Path):
+    """Each body the network finds between two others on the labelled real CTs (and the chest CT made unenhanced),
+    taken away as if the network had missed it: the missed-body filler (network.fill_missed_bodies) should grow it
+    back, and the levels stay named. Per body: grown or not, its level against the label, body Dice and trabecular
+    HU against the mask-based path and against the network's own body. The network reads each scan once."""
+    import SimpleITK as sitk
+
+    from cardioquant.bmd import network
+    from cardioquant.bmd.levels import is_determined
+    from cardioquant.bmd.pipeline import run
+    from cardioquant.imageio import LoadedImage
+    from cardioquant.pipelines import settings_for
+    from cardioquant.progress import Progress
+
+    predict, on_the_spine, read = network.predict_classes, network.on_the_spine, {}
+    left_out = {"index": None, "found": 0}
+
+    def read_once(grid, *args, **kwargs):
+        key = (grid.GetSize(), grid.GetOrigin(), float(sitk.GetArrayViewFromImage(grid).sum(dtype=np.float64)))
+        if key not in read:
+            read[key] = predict(grid, *args, **kwargs)
+        return read[key]
+
+    def missing_one(bodies, *args, **kwargs):
+        kept, merged, dropped = on_the_spine(bodies, *args, **kwargs)
+        left_out["found"] = len(kept)
+        return [mask for n, mask in enumerate(kept) if n != left_out["index"]], merged, dropped
+
+    def automatic(image):
+        return run(LoadedImage(image=image, path="", format="nrrd", dicom={"modality": "CT"}),
+                   settings_for("bmd", device="cpu", kvp=120.0), Progress())
+
+    grown_back, missed, wrong, dices, errors, against_own = 0, 0, 0, [], [], []
+    network.predict_classes, network.on_the_spine = read_once, missing_one
+    try:
+        for name, image, truth, reference, expected in _labelled_bmd_scans(shared):
+            variants = [(name, image)] + ([(name + " made unenhanced", unenhanced(image, truth, 60.0))]
+                                          if "chest" in name else [])
+            for what, scan in variants:
+                left_out["index"] = None
+                whole = automatic(scan)
+                own = {_labelled_level(truth[_body_of(sitk.GetArrayFromImage(whole.label_image), level)]): values
+                       for level, values in whole.summary["vertebrae"].items()}
+                lines = []
+                for n in range(1, left_out["found"] - 1):
+                    left_out["index"] = n
+                    result = automatic(scan)
+                    found = sitk.GetArrayFromImage(result.label_image)
+                    grown = result.summary["level_naming"]["grown_levels"]
+                    named = {level: _labelled_level(truth[_body_of(found, level)]) for level in result.summary["vertebrae"]}
+                    wrong += sum(is_determined(level) and level != true for level, true in named.items())
+                    missed += 1
+                    if not grown:
+                        lines.append(f"body {n + 1}: not grown back")
+                        continue
+                    grown_back += 1
+                    level = grown[0]
+                    true, values = named.get(level), result.summary["vertebrae"].get(level)
+                    line = f"{true or 'not a vertebra'} grown back as {level}"
+                    if true in reference.summary["vertebrae"] and values is not None:
+                        dices.append(dice(_body_of(found, level), _body_of(expected, true)))
+                        errors.append(values["trabecular_hu"] - reference.summary["vertebrae"][true]["trabecular_hu"])
+                        line += f" (Dice {dices[-1]:.2f}, trabecular {errors[-1]:+.0f} HU against its mask"
+                        if true in own:
+                            against_own.append(values["trabecular_hu"] - own[true]["trabecular_hu"])
+                            line += f", {against_own[-1]:+.0f} against the network's own body"
+                        line += ")"
+                    lines.append(line)
+                print(f"bmd missed body, {what} ({left_out['found']} bodies found): " + "; ".join(lines))
+    finally:
+        network.predict_classes, network.on_the_spine = predict, on_the_spine
+    if missed:
+        figures = (f"; body Dice median {np.median(dices):.2f} (min {min(dices):.2f}); trabecular HU against the "
+                   f"mask-based path median {np.median(errors):+.0f} (worst {max(errors, key=abs):+.0f})" if dices else "")
+        if against_own:
+            figures += (f", against the network's own body median {np.median(against_own):+.0f} (worst "
+                        f"{max(against_own, key=abs):+.0f})")
+        print(f"bmd missed body: {grown_back} of {missed} bodies left out between two found grown back, {wrong} level(s) "
+              f"named wrong (target 0){figures}")
+
+
 STORAGE_ORDERS = {"in DICOM order (LPS)": "LPS", "with slices running downwards (LPI)": "LPI",
                   "with rows and columns swapped (PLS)": "PLS", "swapped, rows backwards, slices downwards (ALI)": "ALI",
                   "as sagittal slices (PSL)": "PSL"}
@@ -3089,6 +3170,7 @@ def main():
         bench_bmd_speed(args.shared)
         bench_bmd_totalsegmentator(args.shared)
         bench_bmd_real_ct(args.shared)
+        bench_bmd_missed_body(args.shared)
         bench_bmd_storage_order(args.shared)
         bench_bmd_reconstructions(args.shared)
         bench_bmd_cut_field_of_view(args.shared)

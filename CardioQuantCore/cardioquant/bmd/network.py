@@ -353,19 +353,29 @@ SACRUM_GAP_MM = 16.0   # the L5-S1 disc is 10-12 mm; a missed L5 leaves a gap of
 
 
 def _runs(bodies: list[np.ndarray], spacing, merged_centres=()) -> list[int]:
-    """Run number of each body: consecutive bodies with no vertebra missing between them share a run. A step
-    between centres over 1.6 times its neighbours' (the median of the up to four nearest other steps; over 45 mm
-    with fewer than three steps), or a merged piece between them, is a gap. The neighbours', not the whole spine's:
-    vertebrae grow taller down the spine (thoracic steps 15-25 mm, lumbar 30-40), and on a chest CT, mostly thoracic,
-    the L2-L1 step of the contrast chest CT here (32-36 mm) sat at 1.5-1.7 times the spine's median (21 mm): as one
-    reconstruction or another fell, L3 and L2 were cut off as beyond a missed vertebra, and the patient figure came
-    from L1 and T12 (102 mg/cm3 against 77)."""
+    """Run number of each body: consecutive bodies with no vertebra missing between them (_gaps) share a run."""
+    return [0] + np.cumsum(_gaps(bodies, spacing, merged_centres)).tolist()
+
+
+def _gaps(bodies: list[np.ndarray], spacing, merged_centres=()) -> list[bool]:
+    """For each two bodies in a row, whether a vertebra is missing between them. A step between centres over 1.6
+    times its neighbours' (the median of the up to four nearest other steps; over 45 mm with fewer than three
+    steps), or a merged piece between them, is a gap. The neighbours', not the whole spine's: vertebrae grow taller
+    down the spine (thoracic steps 15-25 mm, lumbar 30-40), and on a chest CT, mostly thoracic, the L2-L1 step of the
+    contrast chest CT here (32-36 mm) sat at 1.5-1.7 times the spine's median (21 mm): as one reconstruction or
+    another fell, L3 and L2 were cut off as beyond a missed vertebra, and the patient figure came from L1 and T12
+    (102 mg/cm3 against 77). So is a space between two whole bodies' facing end plates, along the spine, that holds
+    a body's worth (MIN_MISSED_SHARE of the median height; WHOLE_SHARE): the upper thoracic steps vary, and with T3
+    left out of the real chest CT its neighbours' step was no gap, and T2 and T1 were named T3 and T2."""
     centres = np.array([np.nonzero(mask)[0].mean() for mask in bodies])
     steps = np.diff(centres) * spacing[2]
     limits = [1.6 * float(np.median(_nearest_others(steps, n))) if steps.size >= 3 else 45.0 for n in range(steps.size)]
-    gaps = [step > limit or any(low < c < high for c in merged_centres)
-            for step, limit, low, high in zip(steps, limits, centres[:-1], centres[1:], strict=True)]
-    return [0] + np.cumsum(gaps).tolist()
+    _, spaces, heights = _along_the_spine(bodies, spacing)
+    height = float(np.median(heights)) if heights else 0.0
+    return [step > limit or any(low < c < high for c in merged_centres)
+            or (space >= MIN_MISSED_SHARE * height and min(below, above) >= WHOLE_SHARE * height)
+            for step, limit, low, high, (space, _), below, above
+            in zip(steps, limits, centres[:-1], centres[1:], spaces, heights[:-1], heights[1:], strict=True)]
 
 
 def _nearest_others(steps: np.ndarray, n: int, count: int = 4) -> np.ndarray:
@@ -647,57 +657,117 @@ def _disc_held_inside(body: np.ndarray, disc: np.ndarray, spacing) -> float:
 
 
 def fill_missed_bodies(bodies: list[np.ndarray], hu: np.ndarray, spacing, posterior: int,
-                       merged: Sequence[np.ndarray] = ()) -> tuple[list, list[str]]:
+                       merged: Sequence[np.ndarray] = (), arch: np.ndarray | None = None) -> tuple[list, list[str]]:
     """(the bodies with each one the network missed between two found ones grown in, one line for each). The spine
-    is a column of bodies and discs: where the space between two found bodies' facing end plates is more than a
-    disc (MAX_DISC_MM) and has room for one body at most (vertebrae_with_room, in the found bodies' median height),
-    one body is missing there, and it is grown from the middle of that space (vertebrae.grow_from_seed, its
-    body-sized ellipsoid) in the bone not already taken; kept when it is a body by the same tests as the network's
-    (on_the_spine) and at least MIN_FILLED_ML. The median, not the neighbours' height: a neighbour found over its
-    disc into the next body (a chest CT read as a patient 0.8 times its size) made a gap where three were missed
-    look like room for one, and the body grown there read 141 against 72-81 mg/cm3 on L2-L1. Not between bodies
-    the field of view cuts. A larger space (two or more missing), or one holding a piece of several vertebrae not
-    split at their discs (`merged`), is left as it is, and the count stops there (assign_levels). Measured between
-    end plates, not centres: at a scan's ends bodies are cut, and their centres' steps say nothing of a gap
-    (comparing steps named two levels wrong on the short real slabs)."""
-    from .vertebrae import body_slices, grow_from_seed
-
+    is a column of bodies and discs: one body is missing between two found ones when the space between their facing
+    end plates holds a body's worth of bone, MIN_MISSED_SHARE of the found bodies' median height or more, with room
+    for one body at most (vertebrae_with_room), and that space is not the unfound part of a body found in part: both
+    are whole (WHOLE_SHARE of the median height), or the step between their centres is a gap too (_gaps: over 1.6
+    times the steps nearby). The network's pieces reach into the discs (the real CTs' discs read -5 to 4
+    mm between them), so a missed upper thoracic body leaves 15-20 mm: no absolute disc height (a lumbar disc's 16
+    mm) separates the two. Both are measured along the spine (_along_the_spine), not along the slices: the thoracic
+    spine leans 20-40 degrees in its kyphosis, and on the real chest CT the slices between T6 and T4 with T5 missed
+    spanned 6 mm. The body is grown in the shape of its neighbours (_like_the_neighbours) from the bone there not
+    already taken nor the vertebral arch (`arch`, what the network calls posterior elements), and kept when it is a
+    body by the same tests as the network's (on_the_spine) and at least MIN_FILLED_ML. The median, not the
+    neighbours' height: a neighbour found over its disc into the next body (a chest CT read as a patient 0.8 times
+    its size) made a gap where three were missed look like room for one, and the body grown there read 141 against
+    72-81 mg/cm3 on L2-L1. Not between bodies the field of view cuts. A larger space (two or more missing), or one
+    holding a piece of several vertebrae not split at their discs (`merged`), is left as it is, and the count stops
+    there (assign_levels). The end plates as well as the centres: at a scan's ends bodies are cut, and their centres'
+    steps alone say nothing of a gap (comparing steps named two levels wrong on the short real slabs). On the real chest
+    CT, T3 taken away left its neighbours' centres no gap (the upper thoracic steps vary), and its levels above were
+    named one too low."""
     if len(bodies) < 2:
         return bodies, []
-    taken = np.logical_or.reduce(bodies)
+    not_to_take = np.logical_or.reduce(bodies) | (arch if arch is not None else False)
     voxel_ml = float(np.prod(spacing)) / 1000.0
-    between = [np.nonzero(piece)[0].mean() for piece in merged]
-    spans = [body_slices(mask) for mask in bodies]
-    height = _median_height(spans) * spacing[2]
+    between = [np.nonzero(piece)[0].mean() * spacing[2] for piece in merged]
+    centres, spaces, heights = _along_the_spine(bodies, spacing)
+    height = float(np.median(heights))
+    gaps = _gaps(bodies, spacing)
     filled, notes = list(bodies), []
-    for (lower, upper), (below, above) in zip(zip(bodies[:-1], bodies[1:], strict=True),
-                                              zip(spans[:-1], spans[1:], strict=True), strict=True):
-        space = (above.start - below.stop) * spacing[2]
-        if (space <= MAX_DISC_MM or vertebrae_with_room(space, height) > 1 or any(below.stop - 1 < c < above.start for c in between)
+    for n, (lower, upper) in enumerate(pairwise(bodies)):
+        space, middle = spaces[n]
+        if (not gaps[n] or space < MIN_MISSED_SHARE * height or vertebrae_with_room(space, height) > 1
+                or any(centres[n][2] < c < centres[n + 1][2] for c in between)
                 or _at_the_edge(lower) or _at_the_edge(upper)):
             continue
-        middle = [np.nonzero(mask) for mask in (lower, upper)]
-        j, i = (int(round((middle[0][axis].mean() + middle[1][axis].mean()) / 2)) for axis in (1, 2))
-        try:
-            grown = grow_from_seed(hu, spacing, ((below.stop - 1 + above.start) // 2, j, i)) & ~taken
-            grown = largest_component(grown & _under_the_neighbours(lower, upper, spacing)[None])
-        except InputError:  # the middle of the space is not bone
-            continue
+        grown = _like_the_neighbours(lower, upper, centres[n], centres[n + 1], middle, hu, spacing, not_to_take)
         if grown.sum() * voxel_ml < MIN_FILLED_ML or _not_a_body(grown, hu, spacing, posterior) is not None:
             continue
         filled.append(grown)
-        notes.append(f"a body the network missed, in {space:.0f} mm between two found bodies (a disc is at most "
-                     f"{MAX_DISC_MM:g} mm), was grown from the bone there ({grown.sum() * voxel_ml:.0f} mL)")
+        notes.append(f"a body the network missed, in {space:.0f} mm between two found bodies' end plates along the "
+                     f"spine, was grown from the bone there in their shape ({grown.sum() * voxel_ml:.0f} mL)")
     return sorted(filled, key=lambda mask: np.nonzero(mask)[0].mean()), notes
 
 
-def _under_the_neighbours(lower: np.ndarray, upper: np.ndarray, spacing) -> np.ndarray:
-    """The in-plane footprint [j, i] of the two bodies a missed one lies between, widened by FOOTPRINT_MARGIN_MM:
-    bodies stack, and the bone grown between two of them stays within their footprint, while the pedicles and
-    laminae round the canal lie behind it. Grown freely on a chest CT rolled 10 degrees, the missed L2 took its
-    arch, its ROI sat at the body's back and read 192 HU against 73 on its label."""
-    footprint = lower.any(axis=0) | upper.any(axis=0)
-    return ndimage.distance_transform_edt(~footprint, sampling=spacing[1::-1]) <= FOOTPRINT_MARGIN_MM
+MIN_MISSED_SHARE = 0.6  # a missed body leaves most of its height between its neighbours' pieces; a disc under 0.2
+WHOLE_SHARE = 0.75  # a body found whole: the real CTs' bodies read 0.8-1.5 times the median height along the spine
+
+
+def _along_the_spine(bodies: list[np.ndarray], spacing) -> tuple[list[np.ndarray], list[tuple[float, np.ndarray]],
+                                                                   list[float]]:
+    """(each body's centre (x, y, z in mm), for each two in a row the space between their facing end plates and the
+    point on the line through their centres in the middle of that space, each body's height): lengths along the
+    spine, the line through the neighbours' centres (morphometry.spine_axis), in the bodies' middle (within
+    CENTRAL_COLUMN_MM of that line). The middle, not the whole body: the line through two centres leans 5-15 degrees
+    from a body's own axis in the thoracic curve, and a 30-40 mm deep body's front and back corners then reach 3-5 mm
+    beyond its end plates; the whole bodies' extents left 8-22 mm between T6 and T4 of the real chest CT with T5
+    missed (a disc's worth)."""
+    from .morphometry import spine_axis
+
+    points = [np.stack(np.nonzero(mask)[::-1], 1) * np.asarray(spacing, float) for mask in bodies]
+    centres = [p.mean(0) for p in points]
+
+    def extent(p: np.ndarray, centre: np.ndarray, axis: np.ndarray) -> tuple[float, float]:
+        along = (p - centre) @ axis
+        off = np.linalg.norm((p - centre) - along[:, None] * axis, axis=1)
+        central = along[off <= CENTRAL_COLUMN_MM] if (off <= CENTRAL_COLUMN_MM).any() else along
+        return float(central.min() + centre @ axis), float(central.max() + centre @ axis)
+
+    spaces = []
+    for (lower, upper), (below, above) in zip(pairwise(points), pairwise(centres), strict=True):
+        axis = spine_axis(below, above, below)
+        top, bottom = extent(lower, below, axis)[1], extent(upper, above, axis)[0]
+        spaces.append((bottom - top, below + axis * ((top + bottom) / 2 - float(below @ axis))))
+    heights = []
+    for n, p in enumerate(points):
+        axis = spine_axis(centres[n], centres[min(n + 1, len(centres) - 1)], centres[max(n - 1, 0)])
+        bottom, top = extent(p, centres[n], axis)
+        heights.append(top - bottom)
+    return centres, spaces, heights
+
+
+CENTRAL_COLUMN_MM = 8.0  # a body's middle, well inside the smallest (upper thoracic, ~25 mm across)
+
+
+def _like_the_neighbours(lower: np.ndarray, upper: np.ndarray, lower_centre, upper_centre, middle, hu: np.ndarray,
+                         spacing, not_to_take: np.ndarray) -> np.ndarray:
+    """The bone of a missed body in the shape of the two it lies between: each moved to the middle of the space
+    between them (in whole voxels), together and a voxel wider, then the voxels there of at least 0.4 times the
+    neighbours' median HU (osteoporotic bone near disc attenuation stays in; the shape keeps soft tissue out), not in
+    `not_to_take`, closed and hole-filled. Bodies stack, and a missed one is shaped and leans like the bodies above and
+    below: grown freely inside a 25 mm ellipsoid on the slices' axis it took its pedicles and arch (a chest CT rolled
+    10 degrees: the grown L2's ROI sat at the body's back and read 192 HU against 73 on its label)."""
+    from ..geometry import fill_holes_in_plane
+
+    shape = np.zeros_like(lower)
+    for mask, centre in ((lower, lower_centre), (upper, upper_centre)):
+        shape |= _moved(mask, np.round((np.asarray(middle) - centre) / np.asarray(spacing, float)).astype(int)[::-1])
+    shape = ndimage.binary_dilation(shape)
+    low = max(0.4 * float(np.median(hu[lower | upper])), MIN_GROWN_HU)
+    bone = largest_component(shape & (hu >= low) & (hu <= MAX_GROWN_HU) & ~not_to_take)
+    return fill_holes_in_plane(ndimage.binary_closing(bone, iterations=2) & shape & ~not_to_take)
+
+
+def _moved(mask: np.ndarray, by: np.ndarray) -> np.ndarray:
+    """The mask moved by `by` voxels (slice, row, column), nothing wrapped round the array's edges."""
+    moved = np.zeros_like(mask)
+    source = tuple(slice(max(-d, 0), n - max(d, 0)) for d, n in zip(by, mask.shape, strict=True))
+    target = tuple(slice(max(d, 0), n - max(-d, 0)) for d, n in zip(by, mask.shape, strict=True))
+    moved[target] = mask[source]
+    return moved
 
 
 def _at_the_edge(mask: np.ndarray) -> bool:
@@ -710,7 +780,8 @@ def _at_the_edge(mask: np.ndarray) -> bool:
 
 
 MIN_FILLED_ML = 5.0  # the smallest upper thoracic bodies are 5-8 mL
-FOOTPRINT_MARGIN_MM = 5.0  # a body's outline differs from its neighbours' by a few mm (the network's pieces less)
+MIN_GROWN_HU = 20.0  # ... and its bone at least this (vertebrae.grow_from_seed's floor)
+MAX_GROWN_HU = 2000.0  # denser is metal or contrast, not a body's bone
 EDGE_VOXELS = 3  # within this many voxels of the image's edge in plane: at the edge
 
 

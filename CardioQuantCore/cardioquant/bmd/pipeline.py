@@ -210,11 +210,11 @@ def bodies_from_network(image: sitk.Image, options, hu: np.ndarray,
     bodies = network.split_bodies(classes == 1, coarse.GetSpacing(), disc=classes == network.DISC)
     coarse_hu = sitk.GetArrayFromImage(grid)
     found, grid_sign = len(bodies), posterior_sign(coarse)  # the grid's rows may run the other way from the scan's
-    bodies, merged, dropped = network.on_the_spine(bodies, coarse_hu, coarse.GetSpacing(), grid_sign,
-                                                   arch=classes == network.CLASSES.index("posterior"),
+    arch = classes == network.CLASSES.index("posterior")
+    bodies, merged, dropped = network.on_the_spine(bodies, coarse_hu, coarse.GetSpacing(), grid_sign, arch=arch,
                                                    disc=classes == network.DISC)
     from_network = {id(mask) for mask in bodies}
-    bodies, grown = network.fill_missed_bodies(bodies, coarse_hu, coarse.GetSpacing(), grid_sign, merged)
+    bodies, grown = network.fill_missed_bodies(bodies, coarse_hu, coarse.GetSpacing(), grid_sign, merged, arch)
     if found and not bodies:
         proposed = ("the body the network proposed is not" if found == 1
                     else f"none of the {found} bodies the network proposed is")
