@@ -2294,6 +2294,27 @@ def test_a_missed_vertebra_is_also_a_space_that_holds_a_body_where_the_steps_var
     assert found[3] < 1.6 * np.median(network._nearest_others(found, 3))  # no gap by the steps alone
     assert network._runs(masks, (1.0, 1.0, 1.0)) == [0, 0, 0, 0, 1, 1, 1, 1]
 
+
+def test_a_space_beside_a_body_found_in_part_is_not_a_missed_vertebra():
+    """A body the network finds in part (the lower two thirds of L1, a ninth of its section: 4 mL on the real chest
+    CT with gas in its discs) leaves the rest of its height as a space below T12 that holds a body's worth of the
+    thoracic bodies' median height. The piece spans that height in a few columns, but holds a fraction of its
+    neighbours' volume: it is not whole, so the space is no gap and no body is grown there (one body too many would
+    shift every level above). A piece with L1's whole section would be whole."""
+    from cardioquant.bmd import network
+
+    def column(l1_section):
+        masks = []
+        for bottom, top, section in ([(5, 35, np.s_[:, :]), (37, 67, np.s_[:, :]), (69, 89, l1_section)]
+                                     + [(101 + 22 * n, 121 + 22 * n, np.s_[:, :]) for n in range(8)]):
+            mask = np.zeros((300, 6, 6), bool)
+            mask[bottom:top][(slice(None), *section)] = True  # L3, L2 (30 mm), L1's piece, T12-T5 (20 mm)
+            masks.append(mask)
+        return masks
+
+    assert network._runs(column(np.s_[2:4, 2:4]), (1.0, 1.0, 1.0)) == [0] * 11
+    assert network._runs(column(np.s_[:, :]), (1.0, 1.0, 1.0)) == [0, 0, 0] + [1] * 8
+
 def test_a_vertebra_seg_says_whether_it_holds_bodies_or_whole_vertebrae(tmp_path):
     """A DICOM SEG's level segments labelled as bodies ('vertebral body L1') hold bodies; TotalSegmentator's
     'vertebrae_L1', typed as bone, holds whole vertebrae, whose bodies are cut from them in front of the canal. A

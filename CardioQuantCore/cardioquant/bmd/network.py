@@ -365,17 +365,42 @@ def _gaps(bodies: list[np.ndarray], spacing, merged_centres=()) -> list[bool]:
     contrast chest CT here (32-36 mm) sat at 1.5-1.7 times the spine's median (21 mm): as one reconstruction or
     another fell, L3 and L2 were cut off as beyond a missed vertebra, and the patient figure came from L1 and T12
     (102 mg/cm3 against 77). So is a space between two whole bodies' facing end plates, along the spine, that holds
-    a body's worth (MIN_MISSED_SHARE of the median height; WHOLE_SHARE): the upper thoracic steps vary, and with T3
+    a body's worth (MIN_MISSED_SHARE of the median height; _whole): the upper thoracic steps vary, and with T3
     left out of the real chest CT its neighbours' step was no gap, and T2 and T1 were named T3 and T2."""
     centres = np.array([np.nonzero(mask)[0].mean() for mask in bodies])
     steps = np.diff(centres) * spacing[2]
     limits = [1.6 * float(np.median(_nearest_others(steps, n))) if steps.size >= 3 else 45.0 for n in range(steps.size)]
+    return [step > limit or any(low < c < high for c in merged_centres) or by_space
+            for step, limit, low, high, by_space
+            in zip(steps, limits, centres[:-1], centres[1:], _space_holds_a_body(bodies, spacing), strict=True)]
+
+
+def _space_holds_a_body(bodies: list[np.ndarray], spacing) -> list[bool]:
+    """For each two bodies in a row, whether the space between their facing end plates along the spine holds a
+    body: more than any disc (MAX_DISC_MM), or a body's worth (MIN_MISSED_SHARE of the found bodies' median height:
+    a small upper thoracic body) where both end plates are the bodies' own, each body whole (_whole) or cut by the
+    scan's range at its far end (its facing end plate is in view). The network finds the real CTs' held-out lumbar
+    bodies in part (20-50 % of each), and a space of more than a disc beside them is still a missed body. Beside a
+    body found in part the space may be the rest of it: on a 110 mm slab of the real chest CT the network found 3 mL
+    of L2, a 14 mm space above it and a long step to L1; grown there, the rest of L2 was one body too many, and L3 and
+    L2 were named L4 and L3."""
     _, spaces, heights = _along_the_spine(bodies, spacing)
     height = float(np.median(heights)) if heights else 0.0
-    return [step > limit or any(low < c < high for c in merged_centres)
-            or (space >= MIN_MISSED_SHARE * height and min(below, above) >= WHOLE_SHARE * height)
-            for step, limit, low, high, (space, _), below, above
-            in zip(steps, limits, centres[:-1], centres[1:], spaces, heights[:-1], heights[1:], strict=True)]
+    whole = _whole(bodies, heights)
+    return [space > MAX_DISC_MM or (space >= MIN_MISSED_SHARE * height and (whole[n] or bool(bodies[n][0].any()))
+                                    and (whole[n + 1] or bool(bodies[n + 1][-1].any())))
+            for n, (space, _) in enumerate(spaces)]
+
+
+def _whole(bodies: list[np.ndarray], heights: list[float]) -> list[bool]:
+    """Whether each body was found whole: WHOLE_SHARE of the found bodies' median height along the spine, and of the
+    median volume of the up to four nearest others (bodies grow down the spine: T1 a third of L3). A piece of a
+    body spans its height in a few columns: on the chest CT with gas in its discs the network found 4 mL of L1
+    (18 mm high), and the rest of L1 was grown as a body between it and T12, one body too many."""
+    volumes = np.array([float(mask.sum()) for mask in bodies])
+    height = float(np.median(heights)) if heights else 0.0
+    return [heights[n] >= WHOLE_SHARE * height and (volumes.size < 2 or volumes[n] >= WHOLE_SHARE * float(
+        np.median(_nearest_others(volumes, n)))) for n in range(len(bodies))]
 
 
 def _nearest_others(steps: np.ndarray, n: int, count: int = 4) -> np.ndarray:
@@ -660,24 +685,21 @@ def fill_missed_bodies(bodies: list[np.ndarray], hu: np.ndarray, spacing, poster
                        merged: Sequence[np.ndarray] = (), arch: np.ndarray | None = None) -> tuple[list, list[str]]:
     """(the bodies with each one the network missed between two found ones grown in, one line for each). The spine
     is a column of bodies and discs: one body is missing between two found ones when the space between their facing
-    end plates holds a body's worth of bone, MIN_MISSED_SHARE of the found bodies' median height or more, with room
-    for one body at most (vertebrae_with_room), and that space is not the unfound part of a body found in part: both
-    are whole (WHOLE_SHARE of the median height), or the step between their centres is a gap too (_gaps: over 1.6
-    times the steps nearby). The network's pieces reach into the discs (the real CTs' discs read -5 to 4
-    mm between them), so a missed upper thoracic body leaves 15-20 mm: no absolute disc height (a lumbar disc's 16
-    mm) separates the two. Both are measured along the spine (_along_the_spine), not along the slices: the thoracic
-    spine leans 20-40 degrees in its kyphosis, and on the real chest CT the slices between T6 and T4 with T5 missed
-    spanned 6 mm. The body is grown in the shape of its neighbours (_like_the_neighbours) from the bone there not
-    already taken nor the vertebral arch (`arch`, what the network calls posterior elements), and kept when it is a
-    body by the same tests as the network's (on_the_spine) and at least MIN_FILLED_ML. The median, not the
-    neighbours' height: a neighbour found over its disc into the next body (a chest CT read as a patient 0.8 times
-    its size) made a gap where three were missed look like room for one, and the body grown there read 141 against
-    72-81 mg/cm3 on L2-L1. Not between bodies the field of view cuts. A larger space (two or more missing), or one
-    holding a piece of several vertebrae not split at their discs (`merged`), is left as it is, and the count stops
-    there (assign_levels). The end plates as well as the centres: at a scan's ends bodies are cut, and their centres'
-    steps alone say nothing of a gap (comparing steps named two levels wrong on the short real slabs). On the real chest
-    CT, T3 taken away left its neighbours' centres no gap (the upper thoracic steps vary), and its levels above were
-    named one too low."""
+    end plates holds a body (_space_holds_a_body: more than a disc, or MIN_MISSED_SHARE of the found bodies' median
+    height between bodies not found in part) with room for one body at most (vertebrae_with_room).
+    The network's pieces reach into the discs (the real CTs' discs read -5 to 4 mm between them), so a missed upper
+    thoracic body leaves 15-20 mm: no absolute disc height (a lumbar disc's 16 mm) separates the two. Measured along
+    the spine (_along_the_spine), not along the slices: the thoracic spine leans 20-40 degrees in its kyphosis, and
+    on the real chest CT the slices between T6 and T4 with T5 missed spanned 6 mm. Between end plates, not centres:
+    at a scan's ends bodies are cut, and their centres' steps say nothing of a gap (a long step beside a body found
+    in part grew the rest of it as one body too many on a short real slab). The body is grown in the shape of its
+    neighbours (_like_the_neighbours) from the bone there not already taken nor the vertebral arch (`arch`, what the
+    network calls posterior elements), and kept when it is a body by the same tests as the network's (on_the_spine)
+    and at least MIN_FILLED_ML. The median, not the neighbours' height: a neighbour found over its disc into the next
+    body (a chest CT read as a patient 0.8 times its size) made a gap where three were missed look like room for one,
+    and the body grown there read 141 against 72-81 mg/cm3 on L2-L1. Not between bodies the field of view cuts. A
+    larger space (two or more missing), or one holding a piece of several vertebrae not split at their discs
+    (`merged`), is left as it is, and the count stops there (assign_levels)."""
     if len(bodies) < 2:
         return bodies, []
     not_to_take = np.logical_or.reduce(bodies) | (arch if arch is not None else False)
@@ -685,11 +707,11 @@ def fill_missed_bodies(bodies: list[np.ndarray], hu: np.ndarray, spacing, poster
     between = [np.nonzero(piece)[0].mean() * spacing[2] for piece in merged]
     centres, spaces, heights = _along_the_spine(bodies, spacing)
     height = float(np.median(heights))
-    gaps = _gaps(bodies, spacing)
+    holds_a_body = _space_holds_a_body(bodies, spacing)
     filled, notes = list(bodies), []
     for n, (lower, upper) in enumerate(pairwise(bodies)):
         space, middle = spaces[n]
-        if (not gaps[n] or space < MIN_MISSED_SHARE * height or vertebrae_with_room(space, height) > 1
+        if (not holds_a_body[n] or vertebrae_with_room(space, height) > 1
                 or any(centres[n][2] < c < centres[n + 1][2] for c in between)
                 or _at_the_edge(lower) or _at_the_edge(upper)):
             continue
