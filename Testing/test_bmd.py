@@ -2177,8 +2177,8 @@ def test_a_body_missed_in_the_leaning_thoracic_spine_is_found_along_the_spine_no
 
 def test_a_body_the_network_found_in_part_is_not_taken_for_a_missed_one():
     """A body the network finds in part (its lower half) leaves a space beside it that holds bone, but no body is
-    missing there: its neighbours' centres step as usual and it is not whole, so nothing is grown and the count is
-    not moved by one."""
+    missing there: the space is less than a disc's 20 mm and the piece is not whole, so nothing is grown and the
+    count is not moved by one."""
     from cardioquant.bmd import network
 
     hu, bodies = _column_of_bodies()

@@ -364,9 +364,9 @@ def _gaps(bodies: list[np.ndarray], spacing, merged_centres=()) -> list[bool]:
     down the spine (thoracic steps 15-25 mm, lumbar 30-40), and on a chest CT, mostly thoracic, the L2-L1 step of the
     contrast chest CT here (32-36 mm) sat at 1.5-1.7 times the spine's median (21 mm): as one reconstruction or
     another fell, L3 and L2 were cut off as beyond a missed vertebra, and the patient figure came from L1 and T12
-    (102 mg/cm3 against 77). So is a space between two whole bodies' facing end plates, along the spine, that holds
-    a body's worth (MIN_MISSED_SHARE of the median height; _whole): the upper thoracic steps vary, and with T3
-    left out of the real chest CT its neighbours' step was no gap, and T2 and T1 were named T3 and T2."""
+    (102 mg/cm3 against 77). So is a space between their facing end plates that holds a body (_space_holds_a_body):
+    the upper thoracic steps vary, and with T3 left out of the real chest CT its neighbours' step was no gap, and T2
+    and T1 were named T3 and T2."""
     centres = np.array([np.nonzero(mask)[0].mean() for mask in bodies])
     steps = np.diff(centres) * spacing[2]
     limits = [1.6 * float(np.median(_nearest_others(steps, n))) if steps.size >= 3 else 45.0 for n in range(steps.size)]
