@@ -1435,7 +1435,7 @@ def bench_bmd_missed_body(shared: Path):
                     wrong += sum(is_determined(level) and level != true for level, true in named.items())
                     missed += 1
                     if not grown:
-                        lines.append(f"body {n + 1}: not grown back")
+                        lines.append(f"body {n + 1} from the lowest: not grown back")
                         continue
                     grown_back += 1
                     level = grown[0]
