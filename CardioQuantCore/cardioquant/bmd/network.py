@@ -30,6 +30,7 @@ from ..geometry import (
     as_padding,
     bounding_box,
     disk,
+    fill_holes_in_plane,
     largest_component,
     open_in_plane,
     outside_the_reconstruction,
@@ -370,12 +371,13 @@ def _gaps(bodies: list[np.ndarray], spacing, merged_centres=()) -> list[bool]:
     centres = np.array([np.nonzero(mask)[0].mean() for mask in bodies])
     steps = np.diff(centres) * spacing[2]
     limits = [1.6 * float(np.median(_nearest_others(steps, n))) if steps.size >= 3 else 45.0 for n in range(steps.size)]
+    _, spaces, heights = _along_the_spine(bodies, spacing)
     return [step > limit or any(low < c < high for c in merged_centres) or by_space
             for step, limit, low, high, by_space
-            in zip(steps, limits, centres[:-1], centres[1:], _space_holds_a_body(bodies, spacing), strict=True)]
+            in zip(steps, limits, centres[:-1], centres[1:], _space_holds_a_body(bodies, spaces, heights), strict=True)]
 
 
-def _space_holds_a_body(bodies: list[np.ndarray], spacing) -> list[bool]:
+def _space_holds_a_body(bodies: list[np.ndarray], spaces: list, heights: list[float]) -> list[bool]:
     """For each two bodies in a row, whether the space between their facing end plates along the spine holds a
     body: more than any disc (MAX_DISC_MM), or a body's worth (MIN_MISSED_SHARE of the found bodies' median height:
     a small upper thoracic body) where both end plates are the bodies' own, each body whole (_whole) or cut by the
@@ -383,8 +385,7 @@ def _space_holds_a_body(bodies: list[np.ndarray], spacing) -> list[bool]:
     bodies in part (20-50 % of each), and a space of more than a disc beside them is still a missed body. Beside a
     body found in part the space may be the rest of it: on a 110 mm slab of the real chest CT the network found 3 mL
     of L2, a 14 mm space above it and a long step to L1; grown there, the rest of L2 was one body too many, and L3 and
-    L2 were named L4 and L3."""
-    _, spaces, heights = _along_the_spine(bodies, spacing)
+    L2 were named L4 and L3. `spaces` and `heights` as _along_the_spine gives them."""
     height = float(np.median(heights)) if heights else 0.0
     whole = _whole(bodies, heights)
     return [space > MAX_DISC_MM or (space >= MIN_MISSED_SHARE * height and (whole[n] or bool(bodies[n][0].any()))
@@ -707,7 +708,7 @@ def fill_missed_bodies(bodies: list[np.ndarray], hu: np.ndarray, spacing, poster
     between = [np.nonzero(piece)[0].mean() * spacing[2] for piece in merged]
     centres, spaces, heights = _along_the_spine(bodies, spacing)
     height = float(np.median(heights))
-    holds_a_body = _space_holds_a_body(bodies, spacing)
+    holds_a_body = _space_holds_a_body(bodies, spaces, heights)
     filled, notes = list(bodies), []
     for n, (lower, upper) in enumerate(pairwise(bodies)):
         space, middle = spaces[n]
@@ -772,24 +773,14 @@ def _like_the_neighbours(lower: np.ndarray, upper: np.ndarray, lower_centre, upp
     `not_to_take`, closed and hole-filled. Bodies stack, and a missed one is shaped and leans like the bodies above and
     below: grown freely inside a 25 mm ellipsoid on the slices' axis it took its pedicles and arch (a chest CT rolled
     10 degrees: the grown L2's ROI sat at the body's back and read 192 HU against 73 on its label)."""
-    from ..geometry import fill_holes_in_plane
-
     shape = np.zeros_like(lower)
     for mask, centre in ((lower, lower_centre), (upper, upper_centre)):
-        shape |= _moved(mask, np.round((np.asarray(middle) - centre) / np.asarray(spacing, float)).astype(int)[::-1])
+        by = np.round((np.asarray(middle) - centre) / np.asarray(spacing, float)).astype(int)[::-1]  # slice, row, column
+        shape |= ndimage.shift(mask.astype(np.uint8), by, order=0, mode="constant", cval=0) > 0
     shape = ndimage.binary_dilation(shape)
     low = max(0.4 * float(np.median(hu[lower | upper])), MIN_GROWN_HU)
     bone = largest_component(shape & (hu >= low) & (hu <= MAX_GROWN_HU) & ~not_to_take)
     return fill_holes_in_plane(ndimage.binary_closing(bone, iterations=2) & shape & ~not_to_take)
-
-
-def _moved(mask: np.ndarray, by: np.ndarray) -> np.ndarray:
-    """The mask moved by `by` voxels (slice, row, column), nothing wrapped round the array's edges."""
-    moved = np.zeros_like(mask)
-    source = tuple(slice(max(-d, 0), n - max(d, 0)) for d, n in zip(by, mask.shape, strict=True))
-    target = tuple(slice(max(d, 0), n - max(-d, 0)) for d, n in zip(by, mask.shape, strict=True))
-    moved[target] = mask[source]
-    return moved
 
 
 def _at_the_edge(mask: np.ndarray) -> bool:
