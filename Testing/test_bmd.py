@@ -2073,7 +2073,7 @@ def test_the_room_a_space_leaves_is_counted_in_bodies_and_their_discs():
     assert network.vertebrae_with_room(2 * body + 3 * disc - 0.5 * body, body) == 2  # two, found half a body long
     hu, bodies = _column_of_bodies()
     for kept in (bodies[:3] + bodies[4:], bodies[:3] + bodies[5:]):  # one missed, two missed
-        counted = network._missed_in(kept, [0, 0, 0] + [1] * (len(kept) - 3), 2, 3)
+        counted = network._missed_in(kept, (2.0, 2.0, 2.0), [0, 0, 0] + [1] * (len(kept) - 3), 2, 3)
         _, grown = network.fill_missed_bodies(kept, hu, (2.0, 2.0, 2.0), posterior=1)
         assert counted == len(bodies) - len(kept) and len(grown) == (counted == 1)
 
@@ -2173,6 +2173,30 @@ def test_a_body_missed_in_the_leaning_thoracic_spine_is_found_along_the_spine_no
     filled, notes = network.fill_missed_bodies(one_missed, hu, (2.0, 2.0, 2.0), posterior=1)
     assert len(notes) == 1 and len(filled) == len(bodies)
     assert dice(filled[3], bodies[3]) >= 0.8
+
+
+def test_the_anchors_count_two_bodies_missed_in_the_leaning_thoracic_spine_along_the_spine():
+    """Where two anchors lie either side of a gap (the lowest ribs fix T12, the highest T1), the levels between
+    them must be the bodies found and the vertebrae the gap left room for. In the thoracic kyphosis the facing end
+    plates overlap along the slices, and two missed bodies leave room for one there: T12 and T1 would disagree and
+    the levels stay undetermined. Along the spine the space holds two bodies and three discs, and they agree."""
+    from cardioquant.bmd import network
+    from cardioquant.bmd.vertebrae import body_slices
+
+    hu, bodies = _leaning_column()
+    two_missed = bodies[:2] + bodies[4:]
+    below, above = body_slices(bodies[1]), body_slices(bodies[4])
+    slice_heights = [body_slices(mask).stop - body_slices(mask).start for mask in bodies]
+    along_the_slices = network.vertebrae_with_room(above.start - below.stop, float(np.median(slice_heights)))
+    assert along_the_slices < 2  # the slices' count, not the spine's
+    run_of = [0, 0, 1, 1, 1]
+    assert network._missed_in(two_missed, (2.0, 2.0, 2.0), run_of, 0, 4) == 2
+    # The lowest body found is T12 and the highest T6: T12, T11, (T10, T9 missed), T8, T7, T6. Naming the highest
+    # T5 or T7 instead counts three or one missed.
+    t12, t6 = network.LEVELS.index("T12"), network.LEVELS.index("T6")
+    assert network._anchors_agree([(t12, 0), (t6, 4)], two_missed, (2.0, 2.0, 2.0), run_of)
+    for wrong in (t6 - 1, t6 + 1):
+        assert not network._anchors_agree([(t12, 0), (wrong, 4)], two_missed, (2.0, 2.0, 2.0), run_of)
 
 
 def test_a_body_the_network_found_in_part_is_not_taken_for_a_missed_one():

@@ -306,7 +306,7 @@ def assign_levels(bodies: list[np.ndarray], classes: np.ndarray, spacing, lowest
             notes.append("the highest rib-bearing body may be T1, but the highest ribs alone do not fix the levels: a "
                          "cervical rib, or the network's rib class on C7's long transverse process, would make C7 look "
                          "like T1")
-    if not _anchors_agree(list(anchors.values()), bodies, run_of):
+    if not _anchors_agree(list(anchors.values()), bodies, spacing, run_of):
         said = "; ".join(f"{rule.split(':')[0]} gives the lowest body {LEVELS[level + position]}"
                          for rule, (level, position) in anchors.items())
         if len(set(run_of)) > 1:
@@ -410,12 +410,12 @@ def _nearest_others(steps: np.ndarray, n: int, count: int = 4) -> np.ndarray:
     return steps[sorted(others, key=lambda m: (abs(m - n), m))[:count]]
 
 
-def _anchors_agree(anchors: list[tuple[int, int]], bodies: list[np.ndarray], run_of: list[int]) -> bool:
+def _anchors_agree(anchors: list[tuple[int, int]], bodies: list[np.ndarray], spacing, run_of: list[int]) -> bool:
     """Whether the anchors, (LEVELS index, position among the bodies) each, agree: between each two anchored bodies
     the levels must be the bodies found between them and the vertebrae the spaces between them left room for
     (_missed_in; none in one run)."""
     ordered = sorted(anchors, key=lambda anchor: anchor[1])
-    return all((lower_level - upper_level) - (upper - lower) == _missed_in(bodies, run_of, lower, upper)
+    return all((lower_level - upper_level) - (upper - lower) == _missed_in(bodies, spacing, run_of, lower, upper)
                for (lower_level, lower), (upper_level, upper) in pairwise(ordered))
 
 
@@ -487,24 +487,15 @@ def vertebrae_with_room(space: float, height: float) -> int:
     return int(round((space / height - DISC_SHARE) / (1 + DISC_SHARE)))
 
 
-def _missed_in(bodies: list[np.ndarray], run_of: list[int], lower: int, upper: int) -> int:
+def _missed_in(bodies: list[np.ndarray], spacing, run_of: list[int], lower: int, upper: int) -> int:
     """How many vertebrae were missed between bodies `lower` and `upper` (positions): at each break between runs,
-    the vertebrae with room between the facing end plates (at least one)."""
-    from .vertebrae import body_slices
-
-    spans = [body_slices(mask) for mask in bodies]
-    height = _median_height(spans)
-    missed = 0
-    for n in range(lower, upper):
-        if run_of[n + 1] != run_of[n]:
-            missed += max(1, vertebrae_with_room(spans[n + 1].start - spans[n].stop, height))
-    return missed
-
-
-def _median_height(spans: list[slice]) -> float:
-    """The median height of the bodies found, in slices: the spine's own body height (a neighbour found over its
-    disc into the next body does not set it)."""
-    return float(np.median([span.stop - span.start for span in spans]))
+    the vertebrae with room between the facing end plates (at least one), measured along the spine as the
+    missed-body filler measures them (_along_the_spine): along the slices, the leaning thoracic spine's end plates
+    overlap, and two missed bodies there left room for one."""
+    _, spaces, heights = _along_the_spine(bodies, spacing)
+    height = float(np.median(heights))
+    return sum(max(1, vertebrae_with_room(spaces[n][0], height))
+               for n in range(lower, upper) if run_of[n + 1] != run_of[n])
 
 
 def _named(bodies, starts: dict[int, int], rule: str, notes: list, run_of: list | None = None) -> Naming:
