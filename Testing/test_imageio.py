@@ -636,3 +636,12 @@ def test_an_untilted_series_is_read_on_its_own_grid_unwarned(tmp_path):
     write_ct_series(tmp_path / "s", np.zeros((4, 8, 8)), spacing=(0.5, 0.5, 1.5))
     loaded = read_image(tmp_path / "s")
     assert loaded.gantry_tilt_deg == 0.0 and not loaded.warnings and loaded.image.GetSize() == (8, 8, 4)
+
+
+def test_an_input_without_an_image_volume_is_refused_where_a_scan_is_read():
+    """A CT-FFR centerline file is read without an image; any analysis that reads the scan's voxels from it is told,
+    in one line, to give the scan itself."""
+    from cardioquant.imageio import LoadedImage
+
+    with pytest.raises(InputError, match="centerlines.vtp holds no image volume"):
+        _ = LoadedImage(image=None, path="centerlines.vtp", format="vtp").volume

@@ -59,6 +59,13 @@ class LoadedImage:
     multiframe: bool = False  # read from one enhanced (multi-frame) DICOM file
 
     @property
+    def volume(self) -> sitk.Image:
+        """The image, for the analyses that read one (all but CT-FFR from centerline files alone)."""
+        if self.image is None:
+            raise InputError(f"{self.path} holds no image volume (a centerline file): give the scan itself.")
+        return self.image
+
+    @property
     def not_one_series(self) -> str | None:
         """Why a DICOM SEG cannot reference this volume's slices as one series' files, slice by slice; None when it
         can (or when there are no files)."""

@@ -14,6 +14,7 @@ only labels 1-4 are scored. The input array must be axial (k = slice index, slic
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -25,7 +26,7 @@ ARTERIES = {1: "LM", 2: "LAD", 3: "LCX", 4: "RCA"}
 NOT_CORONARY = 5
 
 # kVp -> (threshold, weight-2 from, weight-3 from, weight-4 from) in HU (Graeni, EHJ-CVI 2018).
-KVP_TABLE = {
+KVP_TABLE: dict[float, tuple[float, float, float, float]] = {
     70: (207, 318, 477, 636),
     80: (177, 271, 408, 544),
     100: (145, 222, 334, 446),
@@ -47,8 +48,8 @@ def kvp_boundaries(kvp: float) -> tuple[tuple[float, float, float, float], str |
     upper = next(r for r in rows if r > kvp)
     lower = max(r for r in rows if r < kvp)
     t = (kvp - lower) / (upper - lower)
-    values = tuple(round(a + t * (b - a)) for a, b in zip(KVP_TABLE[lower], KVP_TABLE[upper], strict=True))
-    return values, f"{kvp:g} kVp is not in the published table; thresholds interpolated between {lower} and {upper} kVp"
+    a0, a1, a2, a3 = (round(a + t * (b - a)) for a, b in zip(KVP_TABLE[lower], KVP_TABLE[upper], strict=True))
+    return (a0, a1, a2, a3), f"{kvp:g} kVp is not in the published table; thresholds interpolated between {lower} and {upper} kVp"
 
 
 @dataclass
@@ -178,7 +179,7 @@ def score(hu: np.ndarray, artery_labels: np.ndarray, spacing_ijk: tuple[float, f
     offset = np.array([b.start for b in box][::-1], dtype=float)  # (i, j, k) of the box corner
     lesions = _lesions(hu_box, scored_box, regions, labels_box, region_agatston, pixel_area, voxel_volume, settings,
                        ijk_to_ras, offset)
-    arteries = {}
+    arteries: dict[str, dict[str, Any]] = {}
     for value, name in ARTERIES.items():
         members = [les for les in lesions if les.label == value]
         arteries[name] = {

@@ -61,10 +61,8 @@ def discretise(paths, segments, lesions_by_segment, max_element_mm: float = 5.0)
         path = paths[path_index]
         s = path.arc_length()
         ranges = lesions_by_segment[segment.index]
-        cuts = {segment.start, segment.stop}
-        for start, stop, _ in ranges:
-            cuts.update(k for k in (start, stop) if segment.start < k < segment.stop)
-        cuts = sorted(cuts)
+        cuts = sorted({segment.start, segment.stop}
+                      | {k for start, stop, _ in ranges for k in (start, stop) if segment.start < k < segment.stop})
         if len(cuts) == 1:  # paths that part at their first point: a zero-length segment still joins the tree
             elements.append(Element(segment.index, path_index, segment.start, segment.stop, None))
             continue
@@ -111,7 +109,8 @@ def solve_tree(paths: list[Path], bc: BoundaryConditions, side: str = "left", bl
     lesions_by_segment = segment_lesions(paths, segments, min_diameter_stenosis)
     elements = discretise(paths, segments, lesions_by_segment, max_element_mm)
     network = Network(inlet_pressure=bc.aortic_pressure_mmhg * MMHG)
-    first_of, last_of = {}, {}
+    first_of: dict[int, int] = {}  # segment -> its first and last element
+    last_of: dict[int, int] = {}
     for index, element in enumerate(elements):
         linear, quadratic, length = element_coefficients(paths[element.path], element, blood)
         network.vessels.append(Vessel(f"e{index}", linear, quadratic, max(length, 1e-3)))

@@ -58,7 +58,7 @@ def boundary_conditions(options) -> BoundaryConditions:
 
 def _check_contrast(loaded: LoadedImage, lumen: np.ndarray) -> None:
     """The vessel lumen holds iodine (the scan itself was checked once by check_input, in get_trees)."""
-    hu = sitk.GetArrayViewFromImage(loaded.image)
+    hu = sitk.GetArrayViewFromImage(loaded.volume)
     if lumen.any() and np.median(hu[lumen]) < 150:
         raise InputError(f"the vessel lumen reads {np.median(hu[lumen]):.0f} HU: this is not a contrast CTA "
                          "(iodine lumen expected above 150 HU).")
@@ -81,9 +81,9 @@ def get_trees(loaded: LoadedImage, options, progress: Progress) -> Trees:
         return Trees({options.side: cl.read_vtp(options.centerlines)}, None, "centerlines file (--centerlines)")
     checked = check_input(loaded)  # once, before any imaging work: its warnings go with the trees
     if options.lumen_mask:
-        lumen = read_one_structure(options.lumen_mask, loaded.image, called=(LABEL_TABLE.by_value(1).name,
+        lumen = read_one_structure(options.lumen_mask, loaded.volume, called=(LABEL_TABLE.by_value(1).name,
                                                                              "coronary_arteries"))
-        mask_image = geometry.image_from_array(lumen.astype(np.uint8), loaded.image)
+        mask_image = geometry.image_from_array(lumen.astype(np.uint8), loaded.volume)
         _check_contrast(loaded, lumen)
         ostium = list(parse_points(options.ostium, "--ostium")[0]) if options.ostium else None
         progress.update(0.2, "centerlines")
@@ -95,7 +95,7 @@ def get_trees(loaded: LoadedImage, options, progress: Progress) -> Trees:
 
         seeds = parse_seeds(options.seeds)
         progress.update(0.1, "lumen from seeds")
-        mask_image, details = lumen_from_seeds(loaded.image, seeds)
+        mask_image, details = lumen_from_seeds(loaded.volume, seeds)
         progress.update(0.3, "centerlines")
         paths = cl.from_lumen_mask(mask_image, seeds[0], seeds[1:])
         return Trees({options.side: _named(paths, options.side)}, sitk.GetArrayFromImage(mask_image),
@@ -134,7 +134,8 @@ def network_region(image: sitk.Image, memory_limit_gb: float) -> tuple[sitk.Imag
             raise InputError(f"the blood in the heart reads {heart.blood_hu:.0f} HU: this is not a contrast CTA (iodine-"
                              "enhanced blood reads 200-600 HU). CT-FFR needs a coronary CTA; or give --lumen-mask, "
                              "--seeds or --centerlines.")
-        box = budget.box_around(geometry.image_from_array(heart.heart_region.astype(np.uint8), heart.grid), image,
+        found_on = heart.grid if heart.grid is not None else image  # the coarse grid the heart was found on
+        box = budget.box_around(geometry.image_from_array(heart.heart_region.astype(np.uint8), found_on), image,
                                 HEART_MARGIN_MM)
     whole = box is None
     box = box or budget.Box((0, 0, 0), tuple(image.GetSize()))
@@ -161,16 +162,16 @@ def _trees_from_network(loaded: LoadedImage, options, progress: Progress) -> Tre
 
     # The network learnt CTAs in one orientation (its manifest's): every step reads the scan turned to it (the same
     # voxels, not interpolated) and the label map goes back to the file's own grid at the end.
-    as_stored = loaded.image
+    as_stored = loaded.volume
     loaded = replace(loaded, image=geometry.turned_to(as_stored, lumen_network.ORIENTATION))
-    region, box = network_region(loaded.image, budget.limit_gb(options))
+    region, box = network_region(loaded.volume, budget.limit_gb(options))
     device = select_device(options.device)
     network, entry, _ = load_named_model(lumen_network.MODEL_NAME, options.weights, device)
     found = lumen_network.predict(region, network, device, tuple(entry.input["patch_size"]), progress.sub(0.0, 0.5))
-    lumen, aorta = (np.zeros(sitk.GetArrayViewFromImage(loaded.image).shape, bool) for _ in range(2))
+    lumen, aorta = (np.zeros(sitk.GetArrayViewFromImage(loaded.volume).shape, np.bool_) for _ in range(2))
     lumen[box], aorta[box] = found
     _check_contrast(loaded, aorta)  # whatever the network calls aorta must hold iodine
-    trees, left_out, aorta = lumen_network.split_trees(lumen, aorta, loaded.image)
+    trees, left_out, aorta = lumen_network.split_trees(lumen, aorta, loaded.volume)
     labels = aorta.astype(np.uint8) * 2
     for tree in trees:
         tree_lumen = sitk.GetArrayViewFromImage(tree.mask) > 0
@@ -182,7 +183,7 @@ def _trees_from_network(loaded: LoadedImage, options, progress: Progress) -> Tre
                "lumen_left_out": left_out}
     warnings = [f"not modelled: {reason}" for reason in untraced]
     warnings += _left_out_warning(left_out, sum(tree.volume_ml for tree in trees))
-    labels = sitk.GetArrayFromImage(geometry.turned_back(geometry.image_from_array(labels, loaded.image), as_stored))
+    labels = sitk.GetArrayFromImage(geometry.turned_back(geometry.image_from_array(labels, loaded.volume), as_stored))
     return Trees(paths, labels, f"network {entry.name} {entry.version} + vmtk", details, warnings)
 
 
@@ -288,7 +289,9 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
                                        "side": "+".join(sides), "units": "CGS (dyn s/cm^5); pressures mmHg"},
                "inlet_flow_ml_s": {s: r.inlet_flow_ml_s for s, r in solved.items()},
                "outlet_flows_ml_s": {s: r.outlet_flow_ml_s for s, r in solved.items()},
-               "source": trees.source, **({"imaging": trees.details} if trees.details else {})}
+               "source": trees.source}
+    if trees.details:
+        summary["imaging"] = trees.details
     settings = {"source": trees.source, "min_stenosis_percent": options.min_stenosis, "element_length_mm": 5.0,
                 "stenosis_model": "Young-Tsai (Kv, Kt=1.52) in lesions, integrated Poiseuille elsewhere",
                 "blood": {"density_g_cm3": 1.06, "viscosity_poise": 0.04}}
@@ -297,7 +300,7 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
     label_image = None
     if trees.labels is not None:
         label_image = sitk.GetImageFromArray(trees.labels.astype(np.uint8))
-        label_image.CopyInformation(loaded.image)
+        label_image.CopyInformation(loaded.volume)
 
     def report(path, warnings):
         from .report import draw_report

@@ -59,9 +59,9 @@ def check_input(loaded: LoadedImage) -> list[str]:
     modality = (loaded.modality or "").upper()
     if modality and modality != "MR":
         raise InputError(f"scar quantification needs LGE MRI; this series is {modality}.")
-    if not modality and np.percentile(sitk.GetArrayViewFromImage(loaded.image), 0.5) < -500:
+    if not modality and np.percentile(sitk.GetArrayViewFromImage(loaded.volume), 0.5) < -500:
         raise InputError("intensities reach -1000 like CT in Hounsfield units; scar quantification needs LGE MRI.")
-    if looks_like_label_map(loaded.image):
+    if looks_like_label_map(loaded.volume):
         raise InputError("this image is a label map (whole-number values in flat regions), not an LGE image: give "
                          "the LGE series, and a myocardium segmentation with --myocardium-mask.")
     return []
@@ -69,7 +69,7 @@ def check_input(loaded: LoadedImage) -> list[str]:
 
 def stack_of(loaded: LoadedImage) -> tuple[np.ndarray, tuple, bool]:
     """(signal [slices, rows, cols], spacing (col, row, slice) mm, spacing_assumed)."""
-    image = loaded.image
+    image = loaded.volume
     array = geometry.float_array(image)
     if image.GetDimension() == 2:
         array = array[None]
@@ -152,7 +152,7 @@ def segment(loaded: LoadedImage, stack: np.ndarray, spacing: tuple, options,
     """Labels, the provenance of the networks that made them (none for the reader's mask) and what to tell the
     reader of them (the scar blobs the clean-up left out)."""
     if options.myocardium_mask:
-        return readers_labels(options.myocardium_mask, loaded.image), [], []
+        return readers_labels(options.myocardium_mask, loaded.volume), [], []
     check_field_of_view(stack, spacing)
     from ..models.runtime import load_named_model, select_device
 
@@ -194,7 +194,7 @@ def stated_orientation(loaded: LoadedImage) -> np.ndarray | None:
     oblique ones (a short-axis stack is oblique to every body axis). Axis-aligned directions in a NIfTI or NRRD file
     are as often a converter's default as a real axial, sagittal or coronal stack (research short-axis NIfTIs often
     carry their pixel sizes only), and say nothing; nor does a 2D image."""
-    image = loaded.image
+    image = loaded.volume
     if image.GetDimension() != 3:
         return None
     matrix = geometry.direction_matrix(image)
@@ -326,7 +326,7 @@ def rv_insertion(loaded: LoadedImage, stack, spacing, cavity, myocardium, option
     """The anterior RV insertion and the septum direction: the reader's point or angle, else estimated from the
     image (helped by the scan's orientation when it has one), else the conventional display's 60 degrees (with a
     warning). Also where to show it (`marker_ras`, on the epicardium of a mid slice)."""
-    image, stated = loaded.image, stated_orientation(loaded)
+    image, stated = loaded.volume, stated_orientation(loaded)
     prior = aha.orientation_prior(stated) if stated is not None else None
     apex_first = apex_end(loaded)
     direction = options.septum_direction or (prior[1] if prior else aha.DEFAULT_DIRECTION)
@@ -371,7 +371,7 @@ def quantify_labels(loaded, stack, spacing, assumed, labels, models, options, wa
     progress.update(0.7, "thresholds")
     remote = None
     if options.remote_mask:
-        remote_mask = read_one_structure(options.remote_mask, loaded.image).reshape(stack.shape)
+        remote_mask = read_one_structure(options.remote_mask, loaded.volume).reshape(stack.shape)
         remote = quantify.remote_from_mask(stack, remote_mask & myocardium)
     else:  # remote statistics also define the gray zone, whatever the method
         remote = quantify.automatic_remote(stack, myocardium, cavity)
@@ -410,8 +410,8 @@ def quantify_labels(loaded, stack, spacing, assumed, labels, models, options, wa
                 "septum_direction": insertion["septum_direction"], "gray_zone": figures["gray_zone_definition"],
                 "myocardium_source": "user mask" if not models else "network",
                 "min_scar_component_ml": options.min_scar_ml if models else None}  # checked in segment()
-    label_image = sitk.GetImageFromArray(out_labels if loaded.image.GetDimension() == 3 else out_labels[0])
-    label_image.CopyInformation(loaded.image)
+    label_image = sitk.GetImageFromArray(out_labels if loaded.volume.GetDimension() == 3 else out_labels[0])
+    label_image.CopyInformation(loaded.volume)
     rows = [{"segment": int(n), "name": v["name"], "myocardium_ml": v["myocardium_ml"], "scar_ml": v["scar_ml"],
              "lge_percent": v["lge_percent"], "transmurality_mean_percent": v["transmurality_mean_percent"]}
             for n, v in per_segment.items()]
