@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo_output
+# Disk a new environment needs: .venv is 6.5 GB, and pip keeps the wheels it fetched beside it.
+NEEDED_GB := 8
 
 # Python 3.12: the one Slicer 5.12 ships. On pyenv machines pick the newest 3.12 it has.
 PYTHON312 := $(shell if command -v pyenv >/dev/null 2>&1 && pyenv versions --bare 2>/dev/null | grep -q '^3\.12'; then \
@@ -16,6 +18,9 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON312)" || { echo "python3.12 not found: install Python 3.12 (Slicer 5.12's version)" >&2; exit 2; }
+	@free_gb=$$(df -Pk . | awk 'NR == 2 {print int($$4 / 1048576)}'); test -x $(BIN)/python || test "$$free_gb" -ge $(NEEDED_GB) \
+		|| { echo "only $$free_gb GB of disk free here: a new environment needs about $(NEEDED_GB) GB (PyTorch with its" \
+		"CUDA libraries); free some and run make again" >&2; exit 2; }
 	$(PYTHON312) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'

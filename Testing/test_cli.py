@@ -345,3 +345,16 @@ def test_the_runs_warnings_are_printed_on_its_report_below_everything_else(capsy
     top_of_block = block.get_position()[1]
     assert all(ax.get_position().y0 >= top_of_block for ax in pages[0].axes)
     assert all(text.get_position()[1] > top_of_block for text in pages[0].texts if text is not block)
+
+
+@pytest.mark.parametrize("line", ["2:0:5,99:100", "2:0", "2:0,2:100", "2:zero,99:100", "2:0,nan:100"])
+def test_a_phantom_line_that_is_not_two_points_is_refused_before_the_vertebrae_are_found(capsys, tmp_path, monkeypatch,
+                                                                                           line):
+    """--phantom fits BMD = a x HU + b through the scanner's phantom: two or more HU:density pairs at different HU.
+    Anything else is exit 2 with one line naming the option, before the scan is read or a vertebra searched for."""
+    from cardioquant.bmd import pipeline
+
+    monkeypatch.setattr(pipeline, "collect_bodies", lambda *_: pytest.fail("vertebrae searched for"))
+    code, _, err = run(capsys, "bmd", pipeline.sample_input(), "-o", tmp_path / "out", "--phantom", line)
+    assert code == 2 and _error_line(err).startswith(f"cardioquant: error: --phantom '{line}' must be two or more")
+    assert not (tmp_path / "out").exists()

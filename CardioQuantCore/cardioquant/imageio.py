@@ -98,10 +98,10 @@ class LoadedImage:
             stated = float(self.dicom.get("slice_thickness") or 0.0)
         except (TypeError, ValueError):
             stated = 0.0
-        return max(float(self.image.GetSpacing()[2]), stated)
+        return max(float(self.volume.GetSpacing()[2]), stated)
 
     def array(self, dtype=np.float32) -> np.ndarray:
-        return sitk.GetArrayFromImage(self.image).astype(dtype, copy=False)
+        return sitk.GetArrayFromImage(self.volume).astype(dtype, copy=False)
 
 
 # DICOM attributes that travel with a volume into an analysis as NRRD keys (scene.write_run_input writes them).
@@ -495,11 +495,11 @@ def _read_dicom_folder(folder: Path, only_file: Path | None = None, series: str 
     dicom = {key: slices.GetMetaData(0, tag).strip() for key, tag in DICOM_TAGS.items() if slices.HasMetaDataKey(0, tag)}
     loaded = LoadedImage(image=image, path=str(folder), format="dicom", dicom=dicom, source_files=files,
                          warnings=warnings, stacked_series=len(stacked or []))
-    positions = [slices.GetMetaData(i, "0020|0032") for i in range(len(files)) if slices.HasMetaDataKey(i, "0020|0032")]
-    points = np.array([_numbers(position) for position in positions])  # each slice's, in file (= array) order
-    if len(positions) == len(files) and len(files) > 1:
+    stated = [slices.GetMetaData(i, "0020|0032") for i in range(len(files)) if slices.HasMetaDataKey(i, "0020|0032")]
+    points = np.array([_numbers(position) for position in stated])  # each slice's, in file (= array) order
+    if len(stated) == len(files) and len(files) > 1:
         _undo_gantry_tilt(loaded, points)
-    if len(positions) == len(files) and len(files) > 2:
+    if len(stated) == len(files) and len(files) > 2:
         try:
             _check_slice_spacing(loaded, points, allow_slice_gaps)
         except InputError as exc:
@@ -645,7 +645,7 @@ def _check_slice_spacing(loaded: LoadedImage, points: np.ndarray, allow_gaps: bo
     """Refuse series with gaps or uneven slice steps: a single spacing would misplace slices silently. With
     `allow_gaps` such a series is placed on a regular grid where it can be (`_place_on_regular_grid`). `points`: the
     slices' Image Position (Patient), in file (= array) order."""
-    normal = direction_matrix(loaded.image)[:, 2]
+    normal = direction_matrix(loaded.volume)[:, 2]
     depths = (points - points[0]) @ normal  # along the volume's slice axis, in file (= array) order
     held = positions_held(depths)
     if held * 2 <= len(depths):  # every position (or most) imaged again: phases, not a stray duplicate
@@ -655,7 +655,7 @@ def _check_slice_spacing(loaded: LoadedImage, points: np.ndarray, allow_gaps: bo
     if uneven and not (allow_gaps and _place_on_regular_grid(loaded, depths)):
         raise InputError(f"{loaded.path}: slice positions are unevenly spaced (steps {steps.min():.3f}-{steps.max():.3f} mm) "
                          "or duplicated; export a series with a constant slice increment.")
-    loaded.dicom["slice_increment"] = f"{loaded.image.GetSpacing()[2] if uneven else float(np.median(steps)):.6g}"
+    loaded.dicom["slice_increment"] = f"{loaded.volume.GetSpacing()[2] if uneven else float(np.median(steps)):.6g}"
 
 
 # Slices whose in-plane offsets from the first slice's stay under this share of a pixel are read as stored.
@@ -670,8 +670,8 @@ def _undo_gantry_tilt(loaded: LoadedImage, points: np.ndarray) -> None:
     interpolation) onto a grid that holds them all, on the slices' own axes, at their spacing along the normal, as
     Slicer's acquisition geometry regularization does; the grid grows by the shift and is filled as no data.
     `points`: the slices' Image Position (Patient), in the array's slice order."""
-    direction = direction_matrix(loaded.image)
-    spacing = np.array(loaded.image.GetSpacing())
+    direction = direction_matrix(loaded.volume)
+    spacing = np.array(loaded.volume.GetSpacing())
     offsets = (points - points[0]) @ direction[:, :2] / spacing[:2]  # each slice's shift in pixels (columns, rows)
     if np.abs(offsets).max() <= MAX_IN_PLANE_OFFSET_PIXELS:
         return
@@ -680,11 +680,11 @@ def _undo_gantry_tilt(loaded: LoadedImage, points: np.ndarray) -> None:
     low = offsets.min(axis=0)
     grown = np.ceil(offsets.max(axis=0) - low).astype(int)  # extra (columns, rows)
     image = sitk.GetImageFromArray(_shifted_onto_one_grid(loaded, offsets - low, grown))
-    image.SetDirection(loaded.image.GetDirection())
+    image.SetDirection(loaded.volume.GetDirection())
     image.SetSpacing((*spacing[:2], abs(float(np.median(steps))) if steps.size else float(spacing[2])))
     image.SetOrigin(tuple(points[0] + direction[:, :2] @ (low * spacing[:2])))
-    for key in loaded.image.GetMetaDataKeys():
-        image.SetMetaData(key, loaded.image.GetMetaData(key))
+    for key in loaded.volume.GetMetaDataKeys():
+        image.SetMetaData(key, loaded.volume.GetMetaData(key))
     drift_per_mm = np.linalg.norm((points[-1] - points[0]) @ direction[:, :2]) / max(abs(depths[-1]), 1e-6)
     loaded.gantry_tilt_deg = float(np.degrees(np.arctan(drift_per_mm)))
     loaded.image = image
@@ -699,7 +699,7 @@ def _shifted_onto_one_grid(loaded: LoadedImage, shifts: np.ndarray, grown: np.nd
     `grown` (columns, rows) larger, the rest filled as no data (a CT's padding, else the scan's lowest value)."""
     from scipy import ndimage
 
-    array = sitk.GetArrayViewFromImage(loaded.image)
+    array = sitk.GetArrayViewFromImage(loaded.volume)
     fill = min(float(array.min()), -3024.0) if loaded.modality == "CT" else float(array.min())
     out = np.full((array.shape[0], array.shape[1] + grown[1], array.shape[2] + grown[0]), fill, np.float32)
     for k, plane in enumerate(array):  # slice by slice: no whole-volume float copy of the input
@@ -729,13 +729,13 @@ def _place_on_regular_grid(loaded: LoadedImage, depths: np.ndarray) -> bool:
     shift = np.abs(depths - (offset + index * step))
     if shift.max() > MAX_GRID_SHIFT * step:
         return False
-    array = sitk.GetArrayFromImage(loaded.image)
+    array = sitk.GetArrayFromImage(loaded.volume)
     grid = np.full((index[-1] + 1,) + array.shape[1:], array.min(), array.dtype)
     grid[index] = array
     image = sitk.GetImageFromArray(grid)
-    image.SetOrigin(tuple(np.array(loaded.image.GetOrigin()) + offset * direction_matrix(loaded.image)[:, 2]))
-    image.SetDirection(loaded.image.GetDirection())
-    image.SetSpacing(loaded.image.GetSpacing()[:2] + (float(step),))
+    image.SetOrigin(tuple(np.array(loaded.volume.GetOrigin()) + offset * direction_matrix(loaded.volume)[:, 2]))
+    image.SetDirection(loaded.volume.GetDirection())
+    image.SetSpacing(loaded.volume.GetSpacing()[:2] + (float(step),))
     loaded.image = image
     loaded.missing_slices = sorted(set(range(len(grid))) - set(index.tolist()))
     loaded.warnings.append(
@@ -749,7 +749,7 @@ def _place_on_regular_grid(loaded: LoadedImage, depths: np.ndarray) -> bool:
 
 def validate_image(loaded: LoadedImage, allow_2d: bool = False) -> None:
     """Checks shared by every module: dimension, finite voxels, positive spacing."""
-    image = loaded.image
+    image = loaded.volume
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise InputError(f"{loaded.path}: image has {image.GetNumberOfComponentsPerPixel()} components per voxel; "
                          "give a single-channel (greyscale) scan.")
@@ -783,7 +783,7 @@ def read_labelled_image(path: str | os.PathLike) -> tuple[sitk.Image, dict[int, 
         raise InputError(f"mask not found: {path}")
     if path.is_file() and is_dicom_seg(path):
         return read_dicom_seg(path)
-    image = (_read_file(path) if path.is_file() else _read_dicom_folder(path)).image
+    image = (_read_file(path) if path.is_file() else _read_dicom_folder(path)).volume
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise InputError(f"{path}: the mask has {image.GetNumberOfComponentsPerPixel()} values per voxel (a colour or "
                          "vector image); give a label map, one value per voxel.")

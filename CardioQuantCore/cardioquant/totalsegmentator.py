@@ -29,7 +29,7 @@ def api(option: str) -> Callable:
     return totalsegmentator
 
 
-def segment(image: sitk.Image, option: str, read: Callable[[Path], object], device: str = "auto", **task) -> object:
+def segment[T](image: sitk.Image, option: str, read: Callable[[Path], T], device: str = "auto", **task) -> T:
     """`read(folder)` of TotalSegmentator's output folder for the scan, run with `task` (its API's keywords:
     roi_subset, task, ...) on the analysis's device (--device: TotalSegmentator names a GPU "gpu"); the folder is
     removed afterwards."""

@@ -99,7 +99,7 @@ def check_input(loaded: LoadedImage) -> list[str]:
     modality = (loaded.modality or "").upper()
     if modality and modality != "CT":
         raise InputError(f"bone density needs CT; this series is {modality}.")
-    image = loaded.image
+    image = loaded.volume
     check_hounsfield(image, "bone density")
     if not geometry.is_axis_aligned(image):
         raise InputError("the scan is tilted against the patient's axes (oblique slices); reformat it to axial "
@@ -133,8 +133,8 @@ def _seed_to_kji(image: sitk.Image, text: str) -> tuple[str, tuple[int, int, int
         raise InputError(f"--seed '{text}' must be LEVEL:x,y,z in RAS millimetres, e.g. L1:0,-20,100") from exc
     if level not in LEVELS:
         raise InputError(f"--seed level '{level}' is not a vertebral level (C1-C7, T1-T12, L1-L5, S1)")
-    index = image.TransformPhysicalPointToIndex((-r, -a, s))
-    return level, tuple(int(v) for v in index[::-1])
+    i, j, k = image.TransformPhysicalPointToIndex((-r, -a, s))
+    return level, (k, j, i)
 
 
 def vertebral_body_mask(path: str, image: sitk.Image) -> np.ndarray:
@@ -150,9 +150,10 @@ def vertebral_body_mask(path: str, image: sitk.Image) -> np.ndarray:
 
 def collect_bodies(loaded: LoadedImage, options, hu: np.ndarray, sign: int) -> tuple[dict, str, dict, list]:
     """(level -> body mask, source, how the levels were named, warnings)."""
-    image = loaded.image
+    image = loaded.volume
     spacing = image.GetSpacing()
-    naming, warnings = {"rule": "named by the source", "determined": True}, []
+    naming: dict = {"rule": "named by the source", "determined": True}
+    warnings: list[str] = []
     if options.vertebra_mask:
         run_here = options.vertebra_mask == totalsegmentator.OPTION_VALUE
         whole = (totalsegmentator_vertebrae(image, options.device) if run_here
@@ -250,14 +251,14 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
     if options.vertebra_mask == totalsegmentator.OPTION_VALUE:
         totalsegmentator.api("--vertebra-mask")  # installed? before any work
     check_input(loaded)
-    as_stored = loaded.image
+    as_stored = loaded.volume
     # Every step measures the scan turned to one orientation (the same voxels, no interpolation), so that a file whose
     # rows, columns or slices run the other way, or that stores sagittal slices, gives the same vertebrae, ROIs and
     # BMD; the label map goes back to the file's own grid at the end.
     loaded = dataclasses.replace(loaded, image=geometry.turned_to(as_stored, ORIENTATION))
-    whole_scan = loaded.image
+    whole_scan = loaded.volume
     loaded, budget_warnings = _within_budget(loaded, options)
-    image = loaded.image
+    image = loaded.volume
     spacing = image.GetSpacing()
     # A fill stored as air is no data, and no air reference.
     hu = geometry.as_padding(geometry.float_array(image), geometry.outside_the_reconstruction(image))
@@ -364,7 +365,7 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
 def _within_budget(loaded: LoadedImage, options) -> tuple[LoadedImage, list[str]]:
     """The scan as it is when it fits --memory-limit-gb; else its block averages (the coarsest axis no coarser than
     COARSEST_MM), with a warning; an InputError when even those would not fit."""
-    image, limit = loaded.image, budget.limit_gb(options)
+    image, limit = loaded.volume, budget.limit_gb(options)
     factors, needed = budget.shrink_to_fit(image, BYTES_PER_VOXEL, limit, COARSEST_MM)
     if needed > limit:
         raise budget.refusal(f"measuring this {' x '.join(map(str, image.GetSize()))} scan", needed, limit,
@@ -380,11 +381,7 @@ def _within_budget(loaded: LoadedImage, options) -> tuple[LoadedImage, list[str]
 
 def _calibrate(options, reference_stats, kvp) -> calibration.Calibration:
     if options.phantom:
-        try:
-            points = [tuple(float(v) for v in pair.split(":")) for pair in options.phantom.split(",")]
-        except ValueError as exc:
-            raise InputError("--phantom must be HU:density pairs separated by commas, e.g. '2:0,99:100,202:200'") from exc
-        return calibration.asynchronous(points, kvp)
+        return calibration.asynchronous(options.phantom_points(), kvp)
     if options.calibration == "two-point":
         return calibration.two_point(reference_stats, kvp)
     return calibration.multi_material(reference_stats, kvp)
@@ -704,7 +701,7 @@ def patient_summary(per_vertebra: dict) -> dict:
         return no_patient_figure("the plausible bodies lie above two or more doubtful lower ones (density rises up "
                                  "the spine)")
     bmd = float(np.mean([per_vertebra[level]["bmd_mg_cm3"] for level in chosen]))
-    out = {"bmd_mg_cm3": bmd, "levels": chosen, "acr_category": acr_category(bmd),
+    out: dict = {"bmd_mg_cm3": bmd, "levels": chosen, "acr_category": acr_category(bmd),
            "level_determined": all(is_determined(level) for level in chosen)}
     if "L1" in per_vertebra:
         out["pickhardt"] = pickhardt_flags(per_vertebra["L1"]["trabecular_hu"])

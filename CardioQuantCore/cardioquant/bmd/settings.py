@@ -6,8 +6,10 @@ Light on purpose (no SciPy, no network): the Slicer panel builds its parameter n
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from .. import budget
+from ..errors import InputError
 from ..settings import AnalysisSettings, setting
 from .levels import LEVELS
 
@@ -39,6 +41,24 @@ class BoneDensitySettings(AnalysisSettings):
     memory_limit_gb: float = budget.memory_setting(
         "a larger scan is measured on block averages of its voxels (the means BMD is made of are kept), no coarser "
         f"than {COARSEST_MM:g} mm, or refused before the measurement")
+
+    def check(self) -> None:
+        super().check()
+        self.phantom_points()
+
+    def phantom_points(self) -> list[tuple[float, float]]:
+        """--phantom as (HU measured, density mg/cm3) pairs; one line naming the option, before any work, when it
+        is not two or more of them at different HU (a line needs two points)."""
+        if not self.phantom:
+            return []
+        try:
+            points = [(float(hu), float(density)) for hu, density in (pair.split(":") for pair in self.phantom.split(","))]
+        except ValueError:
+            points = []
+        if len({hu for hu, _ in points}) < 2 or not all(math.isfinite(v) for point in points for v in point):
+            raise InputError(f"--phantom '{self.phantom}' must be two or more HU:density pairs at different HU, separated "
+                             "by commas, e.g. '2:0,99:100,202:200'")
+        return points
 
 
 SETTINGS = BoneDensitySettings  # what cardioquant.pipelines.settings_class('bmd') returns

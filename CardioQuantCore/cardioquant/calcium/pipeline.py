@@ -87,7 +87,7 @@ def read_input(path: str, series: str | None = None) -> LoadedImage:
 
 def check_input(loaded: LoadedImage) -> list[str]:
     """Refuse what cannot be scored; return warnings for what can, with caveats."""
-    image = loaded.image
+    image = loaded.volume
     modality = (loaded.modality or "").upper()
     if modality and modality != "CT":
         raise InputError(f"calcium scoring needs CT; this series is {modality}.")
@@ -165,7 +165,7 @@ def settings_from(options, kvp: float) -> scoring.ScoringSettings:
 
 def region_mask(loaded: LoadedImage, options) -> np.ndarray:
     """--roi: where candidates may be looked for at all."""
-    region = read_one_structure(options.roi, loaded.image)
+    region = read_one_structure(options.roi, loaded.volume)
     if not region.any():
         raise InputError("the region of interest mask is empty on this scan's grid")
     return region
@@ -175,7 +175,7 @@ def labels_from_user(loaded: LoadedImage, path: str, candidates: np.ndarray) -> 
     """A candidate voxel belongs to the artery whose label covers it; unlabelled candidates are not coronary. A
     DICOM SEG's segments are read by their labels where they are this module's segment names (LAD, ...: its own
     export, edited in a PACS), else by their numbers."""
-    image, names = read_labelled_mask(path, loaded.image)
+    image, names = read_labelled_mask(path, loaded.volume)
     user = sitk.GetArrayFromImage(image)
     if values := LABEL_TABLE.values_of_labels(names):
         user = LABEL_TABLE.renumbered(user, values)
@@ -189,12 +189,12 @@ def heart_anatomy(loaded: LoadedImage, options, required: bool, on_scan_grid: bo
     """The heart search region: from --heart-mask when given, else found in the scan. With `required` (automatic
     assignment) no heart is an InputError; otherwise None. With `on_scan_grid` False its masks stay on a ~2 mm grid
     (a scan too large to hold them whole)."""
-    grid = loaded.image if on_scan_grid else anatomy.coarse_grid(loaded.image)
+    grid = loaded.volume if on_scan_grid else anatomy.coarse_grid(loaded.volume)
     if options.heart_mask:
-        heart, aorta, source = given_heart(options, loaded.image, grid)
+        heart, aorta, source = given_heart(options, loaded.volume, grid)
         return anatomy.heart_from_mask(grid, heart, source=source, great_vessels=aorta)
     try:
-        return anatomy.find_heart(loaded.image, on_scan_grid)
+        return anatomy.find_heart(loaded.volume, on_scan_grid)
     except InputError:
         if required:
             raise
@@ -205,18 +205,19 @@ def part_to_score(loaded: LoadedImage, options, heart: anatomy.HeartAnatomy | No
     """None when the whole scan fits in the memory budget; else the box around the heart region, great vessels
     and the reader's label map (HEART_MARGIN_MM more), or an InputError when even that does not fit. Coronary
     calcium lies on the heart, so nothing is lost for the score; candidates outside the box are not shown."""
-    image, limit = loaded.image, budget.limit_gb(options)
+    image, limit = loaded.volume, budget.limit_gb(options)
     if whole_scan_fits(image, options):
         return None
     boxes = []
     if heart is not None:
         region = heart.heart_region if heart.great_vessels is None else heart.heart_region | heart.great_vessels
-        boxes.append(budget.box_around(geometry.image_from_array(region.astype(np.uint8), heart.grid), image,
+        found_on = heart.grid if heart.grid is not None else image  # the coarse grid the heart was found on
+        boxes.append(budget.box_around(geometry.image_from_array(region.astype(np.uint8), found_on), image,
                                        HEART_MARGIN_MM))
     if options.labels:
         boxes.append(budget.box_around(read_label_image(options.labels), image, HEART_MARGIN_MM))
-    boxes = [box for box in boxes if box is not None]
-    box = budget.union(boxes) if boxes else None
+    around = [box for box in boxes if box is not None]
+    box = budget.union(around) if around else None
     scored = box.voxels if box is not None else budget.voxels(image)
     needed = budget.needed_gb(scored, BYTES_PER_VOXEL, budget.resident_gb(image))
     if needed > limit:
@@ -325,7 +326,7 @@ def _blood_warning(mode: str, heart: anatomy.HeartAnatomy | None) -> list[str]:
 
 def labels_from_anatomy(loaded: LoadedImage, candidates: np.ndarray, heart: anatomy.HeartAnatomy, hu: np.ndarray,
                         mode: str, floor: noise.NoiseFloor | None = None):
-    image = loaded.image
+    image = loaded.volume
     return territories.assign(candidates, heart.heart_region, lambda ijk: geometry.voxels_to_lps(image, ijk),
                               image.GetSpacing(), hu=hu, contrast=mode == "cta", great_vessels=heart.great_vessels,
                               heart_base_s_mm=territories.heart_base_s_mm(heart.great_vessel_tubes),
@@ -378,16 +379,16 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
     kvp, kvp_warnings = tube_voltage(loaded, options.kvp, "thresholds")
     warnings += kvp_warnings
     automatic = not options.labels
-    whole_scan = loaded.image
+    whole_scan = loaded.volume
     progress.update(0.02, "finding the heart")
     heart = heart_anatomy(loaded, options, required=automatic, on_scan_grid=whole_scan_fits(whole_scan, options))
     box = part_to_score(loaded, options, heart)
     if box is not None:
         loaded = budget.crop(loaded, box)
-        heart = heart.regrid(loaded.image) if heart is not None else None
+        heart = heart.regrid(loaded.volume) if heart is not None else None
         warnings.append(f"scored around the heart only ({box.describe(whole_scan)}): the whole scan would need more "
                         f"than --memory-limit-gb {budget.limit_gb(options):g}; candidates outside it are not shown")
-    image = loaded.image
+    image = loaded.volume
     spacing = image.GetSpacing()
     if heart is not None:
         warnings += heart.warnings
@@ -407,6 +408,7 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
         candidates &= region_mask(loaded, options)
     found = None
     if automatic:
+        assert heart is not None  # heart_anatomy(required=True) refuses a scan with no heart
         floor = (noise.noise_floor(hu, heart.heart_region, spacing, options.noise_floor_sd)
                  if mode == "noncontrast" and options.noise_floor_sd > 0 else None)
         found = labels_from_anatomy(loaded, candidates, heart, hu, mode, floor)
@@ -446,7 +448,7 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
     progress.update(1.0, "done")
     scored = _module_result(loaded, result, label_map, mode, threshold_info, assignment, mass_calibration_info,
                             settings, [], warnings, kvp, scan_info, heart.describe() if heart is not None else None)
-    if box is not None:
+    if box is not None and scored.label_image is not None:
         scored.label_image = budget.paste(scored.label_image, whole_scan, box)
         _scan_indices(scored.summary["lesions"], box)
     return scored
@@ -504,7 +506,7 @@ def _module_result(loaded, result, artery_labels, mode, threshold_info, assignme
     }
     rows = [{"artery": name, **values} for name, values in summary["arteries"].items()]  # the LM's scored_with too
     rows.append({"artery": "total", **{k: result.total[k] for k in ("agatston", "volume_mm3", "mass_mg", "lesions")}})
-    label_image = geometry.image_from_array(artery_labels.astype(np.uint8), loaded.image)
+    label_image = geometry.image_from_array(artery_labels.astype(np.uint8), loaded.volume)
     settings_json = {**result.settings, "mode": mode, "assignment": assignment}
 
     def report(path, warnings):
@@ -530,9 +532,9 @@ def edited_result(loaded: LoadedImage, label_map: np.ndarray, run_document: dict
     run's own settings (its JSON), the run's scan type, heart and threshold kept, review flags carried to the
     lesions that stayed where they were, and a warning that the figures come from the reader's edits."""
     settings = scoring.ScoringSettings.from_json(run_document["settings"])
-    hu = geometry.float_array(loaded.image)
+    hu = geometry.float_array(loaded.volume)
     arteries = np.where((label_map >= 1) & (label_map <= 4), label_map, 0).astype(np.uint8)
-    result = scoring.score(hu, arteries, loaded.image.GetSpacing(), settings, geometry.ijk_to_ras(loaded.image))
+    result = scoring.score(hu, arteries, loaded.volume.GetSpacing(), settings, geometry.ijk_to_ras(loaded.volume))
     for lesion, carried in zip(result.lesions, carry_review_flags([asdict(les) for les in result.lesions],
                                                                   run_document.get("lesions", [])), strict=True):
         lesion.review = carried["review"]
