@@ -358,3 +358,42 @@ def test_a_phantom_line_that_is_not_two_points_is_refused_before_the_vertebrae_a
     code, _, err = run(capsys, "bmd", pipeline.sample_input(), "-o", tmp_path / "out", "--phantom", line)
     assert code == 2 and _error_line(err).startswith(f"cardioquant: error: --phantom '{line}' must be two or more")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("module", "option"), [("calcium", "--labels"), ("calcium", "--roi"), ("calcium", "--heart-mask"),
+                                                ("calcium", "--lumen-mask"), ("bmd", "--vertebra-mask"),
+                                                ("bmd", "--vertebra-body-mask"), ("scar", "--myocardium-mask"),
+                                                ("scar", "--remote-mask"), ("ffr", "--lumen-mask"), ("ffr", "--centerlines"),
+                                                ("scar", "--weights")])
+def test_an_option_naming_a_file_that_is_not_there_is_refused_before_any_work(capsys, tmp_path, monkeypatch, module,
+                                                                              option):
+    """A mistyped mask or weights path is one line naming the option, exit 2, before the scan is read: a remote
+    myocardium ROI read after the networks' minutes is no place to find a typo."""
+    from cardioquant import pipelines
+
+    monkeypatch.setattr(pipelines.get(module), "read_input", lambda *_: pytest.fail("the scan was read"))
+    missing = tmp_path / "no_such_mask.nii.gz"
+    code, _, err = run(capsys, module, tmp_path / "scan.nrrd", "-o", tmp_path / "out", option, missing)
+    assert code == 2 and _error_line(err) == f"cardioquant: error: {option} {missing}: no such file or folder; check the path."
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("arguments", "said"), [
+    (["calcium", "--calibration-rod-mask", "{rod}"], "--calibration-rod-mask and --water-mask go together"),
+    (["calcium", "--water-mask", "{rod}"], "--calibration-rod-mask and --water-mask go together"),
+    (["calcium", "--calibration-rod-mask", "{rod}", "--water-mask", "{rod}", "--mass-calibration", "0.0008"],
+     "--mass-calibration and the calibration rod's masks both set"),
+    (["bmd", "--levels", "L1,L9"], "--levels L1,L9: L9 is not a vertebral level"),
+])
+def test_options_that_cannot_be_read_together_are_refused_before_any_work(capsys, tmp_path, monkeypatch, arguments, said):
+    """A rod mask without the water ROI it is read against (or with a factor given as well), and a level that is not
+    one, are refused in one line before the scan is read; before, the rod was silently passed over and the level
+    looked for after the vertebrae were found."""
+    from cardioquant import pipelines
+
+    rod = tmp_path / "rod.nrrd"
+    rod.write_bytes(b"")
+    monkeypatch.setattr(pipelines.get(arguments[0]), "read_input", lambda *_: pytest.fail("the scan was read"))
+    code, _, err = run(capsys, arguments[0], tmp_path / "scan.nrrd", "-o", tmp_path / "out",
+                       *[a.format(rod=rod) for a in arguments[1:]])
+    assert code == 2 and said in _error_line(err)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 import types
 import typing
 from dataclasses import dataclass
@@ -26,16 +27,18 @@ from .errors import InputError
 
 def setting(default: Any, help: str, *, choices: tuple | None = None, limits: tuple | None = None,
             panel: bool = False, panel_choices: tuple | None = None, flag: str | None = None,
-            metavar: str | None = None) -> Any:
+            metavar: str | None = None, path: bool = False, words: tuple = ()) -> Any:
     """A settings field.
 
     limits: (low, high, low inclusive[, high inclusive]) for a number (high inclusive unless said otherwise);
+    path: a file or folder the analysis reads, which must exist (`check`), unless the value is one of `words`
+    (e.g. 'totalsegmentator': run it instead of reading its output);
     panel: the Slicer panel shows it (bound by its field name through the widget's SlicerParameterName);
     panel_choices: the panel's choices when they differ from the command line's (e.g. presets of a free value);
     flag: the option as typed when it is not --field-name (a boolean flag is --field-name as written).
     """
     metadata = {"help": help, "choices": choices, "limits": limits, "panel": panel,
-                "panel_choices": panel_choices, "flag": flag, "metavar": metavar}
+                "panel_choices": panel_choices, "flag": flag, "metavar": metavar, "path": path, "words": words}
     if isinstance(default, list):
         return dataclasses.field(default_factory=lambda: list(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -67,7 +70,7 @@ class AnalysisSettings:
                           panel_choices=("auto", "cpu", "cuda"))
     weights: str | None = setting(None, "model weights file to use instead of the bundled/cached ones (scar: the "
                                         "first-stage segmenter; the scar refiner via "
-                                        "CARDIOQUANT_WEIGHTS_LGE_SCAR_REFINER)")
+                                        "CARDIOQUANT_WEIGHTS_LGE_SCAR_REFINER)", path=True)
 
     # --- declaration ------------------------------------------------------------------------------------------
 
@@ -126,7 +129,12 @@ class AnalysisSettings:
     # --- checks -----------------------------------------------------------------------------------------------
 
     def check(self) -> None:
-        """One line naming the option when a number is out of its range (NaN included); before any work."""
+        """One line naming the option when a number is out of its range (NaN included) or a file it names is not
+        there; before any work (a mask read after minutes of segmentation is no place to find a typo)."""
+        for field, _, _ in self.fields():
+            value, meta = getattr(self, field.name), field.metadata
+            if meta["path"] and value and value not in meta["words"] and not os.path.exists(value):
+                raise InputError(f"{self.flag(field.name)} {value}: no such file or folder; check the path.")
         for field, _, _ in self.fields():
             value, limits = getattr(self, field.name), field.metadata["limits"]
             if value is None or limits is None:

@@ -177,7 +177,7 @@ def collect_bodies(loaded: LoadedImage, options, hu: np.ndarray, sign: int) -> t
         bodies, source, naming, warnings = bodies_from_network(image, options, hu)
     bodies = {level: mask for level, mask in bodies.items() if mask.any()}
     if options.levels:
-        wanted = [v.strip() for v in options.levels.split(",")]
+        wanted = options.wanted_levels()
         missing = [v for v in wanted if v not in bodies]
         if missing:
             raise InputError(f"level(s) {', '.join(missing)} not found in the vertebra masks "

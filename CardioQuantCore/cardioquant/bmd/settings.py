@@ -11,7 +11,7 @@ import math
 from .. import budget
 from ..errors import InputError
 from ..settings import AnalysisSettings, setting
-from .levels import LEVELS
+from .levels import LEVELS, UNDETERMINED
 
 # Block averages no coarser than this: a trabecular ROI of 2-10 mL still holds hundreds of voxels, and its mean
 # (what BMD is made of) is the mean of the averaged blocks but for its edge.
@@ -24,8 +24,10 @@ class BoneDensitySettings(AnalysisSettings):
 
     vertebra_mask: str | None = setting(None, "TotalSegmentator output folder (vertebrae_L1.nii.gz, ...) or a "
                                               "multilabel file with TotalSegmentator `total` values, or "
-                                              "'totalsegmentator' to run it when installed")
-    vertebra_body_mask: str | None = setting(None, "TotalSegmentator vertebrae_body mask (label 1 = body), optional")
+                                              "'totalsegmentator' to run it when installed",
+                                        path=True, words=("totalsegmentator",))
+    vertebra_body_mask: str | None = setting(None, "TotalSegmentator vertebrae_body mask (label 1 = body), optional",
+                                             path=True)
     seed: list[str] = setting([], "LEVEL:x,y,z (RAS mm) click inside a vertebral body; repeat for several")
     levels: str | None = setting(None, "comma-separated levels to report (default: all found)")
     lowest_level: str | None = setting(None, "network source: level of the lowest vertebra in view, when neither "
@@ -45,6 +47,13 @@ class BoneDensitySettings(AnalysisSettings):
     def check(self) -> None:
         super().check()
         self.phantom_points()
+        if self.levels and (unknown := [v for v in self.wanted_levels() if v not in LEVELS + UNDETERMINED]):
+            raise InputError(f"--levels {self.levels}: {', '.join(unknown)} is not a vertebral level (C1-C7, T1-T12, "
+                             "L1-L5, or V1, V2, ... where the levels are not determined)")
+
+    def wanted_levels(self) -> list[str]:
+        """--levels as a list (empty: every body found)."""
+        return [v.strip() for v in self.levels.split(",")] if self.levels else []
 
     def phantom_points(self) -> list[tuple[float, float]]:
         """--phantom as (HU measured, density mg/cm3) pairs; one line naming the option, before any work, when it

@@ -76,9 +76,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 # --- input checks -----------------------------------------------------------------------------------------
 
 def check_options(settings: CalciumSettings) -> None:
-    """One line naming the option when a value is out of its range (nan included)."""
+    """One line naming the option when a value is out of its range (nan included), a file it names is not there, or
+    options that go together are not given together."""
     settings.check()
     min_area_rule(settings.min_area)
+    if bool(settings.calibration_rod_mask) != bool(settings.water_mask):
+        raise InputError("--calibration-rod-mask and --water-mask go together (the rod's HU is read against water's "
+                         "to measure the mass calibration factor): give both, or --mass-calibration.")
+    if settings.calibration_rod_mask and settings.mass_calibration is not None:
+        raise InputError("--mass-calibration and the calibration rod's masks both set the mass calibration factor: "
+                         "give one of them.")
 
 
 def read_input(path: str, series: str | None = None) -> LoadedImage:

@@ -23,20 +23,21 @@ class CalciumSettings(AnalysisSettings):
 
     mode: str = setting("auto", "auto: CTA when the blood inside the heart is iodine-bright (>= 130 HU), else "
                                 "non-contrast [auto]", choices=("auto", "noncontrast", "cta"), panel=True)
-    labels: str | None = setting(None, "artery label map (1 LM, 2 LAD, 3 LCX, 4 RCA): semi-automatic scoring")
-    roi: str | None = setting(None, "mask restricting where candidates are looked for")
+    labels: str | None = setting(None, "artery label map (1 LM, 2 LAD, 3 LCX, 4 RCA): semi-automatic scoring", path=True)
+    roi: str | None = setting(None, "mask restricting where candidates are looked for", path=True)
     heart_mask: str | None = setting(None, "heart mask file (e.g. TotalSegmentator's heart.nii.gz), a folder of "
                                            "TotalSegmentator's output (heart.nii.gz; its aorta.nii.gz too when there), "
                                            "or 'totalsegmentator' to run it when installed, instead of the automatic "
                                            "heart search region; grown 10 mm for the coronaries on its surface, "
-                                           "calcium in the aorta kept apart")
+                                           "calcium in the aorta kept apart", path=True, words=("totalsegmentator",))
     # clinical CT tube voltages; the published table covers 70-135
     kvp: float | None = setting(None, "tube voltage; default: DICOM KVP, else 120 with a warning",
                                 limits=(60.0, 150.0, True), panel=True)
     k: float = setting(3.0, "CTA threshold = lumen mean + k x SD [3]", limits=(0.0, 10.0, False))
     cta_scale: float | None = setting(None, "CTA: Agatston-equivalent = scale x raw CTA score [fitted default, see "
                                             "README]", limits=(0.0, 10.0, False))
-    lumen_mask: str | None = setting(None, "CTA: lumen mask for the lumen statistics (default: automatic aortic ROI)")
+    lumen_mask: str | None = setting(None, "CTA: lumen mask for the lumen statistics (default: automatic aortic ROI)",
+                                     path=True)
     min_area: str = setting("literature", "minimum lesion area: a preset (literature, ge, terarecon 1 mm2; philips "
                                           "0.5 mm2; canon 3 pixels; siemens none) or a number in mm2 [literature]",
                             panel=True, panel_choices=tuple(MIN_AREA_PRESETS))
@@ -51,8 +52,8 @@ class CalciumSettings(AnalysisSettings):
     mass_calibration: float | None = setting(None, "mass calibration factor c (mg/mm3 per HU)",
                                              limits=(0.0, 1.0, False))
     calibration_rod_mask: str | None = setting(None, "mask of a calcium calibration rod (measures c with "
-                                                     "--water-mask)")
-    water_mask: str | None = setting(None, "mask of the water(-equivalent) calibration ROI")
+                                                     "--water-mask)", path=True)
+    water_mask: str | None = setting(None, "mask of the water(-equivalent) calibration ROI", path=True)
     rod_density: float = setting(200.0, "calibration rod density, mg HA/cm3 [200]", limits=(0.0, 2000.0, False))
     memory_limit_gb: float = budget.memory_setting("a larger scan is scored around the heart only, or refused "
                                                    "before the scoring")

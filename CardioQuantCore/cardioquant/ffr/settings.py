@@ -20,8 +20,8 @@ class FFRSettings(AnalysisSettings):
     """CT-FFR's options (`cardioquant ffr --help`; the CTFFR panel): the lumen's source, the boundary conditions
     (physiological ranges) and the lesion rule."""
 
-    lumen_mask: str | None = setting(None, "coronary lumen segmentation (one tree from one ostium)")
-    centerlines: str | None = setting(None, "vmtk-style centerlines .vtp (MaximumInscribedSphereRadius in mm)")
+    lumen_mask: str | None = setting(None, "coronary lumen segmentation (one tree from one ostium)", path=True)
+    centerlines: str | None = setting(None, "vmtk-style centerlines .vtp (MaximumInscribedSphereRadius in mm)", path=True)
     seeds: str | None = setting(None, "semi-automatic lumen: 'x,y,z;x,y,z;...' (RAS mm) or a markups file; the "
                                       "ostium first, then the distal end of each vessel to follow")
     ostium: str | None = setting(None, "with --lumen-mask: inlet point x,y,z (RAS mm) or a markups file; default: "

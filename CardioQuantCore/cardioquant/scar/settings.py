@@ -29,8 +29,8 @@ class ScarSettings(AnalysisSettings):
                                  f"myocardium; 0 keeps every blob; never applied to a mask or edits "
                                  f"[{MIN_SCAR_COMPONENT_ML:g}]", limits=(0.0, 1000.0, True), panel=True)
     myocardium_mask: str | None = setting(None, "label map of the LV (EMIDEC values: 1 cavity, 2 myocardium, 3 scar, "
-                                                "4 MVO) or a binary myocardium mask; skips the network")
-    remote_mask: str | None = setting(None, "remote (normal) myocardium ROI for n-SD (default: automatic)")
+                                                "4 MVO) or a binary myocardium mask; skips the network", path=True)
+    remote_mask: str | None = setting(None, "remote (normal) myocardium ROI for n-SD (default: automatic)", path=True)
     rv_insertion: float | None = setting(None, "anterior RV insertion angle, degrees counter-clockwise from image up "
                                                "[estimated from the image]")
     rv_insertion_point: str | None = setting(None, "anterior RV insertion as a point X,Y,Z in RAS mm (as Slicer shows "
