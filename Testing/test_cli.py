@@ -397,3 +397,27 @@ def test_options_that_cannot_be_read_together_are_refused_before_any_work(capsys
     code, _, err = run(capsys, arguments[0], tmp_path / "scan.nrrd", "-o", tmp_path / "out",
                        *[a.format(rod=rod) for a in arguments[1:]])
     assert code == 2 and said in _error_line(err)
+
+
+def test_a_mask_on_another_grid_than_the_scan_is_said_to_have_been_resampled(capsys, tmp_path):
+    """Artery labels drawn on the scan, even cropped to their extent as Slicer saves a segmentation, share its voxel
+    lattice and score as drawn (Agatston 22, no warning). The same labels on a coarser grid, as a mask of another
+    scan would be, are resampled onto the scan and the result says so, naming the option and both grids."""
+    import SimpleITK as sitk
+
+    ct, labels = write_block(tmp_path)
+    drawn = sitk.ReadImage(labels)
+    cropped = tmp_path / "cropped.nrrd"
+    sitk.WriteImage(drawn[2:-2, 2:-2, 1:], str(cropped))
+    coarser = tmp_path / "coarser.nrrd"
+    spacing = [2 * s for s in drawn.GetSpacing()]
+    size = [max(1, n // 2) for n in drawn.GetSize()]
+    sitk.WriteImage(sitk.Resample(drawn, size, sitk.Transform(), sitk.sitkNearestNeighbor, drawn.GetOrigin(), spacing,
+                                  drawn.GetDirection()), str(coarser))
+    for mask, out in ((cropped, "on_the_scan"), (coarser, "coarser")):
+        assert run(capsys, "calcium", ct, "--labels", mask, "-o", tmp_path / out, "--quiet")[0] == 0
+    on_the_scan = json.loads((tmp_path / "on_the_scan" / "calcium.json").read_text())
+    assert on_the_scan["total"]["agatston"] == pytest.approx(22.0)
+    assert not any("another grid" in w for w in on_the_scan["warnings"])
+    said = [w for w in json.loads((tmp_path / "coarser" / "calcium.json").read_text())["warnings"] if "another grid" in w]
+    assert len(said) == 1 and said[0].startswith("--labels coarser.nrrd is on another grid than the scan (")

@@ -91,7 +91,8 @@ def run_analysis(name: str, loaded: LoadedImage, settings: AnalysisSettings, pro
     the settings it ran with (the JSON's "options"), which a re-run or re-scoring reads back."""
     check_segs_drawn_on(loaded, settings)
     result = get(name).run(loaded, settings, progress)
-    result.warnings[:0] = loaded.warnings  # how the input was read (e.g. single-slice series stacked) comes first
+    # How the input was read (e.g. single-slice series stacked) and whose masks were resampled come first.
+    result.warnings[:0] = loaded.warnings + masks_on_other_grids(loaded, settings)
     result.options = settings.to_json()
     return result
 
@@ -114,6 +115,55 @@ def check_segs_drawn_on(loaded: LoadedImage, settings: AnalysisSettings) -> None
             raise InputError(f"{settings.flag(field.name)} {path}: this DICOM SEG was made on another scan (its Frame "
                              f"of Reference UID {seg_frame} is not this series' {scan_frame}): give the mask made on "
                              "this scan")
+
+
+def masks_on_other_grids(loaded: LoadedImage, settings: AnalysisSettings) -> list[str]:
+    """A warning for each mask file given whose voxels are not the scan's: another spacing or direction, or an origin
+    off the scan's voxel lattice. A mask drawn on the scan shares its grid (Slicer's segmentations crop it to their
+    extent, on the same lattice; TotalSegmentator writes the scan's); one on another grid was resampled onto it,
+    and may have been drawn on another scan: a label map of another scan given as artery labels was scored as
+    calcium, unsaid. Read from the files' headers; DICOM SEGs are checked by their frame of reference instead."""
+    if loaded.image is None:
+        return []
+    said = []
+    for field, _, _ in settings.fields():
+        path = getattr(settings, field.name)
+        if (field.metadata["path"] and isinstance(path, str) and Path(path).is_file()
+                and (grid := _grid_of(path)) is not None and not _on_the_lattice_of(grid, loaded.image)):
+            said.append(f"{settings.flag(field.name)} {Path(path).name} is on another grid than the scan "
+                            f"({_describe(grid)} against {_describe(loaded.image)}): it was resampled onto the scan; "
+                            "check that it was drawn on this scan")
+    return said
+
+
+def _grid_of(path: str):
+    """The image file's header (an ImageFileReader: size, spacing, origin, direction), or None for a file that is
+    no image of one (a DICOM SEG, a centerline file)."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(path)
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return None
+    return None if reader.GetImageIO() == "GDCMImageIO" else reader
+
+
+def _on_the_lattice_of(grid, image) -> bool:
+    import numpy as np
+
+    if grid.GetDimension() != image.GetDimension():
+        return True  # refused when read, with its own message
+    same_spacing = np.allclose(grid.GetSpacing(), image.GetSpacing(), rtol=1e-3)
+    same_direction = np.allclose(grid.GetDirection(), image.GetDirection(), atol=1e-4)
+    offset = np.array(image.TransformPhysicalPointToContinuousIndex(grid.GetOrigin()))
+    return bool(same_spacing and same_direction and np.allclose(offset, np.round(offset), atol=0.01))
+
+
+def _describe(grid) -> str:
+    return (f"{'x'.join(str(n) for n in grid.GetSize())} voxels of "
+            f"{'x'.join(f'{v:.3g}' for v in grid.GetSpacing())} mm")
 
 
 if TYPE_CHECKING:  # the type checker proves that every analysis implements the contract
