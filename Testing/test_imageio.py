@@ -645,3 +645,16 @@ def test_an_input_without_an_image_volume_is_refused_where_a_scan_is_read():
 
     with pytest.raises(InputError, match="centerlines.vtp holds no image volume"):
         _ = LoadedImage(image=None, path="centerlines.vtp", format="vtp").volume
+
+
+def test_a_scan_given_where_a_mask_goes_is_refused(tmp_path):
+    """A label map is 0 outside and whole numbers inside; a CT's air (-1000 HU) and fat are negative. The chest CT
+    given as its own heart mask had been read as a heart filling the whole scan (every voxel not 0)."""
+    ct = sitk.GetImageFromArray(np.full((6, 8, 8), -1000, np.int16))
+    ct[2:6, 2:6, 2:4] = 40
+    sitk.WriteImage(ct, str(tmp_path / "ct.nrrd"))
+    with pytest.raises(InputError, match="the mask holds negative values \\(down to -1000\\): a scan, not a label map"):
+        read_mask(tmp_path / "ct.nrrd", ct)
+    labels = sitk.GetImageFromArray((sitk.GetArrayFromImage(ct) > 0).astype(np.uint8))
+    sitk.WriteImage(labels, str(tmp_path / "labels.nrrd"))
+    assert int(sitk.GetArrayFromImage(read_mask(tmp_path / "labels.nrrd", ct)).sum()) == 4 * 4 * 2

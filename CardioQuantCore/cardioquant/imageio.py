@@ -794,6 +794,9 @@ def read_labelled_image(path: str | os.PathLike) -> tuple[sitk.Image, dict[int, 
             if fractional.size:  # cast to whole numbers it would lose these voxels, or the whole mask
                 raise InputError(f"{path}: the mask holds fractional values (such as {float(fractional[0]):.3g}): a "
                                  "probability map? give a label map (threshold it first, e.g. at 0.5).")
+    if values.size and (lowest := float(values.min())) < 0:  # a CT's air and fat; no label map has them
+        raise InputError(f"{path}: the mask holds negative values (down to {lowest:.0f}): a scan, not a label map? "
+                         "give a label map (0 outside, whole numbers 1, 2, ... inside).")
     return image, {}
 
 
