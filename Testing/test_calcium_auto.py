@@ -41,6 +41,27 @@ def test_heart_region_holds_every_coronary_calcification(gated_pair):
     assert heart.heart_region[case.hu < -400].mean() < 0.02  # lungs: only partial-volume edges of the 2 mm grid
 
 
+def test_a_blank_slice_at_the_scans_end_changes_no_heart_region():
+    """A volume resampled or padded may end with a slice of one value (-1024 throughout): no slice of the patient.
+    Averaged into the 2 mm grid with the last real slice, it made that slice air from edge to edge, which joined
+    the lungs to the air around the patient (the real chest CT resampled to 300 slices: no lungs, "no heart in the
+    field of view"; here the region doubled). The heart region is the one found without it, and holds every
+    coronary calcification."""
+    case = phantom.make_cardiac_phantom(30500, spacing=(0.8, 0.8, 1.0), contrast=False, n_calcifications=8)
+    image = _image(case)
+    hu = sitk.GetArrayFromImage(image)[:149]  # an odd count: the blank slice shares a 2 mm block with a real one
+    stored = sitk.GetImageFromArray(hu)
+    padded = sitk.GetImageFromArray(np.concatenate([hu, np.full((1,) + hu.shape[1:], -1024, hu.dtype)]))
+    for volume in (stored, padded):
+        volume.SetSpacing(image.GetSpacing())
+        volume.SetOrigin(image.GetOrigin())
+        volume.SetDirection(image.GetDirection())
+    without, with_blank = anatomy.find_heart(stored).heart_region, anatomy.find_heart(padded).heart_region[:149]
+    assert (with_blank != without).sum() <= 0.01 * without.sum()
+    coronary = (case.calcium_labels[:149] >= 1) & (case.calcium_labels[:149] <= 4)
+    assert coronary.any() and with_blank[coronary].all()
+
+
 def test_scan_type_comes_from_the_blood_in_the_heart(gated_pair):
     plain, enhanced = (anatomy.find_heart(_image(case)) for case in gated_pair)
     assert plain.blood_hu < 80 and not plain.contrast  # phantom blood 40 HU
