@@ -176,11 +176,10 @@ def _mean_in_view(slab: sitk.Image, factors: list[int], outside: np.ndarray | No
     may end with, is no slice of the patient. Averaged in, the blank last slice of the real chest CT resampled to
     300 slices made its top 2 mm slice air from edge to edge, which joined the lungs to the air around the patient:
     no lungs were found, and "no heart in the field of view")."""
-    minimum = sitk.MinimumMaximumImageFilter()
-    minimum.Execute(slab)
     planes = sitk.GetArrayViewFromImage(slab).reshape(slab.GetSize()[2], -1)
-    blank = planes.min(axis=1) == planes.max(axis=1)
-    if minimum.GetMinimum() > NO_DATA_HU and outside is None and not blank.any():  # the plain means (most scans)
+    lowest = planes.min(axis=1)
+    blank = lowest == planes.max(axis=1)
+    if lowest.min() > NO_DATA_HU and outside is None and not blank.any():  # the plain means (most scans)
         return sitk.BinShrink(slab, factors)
     in_view = sitk.Cast(slab > NO_DATA_HU, sitk.sitkFloat32)
     if blank.any():

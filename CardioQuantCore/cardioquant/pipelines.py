@@ -109,7 +109,7 @@ def check_segs_drawn_on(loaded: LoadedImage, settings: AnalysisSettings) -> None
         return
     for field, _, _ in settings.fields():
         path = getattr(settings, field.name)
-        if not isinstance(path, str) or not Path(path).is_file():
+        if not field.metadata["path"] or not isinstance(path, str) or not Path(path).is_file():
             continue
         if (seg_frame := seg_frame_of_reference(path)) and seg_frame != scan_frame:
             raise InputError(f"{settings.flag(field.name)} {path}: this DICOM SEG was made on another scan (its Frame "
@@ -131,8 +131,8 @@ def masks_on_other_grids(loaded: LoadedImage, settings: AnalysisSettings) -> lis
         if (field.metadata["path"] and isinstance(path, str) and Path(path).is_file()
                 and (grid := _grid_of(path)) is not None and not _on_the_lattice_of(grid, loaded.image)):
             said.append(f"{settings.flag(field.name)} {Path(path).name} is on another grid than the scan "
-                            f"({_describe(grid)} against {_describe(loaded.image)}): it was resampled onto the scan; "
-                            "check that it was drawn on this scan")
+                        f"({_describe(grid)} against {_describe(loaded.image)}): it was resampled onto the scan; "
+                        "check that it was drawn on this scan")
     return said
 
 
