@@ -601,6 +601,7 @@ def bench_enhanced_dicom(shared: Path):
         lines.append(f"{name}, {enhanced.NumberOfFrames} frames: same voxels in space {'yes' if same else 'NO'}; "
                      f"{analysis} {found[0]:.2f} as single frames, {found[1]:.2f} as one enhanced file")
     print("enhanced (multi-frame) DICOM of real scans: " + "; ".join(lines))
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _write_mr_series(image, folder: Path) -> Path:
@@ -1760,6 +1761,7 @@ def bench_bmd_wedge_fracture(shared: Path, levels=(("L1", "L3"), ("T12", "T11", 
             print(f"bmd {name} with a {kind} fracture (the {'front' if kind == 'wedge' else 'middle'} of one body "
                   "lowered by a share of its height; vertebra masks: the deformed labels; network: the automatic "
                   "path): " + " | ".join(figures))
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _fracture_reading(result, level: str, part: str) -> str:
@@ -2665,6 +2667,7 @@ def bench_ffr_pipeline():
     started = time.perf_counter()
     result = run(loaded, settings_for("ffr", lumen_mask=str(folder / "lumen.nrrd")), Progress())
     print(f"ffr pipeline on the same CTA with its larger true lumen tree as a mask: {time.perf_counter() - started:.1f} s")
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def bench_ffr_network(cases: int = 4):
@@ -3035,6 +3038,7 @@ def bench_scar_whole_case(shared: Path):
           f"{runs[-1]:.1f}), of which importing PyTorch, "
           f"Slicer's libraries and Matplotlib about {imports:.1f} s; in a process that has them (a cohort's worker) the "
           f"analysis {analysis:.1f} s and writing every output {writing:.1f} s (target <= 5 s per case)")
+    shutil.rmtree(out, ignore_errors=True)
 
 
 def bench_scar_rv_insertion(shared: Path):
