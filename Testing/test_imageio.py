@@ -459,6 +459,8 @@ def test_several_series_are_listed_and_chosen_by_number_or_uid(tmp_path):
     message = str(refused.value)
     assert "2 DICOM series" in message and "--series" in message and "\n" not in message
     assert "Ca score 3.0, 4 slices, 3.0 mm" in message and "Lung 1.0, 6 slices, 1.0 mm" in message
+    # The folder each lies in tells apart series that carry no description (an anonymised export's).
+    assert "1: in PATIENT1/STUDY1/SERIES1, Ca score" in message and "2: in PATIENT1/STUDY1/SERIES2, Lung" in message
     assert read_image(tmp_path, series="2").array()[0, 4, 4] == 200
     assert read_image(tmp_path, series=uids[0]).array().shape == (4, 8, 8)
     with pytest.raises(InputError, match="--series 3 is not in"):

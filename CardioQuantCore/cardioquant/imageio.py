@@ -234,8 +234,11 @@ class DicomSeries:
     def slices(self) -> int:
         return self.frames if len(self.files) == 1 else len(self.files)
 
-    def line(self, number: int) -> str:
-        return (f"  {number}: {self.description or '(no description)'}, {self.slices} slices, "
+    def line(self, number: int, root: Path | None = None) -> str:
+        """How a listing names it; with `root`, the folder under it that holds its first file (a PACS export's
+        patient/study/series folders tell series apart that carry no description)."""
+        where = f"in {os.path.relpath(os.path.dirname(self.files[0]), root)}, " if root is not None and self.files else ""
+        return (f"  {number}: {where}{self.description or '(no description)'}, {self.slices} slices, "
                 f"{self.thickness or '?'} mm, UID {self.uid}")
 
 
@@ -426,10 +429,10 @@ def _choose_series(folder: Path, found: list[DicomSeries], series: str | None, s
         for number, candidate in enumerate(found, start=1):
             if series in (candidate.uid, str(number)):
                 return candidate
-        listing = "; ".join(c.line(n).strip() for n, c in enumerate(found, start=1))
+        listing = "; ".join(c.line(n, folder).strip() for n, c in enumerate(found, start=1))
         raise InputError(f"--series {series} is not in {folder} ({listing}); give one of these numbers or UIDs.")
     if len(found) > 1:
-        listing = "; ".join(c.line(n).strip() for n, c in enumerate(found, start=1))
+        listing = "; ".join(c.line(n, folder).strip() for n, c in enumerate(found, start=1))
         hint = "".join(f"; series {', '.join(str(found.index(c) + 1) for c in stack)} are the single slices of one "
                        f"stack: --series {','.join(str(found.index(c) + 1) for c in stack)} reads them as one"
                        for stack in stacks)
