@@ -218,7 +218,7 @@ def part_to_score(loaded: LoadedImage, options, heart: anatomy.HeartAnatomy | No
     boxes = []
     if heart is not None:
         region = heart.heart_region if heart.great_vessels is None else heart.heart_region | heart.great_vessels
-        found_on = heart.grid if heart.grid is not None else image  # the coarse grid the heart was found on
+        found_on = heart.grid if heart.grid is not None else image  # the grid its masks are on
         boxes.append(budget.box_around(geometry.image_from_array(region.astype(np.uint8), found_on), image,
                                        HEART_MARGIN_MM))
     if options.labels:

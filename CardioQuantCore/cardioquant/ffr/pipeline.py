@@ -134,7 +134,7 @@ def network_region(image: sitk.Image, memory_limit_gb: float) -> tuple[sitk.Imag
             raise InputError(f"the blood in the heart reads {heart.blood_hu:.0f} HU: this is not a contrast CTA (iodine-"
                              "enhanced blood reads 200-600 HU). CT-FFR needs a coronary CTA; or give --lumen-mask, "
                              "--seeds or --centerlines.")
-        found_on = heart.grid if heart.grid is not None else image  # the coarse grid the heart was found on
+        found_on = heart.grid if heart.grid is not None else image  # the grid its masks are on
         box = budget.box_around(geometry.image_from_array(heart.heart_region.astype(np.uint8), found_on), image,
                                 HEART_MARGIN_MM)
     whole = box is None
