@@ -348,13 +348,13 @@ def test_the_runs_warnings_are_printed_on_its_report_below_everything_else(capsy
 
 
 @pytest.mark.parametrize("line", ["2:0:5,99:100", "2:0", "2:0,2:100", "2:zero,99:100", "2:0,nan:100"])
-def test_a_phantom_line_that_is_not_two_points_is_refused_before_the_vertebrae_are_found(capsys, tmp_path, monkeypatch,
-                                                                                           line):
+def test_a_phantom_line_that_is_not_two_points_is_refused_before_the_scan_is_read(capsys, tmp_path, monkeypatch,
+                                                                                    line):
     """--phantom fits BMD = a x HU + b through the scanner's phantom: two or more HU:density pairs at different HU.
     Anything else is exit 2 with one line naming the option, before the scan is read or a vertebra searched for."""
     from cardioquant.bmd import pipeline
 
-    monkeypatch.setattr(pipeline, "collect_bodies", lambda *_: pytest.fail("vertebrae searched for"))
+    monkeypatch.setattr(pipeline, "read_input", lambda *_: pytest.fail("the scan was read"))
     code, _, err = run(capsys, "bmd", pipeline.sample_input(), "-o", tmp_path / "out", "--phantom", line)
     assert code == 2 and _error_line(err).startswith(f"cardioquant: error: --phantom '{line}' must be two or more")
     assert not (tmp_path / "out").exists()
