@@ -83,6 +83,18 @@ def same_grid(a: sitk.Image, b: sitk.Image, tolerance: float = 1e-4) -> bool:
             and np.allclose(a.GetDirection(), b.GetDirection(), atol=tolerance))
 
 
+def on_the_lattice_of(grid, image: sitk.Image) -> bool:
+    """Whether `grid` (an image, or an image file's header) lies on `image`'s voxel lattice: the same spacing and
+    direction, its origin a whole number of voxels from `image`'s (a crop of it, as Slicer saves a segmentation);
+    unlike same_grid, its size and extent may differ. Grids of another dimension are not judged here."""
+    if grid.GetDimension() != image.GetDimension():
+        return True
+    same_spacing = np.allclose(grid.GetSpacing(), image.GetSpacing(), rtol=1e-3)
+    same_direction = np.allclose(grid.GetDirection(), image.GetDirection(), atol=1e-4)
+    offset = np.array(image.TransformPhysicalPointToContinuousIndex(grid.GetOrigin()))
+    return bool(same_spacing and same_direction and np.allclose(offset, np.round(offset), atol=0.01))
+
+
 def orientation(image: sitk.Image) -> str:
     """The patient directions the i, j, k axes run to, as DICOM names them ("LPS": columns to the left, rows to the
     back, slices upwards; the nearest such code for a slightly tilted scan)."""

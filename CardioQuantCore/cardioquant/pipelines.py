@@ -123,13 +123,15 @@ def masks_on_other_grids(loaded: LoadedImage, settings: AnalysisSettings) -> lis
     extent, on the same lattice; TotalSegmentator writes the scan's); one on another grid was resampled onto it,
     and may have been drawn on another scan: a label map of another scan given as artery labels was scored as
     calcium, unsaid. Read from the files' headers; DICOM SEGs are checked by their frame of reference instead."""
+    from .geometry import on_the_lattice_of
+
     if loaded.image is None:
         return []
     said = []
     for field, _, _ in settings.fields():
         path = getattr(settings, field.name)
         if (field.metadata["path"] and isinstance(path, str) and Path(path).is_file()
-                and (grid := _grid_of(path)) is not None and not _on_the_lattice_of(grid, loaded.image)):
+                and (grid := _grid_of(path)) is not None and not on_the_lattice_of(grid, loaded.image)):
             said.append(f"{settings.flag(field.name)} {Path(path).name} is on another grid than the scan "
                         f"({_describe(grid)} against {_describe(loaded.image)}): it was resampled onto the scan; "
                         "check that it was drawn on this scan")
@@ -148,17 +150,6 @@ def _grid_of(path: str):
     except RuntimeError:
         return None
     return None if reader.GetImageIO() == "GDCMImageIO" else reader
-
-
-def _on_the_lattice_of(grid, image) -> bool:
-    import numpy as np
-
-    if grid.GetDimension() != image.GetDimension():
-        return True  # refused when read, with its own message
-    same_spacing = np.allclose(grid.GetSpacing(), image.GetSpacing(), rtol=1e-3)
-    same_direction = np.allclose(grid.GetDirection(), image.GetDirection(), atol=1e-4)
-    offset = np.array(image.TransformPhysicalPointToContinuousIndex(grid.GetOrigin()))
-    return bool(same_spacing and same_direction and np.allclose(offset, np.round(offset), atol=0.01))
 
 
 def _describe(grid) -> str:
