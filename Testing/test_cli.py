@@ -421,3 +421,21 @@ def test_a_mask_on_another_grid_than_the_scan_is_said_to_have_been_resampled(cap
     assert not any("another grid" in w for w in on_the_scan["warnings"])
     said = [w for w in json.loads((tmp_path / "coarser" / "calcium.json").read_text())["warnings"] if "another grid" in w]
     assert len(said) == 1 and said[0].startswith("--labels coarser.nrrd is on another grid than the scan (")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="transparent huge pages are Linux's")
+def test_numpy_uses_small_pages_in_cardioquants_own_processes_only():
+    """A process that loads CardioQuant before NumPy (the command line, the panels' background run, cohort workers)
+    asks NumPy not to mark its large arrays for transparent huge pages (their first touch stalled the benchmark
+    machine: cardioquant.__init__); a value the user set is kept, and a process that loaded NumPy first (Slicer,
+    a notebook) is left as it is."""
+    import os
+
+    def huge_pages(code: str, **environment) -> str:
+        env = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"} | environment
+        return subprocess.run([sys.executable, "-c", f"{code}; print(np._core.multiarray._get_madvise_hugepage())"],
+                              capture_output=True, text=True, check=True, env=env).stdout.strip()
+
+    assert huge_pages("import cardioquant, numpy as np") == "False"
+    assert huge_pages("import cardioquant, numpy as np", NUMPY_MADVISE_HUGEPAGE="1") == "True"
+    assert huge_pages("import numpy as np, cardioquant") == huge_pages("import numpy as np")

