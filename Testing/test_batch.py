@@ -150,6 +150,27 @@ def test_folder_tree_studies_are_every_image_and_dicom_series(tmp_path):
     assert len(studies.discover(tmp_path, output=tmp_path / "out")) == 3
 
 
+def test_a_cohort_of_links_to_stored_scans_has_one_study_per_scan(tmp_path):
+    """A cohort folder of links to each patient's stored data: every scan behind a link is a study, and its
+    fingerprint (a rerun's test of whether it changed) reads the files behind the link."""
+    import numpy as np
+    from dicom_factory import write_ct_series
+
+    write_ct_series(tmp_path / "store" / "p1" / "series", np.zeros((3, 8, 8)))
+    (tmp_path / "store" / "p2").mkdir()
+    write_block_phantom(tmp_path / "store" / "p2")
+    (tmp_path / "store" / "p2" / "labels.nrrd").unlink()
+    (tmp_path / "cohort").mkdir()
+    for patient in ("p1", "p2"):
+        (tmp_path / "cohort" / patient).symlink_to(tmp_path / "store" / patient)
+    found = studies.discover(tmp_path / "cohort")
+    assert sorted(Path(s.path).relative_to(tmp_path / "cohort").parts[0] for s in found) == ["p1", "p2"]
+    dicom = next(s for s in found if s.series)
+    before = dicom.fingerprint()
+    (tmp_path / "store" / "p1" / "series" / "extra.dcm").write_bytes(b"changed")
+    assert dicom.fingerprint() != before
+
+
 def test_the_cohort_table_leaves_the_left_main_blank_where_the_automatic_path_scored_it_with_the_lad():
     """An automatic run's LM is scored with the LAD (its JSON says so): the cohort row leaves agatston_LM empty and
     names where it went, rather than a 0 that reads as no left-main calcium; a reader-labelled LM keeps its figure."""

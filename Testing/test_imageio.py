@@ -326,6 +326,21 @@ def test_dicom_series_in_subfolders_is_found(tmp_path):
     assert loaded.array().shape == (4, 8, 8) and loaded.array()[0, 4, 4] == 100
 
 
+def test_a_dicom_series_in_a_linked_folder_is_found_and_read_once(tmp_path):
+    """A cohort or an exam assembled from links to where the scans are stored: the series behind a link to a folder
+    is found (os.walk passes over such links: "no DICOM series found"), a second link to it and a link back up the
+    tree are passed over, so the series is found once and the search ends."""
+    write_ct_series(tmp_path / "store" / "series", np.full((3, 8, 8), 100.0))
+    (tmp_path / "cohort").mkdir()
+    (tmp_path / "cohort" / "patient1").symlink_to(tmp_path / "store")
+    (tmp_path / "cohort" / "patient1_again").symlink_to(tmp_path / "store")
+    (tmp_path / "store" / "up").symlink_to(tmp_path / "cohort")  # a loop
+    found = find_dicom_series(tmp_path / "cohort")
+    assert len(found) == 1 and len(found[0].files) == 3
+    assert all("patient1/series" in path for path in found[0].files)
+    assert read_image(tmp_path / "cohort").array().shape == (3, 8, 8)
+
+
 def _without_preamble(path):
     """A DICOM file rewritten without the part 10 preamble and "DICM" prefix, as some older systems export."""
     import pydicom

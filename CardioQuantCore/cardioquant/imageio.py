@@ -242,15 +242,30 @@ class DicomSeries:
                 f"{self.thickness or '?'} mm, UID {self.uid}")
 
 
+def walk_folders(root: str | Path, skip: str | Path | None = None):
+    """(folder, its file names) for `root` and every folder under it, subfolders in name order, as os.walk gives
+    them but following links to folders: a cohort or an exam is often a tree of links to where the scans are stored
+    (os.walk and Path.rglob pass over a linked folder, and its series were "not found"). Each real folder is read
+    once: a second link to it, or a link to a folder above it, is passed over. Nothing under `skip` (a subfolder)."""
+    seen: set[str] = set()
+    passed_over = os.path.realpath(skip) if skip is not None else None
+    for directory, subdirectories, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(directory)
+        if real in seen:
+            subdirectories[:] = []
+            continue
+        seen.add(real)
+        subdirectories[:] = sorted(d for d in subdirectories
+                                   if os.path.realpath(os.path.join(directory, d)) not in (passed_over, *seen))
+        yield directory, names
+
+
 def find_dicom_series(folder: Path, skip: Path | None = None, unreadable: list[str] | None = None) -> list[DicomSeries]:
     """Every DICOM series in `folder` and its subfolders (but not under `skip`), in folder order (a series split
     over folders is one). `unreadable` gets the DICOM files that could not be read and were left out (_series_in)."""
     by_uid: dict[str, list[str]] = {}
     split: set[str] = set()
-    for directory, subdirectories, names in os.walk(folder):
-        subdirectories.sort()
-        if skip is not None:
-            subdirectories[:] = [d for d in subdirectories if Path(directory, d).resolve() != skip.resolve()]
+    for directory, names in walk_folders(folder, skip):
         if not names:
             continue
         in_folder, left_out = _series_in(directory, names)

@@ -12,7 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
-from ..imageio import IMAGE_SUFFIXES, SINGLE_IMAGES, find_dicom_series, scans_of, single_slice_stacks
+from ..imageio import (
+    IMAGE_SUFFIXES,
+    SINGLE_IMAGES,
+    find_dicom_series,
+    scans_of,
+    single_slice_stacks,
+    walk_folders,
+)
 
 
 @dataclass
@@ -27,7 +34,8 @@ class Study:
         """Cheap identity of the input files (names, sizes, modification times): changes when the data does."""
         digest = hashlib.sha256((self.series or "").encode())
         root = Path(self.path)
-        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+        files = (sorted(Path(folder, name) for folder, names in walk_folders(root) for name in names)
+                 if root.is_dir() else [root])
         for path in files:
             try:
                 stat = path.stat()
@@ -70,10 +78,7 @@ def from_folder(root: Path, skip: Path | None = None, left_out: list[str] | None
     structure sets: imageio.NOT_SCANS), also named in `left_out`. DICOM files that cannot be read (an RT Dose
     object of one frame, a damaged file) do not stop the search: they are named in `unreadable`."""
     studies = []
-    for directory, subdirectories, names in os.walk(root):
-        subdirectories.sort()
-        if skip is not None:
-            subdirectories[:] = [d for d in subdirectories if Path(directory, d).resolve() != skip.resolve()]
+    for directory, names in walk_folders(root, skip):
         for name in sorted(names):
             if name.lower().endswith(IMAGE_SUFFIXES) and not name.startswith("."):
                 path = Path(directory) / name
