@@ -341,6 +341,32 @@ def test_a_dicom_series_in_a_linked_folder_is_found_and_read_once(tmp_path):
     assert read_image(tmp_path / "cohort").array().shape == (3, 8, 8)
 
 
+def test_a_series_copied_twice_into_its_folder_is_read_once_and_said(tmp_path):
+    """Each file of a series beside its copy ("slice0000 (1).dcm", as a second copy of an export leaves it) is the
+    same image, by its SOP Instance UID, at the same place: read once, with a warning, where it was refused as
+    several images per position (cardiac phases)."""
+    import shutil
+
+    volume = np.arange(4, dtype=float)[:, None, None] * 100.0 + np.zeros((4, 8, 8))
+    for path in write_ct_series(tmp_path, volume):
+        shutil.copy(path, path.with_name(f"{path.stem} (1).dcm"))
+    loaded = read_image(tmp_path)
+    assert loaded.array().shape == (4, 8, 8) and list(loaded.array()[:, 4, 4]) == [0.0, 100.0, 200.0, 300.0]
+    assert any("4 DICOM files" in warning and "each image read once" in warning for warning in loaded.warnings)
+
+
+def test_slices_an_anonymiser_gave_one_sop_instance_uid_are_not_copies(tmp_path):
+    """Only the same UID at the same position is a copy: slices whose UIDs an anonymiser made alike stay slices."""
+    import pydicom
+
+    for path in write_ct_series(tmp_path, np.zeros((4, 8, 8))):
+        dataset = pydicom.dcmread(path)
+        dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = "1.2.3"
+        dataset.save_as(path)
+    loaded = read_image(tmp_path)
+    assert loaded.array().shape == (4, 8, 8) and not any("read once" in warning for warning in loaded.warnings)
+
+
 def _without_preamble(path):
     """A DICOM file rewritten without the part 10 preamble and "DICM" prefix, as some older systems export."""
     import pydicom

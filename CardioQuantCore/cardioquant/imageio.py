@@ -458,7 +458,6 @@ def _choose_series(folder: Path, found: list[DicomSeries], series: str | None, s
 
 def _read_dicom_folder(folder: Path, only_file: Path | None = None, series: str | None = None,
                        stack_single_slices: bool = False, allow_slice_gaps: bool = False) -> LoadedImage:
-    reader = sitk.ImageSeriesReader
     if only_file is None and not any(folder.iterdir()):
         raise InputError(f"folder is empty: {folder}. Point to a folder holding one DICOM series.")
     warnings, stacked = [], None
@@ -500,16 +499,14 @@ def _read_dicom_folder(folder: Path, only_file: Path | None = None, series: str 
                              warnings=warnings, multiframe=True)
         _undo_gantry_tilt(loaded, positions)
         return loaded
-    slices = reader()
-    slices.SetImageIO("GDCMImageIO")  # as dicom_header
-    slices.SetFileNames(files)
-    slices.MetaDataDictionaryArrayUpdateOn()
-    slices.LoadPrivateTagsOff()
-    try:
-        with _itk_warnings_hidden():
-            image = slices.Execute()
-    except RuntimeError as exc:
-        raise InputError(f"cannot read the DICOM series in {folder}: {str(exc).strip().splitlines()[-1]}") from exc
+    slices, image = _read_slices(files, folder)
+    if copies := _copied_images(slices, len(files)):
+        copy, original = next(iter(copies.items()))
+        warnings.append(f"{len(copies)} DICOM file{'s' * (len(copies) > 1)} in {folder} repeat{'s' * (len(copies) == 1)} "
+                        f"another's image (the same SOP Instance UID at the same position, e.g. {Path(files[copy]).name} "
+                        f"and {Path(files[original]).name}: the series copied twice into the folder?): each image read once")
+        files = [path for index, path in enumerate(files) if index not in copies]
+        slices, image = _read_slices(files, folder)
     dicom = {key: slices.GetMetaData(0, tag).strip() for key, tag in DICOM_TAGS.items() if slices.HasMetaDataKey(0, tag)}
     loaded = LoadedImage(image=image, path=str(folder), format="dicom", dicom=dicom, source_files=files,
                          warnings=warnings, stacked_series=len(stacked or []))
@@ -526,6 +523,38 @@ def _read_dicom_folder(folder: Path, only_file: Path | None = None, series: str 
             raise InputError(f"{exc} {_unreadable(unreadable)} could not be read: a damaged slice leaves a gap; export "
                              "the series again.") from exc
     return loaded
+
+
+def _read_slices(files: list[str], folder: Path) -> tuple[sitk.ImageSeriesReader, sitk.Image]:
+    """(the reader, with each slice's header; the volume) of a series' files in slice order."""
+    slices = sitk.ImageSeriesReader()
+    slices.SetImageIO("GDCMImageIO")  # as dicom_header
+    slices.SetFileNames(files)
+    slices.MetaDataDictionaryArrayUpdateOn()
+    slices.LoadPrivateTagsOff()
+    try:
+        with _itk_warnings_hidden():
+            image = slices.Execute()
+    except RuntimeError as exc:
+        raise InputError(f"cannot read the DICOM series in {folder}: {str(exc).strip().splitlines()[-1]}") from exc
+    return slices, image
+
+
+def _copied_images(slices: sitk.ImageSeriesReader, count: int) -> dict[int, int]:
+    """The slices that repeat an earlier one's image (index -> the earlier one's): the same SOP Instance UID (by DICOM's definition the same
+    image) at the same position, as a series copied twice into one folder gives ("IM1.dcm" and "IM1 (1).dcm").
+    Such a folder was refused as holding several images per position (cardiac phases). Both tags are asked for, so
+    that an anonymiser that blanked or repeated the UIDs does not make distinct slices copies."""
+    first: dict[tuple[str, str], int] = {}
+    copies = {}
+    for index in range(count):
+        if not (slices.HasMetaDataKey(index, "0008|0018") and slices.HasMetaDataKey(index, "0020|0032")):
+            return {}
+        image = (slices.GetMetaData(index, "0008|0018").strip(), slices.GetMetaData(index, "0020|0032").strip())
+        if image in first:
+            copies[index] = first[image]
+        first.setdefault(image, index)
+    return copies
 
 
 def _unreadable(files: list[str]) -> str:
