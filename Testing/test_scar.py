@@ -168,6 +168,28 @@ def test_scar_drawn_in_the_mask_is_used_as_drawn_by_default(tmp_path):
     assert result["lge_percent"] == pytest.approx(100 * (drawn >= 3).sum() / (drawn >= 2).sum(), abs=1e-6)
 
 
+def test_a_myops_label_file_as_the_myocardium_is_read_with_myops_values(capsys, tmp_path):
+    """MyoPS's label file given as the myocardium (200 normal myocardium, 1220 edema, 2221 scar, 500 LV blood pool,
+    600 RV): %LGE = scar / (myocardium + edema + scar), said in a warning. It was read as one myocardium of every
+    labelled voxel, blood pool and RV included, with no scar (LGE 0 %). Values of no known convention are refused."""
+    case = make_lge_phantom(noise=3.0)
+    myops = np.select([case.labels == 1, case.labels == 2, case.labels >= 3], [500, 200, 2221], 0).astype(np.uint16)
+    myops[(case.labels == 2) & (np.indices(myops.shape)[2] < 24)] = 1220  # edema: myocardium on LGE
+    myops[(case.labels == 0) & (np.indices(myops.shape)[2] < 12)] = 600  # an RV beside it
+    scan = write(tmp_path, case.signal, "lge.nrrd", {"modality": "MR"})
+    mask = write(tmp_path, myops, "Case0001_gd.nrrd")
+    assert cli.main(["scar", str(scan), "--myocardium-mask", str(mask), "-o", str(tmp_path / "out"), "--quiet"]) == 0
+    result = json.loads((tmp_path / "out" / "scar.json").read_text())
+    truth = 100 * (myops == 2221).sum() / np.isin(myops, (200, 1220, 2221)).sum()
+    assert result["lge_percent"] == pytest.approx(truth, abs=1e-6) and truth > 5
+    assert any("MyoPS's label values" in warning for warning in result["warnings"])
+
+    other = write(tmp_path, np.where(case.labels >= 2, 7, 0).astype(np.uint8), "organs.nrrd")
+    assert cli.main(["scar", str(scan), "--myocardium-mask", str(other), "-o", str(tmp_path / "o"), "--quiet"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "holds the values 7" in lines[0] and not (tmp_path / "o").exists()
+
+
 def test_ct_is_refused(capsys, tmp_path):
     scan = write(tmp_path, np.full((4, 64, 64), -1000.0, np.float32), "ct.nrrd", {"modality": "CT"})
     assert cli.main(["scar", str(scan), "-o", str(tmp_path / "out"), "--quiet"]) == 2

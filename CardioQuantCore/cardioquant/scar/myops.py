@@ -1,9 +1,8 @@
 """MyoPS data access (30 real LGE MRI volumes of another centre: oblique short-axis stacks, the whole field of view,
 about 0.73 mm pixels, 12-23 mm slices) and its fixed split. A development module: the pipelines never import it.
 
-MyoPS labels -> the network's (EMIDEC's) classes: 500 LV blood pool -> 1 cavity; 200 normal myocardium and 1220
-edema -> 2 myocardium (edema is a T2 finding, not enhanced on LGE); 2221 scar -> 3; 600 right ventricle -> 0. MyoPS
-has no MVO class: its scar includes any no-reflow core.
+MyoPS labels -> the network's (EMIDEC's) classes: the scar pipeline's MYOPS_VALUES, by which a reader's MyoPS
+labels given as --myocardium-mask are read too.
 The validation split is fixed by case (never slices of one case on both sides): every fourth case in sorted
 order starting with the third, i.e. 7 of 30 cases.
 """
@@ -14,12 +13,19 @@ from pathlib import Path
 
 import numpy as np
 
-NORMAL_MYOCARDIUM_VALUE = 200
-EDEMA_VALUE = 1220
-SCAR_VALUE = 2221
-MYOCARDIUM_VALUES = (NORMAL_MYOCARDIUM_VALUE, EDEMA_VALUE, SCAR_VALUE)
-CAVITY_VALUE = 500
-RV_VALUE = 600
+from .pipeline import (
+    MYOPS_CAVITY,
+    MYOPS_EDEMA,
+    MYOPS_MYOCARDIUM,
+    MYOPS_RV,
+    MYOPS_SCAR,
+    emidec_values_of_myops,
+)
+
+# The label values as the benches name them; defined once, in the scar pipeline, which reads a reader's MyoPS labels.
+NORMAL_MYOCARDIUM_VALUE, EDEMA_VALUE, SCAR_VALUE = MYOPS_MYOCARDIUM, MYOPS_EDEMA, MYOPS_SCAR
+CAVITY_VALUE, RV_VALUE = MYOPS_CAVITY, MYOPS_RV
+network_classes = emidec_values_of_myops  # MyoPS label values -> 0 background, 1 LV cavity, 2 myocardium, 3 scar
 
 
 def cases(root: str | Path) -> dict[str, Path]:
@@ -33,15 +39,6 @@ def split(case_ids: list[str]) -> tuple[list[str], list[str]]:
     for n, case in enumerate(sorted(case_ids)):
         (validation if n % 4 == 2 else train).append(case)
     return train, validation
-
-
-def network_classes(labels: np.ndarray) -> np.ndarray:
-    """MyoPS label values -> 0 background, 1 LV cavity, 2 myocardium, 3 scar."""
-    out = np.zeros(labels.shape, np.uint8)
-    out[labels == CAVITY_VALUE] = 1
-    out[np.isin(labels, MYOCARDIUM_VALUES)] = 2
-    out[labels == SCAR_VALUE] = 3
-    return out
 
 
 def load_case(root: str | Path, case_id: str):

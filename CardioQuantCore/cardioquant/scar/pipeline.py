@@ -112,24 +112,52 @@ def check_field_of_view(stack: np.ndarray, spacing: tuple) -> None:
                          "--myocardium-mask.")
 
 
-def readers_labels(path: str, reference: sitk.Image) -> np.ndarray:
-    """The reader's LV labels (EMIDEC values: 1 cavity, 2 myocardium, 3 scar, 4 MVO) on the scan's grid [k, j, i].
-    A binary mask is the myocardium. A DICOM SEG is read by its segments' labels (values_of_segments). Where no
-    cavity is drawn, the cavity is what the wall encloses: the RV insertion, the AHA segments and the remote
-    myocardium are found from it."""
+def readers_labels(path: str, reference: sitk.Image) -> tuple[np.ndarray, list[str]]:
+    """(the reader's LV labels (EMIDEC values: 1 cavity, 2 myocardium, 3 scar, 4 MVO) on the scan's grid [k, j, i],
+    what to tell the reader of how they were read). A binary mask is the myocardium; MyoPS's label values are read
+    as such (emidec_values_of_myops); other values are refused. A DICOM SEG is read by its segments' labels
+    (values_of_segments). Where no cavity is drawn, the cavity is what the wall encloses: the RV insertion, the AHA
+    segments and the remote myocardium are found from it."""
     image, names = read_labelled_mask(path, reference)
     drawn = sitk.GetArrayFromImage(image)
     if drawn.ndim == 2:
         drawn = drawn[None]
+    notes = []
     if names:
         mask = LABEL_TABLE.renumbered(drawn, values_of_segments(names, path))
+    elif (values := geometry.label_values(drawn)) <= {1}:
+        mask = np.where(drawn > 0, 2, 0)
+    elif values <= {1, 2, 3, 4}:
+        mask = drawn
+    elif values <= set(MYOPS_VALUES) and values & {MYOPS_MYOCARDIUM, MYOPS_SCAR}:
+        mask = emidec_values_of_myops(drawn)
+        notes.append(f"--myocardium-mask {Path(path).name} read with MyoPS's label values (200 myocardium, 1220 edema "
+                     "as myocardium, 2221 scar, 500 LV blood pool; 600, the RV, left out)")
     else:
-        mask = np.where(drawn > 0, 2, 0) if drawn.max() <= 1 else drawn
+        raise InputError(f"--myocardium-mask {path} holds the values {', '.join(str(v) for v in sorted(values)[:8])}"
+                         f"{', ...' if len(values) > 8 else ''}: give the myocardium as 1 (a binary mask), EMIDEC's "
+                         "values (1 LV cavity, 2 myocardium, 3 scar, 4 MVO) or MyoPS's (200 myocardium, 500 LV blood "
+                         "pool, 600 RV, 1220 edema, 2221 scar)")
     mask = mask.astype(np.uint8)
     if not (mask == 1).any():
         wall = mask >= 2
         mask[geometry.fill_holes_in_plane(wall) & ~wall] = 1
-    return mask
+    return mask, notes
+
+
+# MyoPS 2020's label values (its challenge data, and what models trained on it write) -> EMIDEC's: edema is
+# myocardium on LGE (a T2 finding, not enhanced), the RV is not the LV's. MyoPS has no MVO: its scar holds any
+# no-reflow core.
+MYOPS_MYOCARDIUM, MYOPS_EDEMA, MYOPS_SCAR, MYOPS_CAVITY, MYOPS_RV = 200, 1220, 2221, 500, 600
+MYOPS_VALUES = {MYOPS_CAVITY: 1, MYOPS_MYOCARDIUM: 2, MYOPS_EDEMA: 2, MYOPS_SCAR: 3, MYOPS_RV: 0}
+
+
+def emidec_values_of_myops(labels: np.ndarray) -> np.ndarray:
+    """MyoPS label values -> 0 background, 1 LV cavity, 2 myocardium, 3 scar."""
+    out = np.zeros(labels.shape, np.uint8)
+    for value, emidec in MYOPS_VALUES.items():
+        out[labels == value] = emidec
+    return out
 
 
 def values_of_segments(names: dict[int, str], path: str) -> dict[int, int]:
@@ -152,7 +180,8 @@ def segment(loaded: LoadedImage, stack: np.ndarray, spacing: tuple, options,
     """Labels, the provenance of the networks that made them (none for the reader's mask) and what to tell the
     reader of them (the scar blobs the clean-up left out)."""
     if options.myocardium_mask:
-        return readers_labels(options.myocardium_mask, loaded.volume), [], []
+        labels, notes = readers_labels(options.myocardium_mask, loaded.volume)
+        return labels, [], notes
     check_field_of_view(stack, spacing)
     from ..models.runtime import load_named_model, select_device
 
