@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import ndimage
 
-from cardioquant import cli
+from cardioquant import cli, geometry
 from cardioquant.calcium import anatomy, evaluation, phantom, qrm, territories
 from cardioquant.calcium.pipeline import HEART_REGION, scan_type
 from cardioquant.errors import InputError
@@ -1210,6 +1210,37 @@ def test_a_heart_mask_seg_of_many_structures_gives_its_heart_and_aorta_not_the_r
     options.heart_mask = str(no_heart)
     with pytest.raises(InputError, match="none of this DICOM SEG's 3 segments is the heart"):
         given_heart(options, grid, grid)
+
+
+def test_a_heart_mask_label_map_of_many_structures_gives_totalsegmentators_heart_or_is_refused(tmp_path):
+    """TotalSegmentator's `total` label map (its --ml file: every structure, the heart 51, the aorta 52) given as
+    --heart-mask: its heart is the heart and its aorta the aorta, grown by the wall; its vertebrae and lungs are
+    neither (the whole map had been taken as the heart: the contrast chest CT's bones scored Agatston 6357). A map
+    of several labels without TotalSegmentator's heart is refused in one line; a mask of one value, whatever it
+    is, is the heart."""
+    from cardioquant.calcium.pipeline import AORTA_WALL_MM, given_heart
+
+    grid = sitk.Image(40, 40, 10, sitk.sitkInt16)
+    grid.SetSpacing((1.0, 1.0, 3.0))
+    labels = np.zeros((10, 40, 40), np.uint8)
+    labels[2:8, 10:25, 10:25] = 51  # heart
+    labels[2:8, 26:32, 14:20] = 52  # aorta
+    labels[:, :, 30:] = 10          # lung_upper_lobe_left
+    labels[4:7, 34:39, 2:8] = 36    # vertebrae_T8
+    options = type("Options", (), {"heart_mask": str(tmp_path / "total.nii.gz"), "device": "cpu"})()
+    sitk.WriteImage(geometry.image_from_array(labels, grid), options.heart_mask)
+    heart, aorta, source = given_heart(options, grid, grid)
+    assert np.array_equal(heart, labels == 51) and "TotalSegmentator" in source
+    assert aorta is not None and (aorta >= (labels == 52)).all() and not aorta[labels == 10].any()
+    assert aorta[5, 26 - int(round(AORTA_WALL_MM)), 16]
+
+    sitk.WriteImage(geometry.image_from_array(np.where(labels == 51, 3, labels).astype(np.uint8), grid),
+                    options.heart_mask)
+    with pytest.raises(InputError, match=r"holds 4 labels \(3, 10, 36, 52\) and none is TotalSegmentator's heart"):
+        given_heart(options, grid, grid)
+    sitk.WriteImage(geometry.image_from_array(np.where(labels == 51, 255, 0).astype(np.uint8), grid),
+                    options.heart_mask)
+    assert np.array_equal(given_heart(options, grid, grid)[0], labels == 51)
 
 
 def test_a_circumflex_lesion_as_large_as_mitral_annular_calcification_is_flagged_for_review():

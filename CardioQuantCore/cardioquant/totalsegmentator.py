@@ -16,6 +16,9 @@ import SimpleITK as sitk
 from .errors import InputError
 
 OPTION_VALUE = "totalsegmentator"  # the mask option's value that runs TotalSegmentator instead of reading a file
+# Values of the heart and the aorta in a label map of TotalSegmentator's `total` task (version 2; its --ml output, and
+# the label maps tools convert its output into). bmd/levels.py holds the vertebrae's.
+TOTAL_HEART, TOTAL_AORTA = 51, 52
 
 
 def api(option: str) -> Callable:

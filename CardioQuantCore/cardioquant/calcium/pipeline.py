@@ -287,7 +287,27 @@ def given_heart(options, image: sitk.Image, grid: sitk.Image) -> tuple[np.ndarra
     labels = sitk.GetArrayFromImage(mask)
     if len(names) > 1:  # a DICOM SEG of several structures (TotalSegmentator's --output_type dicom holds them all)
         return heart_and_aorta_segments(labels, names, grid, option) + ("given heart mask",)
-    return labels > 0, None, "given heart mask"
+    return heart_of_label_map(labels, grid, option)
+
+
+def heart_of_label_map(labels: np.ndarray, grid: sitk.Image, path: str) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """(heart, aorta or None, where they came from) of a label map given as --heart-mask: a mask of one value is the
+    heart; one of TotalSegmentator's `total` task holds every structure (its --ml file): its heart and aorta values
+    are read. Any other map of several labels is refused: the whole of TotalSegmentator's map taken as the heart made
+    an 8085 mL "heart" of the contrast chest CT, its bones scored as coronary calcium (Agatston 6357)."""
+    values = geometry.label_values(labels)
+    if len(values) <= 1:
+        return labels > 0, None, "given heart mask"
+    if totalsegmentator.TOTAL_HEART in values:
+        aorta = labels == totalsegmentator.TOTAL_AORTA
+        return (labels == totalsegmentator.TOTAL_HEART,
+                anatomy.grown(aorta, grid.GetSpacing(), AORTA_WALL_MM) if aorta.any() else None,
+                f"given label map, TotalSegmentator's values (heart {totalsegmentator.TOTAL_HEART}, aorta "
+                f"{totalsegmentator.TOTAL_AORTA})")
+    shown = ", ".join(str(v) for v in sorted(values)[:8]) + (", ..." if len(values) > 8 else "")
+    raise InputError(f"--heart-mask {path} holds {len(values)} labels ({shown}) and none is TotalSegmentator's heart "
+                     f"({totalsegmentator.TOTAL_HEART}): give a heart mask of one label (TotalSegmentator's "
+                     "heart.nii.gz), its output folder, or its `total` label map")
 
 
 def heart_and_aorta_segments(labels: np.ndarray, names: dict[int, str], grid: sitk.Image,
