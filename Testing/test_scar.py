@@ -486,6 +486,24 @@ def test_the_scans_orientation_says_where_the_rv_is_and_which_end_of_it_is_anter
     assert any("where the scan's orientation puts it" in w for w in alone["warnings"])
 
 
+def test_the_rv_a_readers_myops_labels_hold_places_the_insertion(tmp_path):
+    """MyoPS's labels hold the right ventricle (600): its edge against the septum is the insertion, as the labels
+    say, even where the image shows no RV blood (the run's estimate would fall back on a convention). A phantom
+    whose RV, labelled only, meets the LV from 60 to 180 degrees: the anterior insertion read at 60 degrees (the
+    septum counter-clockwise, the default without an orientation)."""
+    from cardioquant.scar.phantom import make_lge_phantom as phantom
+
+    with_rv, without = phantom(size=160, rv_arc=(60.0, 180.0), seed=5), phantom(size=160, seed=5)
+    rv = np.abs(with_rv.signal - without.signal) > 1e-3
+    labels = np.select([rv, without.labels == 1, without.labels == 2, without.labels >= 3], [600, 500, 200, 2221], 0)
+    scan = write(tmp_path, without.signal, "lge.nrrd", {"modality": "MR"})
+    mask = write(tmp_path, labels.astype(np.uint16), "gd.nrrd")
+    assert cli.main(["scar", str(scan), "--myocardium-mask", str(mask), "-o", str(tmp_path / "out"), "--quiet"]) == 0
+    insertion = json.loads((tmp_path / "out" / "scar.json").read_text())["rv_insertion"]
+    assert insertion["basis"] == "reader" and "RV label" in insertion["source"]
+    assert abs((insertion["angle_deg"] - 60.0 + 180) % 360 - 180) <= 10
+
+
 def test_a_stack_whose_orientation_is_not_short_axis_is_refused_before_the_networks_run(tmp_path, capsys):
     """A whole-heart 3D LGE is often acquired axial, sagittal or coronal: such slices lie 54.7 degrees from the LV's
     long axis whatever the patient (short-axis stacks: MyoPS's 30 lie 2-29 degrees from it), long-axis views 90. An
@@ -748,7 +766,7 @@ def test_the_network_reads_only_the_slices_that_were_imaged(monkeypatch):
 
     monkeypatch.setattr(network, "predict", network_reading)
     loaded = LoadedImage(image=sitk.GetImageFromArray(stack), path="lge.nrrd", format="nrrd", dicom={"modality": "MR"})
-    labels, _, _ = segment(loaded, stack, (1.5, 1.5, 10.0), settings_for("scar", device="cpu"), Progress())
+    labels, _, _, _ = segment(loaded, stack, (1.5, 1.5, 10.0), settings_for("scar", device="cpu"), Progress())
     assert np.array_equal(given[0], network.normalise_stack(case.signal))
     assert not labels[2].any() and labels[[0, 1, 3]].any()
 
@@ -773,10 +791,10 @@ def test_the_reader_is_told_of_the_scar_blobs_the_clean_up_left_out(monkeypatch)
     monkeypatch.setattr(network, "predict", network_reading)
     loaded = LoadedImage(image=sitk.GetImageFromArray(case.signal), path="lge.nrrd", format="nrrd",
                          dicom={"modality": "MR"})
-    labels, _, told = segment(loaded, case.signal, (1.5, 1.5, 10.0), settings_for("scar", device="cpu"), Progress())
+    labels, _, told, _ = segment(loaded, case.signal, (1.5, 1.5, 10.0), settings_for("scar", device="cpu"), Progress())
     assert labels[0, 6, 6] == 2 and (labels[1, 20:30, 20:30] == 3).all()
     assert len(told) == 1 and told[0].startswith("1 scar blob(s) the network found under 2 mL (0.2 mL in all")
-    labels, _, told = segment(loaded, case.signal, (1.5, 1.5, 10.0),
+    labels, _, told, _ = segment(loaded, case.signal, (1.5, 1.5, 10.0),
                               settings_for("scar", device="cpu", min_scar_ml=0.0), Progress())
     assert labels[0, 6, 6] == 3 and told == []
 

@@ -112,17 +112,18 @@ def check_field_of_view(stack: np.ndarray, spacing: tuple) -> None:
                          "--myocardium-mask.")
 
 
-def readers_labels(path: str, reference: sitk.Image) -> tuple[np.ndarray, list[str]]:
+def readers_labels(path: str, reference: sitk.Image) -> tuple[np.ndarray, list[str], np.ndarray | None]:
     """(the reader's LV labels (EMIDEC values: 1 cavity, 2 myocardium, 3 scar, 4 MVO) on the scan's grid [k, j, i],
-    what to tell the reader of how they were read). A binary mask is the myocardium; MyoPS's label values are read
-    as such (emidec_values_of_myops); other values are refused. A DICOM SEG is read by its segments' labels
+    what to tell the reader of how they were read, the right ventricle where the labels hold it). A binary mask is
+    the myocardium; MyoPS's label values are read as such (emidec_values_of_myops), its RV too; other values are
+    refused. A DICOM SEG is read by its segments' labels
     (values_of_segments). Where no cavity is drawn, the cavity is what the wall encloses: the RV insertion, the AHA
     segments and the remote myocardium are found from it."""
     image, names = read_labelled_mask(path, reference)
     drawn = sitk.GetArrayFromImage(image)
     if drawn.ndim == 2:
         drawn = drawn[None]
-    notes = []
+    notes, rv = [], None
     if names:
         mask = LABEL_TABLE.renumbered(drawn, values_of_segments(names, path))
     elif (values := geometry.label_values(drawn)) <= {1}:
@@ -131,8 +132,9 @@ def readers_labels(path: str, reference: sitk.Image) -> tuple[np.ndarray, list[s
         mask = drawn
     elif values <= set(MYOPS_VALUES) and values & {MYOPS_MYOCARDIUM, MYOPS_SCAR}:
         mask = emidec_values_of_myops(drawn)
+        rv = drawn == MYOPS_RV if MYOPS_RV in values else None
         notes.append(f"--myocardium-mask {Path(path).name} read with MyoPS's label values (200 myocardium, 1220 edema "
-                     "as myocardium, 2221 scar, 500 LV blood pool; 600, the RV, left out)")
+                     "as myocardium, 2221 scar, 500 LV blood pool, 600 the RV, which places the RV insertion)")
     else:
         raise InputError(f"--myocardium-mask {path} holds the values {', '.join(str(v) for v in sorted(values)[:8])}"
                          f"{', ...' if len(values) > 8 else ''}: give the myocardium as 1 (a binary mask), EMIDEC's "
@@ -142,7 +144,7 @@ def readers_labels(path: str, reference: sitk.Image) -> tuple[np.ndarray, list[s
     if not (mask == 1).any():
         wall = mask >= 2
         mask[geometry.fill_holes_in_plane(wall) & ~wall] = 1
-    return mask, notes
+    return mask, notes, rv
 
 
 # MyoPS 2020's label values (its challenge data, and what models trained on it write) -> EMIDEC's: edema is
@@ -176,12 +178,13 @@ def values_of_segments(names: dict[int, str], path: str) -> dict[int, int]:
 
 
 def segment(loaded: LoadedImage, stack: np.ndarray, spacing: tuple, options,
-            progress: Progress) -> tuple[np.ndarray, list, list[str]]:
-    """Labels, the provenance of the networks that made them (none for the reader's mask) and what to tell the
-    reader of them (the scar blobs the clean-up left out)."""
+            progress: Progress) -> tuple[np.ndarray, list, list[str], np.ndarray | None]:
+    """Labels, the provenance of the networks that made them (none for the reader's mask), what to tell the
+    reader of them (the scar blobs the clean-up left out) and the right ventricle where the reader's labels hold
+    it."""
     if options.myocardium_mask:
-        labels, notes = readers_labels(options.myocardium_mask, loaded.volume)
-        return labels, [], notes
+        labels, notes, rv = readers_labels(options.myocardium_mask, loaded.volume)
+        return labels, [], notes, rv
     check_field_of_view(stack, spacing)
     from ..models.runtime import load_named_model, select_device
 
@@ -199,7 +202,8 @@ def segment(loaded: LoadedImage, stack: np.ndarray, spacing: tuple, options,
     voxel_ml = float(np.prod(spacing)) / 1000.0
     dropped = network.small_scar_blobs_ml(labels, voxel_ml, options.min_scar_ml)
     labels = network.drop_small_scar(labels, voxel_ml, options.min_scar_ml)
-    return labels, [segmenter_info, refiner_info], [dropped_scar_warning(dropped, options.min_scar_ml)] if dropped else []
+    told = [dropped_scar_warning(dropped, options.min_scar_ml)] if dropped else []
+    return labels, [segmenter_info, refiner_info], told, None
 
 
 def dropped_scar_warning(volumes_ml: list[float], min_ml: float) -> str:
@@ -306,11 +310,11 @@ def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:
     stack, spacing, assumed = stack_of(loaded)
     if assumed:
         warnings.append(spacing_warning(spacing, loaded))
-    labels, models, told = segment(loaded, stack, spacing, options, progress.sub(0.0, 0.6))
+    labels, models, told, rv = segment(loaded, stack, spacing, options, progress.sub(0.0, 0.6))
     warnings += told
     if models and imaged_slices(stack).sum() == 1:  # a stack's blank positions are not read (imaged_slices)
         warnings.append(ONE_SLICE_WARNING)
-    return quantify_labels(loaded, stack, spacing, assumed, labels, models, options, warnings, progress)
+    return quantify_labels(loaded, stack, spacing, assumed, labels, models, options, warnings, progress, rv)
 
 
 def requantify(loaded: LoadedImage, labels: np.ndarray, options) -> ModuleResult:
@@ -351,10 +355,12 @@ _INSERTION_SOURCE = {  # (basis, the scan has an orientation) -> the JSON's rv_i
 }
 
 
-def rv_insertion(loaded: LoadedImage, stack, spacing, cavity, myocardium, options, warnings: list[str]) -> dict:
-    """The anterior RV insertion and the septum direction: the reader's point or angle, else estimated from the
-    image (helped by the scan's orientation when it has one), else the conventional display's 60 degrees (with a
-    warning). Also where to show it (`marker_ras`, on the epicardium of a mid slice)."""
+def rv_insertion(loaded: LoadedImage, stack, spacing, cavity, myocardium, options, warnings: list[str],
+                 rv: np.ndarray | None = None) -> dict:
+    """The anterior RV insertion and the septum direction: the reader's point or angle, else the edge of the RV the
+    reader's labels hold (`rv`) against the septum, else estimated from the image (helped by the scan's orientation
+    when it has one), else the conventional display's 60 degrees (with a warning). Also where to show it
+    (`marker_ras`, on the epicardium of a mid slice)."""
     image, stated = loaded.volume, stated_orientation(loaded)
     prior = aha.orientation_prior(stated) if stated is not None else None
     apex_first = apex_end(loaded)
@@ -366,6 +372,10 @@ def rv_insertion(loaded: LoadedImage, stack, spacing, cavity, myocardium, option
         source, basis = "reader's point", "reader"
     elif options.rv_insertion is not None:
         angle, source, basis = float(options.rv_insertion) % 360.0, "reader's angle", "reader"
+    elif rv is not None and (from_rv := aha.estimate_rv_insertion(
+            rv.astype(np.float32), cavity, myocardium, (spacing[1], spacing[0]), direction,
+            apex_first=apex_first)) is not None:
+        angle, source, basis = from_rv, "the reader's RV label (its edge against the septum)", "reader"
     else:
         angle, basis = aha.automatic_rv_insertion(stack, cavity, myocardium, (spacing[1], spacing[0]), direction,
                                                   rv_side_deg=prior[0] if prior else None, apex_first=apex_first)
@@ -390,7 +400,8 @@ def default_method(labels: np.ndarray, models: list) -> str:
     return "model" if models or (labels >= 3).any() else "nsd"
 
 
-def quantify_labels(loaded, stack, spacing, assumed, labels, models, options, warnings, progress) -> ModuleResult:
+def quantify_labels(loaded, stack, spacing, assumed, labels, models, options, warnings, progress,
+                    rv: np.ndarray | None = None) -> ModuleResult:
     myocardium = labels >= 2
     cavity = labels == 1
     if not myocardium.any():
@@ -415,7 +426,7 @@ def quantify_labels(loaded, stack, spacing, assumed, labels, models, options, wa
         result = quantify.from_model(labels, stack, remote)
     figures = quantify.figures(result, myocardium, spacing)
     scar_total = result.scar | result.mvo
-    insertion = rv_insertion(loaded, stack, spacing, cavity, myocardium, options, warnings)
+    insertion = rv_insertion(loaded, stack, spacing, cavity, myocardium, options, warnings, rv)
     apex_first = apex_end(loaded)
     segments = aha.segment_map(cavity, myocardium, insertion["angle_deg"], insertion["septum_direction"], apex_first)
     per_segment = aha.per_segment(segments, myocardium, scar_total, spacing)
