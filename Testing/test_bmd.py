@@ -2353,3 +2353,18 @@ def test_a_vertebra_seg_says_whether_it_holds_bodies_or_whole_vertebrae(tmp_path
     sitk.WriteImage(sitk.GetImageFromArray(labels), str(tmp_path / "labels.nrrd"))
     assert vertebrae.given_as_bodies(bodies)
     assert not vertebrae.given_as_bodies(whole) and not vertebrae.given_as_bodies(tmp_path / "labels.nrrd")
+
+
+def test_levels_asked_for_on_a_scan_whose_levels_are_not_named_say_how_to_choose():
+    """--levels T7,T8 on a cardiac CT, whose bodies could not be named (V1, V2, ... from the lowest up): the one
+    line says why, and that V names or a click in each body choose them; the V names are taken as asked; on a scan
+    with named levels a level not in view is only said to be missing."""
+    body = np.ones((2, 2, 2), bool)
+    unnamed = {"V1": body, "V2": body, "V3": body}
+    with pytest.raises(InputError, match=r"T7, T8 not found .* \(found: V1, V2, V3\): the levels of this scan could "
+                                         r"not be named .*--levels V2,V3.*--seed T8:x,y,z"):
+        pipeline.chosen_levels(unnamed, ["T7", "T8"])
+    assert list(pipeline.chosen_levels(unnamed, ["V3", "V2"])) == ["V3", "V2"]
+    with pytest.raises(InputError) as named:
+        pipeline.chosen_levels({"L1": body, "L2": body}, ["T5"])
+    assert str(named.value) == "level(s) T5 not found in the vertebra masks (found: L1, L2)"

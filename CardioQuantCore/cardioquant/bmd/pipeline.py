@@ -177,15 +177,26 @@ def collect_bodies(loaded: LoadedImage, options, hu: np.ndarray, sign: int) -> t
         bodies, source, naming, warnings = bodies_from_network(image, options, hu)
     bodies = {level: mask for level, mask in bodies.items() if mask.any()}
     if options.levels:
-        wanted = options.wanted_levels()
-        missing = [v for v in wanted if v not in bodies]
-        if missing:
-            raise InputError(f"level(s) {', '.join(missing)} not found in the vertebra masks "
-                             f"(found: {', '.join(bodies) or 'none'})")
-        bodies = {level: bodies[level] for level in wanted}
+        bodies = chosen_levels(bodies, options.wanted_levels())
     if not bodies:
         raise InputError("no vertebra in the field of view: nothing to measure.")
     return bodies, source, naming, warnings
+
+
+def chosen_levels(bodies: dict, wanted: list[str]) -> dict:
+    """The bodies --levels asks for, or the one line saying which are not there. Where no level could be named
+    (bodies V1, V2, ... from the lowest up), it says so and how to choose: a cardiac CT's "T7 not found (found: V1,
+    ..., V6)" left the reader guessing."""
+    missing = [level for level in wanted if level not in bodies]
+    if not missing:
+        return {level: bodies[level] for level in wanted}
+    found = f"{', '.join(bodies) or 'none'}"
+    unnamed = bool(bodies) and all(name in UNDETERMINED for name in bodies)
+    how = ("the levels of this scan could not be named (no sacrum and no rib transition in view, as on a cardiac CT) "
+           "and its bodies are V1, V2, ... from the lowest up: choose those (--levels V2,V3), or click in each body "
+           "to measure, naming its level (--seed T8:x,y,z)")
+    raise InputError(f"level(s) {', '.join(missing)} not found in the vertebra masks (found: {found})"
+                     + (f": {how}" if unnamed and not set(missing) <= set(UNDETERMINED) else ""))
 
 
 def totalsegmentator_vertebrae(image: sitk.Image, device: str = "auto") -> dict:
