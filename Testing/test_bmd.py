@@ -2368,3 +2368,22 @@ def test_levels_asked_for_on_a_scan_whose_levels_are_not_named_say_how_to_choose
     with pytest.raises(InputError) as named:
         pipeline.chosen_levels({"L1": body, "L2": body}, ["T5"])
     assert str(named.value) == "level(s) T5 not found in the vertebra masks (found: L1, L2)"
+
+
+def test_cardioquants_own_bmd_segmentation_and_label_map_read_back_name_the_same_levels(tmp_path):
+    """The segmentation and label map a BMD run writes, given back as --vertebra-mask (a re-run on the reader's
+    edits): the same vertebrae at the same levels and the same figures. Read as plain label maps, their values
+    had been taken for TotalSegmentator's: the contrast chest CT's T2-L3 and ROIs were named C1-T5."""
+    case = phantom.make_spine_phantom(seed=3, spacing=(1.0, 1.0, 2.0), levels=("T12", "L1", "L2"), noise_hu=0.0)
+    ct, truth = write_case(tmp_path, case)
+    path = str(ct)
+    assert cli.main(["bmd", path, "--vertebra-mask", str(truth), "-o", str(tmp_path / "run"), "--quiet"]) == 0
+    first = json.loads((tmp_path / "run" / "bmd.json").read_text())["vertebrae"]
+    for written in ("bmd.seg.nrrd", "bmd_labels.nrrd"):
+        out = tmp_path / written.replace(".", "_")
+        assert cli.main(["bmd", path, "--vertebra-mask", str(tmp_path / "run" / written), "-o", str(out),
+                         "--quiet"]) == 0
+        again = json.loads((out / "bmd.json").read_text())["vertebrae"]
+        assert sorted(again) == sorted(first) == ["L1", "L2", "T12"]
+        for level in first:
+            assert again[level]["bmd_mg_cm3"] == pytest.approx(first[level]["bmd_mg_cm3"], abs=0.5)

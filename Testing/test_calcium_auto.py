@@ -1208,7 +1208,7 @@ def test_a_heart_mask_seg_of_many_structures_gives_its_heart_and_aorta_not_the_r
     no_heart = write_seg(tmp_path / "no_heart.dcm", files, without_heart,
                          {1: "lung_upper_lobe_left", 2: "vertebrae_T8", 3: "aorta"})
     options.heart_mask = str(no_heart)
-    with pytest.raises(InputError, match="none of this DICOM SEG's 3 segments is the heart"):
+    with pytest.raises(InputError, match="none of this segmentation's 3 segments is the heart"):
         given_heart(options, grid, grid)
 
 

@@ -822,7 +822,8 @@ def read_label_image(path: str | os.PathLike) -> sitk.Image:
 
 def read_labelled_image(path: str | os.PathLike) -> tuple[sitk.Image, dict[int, str]]:
     """(a label/mask image on its own grid, one whole number per voxel; label value -> name where the file names
-    them: a DICOM SEG's segment numbers and labels, else empty)."""
+    them: a DICOM SEG's segment numbers and labels, a Slicer segmentation's (.seg.nrrd) label values and segment
+    names, else empty)."""
     from .dicomseg import is_dicom_seg, read_dicom_seg
 
     path = Path(path)
@@ -844,7 +845,35 @@ def read_labelled_image(path: str | os.PathLike) -> tuple[sitk.Image, dict[int, 
     if values.size and (lowest := float(values.min())) < 0:  # a CT's air and fat; no label map has them
         raise InputError(f"{path}: the mask holds negative values (down to {lowest:.0f}): a scan, not a label map? "
                          "give a label map (0 outside, whole numbers 1, 2, ... inside).")
-    return image, {}
+    return image, {value: name for value, (name, _) in slicer_segments(image).items()}
+
+
+def slicer_segments(header) -> dict[int, tuple[str, str]]:
+    """Label value -> (segment name, the SNOMED CT code of its type, or "") of a Slicer segmentation file (.seg.nrrd,
+    one layer: segments that do not overlap), from its header's SegmentN_Name, SegmentN_LabelValue and SegmentN_Tags
+    (`header`: the image read, or an ImageFileReader after ReadImageInformation). A segmentation saved in Slicer,
+    CardioQuant's own among them, names its segments there; read as a plain label map, CardioQuant's BMD
+    segmentation's values were taken for TotalSegmentator's, its T2-L3 named C1-T5. Empty for other files."""
+    keys = set(header.GetMetaDataKeys())
+    segments = {}
+    for key in sorted(keys):
+        if not (key.startswith("Segment") and key.endswith("_Name")):
+            continue
+        prefix = key[:-len("Name")]
+        value = header.GetMetaData(f"{prefix}LabelValue") if f"{prefix}LabelValue" in keys else ""
+        if not value.strip().isdigit():
+            continue
+        tags = header.GetMetaData(f"{prefix}Tags") if f"{prefix}Tags" in keys else ""
+        segments[int(value)] = (header.GetMetaData(key), _terminology_type_code(tags))
+    return segments
+
+
+def _terminology_type_code(tags: str) -> str:
+    """The type's code in a Slicer segment's terminology tag ("TerminologyEntry:<context>~<category>~<type>~...",
+    each "scheme^code^meaning"), "" without one."""
+    entry = next((tag.split(":", 1)[1] for tag in tags.split("|") if tag.startswith("TerminologyEntry:")), "")
+    parts = entry.split("~")
+    return parts[2].split("^")[1] if len(parts) > 2 and parts[2].count("^") >= 2 else ""
 
 
 def read_mask(path: str | os.PathLike, reference: sitk.Image) -> sitk.Image:
@@ -863,8 +892,8 @@ def read_one_structure(path: str | os.PathLike, reference: sitk.Image, called: t
     if len(names) > 1 and len(wanted) == 1:
         return sitk.GetArrayFromImage(image) == wanted[0]
     if len(names) > 1:
-        raise InputError(f"{path}: this DICOM SEG holds {len(names)} segments ({segment_labels(names)}) where one "
-                         "structure is asked for; give a SEG of that one segment, or a label map of it.")
+        raise InputError(f"{path}: this segmentation holds {len(names)} segments ({segment_labels(names)}) where one "
+                         "structure is asked for; give a segmentation of that one segment, or a label map of it.")
     return sitk.GetArrayFromImage(image) > 0
 
 

@@ -63,6 +63,16 @@ class LabelTable:
         if len(set(values)) != len(values) or len(set(names)) != len(names) or 0 in values:
             raise ValueError("label values and names must be unique and non-zero")
 
+    def header_keys(self) -> dict[str, str]:
+        """The segments as a Slicer segmentation's header names them (SegmentN_Name, _LabelValue, _Tags), for a label
+        map file: read back (imageio.slicer_segments), its values are this table's, not another convention's (a BMD
+        label map's were taken for TotalSegmentator's, T2-L3 named C1-T5)."""
+        keys: dict[str, str] = {}
+        for n, spec in enumerate(self.segments):
+            keys |= {f"Segment{n}_Name": spec.name, f"Segment{n}_LabelValue": str(spec.value),
+                     f"Segment{n}_Tags": f"TerminologyEntry:{spec.terminology_entry()}|"}
+        return keys
+
     def by_value(self, value: int) -> SegmentSpec:
         return next(s for s in self.segments if s.value == value)
 

@@ -232,7 +232,10 @@ def _write_result(result: ModuleResult, loaded: LoadedImage, staging: Path) -> N
     table_node = scene_layer.table_node_from_records(scene, result.table_rows, name)
     scene_layer.save_node(table_node, staging / f"{name}.csv")
     if result.label_image is not None and loaded.image is not None:
-        sitk.WriteImage(geometry.as_uint8(result.label_image), str(staging / f"{name}_labels.nrrd"), True)
+        labels = sitk.Image(geometry.as_uint8(result.label_image))  # a copy: the header is the file's alone
+        for key, value in result.label_table.header_keys().items():  # its values named, as a .seg.nrrd names them
+            labels.SetMetaData(key, value)
+        sitk.WriteImage(labels, str(staging / f"{name}_labels.nrrd"), True)
         volume_node = scene_layer.geometry_node(scene, loaded.image, "input")
         seg_node = scene_layer.segmentation_node_from_labelmap(scene, result.label_image, volume_node,
                                                                result.label_table, name)

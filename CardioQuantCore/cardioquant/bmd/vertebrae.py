@@ -16,7 +16,7 @@ from scipy import ndimage
 from ..dicomseg import segment_labels
 from ..errors import InputError
 from ..geometry import close_in_plane, fill_holes, fill_holes_in_plane, label_values, largest_component
-from ..imageio import read_labelled_mask, read_mask
+from ..imageio import read_labelled_mask, read_mask, slicer_segments
 from .levels import LEVELS, VALUE_TO_LEVEL, level_from_name, level_from_segment_label
 
 # Vertebroplasty and kyphoplasty cement (PMMA with barium sulphate) reads 1000-3000 HU. A vertebral body's thin
@@ -60,7 +60,7 @@ def from_totalsegmentator(path: str | Path, reference: sitk.Image) -> dict[str, 
                     if names else VALUE_TO_LEVEL)
         masks = {level_of[v]: labels == v for v in sorted(label_values(labels)) if v in level_of}
         if names and not level_of:
-            raise InputError(f"{path}: none of this DICOM SEG's segments ({segment_labels(names)}) names a vertebral "
+            raise InputError(f"{path}: none of this segmentation's segments ({segment_labels(names)}) names a vertebral "
                              "level; name them as TotalSegmentator does (vertebrae_L1) or as 'L1 vertebra'.")
     if not masks:
         raise InputError(f"no vertebra found in {path}: the field of view holds no labelled vertebra")
@@ -71,16 +71,27 @@ VERTEBRAL_BODY_CODE = "51282000"  # SNOMED CT "Vertebral body": how CardioQuant'
 
 
 def given_as_bodies(path: str | Path) -> bool:
-    """Whether a vertebra mask holds vertebral bodies, not whole vertebrae: a DICOM SEG whose level segments are
-    typed as vertebral bodies (SNOMED CT 51282000, as CardioQuant's own SEG types them) or labelled so ('vertebral
-    body L1', 'L1 body'). A body taken for a whole vertebra has no canal to cut it at, and its front 45 % was
-    measured: CardioQuant's own SEG read back read 40-55 HU high on a phantom. A label map says nothing of it."""
+    """Whether a vertebra mask holds vertebral bodies, not whole vertebrae: a segmentation (a DICOM SEG, or a
+    Slicer .seg.nrrd) whose level segments are typed as vertebral bodies (SNOMED CT 51282000, as CardioQuant's own
+    segmentations type them) or labelled so ('vertebral body L1', 'L1 body'). A body taken for a whole vertebra has
+    no canal to cut it at, and its front 45 % was measured: CardioQuant's own SEG read back read 40-55 HU high on a
+    phantom. A plain label map says nothing of it."""
     from ..dicomseg import is_dicom_seg, segment_descriptions
 
     path = Path(path)
-    if not path.is_file() or not is_dicom_seg(path):
+    if not path.is_file():
         return False
-    levels = [(label, kind) for label, kind in segment_descriptions(path).values() if level_from_segment_label(label)]
+    if is_dicom_seg(path):
+        described = segment_descriptions(path)
+    else:
+        header = sitk.ImageFileReader()
+        header.SetFileName(str(path))
+        try:
+            header.ReadImageInformation()
+        except RuntimeError:
+            return False
+        described = slicer_segments(header)
+    levels = [(label, kind) for label, kind in described.values() if level_from_segment_label(label)]
     return bool(levels) and all(kind == VERTEBRAL_BODY_CODE or "body" in label.lower() for label, kind in levels)
 
 

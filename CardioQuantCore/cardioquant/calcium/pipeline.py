@@ -322,8 +322,8 @@ def heart_and_aorta_segments(labels: np.ndarray, names: dict[int, str], grid: si
 
     heart_numbers = numbers("heart")
     if not heart_numbers:
-        raise InputError(f"{path}: none of this DICOM SEG's {len(names)} segments is the heart (labels "
-                         f"{segment_labels(names)}); give a SEG with a 'heart' segment, or a heart mask of one segment.")
+        raise InputError(f"{path}: none of this segmentation's {len(names)} segments is the heart (labels "
+                         f"{segment_labels(names)}); give one with a 'heart' segment, or a heart mask of one segment.")
     heart = np.isin(labels, heart_numbers)
     aorta = np.isin(labels, numbers("aorta"))
     return heart, anatomy.grown(aorta, grid.GetSpacing(), AORTA_WALL_MM) if aorta.any() else None

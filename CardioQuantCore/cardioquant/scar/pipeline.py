@@ -171,7 +171,7 @@ def values_of_segments(names: dict[int, str], path: str) -> dict[int, int]:
         return known
     if len(names) == 1:
         return {next(iter(names)): 2}
-    raise InputError(f"--myocardium-mask {path}: a DICOM SEG of {len(names)} segments ({segment_labels(names)}) "
+    raise InputError(f"--myocardium-mask {path}: a segmentation of {len(names)} segments ({segment_labels(names)}) "
                      f"and none is called {', '.join(repr(spec.name) for spec in LABEL_TABLE.segments)}: name the "
                      "myocardium segment 'myocardium', or give a label map with EMIDEC values (1 cavity, 2 "
                      "myocardium, 3 scar, 4 MVO)")
