@@ -184,10 +184,14 @@ def test_a_myops_label_file_as_the_myocardium_is_read_with_myops_values(capsys, 
     assert result["lge_percent"] == pytest.approx(truth, abs=1e-6) and truth > 5
     assert any("MyoPS's label values" in warning for warning in result["warnings"])
 
-    other = write(tmp_path, np.where(case.labels >= 2, 7, 0).astype(np.uint8), "organs.nrrd")
+    binary = write(tmp_path, np.where(case.labels >= 2, 255, 0).astype(np.uint8), "myocardium_255.nrrd")
+    assert cli.main(["scar", str(scan), "--myocardium-mask", str(binary), "-o", str(tmp_path / "b"), "--quiet"]) == 0
+    assert json.loads((tmp_path / "b" / "scar.json").read_text())["myocardium_ml"] == pytest.approx(
+        (case.labels >= 2).sum() * 1.5 * 1.5 * 8.0 / 1000.0)
+    other = write(tmp_path, np.where(case.labels >= 2, 7, 0).astype(np.uint8) + (case.labels == 1), "organs.nrrd")
     assert cli.main(["scar", str(scan), "--myocardium-mask", str(other), "-o", str(tmp_path / "o"), "--quiet"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and "holds the values 7" in lines[0] and not (tmp_path / "o").exists()
+    assert len(lines) == 1 and "holds the values 1, 7" in lines[0] and not (tmp_path / "o").exists()
 
 
 def test_ct_is_refused(capsys, tmp_path):

@@ -541,10 +541,11 @@ def _read_slices(files: list[str], folder: Path) -> tuple[sitk.ImageSeriesReader
 
 
 def _copied_images(slices: sitk.ImageSeriesReader, count: int) -> dict[int, int]:
-    """The slices that repeat an earlier one's image (index -> the earlier one's): the same SOP Instance UID (by DICOM's definition the same
-    image) at the same position, as a series copied twice into one folder gives ("IM1.dcm" and "IM1 (1).dcm").
-    Such a folder was refused as holding several images per position (cardiac phases). Both tags are asked for, so
-    that an anonymiser that blanked or repeated the UIDs does not make distinct slices copies."""
+    """The slices that repeat an earlier one's image (index -> the earlier one's): the same SOP Instance UID (by
+    DICOM's definition the same image) at the same position, as a series copied twice into one folder gives
+    ("IM1.dcm" and "IM1 (1).dcm"). Such a folder was refused as holding several images per position (cardiac
+    phases). Both tags are asked for, so that an anonymiser that blanked or repeated the UIDs does not make distinct
+    slices copies."""
     first: dict[tuple[str, str], int] = {}
     copies = {}
     for index in range(count):

@@ -114,11 +114,11 @@ def check_field_of_view(stack: np.ndarray, spacing: tuple) -> None:
 
 def readers_labels(path: str, reference: sitk.Image) -> tuple[np.ndarray, list[str], np.ndarray | None]:
     """(the reader's LV labels (EMIDEC values: 1 cavity, 2 myocardium, 3 scar, 4 MVO) on the scan's grid [k, j, i],
-    what to tell the reader of how they were read, the right ventricle where the labels hold it). A binary mask is
-    the myocardium; MyoPS's label values are read as such (emidec_values_of_myops), its RV too; other values are
-    refused. A DICOM SEG is read by its segments' labels
-    (values_of_segments). Where no cavity is drawn, the cavity is what the wall encloses: the RV insertion, the AHA
-    segments and the remote myocardium are found from it."""
+    what to tell the reader of how they were read, the right ventricle where the labels hold it). A mask of one value
+    (1, or 255 as some tools save masks) is the myocardium; MyoPS's label values are read as such
+    (emidec_values_of_myops), its RV too; other values are refused. A segmentation (DICOM SEG, .seg.nrrd) is read by
+    its segments' labels (values_of_segments). Where no cavity is drawn, the cavity is what the wall encloses: the
+    RV insertion, the AHA segments and the remote myocardium are found from it."""
     image, names = read_labelled_mask(path, reference)
     drawn = sitk.GetArrayFromImage(image)
     if drawn.ndim == 2:
@@ -126,7 +126,7 @@ def readers_labels(path: str, reference: sitk.Image) -> tuple[np.ndarray, list[s
     notes, rv = [], None
     if names:
         mask = LABEL_TABLE.renumbered(drawn, values_of_segments(names, path))
-    elif (values := geometry.label_values(drawn)) <= {1}:
+    elif len(values := geometry.label_values(drawn)) <= 1:
         mask = np.where(drawn > 0, 2, 0)
     elif values <= {1, 2, 3, 4}:
         mask = drawn
