@@ -145,6 +145,10 @@ def test_folder_tree_studies_are_every_image_and_dicom_series(tmp_path):
                                                     str(tmp_path / "patient1" / "study" / "series1"),
                                                     str(tmp_path / "patient1" / "study" / "series2")])
     assert all(s.series for s in found if "patient1" in s.path) and len({s.id for s in found}) == 3
+    shutil.copy(tmp_path / "ct.nrrd", tmp_path / "ct_heart.seg.nrrd")  # a reader's segmentation saved beside it
+    left_out: list[str] = []
+    assert len(studies.discover(tmp_path, left_out=left_out)) == 3
+    assert left_out == [f"{tmp_path / 'ct_heart.seg.nrrd'} (a Slicer segmentation, not a scan)"]
     (tmp_path / "out" / "ct" / "calcium").mkdir(parents=True)  # a batch's own results inside the tree
     shutil.copy(tmp_path / "ct.nrrd", tmp_path / "out" / "ct" / "calcium" / "calcium_labels.nrrd")
     assert len(studies.discover(tmp_path, output=tmp_path / "out")) == 3

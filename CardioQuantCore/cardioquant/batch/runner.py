@@ -170,8 +170,9 @@ def execute(plan: dict, options) -> int:
         print(f"cardioquant batch: {len(plan['studies'])} studies ({series} DICOM series), "
               f"{len(plan['analyses'])} analyses: {len(todo)} runs to do, {skipped} already done", file=sys.stderr)
         if plan.get("left_out"):
-            print(f"cardioquant batch: {len(plan['left_out'])} series left out (of one or two images beside a volume in "
-                  "the same exam folder: localizers, dose reports; or not scans: segmentations, structure sets), "
+            print(f"cardioquant batch: {len(plan['left_out'])} series or files left out (of one or two images beside a "
+                  "volume in the same exam folder: localizers, dose reports; or not scans: segmentations, structure "
+                  "sets), "
                   f"e.g. {plan['left_out'][0]}", file=sys.stderr)
         if plan.get("unreadable"):
             print(f"cardioquant batch: {len(plan['unreadable'])} DICOM files that could not be read as images left out "

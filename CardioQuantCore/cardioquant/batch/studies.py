@@ -46,6 +46,9 @@ class Study:
         return digest.hexdigest()
 
 
+SEGMENTATION_SUFFIX = ".seg.nrrd"  # Slicer's segmentation files: masks a reader saved beside the scans
+
+
 def safe_id(text: str) -> str:
     cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._")
     return cleaned or "study"
@@ -75,12 +78,16 @@ def from_folder(root: Path, skip: Path | None = None, left_out: list[str] | None
     UID), but for a series of one or two images beside a volume in the same exam folder: a localizer or a dose
     report, as a PACS exports them with the scan (named in `left_out`; the single-scan commands read the volume
     of such a folder and leave them out the same way), and for series that are not scans (segmentations,
-    structure sets: imageio.NOT_SCANS), also named in `left_out`. DICOM files that cannot be read (an RT Dose
-    object of one frame, a damaged file) do not stop the search: they are named in `unreadable`."""
+    structure sets: imageio.NOT_SCANS, and Slicer segmentation files, .seg.nrrd, saved beside the scans), also named
+    in `left_out`. DICOM files that cannot be read (an RT Dose object of one frame, a damaged file) do not stop the
+    search: they are named in `unreadable`."""
     studies = []
     for directory, names in walk_folders(root, skip):
         for name in sorted(names):
-            if name.lower().endswith(IMAGE_SUFFIXES) and not name.startswith("."):
+            if name.lower().endswith(SEGMENTATION_SUFFIX) and not name.startswith("."):
+                if left_out is not None:
+                    left_out.append(f"{Path(directory) / name} (a Slicer segmentation, not a scan)")
+            elif name.lower().endswith(IMAGE_SUFFIXES) and not name.startswith("."):
                 path = Path(directory) / name
                 stem = next(str(path.relative_to(root))[:-len(s)] for s in IMAGE_SUFFIXES
                             if name.lower().endswith(s))
