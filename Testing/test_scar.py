@@ -981,3 +981,15 @@ def test_a_readers_myocardium_drawn_without_its_cavity_gets_the_cavity_it_enclos
     assert cli.main(["scar", str(scan), "--myocardium-mask", str(mask), "-o", str(tmp_path / "out"), "--quiet"]) == 0
     labels = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "out" / "scar_labels.nrrd")))
     assert np.array_equal(labels == 1, case.labels == 1)
+
+
+def test_an_option_of_one_point_refuses_several_before_the_scan_is_read(capsys, tmp_path):
+    """--rv-insertion-point (and CT-FFR's --ostium) take one point: a list or markups file of two (a reader who
+    placed both RV insertions) is refused in one line before the scan is read, where its first point was taken as
+    the anterior insertion."""
+    never_read = tmp_path / "not_read.nrrd"
+    for module, option in (("scar", "--rv-insertion-point"), ("ffr", "--ostium")):
+        assert cli.main([module, str(never_read), f"{option}=10,20,30;-10,25,30", "-o", str(tmp_path / module),
+                         "--quiet"]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and f"{option} takes one point" in lines[0] and "holds 2" in lines[0]

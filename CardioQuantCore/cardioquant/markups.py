@@ -28,6 +28,17 @@ def parse_points(value: str, option: str) -> np.ndarray:
     return points
 
 
+def parse_point(value: str, option: str) -> np.ndarray:
+    """One point (RAS mm, as parse_points) for an option that takes one: a markups file or list of several is
+    refused rather than its first point taken (a reader who placed both RV insertions, anterior and inferior, had
+    whichever came first read as the anterior one)."""
+    points = parse_points(value, option)
+    if len(points) != 1:
+        raise InputError(f"{option} takes one point; {value} holds {len(points)}: give the one point (x,y,z in RAS "
+                         "mm, or a markups file of one point)")
+    return points[0]
+
+
 def read_markups(path: Path) -> np.ndarray:
     """Control points of a Slicer markups file as [n, 3] RAS mm."""
     if path.suffix.lower() == ".fcsv":  # Slicer's older fiducial CSV: RAS unless the header says LPS

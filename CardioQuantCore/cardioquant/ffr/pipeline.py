@@ -20,7 +20,7 @@ from .. import budget, geometry, tissue
 from ..errors import InputError
 from ..imageio import LoadedImage, check_hounsfield, read_image, read_one_structure
 from ..labels import ANATOMICAL_STRUCTURE, LabelTable, SegmentSpec
-from ..markups import parse_points
+from ..markups import parse_point
 from ..progress import Progress
 from ..results import ModuleResult
 from . import centerlines as cl
@@ -85,7 +85,7 @@ def get_trees(loaded: LoadedImage, options, progress: Progress) -> Trees:
                                                                              "coronary_arteries"))
         mask_image = geometry.image_from_array(lumen.astype(np.uint8), loaded.volume)
         _check_contrast(loaded, lumen)
-        ostium = list(parse_points(options.ostium, "--ostium")[0]) if options.ostium else None
+        ostium = list(parse_point(options.ostium, "--ostium")) if options.ostium else None
         progress.update(0.2, "centerlines")
         paths = cl.from_lumen_mask(mask_image, ostium)
         return Trees({options.side: _named(paths, options.side)}, lumen.astype(np.uint8), "lumen mask + vmtk",
@@ -265,6 +265,8 @@ def _check_slice_thickness(loaded: LoadedImage) -> list[str]:
 
 def check_options(settings: FFRSettings) -> None:
     settings.check()
+    if settings.ostium:
+        parse_point(settings.ostium, "--ostium")
 
 
 def run(loaded: LoadedImage, options, progress: Progress) -> ModuleResult:

@@ -44,6 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check_options(settings: ScarSettings) -> None:
     settings.check()
+    if settings.rv_insertion_point:
+        markups.parse_point(str(settings.rv_insertion_point), "--rv-insertion-point")
 
 
 def read_input(path: str, series: str | None = None) -> LoadedImage:
@@ -366,7 +368,7 @@ def rv_insertion(loaded: LoadedImage, stack, spacing, cavity, myocardium, option
     apex_first = apex_end(loaded)
     direction = options.septum_direction or (prior[1] if prior else aha.DEFAULT_DIRECTION)
     if options.rv_insertion_point:
-        point = markups.swap_lps_ras(markups.parse_points(str(options.rv_insertion_point), "--rv-insertion-point")[0])
+        point = markups.swap_lps_ras(markups.parse_point(str(options.rv_insertion_point), "--rv-insertion-point"))
         index = image.TransformPhysicalPointToContinuousIndex(point[:image.GetDimension()])
         angle = aha.angle_of_point(index[1], index[0], round(index[2]) if len(index) == 3 else 0, cavity, myocardium)
         source, basis = "reader's point", "reader"
