@@ -701,3 +701,32 @@ def test_a_scan_given_where_a_mask_goes_is_refused(tmp_path):
     labels = sitk.GetImageFromArray((sitk.GetArrayFromImage(ct) > 0).astype(np.uint8))
     sitk.WriteImage(labels, str(tmp_path / "labels.nrrd"))
     assert int(sitk.GetArrayFromImage(read_mask(tmp_path / "labels.nrrd", ct)).sum()) == 4 * 4 * 2
+
+
+def test_a_slicer_segmentation_names_its_segments_and_one_of_overlapping_layers_is_refused(tmp_path):
+    """A .seg.nrrd (Slicer's segmentation file) names each label value's segment in its header, as a DICOM SEG does:
+    read as a mask, its values come with their names (and types). One whose segments overlap is stored in layers (a
+    value per layer in each voxel): refused in one line saying so, where it was called a colour or vector image."""
+    from cardioquant.imageio import read_labelled_image
+
+    labels = np.zeros((4, 16, 16), np.uint8)
+    labels[:, 2:8, 2:8], labels[:, 9:14, 9:14] = 3, 7
+    image = sitk.GetImageFromArray(labels)
+    for n, (value, name) in enumerate(((3, "heart"), (7, "aorta"))):
+        image.SetMetaData(f"Segment{n}_Name", name)
+        image.SetMetaData(f"Segment{n}_LabelValue", str(value))
+        image.SetMetaData(f"Segment{n}_Tags", "TerminologyEntry:Segmentation category and type - 3D Slicer General "
+                          "Anatomy list~SCT^123037004^Anatomical Structure~SCT^80891009^Heart~^^~x~^^~^^|")
+    sitk.WriteImage(image, str(tmp_path / "two.seg.nrrd"))
+    read, names = read_labelled_image(tmp_path / "two.seg.nrrd")
+    assert names == {3: "heart", 7: "aorta"} and np.array_equal(sitk.GetArrayFromImage(read), labels)
+
+    layered = sitk.Compose(sitk.GetImageFromArray((labels == 3).astype(np.uint8)),
+                           sitk.GetImageFromArray((labels > 0).astype(np.uint8)))
+    for n, name in enumerate(("heart", "region")):
+        layered.SetMetaData(f"Segment{n}_Name", name)
+        layered.SetMetaData(f"Segment{n}_LabelValue", "1")
+        layered.SetMetaData(f"Segment{n}_Layer", str(n))
+    sitk.WriteImage(layered, str(tmp_path / "layers.seg.nrrd"))
+    with pytest.raises(InputError, match="a Slicer segmentation of 2 layers"):
+        read_labelled_image(tmp_path / "layers.seg.nrrd")

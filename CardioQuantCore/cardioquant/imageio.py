@@ -833,6 +833,10 @@ def read_labelled_image(path: str | os.PathLike) -> tuple[sitk.Image, dict[int, 
     if path.is_file() and is_dicom_seg(path):
         return read_dicom_seg(path)
     image = (_read_file(path) if path.is_file() else _read_dicom_folder(path)).volume
+    if image.GetNumberOfComponentsPerPixel() != 1 and slicer_segments(image):
+        raise InputError(f"{path}: a Slicer segmentation of {image.GetNumberOfComponentsPerPixel()} layers (segments "
+                         "that overlap): give one whose segments do not overlap (Segment Editor's masking: 'Overwrite "
+                         "other segments'), or export the segment meant as a label map.")
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise InputError(f"{path}: the mask has {image.GetNumberOfComponentsPerPixel()} values per voxel (a colour or "
                          "vector image); give a label map, one value per voxel.")
