@@ -2853,6 +2853,7 @@ def _per_segment_agreement(folder: Path, ids, pairs, raw_labels) -> str:
 
     from cardioquant import geometry
     from cardioquant.scar import aha, myops
+    from cardioquant.scar.pipeline import MYOPS_RV
 
     differences, same, near = [], 0, 0
     folders = myops.cases(folder)
@@ -2863,11 +2864,11 @@ def _per_segment_agreement(folder: Path, ids, pairs, raw_labels) -> str:
         rv_side, direction = aha.orientation_prior(geometry.direction_matrix(image)) or (None, aha.DEFAULT_DIRECTION)
         apex_first = aha.stack_runs_apex_first(geometry.direction_matrix(image))  # base and apex, as the pipeline
         figures = []
-        for classes, (insertion, _) in (
-                (truth, aha.automatic_rv_insertion((raw == myops.RV_VALUE).astype(np.float32), truth == 1, truth >= 2,
-                                                   pixel_mm, direction, apex_first=apex_first)),
+        labelled = aha.insertion_of_rv_label(raw == MYOPS_RV, truth == 1, truth >= 2, pixel_mm, direction, apex_first)
+        for classes, insertion in (
+                (truth, aha.DEFAULT_INSERTION_DEG if labelled is None else labelled),
                 (found, aha.automatic_rv_insertion(signal, found == 1, found >= 2, pixel_mm, direction,
-                                                   rv_side_deg=rv_side, apex_first=apex_first))):
+                                                   rv_side_deg=rv_side, apex_first=apex_first)[0])):
             segments = aha.segment_map(classes == 1, classes >= 2, insertion, direction, apex_first)
             figures.append(aha.per_segment(segments, classes >= 2, classes >= 3, spacing))
         for labelled, read in zip(figures[0].values(), figures[1].values(), strict=True):
@@ -2885,13 +2886,13 @@ def _per_segment_agreement(folder: Path, ids, pairs, raw_labels) -> str:
 def _scar_beyond_the_labels(raw_labels, predictions) -> str:
     """Where the scar the pipeline finds beyond MyoPS's scar label lies, by MyoPS's own labels: edema (1220, a T2
     finding that MyoPS does not count as scar but that can enhance on LGE), normal myocardium, LV blood pool, other."""
-    from cardioquant.scar import myops
+    from cardioquant.scar.pipeline import MYOPS_CAVITY, MYOPS_EDEMA, MYOPS_MYOCARDIUM, MYOPS_SCAR
 
-    sites = {"labelled edema": (myops.EDEMA_VALUE,), "normal myocardium": (myops.NORMAL_MYOCARDIUM_VALUE,),
-             "LV blood pool": (myops.CAVITY_VALUE,)}
+    sites = {"labelled edema": (MYOPS_EDEMA,), "normal myocardium": (MYOPS_MYOCARDIUM,),
+             "LV blood pool": (MYOPS_CAVITY,)}
     counts = dict.fromkeys([*sites, "elsewhere"], 0)
     for labels, found in zip(raw_labels, predictions, strict=True):
-        beyond = (found >= 3) & (labels != myops.SCAR_VALUE)
+        beyond = (found >= 3) & (labels != MYOPS_SCAR)
         for site, values in sites.items():
             counts[site] += int((beyond & np.isin(labels, values)).sum())
         counts["elsewhere"] += int((beyond & ~np.isin(labels, sum(sites.values(), ()))).sum())
@@ -3055,6 +3056,7 @@ def bench_scar_rv_insertion(shared: Path):
 
     from cardioquant import geometry
     from cardioquant.scar import aha
+    from cardioquant.scar.pipeline import MYOPS_RV
 
     root = shared / "myops"
     if not root.is_dir():
@@ -3071,8 +3073,7 @@ def bench_scar_rv_insertion(shared: Path):
         no_orientation += prior is None
         rv_side, direction = prior if prior else (None, aha.DEFAULT_DIRECTION)
         apex_first = aha.stack_runs_apex_first(geometry.direction_matrix(image))
-        truth = aha.estimate_rv_insertion((labels == 600).astype(np.float32), cavity, myocardium, pixel_mm, direction,
-                                          apex_first=apex_first)
+        truth = aha.insertion_of_rv_label(labels == MYOPS_RV, cavity, myocardium, pixel_mm, direction, apex_first)
         if truth is None:
             continue
         found, basis = aha.automatic_rv_insertion(signal, cavity, myocardium, pixel_mm, direction, rv_side_deg=rv_side,

@@ -256,7 +256,8 @@ def walk_folders(root: str | Path, skip: str | Path | None = None):
             continue
         seen.add(real)
         subdirectories[:] = sorted(d for d in subdirectories
-                                   if os.path.realpath(os.path.join(directory, d)) not in (passed_over, *seen))
+                                   if (inner := os.path.realpath(os.path.join(directory, d))) not in seen
+                                   and inner != passed_over)
         yield directory, names
 
 

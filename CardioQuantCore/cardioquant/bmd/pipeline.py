@@ -190,7 +190,7 @@ def chosen_levels(bodies: dict, wanted: list[str]) -> dict:
     missing = [level for level in wanted if level not in bodies]
     if not missing:
         return {level: bodies[level] for level in wanted}
-    found = f"{', '.join(bodies) or 'none'}"
+    found = ', '.join(bodies) or 'none'
     unnamed = bool(bodies) and all(name in UNDETERMINED for name in bodies)
     how = ("the levels of this scan could not be named (no sacrum and no rib transition in view, as on a cardiac CT) "
            "and its bodies are V1, V2, ... from the lowest up: choose those (--levels V2,V3), or click in each body "

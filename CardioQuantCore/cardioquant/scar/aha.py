@@ -208,6 +208,14 @@ def expected_insertion(rv_side_deg: float, direction: int) -> float:
 FROM_IMAGE, FROM_ORIENTATION, ASSUMED = "image", "orientation alone", "conventional display assumed"
 
 
+def insertion_of_rv_label(rv: np.ndarray, cavity: np.ndarray, myocardium: np.ndarray, pixel_mm: tuple[float, float],
+                          direction: int = DEFAULT_DIRECTION, apex_first: bool | None = None) -> float | None:
+    """The anterior insertion a labelled RV gives (a reader's labels, MyoPS's 600): its edge against the septum,
+    found as the image's RV blood is (estimate_rv_insertion, the label as the bright signal); None where it meets
+    no septum."""
+    return estimate_rv_insertion(rv.astype(np.float32), cavity, myocardium, pixel_mm, direction, apex_first=apex_first)
+
+
 def automatic_rv_insertion(signal: np.ndarray, cavity: np.ndarray, myocardium: np.ndarray,
                            pixel_mm: tuple[float, float], direction: int = DEFAULT_DIRECTION,
                            rv_side_deg: float | None = None, apex_first: bool | None = None) -> tuple[float, str]:

@@ -13,19 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .pipeline import (
-    MYOPS_CAVITY,
-    MYOPS_EDEMA,
-    MYOPS_MYOCARDIUM,
-    MYOPS_RV,
-    MYOPS_SCAR,
-    emidec_values_of_myops,
-)
-
-# The label values as the benches name them; defined once, in the scar pipeline, which reads a reader's MyoPS labels.
-NORMAL_MYOCARDIUM_VALUE, EDEMA_VALUE, SCAR_VALUE = MYOPS_MYOCARDIUM, MYOPS_EDEMA, MYOPS_SCAR
-CAVITY_VALUE, RV_VALUE = MYOPS_CAVITY, MYOPS_RV
-network_classes = emidec_values_of_myops  # MyoPS label values -> 0 background, 1 LV cavity, 2 myocardium, 3 scar
+from .pipeline import emidec_values_of_myops
 
 
 def cases(root: str | Path) -> dict[str, Path]:
@@ -50,7 +38,7 @@ def load_case(root: str | Path, case_id: str):
     image = sitk.ReadImage(str(next(folder.glob("*_LGE.nii.gz"))))
     raw = sitk.GetArrayFromImage(sitk.ReadImage(str(next(folder.glob("*_gd.nii.gz")))))
     signal = sitk.GetArrayFromImage(image).astype(np.float32)
-    return signal, network_classes(raw), raw, tuple(image.GetSpacing())
+    return signal, emidec_values_of_myops(raw), raw, tuple(image.GetSpacing())
 
 
 def on_training_grid(stack: np.ndarray, classes: np.ndarray, pixel_mm: tuple[float, float], size: int = 256):

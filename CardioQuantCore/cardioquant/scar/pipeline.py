@@ -374,9 +374,8 @@ def rv_insertion(loaded: LoadedImage, stack, spacing, cavity, myocardium, option
         source, basis = "reader's point", "reader"
     elif options.rv_insertion is not None:
         angle, source, basis = float(options.rv_insertion) % 360.0, "reader's angle", "reader"
-    elif rv is not None and (from_rv := aha.estimate_rv_insertion(
-            rv.astype(np.float32), cavity, myocardium, (spacing[1], spacing[0]), direction,
-            apex_first=apex_first)) is not None:
+    elif rv is not None and (from_rv := aha.insertion_of_rv_label(rv, cavity, myocardium, (spacing[1], spacing[0]),
+                                                                  direction, apex_first)) is not None:
         angle, source, basis = from_rv, "the reader's RV label (its edge against the septum)", "reader"
     else:
         angle, basis = aha.automatic_rv_insertion(stack, cavity, myocardium, (spacing[1], spacing[0]), direction,
