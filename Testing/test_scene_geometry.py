@@ -106,18 +106,27 @@ def test_a_table_that_offers_no_empty_segments_gives_only_what_was_found_and_kee
     assert int((scene.labelmap_from_segmentation_node(seg, volume, stray) == 9).sum()) == 1
 
 
-def _saved_segmentation(mrml, tmp_path, label):
-    """(CT image, its volume node, the segmentation of `label` on it, the .seg.nrrd it was saved to)."""
+def _saved_segmentation(mrml, tmp_path, label, writer="slicer"):
+    """(CT image, its volume node, the segmentation of `label` on it, the .seg.nrrd it was saved to by `writer`:
+    Slicer's own writer, or the one-pass writer of a result's label image)."""
     image = oblique_image(np.zeros(label.shape, np.int16))
     volume = scene.volume_node_from_image(mrml, image, "ct")
-    seg = scene.segmentation_node_from_labelmap(mrml, geometry.image_from_array(label, image), volume, TABLE, "cac")
-    scene.save_node(seg, tmp_path / "cac.seg.nrrd")
+    label_image = geometry.image_from_array(label, image)
+    seg = scene.segmentation_node_from_labelmap(mrml, label_image, volume, TABLE, "cac")
+    if writer == "slicer":
+        scene.save_node(seg, tmp_path / "cac.seg.nrrd")
+    else:
+        scene.save_segmentation_file(label_image, TABLE, tmp_path / "cac.seg.nrrd")
     return image, volume, seg, tmp_path / "cac.seg.nrrd"
 
 
-def test_seg_nrrd_is_read_back_by_slicer_core(mrml, tmp_path):
+WRITERS = pytest.mark.parametrize("writer", ["slicer", "one pass"])
+
+
+@WRITERS
+def test_seg_nrrd_is_read_back_by_slicer_core(mrml, tmp_path, writer):
     label = _labels((6, 7, 8))
-    image, _, _, path = _saved_segmentation(mrml, tmp_path, label)
+    image, _, _, path = _saved_segmentation(mrml, tmp_path, label, writer)
     other_scene = scene.new_scene()
     other_volume = scene.volume_node_from_image(other_scene, image, "ct")
     loaded = scene.load_segmentation(other_scene, path)
@@ -128,23 +137,72 @@ def test_seg_nrrd_is_read_back_by_slicer_core(mrml, tmp_path):
     assert np.array_equal(scene.labelmap_from_segmentation_node(loaded, other_volume, TABLE), label)
 
 
-def test_seg_nrrd_keeps_the_reference_grid_though_the_segments_fill_a_corner_of_it(mrml, tmp_path):
+@WRITERS
+def test_seg_nrrd_keeps_the_reference_grid_though_the_segments_fill_a_corner_of_it(mrml, tmp_path, writer):
     """The segments are held on the box of their voxels (Slicer's own layout), yet the file has the CT's grid:
     voxel (i, j, k) of the .seg.nrrd is voxel (i, j, k) of the CT, as a reader of both files expects."""
     label = _labels((6, 7, 8))  # voxels in k 1-4, j 1-4, i 1-5 only
-    image, _, _, path = _saved_segmentation(mrml, tmp_path, label)
+    image, _, _, path = _saved_segmentation(mrml, tmp_path, label, writer)
     written = sitk.ReadImage(str(path))  # an independent reader
     assert written.GetSize() == image.GetSize()
     assert np.allclose(written.GetOrigin(), image.GetOrigin(), atol=1e-4)
     assert np.array_equal(sitk.GetArrayFromImage(written), label)
 
 
-def test_a_result_with_no_voxels_gives_empty_segments_that_are_written_and_read_back(mrml, tmp_path):
-    _, volume, seg, path = _saved_segmentation(mrml, tmp_path, np.zeros((6, 7, 8), np.uint8))
+@WRITERS
+def test_a_result_with_no_voxels_gives_empty_segments_that_are_written_and_read_back(mrml, tmp_path, writer):
+    _, volume, seg, path = _saved_segmentation(mrml, tmp_path, np.zeros((6, 7, 8), np.uint8), writer)
     assert sorted(scene.segment_names(seg)) == ["LAD", "LM", "RCA"]
     assert not scene.labelmap_from_segmentation_node(seg, volume, TABLE).any()
     loaded = scene.load_segmentation(scene.new_scene(), path)
     assert sorted(scene.segment_names(loaded)) == ["LAD", "LM", "RCA"]
+
+
+def _segments_as_read(path, volume):
+    """What Slicer reads from a .seg.nrrd: per segment ID, (name, label value, colour, terminology, layer), the
+    labelmap on the CT's grid, and the reference geometry the Segment Editor edits on."""
+    loaded = scene.load_segmentation(scene.new_scene(), path)
+    segmentation = loaded.GetSegmentation()
+    segments = {}
+    for index in range(segmentation.GetNumberOfSegments()):
+        segment = segmentation.GetNthSegment(index)
+        segments[segmentation.GetNthSegmentID(index)] = (
+            segment.GetName(), segment.GetLabelValue(), tuple(round(c, 6) for c in segment.GetColor()),
+            segment.GetTerminology(), segmentation.GetLayerIndex(segmentation.GetNthSegmentID(index)))
+    geometry_parameter = segmentation.GetConversionParameter("Reference image geometry")
+    grid = [float(x) for x in geometry_parameter.split(";") if x]
+    return segments, scene.labelmap_from_segmentation_node(loaded, volume, STRAY_TABLE), grid
+
+
+STRAY_TABLE = labels.LabelTable([*TABLE.segments, labels.SegmentSpec(
+    9, "unlabelled 9", labels.UNLABELLED_GREY, labels.ANATOMICAL_STRUCTURE, ("SCT", "0", "x"))])
+
+
+@pytest.mark.parametrize("offer_empty", [True, False])
+def test_a_results_one_pass_seg_nrrd_reads_in_slicer_as_slicers_own_file(mrml, tmp_path, offer_empty):
+    """The result's .seg.nrrd, written in one pass, is read by Slicer to what Slicer's own writer gives for the
+    same segmentation: the same segments (IDs, names, label values, colours, terminology, one layer), the same
+    voxels, a value outside the table kept as its own segment, and the CT's grid as the reference geometry."""
+    image = oblique_image(np.zeros((6, 7, 8), np.int16))
+    volume = scene.volume_node_from_image(mrml, image, "ct")
+    label = _labels((6, 7, 8))
+    label[5, 6, 7] = 9  # not in the table
+    table = labels.LabelTable(TABLE.segments, offer_empty=offer_empty)
+    label_image = geometry.image_from_array(label, image)
+    scene.save_node(scene.segmentation_node_from_labelmap(mrml, label_image, volume, table, "cac"),
+                    tmp_path / "slicer.seg.nrrd")
+    scene.save_segmentation_file(label_image, table, tmp_path / "one_pass.seg.nrrd")
+    slicers_segments, slicers_voxels, slicers_grid = _segments_as_read(tmp_path / "slicer.seg.nrrd", volume)
+    segments, voxels, grid = _segments_as_read(tmp_path / "one_pass.seg.nrrd", volume)
+    assert segments == slicers_segments
+    assert sorted(segments) == (["LAD", "LM", "RCA"] if offer_empty else ["LAD", "RCA"]) + ["unlabelled 9"]
+    assert segments["unlabelled 9"][2] == labels.UNLABELLED_GREY and segments["LAD"][2] == (0.1, 0.8, 0.1)
+    assert np.array_equal(voxels, label) and np.array_equal(slicers_voxels, label)
+    assert np.allclose(grid, slicers_grid, atol=1e-9)
+    ijk_to_ras = np.array(grid[:16]).reshape(4, 4)  # the CT's voxel (i, j, k) where the CT has it
+    assert np.allclose(ijk_to_ras @ [5, 6, 4, 1], [*(np.array(image.TransformIndexToPhysicalPoint((5, 6, 4)))
+                                                     * [-1, -1, 1]), 1], atol=1e-9)
+    assert grid[16:] == [0, 7, 0, 6, 0, 5]
 
 
 def test_a_removed_segmentation_leaves_the_scene_and_its_saved_file_intact(mrml, tmp_path):
@@ -177,6 +235,41 @@ def test_table_node_csv_round_trip(mrml, tmp_path):
     text = (tmp_path / "scores.csv").read_text().splitlines()
     assert text[0] == '"artery","agatston","lesions"' and text[1] == '"LAD",12.5,2'
     assert scene.records_from_table_node(scene.load_table(mrml, tmp_path / "scores.csv")) == records
+
+
+RECORDS = {
+    "lesions": [{"artery": "LAD", "agatston": 12.5, "lesions": 2, "mass_mg": None, "flagged": True,
+                 "volume_ml": float("nan"), "hu_sum": 1234567.891, "share": 1e-5},
+                {"artery": "RCA", "agatston": 0.0, "lesions": 0, "mass_mg": None, "flagged": False,
+                 "volume_ml": 2.0, "hu_sum": -0.0, "share": np.float32(0.1)}],
+    "ragged": [{"agatston": 1}, {"artery": "LM"}],
+    "none": [],
+}
+
+
+@pytest.mark.parametrize("case", sorted(RECORDS))
+def test_a_results_table_file_is_the_csv_and_schema_slicer_writes(mrml, tmp_path, case):
+    """The result's CSV, written without Slicer's libraries, is byte for byte what Slicer writes for the same
+    table node, and so is the schema that types its columns (numbers double, a missing number nan; text, a
+    column with no value, true/false quoted)."""
+    records = RECORDS[case]
+    scene.save_node(scene.table_node_from_records(mrml, records, "scores"), tmp_path / "slicer.csv")
+    scene.save_table_file(records, tmp_path / "ours.csv")
+    assert (tmp_path / "ours.csv").read_bytes() == (tmp_path / "slicer.csv").read_bytes()
+    slicers_schema, schema = tmp_path / "slicer.schema.csv", tmp_path / "ours.schema.csv"
+    assert schema.exists() == slicers_schema.exists() == bool(records)
+    assert not records or schema.read_bytes() == slicers_schema.read_bytes()
+
+
+def test_a_quote_inside_a_tables_text_is_read_back_by_a_csv_reader_as_written(tmp_path):
+    """Text with a comma and quotes (a series description) stays one cell for a standard CSV reader (RFC 4180: the
+    quote doubled; Slicer's writer leaves it single and the row falls apart)."""
+    import csv
+
+    records = [{"series": 'Ca score 3.0 "I30f", 70%', "agatston": 12.5}]
+    scene.save_table_file(records, tmp_path / "scores.csv")
+    with open(tmp_path / "scores.csv", newline="") as table:
+        assert list(csv.reader(table)) == [["series", "agatston"], ['Ca score 3.0 "I30f", 70%', "12.5"]]
 
 
 def test_a_runs_table_is_updated_in_place_after_edits(mrml):

@@ -152,5 +152,8 @@ def run_parsed(options: argparse.Namespace) -> tuple[int, str]:
         return EXIT_PROCESSING, f"processing failed: {type(exc).__name__}: {exc} (rerun with --debug for details)"
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # the panels' background run
+    from .launcher import leave_objects_to_the_system_at_exit
+
+    leave_objects_to_the_system_at_exit()
     sys.exit(main())

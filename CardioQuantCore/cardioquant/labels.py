@@ -15,6 +15,9 @@ TISSUE: Code = ("SCT", "85756007", "Tissue")
 ANATOMICAL_STRUCTURE: Code = ("SCT", "123037004", "Anatomical Structure")
 MORPHOLOGICALLY_ALTERED: Code = ("SCT", "49755003", "Morphologically Altered Structure")
 
+# Not 0.5 grey: Slicer takes (0.5, 0.5, 0.5) for "no colour" and gives such a segment a colour of its own.
+UNLABELLED_GREY = (0.6, 0.6, 0.6)
+
 SLICER_CONTEXT = "Segmentation category and type - 3D Slicer General Anatomy list"
 ANATOMIC_CONTEXT = "Anatomic codes - DICOM master list"
 
@@ -72,6 +75,16 @@ class LabelTable:
             keys |= {f"Segment{n}_Name": spec.name, f"Segment{n}_LabelValue": str(spec.value),
                      f"Segment{n}_Tags": f"TerminologyEntry:{spec.terminology_entry()}|"}
         return keys
+
+    def segments_of(self, present: set[int], include_empty: bool = True) -> list[SegmentSpec]:
+        """The segments of a result whose label map holds the values `present`: the table's entries found (and the
+        empty ones to paint into, when `include_empty` and the table offers them), in the table's order, then one
+        grey "unlabelled N" segment for each value outside the table (kept visible, never dropped; no terminology:
+        its `category` is None)."""
+        found = [spec for spec in self.segments if spec.value in present or (include_empty and self.offer_empty)]
+        known = {spec.value for spec in self.segments}
+        return found + [SegmentSpec(value, f"unlabelled {value}", UNLABELLED_GREY, None, None)  # type: ignore[arg-type]
+                        for value in sorted(set(present) - known)]
 
     def by_value(self, value: int) -> SegmentSpec:
         return next(s for s in self.segments if s.value == value)

@@ -228,21 +228,13 @@ def _write_result(result: ModuleResult, loaded: LoadedImage, staging: Path) -> N
 
     name = result.module
     (staging / f"{name}.json").write_text(json.dumps(result_document(result, loaded), indent=2))
-    scene = scene_layer.new_scene()
-    table_node = scene_layer.table_node_from_records(scene, result.table_rows, name)
-    scene_layer.save_node(table_node, staging / f"{name}.csv")
+    scene_layer.save_table_file(result.table_rows, staging / f"{name}.csv")
     if result.label_image is not None and loaded.image is not None:
         labels = sitk.Image(geometry.as_uint8(result.label_image))  # a copy: the header is the file's alone
         for key, value in result.label_table.header_keys().items():  # its values named, as a .seg.nrrd names them
             labels.SetMetaData(key, value)
         sitk.WriteImage(labels, str(staging / f"{name}_labels.nrrd"), True)
-        volume_node = scene_layer.geometry_node(scene, loaded.image, "input")
-        seg_node = scene_layer.segmentation_node_from_labelmap(scene, result.label_image, volume_node,
-                                                               result.label_table, name)
-        scene_layer.save_node(seg_node, staging / f"{name}.seg.nrrd")
-        scene_layer.remove_segmentation_node(seg_node)
-        scene.RemoveNode(volume_node)
-    scene.RemoveNode(table_node)
+        scene_layer.save_segmentation_file(result.label_image, result.label_table, staging / f"{name}.seg.nrrd")
     if result.report is not None:
         result.report(staging / f"{name}_report.png", result.warnings)
     for file_name, writer in result.extra_outputs.items():

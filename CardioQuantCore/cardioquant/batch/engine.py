@@ -125,4 +125,7 @@ def _serve() -> None:
 
 
 if __name__ == "__main__":
+    from ..launcher import leave_objects_to_the_system_at_exit
+
+    leave_objects_to_the_system_at_exit()
     _serve()
