@@ -40,6 +40,11 @@ class SegmentSpec:
         return "~".join([SLICER_CONTEXT, code(self.category), code(self.type), "^^", ANATOMIC_CONTEXT,
                          code(self.region), "^^"])
 
+    def header_keys(self, n: int) -> dict[str, str]:
+        """This segment's name, label value and terminology as segment `n` of a Slicer segmentation file's header."""
+        return {f"Segment{n}_Name": self.name, f"Segment{n}_LabelValue": str(self.value),
+                f"Segment{n}_Tags": f"TerminologyEntry:{self.terminology_entry()}|"}
+
     def to_json(self) -> dict:
         return {
             "value": self.value,
@@ -72,18 +77,17 @@ class LabelTable:
         label map's were taken for TotalSegmentator's, T2-L3 named C1-T5)."""
         keys: dict[str, str] = {}
         for n, spec in enumerate(self.segments):
-            keys |= {f"Segment{n}_Name": spec.name, f"Segment{n}_LabelValue": str(spec.value),
-                     f"Segment{n}_Tags": f"TerminologyEntry:{spec.terminology_entry()}|"}
+            keys |= spec.header_keys(n)
         return keys
 
     def segments_of(self, present: set[int], include_empty: bool = True) -> list[SegmentSpec]:
         """The segments of a result whose label map holds the values `present`: the table's entries found (and the
         empty ones to paint into, when `include_empty` and the table offers them), in the table's order, then one
-        grey "unlabelled N" segment for each value outside the table (kept visible, never dropped; no terminology:
-        its `category` is None)."""
+        grey "unlabelled N" segment for each value outside the table (kept visible, never dropped; typed "Tissue",
+        the type Slicer gives a segment without one)."""
         found = [spec for spec in self.segments if spec.value in present or (include_empty and self.offer_empty)]
         known = {spec.value for spec in self.segments}
-        return found + [SegmentSpec(value, f"unlabelled {value}", UNLABELLED_GREY, None, None)  # type: ignore[arg-type]
+        return found + [SegmentSpec(value, f"unlabelled {value}", UNLABELLED_GREY, TISSUE, TISSUE)
                         for value in sorted(set(present) - known)]
 
     def by_value(self, value: int) -> SegmentSpec:
