@@ -353,7 +353,7 @@ def test_export_of_a_module_that_does_not_rescore_copies_the_run_and_adds_the_di
     from cardioquant import cli
     from cardioquant.bmd.phantom import write_spine_phantom
     from cardioquant.bmd.pipeline import LABEL_TABLE as BMD_LABELS
-    from cardioquant.imageio import read_image
+    from cardioquant.imageio import read_image, slicer_segments
 
     scan_path, labels_path, _ = write_spine_phantom(tmp_path)
     scan = sitk.ReadImage(scan_path)
@@ -380,7 +380,11 @@ def test_export_of_a_module_that_does_not_rescore_copies_the_run_and_adds_the_di
     scene.update_segments_from_labelmap(segmentation, edited, volume, BMD_LABELS)
     bmd.exportCurrent(volume, segmentation, str(tmp_path / "run"), str(tmp_path / "edited"))
 
-    exported = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "edited" / "bmd_labels.nrrd")))
+    exported_file = sitk.ReadImage(str(tmp_path / "edited" / "bmd_labels.nrrd"))
+    exported = sitk.GetArrayFromImage(exported_file)
+    # its values named as the run's label map names them: read back as a mask, L1 is L1, not TotalSegmentator's 1
+    body = next(spec.value for spec in BMD_LABELS.segments if spec.name == "vertebrae_L1")
+    assert slicer_segments(exported_file)[body] == ("vertebrae_L1", "51282000")
     run_labels = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "run" / "bmd_labels.nrrd")))
     assert not (exported == roi).any() and np.array_equal(exported[run_labels != roi], run_labels[run_labels != roi])
     reread = scene.load_segmentation(_mrml(), tmp_path / "edited" / "bmd.seg.nrrd")

@@ -279,13 +279,12 @@ class AnalysisLogic:
     def _writeEditedSegmentation(self, inputVolumeNode, segmentationNode, labels, runOutputDir, staging):
         """The segmentation as the reader left it (segmentation and label map), in place of the run's, and the
         run's JSON with a warning that its figures were not recomputed from the edits."""
-        import SimpleITK as sitk
-
         from cardioquant import geometry
+        from cardioquant.results import write_label_map
 
         key = self.MODULE_KEY
         image = geometry.image_from_array(labels, scene_layer.image_from_volume_node(inputVolumeNode))
-        sitk.WriteImage(geometry.as_uint8(image), str(staging / f"{key}_labels.nrrd"), True)
+        write_label_map(image, self.pipeline().LABEL_TABLE, staging / f"{key}_labels.nrrd")
         scene_layer.save_node(segmentationNode, staging / f"{key}.seg.nrrd")
         document = self.runDocument(runOutputDir)
         document["warnings"] = [*document.get("warnings", []), (

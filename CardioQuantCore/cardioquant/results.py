@@ -223,6 +223,16 @@ def swap_in(outdir: str | Path, module: str, fill: Callable[[Path], None], overw
         return finish_swap(outdir, module)
 
 
+def write_label_map(label_image: sitk.Image, table: LabelTable, path: Path) -> None:
+    """The plain label map (`<module>_labels.nrrd`), its values named in its header as a Slicer segmentation names
+    them (LabelTable.header_keys): read back as a mask (imageio.slicer_segments), its values are this table's, not
+    another convention's. The run's and a reader's edited one alike."""
+    labels = sitk.Image(geometry.as_uint8(label_image))  # a copy: the header is the file's alone
+    for key, value in table.header_keys().items():
+        labels.SetMetaData(key, value)
+    sitk.WriteImage(labels, str(path), True)
+
+
 def _write_result(result: ModuleResult, loaded: LoadedImage, staging: Path) -> None:
     from . import scene as scene_layer
 
@@ -230,10 +240,7 @@ def _write_result(result: ModuleResult, loaded: LoadedImage, staging: Path) -> N
     (staging / f"{name}.json").write_text(json.dumps(result_document(result, loaded), indent=2))
     scene_layer.save_table_file(result.table_rows, staging / f"{name}.csv")
     if result.label_image is not None and loaded.image is not None:
-        labels = sitk.Image(geometry.as_uint8(result.label_image))  # a copy: the header is the file's alone
-        for key, value in result.label_table.header_keys().items():  # its values named, as a .seg.nrrd names them
-            labels.SetMetaData(key, value)
-        sitk.WriteImage(labels, str(staging / f"{name}_labels.nrrd"), True)
+        write_label_map(result.label_image, result.label_table, staging / f"{name}_labels.nrrd")
         scene_layer.save_segmentation_file(result.label_image, result.label_table, staging / f"{name}.seg.nrrd")
     if result.report is not None:
         result.report(staging / f"{name}_report.png", result.warnings)
