@@ -4,7 +4,8 @@ OUTDIR/<module>.json         scores, options (the settings given), settings (der
                              fingerprint, label table, warnings
 OUTDIR/<module>.seg.nrrd     Slicer segmentation (names, colours, terminology; input grid)
 OUTDIR/<module>_labels.nrrd  plain label map on the input grid (values in the JSON's `labels`)
-OUTDIR/<module>.csv          the main table (one row per artery / vertebra / segment / vessel)
+OUTDIR/<module>.csv          the main table (one row per artery / vertebra / segment / vessel), and its column types
+                             for Slicer's reader (<module>.schema.csv)
 OUTDIR/<module>_report.png   one-page visual report (and .pdf)
 """
 
