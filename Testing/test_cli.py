@@ -326,6 +326,20 @@ def test_ctrl_c_while_the_command_line_loads_ends_in_one_line(capsys, monkeypatc
     assert capsys.readouterr().err.strip() == "cardioquant: interrupted; nothing was written"
 
 
+def test_a_command_loads_its_own_analysis_only_and_the_help_lists_all_four(capsys):
+    """Each analysis's options come from its pipeline, whose import brings SciPy and more: the scar command loads
+    the scar pipeline and no other (a fresh interpreter); the command list still names every analysis."""
+    code = ("import sys; from cardioquant import cli; options = cli.build_parser('scar').parse_args("
+            "['scar', 'lge.nii.gz', '-o', 'out', '--min-scar-ml', '0']); "
+            "print(options.min_scar_ml, sorted(m for m in sys.modules if m.endswith('.pipeline')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split(" ", 1) == ["0.0", "['cardioquant.scar.pipeline']\n"]
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    listed = capsys.readouterr().out
+    assert all(name in listed for name in ("calcium", "scar", "bmd", "ffr", "batch", "demo"))
+
+
 @pytest.mark.parametrize("left_to_the_system", [False, True])
 def test_a_command_ends_without_pythons_last_collection_walking_every_object(left_to_the_system):
     """With PyTorch, VTK and Matplotlib loaded, Python's last garbage collection at exit took 0.7-2 s on the

@@ -116,7 +116,7 @@ def _serve() -> None:
     for line in sys.stdin:
         argv = json.loads(line)
         try:
-            options = build_parser().parse_args(argv)
+            options = build_parser(argv[0]).parse_args(argv)
             code, message = run_parsed(options)
         except SystemExit:  # argparse: a bad option (the batch checked them, so this is a bug or a race)
             code, message = 2, f"bad options for {argv[0]}: {' '.join(argv[1:])}"
