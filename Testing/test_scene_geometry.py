@@ -205,14 +205,6 @@ def test_a_results_one_pass_seg_nrrd_reads_in_slicer_as_slicers_own_file(mrml, t
     assert grid[16:] == [0, 7, 0, 6, 0, 5]
 
 
-def test_a_removed_segmentation_leaves_the_scene_and_its_saved_file_intact(mrml, tmp_path):
-    label = _labels((6, 7, 8))
-    _, _, seg, path = _saved_segmentation(mrml, tmp_path, label)
-    scene.remove_segmentation_node(seg)
-    assert mrml.GetNodesByClass("vtkMRMLSegmentationNode").GetNumberOfItems() == 0
-    assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(path))), label)
-
-
 def test_a_segment_edited_beyond_the_box_of_the_run_keeps_the_new_voxels(mrml, tmp_path):
     """The run's segments are held on the box of their voxels; a reader's edit reaching beyond it (a lesion the
     run missed, in a corner of the scan) is kept, exported, written and read back like any other voxel."""

@@ -17,8 +17,8 @@ def leave_objects_to_the_system_at_exit() -> None:
     with PyTorch, VTK and Matplotlib loaded that took 0.7-2 s on the 2-core benchmark machine, longer than a scar
     analysis. Objects frozen into the permanent generation are not walked; the operating system frees the process's
     memory at once. Output files are written and closed before then, and exit handlers still run (this one is
-    registered before PyTorch's and VTK's, so it runs after them); only at exit, so a process that calls main() and goes on (a test) keeps its
-    collector."""
+    registered before PyTorch's and VTK's, so it runs after them); only at exit, so a process that calls main() and
+    goes on (a test) keeps its collector."""
     atexit.register(gc.freeze)
 
 

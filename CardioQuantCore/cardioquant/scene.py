@@ -92,18 +92,6 @@ def volume_node_from_image(scene, image: sitk.Image, name: str, labelmap: bool =
     return node
 
 
-def geometry_node(scene, image: sitk.Image, name: str):
-    """A volume node with the image's grid and no voxels: the reference geometry of a segmentation written to
-    file, without a copy of a scan that may be gigabytes. A 2D image (a slice) is a volume one voxel deep."""
-    image = _as_volume(image)
-    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
-    image_data = vtkImageData()
-    image_data.SetDimensions(*image.GetSize())
-    node.SetAndObserveImageData(image_data)
-    node.SetIJKToRASMatrix(_vtk_matrix(geometry.ijk_to_ras(image)))
-    return node
-
-
 def update_volume_node(node, array_kji: np.ndarray, ijk_to_ras: np.ndarray) -> None:
     array_kji = np.ascontiguousarray(array_kji)
     image_data = vtkImageData()
@@ -213,19 +201,6 @@ def segmentation_node_from_labelmap(scene, label_image: sitk.Image, reference_no
         segment.SetTerminology(spec.terminology_entry())
         segmentation.AddSegment(segment, spec.name)
     return segmentation_node
-
-
-def remove_segmentation_node(segmentation_node) -> None:
-    """Remove a segmentation from its scene and free it. Slicer clears each segment's voxels from a shared
-    labelmap as it frees the segment, one pass over the labelmap per segment (3.5 s for a chest CT's 34
-    vertebral and reference segments): the labelmap is emptied first, as nothing reads it any more."""
-    segmentation = segmentation_node.GetSegmentation()
-    binary = _slicer().vtkSegmentationConverter.GetBinaryLabelmapRepresentationName()
-    for index in range(segmentation.GetNumberOfSegments()):
-        labelmap = segmentation.GetNthSegment(index).GetRepresentation(binary)
-        if labelmap is not None:
-            labelmap.Initialize()
-    segmentation_node.GetScene().RemoveNode(segmentation_node)
 
 
 def _labelled_extent(labels_kji: np.ndarray) -> tuple[int, ...]:
