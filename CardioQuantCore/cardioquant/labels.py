@@ -61,8 +61,8 @@ class SegmentSpec:
 class LabelTable:
     segments: list[SegmentSpec] = field(default_factory=list)
     # Whether the segments a result lacks are put in the scene empty, for the reader to paint into: yes for a few
-    # named structures (arteries, scar), no for a table of every possible vertebra (each segment costs the
-    # segmentation's writer a pass over the whole scan).
+    # named structures (arteries, scar), no for a table of every possible vertebra (104 entries: a list no reader
+    # wants, and each segment costs Slicer's writer, which saves a reader's edits, a pass over the whole scan).
     offer_empty: bool = True
 
     def __post_init__(self):
