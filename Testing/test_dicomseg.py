@@ -14,9 +14,10 @@ from cardioquant.imageio import read_image
 def test_dicom_seg_round_trip(tmp_path):
     write_ct_series(tmp_path / "ct", np.full((4, 10, 12), -1000.0), spacing=(0.5, 0.5, 3.0))
     loaded = read_image(tmp_path / "ct")
-    label = np.zeros((4, 10, 12), np.uint8)
+    label = np.zeros((4, 10, 12), np.uint16)  # as the panel exports a reader's segmentation
     label[1, 2:5, 3:7] = 2   # LAD, 12 voxels
     label[3, 8, 10] = 4      # RCA, 1 voxel
+    label[0, 0, 0] = 9       # a value outside the table: no segment of its own, in none of the others
     path = export_dicom_seg(label, TABLE, loaded.source_files, tmp_path / "seg.dcm", "CalciumScoring")
     seg = hd.seg.segread(path)
     names = {seg.get_segment_description(n).segment_label: n for n in seg.segment_numbers}

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import __version__
+from . import __version__, geometry
 from .errors import InputError
 from .labels import LabelTable
 
@@ -39,16 +39,20 @@ def export_dicom_seg(label_array_kji: np.ndarray, table: LabelTable, source_file
     if label_array_kji.shape != (len(sources), int(sources[0].Rows), int(sources[0].Columns)):
         raise InputError(f"label map shape {label_array_kji.shape} does not match the DICOM series "
                          f"({len(sources)} x {sources[0].Rows} x {sources[0].Columns})")
-    present = [s for s in table.segments if np.any(label_array_kji == s.value)]
+    # The values found in one pass, not one comparison over the scan per table entry: BoneDensity's table has 104
+    # (6 s for a 512 x 512 x 300 chest CT, and 1.6 s more to renumber its 31 segments one by one).
+    found = geometry.label_values(label_array_kji)
+    present = [s for s in table.segments if s.value in found]
     if not present:
         raise InputError("nothing to export: the segmentation is empty")
-    # highdicom takes a label map whose values are segment numbers 1..N.
-    renumbered = np.zeros(label_array_kji.shape, dtype=np.uint8)
+    # highdicom takes a label map whose values are segment numbers 1..N (other values: none).
+    numbers = np.zeros(max(found) + 1, dtype=np.uint8)
+    numbers[[spec.value for spec in present]] = np.arange(1, len(present) + 1)
+    renumbered = numbers[label_array_kji]
     descriptions = []
     algorithm = hd.AlgorithmIdentificationSequence(name=algorithm_name, version=algorithm_version,
                                                    family=_code(("DCM", "113027", "Specified")))  # no closer code exists
     for number, spec in enumerate(present, start=1):
-        renumbered[label_array_kji == spec.value] = number
         descriptions.append(hd.seg.SegmentDescription(
             segment_number=number,
             segment_label=spec.name,
