@@ -205,6 +205,30 @@ def test_a_results_one_pass_seg_nrrd_reads_in_slicer_as_slicers_own_file(mrml, t
     assert grid[16:] == [0, 7, 0, 6, 0, 5]
 
 
+def test_overlapping_segments_export_as_the_later_table_entry_and_others_are_left_out(mrml):
+    """A reader's segments may overlap (Slicer then keeps them in layers): exported to the table's values, an
+    overlapped voxel is the later table entry's; a segment the table does not name is not exported."""
+    image = oblique_image(np.zeros((6, 7, 8), np.int16))
+    volume = scene.volume_node_from_image(mrml, image, "ct")
+    lad, rca = np.zeros((6, 7, 8), np.uint8), np.zeros((6, 7, 8), np.uint8)
+    lad[1:4, 1:4, 1:4], rca[2:5, 2:5, 2:5] = 2, 4  # 2 x 2 x 2 voxels overlap
+    seg = scene.segmentation_node_from_labelmap(mrml, geometry.image_from_array(lad, image), volume, TABLE, "cac")
+    other = scene.segmentation_node_from_labelmap(mrml, geometry.image_from_array(rca, image), volume, TABLE, "b")
+    segmentation, theirs = seg.GetSegmentation(), other.GetSegmentation()
+    segmentation.RemoveSegment(segmentation.GetSegmentIdBySegmentName("RCA"))
+    segmentation.CopySegmentFromSegmentation(theirs, theirs.GetSegmentIdBySegmentName("RCA"))  # a layer of its own
+    marked = np.zeros((6, 7, 8), np.uint8)
+    marked[5, 6, 7] = 2
+    noted = scene.segmentation_node_from_labelmap(mrml, geometry.image_from_array(marked, image), volume, TABLE, "c")
+    notes = noted.GetSegmentation()
+    notes.GetSegment(notes.GetSegmentIdBySegmentName("LAD")).SetName("reader's note")
+    segmentation.CopySegmentFromSegmentation(notes, notes.GetSegmentIdBySegmentName("reader's note"))
+    assert segmentation.GetNumberOfLayers() >= 2 and "reader's note" in scene.segment_names(seg)
+    exported = scene.labelmap_from_segmentation_node(seg, volume, TABLE)
+    assert (exported == 4).sum() == 27 and (exported == 2).sum() == 27 - 8
+    assert exported[2, 2, 2] == 4 and exported[5, 6, 7] == 0 and not (exported == 1).any()
+
+
 def test_a_segment_edited_beyond_the_box_of_the_run_keeps_the_new_voxels(mrml, tmp_path):
     """The run's segments are held on the box of their voxels; a reader's edit reaching beyond it (a lesion the
     run missed, in a corner of the scan) is kept, exported, written and read back like any other voxel."""

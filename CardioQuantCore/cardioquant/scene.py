@@ -242,39 +242,47 @@ def _new_segment(value: int, name: str, color, shared, representation: str):
 def labelmap_from_segmentation_node(segmentation_node, reference_node, table: LabelTable) -> np.ndarray:
     """Label array [k, j, i] on the reference volume's grid, values from the table by segment name (segment_id_of).
 
-    Used to recompute scores after the user edits segments; where segments overlap the later table entry wins.
+    Used to recompute scores after the user edits segments, and to export them; where segments overlap the later
+    table entry wins. The segments are exported together, in table order (Slicer numbers them 1..N, a later one
+    over an earlier), then renumbered to the table's values: one export per segment took 36 s for BoneDensity's 31
+    segments on a 512 x 512 x 300 chest CT, all at once 3.6 s.
     """
-    logic = _segmentations_logic()
+    ids, values = _segment_ids_in_table_order(segmentation_node, table)
+    shape = array_from_volume_node(reference_node).shape
+    if not values:
+        return np.zeros(shape, dtype=np.uint16)
     scene = segmentation_node.GetScene()
-    out = np.zeros(array_from_volume_node(reference_node).shape, dtype=np.uint16)
+    temp = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__cardioquant_export__")
+    try:
+        if not _segmentations_logic().ExportSegmentsToLabelmapNode(segmentation_node, ids, temp, reference_node):
+            raise RuntimeError(f"could not export the segments of {segmentation_node.GetName()}")
+        if temp.GetImageData() is None:  # every segment empty
+            return np.zeros(shape, dtype=np.uint16)
+        return np.array([0, *values], dtype=np.uint16)[array_from_volume_node(temp)]
+    finally:
+        scene.RemoveNode(temp)
+
+
+def _segment_ids_in_table_order(segmentation_node, table: LabelTable):
+    """(the IDs of the segmentation's segments named in `table`, as a vtkStringArray in the table's order; the table
+    value of each)."""
+    ids, values = vtkStringArray(), []
     for spec in table.segments:
         segment_id = segment_id_of(segmentation_node, spec.name)
-        if not segment_id:
-            continue
-        ids = vtkStringArray()
-        ids.InsertNextValue(segment_id)
-        temp = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__cardioquant_export__")
-        try:
-            if not logic.ExportSegmentsToLabelmapNode(segmentation_node, ids, temp, reference_node):
-                raise RuntimeError(f"could not export segment {spec.name}")
-            if temp.GetImageData() is not None:
-                out[array_from_volume_node(temp) != 0] = spec.value
-        finally:
-            scene.RemoveNode(temp)
-    return out
+        if segment_id:
+            ids.InsertNextValue(segment_id)
+            values.append(spec.value)
+    return ids, values
 
 
 def update_segments_from_labelmap(segmentation_node, labels: np.ndarray, reference_node, table: LabelTable) -> None:
     """Replace, in place, the content of the segmentation's segments named in `table` by `labels` (values from the
     table, on the reference volume's grid): the reader's node keeps its segments, names, colours and terminology.
     Used when the panel reassigns a lesion (slicer.util's per-segment update needs Slicer's application)."""
-    ids = vtkStringArray()
-    ordered = np.zeros(labels.shape, dtype=np.uint8)  # the import maps label n to the n-th segment ID
-    for spec in table.segments:
-        segment_id = segment_id_of(segmentation_node, spec.name)
-        if segment_id:
-            ids.InsertNextValue(segment_id)
-            ordered[labels == spec.value] = ids.GetNumberOfValues()
+    ids, values = _segment_ids_in_table_order(segmentation_node, table)
+    number = np.zeros(max([int(labels.max()), *values]) + 1, dtype=np.uint8)  # the import maps label n to the
+    number[values] = np.arange(1, len(values) + 1)                           # n-th segment ID; others: none
+    ordered = number[labels]
     reference = image_from_volume_node(reference_node)
     temp = volume_node_from_image(segmentation_node.GetScene(), geometry.image_from_array(ordered, reference),
                                   "__cardioquant_update__", labelmap=True)
