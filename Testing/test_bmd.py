@@ -1760,6 +1760,29 @@ def test_in_plane_opening_keeps_what_holds_the_disk_and_drops_thin_parts():
     assert np.array_equal(opened, ndimage.binary_opening(aorta | strip, disk(5)))
 
 
+def test_holes_fill_slice_by_slice_as_scipy_fills_them_wherever_the_mask_lies():
+    """Each slice's holes filled, read in the mask's bounding box only: the same as scipy's hole filling slice by
+    slice, for rings in the middle, at the slice's edge (a bay open to it is no hole) and in a corner, on random
+    masks, and on an empty one."""
+    from scipy import ndimage
+
+    from cardioquant.geometry import fill_holes_in_plane
+
+    masks = [np.zeros((3, 30, 40), bool)]
+    ring = np.zeros((3, 30, 40), bool)
+    ring[0, 10:20, 10:20], ring[0, 12:18, 12:18] = True, False     # a closed ring: its inside is a hole
+    ring[1, 0:8, 0:8], ring[1, 2:6, 2:6] = True, False              # in the corner, touching two edges
+    ring[2, 22:30, 5:15], ring[2, 24:30, 7:13] = True, False        # a bay open to the slice's edge: no hole
+    masks.append(ring)
+    rng = np.random.default_rng(3)
+    masks += [rng.random((4, 25, 33)) < share for share in (0.3, 0.5, 0.7)]
+    for mask in masks:
+        expected = np.stack([ndimage.binary_fill_holes(plane) for plane in mask])
+        assert np.array_equal(fill_holes_in_plane(mask), expected)
+    assert fill_holes_in_plane(ring)[0, 15, 15] and fill_holes_in_plane(ring)[1, 3, 3]
+    assert not fill_holes_in_plane(ring)[2, 27, 10]
+
+
 def test_in_plane_closing_bridges_a_gap_up_to_its_disk_and_holes_fill_inside_a_closed_ring():
     """A ring 5 px thick (radius 18-22 px) with a 5 px gap: closing with a 5 px disk bridges it, a 4 px disk does
     not; the bridged ring's inside fills, the open one's does not. The same as scipy's closing with that disk and

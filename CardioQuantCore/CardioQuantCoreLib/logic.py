@@ -384,6 +384,7 @@ class BMDLogic(AnalysisLogic):
         was measured (40-55 HU high on a phantom). Each body is written with what its segment encloses, its ROI
         (another segment)."""
         import SimpleITK as sitk
+        from scipy import ndimage
 
         from cardioquant import geometry
 
@@ -393,8 +394,11 @@ class BMDLogic(AnalysisLogic):
             return loaded, settings
         image = sitk.ReadImage(settings.vertebra_mask)
         labels = sitk.GetArrayFromImage(image)
-        for value in geometry.label_values(labels):
-            labels[geometry.fill_holes_in_plane(labels == value) & (labels == 0)] = value
+        # each body's enclosed ROI filled in, read in the body's box (each over the whole scan: 30 s for a chest CT)
+        for value, box in enumerate(ndimage.find_objects(labels), start=1):
+            if box is not None:
+                body = labels[box]
+                body[geometry.fill_holes_in_plane(body == value) & (body == 0)] = value
         path = os.path.join(folder, "bodies.nrrd")
         for written, values in ((settings.vertebra_mask, labels), (path, labels > 0)):
             bodies = sitk.GetImageFromArray(values.astype(labels.dtype))
