@@ -871,6 +871,27 @@ def test_a_body_with_too_little_of_it_in_view_is_left_out_and_said():
         pipeline._trabecular_rois(hu, {"L2": sliver}, (1.0, 1.0, 3.0), +1)
 
 
+def test_a_body_cut_by_the_scans_end_or_too_small_is_left_out_and_said_while_the_others_are_measured():
+    """A TotalSegmentator map of a chest CT labels the sliver of C5 in its first slice, and a given mask may hold a
+    stray piece labelled as a vertebra: each is named in a warning and not measured (no figure from a 0.2 mL ROI);
+    the whole body is measured. With nothing measurable the run stops and says why."""
+    hu = np.full((12, 60, 60), 40.0, np.float32)
+    whole = np.zeros(hu.shape, bool)
+    whole[2:10, 20:45, 15:45] = True                # 25 x 30 mm at 1 mm pixels, clear of every edge
+    sliver = np.zeros(hu.shape, bool)
+    sliver[0, 30:32, 28:30] = True                  # the tip of C5 in the first slice: no ROI in it
+    piece = np.zeros(hu.shape, bool)
+    piece[5, 5:7, 5:7] = True                       # 4 voxels: 0.01 mL
+    bodies, rois, cut, warnings = pipeline._trabecular_rois(
+        hu, {"C5": sliver, "L1": whole, "L2": piece}, (1.0, 1.0, 3.0), +1)
+    assert list(bodies) == ["L1"] and rois["L1"].any() and cut == set()
+    assert warnings == ["C5: body cut by the scan's first or last slice, too little of it in view for a trabecular "
+                        "ROI: not measured", "L2 (0.0 mL): body too small for a trabecular ROI: not measured; review "
+                        "its mask"]
+    with pytest.raises(InputError, match="no vertebral body holds a trabecular ROI"):
+        pipeline._trabecular_rois(hu, {"C5": sliver, "L2": piece}, (1.0, 1.0, 3.0), +1)
+
+
 def test_no_patient_bmd_when_every_vertebra_is_doubtful():
     """Bodies a calcium scan's field of view cuts give 0.3 mL ROIs: each is named doubtful, and no patient BMD or
     ACR category is made from them."""

@@ -648,10 +648,13 @@ def _trabecular_rois(hu, bodies: dict, spacing, sign: int) -> tuple[dict, dict, 
     front cortex. On the real abdominal CT cut 15 or 25 mm behind the bodies' front (30-89 % of each body in view)
     the ellipse read each of 7 cut bodies within 5 HU of the whole scan's mask-based ROI; an ROI 3 mm inside the
     visible part's edge read 4-37 HU high (the front of a lumbar body is denser). A cut body with no ROI left is
-    named and left out; a whole body too small for an ROI stops the run. A body the rim only grazes behind or
-    beside its ellipse (a round field of view's circle at a corner) keeps its extents, and the usual ellipse
-    (roi.cut_across_the_ellipse); it is still marked cut."""
-    rois, cut, too_little = {}, [], []
+    named and left out, and so is a body the scan's first or last slice cuts with too little of it in view (a
+    TotalSegmentator map of a chest CT labels the sliver of C5 or L4 at its ends) and a body whose mask is too small
+    for an ROI (a stray piece of a given mask), each named in a warning: the others are measured. A body the rim
+    only grazes behind or beside its ellipse (a round field of view's circle at a corner) keeps its extents, and
+    the usual ellipse (roi.cut_across_the_ellipse); it is still marked cut."""
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    rois, cut, too_little, scan_cut, too_small = {}, [], [], [], []
     for level, mask in bodies.items():
         on_rim = geometry.voxels_on_field_of_view_rim(mask, hu)
         placed = CUT_BODY_ROI if roi.cut_across_the_ellipse(mask, on_rim, spacing, sign) else None
@@ -661,15 +664,24 @@ def _trabecular_rois(hu, bodies: dict, spacing, sign: int) -> tuple[dict, dict, 
                 cut.append(level)
         elif on_rim[0].size:
             too_little.append(level)
+        elif vertebrae.cut_by_scan_range(mask):
+            scan_cut.append(level)
         else:
-            raise InputError(f"vertebral body of {level} is too small for a trabecular ROI")
+            too_small.append(f"{level} ({mask.sum() * voxel_ml:.1f} mL)")
     if not rois:
         raise InputError("every vertebral body is cut by the field of view, with too little of it in view to measure: "
-                         "give a scan whose field of view holds the spine")
+                         "give a scan whose field of view holds the spine" if not (scan_cut or too_small) else
+                         "no vertebral body holds a trabecular ROI (each is cut by the field of view or the scan's "
+                         "ends, or too small): give a scan, or masks, that hold whole vertebral bodies")
     warnings = []
     if too_little:
         warnings.append(f"{', '.join(too_little)}: body cut by the field of view, too little of it in view for a "
                         "trabecular ROI: not measured")
+    if scan_cut:
+        warnings.append(f"{', '.join(scan_cut)}: body cut by the scan's first or last slice, too little of it in view "
+                        "for a trabecular ROI: not measured")
+    if too_small:
+        warnings.append(f"{', '.join(too_small)}: body too small for a trabecular ROI: not measured; review its mask")
     if cut:
         warnings.append(f"{', '.join(cut)}: body cut by the field of view: measured in its visible part")
     return {level: bodies[level] for level in rois}, rois, set(cut), warnings
