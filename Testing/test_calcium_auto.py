@@ -703,6 +703,30 @@ def test_with_the_spine_cut_away_a_lesion_at_the_back_of_the_heart_is_flagged_fo
         assert ("no spine bounds" in entry["reason"] and entry["review"]) == unbounded
 
 
+@pytest.mark.parametrize("spacing", [(0.7, 0.7, 1.1), (0.39, 0.39, 3.0), (1.5, 1.5, 1.5), (0.8, 0.8, 5.0)])
+def test_a_mask_grows_by_its_margin_as_a_dilation_with_the_ellipsoid_of_that_radius(spacing):
+    """Growing a mask (a TotalSegmentator heart by 10 mm, an aorta by 2 mm) is the dilation with the ellipsoid of
+    that radius in voxels (at least one voxel an axis), its surface included: worked out exactly here with integer
+    arithmetic over the whole array, against `grown`, which works in the mask's box. The same for the distance
+    maps it rests on (the voxels within a distance of a mask; the depth inside one), against SciPy's over the
+    whole array."""
+    rng = np.random.default_rng(7)
+    mask = np.zeros((14, 40, 44), bool)
+    mask[4:9, 12:20, 15:30] = True
+    mask[tuple(rng.integers(0, n, size=5) for n in mask.shape)] = True  # scattered voxels, some at the edges
+    for margin_mm in (2.0, 10.0):
+        radius = [max(1, round(margin_mm / s)) for s in spacing[::-1]]
+        product = int(np.prod(radius))
+        offsets = np.mgrid[tuple(slice(-r, r + 1) for r in radius)]
+        ellipsoid = sum((g * (product // r)) ** 2 for g, r in zip(offsets, radius, strict=True)) <= product ** 2
+        assert np.array_equal(anatomy.grown(mask, spacing, margin_mm), ndimage.binary_dilation(mask, ellipsoid))
+    sampling = spacing[::-1]
+    assert np.array_equal(geometry.within(mask, 4.0, sampling),
+                          ndimage.distance_transform_edt(~mask, sampling=sampling) <= 4.0)
+    assert np.allclose(geometry.depth_inside(mask, sampling), ndimage.distance_transform_edt(mask, sampling=sampling))
+    assert not geometry.within(np.zeros((3, 4, 5), bool), 4.0, (1, 1, 1)).any()
+
+
 def test_a_heart_masks_margin_stops_at_the_chest_wall_but_keeps_the_heart_surface():
     """A heart mask (a TotalSegmentator heart, say) grown 10 mm for the coronaries reached the costal cartilage in
     front of the lungs where the heart lies against the chest. On the voxel-built thorax, a mask reaching 2 mm

@@ -49,12 +49,14 @@ from ..budget import block_average
 from ..errors import InputError
 from ..geometry import (
     NO_DATA_HU,
+    depth_inside,
     disk,
     fill_holes,
     fill_holes_in_plane,
     outside_the_reconstruction,
     turned_to,
     voxels_to_lps,
+    within,
 )
 from . import great_vessels
 
@@ -581,7 +583,7 @@ def heart_from_mask(image: sitk.Image, heart_mask: np.ndarray, margin_mm: float 
         raise InputError("the heart mask is empty on this scan's grid")
     region = heart_mask | (grown(heart_mask, spacing, margin_mm) & _behind_the_chest_wall(image, heart_mask))
     hu = sitk.GetArrayViewFromImage(image)
-    depth = ndimage.distance_transform_edt(heart_mask, sampling=spacing[::-1])
+    depth = depth_inside(heart_mask, spacing[::-1])
     blood = (depth >= min(BLOOD_DEPTH_MM, depth.max() / 2)) & (hu > -30.0)
     volume_ml = float(heart_mask.sum()) * float(np.prod(spacing)) / 1000.0
     vessels = "" if great_vessels is None else "; calcium in its aorta kept apart as aortic"
@@ -591,11 +593,15 @@ def heart_from_mask(image: sitk.Image, heart_mask: np.ndarray, margin_mm: float 
 
 
 def grown(mask: np.ndarray, spacing, margin_mm: float) -> np.ndarray:
-    """`mask` grown by `margin_mm` in every direction (an ellipsoid of that radius in voxels of `spacing`, x y z)."""
+    """`mask` grown by `margin_mm` in every direction (an ellipsoid of that radius in voxels of `spacing`, x y z, at
+    least one voxel along each axis).
+
+    The dilation by that ellipsoid is the voxels whose distance to the mask, each axis in units of its radius, is
+    at most 1 (`within`). A dilation with the ellipsoid itself over the whole scan took 84 s for a
+    TotalSegmentator heart grown 10 mm on a 512 x 512 x 133 chest CT, 412 s at 512 x 512 x 300."""
     radius = [max(1, int(round(margin_mm / s))) for s in spacing[::-1]]
-    grid = np.mgrid[tuple(slice(-r, r + 1) for r in radius)]
-    ball = sum((g / max(r, 1)) ** 2 for g, r in zip(grid, radius, strict=True)) <= 1.0
-    return ndimage.binary_dilation(mask, structure=ball)
+    # 1 + 1e-9: an offset on the ellipsoid's surface is in it (the distance's rounding would leave some out)
+    return within(np.asarray(mask, bool), 1.0 + 1e-9, [1.0 / r for r in radius])
 
 
 def _behind_the_chest_wall(image: sitk.Image, heart_mask: np.ndarray) -> np.ndarray:

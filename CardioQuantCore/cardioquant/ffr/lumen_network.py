@@ -85,7 +85,7 @@ def split_trees(lumen: np.ndarray, aorta: np.ndarray, reference: sitk.Image) -> 
     if count == 0:
         raise InputError("no contrast-filled aorta found: the coronary network needs a contrast-enhanced coronary CTA "
                          "with the aortic root in the field of view (or give --lumen-mask, --seeds or --centerlines)")
-    near_aorta = _within(aorta, CONTACT_MM, spacing)
+    near_aorta = geometry.within(aorta, CONTACT_MM, spacing)
     pieces, n_pieces = ndimage.label(lumen, structure=np.ones((3, 3, 3), bool))
     sizes = np.bincount(pieces.ravel(), minlength=n_pieces + 1) * voxel_ml
     touching = np.unique(pieces[near_aorta & (pieces > 0)])
@@ -129,13 +129,3 @@ def _nearest_piece(labels: np.ndarray, contact: np.ndarray, spacing) -> int:
     return int(np.argmax(counts))
 
 
-def _within(mask: np.ndarray, distance_mm: float, spacing) -> np.ndarray:
-    """Voxels within `distance_mm` of `mask`, computed in the mask's bounding box plus the distance."""
-    pad = np.ceil(distance_mm / spacing).astype(int) + 1
-    index = np.argwhere(mask)
-    lo = np.maximum(index.min(0) - pad, 0)
-    hi = np.minimum(index.max(0) + pad + 1, mask.shape)
-    box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-    out = np.zeros(mask.shape, bool)
-    out[box] = ndimage.distance_transform_edt(~mask[box], sampling=spacing) <= distance_mm
-    return out
