@@ -364,12 +364,10 @@ def fill_holes_in_plane(mask: np.ndarray) -> np.ndarray:
 
     Only the mask's bounding box is read: the background outside it reaches the slice's edge, so a hole is the same
     inside the box as in the whole slice. A vertebra's mask in a 512 x 512 x 300 chest CT took 1 s read whole."""
-    from scipy import ndimage
-
     filled = np.array(mask, dtype=bool)
-    box = ndimage.find_objects(filled.view(np.uint8))
-    if box:
-        filled[box[0]] = np.stack([fill_holes(plane) for plane in filled[box[0]]])
+    box = bounding_box(filled)
+    if all(side.stop > side.start for side in box):
+        filled[box] = np.stack([fill_holes(plane) for plane in filled[box]])
     return filled
 
 
