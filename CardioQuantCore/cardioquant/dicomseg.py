@@ -46,9 +46,7 @@ def export_dicom_seg(label_array_kji: np.ndarray, table: LabelTable, source_file
     if not present:
         raise InputError("nothing to export: the segmentation is empty")
     # highdicom takes a label map whose values are segment numbers 1..N (other values: none).
-    numbers = np.zeros(max(found) + 1, dtype=np.uint8)
-    numbers[[spec.value for spec in present]] = np.arange(1, len(present) + 1)
-    renumbered = numbers[label_array_kji]
+    renumbered = table.renumbered(label_array_kji, {spec.value: number for number, spec in enumerate(present, 1)})
     descriptions = []
     algorithm = hd.AlgorithmIdentificationSequence(name=algorithm_name, version=algorithm_version,
                                                    family=_code(("DCM", "113027", "Specified")))  # no closer code exists

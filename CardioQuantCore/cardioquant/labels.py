@@ -94,8 +94,9 @@ class LabelTable:
         return next(s for s in self.segments if s.value == value)
 
     def renumbered(self, drawn, values: dict[int, int]):
-        """`drawn`'s segment numbers (an integer array) turned into this table's values (`values`: number -> value,
-        values_of_labels); voxels of other numbers are 0."""
+        """`drawn` (an integer array) with each value turned into another (`values`: old -> new; a SEG's segment
+        numbers into this table's values, values_of_labels, or the values into segment numbers), in one lookup;
+        voxels of other values are 0."""
         import numpy as np
 
         lookup = np.zeros(max([int(drawn.max()), *values]) + 1, np.uint8)

@@ -280,9 +280,8 @@ def update_segments_from_labelmap(segmentation_node, labels: np.ndarray, referen
     table, on the reference volume's grid): the reader's node keeps its segments, names, colours and terminology.
     Used when the panel reassigns a lesion (slicer.util's per-segment update needs Slicer's application)."""
     ids, values = _segment_ids_in_table_order(segmentation_node, table)
-    number = np.zeros(max([int(labels.max()), *values]) + 1, dtype=np.uint8)  # the import maps label n to the
-    number[values] = np.arange(1, len(values) + 1)                           # n-th segment ID; others: none
-    ordered = number[labels]
+    # the import maps label n to the n-th segment ID; other values: none
+    ordered = table.renumbered(labels, {value: number for number, value in enumerate(values, 1)})
     reference = image_from_volume_node(reference_node)
     temp = volume_node_from_image(segmentation_node.GetScene(), geometry.image_from_array(ordered, reference),
                                   "__cardioquant_update__", labelmap=True)

@@ -158,10 +158,7 @@ MYOPS_VALUES = {MYOPS_CAVITY: 1, MYOPS_MYOCARDIUM: 2, MYOPS_EDEMA: 2, MYOPS_SCAR
 
 def emidec_values_of_myops(labels: np.ndarray) -> np.ndarray:
     """MyoPS label values -> 0 background, 1 LV cavity, 2 myocardium, 3 scar."""
-    out = np.zeros(labels.shape, np.uint8)
-    for value, emidec in MYOPS_VALUES.items():
-        out[labels == value] = emidec
-    return out
+    return LABEL_TABLE.renumbered(labels, MYOPS_VALUES)
 
 
 def values_of_segments(names: dict[int, str], path: str) -> dict[int, int]:
