@@ -182,11 +182,7 @@ def segmentation_node_from_labelmap(scene, label_image: sitk.Image, reference_no
     gives the same .seg.nrrd.
     """
     slicer = _slicer()
-    label_image = geometry.as_uint8(_as_volume(label_image))
-    labels = sitk.GetArrayViewFromImage(label_image)
-    extent = _labelled_extent(labels)
-    i0, i1, j0, j1, k0, k1 = extent
-    box = labels[k0:k1 + 1, j0:j1 + 1, i0:i1 + 1]  # every labelled voxel, read once more instead of the whole scan
+    label_image, extent, box = _labelled_box(label_image)
     present = geometry.label_values(box)
     shared = _labelmap_on_extent(box, extent, geometry.ijk_to_ras(label_image))
     segmentation_node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
@@ -201,6 +197,16 @@ def segmentation_node_from_labelmap(scene, label_image: sitk.Image, reference_no
         segment.SetTerminology(spec.terminology_entry())
         segmentation.AddSegment(segment, spec.name)
     return segmentation_node
+
+
+def _labelled_box(label_image: sitk.Image) -> tuple[sitk.Image, tuple[int, ...], np.ndarray]:
+    """(the label image as an 8-bit volume, the VTK extent of its labelled voxels, those voxels' box [k, j, i]: every
+    labelled voxel, read again instead of the whole scan)."""
+    label_image = geometry.as_uint8(_as_volume(label_image))
+    labels = sitk.GetArrayViewFromImage(label_image)
+    extent = _labelled_extent(labels)
+    i0, i1, j0, j1, k0, k1 = extent
+    return label_image, extent, labels[k0:k1 + 1, j0:j1 + 1, i0:i1 + 1]
 
 
 def _labelled_extent(labels_kji: np.ndarray) -> tuple[int, ...]:
@@ -453,10 +459,7 @@ def save_segmentation_file(label_image: sitk.Image, table: LabelTable, path: str
     CT's 31 vertebral and reference segments took 3-4 s on the 2-core benchmark machine, over a tenth of the
     BoneDensity command. The file is the one Slicer writes (its format: Slicer's segmentation storage node) and reads
     back to the same segments (tested); save_node stays for a reader's edited segmentation, which may overlap."""
-    label_image = geometry.as_uint8(_as_volume(label_image))
-    labels = sitk.GetArrayViewFromImage(label_image)
-    extent = _labelled_extent(labels)
-    box = labels[extent[4]:extent[5] + 1, extent[2]:extent[3] + 1, extent[0]:extent[1] + 1]
+    label_image, extent, box = _labelled_box(label_image)
     written = sitk.Image(label_image)  # a copy: the header is the file's alone
     for key, value in _segmentation_header(table.segments_of(geometry.label_values(box), include_empty), extent,
                                            label_image).items():
